@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set everything up first
+# (virtualenv, Rust build of hub._core, install with dev extras). Needs Python >= 3.11 and a Rust toolchain.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+RUST_SOURCES := $(shell find core_rs/src -name '*.rs') Cargo.toml core_rs/Cargo.toml
+PYTEST_ARGS ?=
+
+.PHONY: install test test-rust test-python demo bench clean
+
+install: $(INSTALLED)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(INSTALLED): $(BIN)/python pyproject.toml $(RUST_SOURCES)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+test: test-rust test-python
+
+test-rust:
+	cargo test --manifest-path core_rs/Cargo.toml --release
+
+test-python: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/cityhub demo
+
+bench: install
+	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=.benchmarks/latest.json -p no:cacheprovider
+	$(BIN)/python benchmarks/report.py .benchmarks/latest.json BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) target .pytest_cache .benchmarks

@@ -1,0 +1,15 @@
+//! The only module that knows about Python: converts plain buffers to and from the core's types,
+//! releases the GIL around batch work and maps core errors to Python exceptions.
+
+use pyo3::prelude::*;
+
+#[pyfunction]
+fn version() -> &'static str {
+    crate::VERSION
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(version, m)?)?;
+    Ok(())
+}

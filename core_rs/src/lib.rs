@@ -1,0 +1,8 @@
+//! CityHub's hot path. Everything here is plain Rust; the Python binding layer lives in
+//! [`bindings`] alone and is compiled only with the `python` feature.
+
+#[cfg(feature = "python")]
+mod bindings;
+
+/// Version of the core, reported by `hub._core.version()`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

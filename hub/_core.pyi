@@ -1,0 +1,3 @@
+"""Type stub of the private Rust extension. Kept honest by ``python -m mypy.stubtest hub._core``."""
+
+def version() -> str: ...

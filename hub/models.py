@@ -1,0 +1,236 @@
+"""The canonical data model: the single source of truth for what flows through CityHub.
+
+Connectors turn each external system's messages into :class:`Event`; the pipeline adds the grid path,
+incident and rule results; the operations centre reads the result from the unified stream. Incidents,
+dispatch orders and their status updates are modelled here too. ``hub.schema`` exports the JSON Schema of
+these models for the docs and the AsyncAPI document.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Category(StrEnum):
+    """The documented event taxonomy. Connectors map their systems' codes onto these names (mapping in
+    config); an unknown category is rejected to the DLQ rather than guessed."""
+
+    GAS_LEAK = "gas_leak"
+    FIRE = "fire"
+    SMOKE = "smoke"
+    WATER_LEAK = "water_leak"
+    FLOODING = "flooding"
+    MANHOLE_COVER = "manhole_cover"
+    HYDRANT_PRESSURE = "hydrant_pressure"
+    ELEVATOR_FAULT = "elevator_fault"
+    DOOR_ALARM = "door_alarm"
+    HIGH_ALTITUDE_THROWING = "high_altitude_throwing"
+    PERSON_ALERT = "person_alert"
+    BILLBOARD_TILT = "billboard_tilt"
+    DEVICE_OFFLINE = "device_offline"
+    ELDER_SOS = "elder_sos"
+    ELDER_FALL = "elder_fall"
+    ELDER_VITALS = "elder_vitals"
+    ELDER_INACTIVITY = "elder_inactivity"
+    BIN_FULL = "bin_full"
+    STATION_FAULT = "station_fault"
+    NOISE = "noise"
+    ROAD_DAMAGE = "road_damage"
+    STREET_LIGHT = "street_light"
+    SANITATION = "sanitation"
+    ILLEGAL_PARKING = "illegal_parking"
+    TREE = "tree"
+    ENVIRONMENT = "environment"
+    AREA_WARNING = "area_warning"
+    COMPLAINT = "complaint"
+    OTHER = "other"
+
+
+class Severity(StrEnum):
+    """Ordered from least to most urgent; rules may raise it, never lower it below the source's value."""
+
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_ORDER.index(self)
+
+
+_SEVERITY_ORDER = list(Severity)
+
+
+class CoordSystem(StrEnum):
+    """WGS-84 (GPS, most IoT), GCJ-02 (Chinese web maps, WeChat) and BD-09 (Baidu maps)."""
+
+    WGS84 = "wgs84"
+    GCJ02 = "gcj02"
+    BD09 = "bd09"
+
+
+class HubModel(BaseModel):
+    """Base of every wire model: unknown fields are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, use_enum_values=False)
+
+
+class Location(HubModel):
+    """A point as the source gave it. The pipeline converts it to the hub's system before the geofence."""
+
+    lon: float = Field(ge=-180, le=180, description="Longitude in degrees.")
+    lat: float = Field(ge=-90, le=90, description="Latitude in degrees.")
+    crs: CoordSystem = Field(CoordSystem.WGS84, description="Coordinate system of lon/lat.")
+    accuracy_m: float | None = Field(None, ge=0, description="Horizontal accuracy in metres, if known.")
+
+
+class Reporter(HubModel):
+    """Who reported the event. Personal data: masked in the unified stream unless configured otherwise."""
+
+    name: str | None = None
+    phone: str | None = None
+    id_card: str | None = Field(None, description="Resident ID-card number (身份证号).")
+    account: str | None = Field(None, description="Account or open id in the source system.")
+
+
+class Attachment(HubModel):
+    """A reference to a photo, video or document; the bytes stay in the source system or object store."""
+
+    url: str
+    media_type: str
+    size_bytes: int | None = Field(None, ge=0)
+    sha256: str | None = None
+
+
+class GridCell(HubModel):
+    """One cell the event's location falls in (or, within the tolerance, is nearest to)."""
+
+    layer: str
+    level: str
+    id: str
+    name: str
+    distance_m: float = Field(0.0, ge=0, description="0 inside the cell; the gap when resolved by tolerance.")
+
+
+class Event(HubModel):
+    """The canonical event. ``id`` is assigned by the hub; ``(source, source_event_id)`` is the
+    idempotency key (a content hash stands in when the source has no id)."""
+
+    id: str | None = Field(None, description="Hub-assigned id (ULID-like, time ordered).")
+    source: Annotated[str, Field(pattern=r"^[a-z0-9_]+$", max_length=64)]
+    source_event_id: str | None = Field(None, max_length=256)
+    category: Category
+    severity: Severity = Severity.MEDIUM
+    time: datetime = Field(description="When it happened, timezone-aware (naive times are rejected).")
+    location: Location | None = None
+    address: str | None = Field(None, max_length=512)
+    grid_path: list[GridCell] = Field(default_factory=list, description="Set by the pipeline.")
+    reporter: Reporter | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    text: str | None = Field(None, max_length=8192, description="Free text (work-order description, ...).")
+    payload: dict[str, Any] = Field(default_factory=dict, description="Source-specific fields, rule-visible.")
+    device_id: str | None = None
+    status: str | None = Field(None, description="Source-side status for updates (e.g. recovered, closed).")
+
+    @field_validator("time")
+    @classmethod
+    def _must_be_aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("time must carry a timezone offset (e.g. 2026-05-01T08:00:00+08:00)")
+        return value
+
+
+class IncidentState(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class IncidentChange(StrEnum):
+    """What happened to an incident; the last token of its subject on the unified stream."""
+
+    OPENED = "opened"
+    MERGED = "merged"
+    UPDATED = "updated"
+    ESCALATED = "escalated"
+    CLOSED = "closed"
+
+
+class Incident(HubModel):
+    """One real-world incident and every report that described it (a gas alarm, a 12345 call and a
+    citizen photo of the same leak are one incident with three reports)."""
+
+    id: str
+    category: Category
+    severity: Severity
+    state: IncidentState = IncidentState.OPEN
+    opened_at: datetime
+    updated_at: datetime
+    location: Location | None = None
+    address: str | None = None
+    grid_path: list[GridCell] = Field(default_factory=list)
+    report_count: int = Field(1, ge=1)
+    event_ids: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    matched_rules: list[str] = Field(default_factory=list)
+    escalate_at: datetime | None = None
+    escalation_level: int = 0
+
+
+class DispatchStatus(StrEnum):
+    CREATED = "created"
+    SENT = "sent"
+    ACCEPTED = "accepted"
+    ON_SITE = "on_site"
+    RESOLVED = "resolved"
+    REJECTED = "rejected"
+    REDISPATCHED = "redispatched"
+    ESCALATED = "escalated"
+    EVALUATED = "evaluated"
+
+
+class DispatchOrder(HubModel):
+    """An order to a responsible party (department, grid worker, one of the five-way responders)."""
+
+    id: str
+    incident_id: str
+    target: str = Field(description="Route target, e.g. 'gridworker', 'dept:fire', 'level:grid'.")
+    connector: str | None = Field(None, description="Connector that delivers it to the external system.")
+    grid_cell: GridCell | None = None
+    category: Category
+    severity: Severity
+    summary: str
+    created_at: datetime
+    deadline: datetime | None = None
+    attempt: int = Field(1, ge=1, description="2 and up for re-dispatch (二次派单).")
+
+
+class DispatchUpdate(HubModel):
+    """A status change of a dispatch order, reported back by the connector that delivered it."""
+
+    order_id: str
+    incident_id: str
+    status: DispatchStatus
+    time: datetime
+    actor: str | None = None
+    note: str | None = Field(None, max_length=2048)
+    attachments: list[Attachment] = Field(default_factory=list)
+    evaluation: int | None = Field(None, ge=1, le=5, description="Citizen evaluation, 1 to 5 stars.")
+
+    @model_validator(mode="after")
+    def _evaluation_only_when_evaluated(self) -> DispatchUpdate:
+        if self.evaluation is not None and self.status is not DispatchStatus.EVALUATED:
+            raise ValueError("evaluation is only allowed with status 'evaluated'")
+        return self
+
+
+def utcnow() -> datetime:
+    """The hub's clock, timezone-aware."""
+    return datetime.now(timezone.utc)
