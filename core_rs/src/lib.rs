@@ -1,6 +1,10 @@
 //! CityHub's hot path. Everything here is plain Rust; the Python binding layer lives in
 //! [`bindings`] alone and is compiled only with the `python` feature.
 
+pub mod geo;
+pub mod incidents;
+pub mod rules;
+
 #[cfg(feature = "python")]
 mod bindings;
 

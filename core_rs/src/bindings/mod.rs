@@ -3,6 +3,10 @@
 
 use pyo3::prelude::*;
 
+mod geo;
+mod incidents;
+mod rules;
+
 #[pyfunction]
 fn version() -> &'static str {
     crate::VERSION
@@ -11,5 +15,8 @@ fn version() -> &'static str {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    geo::register(m)?;
+    incidents::register(m)?;
+    rules::register(m)?;
     Ok(())
 }

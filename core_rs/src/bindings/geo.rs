@@ -1,0 +1,7 @@
+//! Python binding of [`crate::geo`].
+
+use pyo3::prelude::*;
+
+pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Exact dedup by idempotency key and merging of events into incidents.

@@ -1,0 +1,1 @@
+//! Rule compilation (expressions and JsonLogic) and indexed matching.
