@@ -1,0 +1,76 @@
+"""The NATS subject contract and the JetStream streams behind it.
+
+Subjects (token order is part of the public contract; subscribe with plain NATS wildcards):
+
+==============================================================  =============================================
+``cityhub.ingest.<source>``                                     canonical events in, from connectors or any program
+``cityhub.events.<district>.<street>.<category>.<severity>``    the unified stream of enriched events
+``cityhub.incidents.<district>.<category>.<change>``            incident opened / merged / updated / escalated / closed
+``cityhub.dispatch.orders.<connector>``                         dispatch orders, for the connector that delivers them
+``cityhub.dispatch.updates.<source>``                           dispatch status changes reported back
+``cityhub.dlq.<source>``                                        rejected input: original bytes, reason in headers
+==============================================================  =============================================
+
+Grid tokens are cell ids (``_`` when the location resolved to no cell on that level). Examples: every critical
+event in one district: ``cityhub.events.510108.*.*.critical``; every gas leak: ``cityhub.events.*.*.gas_leak.>``.
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "cityhub"
+NO_CELL = "_"
+
+INGEST_STREAM = "CITYHUB_INGEST"
+EVENTS_STREAM = "CITYHUB_EVENTS"
+INCIDENTS_STREAM = "CITYHUB_INCIDENTS"
+DISPATCH_STREAM = "CITYHUB_DISPATCH"
+DLQ_STREAM = "CITYHUB_DLQ"
+
+_UNSAFE_TOKEN = re.compile(r"[\s.*>]+")
+
+
+def token(value: str | None) -> str:
+    """One subject token: NATS separators and wildcards replaced, empty values shown as ``_``."""
+    if not value:
+        return NO_CELL
+    return _UNSAFE_TOKEN.sub("-", value)
+
+
+def ingest_subject(source: str) -> str:
+    return f"{PREFIX}.ingest.{token(source)}"
+
+
+def event_subject(district: str | None, street: str | None, category: str, severity: str) -> str:
+    return f"{PREFIX}.events.{token(district)}.{token(street)}.{token(category)}.{token(severity)}"
+
+
+def incident_subject(district: str | None, category: str, change: str) -> str:
+    return f"{PREFIX}.incidents.{token(district)}.{token(category)}.{token(change)}"
+
+
+def dispatch_order_subject(connector: str) -> str:
+    return f"{PREFIX}.dispatch.orders.{token(connector)}"
+
+
+def dispatch_update_subject(source: str) -> str:
+    return f"{PREFIX}.dispatch.updates.{token(source)}"
+
+
+def dlq_subject(source: str) -> str:
+    return f"{PREFIX}.dlq.{token(source)}"
+
+
+STREAM_SUBJECTS: dict[str, list[str]] = {
+    INGEST_STREAM: [f"{PREFIX}.ingest.>"],
+    EVENTS_STREAM: [f"{PREFIX}.events.>"],
+    INCIDENTS_STREAM: [f"{PREFIX}.incidents.>"],
+    DISPATCH_STREAM: [f"{PREFIX}.dispatch.>"],
+    DLQ_STREAM: [f"{PREFIX}.dlq.>"],
+}
+
+# DLQ headers: the reason a message was rejected and where it came from.
+HEADER_REASON = "CityHub-Reason"
+HEADER_ORIGINAL_SUBJECT = "CityHub-Original-Subject"
+HEADER_MSG_ID = "Nats-Msg-Id"

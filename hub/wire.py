@@ -1,0 +1,83 @@
+"""The wire format: every message CityHub publishes is a CloudEvents 1.0 event in structured JSON mode
+(``application/cloudevents+json``), encoded with orjson. CityHub attributes are CloudEvents extension
+attributes (lower-case alphanumerics, as the spec requires) so consumers filter without parsing ``data``:
+
+=============  ===========================================================
+``category``   canonical category (hub.models.Category)
+``severity``   canonical severity (hub.models.Severity)
+``incidentid`` id of the incident the event belongs to
+``district``   district cell id of the location (absent when outside)
+``street``     street cell id
+``gridcell``   most specific admin cell id
+=============  ===========================================================
+
+``type`` says what ``data`` holds: ``cityhub.event`` (hub.models.Event), ``cityhub.incident.<change>``
+(hub.models.Incident), ``cityhub.dispatch.order`` and ``cityhub.dispatch.update``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+from hub.errors import InvalidEventError
+
+CONTENT_TYPE = "application/cloudevents+json"
+SPEC_VERSION = "1.0"
+
+TYPE_EVENT = "cityhub.event"
+TYPE_INCIDENT_PREFIX = "cityhub.incident."
+TYPE_DISPATCH_ORDER = "cityhub.dispatch.order"
+TYPE_DISPATCH_UPDATE = "cityhub.dispatch.update"
+
+EXTENSIONS = ("category", "severity", "incidentid", "district", "street", "gridcell")
+_REQUIRED = ("specversion", "id", "source", "type")
+
+
+def encode(
+    *,
+    type_: str,
+    id_: str,
+    source: str,
+    time: datetime,
+    data: BaseModel | dict[str, Any],
+    subject: str | None = None,
+    extensions: dict[str, str | None] | None = None,
+) -> bytes:
+    """One structured-mode CloudEvent as JSON bytes. Extensions whose value is None are left out."""
+    envelope: dict[str, Any] = {
+        "specversion": SPEC_VERSION,
+        "id": id_,
+        "source": source,
+        "type": type_,
+        "time": time.isoformat(),
+        "datacontenttype": "application/json",
+    }
+    if subject:
+        envelope["subject"] = subject
+    for name, value in (extensions or {}).items():
+        if name not in EXTENSIONS:
+            raise ValueError(f"unknown CloudEvents extension {name!r}; known: {', '.join(EXTENSIONS)}")
+        if value is not None:
+            envelope[name] = str(value)
+    envelope["data"] = data.model_dump(mode="json", exclude_none=True) if isinstance(data, BaseModel) else data
+    return orjson.dumps(envelope)
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    """Parse a structured-mode CloudEvent; raise InvalidEventError saying what is wrong."""
+    try:
+        envelope = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEventError(f"not JSON: {exc}") from None
+    if not isinstance(envelope, dict):
+        raise InvalidEventError(f"a CloudEvent must be a JSON object, got {type(envelope).__name__}")
+    missing = [name for name in _REQUIRED if name not in envelope]
+    if missing:
+        raise InvalidEventError(f"not a CloudEvent: missing {', '.join(missing)}")
+    if envelope["specversion"] != SPEC_VERSION:
+        raise InvalidEventError(f"unsupported CloudEvents specversion {envelope['specversion']!r}")
+    return envelope
