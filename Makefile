@@ -31,6 +31,7 @@ demo: install
 	$(BIN)/cityhub demo
 
 bench: install
+	mkdir -p .benchmarks
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=.benchmarks/latest.json -p no:cacheprovider
 	$(BIN)/python benchmarks/report.py .benchmarks/latest.json BENCHMARKS.md
 

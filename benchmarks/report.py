@@ -1,0 +1,97 @@
+"""Turn a pytest-benchmark JSON file into BENCHMARKS.md: one table per comparison group, CityHub's
+throughput beside each peer measured in the same run, as ratios.
+
+Each benchmark declares ``benchmark.group``, ``extra_info["items"]`` (items per round),
+``extra_info["role"]`` (cityhub, peer or sanity) and optionally ``extra_info["note"]``.
+
+Usage: python benchmarks/report.py .benchmarks/latest.json BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+COMMAND = "make bench"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    role: str
+    items_per_s: float
+    mean_s: float
+    note: str
+
+
+def load_rows(path: Path) -> tuple[dict, dict[str, list[Row]]]:
+    report = orjson.loads(path.read_bytes())
+    groups: dict[str, list[Row]] = {}
+    for bench in report["benchmarks"]:
+        info = bench.get("extra_info", {})
+        mean = bench["stats"]["mean"]
+        row = Row(
+            name=bench["name"],
+            role=info.get("role", "cityhub"),
+            items_per_s=info.get("items", 1) / mean,
+            mean_s=mean,
+            note=str(info.get("note", "")),
+        )
+        groups.setdefault(bench.get("group") or bench["name"], []).append(row)
+    return report, groups
+
+
+def best_cityhub(rows: list[Row]) -> Row | None:
+    ours = [row for row in rows if row.role == "cityhub"]
+    return max(ours, key=lambda row: row.items_per_s) if ours else None
+
+
+def format_rate(value: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.2f} {unit}/s"
+    return f"{value:.1f} /s"
+
+
+def group_table(title: str, rows: list[Row]) -> list[str]:
+    reference = best_cityhub(rows)
+    lines = [f"### {title}", "", "| benchmark | role | items/s | mean per round | CityHub ÷ this | note |", "|---|---|---|---|---|---|"]
+    for row in sorted(rows, key=lambda row: -row.items_per_s):
+        ratio = f"{reference.items_per_s / row.items_per_s:.1f}×" if reference and row.role != "cityhub" else "—"
+        lines.append(
+            f"| `{row.name}` | {row.role} | {format_rate(row.items_per_s)} | {row.mean_s * 1e3:.3f} ms | {ratio} | {row.note} |"
+        )
+    return [*lines, ""]
+
+
+def render(report: dict, groups: dict[str, list[Row]]) -> str:
+    machine = report.get("machine_info", {})
+    header = [
+        "# Benchmarks",
+        "",
+        f"Produced by `{COMMAND}` (pytest-benchmark; `benchmarks/report.py` renders this file) on "
+        f"{report.get('datetime', '?')[:19]} — {machine.get('cpu', {}).get('brand_raw', platform.processor())}, "
+        f"Python {machine.get('python_version', platform.python_version())}.",
+        "Every CityHub figure is measured beside the peer a user would otherwise pick, in the same run; "
+        "'CityHub ÷ this' is the best CityHub throughput in the group divided by that row's.",
+        "",
+    ]
+    body = [line for title in sorted(groups) for line in group_table(title, groups[title])]
+    return "\n".join(header + body)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    report, groups = load_rows(Path(argv[1]))
+    Path(argv[2]).write_text(render(report, groups), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,20 @@
+import orjson
+
+from benchmarks.report import load_rows, render
+
+
+def test_report_shows_ratio_to_peer_in_same_group(tmp_path):
+    raw = {
+        "datetime": "2026-11-23T11:00:00",
+        "machine_info": {"cpu": {"brand_raw": "test cpu"}, "python_version": "3.11"},
+        "benchmarks": [
+            {"name": "test_ours", "group": "dedup", "stats": {"mean": 0.01}, "extra_info": {"items": 1000, "role": "cityhub"}},
+            {"name": "test_peer", "group": "dedup", "stats": {"mean": 0.1}, "extra_info": {"items": 1000, "role": "peer", "note": "dict"}},
+        ],
+    }
+    path = tmp_path / "bench.json"
+    path.write_bytes(orjson.dumps(raw))
+    text = render(*load_rows(path))
+    assert "| `test_peer` | peer | 10.00 k/s | 100.000 ms | 10.0× | dict |" in text
+    assert "| `test_ours` | cityhub | 100.00 k/s | 10.000 ms | — |  |" in text
+    assert "make bench" in text
