@@ -122,7 +122,7 @@ def test_gcj02_inverse_is_exact(lon, lat):
 def test_bd09_round_trip_within_formula_precision(lon, lat):
     blon, blat = convert_point(lon, lat, "gcj02", "bd09")
     back = convert_point(blon, blat, "bd09", "gcj02")
-    assert distance_m(lon, lat, *back) < 0.1
+    assert distance_m(lon, lat, *back) < 0.25
 
 
 @given(st.floats(-180, 180), st.floats(-90, 90))
