@@ -1,5 +1,6 @@
 //! The grid index: every cell of every layer, stored flat (one coordinate array, ring and cell offsets)
-//! under one bulk-loaded R*-tree of cell bounding boxes.
+//! under bulk-loaded R*-trees of cell bounding boxes: one per admin depth and one per overlay
+//! (layer, level), so district-sized boxes never inflate the nodes that hold micro-grid boxes.
 //!
 //! Rules a caller can rely on (docs/geofence.md repeats them):
 //! - Containment is closed: a point on a cell's boundary is in that cell. Rings are evaluated by the
@@ -29,6 +30,11 @@ const METRES_PER_DEGREE: f64 = 6_371_008.8 * std::f64::consts::PI / 180.0;
 /// Distances closer than this count as ties when picking the nearest cell (shared edges).
 const DISTANCE_TIE_M: f64 = 1e-3;
 const NO_PARENT: u32 = u32::MAX;
+const NO_BANDS: u32 = u32::MAX;
+/// Cells with at least this many edges get a y-band edge index (like GEOS's indexed point-in-area
+/// locator), so a point test reads a few edges instead of all of a district outline's thousands.
+const BAND_INDEX_MIN_EDGES: usize = 64;
+const EDGES_PER_BAND: usize = 4;
 
 /// Admin layers build the hierarchy; overlay layers (schools, reservoirs, ...) sit beside it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +105,35 @@ struct CellInfo {
     depth: u16,
     /// Admin cells: parent cell index or NO_PARENT. Overlay cells: their (layer, level) group.
     parent_or_group: u32,
+    /// Index into `GridIndex::edge_bands`, or NO_BANDS for small cells.
+    bands: u32,
+}
+
+/// Edges of one large cell bucketed by horizontal band: an edge is listed in every band its y-range
+/// touches, so the band holding a point's y lists every edge a horizontal ray through it can meet.
+struct EdgeBands {
+    y0: f64,
+    band_height: f64,
+    starts: Vec<u32>,
+    edges: Vec<(u32, u32)>,
+}
+
+impl EdgeBands {
+    fn band_of(&self, y: f64) -> usize {
+        let bands = self.starts.len().saturating_sub(2);
+        (((y - self.y0) / self.band_height).max(0.0) as usize).min(bands)
+    }
+
+    fn edges_at(&self, y: f64) -> &[(u32, u32)] {
+        self.edges_between(y, y)
+    }
+
+    /// Edges listed in the bands from `low`'s to `high`'s (consecutive in storage; may repeat edges).
+    fn edges_between(&self, low: f64, high: f64) -> &[(u32, u32)] {
+        let start = self.starts.get(self.band_of(low)).copied().unwrap_or(0) as usize;
+        let end = self.starts.get(self.band_of(high) + 1).copied().unwrap_or(0) as usize;
+        self.edges.get(start..end).unwrap_or(&[])
+    }
 }
 
 /// All strings of all cells in one buffer: id of cell `i` is piece `2i`, its name piece `2i+1`.
@@ -136,8 +171,8 @@ pub struct CellView<'a> {
 /// Reusable per-thread buffers of the point query.
 #[derive(Default)]
 struct Scratch {
-    candidates: Vec<(u32, Position)>,
-    overlay_best: Vec<(u32, u32, Position, f64)>,
+    holding: Vec<u32>,
+    nearby: Vec<u32>,
 }
 
 /// Point → cells on every layer, and area → intersecting cells. Immutable once built; swap a new one in
@@ -152,7 +187,11 @@ pub struct GridIndex {
     ring_starts: Vec<u32>,
     ring_is_exterior: Vec<bool>,
     cell_ring_starts: Vec<u32>,
-    tree: RTree<CellBox>,
+    edge_bands: Vec<EdgeBands>,
+    /// Admin trees, deepest level first.
+    admin_trees: Vec<RTree<CellBox>>,
+    /// Overlay trees in group rank order.
+    overlay_trees: Vec<RTree<CellBox>>,
     tolerance_m: f64,
     raw_vertex_count: usize,
 }
@@ -239,7 +278,7 @@ impl GridIndex {
                     }
                 }
             };
-            cells.push(CellInfo { layer: cell.layer, level, depth: 0, parent_or_group });
+            cells.push(CellInfo { layer: cell.layer, level, depth: 0, parent_or_group, bands: NO_BANDS });
         }
         // Overlay groups answer in layer order, then level order of first appearance.
         let mut group_order: Vec<u32> = (0..groups.len() as u32).collect();
@@ -267,7 +306,9 @@ impl GridIndex {
             ring_starts: vec![0],
             ring_is_exterior: Vec::new(),
             cell_ring_starts: vec![0],
-            tree: RTree::new(),
+            edge_bands: Vec::new(),
+            admin_trees: Vec::new(),
+            overlay_trees: Vec::new(),
             tolerance_m,
             raw_vertex_count: 0,
         };
@@ -279,9 +320,17 @@ impl GridIndex {
                 boxes.push(CellBox { envelope, cell: cell as u32 });
             }
         }
+        for cell in 0..index.cells.len() {
+            if let Some(bands) = index.build_bands(cell) {
+                if let Some(info) = index.cells.get_mut(cell) {
+                    info.bands = index.edge_bands.len() as u32;
+                    index.edge_bands.push(bands);
+                }
+            }
+        }
         index.coords.shrink_to_fit();
         index.strings.text.shrink_to_fit();
-        index.tree = RTree::bulk_load(boxes);
+        index.plant_trees(boxes, groups.len());
         Ok(index)
     }
 
@@ -324,8 +373,10 @@ impl GridIndex {
     pub fn memory_use(&self) -> MemoryUse {
         let geometry = self.coords.capacity() * std::mem::size_of::<Coord<f64>>()
             + (self.ring_starts.capacity() + self.cell_ring_starts.capacity()) * 4
-            + self.ring_is_exterior.capacity();
-        let spatial_index = count_tree_nodes(self.tree.root()) * std::mem::size_of::<RTreeNode<CellBox>>();
+            + self.ring_is_exterior.capacity()
+            + self.edge_bands.iter().map(|b| b.starts.capacity() * 4 + b.edges.capacity() * 8 + 48).sum::<usize>();
+        let spatial_index = self.trees().map(|tree| count_tree_nodes(tree.root())).sum::<usize>()
+            * std::mem::size_of::<RTreeNode<CellBox>>();
         let metadata = self.cells.capacity() * std::mem::size_of::<CellInfo>()
             + self.strings.text.capacity()
             + self.strings.ends.capacity() * 4
@@ -362,22 +413,36 @@ impl GridIndex {
 
     fn locate_into(&self, lng: f64, lat: f64, scratch: &mut Scratch, out: &mut LocateBatch) {
         let point = Coord { x: lng, y: lat };
-        scratch.candidates.clear();
-        for entry in self.tree.locate_in_envelope_intersecting(&self.search_envelope(point)) {
-            let position = if entry.envelope.contains_point(&[lng, lat]) {
-                self.classify(entry.cell as usize, point)
-            } else {
-                Position::Outside
-            };
-            scratch.candidates.push((entry.cell, position));
-        }
-        let admin_count = self.resolve_admin(point, &scratch.candidates, out);
+        let admin_count = self.resolve_admin(point, scratch, out);
         out.admin_counts.push(admin_count.min(usize::from(u8::MAX)) as u8);
-        self.resolve_overlays(point, scratch, out);
+        self.resolve_overlays(point, out);
         out.offsets.push(out.cells.len() as u32);
     }
 
-    /// The point's box grown by the tolerance, so one tree query serves containment and nearest cell.
+    /// Splits the cell boxes into the per-depth admin trees and the per-group overlay trees.
+    fn plant_trees(&mut self, boxes: Vec<CellBox>, group_count: usize) {
+        let max_depth = self.cells.iter().map(|c| usize::from(c.depth)).max().unwrap_or(0);
+        let mut admin: Vec<Vec<CellBox>> = (0..=max_depth).map(|_| Vec::new()).collect();
+        let mut overlay: Vec<Vec<CellBox>> = (0..group_count).map(|_| Vec::new()).collect();
+        for cell_box in boxes {
+            let bucket = if self.is_admin(cell_box.cell) {
+                admin.get_mut(max_depth - usize::from(self.depth(cell_box.cell)))
+            } else {
+                overlay.get_mut(self.parent_or_group(cell_box.cell) as usize)
+            };
+            if let Some(bucket) = bucket {
+                bucket.push(cell_box);
+            }
+        }
+        self.admin_trees = admin.into_iter().filter(|b| !b.is_empty()).map(RTree::bulk_load).collect();
+        self.overlay_trees = overlay.into_iter().filter(|b| !b.is_empty()).map(RTree::bulk_load).collect();
+    }
+
+    fn trees(&self) -> impl Iterator<Item = &RTree<CellBox>> {
+        self.admin_trees.iter().chain(&self.overlay_trees)
+    }
+
+    /// The point's box grown by the tolerance: where nearest-cell candidates can be.
     fn search_envelope(&self, point: Coord<f64>) -> AABB<[f64; 2]> {
         let dlat = self.tolerance_m / METRES_PER_DEGREE;
         let dlng = (self.tolerance_m / (METRES_PER_DEGREE * point.y.to_radians().cos().max(1e-9))).min(360.0);
@@ -399,29 +464,49 @@ impl GridIndex {
         self.cells.get(cell as usize).map_or(NO_PARENT, |info| info.parent_or_group)
     }
 
-    /// Writes the admin chain (deepest first) and returns its length.
-    fn resolve_admin(&self, point: Coord<f64>, candidates: &[(u32, Position)], out: &mut LocateBatch) -> usize {
-        let contained = candidates
-            .iter()
-            .filter(|(cell, position)| *position != Position::Outside && self.is_admin(*cell))
-            .max_by(|(a, pa), (b, pb)| {
-                (self.depth(*a), *pa == Position::Inside, std::cmp::Reverse(*a))
-                    .cmp(&(self.depth(*b), *pb == Position::Inside, std::cmp::Reverse(*b)))
-            });
-        let leaf = match contained {
-            Some((cell, _)) => *cell,
-            None => match self.nearest(point, candidates.iter().map(|(c, _)| *c).filter(|c| self.is_admin(*c))) {
-                Some(cell) => cell,
-                None => return 0,
-            },
+    /// Writes the admin chain (deepest first) and returns its length. Levels are tried deepest first;
+    /// a shallower level is only tested when no deeper cell holds the point.
+    fn resolve_admin(&self, point: Coord<f64>, scratch: &mut Scratch, out: &mut LocateBatch) -> usize {
+        let at_point = AABB::from_point([point.x, point.y]);
+        let mut found: Option<(u32, Position)> = None;
+        for tree in &self.admin_trees {
+            scratch.holding.clear();
+            scratch.holding.extend(tree.locate_in_envelope_intersecting(&at_point).map(|e| e.cell));
+            scratch.holding.sort_unstable();
+            for &cell in &scratch.holding {
+                let position = self.classify(cell as usize, point);
+                let better = match found {
+                    None => position != Position::Outside,
+                    Some((_, best)) => position == Position::Inside && best == Position::Boundary,
+                };
+                if better {
+                    found = Some((cell, position));
+                    if position == Position::Inside {
+                        break;
+                    }
+                }
+            }
+            if found.is_some() {
+                break;
+            }
+        }
+        let (leaf, distance) = match found {
+            Some((cell, _)) => (cell, 0.0),
+            None => {
+                let envelope = self.search_envelope(point);
+                scratch.nearby.clear();
+                for tree in &self.admin_trees {
+                    scratch.nearby.extend(tree.locate_in_envelope_intersecting(&envelope).map(|e| e.cell));
+                }
+                match self.nearest(point, scratch.nearby.iter().copied()) {
+                    Some(nearest) => nearest,
+                    None => return 0,
+                }
+            }
         };
         let mut length = 0;
         let mut cell = leaf;
         while cell != NO_PARENT && length <= self.cells.len() {
-            let distance = match candidates.iter().find(|(c, _)| *c == cell) {
-                Some((_, position)) if *position != Position::Outside => 0.0,
-                _ => self.distance_m(cell as usize, point),
-            };
             out.cells.push(cell);
             out.distances_m.push(distance);
             length += 1;
@@ -431,44 +516,43 @@ impl GridIndex {
     }
 
     /// Writes one cell per overlay (layer, level) group that holds the point or lies within tolerance.
-    fn resolve_overlays(&self, point: Coord<f64>, scratch: &mut Scratch, out: &mut LocateBatch) {
-        scratch.overlay_best.clear();
-        for &(cell, position) in &scratch.candidates {
-            if self.is_admin(cell) {
-                continue;
-            }
-            let group = self.parent_or_group(cell);
-            let distance = match position {
-                Position::Outside => {
-                    let distance = self.distance_m(cell as usize, point);
-                    if distance > self.tolerance_m {
-                        continue;
-                    }
-                    distance
+    fn resolve_overlays(&self, point: Coord<f64>, out: &mut LocateBatch) {
+        let envelope = self.search_envelope(point);
+        for tree in &self.overlay_trees {
+            let mut best: Option<(Position, f64, u32)> = None;
+            for entry in tree.locate_in_envelope_intersecting(&envelope) {
+                let position = if entry.envelope.contains_point(&[point.x, point.y]) {
+                    self.classify(entry.cell as usize, point)
+                } else {
+                    Position::Outside
+                };
+                let distance = match position {
+                    Position::Outside => self.near_distance_m(entry.cell as usize, point),
+                    _ => 0.0,
+                };
+                if distance > self.tolerance_m {
+                    continue;
                 }
-                _ => 0.0,
-            };
-            let entry = (group, cell, position, distance);
-            match scratch.overlay_best.iter_mut().find(|best| best.0 == group) {
-                Some(best) if overlay_beats(&entry, best) => *best = entry,
-                Some(_) => {}
-                None => scratch.overlay_best.push(entry),
+                let candidate = (position, distance, entry.cell);
+                if best.is_none_or(|best| overlay_rank(&candidate) < overlay_rank(&best)) {
+                    best = Some(candidate);
+                }
             }
-        }
-        scratch.overlay_best.sort_by_key(|best| best.0);
-        for &(_, cell, _, distance) in &scratch.overlay_best {
-            out.cells.push(cell);
-            out.distances_m.push(distance);
+            if let Some((_, distance, cell)) = best {
+                out.cells.push(cell);
+                out.distances_m.push(distance);
+            }
         }
     }
 
-    /// Nearest cell within tolerance; ties (shared edges) go to the deeper, then smaller-id cell.
-    fn nearest(&self, point: Coord<f64>, cells: impl Iterator<Item = u32>) -> Option<u32> {
+    /// Nearest of cells known not to hold the point, within tolerance; ties (shared edges) go to the
+    /// deeper, then smaller-id cell.
+    fn nearest(&self, point: Coord<f64>, cells: impl Iterator<Item = u32>) -> Option<(u32, f64)> {
         if self.tolerance_m <= 0.0 {
             return None;
         }
         let measured: Vec<(u32, f64)> = cells
-            .map(|cell| (cell, self.distance_m(cell as usize, point)))
+            .map(|cell| (cell, self.near_distance_m(cell as usize, point)))
             .filter(|(_, distance)| *distance <= self.tolerance_m)
             .collect();
         let closest = measured.iter().map(|(_, d)| *d).fold(f64::INFINITY, f64::min);
@@ -476,7 +560,7 @@ impl GridIndex {
             .iter()
             .filter(|(_, distance)| *distance <= closest + DISTANCE_TIE_M)
             .max_by_key(|(cell, _)| (self.depth(*cell), std::cmp::Reverse(*cell)))
-            .map(|(cell, _)| *cell)
+            .copied()
     }
 
     fn rings(&self, cell: usize) -> impl Iterator<Item = (&[Coord<f64>], bool)> + '_ {
@@ -489,50 +573,104 @@ impl GridIndex {
         })
     }
 
-    /// Crossing-number test with exact boundary detection (robust orient2d).
-    fn classify(&self, cell: usize, p: Coord<f64>) -> Position {
-        let mut inside = false;
-        for (ring, _) in self.rings(cell) {
-            for (a, b) in ring_edges(ring) {
-                if a == p {
-                    return Position::Boundary;
-                }
-                if (a.y > p.y) != (b.y > p.y) {
-                    let orientation = robust::orient2d(
-                        robust::Coord { x: a.x, y: a.y },
-                        robust::Coord { x: b.x, y: b.y },
-                        robust::Coord { x: p.x, y: p.y },
-                    );
-                    if orientation == 0.0 {
-                        return Position::Boundary;
-                    }
-                    if (orientation > 0.0) == (b.y > a.y) {
-                        inside = !inside;
-                    }
-                } else if a.y == p.y && b.y == p.y && (a.x.min(b.x)..=a.x.max(b.x)).contains(&p.x) {
-                    return Position::Boundary;
+    /// Edges of a cell as pairs of coordinate indices.
+    fn edge_indices(&self, cell: usize) -> Vec<(u32, u32)> {
+        let first = self.cell_ring_starts.get(cell).copied().unwrap_or(0) as usize;
+        let last = self.cell_ring_starts.get(cell + 1).copied().unwrap_or(0) as usize;
+        let mut edges = Vec::new();
+        for ring in first..last {
+            let (Some(&start), Some(&end)) = (self.ring_starts.get(ring), self.ring_starts.get(ring + 1)) else {
+                continue;
+            };
+            edges.extend((start..end).map(|i| (i, if i + 1 < end { i + 1 } else { start })));
+        }
+        edges
+    }
+
+    fn build_bands(&self, cell: usize) -> Option<EdgeBands> {
+        let edges = self.edge_indices(cell);
+        if edges.len() < BAND_INDEX_MIN_EDGES {
+            return None;
+        }
+        let y = |i: u32| self.coords.get(i as usize).map_or(0.0, |c| c.y);
+        let (y0, y1) = edges.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (a, _)| (lo.min(y(*a)), hi.max(y(*a))));
+        let band_count = edges.len() / EDGES_PER_BAND;
+        let band_height = (y1 - y0) / band_count as f64;
+        if !(band_height > 0.0) {
+            return None;
+        }
+        let mut bands = EdgeBands { y0, band_height, starts: vec![0; band_count + 2], edges: Vec::new() };
+        let span = |(a, b): (u32, u32)| {
+            let (lo, hi) = (y(a).min(y(b)), y(a).max(y(b)));
+            bands.band_of(lo)..=bands.band_of(hi)
+        };
+        let mut counts = vec![0u32; band_count + 1];
+        for edge in &edges {
+            for band in span(*edge) {
+                if let Some(count) = counts.get_mut(band) {
+                    *count += 1;
                 }
             }
         }
-        if inside {
-            Position::Inside
-        } else {
-            Position::Outside
+        let mut starts = vec![0u32; band_count + 2];
+        for band in 0..=band_count {
+            let next = starts.get(band).copied().unwrap_or(0) + counts.get(band).copied().unwrap_or(0);
+            if let Some(slot) = starts.get_mut(band + 1) {
+                *slot = next;
+            }
+        }
+        let mut filled = vec![(0u32, 0u32); starts.last().copied().unwrap_or(0) as usize];
+        let mut cursor = starts.clone();
+        for edge in &edges {
+            for band in span(*edge) {
+                if let Some(position) = cursor.get_mut(band) {
+                    if let Some(slot) = filled.get_mut(*position as usize) {
+                        *slot = *edge;
+                    }
+                    *position += 1;
+                }
+            }
+        }
+        bands.starts = starts;
+        bands.edges = filled;
+        Some(bands)
+    }
+
+    fn classify(&self, cell: usize, p: Coord<f64>) -> Position {
+        let bands = self.cells.get(cell).and_then(|info| self.edge_bands.get(info.bands as usize));
+        match bands {
+            Some(bands) => {
+                let coord = |i: u32| self.coords.get(i as usize).copied().unwrap_or(Coord { x: f64::NAN, y: f64::NAN });
+                classify_edges(bands.edges_at(p.y).iter().map(|(a, b)| (coord(*a), coord(*b))), p)
+            }
+            None => classify_edges(self.rings(cell).flat_map(|(ring, _)| ring_edges(ring)), p),
         }
     }
 
-    /// Distance in metres from the point to the cell's boundary (0 when the cell holds the point).
-    fn distance_m(&self, cell: usize, p: Coord<f64>) -> f64 {
-        if self.classify(cell, p) != Position::Outside {
-            return 0.0;
-        }
+    /// Distance in metres from a point outside the cell to its boundary, exact whenever it is within the
+    /// tolerance (farther distances may come back as any larger value, infinity included). Large cells
+    /// only read the edges in the bands within the tolerance of the point.
+    fn near_distance_m(&self, cell: usize, p: Coord<f64>) -> f64 {
         let kx = METRES_PER_DEGREE * p.y.to_radians().cos();
         let ky = METRES_PER_DEGREE;
         let local = |c: Coord<f64>| ((c.x - p.x) * kx, (c.y - p.y) * ky);
-        self.rings(cell)
-            .flat_map(|(ring, _)| ring_edges(ring))
-            .map(|(a, b)| distance_to_origin(local(a), local(b)))
-            .fold(f64::INFINITY, f64::min)
+        let bands = self.cells.get(cell).and_then(|info| self.edge_bands.get(info.bands as usize));
+        match bands {
+            Some(bands) => {
+                let reach = self.tolerance_m / METRES_PER_DEGREE;
+                let coord = |i: u32| self.coords.get(i as usize).copied().unwrap_or(Coord { x: f64::NAN, y: f64::NAN });
+                bands
+                    .edges_between(p.y - reach, p.y + reach)
+                    .iter()
+                    .map(|(a, b)| distance_to_origin(local(coord(*a)), local(coord(*b))))
+                    .fold(f64::INFINITY, f64::min)
+            }
+            None => self
+                .rings(cell)
+                .flat_map(|(ring, _)| ring_edges(ring))
+                .map(|(a, b)| distance_to_origin(local(a), local(b)))
+                .fold(f64::INFINITY, f64::min),
+        }
     }
 
     /// Cells (any layer) whose closed area intersects the closed geometry, in index (id) order.
@@ -546,8 +684,8 @@ impl GridIndex {
         };
         let envelope = AABB::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
         let mut hits: Vec<u32> = self
-            .tree
-            .locate_in_envelope_intersecting(&envelope)
+            .trees()
+            .flat_map(|tree| tree.locate_in_envelope_intersecting(&envelope))
             .filter(|entry| geometry.intersects(&self.shape(entry.cell as usize)))
             .map(|entry| entry.cell)
             .collect();
@@ -626,13 +764,44 @@ fn assign_depths(
     Ok(())
 }
 
-fn overlay_beats(candidate: &(u32, u32, Position, f64), best: &(u32, u32, Position, f64)) -> bool {
-    let rank = |e: &(u32, u32, Position, f64)| match e.2 {
+/// Inside beats boundary beats near; then the smaller distance; then the smaller id.
+fn overlay_rank(candidate: &(Position, f64, u32)) -> (u8, f64, u32) {
+    let position_rank = match candidate.0 {
         Position::Inside => 0,
         Position::Boundary => 1,
         Position::Outside => 2,
     };
-    (rank(candidate), candidate.3, candidate.1) < (rank(best), best.3, best.1)
+    (position_rank, candidate.1, candidate.2)
+}
+
+/// Crossing-number test with exact boundary detection (robust orient2d); edges may come in any order.
+fn classify_edges(edges: impl Iterator<Item = (Coord<f64>, Coord<f64>)>, p: Coord<f64>) -> Position {
+    let mut inside = false;
+    for (a, b) in edges {
+        if a == p {
+            return Position::Boundary;
+        }
+        if (a.y > p.y) != (b.y > p.y) {
+            let orientation = robust::orient2d(
+                robust::Coord { x: a.x, y: a.y },
+                robust::Coord { x: b.x, y: b.y },
+                robust::Coord { x: p.x, y: p.y },
+            );
+            if orientation == 0.0 {
+                return Position::Boundary;
+            }
+            if (orientation > 0.0) == (b.y > a.y) {
+                inside = !inside;
+            }
+        } else if a.y == p.y && b.y == p.y && (a.x.min(b.x)..=a.x.max(b.x)).contains(&p.x) {
+            return Position::Boundary;
+        }
+    }
+    if inside {
+        Position::Inside
+    } else {
+        Position::Outside
+    }
 }
 
 /// Edges of an open ring, closing edge included.
