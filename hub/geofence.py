@@ -69,11 +69,19 @@ class LayerSpec(BaseModel):
     def geojson_bytes(self) -> bytes:
         """The layer's GeoJSON text; :class:`GeoError` naming the file when it cannot be read."""
         if self.path is None:
-            return orjson.dumps(self.geojson)
+            return _geojson_bytes(self.geojson, f"layer {self.name!r}")
         try:
             return self.path.read_bytes()
         except OSError as exc:
             raise GeoError(f"layer {self.name!r}: cannot read {self.path}: {exc.strerror}") from exc
+
+
+def _geojson_bytes(value: Any, what: str) -> bytes:
+    """GeoJSON text of a dict (numpy numbers allowed; NaN becomes null, which the core rejects by name)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError as exc:
+        raise GeoError(f"{what}: not serialisable as JSON: {exc}") from exc
 
 
 class Cell(NamedTuple):
@@ -194,7 +202,7 @@ class GridIndex:
     def cells_intersecting(self, geometry: dict[str, Any], crs: CoordSystem | str = CoordSystem.WGS84) -> list[Cell]:
         """Every cell (any layer, any level) whose area intersects a GeoJSON geometry or Feature —
         touching counts, as in shapely's ``intersects``. Used to fan an area warning out to its grids."""
-        indices = self._core.cells_intersecting(orjson.dumps(geometry), coord_system(crs).value)
+        indices = self._core.cells_intersecting(_geojson_bytes(geometry, "geometry"), coord_system(crs).value)
         return [self.cell(index) for index in indices]
 
     def memory_use(self) -> dict[str, int]:
