@@ -1,5 +1,5 @@
 //! The grid index: every cell of every layer, stored flat (one coordinate array, ring and cell offsets)
-//! under bulk-loaded R*-trees of cell bounding boxes: one per admin depth and one per overlay
+//! under static packed R-trees (flatbush) of cell bounding boxes: one per admin depth and one per overlay
 //! (layer, level), so district-sized boxes never inflate the nodes that hold micro-grid boxes.
 //!
 //! Rules a caller can rely on (docs/geofence.md repeats them):
@@ -19,7 +19,8 @@ use std::collections::HashMap;
 use geo::{
     BoundingRect, Coord, Intersects, LineString, MapCoords, MultiPolygon, Polygon, Validation,
 };
-use rstar::{Envelope, RTree, RTreeNode, RTreeObject, AABB};
+use rayon::prelude::*;
+use static_aabb2d_index::{StaticAABB2DIndex, StaticAABB2DIndexBuilder};
 
 use super::coords::{convert_point, coordinate_problem, CoordSystem};
 use super::geojson::{parse_geometry, parse_layer, ParsedFeature, PropertyNames};
@@ -31,6 +32,10 @@ const METRES_PER_DEGREE: f64 = 6_371_008.8 * std::f64::consts::PI / 180.0;
 const DISTANCE_TIE_M: f64 = 1e-3;
 const NO_PARENT: u32 = u32::MAX;
 const NO_BANDS: u32 = u32::MAX;
+/// Batches larger than this are split across rayon's threads, this many points per task.
+const PARALLEL_CHUNK: usize = 16_384;
+/// Children per node of the packed trees (flatbush's default).
+const NODE_SIZE: usize = 16;
 /// Cells with at least this many edges get a y-band edge index (like GEOS's indexed point-in-area
 /// locator), so a point test reads a few edges instead of all of a district outline's thousands.
 const BAND_INDEX_MIN_EDGES: usize = 64;
@@ -86,16 +91,44 @@ enum Position {
     Inside,
 }
 
+/// A bounding box: [min_x, min_y, max_x, max_y].
+type Envelope = [f64; 4];
+
 struct CellBox {
-    envelope: AABB<[f64; 2]>,
+    envelope: Envelope,
     cell: u32,
 }
 
-impl RTreeObject for CellBox {
-    type Envelope = AABB<[f64; 2]>;
+/// A static packed Hilbert R-tree (flatbush) over cell boxes: built once, flat arrays, queried with a
+/// reusable stack. Queries are closed: a box touching the search box counts.
+struct BoxTree {
+    index: StaticAABB2DIndex<f64>,
+    cells: Vec<u32>,
+}
 
-    fn envelope(&self) -> Self::Envelope {
-        self.envelope
+impl BoxTree {
+    fn build(boxes: &[CellBox]) -> Result<Self, GeoError> {
+        let mut builder = StaticAABB2DIndexBuilder::new_with_node_size(boxes.len(), NODE_SIZE);
+        for cell_box in boxes {
+            let [min_x, min_y, max_x, max_y] = cell_box.envelope;
+            builder.add(min_x, min_y, max_x, max_y);
+        }
+        let index = builder.build().map_err(|e| GeoError::new(format!("spatial index: {e}")))?;
+        Ok(Self { index, cells: boxes.iter().map(|b| b.cell).collect() })
+    }
+
+    /// Appends the cells whose box meets `envelope`.
+    fn query(&self, envelope: Envelope, stack: &mut Vec<usize>, out: &mut Vec<u32>) {
+        let [min_x, min_y, max_x, max_y] = envelope;
+        let found = self.index.query_iter_with_stack(min_x, min_y, max_x, max_y, stack);
+        out.extend(found.filter_map(|position| self.cells.get(position).copied()));
+    }
+
+    fn memory_bytes(&self) -> usize {
+        let boxes = self.index.all_boxes().len();
+        boxes * (std::mem::size_of::<Envelope>() + std::mem::size_of::<usize>())
+            + self.index.level_bounds().len() * std::mem::size_of::<usize>()
+            + self.cells.capacity() * 4
     }
 }
 
@@ -171,8 +204,10 @@ pub struct CellView<'a> {
 /// Reusable per-thread buffers of the point query.
 #[derive(Default)]
 struct Scratch {
+    stack: Vec<usize>,
     holding: Vec<u32>,
     nearby: Vec<u32>,
+    measured: Vec<(u32, f64)>,
 }
 
 /// Point → cells on every layer, and area → intersecting cells. Immutable once built; swap a new one in
@@ -189,9 +224,9 @@ pub struct GridIndex {
     cell_ring_starts: Vec<u32>,
     edge_bands: Vec<EdgeBands>,
     /// Admin trees, deepest level first.
-    admin_trees: Vec<RTree<CellBox>>,
+    admin_trees: Vec<BoxTree>,
     /// Overlay trees in group rank order.
-    overlay_trees: Vec<RTree<CellBox>>,
+    overlay_trees: Vec<BoxTree>,
     tolerance_m: f64,
     raw_vertex_count: usize,
 }
@@ -330,12 +365,12 @@ impl GridIndex {
         }
         index.coords.shrink_to_fit();
         index.strings.text.shrink_to_fit();
-        index.plant_trees(boxes, groups.len());
+        index.plant_trees(boxes, groups.len())?;
         Ok(index)
     }
 
     /// Appends a cell's rings (closing vertex dropped) and returns its bounding box.
-    fn push_geometry(&mut self, shape: &MultiPolygon<f64>) -> Option<AABB<[f64; 2]>> {
+    fn push_geometry(&mut self, shape: &MultiPolygon<f64>) -> Option<Envelope> {
         for polygon in &shape.0 {
             let rings = std::iter::once((polygon.exterior(), true)).chain(polygon.interiors().iter().map(|r| (r, false)));
             for (ring, exterior) in rings {
@@ -348,7 +383,7 @@ impl GridIndex {
         }
         self.cell_ring_starts.push(self.ring_is_exterior.len() as u32);
         let rect = shape.bounding_rect()?;
-        Some(AABB::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]))
+        Some([rect.min().x, rect.min().y, rect.max().x, rect.max().y])
     }
 
     pub fn cell_count(&self) -> usize {
@@ -375,8 +410,7 @@ impl GridIndex {
             + (self.ring_starts.capacity() + self.cell_ring_starts.capacity()) * 4
             + self.ring_is_exterior.capacity()
             + self.edge_bands.iter().map(|b| b.starts.capacity() * 4 + b.edges.capacity() * 8 + 48).sum::<usize>();
-        let spatial_index = self.trees().map(|tree| count_tree_nodes(tree.root())).sum::<usize>()
-            * std::mem::size_of::<RTreeNode<CellBox>>();
+        let spatial_index = self.trees().map(BoxTree::memory_bytes).sum::<usize>();
         let metadata = self.cells.capacity() * std::mem::size_of::<CellInfo>()
             + self.strings.text.capacity()
             + self.strings.ends.capacity() * 4
@@ -393,34 +427,50 @@ impl GridIndex {
                 lats.len()
             )));
         }
-        let mut batch = LocateBatch {
-            offsets: Vec::with_capacity(lngs.len() + 1),
-            cells: Vec::with_capacity(lngs.len() * 2),
-            distances_m: Vec::with_capacity(lngs.len() * 2),
-            admin_counts: Vec::with_capacity(lngs.len()),
-        };
-        batch.offsets.push(0);
-        let mut scratch = Scratch::default();
         for (position, (&lng, &lat)) in lngs.iter().zip(lats).enumerate() {
             if let Some(problem) = coordinate_problem(lng, lat) {
                 return Err(GeoError::new(format!("point #{position}: {problem}")));
             }
+        }
+        if lngs.len() <= PARALLEL_CHUNK {
+            return Ok(self.locate_chunk(lngs, lats, crs));
+        }
+        let parts: Vec<LocateBatch> = lngs
+            .par_chunks(PARALLEL_CHUNK)
+            .zip(lats.par_chunks(PARALLEL_CHUNK))
+            .map(|(lngs, lats)| self.locate_chunk(lngs, lats, crs))
+            .collect();
+        Ok(concatenate(parts))
+    }
+
+    /// Resolves already validated points on the calling thread.
+    fn locate_chunk(&self, lngs: &[f64], lats: &[f64], crs: CoordSystem) -> LocateBatch {
+        let cells_per_point = (self.admin_trees.len() + self.overlay_trees.len()).clamp(1, 8);
+        let mut batch = LocateBatch {
+            offsets: Vec::with_capacity(lngs.len() + 1),
+            cells: Vec::with_capacity(lngs.len() * cells_per_point),
+            distances_m: Vec::with_capacity(lngs.len() * cells_per_point),
+            admin_counts: Vec::with_capacity(lngs.len()),
+        };
+        batch.offsets.push(0);
+        let mut scratch = Scratch::default();
+        for (&lng, &lat) in lngs.iter().zip(lats) {
             let (lng, lat) = convert_point(lng, lat, crs, CoordSystem::Wgs84);
             self.locate_into(lng, lat, &mut scratch, &mut batch);
         }
-        Ok(batch)
+        batch
     }
 
     fn locate_into(&self, lng: f64, lat: f64, scratch: &mut Scratch, out: &mut LocateBatch) {
         let point = Coord { x: lng, y: lat };
         let admin_count = self.resolve_admin(point, scratch, out);
         out.admin_counts.push(admin_count.min(usize::from(u8::MAX)) as u8);
-        self.resolve_overlays(point, out);
+        self.resolve_overlays(point, scratch, out);
         out.offsets.push(out.cells.len() as u32);
     }
 
     /// Splits the cell boxes into the per-depth admin trees and the per-group overlay trees.
-    fn plant_trees(&mut self, boxes: Vec<CellBox>, group_count: usize) {
+    fn plant_trees(&mut self, boxes: Vec<CellBox>, group_count: usize) -> Result<(), GeoError> {
         let max_depth = self.cells.iter().map(|c| usize::from(c.depth)).max().unwrap_or(0);
         let mut admin: Vec<Vec<CellBox>> = (0..=max_depth).map(|_| Vec::new()).collect();
         let mut overlay: Vec<Vec<CellBox>> = (0..group_count).map(|_| Vec::new()).collect();
@@ -434,19 +484,20 @@ impl GridIndex {
                 bucket.push(cell_box);
             }
         }
-        self.admin_trees = admin.into_iter().filter(|b| !b.is_empty()).map(RTree::bulk_load).collect();
-        self.overlay_trees = overlay.into_iter().filter(|b| !b.is_empty()).map(RTree::bulk_load).collect();
+        self.admin_trees = admin.iter().filter(|b| !b.is_empty()).map(|b| BoxTree::build(b)).collect::<Result<_, _>>()?;
+        self.overlay_trees = overlay.iter().filter(|b| !b.is_empty()).map(|b| BoxTree::build(b)).collect::<Result<_, _>>()?;
+        Ok(())
     }
 
-    fn trees(&self) -> impl Iterator<Item = &RTree<CellBox>> {
+    fn trees(&self) -> impl Iterator<Item = &BoxTree> {
         self.admin_trees.iter().chain(&self.overlay_trees)
     }
 
     /// The point's box grown by the tolerance: where nearest-cell candidates can be.
-    fn search_envelope(&self, point: Coord<f64>) -> AABB<[f64; 2]> {
+    fn search_envelope(&self, point: Coord<f64>) -> Envelope {
         let dlat = self.tolerance_m / METRES_PER_DEGREE;
         let dlng = (self.tolerance_m / (METRES_PER_DEGREE * point.y.to_radians().cos().max(1e-9))).min(360.0);
-        AABB::from_corners([point.x - dlng, point.y - dlat], [point.x + dlng, point.y + dlat])
+        [point.x - dlng, point.y - dlat, point.x + dlng, point.y + dlat]
     }
 
     fn is_admin(&self, cell: u32) -> bool {
@@ -467,11 +518,11 @@ impl GridIndex {
     /// Writes the admin chain (deepest first) and returns its length. Levels are tried deepest first;
     /// a shallower level is only tested when no deeper cell holds the point.
     fn resolve_admin(&self, point: Coord<f64>, scratch: &mut Scratch, out: &mut LocateBatch) -> usize {
-        let at_point = AABB::from_point([point.x, point.y]);
+        let at_point = [point.x, point.y, point.x, point.y];
         let mut found: Option<(u32, Position)> = None;
         for tree in &self.admin_trees {
             scratch.holding.clear();
-            scratch.holding.extend(tree.locate_in_envelope_intersecting(&at_point).map(|e| e.cell));
+            tree.query(at_point, &mut scratch.stack, &mut scratch.holding);
             scratch.holding.sort_unstable();
             for &cell in &scratch.holding {
                 let position = self.classify(cell as usize, point);
@@ -496,9 +547,9 @@ impl GridIndex {
                 let envelope = self.search_envelope(point);
                 scratch.nearby.clear();
                 for tree in &self.admin_trees {
-                    scratch.nearby.extend(tree.locate_in_envelope_intersecting(&envelope).map(|e| e.cell));
+                    tree.query(envelope, &mut scratch.stack, &mut scratch.nearby);
                 }
-                match self.nearest(point, scratch.nearby.iter().copied()) {
+                match self.nearest(point, &scratch.nearby, &mut scratch.measured) {
                     Some(nearest) => nearest,
                     None => return 0,
                 }
@@ -516,24 +567,22 @@ impl GridIndex {
     }
 
     /// Writes one cell per overlay (layer, level) group that holds the point or lies within tolerance.
-    fn resolve_overlays(&self, point: Coord<f64>, out: &mut LocateBatch) {
+    fn resolve_overlays(&self, point: Coord<f64>, scratch: &mut Scratch, out: &mut LocateBatch) {
         let envelope = self.search_envelope(point);
         for tree in &self.overlay_trees {
+            scratch.nearby.clear();
+            tree.query(envelope, &mut scratch.stack, &mut scratch.nearby);
             let mut best: Option<(Position, f64, u32)> = None;
-            for entry in tree.locate_in_envelope_intersecting(&envelope) {
-                let position = if entry.envelope.contains_point(&[point.x, point.y]) {
-                    self.classify(entry.cell as usize, point)
-                } else {
-                    Position::Outside
-                };
+            for &cell in &scratch.nearby {
+                let position = self.classify(cell as usize, point);
                 let distance = match position {
-                    Position::Outside => self.near_distance_m(entry.cell as usize, point),
+                    Position::Outside => self.near_distance_m(cell as usize, point),
                     _ => 0.0,
                 };
                 if distance > self.tolerance_m {
                     continue;
                 }
-                let candidate = (position, distance, entry.cell);
+                let candidate = (position, distance, cell);
                 if best.is_none_or(|best| overlay_rank(&candidate) < overlay_rank(&best)) {
                     best = Some(candidate);
                 }
@@ -547,14 +596,17 @@ impl GridIndex {
 
     /// Nearest of cells known not to hold the point, within tolerance; ties (shared edges) go to the
     /// deeper, then smaller-id cell.
-    fn nearest(&self, point: Coord<f64>, cells: impl Iterator<Item = u32>) -> Option<(u32, f64)> {
+    fn nearest(&self, point: Coord<f64>, cells: &[u32], measured: &mut Vec<(u32, f64)>) -> Option<(u32, f64)> {
         if self.tolerance_m <= 0.0 {
             return None;
         }
-        let measured: Vec<(u32, f64)> = cells
-            .map(|cell| (cell, self.near_distance_m(cell as usize, point)))
-            .filter(|(_, distance)| *distance <= self.tolerance_m)
-            .collect();
+        measured.clear();
+        measured.extend(
+            cells
+                .iter()
+                .map(|&cell| (cell, self.near_distance_m(cell as usize, point)))
+                .filter(|(_, distance)| *distance <= self.tolerance_m),
+        );
         let closest = measured.iter().map(|(_, d)| *d).fold(f64::INFINITY, f64::min);
         measured
             .iter()
@@ -682,13 +734,13 @@ impl GridIndex {
         let Some(rect) = geometry.bounding_rect() else {
             return Ok(Vec::new());
         };
-        let envelope = AABB::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
-        let mut hits: Vec<u32> = self
-            .trees()
-            .flat_map(|tree| tree.locate_in_envelope_intersecting(&envelope))
-            .filter(|entry| geometry.intersects(&self.shape(entry.cell as usize)))
-            .map(|entry| entry.cell)
-            .collect();
+        let envelope = [rect.min().x, rect.min().y, rect.max().x, rect.max().y];
+        let (mut stack, mut candidates) = (Vec::new(), Vec::new());
+        for tree in self.trees() {
+            tree.query(envelope, &mut stack, &mut candidates);
+        }
+        let mut hits: Vec<u32> =
+            candidates.into_iter().filter(|cell| geometry.intersects(&self.shape(*cell as usize))).collect();
         hits.sort_unstable();
         Ok(hits)
     }
@@ -705,6 +757,27 @@ impl GridIndex {
         }
         MultiPolygon(polygons)
     }
+}
+
+/// Joins per-chunk answers in order, shifting each chunk's offsets by the cells before it.
+fn concatenate(parts: Vec<LocateBatch>) -> LocateBatch {
+    let points: usize = parts.iter().map(|p| p.admin_counts.len()).sum();
+    let cells: usize = parts.iter().map(|p| p.cells.len()).sum();
+    let mut joined = LocateBatch {
+        offsets: Vec::with_capacity(points + 1),
+        cells: Vec::with_capacity(cells),
+        distances_m: Vec::with_capacity(cells),
+        admin_counts: Vec::with_capacity(points),
+    };
+    joined.offsets.push(0);
+    for part in parts {
+        let base = joined.cells.len() as u32;
+        joined.offsets.extend(part.offsets.iter().skip(1).map(|offset| offset + base));
+        joined.cells.extend_from_slice(&part.cells);
+        joined.distances_m.extend_from_slice(&part.distances_m);
+        joined.admin_counts.extend_from_slice(&part.admin_counts);
+    }
+    joined
 }
 
 fn load_layer(source: &LayerSource<'_>) -> Result<Vec<ParsedFeature>, GeoError> {
@@ -816,17 +889,6 @@ fn distance_to_origin((ax, ay): (f64, f64), (bx, by): (f64, f64)) -> f64 {
     (ax + t * dx).hypot(ay + t * dy)
 }
 
-fn count_tree_nodes(node: &rstar::ParentNode<CellBox>) -> usize {
-    1 + node
-        .children()
-        .iter()
-        .map(|child| match child {
-            RTreeNode::Leaf(_) => 1,
-            RTreeNode::Parent(parent) => count_tree_nodes(parent),
-        })
-        .sum::<usize>()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -892,6 +954,16 @@ mod tests {
         assert!((near.distances_m[0] - 11.1).abs() < 0.1);
         let far = index.locate_batch(&[-0.01], &[0.0005], CoordSystem::Wgs84).unwrap();
         assert!(far.cells.is_empty());
+    }
+
+    #[test]
+    fn parallel_batches_equal_one_sequential_pass() {
+        let index = admin_index();
+        let n = 3 * PARALLEL_CHUNK + 17;
+        let lngs: Vec<f64> = (0..n).map(|i| -0.0005 + 0.003 * (i % 101) as f64 / 100.0).collect();
+        let lats: Vec<f64> = (0..n).map(|i| -0.0005 + 0.002 * (i % 37) as f64 / 36.0).collect();
+        let parallel = index.locate_batch(&lngs, &lats, CoordSystem::Wgs84).unwrap();
+        assert_eq!(parallel, index.locate_chunk(&lngs, &lats, CoordSystem::Wgs84));
     }
 
     #[test]
