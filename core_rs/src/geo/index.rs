@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 
 use geo::{
-    BoundingRect, Coord, Intersects, LineString, MapCoords, MultiPolygon, Polygon, Validation,
+    BoundingRect, Coord, Geometry, Intersects, LineString, MapCoords, MultiPolygon, Polygon, Validation,
 };
 use rayon::prelude::*;
 use static_aabb2d_index::{StaticAABB2DIndex, StaticAABB2DIndexBuilder};
@@ -155,6 +155,52 @@ impl EdgeBands {
     fn band_of(&self, y: f64) -> usize {
         let bands = self.starts.len().saturating_sub(2);
         (((y - self.y0) / self.band_height).max(0.0) as usize).min(bands)
+    }
+
+    /// Buckets `edges` (pairs of indices into `coords`); `None` when they span no height.
+    fn build(coords: &[Coord<f64>], edges: &[(u32, u32)]) -> Option<Self> {
+        let y = |i: u32| coords.get(i as usize).map_or(0.0, |c| c.y);
+        let (y0, y1) = edges.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (a, _)| (lo.min(y(*a)), hi.max(y(*a))));
+        let band_count = (edges.len() / EDGES_PER_BAND).max(1);
+        let band_height = (y1 - y0) / band_count as f64;
+        if !(band_height > 0.0) {
+            return None;
+        }
+        let mut bands = Self { y0, band_height, starts: vec![0; band_count + 2], edges: Vec::new() };
+        let span = |(a, b): (u32, u32)| {
+            let (lo, hi) = (y(a).min(y(b)), y(a).max(y(b)));
+            bands.band_of(lo)..=bands.band_of(hi)
+        };
+        let mut counts = vec![0u32; band_count + 1];
+        for edge in edges {
+            for band in span(*edge) {
+                if let Some(count) = counts.get_mut(band) {
+                    *count += 1;
+                }
+            }
+        }
+        let mut starts = vec![0u32; band_count + 2];
+        for band in 0..=band_count {
+            let next = starts.get(band).copied().unwrap_or(0) + counts.get(band).copied().unwrap_or(0);
+            if let Some(slot) = starts.get_mut(band + 1) {
+                *slot = next;
+            }
+        }
+        let mut filled = vec![(0u32, 0u32); starts.last().copied().unwrap_or(0) as usize];
+        let mut cursor = starts.clone();
+        for edge in edges {
+            for band in span(*edge) {
+                if let Some(position) = cursor.get_mut(band) {
+                    if let Some(slot) = filled.get_mut(*position as usize) {
+                        *slot = *edge;
+                    }
+                    *position += 1;
+                }
+            }
+        }
+        bands.starts = starts;
+        bands.edges = filled;
+        Some(bands)
     }
 
     fn edges_at(&self, y: f64) -> &[(u32, u32)] {
@@ -644,48 +690,7 @@ impl GridIndex {
         if edges.len() < BAND_INDEX_MIN_EDGES {
             return None;
         }
-        let y = |i: u32| self.coords.get(i as usize).map_or(0.0, |c| c.y);
-        let (y0, y1) = edges.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (a, _)| (lo.min(y(*a)), hi.max(y(*a))));
-        let band_count = edges.len() / EDGES_PER_BAND;
-        let band_height = (y1 - y0) / band_count as f64;
-        if !(band_height > 0.0) {
-            return None;
-        }
-        let mut bands = EdgeBands { y0, band_height, starts: vec![0; band_count + 2], edges: Vec::new() };
-        let span = |(a, b): (u32, u32)| {
-            let (lo, hi) = (y(a).min(y(b)), y(a).max(y(b)));
-            bands.band_of(lo)..=bands.band_of(hi)
-        };
-        let mut counts = vec![0u32; band_count + 1];
-        for edge in &edges {
-            for band in span(*edge) {
-                if let Some(count) = counts.get_mut(band) {
-                    *count += 1;
-                }
-            }
-        }
-        let mut starts = vec![0u32; band_count + 2];
-        for band in 0..=band_count {
-            let next = starts.get(band).copied().unwrap_or(0) + counts.get(band).copied().unwrap_or(0);
-            if let Some(slot) = starts.get_mut(band + 1) {
-                *slot = next;
-            }
-        }
-        let mut filled = vec![(0u32, 0u32); starts.last().copied().unwrap_or(0) as usize];
-        let mut cursor = starts.clone();
-        for edge in &edges {
-            for band in span(*edge) {
-                if let Some(position) = cursor.get_mut(band) {
-                    if let Some(slot) = filled.get_mut(*position as usize) {
-                        *slot = *edge;
-                    }
-                    *position += 1;
-                }
-            }
-        }
-        bands.starts = starts;
-        bands.edges = filled;
-        Some(bands)
+        EdgeBands::build(&self.coords, &edges)
     }
 
     fn classify(&self, cell: usize, p: Coord<f64>) -> Position {
@@ -726,6 +731,7 @@ impl GridIndex {
     }
 
     /// Cells (any layer) whose closed area intersects the closed geometry, in index (id) order.
+    /// Polygonal areas take the prepared path ([`PreparedArea`]); points and lines use geo's `Intersects`.
     pub fn cells_intersecting(&self, geojson: &[u8], crs: CoordSystem) -> Result<Vec<u32>, GeoError> {
         let geometry = parse_geometry(geojson)?.map_coords(|c| {
             let (x, y) = convert_point(c.x, c.y, crs, CoordSystem::Wgs84);
@@ -739,10 +745,30 @@ impl GridIndex {
         for tree in self.trees() {
             tree.query(envelope, &mut stack, &mut candidates);
         }
-        let mut hits: Vec<u32> =
-            candidates.into_iter().filter(|cell| geometry.intersects(&self.shape(*cell as usize))).collect();
+        let area = match &geometry {
+            Geometry::Polygon(polygon) => PreparedArea::new(std::slice::from_ref(polygon)),
+            Geometry::MultiPolygon(polygons) => PreparedArea::new(&polygons.0),
+            _ => None,
+        };
+        let mut hits: Vec<u32> = match area {
+            Some(area) => candidates.into_iter().filter(|cell| self.cell_meets_area(*cell as usize, &area)).collect(),
+            None => candidates.into_iter().filter(|cell| geometry.intersects(&self.shape(*cell as usize))).collect(),
+        };
         hits.sort_unstable();
         Ok(hits)
+    }
+
+    /// Closed regions meet iff their boundaries touch or, failing that, one holds a vertex of the other.
+    fn cell_meets_area(&self, cell: usize, area: &PreparedArea) -> bool {
+        let edges_touch = self.rings(cell).flat_map(|(ring, _)| ring_edges(ring)).any(|(a, b)| {
+            area.bands.edges_between(a.y.min(b.y), a.y.max(b.y)).iter().any(|(c, d)| {
+                let (c, d) = (area.coord(*c), area.coord(*d));
+                segments_touch(a, b, c, d)
+            })
+        });
+        edges_touch
+            || self.rings(cell).filter_map(|(ring, _)| ring.first()).any(|v| area.classify(*v) != Position::Outside)
+            || area.ring_firsts.iter().any(|v| self.classify(cell, *v) != Position::Outside)
     }
 
     /// Rebuilds a cell as a geo MultiPolygon (closing vertices restored) for the area query.
@@ -757,6 +783,62 @@ impl GridIndex {
         }
         MultiPolygon(polygons)
     }
+}
+
+/// A query area's edges bucketed by band, for many cell tests against one area.
+struct PreparedArea {
+    coords: Vec<Coord<f64>>,
+    bands: EdgeBands,
+    ring_firsts: Vec<Coord<f64>>,
+}
+
+impl PreparedArea {
+    fn new(polygons: &[Polygon<f64>]) -> Option<Self> {
+        let mut coords = Vec::new();
+        let mut edges = Vec::new();
+        let mut ring_firsts = Vec::new();
+        for ring in polygons.iter().flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors())) {
+            let open = ring.0.split_last().map_or(&[][..], |(_, rest)| rest);
+            let start = coords.len() as u32;
+            coords.extend_from_slice(open);
+            let end = coords.len() as u32;
+            edges.extend((start..end).map(|i| (i, if i + 1 < end { i + 1 } else { start })));
+            ring_firsts.extend(open.first());
+        }
+        let bands = EdgeBands::build(&coords, &edges)?;
+        Some(Self { coords, bands, ring_firsts })
+    }
+
+    fn coord(&self, index: u32) -> Coord<f64> {
+        self.coords.get(index as usize).copied().unwrap_or(Coord { x: f64::NAN, y: f64::NAN })
+    }
+
+    fn classify(&self, p: Coord<f64>) -> Position {
+        classify_edges(self.bands.edges_at(p.y).iter().map(|(a, b)| (self.coord(*a), self.coord(*b))), p)
+    }
+}
+
+fn orientation(a: Coord<f64>, b: Coord<f64>, p: Coord<f64>) -> f64 {
+    robust::orient2d(robust::Coord { x: a.x, y: a.y }, robust::Coord { x: b.x, y: b.y }, robust::Coord { x: p.x, y: p.y })
+}
+
+/// Closed segments ab and cd share at least one point (exact, robust orientation tests).
+fn segments_touch(a: Coord<f64>, b: Coord<f64>, c: Coord<f64>, d: Coord<f64>) -> bool {
+    if a.x.max(b.x) < c.x.min(d.x) || c.x.max(d.x) < a.x.min(b.x) || a.y.max(b.y) < c.y.min(d.y) || c.y.max(d.y) < a.y.min(b.y) {
+        return false;
+    }
+    let (o1, o2) = (orientation(a, b, c), orientation(a, b, d));
+    let (o3, o4) = (orientation(c, d, a), orientation(c, d, b));
+    let opposite = |p: f64, q: f64| (p > 0.0 && q < 0.0) || (p < 0.0 && q > 0.0);
+    let strictly_crossing = opposite(o1, o2) && opposite(o3, o4);
+    let within = |p: Coord<f64>, q: Coord<f64>, r: Coord<f64>| {
+        r.x >= p.x.min(q.x) && r.x <= p.x.max(q.x) && r.y >= p.y.min(q.y) && r.y <= p.y.max(q.y)
+    };
+    strictly_crossing
+        || (o1 == 0.0 && within(a, b, c))
+        || (o2 == 0.0 && within(a, b, d))
+        || (o3 == 0.0 && within(c, d, a))
+        || (o4 == 0.0 && within(c, d, b))
 }
 
 /// Joins per-chunk answers in order, shifting each chunk's offsets by the cells before it.
