@@ -179,10 +179,14 @@ class GridIndex:
         cells = arrays.cells.tolist()
         distances = arrays.distances_m.tolist()
         admin_counts = arrays.admin_counts.tolist()
+        cache, cell = self._cells, self.cell
         results = []
         for point, admin_count in enumerate(admin_counts):
             start, end = offsets[point], offsets[point + 1]
-            resolved = [self.cell(c, d) for c, d in zip(cells[start:end], distances[start:end])]
+            resolved = [
+                (cache.get(c) or cell(c)) if d == 0.0 else cell(c, d)
+                for c, d in zip(cells[start:end], distances[start:end])
+            ]
             admin_path = resolved[:admin_count]
             admin_path.reverse()
             results.append(Resolution(resolved, admin_path, not resolved))
@@ -203,7 +207,8 @@ class GridIndex:
         """Every cell (any layer, any level) whose area intersects a GeoJSON geometry or Feature —
         touching counts, as in shapely's ``intersects``. Used to fan an area warning out to its grids."""
         indices = self._core.cells_intersecting(_geojson_bytes(geometry, "geometry"), coord_system(crs).value)
-        return [self.cell(index) for index in indices]
+        cache = self._cells
+        return [cache.get(index) or self.cell(index) for index in indices]
 
     def memory_use(self) -> dict[str, int]:
         """Bytes held by geometry, spatial index and metadata, beside the raw GeoJSON vertex bytes."""
