@@ -34,6 +34,8 @@ const NO_PARENT: u32 = u32::MAX;
 const NO_BANDS: u32 = u32::MAX;
 /// Batches larger than this are split across rayon's threads, this many points per task.
 const PARALLEL_CHUNK: usize = 16_384;
+/// Batches at least this large are resolved in spatial (Hilbert) order.
+const SPATIAL_SORT_MIN: usize = 4_096;
 /// Children per node of the packed trees (flatbush's default).
 const NODE_SIZE: usize = 16;
 /// Cells with at least this many edges get a y-band edge index (like GEOS's indexed point-in-area
@@ -275,6 +277,8 @@ pub struct GridIndex {
     overlay_trees: Vec<BoxTree>,
     tolerance_m: f64,
     raw_vertex_count: usize,
+    /// Union of all cell boxes, the frame of the Hilbert sort.
+    extent: Envelope,
 }
 
 struct PendingCell {
@@ -392,6 +396,7 @@ impl GridIndex {
             overlay_trees: Vec::new(),
             tolerance_m,
             raw_vertex_count: 0,
+            extent: [0.0; 4],
         };
         let mut boxes = Vec::with_capacity(pending.len());
         for (cell, pending_cell) in pending.iter().enumerate() {
@@ -411,6 +416,9 @@ impl GridIndex {
         }
         index.coords.shrink_to_fit();
         index.strings.text.shrink_to_fit();
+        index.extent = boxes.iter().fold([f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY], |e, b| {
+            [e[0].min(b.envelope[0]), e[1].min(b.envelope[1]), e[2].max(b.envelope[2]), e[3].max(b.envelope[3])]
+        });
         index.plant_trees(boxes, groups.len())?;
         Ok(index)
     }
@@ -478,31 +486,45 @@ impl GridIndex {
                 return Err(GeoError::new(format!("point #{position}: {problem}")));
             }
         }
-        if lngs.len() <= PARALLEL_CHUNK {
-            return Ok(self.locate_chunk(lngs, lats, crs));
+        if lngs.len() < SPATIAL_SORT_MIN {
+            let points: Vec<Coord<f64>> = lngs.iter().zip(lats).map(|(&x, &y)| wgs84(x, y, crs)).collect();
+            return Ok(self.locate_points(&points));
         }
-        let parts: Vec<LocateBatch> = lngs
-            .par_chunks(PARALLEL_CHUNK)
-            .zip(lats.par_chunks(PARALLEL_CHUNK))
-            .map(|(lngs, lats)| self.locate_chunk(lngs, lats, crs))
-            .collect();
-        Ok(concatenate(parts))
+        // Large batches are resolved in Hilbert order of the points, so consecutive queries touch the
+        // same tree nodes and cells (cache hits instead of misses), then put back in the caller's order.
+        let points: Vec<Coord<f64>> =
+            lngs.par_iter().zip(lats.par_iter()).map(|(&x, &y)| wgs84(x, y, crs)).collect();
+        let mut order: Vec<(u32, u32)> =
+            points.iter().enumerate().map(|(i, p)| (self.hilbert_key(*p), i as u32)).collect();
+        order.par_sort_unstable();
+        let sorted: Vec<Coord<f64>> = order.iter().filter_map(|(_, i)| points.get(*i as usize).copied()).collect();
+        let parts: Vec<LocateBatch> = sorted.par_chunks(PARALLEL_CHUNK).map(|chunk| self.locate_points(chunk)).collect();
+        Ok(unsort(&concatenate(parts), &order))
     }
 
-    /// Resolves already validated points on the calling thread.
-    fn locate_chunk(&self, lngs: &[f64], lats: &[f64], crs: CoordSystem) -> LocateBatch {
+    /// Position of a point on a Hilbert curve over the index's extent.
+    fn hilbert_key(&self, p: Coord<f64>) -> u32 {
+        let [min_x, min_y, max_x, max_y] = self.extent;
+        let scale = |v: f64, lo: f64, hi: f64| {
+            let span = hi - lo;
+            if span > 0.0 { (((v - lo) / span).clamp(0.0, 1.0) * f64::from(u16::MAX)) as u16 } else { 0 }
+        };
+        static_aabb2d_index::hilbert_xy_to_index(scale(p.x, min_x, max_x), scale(p.y, min_y, max_y))
+    }
+
+    /// Resolves WGS-84 points on the calling thread.
+    fn locate_points(&self, points: &[Coord<f64>]) -> LocateBatch {
         let cells_per_point = (self.admin_trees.len() + self.overlay_trees.len()).clamp(1, 8);
         let mut batch = LocateBatch {
-            offsets: Vec::with_capacity(lngs.len() + 1),
-            cells: Vec::with_capacity(lngs.len() * cells_per_point),
-            distances_m: Vec::with_capacity(lngs.len() * cells_per_point),
-            admin_counts: Vec::with_capacity(lngs.len()),
+            offsets: Vec::with_capacity(points.len() + 1),
+            cells: Vec::with_capacity(points.len() * cells_per_point),
+            distances_m: Vec::with_capacity(points.len() * cells_per_point),
+            admin_counts: Vec::with_capacity(points.len()),
         };
         batch.offsets.push(0);
         let mut scratch = Scratch::default();
-        for (&lng, &lat) in lngs.iter().zip(lats) {
-            let (lng, lat) = convert_point(lng, lat, crs, CoordSystem::Wgs84);
-            self.locate_into(lng, lat, &mut scratch, &mut batch);
+        for point in points {
+            self.locate_into(point.x, point.y, &mut scratch, &mut batch);
         }
         batch
     }
@@ -841,6 +863,38 @@ fn segments_touch(a: Coord<f64>, b: Coord<f64>, c: Coord<f64>, d: Coord<f64>) ->
         || (o4 == 0.0 && within(c, d, b))
 }
 
+fn wgs84(lng: f64, lat: f64, crs: CoordSystem) -> Coord<f64> {
+    let (x, y) = convert_point(lng, lat, crs, CoordSystem::Wgs84);
+    Coord { x, y }
+}
+
+/// Puts answers computed in `order` (pairs of sort key and original position) back in original order.
+fn unsort(sorted: &LocateBatch, order: &[(u32, u32)]) -> LocateBatch {
+    let mut rank = vec![0u32; order.len()];
+    for (position_in_sorted, (_, original)) in order.iter().enumerate() {
+        if let Some(slot) = rank.get_mut(*original as usize) {
+            *slot = position_in_sorted as u32;
+        }
+    }
+    let mut out = LocateBatch {
+        offsets: Vec::with_capacity(order.len() + 1),
+        cells: Vec::with_capacity(sorted.cells.len()),
+        distances_m: Vec::with_capacity(sorted.cells.len()),
+        admin_counts: Vec::with_capacity(order.len()),
+    };
+    out.offsets.push(0);
+    for &j in &rank {
+        let j = j as usize;
+        let start = sorted.offsets.get(j).copied().unwrap_or(0) as usize;
+        let end = sorted.offsets.get(j + 1).copied().unwrap_or(0) as usize;
+        out.cells.extend_from_slice(sorted.cells.get(start..end).unwrap_or(&[]));
+        out.distances_m.extend_from_slice(sorted.distances_m.get(start..end).unwrap_or(&[]));
+        out.admin_counts.push(sorted.admin_counts.get(j).copied().unwrap_or(0));
+        out.offsets.push(out.cells.len() as u32);
+    }
+    out
+}
+
 /// Joins per-chunk answers in order, shifting each chunk's offsets by the cells before it.
 fn concatenate(parts: Vec<LocateBatch>) -> LocateBatch {
     let points: usize = parts.iter().map(|p| p.admin_counts.len()).sum();
@@ -1039,13 +1093,14 @@ mod tests {
     }
 
     #[test]
-    fn parallel_batches_equal_one_sequential_pass() {
+    fn sorted_parallel_batches_equal_one_sequential_pass() {
         let index = admin_index();
         let n = 3 * PARALLEL_CHUNK + 17;
         let lngs: Vec<f64> = (0..n).map(|i| -0.0005 + 0.003 * (i % 101) as f64 / 100.0).collect();
         let lats: Vec<f64> = (0..n).map(|i| -0.0005 + 0.002 * (i % 37) as f64 / 36.0).collect();
         let parallel = index.locate_batch(&lngs, &lats, CoordSystem::Wgs84).unwrap();
-        assert_eq!(parallel, index.locate_chunk(&lngs, &lats, CoordSystem::Wgs84));
+        let points: Vec<Coord<f64>> = lngs.iter().zip(&lats).map(|(&x, &y)| Coord { x, y }).collect();
+        assert_eq!(parallel, index.locate_points(&points));
     }
 
     #[test]
