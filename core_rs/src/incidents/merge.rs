@@ -380,7 +380,7 @@ impl IncidentMerger {
     /// (the policy's `incident_ttl_s`, else the category's window). Ids in order of expiry.
     pub fn expire(&mut self, now: f64) -> Result<Vec<String>, IncidentError> {
         if !now.is_finite() {
-            return Err(IncidentError::InvalidEvent { index: 0, reason: format!("now must be a finite time, got {now}") });
+            return Err(IncidentError::InvalidTime(format!("expire(now): now must be a finite epoch-seconds time, got {now}")));
         }
         let mut closed = Vec::new();
         while let Some(Reverse(Deadline(deadline, seq))) = self.deadlines.peek().copied() {
