@@ -106,10 +106,13 @@ class ReferenceMerger:
     """Incident merging by the documented rules, checking every open incident for every event."""
 
     def __init__(self, policy: MergePolicy) -> None:
-        self.policy = policy
-        self.min_slots = max(0, math.ceil(policy.text_similarity * SLOTS - 1e-9))
+        self.update_policy(policy)
         self.open: dict[int, RefIncident] = {}
         self.next_seq = 0
+
+    def update_policy(self, policy: MergePolicy) -> None:
+        self.policy = policy
+        self.min_slots = max(0, math.ceil(policy.text_similarity * SLOTS - 1e-9))
 
     def group(self, category: str) -> str:
         for name, members in self.policy.groups.items():
