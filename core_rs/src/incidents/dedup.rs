@@ -67,9 +67,11 @@ pub struct Deduper {
     watermark: f64,
     /// Live key → (recorded time, record number).
     live: HashMap<KeyHash, (f64, u64)>,
-    /// (key, record number) in the order recorded. An entry whose number differs from `live[key]` is stale
-    /// (the key was re-recorded or forgotten since) and is skipped when it reaches the front.
-    order: VecDeque<(KeyHash, u64)>,
+    /// (key, record number, time) in the order recorded. An entry whose number differs from `live[key]` is
+    /// stale (the key was re-recorded since) and is skipped when it reaches the front.
+    order: VecDeque<(KeyHash, u64, f64)>,
+    /// Stale entries in `order`; while there are none the front entry is known live without a map lookup.
+    stale: usize,
     next_record: u64,
     counters: DedupStats,
     generation: u64,
@@ -92,6 +94,7 @@ impl Deduper {
             watermark: f64::NEG_INFINITY,
             live: HashMap::new(),
             order: VecDeque::new(),
+            stale: 0,
             next_record: 0,
             counters: DedupStats::default(),
             generation: 0,
@@ -147,27 +150,29 @@ impl Deduper {
         if self.live.len() > self.max_keys {
             self.evict_oldest();
         }
-        if self.order.len() > 2 * self.live.len() + 1024 {
+        if self.stale > self.live.len() + 1024 {
             let live = &self.live;
-            self.order.retain(|(key, number)| is_current(live, key, *number));
+            self.order.retain(|(key, number, _)| live.get(key).is_some_and(|&(_, current)| current == *number));
+            self.stale = 0;
         }
     }
 
     fn insert_newest(&mut self, key: KeyHash, time: f64) {
-        self.live.insert(key, (time, self.next_record));
-        self.order.push_back((key, self.next_record));
+        if self.live.insert(key, (time, self.next_record)).is_some() {
+            self.stale += 1;
+        }
+        self.order.push_back((key, self.next_record, time));
         self.next_record += 1;
     }
 
-    /// Time of the oldest live record, after dropping stale entries from the front.
+    /// The oldest live record, after dropping stale entries from the front.
     fn oldest_live(&mut self) -> Option<(KeyHash, f64)> {
-        while let Some(&(key, number)) = self.order.front() {
-            match self.live.get(&key) {
-                Some(&(time, current)) if current == number => return Some((key, time)),
-                _ => {
-                    self.order.pop_front();
-                }
+        while let Some(&(key, number, time)) = self.order.front() {
+            if self.stale == 0 || self.live.get(&key).is_some_and(|&(_, current)| current == number) {
+                return Some((key, time));
             }
+            self.order.pop_front();
+            self.stale -= 1;
         }
         None
     }
@@ -214,10 +219,8 @@ impl Deduper {
         let records: Vec<(KeyHash, f64)> = self
             .order
             .iter()
-            .filter_map(|&(key, number)| match self.live.get(&key) {
-                Some(&(time, current)) if current == number => Some((key, time)),
-                _ => None,
-            })
+            .filter(|&&(key, number, _)| self.live.get(&key).is_some_and(|&(_, current)| current == number))
+            .map(|&(key, _, time)| (key, time))
             .collect();
         let state = FullState {
             window_s: self.window_s,
@@ -305,10 +308,6 @@ impl Deduper {
         }
         Ok(deduper)
     }
-}
-
-fn is_current(live: &HashMap<KeyHash, (f64, u64)>, key: &KeyHash, number: u64) -> bool {
-    live.get(key).is_some_and(|&(_, current)| current == number)
 }
 
 #[cfg(test)]
