@@ -212,7 +212,7 @@ impl Deduper {
         }
     }
 
-    /// The whole state as bytes (about 24 bytes per live key). Starts a new generation for deltas.
+    /// The whole state as bytes (about 27 bytes per live key). Starts a new generation for deltas.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, IncidentError> {
         self.generation += 1;
         self.journal = Some(Vec::new());
