@@ -85,7 +85,8 @@ class Deduper:
 
     def snapshot_delta(self) -> bytes:
         """The changes since the last snapshot or delta, cheap enough to take after every batch.
-        Becomes a full snapshot when more than ``max(max_keys, 65536)`` changes piled up."""
+        A full snapshot when there was no snapshot before (changes are logged only from the first one on)
+        or more than ``max(max_keys, 65536)`` changes piled up."""
         return self._core.snapshot_delta()
 
     @classmethod
@@ -236,7 +237,8 @@ class IncidentMerger:
 
     def snapshot_delta(self) -> bytes:
         """The incidents opened, changed or closed since the last snapshot or delta; cost proportional to
-        the batch, not to the open incidents. Take one after every acknowledged batch."""
+        the batch, not to the open incidents. Take one after every acknowledged batch. A full snapshot
+        when there was no snapshot before (changes are logged only from the first one on)."""
         return self._core.snapshot_delta()
 
     @classmethod

@@ -75,7 +75,8 @@ pub struct Deduper {
     next_record: u64,
     counters: DedupStats,
     generation: u64,
-    /// Changes since the last snapshot; `None` once it grew past `journal_limit` (the next delta is full).
+    /// Changes since the last snapshot; `None` before the first snapshot (nobody is taking deltas, so
+    /// nothing is logged) and once the log outgrew its limit: then the next delta is a full snapshot.
     journal: Option<Vec<Change>>,
 }
 
@@ -98,7 +99,7 @@ impl Deduper {
             next_record: 0,
             counters: DedupStats::default(),
             generation: 0,
-            journal: Some(Vec::new()),
+            journal: None,
         })
     }
 
@@ -134,14 +135,16 @@ impl Deduper {
             self.watermark = time;
             self.expire_front();
         }
-        if let Some(&(recorded, _)) = self.live.get(&key) {
-            if (time - recorded).abs() <= self.window_s {
+        match self.live.get(&key) {
+            Some(&(recorded, _)) if (time - recorded).abs() <= self.window_s => {
                 self.counters.duplicates += 1;
-                return true;
+                true
+            }
+            _ => {
+                self.record(key, time);
+                false
             }
         }
-        self.record(key, time);
-        false
     }
 
     fn record(&mut self, key: KeyHash, time: f64) {
@@ -233,7 +236,8 @@ impl Deduper {
     }
 
     /// The changes since the last snapshot or delta (cost proportional to the keys recorded and forgotten
-    /// since then). Falls back to a full snapshot when the change log outgrew `max(max_keys, 65536)` entries.
+    /// since then). A full snapshot when there is no earlier snapshot or the change log outgrew
+    /// `max(max_keys, 65536)` entries.
     pub fn snapshot_delta(&mut self) -> Result<Vec<u8>, IncidentError> {
         let Some(log) = self.journal.replace(Vec::new()) else {
             return self.snapshot();

@@ -17,7 +17,6 @@ use std::collections::BinaryHeap;
 
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
-use smallvec::SmallVec;
 
 use super::policy::{CategoryLimits, MergePolicy};
 use super::snapshot::{self, check_follows, Component, Image};
@@ -155,7 +154,7 @@ struct Spot {
 struct Grid {
     cell_deg: f64,
     columns: i64,
-    cells: HashMap<(u32, i64, i64), SmallVec<[Spot; 4]>>,
+    cells: HashMap<(u32, i64, i64), Vec<Spot>>,
 }
 
 impl Grid {
@@ -320,7 +319,7 @@ impl IncidentMerger {
             next_seq: 0,
             counters: MergerStats::default(),
             generation: 0,
-            journal: Some(Journal::new(0)),
+            journal: None,
         }
     }
 
@@ -660,7 +659,8 @@ impl IncidentMerger {
     }
 
     /// The incidents opened, changed or closed since the last snapshot or delta: cost proportional to
-    /// the incidents the batches touched, not to all open ones.
+    /// the incidents the batches touched, not to all open ones. A full snapshot when there is no earlier
+    /// snapshot (nothing is logged until the first one) or the change log outgrew its limit.
     pub fn snapshot_delta(&mut self) -> Result<Vec<u8>, IncidentError> {
         let Some(journal) = self.journal.replace(Journal::new(self.categories.len())) else {
             return self.snapshot();
