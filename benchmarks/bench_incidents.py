@@ -302,7 +302,8 @@ def test_merger_snapshot_per_batch(benchmark, busy_merger, day, kind):
 
     def fresh_batch() -> tuple[tuple, dict]:
         busy_merger.snapshot()
-        return ([[f"{kind}{next(rounds)}-{x}" for x in batch[0]], *batch[1:]],), {}
+        prefix = f"{kind}{next(rounds)}-"
+        return ([[prefix + x for x in batch[0]], *batch[1:]],), {}
 
     def run(columns: list) -> bytes:
         busy_merger.add_columns(*columns)
@@ -329,7 +330,8 @@ def test_dedup_snapshot_per_batch(benchmark, dedup_stream, kind):
 
     def fresh_keys() -> tuple[tuple, dict]:
         deduper.snapshot()
-        return ([f"{kind}{next(rounds)}-{i}" for i in range(BATCH)],), {}
+        prefix = f"{kind}{next(rounds)}-"
+        return ([f"{prefix}{i}" for i in range(BATCH)],), {}
 
     def run(fresh: list[str]) -> bytes:
         deduper.check_many(fresh, later)

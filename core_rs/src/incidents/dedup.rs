@@ -83,7 +83,10 @@ pub struct Deduper {
 impl Deduper {
     pub fn new(window_s: f64, max_keys: u64) -> Result<Self, IncidentError> {
         if !window_s.is_finite() || window_s < 0.0 {
-            return Err(config_error("window_s", format!("must be a finite number >= 0, got {window_s}")));
+            return Err(config_error(
+                "window_s",
+                format!("must be a finite number >= 0, got {window_s}"),
+            ));
         }
         let max_keys = usize::try_from(max_keys)
             .ok()
@@ -112,12 +115,19 @@ impl Deduper {
     }
 
     pub fn stats(&self) -> DedupStats {
-        DedupStats { live_keys: self.live.len() as u64, ..self.counters }
+        DedupStats {
+            live_keys: self.live.len() as u64,
+            ..self.counters
+        }
     }
 
     /// Checks a batch; `out[i]` is true when `keys[i]` is a duplicate. New keys are recorded.
     /// The batch is validated first: on error nothing was recorded.
-    pub fn check_many(&mut self, keys: &[KeyHash], times: &[f64]) -> Result<Vec<bool>, IncidentError> {
+    pub fn check_many(
+        &mut self,
+        keys: &[KeyHash],
+        times: &[f64],
+    ) -> Result<Vec<bool>, IncidentError> {
         if keys.len() != times.len() {
             return Err(IncidentError::InvalidEvent {
                 index: keys.len().min(times.len()),
@@ -125,9 +135,16 @@ impl Deduper {
             });
         }
         if let Some(index) = times.iter().position(|t| !t.is_finite()) {
-            return Err(IncidentError::InvalidEvent { index, reason: "time is not a finite number".into() });
+            return Err(IncidentError::InvalidEvent {
+                index,
+                reason: "time is not a finite number".into(),
+            });
         }
-        Ok(keys.iter().zip(times).map(|(&key, &time)| self.check_one(key, time)).collect())
+        Ok(keys
+            .iter()
+            .zip(times)
+            .map(|(&key, &time)| self.check_one(key, time))
+            .collect())
     }
 
     fn check_one(&mut self, key: KeyHash, time: f64) -> bool {
@@ -155,7 +172,10 @@ impl Deduper {
         }
         if self.stale > self.live.len() + 1024 {
             let live = &self.live;
-            self.order.retain(|(key, number, _)| live.get(key).is_some_and(|&(_, current)| current == *number));
+            self.order.retain(|(key, number, _)| {
+                live.get(key)
+                    .is_some_and(|&(_, current)| current == *number)
+            });
             self.stale = 0;
         }
     }
@@ -171,7 +191,12 @@ impl Deduper {
     /// The oldest live record, after dropping stale entries from the front.
     fn oldest_live(&mut self) -> Option<(KeyHash, f64)> {
         while let Some(&(key, number, time)) = self.order.front() {
-            if self.stale == 0 || self.live.get(&key).is_some_and(|&(_, current)| current == number) {
+            if self.stale == 0
+                || self
+                    .live
+                    .get(&key)
+                    .is_some_and(|&(_, current)| current == number)
+            {
                 return Some((key, time));
             }
             self.order.pop_front();
@@ -222,7 +247,11 @@ impl Deduper {
         let records: Vec<(KeyHash, f64)> = self
             .order
             .iter()
-            .filter(|&&(key, number, _)| self.live.get(&key).is_some_and(|&(_, current)| current == number))
+            .filter(|&&(key, number, _)| {
+                self.live
+                    .get(&key)
+                    .is_some_and(|&(_, current)| current == number)
+            })
             .map(|&(key, _, time)| (key, time))
             .collect();
         let state = FullState {
@@ -232,7 +261,13 @@ impl Deduper {
             counters: self.counters,
             records,
         };
-        snapshot::seal(Component::Deduper, &DedupImage::Full { generation: self.generation, state })
+        snapshot::seal(
+            Component::Deduper,
+            &DedupImage::Full {
+                generation: self.generation,
+                state,
+            },
+        )
     }
 
     /// The changes since the last snapshot or delta (cost proportional to the keys recorded and forgotten
@@ -244,10 +279,18 @@ impl Deduper {
         };
         let follows = self.generation;
         self.generation += 1;
-        let changes = Changes { watermark: self.watermark, counters: self.counters, log };
+        let changes = Changes {
+            watermark: self.watermark,
+            counters: self.counters,
+            log,
+        };
         snapshot::seal(
             Component::Deduper,
-            &DedupImage::Delta { follows, generation: self.generation, changes },
+            &DedupImage::Delta {
+                follows,
+                generation: self.generation,
+                changes,
+            },
         )
     }
 
@@ -256,7 +299,8 @@ impl Deduper {
         match snapshot::open::<DedupImage>(Component::Deduper, bytes)? {
             DedupImage::Full { generation, state } => Self::from_full(generation, state),
             DedupImage::Delta { .. } => Err(IncidentError::InvalidSnapshot(
-                "these bytes are a delta; restore from a full snapshot, then apply the deltas".into(),
+                "these bytes are a delta; restore from a full snapshot, then apply the deltas"
+                    .into(),
             )),
         }
     }
@@ -265,7 +309,11 @@ impl Deduper {
     pub fn apply(&mut self, bytes: &[u8]) -> Result<(), IncidentError> {
         match snapshot::open::<DedupImage>(Component::Deduper, bytes)? {
             DedupImage::Full { generation, state } => *self = Self::from_full(generation, state)?,
-            DedupImage::Delta { follows, generation, changes } => {
+            DedupImage::Delta {
+                follows,
+                generation,
+                changes,
+            } => {
                 check_follows(self.generation, follows)?;
                 for change in changes.log {
                     self.replay(change)?;
@@ -301,8 +349,9 @@ impl Deduper {
     }
 
     fn from_full(generation: u64, state: FullState) -> Result<Self, IncidentError> {
-        let mut deduper = Self::new(state.window_s, state.max_keys)
-            .map_err(|e| IncidentError::InvalidSnapshot(format!("settings in the snapshot: {e}")))?;
+        let mut deduper = Self::new(state.window_s, state.max_keys).map_err(|e| {
+            IncidentError::InvalidSnapshot(format!("settings in the snapshot: {e}"))
+        })?;
         deduper.watermark = state.watermark;
         deduper.counters = state.counters;
         deduper.generation = generation;
@@ -319,13 +368,18 @@ mod tests {
     use super::*;
 
     fn keys(names: &[&str]) -> Vec<KeyHash> {
-        names.iter().map(|n| idempotency_key(n.as_bytes())).collect()
+        names
+            .iter()
+            .map(|n| idempotency_key(n.as_bytes()))
+            .collect()
     }
 
     #[test]
     fn repeats_within_the_window_are_duplicates() {
         let mut d = Deduper::new(10.0, 100).unwrap();
-        let out = d.check_many(&keys(&["a", "b", "a", "a"]), &[0.0, 1.0, 5.0, 20.0]).unwrap();
+        let out = d
+            .check_many(&keys(&["a", "b", "a", "a"]), &[0.0, 1.0, 5.0, 20.0])
+            .unwrap();
         assert_eq!(out, vec![false, false, true, false]);
         assert_eq!(d.stats().duplicates, 1);
     }
@@ -333,7 +387,12 @@ mod tests {
     #[test]
     fn oldest_key_is_evicted_first() {
         let mut d = Deduper::new(1e9, 2).unwrap();
-        let out = d.check_many(&keys(&["a", "b", "c", "b", "a"]), &[0.0, 1.0, 2.0, 3.0, 4.0]).unwrap();
+        let out = d
+            .check_many(
+                &keys(&["a", "b", "c", "b", "a"]),
+                &[0.0, 1.0, 2.0, 3.0, 4.0],
+            )
+            .unwrap();
         assert_eq!(out, vec![false, false, false, true, false]);
         assert_eq!(d.stats().evicted, 2);
         assert_eq!(d.stats().live_keys, 2);
@@ -344,13 +403,17 @@ mod tests {
         let mut d = Deduper::new(5.0, 3).unwrap();
         d.check_many(&keys(&["a", "b"]), &[0.0, 1.0]).unwrap();
         let full = d.snapshot().unwrap();
-        d.check_many(&keys(&["c", "d", "e"]), &[2.0, 3.0, 9.0]).unwrap();
+        d.check_many(&keys(&["c", "d", "e"]), &[2.0, 3.0, 9.0])
+            .unwrap();
         let delta = d.snapshot_delta().unwrap();
         let mut restored = Deduper::restore(&full).unwrap();
         restored.apply(&delta).unwrap();
         let probe = keys(&["a", "c", "d", "e", "f"]);
         let times = [9.5, 9.5, 9.5, 9.5, 9.5];
-        assert_eq!(restored.check_many(&probe, &times).unwrap(), d.check_many(&probe, &times).unwrap());
+        assert_eq!(
+            restored.check_many(&probe, &times).unwrap(),
+            d.check_many(&probe, &times).unwrap()
+        );
         assert_eq!(restored.stats(), d.stats());
     }
 
@@ -367,6 +430,9 @@ mod tests {
         snap.truncate(snap.len() - 1);
         assert!(Deduper::restore(&snap).is_err());
         let delta = d.snapshot_delta().unwrap();
-        assert!(d.apply(&delta).is_err(), "a delta applied twice must be refused");
+        assert!(
+            d.apply(&delta).is_err(),
+            "a delta applied twice must be refused"
+        );
     }
 }

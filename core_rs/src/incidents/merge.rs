@@ -96,7 +96,10 @@ impl PartialOrd for Deadline {
 
 impl Ord for Deadline {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1)).then(self.2.cmp(&other.2))
+        self.0
+            .total_cmp(&other.0)
+            .then(self.1.cmp(&other.1))
+            .then(self.2.cmp(&other.2))
     }
 }
 
@@ -129,7 +132,11 @@ struct Journal {
 
 impl Journal {
     fn new(categories_at_mark: usize) -> Self {
-        Self { categories_at_mark, touched: Vec::new(), closed: Vec::new() }
+        Self {
+            categories_at_mark,
+            touched: Vec::new(),
+            closed: Vec::new(),
+        }
     }
 
     fn is_full(&self) -> bool {
@@ -159,9 +166,15 @@ struct Grid {
 
 impl Grid {
     fn new(radius_m: f64) -> Self {
-        let wanted_deg = (4.0 * radius_m.max(1.0) / EARTH_RADIUS_M).to_degrees().min(360.0);
+        let wanted_deg = (4.0 * radius_m.max(1.0) / EARTH_RADIUS_M)
+            .to_degrees()
+            .min(360.0);
         let columns = (360.0 / wanted_deg).ceil().max(1.0) as i64;
-        Self { cell_deg: 360.0 / columns as f64, columns, cells: HashMap::new() }
+        Self {
+            cell_deg: 360.0 / columns as f64,
+            columns,
+            cells: HashMap::new(),
+        }
     }
 
     fn row(&self, lat: f64) -> i64 {
@@ -177,7 +190,10 @@ impl Grid {
     }
 
     fn insert(&mut self, group: u32, spot: Spot) {
-        self.cells.entry(self.key(group, spot.anchor)).or_default().push(spot);
+        self.cells
+            .entry(self.key(group, spot.anchor))
+            .or_default()
+            .push(spot);
     }
 
     fn remove(&mut self, group: u32, slot: u32, anchor: (f64, f64)) {
@@ -190,9 +206,20 @@ impl Grid {
         }
     }
 
-    fn update_times(&mut self, group: u32, slot: u32, anchor: (f64, f64), first_time: f64, last_time: f64) {
+    fn update_times(
+        &mut self,
+        group: u32,
+        slot: u32,
+        anchor: (f64, f64),
+        first_time: f64,
+        last_time: f64,
+    ) {
         let key = self.key(group, anchor);
-        if let Some(spot) = self.cells.get_mut(&key).and_then(|cell| cell.iter_mut().find(|s| s.slot == slot)) {
+        if let Some(spot) = self
+            .cells
+            .get_mut(&key)
+            .and_then(|cell| cell.iter_mut().find(|s| s.slot == slot))
+        {
             spot.first_time = first_time;
             spot.last_time = last_time;
         }
@@ -200,12 +227,19 @@ impl Grid {
 
     /// Calls `visit` with every incident of `group` whose anchor may lie within `radius_m` of the point.
     /// Returns false (having visited nothing) when the query would touch too many cells.
-    fn visit_near(&self, group: u32, (lon, lat): (f64, f64), radius_m: f64, mut visit: impl FnMut(&Spot)) -> bool {
+    fn visit_near(
+        &self,
+        group: u32,
+        (lon, lat): (f64, f64),
+        radius_m: f64,
+        mut visit: impl FnMut(&Spot),
+    ) -> bool {
         let angle = radius_m / EARTH_RADIUS_M;
         let dlat = angle.to_degrees() * (1.0 + 1e-9);
         let nearest_pole_lat = (lat.abs() + dlat).min(90.0).to_radians();
         let spread = (angle / 2.0).sin() / nearest_pole_lat.cos();
-        if !(spread < 1.0) {
+        // Near a pole (or NaN from cos = 0) the longitude span covers everything: let the caller scan.
+        if spread.is_nan() || spread >= 1.0 {
             return false;
         }
         let dlon = (2.0 * spread.asin()).to_degrees() * (1.0 + 1e-9);
@@ -218,7 +252,10 @@ impl Grid {
         }
         for row in r0..=r1 {
             for column in c0..c0 + width {
-                if let Some(cell) = self.cells.get(&(group, row, column.rem_euclid(self.columns))) {
+                if let Some(cell) = self
+                    .cells
+                    .get(&(group, row, column.rem_euclid(self.columns)))
+                {
                     cell.iter().for_each(&mut visit);
                 }
             }
@@ -277,7 +314,10 @@ impl Slab {
     }
 
     fn iter(&self) -> impl Iterator<Item = (u32, &Incident)> {
-        self.slots.iter().enumerate().filter_map(|(slot, i)| Some((slot as u32, i.as_ref()?)))
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, i)| Some((slot as u32, i.as_ref()?)))
     }
 }
 
@@ -324,7 +364,10 @@ impl IncidentMerger {
     }
 
     pub fn stats(&self) -> MergerStats {
-        MergerStats { open_incidents: self.incidents.open as u64, ..self.counters }
+        MergerStats {
+            open_incidents: self.incidents.open as u64,
+            ..self.counters
+        }
     }
 
     /// The id of the open incident named by a [`MergeOutcome`] (valid until the next close or expire).
@@ -333,7 +376,10 @@ impl IncidentMerger {
     }
 
     /// Merges a batch in order. The batch is validated first: on error nothing was applied.
-    pub fn add_many(&mut self, events: &[MergeEvent<'_>]) -> Result<Vec<MergeOutcome>, IncidentError> {
+    pub fn add_many(
+        &mut self,
+        events: &[MergeEvent<'_>],
+    ) -> Result<Vec<MergeOutcome>, IncidentError> {
         for (index, event) in events.iter().enumerate() {
             validate(event).map_err(|reason| IncidentError::InvalidEvent { index, reason })?;
         }
@@ -364,11 +410,16 @@ impl IncidentMerger {
         let mut best: Option<(u64, u32)> = None;
         if let Some(point) = event.location {
             let mut consider = |spot: &Spot| {
-                if best.map_or(true, |(b, _)| spot.seq < b) && near_in_space_and_time(event.time, point, limits, spot) {
+                if best.is_none_or(|(b, _)| spot.seq < b)
+                    && near_in_space_and_time(event.time, point, limits, spot)
+                {
                     best = Some((spot.seq, spot.slot));
                 }
             };
-            if !self.grid.visit_near(group, point, self.policy.search_radius_m(), &mut consider) {
+            if !self
+                .grid
+                .visit_near(group, point, self.policy.search_radius_m(), &mut consider)
+            {
                 self.incidents
                     .iter()
                     .filter_map(|(slot, incident)| self.spot_in_group(slot, incident, group))
@@ -377,16 +428,23 @@ impl IncidentMerger {
         }
         if let Some((address, signature)) = text_key {
             for &slot in self.texts.get(&(group, *address)).into_iter().flatten() {
-                let Some(incident) = self.incidents.get(slot) else { continue };
+                let Some(incident) = self.incidents.get(slot) else {
+                    continue;
+                };
                 if best.is_some_and(|(b, _)| b <= incident.seq) {
                     continue;
                 }
-                let Some(theirs) = self.category(incident.category) else { continue };
+                let Some(theirs) = self.category(incident.category) else {
+                    continue;
+                };
                 let window = limits.widest(theirs.limits).window_s;
                 let similar = incident.text_key.as_ref().is_some_and(|(a, theirs)| {
-                    a == address && matching_slots(signature, theirs) >= self.policy.min_matching_slots()
+                    a == address
+                        && matching_slots(signature, theirs) >= self.policy.min_matching_slots()
                 });
-                if similar && within_window(event.time, incident.first_time, incident.last_time, window) {
+                if similar
+                    && within_window(event.time, incident.first_time, incident.last_time, window)
+                {
                     best = Some((incident.seq, slot));
                 }
             }
@@ -396,7 +454,9 @@ impl IncidentMerger {
 
     /// The incident's grid entry, if it has an anchor and is in `group`.
     fn spot_in_group(&self, slot: u32, incident: &Incident, group: u32) -> Option<Spot> {
-        let category = self.category(incident.category).filter(|c| c.group == group)?;
+        let category = self
+            .category(incident.category)
+            .filter(|c| c.group == group)?;
         Some(Spot {
             slot,
             seq: incident.seq,
@@ -407,9 +467,18 @@ impl IncidentMerger {
         })
     }
 
-    fn join(&mut self, slot: u32, event: &MergeEvent<'_>, text_key: Option<(u64, Vec<u32>)>) -> MergeOutcome {
+    fn join(
+        &mut self,
+        slot: u32,
+        event: &MergeEvent<'_>,
+        text_key: Option<(u64, Vec<u32>)>,
+    ) -> MergeOutcome {
         let Some(incident) = self.incidents.get_mut(slot) else {
-            return MergeOutcome { incident: slot, is_new: false, report_count: 0 };
+            return MergeOutcome {
+                incident: slot,
+                is_new: false,
+                report_count: 0,
+            };
         };
         incident.reports = incident.reports.saturating_add(1);
         incident.first_time = incident.first_time.min(event.time);
@@ -426,15 +495,34 @@ impl IncidentMerger {
             }
             _ => None,
         };
-        let outcome = MergeOutcome { incident: slot, is_new: false, report_count: incident.reports };
-        let (seq, category, anchor, first_time, last_time) =
-            (incident.seq, incident.category, incident.anchor, incident.first_time, incident.last_time);
+        let outcome = MergeOutcome {
+            incident: slot,
+            is_new: false,
+            report_count: incident.reports,
+        };
+        let (seq, category, anchor, first_time, last_time) = (
+            incident.seq,
+            incident.category,
+            incident.anchor,
+            incident.first_time,
+            incident.last_time,
+        );
         if let Some(Category { group, limits, .. }) = self.category(category).copied() {
             match (gains_anchor, anchor) {
-                (true, Some(anchor)) => {
-                    self.grid.insert(group, Spot { slot, seq, anchor, first_time, last_time, limits })
-                }
-                (false, Some(anchor)) => self.grid.update_times(group, slot, anchor, first_time, last_time),
+                (true, Some(anchor)) => self.grid.insert(
+                    group,
+                    Spot {
+                        slot,
+                        seq,
+                        anchor,
+                        first_time,
+                        last_time,
+                        limits,
+                    },
+                ),
+                (false, Some(anchor)) => self
+                    .grid
+                    .update_times(group, slot, anchor, first_time, last_time),
                 _ => {}
             }
             if let Some(address) = new_text_address {
@@ -446,7 +534,12 @@ impl IncidentMerger {
         outcome
     }
 
-    fn open(&mut self, category: u32, event: &MergeEvent<'_>, text_key: Option<(u64, Vec<u32>)>) -> MergeOutcome {
+    fn open(
+        &mut self,
+        category: u32,
+        event: &MergeEvent<'_>,
+        text_key: Option<(u64, Vec<u32>)>,
+    ) -> MergeOutcome {
         let seq = self.next_seq;
         self.next_seq += 1;
         let mut id = format!("inc-{}", event.event_id);
@@ -472,7 +565,11 @@ impl IncidentMerger {
         let slot = self.insert(incident);
         self.mark_touched(slot);
         self.counters.opened += 1;
-        MergeOutcome { incident: slot, is_new: true, report_count: 1 }
+        MergeOutcome {
+            incident: slot,
+            is_new: true,
+            report_count: 1,
+        }
     }
 
     /// Closes an open incident; false when no open incident has that id.
@@ -525,7 +622,12 @@ impl IncidentMerger {
     /// Swaps in a new policy; open incidents stay open and are re-indexed under it.
     pub fn update_policy(&mut self, policy: MergePolicy) {
         self.policy = policy;
-        for (id, (category, name)) in self.categories.iter_mut().zip(&self.category_names).enumerate() {
+        for (id, (category, name)) in self
+            .categories
+            .iter_mut()
+            .zip(&self.category_names)
+            .enumerate()
+        {
             let (group, limits, ttl_s) = resolve(&self.policy, id as u32, name);
             category.group = group;
             category.limits = limits;
@@ -545,7 +647,11 @@ impl IncidentMerger {
         let id = self.categories.len() as u32;
         self.category_ids.insert(name.to_owned(), id);
         let (group, limits, ttl_s) = resolve(&self.policy, id, name);
-        self.categories.push(Category { group, limits, ttl_s });
+        self.categories.push(Category {
+            group,
+            limits,
+            ttl_s,
+        });
         self.category_names.push(name.to_owned());
         id
     }
@@ -564,15 +670,25 @@ impl IncidentMerger {
             let deadlines: Vec<_> = self
                 .incidents
                 .iter()
-                .filter_map(|(slot, i)| Some(Reverse(Deadline(self.deadline_of(slot, i.seq)?, i.seq, slot))))
+                .filter_map(|(slot, i)| {
+                    Some(Reverse(Deadline(
+                        self.deadline_of(slot, i.seq)?,
+                        i.seq,
+                        slot,
+                    )))
+                })
                 .collect();
             self.deadlines = BinaryHeap::from(deadlines);
         }
     }
 
     fn index(&mut self, slot: u32) {
-        let Some(incident) = self.incidents.get(slot) else { return };
-        let Some(group) = self.category(incident.category).map(|c| c.group) else { return };
+        let Some(incident) = self.incidents.get(slot) else {
+            return;
+        };
+        let Some(group) = self.category(incident.category).map(|c| c.group) else {
+            return;
+        };
         if let Some(spot) = self.spot_in_group(slot, incident, group) {
             self.grid.insert(group, spot);
         }
@@ -638,7 +754,10 @@ impl IncidentMerger {
 
     /// The open incidents in `slots`, each once, in opening order.
     fn sorted_incidents(&self, slots: impl Iterator<Item = u32>) -> Vec<Incident> {
-        let mut incidents: Vec<Incident> = slots.filter_map(|slot| self.incidents.get(slot)).cloned().collect();
+        let mut incidents: Vec<Incident> = slots
+            .filter_map(|slot| self.incidents.get(slot))
+            .cloned()
+            .collect();
         incidents.sort_unstable_by_key(|i| i.seq);
         incidents.dedup_by_key(|i| i.seq);
         incidents
@@ -655,7 +774,13 @@ impl IncidentMerger {
             counters: self.counters,
             incidents: self.sorted_incidents(self.incidents.iter().map(|(slot, _)| slot)),
         };
-        snapshot::seal(Component::Merger, &MergerImage::Full { generation: self.generation, state })
+        snapshot::seal(
+            Component::Merger,
+            &MergerImage::Full {
+                generation: self.generation,
+                state,
+            },
+        )
     }
 
     /// The incidents opened, changed or closed since the last snapshot or delta: cost proportional to
@@ -668,13 +793,25 @@ impl IncidentMerger {
         let follows = self.generation;
         self.generation += 1;
         let changes = Changes {
-            new_categories: self.category_names.iter().skip(journal.categories_at_mark).cloned().collect(),
+            new_categories: self
+                .category_names
+                .iter()
+                .skip(journal.categories_at_mark)
+                .cloned()
+                .collect(),
             next_seq: self.next_seq,
             counters: self.counters,
             closed: journal.closed,
             upserted: self.sorted_incidents(journal.touched.into_iter()),
         };
-        snapshot::seal(Component::Merger, &MergerImage::Delta { follows, generation: self.generation, changes })
+        snapshot::seal(
+            Component::Merger,
+            &MergerImage::Delta {
+                follows,
+                generation: self.generation,
+                changes,
+            },
+        )
     }
 
     /// Rebuilds a merger from a full snapshot under `policy` (which may differ from the one it was taken with).
@@ -686,7 +823,8 @@ impl IncidentMerger {
                 Ok(merger)
             }
             MergerImage::Delta { .. } => Err(IncidentError::InvalidSnapshot(
-                "these bytes are a delta; restore from a full snapshot, then apply the deltas".into(),
+                "these bytes are a delta; restore from a full snapshot, then apply the deltas"
+                    .into(),
             )),
         }
     }
@@ -698,12 +836,20 @@ impl IncidentMerger {
                 *self = Self::new(self.policy.clone());
                 self.load_full(generation, state)
             }
-            MergerImage::Delta { follows, generation, changes } => {
+            MergerImage::Delta {
+                follows,
+                generation,
+                changes,
+            } => {
                 check_follows(self.generation, follows)?;
                 for name in &changes.new_categories {
                     self.intern(name);
                 }
-                let mut slot_of: HashMap<u64, u32> = self.incidents.iter().map(|(slot, i)| (i.seq, slot)).collect();
+                let mut slot_of: HashMap<u64, u32> = self
+                    .incidents
+                    .iter()
+                    .map(|(slot, i)| (i.seq, slot))
+                    .collect();
                 for seq in changes.closed {
                     if let Some(slot) = slot_of.remove(&seq) {
                         self.remove(slot);
@@ -741,11 +887,19 @@ impl IncidentMerger {
     }
 
     fn check_restorable(&self, incident: &Incident) -> Result<(), IncidentError> {
-        let valid_point = incident.anchor.map_or(true, |(lon, lat)| valid_lon_lat(lon, lat));
-        if self.category(incident.category).is_some() && valid_point && incident.first_time.is_finite() {
+        let valid_point = incident
+            .anchor
+            .is_none_or(|(lon, lat)| valid_lon_lat(lon, lat));
+        if self.category(incident.category).is_some()
+            && valid_point
+            && incident.first_time.is_finite()
+        {
             Ok(())
         } else {
-            Err(IncidentError::InvalidSnapshot(format!("incident {:?} in the snapshot is inconsistent", incident.id)))
+            Err(IncidentError::InvalidSnapshot(format!(
+                "incident {:?} in the snapshot is inconsistent",
+                incident.id
+            )))
         }
     }
 }
@@ -755,7 +909,12 @@ fn within_window(time: f64, first_time: f64, last_time: f64, window_s: f64) -> b
 }
 
 /// The spatial rule: within the pair's window of the incident's reports and its distance of the anchor.
-fn near_in_space_and_time(time: f64, point: (f64, f64), limits: CategoryLimits, spot: &Spot) -> bool {
+fn near_in_space_and_time(
+    time: f64,
+    point: (f64, f64),
+    limits: CategoryLimits,
+    spot: &Spot,
+) -> bool {
     let pair = limits.widest(spot.limits);
     // The great-circle distance is at least the north-south one: a cheap, exact-safe rejection before the
     // trigonometry (the margin keeps rounding from rejecting a pair haversine would accept).
@@ -767,9 +926,15 @@ fn near_in_space_and_time(time: f64, point: (f64, f64), limits: CategoryLimits, 
 
 /// Group, limits and time-to-live of a category under `policy`. Categories in no group get a group of their own.
 fn resolve(policy: &MergePolicy, id: u32, name: &str) -> (u32, CategoryLimits, f64) {
-    let group = policy.named_group(name).unwrap_or_else(|| policy.group_count().saturating_add(id));
+    let group = policy
+        .named_group(name)
+        .unwrap_or_else(|| policy.group_count().saturating_add(id));
     let limits = policy.limits(name);
-    (group, limits, policy.incident_ttl_s().unwrap_or(limits.window_s))
+    (
+        group,
+        limits,
+        policy.incident_ttl_s().unwrap_or(limits.window_s),
+    )
 }
 
 fn address_key(address: &str) -> Option<u64> {
@@ -787,7 +952,10 @@ fn validate(event: &MergeEvent<'_>) -> Result<(), String> {
     }
     let with_id = |reason: String| format!("event {:?}: {reason}", event.event_id);
     if !event.time.is_finite() {
-        return Err(with_id(format!("time must be a finite epoch-seconds number, got {}", event.time)));
+        return Err(with_id(format!(
+            "time must be a finite epoch-seconds number, got {}",
+            event.time
+        )));
     }
     if event.category.is_empty() {
         return Err(with_id("category is empty".into()));
@@ -809,16 +977,37 @@ mod tests {
     fn policy() -> MergePolicy {
         MergePolicy::new(
             vec![("gas".into(), vec!["gas_leak".into(), "smell_gas".into()])],
-            CategoryLimits { distance_m: 100.0, window_s: 3600.0 },
-            vec![("gas_leak".into(), CategoryLimits { distance_m: 200.0, window_s: 7200.0 })],
+            CategoryLimits {
+                distance_m: 100.0,
+                window_s: 3600.0,
+            },
+            vec![(
+                "gas_leak".into(),
+                CategoryLimits {
+                    distance_m: 200.0,
+                    window_s: 7200.0,
+                },
+            )],
             0.7,
             None,
         )
         .unwrap()
     }
 
-    fn event<'a>(id: &'a str, time: f64, category: &'a str, location: Option<(f64, f64)>) -> MergeEvent<'a> {
-        MergeEvent { event_id: id, time, category, location, address: None, text: None }
+    fn event<'a>(
+        id: &'a str,
+        time: f64,
+        category: &'a str,
+        location: Option<(f64, f64)>,
+    ) -> MergeEvent<'a> {
+        MergeEvent {
+            event_id: id,
+            time,
+            category,
+            location,
+            address: None,
+            text: None,
+        }
     }
 
     #[test]
@@ -834,7 +1023,16 @@ mod tests {
                 event("d", 90_000.0, "gas_leak", Some(p)),
             ])
             .unwrap();
-        let ids: Vec<_> = out.iter().map(|o| (m.incident_id(o.incident).unwrap().to_owned(), o.is_new, o.report_count)).collect();
+        let ids: Vec<_> = out
+            .iter()
+            .map(|o| {
+                (
+                    m.incident_id(o.incident).unwrap().to_owned(),
+                    o.is_new,
+                    o.report_count,
+                )
+            })
+            .collect();
         assert_eq!(ids[0], ("inc-a".into(), true, 1));
         assert_eq!(ids[1], ("inc-a".into(), false, 2));
         assert_eq!(ids[2], ("inc-c".into(), true, 1));
@@ -872,7 +1070,10 @@ mod tests {
     fn points_across_the_antimeridian_are_found() {
         let mut m = IncidentMerger::new(policy());
         let out = m
-            .add_many(&[event("a", 0.0, "fire", Some((179.9999, 0.0))), event("b", 1.0, "fire", Some((-179.9999, 0.0)))])
+            .add_many(&[
+                event("a", 0.0, "fire", Some((179.9999, 0.0))),
+                event("b", 1.0, "fire", Some((-179.9999, 0.0))),
+            ])
             .unwrap();
         assert!(!out[1].is_new);
     }
@@ -880,16 +1081,27 @@ mod tests {
     #[test]
     fn snapshot_and_deltas_restore_identical_behaviour() {
         let mut m = IncidentMerger::new(policy());
-        m.add_many(&[event("a", 0.0, "fire", Some((1.0, 1.0)))]).unwrap();
+        m.add_many(&[event("a", 0.0, "fire", Some((1.0, 1.0)))])
+            .unwrap();
         let full = m.snapshot().unwrap();
-        m.add_many(&[event("b", 5.0, "fire", Some((1.0, 1.0))), event("c", 5.0, "noise", Some((2.0, 2.0)))]).unwrap();
+        m.add_many(&[
+            event("b", 5.0, "fire", Some((1.0, 1.0))),
+            event("c", 5.0, "noise", Some((2.0, 2.0))),
+        ])
+        .unwrap();
         m.close("inc-c");
         let delta = m.snapshot_delta().unwrap();
         let mut restored = IncidentMerger::restore(&full, policy()).unwrap();
         restored.apply(&delta).unwrap();
         assert_eq!(restored.stats(), m.stats());
-        let probe = [event("d", 6.0, "fire", Some((1.0, 1.0))), event("e", 6.0, "noise", Some((2.0, 2.0)))];
-        assert_eq!(restored.add_many(&probe).unwrap(), m.add_many(&probe).unwrap());
+        let probe = [
+            event("d", 6.0, "fire", Some((1.0, 1.0))),
+            event("e", 6.0, "noise", Some((2.0, 2.0))),
+        ];
+        assert_eq!(
+            restored.add_many(&probe).unwrap(),
+            m.add_many(&probe).unwrap()
+        );
         assert!(restored.apply(&delta).is_err());
         assert!(IncidentMerger::restore(b"CHUB\x01\x02garbage!", policy()).is_err());
     }
@@ -897,11 +1109,21 @@ mod tests {
     #[test]
     fn bad_events_are_rejected_before_anything_is_applied() {
         let mut m = IncidentMerger::new(policy());
-        let err = m.add_many(&[event("a", 0.0, "fire", None), event("b", 0.0, "fire", Some((f64::NAN, 0.0)))]);
-        assert!(matches!(err, Err(IncidentError::InvalidEvent { index: 1, .. })));
+        let err = m.add_many(&[
+            event("a", 0.0, "fire", None),
+            event("b", 0.0, "fire", Some((f64::NAN, 0.0))),
+        ]);
+        assert!(matches!(
+            err,
+            Err(IncidentError::InvalidEvent { index: 1, .. })
+        ));
         assert_eq!(m.stats().events, 0);
-        assert!(m.add_many(&[event("a", f64::INFINITY, "fire", None)]).is_err());
+        assert!(m
+            .add_many(&[event("a", f64::INFINITY, "fire", None)])
+            .is_err());
         assert!(m.add_many(&[event("a", 0.0, "", None)]).is_err());
-        assert!(m.add_many(&[event("a", 0.0, "x", Some((0.0, 91.0)))]).is_err());
+        assert!(m
+            .add_many(&[event("a", 0.0, "x", Some((0.0, 91.0)))])
+            .is_err());
     }
 }

@@ -36,7 +36,9 @@ pub enum IncidentError {
 impl fmt::Display for IncidentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::InvalidEvent { index, reason } => write!(f, "event {index} of the batch: {reason}"),
+            Self::InvalidEvent { index, reason } => {
+                write!(f, "event {index} of the batch: {reason}")
+            }
             Self::InvalidTime(reason) => f.write_str(reason),
             Self::InvalidConfig { key, reason } => write!(f, "{key}: {reason}"),
             Self::InvalidSnapshot(reason) => write!(f, "snapshot rejected: {reason}"),
@@ -47,5 +49,8 @@ impl fmt::Display for IncidentError {
 impl std::error::Error for IncidentError {}
 
 pub(crate) fn config_error(key: impl Into<String>, reason: impl Into<String>) -> IncidentError {
-    IncidentError::InvalidConfig { key: key.into(), reason: reason.into() }
+    IncidentError::InvalidConfig {
+        key: key.into(),
+        reason: reason.into(),
+    }
 }
