@@ -228,6 +228,10 @@ def test_bad_columns_and_times_raise():
         m.add_columns(["a", "b"], [0.0], ["fire", "fire"])
     with pytest.raises(InvalidEventError, match="now"):
         m.expire(math.nan)
+    with pytest.raises(InvalidEventError, match="events: expected a sequence, got NoneType"):
+        m.add_many(None)
+    with pytest.raises(InvalidEventError, match="event_id: not valid Unicode"):
+        m.add(MergeInput("\ud800", 0.0, "fire"))
 
 
 @pytest.mark.parametrize(
@@ -239,6 +243,9 @@ def test_bad_columns_and_times_raise():
         ({"groups": {"a": ["fire"], "b": ["fire"]}}, "already in another group"),
         ({"text_similarity": 1.5}, "text_similarity"),
         ({"incident_ttl_s": 0.0}, "incident_ttl_s"),
+        ({"groups": {"gas": "gas_leak"}}, "expected a list of categories"),
+        ({"per_category": {"fire": 100}}, "expected a CategoryPolicy"),
+        ({"default": CategoryPolicy(distance_m="far")}, "wrong type"),
     ],
 )
 def test_bad_policies_are_config_errors(kwargs, says):

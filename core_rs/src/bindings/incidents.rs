@@ -23,7 +23,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// Maps a core error to the matching `hub.errors` class.
 fn to_py_err(py: Python<'_>, error: IncidentError) -> PyErr {
     let class = match error {
-        IncidentError::InvalidEvent { .. } | IncidentError::InvalidTime(_) => "InvalidEventError",
+        IncidentError::InvalidEvent { .. } | IncidentError::InvalidArgument(_) => {
+            "InvalidEventError"
+        }
         IncidentError::InvalidConfig { .. } => "ConfigError",
         IncidentError::InvalidSnapshot(_) => "SnapshotError",
     };
@@ -66,12 +68,14 @@ fn for_each_item<'py>(
 ) -> PyResult<usize> {
     let py = sequence.py();
     let iterator = sequence.try_iter().map_err(|_| {
+        let got = sequence
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
         to_py_err(
             py,
-            IncidentError::InvalidConfig {
-                key: field.into(),
-                reason: "expected a sequence".into(),
-            },
+            IncidentError::InvalidArgument(format!("{field}: expected a sequence, got {got}")),
         )
     })?;
     let mut count = 0;
@@ -80,6 +84,19 @@ fn for_each_item<'py>(
         count += 1;
     }
     Ok(count)
+}
+
+/// The string's UTF-8, or an error naming the event for strings that have none (lone surrogates).
+fn utf8<'a>(text: &'a Bound<'_, PyString>, index: usize, field: &str) -> PyResult<&'a str> {
+    text.to_str().map_err(|_| {
+        to_py_err(
+            text.py(),
+            IncidentError::InvalidEvent {
+                index,
+                reason: format!("{field}: not valid Unicode (a lone surrogate?)"),
+            },
+        )
+    })
 }
 
 fn extract_f64(item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<f64> {
@@ -143,7 +160,7 @@ impl PyDeduper {
         let mut hashes = Vec::new();
         for_each_item(keys, "keys", |i, item| {
             let hash = if let Ok(text) = item.cast::<PyString>() {
-                idempotency_key(text.to_str()?.as_bytes())
+                idempotency_key(utf8(text, i, "keys")?.as_bytes())
             } else if let Ok(bytes) = item.cast::<PyBytes>() {
                 idempotency_key(bytes.as_bytes())
             } else {
@@ -361,7 +378,7 @@ fn push_str(
     field: &str,
 ) -> PyResult<Span> {
     match item.cast::<PyString>() {
-        Ok(s) => Ok(arena.push(s.to_str()?)),
+        Ok(s) => Ok(arena.push(utf8(s, index, field)?)),
         Err(_) => Err(bad_item(item.py(), index, field, "str", item)),
     }
 }
@@ -376,7 +393,7 @@ fn push_optional_str(
         Ok(None)
     } else {
         match item.cast::<PyString>() {
-            Ok(s) => Ok(Some(arena.push(s.to_str()?))),
+            Ok(s) => Ok(Some(arena.push(utf8(s, index, field)?))),
             Err(_) => Err(bad_item(item.py(), index, field, "str or None", item)),
         }
     }

@@ -589,7 +589,7 @@ impl IncidentMerger {
     /// (the policy's `incident_ttl_s`, else the category's window). Ids in order of expiry.
     pub fn expire(&mut self, now: f64) -> Result<Vec<String>, IncidentError> {
         if !now.is_finite() {
-            return Err(IncidentError::InvalidTime(format!(
+            return Err(IncidentError::InvalidArgument(format!(
                 "expire(now): now must be a finite epoch-seconds time, got {now}"
             )));
         }

@@ -25,8 +25,8 @@ pub use textsim::{matching_slots, minhash, normalize, similarity_to_slots, SLOTS
 pub enum IncidentError {
     /// One event of a batch is unusable; nothing of the batch was applied.
     InvalidEvent { index: usize, reason: String },
-    /// A time argument (not an event) is unusable, e.g. `expire(now)` with NaN.
-    InvalidTime(String),
+    /// An argument other than an event is unusable, e.g. `expire(now)` with NaN or a batch that is no sequence.
+    InvalidArgument(String),
     /// A dedup or merge setting is out of range; `key` names the setting.
     InvalidConfig { key: String, reason: String },
     /// Bytes handed to a restore are not a snapshot of the expected kind, or do not follow the state.
@@ -39,7 +39,7 @@ impl fmt::Display for IncidentError {
             Self::InvalidEvent { index, reason } => {
                 write!(f, "event {index} of the batch: {reason}")
             }
-            Self::InvalidTime(reason) => f.write_str(reason),
+            Self::InvalidArgument(reason) => f.write_str(reason),
             Self::InvalidConfig { key, reason } => write!(f, "{key}: {reason}"),
             Self::InvalidSnapshot(reason) => write!(f, "snapshot rejected: {reason}"),
         }
