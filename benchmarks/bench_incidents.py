@@ -15,7 +15,7 @@ from collections import deque
 
 import pytest
 
-from hub.incidents import CategoryPolicy, Deduper, IncidentMerger, MergePolicy
+from hub.incidents import CategoryPolicy, Deduper, IncidentMerger, MergeInput, MergePolicy
 from tests.reference_incidents import haversine_m
 
 EVENTS = 1_000_000
@@ -160,8 +160,6 @@ def test_merge_python_grid_hash(benchmark, day, outcomes):
 
 def test_merge_cityhub_rows(benchmark, day):
     benchmark.group = "incident merging: 1M events, one day, 30 x 30 km"
-    from hub.incidents import MergeInput
-
     rows = [MergeInput(*fields) for fields in zip(*day)]
 
     def run():

@@ -82,7 +82,7 @@ def test_boston_requests_merge_the_same_as_the_reference():
 @pytest.mark.skipif(not NYC_DAY.exists(), reason="needs ../shared/data/311 (not shipped: no licence stated)")
 def test_nyc_day_merges_the_same_as_the_reference():
     policy = MergePolicy(default=CategoryPolicy(distance_m=50, window_s=3_600), text_similarity=0.8)
-    merger, pairs = merge_in_time_order(read_nyc(NYC_DAY), policy)
+    merger, _ = merge_in_time_order(read_nyc(NYC_DAY), policy)
     stats = merger.stats
     assert stats["events"] == 2_304
     assert stats["merged"] > 300, stats
