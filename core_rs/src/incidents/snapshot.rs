@@ -78,7 +78,13 @@ pub(crate) fn open<T: DeserializeOwned>(
             "checksum mismatch: the bytes are truncated or corrupted".into(),
         ));
     }
-    let (version, tag) = (sealed[MAGIC.len()], sealed[MAGIC.len() + 1]);
+    let (Some(&version), Some(&tag), Some(body)) = (
+        sealed.get(MAGIC.len()),
+        sealed.get(MAGIC.len() + 1),
+        sealed.get(HEADER_LEN..),
+    ) else {
+        return Err(bad("snapshot header is truncated".into()));
+    };
     if version != FORMAT_VERSION {
         return Err(bad(format!(
             "format version {version}, this build reads version {FORMAT_VERSION}"
@@ -91,8 +97,7 @@ pub(crate) fn open<T: DeserializeOwned>(
             Component::name(component as u8)
         )));
     }
-    postcard::from_bytes(&sealed[HEADER_LEN..])
-        .map_err(|e| bad(format!("body does not decode: {e}")))
+    postcard::from_bytes(body).map_err(|e| bad(format!("body does not decode: {e}")))
 }
 
 /// Checks that a delta continues the state of generation `current`.
