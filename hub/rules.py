@@ -189,6 +189,11 @@ class RuleSet:
 
     def match_many(self, events: Sequence[EventInput], first_only: bool = False) -> list[list[RuleMatch]]:
         """:meth:`match` for a batch, in one call into the core with the GIL released."""
+        if isinstance(events, list):
+            try:
+                return self._compiled.match_many(events, first_only)
+            except TypeError:
+                pass  # not all bytes: convert below
         return self._compiled.match_many([_as_bytes(event) for event in events], first_only)
 
     @property

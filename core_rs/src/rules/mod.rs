@@ -12,6 +12,7 @@ mod eval;
 mod expr;
 mod extract;
 mod fields;
+mod index;
 mod jsonlogic;
 mod value;
 
@@ -175,10 +176,7 @@ pub struct RuleStats {
 pub struct RuleSet {
     /// Sorted by priority (highest first), then input order; candidate lists index into this.
     rules: Vec<CompiledRule>,
-    by_category: HashMap<String, Vec<u32>>,
-    any_category: Vec<u32>,
-    every_rule: Vec<u32>,
-    category_slot: usize,
+    index: index::RuleIndex,
     fields: fields::FieldTable,
     trie: PathTrie,
     grid_patterns: Vec<Regex>,
@@ -239,13 +237,10 @@ impl RuleSet {
                 missing: AtomicU64::new(0),
             })
             .collect();
-        let (by_category, any_category) = index_by_category(&rules, category_slot);
+        let requirements: Vec<_> = rules.iter().map(|rule| rule.condition.required_strings()).collect();
         Ok(RuleSet {
-            every_rule: (0..rules.len() as u32).collect(),
+            index: index::RuleIndex::new(&requirements, category_slot),
             rules,
-            by_category,
-            any_category,
-            category_slot,
             trie: PathTrie::new(&builder.fields),
             fields: builder.fields,
             grid_patterns: builder.grid_patterns,
@@ -278,14 +273,11 @@ impl RuleSet {
         Ok(out)
     }
 
-    fn candidates(&self, slots: &[Option<Value>], whole: Option<&Value>) -> &[u32] {
-        let category = match whole {
-            Some(whole) => whole.get("category"),
-            None => slots.get(self.category_slot).and_then(Option::as_ref),
-        };
-        match category.and_then(Value::as_str) {
-            Some(category) => self.by_category.get(category).unwrap_or(&self.any_category),
-            None => &self.every_rule,
+    /// The value of a slot's field in the loaded event.
+    fn slot_value<'e>(&self, scratch: &'e Scratch, slot: usize) -> Option<&'e Value> {
+        match &scratch.whole {
+            Some(whole) => self.fields.paths().get(slot).and_then(|path| eval::walk(whole, path)),
+            None => scratch.slots.get(slot).and_then(Option::as_ref),
         }
     }
 
@@ -299,7 +291,8 @@ impl RuleSet {
             grid_memo: &scratch.grid_memo,
             grid_fields: &self.grid_fields,
         };
-        for &candidate in self.candidates(&scratch.slots, scratch.whole.as_ref()) {
+        let candidates = self.index.candidates(|slot| self.slot_value(scratch, slot).and_then(Value::as_str));
+        for &candidate in candidates {
             let Some(rule) = self.rules.get(candidate as usize) else { continue };
             match context.holds(&rule.condition) {
                 Ok(true) => {
@@ -333,38 +326,6 @@ impl RuleSet {
         per_rule.sort_by_key(|(index, _)| *index);
         (self.events.load(Ordering::Relaxed), per_rule.into_iter().map(|(_, s)| s).collect())
     }
-}
-
-/// Rules that require one of a few categories are listed under each; the others join every list.
-fn index_by_category(rules: &[CompiledRule], category_slot: usize) -> (HashMap<String, Vec<u32>>, Vec<u32>) {
-    let mut by_category: HashMap<String, Vec<u32>> = HashMap::new();
-    let mut any_category = Vec::new();
-    let required: Vec<Option<Vec<String>>> =
-        rules.iter().map(|rule| rule.condition.required_categories(Some(category_slot))).collect();
-    for categories in required.iter().flatten() {
-        for category in categories {
-            by_category.entry(category.clone()).or_default();
-        }
-    }
-    for (position, categories) in required.iter().enumerate() {
-        let position = position as u32;
-        match categories {
-            Some(categories) => {
-                for category in categories {
-                    if let Some(list) = by_category.get_mut(category) {
-                        if list.last() != Some(&position) {
-                            list.push(position);
-                        }
-                    }
-                }
-            }
-            None => {
-                any_category.push(position);
-                by_category.values_mut().for_each(|list| list.push(position));
-            }
-        }
-    }
-    (by_category, any_category)
 }
 
 /// Buffers reused across the events of a batch.

@@ -97,3 +97,20 @@ fn jsonlogic_apply_follows_json_logic_js() {
     assert_eq!(apply(json!({"==": [1, "1"]}), json!(null)), json!(true));
     assert_eq!(apply(json!({"substr": ["jsonlogic", -5, -2]}), json!(null)), json!("log"));
 }
+
+#[test]
+fn index_skips_rules_whose_required_strings_differ_but_keeps_missing_counts() {
+    let specs = [
+        rule("zone1", 2, r#"category == "fire" && payload.zone == "z1" && payload.level > 5"#),
+        rule("zone2", 1, r#"category == "fire" && payload.zone in ["z2", "z3"]"#),
+        rule("any-zone", 0, r#"category == "fire" && payload.level > 50"#),
+    ];
+    let rules = RuleSet::compile(&specs, "UTC").unwrap();
+    assert_eq!(matches(&rules, &json!({"category": "fire", "payload": {"zone": "z3", "level": 60}}), false), vec![1, 2]);
+    assert_eq!(matches(&rules, &json!({"category": "fire", "payload": {"zone": "z9", "level": 60}}), false), vec![2]);
+    // No zone: every fire rule is evaluated. zone2's outcome is unknown and counted; zone1 is plainly
+    // false whatever the zone (level 1 is not > 5), so it is not.
+    assert!(matches(&rules, &json!({"category": "fire", "payload": {"level": 1}}), false).is_empty());
+    let (_, stats) = rules.stats();
+    assert_eq!(stats.iter().map(|s| s.missing).collect::<Vec<_>>(), vec![0, 1, 0]);
+}
