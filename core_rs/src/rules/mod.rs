@@ -259,17 +259,48 @@ impl RuleSet {
     }
 
     /// Matches a batch of events (JSON documents). All matching rules in priority order, or only the
-    /// first with `first_only`. Fails only on bytes that are not JSON.
+    /// first with `first_only`. Fails only on bytes that are not JSON (the first such event is named).
+    /// Large batches are split across the machine's cores.
     pub fn match_batch(&self, events: &[&[u8]], first_only: bool) -> Result<BatchMatches, EventError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = cores.min(events.len() / MIN_EVENTS_PER_THREAD).max(1);
+        let result = if threads == 1 {
+            self.match_chunk(events, 0, first_only)
+        } else {
+            let chunk = events.len().div_ceil(threads);
+            let parts: Vec<Result<BatchMatches, EventError>> = std::thread::scope(|scope| {
+                let workers: Vec<_> = events
+                    .chunks(chunk)
+                    .enumerate()
+                    .map(|(i, part)| scope.spawn(move || self.match_chunk(part, i * chunk, first_only)))
+                    .collect();
+                workers
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, worker)| {
+                        worker.join().unwrap_or_else(|_| {
+                            Err(EventError { index: i * chunk, reason: "internal error while matching".into() })
+                        })
+                    })
+                    .collect()
+            });
+            concatenate(parts)
+        };
+        self.events.fetch_add(events.len() as u64, Ordering::Relaxed);
+        result
+    }
+
+    /// Matches `events`, whose first is number `first_index` of the whole batch.
+    fn match_chunk(&self, events: &[&[u8]], first_index: usize, first_only: bool) -> Result<BatchMatches, EventError> {
         let mut scratch = Scratch::new(self);
         let mut out = BatchMatches { offsets: Vec::with_capacity(events.len() + 1), rules: Vec::new() };
         out.offsets.push(0);
         for (index, bytes) in events.iter().enumerate() {
-            scratch.load(self, bytes).map_err(|e| EventError { index, reason: e.to_string() })?;
+            let located = |e: serde_json::Error| EventError { index: first_index + index, reason: e.to_string() };
+            scratch.load(self, bytes).map_err(located)?;
             self.match_loaded(&scratch, first_only, &mut out.rules);
             out.offsets.push(out.rules.len());
         }
-        self.events.fetch_add(events.len() as u64, Ordering::Relaxed);
         Ok(out)
     }
 
@@ -326,6 +357,21 @@ impl RuleSet {
         per_rule.sort_by_key(|(index, _)| *index);
         (self.events.load(Ordering::Relaxed), per_rule.into_iter().map(|(_, s)| s).collect())
     }
+}
+
+/// Below this many events per core a batch is matched on one thread (spawning would cost more).
+const MIN_EVENTS_PER_THREAD: usize = 2048;
+
+/// Joins the matches of consecutive chunks; the first failing chunk's error wins.
+fn concatenate(parts: Vec<Result<BatchMatches, EventError>>) -> Result<BatchMatches, EventError> {
+    let mut joined = BatchMatches { offsets: vec![0], rules: Vec::new() };
+    for part in parts {
+        let part = part?;
+        let base = joined.rules.len();
+        joined.offsets.extend(part.offsets.iter().skip(1).map(|offset| base + offset));
+        joined.rules.extend(part.rules);
+    }
+    Ok(joined)
 }
 
 /// Buffers reused across the events of a batch.
