@@ -15,7 +15,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from hub.errors import RuleError
+from hub.errors import InvalidEventError, RuleError
 from hub.rules import RuleSet, jsonlogic_apply
 
 TIMEZONE = "Asia/Shanghai"
@@ -320,3 +320,21 @@ def test_deep_nesting_is_a_rule_error_or_fine(depth: int) -> None:
         assert RuleSet.compile([{"id": "deep", "when": source}]).match({})
     except RuleError as error:
         assert "nested deeper" in str(error)
+
+
+FUZZ_RULES = [
+    {"id": "text", "when": 'category == "fire" && payload.level >= 3 && hour(time) < 22 && in_grid("成华区/*")'},
+    {"id": "logic", "jsonlogic": {"some": [{"var": "attachments"}, {"in": ["image", {"var": "media_type"}]}]}},
+    {"id": "strings", "when": 'starts_with(lower(text), "gas") || matches(address, "府青路") || len(payload) > 2'},
+]
+
+
+@given(event=json_values, raw=st.binary(max_size=60))
+@settings(max_examples=800)
+def test_events_of_any_shape_never_crash(event: Any, raw: bytes) -> None:
+    rule_set = RuleSet.compile(FUZZ_RULES)
+    rule_set.match(orjson.dumps(event))
+    try:
+        rule_set.match(raw)
+    except InvalidEventError as error:
+        assert "event 0 is not valid JSON" in str(error)
