@@ -1,10 +1,10 @@
 """Type stub of the private Rust extension. Kept honest by ``python -m mypy.stubtest hub._core``."""
 
+from typing import Any, final
+
 def version() -> str: ...
 
 # --- rules (core_rs/src/bindings/rules.rs) ---------------------------------------------------------
-from typing import Any, final
-
 @final
 class CompiledRules:
     """A compiled, category-indexed rule set; ``results[i]`` is returned for each match of rule ``i``."""
