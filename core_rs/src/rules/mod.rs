@@ -262,8 +262,10 @@ impl RuleSet {
     /// first with `first_only`. Fails only on bytes that are not JSON (the first such event is named).
     /// Large batches are split across the machine's cores.
     pub fn match_batch(&self, events: &[&[u8]], first_only: bool) -> Result<BatchMatches, EventError> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = cores.min(events.len() / MIN_EVENTS_PER_THREAD).max(1);
+        let threads = match events.len() / MIN_EVENTS_PER_THREAD {
+            0 | 1 => 1,
+            most => cores().min(most),
+        };
         let result = if threads == 1 {
             self.match_chunk(events, 0, first_only)
         } else {
@@ -361,6 +363,12 @@ impl RuleSet {
 
 /// Below this many events per core a batch is matched on one thread (spawning would cost more).
 const MIN_EVENTS_PER_THREAD: usize = 2048;
+
+/// The cores this process may use, asked once (the answer costs system calls and /proc reads).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
 
 /// Joins the matches of consecutive chunks; the first failing chunk's error wins.
 fn concatenate(parts: Vec<Result<BatchMatches, EventError>>) -> Result<BatchMatches, EventError> {
