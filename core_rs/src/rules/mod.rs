@@ -209,7 +209,6 @@ impl RuleSet {
         let timezone = timezone(timezone_name)?;
         let mut builder = Builder::default();
         let category_slot = builder.fields.slot(&["category".to_owned()]);
-        let grid_fields = ["grid", "grid_ids"].map(|name| builder.var_ref(vec![name.to_owned()])).into();
         let mut problems = Vec::new();
         let mut compiled = Vec::with_capacity(specs.len());
         let mut seen = HashMap::new();
@@ -244,7 +243,7 @@ impl RuleSet {
             trie: PathTrie::new(&builder.fields),
             fields: builder.fields,
             grid_patterns: builder.grid_patterns,
-            grid_fields,
+            grid_fields: builder.grid_fields,
             timezone,
             events: AtomicU64::new(0),
         })
@@ -414,7 +413,6 @@ pub fn apply_jsonlogic(logic: &Value, data: &Value, timezone_name: &str) -> Resu
     let timezone = timezone(timezone_name).map_err(|e| e.to_string())?;
     let mut builder = Builder::default();
     builder.fields.require_whole_event();
-    let grid_fields: Vec<VarRef> = ["grid", "grid_ids"].map(|name| builder.var_ref(vec![name.to_owned()])).into();
     let node = jsonlogic::compile(logic, &mut builder).map_err(|e| format!("at {}: {}", e.position, e.reason))?;
     let memo = vec![Cell::new(0); builder.grid_patterns.len()];
     let context = Context {
@@ -423,7 +421,7 @@ pub fn apply_jsonlogic(logic: &Value, data: &Value, timezone_name: &str) -> Resu
         timezone: &timezone,
         grid_patterns: &builder.grid_patterns,
         grid_memo: &memo,
-        grid_fields: &grid_fields,
+        grid_fields: &builder.grid_fields,
     };
     context.eval(&node, None).map(|v| v.into_owned()).map_err(|Unknown| "unknown".to_owned())
 }
