@@ -1,5 +1,6 @@
 """Type stub of the private Rust extension. Kept honest by ``python -m mypy.stubtest hub._core``."""
 
+from collections.abc import Sequence
 from typing import Any, final
 
 def version() -> str: ...
@@ -10,7 +11,7 @@ class CompiledRules:
     """A compiled, category-indexed rule set; ``results[i]`` is returned for each match of rule ``i``."""
 
     def __new__(
-        cls, rules: list[tuple[str, int, str, str]], timezone: str, results: list[Any]
+        cls, rules: Sequence[tuple[str, int, str, str]], timezone: str, results: Sequence[Any]
     ) -> CompiledRules: ...
     def match_one(self, event: bytes, first_only: bool) -> list[Any]: ...
     def match_many(self, events: list[bytes], first_only: bool) -> list[list[Any]]: ...

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
@@ -153,11 +153,11 @@ def _parse_rules(rules: Iterable[Rule | Mapping[str, Any]]) -> tuple[tuple[Rule,
     return tuple(parsed), problems
 
 
-def _raise_problems(problems: list[tuple[str, str, str]], rules: tuple[Rule, ...]) -> None:
+def _raise_problems(problems: list[tuple[str, str, str]], rules: tuple[Rule, ...]) -> NoReturn:
     order = {rule.id: index for index, rule in reversed(list(enumerate(rules)))}
     problems = sorted(problems, key=lambda problem: order.get(problem[0], -1))
     lines = [f"rule {rule_id!r} at {position}: {reason}" for rule_id, position, reason in problems]
-    raise RuleError(f"{len(problems)} rule problem(s):\n  " + "\n  ".join(lines), problems)
+    raise RuleError(f"{len(problems)} rule problem(s):\n  " + "\n  ".join(lines), problems) from None
 
 
 def _as_bytes(event: EventInput) -> bytes:
@@ -195,8 +195,7 @@ class RuleSet:
         try:
             compiled = _core.CompiledRules(specs, timezone, results)
         except RuleError as error:
-            problems.extend(error.problems)
-            _raise_problems(problems, parsed)
+            _raise_problems(problems + error.problems, parsed)
         if problems:
             _raise_problems(problems, parsed)
         return cls(compiled, parsed, timezone)
