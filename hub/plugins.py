@@ -348,9 +348,10 @@ class PluginHost:
 
     async def health(self) -> dict[str, dict[str, Any]]:
         """Each plugin's state plus what its ``plugin_health`` hook reports."""
+        details = dict(await self.call("plugin_health"))
         report = {name: self._plugins[name].public() for name in self.names()}
-        for plugin, details in await self.call("plugin_health"):
-            report[plugin]["details"] = details
+        for name, plugin_details in details.items():
+            report[name]["details"] = plugin_details
         return report
 
 
