@@ -51,3 +51,8 @@ class RuleError(HubError, ValueError):
 
 class PluginError(HubError, RuntimeError):
     """A plugin raised, hung past its timeout, or is disabled after repeated failures."""
+
+
+class SnapshotError(HubError, ValueError):
+    """Bytes given to a ``restore`` are not a snapshot of that component, are corrupted, or a delta does not
+    follow the state it is applied to."""
