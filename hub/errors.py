@@ -46,7 +46,12 @@ class GeoError(HubError, ValueError):
 
 
 class RuleError(HubError, ValueError):
-    """A rule that does not compile; the message names the rule id, the position and the reason."""
+    """A rule that does not compile; the message names the rule id, the position and the reason.
+    ``problems`` lists every problem found as ``(rule_id, position, reason)``."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str, str]] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class PluginError(HubError, RuntimeError):
