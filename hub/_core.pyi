@@ -1,6 +1,7 @@
 """Type stub of the private Rust extension. Kept honest by ``python -m mypy.stubtest hub._core``."""
 
 from collections.abc import Iterable, Sequence
+from typing import Any, final
 
 def version() -> str: ...
 
@@ -79,7 +80,6 @@ class IncidentMerger:
     @property
     def stats(self) -> dict[str, int]: ...
 # --- rules (core_rs/src/bindings/rules.rs) ---------------------------------------------------------
-from typing import Any, final
 
 @final
 class CompiledRules:
