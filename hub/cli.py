@@ -19,13 +19,14 @@ from pathlib import Path
 
 from hub.config import HubConfig, load_config
 from hub.errors import ConfigError, HubError
+from hub.natsconn import redacted_servers
 from hub.plugins import build_plugin_host
 
 DEFAULT_CONFIG = "cityhub.toml"
 
 
 def _summary(path: str, config: HubConfig, enabled: list[str]) -> str:
-    nats = ", ".join(config.nats.servers) if config.nats.servers else "embedded nats-server"
+    nats = ", ".join(redacted_servers(config.nats)) if config.nats.urls else "embedded nats-server"
     return (
         f"{path}: valid. NATS: {nats}; admin API on {config.admin.host}:{config.admin.port}; "
         f"{len(config.geo.layers)} geo layer(s); {len(config.all_rules())} rule(s); "
