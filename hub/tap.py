@@ -78,9 +78,15 @@ def formatter(as_json: bool) -> Callable[[bytes], str]:
     return (lambda raw: raw.decode("utf-8", "replace")) if as_json else format_event
 
 
-async def tap(nc: NatsClient, subject: str, limit: int | None = None) -> AsyncIterator[bytes]:
-    """Live messages on ``subject`` (a plain NATS subscription: no consumer state is left behind)."""
+async def tap(
+    nc: NatsClient, subject: str, limit: int | None = None, on_ready: Callable[[], None] | None = None
+) -> AsyncIterator[bytes]:
+    """Live messages on ``subject`` (a plain NATS subscription: no consumer state is left behind);
+    ``on_ready`` is called once the server has the subscription, so nothing published after it is missed."""
     subscription = await nc.subscribe(subject)
+    await nc.flush()
+    if on_ready is not None:
+        on_ready()
     try:
         seen = 0
         async for message in subscription.messages:
