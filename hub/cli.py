@@ -22,9 +22,9 @@ from typing import Any
 
 import httpx
 
-from hub.config import HubConfig, load_config
+from hub.config import HubConfig, NatsConfig, load_config
 from hub.errors import ConfigError, HubError
-from hub.natsconn import NatsSettings, connect, redacted_servers
+from hub.natsconn import connect, redacted_servers
 from hub.plugins import build_plugin_host
 from hub.scaffold import write_connector
 from hub.tap import events_subject, formatter, parse_since, replay, tap
@@ -33,7 +33,7 @@ DEFAULT_CONFIG = "cityhub.toml"
 
 
 def _summary(path: str, config: HubConfig, enabled: list[str]) -> str:
-    nats = ", ".join(redacted_servers(config.nats)) if config.nats.urls else "embedded nats-server"
+    nats = ", ".join(redacted_servers(config.nats)) if config.nats.servers else "embedded nats-server"
     return (
         f"{path}: valid. NATS: {nats}; admin API on {config.admin.host}:{config.admin.port}; "
         f"{len(config.geo.layers)} geo layer(s); {len(config.all_rules())} rule(s); "
@@ -115,14 +115,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 # --- tap and replay --------------------------------------------------------------------------------
 
 
-def _nats_settings(args: argparse.Namespace) -> NatsSettings:
+def _nats_settings(args: argparse.Namespace) -> NatsConfig:
     if args.server:
-        return NatsSettings(urls=[args.server])
+        return NatsConfig(servers=[args.server])
     if os.environ.get("CITYHUB_NATS_URL"):
-        return NatsSettings(urls=[os.environ["CITYHUB_NATS_URL"]])
+        return NatsConfig(servers=[os.environ["CITYHUB_NATS_URL"]])
     if Path(args.config).is_file():
         settings = load_config(args.config).nats
-        if settings.urls:
+        if settings.servers:
             return settings
     raise HubError(
         "no NATS server to read from: pass --server nats://HOST:PORT (the running hub prints its URL) "
@@ -177,7 +177,7 @@ def cmd_new_connector(args: argparse.Namespace) -> int:
 
 
 def _add_stream_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", help="NATS URL (default: CITYHUB_NATS_URL, then [nats].urls of the config)")
+    parser.add_argument("--server", help="NATS URL (default: CITYHUB_NATS_URL, then [nats].servers of the config)")
     parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: cityhub.toml)")
     parser.add_argument("--district", help="district cell id")
     parser.add_argument("--street", help="street cell id")

@@ -41,8 +41,6 @@ from pydantic import (
 
 from hub.errors import ConfigError, ConfigIssue
 from hub.models import Category, CoordSystem, Severity
-from hub.natsconn import NatsSettings
-from hub.streams import StreamsSettings
 from hub.tomlpos import KeyPath, key_lines, line_of
 
 # --- Field types -----------------------------------------------------------------------------------
@@ -100,11 +98,61 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# --- [nats], [streams] -----------------------------------------------------------------------------
+# --- [nats] ----------------------------------------------------------------------------------------
+
+
+class TlsConfig(Section):
+    """TLS towards the NATS servers."""
+
+    ca: ConfigPath | None = Field(None, description="CA certificate (PEM) that signed the servers' certificates.")
+    cert: ConfigPath | None = Field(None, description="Client certificate (PEM), for servers that verify clients.")
+    key: ConfigPath | None = Field(None, description="Private key (PEM) of the client certificate.")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("set both cert and key for client TLS, or neither")
+        return self
+
+
+class StreamLimits(Section):
+    """Retention and limits of one JetStream stream (created or updated on start-up)."""
+
+    retention: Literal["limits", "interest", "workqueue"] = Field(
+        "limits", description="JetStream retention policy: keep to the limits, while consumers are interested, or until acked."
+    )
+    storage: Literal["file", "memory"] = Field("file", description="Where the stream keeps messages.")
+    max_age: Duration | None = Field(None, description="Drop messages older than this (none: keep by the other limits).")
+    max_bytes: int = Field(-1, ge=-1, description="Maximum bytes kept; -1 is unlimited.")
+    max_msgs: int = Field(-1, ge=-1, description="Maximum messages kept; -1 is unlimited.")
+    replicas: int = Field(1, ge=1, le=5, description="Copies kept in a NATS cluster.")
+    duplicate_window: Duration = Field(
+        timedelta(minutes=2), description="How long JetStream remembers Nats-Msg-Id values to drop re-publications."
+    )
+
+
+class StreamsConfig(Section):
+    """One entry per stream of the subject contract (hub.topology)."""
+
+    ingest: StreamLimits = Field(
+        default_factory=lambda: StreamLimits(max_age=timedelta(days=1)), description="cityhub.ingest.> (connectors in)."
+    )
+    events: StreamLimits = Field(
+        default_factory=lambda: StreamLimits(max_age=timedelta(days=7)), description="cityhub.events.> (the unified stream)."
+    )
+    incidents: StreamLimits = Field(
+        default_factory=lambda: StreamLimits(max_age=timedelta(days=30)), description="cityhub.incidents.>."
+    )
+    dispatch: StreamLimits = Field(
+        default_factory=lambda: StreamLimits(max_age=timedelta(days=30)), description="cityhub.dispatch.> (orders and updates)."
+    )
+    dlq: StreamLimits = Field(
+        default_factory=lambda: StreamLimits(max_age=timedelta(days=14)), description="cityhub.dlq.> (rejected input)."
+    )
 
 
 class EmbeddedNatsConfig(Section):
-    """The nats-server the hub starts itself when ``[nats].urls`` is empty."""
+    """The nats-server the hub starts itself when ``servers`` is empty."""
 
     store_dir: ConfigPath = Field(Path(".cityhub/nats"), description="JetStream store of the embedded server.")
     port: int | None = Field(None, ge=1, le=65535, description="Client port; none picks a free one.")
@@ -113,31 +161,43 @@ class EmbeddedNatsConfig(Section):
     )
 
 
-class NatsConfig(NatsSettings):
-    """How the hub reaches NATS (:class:`hub.natsconn.NatsSettings`), plus the embedded server used when
-    ``urls`` is empty. Secrets belong in the environment: ``password = "${NATS_PASSWORD}"``."""
+_NATS_URL = re.compile(r"^(nats|tls|ws|wss)://[^\s/]+$")
 
+
+class NatsConfig(Section):
+    """How the hub reaches NATS. Secrets belong in the environment: ``password = "${NATS_PASSWORD}"``."""
+
+    servers: list[str] = Field(
+        default_factory=list,
+        description="Server URLs (nats://host:4222, tls://...). Empty: start an embedded nats-server with JetStream.",
+    )
+    name: str = Field("cityhub", description="Client name shown in the server's connection list.")
+    user: str | None = Field(None, description="User name for user/password authentication.")
+    password: SecretStr | None = Field(None, description="Password for user/password authentication (secret).")
+    token: SecretStr | None = Field(None, description="Token authentication (secret).")
+    nkey_seed_file: ConfigPath | None = Field(None, description="File holding an NKey seed.")
+    creds_file: ConfigPath | None = Field(None, description="Decentralised-auth credentials file (JWT + NKey seed).")
+    tls: TlsConfig | None = Field(None, description="TLS settings; needed for tls:// servers with a private CA.")
+    connect_timeout: Duration = Field(timedelta(seconds=5), description="Timeout of one connection attempt.")
     embedded: EmbeddedNatsConfig = Field(default_factory=EmbeddedNatsConfig, description="The embedded server.")
+    streams: StreamsConfig = Field(default_factory=StreamsConfig, description="JetStream retention and limits.")
 
-    @field_validator("urls")
+    @field_validator("servers")
     @classmethod
-    def _urls(cls, urls: list[str]) -> list[str]:
-        bad = [url for url in urls if not _NATS_URL.match(url)]
+    def _urls(cls, servers: list[str]) -> list[str]:
+        bad = [url for url in servers if not _NATS_URL.match(url)]
         if bad:
             raise ValueError(f"not a NATS URL: {', '.join(bad)} (write nats://host:port or tls://host:port)")
-        return urls
+        return servers
 
     @model_validator(mode="after")
-    def _files_relative_to_config(self, info: ValidationInfo) -> NatsConfig:
-        for name in _NATS_FILES:
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, _resolve_against_config(value, info))
+    def _one_way_to_authenticate(self) -> NatsConfig:
+        if (self.user is None) != (self.password is None):
+            raise ValueError("set both user and password, or neither")
+        ways = [name for name in ("user", "token", "nkey_seed_file", "creds_file") if getattr(self, name) is not None]
+        if len(ways) > 1:
+            raise ValueError(f"choose one way to authenticate, not {' and '.join(ways)}")
         return self
-
-
-_NATS_URL = re.compile(r"^(nats|tls|ws|wss)://[^\s/]+$")
-_NATS_FILES = ("nkey_seed_file", "creds_file", "tls_ca_file", "tls_cert_file", "tls_key_file")
 
 
 # --- [admin], [hooks] ------------------------------------------------------------------------------
@@ -179,6 +239,7 @@ class GeoLayer(Section):
     name_property: str = Field("name", description="Feature property holding the cell name.")
     level_property: str = Field("level", description="Feature property holding the level (district, street, ...).")
     parent_property: str = Field("parent", description="Feature property holding the parent cell id.")
+    strict: bool = Field(False, description="Reject polygons that are not OGC-valid instead of accepting them.")
 
 
 class GeoConfig(Section):
@@ -351,10 +412,7 @@ class HubConfig(Section):
     rule_files: list[ConfigPath] = Field(
         default_factory=list, description="Files with more [[rules]] tables, loaded after the inline rules."
     )
-    nats: NatsConfig = Field(default_factory=NatsConfig, description="Connection to NATS.")
-    streams: StreamsSettings = Field(
-        default_factory=StreamsSettings, description="Retention and limits of each JetStream stream."
-    )
+    nats: NatsConfig = Field(default_factory=NatsConfig, description="Connection to NATS and JetStream streams.")
     admin: AdminConfig = Field(default_factory=AdminConfig, description="The admin API.")
     hooks: HooksConfig = Field(default_factory=HooksConfig, description="Plugin containment.")
     geo: GeoConfig = Field(default_factory=GeoConfig, description="Grids for the geofence.")
@@ -500,7 +558,12 @@ def _substitute_environment(document: _Document, environ: Mapping[str, str]) -> 
 
 def _file_issues(document: _Document, config: HubConfig) -> list[ConfigIssue]:
     """Phase 4: every file the config points at must exist."""
-    candidates: list[tuple[KeyPath, Path | None]] = [(("nats", name), getattr(config.nats, name)) for name in _NATS_FILES]
+    candidates: list[tuple[KeyPath, Path | None]] = [
+        (("nats", "nkey_seed_file"), config.nats.nkey_seed_file),
+        (("nats", "creds_file"), config.nats.creds_file),
+    ]
+    if config.nats.tls is not None:
+        candidates += [(("nats", "tls", name), getattr(config.nats.tls, name)) for name in ("ca", "cert", "key")]
     candidates += [(("geo", "layers", index, "path"), layer.path) for index, layer in enumerate(config.geo.layers)]
     candidates += [(("rule_files", index), path) for index, path in enumerate(config.rule_files)]
     return [

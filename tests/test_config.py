@@ -31,7 +31,7 @@ BROKEN = """\
 timezone = "Mars/Base"
 
 [nats]
-urls = ["nats://a:4222", "http://bad"]
+servers = ["nats://a:4222", "http://bad"]
 user = "hub"
 password = "${HUB_TEST_UNSET_PASSWORD}"
 
@@ -75,7 +75,7 @@ def test_every_structure_error_is_reported_with_file_line_and_key(tmp_path):
     where = f"{path}:"
     assert found == [
         f"{where}1: timezone: unknown time zone 'Mars/Base': use an IANA name such as 'Asia/Shanghai'",
-        f"{where}4: nats.urls: not a NATS URL: http://bad (write nats://host:port or tls://host:port)",
+        f"{where}4: nats.servers: not a NATS URL: http://bad (write nats://host:port or tls://host:port)",
         f"{where}6: nats.password: environment variable HUB_TEST_UNSET_PASSWORD is not set"
         " (referenced as ${HUB_TEST_UNSET_PASSWORD})",
         f"{where}9: admin.port: Input should be less than or equal to 65535",
@@ -117,11 +117,11 @@ def test_environment_phase_reports_every_missing_file(tmp_path):
 def test_secrets_come_from_the_environment_and_never_print(tmp_path):
     path = write(
         tmp_path,
-        '[nats]\nurls = ["${HUB_NATS_URL:-nats://127.0.0.1:4222}"]\nuser = "hub"\npassword = "${HUB_PW}"\n'
+        '[nats]\nservers = ["${HUB_NATS_URL:-nats://127.0.0.1:4222}"]\nuser = "hub"\npassword = "${HUB_PW}"\n'
         '[admin]\ntoken = "${HUB_TOKEN}"\n',
     )
     config = load_config(path, environ={"HUB_PW": "s3cret-pw", "HUB_TOKEN": "t0ken"})
-    assert config.nats.urls == ["nats://127.0.0.1:4222"]
+    assert config.nats.servers == ["nats://127.0.0.1:4222"]
     assert config.nats.password.get_secret_value() == "s3cret-pw"
     assert config.admin.token.get_secret_value() == "t0ken"
     shown = repr(config) + config.model_dump_json()
@@ -180,7 +180,7 @@ def test_plugin_settings_and_unconfigured_plugins(tmp_path):
 
 def test_defaults_are_usable_and_durations_parse():
     config = HubConfig()
-    assert config.nats.urls == [] and config.dedup.window == timedelta(hours=24)
+    assert config.nats.servers == [] and config.dedup.window == timedelta(hours=24)
     assert config.pipeline.personal_data["reporter.phone"] == "mask"
     assert parse_duration("1h30m") == timedelta(minutes=90)
     assert parse_duration("250ms") == timedelta(milliseconds=250)
@@ -216,4 +216,4 @@ def test_config_reference_is_in_sync():
 
 def test_example_config_is_valid():
     config = load_config(REPO / "cityhub.toml")
-    assert config.nats.urls == []  # the demo's embedded server
+    assert config.nats.servers == []  # the demo's embedded server
