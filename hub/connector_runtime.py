@@ -36,8 +36,9 @@ from hub import ids, topology, wire
 from hub.connector import Connector
 from hub.errors import InvalidEventError
 from hub.models import DispatchOrder, DispatchUpdate, Event
-from hub.natsconn import NatsSettings, connect
-from hub.streams import StreamsSettings, ensure_streams
+from hub.config import NatsConfig, StreamsConfig
+from hub.natsconn import connect
+from hub.streams import ensure_streams
 
 _TRANSIENT = (NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ConnectionClosedError)
 _VALID_KV_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
@@ -250,7 +251,7 @@ def has_outbound(connector: Connector) -> bool:
 
 
 async def open_context(
-    connector: Connector, nc: NatsClient, streams: StreamsSettings | None = None
+    connector: Connector, nc: NatsClient, streams: StreamsConfig | None = None
 ) -> NatsConnectorContext:
     """Make sure the streams and the connector's state bucket exist and build its context."""
     js = nc.jetstream()
@@ -268,13 +269,13 @@ async def serve_connector(connector: Connector, ctx: NatsConnectorContext, nc: N
             group.create_task(OutboundDelivery(connector, ctx, nc.jetstream()).run(), name=f"{connector.source}.deliver")
 
 
-def _client_config(nats: str | NatsSettings, source: str) -> NatsSettings:
-    config = NatsSettings(urls=[nats]) if isinstance(nats, str) else nats
+def _client_config(nats: str | NatsConfig, source: str) -> NatsConfig:
+    config = NatsConfig(servers=[nats]) if isinstance(nats, str) else nats
     return config.model_copy(update={"name": f"cityhub-connector-{source}"})
 
 
 async def run_connector(
-    connector: Connector, nats: str | NatsSettings, streams: StreamsSettings | None = None
+    connector: Connector, nats: str | NatsConfig, streams: StreamsConfig | None = None
 ) -> None:
     """Run one connector against a NATS server until cancelled."""
     nc = await connect(_client_config(nats, connector.source))
@@ -287,7 +288,7 @@ async def run_connector(
 
 @contextlib.asynccontextmanager
 async def running_connector(
-    connector: Connector, nats: str | NatsSettings, streams: StreamsSettings | None = None
+    connector: Connector, nats: str | NatsConfig, streams: StreamsConfig | None = None
 ) -> AsyncIterator[NatsConnectorContext]:
     """Run a connector in the background for the duration of the block; yields its context (counters,
     state). A connector failure is raised when the block exits."""

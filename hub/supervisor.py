@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from hub.config import NatsConfig, StreamsConfig
 from hub.connector import Connector
 from hub.connector_runtime import backoff_delay, open_context, serve_connector
-from hub.natsconn import NatsSettings, connect
-from hub.streams import StreamsSettings
+from hub.natsconn import connect
 
 log = logging.getLogger("cityhub.supervisor")
 
@@ -34,13 +34,13 @@ _SPAWN = multiprocessing.get_context("spawn")
 # --- the child ---------------------------------------------------------------------------------------
 
 
-def _child_main(connector: Connector, nats: NatsSettings, streams: StreamsSettings, reports: Connection) -> None:
+def _child_main(connector: Connector, nats: NatsConfig, streams: StreamsConfig, reports: Connection) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s [{connector.source}] %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when children stop (SIGTERM)
     asyncio.run(_child_async(connector, nats, streams, reports))
 
 
-async def _child_async(connector: Connector, nats: NatsSettings, streams: StreamsSettings, reports: Connection) -> None:
+async def _child_async(connector: Connector, nats: NatsConfig, streams: StreamsConfig, reports: Connection) -> None:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
@@ -111,10 +111,10 @@ class ConnectorProcess:
 class Supervisor:
     """Starts, watches and restarts connector processes."""
 
-    def __init__(self, nats: NatsSettings, streams: StreamsSettings | None = None, *, hang_timeout_s: float = 30.0,
+    def __init__(self, nats: NatsConfig, streams: StreamsConfig | None = None, *, hang_timeout_s: float = 30.0,
                  startup_timeout_s: float = 60.0, on_counters: Any = None):
         self.nats = nats
-        self.streams = streams or StreamsSettings()
+        self.streams = streams or StreamsConfig()
         self.hang_timeout_s = hang_timeout_s
         self.startup_timeout_s = startup_timeout_s
         self.on_counters = on_counters

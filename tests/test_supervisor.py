@@ -7,7 +7,7 @@ import asyncio
 
 import nats
 
-from hub.natsconn import NatsSettings
+from hub.config import NatsConfig
 from hub.metrics import Metrics
 from hub.pipeline import Pipeline, PipelineOptions
 from hub.streams import ensure_streams
@@ -27,7 +27,7 @@ async def test_crashing_and_blocking_connectors_do_not_stall_the_pipeline(nats_u
     await ensure_streams(nc.jetstream())
     pipeline = Pipeline(nc, engines(), Metrics(), PipelineOptions(batch_size=100, fetch_timeout_s=0.1))
     await pipeline.start()
-    supervisor = Supervisor(NatsSettings(urls=[nats_url]), hang_timeout_s=3.0)
+    supervisor = Supervisor(NatsConfig(servers=[nats_url]), hang_timeout_s=3.0)
     try:
         for connector in (BlockingConnector(), CrashingConnector(), TickingConnector()):
             await supervisor.start(connector)
