@@ -65,7 +65,6 @@ log = logging.getLogger("cityhub.pipeline")
 PIPELINE_CONSUMER = "cityhub-pipeline"
 SNAPSHOT_BUCKET = "CITYHUB_PIPELINE"
 SNAPSHOT_NAME = "state"
-HEADER_REASON_KIND = "CityHub-Reason-Kind"
 _SOURCE = "/cityhub/pipeline"
 _SEVERITIES = list(Severity)
 
@@ -536,7 +535,7 @@ def dlq_output(rejection: Rejection) -> Output:
     source = source_of(rejection.subject)
     headers = {
         topology.HEADER_REASON: " ".join(rejection.reason.split())[:1024],
-        HEADER_REASON_KIND: rejection.kind,
+        topology.HEADER_REASON_KIND: rejection.kind,
         topology.HEADER_ORIGINAL_SUBJECT: rejection.subject,
     }
     msg_id = f"dlq:{rejection.seq}"
