@@ -39,8 +39,11 @@ from pydantic import (
     model_validator,
 )
 
-from hub.errors import ConfigError, ConfigIssue
-from hub.models import Category, CoordSystem, Severity
+from hub.errors import ConfigError, ConfigIssue, RuleError
+from hub.geofence import LayerSpec
+from hub.incidents import CategoryPolicy, MergePolicy
+from hub.models import Category, CoordSystem
+from hub.rules import Rule, RuleSet
 from hub.tomlpos import KeyPath, key_lines, line_of
 
 # --- Field types -----------------------------------------------------------------------------------
@@ -241,6 +244,10 @@ class GeoLayer(Section):
     parent_property: str = Field("parent", description="Feature property holding the parent cell id.")
     strict: bool = Field(False, description="Reject polygons that are not OGC-valid instead of accepting them.")
 
+    def spec(self) -> LayerSpec:
+        """The geofence's layer spec (:class:`hub.geofence.LayerSpec`)."""
+        return LayerSpec(**self.model_dump())
+
 
 class GeoConfig(Section):
     """Grids for the geofence lookup."""
@@ -290,8 +297,25 @@ class MergeConfig(Section):
         default_factory=dict, description="Distance and window per category, overriding the defaults."
     )
     text_similarity: float = Field(
-        0.8, ge=0, le=1, description="Events at the same address whose texts are at least this similar merge."
+        0.7, ge=0, le=1,
+        description="Events at the same address whose texts are at least this similar (character-bigram Jaccard) merge.",
     )
+    incident_ttl: Duration | None = Field(
+        None, description="Close incidents with no new report for this long (default: the category's window)."
+    )
+
+    def policy(self) -> MergePolicy:
+        """The incident merger's policy (:class:`hub.incidents.MergePolicy`) for these settings."""
+        return MergePolicy(
+            groups={name: [category.value for category in members] for name, members in self.category_groups.items()},
+            default=CategoryPolicy(self.distance_m, self.window.total_seconds()),
+            per_category={
+                category.value: CategoryPolicy(rule.distance_m, rule.window.total_seconds())
+                for category, rule in self.per_category.items()
+            },
+            text_similarity=self.text_similarity,
+            incident_ttl_s=self.incident_ttl.total_seconds() if self.incident_ttl else None,
+        )
 
     @field_validator("category_groups")
     @classmethod
@@ -306,34 +330,14 @@ class MergeConfig(Section):
 
 
 # --- [[rules]] -------------------------------------------------------------------------------------
-
-
-class RuleConfig(Section):
-    """One rule: when ``condition`` matches an event, its actions apply (severity, routes, tags, deadline)."""
-
-    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$", description="Unique rule id, shown in incidents and errors.")
-    description: str = Field("", description="What the rule is for.")
-    enabled: bool = Field(True, description="Disabled rules are kept but never match.")
-    priority: int = Field(0, description="Higher priority rules are evaluated and listed first.")
-    condition: str | dict[str, Any] = Field(
-        description='An expression such as \'category == "gas_leak" && payload.ppm >= 5000\', or a JsonLogic object.'
-    )
-    severity: Severity | None = Field(None, description="Raise the event's severity to at least this.")
-    route: list[str] = Field(
-        default_factory=list,
-        description="Route targets: departments (dept:fire), grid levels (level:grid), five-way responders.",
-    )
-    tags: list[str] = Field(default_factory=list, description="Tags added to the incident.")
-    escalate_after: Duration | None = Field(
-        None, description="Escalate (re-dispatch, then upward) when not acknowledged or resolved within this time."
-    )
-    stop: bool = Field(False, description="In first-match mode, stop at this rule.")
+# A rule in config is exactly :class:`hub.rules.Rule` (id, priority, when | jsonlogic, actions, description);
+# the loader compiles the whole set, so a rule that does not compile is reported with its file and line.
 
 
 class RuleFile(Section):
     """A rules file: ``[[rules]]`` tables, the same shape as inline rules."""
 
-    rules: list[RuleConfig] = Field(default_factory=list, description="The rules in this file.")
+    rules: list[Rule] = Field(default_factory=list, description="The rules in this file.")
 
 
 # --- [pipeline] ------------------------------------------------------------------------------------
@@ -418,14 +422,19 @@ class HubConfig(Section):
     geo: GeoConfig = Field(default_factory=GeoConfig, description="Grids for the geofence.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact de-duplication.")
     merge: MergeConfig = Field(default_factory=MergeConfig, description="Incident merging.")
-    rules: list[RuleConfig] = Field(default_factory=list, description="Inline rules ([[rules]] tables).")
+    rules: list[Rule] = Field(
+        default_factory=list,
+        description="Inline rules ([[rules]] tables: id, priority, when or jsonlogic, actions, description; "
+        "see docs/rules.md).",
+    )
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="The pipeline.")
     plugins: dict[str, PluginSection] = Field(
         default_factory=dict, description="[plugins.<name>]: enabled plus each plugin's own settings."
     )
 
     _source: Path | None = PrivateAttr(None)
-    _file_rules: list[RuleConfig] = PrivateAttr(default_factory=list)
+    _file_rules: list[Rule] = PrivateAttr(default_factory=list)
+    _rule_set: RuleSet | None = PrivateAttr(None)
     _plugin_settings: dict[str, BaseModel | None] = PrivateAttr(default_factory=dict)
 
     @property
@@ -433,9 +442,16 @@ class HubConfig(Section):
         """The file this config was loaded from (None when built in code)."""
         return self._source
 
-    def all_rules(self) -> list[RuleConfig]:
+    def all_rules(self) -> list[Rule]:
         """Inline rules followed by the rules of every rule file, in order."""
         return [*self.rules, *self._file_rules]
+
+    @property
+    def rule_set(self) -> RuleSet:
+        """Every rule compiled (once, by the loader) in the configured timezone."""
+        if self._rule_set is None:
+            self._rule_set = RuleSet.compile(self.all_rules(), timezone=self.timezone)
+        return self._rule_set
 
     def plugin_settings(self, name: str) -> BaseModel | None:
         """The validated settings of plugin ``name`` (None when the plugin declares no settings model)."""
@@ -573,8 +589,11 @@ def _file_issues(document: _Document, config: HubConfig) -> list[ConfigIssue]:
     ]
 
 
-def _load_rule_files(config: HubConfig, environ: Mapping[str, str]) -> tuple[list[RuleConfig], list[ConfigIssue]]:
-    rules: list[RuleConfig] = []
+def _load_rule_files(
+    config: HubConfig, environ: Mapping[str, str], places: list[tuple[_Document, int]]
+) -> tuple[list[Rule], list[ConfigIssue]]:
+    """Rules of every rule file; ``places`` gets the document and index of each rule loaded."""
+    rules: list[Rule] = []
     issues: list[ConfigIssue] = []
     seen = {rule.id: str(config.source) for rule in config.rules}
     for path in config.rule_files:
@@ -595,6 +614,7 @@ def _load_rule_files(config: HubConfig, environ: Mapping[str, str]) -> tuple[lis
             if rule.id in seen:
                 issues.append(document.issue(("rules", index, "id"), f"rule id {rule.id!r} is already defined in {seen[rule.id]}"))
             seen[rule.id] = str(path)
+            places.append((document, index))
         rules += loaded
     return rules, issues
 
@@ -627,6 +647,44 @@ def _plugin_issues(
     return settings, issues
 
 
+_EXPRESSION_POSITION = re.compile(r"^line \d+, column \d+$")
+
+
+def _rule_problem_path(position: str) -> tuple[KeyPath, str]:
+    """Where in a rule table a compiler problem is, and what to add to its message."""
+    if _EXPRESSION_POSITION.match(position):
+        return ("when",), f"{position} of the expression: "
+    if position.startswith("JsonLogic"):
+        return ("jsonlogic",), f"{position}: "
+    if position == "rule":
+        return (), ""
+    return tuple(int(part) if part.isdigit() else part for part in position.split(".")), ""
+
+
+def _compile_rules(config: HubConfig, places: list[tuple[_Document, int]]) -> list[ConfigIssue]:
+    """Compile every rule once; each problem points at its rule's file and line."""
+    try:
+        config._rule_set = RuleSet.compile(config.all_rules(), timezone=config.timezone)
+    except RuleError as exc:
+        where = {rule.id: place for rule, place in zip(config.all_rules(), places)}
+        issues = []
+        for rule_id, position, reason in exc.problems:
+            document, index = where[rule_id]
+            inside, prefix = _rule_problem_path(position)
+            issues.append(document.issue(("rules", index, *inside), prefix + reason.removeprefix("Value error, ")))
+        return issues
+    return []
+
+
+def _engine_issues(document: _Document, config: HubConfig) -> list[ConfigIssue]:
+    """Settings the engines check when they are built (the merge policy)."""
+    try:
+        config.merge.policy()
+    except ConfigError as exc:
+        return [document.issue(("merge",), str(exc))]
+    return []
+
+
 def load_config(
     path: str | Path,
     *,
@@ -650,8 +708,12 @@ def load_config(
         raise _config_error(path, issues) from None
     config._source = path
     issues += _file_issues(document, config)
-    config._file_rules, rule_issues = _load_rule_files(config, environ)
+    places = [(document, index) for index in range(len(config.rules))]
+    config._file_rules, rule_issues = _load_rule_files(config, environ, places)
     issues += rule_issues
+    if not issues:
+        issues += _compile_rules(config, places)
+    issues += _engine_issues(document, config)
     if plugin_models is not None:
         config._plugin_settings, plugin_issues = _plugin_issues(document, config, plugin_models)
         issues += plugin_issues
