@@ -165,6 +165,7 @@ class EmbeddedNatsConfig(Section):
 
 
 _NATS_URL = re.compile(r"^(nats|tls|ws|wss)://[^\s/]+$")
+_USERINFO = re.compile(r"//[^/@\s]+@")  # user:password@ in a URL, hidden in error messages
 
 
 class NatsConfig(Section):
@@ -188,7 +189,7 @@ class NatsConfig(Section):
     @field_validator("servers")
     @classmethod
     def _urls(cls, servers: list[str]) -> list[str]:
-        bad = [url for url in servers if not _NATS_URL.match(url)]
+        bad = [_USERINFO.sub("//***@", url) for url in servers if not _NATS_URL.match(url)]
         if bad:
             raise ValueError(f"not a NATS URL: {', '.join(bad)} (write nats://host:port or tls://host:port)")
         return servers

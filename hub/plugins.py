@@ -224,7 +224,7 @@ class PluginHost:
         if caller is None:
             raise PluginError(f"no hook named {hook!r}")
         selected = []
-        for impl in reversed(caller.get_hookimpls()):  # registration order
+        for impl in reversed(caller.get_hookimpls()):  # pluggy's own call order (tryfirst/trylast honoured)
             state = self._plugins[impl.plugin_name]
             if (only is None and state.enabled) or impl.plugin_name == only:
                 selected.append((impl, state))

@@ -250,3 +250,9 @@ def test_example_config_is_valid_and_its_grids_load():
     matches = config.rule_set.match({"category": "gas_leak", "source": "iot_mqtt", "payload": {"lel_pct": 30},
                                      "time": "2026-05-01T12:00:00+08:00"})
     assert [match.rule_id for match in matches] == ["gas-critical", "gas-default"]
+
+
+def test_errors_never_echo_a_password_written_in_a_url(tmp_path):
+    path = write(tmp_path, '[nats]\nservers = ["http://hub:s3cret@nats.local:4222"]\n')
+    [issue] = issues_of(path)
+    assert "s3cret" not in issue and "http://***@nats.local:4222" in issue
