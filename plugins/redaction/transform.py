@@ -19,6 +19,8 @@ from plugins.redaction.settings import RedactionSettings
 MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d{9}(?!\d)")
 LANDLINE = re.compile(r"(?<!\d)0\d{2,3}-\d{7,8}(?!\d)")
 ID_CARD = re.compile(r"(?<!\d)\d{17}[\dXx](?!\d)")
+# Every place one of them can start: a whole run of digits and dashes (with an optional +86 and X).
+_DIGIT_RUN = re.compile(r"(?:\+?86[- ]?)?\d[\d-]{6,}[\dXx]?")
 
 
 def mask_middle(value: str, keep_start: int, keep_end: int, char: str = "*") -> str:
@@ -86,6 +88,8 @@ class Redaction:
                 for pattern in settings.text_patterns
             ),
         ]
+        self._extra_patterns = bool(settings.text_patterns)
+        self._whole_shapes = [(name, re.compile(regex), mask) for name, regex, mask in patterns[:3]]
         self._text_masks = {f"cityhub_p{index}": (name, mask) for index, (name, _, mask) in enumerate(patterns)}
         self._text_pattern = re.compile(
             "|".join(f"(?P<cityhub_p{index}>{regex})" for index, (_, regex, _) in enumerate(patterns))
@@ -134,7 +138,19 @@ class Redaction:
 
     def mask_text(self, text: str) -> str:
         """Free text with every phone and ID-card number (and configured pattern) masked."""
-        return self._text_pattern.sub(self._mask_match, text)
+        if self._extra_patterns:
+            return self._text_pattern.sub(self._mask_match, text)
+        return _DIGIT_RUN.sub(self._mask_run, text)
+
+    def _mask_run(self, run: re.Match[str]) -> str:
+        """One run of digits (most texts have few): the common shapes are recognised whole; anything else
+        (a number with an extension, several numbers joined by dashes) goes through the full patterns."""
+        found = run.group(0)
+        for name, pattern, mask in self._whole_shapes:
+            if pattern.fullmatch(found):
+                self.counts[f"text.{name}"] += 1
+                return mask(found)
+        return self._text_pattern.sub(self._mask_match, found)
 
     def redact(self, event: Event) -> None:
         counts = self.counts
