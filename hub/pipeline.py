@@ -51,6 +51,7 @@ from hub.models import (
     GridCell,
     Incident,
     IncidentChange,
+    IncidentState,
     Location,
     Severity,
 )
@@ -140,7 +141,7 @@ def decode_event(raw: bytes, subject: str, max_bytes: int) -> tuple[Event, dict[
     if not isinstance(document, dict):
         raise _invalid("invalid", f"an event must be a JSON object, got {type(document).__name__}")
     if "specversion" in document:
-        document = _cloudevent_data(raw)
+        document = _cloudevent_data(document)
     try:
         event = Event.model_validate(document)
     except ValidationError as exc:
@@ -150,8 +151,8 @@ def decode_event(raw: bytes, subject: str, max_bytes: int) -> tuple[Event, dict[
     return event, document
 
 
-def _cloudevent_data(raw: bytes) -> dict[str, Any]:
-    envelope = wire.decode(raw)
+def _cloudevent_data(envelope: dict[str, Any]) -> dict[str, Any]:
+    wire.check_envelope(envelope)
     if envelope["type"] != wire.TYPE_EVENT:
         raise _invalid("invalid", f"CloudEvent type {envelope['type']!r} on ingest; expected {wire.TYPE_EVENT!r}")
     data = envelope.get("data")
@@ -263,9 +264,19 @@ class BatchProcessor:
     """The pure part of the pipeline: a batch of raw messages → outputs, mutating :class:`PipelineState`."""
 
     def __init__(self, engines: Engines, options: PipelineOptions, on_transform_error: TransformFailed | None = None):
-        self.engines = engines
+        self._engines = engines
+        self._grid_cells: dict[Any, GridCell] = {}
         self.options = options
         self.on_transform_error = on_transform_error
+
+    @property
+    def engines(self) -> Engines:
+        return self._engines
+
+    @engines.setter
+    def engines(self, engines: Engines) -> None:
+        self._engines = engines
+        self._grid_cells = {}  # new grids: new cells
 
     def process(self, state: PipelineState, batch: Sequence[tuple[int, str, bytes]], evaluate: bool = False) -> BatchResult:
         """``batch``: ``(stream sequence, subject, bytes)`` per message, in stream order."""
@@ -343,19 +354,34 @@ class BatchProcessor:
             group = [event for event in located if event.location.crs is crs]  # type: ignore[union-attr]
             lons, lats = convert([e.location.lon for e in group], [e.location.lat for e in group], crs, "wgs84")  # type: ignore[union-attr]
             for event, lon, lat in zip(group, lons, lats, strict=True):
-                event.location = Location(lon=lon, lat=lat, crs=CoordSystem.WGS84, accuracy_m=event.location.accuracy_m)  # type: ignore[union-attr]
+                event.location = Location.model_construct(  # converted from a validated point: still valid
+                    lon=lon, lat=lat, crs=CoordSystem.WGS84, accuracy_m=event.location.accuracy_m  # type: ignore[union-attr]
+                )
         admin_paths = {id(event): ("", "") for event in events}
         if self.engines.geofence is not None and located:
             resolutions = self.engines.geofence.locate_many(
                 [e.location.lon for e in located], [e.location.lat for e in located], "wgs84"  # type: ignore[union-attr]
             )
             for event, resolution in zip(located, resolutions, strict=True):
-                event.grid_path = _grid_path(resolution)
+                event.grid_path = self._grid_path(resolution)
                 admin_paths[id(event)] = (
                     "/".join(cell.name for cell in resolution.admin_path),
                     "/".join(cell.id for cell in resolution.admin_path),
                 )
         return [admin_paths[id(event)] for event in events]
+
+    def _grid_path(self, resolution: Resolution) -> list[GridCell]:
+        """Admin path from the district down, then overlay cells. GridCell models are built once per cell
+        (and distance) and shared: transforms must treat them as read-only."""
+        admin_ids = {cell.id for cell in resolution.admin_path}
+        overlays = [cell for cell in resolution.cells if cell.id not in admin_ids]
+        path = []
+        for cell in [*resolution.admin_path, *overlays]:
+            grid_cell = self._grid_cells.get(cell)
+            if grid_cell is None:
+                grid_cell = self._grid_cells[cell] = cell.to_grid_cell()
+            path.append(grid_cell)
+        return path
 
     def _match_rules(
         self, events: list[Event], documents: list[dict[str, Any]], keys: list[str], admin_paths: list[tuple[str, str]]
@@ -427,11 +453,12 @@ class BatchProcessor:
                 yield dispatch_output(build_order(event, incident_id, target, match, attempt=1))
 
     def _incident_output(self, record: IncidentRecord, incident_id: str, event: Event, opened: bool, count: int) -> Output:
-        incident = Incident(
+        incident = Incident.model_construct(  # every field comes from validated events and records
             id=incident_id, category=Category(record.category), severity=_SEVERITIES[record.severity],
             opened_at=datetime.fromtimestamp(record.opened_at, timezone.utc), updated_at=event.time,
             location=event.location, address=event.address, grid_path=event.grid_path, report_count=count,
             event_ids=[event.id or ""], sources=list(record.sources), matched_rules=list(record.matched_rules),
+            state=IncidentState.OPEN, escalate_at=None, escalation_level=0,
         )
         change = IncidentChange.OPENED if opened else IncidentChange.MERGED
         return incident_output(incident, change, f"{incident_id}:{count}")
@@ -441,11 +468,6 @@ class BatchProcessor:
             state.incidents.pop(incident_id, None)
 
 
-def _grid_path(resolution: Resolution) -> list[GridCell]:
-    """Admin path from the district down, then overlay cells."""
-    admin_ids = {cell.id for cell in resolution.admin_path}
-    overlays = [cell for cell in resolution.cells if cell.id not in admin_ids]
-    return [cell.to_grid_cell() for cell in [*resolution.admin_path, *overlays]]
 
 
 def build_order(event: Event, incident_id: str, target: str, match: RuleMatch, attempt: int) -> DispatchOrder:
