@@ -105,7 +105,7 @@ def _core_router() -> APIRouter:
 
     @router.get("/plugins", summary="Every plugin with its state and counters")
     async def plugins(hub: Any = Depends(get_hub)) -> list[dict[str, Any]]:
-        return hub.plugins.list()
+        return hub.plugins.overview()
 
     @router.post("/plugins/{name}/enable", dependencies=[Depends(require_token)], summary="Enable a plugin")
     async def enable(name: str, hub: Any = Depends(get_hub)) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from hub.plugins import PluginHost, build_plugin_host
 from hub.reload import ConfigReloader
 from hub.streams import ensure_streams
 from hub.supervisor import Supervisor
+from hub.tap import format_event
 from hub.transforms import Transform
 
 log = logging.getLogger("cityhub")
@@ -363,7 +364,7 @@ async def _print_unified_stream(hub: Hub) -> None:
     assert hub.nc is not None
     subscription = await hub.nc.subscribe(f"{topology.PREFIX}.events.>")
     async for message in subscription.messages:
-        print(f"{message.subject}  {message.data[:160].decode(errors='replace')}", flush=True)
+        print(format_event(message.data), flush=True)
 
 
 def demo() -> int:

@@ -148,7 +148,7 @@ class PluginHost:
     def is_enabled(self, name: str) -> bool:
         return self.state(name).enabled
 
-    def list(self) -> list[dict[str, Any]]:
+    def overview(self) -> list[dict[str, Any]]:
         """Every plugin's state, for ``GET /plugins`` and ``cityhub plugins list``."""
         return [self._plugins[name].public() for name in self.names()]
 
