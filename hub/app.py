@@ -225,8 +225,8 @@ class Hub:
                 for transform in transforms]
 
     def _transform_failed(self, plugin: str, transform: Transform, exc: BaseException) -> None:
-        self.metrics.plugin_call(plugin, f"transform:{transform.name}", "error", f"{type(exc).__name__}: {exc}")
-        asyncio.get_running_loop().create_task(self.plugins.record_failure(plugin, f"transform {transform.name}", exc))
+        # record_failure counts it (metrics and log line) and disables the plugin after repeated failures
+        asyncio.get_running_loop().create_task(self.plugins.record_failure(plugin, f"transform:{transform.name}", exc))
 
     async def _plugin_changed(self, plugin: str, enabled: bool) -> None:
         if self.pipeline is not None:

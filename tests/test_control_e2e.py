@@ -5,6 +5,7 @@ policy changed by editing the watched cityhub.toml, redaction switched off throu
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 
 import httpx
@@ -12,7 +13,12 @@ import pytest
 
 from hub import topology
 from hub.app import Hub
+from hub.config import load_config
+from hub.hookspecs import hookimpl
+from hub.metrics import Metrics
 from hub.models import Reporter
+from hub.plugins import build_plugin_host
+from hub.transforms import Stage
 from tests.pipeline_support import GRIDS, data_of, event, ingest_item, publish_raw, read_stream
 
 CONFIG = """
@@ -96,3 +102,45 @@ async def test_masking_enrichment_live_policy_and_plugin_toggle(hub, nats_url, t
     stdout, _ = await asyncio.wait_for(tap.communicate(), timeout=60)
     tapped = [line for line in stdout.decode().splitlines() if line]
     assert len(tapped) == 3 and "138****5678" in tapped[0] and "13812345678" not in tapped[0]
+
+
+class BrokenTransform:
+    name = "broken"
+    stage = Stage.TRANSFORM
+    order = 0
+
+    def apply(self, events):
+        raise RuntimeError("lookup table corrupt")
+
+
+class BrokenPlugin:
+    """A pipeline plugin whose transform raises on every batch."""
+
+    @hookimpl
+    def register_transforms(self, hub, settings):
+        return [BrokenTransform()]
+
+
+async def test_a_transform_that_raises_is_contained_counted_and_disabled(tmp_path, nats_url):
+    path = tmp_path / "cityhub.toml"
+    path.write_text(CONFIG.format(url=nats_url, grids=GRIDS, phone_policy="mask") + "\n[hooks]\nmax_consecutive_failures = 2\n")
+    metrics = Metrics()
+    plugins = build_plugin_host(metrics, extra=[("broken", BrokenPlugin())])
+    hub = Hub(load_config(path, plugin_models=plugins.settings_models()), plugins, metrics)
+    await hub.start(connectors=False)
+    try:
+        for n in (1, 2, 3):
+            await publish_raw(nats_url, [ingest_item(reported(n))])
+            await until(lambda n=n: hub.pipeline.counts["out"] == n, f"event {n} out")
+        await until(lambda: not hub.plugins.is_enabled("broken"), "the broken plugin was disabled")
+        async with httpx.AsyncClient(base_url=hub.admin_url) as client:
+            health = (await client.get("/health")).json()
+            text = (await client.get("/metrics")).text
+    finally:
+        await hub.stop()
+    assert health["status"] == "degraded" and health["failing_plugins"] == ["broken"]
+    assert health["plugins"]["broken"]["last_error"] == "transform:broken: RuntimeError: lookup table corrupt"
+    failed = re.search(r'cityhub_plugin_calls_total\{hook="transform:broken",outcome="error",plugin="broken"\} (\d+)', text)
+    assert failed and int(failed.group(1)) >= 2  # the batch in flight when it was disabled may count too
+    unified = [data_of(message) for message in await read_stream(nats_url, topology.EVENTS_STREAM)]
+    assert len(unified) == 3 and all(event["reporter"]["phone"] == "138****5678" for event in unified)
