@@ -28,6 +28,9 @@ INCIDENTS_STREAM = "CITYHUB_INCIDENTS"
 DISPATCH_STREAM = "CITYHUB_DISPATCH"
 DLQ_STREAM = "CITYHUB_DLQ"
 
+# JetStream KV bucket of one connector's durable state: this prefix + the connector's source name.
+STATE_BUCKET_PREFIX = "CITYHUB_STATE_"
+
 _UNSAFE_TOKEN = re.compile(r"[\s.*>]+")
 
 
@@ -72,5 +75,6 @@ STREAM_SUBJECTS: dict[str, list[str]] = {
 
 # DLQ headers: the reason a message was rejected and where it came from.
 HEADER_REASON = "CityHub-Reason"
+HEADER_REASON_KIND = "CityHub-Reason-Kind"  # not_json, invalid, unknown_category, coordinates, oversized, ...
 HEADER_ORIGINAL_SUBJECT = "CityHub-Original-Subject"
 HEADER_MSG_ID = "Nats-Msg-Id"

@@ -21,6 +21,12 @@ MASK64 = (1 << 64) - 1
 _DROPPED = frozenset(" \t\n\r\x0b\x0c\u00a0\u3000")
 
 
+def reseal(snapshot: bytes) -> bytes:
+    """Recomputes a snapshot's trailing xxh3-64 checksum, so tests can feed a mutated body to the decoder."""
+    body = snapshot[:-8]
+    return body + xxhash.xxh3_64_intdigest(body).to_bytes(8, "little")
+
+
 class ReferenceDeduper:
     """Dedup by the documented rules with an OrderedDict of key -> recorded time (oldest first)."""
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from hub.errors import ConfigError, HubError, InvalidEventError, SnapshotError
 from hub.incidents import Deduper, IncidentMerger, MergePolicy, idempotency_key
-from tests.reference_incidents import ReferenceDeduper
+from tests.reference_incidents import ReferenceDeduper, reseal
 
 KEYS = st.sampled_from([f"src\x1f{i}" for i in range(12)] + ["", "🚒", "煤气"])
 TIMES = st.integers(min_value=0, max_value=40).map(float)
@@ -125,3 +125,19 @@ def test_garbage_snapshots_are_refused_clearly():
     with pytest.raises(SnapshotError, match="follows generation"):
         Deduper.restore(good, [delta, delta])
     assert issubclass(SnapshotError, HubError) and issubclass(SnapshotError, ValueError)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_mutated_snapshots_are_refused_or_restore_a_usable_state(data):
+    deduper = Deduper(10.0, 5)
+    stream = data.draw(STREAMS.filter(bool))
+    deduper.check_many([k for k, _ in stream], [t for _, t in stream])
+    good = bytearray(deduper.snapshot())
+    for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
+        good[data.draw(st.integers(min_value=6, max_value=len(good) - 9))] = data.draw(st.integers(0, 255))
+    try:
+        restored = Deduper.restore(reseal(bytes(good)))
+    except SnapshotError:
+        return
+    restored.check_many(["probe", "probe"], [50.0, 51.0])

@@ -19,7 +19,7 @@ from hub.incidents import (
     MergePolicy,
     MergeResult,
 )
-from tests.reference_incidents import ReferenceMerger
+from tests.reference_incidents import ReferenceMerger, reseal
 
 BASE_LON, BASE_LAT = 104.0665, 30.5728  # Chengdu, Tianfu Square
 METRE_LAT = 1 / 111_195.0
@@ -265,3 +265,19 @@ def test_garbage_snapshots_are_refused_clearly():
     ]:
         with pytest.raises(SnapshotError, match=says):
             IncidentMerger.restore(data, POLICY)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_mutated_snapshots_are_refused_or_restore_a_usable_state(data):
+    merger = IncidentMerger(POLICY)
+    merger.add_many(data.draw(st.lists(events(0), min_size=1, max_size=6)))
+    good = bytearray(merger.snapshot())
+    for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
+        good[data.draw(st.integers(min_value=6, max_value=len(good) - 9))] = data.draw(st.integers(0, 255))
+    try:
+        restored = IncidentMerger.restore(reseal(bytes(good)), POLICY)
+    except SnapshotError:
+        return
+    restored.add(MergeInput("probe", 0.0, "fire", BASE_LON, BASE_LAT))
+    restored.expire(1e12)

@@ -129,7 +129,7 @@ impl BoxTree {
     fn memory_bytes(&self) -> usize {
         let boxes = self.index.all_boxes().len();
         boxes * (std::mem::size_of::<Envelope>() + std::mem::size_of::<usize>())
-            + self.index.level_bounds().len() * std::mem::size_of::<usize>()
+            + std::mem::size_of_val(self.index.level_bounds())
             + self.cells.capacity() * 4
     }
 }
@@ -165,7 +165,7 @@ impl EdgeBands {
         let (y0, y1) = edges.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (a, _)| (lo.min(y(*a)), hi.max(y(*a))));
         let band_count = (edges.len() / EDGES_PER_BAND).max(1);
         let band_height = (y1 - y0) / band_count as f64;
-        if !(band_height > 0.0) {
+        if band_height.is_nan() || band_height <= 0.0 {
             return None;
         }
         let mut bands = Self { y0, band_height, starts: vec![0; band_count + 2], edges: Vec::new() };

@@ -357,6 +357,11 @@ impl Deduper {
         deduper.generation = generation;
         deduper.live.reserve(state.records.len());
         for (key, time) in state.records {
+            if !time.is_finite() {
+                return Err(IncidentError::InvalidSnapshot(
+                    "a record in the snapshot has no finite time".into(),
+                ));
+            }
             deduper.insert_newest(key, time);
         }
         Ok(deduper)
