@@ -1,0 +1,269 @@
+// The map: grid polygons and incident markers on one canvas, in Web Mercator so an optional tile layer
+// lines up. Zoom with the wheel or the buttons, pan by dragging; dense markers merge into clusters.
+"use strict";
+
+const SEVERITY_ORDER = ["info", "low", "medium", "high", "critical"];
+const SEVERITY_COLOUR = { info: "#9e9e9e", low: "#4f9fd6", medium: "#f2c12e", high: "#f07b28", critical: "#d7191c" };
+const LEVEL_ORDER = ["district", "street", "community", "grid", "microgrid"];
+const CLUSTER_PX = 34;
+const MARKER_RADIUS = 6;
+const TILE_PX = 256;
+
+function mercator(lon, lat) {
+  const sin = Math.sin((Math.max(-85, Math.min(85, lat)) * Math.PI) / 180);
+  return [(lon + 180) / 360, 0.5 - Math.log((1 + sin) / (1 - sin)) / (4 * Math.PI)];
+}
+
+function ringsOf(geometry) {
+  if (!geometry) return [];
+  if (geometry.type === "Polygon") return geometry.coordinates;
+  if (geometry.type === "MultiPolygon") return geometry.coordinates.flat();
+  return [];
+}
+
+class GridMap {
+  constructor(canvas, { onSelect, tileUrl }) {
+    this.canvas = canvas;
+    this.context = canvas.getContext("2d");
+    this.onSelect = onSelect;
+    this.tileUrl = tileUrl;
+    this.tiles = new Map();
+    this.cells = [];
+    this.shadedLevel = null;
+    this.markers = [];
+    this.cellCounts = new Map();
+    this.selected = null;
+    this.view = { x: 0.5, y: 0.5, scale: 1024 };
+    this.hitTargets = [];
+    this.pending = false;
+    this.listen();
+    new ResizeObserver(() => this.resize()).observe(canvas.parentElement);
+    this.resize();
+  }
+
+  // Grid polygons (GeoJSON from /api/grids), projected once.
+  setCells(collection) {
+    const levels = new Set();
+    this.cells = collection.features.map((feature) => {
+      const properties = feature.properties;
+      if (properties.level) levels.add(properties.level);
+      return { ...properties, rings: ringsOf(feature.geometry).map((ring) => ring.map(([lon, lat]) => mercator(lon, lat))) };
+    });
+    this.cells.sort((a, b) => LEVEL_ORDER.indexOf(a.level) - LEVEL_ORDER.indexOf(b.level));
+    // Only the most detailed admin level is shaded, so nested cells do not stack their colours.
+    this.shadedLevel = LEVEL_ORDER.filter((level) => levels.has(level)).pop() ?? null;
+    this.fit();
+  }
+
+  // Open incidents to draw: [{id, severity, lon, lat}].
+  setMarkers(incidents, cellCounts) {
+    this.markers = [];
+    for (const incident of incidents) {
+      if (incident.lon == null || incident.lat == null) continue;
+      const [x, y] = mercator(incident.lon, incident.lat);
+      this.markers.push({ id: incident.id, severity: incident.severity, x, y, rank: SEVERITY_ORDER.indexOf(incident.severity) });
+    }
+    this.cellCounts = cellCounts;
+    this.draw();
+  }
+
+  select(id) {
+    this.selected = id;
+    this.draw();
+  }
+
+  fit() {
+    const points = this.cells.length ? this.cells.flatMap((cell) => cell.rings.flat()) : this.markers.map((m) => [m.x, m.y]);
+    if (!points.length) return this.draw();
+    const xs = points.map((p) => p[0]);
+    const ys = points.map((p) => p[1]);
+    const [minX, maxX, minY, maxY] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+    this.view.x = (minX + maxX) / 2;
+    this.view.y = (minY + maxY) / 2;
+    const span = Math.max(maxX - minX, maxY - minY, 1e-6);
+    this.view.scale = (0.9 * Math.min(this.width, this.height)) / span;
+    this.draw();
+  }
+
+  zoom(factor, atX = this.width / 2, atY = this.height / 2) {
+    const [wx, wy] = this.toWorld(atX, atY);
+    this.view.scale = Math.max(256, Math.min(2 ** 28, this.view.scale * factor));
+    this.view.x = wx - (atX - this.width / 2) / this.view.scale;
+    this.view.y = wy - (atY - this.height / 2) / this.view.scale;
+    this.draw();
+  }
+
+  toScreen(x, y) {
+    return [(x - this.view.x) * this.view.scale + this.width / 2, (y - this.view.y) * this.view.scale + this.height / 2];
+  }
+
+  toWorld(sx, sy) {
+    return [(sx - this.width / 2) / this.view.scale + this.view.x, (sy - this.height / 2) / this.view.scale + this.view.y];
+  }
+
+  resize() {
+    const box = this.canvas.parentElement.getBoundingClientRect();
+    const ratio = window.devicePixelRatio || 1;
+    this.width = box.width;
+    this.height = box.height;
+    this.canvas.width = Math.round(box.width * ratio);
+    this.canvas.height = Math.round(box.height * ratio);
+    this.canvas.style.width = `${box.width}px`;
+    this.canvas.style.height = `${box.height}px`;
+    this.context.setTransform(ratio, 0, 0, ratio, 0, 0);
+    this.draw();
+  }
+
+  // Coalesce redraw requests into one per animation frame.
+  draw() {
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => {
+      this.pending = false;
+      this.paint();
+    });
+  }
+
+  paint() {
+    const context = this.context;
+    context.clearRect(0, 0, this.width, this.height);
+    if (this.tileUrl) this.paintTiles();
+    this.paintCells();
+    this.paintMarkers();
+  }
+
+  paintTiles() {
+    const zoom = Math.max(0, Math.min(19, Math.round(Math.log2(this.view.scale / TILE_PX))));
+    const count = 2 ** zoom;
+    const size = this.view.scale / count;
+    const [left, top] = this.toWorld(0, 0);
+    const [right, bottom] = this.toWorld(this.width, this.height);
+    for (let tx = Math.max(0, Math.floor(left * count)); tx <= Math.min(count - 1, Math.floor(right * count)); tx++) {
+      for (let ty = Math.max(0, Math.floor(top * count)); ty <= Math.min(count - 1, Math.floor(bottom * count)); ty++) {
+        const image = this.tile(zoom, tx, ty);
+        if (!image.complete || !image.naturalWidth) continue;
+        const [sx, sy] = this.toScreen(tx / count, ty / count);
+        this.context.drawImage(image, sx, sy, size + 0.5, size + 0.5);
+      }
+    }
+  }
+
+  tile(zoom, x, y) {
+    const url = this.tileUrl.replace("{z}", zoom).replace("{x}", x).replace("{y}", y);
+    let image = this.tiles.get(url);
+    if (!image) {
+      image = new Image();
+      image.onload = () => this.draw();
+      image.src = url;
+      this.tiles.set(url, image);
+    }
+    return image;
+  }
+
+  paintCells() {
+    const context = this.context;
+    const maxCount = Math.max(1, ...this.cellCounts.values());
+    for (const cell of this.cells) {
+      context.beginPath();
+      for (const ring of cell.rings) {
+        ring.forEach(([x, y], index) => {
+          const [sx, sy] = this.toScreen(x, y);
+          if (index === 0) context.moveTo(sx, sy);
+          else context.lineTo(sx, sy);
+        });
+        context.closePath();
+      }
+      const count = this.cellCounts.get(cell.id) || 0;
+      if (cell.level === this.shadedLevel && count > 0) {
+        context.fillStyle = `rgba(215, 48, 39, ${0.12 + 0.5 * (count / maxCount)})`;
+        context.fill("evenodd");
+      }
+      const depth = LEVEL_ORDER.indexOf(cell.level);
+      context.setLineDash(depth < 0 ? [4, 3] : []);
+      context.lineWidth = depth <= 0 ? 2 : 1;
+      context.strokeStyle = depth <= 0 ? "#41566e" : "#8a9bb0";
+      context.stroke();
+    }
+    context.setLineDash([]);
+  }
+
+  // Markers by screen bucket: a bucket with one marker draws it, a fuller one draws a cluster.
+  paintMarkers() {
+    const context = this.context;
+    const buckets = new Map();
+    for (const marker of this.markers) {
+      const [sx, sy] = this.toScreen(marker.x, marker.y);
+      if (sx < -CLUSTER_PX || sy < -CLUSTER_PX || sx > this.width + CLUSTER_PX || sy > this.height + CLUSTER_PX) continue;
+      const key = `${Math.floor(sx / CLUSTER_PX)},${Math.floor(sy / CLUSTER_PX)}`;
+      let bucket = buckets.get(key);
+      if (!bucket) buckets.set(key, (bucket = { members: [], sx: 0, sy: 0, rank: -1 }));
+      bucket.members.push(marker);
+      bucket.sx += sx;
+      bucket.sy += sy;
+      bucket.rank = Math.max(bucket.rank, marker.rank);
+    }
+    this.hitTargets = [];
+    for (const bucket of buckets.values()) {
+      const n = bucket.members.length;
+      const [x, y] = [bucket.sx / n, bucket.sy / n];
+      const colour = SEVERITY_COLOUR[SEVERITY_ORDER[bucket.rank]] || SEVERITY_COLOUR.medium;
+      const radius = n === 1 ? MARKER_RADIUS : Math.min(22, 9 + 3 * Math.log10(n) * 2);
+      context.beginPath();
+      context.arc(x, y, radius, 0, 2 * Math.PI);
+      context.fillStyle = colour;
+      context.globalAlpha = n === 1 ? 1 : 0.85;
+      context.fill();
+      context.globalAlpha = 1;
+      context.lineWidth = n === 1 && bucket.members[0].id === this.selected ? 3 : 1.5;
+      context.strokeStyle = n === 1 && bucket.members[0].id === this.selected ? "#000" : "#fff";
+      context.stroke();
+      if (n > 1) {
+        context.fillStyle = "#fff";
+        context.font = "bold 11px system-ui, sans-serif";
+        context.textAlign = "center";
+        context.textBaseline = "middle";
+        context.fillText(String(n), x, y);
+      }
+      this.hitTargets.push({ x, y, radius, members: bucket.members });
+    }
+  }
+
+  hit(sx, sy) {
+    return this.hitTargets.find((target) => (target.x - sx) ** 2 + (target.y - sy) ** 2 <= (target.radius + 3) ** 2);
+  }
+
+  listen() {
+    const canvas = this.canvas;
+    let drag = null;
+    canvas.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      this.zoom(event.deltaY < 0 ? 1.25 : 0.8, event.offsetX, event.offsetY);
+    }, { passive: false });
+    canvas.addEventListener("pointerdown", (event) => {
+      drag = { x: event.offsetX, y: event.offsetY, moved: false };
+      canvas.setPointerCapture(event.pointerId);
+    });
+    canvas.addEventListener("pointermove", (event) => {
+      if (!drag) {
+        canvas.style.cursor = this.hit(event.offsetX, event.offsetY) ? "pointer" : "grab";
+        return;
+      }
+      const [dx, dy] = [event.offsetX - drag.x, event.offsetY - drag.y];
+      if (Math.abs(dx) + Math.abs(dy) > 2) drag.moved = true;
+      this.view.x -= dx / this.view.scale;
+      this.view.y -= dy / this.view.scale;
+      drag.x = event.offsetX;
+      drag.y = event.offsetY;
+      this.draw();
+    });
+    canvas.addEventListener("pointerup", (event) => {
+      const wasClick = drag && !drag.moved;
+      drag = null;
+      if (!wasClick) return;
+      const target = this.hit(event.offsetX, event.offsetY);
+      if (!target) return;
+      if (target.members.length === 1) this.onSelect(target.members[0].id);
+      else this.zoom(2.5, target.x, target.y);
+    });
+  }
+}
