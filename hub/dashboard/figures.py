@@ -67,11 +67,16 @@ class EventRates:
                 del buckets[old]
 
     def per_source(self, now: datetime) -> dict[str, dict[str, object]]:
-        """Per source: ``last_minute`` (the last complete minute), ``current`` (the minute so far) and
-        ``series``, the counts of the last RATE_HISTORY_MIN minutes, oldest first."""
-        this_minute = int(now.timestamp() // 60)
+        """Per source: ``per_minute``, the events of the last 60 seconds (the minute so far plus the
+        uncovered part of the minute before, assuming it was even), ``last_minute`` (the last complete
+        minute), ``current`` (the minute so far) and ``series``, the counts of the last RATE_HISTORY_MIN
+        minutes, oldest first."""
+        this_minute, seconds_into = divmod(now.timestamp(), 60)
         result: dict[str, dict[str, object]] = {}
         for source, buckets in self._minutes.items():
-            series = [buckets.get(minute, 0) for minute in range(this_minute - RATE_HISTORY_MIN + 1, this_minute + 1)]
-            result[source] = {"last_minute": series[-2], "current": series[-1], "series": series}
+            first = int(this_minute) - RATE_HISTORY_MIN + 1
+            series = [buckets.get(minute, 0) for minute in range(first, int(this_minute) + 1)]
+            per_minute = series[-1] + series[-2] * (1 - seconds_into / 60)
+            result[source] = {"per_minute": round(per_minute, 1), "last_minute": series[-2], "current": series[-1],
+                              "series": series}
         return result

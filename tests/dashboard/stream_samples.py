@@ -130,11 +130,12 @@ class StreamWriter:
 def make_incident(number: int, *, cell: int = 0, category: Category = Category.GAS_LEAK,
                   severity: Severity = Severity.HIGH, state: IncidentState = IncidentState.OPEN,
                   sources: list[str] | None = None, opened_at: datetime = T0,
-                  escalate_at: datetime | None = None, rules: list[str] | None = None) -> Incident:
+                  escalate_at: datetime | None = None, rules: list[str] | None = None,
+                  updated_at: datetime | None = None) -> Incident:
     district, street, grid, (lon, lat) = grid_cells()[cell % len(grid_cells())]
     return Incident(
         id=f"INC{number:06d}", category=category, severity=severity, state=state, opened_at=opened_at,
-        updated_at=opened_at, location=Location(lon=lon, lat=lat), address=f"{street.name} {number}号",
+        updated_at=updated_at or opened_at, location=Location(lon=lon, lat=lat), address=f"{street.name} {number}号",
         grid_path=[district, street, grid], sources=sources or ["iot_mqtt"], matched_rules=rules or [],
         escalate_at=escalate_at,
     )

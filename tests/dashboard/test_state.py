@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub import topology, wire
-from hub.dashboard.figures import Durations, nearest_rank
+from hub.dashboard.figures import Durations, EventRates, nearest_rank
 from hub.dashboard.state import LiveState
 from hub.models import Category, DispatchStatus, IncidentChange, IncidentState, Severity, utcnow
 
@@ -211,3 +211,15 @@ def _conversation() -> list[tuple[str, bytes]]:
     messages.append(("cityhub.incidents.a.gas_leak.updated", wire.encode(
         type_="cityhub.incident.updated", id_="ack", source="/x", time=acknowledged.updated_at, data=acknowledged)))
     return messages
+
+
+def test_events_per_minute_slide_over_the_last_sixty_seconds():
+    rates = EventRates()
+    minute = T0.replace(second=0)
+    for second in range(0, 60, 2):  # 30 events in the previous minute
+        rates.add("iot_mqtt", minute - timedelta(seconds=60 - second))
+    for second in range(0, 15):  # 15 so far in this one
+        rates.add("iot_mqtt", minute + timedelta(seconds=second))
+    rate = rates.per_source(minute + timedelta(seconds=20))["iot_mqtt"]
+    assert (rate["last_minute"], rate["current"], rate["per_minute"]) == (30, 15, 35.0)
+    assert sum(rate["series"]) == 45 and len(rate["series"]) == 30

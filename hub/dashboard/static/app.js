@@ -252,7 +252,7 @@ function renderFigures(figures) {
   $("#fig-tta").textContent = pair(figures.time_to_accept.all);
   $("#fig-ttr").textContent = pair(figures.time_to_resolve.all);
   const rates = Object.values(figures.events_per_minute);
-  $("#fig-rate").textContent = rates.reduce((sum, rate) => sum + rate.last_minute, 0);
+  $("#fig-rate").textContent = Math.round(rates.reduce((sum, rate) => sum + rate.per_minute, 0));
   const categories = new Set([...Object.keys(figures.open_by_category), ...Object.keys(figures.time_to_accept.by_category),
     ...Object.keys(figures.time_to_resolve.by_category)]);
   table($("#t-category"), [t("category"), t("open"), t("accept"), t("resolve")], [...categories].sort().map((category) =>
@@ -261,9 +261,9 @@ function renderFigures(figures) {
   const streets = new Set([...Object.keys(figures.time_to_accept.by_street), ...Object.keys(figures.time_to_resolve.by_street)]);
   table($("#t-street"), [t("street"), t("accept"), t("resolve")], [...streets].sort().map((street) =>
     [street, pair(figures.time_to_accept.by_street[street]), pair(figures.time_to_resolve.by_street[street])]));
-  table($("#t-rate"), [t("source"), t("last_minute"), t("current"), t("trend")],
+  table($("#t-rate"), [t("source"), t("rate"), t("last_minute"), t("trend")],
     Object.entries(figures.events_per_minute).sort().map(([source, rate]) =>
-      [source, rate.last_minute, rate.current, sparkline(rate.series)]));
+      [source, Math.round(rate.per_minute), rate.last_minute, sparkline(rate.series)]));
 }
 
 function table(node, headings, rows) {

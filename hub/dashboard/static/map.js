@@ -21,6 +21,16 @@ function ringsOf(geometry) {
   return [];
 }
 
+// Where a cell's name goes (the centre of its bounding box) and how wide the cell is, in world units.
+function labelBox(rings) {
+  const points = rings.flat();
+  if (!points.length) return { labelX: 0, labelY: 0, span: 0 };
+  const xs = points.map((p) => p[0]);
+  const ys = points.map((p) => p[1]);
+  const [minX, maxX, minY, maxY] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  return { labelX: (minX + maxX) / 2, labelY: (minY + maxY) / 2, span: maxX - minX };
+}
+
 class GridMap {
   constructor(canvas, { onSelect, tileUrl }) {
     this.canvas = canvas;
@@ -47,7 +57,8 @@ class GridMap {
     this.cells = collection.features.map((feature) => {
       const properties = feature.properties;
       if (properties.level) levels.add(properties.level);
-      return { ...properties, rings: ringsOf(feature.geometry).map((ring) => ring.map(([lon, lat]) => mercator(lon, lat))) };
+      const rings = ringsOf(feature.geometry).map((ring) => ring.map(([lon, lat]) => mercator(lon, lat)));
+      return { ...properties, rings, ...labelBox(rings) };
     });
     this.cells.sort((a, b) => LEVEL_ORDER.indexOf(a.level) - LEVEL_ORDER.indexOf(b.level));
     // Only the most detailed admin level is shaded, so nested cells do not stack their colours.
@@ -67,8 +78,14 @@ class GridMap {
     this.draw();
   }
 
+  // Highlight one incident and bring it into view when it is off screen.
   select(id) {
     this.selected = id;
+    const marker = this.markers.find((m) => m.id === id);
+    if (marker) {
+      const [sx, sy] = this.toScreen(marker.x, marker.y);
+      if (sx < 0 || sy < 0 || sx > this.width || sy > this.height) [this.view.x, this.view.y] = [marker.x, marker.y];
+    }
     this.draw();
   }
 
@@ -80,8 +97,7 @@ class GridMap {
     const [minX, maxX, minY, maxY] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
     this.view.x = (minX + maxX) / 2;
     this.view.y = (minY + maxY) / 2;
-    const span = Math.max(maxX - minX, maxY - minY, 1e-6);
-    this.view.scale = (0.9 * Math.min(this.width, this.height)) / span;
+    this.view.scale = 0.9 * Math.min(this.width / Math.max(maxX - minX, 1e-9), this.height / Math.max(maxY - minY, 1e-9));
     this.draw();
   }
 
@@ -180,11 +196,27 @@ class GridMap {
       }
       const depth = LEVEL_ORDER.indexOf(cell.level);
       context.setLineDash(depth < 0 ? [4, 3] : []);
-      context.lineWidth = depth <= 0 ? 2 : 1;
-      context.strokeStyle = depth <= 0 ? "#41566e" : "#8a9bb0";
+      context.lineWidth = depth < 0 ? 1 : Math.max(0.6, 2.5 - depth);
+      context.strokeStyle = depth <= 0 ? "#9fb3cc" : depth === 1 ? "#6f86a3" : "#3b4d66";
       context.stroke();
     }
     context.setLineDash([]);
+    this.paintLabels();
+  }
+
+  // Names of the two upper levels, where the cell is wide enough on screen to hold them.
+  paintLabels() {
+    const context = this.context;
+    context.textAlign = "center";
+    context.textBaseline = "middle";
+    for (const cell of this.cells) {
+      const depth = LEVEL_ORDER.indexOf(cell.level);
+      if (depth < 0 || depth > 1 || !cell.name || cell.span * this.view.scale < 90) continue;
+      const [x, y] = this.toScreen(cell.labelX, cell.labelY);
+      context.font = depth === 0 ? "bold 15px system-ui, sans-serif" : "12px system-ui, sans-serif";
+      context.fillStyle = depth === 0 ? "rgba(220, 232, 245, 0.55)" : "rgba(180, 198, 220, 0.6)";
+      context.fillText(cell.name, x, depth === 0 ? y : y + 14);
+    }
   }
 
   // Markers by screen bucket: a bucket with one marker draws it, a fuller one draws a cluster.
