@@ -47,6 +47,7 @@ WATCHED_SUBJECTS = (
 )
 DISTRICT_LEVEL = "district"
 STREET_LEVEL = "street"
+OPEN = IncidentState.OPEN.value
 OPEN_STATES = frozenset({IncidentState.OPEN.value, IncidentState.ACKNOWLEDGED.value})
 FINISHED_STATES = frozenset({IncidentState.RESOLVED.value, IncidentState.CLOSED.value})
 ACCEPTING_STATUSES = frozenset({DispatchStatus.ACCEPTED.value, DispatchStatus.ON_SITE.value})
@@ -92,7 +93,7 @@ class IncidentView:
 
     @property
     def state(self) -> str | None:
-        return self.incident.get("state", IncidentState.OPEN.value) if self.incident else None
+        return self.incident.get("state", OPEN) if self.incident else None
 
     @property
     def is_open(self) -> bool:
