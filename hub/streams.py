@@ -1,0 +1,74 @@
+"""The JetStream streams behind the subject contract (:mod:`hub.topology`), created or updated on start-up
+with the retention and limits of ``[nats.streams.<name>]`` (:class:`hub.config.StreamsConfig`).
+
+The ingest stream must keep messages by limits: after a crash the pipeline rebuilds its state by re-reading
+ingest from its last snapshot, so acknowledged input has to stay there for a while.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
+from nats.js.errors import NotFoundError
+
+from hub import topology
+from hub.config import StreamLimits, StreamsConfig
+from hub.errors import ConfigError
+
+log = logging.getLogger("cityhub.streams")
+
+_RETENTION = {
+    "limits": RetentionPolicy.LIMITS,
+    "interest": RetentionPolicy.INTEREST,
+    "workqueue": RetentionPolicy.WORK_QUEUE,
+}
+
+
+def streams_by_name(config: StreamsConfig) -> dict[str, StreamLimits]:
+    """The limits of each CityHub stream, keyed by JetStream stream name."""
+    return {
+        topology.INGEST_STREAM: config.ingest,
+        topology.EVENTS_STREAM: config.events,
+        topology.INCIDENTS_STREAM: config.incidents,
+        topology.DISPATCH_STREAM: config.dispatch,
+        topology.DLQ_STREAM: config.dlq,
+    }
+
+
+def stream_config(name: str, limits: StreamLimits) -> StreamConfig:
+    """The JetStream configuration of one CityHub stream."""
+    return StreamConfig(
+        name=name,
+        description=f"CityHub {name.removeprefix('CITYHUB_').lower()} stream",
+        subjects=topology.STREAM_SUBJECTS[name],
+        retention=_RETENTION[limits.retention],
+        discard=DiscardPolicy.OLD,
+        max_age=limits.max_age.total_seconds() if limits.max_age else 0,
+        max_bytes=limits.max_bytes,
+        max_msgs=limits.max_msgs,
+        storage=StorageType.FILE if limits.storage == "file" else StorageType.MEMORY,
+        num_replicas=limits.replicas,
+        duplicate_window=limits.duplicate_window.total_seconds(),
+    )
+
+
+async def ensure_streams(js: JetStreamContext, config: StreamsConfig | None = None) -> list[StreamInfo]:
+    """Create every CityHub stream that is missing and update the ones whose limits changed."""
+    config = config or StreamsConfig()
+    if config.ingest.retention != "limits":
+        raise ConfigError(
+            f"nats.streams.ingest.retention must be 'limits', not {config.ingest.retention!r}: "
+            "the pipeline re-reads acknowledged input after a crash"
+        )
+    return [await ensure_stream(js, stream_config(name, limits)) for name, limits in streams_by_name(config).items()]
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> StreamInfo:
+    try:
+        await js.stream_info(config.name)
+    except NotFoundError:
+        log.info("creating stream %s", config.name)
+        return await js.add_stream(config)
+    return await js.update_stream(config)
