@@ -94,7 +94,8 @@ def build_router(state: LiveState, *, token_check: Callable[..., Any]) -> APIRou
 
     @router.get("/api/grids")
     async def grids(hub: Any = Depends(get_hub)) -> Response:
-        return json_response(drawing.collection(hub.config.geo.layers))
+        encoded = await asyncio.to_thread(drawing.geojson, list(hub.config.geo.layers))
+        return Response(encoded, media_type="application/json")
 
     @router.get("/api/figures")
     async def figures() -> Response:

@@ -68,14 +68,19 @@ def grid_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, grid_file: Path) -> StandInHub:
+def hub_plugins() -> dict[str, object]:
+    return {"iot_mqtt": HealthyPlugin(), "eldercare": FailingPlugin()}
+
+
+@pytest.fixture
+def hub(tmp_path: Path, grid_file: Path, hub_plugins) -> StandInHub:
     config = tmp_path / "cityhub.toml"
     config.write_text(
         f'[admin]\ntoken = "{TOKEN}"\n\n[hooks]\nmax_consecutive_failures = 100\n\n'
         '[dashboard]\nwindow = "3650d"\n\n'
         f'[[geo.layers]]\nname = "admin"\npath = "{grid_file}"\n'
     )
-    return StandInHub(config, {"iot_mqtt": HealthyPlugin(), "eldercare": FailingPlugin()})
+    return StandInHub(config, hub_plugins)
 
 
 @dataclass

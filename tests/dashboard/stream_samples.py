@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from nats.js import JetStreamContext
 
 from hub import topology, wire
+from hub.geofence import GridIndex, LayerSpec
 from hub.models import (
     Category,
     DispatchOrder,
@@ -25,6 +28,12 @@ from hub.models import (
     Severity,
 )
 
+SAMPLE_GRIDS = Path(__file__).resolve().parents[2] / "hub" / "data" / "grids"
+SAMPLE_LAYERS_TOML = (
+    f'[[geo.layers]]\nname = "admin"\npath = "{SAMPLE_GRIDS / "chengdu_admin_gcj02.geojson"}"\ncrs = "gcj02"\n\n'
+    f'[[geo.layers]]\nname = "zones"\npath = "{SAMPLE_GRIDS / "chengdu_overlays_gcj02.geojson"}"\ncrs = "gcj02"\n'
+    'kind = "overlay"\n'
+)
 TOKEN = "dashboard-test-token"
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
 
@@ -82,6 +91,23 @@ def grid_collection() -> dict:
     return {"type": "FeatureCollection", "features": features}
 
 
+def sample_city_places(count: int, seed: int = 7) -> list[tuple[list[GridCell], float, float]]:
+    """``count`` WGS-84 points inside the shipped sample grids (three Chengdu districts) with the grid path
+    the real geofence resolves for each."""
+    index = GridIndex.load([
+        LayerSpec(name="admin", path=SAMPLE_GRIDS / "chengdu_admin_gcj02.geojson", crs="gcj02"),
+        LayerSpec(name="zones", path=SAMPLE_GRIDS / "chengdu_overlays_gcj02.geojson", crs="gcj02", kind="overlay"),
+    ])
+    rng = random.Random(seed)
+    places = []
+    while len(places) < count:
+        lon, lat = rng.uniform(103.98, 104.20), rng.uniform(30.60, 30.75)
+        resolution = index.locate(lon, lat)
+        if resolution.admin_path and resolution.admin_path[0].level == "district":
+            places.append(([cell.to_grid_cell() for cell in resolution.admin_path], lon, lat))
+    return places
+
+
 class StreamWriter:
     """Publishes incidents, reports and dispatch traffic the way the pipeline does."""
 
@@ -131,12 +157,18 @@ def make_incident(number: int, *, cell: int = 0, category: Category = Category.G
                   severity: Severity = Severity.HIGH, state: IncidentState = IncidentState.OPEN,
                   sources: list[str] | None = None, opened_at: datetime = T0,
                   escalate_at: datetime | None = None, rules: list[str] | None = None,
-                  updated_at: datetime | None = None) -> Incident:
-    district, street, grid, (lon, lat) = grid_cells()[cell % len(grid_cells())]
+                  updated_at: datetime | None = None,
+                  place: tuple[list[GridCell], float, float] | None = None) -> Incident:
+    """An incident in synthetic grid cell ``cell``, or at ``place`` (grid path, lon, lat)."""
+    if place is None:
+        district, street, grid, (lon, lat) = grid_cells()[cell % len(grid_cells())]
+        place = ([district, street, grid], lon, lat)
+    grid_path, lon, lat = place
     return Incident(
         id=f"INC{number:06d}", category=category, severity=severity, state=state, opened_at=opened_at,
-        updated_at=updated_at or opened_at, location=Location(lon=lon, lat=lat), address=f"{street.name} {number}号",
-        grid_path=[district, street, grid], sources=sources or ["iot_mqtt"], matched_rules=rules or [],
+        updated_at=updated_at or opened_at, location=Location(lon=lon, lat=lat),
+        address=f"{grid_path[min(1, len(grid_path) - 1)].name} {number}号", grid_path=grid_path,
+        sources=sources or ["iot_mqtt"], matched_rules=rules or [],
         escalate_at=escalate_at,
     )
 

@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Page, async_playwright, expect
-from stream_samples import TOKEN, make_incident, make_order, make_report, make_update, wait_until
+from standin_hub import StandInHub
+from stream_samples import (
+    SAMPLE_LAYERS_TOML,
+    TOKEN,
+    make_incident,
+    make_order,
+    make_report,
+    make_update,
+    sample_city_places,
+    wait_until,
+)
 
 from hub.models import Category, DispatchStatus, IncidentState, Severity, utcnow
 
@@ -25,6 +35,14 @@ pytestmark = pytest.mark.skipif(
 CATEGORIES = [Category.GAS_LEAK, Category.ELDER_FALL, Category.FLOODING, Category.NOISE, Category.MANHOLE_COVER,
               Category.BIN_FULL, Category.FIRE, Category.ROAD_DAMAGE]
 SOURCES = ["iot_mqtt", "hotline_12345", "citizen_app", "eldercare"]
+
+
+@pytest.fixture
+def hub(tmp_path, hub_plugins) -> StandInHub:
+    """The shipped sample grids (three Chengdu districts, GCJ-02) instead of the synthetic test grid."""
+    config = tmp_path / "cityhub.toml"
+    config.write_text(f'[admin]\ntoken = "{TOKEN}"\n\n[dashboard]\nwindow = "3650d"\n\n{SAMPLE_LAYERS_TOML}')
+    return StandInHub(config, hub_plugins)
 
 
 @pytest.fixture
@@ -46,10 +64,10 @@ async def open_page(browser, url: str, locale: str = "en-US") -> Page:
 async def publish_city(dashboard, count: int = 40) -> None:
     """A morning's worth of incidents across the grid, some with reports, orders and updates."""
     now = utcnow()
-    for number in range(count):
+    for number, place in enumerate(sample_city_places(count)):
         opened = now - timedelta(minutes=3 * (count - number))
         incident = make_incident(
-            number, cell=(number * 7) % 32, category=CATEGORIES[number % len(CATEGORIES)],
+            number, place=place, category=CATEGORIES[number % len(CATEGORIES)],
             severity=list(Severity)[number % 5], sources=[SOURCES[number % 4], SOURCES[(number + 1) % 4]],
             opened_at=opened, escalate_at=opened + timedelta(minutes=45), rules=[f"route-{CATEGORIES[number % 8].value}"],
             state=IncidentState.RESOLVED if number % 9 == 0 else IncidentState.OPEN,
@@ -72,7 +90,7 @@ async def test_operator_sees_filters_opens_and_switches(dashboard, browser):
     await expect(page.locator("#fig-open")).to_have_text(str(len(dashboard.state.incidents())))
 
     # A new critical gas leak appears without reloading.
-    leak = make_incident(900, cell=12, category=Category.GAS_LEAK, severity=Severity.CRITICAL,
+    leak = make_incident(900, place=sample_city_places(1, seed=900)[0], category=Category.GAS_LEAK, severity=Severity.CRITICAL,
                          sources=["iot_mqtt", "hotline_12345", "citizen_app"], opened_at=utcnow(),
                          escalate_at=utcnow() + timedelta(minutes=10), rules=["gas-critical", "five-way-response"])
     await dashboard.writer.incident(leak)
@@ -100,7 +118,8 @@ async def test_operator_sees_filters_opens_and_switches(dashboard, browser):
     await expect(detail).to_be_visible()
     await expect(detail.locator(".reports li")).to_have_count(3)
     assert await detail.locator(".reports li b").all_inner_texts() == ["iot_mqtt", "hotline_12345", "citizen_app"]
-    await expect(detail.locator(".grid-path li")).to_have_count(3)
+    await expect(detail.locator(".grid-path li").first).to_contain_text("district")
+    assert await detail.locator(".grid-path li").count() == len(leak.grid_path)
     await expect(detail.locator(".rules")).to_contain_text("five-way-response")
     await expect(detail.locator(".orders")).to_contain_text("dept:gas")
     await expect(detail.locator(".orders .countdown")).to_contain_text("in ")
@@ -135,8 +154,9 @@ async def test_chinese_labels_follow_the_browser_language(dashboard, browser):
 @pytest.mark.slow
 async def test_ten_thousand_open_incidents_stay_a_short_document(dashboard, browser):
     """The list is virtualised and markers are drawn on canvas: the document holds a screenful of rows."""
+    places = sample_city_places(10_000)
     for number in range(10_000):
-        await dashboard.writer.incident(make_incident(number, cell=number, severity=list(Severity)[number % 5],
+        await dashboard.writer.incident(make_incident(number, place=places[number], severity=list(Severity)[number % 5],
                                                       category=CATEGORIES[number % len(CATEGORIES)]))
     await wait_until(lambda: dashboard.state.figures()["open"] == 10_000, "10,000 open incidents", timeout=120)
     page = await open_page(browser, dashboard.url)

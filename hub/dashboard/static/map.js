@@ -4,7 +4,8 @@
 
 const SEVERITY_ORDER = ["info", "low", "medium", "high", "critical"];
 const SEVERITY_COLOUR = { info: "#9e9e9e", low: "#4f9fd6", medium: "#f2c12e", high: "#f07b28", critical: "#d7191c" };
-const LEVEL_ORDER = ["district", "street", "community", "grid", "microgrid"];
+const LEVEL_ORDER = ["district", "street", "community", "grid", "micro_grid"];
+const SHADE_MIN_PX = 28;
 const CLUSTER_PX = 34;
 const MARKER_RADIUS = 6;
 const TILE_PX = 256;
@@ -39,7 +40,7 @@ class GridMap {
     this.tileUrl = tileUrl;
     this.tiles = new Map();
     this.cells = [];
-    this.shadedLevel = null;
+    this.levelSpans = [];
     this.markers = [];
     this.cellCounts = new Map();
     this.selected = null;
@@ -61,8 +62,10 @@ class GridMap {
       return { ...properties, rings, ...labelBox(rings) };
     });
     this.cells.sort((a, b) => LEVEL_ORDER.indexOf(a.level) - LEVEL_ORDER.indexOf(b.level));
-    // Only the most detailed admin level is shaded, so nested cells do not stack their colours.
-    this.shadedLevel = LEVEL_ORDER.filter((level) => levels.has(level)).pop() ?? null;
+    this.levelSpans = LEVEL_ORDER.filter((level) => levels.has(level)).map((level) => {
+      const spans = this.cells.filter((cell) => cell.level === level).map((cell) => cell.span).sort((a, b) => a - b);
+      return [level, spans[Math.floor(spans.length / 2)]];
+    });
     this.fit();
   }
 
@@ -176,10 +179,21 @@ class GridMap {
     return image;
   }
 
+  // One admin level is shaded, so nested cells do not stack their colours: the most detailed level whose
+  // typical cell is still big enough on screen to see.
+  shadedLevel() {
+    let chosen = this.levelSpans[0]?.[0] ?? null;
+    for (const [level, span] of this.levelSpans) if (span * this.view.scale >= SHADE_MIN_PX) chosen = level;
+    return chosen;
+  }
+
   paintCells() {
     const context = this.context;
-    const maxCount = Math.max(1, ...this.cellCounts.values());
+    const shaded = this.shadedLevel();
+    const counts = this.cells.filter((cell) => cell.level === shaded).map((cell) => this.cellCounts.get(cell.id) || 0);
+    const maxCount = Math.max(1, ...counts);
     for (const cell of this.cells) {
+      if (cell.span * this.view.scale < 3) continue;  // too small to see at this zoom
       context.beginPath();
       for (const ring of cell.rings) {
         ring.forEach(([x, y], index) => {
@@ -190,7 +204,7 @@ class GridMap {
         context.closePath();
       }
       const count = this.cellCounts.get(cell.id) || 0;
-      if (cell.level === this.shadedLevel && count > 0) {
+      if (cell.level === shaded && count > 0) {
         context.fillStyle = `rgba(215, 48, 39, ${0.12 + 0.5 * (count / maxCount)})`;
         context.fill("evenodd");
       }
