@@ -88,6 +88,7 @@ class IncidentView:
     accepted_at: datetime | None = None
     resolved_at: datetime | None = None
     recorded: dict[str, tuple[list[str], float]] = field(default_factory=dict)
+    deadline_at: datetime | None = None
     counted_cells: tuple[str, ...] = ()
     summary: dict[str, Any] | None = None
 
@@ -208,6 +209,7 @@ class LiveState:
         self._pending_by_stream: dict[str, int] = {}
         self._subscriptions: list[Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._figures: tuple[tuple[int, int], dict[str, Any]] | None = None
 
     # --- consuming ---------------------------------------------------------------------------------
 
@@ -377,6 +379,7 @@ class LiveState:
 
     def _changed(self, view: IncidentView) -> None:
         view.summary = None
+        view.deadline_at = parse_time(view.next_deadline())
         self._count_cells(view, view.cell_ids() if view.is_open else ())
         self._record_response_times(view)
         if view.incident is not None:
@@ -447,17 +450,34 @@ class LiveState:
         return [self.summary(self.views[i]) for i in incident_ids if i in self.views]
 
     def figures(self) -> dict[str, Any]:
-        """Open and overdue counts, response times (median, p90) per category and street, event rates."""
+        """Open and overdue counts, response times (median, p90) per category and street, event rates.
+        Computed at most once per second while nothing changes, however many pages ask."""
         now = self.clock()
-        open_views = [view for view in self.views.values() if view.is_open]
-        overdue = sum(1 for view in open_views if _is_overdue(view, now))
+        key = (self.messages, int(now.timestamp()))
+        if self._figures is None or self._figures[0] != key:
+            self._figures = (key, self._compute_figures(now))
+        return self._figures[1]
+
+    def _compute_figures(self, now: datetime) -> dict[str, Any]:
+        open_count = overdue = 0
+        by_category: dict[str, int] = {}
+        by_severity: dict[str, int] = {}
+        for view in self.views.values():  # one plain loop: this runs over every incident
+            incident = view.incident
+            if incident is None or incident.get("state", OPEN) not in OPEN_STATES:
+                continue
+            open_count += 1
+            if view.deadline_at is not None and view.deadline_at < now:
+                overdue += 1
+            by_category[incident["category"]] = by_category.get(incident["category"], 0) + 1
+            by_severity[incident["severity"]] = by_severity.get(incident["severity"], 0) + 1
         return {
             "now": now.isoformat(),
             "caught_up": self.caught_up,
-            "open": len(open_views),
+            "open": open_count,
             "overdue": overdue,
-            "open_by_category": dict(Counter(view.incident["category"] for view in open_views if view.incident)),
-            "open_by_severity": dict(Counter(view.incident["severity"] for view in open_views if view.incident)),
+            "open_by_category": by_category,
+            "open_by_severity": by_severity,
             "time_to_accept": _durations_json(self._accept),
             "time_to_resolve": _durations_json(self._resolve),
             "events_per_minute": self._rates.per_source(now),
@@ -486,8 +506,7 @@ def _earliest(known: datetime | None, candidate: datetime | None) -> datetime | 
 
 
 def _is_overdue(view: IncidentView, now: datetime) -> bool:
-    deadline = view.next_deadline()
-    return deadline is not None and datetime.fromisoformat(deadline) < now
+    return view.deadline_at is not None and view.deadline_at < now
 
 
 def _status_matches(view: IncidentView, status: str, now: datetime) -> bool:
