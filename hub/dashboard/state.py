@@ -29,7 +29,7 @@ from nats.js.errors import NotFoundError
 from hub import topology, wire
 from hub.dashboard.figures import Durations, EventRates
 from hub.errors import InvalidEventError
-from hub.models import DispatchStatus, IncidentState, utcnow
+from hub.models import DispatchStatus, IncidentChange, IncidentState, utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -54,7 +54,7 @@ ACCEPTING_STATUSES = frozenset({DispatchStatus.ACCEPTED.value, DispatchStatus.ON
 FINISHED_ORDER_STATUSES = frozenset(
     {DispatchStatus.RESOLVED.value, DispatchStatus.EVALUATED.value, DispatchStatus.REJECTED.value}
 )
-FILTERS = ("district", "street", "category", "severity", "status", "source")
+ESCALATION_FIELDS = ("escalation_level", "escalate_at", "updated_at")
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -326,7 +326,11 @@ class LiveState:
         if opened_at is None:
             raise ValueError(f"incident {incident['id']!r} has no opened_at")
         view = self._view(incident["id"])
-        view.opened_at = opened_at
+        if change == IncidentChange.ESCALATED.value and view.incident is not None:
+            # The escalation timer knows the order, not the incident: it reports only the escalation.
+            incident = {**view.incident, **{name: incident[name] for name in ESCALATION_FIELDS if name in incident}}
+        else:
+            view.opened_at = opened_at
         view.incident = incident
         view.change = change
         state = view.state

@@ -121,6 +121,22 @@ async def test_a_restarted_dashboard_shows_the_open_incidents_again(nc, writer):
         await restarted.stop()
 
 
+async def test_an_escalation_updates_deadline_and_level_and_keeps_the_rest(state, writer):
+    incident = make_incident(25, sources=["iot_mqtt", "hotline_12345"], escalate_at=T0 + timedelta(minutes=10))
+    await writer.incident(incident)
+    # What the escalation timer knows: the order's cell, its own clock, the next deadline.
+    escalation = incident.model_copy(update={
+        "grid_path": incident.grid_path[-1:], "sources": [], "location": None, "opened_at": T0 + timedelta(minutes=1),
+        "updated_at": T0 + timedelta(minutes=10), "escalation_level": 1, "escalate_at": T0 + timedelta(minutes=20),
+    })
+    await writer.incident(escalation, IncidentChange.ESCALATED)
+    await wait_until(lambda: state.messages == 2, "both messages")
+    summary = state.incident("INC000025")["summary"]
+    assert (summary["escalation_level"], summary["deadline"]) == (1, "2026-11-23T08:20:00Z")
+    assert summary["sources"] == ["iot_mqtt", "hotline_12345"] and summary["district"] == "510104"
+    assert summary["opened_at"] == "2026-11-23T08:00:00Z"
+
+
 async def test_unreadable_messages_are_counted_and_the_feed_goes_on(state, writer):
     await writer.raw("cityhub.events.x.y.gas_leak.high", b"{not json")
     await writer.raw("cityhub.incidents.x.gas_leak.opened", b'{"specversion": "1.0", "id": "1", "source": "/x", '
