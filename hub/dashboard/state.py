@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.errors import Error as NatsError
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from hub import topology, wire
@@ -109,10 +109,19 @@ class IncidentView:
     def cell_ids(self) -> tuple[str, ...]:
         return tuple(cell.get("id") for cell in (self.incident or {}).get("grid_path", ()))
 
+    def current_orders(self) -> list[OrderView]:
+        """The latest attempt per target: a re-dispatch (二次派单) supersedes the order before it."""
+        latest: dict[str, OrderView] = {}
+        for order in self.orders.values():
+            known = latest.get(order.order["target"])
+            if known is None or order.order.get("attempt", 1) > known.order.get("attempt", 1):
+                latest[order.order["target"]] = order
+        return list(latest.values())
+
     def next_deadline(self) -> str | None:
-        """The earliest escalation deadline still ahead of the incident: its own or an unfinished order's."""
+        """The earliest escalation deadline of the incident: its own or a current, unfinished order's."""
         deadlines = [self.incident.get("escalate_at")] if self.incident else []
-        deadlines += [o.order.get("deadline") for o in self.orders.values() if o.status not in FINISHED_ORDER_STATUSES]
+        deadlines += [o.order.get("deadline") for o in self.current_orders() if o.status not in FINISHED_ORDER_STATUSES]
         known = [d for d in deadlines if d]
         return min(known, key=datetime.fromisoformat) if known else None
 
@@ -146,13 +155,18 @@ class IncidentView:
         }
 
     def as_json(self) -> dict[str, Any]:
-        """The incident page: snapshot, reports in time order, orders with their updates."""
+        """The incident page: snapshot, reports in time order, orders with their updates (``superseded``
+        when a later attempt for the same target replaced them)."""
+        current = {order.order["id"] for order in self.current_orders()}
         return {
             "summary": self.build_summary(),
             "incident": self.incident,
             "change": self.change,
             "reports": [report for _, _, report in self.reports],
-            "orders": sorted((o.as_json() for o in self.orders.values()), key=lambda o: o.get("created_at", "")),
+            "orders": sorted(
+                ({**o.as_json(), "superseded": o.order["id"] not in current} for o in self.orders.values()),
+                key=lambda o: (o.get("created_at", ""), o.get("attempt", 1)),
+            ),
         }
 
 

@@ -57,7 +57,8 @@ async def test_the_hub_serves_the_dashboard_of_its_own_stream(hub, nats_url):
     assert [report["source"] for report in page["reports"]] == ["iot_mqtt", "hotline_12345"]
     assert page["incident"]["matched_rules"] == ["gas-critical"]
     assert [(order["target"], order["attempt"]) for order in page["orders"]][:2] == [("gridworker", 1), ("gridworker", 2)]
-    assert summary["escalation_level"] >= 1 and summary["deadline"]
+    assert page["orders"][0]["superseded"] and not page["orders"][-1]["superseded"]
+    assert summary["escalation_level"] >= 1 and summary["deadline"] == page["orders"][-1]["deadline"]
     assert {feature["properties"]["id"] for feature in grids["features"]} >= {cell["id"] for cell in page["incident"]["grid_path"]}
 
 

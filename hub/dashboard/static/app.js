@@ -217,10 +217,10 @@ function renderDetail() {
 }
 
 function orderItem(order) {
-  const finished = ["resolved", "evaluated", "rejected"].includes(order.status);
-  return element("li", { dataset: { order: order.id } },
+  const finished = order.superseded || ["resolved", "evaluated", "rejected"].includes(order.status);
+  return element("li", { dataset: { order: order.id }, class: order.superseded ? "superseded" : "" },
     element("b", {}, order.target), order.connector ? ` → ${order.connector}` : "",
-    element("span", { class: "badge" }, nameOf("order", order.status)),
+    element("span", { class: "badge" }, nameOf("order", order.superseded ? "redispatched" : order.status)),
     order.attempt > 1 ? element("span", { class: "badge" }, `${order.attempt} ${t("attempt")}`) : "",
     element("div", {}, order.summary),
     order.deadline ? element("div", { class: "countdown", dataset: { deadline: finished ? "" : order.deadline } },
