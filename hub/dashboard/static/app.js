@@ -39,10 +39,12 @@ function element(tag, attributes = {}, ...children) {
 function duration(seconds) {
   if (seconds == null) return "–";
   const s = Math.round(Math.abs(seconds));
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
-  return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
+  const [sec, min, hour, day] = [t("unit_s"), t("unit_m"), t("unit_h"), t("unit_d")];
+  const two = (n) => String(n).padStart(2, "0");
+  if (s < 60) return `${s}${sec}`;
+  if (s < 3600) return `${Math.floor(s / 60)}${min} ${two(s % 60)}${sec}`;
+  if (s < 86400) return `${Math.floor(s / 3600)}${hour} ${two(Math.floor((s % 3600) / 60))}${min}`;
+  return `${Math.floor(s / 86400)}${day} ${Math.floor((s % 86400) / 3600)}${hour}`;
 }
 
 function countdown(deadline) {

@@ -22,6 +22,7 @@ const TEXT = {
     plugin_unavailable: "No plugin host connected.", done: "Done.", unreadable: "unreadable messages",
     no_incident: "This incident is no longer in the dashboard's window.",
     token_ok: "Token accepted.", token_refused: "Token refused.",
+    unit_s: "s", unit_m: "m", unit_h: "h", unit_d: "d",
   },
   zh: {
     title: "城运中心 · CityHub", open: "待办", overdue: "超时",
@@ -43,6 +44,7 @@ const TEXT = {
     plugin_unavailable: "未连接插件宿主。", done: "已完成。", unreadable: "无法解析的消息",
     no_incident: "该事件已不在看板的时间窗口内。",
     token_ok: "令牌有效。", token_refused: "令牌无效。",
+    unit_s: "秒", unit_m: "分", unit_h: "时", unit_d: "天",
   },
 };
 
