@@ -18,6 +18,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 import nats
+from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -65,7 +66,7 @@ async def consume(options: argparse.Namespace) -> int:
         nonlocal printed
         try:
             severity, line = describe(msg.subject, msg.data)
-        except Exception as exc:  # noqa: BLE001 - an example consumer reports and goes on
+        except (BaseCloudEventException, ValueError, AttributeError) as exc:  # the SDK's errors for bad input
             print(f"unreadable message on {msg.subject}: {exc}", file=sys.stderr)
             return
         if options.severity and severity != options.severity:
