@@ -9,6 +9,9 @@ const SHADE_MIN_PX = 28;
 const CLUSTER_PX = 34;
 const MARKER_RADIUS = 6;
 const TILE_PX = 256;
+// Cell outlines are Path2D objects built once, in world units times LOCAL_SCALE around a local origin, so a
+// redraw is one native stroke per cell under a canvas transform (and float32 paths keep sub-pixel precision).
+const LOCAL_SCALE = 1e6;
 
 function mercator(lon, lat) {
   const sin = Math.sin((Math.max(-85, Math.min(85, lat)) * Math.PI) / 180);
@@ -41,6 +44,7 @@ class GridMap {
     this.tiles = new Map();
     this.cells = [];
     this.levelSpans = [];
+    this.origin = [0, 0];
     this.markers = [];
     this.cellCounts = new Map();
     this.selected = null;
@@ -61,12 +65,28 @@ class GridMap {
       const rings = ringsOf(feature.geometry).map((ring) => ring.map(([lon, lat]) => mercator(lon, lat)));
       return { ...properties, rings, ...labelBox(rings) };
     });
+    this.origin = this.cells.find((cell) => cell.rings.length)?.rings[0][0] ?? [0, 0];
+    for (const cell of this.cells) cell.path = this.localPath(cell.rings);
     this.cells.sort((a, b) => LEVEL_ORDER.indexOf(a.level) - LEVEL_ORDER.indexOf(b.level));
     this.levelSpans = LEVEL_ORDER.filter((level) => levels.has(level)).map((level) => {
       const spans = this.cells.filter((cell) => cell.level === level).map((cell) => cell.span).sort((a, b) => a - b);
       return [level, spans[Math.floor(spans.length / 2)]];
     });
     this.fit();
+  }
+
+  localPath(rings) {
+    const path = new Path2D();
+    const [ox, oy] = this.origin;
+    for (const ring of rings) {
+      ring.forEach(([x, y], index) => {
+        const [u, v] = [(x - ox) * LOCAL_SCALE, (y - oy) * LOCAL_SCALE];
+        if (index === 0) path.moveTo(u, v);
+        else path.lineTo(u, v);
+      });
+      path.closePath();
+    }
+    return path;
   }
 
   // Open incidents to draw: [{id, severity, lon, lat}].
@@ -192,28 +212,24 @@ class GridMap {
     const shaded = this.shadedLevel();
     const counts = this.cells.filter((cell) => cell.level === shaded).map((cell) => this.cellCounts.get(cell.id) || 0);
     const maxCount = Math.max(1, ...counts);
+    const ratio = window.devicePixelRatio || 1;
+    const pixel = LOCAL_SCALE / this.view.scale;  // one screen pixel in local units
+    const [ox, oy] = this.toScreen(...this.origin);
+    context.setTransform(ratio / pixel, 0, 0, ratio / pixel, ratio * ox, ratio * oy);
     for (const cell of this.cells) {
       if (cell.span * this.view.scale < 3) continue;  // too small to see at this zoom
-      context.beginPath();
-      for (const ring of cell.rings) {
-        ring.forEach(([x, y], index) => {
-          const [sx, sy] = this.toScreen(x, y);
-          if (index === 0) context.moveTo(sx, sy);
-          else context.lineTo(sx, sy);
-        });
-        context.closePath();
-      }
       const count = this.cellCounts.get(cell.id) || 0;
       if (cell.level === shaded && count > 0) {
         context.fillStyle = `rgba(215, 48, 39, ${0.12 + 0.5 * (count / maxCount)})`;
-        context.fill("evenodd");
+        context.fill(cell.path, "evenodd");
       }
       const depth = LEVEL_ORDER.indexOf(cell.level);
-      context.setLineDash(depth < 0 ? [4, 3] : []);
-      context.lineWidth = depth < 0 ? 1 : Math.max(0.6, 2.5 - depth);
+      context.setLineDash(depth < 0 ? [4 * pixel, 3 * pixel] : []);
+      context.lineWidth = (depth < 0 ? 1 : Math.max(0.6, 2.5 - depth)) * pixel;
       context.strokeStyle = depth <= 0 ? "#9fb3cc" : depth === 1 ? "#6f86a3" : "#3b4d66";
-      context.stroke();
+      context.stroke(cell.path);
     }
+    context.setTransform(ratio, 0, 0, ratio, 0, 0);
     context.setLineDash([]);
     this.paintLabels();
   }
