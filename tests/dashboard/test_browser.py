@@ -47,6 +47,8 @@ def hub(tmp_path, hub_plugins) -> StandInHub:
 
 @pytest.fixture
 async def browser():
+    # Waiting, not timing: on a busy 2-core machine the page with 10,000 incidents can take several seconds.
+    expect.set_options(timeout=60_000)
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield launched
