@@ -202,7 +202,7 @@ async def ensure_streams(js: JetStreamContext) -> None:
         await js.add_stream(name=name, subjects=subjects)
 
 
-async def wait_until(condition, what: str, timeout: float = 20.0) -> None:
+async def wait_until(condition, what: str, timeout: float = 60.0) -> None:
     """Poll ``condition`` until true; fail saying what never happened (a readiness wait, not a speed check)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
