@@ -13,13 +13,14 @@ import orjson
 import pytest
 import uvicorn
 from standin_hub import StandInHub
-from stream_samples import TOKEN, StreamWriter, ensure_streams, grid_collection, wait_until
+from stream_samples import TOKEN, StreamWriter, grid_collection, wait_until
 
 from hub.admin import create_admin_app, require_token
 from hub.dashboard import build_router, live_state
 from hub.dashboard.state import LiveState
 from hub.embedded import free_port
 from hub.hookspecs import hookimpl
+from hub.streams import ensure_streams
 
 
 @pytest.fixture

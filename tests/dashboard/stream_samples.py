@@ -197,11 +197,6 @@ def make_update(order: DispatchOrder, status: DispatchStatus, minutes: float) ->
                           time=order.created_at + timedelta(minutes=minutes), actor="网格员 王")
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    for name, subjects in topology.STREAM_SUBJECTS.items():
-        await js.add_stream(name=name, subjects=subjects)
-
-
 async def wait_until(condition, what: str, timeout: float = 60.0) -> None:
     """Poll ``condition`` until true; fail saying what never happened (a readiness wait, not a speed check)."""
     loop = asyncio.get_running_loop()
