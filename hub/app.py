@@ -23,6 +23,7 @@ from nats.aio.client import Client as NatsClient
 from hub import topology
 from hub.config import HubConfig, load_config
 from hub.connector import Connector
+from hub.dashboard.state import LiveState
 from hub.embedded import EmbeddedNats
 from hub.errors import ConfigError, HubError
 from hub.escalation import Escalator
@@ -95,6 +96,7 @@ class Hub:
         self.admin_url: str | None = None
         self._admin_server: uvicorn.Server | None = None
         self._admin_task: asyncio.Task[None] | None = None
+        self.dashboard: LiveState | None = None
         self._connectors: dict[str, list[str]] = {}
         self.reloader = ConfigReloader(self)
         self._stop_watching = asyncio.Event()
@@ -154,6 +156,8 @@ class Hub:
         if self._admin_server is not None and self._admin_task is not None:
             self._admin_server.should_exit = True
             await self._admin_task
+        if self.dashboard is not None:
+            await self.dashboard.stop()
         if self.supervisor is not None:
             await self.supervisor.stop_all()
         if self.escalator is not None:
@@ -256,10 +260,15 @@ class Hub:
     # admin API
 
     async def _start_admin(self) -> None:
-        from hub.admin import create_admin_app  # FastAPI is only imported when the API is served
+        from hub.admin import create_admin_app, require_token  # FastAPI is only imported when the API is served
+        from hub.dashboard import build_router, live_state
 
+        assert self.nc is not None
+        self.dashboard = live_state(self.config.dashboard)
+        await self.dashboard.start(self.nc)
+        app = create_admin_app(self, routers=[build_router(self.dashboard, token_check=require_token)])
         port = self.config.admin.port or _free_port(self.config.admin.host)
-        server = uvicorn.Server(uvicorn.Config(create_admin_app(self), host=self.config.admin.host, port=port,
+        server = uvicorn.Server(uvicorn.Config(app, host=self.config.admin.host, port=port,
                                                log_level="warning", lifespan="off"))
         self._admin_server = server
         self._admin_task = asyncio.create_task(server.serve(), name="cityhub.admin")
@@ -348,6 +357,7 @@ async def _demo_banner(hub: Hub, stop: asyncio.Event) -> None:
     for simulator in simulators:
         await simulator.start()
     print(f"\nCityHub demo running.\n  NATS:      {hub.nats_url}\n  admin API: {hub.admin_url}  (docs at /docs)\n"
+          f"  dashboard: {hub.admin_url}/dashboard\n"
           f"  tap:       cityhub tap --server {hub.nats_url}\n  simulators: {len(simulators)}\n"
           "Press Ctrl-C to stop.\n", flush=True)
     tail = asyncio.create_task(_print_unified_stream(hub))

@@ -407,6 +407,18 @@ class PluginSection(BaseModel):
 # --- The whole file --------------------------------------------------------------------------------
 
 
+class DashboardConfig(Section):
+    """The operations-centre dashboard served by the admin API (``/dashboard``)."""
+
+    window: Duration = Field(
+        timedelta(hours=24), description="How far back the dashboard replays the unified stream when it starts."
+    )
+    keep_closed: int = Field(5000, ge=0, description="Closed incidents kept for the incident page and the filters.")
+    tile_url: str | None = Field(
+        None, description="Optional background map tiles, e.g. http://tiles.local/{z}/{x}/{y}.png (Web Mercator)."
+    )
+
+
 class HubConfig(Section):
     """The root of ``cityhub.toml``."""
 
@@ -419,6 +431,7 @@ class HubConfig(Section):
     )
     nats: NatsConfig = Field(default_factory=NatsConfig, description="Connection to NATS and JetStream streams.")
     admin: AdminConfig = Field(default_factory=AdminConfig, description="The admin API.")
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig, description="The live dashboard.")
     hooks: HooksConfig = Field(default_factory=HooksConfig, description="Plugin containment.")
     geo: GeoConfig = Field(default_factory=GeoConfig, description="Grids for the geofence.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact de-duplication.")

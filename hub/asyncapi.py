@@ -1,0 +1,228 @@
+"""The AsyncAPI 3.0 document of CityHub's NATS subjects, generated from the pydantic models in
+:mod:`hub.models`, the subject contract in :mod:`hub.topology` and the wire format in :mod:`hub.wire`.
+
+The committed copy is ``docs/asyncapi.json`` (a test keeps it equal to this module's output); the dashboard
+serves it at ``/asyncapi.json``. Regenerate with ``python -m hub.asyncapi > docs/asyncapi.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import cache
+from typing import Any
+
+import orjson
+from pydantic.json_schema import models_json_schema
+
+from hub import topology, wire
+from hub.models import Category, DispatchOrder, DispatchUpdate, Event, Incident, IncidentChange, Severity
+
+ASYNCAPI_VERSION = "3.0.0"
+SCHEMA_REF = "#/components/schemas/{model}"
+
+_EXTENSION_DOCS = {
+    "category": "Canonical category (same as data.category).",
+    "severity": "Canonical severity (same as data.severity).",
+    "incidentid": "Id of the incident the event belongs to (set by the pipeline).",
+    "district": "District cell id of the location; absent when it resolved to no district.",
+    "street": "Street cell id of the location; absent when it resolved to no street.",
+    "gridcell": "Most specific admin cell id of the location.",
+}
+
+
+def _parameter(description: str, enum: list[str] | None = None) -> dict[str, Any]:
+    parameter: dict[str, Any] = {"description": description}
+    if enum:
+        parameter["enum"] = enum
+    return parameter
+
+
+def _parameters() -> dict[str, dict[str, Any]]:
+    return {
+        "source": _parameter("Source (connector) name: lower-case letters, digits and underscores."),
+        "district": _parameter(f"District cell id, or `{topology.NO_CELL}` when the location is in no district."),
+        "street": _parameter(f"Street cell id, or `{topology.NO_CELL}` when the location is in no street."),
+        "category": _parameter("Canonical category.", [c.value for c in Category]),
+        "severity": _parameter("Canonical severity, least to most urgent.", [s.value for s in Severity]),
+        "change": _parameter("What happened to the incident.", [c.value for c in IncidentChange]),
+        "connector": _parameter("Connector that delivers the order to its external system."),
+    }
+
+
+def _envelope(title: str, type_schema: dict[str, Any], data_model: str, extensions: tuple[str, ...]) -> dict[str, Any]:
+    """The structured-mode CloudEvent around one model (what a consumer reads off the wire)."""
+    properties: dict[str, Any] = {
+        "specversion": {"const": wire.SPEC_VERSION},
+        "id": {"type": "string", "description": "Unique per message; also the Nats-Msg-Id header."},
+        "source": {"type": "string", "description": "URI reference of the producer, e.g. /cityhub/iot_mqtt."},
+        "type": type_schema,
+        "time": {"type": "string", "format": "date-time"},
+        "datacontenttype": {"const": "application/json"},
+        "subject": {"type": "string"},
+    }
+    for name in extensions:
+        properties[name] = {"type": "string", "description": _EXTENSION_DOCS[name]}
+    properties["data"] = {"$ref": SCHEMA_REF.format(model=data_model)}
+    return {
+        "title": title,
+        "type": "object",
+        "required": ["specversion", "id", "source", "type", "data"],
+        "properties": properties,
+    }
+
+
+def _message(name: str, title: str, summary: str, payload: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "name": name,
+        "title": title,
+        "summary": summary,
+        "contentType": wire.CONTENT_TYPE,
+        "payload": {"$ref": SCHEMA_REF.format(model=payload)},
+    }
+    if headers:
+        message["headers"] = headers
+    return message
+
+
+_MSG_ID_HEADERS = {
+    "type": "object",
+    "properties": {
+        topology.HEADER_MSG_ID: {"type": "string", "description": "JetStream de-duplication id (drops re-publications)."}
+    },
+}
+
+
+def _messages() -> dict[str, Any]:
+    dead_letter = _message(
+        "deadLetter", "Rejected input", "The original bytes, unchanged; why and where in the headers.", "DeadLetter",
+        {
+            "type": "object",
+            "required": [topology.HEADER_REASON],
+            "properties": {
+                topology.HEADER_REASON: {"type": "string", "description": "Why the message was rejected."},
+                topology.HEADER_ORIGINAL_SUBJECT: {"type": "string", "description": "Where it was received."},
+            },
+        },
+    )
+    dead_letter["contentType"] = "application/octet-stream"
+    return {
+        "ingestEvent": _message("ingestEvent", "Canonical event in", "An event as a connector publishes it.",
+                                "IngestCloudEvent", _MSG_ID_HEADERS),
+        "unifiedEvent": _message("unifiedEvent", "Enriched event", "An event with grid path, incident and rules.",
+                                 "EventCloudEvent", _MSG_ID_HEADERS),
+        "incident": _message("incident", "Incident change", "The incident's full state after the change.",
+                             "IncidentCloudEvent", _MSG_ID_HEADERS),
+        "dispatchOrder": _message("dispatchOrder", "Dispatch order", "An order to a responsible party.",
+                                  "DispatchOrderCloudEvent", _MSG_ID_HEADERS),
+        "dispatchUpdate": _message("dispatchUpdate", "Dispatch status update", "Reported back by a connector.",
+                                   "DispatchUpdateCloudEvent", _MSG_ID_HEADERS),
+        "deadLetter": dead_letter,
+    }
+
+
+def _channel(address: str, description: str, message: str, parameters: list[str]) -> dict[str, Any]:
+    every = _parameters()
+    return {
+        "address": address,
+        "description": description,
+        "messages": {message: {"$ref": f"#/components/messages/{message}"}},
+        "parameters": {name: every[name] for name in parameters},
+    }
+
+
+def _channels() -> dict[str, Any]:
+    p = topology.PREFIX
+    return {
+        "ingest": _channel(f"{p}.ingest.{{source}}", "Canonical events in, from connectors or any program.",
+                           "ingestEvent", ["source"]),
+        "events": _channel(
+            f"{p}.events.{{district}}.{{street}}.{{category}}.{{severity}}",
+            "The unified stream of enriched events. Subscribe by district, street, category and severity with "
+            f"NATS wildcards, e.g. `{p}.events.510108.*.*.critical` or `{p}.events.*.*.gas_leak.>`.",
+            "unifiedEvent", ["district", "street", "category", "severity"],
+        ),
+        "incidents": _channel(f"{p}.incidents.{{district}}.{{category}}.{{change}}",
+                              "Incidents opened, merged, updated, escalated and closed.", "incident",
+                              ["district", "category", "change"]),
+        "dispatchOrders": _channel(f"{p}.dispatch.orders.{{connector}}",
+                                   "Dispatch orders, for the connector that delivers them.", "dispatchOrder",
+                                   ["connector"]),
+        "dispatchUpdates": _channel(f"{p}.dispatch.updates.{{source}}", "Dispatch status changes reported back.",
+                                    "dispatchUpdate", ["source"]),
+        "deadLetters": _channel(f"{p}.dlq.{{source}}", "Rejected input with the reason in headers.", "deadLetter",
+                                ["source"]),
+    }
+
+
+def _operation(action: str, channel: str, summary: str) -> dict[str, Any]:
+    return {"action": action, "channel": {"$ref": f"#/channels/{channel}"}, "summary": summary}
+
+
+def _operations() -> dict[str, Any]:
+    return {
+        "receiveIngest": _operation("receive", "ingest", "The pipeline reads canonical events from every source."),
+        "sendEvents": _operation("send", "events", "The pipeline publishes each enriched event once."),
+        "sendIncidents": _operation("send", "incidents", "The pipeline publishes every incident change."),
+        "sendDispatchOrders": _operation("send", "dispatchOrders", "Rules and escalations create dispatch orders."),
+        "receiveDispatchUpdates": _operation("receive", "dispatchUpdates", "Connectors report order status back."),
+        "sendDeadLetters": _operation("send", "deadLetters", "Input that cannot become an event, with the reason."),
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    _, top = models_json_schema(
+        [(model, "serialization") for model in (Event, Incident, DispatchOrder, DispatchUpdate)],
+        ref_template=SCHEMA_REF,
+    )
+    schemas: dict[str, Any] = dict(top["$defs"])
+    every_extension = wire.EXTENSIONS
+    schemas["IngestCloudEvent"] = _envelope(
+        "Ingest CloudEvent", {"const": wire.TYPE_EVENT}, "Event", ("category", "severity"))
+    schemas["EventCloudEvent"] = _envelope("Event CloudEvent", {"const": wire.TYPE_EVENT}, "Event", every_extension)
+    schemas["IncidentCloudEvent"] = _envelope(
+        "Incident CloudEvent", {"enum": [wire.TYPE_INCIDENT_PREFIX + c.value for c in IncidentChange]}, "Incident",
+        every_extension,
+    )
+    schemas["DispatchOrderCloudEvent"] = _envelope(
+        "Dispatch order CloudEvent", {"const": wire.TYPE_DISPATCH_ORDER}, "DispatchOrder", every_extension)
+    schemas["DispatchUpdateCloudEvent"] = _envelope(
+        "Dispatch update CloudEvent", {"const": wire.TYPE_DISPATCH_UPDATE}, "DispatchUpdate", ("incidentid",))
+    schemas["DeadLetter"] = {"title": "Dead letter", "description": "The rejected message's original bytes."}
+    return schemas
+
+
+@cache
+def asyncapi_document() -> dict[str, Any]:
+    """The whole AsyncAPI 3.0 document as a JSON-ready dict."""
+    return {
+        "asyncapi": ASYNCAPI_VERSION,
+        "info": {
+            "title": "CityHub unified stream",
+            "version": "0.1.0",
+            "description": (
+                "Every message is a CloudEvents 1.0 event in structured JSON mode. CityHub attributes are "
+                "CloudEvents extension attributes, so consumers filter without parsing `data`. Subjects carry "
+                f"cell ids as tokens; `{topology.NO_CELL}` marks a level the location resolved to no cell on."
+            ),
+        },
+        "defaultContentType": wire.CONTENT_TYPE,
+        "servers": {
+            "embedded": {
+                "host": "127.0.0.1:4222",
+                "protocol": "nats",
+                "description": "The hub's nats-server with JetStream (`cityhub demo` prints the real port).",
+            }
+        },
+        "channels": _channels(),
+        "operations": _operations(),
+        "components": {"messages": _messages(), "schemas": _schemas()},
+    }
+
+
+def asyncapi_json() -> bytes:
+    """The document as the committed ``docs/asyncapi.json`` holds it."""
+    return orjson.dumps(asyncapi_document(), option=orjson.OPT_INDENT_2) + b"\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.buffer.write(asyncapi_json())

@@ -1,0 +1,108 @@
+// UI text and category names in English and Chinese, chosen from the browser's language.
+"use strict";
+
+const TEXT = {
+  en: {
+    title: "CityHub operations centre", open: "Open", overdue: "Overdue",
+    tta: "Time to accept (median / p90)", ttr: "Time to resolve (median / p90)", rate: "Events / min",
+    connecting: "connecting", live: "live", reconnecting: "reconnecting",
+    incidents: "Incidents", figures: "Figures", plugins: "Plugins", fit: "Fit",
+    by_category: "By category", by_street: "By street", events_per_minute: "Events per minute by source",
+    token: "Admin token", save: "Save", back: "← Back",
+    all_severities: "All severities", all_categories: "All categories", all_districts: "All districts",
+    all_streets: "All streets", all_sources: "All sources",
+    status_active: "Active", status_all: "All", status_overdue: "Overdue",
+    shown: "{n} of {total} incidents", reports: "Reports", grid_path: "Grid path", matched_rules: "Matched rules",
+    dispatch_orders: "Dispatch orders", sources: "Sources", opened: "Opened", escalation: "Escalation",
+    deadline: "Deadline", attempt: "attempt", none: "none", overdue_by: "overdue by {d}", in: "in {d}",
+    category: "Category", street: "Street", source: "Source", count: "Count", median: "Median", p90: "p90",
+    accept: "Accept", resolve: "Resolve", last_minute: "Last full minute", trend: "Last 30 min",
+    enable: "Enable", disable: "Disable", enabled: "enabled", disabled: "disabled", calls: "calls",
+    failures: "failures", last_error: "last error", need_token: "Enter the admin token first.",
+    plugin_unavailable: "No plugin host connected.", done: "Done.", unreadable: "unreadable messages",
+    no_incident: "This incident is no longer in the dashboard's window.",
+    token_ok: "Token accepted.", token_refused: "Token refused.",
+    unit_s: "s", unit_m: "m", unit_h: "h", unit_d: "d",
+  },
+  zh: {
+    title: "城运中心 · CityHub", open: "待办", overdue: "超时",
+    tta: "受理用时（中位 / P90）", ttr: "办结用时（中位 / P90）", rate: "事件/分钟",
+    connecting: "连接中", live: "实时", reconnecting: "重新连接中",
+    incidents: "事件", figures: "指标", plugins: "插件", fit: "全览",
+    by_category: "按类别", by_street: "按街道", events_per_minute: "各来源每分钟事件数",
+    token: "管理令牌", save: "保存", back: "← 返回",
+    all_severities: "全部等级", all_categories: "全部类别", all_districts: "全部区县",
+    all_streets: "全部街道", all_sources: "全部来源",
+    status_active: "处置中", status_all: "全部", status_overdue: "超时",
+    shown: "显示 {n} / 共 {total} 件", reports: "上报记录", grid_path: "网格路径", matched_rules: "命中规则",
+    dispatch_orders: "派单", sources: "来源", opened: "立案时间", escalation: "升级期限",
+    deadline: "期限", attempt: "次派单", none: "无", overdue_by: "已超时 {d}", in: "剩余 {d}",
+    category: "类别", street: "街道", source: "来源", count: "件数", median: "中位", p90: "P90",
+    accept: "受理", resolve: "办结", last_minute: "上一整分钟", trend: "近30分钟",
+    enable: "启用", disable: "停用", enabled: "已启用", disabled: "已停用", calls: "调用",
+    failures: "失败", last_error: "最近错误", need_token: "请先输入管理令牌。",
+    plugin_unavailable: "未连接插件宿主。", done: "已完成。", unreadable: "无法解析的消息",
+    no_incident: "该事件已不在看板的时间窗口内。",
+    token_ok: "令牌有效。", token_refused: "令牌无效。",
+    unit_s: "秒", unit_m: "分", unit_h: "时", unit_d: "天",
+  },
+};
+
+const NAMES = {
+  en: {
+    category: {
+      gas_leak: "Gas leak", fire: "Fire", smoke: "Smoke", water_leak: "Water leak", flooding: "Flooding",
+      manhole_cover: "Manhole cover", hydrant_pressure: "Hydrant pressure", elevator_fault: "Elevator fault",
+      door_alarm: "Door alarm", high_altitude_throwing: "High-altitude throwing", person_alert: "Person alert",
+      billboard_tilt: "Billboard tilt", device_offline: "Device offline", elder_sos: "Elder SOS",
+      elder_fall: "Elder fall", elder_vitals: "Elder vital signs", elder_inactivity: "Elder inactivity",
+      bin_full: "Bin full", station_fault: "Station fault", noise: "Noise", road_damage: "Road damage",
+      street_light: "Street light", sanitation: "Sanitation", illegal_parking: "Illegal parking", tree: "Tree",
+      environment: "Environment", area_warning: "Area warning", complaint: "Complaint", other: "Other",
+    },
+    severity: { info: "Info", low: "Low", medium: "Medium", high: "High", critical: "Critical" },
+    state: { open: "Open", acknowledged: "Acknowledged", resolved: "Resolved", closed: "Closed" },
+    order: {
+      created: "Created", sent: "Sent", accepted: "Accepted", on_site: "On site", resolved: "Resolved",
+      rejected: "Rejected", redispatched: "Re-dispatched", escalated: "Escalated", evaluated: "Evaluated",
+    },
+  },
+  zh: {
+    category: {
+      gas_leak: "燃气泄漏", fire: "火情", smoke: "烟雾", water_leak: "漏水", flooding: "积水内涝",
+      manhole_cover: "井盖异常", hydrant_pressure: "消火栓水压", elevator_fault: "电梯故障", door_alarm: "门磁告警",
+      high_altitude_throwing: "高空抛物", person_alert: "人员预警", billboard_tilt: "广告牌倾斜",
+      device_offline: "设备离线", elder_sos: "老人紧急呼叫", elder_fall: "老人跌倒", elder_vitals: "老人体征异常",
+      elder_inactivity: "独居老人无活动", bin_full: "垃圾桶满溢", station_fault: "回收站故障", noise: "噪音扰民",
+      road_damage: "道路破损", street_light: "路灯故障", sanitation: "环境卫生", illegal_parking: "违章停车",
+      tree: "树木倒伏", environment: "生态环境", area_warning: "区域预警", complaint: "投诉", other: "其他",
+    },
+    severity: { info: "提示", low: "低", medium: "中", high: "高", critical: "紧急" },
+    state: { open: "待处置", acknowledged: "已受理", resolved: "已办结", closed: "已关闭" },
+    order: {
+      created: "已创建", sent: "已派发", accepted: "已接单", on_site: "已到场", resolved: "已处置",
+      rejected: "已退回", redispatched: "已二次派单", escalated: "已上报", evaluated: "已评价",
+    },
+  },
+};
+
+const LANG = (navigator.language || "en").toLowerCase().startsWith("zh") ? "zh" : "en";
+
+function t(key, values) {
+  let text = TEXT[LANG][key] ?? TEXT.en[key] ?? key;
+  for (const [name, value] of Object.entries(values || {})) text = text.replace(`{${name}}`, value);
+  return text;
+}
+
+// A display name for a code of one kind (category, severity, state, order); unknown codes show as they are.
+function nameOf(kind, code) {
+  if (code == null) return "";
+  return NAMES[LANG][kind]?.[code] ?? code;
+}
+
+function translatePage() {
+  document.documentElement.lang = LANG === "zh" ? "zh-CN" : "en";
+  document.title = t("title");
+  for (const element of document.querySelectorAll("[data-i18n]")) element.textContent = t(element.dataset.i18n);
+  for (const element of document.querySelectorAll("[data-i18n-title]")) element.title = t(element.dataset.i18nTitle);
+}

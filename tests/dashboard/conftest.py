@@ -1,0 +1,109 @@
+"""Fixtures for the dashboard: NATS with the CityHub streams, a LiveState following them, and a running admin
+app (real uvicorn server, real config and plugin host) with the dashboard router fed from NATS."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import nats
+import orjson
+import pytest
+import uvicorn
+from standin_hub import StandInHub
+from stream_samples import TOKEN, StreamWriter, grid_collection, wait_until
+
+from hub.admin import create_admin_app, require_token
+from hub.dashboard import build_router, live_state
+from hub.dashboard.state import LiveState
+from hub.embedded import free_port
+from hub.hookspecs import hookimpl
+from hub.streams import ensure_streams
+
+
+@pytest.fixture
+async def nc(nats_url):
+    client = await nats.connect(nats_url)
+    await ensure_streams(client.jetstream())
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def writer(nc) -> StreamWriter:
+    return StreamWriter(nc.jetstream())
+
+
+@pytest.fixture
+async def state(nc):
+    live = LiveState(window=timedelta(days=3650))
+    await live.start(nc)
+    yield live
+    await live.stop()
+
+
+class HealthyPlugin:
+    """A plugin that reports counters in its health."""
+
+    @hookimpl
+    def plugin_health(self, hub):
+        return {"events_in": 42, "connected": True}
+
+
+class FailingPlugin:
+    """A plugin whose health check raises: the panel shows the error."""
+
+    @hookimpl
+    def plugin_health(self, hub):
+        raise ConnectionError("device registry unreachable")
+
+
+@pytest.fixture
+def grid_file(tmp_path: Path) -> Path:
+    path = tmp_path / "grids" / "admin.geojson"
+    path.parent.mkdir()
+    path.write_bytes(orjson.dumps(grid_collection()))
+    return path
+
+
+@pytest.fixture
+def hub_plugins() -> dict[str, object]:
+    return {"iot_mqtt": HealthyPlugin(), "eldercare": FailingPlugin()}
+
+
+@pytest.fixture
+def hub(tmp_path: Path, grid_file: Path, hub_plugins) -> StandInHub:
+    config = tmp_path / "cityhub.toml"
+    config.write_text(
+        f'[admin]\ntoken = "{TOKEN}"\n\n[hooks]\nmax_consecutive_failures = 100\n\n'
+        '[dashboard]\nwindow = "3650d"\n\n'
+        f'[[geo.layers]]\nname = "admin"\npath = "{grid_file}"\n'
+    )
+    return StandInHub(config, hub_plugins)
+
+
+@dataclass
+class Dashboard:
+    url: str
+    state: LiveState
+    hub: StandInHub
+    writer: StreamWriter
+
+
+@pytest.fixture
+async def dashboard(nc, hub, writer):
+    """The admin app with the dashboard router, served by uvicorn on a free port, fed from NATS."""
+    live = live_state(hub.config.dashboard)
+    await live.start(nc)
+    app = create_admin_app(hub, routers=[build_router(live, token_check=require_token)])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=1))
+    serving = asyncio.create_task(server.serve())
+    await wait_until(lambda: server.started, "uvicorn to start")
+    yield Dashboard(f"http://127.0.0.1:{port}", live, hub, writer)
+    server.should_exit = True
+    await serving
+    await live.stop()
