@@ -1,0 +1,1 @@
+"""Built-in connector plugins, one folder per external system (docs in docs/connectors/)."""
