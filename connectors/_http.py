@@ -21,19 +21,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hub.connector import ConnectorContext
-from hub.errors import HubError
+from hub.errors import DeliveryError, DeliveryRejected, HubError
 from hub.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, sign_headers, verify
 
 # Answers that say "try again later" rather than "this item is wrong".
 RETRYABLE_STATUS = frozenset({408, 425, 429})
-
-
-class DeliveryError(HubError, ConnectionError):
-    """An outbound item was not delivered after every attempt; raised from ``deliver`` so JetStream redelivers."""
-
-
-class DeliveryRejected(HubError, ValueError):
-    """The external system refused an outbound item (a 4xx answer): redelivering the same bytes will not help."""
 
 
 class HttpRejection(HubError, ValueError):

@@ -58,6 +58,10 @@ class Connector(ABC):
     """Base of every connector. Subclasses set ``source`` and implement :meth:`run`."""
 
     source: ClassVar[str]
+    #: Subjects whose messages :meth:`deliver` receives. Empty: the connector's own dispatch orders
+    #: (``cityhub.dispatch.orders.<source>``). A northbound reporter lists e.g. ``("cityhub.incidents.>",)``;
+    #: each subject gets its own durable consumer on the stream that holds it.
+    outbound_subjects: ClassVar[tuple[str, ...]] = ()
     settings: BaseModel
 
     def __init__(self, settings: BaseModel):
@@ -69,7 +73,8 @@ class Connector(ABC):
         Retry the external system with backoff; never return on a transient error."""
 
     async def deliver(self, item: DispatchOrder | DispatchUpdate | dict[str, Any]) -> None:
-        """Send one outbound item to the external system. Raise to have it redelivered later."""
+        """Send one outbound item to the external system. Raise to have it redelivered later; raise
+        :class:`hub.errors.DeliveryRejected` when the system refused it for good (it goes to the DLQ)."""
         raise NotImplementedError(f"connector {self.source!r} has no outbound side")
 
     def health(self) -> dict[str, Any]:
