@@ -21,7 +21,7 @@ from connectors._http import (
     unavailable,
     verify_request,
 )
-from connectors.hotline12345.open311 import Cursor, Open311Client, parse_time, request_id, request_to_event
+from connectors.hotline12345.open311 import Cursor, Open311Client, pages_from, parse_time, request_id, request_to_event
 from connectors.hotline12345.settings import Hotline12345Settings
 from connectors.hotline12345.workorder import feedback_for, order_to_event, validate_order
 from hub.connector import Connector, ConnectorContext
@@ -111,39 +111,31 @@ class Hotline12345Connector(Connector):
                 len(self.unmapped_services), len(services), ", ".join(sorted(self.unmapped_services)),
             )
 
-    async def poll_once(self, ctx: ConnectorContext, client: Open311Client) -> int:
+    async def poll_once(self, ctx: ConnectorContext, client: Open311Client) -> None:
         """Read every request updated since the stored cursor, publish each new version, store the cursor
-        after each page (once its events are acknowledged). Returns the number of new versions read."""
+        after each page (once its events are acknowledged by JetStream)."""
         overlap = timedelta(seconds=self.settings.open311.overlap_s)
         cursor = Cursor.load(await ctx.state.get(CURSOR_KEY), start=EPOCH)
-        seen = 0
-        page = 1
-        while True:
-            records = await client.requests_updated_after(cursor.query_from(overlap), page)
+        settings = self.settings.open311
+        pages = pages_from(client.requests_updated_after, cursor, overlap, settings.page_size, settings.max_page_size)
+        async for records in pages:
             ctx.count("polled", len(records))
-            fresh = 0
             for record in records:
-                fresh += await self._take_request(ctx, record, cursor, overlap)
+                await self._take_request(ctx, record, cursor, overlap)
             await ctx.state.put(CURSOR_KEY, cursor.dump())
-            seen += fresh
-            if len(records) < self.settings.open311.page_size:
-                break
-            # A full page: read on from the moved cursor, or take the next page when it could not move.
-            page = 1 if fresh else page + 1
         self.last_poll = datetime.now(timezone.utc)
-        return seen
 
-    async def _take_request(self, ctx: ConnectorContext, record: Any, cursor: Cursor, overlap: timedelta) -> int:
-        """Publish one request version if the cursor has not passed it (1), else skip it (0). A version that
-        cannot become an event goes to the DLQ once and the cursor moves past it."""
+    async def _take_request(self, ctx: ConnectorContext, record: Any, cursor: Cursor, overlap: timedelta) -> None:
+        """Publish one request version unless the cursor has passed it. A version that cannot become an event
+        goes to the DLQ once and the cursor moves past it."""
         try:
             rid = request_id(record)
             updated = parse_time(record, "updated_datetime")
         except InvalidEventError as exc:
             await self._reject_request(ctx, record, exc)
-            return 0
+            return
         if not cursor.is_new(rid, updated):
-            return 0
+            return
         try:
             event = request_to_event(record, self.settings.open311)
         except InvalidEventError as exc:
@@ -152,7 +144,6 @@ class Hotline12345Connector(Connector):
             await ctx.publish(event)
             ctx.count(f"open311_{event.status}")
         cursor.advance(rid, updated, overlap)
-        return 1
 
     @staticmethod
     async def _reject_request(ctx: ConnectorContext, record: Any, exc: InvalidEventError) -> None:

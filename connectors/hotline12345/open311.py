@@ -4,6 +4,7 @@ widely implemented ``updated_after`` / ``page`` / ``page_size`` extensions for i
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,9 +50,9 @@ class Open311Client:
         """GET services.json: the service list (service_code, service_name, group, ...)."""
         return [item for item in await self._get_list("services.json", self._params()) if isinstance(item, dict)]
 
-    async def requests_updated_after(self, after: datetime, page: int) -> list[Any]:
+    async def requests_updated_after(self, after: datetime, page: int, page_size: int) -> list[Any]:
         """GET requests.json for requests updated after ``after``, oldest update first."""
-        params = self._params(page=page, page_size=self.settings.page_size)
+        params = self._params(page=page, page_size=page_size)
         params[self.settings.updated_after_param] = after.isoformat()
         return await self._get_list("requests.json", params)
 
@@ -64,6 +65,7 @@ class Cursor:
 
     updated: datetime
     recent: dict[str, str] = field(default_factory=dict)
+    taken: int = field(default=0, compare=False)
 
     @classmethod
     def load(cls, raw: bytes | None, start: datetime) -> Cursor:
@@ -82,10 +84,40 @@ class Cursor:
         return updated > self.updated or self.recent.get(request_id) != updated.isoformat()
 
     def advance(self, request_id: str, updated: datetime, overlap: timedelta) -> None:
+        self.taken += 1
         self.updated = max(self.updated, updated)
         self.recent[request_id] = updated.isoformat()
         horizon = self.updated - overlap
         self.recent = {rid: ts for rid, ts in self.recent.items() if datetime.fromisoformat(ts) >= horizon}
+
+
+async def pages_from(
+    fetch: Callable[[datetime, int, int], Awaitable[list[Any]]],
+    cursor: Cursor,
+    overlap: timedelta,
+    page_size: int,
+    max_page_size: int,
+) -> AsyncIterator[list[Any]]:
+    """Pages of requests updated after the cursor, read as the caller takes them and advances the cursor.
+    ``fetch(updated_after, page, page_size)`` is one requests.json query.
+
+    Keyset pagination: each query starts again from the moved cursor and reads page 1, a consistent prefix of
+    the server's order, so a request updated while we page (it moves to the end) cannot slip between two pages.
+    A full page with nothing new (more requests inside the overlap window than fit a page) is asked again with a
+    doubled page size; only at ``max_page_size`` is the next page number asked for. Ends after a short page."""
+    size, page = page_size, 1
+    while True:
+        taken_before = cursor.taken
+        records = await fetch(cursor.query_from(overlap), page, size)
+        yield records
+        if len(records) < size:
+            return
+        if cursor.taken != taken_before:
+            size, page = page_size, 1
+        elif size < max_page_size:
+            size = min(2 * size, max_page_size)
+        else:
+            page += 1
 
 
 def parse_time(record: dict[str, Any], name: str) -> datetime:

@@ -43,6 +43,9 @@ class Open311Settings(BaseModel):
     api_key: SecretStr | None = Field(None, description="Sent as api_key when the server requires one.")
     poll_interval_s: float = Field(30.0, gt=0, description="Pause between polls once caught up.")
     page_size: int = Field(100, ge=1, le=1000, description="Requests per page (page_size/page extension).")
+    max_page_size: int = Field(
+        1000, ge=1, description="The server's largest page_size; pages grow up to it when one timestamp fills a page."
+    )
     updated_after_param: str = Field(
         "updated_after",
         description="Query parameter for incremental polling by updated time (Chicago/SeeClickFix extension).",

@@ -57,7 +57,7 @@ async def publish_outbound(nats_url: str, subject: str, type_: str, id_: str, ti
         await nc.close()
 
 
-async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+async def until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
     """Wait until ``condition()`` holds (a generous timeout only guards against hanging, it asserts nothing)."""
     async with asyncio.timeout(timeout):
         while not condition():

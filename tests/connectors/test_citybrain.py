@@ -58,7 +58,7 @@ def _connector(platform: CityPlatformSimulator, ca_file: Path, **south: object) 
 
 
 async def _warnings_ready(connector: CitybrainConnector, platform: CityPlatformSimulator) -> None:
-    await until(lambda: connector.server is not None and connector.server.port is not None, timeout=60)
+    await until(lambda: connector.server is not None and connector.server.port is not None)
     platform.warning_url = f"{connector.server.url}{connector.settings.southbound.path}"
 
 

@@ -84,9 +84,12 @@ async def test_open311_requests_and_status_changes_reach_ingest_once(nats_url, s
 
 
 async def test_cursor_survives_a_restart_nothing_twice_nothing_lost(nats_url, sim):
-    async with running_connector(Hotline12345Connector(_settings(sim)), nats_url) as ctx:
+    first = Hotline12345Connector(_settings(sim))
+    async with running_connector(first, nats_url) as ctx:
         first_ids, _ = _current_versions(sim)
         await until(lambda: ctx.counters["published"] >= len(first_ids))
+        polled_at = first.last_poll
+        await until(lambda: first.last_poll != polled_at)  # a whole poll finished: its cursor is stored
     sim.advance(30)
     all_ids = first_ids | _current_versions(sim)[0]
     async with running_connector(Hotline12345Connector(_settings(sim)), nats_url) as ctx:
