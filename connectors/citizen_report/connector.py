@@ -66,16 +66,25 @@ class Photo(BaseModel):
 
 
 class RateLimiter:
-    """A sliding window per reporter, in memory (a restart forgives everyone)."""
+    """A sliding window per reporter, in memory (a restart forgives everyone). Reporters quiet for a whole
+    window are forgotten every ``sweep_every`` calls, so memory follows the active reporters only."""
 
-    def __init__(self, reports: int, window_s: float):
+    def __init__(self, reports: int, window_s: float, sweep_every: int = 1024):
         self.reports = reports
         self.window_s = window_s
+        self.sweep_every = sweep_every
         self._sent: dict[str, deque[float]] = {}
+        self._calls = 0
+
+    def __len__(self) -> int:
+        return len(self._sent)
 
     def retry_after(self, reporter: str, now: float | None = None) -> float:
         """0 and the report is counted, or the seconds until this reporter may send again."""
         now = time.monotonic() if now is None else now
+        self._calls += 1
+        if self._calls % self.sweep_every == 0:
+            self._sweep(now)
         sent = self._sent.setdefault(reporter, deque())
         while sent and sent[0] <= now - self.window_s:
             sent.popleft()
@@ -83,6 +92,10 @@ class RateLimiter:
             return sent[0] + self.window_s - now
         sent.append(now)
         return 0.0
+
+    def _sweep(self, now: float) -> None:
+        horizon = now - self.window_s
+        self._sent = {reporter: sent for reporter, sent in self._sent.items() if sent and sent[-1] > horizon}
 
 
 class PhotoStore:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from connectors.citybrain.connector import CitybrainConnector
 from connectors.citybrain.settings import CitybrainSettings
 from connectors.citybrain.simulator import CityPlatformSimulator
+from hub.errors import ConfigError
 from hub.hookspecs import hookimpl
 
 
@@ -35,6 +36,11 @@ def register_simulators(hub: Any, settings: CitybrainSettings) -> list[CityPlatf
     """The city platform over plain HTTP on the host and port of ``northbound.url`` (the demo does not make
     certificates), pushing an area warning every 30 s to the southbound endpoint."""
     north = urlsplit(settings.northbound.url)
+    if north.scheme != "http":
+        raise ConfigError(
+            f"plugins.citybrain.northbound.url: the simulated city platform serves plain HTTP (no certificate to "
+            f"trust in a demo); use http://{north.netloc}{north.path} while simulating"
+        )
     listen = settings.southbound.listen
     return [
         CityPlatformSimulator(

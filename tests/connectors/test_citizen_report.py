@@ -9,9 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from connector_harness import dlq, ingested, until
 
-from connectors.citizen_report.connector import CitizenReportConnector
+from connectors.citizen_report.connector import CitizenReportConnector, RateLimiter
 from connectors.citizen_report.settings import CitizenReportSettings
 from connectors.citizen_report.simulator import CitizenAppSimulator, png_photo
 from hub.connector_runtime import running_connector
@@ -130,3 +132,25 @@ async def test_text_only_report_without_photo(nats_url, tmp_path):
     assert response.status_code == 201
     [(_, event)] = await ingested(nats_url, "citizen_report")
     assert event.attachments == [] and event.source_event_id.startswith("sha256:")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    calls=st.lists(st.tuples(st.sampled_from("abc"), st.floats(0, 5, allow_nan=False)), max_size=60),
+    reports=st.integers(1, 4),
+)
+def test_rate_limiter_matches_a_sliding_window_oracle(calls, reports):
+    """Oracle: a report is accepted iff fewer than ``reports`` accepted ones of that reporter lie in the last window."""
+    limiter = RateLimiter(reports, window_s=10.0, sweep_every=7)
+    accepted: dict[str, list[float]] = {}
+    now = 0.0
+    for reporter, gap in calls:
+        now += gap
+        recent = [t for t in accepted.get(reporter, []) if t > now - 10.0]
+        wait = limiter.retry_after(reporter, now)
+        assert (wait == 0) == (len(recent) < reports)
+        if wait == 0:
+            accepted.setdefault(reporter, []).append(now)
+        else:
+            assert wait == pytest.approx(min(recent) + 10.0 - now)
+    assert len(limiter) <= 3

@@ -113,9 +113,11 @@ async def test_bad_warnings_get_a_clear_4xx_and_a_dlq_entry(nats_url, platform, 
     assert await ingested(nats_url, "citybrain") == []
 
 
-async def test_incidents_meeting_the_criteria_reach_the_platform_after_an_outage(nats_url, platform, tls):
-    platform.available = False
+@pytest.mark.parametrize("trouble", ["down", "slow"])
+async def test_incidents_meeting_the_criteria_reach_the_platform_after_an_outage(nats_url, platform, tls, trouble):
+    platform.available, platform.delay_s = (False, 0.0) if trouble == "down" else (True, 2.0)
     connector = _connector(platform, tls[1], enabled=False)
+    connector.settings.northbound.retry.timeout_s = 0.3  # the slow platform answers after our timeout
     high = _incident("inc-high", Severity.HIGH)
     low = _incident("inc-low", Severity.LOW)
     overdue = _incident("inc-overdue", Severity.LOW, escalate_at=NOON - timedelta(hours=1))
@@ -124,8 +126,8 @@ async def test_incidents_meeting_the_criteria_reach_the_platform_after_an_outage
             subject = topology.incident_subject("510104", incident.category.value, "opened")
             await publish_outbound(nats_url, subject, f"{wire.TYPE_INCIDENT_PREFIX}opened", incident.id, NOON, incident)
         await until(lambda: ctx.counters["deliver_failed"] >= 2)
-        assert platform.reports == []
-        platform.available = True
+        assert trouble == "slow" or platform.reports == []
+        platform.available, platform.delay_s = True, 0.0
         await until(lambda: ctx.counters["delivered"] == 3)
 
     assert [(r["incident"]["id"], r["reasons"]) for r in platform.reports] == [

@@ -113,6 +113,20 @@ async def test_open311_outage_is_retried_with_backoff(nats_url, sim):
     assert {msg_id for msg_id, _ in await ingested(nats_url, "hotline12345")} == expected
 
 
+async def test_nats_restart_mid_stream_loses_nothing(nats_server, sim):
+    connector = Hotline12345Connector(_settings(sim))
+    async with running_connector(connector, nats_server.url) as ctx:
+        first_ids, _ = _current_versions(sim)
+        await until(lambda: ctx.counters["published"] >= len(first_ids))
+        nats_server.kill()
+        sim.advance(sim.remaining)
+        later_ids, _ = _current_versions(sim)
+        await until(lambda: ctx.counters["poll_errors"] >= 1)
+        nats_server.start()
+        await until(lambda: ctx.counters["published"] >= len(first_ids | later_ids))
+    assert sorted(msg_id for msg_id, _ in await ingested(nats_server.url, "hotline12345")) == sorted(first_ids | later_ids)
+
+
 async def test_signed_work_order_becomes_an_event_with_caller_as_reporter(nats_url, sim):
     connector = Hotline12345Connector(_settings(sim, enabled=False))
     async with running_connector(connector, nats_url) as ctx:
