@@ -1,10 +1,8 @@
-"""HMAC request signing for HTTP webhooks in both directions (external system → hub, hub → external system).
+"""HMAC request signing for webhooks in and out: ``HMAC-SHA256(secret, timestamp + "." + body)``, hex.
 
-The signature is HMAC-SHA256, hex encoded, over ``<timestamp>.<body>`` where ``timestamp`` is Unix seconds as a
-decimal string and ``body`` the exact request bytes. Both travel as headers (:data:`TIMESTAMP_HEADER`,
-:data:`SIGNATURE_HEADER`); the receiver rejects a signature that does not match and a timestamp outside its
-freshness window, so a captured request cannot be replayed later. The same scheme as Stripe and Slack webhooks,
-which integrators' HTTP stacks already know how to produce.
+The sender puts the Unix timestamp (seconds) and the signature in two headers; the receiver recomputes the
+signature over the exact body bytes and refuses stale timestamps, so a captured request cannot be replayed
+later. Header names are the defaults; vendors that use other names configure them per connector.
 """
 
 from __future__ import annotations
@@ -15,45 +13,45 @@ import time
 
 from hub.errors import HubError
 
-TIMESTAMP_HEADER = "X-CityHub-Timestamp"
 SIGNATURE_HEADER = "X-CityHub-Signature"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
+TIMESTAMP_HEADER = "X-CityHub-Timestamp"
 
 
 class SignatureError(HubError, PermissionError):
-    """A signed request whose signature is missing, wrong or too old; the message says which."""
+    """A request whose signature is missing, wrong or too old; the message says which."""
 
 
-def signature(secret: str, timestamp: str, body: bytes) -> str:
-    """Hex HMAC-SHA256 of ``<timestamp>.<body>`` under ``secret``."""
-    message = timestamp.encode("ascii") + b"." + body
-    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+def sign(secret: str | bytes, timestamp: str, body: bytes) -> str:
+    """The hex signature of ``body`` sent at ``timestamp``."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def sign_headers(secret: str, body: bytes, now: float | None = None) -> dict[str, str]:
-    """The timestamp and signature headers for sending ``body``."""
+def signed_headers(secret: str | bytes, body: bytes, now: float | None = None) -> dict[str, str]:
+    """The two headers a sender adds to a POST of ``body``."""
     timestamp = str(int(time.time() if now is None else now))
-    return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: signature(secret, timestamp, body)}
+    return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(secret, timestamp, body)}
 
 
 def verify(
-    secret: str,
+    secret: str | bytes,
     timestamp: str | None,
-    signature_hex: str | None,
+    signature: str | None,
     body: bytes,
-    window_s: float,
+    *,
+    tolerance_s: float = 300.0,
     now: float | None = None,
 ) -> None:
-    """Raise :class:`SignatureError` unless ``signature_hex`` signs ``body`` at a ``timestamp`` no more than
-    ``window_s`` seconds from now (either direction, to tolerate clock skew)."""
-    if not timestamp or not signature_hex:
+    """Raise :class:`SignatureError` unless ``signature`` signs ``body`` at a ``timestamp`` within
+    ``tolerance_s`` of now."""
+    if not timestamp or not signature:
         raise SignatureError(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
     try:
-        sent_at = int(timestamp)
+        sent_at = float(timestamp)
     except ValueError:
-        raise SignatureError(f"{TIMESTAMP_HEADER} must be Unix seconds, got {timestamp[:32]!r}") from None
+        raise SignatureError(f"timestamp {timestamp[:32]!r} is not Unix seconds") from None
     skew = abs((time.time() if now is None else now) - sent_at)
-    if skew > window_s:
-        raise SignatureError(f"{TIMESTAMP_HEADER} is {skew:.0f}s away from now (window {window_s:.0f}s)")
-    if not hmac.compare_digest(signature(secret, timestamp, body), signature_hex.strip().lower()):
-        raise SignatureError(f"{SIGNATURE_HEADER} does not match the body (wrong secret or altered body)")
+    if skew > tolerance_s:
+        raise SignatureError(f"timestamp is {skew:.0f}s away from now (allowed {tolerance_s:.0f}s)")
+    if not hmac.compare_digest(sign(secret, timestamp, body), signature.strip().lower()):
+        raise SignatureError("signature does not match the body")

@@ -21,7 +21,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from connectors._http import HttpRejection, HttpServer, describe, read_body, refuse, unavailable
+from connectors._http import HttpServer, WebhookRejected, describe, oversize_summary, read_body, refuse, unavailable
 from connectors.citizen_report.settings import CitizenReportSettings
 from hub.connector import Connector, ConnectorContext
 from hub.models import Attachment, Category, CoordSystem, Event, Location, Reporter
@@ -185,8 +185,8 @@ class CitizenReportConnector(Connector):
             fields, photo = await self._parse(request.headers, raw)
             photo_type = self._check_photo(photo)
             event_fields = self._check_fields(fields)
-        except HttpRejection as rejection:
-            return await refuse(ctx, self._dlq_bytes(request, raw), rejection)
+        except WebhookRejected as rejection:
+            return await refuse(ctx, request, rejection, self.settings.dlq_max_bytes, body=self._dlq_bytes(request, raw))
         wait_s = self.limiter.retry_after(fields.reporter)
         if wait_s > 0:
             ctx.count("rate_limited")
@@ -209,14 +209,14 @@ class CitizenReportConnector(Connector):
             return await self._parse_multipart(headers, raw)
         if content_type.startswith("application/json"):
             return self._parse_json(raw)
-        raise HttpRejection(415, f"send multipart/form-data or application/json, not {content_type or 'no content type'}")
+        raise WebhookRejected(415, f"send multipart/form-data or application/json, not {content_type or 'no content type'}")
 
     async def _parse_multipart(self, headers: Headers, raw: bytes) -> tuple[ReportFields, Photo | None]:
         parser = MultiPartParser(headers, _replay(raw), max_files=1, max_fields=16, max_part_size=_FIELDS_ALLOWANCE)
         try:
             form = await parser.parse()
         except MultiPartException as exc:
-            raise HttpRejection(400, f"malformed multipart body: {exc.message}") from None
+            raise WebhookRejected(400, f"malformed multipart body: {exc.message}") from None
         upload = form.get("photo")
         photo = None
         if isinstance(upload, UploadFile):
@@ -228,9 +228,9 @@ class CitizenReportConnector(Connector):
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise HttpRejection(400, f"body is not JSON: {exc}") from None
+            raise WebhookRejected(400, f"body is not JSON: {exc}") from None
         if not isinstance(body, dict):
-            raise HttpRejection(422, "body must be a JSON object")
+            raise WebhookRejected(422, "body must be a JSON object")
         location = body.pop("location", None)
         if isinstance(location, dict):
             body.update({key: location.get(key) for key in ("lng", "lat")})
@@ -243,11 +243,11 @@ class CitizenReportConnector(Connector):
     @staticmethod
     def _decode_photo(encoded: Any) -> Photo:
         if not isinstance(encoded, dict) or not isinstance(encoded.get("data_base64"), str):
-            raise HttpRejection(422, "photo must be {media_type, data_base64}")
+            raise WebhookRejected(422, "photo must be {media_type, data_base64}")
         try:
             data = base64.b64decode(encoded["data_base64"], validate=True)
         except (binascii.Error, ValueError):
-            raise HttpRejection(422, "photo.data_base64 is not valid base64") from None
+            raise WebhookRejected(422, "photo.data_base64 is not valid base64") from None
         return Photo(data=data, declared_type=str(encoded.get("media_type", "")))
 
     @staticmethod
@@ -255,31 +255,31 @@ class CitizenReportConnector(Connector):
         try:
             return ReportFields.model_validate(values)
         except ValidationError as exc:
-            raise HttpRejection(422, describe(exc)) from None
+            raise WebhookRejected(422, describe(exc)) from None
 
     def _check_photo(self, photo: Photo | None) -> str:
         """The photo's real media type after the size and type limits (413, 415)."""
         if photo is None:
             return ""
         if len(photo.data) > self.settings.max_photo_bytes:
-            raise HttpRejection(413, f"photo of {len(photo.data)} bytes exceeds the limit of {self.settings.max_photo_bytes}")
+            raise WebhookRejected(413, f"photo of {len(photo.data)} bytes exceeds the limit of {self.settings.max_photo_bytes}")
         sniffed = sniff_media_type(photo.data)
         if sniffed is None or sniffed not in self.settings.photo_types:
             allowed = ", ".join(self.settings.photo_types)
-            raise HttpRejection(415, f"photo is {sniffed or 'not a recognised image'}; accepted: {allowed}")
+            raise WebhookRejected(415, f"photo is {sniffed or 'not a recognised image'}; accepted: {allowed}")
         if photo.declared_type and photo.declared_type != sniffed:
-            raise HttpRejection(415, f"photo declared as {photo.declared_type} but its bytes are {sniffed}")
+            raise WebhookRejected(415, f"photo declared as {photo.declared_type} but its bytes are {sniffed}")
         return sniffed
 
     def _check_fields(self, fields: ReportFields) -> tuple[str, Category]:
         """The report type and its category; 422 for an unknown type or an over-long text."""
         if fields.text is not None and len(fields.text) > self.settings.max_text_chars:
-            raise HttpRejection(422, f"text has {len(fields.text)} characters, at most {self.settings.max_text_chars}")
+            raise WebhookRejected(422, f"text has {len(fields.text)} characters, at most {self.settings.max_text_chars}")
         report_type = fields.type or self.settings.default_type
         category = self.settings.categories.get(report_type)
         if category is None:
             known = ", ".join(sorted(self.settings.categories))
-            raise HttpRejection(422, f"unknown report type {report_type!r}; known: {known}")
+            raise WebhookRejected(422, f"unknown report type {report_type!r}; known: {known}")
         return report_type, category
 
     def _event(self, fields: ReportFields, typed: tuple[str, Category], attachments: list[Attachment]) -> Event:
@@ -302,12 +302,7 @@ class CitizenReportConnector(Connector):
         """The refused body verbatim when small enough, else a summary (the oversized photo is what was refused)."""
         if 0 < len(raw) <= self.settings.dlq_max_bytes:
             return raw
-        return orjson.dumps({
-            "summary": "body not kept: empty, unread or larger than dlq_max_bytes",
-            "content_type": request.headers.get("content-type"),
-            "content_length": request.headers.get("content-length"),
-            "bytes_read": len(raw),
-        })
+        return oversize_summary(request, read=len(raw))
 
 
 def _content_id(fields: ReportFields, reported_at: datetime, attachments: list[Attachment]) -> str:

@@ -13,7 +13,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from connectors._http import HttpRejection, HttpServer, describe, post_signed, read_body, refuse, unavailable, verify_request
+from connectors._http import (
+    HttpServer,
+    WebhookRejected,
+    describe,
+    post_signed_with_retry,
+    refuse,
+    signed_body,
+    unavailable,
+)
 from connectors.citybrain.settings import CitybrainSettings
 from hub import topology
 from hub.connector import Connector, ConnectorContext
@@ -73,7 +81,7 @@ class CitybrainConnector(Connector):
         if self._http is None:
             ca_file = self.settings.northbound.ca_file
             verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
-            self._http = httpx.AsyncClient(verify=verify)
+            self._http = httpx.AsyncClient(verify=verify, timeout=self.settings.northbound.retry.timeout_s)
         return self._http
 
     def _count(self, name: str) -> None:
@@ -123,7 +131,7 @@ class CitybrainConnector(Connector):
             "reported_at": now.isoformat(),
             "incident": incident.model_dump(mode="json", exclude_none=True),
         }
-        await post_signed(
+        await post_signed_with_retry(
             self.http, north.url, orjson.dumps(report), secret=north.secret.get_secret_value(),
             idempotency_key=key, retry=north.retry,
         )
@@ -144,14 +152,13 @@ class CitybrainConnector(Connector):
         """202 once every cell's event is stored; 4xx plus a DLQ entry when refused; 503 when NATS is down."""
         south = self.settings.southbound
         ctx.count("warnings_received")
-        raw = b""
         try:
-            raw = await read_body(request, south.max_body_bytes)
-            verify_request(request, raw, south.secret.get_secret_value(), south.window_s)
+            raw = await signed_body(request, secret=south.secret.get_secret_value(), tolerance_s=south.window_s,
+                                    max_bytes=south.max_body_bytes)
             warning = self.parse_warning(raw)
             cells = self.cells_of(warning)
-        except HttpRejection as rejection:
-            return await refuse(ctx, raw, rejection)
+        except WebhookRejected as rejection:
+            return await refuse(ctx, request, rejection, south.max_body_bytes)
         try:
             for cell in cells:
                 await ctx.publish(self._cell_event(warning, cell))
@@ -166,9 +173,9 @@ class CitybrainConnector(Connector):
         try:
             warning = AreaWarning.model_validate_json(raw)
         except ValidationError as exc:
-            raise HttpRejection(422, f"area warning rejected: {describe(exc)}") from None
+            raise WebhookRejected(422, f"area warning rejected: {describe(exc)}") from None
         if warning.level not in self.settings.southbound.severities:
-            raise HttpRejection(422, f"warning level {warning.level!r} has no severity in southbound.severities")
+            raise WebhookRejected(422, f"warning level {warning.level!r} has no severity in southbound.severities")
         return warning
 
     def cells_of(self, warning: AreaWarning) -> list[Cell]:
@@ -178,7 +185,7 @@ class CitybrainConnector(Connector):
         try:
             cells = self.grids.cells_intersecting(warning.area, crs=self.settings.southbound.crs)
         except GeoError as exc:
-            raise HttpRejection(422, f"area of warning {warning.warning_id}: {exc}") from None
+            raise WebhookRejected(422, f"area of warning {warning.warning_id}: {exc}") from None
         levels = self.settings.southbound.levels
         return [cell for cell in cells if not levels or cell.level in levels]
 

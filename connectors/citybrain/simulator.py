@@ -19,8 +19,8 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from connectors._http import HttpServer
-from hub.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, sign_headers, verify
+from connectors._http import IDEMPOTENCY_HEADER, HttpServer
+from hub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, signed_headers, verify
 
 log = logging.getLogger("cityhub.sim.citybrain")
 
@@ -108,7 +108,7 @@ class CityPlatformSimulator:
 
     def _record(self, body: bytes, headers: Any) -> Response:
         try:
-            verify(self.report_secret, headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER), body, 300)
+            verify(self.report_secret, headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER), body, tolerance_s=300)
         except SignatureError as exc:
             return JSONResponse({"error": str(exc)}, status_code=401)
         key = headers.get(IDEMPOTENCY_HEADER)
@@ -150,7 +150,7 @@ class CityPlatformSimulator:
         if self.warning_url is None:
             raise RuntimeError("CityPlatformSimulator.warning_url is not set")
         body = warning if isinstance(warning, bytes) else orjson.dumps(warning)
-        headers = {"Content-Type": "application/json", **sign_headers(secret or self.warning_secret or "", body, timestamp)}
+        headers = {"Content-Type": "application/json", **signed_headers(secret or self.warning_secret or "", body, timestamp)}
         async with httpx.AsyncClient() as client:
             return await client.post(self.warning_url, content=body, headers=headers, timeout=30)
 

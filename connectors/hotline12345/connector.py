@@ -11,22 +11,13 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from connectors._http import (
-    Backoff,
-    HttpRejection,
-    HttpServer,
-    post_signed,
-    read_body,
-    refuse,
-    unavailable,
-    verify_request,
-)
+from connectors._http import HttpServer, WebhookRejected, post_signed_with_retry, refuse, signed_body, unavailable
 from connectors.hotline12345.open311 import Cursor, Open311Client, pages_from, parse_time, request_id, request_to_event
 from connectors.hotline12345.settings import Hotline12345Settings
 from connectors.hotline12345.workorder import feedback_for, order_to_event, validate_order
 from hub.connector import Connector, ConnectorContext
 from hub.errors import InvalidEventError
-from hub.models import DispatchOrder, DispatchUpdate
+from hub.models import DispatchOrder, DispatchUpdate, Event
 
 CURSOR_KEY = "open311.cursor"
 # Where a poller with no stored cursor starts: everything the server still lists.
@@ -50,7 +41,7 @@ class Hotline12345Connector(Connector):
     @property
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient()
+            self._http = httpx.AsyncClient(timeout=self.settings.outbound.retry.timeout_s)
         return self._http
 
     async def run(self, ctx: ConnectorContext) -> None:
@@ -75,7 +66,7 @@ class Hotline12345Connector(Connector):
     async def _poll_forever(self, ctx: ConnectorContext) -> None:
         settings = self.settings.open311
         client = Open311Client(settings, self.http, self.settings.retry.timeout_s)
-        backoff = Backoff(self.settings.retry)
+        backoff = self.settings.retry.make()
         discovered_at: float | None = None
         while True:
             try:
@@ -161,16 +152,12 @@ class Hotline12345Connector(Connector):
 
         async def receive_order(request: Request) -> JSONResponse:
             ctx.count("orders_received")
-            raw = b""
             try:
-                raw = await read_body(request, settings.max_body_bytes)
-                verify_request(request, raw, settings.secret.get_secret_value(), settings.window_s)
-                try:
-                    event = order_to_event(validate_order(raw), settings)
-                except InvalidEventError as exc:
-                    raise HttpRejection(422, exc.reason) from None
-            except HttpRejection as rejection:
-                return await refuse(ctx, raw, rejection)
+                raw = await signed_body(request, secret=settings.secret.get_secret_value(),
+                                        tolerance_s=settings.window_s, max_bytes=settings.max_body_bytes)
+                event = self._order_event(raw)
+            except WebhookRejected as rejection:
+                return await refuse(ctx, request, rejection, settings.max_body_bytes)
             try:
                 await ctx.publish(event)
             except Exception as exc:  # NATS down or slow: the hotline keeps the order and retries
@@ -179,6 +166,12 @@ class Hotline12345Connector(Connector):
             return JSONResponse({"order_no": event.payload["order_no"], "status": "received"})
 
         return receive_order
+
+    def _order_event(self, raw: bytes) -> Event:
+        try:
+            return order_to_event(validate_order(raw), self.settings.webhook)
+        except InvalidEventError as exc:
+            raise WebhookRejected(422, exc.reason) from None
 
     # --- feedback out ------------------------------------------------------------------------------------
 
@@ -189,7 +182,7 @@ class Hotline12345Connector(Connector):
         if feedback is None:
             return
         outbound = self.settings.outbound
-        await post_signed(
+        await post_signed_with_retry(
             self.http,
             f"{outbound.base_url.rstrip('/')}/{feedback.action.value}",
             feedback.model_dump_json(exclude_none=True).encode(),

@@ -27,9 +27,9 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from connectors._http import HttpServer
+from connectors._http import IDEMPOTENCY_HEADER, HttpServer
 from hub.models import Category
-from hub.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, sign_headers, verify
+from hub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, signed_headers, verify
 
 log = logging.getLogger("cityhub.sim.hotline12345")
 
@@ -354,7 +354,7 @@ class HotlineSimulator:
 
     def _record_feedback(self, action: str, body: bytes, headers: Any) -> Response:
         try:
-            verify(self.feedback_secret, headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER), body, 300)
+            verify(self.feedback_secret, headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER), body, tolerance_s=300)
         except SignatureError as exc:
             return JSONResponse({"error": str(exc)}, status_code=401)
         try:
@@ -398,7 +398,7 @@ class HotlineSimulator:
         if self.webhook_url is None:
             raise RuntimeError("HotlineSimulator.webhook_url is not set")
         body = order if isinstance(order, bytes) else orjson.dumps(order)
-        headers = {"Content-Type": "application/json", **sign_headers(secret or self.webhook_secret or "", body, timestamp)}
+        headers = {"Content-Type": "application/json", **signed_headers(secret or self.webhook_secret or "", body, timestamp)}
         async with httpx.AsyncClient() as client:
             return await client.post(self.webhook_url, content=body, headers=headers, timeout=10)
 

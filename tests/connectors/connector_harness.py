@@ -1,48 +1,26 @@
-"""Reading what a connector left in JetStream, for the connector contract tests."""
+"""Reading what a connector left in JetStream as typed values with their message ids, on top of harness.py."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import nats
-from nats.js.errors import NotFoundError
+from harness import stream_messages
 
 from hub import topology, wire
 from hub.models import Event
 
 
-async def stream_messages(nats_url: str, stream: str, subject: str | None = None) -> list[Any]:
-    """Every message stored in ``stream`` (optionally only on ``subject``), oldest first."""
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        try:
-            info = await js.stream_info(stream)
-        except NotFoundError:
-            return []
-        if info.state.messages == 0:
-            return []
-        messages = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            message = await js.get_msg(stream, seq)
-            if subject is None or message.subject == subject:
-                messages.append(message)
-        return messages
-    finally:
-        await nc.close()
-
-
-async def ingested(nats_url: str, source: str) -> list[tuple[str, Event]]:
-    """``(Nats-Msg-Id, event)`` of everything a connector published to ingest."""
+async def ingested_events(nats_url: str, source: str) -> list[tuple[str, Event]]:
+    """``(Nats-Msg-Id, event)`` of everything a connector published to ingest, oldest first."""
     messages = await stream_messages(nats_url, topology.INGEST_STREAM, topology.ingest_subject(source))
     return [(m.headers[topology.HEADER_MSG_ID], Event.model_validate(wire.decode(m.data)["data"])) for m in messages]
 
 
 async def dlq(nats_url: str, source: str) -> list[tuple[bytes, str]]:
-    """``(original bytes, reason)`` of everything a connector rejected."""
+    """``(original bytes, reason)`` of everything a connector rejected; a reason in Chinese comes back from
+    nats-py's header parser as an ``email.header.Header``, hence ``str``."""
     messages = await stream_messages(nats_url, topology.DLQ_STREAM, topology.dlq_subject(source))
     return [(m.data, str(m.headers[topology.HEADER_REASON])) for m in messages]
 
@@ -55,10 +33,3 @@ async def publish_outbound(nats_url: str, subject: str, type_: str, id_: str, ti
         await nc.jetstream().publish(subject, raw, headers={topology.HEADER_MSG_ID: id_})
     finally:
         await nc.close()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Wait until ``condition()`` holds (a generous timeout only guards against hanging, it asserts nothing)."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)

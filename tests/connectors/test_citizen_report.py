@@ -11,7 +11,8 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from connector_harness import dlq, ingested, until
+from connector_harness import dlq, ingested_events
+from harness import until
 
 from connectors.citizen_report.connector import CitizenReportConnector, RateLimiter
 from connectors.citizen_report.settings import CitizenReportSettings
@@ -48,7 +49,7 @@ async def test_report_with_photo_is_published_with_the_photo_by_reference(nats_u
             photo = await client.get(response.json()["photos"][0])
         await until(lambda: ctx.counters["published"] == 2)
 
-    [(msg_id, event)] = await ingested(nats_url, "citizen_report")
+    [(msg_id, event)] = await ingested_events(nats_url, "citizen_report")
     assert msg_id == f"citizen_report:{report['report_id']}"
     assert event.location.crs is CoordSystem.GCJ02
     assert (event.location.lon, event.location.lat) == (report["lng"], report["lat"])
@@ -80,8 +81,8 @@ async def test_bad_reports_get_a_clear_4xx_and_a_dlq_entry(nats_url, tmp_path, c
     assert response.status_code == status
     assert reason in response.json()["error"]
     [(_, dlq_reason)] = await dlq(nats_url, "citizen_report")
-    assert dlq_reason.startswith(f"HTTP {status}") and reason in dlq_reason
-    assert await ingested(nats_url, "citizen_report") == []
+    assert reason in dlq_reason
+    assert await ingested_events(nats_url, "citizen_report") == []
 
 
 async def test_photo_declared_as_another_type_is_refused(nats_url, tmp_path):
@@ -102,7 +103,7 @@ async def test_a_body_that_is_no_report_at_all_is_refused(nats_url, tmp_path):
             plain = await client.post(url, content=b"gas!", headers={"content-type": "text/plain"})
     assert (not_json.status_code, plain.status_code) == (400, 415)
     reasons = [reason for _, reason in await dlq(nats_url, "citizen_report")]
-    assert [reason.split(":")[0] for reason in reasons] == ["HTTP 400", "HTTP 415"]
+    assert reasons[0].startswith("body is not JSON") and reasons[1].startswith("send multipart/form-data or application/json")
 
 
 async def test_reporter_over_the_rate_limit_gets_429_with_retry_after(nats_url, tmp_path):
@@ -130,7 +131,7 @@ async def test_text_only_report_without_photo(nats_url, tmp_path):
         response = await app.send_json(report)
         await until(lambda: ctx.counters["published"] == 1)
     assert response.status_code == 201
-    [(_, event)] = await ingested(nats_url, "citizen_report")
+    [(_, event)] = await ingested_events(nats_url, "citizen_report")
     assert event.attachments == [] and event.source_event_id.startswith("sha256:")
 
 

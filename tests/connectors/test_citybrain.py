@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import trustme
-from connector_harness import dlq, ingested, publish_outbound, until
+from connector_harness import dlq, ingested_events, publish_outbound
+from harness import until
 
 from connectors._http import RetrySettings
 from connectors.citybrain.connector import CitybrainConnector
@@ -83,7 +84,7 @@ async def test_area_warning_fans_out_to_every_touched_grid_cell_once(nats_url, p
     index = GridIndex.load([LayerSpec.model_validate(LAYER)])
     expected = {f"{c.layer}:{c.id}" for c in index.cells_intersecting(warning["area"], crs="wgs84") if c.level == "grid"}
     assert set(cells) == expected and len(cells) > 1
-    events = await ingested(nats_url, "citybrain")
+    events = await ingested_events(nats_url, "citybrain")
     assert len(events) == len(cells)
     assert {f"{e.grid_path[0].layer}:{e.grid_path[0].id}" for _, e in events} == expected
     assert {e.category for _, e in events} == {Category.AREA_WARNING}
@@ -109,8 +110,8 @@ async def test_bad_warnings_get_a_clear_4xx_and_a_dlq_entry(nats_url, platform, 
     assert response.status_code == status, response.text
     assert reason in response.json()["error"]
     [(_, dlq_reason)] = await dlq(nats_url, "citybrain")
-    assert dlq_reason.startswith(f"HTTP {status}")
-    assert await ingested(nats_url, "citybrain") == []
+    assert reason in dlq_reason
+    assert await ingested_events(nats_url, "citybrain") == []
 
 
 @pytest.mark.parametrize("trouble", ["down", "slow"])

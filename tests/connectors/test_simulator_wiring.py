@@ -4,7 +4,8 @@ their connectors: events flow without any test code in between."""
 from __future__ import annotations
 
 import pytest
-from connector_harness import ingested, until
+from connector_harness import ingested_events
+from harness import until
 
 import connectors.citizen_report as citizen_report
 import connectors.citybrain as citybrain
@@ -40,9 +41,9 @@ async def test_demo_simulators_feed_their_connectors(nats_url, tmp_path):
         finally:
             for simulator in simulators:
                 await simulator.stop()
-    channels = {event.payload["channel"] for _, event in await ingested(nats_url, "hotline12345")}
+    channels = {event.payload["channel"] for _, event in await ingested_events(nats_url, "hotline12345")}
     assert channels == {"open311", "webhook"}
-    [(_, report)] = (await ingested(nats_url, "citizen_report"))[:1]
+    [(_, report)] = (await ingested_events(nats_url, "citizen_report"))[:1]
     assert report.attachments and report.location.crs == "gcj02"
 
 
