@@ -46,7 +46,12 @@ class GeoError(HubError, ValueError):
 
 
 class RuleError(HubError, ValueError):
-    """A rule that does not compile; the message names the rule id, the position and the reason."""
+    """A rule that does not compile; the message names the rule id, the position and the reason.
+    ``problems`` lists every problem found as ``(rule_id, position, reason)``."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str, str]] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class PluginError(HubError, RuntimeError):
@@ -61,3 +66,8 @@ class DeliveryError(HubError, ConnectionError):
 class DeliveryRejected(HubError, ValueError):
     """The external system refused an outbound item for good (a 4xx answer); the runtime moves it to the DLQ
     with this message instead of redelivering bytes that will be refused again."""
+
+
+class SnapshotError(HubError, ValueError):
+    """Bytes given to a ``restore`` are not a snapshot of that component, are corrupted, or a delta does not
+    follow the state it is applied to."""
