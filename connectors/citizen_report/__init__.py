@@ -23,6 +23,10 @@ def plugin_settings_model() -> type[CitizenReportSettings]:
 
 @hookimpl
 def register_connectors(hub: Any, settings: CitizenReportSettings) -> list[CitizenReportConnector]:
+    """The intake; a relative ``photo_dir`` lives under the hub's ``data_dir``."""
+    data_dir = getattr(getattr(hub, "config", None), "data_dir", None)
+    if data_dir is not None and not settings.photo_dir.is_absolute():
+        settings = settings.model_copy(update={"photo_dir": data_dir / settings.photo_dir})
     return [CitizenReportConnector(settings)]
 
 

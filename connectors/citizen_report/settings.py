@@ -46,7 +46,9 @@ class CitizenReportSettings(BaseModel):
     public_base_url: str | None = Field(
         None, description="Base URL under which stored photos are reachable; default: the listen address."
     )
-    photo_dir: Path = Field(Path("var/citizen_report/photos"), description="Folder photos are stored in, by sha256.")
+    photo_dir: Path = Field(
+        Path("citizen_report/photos"), description="Folder photos are stored in, by sha256; relative to the hub's data_dir."
+    )
     max_photo_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="Larger photos get 413.")
     photo_types: list[str] = Field(
         default_factory=lambda: ["image/jpeg", "image/png", "image/webp"],

@@ -19,6 +19,9 @@ log = logging.getLogger("cityhub.sim.citizen_report")
 
 # (report type, text, GCJ-02 lng, lat): Chengdu places citizens report from.
 SAMPLE_REPORTS: tuple[tuple[str, str, float, float], ...] = (
+    # First in every run: the demo's shared scenario, the gas leak at 红星路三段1号 (also a 12345 call and an
+    # IoT gas alarm there), in GCJ-02 as the phone's map gives it.
+    ("gas", "红星路三段1号楼下燃气味很重，像是漏气了", 104.08403, 30.65470),
     ("gas", "楼道里有很重的燃气味", 104.08116, 30.65716),
     ("garbage", "垃圾桶满了好几天没人清运", 104.04868, 30.64602),
     ("road", "人行道地砖松动，老人容易绊倒", 104.05614, 30.66962),
@@ -65,7 +68,7 @@ class CitizenAppSimulator:
     def sample_report(self, now: datetime | None = None) -> dict[str, Any]:
         """The fields of the next seeded report (photo bytes under ``photo``)."""
         self.sent += 1
-        report_type, text, lng, lat = self.rng.choice(SAMPLE_REPORTS)
+        report_type, text, lng, lat = SAMPLE_REPORTS[0] if self.sent == 1 else self.rng.choice(SAMPLE_REPORTS[1:])
         reported_at = (now or datetime.now(timezone.utc)).astimezone(timezone(timedelta(hours=8))).replace(microsecond=0)
         return {
             "report_id": f"r-{self.rng.getrandbits(64):016x}",

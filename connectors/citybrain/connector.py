@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal
 
@@ -26,7 +27,7 @@ from connectors.citybrain.settings import CitybrainSettings
 from hub import topology
 from hub.connector import Connector, ConnectorContext
 from hub.errors import GeoError
-from hub.geofence import Cell, GridIndex
+from hub.geofence import Cell, GridIndex, LayerSpec
 from hub.models import Category, DispatchOrder, DispatchUpdate, Event, Incident, IncidentState
 
 SOURCE = "citybrain"
@@ -69,8 +70,9 @@ class CitybrainConnector(Connector):
     outbound_subjects: ClassVar[tuple[str, ...]] = (f"{topology.PREFIX}.incidents.>",)
     settings: CitybrainSettings
 
-    def __init__(self, settings: CitybrainSettings):
+    def __init__(self, settings: CitybrainSettings, layers: Sequence[LayerSpec] | None = None):
         super().__init__(settings)
+        self.layers = list(layers if layers is not None else settings.southbound.layers)
         self.server: HttpServer | None = None
         self.grids: GridIndex | None = None
         self._ctx: ConnectorContext | None = None
@@ -93,7 +95,7 @@ class CitybrainConnector(Connector):
         south = self.settings.southbound
         try:
             if south.enabled:
-                self.grids = await asyncio.to_thread(GridIndex.load, south.layers)
+                self.grids = await asyncio.to_thread(GridIndex.load, self.layers)
                 self.server = await HttpServer(self._app(ctx), south.listen.host, south.listen.port).start()
                 ctx.log.info("area warnings on %s%s over %d cells", self.server.url, south.path, len(self.grids))
             await asyncio.Event().wait()

@@ -48,7 +48,9 @@ class SouthboundSettings(BaseModel):
     window_s: float = Field(300.0, gt=0, description="Accepted clock difference of the signature timestamp.")
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Larger warnings get 413 and a DLQ entry.")
     crs: CoordSystem = Field(CoordSystem.WGS84, description="Coordinate system of the warning polygons.")
-    layers: list[LayerSpec] = Field(default_factory=list, description="Grid layers the warnings fan out over.")
+    layers: list[LayerSpec] = Field(
+        default_factory=list, description="Grid layers the warnings fan out over (empty: the hub's [geo] layers)."
+    )
     levels: list[str] = Field(
         default_factory=list, description="Fan out to cells of these levels only (empty: every touched cell)."
     )

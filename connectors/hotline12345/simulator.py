@@ -28,7 +28,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from connectors._http import IDEMPOTENCY_HEADER, HttpServer
-from hub.models import Category
 from hub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, signed_headers, verify
 
 log = logging.getLogger("cityhub.sim.hotline12345")
@@ -44,47 +43,6 @@ def service_code(type_name: str) -> str:
     """The simulator's service code for a Boston case type, e.g. ``Street Light Outages`` → ``STREET_LIGHT_OUTAGES``."""
     return re.sub(r"[^A-Z0-9]+", "_", type_name.upper()).strip("_")[:48]
 
-
-# Category mapping for the simulator's services (used by the demo config and the tests). Three real case types
-# are left out on purpose, so their requests show the DLQ path with real data.
-SAMPLE_SERVICE_CATEGORIES: dict[str, Category] = {
-    service_code(name): category
-    for name, category in {
-        "Parking Enforcement": Category.ILLEGAL_PARKING,
-        "Abandoned Vehicles": Category.ILLEGAL_PARKING,
-        "CE Collection": Category.SANITATION,
-        "Improper Storage of Trash (Barrels)": Category.SANITATION,
-        "Requests for Street Cleaning": Category.SANITATION,
-        "Missed Trash/Recycling/Yard Waste/Bulk Item": Category.SANITATION,
-        "Schedule a Bulk Item Pickup": Category.SANITATION,
-        "Schedule a Bulk Item Pickup SS": Category.SANITATION,
-        "Empty Litter Basket": Category.SANITATION,
-        "Request for Recycling Cart": Category.SANITATION,
-        "Needle Pickup": Category.SANITATION,
-        "Pick up Dead Animal": Category.SANITATION,
-        "Graffiti Removal": Category.ENVIRONMENT,
-        "PWD Graffiti": Category.ENVIRONMENT,
-        "Rodent Activity": Category.ENVIRONMENT,
-        "Pest Infestation - Residential": Category.ENVIRONMENT,
-        "Poor Conditions of Property": Category.ENVIRONMENT,
-        "Ground Maintenance": Category.TREE,
-        "Traffic Signal Inspection": Category.STREET_LIGHT,
-        "Street Light Outages": Category.STREET_LIGHT,
-        "General Lighting Request": Category.STREET_LIGHT,
-        "Knockdown Replacement": Category.STREET_LIGHT,
-        "Sidewalk Repair (Make Safe)": Category.ROAD_DAMAGE,
-        "Request for Pothole Repair": Category.ROAD_DAMAGE,
-        "Sign Repair": Category.ROAD_DAMAGE,
-        "New Sign  Crosswalk or Pavement Marking": Category.ROAD_DAMAGE,
-        "Misc. Snow Complaint": Category.ROAD_DAMAGE,
-        "City/State Snow Issues": Category.ROAD_DAMAGE,
-        "Sidewalk Cover / Manhole": Category.MANHOLE_COVER,
-        "Loud Parties/Music/People": Category.NOISE,
-        "Unsatisfactory Living Conditions": Category.COMPLAINT,
-        "Unsatisfactory Utilities - Electrical  Plumbing": Category.COMPLAINT,
-        "Electrical": Category.COMPLAINT,
-    }.items()
-}
 
 # Real Chengdu places with GCJ-02 coordinates as a Chinese web map shows them.
 CHENGDU_PLACES: tuple[tuple[str, float, float], ...] = (
@@ -108,6 +66,11 @@ ORDER_SAMPLES: tuple[tuple[str, str, bool], ...] = (
 )
 
 SURNAMES = "王李张刘陈杨黄赵吴周"
+
+# The demo's shared scenario, sent as the first order of every run: the gas leak at 红星路三段1号 where the IoT
+# simulator's gas sensor GAS-JJ-0001 alarms and a citizen reports it too — one incident, several reports.
+SCENARIO_ORDER = ("燃气泄漏", "市民来电反映红星路三段1号地下厨房有浓烈燃气味，请尽快处置。", True)
+SCENARIO_PLACE = ("成都市锦江区春熙路街道红星路三段1号", 104.08403, 30.65470)
 
 
 @dataclass
@@ -373,11 +336,13 @@ class HotlineSimulator:
     # --- 工单 sender ---------------------------------------------------------------------------------
 
     def sample_order(self, now: datetime | None = None) -> dict[str, Any]:
-        """A seeded work order in Chengdu (fictional caller, real place, GCJ-02 coordinates)."""
+        """A seeded work order in Chengdu (fictional caller, real place, GCJ-02 coordinates); the first one of a
+        run is the demo's shared gas-leak scenario."""
         self.orders_sent += 1
         created = (now or datetime.now(timezone.utc)).astimezone(timezone(timedelta(hours=8))).replace(microsecond=0)
-        category, description, urgent = self.rng.choice(ORDER_SAMPLES)
-        address, lng, lat = self.rng.choice(CHENGDU_PLACES)
+        first = self.orders_sent == 1
+        category, description, urgent = SCENARIO_ORDER if first else self.rng.choice(ORDER_SAMPLES)
+        address, lng, lat = SCENARIO_PLACE if first else self.rng.choice(CHENGDU_PLACES)
         return {
             "order_no": f"CD12345-{created:%Y%m%d}-{self.orders_sent:06d}",
             "category": category,

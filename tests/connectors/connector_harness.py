@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tomllib
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -10,6 +12,13 @@ from harness import stream_messages
 
 from hub import topology, wire
 from hub.models import Event
+
+CONNECTORS = Path(__file__).resolve().parents[2] / "connectors"
+
+
+def demo_section(plugin: str) -> dict[str, Any]:
+    """The ``[plugins.<plugin>]`` section the plugin ships for the demo (``connectors/<plugin>/demo.toml``)."""
+    return tomllib.loads((CONNECTORS / plugin / "demo.toml").read_text())["plugins"][plugin]
 
 
 async def ingested_events(nats_url: str, source: str) -> list[tuple[str, Event]]:

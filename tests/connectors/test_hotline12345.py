@@ -9,14 +9,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from connector_harness import dlq, ingested_events, publish_outbound
+from connector_harness import demo_section, dlq, ingested_events, publish_outbound
 from harness import until
 
 from connectors._http import RetrySettings
 from connectors.hotline12345.connector import Hotline12345Connector
 from connectors.hotline12345.open311 import request_to_event
 from connectors.hotline12345.settings import Hotline12345Settings, Open311Settings
-from connectors.hotline12345.simulator import SAMPLE_SERVICE_CATEGORIES, HotlineSimulator
+from connectors.hotline12345.simulator import HotlineSimulator
 from hub import topology, wire
 from hub.connector_runtime import running_connector
 from hub.models import Category, CoordSystem, DispatchStatus, DispatchUpdate
@@ -24,6 +24,7 @@ from hub.models import Category, CoordSystem, DispatchStatus, DispatchUpdate
 OPEN311_DATA = Path(__file__).resolve().parents[1] / "data" / "open311"
 WEBHOOK_SECRET = "webhook-secret"
 FEEDBACK_SECRET = "feedback-secret"
+SAMPLE_SERVICE_CATEGORIES = demo_section("hotline12345")["open311"]["service_categories"]
 FAST_RETRY = RetrySettings(initial_s=0.05, max_s=0.2, attempts=2, timeout_s=5)
 
 
