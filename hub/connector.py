@@ -38,7 +38,8 @@ class ConnectorContext(Protocol):
 
     async def publish(self, event: Event) -> None:
         """Publish one canonical event to ``cityhub.ingest.<source>`` and wait for JetStream's ack.
-        The message id (``Nats-Msg-Id``) is derived from ``(source, source_event_id)``."""
+        The message id (``Nats-Msg-Id``) is derived from ``(source, source_event_id, status)``: a status change
+        of the same report is a new message, a re-delivery is not (``hub.ids.idempotency_key``)."""
         ...
 
     async def publish_update(self, update: DispatchUpdate) -> None:
