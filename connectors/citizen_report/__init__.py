@@ -1,4 +1,4 @@
-"""Citizen reports from the phone mini-program (one tap: text, photo, GCJ-02 location).
+"""Citizen reports (``citizen_report``) from the phone mini-program: one tap, text, photo, GCJ-02 location.
 
 In: HTTP POST of a report as multipart/form-data (what ``wx.uploadFile`` sends) or JSON with a base64 photo;
 attachment size and type limits (413 / 415), per-reporter rate limits (429), photos stored by content hash and

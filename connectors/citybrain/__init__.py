@@ -1,4 +1,4 @@
-"""City-level platform (城市大脑 / 城运中心 city tier).
+"""City-level platform (``citybrain``): the 城市大脑 / city tier of the 城运中心.
 
 Northbound: incident changes that meet the configured criteria (severity, category, overdue) are reported upward
 over HTTPS, signed with HMAC-SHA256 over timestamp and body (:mod:`hub.signing`), with an ``Idempotency-Key`` per

@@ -1,4 +1,4 @@
-"""12345 citizen hotline (the Chinese 311).
+"""12345 citizen hotline (``hotline12345``), the Chinese 311.
 
 In: service requests polled from the hotline's Open311 GeoReport v2 endpoint (``services.json`` discovery,
 ``requests.json`` read incrementally by updated time; status changes become new versions of the same report), and

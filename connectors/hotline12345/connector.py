@@ -65,8 +65,8 @@ class Hotline12345Connector(Connector):
 
     async def _poll_forever(self, ctx: ConnectorContext) -> None:
         settings = self.settings.open311
-        client = Open311Client(settings, self.http, self.settings.retry.timeout_s)
-        backoff = self.settings.retry.make()
+        client = Open311Client(settings, self.http)
+        backoff = settings.backoff.make()
         discovered_at: float | None = None
         while True:
             try:

@@ -24,10 +24,9 @@ SOURCE = "hotline12345"
 class Open311Client:
     """Reads ``services.json`` and ``requests.json`` from one GeoReport v2 endpoint."""
 
-    def __init__(self, settings: Open311Settings, http: httpx.AsyncClient, timeout_s: float):
+    def __init__(self, settings: Open311Settings, http: httpx.AsyncClient):
         self.settings = settings
         self.http = http
-        self.timeout_s = timeout_s
 
     def _params(self, **extra: str | int) -> dict[str, str | int]:
         params: dict[str, str | int] = dict(extra)
@@ -39,7 +38,7 @@ class Open311Client:
 
     async def _get_list(self, resource: str, params: dict[str, str | int]) -> list[Any]:
         url = f"{self.settings.base_url.rstrip('/')}/{resource}"
-        response = await self.http.get(url, params=params, timeout=self.timeout_s)
+        response = await self.http.get(url, params=params, timeout=self.settings.timeout_s)
         response.raise_for_status()
         body = orjson.loads(response.content)
         if not isinstance(body, list):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from connectors._http import ListenSettings, RetrySettings
+from hub.backoff import BackoffSettings
 from hub.models import Category, CoordSystem, Severity
 
 # The 12345 classification names most Chinese hotlines use for the cases a street centre handles.
@@ -62,6 +63,8 @@ class Open311Settings(BaseModel):
     severity: Severity = Field(Severity.LOW, description="Severity of Open311 requests not in service_severities.")
     crs: CoordSystem = Field(CoordSystem.WGS84, description="Coordinate system of lat/long (GeoReport v2 is WGS-84).")
     discovery_interval_s: float = Field(3600.0, gt=0, description="How often services.json is read again.")
+    timeout_s: float = Field(10.0, gt=0, description="HTTP timeout per request; a slower answer counts as a failure.")
+    backoff: BackoffSettings = Field(default_factory=BackoffSettings, description="Pauses while the server is down.")
 
 
 class WebhookSettings(BaseModel):
@@ -104,4 +107,3 @@ class Hotline12345Settings(BaseModel):
     open311: Open311Settings = Field(default_factory=Open311Settings, description="Open311 GeoReport v2 polling.")
     webhook: WebhookSettings = Field(description="Signed work-order webhook.")
     outbound: OutboundSettings = Field(description="Feedback posted back to the hotline system.")
-    retry: RetrySettings = Field(default_factory=RetrySettings, description="Backoff of the Open311 poller.")

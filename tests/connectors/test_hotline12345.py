@@ -31,12 +31,11 @@ FAST_RETRY = RetrySettings(initial_s=0.05, max_s=0.2, attempts=2, timeout_s=5)
 def _settings(sim: HotlineSimulator, **open311: object) -> Hotline12345Settings:
     return Hotline12345Settings.model_validate({
         "open311": {
-            "base_url": sim.open311_url, "poll_interval_s": 0.1, "page_size": 7,
-            "service_categories": SAMPLE_SERVICE_CATEGORIES, **open311,
+            "base_url": sim.open311_url, "poll_interval_s": 0.1, "page_size": 7, "timeout_s": 5,
+            "backoff": {"initial_s": 0.05, "max_s": 0.2}, "service_categories": SAMPLE_SERVICE_CATEGORIES, **open311,
         },
         "webhook": {"secret": WEBHOOK_SECRET, "listen": {"port": 0}},
         "outbound": {"base_url": sim.feedback_url, "secret": FEEDBACK_SECRET, "retry": FAST_RETRY},
-        "retry": FAST_RETRY,
     })
 
 
