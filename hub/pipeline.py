@@ -51,6 +51,7 @@ from hub.models import (
     GridCell,
     Incident,
     IncidentChange,
+    IncidentState,
     Location,
     Severity,
 )
@@ -140,7 +141,7 @@ def decode_event(raw: bytes, subject: str, max_bytes: int) -> tuple[Event, dict[
     if not isinstance(document, dict):
         raise _invalid("invalid", f"an event must be a JSON object, got {type(document).__name__}")
     if "specversion" in document:
-        document = _cloudevent_data(raw)
+        document = _cloudevent_data(document)
     try:
         event = Event.model_validate(document)
     except ValidationError as exc:
@@ -150,8 +151,8 @@ def decode_event(raw: bytes, subject: str, max_bytes: int) -> tuple[Event, dict[
     return event, document
 
 
-def _cloudevent_data(raw: bytes) -> dict[str, Any]:
-    envelope = wire.decode(raw)
+def _cloudevent_data(envelope: dict[str, Any]) -> dict[str, Any]:
+    wire.check_envelope(envelope)
     if envelope["type"] != wire.TYPE_EVENT:
         raise _invalid("invalid", f"CloudEvent type {envelope['type']!r} on ingest; expected {wire.TYPE_EVENT!r}")
     data = envelope.get("data")
@@ -263,9 +264,19 @@ class BatchProcessor:
     """The pure part of the pipeline: a batch of raw messages → outputs, mutating :class:`PipelineState`."""
 
     def __init__(self, engines: Engines, options: PipelineOptions, on_transform_error: TransformFailed | None = None):
-        self.engines = engines
+        self._engines = engines
+        self._grid_cells: dict[Any, GridCell] = {}
         self.options = options
         self.on_transform_error = on_transform_error
+
+    @property
+    def engines(self) -> Engines:
+        return self._engines
+
+    @engines.setter
+    def engines(self, engines: Engines) -> None:
+        self._engines = engines
+        self._grid_cells = {}  # new grids: new cells
 
     def process(self, state: PipelineState, batch: Sequence[tuple[int, str, bytes]], evaluate: bool = False) -> BatchResult:
         """``batch``: ``(stream sequence, subject, bytes)`` per message, in stream order."""
@@ -343,19 +354,34 @@ class BatchProcessor:
             group = [event for event in located if event.location.crs is crs]  # type: ignore[union-attr]
             lons, lats = convert([e.location.lon for e in group], [e.location.lat for e in group], crs, "wgs84")  # type: ignore[union-attr]
             for event, lon, lat in zip(group, lons, lats, strict=True):
-                event.location = Location(lon=lon, lat=lat, crs=CoordSystem.WGS84, accuracy_m=event.location.accuracy_m)  # type: ignore[union-attr]
+                event.location = Location.model_construct(  # converted from a validated point: still valid
+                    lon=lon, lat=lat, crs=CoordSystem.WGS84, accuracy_m=event.location.accuracy_m  # type: ignore[union-attr]
+                )
         admin_paths = {id(event): ("", "") for event in events}
         if self.engines.geofence is not None and located:
             resolutions = self.engines.geofence.locate_many(
                 [e.location.lon for e in located], [e.location.lat for e in located], "wgs84"  # type: ignore[union-attr]
             )
             for event, resolution in zip(located, resolutions, strict=True):
-                event.grid_path = _grid_path(resolution)
+                event.grid_path = self._grid_path(resolution)
                 admin_paths[id(event)] = (
                     "/".join(cell.name for cell in resolution.admin_path),
                     "/".join(cell.id for cell in resolution.admin_path),
                 )
         return [admin_paths[id(event)] for event in events]
+
+    def _grid_path(self, resolution: Resolution) -> list[GridCell]:
+        """Admin path from the district down, then overlay cells. GridCell models are built once per cell
+        (and distance) and shared: transforms must treat them as read-only."""
+        admin_ids = {cell.id for cell in resolution.admin_path}
+        overlays = [cell for cell in resolution.cells if cell.id not in admin_ids]
+        path = []
+        for cell in [*resolution.admin_path, *overlays]:
+            grid_cell = self._grid_cells.get(cell)
+            if grid_cell is None:
+                grid_cell = self._grid_cells[cell] = cell.to_grid_cell()
+            path.append(grid_cell)
+        return path
 
     def _match_rules(
         self, events: list[Event], documents: list[dict[str, Any]], keys: list[str], admin_paths: list[tuple[str, str]]
@@ -405,11 +431,11 @@ class BatchProcessor:
 
     def _event_output(self, event: Event, incident_id: str) -> Output:
         district, street = _admin_cell(event.grid_path, "district"), _admin_cell(event.grid_path, "street")
-        subject = topology.event_subject(district, street, event.category.value, event.severity.value)
+        subject = topology.event_subject(district, street, event.category, event.severity)
         raw = wire.encode(
             type_=wire.TYPE_EVENT, id_=event.id or "", source=_SOURCE, time=event.time, data=event, subject=subject,
             extensions={
-                "category": event.category.value, "severity": event.severity.value, "incidentid": incident_id,
+                "category": event.category, "severity": event.severity, "incidentid": incident_id,
                 "district": district, "street": street,
                 "gridcell": event.grid_path[0].id if event.grid_path else None,
             },
@@ -427,25 +453,30 @@ class BatchProcessor:
                 yield dispatch_output(build_order(event, incident_id, target, match, attempt=1))
 
     def _incident_output(self, record: IncidentRecord, incident_id: str, event: Event, opened: bool, count: int) -> Output:
-        incident = Incident(
-            id=incident_id, category=Category(record.category), severity=_SEVERITIES[record.severity],
-            opened_at=datetime.fromtimestamp(record.opened_at, timezone.utc), updated_at=event.time,
-            location=event.location, address=event.address, grid_path=event.grid_path, report_count=count,
-            event_ids=[event.id or ""], sources=list(record.sources), matched_rules=list(record.matched_rules),
-        )
+        """The incident update as :class:`Incident` JSON, written directly from validated parts (a test checks
+        it against the model) because it is published once per touched incident per batch."""
+        severity = _SEVERITIES[record.severity]
+        data: dict[str, Any] = {
+            "id": incident_id, "category": record.category, "severity": severity, "state": IncidentState.OPEN,
+            "opened_at": datetime.fromtimestamp(record.opened_at, timezone.utc), "updated_at": event.time,
+            "grid_path": [_cell_json(cell) for cell in event.grid_path], "report_count": count,
+            "event_ids": [event.id], "sources": record.sources, "matched_rules": record.matched_rules,
+            "escalation_level": 0,
+        }
+        if event.location is not None:
+            data["location"] = _location_json(event.location)
+        if event.address is not None:
+            data["address"] = event.address
         change = IncidentChange.OPENED if opened else IncidentChange.MERGED
-        return incident_output(incident, change, f"{incident_id}:{count}")
+        district = _admin_cell(event.grid_path, "district")
+        return incident_output(data, incident_id, record.category, severity, district, change,
+                               f"{incident_id}:{count}", event.time)
 
     def _expire(self, state: PipelineState, watermark: float) -> None:
         for incident_id in state.merger.expire(watermark):
             state.incidents.pop(incident_id, None)
 
 
-def _grid_path(resolution: Resolution) -> list[GridCell]:
-    """Admin path from the district down, then overlay cells."""
-    admin_ids = {cell.id for cell in resolution.admin_path}
-    overlays = [cell for cell in resolution.cells if cell.id not in admin_ids]
-    return [cell.to_grid_cell() for cell in [*resolution.admin_path, *overlays]]
 
 
 def build_order(event: Event, incident_id: str, target: str, match: RuleMatch, attempt: int) -> DispatchOrder:
@@ -475,16 +506,29 @@ def dispatch_output(order: DispatchOrder) -> Output:
     return Output(subject, raw, order.id)
 
 
-def incident_output(incident: Incident, change: IncidentChange, msg_id: str) -> Output:
-    district = _admin_cell(incident.grid_path, "district")
-    subject = topology.incident_subject(district, incident.category.value, change.value)
+def _cell_json(cell: GridCell) -> dict[str, Any]:
+    return {"layer": cell.layer, "level": cell.level, "id": cell.id, "name": cell.name, "distance_m": cell.distance_m}
+
+
+def _location_json(location: Location) -> dict[str, Any]:
+    data: dict[str, Any] = {"lon": location.lon, "lat": location.lat, "crs": location.crs}
+    if location.accuracy_m is not None:
+        data["accuracy_m"] = location.accuracy_m
+    return data
+
+
+def incident_output(
+    data: Incident | dict[str, Any], incident_id: str, category: str, severity: str, district: str | None,
+    change: IncidentChange, msg_id: str, time: datetime,
+) -> Output:
+    """An incident change on ``cityhub.incidents.<district>.<category>.<change>``."""
+    subject = topology.incident_subject(district, category, change)
     raw = wire.encode(
-        type_=f"{wire.TYPE_INCIDENT_PREFIX}{change.value}", id_=msg_id, source=_SOURCE, time=incident.updated_at,
-        data=incident, subject=subject,
-        extensions={"category": incident.category.value, "severity": incident.severity.value,
-                    "incidentid": incident.id, "district": district},
+        type_=f"{wire.TYPE_INCIDENT_PREFIX}{change}", id_=msg_id, source=_SOURCE, time=time, data=data,
+        subject=subject,
+        extensions={"category": category, "severity": severity, "incidentid": incident_id, "district": district},
     )
-    return Output(subject, raw, f"{msg_id}:{change.value}")
+    return Output(subject, raw, f"{msg_id}:{change}")
 
 
 def dlq_output(rejection: Rejection) -> Output:
@@ -614,33 +658,57 @@ class Pipeline:
     # the loop
 
     async def _run(self) -> None:
+        """Fetch and process batch k+1 while JetStream stores batch k's outputs; acknowledge k once they are
+        stored. Input is acknowledged in order, so the ack floor never passes unstored output."""
+        in_flight: tuple[list[Msg], Any, float] | None = None
         while not self._stopping.is_set():
-            try:
-                msgs = await self._consumer.fetch(self.options.batch_size, timeout=self.options.fetch_timeout_s)
-            except asyncio.TimeoutError:  # nats' TimeoutError is one: nothing arrived
-                msgs = []
-            except Exception as exc:  # connection trouble: nats-py reconnects; try again shortly
-                log.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
-                await asyncio.sleep(0.5)
-                msgs = []
-            raise_if_cancelled()
-            if msgs:
-                await self._handle(msgs)
+            msgs = await self._fetch()
+            started = time.monotonic()
+            publishing = self._process(msgs) if msgs else None
+            if in_flight is not None:
+                await self._complete(*in_flight)
+            in_flight = (msgs, publishing, started) if msgs else None
             if time.monotonic() - self._last_snapshot >= self.options.snapshot_interval_s:
+                if in_flight is not None:  # a snapshot covers only input whose outputs are all stored
+                    await self._complete(*in_flight)
+                    in_flight = None
                 await self._snapshot_retrying()
+        if in_flight is not None:
+            await self._complete(*in_flight)
 
-    async def _handle(self, msgs: list[Msg]) -> None:
-        started = time.monotonic()
+    async def _fetch(self) -> list[Msg]:
+        try:
+            msgs = await self._consumer.fetch(self.options.batch_size, timeout=self.options.fetch_timeout_s)
+        except asyncio.TimeoutError:  # nats' TimeoutError is one: nothing arrived
+            msgs = []
+        except Exception as exc:  # connection trouble: nats-py reconnects; try again shortly
+            log.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
+            await asyncio.sleep(0.5)
+            msgs = []
+        raise_if_cancelled()
+        return msgs
+
+    def _process(self, msgs: list[Msg]) -> tuple[asyncio.Task[None], BatchResult, int] | None:
+        """Process a batch (skipping what was processed before) and start publishing its outputs."""
         batch = []
         for msg in msgs:
             seq = msg.metadata.sequence.stream
             if seq > self.state.last_seq:
                 batch.append((seq, msg.subject, msg.data))
-        if batch:
-            result = self.processor.process(self.state, batch)
-            self.state.last_seq = max(self.state.last_seq, batch[-1][0])
-            await self._publish_all(result.outputs)
-            self._count(result, len(batch), started, msgs)
+        if not batch:
+            return None
+        result = self.processor.process(self.state, batch)
+        self.state.last_seq = max(self.state.last_seq, batch[-1][0])
+        return asyncio.create_task(self._publish_all(result.outputs)), result, len(batch)
+
+    async def _complete(
+        self, msgs: list[Msg], publishing: tuple[asyncio.Task[None], BatchResult, int] | None, started: float
+    ) -> None:
+        """Wait until the batch's outputs are stored, then acknowledge its input."""
+        if publishing is not None:
+            task, result, received = publishing
+            await task
+            self._count(result, received, started, msgs)
         await self._ack(msgs)
         self.last_batch_at = time.time()
 
@@ -652,18 +720,23 @@ class Pipeline:
         while pending:
             futures = []
             for output in pending:
-                headers = {**(output.headers or {}), topology.HEADER_MSG_ID: output.msg_id}
+                headers = {topology.HEADER_MSG_ID: output.msg_id}
+                if output.headers:
+                    headers.update(output.headers)
                 try:
                     futures.append(await self.js.publish_async(output.subject, output.data, headers=headers))
                 except Exception as exc:  # not connected: keep it for the retry
                     futures.append(_failed_future(exc))
-            results = await asyncio.gather(*(asyncio.wait_for(f, 10.0) for f in futures), return_exceptions=True)
-            failed = [output for output, outcome in zip(pending, results, strict=True) if isinstance(outcome, BaseException)]
+            done, waiting = await asyncio.wait(futures, timeout=10.0)
+            for future in waiting:
+                future.cancel()
+            failed = [output for output, future in zip(pending, futures, strict=True)
+                      if future not in done or future.exception() is not None]
             if failed:
                 attempt += 1
-                first_error = next(r for r in results if isinstance(r, BaseException))
-                log.warning("%d of %d outputs not stored (%s: %s); retry %d", len(failed), len(pending),
-                            type(first_error).__name__, first_error, attempt)
+                errors = [future.exception() for future in done if future.exception() is not None]
+                reason = f"{type(errors[0]).__name__}: {errors[0]}" if errors else "no ack within 10 s"
+                log.warning("%d of %d outputs not stored (%s); retry %d", len(failed), len(pending), reason, attempt)
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
             pending = failed
 

@@ -85,9 +85,14 @@ def decode(raw: bytes) -> dict[str, Any]:
         raise InvalidEventError(f"not JSON: {exc}") from None
     if not isinstance(envelope, dict):
         raise InvalidEventError(f"a CloudEvent must be a JSON object, got {type(envelope).__name__}")
+    check_envelope(envelope)
+    return envelope
+
+
+def check_envelope(envelope: dict[str, Any]) -> None:
+    """Raise InvalidEventError unless a parsed JSON object has the required CloudEvents attributes."""
     missing = [name for name in _REQUIRED if name not in envelope]
     if missing:
         raise InvalidEventError(f"not a CloudEvent: missing {', '.join(missing)}")
     if envelope["specversion"] != SPEC_VERSION:
         raise InvalidEventError(f"unsupported CloudEvents specversion {envelope['specversion']!r}")
-    return envelope

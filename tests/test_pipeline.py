@@ -12,7 +12,7 @@ from cloudevents.core.formats.json import JSONFormat
 from hub import topology
 from hub.errors import InvalidEventError
 from hub.metrics import Metrics
-from hub.models import Category
+from hub.models import Category, Incident
 from hub.pipeline import HEADER_REASON_KIND, Pipeline, PipelineOptions, decode_event
 from hub.streams import ensure_streams
 from tests.pipeline_support import (
@@ -90,6 +90,7 @@ async def test_reports_close_together_merge_and_dispatch_once(nats_url):
     assert {data_of(m)["id"] for m in incidents} == {"inc-" + data_of((await read_stream(nats_url, topology.EVENTS_STREAM))[0])["id"]}
     assert max(data_of(m)["report_count"] for m in incidents) == 4
     assert incidents[0].subject == "cityhub.incidents.510104.gas_leak.opened"
+    assert all(Incident.model_validate(data_of(m)).grid_path for m in incidents)  # written without the model
     orders = await read_stream(nats_url, topology.DISPATCH_STREAM)
     assert sorted(m.subject for m in orders) == ["cityhub.dispatch.orders.dept_fire", "cityhub.dispatch.orders.gridworker"]
     assert data_of(orders[0])["deadline"]
