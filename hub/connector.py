@@ -38,7 +38,8 @@ class ConnectorContext(Protocol):
 
     async def publish(self, event: Event) -> None:
         """Publish one canonical event to ``cityhub.ingest.<source>`` and wait for JetStream's ack.
-        The message id (``Nats-Msg-Id``) is derived from ``(source, source_event_id)``."""
+        The message id (``Nats-Msg-Id``) is derived from ``(source, source_event_id, status)``: a status change
+        of the same report is a new message, a re-delivery is not (``hub.ids.idempotency_key``)."""
         ...
 
     async def publish_update(self, update: DispatchUpdate) -> None:
@@ -58,6 +59,10 @@ class Connector(ABC):
     """Base of every connector. Subclasses set ``source`` and implement :meth:`run`."""
 
     source: ClassVar[str]
+    #: Subjects whose messages :meth:`deliver` receives. Empty: the connector's own dispatch orders
+    #: (``cityhub.dispatch.orders.<source>``). A northbound reporter lists e.g. ``("cityhub.incidents.>",)``;
+    #: each subject gets its own durable consumer on the stream that holds it.
+    outbound_subjects: ClassVar[tuple[str, ...]] = ()
     settings: BaseModel
 
     def __init__(self, settings: BaseModel):
@@ -69,7 +74,8 @@ class Connector(ABC):
         Retry the external system with backoff; never return on a transient error."""
 
     async def deliver(self, item: DispatchOrder | DispatchUpdate | dict[str, Any]) -> None:
-        """Send one outbound item to the external system. Raise to have it redelivered later."""
+        """Send one outbound item to the external system. Raise to have it redelivered later; raise
+        :class:`hub.errors.DeliveryRejected` when the system refused it for good (it goes to the DLQ)."""
         raise NotImplementedError(f"connector {self.source!r} has no outbound side")
 
     def health(self) -> dict[str, Any]:

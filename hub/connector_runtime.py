@@ -5,8 +5,10 @@
   (a retry of an already stored message is dropped by JetStream's duplicate window).
 * ``reject`` puts unusable input on ``cityhub.dlq.<source>`` with the original bytes and the reason in headers.
 * ``state`` is a JetStream key/value bucket per connector (cursors survive restarts and moves between hosts).
-* Outbound: a durable pull consumer on ``cityhub.dispatch.orders.<source>`` feeds :meth:`Connector.deliver`;
-  a delivery that raises is redelivered later with exponential backoff, so nothing waiting to go out is lost.
+* Outbound: a durable pull consumer on ``cityhub.dispatch.orders.<source>`` (or on each subject the connector
+  lists in ``outbound_subjects``) feeds :meth:`Connector.deliver`; a delivery that raises is redelivered later
+  with exponential backoff, so nothing waiting to go out is lost; one that raises ``DeliveryRejected`` goes to
+  the DLQ.
 
 :func:`run_connector` runs one connector against a NATS server until cancelled (the supervisor calls it in
 the connector's own process); :func:`running_connector` does the same as an async context manager for tests.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import logging
 import re
 from collections import Counter
@@ -34,7 +37,7 @@ from pydantic import ValidationError
 
 from hub import ids, topology, wire
 from hub.connector import Connector
-from hub.errors import InvalidEventError
+from hub.errors import DeliveryRejected, InvalidEventError
 from hub.models import DispatchOrder, DispatchUpdate, Event
 from hub.config import NatsConfig, StreamsConfig
 from hub.natsconn import connect
@@ -186,8 +189,21 @@ def _header_value(text: str) -> str:
     return " ".join(text.split())[:1024]
 
 
+def outbound_subjects(connector: Connector) -> tuple[str, ...]:
+    """The subjects a connector's :meth:`~Connector.deliver` is fed from (its dispatch orders by default)."""
+    return connector.outbound_subjects or (topology.dispatch_order_subject(connector.source),)
+
+
+def outbound_consumer(source: str, subject: str) -> str:
+    """Durable consumer name of one outbound subject: the historic name for the connector's own dispatch
+    orders, a stable hash suffix for any other subject (consumer names cannot hold ``.``, ``*`` or ``>``)."""
+    if subject == topology.dispatch_order_subject(source):
+        return delivery_consumer(source)
+    return f"{delivery_consumer(source)}-{hashlib.sha256(subject.encode()).hexdigest()[:12]}"
+
+
 class OutboundDelivery:
-    """Feeds ``connector.deliver`` from its durable dispatch consumer; failures are retried with backoff."""
+    """Feeds ``connector.deliver`` from a durable consumer per outbound subject; failures are retried with backoff."""
 
     def __init__(
         self, connector: Connector, ctx: NatsConnectorContext, js: JetStreamContext, *,
@@ -200,11 +216,16 @@ class OutboundDelivery:
         self._deliver_timeout_s = deliver_timeout_s
 
     async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for subject in outbound_subjects(self.connector):
+                group.create_task(self._consume(subject), name=f"{self.connector.source}.deliver:{subject}")
+
+    async def _consume(self, subject: str) -> None:
         source = self.connector.source
         subscription = await self._js.pull_subscribe(
-            topology.dispatch_order_subject(source),
-            durable=delivery_consumer(source),
-            stream=topology.DISPATCH_STREAM,
+            subject,
+            durable=outbound_consumer(source, subject),
+            stream=await self._js.find_stream_name_by_subject(subject),
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
@@ -233,6 +254,10 @@ class OutboundDelivery:
             await asyncio.wait_for(self.connector.deliver(item), self._deliver_timeout_s)
         except asyncio.CancelledError:
             raise
+        except DeliveryRejected as exc:  # refused for good: redelivery cannot help, keep it in the DLQ
+            await self.ctx.reject(msg.data, f"refused by the external system: {exc}")
+            await msg.term()
+            return
         except Exception as exc:  # the external system's failure, whatever its type: redeliver later
             attempt = msg.metadata.num_delivered
             delay = backoff_delay(attempt)

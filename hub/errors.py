@@ -58,6 +58,16 @@ class PluginError(HubError, RuntimeError):
     """A plugin raised, hung past its timeout, or is disabled after repeated failures."""
 
 
+class DeliveryError(HubError, ConnectionError):
+    """An outbound item did not reach its external system (down, slow, 5xx); raised from
+    ``Connector.deliver`` so JetStream redelivers it later with backoff."""
+
+
+class DeliveryRejected(HubError, ValueError):
+    """The external system refused an outbound item for good (a 4xx answer); the runtime moves it to the DLQ
+    with this message instead of redelivering bytes that will be refused again."""
+
+
 class SnapshotError(HubError, ValueError):
     """Bytes given to a ``restore`` are not a snapshot of that component, are corrupted, or a delta does not
     follow the state it is applied to."""

@@ -14,9 +14,12 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 def idempotency_key(event: Event) -> str:
-    """``<source>:<source_event_id>``; a content hash stands in when the source has no id."""
+    """``<source>:<source_event_id>``, plus ``:<status>`` when the event carries a source-side status (a status
+    change is a new version of the same report, not a re-delivery); a content hash stands in when the source has
+    no id."""
     if event.source_event_id:
-        return f"{event.source}:{event.source_event_id}"
+        key = f"{event.source}:{event.source_event_id}"
+        return f"{key}:{event.status}" if event.status else key
     content = event.model_dump_json(exclude={"id", "grid_path"}).encode()
     return f"{event.source}:sha256:{hashlib.sha256(content).hexdigest()[:32]}"
 

@@ -1,0 +1,157 @@
+"""citizen_report contract tests: the simulated mini-program posting real multipart / JSON reports with real
+PNG photos to the connector, through a real nats-server."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from connector_harness import dlq, ingested_events
+from harness import until
+
+from connectors.citizen_report.connector import CitizenReportConnector, RateLimiter
+from connectors.citizen_report.settings import CitizenReportSettings
+from connectors.citizen_report.simulator import CitizenAppSimulator, png_photo
+from hub.connector_runtime import running_connector
+from hub.models import Category, CoordSystem
+
+NOON = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def _connector(tmp_path: Path, **overrides: object) -> CitizenReportConnector:
+    settings = CitizenReportSettings.model_validate(
+        {"listen": {"port": 0}, "photo_dir": tmp_path / "photos", "max_photo_bytes": 4096, **overrides}
+    )
+    return CitizenReportConnector(settings)
+
+
+async def _app(connector: CitizenReportConnector) -> CitizenAppSimulator:
+    await until(lambda: connector.server is not None and connector.server.port is not None)
+    return CitizenAppSimulator(f"{connector.server.url}{connector.settings.path}")
+
+
+@pytest.mark.parametrize("encoding", ["multipart", "json"])
+async def test_report_with_photo_is_published_with_the_photo_by_reference(nats_url, tmp_path, encoding):
+    connector = _connector(tmp_path)
+    async with running_connector(connector, nats_url) as ctx:
+        app = await _app(connector)
+        report = app.sample_report(NOON)
+        send = app.send_multipart if encoding == "multipart" else app.send_json
+        response = await send(report)
+        assert response.status_code == 201, response.text
+        assert (await send(report)).status_code == 201  # the phone retried: stored once
+        async with httpx.AsyncClient() as client:
+            photo = await client.get(response.json()["photos"][0])
+        await until(lambda: ctx.counters["published"] == 2)
+
+    [(msg_id, event)] = await ingested_events(nats_url, "citizen_report")
+    assert msg_id == f"citizen_report:{report['report_id']}"
+    assert event.location.crs is CoordSystem.GCJ02
+    assert (event.location.lon, event.location.lat) == (report["lng"], report["lat"])
+    assert event.reporter.account == report["reporter"] and event.text == report["text"]
+    assert event.category is Category(connector.settings.categories[report["type"]])
+    [attachment] = event.attachments
+    assert attachment.sha256 == hashlib.sha256(report["photo"]).hexdigest()
+    assert (attachment.media_type, attachment.size_bytes) == ("image/png", len(report["photo"]))
+    assert photo.status_code == 200 and photo.content == report["photo"]
+    assert photo.headers["content-type"] == "image/png"
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "reason"),
+    [
+        ({"photo": png_photo(400, 300, (1, 2, 3)) + b"\x00" * 5000}, 413, "exceeds the limit"),
+        ({"photo": b"GIF89a" + b"\x00" * 64}, 415, "not a recognised image"),
+        ({"type": "ufo"}, 422, "unknown report type 'ufo'"),
+        ({"lat": 123.0}, 422, "lat"),
+        ({"reported_at": "2026-07-01 12:00"}, 422, "reported_at"),
+    ],
+    ids=["photo-too-large", "not-an-image", "unknown-type", "latitude-out-of-range", "naive-time"],
+)
+async def test_bad_reports_get_a_clear_4xx_and_a_dlq_entry(nats_url, tmp_path, change, status, reason):
+    connector = _connector(tmp_path)
+    async with running_connector(connector, nats_url):
+        app = await _app(connector)
+        response = await app.send_multipart({**app.sample_report(NOON), **change})
+    assert response.status_code == status
+    assert reason in response.json()["error"]
+    [(_, dlq_reason)] = await dlq(nats_url, "citizen_report")
+    assert reason in dlq_reason
+    assert await ingested_events(nats_url, "citizen_report") == []
+
+
+async def test_photo_declared_as_another_type_is_refused(nats_url, tmp_path):
+    connector = _connector(tmp_path)
+    async with running_connector(connector, nats_url):
+        app = await _app(connector)
+        response = await app.send_json(app.sample_report(NOON), photo_type="image/jpeg")
+    assert response.status_code == 415
+    assert response.json()["error"] == "photo declared as image/jpeg but its bytes are image/png"
+
+
+async def test_a_body_that_is_no_report_at_all_is_refused(nats_url, tmp_path):
+    connector = _connector(tmp_path)
+    async with running_connector(connector, nats_url):
+        url = (await _app(connector)).url
+        async with httpx.AsyncClient() as client:
+            not_json = await client.post(url, content=b"{oops", headers={"content-type": "application/json"})
+            plain = await client.post(url, content=b"gas!", headers={"content-type": "text/plain"})
+    assert (not_json.status_code, plain.status_code) == (400, 415)
+    reasons = [reason for _, reason in await dlq(nats_url, "citizen_report")]
+    assert reasons[0].startswith("body is not JSON") and reasons[1].startswith("send multipart/form-data or application/json")
+
+
+async def test_reporter_over_the_rate_limit_gets_429_with_retry_after(nats_url, tmp_path):
+    connector = _connector(tmp_path, rate_limit={"reports": 2, "window_s": 600})
+    async with running_connector(connector, nats_url) as ctx:
+        app = await _app(connector)
+        reports = [app.sample_report(NOON) for _ in range(3)]
+        other = {**app.sample_report(NOON), "reporter": "someone-else"}
+        statuses = [(await app.send_multipart({**r, "reporter": "busy"})).status_code for r in reports[:2]]
+        limited = await app.send_multipart({**reports[2], "reporter": "busy"})
+        statuses.append((await app.send_multipart(other)).status_code)
+        await until(lambda: ctx.counters["published"] == 3)
+    assert statuses == [201, 201, 201]
+    assert limited.status_code == 429 and 0 < int(limited.headers["retry-after"]) <= 600
+    assert ctx.counters["rate_limited"] == 1
+    assert await dlq(nats_url, "citizen_report") == []  # throttled, not bad: the phone keeps it and retries
+
+
+async def test_text_only_report_without_photo(nats_url, tmp_path):
+    connector = _connector(tmp_path)
+    async with running_connector(connector, nats_url) as ctx:
+        app = await _app(connector)
+        report = {**app.sample_report(NOON), "photo": None, "report_id": None}
+        del report["report_id"]
+        response = await app.send_json(report)
+        await until(lambda: ctx.counters["published"] == 1)
+    assert response.status_code == 201
+    [(_, event)] = await ingested_events(nats_url, "citizen_report")
+    assert event.attachments == [] and event.source_event_id.startswith("sha256:")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    calls=st.lists(st.tuples(st.sampled_from("abc"), st.floats(0, 5, allow_nan=False)), max_size=60),
+    reports=st.integers(1, 4),
+)
+def test_rate_limiter_matches_a_sliding_window_oracle(calls, reports):
+    """Oracle: a report is accepted iff fewer than ``reports`` accepted ones of that reporter lie in the last window."""
+    limiter = RateLimiter(reports, window_s=10.0, sweep_every=7)
+    accepted: dict[str, list[float]] = {}
+    now = 0.0
+    for reporter, gap in calls:
+        now += gap
+        recent = [t for t in accepted.get(reporter, []) if t > now - 10.0]
+        wait = limiter.retry_after(reporter, now)
+        assert (wait == 0) == (len(recent) < reports)
+        if wait == 0:
+            accepted.setdefault(reporter, []).append(now)
+        else:
+            assert wait == pytest.approx(min(recent) + 10.0 - now)
+    assert len(limiter) <= 3
