@@ -32,7 +32,7 @@ demo: install
 
 bench: install
 	mkdir -p .benchmarks
-	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=.benchmarks/latest.json -p no:cacheprovider
+	$(BIN)/python -m pytest benchmarks -o python_files="bench_*.py" --benchmark-only --benchmark-json=.benchmarks/latest.json -p no:cacheprovider
 	$(BIN)/python benchmarks/report.py .benchmarks/latest.json BENCHMARKS.md
 
 clean:
