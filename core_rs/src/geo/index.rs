@@ -1022,7 +1022,9 @@ fn distance_to_origin((ax, ay): (f64, f64), (bx, by): (f64, f64)) -> f64 {
     let (dx, dy) = (bx - ax, by - ay);
     let length_sq = dx * dx + dy * dy;
     let t = if length_sq > 0.0 { (-(ax * dx + ay * dy) / length_sq).clamp(0.0, 1.0) } else { 0.0 };
-    (ax + t * dx).hypot(ay + t * dy)
+    // Metres on a city-sized patch: no overflow to guard against, so plain sqrt rather than libm's hypot.
+    let (x, y) = (ax + t * dx, ay + t * dy);
+    (x * x + y * y).sqrt()
 }
 
 #[cfg(test)]
