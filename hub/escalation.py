@@ -186,7 +186,9 @@ class Escalator:
             updated_at=now, grid_path=[order.grid_cell] if order.grid_cell else [], escalation_level=order.attempt,
             escalate_at=following.deadline if following else None,
         )
-        outputs = [incident_output(incident, IncidentChange.ESCALATED, f"{order.incident_id}:escalated:{order.attempt}")]
+        district = order.grid_cell.id if order.grid_cell and order.grid_cell.level == "district" else None
+        outputs = [incident_output(incident, incident.id, incident.category, incident.severity, district,
+                                   IncidentChange.ESCALATED, f"{order.incident_id}:escalated:{order.attempt}", now)]
         if following is not None:
             outputs.append(dispatch_output(following))
         for output in outputs:

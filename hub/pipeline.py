@@ -21,6 +21,7 @@ re-published outputs JetStream drops as duplicates. Messages at or below the las
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import nats.errors
 import orjson
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -63,10 +65,8 @@ log = logging.getLogger("cityhub.pipeline")
 PIPELINE_CONSUMER = "cityhub-pipeline"
 SNAPSHOT_BUCKET = "CITYHUB_PIPELINE"
 SNAPSHOT_NAME = "state"
-HEADER_REASON_KIND = "CityHub-Reason-Kind"
 _SOURCE = "/cityhub/pipeline"
 _SEVERITIES = list(Severity)
-_TRANSIENT_PUBLISH = (asyncio.TimeoutError,)
 
 
 # --- what the pipeline is built from -----------------------------------------------------------------
@@ -431,11 +431,11 @@ class BatchProcessor:
 
     def _event_output(self, event: Event, incident_id: str) -> Output:
         district, street = _admin_cell(event.grid_path, "district"), _admin_cell(event.grid_path, "street")
-        subject = topology.event_subject(district, street, event.category.value, event.severity.value)
+        subject = topology.event_subject(district, street, event.category, event.severity)
         raw = wire.encode(
             type_=wire.TYPE_EVENT, id_=event.id or "", source=_SOURCE, time=event.time, data=event, subject=subject,
             extensions={
-                "category": event.category.value, "severity": event.severity.value, "incidentid": incident_id,
+                "category": event.category, "severity": event.severity, "incidentid": incident_id,
                 "district": district, "street": street,
                 "gridcell": event.grid_path[0].id if event.grid_path else None,
             },
@@ -453,15 +453,24 @@ class BatchProcessor:
                 yield dispatch_output(build_order(event, incident_id, target, match, attempt=1))
 
     def _incident_output(self, record: IncidentRecord, incident_id: str, event: Event, opened: bool, count: int) -> Output:
-        incident = Incident.model_construct(  # every field comes from validated events and records
-            id=incident_id, category=Category(record.category), severity=_SEVERITIES[record.severity],
-            opened_at=datetime.fromtimestamp(record.opened_at, timezone.utc), updated_at=event.time,
-            location=event.location, address=event.address, grid_path=event.grid_path, report_count=count,
-            event_ids=[event.id or ""], sources=list(record.sources), matched_rules=list(record.matched_rules),
-            state=IncidentState.OPEN, escalate_at=None, escalation_level=0,
-        )
+        """The incident update as :class:`Incident` JSON, written directly from validated parts (a test checks
+        it against the model) because it is published once per touched incident per batch."""
+        severity = _SEVERITIES[record.severity]
+        data: dict[str, Any] = {
+            "id": incident_id, "category": record.category, "severity": severity, "state": IncidentState.OPEN,
+            "opened_at": datetime.fromtimestamp(record.opened_at, timezone.utc), "updated_at": event.time,
+            "grid_path": [_cell_json(cell) for cell in event.grid_path], "report_count": count,
+            "event_ids": [event.id], "sources": record.sources, "matched_rules": record.matched_rules,
+            "escalation_level": 0,
+        }
+        if event.location is not None:
+            data["location"] = _location_json(event.location)
+        if event.address is not None:
+            data["address"] = event.address
         change = IncidentChange.OPENED if opened else IncidentChange.MERGED
-        return incident_output(incident, change, f"{incident_id}:{count}")
+        district = _admin_cell(event.grid_path, "district")
+        return incident_output(data, incident_id, record.category, severity, district, change,
+                               f"{incident_id}:{count}", event.time)
 
     def _expire(self, state: PipelineState, watermark: float) -> None:
         for incident_id in state.merger.expire(watermark):
@@ -497,23 +506,36 @@ def dispatch_output(order: DispatchOrder) -> Output:
     return Output(subject, raw, order.id)
 
 
-def incident_output(incident: Incident, change: IncidentChange, msg_id: str) -> Output:
-    district = _admin_cell(incident.grid_path, "district")
-    subject = topology.incident_subject(district, incident.category.value, change.value)
+def _cell_json(cell: GridCell) -> dict[str, Any]:
+    return {"layer": cell.layer, "level": cell.level, "id": cell.id, "name": cell.name, "distance_m": cell.distance_m}
+
+
+def _location_json(location: Location) -> dict[str, Any]:
+    data: dict[str, Any] = {"lon": location.lon, "lat": location.lat, "crs": location.crs}
+    if location.accuracy_m is not None:
+        data["accuracy_m"] = location.accuracy_m
+    return data
+
+
+def incident_output(
+    data: Incident | dict[str, Any], incident_id: str, category: str, severity: str, district: str | None,
+    change: IncidentChange, msg_id: str, time: datetime,
+) -> Output:
+    """An incident change on ``cityhub.incidents.<district>.<category>.<change>``."""
+    subject = topology.incident_subject(district, category, change)
     raw = wire.encode(
-        type_=f"{wire.TYPE_INCIDENT_PREFIX}{change.value}", id_=msg_id, source=_SOURCE, time=incident.updated_at,
-        data=incident, subject=subject,
-        extensions={"category": incident.category.value, "severity": incident.severity.value,
-                    "incidentid": incident.id, "district": district},
+        type_=f"{wire.TYPE_INCIDENT_PREFIX}{change}", id_=msg_id, source=_SOURCE, time=time, data=data,
+        subject=subject,
+        extensions={"category": category, "severity": severity, "incidentid": incident_id, "district": district},
     )
-    return Output(subject, raw, f"{msg_id}:{change.value}")
+    return Output(subject, raw, f"{msg_id}:{change}")
 
 
 def dlq_output(rejection: Rejection) -> Output:
     source = source_of(rejection.subject)
     headers = {
         topology.HEADER_REASON: " ".join(rejection.reason.split())[:1024],
-        HEADER_REASON_KIND: rejection.kind,
+        topology.HEADER_REASON_KIND: rejection.kind,
         topology.HEADER_ORIGINAL_SUBJECT: rejection.subject,
     }
     msg_id = f"dlq:{rejection.seq}"
@@ -541,6 +563,8 @@ class Pipeline:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._last_snapshot = time.monotonic()
+        self._fresh_consumer = True
+        self._consumer: Any = None
 
     @property
     def engines(self) -> Engines:
@@ -592,21 +616,38 @@ class Pipeline:
             blob = None
         if blob:
             self.state = PipelineState.restore(blob, self.engines)
-        self._consumer = await self._durable_consumer()
-        info = await self._consumer.consumer_info()
-        ack_floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        ack_floor = await self._ack_floor()
         if ack_floor > self.state.last_seq:
             replayed = await self._replay(self.state.last_seq + 1, ack_floor)
             log.info("recovered pipeline state: snapshot at %d, replayed %d acknowledged messages up to %d",
                      self.state.last_seq - replayed, replayed, ack_floor)
+        self._consumer = await self._durable_consumer(self.state.last_seq + 1)
 
-    async def _durable_consumer(self):  # noqa: ANN202 - nats PullSubscription
+    async def _ack_floor(self) -> int:
+        try:
+            info = await self.js.consumer_info(topology.INGEST_STREAM, PIPELINE_CONSUMER)
+        except NotFoundError:
+            return 0
+        return info.ack_floor.stream_seq if info.ack_floor else 0
+
+    async def _durable_consumer(self, first_seq: int):  # noqa: ANN202 - nats PullSubscription
+        """The durable consumer, re-created to deliver from ``first_seq`` in stream order. A consumer left by
+        a crashed process would first deliver past the messages that process had in flight (those come back
+        only after ack_wait), and processing out of order would change dedup and merge results."""
+        if self._consumer is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._consumer.unsubscribe()
+        try:
+            await self.js.delete_consumer(topology.INGEST_STREAM, PIPELINE_CONSUMER)
+        except NotFoundError:
+            pass
+        self._fresh_consumer = True
         return await self.js.pull_subscribe(
             f"{topology.PREFIX}.ingest.>", durable=PIPELINE_CONSUMER, stream=topology.INGEST_STREAM,
             config=ConsumerConfig(
-                ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL, ack_wait=self.options.ack_wait_s,
-                max_deliver=-1, max_ack_pending=max(10_000, self.options.batch_size * 4),
-                max_waiting=16,
+                ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first_seq,
+                ack_wait=self.options.ack_wait_s, max_deliver=-1,
+                max_ack_pending=max(10_000, self.options.batch_size * 4), max_waiting=16,
             ),
         )
 
@@ -636,33 +677,73 @@ class Pipeline:
     # the loop
 
     async def _run(self) -> None:
+        """Fetch and process batch k+1 while JetStream stores batch k's outputs; acknowledge k once they are
+        stored. Input is acknowledged in order, so the ack floor never passes unstored output."""
+        in_flight: tuple[list[Msg], Any, float] | None = None
         while not self._stopping.is_set():
-            try:
-                msgs = await self._consumer.fetch(self.options.batch_size, timeout=self.options.fetch_timeout_s)
-            except asyncio.TimeoutError:  # nats' TimeoutError is one: nothing arrived
-                msgs = []
-            except Exception as exc:  # connection trouble: nats-py reconnects; try again shortly
-                log.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
-                await asyncio.sleep(0.5)
-                msgs = []
-            raise_if_cancelled()
-            if msgs:
-                await self._handle(msgs)
+            msgs = await self._fetch()
+            if msgs and self._skipped_ahead(msgs):
+                if in_flight is not None:
+                    await self._complete(*in_flight)
+                    in_flight = None
+                log.warning("ingest delivery skipped past sequence %d (messages lost in flight, e.g. by a server "
+                            "restart); re-reading from there", self.state.last_seq + 1)
+                self._consumer = await self._durable_consumer(self.state.last_seq + 1)
+                continue
+            started = time.monotonic()
+            publishing = self._process(msgs) if msgs else None
+            if in_flight is not None:
+                await self._complete(*in_flight)
+            in_flight = (msgs, publishing, started) if msgs else None
             if time.monotonic() - self._last_snapshot >= self.options.snapshot_interval_s:
+                if in_flight is not None:  # a snapshot covers only input whose outputs are all stored
+                    await self._complete(*in_flight)
+                    in_flight = None
                 await self._snapshot_retrying()
+        if in_flight is not None:
+            await self._complete(*in_flight)
 
-    async def _handle(self, msgs: list[Msg]) -> None:
-        started = time.monotonic()
+    def _skipped_ahead(self, msgs: list[Msg]) -> bool:
+        """True when the batch starts past the next unprocessed sequence: earlier messages were delivered but
+        never reached us, and come back only after ack_wait — too late for in-order processing. Right after
+        the consumer is (re)created a gap is genuine (messages aged out of the stream) and accepted."""
+        first = min(msg.metadata.sequence.stream for msg in msgs)
+        fresh, self._fresh_consumer = self._fresh_consumer, False
+        return not fresh and first > self.state.last_seq + 1
+
+    async def _fetch(self) -> list[Msg]:
+        try:
+            msgs = await self._consumer.fetch(self.options.batch_size, timeout=self.options.fetch_timeout_s)
+        except asyncio.TimeoutError:  # nats' TimeoutError is one: nothing arrived
+            msgs = []
+        except Exception as exc:  # connection trouble: nats-py reconnects; try again shortly
+            log.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
+            await asyncio.sleep(0.5)
+            msgs = []
+        raise_if_cancelled()
+        return msgs
+
+    def _process(self, msgs: list[Msg]) -> tuple[asyncio.Task[None], BatchResult, int] | None:
+        """Process a batch (skipping what was processed before) and start publishing its outputs."""
         batch = []
         for msg in msgs:
             seq = msg.metadata.sequence.stream
             if seq > self.state.last_seq:
                 batch.append((seq, msg.subject, msg.data))
-        if batch:
-            result = self.processor.process(self.state, batch)
-            self.state.last_seq = max(self.state.last_seq, batch[-1][0])
-            await self._publish_all(result.outputs)
-            self._count(result, len(batch), started, msgs)
+        if not batch:
+            return None
+        result = self.processor.process(self.state, batch)
+        self.state.last_seq = max(self.state.last_seq, batch[-1][0])
+        return asyncio.create_task(self._publish_all(result.outputs)), result, len(batch)
+
+    async def _complete(
+        self, msgs: list[Msg], publishing: tuple[asyncio.Task[None], BatchResult, int] | None, started: float
+    ) -> None:
+        """Wait until the batch's outputs are stored, then acknowledge its input."""
+        if publishing is not None:
+            task, result, received = publishing
+            await task
+            self._count(result, received, started, msgs)
         await self._ack(msgs)
         self.last_batch_at = time.time()
 
@@ -674,18 +755,23 @@ class Pipeline:
         while pending:
             futures = []
             for output in pending:
-                headers = {**(output.headers or {}), topology.HEADER_MSG_ID: output.msg_id}
+                headers = {topology.HEADER_MSG_ID: output.msg_id}
+                if output.headers:
+                    headers.update(output.headers)
                 try:
                     futures.append(await self.js.publish_async(output.subject, output.data, headers=headers))
                 except Exception as exc:  # not connected: keep it for the retry
                     futures.append(_failed_future(exc))
-            results = await asyncio.gather(*(asyncio.wait_for(f, 10.0) for f in futures), return_exceptions=True)
-            failed = [output for output, outcome in zip(pending, results, strict=True) if isinstance(outcome, BaseException)]
+            done, waiting = await asyncio.wait(futures, timeout=10.0)
+            for future in waiting:
+                future.cancel()
+            failed = [output for output, future in zip(pending, futures, strict=True)
+                      if future not in done or future.exception() is not None]
             if failed:
                 attempt += 1
-                first_error = next(r for r in results if isinstance(r, BaseException))
-                log.warning("%d of %d outputs not stored (%s: %s); retry %d", len(failed), len(pending),
-                            type(first_error).__name__, first_error, attempt)
+                errors = [future.exception() for future in done if future.exception() is not None]
+                reason = f"{type(errors[0]).__name__}: {errors[0]}" if errors else "no ack within 10 s"
+                log.warning("%d of %d outputs not stored (%s); retry %d", len(failed), len(pending), reason, attempt)
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
             pending = failed
 

@@ -12,8 +12,8 @@ from cloudevents.core.formats.json import JSONFormat
 from hub import topology
 from hub.errors import InvalidEventError
 from hub.metrics import Metrics
-from hub.models import Category
-from hub.pipeline import HEADER_REASON_KIND, Pipeline, PipelineOptions, decode_event
+from hub.models import Category, Incident
+from hub.pipeline import Pipeline, PipelineOptions, decode_event
 from hub.streams import ensure_streams
 from tests.pipeline_support import (
     bare_item, data_of, engines, event, ingest_item, publish_raw, read_stream, stream_count,
@@ -60,7 +60,7 @@ async def test_good_events_flow_and_bad_input_lands_in_dlq(nats_url):
 
     assert pipeline.counts["out"] == 6 and pipeline.counts["dlq"] == 6 and pipeline.counts["duplicates"] == 1
     dlq = await read_stream(nats_url, topology.DLQ_STREAM)
-    assert {m.headers[HEADER_REASON_KIND]: m.data for m in dlq} == BAD_INPUT
+    assert {m.headers[topology.HEADER_REASON_KIND]: m.data for m in dlq} == BAD_INPUT
     assert all(m.subject == "cityhub.dlq.iot_mqtt" and m.headers[topology.HEADER_REASON] for m in dlq)
 
     events = await read_stream(nats_url, topology.EVENTS_STREAM)
@@ -90,6 +90,7 @@ async def test_reports_close_together_merge_and_dispatch_once(nats_url):
     assert {data_of(m)["id"] for m in incidents} == {"inc-" + data_of((await read_stream(nats_url, topology.EVENTS_STREAM))[0])["id"]}
     assert max(data_of(m)["report_count"] for m in incidents) == 4
     assert incidents[0].subject == "cityhub.incidents.510104.gas_leak.opened"
+    assert all(Incident.model_validate(data_of(m)).grid_path for m in incidents)  # written without the model
     orders = await read_stream(nats_url, topology.DISPATCH_STREAM)
     assert sorted(m.subject for m in orders) == ["cityhub.dispatch.orders.dept_fire", "cityhub.dispatch.orders.gridworker"]
     assert data_of(orders[0])["deadline"]
