@@ -471,6 +471,10 @@ class HubConfig(Section):
         """The validated settings of plugin ``name`` (None when the plugin declares no settings model)."""
         return self._plugin_settings.get(name)
 
+    def plugin_settings_checked(self, name: str) -> bool:
+        """Whether the loader validated plugin ``name``'s section (it was given the plugin's model)."""
+        return name in self._plugin_settings
+
     def plugin_enabled(self, name: str) -> bool:
         """Whether the config enables plugin ``name`` (plugins without a section are enabled)."""
         section = self.plugins.get(name)

@@ -36,7 +36,7 @@ from types import ModuleType
 from typing import Any, NamedTuple
 
 import pluggy
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hub import hookspecs
 from hub.errors import PluginError
@@ -176,13 +176,27 @@ class PluginHost:
         for state in self._plugins.values():
             if state.disabled_reason == "broken":
                 continue
-            state.settings = config.plugin_settings(state.name)
+            state.settings = self._settings_from(config, state)
             if state.settings_model is not None and state.settings is None:
                 self._set_enabled(state, False, "not configured")
             elif not config.plugin_enabled(state.name):
                 self._set_enabled(state, False, "config")
             elif state.disabled_reason in (None, "config", "not configured"):
                 self._set_enabled(state, True, "config")
+
+    @staticmethod
+    def _settings_from(config: Any, state: PluginState) -> BaseModel | None:
+        """The plugin's settings as the loader validated them; for a config built without this plugin's
+        model (in code, or loaded without ``plugin_models``) its section is validated here, so defaults
+        such as the redaction of personal data still apply."""
+        if config.plugin_settings_checked(state.name) or state.settings_model is None:
+            return config.plugin_settings(state.name)
+        section = config.plugins.get(state.name)
+        try:
+            return state.settings_model.model_validate(section.options() if section else {})
+        except ValidationError as exc:
+            state.last_error = f"settings: {exc.errors(include_url=False)[0]['msg']} (validate the config with its plugins)"
+            return None
 
     async def apply(self, config: Any) -> list[str]:
         """Apply a reloaded config at run time: plugins it enables start, plugins it disables stop, and

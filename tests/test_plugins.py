@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.config import load_config
+from hub.config import HubConfig, load_config
 from hub.errors import PluginError
 from hub.hookspecs import hookimpl
 from hub.metrics import Metrics
@@ -18,7 +18,7 @@ from hub.plugins import build_plugin_host
 
 class CounterSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    step: int = Field(1, description="How much to count per call.")
+    step: int = Field(1, ge=1, description="How much to count per call.")
 
 
 class Counting:
@@ -212,3 +212,13 @@ def test_plugin_without_required_settings_is_not_configured(tmp_path):
 
     host = host_with(tmp_path, "", needy=Needy())
     assert host.state("needy").disabled_reason == "not configured"
+
+
+def test_a_config_built_in_code_still_gets_each_plugins_defaults():
+    counting = Counting()
+    host = build_plugin_host(Metrics(), extra=[("counting", counting)], builtins=False)
+    host.configure(HubConfig(plugins={"counting": {"step": 4}}))
+    assert host.is_enabled("counting") and host.state("counting").settings == CounterSettings(step=4)
+    host.configure(HubConfig(plugins={"counting": {"step": 0}}))
+    state = host.state("counting")
+    assert state.disabled_reason == "not configured" and "greater than or equal to 1" in state.last_error
