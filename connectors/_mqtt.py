@@ -1,0 +1,83 @@
+"""MQTT 3.1.1 plumbing shared by the MQTT connectors: broker URLs and a receive loop that reconnects with
+backoff. The session is persistent (``clean_session=False``) and subscriptions are QoS 1, so the broker keeps
+what devices publish while the hub is away and hands it over on reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from hub.backoff import Backoff
+from hub.connector import ConnectorContext
+from hub.errors import ConfigError
+
+MessageHandler = Callable[[str, bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+    def client(self, identifier: str, *, clean_session: bool = False, keepalive: int = 30) -> aiomqtt.Client:
+        """A fresh aiomqtt client for this broker (aiomqtt clients are not reentrant)."""
+        return aiomqtt.Client(
+            self.host,
+            self.port,
+            username=self.username,
+            password=self.password,
+            identifier=identifier,
+            clean_session=clean_session,
+            keepalive=keepalive,
+            protocol=aiomqtt.ProtocolVersion.V311,
+        )
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """``mqtt://[user:password@]host[:port]`` → :class:`BrokerAddress` (port 1883 when absent)."""
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt" or not parts.hostname:
+        raise ConfigError(f"broker_url {url!r}: expected mqtt://[user:password@]host[:port]")
+    return BrokerAddress(parts.hostname, parts.port or 1883, parts.username, parts.password)
+
+
+def payload_bytes(message: aiomqtt.Message) -> bytes:
+    payload = message.payload
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    return b"" if payload is None else str(payload).encode()
+
+
+async def consume(
+    broker: BrokerAddress,
+    *,
+    client_id: str,
+    topics: list[str],
+    handle: MessageHandler,
+    backoff: Backoff,
+    ctx: ConnectorContext,
+) -> NoReturn:
+    """Subscribe to ``topics`` and await ``handle(topic, payload)`` for every message, forever; reconnect
+    with backoff when the broker is down or drops the connection."""
+    while True:
+        try:
+            async with broker.client(client_id) as client:
+                for topic in topics:
+                    await client.subscribe(topic, qos=1)
+                ctx.log.info("subscribed to %s on %s:%d", ", ".join(topics), broker.host, broker.port)
+                backoff.reset()
+                async for message in client.messages:
+                    ctx.count("mqtt_received")
+                    await handle(str(message.topic), payload_bytes(message))
+        except aiomqtt.MqttError as error:
+            delay = backoff.next_delay()
+            ctx.count("mqtt_reconnects")
+            ctx.log.warning("MQTT broker %s:%d unavailable (%s); retrying in %.1fs", broker.host, broker.port, error, delay)
+            await asyncio.sleep(delay)
