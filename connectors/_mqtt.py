@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -46,6 +46,16 @@ def parse_broker_url(url: str) -> BrokerAddress:
     if parts.scheme != "mqtt" or not parts.hostname:
         raise ConfigError(f"broker_url {url!r}: expected mqtt://[user:password@]host[:port]")
     return BrokerAddress(parts.hostname, parts.port or 1883, parts.username, parts.password)
+
+
+def broker_for(hub: Any, broker_url: str | None, plugin: str) -> BrokerAddress:
+    """The plugin's configured broker, else the MQTT listener of the hub's embedded nats-server, which the hub
+    announces as ``hub.embedded_mqtt_url``."""
+    url = broker_url or getattr(hub, "embedded_mqtt_url", None)
+    if not url:
+        raise ConfigError(f"[plugins.{plugin}] broker_url: empty, and the hub runs no embedded MQTT listener; "
+                          'set broker_url = "mqtt://host:1883"')
+    return parse_broker_url(url)
 
 
 def payload_bytes(message: aiomqtt.Message) -> bytes:

@@ -11,21 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors._mqtt import BrokerAddress, parse_broker_url
+from connectors._mqtt import broker_for
 from connectors.iot_mqtt.connector import IotMqttConnector
 from connectors.iot_mqtt.settings import IotMqttSettings
 from connectors.iot_mqtt.simulator import IotDeviceSimulator
-from hub.errors import ConfigError
 from hub.hookspecs import hookimpl
-
-
-def broker_of(hub: Any, settings: IotMqttSettings) -> BrokerAddress:
-    """The configured broker, else the embedded nats-server's MQTT listener (``hub.embedded_mqtt_url``)."""
-    url = settings.broker_url or getattr(hub, "embedded_mqtt_url", None)
-    if not url:
-        raise ConfigError("[plugins.iot_mqtt] broker_url: empty, and the hub runs no embedded MQTT listener; "
-                          "set broker_url = \"mqtt://host:1883\"")
-    return parse_broker_url(url)
 
 
 @hookimpl
@@ -35,9 +25,9 @@ def plugin_settings_model() -> type[IotMqttSettings]:
 
 @hookimpl
 def register_connectors(hub: Any, settings: IotMqttSettings) -> list[IotMqttConnector]:
-    return [IotMqttConnector(settings, broker_of(hub, settings))]
+    return [IotMqttConnector(settings, broker_for(hub, settings.broker_url, "iot_mqtt"))]
 
 
 @hookimpl
 def register_simulators(hub: Any, settings: IotMqttSettings) -> list[IotDeviceSimulator]:
-    return [IotDeviceSimulator(broker_of(hub, settings), settings)]
+    return [IotDeviceSimulator(broker_for(hub, settings.broker_url, "iot_mqtt"), settings)]
