@@ -28,6 +28,9 @@ INCIDENTS_STREAM = "CITYHUB_INCIDENTS"
 DISPATCH_STREAM = "CITYHUB_DISPATCH"
 DLQ_STREAM = "CITYHUB_DLQ"
 
+# JetStream KV bucket of one connector's durable state: this prefix + the connector's source name.
+STATE_BUCKET_PREFIX = "CITYHUB_STATE_"
+
 _UNSAFE_TOKEN = re.compile(r"[\s.*>]+")
 
 

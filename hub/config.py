@@ -1,0 +1,730 @@
+"""``cityhub.toml``: typed models that map one-to-one onto the file, and the loader that checks it.
+
+The models are the documentation: every field has a description, unknown keys are errors, and
+``docs/config.md`` is generated from their JSON Schema (``python -m hub.config``; a test keeps it in sync).
+
+Loading runs in phases, like Vector's ``validate``, and reports every problem at once as a
+:class:`~hub.errors.ConfigError` whose ``issues`` each name file, line and key:
+
+1. parse — TOML syntax (``tomllib``);
+2. substitute — ``${NAME}`` / ``${NAME:-default}`` in string values from the environment (secrets live there);
+3. structure — the pydantic models below, and each plugin's settings against its own model;
+4. environment — files the config points at exist (grids, rule files, TLS and credential files).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from hub.errors import ConfigError, ConfigIssue
+from hub.models import Category, CoordSystem, Severity
+from hub.tomlpos import KeyPath, key_lines, line_of
+
+# --- Field types -----------------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> Any:
+    """``"90s"``, ``"15m"``, ``"1h30m"``, ``"2d"`` or a number of seconds; anything else is left to pydantic."""
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        parts = _DURATION_PART.findall(text)
+        if parts and "".join(number + unit for number, unit in parts) == text:
+            return timedelta(seconds=sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts))
+        raise ValueError(f"{value!r} is not a duration: write e.g. '90s', '15m', '1h30m', '2d' or seconds")
+    return value
+
+
+def _positive_duration(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return value
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    AfterValidator(_positive_duration),
+    WithJsonSchema({"type": ["string", "number"], "examples": ["90s", "15m", "1h30m", 3600]}),
+]
+"""A positive duration: ``"90s"``, ``"15m"``, ``"1h30m"``, ``"2d"`` or a number of seconds."""
+
+
+def _resolve_against_config(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    return value if value.is_absolute() or base is None else Path(base) / value
+
+
+ConfigPath = Annotated[Path, AfterValidator(_resolve_against_config)]
+"""A file path; relative paths are relative to the directory of the config file."""
+
+
+def _known_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}: use an IANA name such as 'Asia/Shanghai'") from None
+    return value
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- [nats] ----------------------------------------------------------------------------------------
+
+
+class TlsConfig(Section):
+    """TLS towards the NATS servers."""
+
+    ca: ConfigPath | None = Field(None, description="CA certificate (PEM) that signed the servers' certificates.")
+    cert: ConfigPath | None = Field(None, description="Client certificate (PEM), for servers that verify clients.")
+    key: ConfigPath | None = Field(None, description="Private key (PEM) of the client certificate.")
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("set both cert and key for client TLS, or neither")
+        return self
+
+
+class StreamLimits(Section):
+    """Retention and limits of one JetStream stream (created or updated on start-up)."""
+
+    retention: Literal["limits", "interest", "workqueue"] = Field(
+        "limits", description="JetStream retention policy: keep to the limits, while consumers are interested, or until acked."
+    )
+    storage: Literal["file", "memory"] = Field("file", description="Where the stream keeps messages.")
+    max_age: Duration | None = Field(None, description="Drop messages older than this (none: keep by the other limits).")
+    max_bytes: int = Field(-1, ge=-1, description="Maximum bytes kept; -1 is unlimited.")
+    max_msgs: int = Field(-1, ge=-1, description="Maximum messages kept; -1 is unlimited.")
+    replicas: int = Field(1, ge=1, le=5, description="Copies kept in a NATS cluster.")
+    duplicate_window: Duration = Field(
+        timedelta(minutes=2), description="How long JetStream remembers Nats-Msg-Id values to drop re-publications."
+    )
+
+
+class StreamsConfig(Section):
+    """One entry per stream of the subject contract (hub.topology)."""
+
+    ingest: StreamLimits = Field(
+        default_factory=lambda: StreamLimits(max_age=timedelta(days=1)), description="cityhub.ingest.> (connectors in)."
+    )
+    events: StreamLimits = Field(
+        default_factory=lambda: StreamLimits(max_age=timedelta(days=7)), description="cityhub.events.> (the unified stream)."
+    )
+    incidents: StreamLimits = Field(
+        default_factory=lambda: StreamLimits(max_age=timedelta(days=30)), description="cityhub.incidents.>."
+    )
+    dispatch: StreamLimits = Field(
+        default_factory=lambda: StreamLimits(max_age=timedelta(days=30)), description="cityhub.dispatch.> (orders and updates)."
+    )
+    dlq: StreamLimits = Field(
+        default_factory=lambda: StreamLimits(max_age=timedelta(days=14)), description="cityhub.dlq.> (rejected input)."
+    )
+
+
+class EmbeddedNatsConfig(Section):
+    """The nats-server the hub starts itself when ``servers`` is empty."""
+
+    store_dir: ConfigPath = Field(Path(".cityhub/nats"), description="JetStream store of the embedded server.")
+    port: int | None = Field(None, ge=1, le=65535, description="Client port; none picks a free one.")
+    mqtt_port: int | None = Field(
+        None, ge=1, le=65535, description="Enable the server's MQTT listener on this port (IoT devices publish there)."
+    )
+
+
+_NATS_URL = re.compile(r"^(nats|tls|ws|wss)://[^\s/]+$")
+
+
+class NatsConfig(Section):
+    """How the hub reaches NATS. Secrets belong in the environment: ``password = "${NATS_PASSWORD}"``."""
+
+    servers: list[str] = Field(
+        default_factory=list,
+        description="Server URLs (nats://host:4222, tls://...). Empty: start an embedded nats-server with JetStream.",
+    )
+    name: str = Field("cityhub", description="Client name shown in the server's connection list.")
+    user: str | None = Field(None, description="User name for user/password authentication.")
+    password: SecretStr | None = Field(None, description="Password for user/password authentication (secret).")
+    token: SecretStr | None = Field(None, description="Token authentication (secret).")
+    nkey_seed_file: ConfigPath | None = Field(None, description="File holding an NKey seed.")
+    creds_file: ConfigPath | None = Field(None, description="Decentralised-auth credentials file (JWT + NKey seed).")
+    tls: TlsConfig | None = Field(None, description="TLS settings; needed for tls:// servers with a private CA.")
+    connect_timeout: Duration = Field(timedelta(seconds=5), description="Timeout of one connection attempt.")
+    embedded: EmbeddedNatsConfig = Field(default_factory=EmbeddedNatsConfig, description="The embedded server.")
+    streams: StreamsConfig = Field(default_factory=StreamsConfig, description="JetStream retention and limits.")
+
+    @field_validator("servers")
+    @classmethod
+    def _urls(cls, servers: list[str]) -> list[str]:
+        bad = [url for url in servers if not _NATS_URL.match(url)]
+        if bad:
+            raise ValueError(f"not a NATS URL: {', '.join(bad)} (write nats://host:port or tls://host:port)")
+        return servers
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> NatsConfig:
+        if (self.user is None) != (self.password is None):
+            raise ValueError("set both user and password, or neither")
+        ways = [name for name in ("user", "token", "nkey_seed_file", "creds_file") if getattr(self, name) is not None]
+        if len(ways) > 1:
+            raise ValueError(f"choose one way to authenticate, not {' and '.join(ways)}")
+        return self
+
+
+# --- [admin], [hooks] ------------------------------------------------------------------------------
+
+
+class AdminConfig(Section):
+    """The admin API (health, metrics, plugins, reload, dry-run) and the dashboard."""
+
+    host: str = Field("127.0.0.1", description="Interface to listen on; 0.0.0.0 exposes it to the network.")
+    port: int = Field(8787, ge=0, le=65535, description="TCP port; 0 picks a free one.")
+    token: SecretStr | None = Field(
+        None,
+        description="Bearer token required by every mutating endpoint (secret). Without it those endpoints refuse.",
+    )
+
+
+class HooksConfig(Section):
+    """How the plugin host contains misbehaving plugins."""
+
+    timeout: Duration = Field(timedelta(seconds=10), description="Longest a single hook call may take.")
+    max_consecutive_failures: int = Field(
+        3, ge=1, description="A plugin whose calls fail this many times in a row is disabled until re-enabled."
+    )
+
+
+# --- [geo] -----------------------------------------------------------------------------------------
+
+
+class GeoLayer(Section):
+    """One GeoJSON layer of polygons: the admin hierarchy or an overlay (schools, reservoirs, sites)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="Layer name, used in grid paths and rules.")
+    path: ConfigPath = Field(description="GeoJSON FeatureCollection of Polygon / MultiPolygon features.")
+    crs: CoordSystem = Field(CoordSystem.WGS84, description="Coordinate system of the polygons.")
+    kind: Literal["admin", "overlay"] = Field(
+        "admin", description="admin: district → street → community → grid → micro-grid; overlay: special zones."
+    )
+    id_property: str = Field("id", description="Feature property holding the cell id.")
+    name_property: str = Field("name", description="Feature property holding the cell name.")
+    level_property: str = Field("level", description="Feature property holding the level (district, street, ...).")
+    parent_property: str = Field("parent", description="Feature property holding the parent cell id.")
+
+
+class GeoConfig(Section):
+    """Grids for the geofence lookup."""
+
+    layers: list[GeoLayer] = Field(default_factory=list, description="Polygon layers, loaded in order.")
+    tolerance_m: float = Field(
+        30.0, ge=0, description="A point outside every cell but this close to one resolves to it (GPS jitter)."
+    )
+
+    @field_validator("layers")
+    @classmethod
+    def _unique_names(cls, layers: list[GeoLayer]) -> list[GeoLayer]:
+        names = [layer.name for layer in layers]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"layer names must be unique; repeated: {', '.join(repeated)}")
+        return layers
+
+
+# --- [dedup], [merge] ------------------------------------------------------------------------------
+
+
+class DedupConfig(Section):
+    """Exact de-duplication by idempotency key (source + source event id, or a content hash)."""
+
+    window: Duration = Field(timedelta(hours=24), description="A key seen again within this window is a duplicate.")
+    max_keys: int = Field(1_000_000, ge=1, description="Live keys kept; the oldest are evicted first (counted).")
+
+
+class MergeDistance(Section):
+    """Merge distance and window for one category."""
+
+    distance_m: float = Field(gt=0, description="Events this close to an open incident may join it.")
+    window: Duration = Field(description="... and arrive within this time of it.")
+
+
+class MergeConfig(Section):
+    """Incident merging: reports of the same incident become one incident with several reports."""
+
+    category_groups: dict[str, list[Category]] = Field(
+        default_factory=dict,
+        description="Named groups of categories that describe the same kind of incident (e.g. gas = gas_leak, smoke).",
+    )
+    distance_m: float = Field(100.0, gt=0, description="Default merge distance.")
+    window: Duration = Field(timedelta(hours=1), description="Default merge window.")
+    per_category: dict[Category, MergeDistance] = Field(
+        default_factory=dict, description="Distance and window per category, overriding the defaults."
+    )
+    text_similarity: float = Field(
+        0.8, ge=0, le=1, description="Events at the same address whose texts are at least this similar merge."
+    )
+
+    @field_validator("category_groups")
+    @classmethod
+    def _each_category_in_one_group(cls, groups: dict[str, list[Category]]) -> dict[str, list[Category]]:
+        seen: dict[Category, str] = {}
+        for group, categories in groups.items():
+            for category in categories:
+                if category in seen and seen[category] != group:
+                    raise ValueError(f"category {category.value!r} is in both {seen[category]!r} and {group!r}")
+                seen[category] = group
+        return groups
+
+
+# --- [[rules]] -------------------------------------------------------------------------------------
+
+
+class RuleConfig(Section):
+    """One rule: when ``condition`` matches an event, its actions apply (severity, routes, tags, deadline)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$", description="Unique rule id, shown in incidents and errors.")
+    description: str = Field("", description="What the rule is for.")
+    enabled: bool = Field(True, description="Disabled rules are kept but never match.")
+    priority: int = Field(0, description="Higher priority rules are evaluated and listed first.")
+    condition: str | dict[str, Any] = Field(
+        description='An expression such as \'category == "gas_leak" && payload.ppm >= 5000\', or a JsonLogic object.'
+    )
+    severity: Severity | None = Field(None, description="Raise the event's severity to at least this.")
+    route: list[str] = Field(
+        default_factory=list,
+        description="Route targets: departments (dept:fire), grid levels (level:grid), five-way responders.",
+    )
+    tags: list[str] = Field(default_factory=list, description="Tags added to the incident.")
+    escalate_after: Duration | None = Field(
+        None, description="Escalate (re-dispatch, then upward) when not acknowledged or resolved within this time."
+    )
+    stop: bool = Field(False, description="In first-match mode, stop at this rule.")
+
+
+class RuleFile(Section):
+    """A rules file: ``[[rules]]`` tables, the same shape as inline rules."""
+
+    rules: list[RuleConfig] = Field(default_factory=list, description="The rules in this file.")
+
+
+# --- [pipeline] ------------------------------------------------------------------------------------
+
+MaskPolicy = Literal["keep", "mask", "hash", "drop"]
+_PERSONAL_FIELDS = ("reporter.name", "reporter.phone", "reporter.id_card", "reporter.account", "text", "address")
+
+
+def _default_personal_data() -> dict[str, MaskPolicy]:
+    return {
+        "reporter.name": "mask",
+        "reporter.phone": "mask",
+        "reporter.id_card": "mask",
+        "reporter.account": "hash",
+        "text": "mask",
+    }
+
+
+class PipelineConfig(Section):
+    """The pipeline that turns ingested events into the unified stream."""
+
+    batch_size: int = Field(500, ge=1, le=100_000, description="Messages fetched and processed per batch.")
+    fetch_timeout: Duration = Field(
+        timedelta(milliseconds=200), description="Longest wait for a batch to fill before processing what came."
+    )
+    max_message_bytes: int = Field(
+        256 * 1024, ge=1024, description="Larger ingest messages go to the DLQ as oversized."
+    )
+    personal_data: dict[str, MaskPolicy] = Field(
+        default_factory=_default_personal_data,
+        description=(
+            "How each personal-data field appears in the unified stream: keep, mask (keep a hint: 138****5678), "
+            "hash (stable pseudonym) or drop. Keys: reporter.name, reporter.phone, reporter.id_card, "
+            "reporter.account, text (phone and ID-card numbers inside free text), address, payload.<key>. "
+            "Fields not listed keep their default (masked)."
+        ),
+    )
+
+    @field_validator("personal_data")
+    @classmethod
+    def _known_fields(cls, policies: dict[str, MaskPolicy]) -> dict[str, MaskPolicy]:
+        unknown = [key for key in policies if key not in _PERSONAL_FIELDS and not key.startswith("payload.")]
+        if unknown:
+            raise ValueError(
+                f"unknown personal-data field {', '.join(map(repr, unknown))}; "
+                f"use {', '.join(_PERSONAL_FIELDS)} or payload.<key>"
+            )
+        return {**_default_personal_data(), **policies}
+
+
+# --- [plugins.<name>] ------------------------------------------------------------------------------
+
+
+class PluginSection(BaseModel):
+    """``[plugins.<name>]``: ``enabled`` plus the plugin's own settings, checked against its settings model."""
+
+    model_config = ConfigDict(extra="allow")
+
+    enabled: bool = Field(True, description="Load this plugin. Can be changed at run time (admin API, reload).")
+
+    def options(self) -> dict[str, Any]:
+        """The plugin's own settings: every key except ``enabled``."""
+        return dict(self.model_extra or {})
+
+
+# --- The whole file --------------------------------------------------------------------------------
+
+
+class HubConfig(Section):
+    """The root of ``cityhub.toml``."""
+
+    timezone: Annotated[str, AfterValidator(_known_timezone)] = Field(
+        "Asia/Shanghai", description="IANA time zone of the city; rules' hour(time) and daily figures use it."
+    )
+    data_dir: ConfigPath = Field(Path(".cityhub"), description="Local state (escalation deadlines, embedded NATS store).")
+    rule_files: list[ConfigPath] = Field(
+        default_factory=list, description="Files with more [[rules]] tables, loaded after the inline rules."
+    )
+    nats: NatsConfig = Field(default_factory=NatsConfig, description="Connection to NATS and JetStream streams.")
+    admin: AdminConfig = Field(default_factory=AdminConfig, description="The admin API.")
+    hooks: HooksConfig = Field(default_factory=HooksConfig, description="Plugin containment.")
+    geo: GeoConfig = Field(default_factory=GeoConfig, description="Grids for the geofence.")
+    dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact de-duplication.")
+    merge: MergeConfig = Field(default_factory=MergeConfig, description="Incident merging.")
+    rules: list[RuleConfig] = Field(default_factory=list, description="Inline rules ([[rules]] tables).")
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="The pipeline.")
+    plugins: dict[str, PluginSection] = Field(
+        default_factory=dict, description="[plugins.<name>]: enabled plus each plugin's own settings."
+    )
+
+    _source: Path | None = PrivateAttr(None)
+    _file_rules: list[RuleConfig] = PrivateAttr(default_factory=list)
+    _plugin_settings: dict[str, BaseModel | None] = PrivateAttr(default_factory=dict)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this config was loaded from (None when built in code)."""
+        return self._source
+
+    def all_rules(self) -> list[RuleConfig]:
+        """Inline rules followed by the rules of every rule file, in order."""
+        return [*self.rules, *self._file_rules]
+
+    def plugin_settings(self, name: str) -> BaseModel | None:
+        """The validated settings of plugin ``name`` (None when the plugin declares no settings model)."""
+        return self._plugin_settings.get(name)
+
+    def plugin_enabled(self, name: str) -> bool:
+        """Whether the config enables plugin ``name`` (plugins without a section are enabled)."""
+        section = self.plugins.get(name)
+        return True if section is None else section.enabled
+
+    @model_validator(mode="after")
+    def _unique_rule_ids(self) -> HubConfig:
+        ids = [rule.id for rule in self.rules]
+        repeated = sorted({rule_id for rule_id in ids if ids.count(rule_id) > 1})
+        if repeated:
+            raise ValueError(f"rule ids must be unique; repeated: {', '.join(repeated)}")
+        return self
+
+
+# --- Loading ---------------------------------------------------------------------------------------
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_TOML_POSITION = re.compile(r"\(at line (\d+), column \d+\)")
+
+
+class _Document:
+    """One TOML file: its text, parsed data, and where each key is written."""
+
+    def __init__(self, path: Path, text: str, data: dict[str, Any]):
+        self.path, self.text, self.data = path, text, data
+        self._lines: dict[KeyPath, int] | None = None
+
+    def line(self, path: KeyPath) -> int | None:
+        if self._lines is None:
+            self._lines = key_lines(self.text)
+        return line_of(self._lines, path)
+
+    def issue(self, path: KeyPath, message: str) -> ConfigIssue:
+        return ConfigIssue(str(self.path), self.line(path), _dotted(path) or "(file)", message)
+
+    def validation_issues(self, error: ValidationError, prefix: KeyPath = ()) -> list[ConfigIssue]:
+        issues = []
+        for detail in error.errors(include_url=False):
+            path = _written_path(self.data, prefix + tuple(detail["loc"]))
+            issues.append(self.issue(path, detail["msg"].removeprefix("Value error, ")))
+        return issues
+
+
+def _dotted(path: KeyPath) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _written_path(data: Any, loc: KeyPath) -> KeyPath:
+    """The part of a pydantic error location that names keys, dropping pydantic's union and type tags."""
+    kept: list[str | int] = []
+    current = data
+    for part in loc:
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+        elif isinstance(current, dict) and isinstance(part, str) and not _looks_like_tag(part):
+            kept.append(part)  # a missing or unknown key: name it, then stop descending
+            break
+        else:
+            continue
+        kept.append(part)
+    return tuple(kept)
+
+
+def _looks_like_tag(part: str) -> bool:
+    return "[" in part or part in {"str", "int", "float", "bool", "dict", "list", "none", "json-or-python"}
+
+
+def _read_document(path: Path) -> _Document:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", [ConfigIssue(str(path), None, "(file)", str(exc.strerror))]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = _TOML_POSITION.search(str(exc))
+        line = int(found.group(1)) if found else None
+        message = _TOML_POSITION.sub("", str(exc)).strip()
+        issue = ConfigIssue(str(path), line, "(syntax)", f"invalid TOML: {message}")
+        raise ConfigError(f"{path} is not valid TOML", [issue]) from None
+    return _Document(path, text, data)
+
+
+def _substitute_environment(document: _Document, environ: Mapping[str, str]) -> list[ConfigIssue]:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string value, in place; report missing names."""
+    issues: list[ConfigIssue] = []
+
+    def substitute(value: Any, path: KeyPath) -> Any:
+        if isinstance(value, dict):
+            return {key: substitute(item, path + (key,)) for key, item in value.items()}
+        if isinstance(value, list):
+            return [substitute(item, path + (index,)) for index, item in enumerate(value)]
+        if not isinstance(value, str) or "${" not in value:
+            return value
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            issues.append(document.issue(path, f"environment variable {name} is not set (referenced as ${{{name}}})"))
+            return match.group(0)
+
+        return _ENV_REFERENCE.sub(replace, value)
+
+    document.data = substitute(document.data, ())
+    return issues
+
+
+def _file_issues(document: _Document, config: HubConfig) -> list[ConfigIssue]:
+    """Phase 4: every file the config points at must exist."""
+    candidates: list[tuple[KeyPath, Path | None]] = [
+        (("nats", "nkey_seed_file"), config.nats.nkey_seed_file),
+        (("nats", "creds_file"), config.nats.creds_file),
+    ]
+    if config.nats.tls is not None:
+        candidates += [(("nats", "tls", name), getattr(config.nats.tls, name)) for name in ("ca", "cert", "key")]
+    candidates += [(("geo", "layers", index, "path"), layer.path) for index, layer in enumerate(config.geo.layers)]
+    candidates += [(("rule_files", index), path) for index, path in enumerate(config.rule_files)]
+    return [
+        document.issue(key, f"file not found: {path}")
+        for key, path in candidates
+        if path is not None and not path.is_file()
+    ]
+
+
+def _load_rule_files(config: HubConfig, environ: Mapping[str, str]) -> tuple[list[RuleConfig], list[ConfigIssue]]:
+    rules: list[RuleConfig] = []
+    issues: list[ConfigIssue] = []
+    seen = {rule.id: str(config.source) for rule in config.rules}
+    for path in config.rule_files:
+        if not path.is_file():
+            continue
+        try:
+            document = _read_document(path)
+        except ConfigError as exc:
+            issues += exc.issues
+            continue
+        issues += _substitute_environment(document, environ)
+        try:
+            loaded = RuleFile.model_validate(document.data, context={"base_dir": path.parent}).rules
+        except ValidationError as exc:
+            issues += document.validation_issues(exc)
+            continue
+        for index, rule in enumerate(loaded):
+            if rule.id in seen:
+                issues.append(document.issue(("rules", index, "id"), f"rule id {rule.id!r} is already defined in {seen[rule.id]}"))
+            seen[rule.id] = str(path)
+        rules += loaded
+    return rules, issues
+
+
+def _plugin_issues(
+    document: _Document, config: HubConfig, plugin_models: Mapping[str, type[BaseModel] | None]
+) -> tuple[dict[str, BaseModel | None], list[ConfigIssue]]:
+    """Validate each ``[plugins.<name>]`` section against the plugin's own settings model."""
+    settings: dict[str, BaseModel | None] = {}
+    issues: list[ConfigIssue] = []
+    for name, section in config.plugins.items():
+        if name not in plugin_models:
+            known = ", ".join(sorted(plugin_models)) or "none"
+            issues.append(document.issue(("plugins", name), f"no plugin named {name!r} is installed (installed: {known})"))
+    for name, model in plugin_models.items():
+        section = config.plugins.get(name)
+        options = section.options() if section else {}
+        if model is None:
+            settings[name] = None
+            if options:
+                issues.append(document.issue(("plugins", name, next(iter(options))), f"plugin {name!r} takes no settings"))
+            continue
+        try:
+            settings[name] = model.model_validate(options, context={"base_dir": document.path.parent})
+        except ValidationError as exc:
+            if section is None:
+                settings[name] = None  # not configured: the plugin host leaves it disabled
+            else:
+                issues += document.validation_issues(exc, prefix=("plugins", name))
+    return settings, issues
+
+
+def load_config(
+    path: str | Path,
+    *,
+    plugin_models: Mapping[str, type[BaseModel] | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> HubConfig:
+    """Load and check ``cityhub.toml``; raise :class:`ConfigError` listing every problem with file, line and key.
+
+    ``plugin_models`` maps each installed plugin to its settings model (``PluginHost.settings_models()``); when
+    given, ``[plugins.<name>]`` sections are validated against them and unknown plugin names are errors.
+    A plugin with required settings and no section is left unconfigured (``plugin_settings(name)`` is None).
+    """
+    path = Path(path)
+    environ = os.environ if environ is None else environ
+    document = _read_document(path)
+    issues = _substitute_environment(document, environ)
+    try:
+        config = HubConfig.model_validate(document.data, context={"base_dir": path.parent})
+    except ValidationError as exc:
+        issues += document.validation_issues(exc)
+        raise _config_error(path, issues) from None
+    config._source = path
+    issues += _file_issues(document, config)
+    config._file_rules, rule_issues = _load_rule_files(config, environ)
+    issues += rule_issues
+    if plugin_models is not None:
+        config._plugin_settings, plugin_issues = _plugin_issues(document, config, plugin_models)
+        issues += plugin_issues
+    if issues:
+        raise _config_error(path, issues)
+    return config
+
+
+def _config_error(path: Path, issues: list[ConfigIssue]) -> ConfigError:
+    """One error carrying every issue, in file and line order."""
+    ordered = sorted(issues, key=lambda issue: (issue.file, issue.line or 0))
+    count = f"{len(ordered)} problem{'s' if len(ordered) != 1 else ''}"
+    return ConfigError(f"{path}: {count}:\n" + "\n".join(f"  {issue}" for issue in ordered), ordered)
+
+
+# --- Reference documentation -----------------------------------------------------------------------
+
+
+def _type_text(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
+    if "$ref" in schema:
+        return f"[{schema['$ref'].rsplit('/', 1)[-1]}](#{schema['$ref'].rsplit('/', 1)[-1].lower()})"
+    if "anyOf" in schema:
+        return " or ".join(_type_text(option, definitions) for option in schema["anyOf"])
+    if "enum" in schema:
+        return " / ".join(f"`{value}`" for value in schema["enum"])
+    if "const" in schema:
+        return f"`{schema['const']}`"
+    kind = schema.get("type", "any")
+    if kind == "array":
+        return f"list of {_type_text(schema.get('items', {}), definitions)}"
+    if kind == "object" and "additionalProperties" in schema and isinstance(schema["additionalProperties"], dict):
+        return f"table of {_type_text(schema['additionalProperties'], definitions)}"
+    if schema.get("format") == "password":
+        return "secret string"
+    if isinstance(kind, list):
+        return " or ".join(kind)
+    return "duration" if schema.get("format") == "duration" else str(kind)
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, dict) and not value:
+        return "{}"
+    if isinstance(value, list) and not value:
+        return "[]"
+    return f"`{value}`" if not isinstance(value, (dict, list)) else f"`{value!r}`"
+
+
+def config_reference() -> str:
+    """``docs/config.md``: every section and key of ``cityhub.toml``, generated from the models' JSON Schema."""
+    schema = HubConfig.model_json_schema(mode="validation")
+    definitions = schema.get("$defs", {})
+    out = [
+        "# Configuration reference (`cityhub.toml`)",
+        "",
+        "Generated from the models in `hub/config.py` by `python -m hub.config > docs/config.md`; a test keeps it",
+        "in sync. Unknown keys are errors. String values may use `${NAME}` or `${NAME:-default}` to read the",
+        "environment (put secrets there). Durations are written `\"90s\"`, `\"15m\"`, `\"1h30m\"`, `\"2d\"` or as seconds.",
+        "Relative paths are relative to the directory of the config file. Check a file with `cityhub validate FILE`.",
+        "",
+    ]
+    for title, model_schema in [("HubConfig", schema), *sorted(definitions.items())]:
+        out += [f"## {title}", "", model_schema.get("description", "").strip(), ""]
+        properties = model_schema.get("properties", {})
+        if not properties:
+            continue
+        required = set(model_schema.get("required", []))
+        out += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+        for key, field in properties.items():
+            default = "required" if key in required else _default_text(field.get("default", None))
+            description = field.get("description", "").replace("|", "\\|").replace("\n", " ")
+            out.append(f"| `{key}` | {_type_text(field, definitions)} | {default} | {description} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(config_reference())

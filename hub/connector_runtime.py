@@ -1,0 +1,295 @@
+"""The real :class:`~hub.connector.ConnectorContext`: a connector talking to the hub over NATS.
+
+* ``publish`` sends the event as a CloudEvent to ``cityhub.ingest.<source>`` with ``Nats-Msg-Id`` set to the
+  event's idempotency key and waits for JetStream's ack, retrying with backoff while NATS is unreachable
+  (a retry of an already stored message is dropped by JetStream's duplicate window).
+* ``reject`` puts unusable input on ``cityhub.dlq.<source>`` with the original bytes and the reason in headers.
+* ``state`` is a JetStream key/value bucket per connector (cursors survive restarts and moves between hosts).
+* Outbound: a durable pull consumer on ``cityhub.dispatch.orders.<source>`` feeds :meth:`Connector.deliver`;
+  a delivery that raises is redelivered later with exponential backoff, so nothing waiting to go out is lost.
+
+:func:`run_connector` runs one connector against a NATS server until cancelled (the supervisor calls it in
+the connector's own process); :func:`running_connector` does the same as an async context manager for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import re
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError, MaxPayloadError, NoRespondersError, TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError, NoStreamResponseError
+from nats.js.kv import KeyValue
+from pydantic import ValidationError
+
+from hub import ids, topology, wire
+from hub.connector import Connector
+from hub.errors import InvalidEventError
+from hub.models import DispatchOrder, DispatchUpdate, Event
+from hub.natsconn import NatsSettings, connect
+from hub.streams import StreamsSettings, ensure_streams
+
+_TRANSIENT = (NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ConnectionClosedError)
+_VALID_KV_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
+
+MAX_BACKOFF_S = 60.0
+
+
+def backoff_delay(attempt: int, base_s: float = 0.5, cap_s: float = MAX_BACKOFF_S) -> float:
+    """Exponential backoff: ``base_s`` after the first failure, doubling, capped at ``cap_s``."""
+    return min(cap_s, base_s * 2 ** max(0, attempt - 1))
+
+
+def state_bucket(source: str) -> str:
+    return f"{topology.STATE_BUCKET_PREFIX}{source}"
+
+
+def delivery_consumer(source: str) -> str:
+    return f"cityhub-deliver-{topology.token(source)}"
+
+
+def encode_ingest(event: Event) -> tuple[str, bytes]:
+    """``(Nats-Msg-Id, CloudEvent bytes)`` of one event as a connector publishes it to ingest."""
+    msg_id = ids.idempotency_key(event)
+    raw = wire.encode(
+        type_=wire.TYPE_EVENT, id_=msg_id, source=f"/cityhub/{event.source}", time=event.time, data=event,
+        extensions={"category": event.category.value, "severity": event.severity.value},
+    )
+    return msg_id, raw
+
+
+def decode_outbound(raw: bytes) -> DispatchOrder | DispatchUpdate | dict[str, Any]:
+    """The item inside an outbound CloudEvent: a dispatch order or update, or the plain data of other types."""
+    envelope = wire.decode(raw)
+    data = envelope.get("data")
+    try:
+        if envelope["type"] == wire.TYPE_DISPATCH_ORDER:
+            return DispatchOrder.model_validate(data)
+        if envelope["type"] == wire.TYPE_DISPATCH_UPDATE:
+            return DispatchUpdate.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidEventError(f"{envelope['type']} data does not validate: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidEventError(f"outbound {envelope['type']} data must be a JSON object")
+    return data
+
+
+class KvStateStore:
+    """A connector's durable key/value state in its own JetStream KV bucket. Keys outside the KV key
+    alphabet are stored base64url-encoded, so any string works as a key."""
+
+    def __init__(self, kv: KeyValue):
+        self._kv = kv
+
+    @staticmethod
+    def _key(key: str) -> str:
+        if _VALID_KV_KEY.match(key) and not key.startswith(".") and not key.endswith("."):
+            return key
+        return "b64." + base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            entry = await self._kv.get(self._key(key))
+        except KeyNotFoundError:  # KeyDeletedError is one too
+            return None
+        return entry.value
+
+    async def put(self, key: str, value: bytes) -> None:
+        await self._kv.put(self._key(key), value)
+
+
+class NatsConnectorContext:
+    """What a running connector gets: publish to ingest, reject to the DLQ, durable state, counters."""
+
+    def __init__(self, source: str, nc: NatsClient, state: KvStateStore, *, publish_timeout_s: float = 5.0):
+        self.source = source
+        self.log = logging.getLogger(f"cityhub.connector.{source}")
+        self.state = state
+        self.counters: Counter[str] = Counter()
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream(timeout=publish_timeout_s)
+
+    async def publish(self, event: Event) -> None:
+        if event.source != self.source:
+            raise ValueError(f"connector {self.source!r} cannot publish an event of source {event.source!r}")
+        msg_id, raw = encode_ingest(event)
+        try:
+            await self._publish_acked(topology.ingest_subject(self.source), raw, msg_id)
+        except MaxPayloadError:
+            await self.reject(raw, f"oversized: {len(raw)} bytes exceeds the server's max_payload")
+            return
+        self.count("published")
+
+    async def publish_update(self, update: DispatchUpdate) -> None:
+        msg_id = f"{self.source}:update:{update.order_id}:{update.status.value}:{update.time.isoformat()}"
+        raw = wire.encode(
+            type_=wire.TYPE_DISPATCH_UPDATE, id_=msg_id, source=f"/cityhub/{self.source}", time=update.time,
+            data=update, extensions={"incidentid": update.incident_id},
+        )
+        await self._publish_acked(topology.dispatch_update_subject(self.source), raw, msg_id)
+        self.count("updates_published")
+
+    async def reject(self, raw: bytes, reason: str) -> None:
+        headers = {
+            topology.HEADER_REASON: _header_value(reason),
+            topology.HEADER_ORIGINAL_SUBJECT: f"connector:{self.source}",
+        }
+        await self._publish_acked(topology.dlq_subject(self.source), raw, None, headers)
+        self.count("rejected")
+        self.log.warning("rejected %d bytes to the DLQ: %s", len(raw), reason)
+
+    def count(self, name: str, amount: int = 1) -> None:
+        self.counters[name] += amount
+
+    async def _publish_acked(
+        self, subject: str, raw: bytes, msg_id: str | None, headers: dict[str, str] | None = None
+    ) -> None:
+        """Publish and wait for JetStream's ack; retry transient failures for ever with the same msg id."""
+        headers = dict(headers or {})
+        if msg_id is not None:
+            headers[topology.HEADER_MSG_ID] = msg_id
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._js.publish(subject, raw, headers=headers)
+                return
+            except _TRANSIENT as exc:
+                delay = backoff_delay(attempt, cap_s=5.0)
+                self.count("publish_retries")
+                self.log.warning("publish to %s failed (%s); retry %d in %.1fs", subject, exc or type(exc).__name__,
+                                 attempt, delay)
+                await asyncio.sleep(delay)
+
+
+def _header_value(text: str) -> str:
+    """Header values are one line; keep the reason readable and bounded."""
+    return " ".join(text.split())[:1024]
+
+
+class OutboundDelivery:
+    """Feeds ``connector.deliver`` from its durable dispatch consumer; failures are retried with backoff."""
+
+    def __init__(
+        self, connector: Connector, ctx: NatsConnectorContext, js: JetStreamContext, *,
+        batch: int = 16, deliver_timeout_s: float = 30.0,
+    ):
+        self.connector = connector
+        self.ctx = ctx
+        self._js = js
+        self._batch = batch
+        self._deliver_timeout_s = deliver_timeout_s
+
+    async def run(self) -> None:
+        source = self.connector.source
+        subscription = await self._js.pull_subscribe(
+            topology.dispatch_order_subject(source),
+            durable=delivery_consumer(source),
+            stream=topology.DISPATCH_STREAM,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self._deliver_timeout_s + 5.0,
+                max_deliver=-1,
+                max_ack_pending=self._batch * 4,
+            ),
+        )
+        while True:
+            try:
+                msgs = await subscription.fetch(self._batch, timeout=1.0)
+            except _TRANSIENT:
+                continue
+            for msg in msgs:
+                await self._deliver_one(msg)
+
+    async def _deliver_one(self, msg: Msg) -> None:
+        try:
+            item = decode_outbound(msg.data)
+        except InvalidEventError as exc:
+            await self.ctx.reject(msg.data, f"undeliverable outbound message: {exc.reason}")
+            await msg.term()
+            return
+        try:
+            await asyncio.wait_for(self.connector.deliver(item), self._deliver_timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the external system's failure, whatever its type: redeliver later
+            attempt = msg.metadata.num_delivered
+            delay = backoff_delay(attempt)
+            self.ctx.count("deliver_failed")
+            self.ctx.log.warning("delivery attempt %d failed (%s: %s); retry in %.1fs",
+                                 attempt, type(exc).__name__, exc, delay)
+            await msg.nak(delay=delay)
+            return
+        await msg.ack()
+        self.ctx.count("delivered")
+
+
+def has_outbound(connector: Connector) -> bool:
+    """True when the connector's class implements :meth:`Connector.deliver`."""
+    return type(connector).deliver is not Connector.deliver
+
+
+async def open_context(
+    connector: Connector, nc: NatsClient, streams: StreamsSettings | None = None
+) -> NatsConnectorContext:
+    """Make sure the streams and the connector's state bucket exist and build its context."""
+    js = nc.jetstream()
+    await ensure_streams(js, streams)
+    kv = await js.create_key_value(bucket=state_bucket(connector.source), history=1)
+    return NatsConnectorContext(connector.source, nc, KvStateStore(kv))
+
+
+async def serve_connector(connector: Connector, ctx: NatsConnectorContext, nc: NatsClient) -> None:
+    """Run the connector's receive loop and, if it has one, its outbound delivery, until cancelled or one of
+    them fails (the failure propagates so the supervisor can restart the process)."""
+    async with asyncio.TaskGroup() as group:
+        group.create_task(connector.run(ctx), name=f"{connector.source}.run")
+        if has_outbound(connector):
+            group.create_task(OutboundDelivery(connector, ctx, nc.jetstream()).run(), name=f"{connector.source}.deliver")
+
+
+def _as_settings(nats: str | NatsSettings) -> NatsSettings:
+    return NatsSettings(urls=[nats]) if isinstance(nats, str) else nats
+
+
+async def run_connector(
+    connector: Connector, nats: str | NatsSettings, streams: StreamsSettings | None = None
+) -> None:
+    """Run one connector against a NATS server until cancelled."""
+    nc = await connect(_as_settings(nats).model_copy(update={"name": f"cityhub-connector-{connector.source}"}))
+    try:
+        ctx = await open_context(connector, nc, streams)
+        await serve_connector(connector, ctx, nc)
+    finally:
+        await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def running_connector(
+    connector: Connector, nats: str | NatsSettings, streams: StreamsSettings | None = None
+) -> AsyncIterator[NatsConnectorContext]:
+    """Run a connector in the background for the duration of the block; yields its context (counters,
+    state). A connector failure is raised when the block exits."""
+    nc = await connect(_as_settings(nats).model_copy(update={"name": f"cityhub-connector-{connector.source}"}))
+    try:
+        ctx = await open_context(connector, nc, streams)
+        task = asyncio.create_task(serve_connector(connector, ctx, nc))
+        try:
+            yield ctx
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        await nc.close()

@@ -1,0 +1,35 @@
+"""A small real hub for testing the control plane before (and apart from) the runtime's pipeline: a real
+config, plugin host and metrics registry; ``dry_run`` answers from the config's rules without a pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hub.config import HubConfig, load_config
+from hub.metrics import Metrics
+from hub.models import Event
+from hub.plugins import PluginHost, build_plugin_host
+
+
+class StandInHub:
+    def __init__(self, config_path: Path, plugins: dict[str, object], builtins: bool = False):
+        self.metrics = Metrics()
+        self.plugins: PluginHost = build_plugin_host(self.metrics, extra=plugins.items(), builtins=builtins)
+        self.config: HubConfig = load_config(config_path, plugin_models=self.plugins.settings_models())
+        self.plugins.configure(self.config)
+        self.plugins.attach(self)
+        self.ready = True
+        self.applied: list[HubConfig] = []
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "nats": "not used by the stand-in"}
+
+    async def apply_config(self, config: HubConfig) -> None:
+        await self.plugins.apply(config)
+        self.config = config
+        self.applied.append(config)
+
+    async def dry_run(self, event: Event) -> dict[str, Any]:
+        matched = [rule.id for rule in self.config.all_rules() if rule.condition == f'category == "{event.category}"']
+        return {"event": event.model_dump(mode="json"), "grid_path": [], "incident": None, "matched_rules": matched}

@@ -1,0 +1,175 @@
+"""The admin API, through httpx against the real FastAPI app (and a real uvicorn server)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from fastapi import APIRouter
+from prometheus_client import Counter, CollectorRegistry
+from standin_hub import StandInHub
+
+from hub.admin import create_admin_app, require_token
+from hub.hookspecs import hookimpl
+
+TOKEN = "test-token-123"
+
+
+class Greeter:
+    """A plugin with its own routes and metric."""
+
+    def __init__(self):
+        self.greetings = Counter("greeter_greetings", "Greetings given.", registry=CollectorRegistry())
+
+    @hookimpl
+    def register_routes(self, hub):
+        router = APIRouter()
+
+        @router.get("/hello")
+        def hello() -> dict[str, str]:
+            self.greetings.inc()
+            return {"hello": "你好"}
+
+        return router
+
+    @hookimpl
+    def register_metrics(self, hub):
+        return [self.greetings]
+
+
+class Crashing:
+    @hookimpl
+    def plugin_health(self, hub):
+        raise RuntimeError("sensor bus unreachable")
+
+
+CONFIG = f"""
+[admin]
+token = "${{ADMIN_TEST_TOKEN:-{TOKEN}}}"
+
+[hooks]
+max_consecutive_failures = 1
+
+[[rules]]
+id = "gas-critical"
+condition = 'category == "gas_leak"'
+severity = "critical"
+"""
+
+
+@pytest.fixture
+def config_path(tmp_path):
+    path = tmp_path / "cityhub.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+@pytest.fixture
+def hub(config_path):
+    return StandInHub(config_path, {"greeter": Greeter(), "crashing": Crashing()})
+
+
+@pytest.fixture
+async def client(hub):
+    app = create_admin_app(hub)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://admin") as client:
+        yield client
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+async def test_health_reports_plugins_and_degrades_on_a_failing_one(client):
+    health = (await client.get("/health")).json()
+    assert health["plugins"]["crashing"]["last_error"] == "plugin_health: RuntimeError: sensor bus unreachable"
+    assert health["status"] == "degraded" and health["failing_plugins"] == ["crashing"]
+    assert health["plugins"]["greeter"]["enabled"] is True and health["runtime"]["ok"] is True
+
+
+async def test_ready_follows_the_hub(client, hub):
+    assert (await client.get("/ready")).status_code == 200
+    hub.ready = False
+    response = await client.get("/ready")
+    assert response.status_code == 503 and response.json() == {"ready": False}
+
+
+async def test_mutating_endpoints_need_the_token(client):
+    assert (await client.post("/plugins/greeter/disable")).status_code == 401
+    wrong = await client.post("/plugins/greeter/disable", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+    assert (await client.post("/config/reload")).status_code == 401
+
+
+async def test_no_configured_token_means_no_mutations(tmp_path):
+    path = tmp_path / "cityhub.toml"
+    path.write_text("")
+    app = create_admin_app(StandInHub(path, {}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://admin") as client:
+        response = await client.post("/config/reload", headers=AUTH)
+    assert response.status_code == 403 and "set [admin].token" in response.json()["detail"]
+
+
+async def test_disable_and_enable_a_plugin_and_its_routes(client):
+    assert (await client.get("/plugins/greeter/hello")).json() == {"hello": "你好"}
+    disabled = await client.post("/plugins/greeter/disable", headers=AUTH)
+    assert disabled.json()["enabled"] is False and disabled.json()["disabled_reason"] == "admin"
+    assert (await client.get("/plugins/greeter/hello")).status_code == 404
+    listed = {plugin["name"]: plugin for plugin in (await client.get("/plugins")).json()}
+    assert listed["greeter"]["enabled"] is False
+    assert (await client.post("/plugins/greeter/enable", headers=AUTH)).json()["enabled"] is True
+    assert (await client.get("/plugins/greeter/hello")).status_code == 200
+    assert (await client.post("/plugins/ghost/enable", headers=AUTH)).status_code == 404
+
+
+async def test_metrics_include_plugin_collectors(client):
+    await client.get("/plugins/greeter/hello")
+    response = await client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "greeter_greetings_total 1.0" in response.text
+    assert 'cityhub_plugin_calls_total{hook="register_routes",outcome="ok",plugin="greeter"} 1.0' in response.text
+
+
+async def test_reload_rejects_a_bad_config_and_keeps_the_running_one(client, hub, config_path):
+    config_path.write_text(CONFIG + '\n[dedup]\nwindow = "later"\n')
+    response = await client.post("/config/reload", headers=AUTH)
+    assert response.status_code == 422
+    assert response.json() == {
+        "applied": False,
+        "issues": [{"file": str(config_path), "line": 14, "key": "dedup.window",
+                    "message": "'later' is not a duration: write e.g. '90s', '15m', '1h30m', '2d' or seconds"}],
+    }
+    assert hub.applied == []
+    config_path.write_text(CONFIG + '\n[plugins.greeter]\nenabled = false\n')
+    response = await client.post("/config/reload", headers=AUTH)
+    assert response.json() == {"applied": True, "issues": []}
+    assert hub.applied and not hub.plugins.is_enabled("greeter")
+
+
+async def test_dry_run_delegates_to_the_hub_and_validates_the_event(client):
+    event = {"source": "iot_mqtt", "category": "gas_leak", "time": "2026-05-01T08:00:00+08:00"}
+    response = await client.post("/dry-run", json=event)
+    assert response.status_code == 200 and response.json()["matched_rules"] == ["gas-critical"]
+    bad = await client.post("/dry-run", json={**event, "time": "2026-05-01T08:00:00"})
+    assert bad.status_code == 422 and "timezone" in bad.text
+
+
+async def test_openapi_documents_every_endpoint_and_secrets_never_appear(client):
+    spec = (await client.get("/openapi.json")).json()
+    assert {"/health", "/ready", "/metrics", "/plugins", "/plugins/{name}/enable", "/plugins/{name}/disable",
+            "/config/reload", "/dry-run", "/plugins/greeter/hello"} <= set(spec["paths"])
+    for path in ("/health", "/plugins", "/openapi.json", "/metrics"):
+        assert TOKEN not in (await client.get(path)).text
+
+
+async def test_extra_routers_use_the_same_token(hub):
+    extra = APIRouter()
+
+    @extra.post("/api/secret-action", dependencies=[__import__("fastapi").Depends(require_token)])
+    def secret_action() -> dict[str, bool]:
+        return {"done": True}
+
+    app = create_admin_app(hub, routers=[extra])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://admin") as client:
+        assert (await client.post("/api/secret-action")).status_code == 401
+        assert (await client.post("/api/secret-action", headers=AUTH)).json() == {"done": True}

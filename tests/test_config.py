@@ -1,0 +1,219 @@
+"""cityhub.toml: every error reported at once with its file, line and key; secrets from the environment."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.config import HubConfig, config_reference, load_config, parse_duration
+from hub.errors import ConfigError
+from hub.tomlpos import key_lines
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str, name: str = "cityhub.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def issues_of(path: Path, **kwargs) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, **kwargs)
+    return [str(issue) for issue in caught.value.issues]
+
+
+BROKEN = """\
+timezone = "Mars/Base"
+
+[nats]
+servers = ["nats://a:4222", "http://bad"]
+user = "hub"
+password = "${HUB_TEST_UNSET_PASSWORD}"
+
+[admin]
+port = 99999
+tokn = "typo"
+
+[[geo.layers]]
+name = "districts"
+path = "districts.geojson"
+
+[[geo.layers]]
+name = "bad name"
+path = "x.geojson"
+crs = "utm"
+
+[merge]
+window = "1 fortnight"
+per_category.not_a_category = { distance_m = 50, window = "30m" }
+
+[[rules]]
+id = "gas"
+condition = 'category == "gas_leak"'
+severity = "catastrophic"
+
+[[rules]]
+id = "multi"
+condition = \"\"\"
+category == "fire"
+\"\"\"
+route = [
+  "dept:fire",
+  3,
+]
+"""
+
+
+def test_every_structure_error_is_reported_with_file_line_and_key(tmp_path):
+    path = write(tmp_path, BROKEN)
+    found = issues_of(path, environ={})
+    where = f"{path}:"
+    assert found == [
+        f"{where}1: timezone: unknown time zone 'Mars/Base': use an IANA name such as 'Asia/Shanghai'",
+        f"{where}4: nats.servers: not a NATS URL: http://bad (write nats://host:port or tls://host:port)",
+        f"{where}6: nats.password: environment variable HUB_TEST_UNSET_PASSWORD is not set"
+        " (referenced as ${HUB_TEST_UNSET_PASSWORD})",
+        f"{where}9: admin.port: Input should be less than or equal to 65535",
+        f"{where}10: admin.tokn: Extra inputs are not permitted",
+        f"{where}17: geo.layers[1].name: String should match pattern '^[A-Za-z0-9_-]+$'",
+        f"{where}19: geo.layers[1].crs: Input should be 'wgs84', 'gcj02' or 'bd09'",
+        f"{where}22: merge.window: '1 fortnight' is not a duration: write e.g. '90s', '15m', '1h30m', '2d' or seconds",
+        f"{where}23: merge.per_category.not_a_category: " + found[8].split("not_a_category: ", 1)[1],
+        f"{where}28: rules[0].severity: Input should be 'info', 'low', 'medium', 'high' or 'critical'",
+        f"{where}37: rules[1].route[1]: Input should be a valid string",
+    ]
+    assert "Input should be 'gas_leak'" in found[8]
+
+
+def test_missing_required_key_points_at_its_table(tmp_path):
+    path = write(tmp_path, 'timezone = "UTC"\n\n[[rules]]\nid = "r1"\nseverity = "high"\n')
+    assert issues_of(path) == [f"{path}:3: rules[0].condition: Field required"]
+
+
+def test_syntax_error_names_the_line(tmp_path):
+    path = write(tmp_path, '[admin]\nport = 8787\nhost = "unterminated\n')
+    [issue] = issues_of(path)
+    assert issue.startswith(f"{path}:3: (syntax): invalid TOML")
+
+
+def test_environment_phase_reports_every_missing_file(tmp_path):
+    path = write(
+        tmp_path,
+        'rule_files = ["rules/extra.toml"]\n\n[nats]\ncreds_file = "hub.creds"\n\n'
+        '[[geo.layers]]\nname = "districts"\npath = "grids/districts.geojson"\n',
+    )
+    assert issues_of(path) == [
+        f"{path}:1: rule_files[0]: file not found: {tmp_path / 'rules/extra.toml'}",
+        f"{path}:4: nats.creds_file: file not found: {tmp_path / 'hub.creds'}",
+        f"{path}:8: geo.layers[0].path: file not found: {tmp_path / 'grids/districts.geojson'}",
+    ]
+
+
+def test_secrets_come_from_the_environment_and_never_print(tmp_path):
+    path = write(
+        tmp_path,
+        '[nats]\nservers = ["${HUB_NATS_URL:-nats://127.0.0.1:4222}"]\nuser = "hub"\npassword = "${HUB_PW}"\n'
+        '[admin]\ntoken = "${HUB_TOKEN}"\n',
+    )
+    config = load_config(path, environ={"HUB_PW": "s3cret-pw", "HUB_TOKEN": "t0ken"})
+    assert config.nats.servers == ["nats://127.0.0.1:4222"]
+    assert config.nats.password.get_secret_value() == "s3cret-pw"
+    assert config.admin.token.get_secret_value() == "t0ken"
+    shown = repr(config) + config.model_dump_json()
+    assert "s3cret-pw" not in shown and "t0ken" not in shown
+
+
+def test_rule_files_are_checked_with_their_own_lines(tmp_path):
+    (tmp_path / "rules").mkdir()
+    write(
+        tmp_path,
+        '[[rules]]\nid = "night-gas"\ncondition = "hour(time) >= 22"\nroute = ["dept:fire"]\n\n'
+        '[[rules]]\nid = "inline"\ncondition = "true"\nescalate_after = "soon"\n',
+        "rules/extra.toml",
+    )
+    path = write(tmp_path, 'rule_files = ["rules/extra.toml"]\n\n[[rules]]\nid = "inline"\ncondition = "true"\n')
+    rules_file = tmp_path / "rules" / "extra.toml"
+    assert issues_of(path) == [
+        f"{rules_file}:9: rules[1].escalate_after: 'soon' is not a duration: write e.g. '90s', '15m', '1h30m', '2d' or seconds",
+    ]
+    write(tmp_path, '[[rules]]\nid = "inline"\ncondition = "true"\nescalate_after = "15m"\n', "rules/extra.toml")
+    assert issues_of(path) == [f"{rules_file}:2: rules[0].id: rule id 'inline' is already defined in {path}"]
+    write(tmp_path, '[[rules]]\nid = "night"\ncondition = {">=" = [{var = "payload.ppm"}, 5000]}\n', "rules/extra.toml")
+    config = load_config(path)
+    assert [rule.id for rule in config.all_rules()] == ["inline", "night"]
+    assert config.all_rules()[1].condition == {">=": [{"var": "payload.ppm"}, 5000]}
+
+
+class GreeterSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    greeting: str = Field(description="What to say.")
+    times: int = Field(1, ge=1, description="How often.")
+
+
+def test_plugin_sections_are_validated_against_each_plugins_model(tmp_path):
+    path = write(
+        tmp_path,
+        '[plugins.greeter]\nenabled = true\ngreeting = "hi"\ntimes = 0\nvolume = 11\n\n'
+        "[plugins.ghost]\nenabled = false\n\n[plugins.plain]\ncolour = \"red\"\n",
+    )
+    models = {"greeter": GreeterSettings, "plain": None}
+    assert issues_of(path, plugin_models=models) == [
+        f"{path}:4: plugins.greeter.times: Input should be greater than or equal to 1",
+        f"{path}:5: plugins.greeter.volume: Extra inputs are not permitted",
+        f"{path}:7: plugins.ghost: no plugin named 'ghost' is installed (installed: greeter, plain)",
+        f"{path}:11: plugins.plain.colour: plugin 'plain' takes no settings",
+    ]
+
+
+def test_plugin_settings_and_unconfigured_plugins(tmp_path):
+    path = write(tmp_path, '[plugins.greeter]\ngreeting = "你好"\n')
+    config = load_config(path, plugin_models={"greeter": GreeterSettings, "other": GreeterSettings})
+    assert config.plugin_settings("greeter") == GreeterSettings(greeting="你好")
+    assert config.plugin_settings("other") is None  # required settings and no section: left unconfigured
+    assert config.plugin_enabled("greeter") and config.plugin_enabled("other")
+
+
+def test_defaults_are_usable_and_durations_parse():
+    config = HubConfig()
+    assert config.nats.servers == [] and config.dedup.window == timedelta(hours=24)
+    assert config.pipeline.personal_data["reporter.phone"] == "mask"
+    assert parse_duration("1h30m") == timedelta(minutes=90)
+    assert parse_duration("250ms") == timedelta(milliseconds=250)
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("5 minutes")
+
+
+def test_personal_data_policy_merges_with_the_masking_defaults(tmp_path):
+    path = write(tmp_path, '[pipeline.personal_data]\n"reporter.phone" = "keep"\n"payload.plate" = "hash"\n')
+    policies = load_config(path).pipeline.personal_data
+    assert policies["reporter.phone"] == "keep" and policies["payload.plate"] == "hash"
+    assert policies["reporter.id_card"] == "mask"
+
+
+def test_key_lines_follow_tables_arrays_and_inline_tables():
+    text = (
+        'a = 1\n[t]\nx = { y = 1, z = [1,\n  2] }\n"quoted.key" = """\nnot = a key\n"""\n'
+        "[[arr]]\nk = 1\n[[arr]]\nk = 2\n[arr.sub]\nm = 'x'\n"
+    )
+    lines = key_lines(text)
+    assert lines[("a",)] == 1
+    assert lines[("t", "x", "y")] == 3 and lines[("t", "x", "z", 1)] == 4
+    assert lines[("t", "quoted.key")] == 5 and ("not",) not in lines and ("t", "not") not in lines
+    assert lines[("arr", 0, "k")] == 9 and lines[("arr", 1, "k")] == 11
+    assert lines[("arr", 1, "sub", "m")] == 13
+
+
+def test_config_reference_is_in_sync():
+    assert (REPO / "docs" / "config.md").read_text(encoding="utf-8") == config_reference(), (
+        "docs/config.md is out of date: run `python -m hub.config > docs/config.md`"
+    )
+
+
+def test_example_config_is_valid():
+    config = load_config(REPO / "cityhub.toml")
+    assert config.nats.servers == []  # the demo's embedded server
