@@ -70,7 +70,6 @@ async def signed_body(request: Request, *, secret: str, tolerance_s: float, max_
 
 async def dead_letter(ctx: ConnectorContext, body: bytes, rejection: WebhookRejected, max_bytes: int) -> dict[str, str]:
     """Put a refused request on the DLQ (oversized bodies cut to ``max_bytes``) and return the sender's error body."""
-    ctx.count("rejected")
     await ctx.reject(body[:max_bytes], rejection.reason)
     return {"error": rejection.reason}
 

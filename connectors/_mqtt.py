@@ -81,6 +81,7 @@ async def consume(
             async with broker.client(client_id) as client:
                 for topic in topics:
                     await client.subscribe(topic, qos=1)
+                ctx.count("mqtt_connects")
                 ctx.log.info("subscribed to %s on %s:%d", ", ".join(topics), broker.host, broker.port)
                 backoff.reset()
                 async for message in client.messages:

@@ -139,7 +139,6 @@ class IotMqttConnector(Connector):
         return reading
 
     async def _reject(self, ctx: ConnectorContext, topic: str, payload: bytes, reason: str) -> None:
-        ctx.count("rejected")
         ctx.log.warning("rejected MQTT message on %s: %s", topic, reason)
         await ctx.reject(payload, f"{reason} (topic {topic})")
 

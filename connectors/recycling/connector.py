@@ -188,7 +188,6 @@ class RecyclingConnector(Connector):
                 self._apply_drop(station, self._parse(Drop, station, payload))
                 ctx.count("drops")
         except InvalidEventError as error:
-            ctx.count("rejected")
             ctx.log.warning("rejected MQTT message on %s: %s", topic, error.reason)
             kept = withhold_resident(payload) if topic.endswith("/drop") else payload
             await ctx.reject(kept, f"{error.reason} (topic {topic})")
