@@ -1,20 +1,17 @@
-"""Helpers of the connector contract tests: read what a connector put on NATS, publish what the hub would
-send it, and a separate nats-server whose MQTT listener plays the external broker."""
+"""Helpers of the connector contract tests: read what a connector put on NATS and publish what the hub would
+send it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import nats
 import orjson
-import pytest
 
 from hub import topology, wire
-from hub.embedded import EmbeddedNats, free_port
 from hub.models import DispatchOrder
 
 
@@ -86,11 +83,3 @@ async def wiretap(nats_url: str) -> AsyncIterator[list[bytes]]:
         yield seen
     finally:
         await nc.drain()
-
-
-@pytest.fixture
-def mqtt_broker(tmp_path: Path):
-    """An MQTT 3.1.1 broker for the external devices: a second nats-server's MQTT listener (never the
-    machine's own broker)."""
-    with EmbeddedNats(store_dir=tmp_path / "broker", mqtt_port=free_port()) as server:
-        yield server

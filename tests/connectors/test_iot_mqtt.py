@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from harness import dead_letters, ingested, mqtt_broker, until  # noqa: F401  (mqtt_broker is a fixture)
+from harness import dead_letters, ingested, until
 
 from connectors._mqtt import parse_broker_url
 from connectors.iot_mqtt import IotDeviceSimulator, IotMqttConnector, IotMqttSettings

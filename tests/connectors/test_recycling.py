@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from harness import dead_letters, ingested, mqtt_broker, until, wiretap  # noqa: F401  (mqtt_broker is a fixture)
+from harness import dead_letters, ingested, until, wiretap
 
 from connectors._mqtt import parse_broker_url
 from connectors.recycling import RecyclingConnector, RecyclingSettings, RecyclingStationSimulator
