@@ -1,10 +1,12 @@
 """MQTT 3.1.1 plumbing shared by the MQTT connectors: broker URLs and a receive loop that reconnects with
-backoff. The session is persistent (``clean_session=False``) and subscriptions are QoS 1, so the broker keeps
-what devices publish while the hub is away and hands it over on reconnect."""
+backoff. The session is persistent (``clean_session=False``), subscriptions are QoS 1 and each message is
+acknowledged only once handled, so the broker keeps what devices publish while the hub is away, and redelivers
+what the hub received but had not yet stored when it stopped."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -15,6 +17,8 @@ import aiomqtt
 from hub.backoff import Backoff
 from hub.connector import ConnectorContext
 from hub.errors import ConfigError
+
+DISCONNECT_TIMEOUT_S = 5.0
 
 MessageHandler = Callable[[str, bytes], Awaitable[None]]
 
@@ -65,6 +69,16 @@ def payload_bytes(message: aiomqtt.Message) -> bytes:
     return b"" if payload is None else str(payload).encode()
 
 
+async def disconnect(client: aiomqtt.Client, log: logging.Logger, timeout_s: float = DISCONNECT_TIMEOUT_S) -> None:
+    """Leave the broker cleanly, but never wait for ever: a broker that does not confirm the disconnect
+    must not keep the hub (or a simulator) from stopping."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await client.__aexit__(None, None, None)
+    except (TimeoutError, aiomqtt.MqttError) as error:
+        log.warning("MQTT disconnect not confirmed (%s); dropping the connection", type(error).__name__)
+
+
 async def consume(
     broker: BrokerAddress,
     *,
@@ -78,7 +92,13 @@ async def consume(
     with backoff when the broker is down or drops the connection."""
     while True:
         try:
-            async with broker.client(client_id) as client:
+            client = broker.client(client_id)
+            # Acknowledge only after the handler is done (the event is in JetStream or the DLQ), so a message
+            # in flight when the hub stops is redelivered, not lost. aiomqtt has no public switch for paho's
+            # manual acks yet (aiomqtt issue #345), hence the paho client underneath.
+            client._client.manual_ack_set(True)
+            await client.__aenter__()
+            try:
                 for topic in topics:
                     await client.subscribe(topic, qos=1)
                 ctx.count("mqtt_connects")
@@ -87,6 +107,9 @@ async def consume(
                 async for message in client.messages:
                     ctx.count("mqtt_received")
                     await handle(str(message.topic), payload_bytes(message))
+                    client._client.ack(message.mid, message.qos)
+            finally:
+                await disconnect(client, ctx.log)
         except aiomqtt.MqttError as error:
             delay = backoff.next_delay()
             ctx.count("mqtt_reconnects")

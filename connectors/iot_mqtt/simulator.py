@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -16,11 +17,12 @@ from typing import Any
 import aiomqtt
 import orjson
 
-from connectors._mqtt import BrokerAddress
+from connectors._mqtt import BrokerAddress, disconnect
 from connectors.iot_mqtt.registry import Device, load_registry
 from connectors.iot_mqtt.settings import IotMqttSettings
 
 CHINA_TIME = timezone(timedelta(hours=8))
+log = logging.getLogger(__name__)
 
 
 class IotDeviceSimulator:
@@ -52,7 +54,7 @@ class IotDeviceSimulator:
                 await self._loop_task
             self._loop_task = None
         if self._client is not None:
-            await self._client.__aexit__(None, None, None)
+            await disconnect(self._client, log)
             self._client = None
 
     async def send(self, device_id: str, **reading: Any) -> None:

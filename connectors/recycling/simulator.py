@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -16,12 +17,13 @@ from typing import Any
 import aiomqtt
 import orjson
 
-from connectors._mqtt import BrokerAddress
+from connectors._mqtt import BrokerAddress, disconnect
 from connectors._registry import load_records
 from connectors.recycling.connector import Fraction, Station
 from connectors.recycling.settings import RecyclingSettings
 
 CHINA_TIME = timezone(timedelta(hours=8))
+log = logging.getLogger(__name__)
 BIN_CAPACITY_KG = {Fraction.KITCHEN: 120.0, Fraction.RECYCLABLE: 60.0, Fraction.HAZARDOUS: 20.0, Fraction.OTHER: 90.0}
 EMPTY_AT_PCT = 97.0
 
@@ -64,7 +66,7 @@ class RecyclingStationSimulator:
                 await self._loop_task
             self._loop_task = None
         for client in self._clients.values():
-            await client.__aexit__(None, None, None)
+            await disconnect(client, log)
         self._clients.clear()
 
     async def send_raw(self, station_id: str, kind: str, payload: bytes) -> None:

@@ -34,11 +34,11 @@ async def _simulator(settings: IotMqttSettings) -> IotDeviceSimulator:
 async def test_alarm_worsening_and_recovery_update_one_alarm_key(settings, nats_url):
     connector = IotMqttConnector(settings, parse_broker_url(settings.broker_url or ""))
     async with running_connector(connector, nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] == 1)
+        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
         simulator = await _simulator(settings)
         for lel_pct in (2.0, 24.0, 55.0, 30.0, 6.0):
             await simulator.send("GAS-JJ-0001", lel_pct=lel_pct)
-        await until(lambda: ctx.counters["recoveries"] == 1)
+        await until(lambda: ctx.counters["recoveries"] >= 1)
         await simulator.stop()
 
     events = await ingested(nats_url, "iot_mqtt")
@@ -59,7 +59,7 @@ async def test_alarm_worsening_and_recovery_update_one_alarm_key(settings, nats_
 async def test_every_device_type_alarms_in_its_own_unit(settings, nats_url):
     connector = IotMqttConnector(settings, parse_broker_url(settings.broker_url or ""))
     async with running_connector(connector, nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] == 1)
+        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
         simulator = await _simulator(settings)
         await simulator.send("WATER-JJ-0001", immersed=True)
         await simulator.send("EBIKE-JJ-0001", max_temp_c=58.0, fire=False)
@@ -69,7 +69,7 @@ async def test_every_device_type_alarms_in_its_own_unit(settings, nats_url):
         await simulator.send("ELEV-QY-0001", fault_code="E01")
         await simulator.send("DOOR-QY-0001", open=True, armed=False)
         await simulator.send("DOOR-QY-0001", open=True, armed=True)
-        await until(lambda: ctx.counters["alarms"] == 6)
+        await until(lambda: ctx.counters["alarms"] >= 6)
         await simulator.stop()
 
     by_category = {e["category"]: e for e in await ingested(nats_url, "iot_mqtt")}
@@ -83,7 +83,7 @@ async def test_every_device_type_alarms_in_its_own_unit(settings, nats_url):
 async def test_bad_messages_go_to_the_dlq_with_their_reason(settings, nats_url):
     connector = IotMqttConnector(settings, parse_broker_url(settings.broker_url or ""))
     async with running_connector(connector, nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] == 1)
+        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
         simulator = await _simulator(settings)
         await simulator.send("GAS-XX-9999", lel_pct=30.0)
         await simulator.send_raw("cityhub/iot/GAS-JJ-0002/data", b'{"lel_pct": "high"')
@@ -91,7 +91,7 @@ async def test_bad_messages_go_to_the_dlq_with_their_reason(settings, nats_url):
         await simulator.send_raw("cityhub/iot/GAS-JJ-0002/data", orjson.dumps({"lel_pct": 30, "ts": "2026-05-01T08:00:00"}))
         await simulator.send("GAS-JJ-0002", lel=30.0)
         await simulator.send("GAS-JJ-0002", lel_pct=1.0)
-        await until(lambda: ctx.counters["rejected"] == 5)
+        await until(lambda: ctx.counters["rejected"] >= 5)
         await simulator.stop()
 
     reasons = [reason for _, reason in await dead_letters(nats_url, "iot_mqtt")]
@@ -106,16 +106,16 @@ async def test_bad_messages_go_to_the_dlq_with_their_reason(settings, nats_url):
 
 async def test_flapping_alarm_is_held_until_stable(mqtt_broker, nats_url):
     settings = IotMqttSettings(broker_url=f"mqtt://127.0.0.1:{mqtt_broker.mqtt_port}", check_interval_s=0.1,
-                               flap_max_transitions=2, flap_window_s=1.0, backoff=FAST)
+                               flap_max_transitions=2, flap_window_s=2.0, backoff=FAST)
     connector = IotMqttConnector(settings, parse_broker_url(settings.broker_url or ""))
     async with running_connector(connector, nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] == 1)
+        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
         simulator = await _simulator(settings)
         for index in range(5):
             await simulator.send("DOOR-QY-0001", open=index % 2 == 0)
-        await until(lambda: ctx.counters["flapping_held"] == 3)
+        await until(lambda: ctx.counters["flapping_held"] >= 3)
         assert connector.health()["flapping"] == ["DOOR-QY-0001:door_alarm"]
-        await until(lambda: ctx.counters["alarms"] == 2)
+        await until(lambda: ctx.counters["alarms"] >= 2)
         await simulator.stop()
 
     events = await ingested(nats_url, "iot_mqtt")
@@ -134,11 +134,11 @@ async def test_silent_device_goes_offline_and_comes_back(mqtt_broker, nats_url, 
                                offline_grace=1.0, check_interval_s=0.1, backoff=FAST)
     connector = IotMqttConnector(settings, parse_broker_url(settings.broker_url or ""))
     async with running_connector(connector, nats_url) as ctx:
-        await until(lambda: ctx.counters["devices_offline"] == 1)
+        await until(lambda: ctx.counters["devices_offline"] >= 1)
         assert connector.health()["offline"] == ["GAS-T-1"]
         simulator = await _simulator(settings)
         await simulator.heartbeat("GAS-T-1")
-        await until(lambda: ctx.counters["devices_back_online"] == 1)
+        await until(lambda: ctx.counters["devices_back_online"] >= 1)
         await simulator.stop()
 
     events = await ingested(nats_url, "iot_mqtt")
@@ -151,13 +151,13 @@ async def test_silent_device_goes_offline_and_comes_back(mqtt_broker, nats_url, 
 async def test_person_alerts_are_marked_sensitive_and_identity_kept_in_reporter(settings, nats_url):
     connector = IotMqttConnector(settings, parse_broker_url(settings.broker_url or ""))
     async with running_connector(connector, nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] == 1)
+        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
         simulator = await _simulator(settings)
         await simulator.send("CAM-QY-0001", event="key_person", confidence=0.93, subject_id="WL-0042",
                              subject_name="某重点人员", snapshot_url="https://video.example.cn/snap/1.jpg")
         await simulator.send("CAM-JJ-0001", event="high_altitude_throwing", confidence=0.4)
         await simulator.send("CAM-JJ-0001", event="high_altitude_throwing", confidence=0.88)
-        await until(lambda: ctx.counters["video_detections"] == 2)
+        await until(lambda: ctx.counters["video_detections"] >= 2)
         await simulator.stop()
     assert ctx.counters["video_below_confidence"] == 1
 
@@ -172,16 +172,16 @@ async def test_person_alerts_are_marked_sensitive_and_identity_kept_in_reporter(
 async def test_nothing_is_lost_across_connector_restart_and_broker_outage(mqtt_broker, settings, nats_url):
     address = parse_broker_url(settings.broker_url or "")
     async with running_connector(IotMqttConnector(settings, address), nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] == 1)
+        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
         simulator = await _simulator(settings)
         await simulator.send("GAS-JJ-0001", lel_pct=30.0)
         await simulator.send("GAS-JJ-0001", lel_pct=3.0)
-        await until(lambda: ctx.counters["recoveries"] == 1)
+        await until(lambda: ctx.counters["recoveries"] >= 1)
 
     await simulator.send("GAS-JJ-0001", lel_pct=27.0)  # the hub is down: the broker keeps it for the session
 
     async with running_connector(IotMqttConnector(settings, address), nats_url) as ctx:
-        await until(lambda: ctx.counters["alarms"] == 1)
+        await until(lambda: ctx.counters["alarms"] >= 1)
         await simulator.stop()
         mqtt_broker.kill()
         await until(lambda: ctx.counters["mqtt_reconnects"] >= 2)
@@ -189,7 +189,7 @@ async def test_nothing_is_lost_across_connector_restart_and_broker_outage(mqtt_b
         await until(lambda: ctx.counters["mqtt_connects"] >= 2)
         simulator = await _simulator(settings)
         await simulator.send("GAS-JJ-0001", lel_pct=2.0)
-        await until(lambda: ctx.counters["recoveries"] == 1)
+        await until(lambda: ctx.counters["recoveries"] >= 1)
         await simulator.stop()
 
     assert [e["source_event_id"] for e in await ingested(nats_url, "iot_mqtt")] == [
