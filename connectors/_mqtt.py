@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
+from connectors._loops import stop_if_cancelled
 from hub.backoff import Backoff
 from hub.connector import ConnectorContext
 from hub.errors import ConfigError
@@ -91,6 +92,7 @@ async def consume(
     """Subscribe to ``topics`` and await ``handle(topic, payload)`` for every message, forever; reconnect
     with backoff when the broker is down or drops the connection."""
     while True:
+        stop_if_cancelled()
         try:
             client = broker.client(client_id)
             # Acknowledge only after the handler is done (the event is in JetStream or the DLQ), so a message
@@ -101,6 +103,7 @@ async def consume(
             try:
                 for topic in topics:
                     await client.subscribe(topic, qos=1)
+                stop_if_cancelled()
                 ctx.count("mqtt_connects")
                 ctx.log.info("subscribed to %s on %s:%d", ", ".join(topics), broker.host, broker.port)
                 backoff.reset()
@@ -108,6 +111,7 @@ async def consume(
                     ctx.count("mqtt_received")
                     await handle(str(message.topic), payload_bytes(message))
                     client._client.ack(message.mid, message.qos)
+                    stop_if_cancelled()
             finally:
                 await disconnect(client, ctx.log)
         except aiomqtt.MqttError as error:

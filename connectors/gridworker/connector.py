@@ -19,6 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, V
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from connectors._loops import every
 from connectors._registry import load_records
 from connectors.gridworker.settings import GridworkerSettings
 from hub.connector import Connector, ConnectorContext
@@ -139,9 +140,7 @@ class GridworkerConnector(Connector):
         async with serve(lambda connection: self._session(ctx, connection), self.settings.listen_host,
                          self.settings.listen_port, max_size=self.settings.max_message_bytes):
             ctx.log.info("worker endpoint on ws://%s:%d/", self.settings.listen_host, self.settings.listen_port)
-            while True:
-                await asyncio.sleep(self.settings.check_interval_s)
-                await self._escalate_overdue(ctx)
+            await every(self.settings.check_interval_s, lambda: self._escalate_overdue(ctx))
 
     def health(self) -> dict[str, Any]:
         return {

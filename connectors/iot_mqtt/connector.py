@@ -12,6 +12,7 @@ import orjson
 from pydantic import ValidationError
 
 from connectors._liveness import SilenceWatch
+from connectors._loops import every
 from connectors._mqtt import BrokerAddress, consume
 from connectors.iot_mqtt.devices import (
     ALARM_CATEGORIES,
@@ -82,7 +83,7 @@ class IotMqttConnector(Connector):
                     ctx=ctx,
                 )
             )
-            tasks.create_task(self._check_periodically(ctx))
+            tasks.create_task(every(self.settings.check_interval_s, lambda: self._check(ctx)))
 
     def health(self) -> dict[str, Any]:
         return {
@@ -190,12 +191,11 @@ class IotMqttConnector(Connector):
             if state.active != state.published:
                 await self._publish_state(ctx, device, key, state)
 
-    async def _check_periodically(self, ctx: ConnectorContext) -> None:
-        while True:
-            await asyncio.sleep(self.settings.check_interval_s)
-            for device_id in self.watch.newly_silent():
-                await self._publish_offline(ctx, self.devices[device_id], online=False)
-            await self._settle_flapping(ctx)
+    async def _check(self, ctx: ConnectorContext) -> None:
+        """Report devices that went silent and settle alarms that stopped flapping."""
+        for device_id in self.watch.newly_silent():
+            await self._publish_offline(ctx, self.devices[device_id], online=False)
+        await self._settle_flapping(ctx)
 
     # --- publishing -----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors._liveness import SilenceWatch
+from connectors._loops import every
 from connectors._mqtt import BrokerAddress, consume
 from connectors._registry import load_records
 from connectors.recycling.settings import RecyclingSettings
@@ -159,7 +160,7 @@ class RecyclingConnector(Connector):
                     ctx=ctx,
                 )
             )
-            tasks.create_task(self._check_silence(ctx))
+            tasks.create_task(every(self.settings.check_interval_s, lambda: self._check_silence(ctx)))
 
     def health(self) -> dict[str, Any]:
         latest_day = max(self.book.daily, default=None)
@@ -273,11 +274,9 @@ class RecyclingConnector(Connector):
             ctx.count("faults_cleared")
 
     async def _check_silence(self, ctx: ConnectorContext) -> None:
-        while True:
-            await asyncio.sleep(self.settings.check_interval_s)
-            for station_id in self.watch.newly_silent():
-                await self._publish_offline(ctx, self.stations[station_id], online=False)
-                await ctx.state.put(STATE_KEY, self.book.model_dump_json().encode())
+        for station_id in self.watch.newly_silent():
+            await self._publish_offline(ctx, self.stations[station_id], online=False)
+            await ctx.state.put(STATE_KEY, self.book.model_dump_json().encode())
 
     async def _publish_offline(self, ctx: ConnectorContext, station: Station, *, online: bool) -> None:
         """Publish a change of the station's reachability; nothing when it is already in that state."""

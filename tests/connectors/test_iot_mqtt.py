@@ -18,6 +18,9 @@ from hub.embedded import EmbeddedNats
 from hub.errors import ConfigError
 
 FAST = BackoffSettings(initial_s=0.05, max_s=0.5)
+# A QoS 1 message the broker handed to a connection that was closing is redelivered after nats-server's MQTT
+# ack_wait (30 s by default), not at once; waits that may hit that case allow for it.
+REDELIVERY_WAIT_S = 45.0
 
 
 @pytest.fixture
@@ -181,7 +184,7 @@ async def test_nothing_is_lost_across_connector_restart_and_broker_outage(mqtt_b
     await simulator.send("GAS-JJ-0001", lel_pct=27.0)  # the hub is down: the broker keeps it for the session
 
     async with running_connector(IotMqttConnector(settings, address), nats_url) as ctx:
-        await until(lambda: ctx.counters["alarms"] >= 1)
+        await until(lambda: ctx.counters["alarms"] >= 1, timeout=REDELIVERY_WAIT_S)
         await simulator.stop()
         mqtt_broker.kill()
         await until(lambda: ctx.counters["mqtt_reconnects"] >= 2)
@@ -189,7 +192,7 @@ async def test_nothing_is_lost_across_connector_restart_and_broker_outage(mqtt_b
         await until(lambda: ctx.counters["mqtt_connects"] >= 2)
         simulator = await _simulator(settings)
         await simulator.send("GAS-JJ-0001", lel_pct=2.0)
-        await until(lambda: ctx.counters["recoveries"] >= 1)
+        await until(lambda: ctx.counters["recoveries"] >= 1, timeout=REDELIVERY_WAIT_S)
         await simulator.stop()
 
     assert [e["source_event_id"] for e in await ingested(nats_url, "iot_mqtt")] == [

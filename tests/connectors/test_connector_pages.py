@@ -1,0 +1,42 @@
+"""Each connector's docs page names every setting its model has, and each connector package has the house
+shape (settings model, connector and simulator hooks), so docs and code cannot drift apart."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "connectors"
+CONNECTORS = ["iot_mqtt", "eldercare", "recycling", "gridworker"]
+
+
+def setting_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            keys.extend(setting_keys(field.annotation, f"{prefix}{name}."))
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+@pytest.mark.parametrize("name", CONNECTORS)
+def test_docs_page_names_every_setting(name):
+    plugin = importlib.import_module(f"connectors.{name}")
+    page = (DOCS / f"{name}.md").read_text(encoding="utf-8")
+    missing = [key for key in setting_keys(plugin.plugin_settings_model()) if f"`{key}`" not in page]
+    assert missing == [], f"docs/connectors/{name}.md does not describe {missing}"
+
+
+@pytest.mark.parametrize("name", CONNECTORS)
+def test_package_has_the_house_shape(name):
+    plugin = importlib.import_module(f"connectors.{name}")
+    assert plugin.__doc__ and "(``" + name + "``)" in plugin.__doc__
+    for hook in ("plugin_settings_model", "register_connectors", "register_simulators"):
+        assert callable(getattr(plugin, hook)), f"connectors.{name} lacks the {hook} hook"
+    model = plugin.plugin_settings_model()
+    assert model.model_config.get("extra") == "forbid"
+    assert all(field.description for field in model.model_fields.values())
