@@ -61,8 +61,13 @@ async def signed_body(request: Request, *, secret: str, tolerance_s: float, max_
     if len(body) > max_bytes:
         raise WebhookRejected(413, f"body of {len(body)} bytes exceeds the limit of {max_bytes}")
     try:
-        signing.verify(secret, request.headers.get(signing.TIMESTAMP_HEADER),
-                       request.headers.get(signing.SIGNATURE_HEADER), body, tolerance_s=tolerance_s)
+        signing.verify(
+            secret,
+            request.headers.get(signing.TIMESTAMP_HEADER),
+            request.headers.get(signing.SIGNATURE_HEADER),
+            body,
+            tolerance_s=tolerance_s,
+        )
     except signing.SignatureError as error:
         raise WebhookRejected(401, f"bad signature: {error}") from None
     return body

@@ -54,13 +54,17 @@ def parse_broker_url(url: str) -> BrokerAddress:
 
 
 def broker_for(hub: Any, broker_url: str | None, plugin: str) -> BrokerAddress:
-    """The plugin's configured broker, else the MQTT listener of the hub's embedded nats-server, which the hub
-    announces as ``hub.embedded_mqtt_url``."""
-    url = broker_url or getattr(hub, "embedded_mqtt_url", None)
-    if not url:
-        raise ConfigError(f"[plugins.{plugin}] broker_url: empty, and the hub runs no embedded MQTT listener; "
-                          'set broker_url = "mqtt://host:1883"')
-    return parse_broker_url(url)
+    """The plugin's configured broker, else the MQTT listener of the hub's embedded nats-server
+    (``hub.embedded``, an :class:`hub.embedded.EmbeddedNats` started with an ``mqtt_port``)."""
+    embedded_port = getattr(getattr(hub, "embedded", None), "mqtt_port", None)
+    if broker_url:
+        return parse_broker_url(broker_url)
+    if embedded_port:
+        return BrokerAddress("127.0.0.1", embedded_port)
+    raise ConfigError(
+        f"[plugins.{plugin}] broker_url: empty, and the hub runs no embedded nats-server with MQTT "
+        '([nats.embedded] mqtt_port); set broker_url = "mqtt://host:1883"'
+    )
 
 
 def payload_bytes(message: aiomqtt.Message) -> bytes:
@@ -117,5 +121,7 @@ async def consume(
         except aiomqtt.MqttError as error:
             delay = backoff.next_delay()
             ctx.count("mqtt_reconnects")
-            ctx.log.warning("MQTT broker %s:%d unavailable (%s); retrying in %.1fs", broker.host, broker.port, error, delay)
+            ctx.log.warning(
+                "MQTT broker %s:%d unavailable (%s); retrying in %.1fs", broker.host, broker.port, error, delay
+            )
             await asyncio.sleep(delay)

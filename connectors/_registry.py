@@ -24,7 +24,9 @@ def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
         return list(enumerate(records, start=1))
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        return [(reader.line_num, {key: value for key, value in row.items() if value not in ("", None)}) for row in reader]
+        return [
+            (reader.line_num, {key: value for key, value in row.items() if value not in ("", None)}) for row in reader
+        ]
 
 
 def load_records(path: Path, model: type[RecordT], key: str) -> dict[str, RecordT]:

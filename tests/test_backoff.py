@@ -32,9 +32,12 @@ async def test_retry_retries_transient_errors_then_returns():
             raise outcome
         return outcome
 
-    result = await retry(operation, retry_on=(ConnectionError, TimeoutError),
-                         backoff=BackoffSettings(initial_s=0.001, max_s=0.002).make(),
-                         on_retry=lambda error, delay: seen.append(type(error).__name__))
+    result = await retry(
+        operation,
+        retry_on=(ConnectionError, TimeoutError),
+        backoff=BackoffSettings(initial_s=0.001, max_s=0.002).make(),
+        on_retry=lambda error, delay: seen.append(type(error).__name__),
+    )
     assert result == "done" and seen == ["ConnectionError", "TimeoutError"]
 
 

@@ -8,6 +8,7 @@ be dispatched first. Medical conditions from the registry are never published.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -153,11 +154,17 @@ class EldercareConnector(Connector):
 
         return app
 
-    async def _receive(self, ctx: ConnectorContext, request: Request, convert: Any) -> JSONResponse:
+    async def _receive(
+        self, ctx: ConnectorContext, request: Request, convert: Callable[[bytes], Event | DispatchUpdate]
+    ) -> JSONResponse:
         limit = self.settings.max_body_bytes
         try:
-            body = await signed_body(request, secret=self.settings.secret.get_secret_value(),
-                                     tolerance_s=self.settings.signature_tolerance_s, max_bytes=limit)
+            body = await signed_body(
+                request,
+                secret=self.settings.secret.get_secret_value(),
+                tolerance_s=self.settings.signature_tolerance_s,
+                max_bytes=limit,
+            )
             item = convert(body)
         except WebhookRejected as rejection:
             content = await dead_letter(ctx, await request.body(), rejection, limit)
@@ -183,7 +190,10 @@ class EldercareConnector(Connector):
             raise WebhookRejected(422, f"alert {alert.alert_id}: unknown elder id {alert.elder_id!r}")
         category, severity, summary = ALERT_CATEGORY[alert.type]
         details = self._details(alert, elder)
-        if alert.type is AlertType.VITALS and details.get("vitals", {}).get("spo2_pct", 100) < self.settings.vitals.critical_spo2_pct:
+        if (
+            alert.type is AlertType.VITALS
+            and details.get("vitals", {}).get("spo2_pct", 100) < self.settings.vitals.critical_spo2_pct
+        ):
             severity = Severity.CRITICAL
         return Event(
             source=self.source,
@@ -196,8 +206,12 @@ class EldercareConnector(Connector):
             reporter=Reporter(name=elder.name, phone=elder.phone, account=elder.elder_id),
             text=summary + ("; lives alone" if elder.lives_alone else ""),
             device_id=alert.device_id,
-            payload={"alert_type": str(alert.type), "route_hint": self.settings.route_hint,
-                     "lives_alone": elder.lives_alone, **details},
+            payload={
+                "alert_type": str(alert.type),
+                "route_hint": self.settings.route_hint,
+                "lives_alone": elder.lives_alone,
+                **details,
+            },
         )
 
     def _details(self, alert: Alert, elder: Elder) -> dict[str, Any]:
@@ -210,7 +224,9 @@ class EldercareConnector(Connector):
         if alert.type is AlertType.NO_ACTIVITY:
             hours = alert.inactive_hours or 0.0
             if not elder.lives_alone or hours < self.settings.inactivity_hours:
-                raise Ignored(f"no-activity alerts apply to elders living alone after {self.settings.inactivity_hours} h")
+                raise Ignored(
+                    f"no-activity alerts apply to elders living alone after {self.settings.inactivity_hours} h"
+                )
             return {"inactive_hours": hours}
         if alert.type is AlertType.GAS and alert.gas_lel_pct is not None:
             return {"gas_lel_pct": alert.gas_lel_pct}
@@ -225,17 +241,25 @@ class EldercareConnector(Connector):
             "temperature_c": limits.temperature_c,
         }
         readings = vitals.model_dump(exclude_none=True)
-        return {name: value for name, value in readings.items()
-                if name in ranges and not ranges[name][0] <= value <= ranges[name][1]}
+        return {
+            name: value
+            for name, value in readings.items()
+            if name in ranges and not ranges[name][0] <= value <= ranges[name][1]
+        }
 
     def _outcome_update(self, body: bytes) -> DispatchUpdate:
         try:
             outcome = VisitOutcome.model_validate_json(body)
         except ValidationError as error:
             raise WebhookRejected(400, f"visit outcome: {_problems(error)}") from None
-        return DispatchUpdate(order_id=outcome.order_id, incident_id=outcome.incident_id,
-                              status=OUTCOME_STATUS[outcome.status], time=outcome.time,
-                              actor=outcome.caregiver, note=outcome.note)
+        return DispatchUpdate(
+            order_id=outcome.order_id,
+            incident_id=outcome.incident_id,
+            status=OUTCOME_STATUS[outcome.status],
+            time=outcome.time,
+            actor=outcome.caregiver,
+            note=outcome.note,
+        )
 
     # --- outbound -------------------------------------------------------------------------------
 
@@ -256,11 +280,12 @@ class EldercareConnector(Connector):
             return
         if response.status_code >= 500 or response.status_code in (408, 429):
             ctx.count("visit_orders_retried")
-            raise httpx.HTTPStatusError(f"platform answered {response.status_code}", request=response.request, response=response)
+            raise httpx.HTTPStatusError(
+                f"platform answered {response.status_code}", request=response.request, response=response
+            )
         await ctx.reject(body, f"platform refused visit order {item.id}: {response.status_code} {response.text[:512]}")
 
     def _require_ctx(self) -> ConnectorContext:
         if self._ctx is None:
             raise RuntimeError("eldercare connector is not running yet; the order will be redelivered")
         return self._ctx
-

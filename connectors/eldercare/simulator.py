@@ -50,8 +50,9 @@ class EldercarePlatformSimulator:
         @app.post("/visit-orders")
         async def take_visit_order(request: Request) -> JSONResponse:
             try:
-                body = await signed_body(request, secret=self.secret,
-                                         tolerance_s=self.settings.signature_tolerance_s, max_bytes=65_536)
+                body = await signed_body(
+                    request, secret=self.secret, tolerance_s=self.settings.signature_tolerance_s, max_bytes=65_536
+                )
             except WebhookRejected as rejection:
                 return JSONResponse({"error": rejection.reason}, status_code=rejection.status)
             order = orjson.loads(body)
@@ -90,8 +91,14 @@ class EldercarePlatformSimulator:
         low, high = self.settings.simulator.outcome_delay_s
         for status, note in (("accepted", None), ("on_site", None), ("resolved", "elder safe; family informed")):
             await asyncio.sleep(self.rng.uniform(low, high))
-            outcome = {"order_id": order["id"], "incident_id": order["incident_id"], "status": status,
-                       "time": datetime.now(CHINA_TIME).isoformat(), "caregiver": "CG-017", "note": note}
+            outcome = {
+                "order_id": order["id"],
+                "incident_id": order["incident_id"],
+                "status": status,
+                "time": datetime.now(CHINA_TIME).isoformat(),
+                "caregiver": "CG-017",
+                "note": note,
+            }
             await self.post("/visit-outcomes", {key: value for key, value in outcome.items() if value is not None})
 
     # --- client side ----------------------------------------------------------------------------
@@ -114,8 +121,13 @@ class EldercarePlatformSimulator:
 
     async def send_alert(self, elder_id: str, alert_type: str, **fields: Any) -> httpx.Response:
         self._sequence += 1
-        alert = {"alert_id": f"EC-{self.settings.simulator.seed}-{self._sequence:05d}", "type": alert_type,
-                 "elder_id": elder_id, "time": datetime.now(CHINA_TIME).isoformat(), **fields}
+        alert = {
+            "alert_id": f"EC-{self.settings.simulator.seed}-{self._sequence:05d}",
+            "type": alert_type,
+            "elder_id": elder_id,
+            "time": datetime.now(CHINA_TIME).isoformat(),
+            **fields,
+        }
         return await self.post("/alerts", alert)
 
     def next_alert(self) -> tuple[str, str, dict[str, Any]]:
@@ -124,7 +136,10 @@ class EldercarePlatformSimulator:
         alert_type = self.rng.choice(["sos", "fall", "vitals", "no_activity", "gas"])
         fields: dict[str, Any] = {"device_id": f"WATCH-{elder_id}"}
         if alert_type == "vitals":
-            fields["vitals"] = {"heart_rate_bpm": self.rng.choice([38, 72, 142]), "spo2_pct": self.rng.choice([84, 88, 97])}
+            fields["vitals"] = {
+                "heart_rate_bpm": self.rng.choice([38, 72, 142]),
+                "spo2_pct": self.rng.choice([84, 88, 97]),
+            }
         elif alert_type == "no_activity":
             fields["inactive_hours"] = round(self.rng.uniform(8, 20), 1)
         elif alert_type == "gas":
@@ -152,5 +167,3 @@ class EldercarePlatformSimulator:
             elder_id, alert_type, fields = self.next_alert()
             await self.send_alert(elder_id, alert_type, **fields)
             await asyncio.sleep(self.settings.simulator.interval_s)
-
-

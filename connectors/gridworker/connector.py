@@ -58,7 +58,9 @@ class Assignment(BaseModel):
     order: DispatchOrder
     chain: list[str]
     level: int = 0
-    deadline: float | None = Field(description="Unix time the current assignee must accept by; None once accepted or at the leader.")
+    deadline: float | None = Field(
+        description="Unix time the current assignee must accept by; None once accepted or at the leader."
+    )
     status: DispatchStatus = DispatchStatus.SENT
 
     @property
@@ -105,7 +107,11 @@ class LocationReport(BaseModel):
 
 
 WorkerMessage = TypeAdapter(Annotated[StatusReport | LocationReport, Field(discriminator="type")])
-REPORTED_STATUS = {"accepted": DispatchStatus.ACCEPTED, "on_site": DispatchStatus.ON_SITE, "resolved": DispatchStatus.RESOLVED}
+REPORTED_STATUS = {
+    "accepted": DispatchStatus.ACCEPTED,
+    "on_site": DispatchStatus.ON_SITE,
+    "resolved": DispatchStatus.RESOLVED,
+}
 
 
 class Refused(Exception):
@@ -137,8 +143,12 @@ class GridworkerConnector(Connector):
         if saved:
             self.open = {key: Assignment.model_validate(value) for key, value in orjson.loads(saved).items()}
         self._restored.set()
-        async with serve(lambda connection: self._session(ctx, connection), self.settings.listen_host,
-                         self.settings.listen_port, max_size=self.settings.max_message_bytes):
+        async with serve(
+            lambda connection: self._session(ctx, connection),
+            self.settings.listen_host,
+            self.settings.listen_port,
+            max_size=self.settings.max_message_bytes,
+        ):
             ctx.log.info("worker endpoint on ws://%s:%d/", self.settings.listen_host, self.settings.listen_port)
             await every(self.settings.check_interval_s, lambda: self._escalate_overdue(ctx))
 
@@ -146,7 +156,9 @@ class GridworkerConnector(Connector):
         return {
             "cells": len(self.roster),
             "workers_connected": sorted(self.connections),
-            "open_orders": {order_id: {"assignee": a.assignee, "status": a.status} for order_id, a in self.open.items()},
+            "open_orders": {
+                order_id: {"assignee": a.assignee, "status": a.status} for order_id, a in self.open.items()
+            },
         }
 
     # --- outbound -------------------------------------------------------------------------------
@@ -169,7 +181,9 @@ class GridworkerConnector(Connector):
         self.open[item.id] = assignment
         await self._save(ctx)
         await self._push(ctx, assignment)
-        note = None if cell else f"cell {item.grid_cell.id if item.grid_cell else '(none)'} not in roster: fallback leader"
+        note = (
+            None if cell else f"cell {item.grid_cell.id if item.grid_cell else '(none)'} not in roster: fallback leader"
+        )
         await self._update(ctx, assignment, DispatchStatus.SENT, note)
 
     def _require_ctx(self) -> ConnectorContext:
@@ -190,12 +204,27 @@ class GridworkerConnector(Connector):
         except ConnectionClosed:
             ctx.count("orders_waiting_for_worker")
 
-    async def _update(self, ctx: ConnectorContext, assignment: Assignment, status: DispatchStatus, note: str | None = None,
-                      *, when: datetime | None = None, attachments: list[Attachment] | None = None) -> None:
-        await ctx.publish_update(DispatchUpdate(
-            order_id=assignment.order.id, incident_id=assignment.order.incident_id, status=status,
-            time=when or datetime.now(timezone.utc), actor=assignment.assignee, note=note, attachments=attachments or [],
-        ))
+    async def _update(
+        self,
+        ctx: ConnectorContext,
+        assignment: Assignment,
+        status: DispatchStatus,
+        note: str | None = None,
+        *,
+        when: datetime | None = None,
+        attachments: list[Attachment] | None = None,
+    ) -> None:
+        await ctx.publish_update(
+            DispatchUpdate(
+                order_id=assignment.order.id,
+                incident_id=assignment.order.incident_id,
+                status=status,
+                time=when or datetime.now(timezone.utc),
+                actor=assignment.assignee,
+                note=note,
+                attachments=attachments or [],
+            )
+        )
 
     async def _escalate_overdue(self, ctx: ConnectorContext) -> None:
         """Move every order not accepted by its deadline one step up the chain: backup, then leader."""
@@ -279,7 +308,9 @@ class GridworkerConnector(Connector):
             await ctx.reject(raw, f"from worker {worker_id}: {reason}")
             await connection.send(orjson.dumps({"type": "error", "reason": reason}).decode())
             return
-        await connection.send(orjson.dumps({"type": "ack", "order_id": message.order_id, "status": message.status}).decode())
+        await connection.send(
+            orjson.dumps({"type": "ack", "order_id": message.order_id, "status": message.status}).decode()
+        )
 
     async def _apply_status(self, ctx: ConnectorContext, worker_id: str, report: StatusReport) -> None:
         assignment = self.open.get(report.order_id)
@@ -307,6 +338,10 @@ class GridworkerConnector(Connector):
             return
         self.location_stored_at[worker_id] = now
         location = Location(lon=report.lon, lat=report.lat, crs=report.crs, accuracy_m=report.accuracy_m)
-        value = {"worker_id": worker_id, "time": report.time.isoformat(), **location.model_dump(mode="json", exclude_none=True)}
+        value = {
+            "worker_id": worker_id,
+            "time": report.time.isoformat(),
+            **location.model_dump(mode="json", exclude_none=True),
+        }
         await ctx.state.put(LOCATION_KEY.format(worker=worker_id), orjson.dumps(value))
         ctx.count("locations")

@@ -40,8 +40,10 @@ class GridWorkerAppSimulator:
         self.url = f"ws://{settings.listen_host}:{settings.listen_port}/"
         self.orders: dict[str, list[dict[str, Any]]] = {worker: [] for worker in self.workers}
         self.connections: dict[str, ClientConnection] = {}
-        self.position = {w: (CHENGDU_CENTRE[0] + self.rng.uniform(-0.02, 0.02),
-                             CHENGDU_CENTRE[1] + self.rng.uniform(-0.02, 0.02)) for w in self.workers}
+        self.position = {
+            w: (CHENGDU_CENTRE[0] + self.rng.uniform(-0.02, 0.02), CHENGDU_CENTRE[1] + self.rng.uniform(-0.02, 0.02))
+            for w in self.workers
+        }
         self._apps: list[asyncio.Task[None]] = []
         self._work: dict[tuple[str, str], asyncio.Task[None]] = {}
 
@@ -111,13 +113,21 @@ class GridWorkerAppSimulator:
         await self._status(connection, order["id"], "on_site")
         await asyncio.sleep(self.rng.uniform(work_low, work_high))
         photo_bytes = f"photo of {order['id']} after disposal".encode()
-        photo = {"url": f"https://gridapp.example.cn/photos/{order['id']}/1.jpg", "media_type": "image/jpeg",
-                 "sha256": hashlib.sha256(photo_bytes).hexdigest()}
+        photo = {
+            "url": f"https://gridapp.example.cn/photos/{order['id']}/1.jpg",
+            "media_type": "image/jpeg",
+            "sha256": hashlib.sha256(photo_bytes).hexdigest(),
+        }
         await self._status(connection, order["id"], "resolved", note="handled on site", photos=[photo])
 
     async def _status(self, connection: ClientConnection, order_id: str, status: str, **extra: Any) -> None:
-        report = {"type": "status", "order_id": order_id, "status": status,
-                  "time": datetime.now(CHINA_TIME).isoformat(), **extra}
+        report = {
+            "type": "status",
+            "order_id": order_id,
+            "status": status,
+            "time": datetime.now(CHINA_TIME).isoformat(),
+            **extra,
+        }
         with contextlib.suppress(ConnectionClosed):
             await connection.send(orjson.dumps(report).decode())
 
@@ -126,7 +136,13 @@ class GridWorkerAppSimulator:
             lon, lat = self.position[worker_id]
             lon, lat = lon + self.rng.uniform(-0.0005, 0.0005), lat + self.rng.uniform(-0.0005, 0.0005)
             self.position[worker_id] = (lon, lat)
-            report = {"type": "location", "lon": round(lon, 6), "lat": round(lat, 6), "crs": "gcj02",
-                      "accuracy_m": 8.0, "time": datetime.now(CHINA_TIME).isoformat()}
+            report = {
+                "type": "location",
+                "lon": round(lon, 6),
+                "lat": round(lat, 6),
+                "crs": "gcj02",
+                "accuracy_m": 8.0,
+                "time": datetime.now(CHINA_TIME).isoformat(),
+            }
             await connection.send(orjson.dumps(report).decode())
             await asyncio.sleep(self.settings.simulator.location_interval_s)

@@ -127,7 +127,9 @@ class IotMqttConnector(Connector):
             raise InvalidEventError(f"topic {topic!r} is not {prefix}/<device_id>/data|heartbeat")
         device = self.devices.get(device_id)
         if device is None:
-            raise InvalidEventError(f"unknown device id {device_id!r}: not in the registry {self.settings.registry_path.name}")
+            raise InvalidEventError(
+                f"unknown device id {device_id!r}: not in the registry {self.settings.registry_path.name}"
+            )
         return device, kind
 
     def _parse(self, device: Device, payload: bytes) -> Reading:
@@ -206,12 +208,22 @@ class IotMqttConnector(Connector):
         else:
             await self._publish_recovery(ctx, device, key, state)
 
-    async def _publish_alarm(self, ctx: ConnectorContext, device: Device, key: str, state: AlarmState, status: str) -> None:
+    async def _publish_alarm(
+        self, ctx: ConnectorContext, device: Device, key: str, state: AlarmState, status: str
+    ) -> None:
         assert state.last is not None and state.last_time is not None
         condition = state.last
         suffix = "alarm" if status == "alarm" else f"severity-{condition.severity}"
-        event = self._event(device, key, ALARM_CATEGORIES[device.type], condition.severity, state.last_time, status,
-                            f"{key}:{state.seq}:{suffix}", condition.detail)
+        event = self._event(
+            device,
+            key,
+            ALARM_CATEGORIES[device.type],
+            condition.severity,
+            state.last_time,
+            status,
+            f"{key}:{state.seq}:{suffix}",
+            condition.detail,
+        )
         await ctx.publish(event)
         ctx.count("alarms" if status == "alarm" else "alarms_worsened")
         state.published, state.severity = True, condition.severity
@@ -219,8 +231,16 @@ class IotMqttConnector(Connector):
 
     async def _publish_recovery(self, ctx: ConnectorContext, device: Device, key: str, state: AlarmState) -> None:
         assert state.last is not None and state.last_time is not None
-        event = self._event(device, key, ALARM_CATEGORIES[device.type], Severity.INFO, state.last_time, "recovered",
-                            f"{key}:{state.seq}:recovered", state.last.detail)
+        event = self._event(
+            device,
+            key,
+            ALARM_CATEGORIES[device.type],
+            Severity.INFO,
+            state.last_time,
+            "recovered",
+            f"{key}:{state.seq}:recovered",
+            state.last.detail,
+        )
         await ctx.publish(event)
         ctx.count("recoveries")
         state.published, state.severity = False, None
@@ -233,8 +253,16 @@ class IotMqttConnector(Connector):
             state.seq += 1
         heartbeat_s = device.heartbeat_s or self.settings.default_heartbeat_s
         status, severity = ("recovered", Severity.INFO) if online else ("offline", Severity.LOW)
-        event = self._event(device, key, Category.DEVICE_OFFLINE, severity, utcnow(), status,
-                            f"{key}:{state.seq}:{status}", {"heartbeat_s": heartbeat_s})
+        event = self._event(
+            device,
+            key,
+            Category.DEVICE_OFFLINE,
+            severity,
+            utcnow(),
+            status,
+            f"{key}:{state.seq}:{status}",
+            {"heartbeat_s": heartbeat_s},
+        )
         await ctx.publish(event)
         ctx.count("devices_back_online" if online else "devices_offline")
         state.active = state.published = not online
@@ -248,9 +276,16 @@ class IotMqttConnector(Connector):
         category = VIDEO_CATEGORIES[reading.event]
         sensitive = reading.event in SENSITIVE_VIDEO_EVENTS
         key = f"{device.device_id}:{category}"
-        event = self._event(device, key, category, Severity.HIGH if sensitive else Severity.MEDIUM, time, "detected",
-                            f"{key}:{reading.msg_id or time.isoformat()}",
-                            {"event": reading.event, "confidence": reading.confidence})
+        event = self._event(
+            device,
+            key,
+            category,
+            Severity.HIGH if sensitive else Severity.MEDIUM,
+            time,
+            "detected",
+            f"{key}:{reading.msg_id or time.isoformat()}",
+            {"event": reading.event, "confidence": reading.confidence},
+        )
         if sensitive:
             event.payload["sensitive"] = True
             if reading.subject_id or reading.subject_name:
@@ -260,8 +295,17 @@ class IotMqttConnector(Connector):
         await ctx.publish(event)
         ctx.count("video_detections")
 
-    def _event(self, device: Device, key: str, category: Category, severity: Severity, time: datetime,
-               status: str, source_event_id: str, reading: dict[str, Any]) -> Event:
+    def _event(
+        self,
+        device: Device,
+        key: str,
+        category: Category,
+        severity: Severity,
+        time: datetime,
+        status: str,
+        source_event_id: str,
+        reading: dict[str, Any],
+    ) -> Event:
         return Event(
             source=self.source,
             source_event_id=source_event_id,
@@ -285,6 +329,8 @@ class IotMqttConnector(Connector):
         saved = await ctx.state.get(STATE_KEY)
         for key, values in (orjson.loads(saved) if saved else {}).items():
             self.alarms[key] = AlarmState(
-                active=values["published"], published=values["published"], seq=values["seq"], severity=values["severity"]
+                active=values["published"],
+                published=values["published"],
+                seq=values["seq"],
+                severity=values["severity"],
             )
-

@@ -142,7 +142,7 @@ READING_MODELS: dict[DeviceType, type[Reading]] = {
     DeviceType.VIDEO_AI: VideoReading,
 }
 
-# Stateful types and the category of their alarm: alarm on entry, recovery on exit. Video AI is event-only (each detection stands alone).
+# Stateful types: alarm on entry, recovery on exit. Video AI is event-only (each detection stands alone).
 ASSESSORS: dict[DeviceType, Callable[[Any, Thresholds, bool], Condition]] = {
     DeviceType.GAS: _gas,
     DeviceType.WATER_IMMERSION: _immersion,

@@ -23,7 +23,9 @@ class Device(BaseModel):
     lat: float = Field(ge=-90, le=90)
     crs: CoordSystem = CoordSystem.WGS84
     owner: str = Field(description="Organisation responsible for the device (property company, utility).")
-    heartbeat_s: float | None = Field(None, gt=0, description="Expected heartbeat interval; the connector default if empty.")
+    heartbeat_s: float | None = Field(
+        None, gt=0, description="Expected heartbeat interval; the connector default if empty."
+    )
 
     @property
     def location(self) -> Location:

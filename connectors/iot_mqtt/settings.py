@@ -17,10 +17,16 @@ class Thresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    gas_alarm_lel_pct: float = Field(20.0, gt=0, le=100, description="Combustible gas alarm, % of the lower explosive limit.")
-    gas_critical_lel_pct: float = Field(50.0, gt=0, le=100, description="Gas concentration that makes the alarm critical, %LEL.")
+    gas_alarm_lel_pct: float = Field(
+        20.0, gt=0, le=100, description="Combustible gas alarm, % of the lower explosive limit."
+    )
+    gas_critical_lel_pct: float = Field(
+        50.0, gt=0, le=100, description="Gas concentration that makes the alarm critical, %LEL."
+    )
     gas_clear_lel_pct: float = Field(10.0, ge=0, le=100, description="Gas alarm clears below this, %LEL.")
-    thermal_alarm_c: float = Field(60.0, description="E-bike shed thermal imaging: hottest pixel that raises a fire warning, °C.")
+    thermal_alarm_c: float = Field(
+        60.0, description="E-bike shed thermal imaging: hottest pixel that raises a fire warning, °C."
+    )
     thermal_clear_c: float = Field(45.0, description="Thermal warning clears below this, °C.")
     manhole_tilt_deg: float = Field(15.0, gt=0, le=90, description="Manhole cover tilt that raises an alarm, degrees.")
     manhole_clear_deg: float = Field(5.0, ge=0, le=90, description="Manhole alarm clears below this tilt, degrees.")
@@ -31,7 +37,9 @@ class Thresholds(BaseModel):
         default_factory=lambda: ["E01", "E03"],
         description="Elevator fault codes that are critical (E01 passenger trapped, E03 overspeed); others are high.",
     )
-    video_min_confidence: float = Field(0.6, ge=0, le=1, description="Video-AI detections below this confidence are dropped.")
+    video_min_confidence: float = Field(
+        0.6, ge=0, le=1, description="Video-AI detections below this confidence are dropped."
+    )
 
 
 class SimulatorSettings(BaseModel):
@@ -54,14 +62,33 @@ class IotMqttSettings(BaseModel):
         description="mqtt://[user:password@]host[:port] of any MQTT 3.1.1 broker. Empty: the MQTT listener of the "
         "hub's embedded nats-server.",
     )
-    client_id: str = Field("cityhub-iot", description="MQTT client id; the broker keeps this id's session while the hub is away.")
-    topic_prefix: str = Field("cityhub/iot", description="Devices publish to <prefix>/<device_id>/data and <prefix>/<device_id>/heartbeat.")
-    registry_path: Path = Field(SAMPLE_REGISTRY, description="Device registry, CSV or JSON (see docs/connectors/iot_mqtt.md).")
+    client_id: str = Field(
+        "cityhub-iot", description="MQTT client id; the broker keeps this id's session while the hub is away."
+    )
+    topic_prefix: str = Field(
+        "cityhub/iot", description="Devices publish to <prefix>/<device_id>/data and <prefix>/<device_id>/heartbeat."
+    )
+    registry_path: Path = Field(
+        SAMPLE_REGISTRY, description="Device registry, CSV or JSON (see docs/connectors/iot_mqtt.md)."
+    )
     thresholds: Thresholds = Field(default_factory=Thresholds, description="Alarm thresholds per device type.")
-    flap_window_s: float = Field(300.0, gt=0, description="Window in which alarm/recovery transitions are counted, seconds.")
-    flap_max_transitions: int = Field(4, ge=2, description="More transitions than this within the window: the alarm is flapping and further transitions are held back until it is stable for a whole window.")
-    default_heartbeat_s: float = Field(300.0, gt=0, description="Heartbeat interval of devices whose registry row gives none, seconds.")
-    offline_grace: float = Field(1.5, ge=1, description="A device is offline after heartbeat interval × this factor of silence.")
-    check_interval_s: float = Field(5.0, gt=0, description="How often offline and flapping states are re-checked, seconds.")
+    flap_window_s: float = Field(
+        300.0, gt=0, description="Window in which alarm/recovery transitions are counted, seconds."
+    )
+    flap_max_transitions: int = Field(
+        4,
+        ge=2,
+        description="More transitions than this within the window: the alarm is flapping and further transitions "
+        "are held back until it is stable for a whole window.",
+    )
+    default_heartbeat_s: float = Field(
+        300.0, gt=0, description="Heartbeat interval of devices whose registry row gives none, seconds."
+    )
+    offline_grace: float = Field(
+        1.5, ge=1, description="A device is offline after heartbeat interval × this factor of silence."
+    )
+    check_interval_s: float = Field(
+        5.0, gt=0, description="How often offline and flapping states are re-checked, seconds."
+    )
     backoff: BackoffSettings = Field(default_factory=BackoffSettings, description="Reconnect/republish backoff.")
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings, description="Demo/test simulator.")

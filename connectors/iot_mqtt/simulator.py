@@ -90,10 +90,24 @@ class IotDeviceSimulator:
             ("ELEV-QY-0001", {"fault_code": "E01"}),
             ("ELEV-QY-0001", {"fault_code": "0"}),
             *flapping_door,
-            ("CAM-JJ-0001", {"event": "high_altitude_throwing", "confidence": 0.91,
-                             "snapshot_url": "https://video.example.cn/snap/CAM-JJ-0001/0001.jpg"}),
-            ("CAM-QY-0001", {"event": "stranger", "confidence": 0.87, "subject_id": "WL-2207", "subject_name": "张某",
-                             "snapshot_url": "https://video.example.cn/snap/CAM-QY-0001/0001.jpg"}),
+            (
+                "CAM-JJ-0001",
+                {
+                    "event": "high_altitude_throwing",
+                    "confidence": 0.91,
+                    "snapshot_url": "https://video.example.cn/snap/CAM-JJ-0001/0001.jpg",
+                },
+            ),
+            (
+                "CAM-QY-0001",
+                {
+                    "event": "stranger",
+                    "confidence": 0.87,
+                    "subject_id": "WL-2207",
+                    "subject_name": "张某",
+                    "snapshot_url": "https://video.example.cn/snap/CAM-QY-0001/0001.jpg",
+                },
+            ),
             ("WATER-JJ-0001", {"immersed": False}),
             ("EBIKE-JJ-0001", {"max_temp_c": 31.0 + self._noise(2.0), "fire": False}),
             ("MANHOLE-WH-0001", {"tilt_deg": 1.0 + abs(self._noise(0.5)), "displaced": False}),

@@ -58,7 +58,9 @@ class Telemetry(BaseModel):
     msg_id: str | None = Field(None, max_length=128)
     ts: datetime | None = None
     fill_pct: dict[Fraction, float] = Field(description="Fill level of each bin, 0–100 %.")
-    collected_kg: dict[Fraction, float] = Field(default_factory=dict, description="Weight collected since the last report, kg.")
+    collected_kg: dict[Fraction, float] = Field(
+        default_factory=dict, description="Weight collected since the last report, kg."
+    )
     faults: list[str] = Field(default_factory=list, description="Fault codes active now (E11 compactor jam, ...).")
 
 
@@ -170,7 +172,8 @@ class RecyclingConnector(Connector):
             "full_bins": sorted(key for key, episode in self.book.bins.items() if episode.active),
             "day": latest_day,
             "daily": {
-                station: totals.model_dump(mode="json") for station, totals in self.book.daily.get(latest_day or "", {}).items()
+                station: totals.model_dump(mode="json")
+                for station, totals in self.book.daily.get(latest_day or "", {}).items()
             },
         }
 
@@ -238,7 +241,13 @@ class RecyclingConnector(Connector):
         await self._track_faults(ctx, station, set(report.faults), when, totals)
 
     async def _track_bin(
-        self, ctx: ConnectorContext, station: Station, fraction: Fraction, fill: float, when: datetime, totals: DailyTotals
+        self,
+        ctx: ConnectorContext,
+        station: Station,
+        fraction: Fraction,
+        fill: float,
+        when: datetime,
+        totals: DailyTotals,
     ) -> None:
         key = f"{station.station_id}:{fraction}"
         episode = self.book.bins.setdefault(key, Episode())
@@ -251,26 +260,50 @@ class RecyclingConnector(Connector):
             ctx.count("bins_full")
         elif episode.active and fill < self.settings.rearm_pct:
             episode.active = False
-            await ctx.publish(self._event(station, key, Category.BIN_FULL, Severity.INFO, when, "recovered", episode.seq, detail))
+            await ctx.publish(
+                self._event(station, key, Category.BIN_FULL, Severity.INFO, when, "recovered", episode.seq, detail)
+            )
             ctx.count("bins_emptied")
 
     async def _track_faults(
         self, ctx: ConnectorContext, station: Station, codes: set[str], when: datetime, totals: DailyTotals
     ) -> None:
         prefix = f"{station.station_id}:fault:"
-        active_before = {key.removeprefix(prefix) for key, e in self.book.faults.items() if key.startswith(prefix) and e.active}
+        active_before = {
+            key.removeprefix(prefix) for key, e in self.book.faults.items() if key.startswith(prefix) and e.active
+        }
         for code in sorted(codes - active_before):
             episode = self.book.faults.setdefault(prefix + code, Episode())
             episode.active, episode.seq = True, episode.seq + 1
             totals.faults += 1
-            await ctx.publish(self._event(station, prefix + code, Category.STATION_FAULT, Severity.MEDIUM, when, "fault",
-                                          episode.seq, {"fault_code": code}))
+            await ctx.publish(
+                self._event(
+                    station,
+                    prefix + code,
+                    Category.STATION_FAULT,
+                    Severity.MEDIUM,
+                    when,
+                    "fault",
+                    episode.seq,
+                    {"fault_code": code},
+                )
+            )
             ctx.count("faults")
         for code in sorted(active_before - codes):
             episode = self.book.faults[prefix + code]
             episode.active = False
-            await ctx.publish(self._event(station, prefix + code, Category.STATION_FAULT, Severity.INFO, when, "recovered",
-                                          episode.seq, {"fault_code": code}))
+            await ctx.publish(
+                self._event(
+                    station,
+                    prefix + code,
+                    Category.STATION_FAULT,
+                    Severity.INFO,
+                    when,
+                    "recovered",
+                    episode.seq,
+                    {"fault_code": code},
+                )
+            )
             ctx.count("faults_cleared")
 
     async def _check_silence(self, ctx: ConnectorContext) -> None:
@@ -288,11 +321,22 @@ class RecyclingConnector(Connector):
         episode.active = not online
         status, severity = ("recovered", Severity.INFO) if online else ("offline", Severity.LOW)
         key = f"{station.station_id}:{Category.DEVICE_OFFLINE}"
-        await ctx.publish(self._event(station, key, Category.DEVICE_OFFLINE, severity, utcnow(), status, episode.seq, {}))
+        await ctx.publish(
+            self._event(station, key, Category.DEVICE_OFFLINE, severity, utcnow(), status, episode.seq, {})
+        )
         ctx.count("stations_back_online" if online else "stations_offline")
 
-    def _event(self, station: Station, key: str, category: Category, severity: Severity, when: datetime,
-               status: str, seq: int, detail: dict[str, Any]) -> Event:
+    def _event(
+        self,
+        station: Station,
+        key: str,
+        category: Category,
+        severity: Severity,
+        when: datetime,
+        status: str,
+        seq: int,
+        detail: dict[str, Any],
+    ) -> Event:
         return Event(
             source=self.source,
             source_event_id=f"{key}:{seq}:{status}",

@@ -32,15 +32,29 @@ class RecyclingSettings(BaseModel):
         description="mqtt://[user:password@]host[:port] of the stations' MQTT 3.1.1 broker. Empty: the MQTT "
         "listener of the hub's embedded nats-server.",
     )
-    client_id: str = Field("cityhub-recycling", description="MQTT client id; the broker keeps this id's session while the hub is away.")
-    topic_prefix: str = Field("recycling", description="Stations publish to <prefix>/<station_id>/telemetry|drop|status.")
-    stations_path: Path = Field(SAMPLE_STATIONS, description="Station registry, CSV or JSON (see docs/connectors/recycling.md).")
-    full_pct: float = Field(90.0, gt=0, le=100, description="A bin at or above this fill level is full (one bin_full event).")
-    rearm_pct: float = Field(60.0, ge=0, lt=100, description="A full bin counts as emptied, and can be full again, only below this level.")
+    client_id: str = Field(
+        "cityhub-recycling", description="MQTT client id; the broker keeps this id's session while the hub is away."
+    )
+    topic_prefix: str = Field(
+        "recycling", description="Stations publish to <prefix>/<station_id>/telemetry|drop|status."
+    )
+    stations_path: Path = Field(
+        SAMPLE_STATIONS, description="Station registry, CSV or JSON (see docs/connectors/recycling.md)."
+    )
+    full_pct: float = Field(
+        90.0, gt=0, le=100, description="A bin at or above this fill level is full (one bin_full event)."
+    )
+    rearm_pct: float = Field(
+        60.0, ge=0, lt=100, description="A full bin counts as emptied, and can be full again, only below this level."
+    )
     timezone: str = Field("Asia/Shanghai", description="IANA zone whose calendar day the daily aggregates follow.")
     keep_days: int = Field(7, ge=1, description="Daily aggregates kept in the connector state and health.")
-    default_heartbeat_s: float = Field(300.0, gt=0, description="Telemetry interval of stations whose row gives none, seconds.")
-    offline_grace: float = Field(1.5, ge=1, description="A station is offline after its interval × this factor of silence.")
+    default_heartbeat_s: float = Field(
+        300.0, gt=0, description="Telemetry interval of stations whose row gives none, seconds."
+    )
+    offline_grace: float = Field(
+        1.5, ge=1, description="A station is offline after its interval × this factor of silence."
+    )
     check_interval_s: float = Field(5.0, gt=0, description="How often station silence is checked, seconds.")
     backoff: BackoffSettings = Field(default_factory=BackoffSettings, description="Reconnect backoff.")
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings, description="Demo/test simulator.")

@@ -48,9 +48,15 @@ class RecyclingStationSimulator:
         """Connect every station's client (tests drive the traffic themselves)."""
         for station_id in self.stations:
             will = aiomqtt.Will(self._topic(station_id, "status"), b"offline", qos=1)
-            client = aiomqtt.Client(self.broker.host, self.broker.port, username=self.broker.username,
-                                    password=self.broker.password, identifier=f"{self.settings.simulator.client_id}-{station_id}",
-                                    will=will, protocol=aiomqtt.ProtocolVersion.V311)
+            client = aiomqtt.Client(
+                self.broker.host,
+                self.broker.port,
+                username=self.broker.username,
+                password=self.broker.password,
+                identifier=f"{self.settings.simulator.client_id}-{station_id}",
+                will=will,
+                protocol=aiomqtt.ProtocolVersion.V311,
+            )
             await client.__aenter__()
             self._clients[station_id] = client
             await client.publish(self._topic(station_id, "status"), b"online", qos=1)
@@ -80,14 +86,23 @@ class RecyclingStationSimulator:
         message = {"msg_id": f"{station_id}-{self._sequence}", "ts": datetime.now(CHINA_TIME).isoformat(), **fields}
         await self.send_raw(station_id, kind, orjson.dumps(message))
 
-    async def send_telemetry(self, station_id: str, fill_pct: dict[str, float], collected_kg: dict[str, float] | None = None,
-                             faults: list[str] | None = None) -> None:
-        await self._send(station_id, "telemetry",
-                         {"fill_pct": fill_pct, "collected_kg": collected_kg or {}, "faults": faults or []})
+    async def send_telemetry(
+        self,
+        station_id: str,
+        fill_pct: dict[str, float],
+        collected_kg: dict[str, float] | None = None,
+        faults: list[str] | None = None,
+    ) -> None:
+        await self._send(
+            station_id, "telemetry", {"fill_pct": fill_pct, "collected_kg": collected_kg or {}, "faults": faults or []}
+        )
 
     async def send_drop(self, station_id: str, resident_id: str, fraction: str, weight_kg: float, points: int) -> None:
-        await self._send(station_id, "drop",
-                         {"resident_id": resident_id, "fraction": fraction, "weight_kg": weight_kg, "points": points})
+        await self._send(
+            station_id,
+            "drop",
+            {"resident_id": resident_id, "fraction": fraction, "weight_kg": weight_kg, "points": points},
+        )
 
     async def play_round(self) -> None:
         """One round for every station: a few drop-offs, then telemetry with the bins' new levels."""

@@ -4,13 +4,20 @@ shape (settings model, connector and simulator hooks), so docs and code cannot d
 from __future__ import annotations
 
 import importlib
+import pickle
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pydantic import BaseModel
 
+from connectors._mqtt import broker_for
+from hub.errors import ConfigError
+
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "connectors"
 CONNECTORS = ["iot_mqtt", "eldercare", "recycling", "gridworker"]
+REQUIRED = {"eldercare": {"secret": "s"}, "gridworker": {"secret": "s", "fallback_leader": "L-DUTY"}}
+HUB_WITH_MQTT = SimpleNamespace(embedded=SimpleNamespace(mqtt_port=18830))
 
 
 def setting_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
@@ -40,3 +47,20 @@ def test_package_has_the_house_shape(name):
     model = plugin.plugin_settings_model()
     assert model.model_config.get("extra") == "forbid"
     assert all(field.description for field in model.model_fields.values())
+
+
+@pytest.mark.parametrize("name", CONNECTORS)
+def test_connectors_pickle_into_their_own_process(name):
+    """The supervisor pickles each connector into a spawned child process."""
+    plugin = importlib.import_module(f"connectors.{name}")
+    settings = plugin.plugin_settings_model()(**REQUIRED.get(name, {}))
+    [connector] = plugin.register_connectors(hub=HUB_WITH_MQTT, settings=settings)
+    assert type(pickle.loads(pickle.dumps(connector))) is type(connector)
+    assert len(plugin.register_simulators(hub=HUB_WITH_MQTT, settings=settings)) == 1
+
+
+def test_mqtt_connectors_default_to_the_embedded_broker_and_say_so_when_there_is_none():
+    assert broker_for(HUB_WITH_MQTT, None, "iot_mqtt").port == 18830
+    assert broker_for(HUB_WITH_MQTT, "mqtt://user:pw@broker.example:1884", "iot_mqtt").host == "broker.example"
+    with pytest.raises(ConfigError, match=r"\[plugins.recycling\] broker_url"):
+        broker_for(SimpleNamespace(embedded=None), None, "recycling")

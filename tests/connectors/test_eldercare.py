@@ -24,9 +24,13 @@ SECRET = "test-secret-不要用在生产"
 @pytest.fixture
 def configured() -> EldercareSettings:
     platform_port = free_port()
-    return EldercareSettings(listen_port=free_port(), secret=SECRET, platform_url=f"http://127.0.0.1:{platform_port}",
-                             simulator={"listen_port": platform_port, "outcome_delay_s": (0.01, 0.05)},
-                             backoff={"initial_s": 0.05, "max_s": 0.5})
+    return EldercareSettings(
+        listen_port=free_port(),
+        secret=SECRET,
+        platform_url=f"http://127.0.0.1:{platform_port}",
+        simulator={"listen_port": platform_port, "outcome_delay_s": (0.01, 0.05)},
+        backoff={"initial_s": 0.05, "max_s": 0.5},
+    )
 
 
 @pytest.fixture
@@ -52,8 +56,11 @@ async def test_alerts_carry_only_what_the_responder_needs(configured, platform, 
     async with running_connector(EldercareConnector(configured), nats_url):
         await _webhook_up(configured)
         sos = await platform.send_alert("E0001", "sos", device_id="WATCH-E0001")
-        vitals = await platform.send_alert("E0002", "vitals", vitals={"heart_rate_bpm": 72, "spo2_pct": 83,
-                                                                      "systolic_mmhg": 150, "temperature_c": 36.6})
+        vitals = await platform.send_alert(
+            "E0002",
+            "vitals",
+            vitals={"heart_rate_bpm": 72, "spo2_pct": 83, "systolic_mmhg": 150, "temperature_c": 36.6},
+        )
         alone = await platform.send_alert("E0004", "no_activity", inactive_hours=14.0)
         not_alone = await platform.send_alert("E0003", "no_activity", inactive_hours=30.0)
         gas = await platform.send_alert("E0001", "gas", gas_lel_pct=32.0)
@@ -89,8 +96,10 @@ async def test_bad_requests_get_a_clear_error_and_a_dlq_entry(configured, nats_u
     async with running_connector(EldercareConnector(configured), nats_url):
         await _webhook_up(configured)
         async with httpx.AsyncClient() as client:
-            answers = [await client.post(url, content=body, headers=headers or signing.signed_headers(SECRET, body))
-                       for body, headers in cases]
+            answers = [
+                await client.post(url, content=body, headers=headers or signing.signed_headers(SECRET, body))
+                for body, headers in cases
+            ]
     assert [a.status_code for a in answers] == [401, 401, 400, 422, 400, 413]
     assert "too old" in answers[0].json()["error"] or "away from now" in answers[0].json()["error"]
     assert "does not match" in answers[1].json()["error"]
@@ -115,10 +124,17 @@ async def test_alerts_wait_at_the_platform_while_the_hub_is_down(configured, pla
 
 def _order(order_id: str) -> DispatchOrder:
     now = datetime.now(timezone.utc)
-    return DispatchOrder(id=order_id, incident_id=f"INC-{order_id}", target="eldercare", connector="eldercare",
-                         grid_cell=GridCell(layer="admin", level="grid", id="510104-CXL-01", name="红星路社区第1网格"),
-                         category=Category.ELDER_FALL, severity=Severity.CRITICAL, summary="上门探访：跌倒报警",
-                         created_at=now)
+    return DispatchOrder(
+        id=order_id,
+        incident_id=f"INC-{order_id}",
+        target="eldercare",
+        connector="eldercare",
+        grid_cell=GridCell(layer="admin", level="grid", id="510104-CXL-01", name="红星路社区第1网格"),
+        category=Category.ELDER_FALL,
+        severity=Severity.CRITICAL,
+        summary="上门探访：跌倒报警",
+        created_at=now,
+    )
 
 
 async def test_visit_orders_wait_in_jetstream_until_the_platform_is_back(configured, platform, nats_url):
@@ -132,7 +148,11 @@ async def test_visit_orders_wait_in_jetstream_until_the_platform_is_back(configu
 
     assert [order["id"] for order in platform.visit_orders] == ["VO-1"]
     updates = await dispatch_updates(nats_url, "eldercare")
-    assert [(u["order_id"], u["status"]) for u in updates] == [("VO-1", "accepted"), ("VO-1", "on_site"), ("VO-1", "resolved")]
+    assert [(u["order_id"], u["status"]) for u in updates] == [
+        ("VO-1", "accepted"),
+        ("VO-1", "on_site"),
+        ("VO-1", "resolved"),
+    ]
     assert updates[-1]["actor"] == "CG-017" and updates[-1]["incident_id"] == "INC-VO-1"
 
 
@@ -148,4 +168,3 @@ async def test_platform_refusal_goes_to_the_dlq_not_into_a_retry_loop(configured
         assert "platform refused visit order VO-2: 401" in reason and orjson.loads(body)["id"] == "VO-2"
     finally:
         await platform.stop()
-

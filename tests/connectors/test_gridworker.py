@@ -24,17 +24,34 @@ PRIMARY, BACKUP, LEADER = "W-CXL-0101", "W-CXL-0102", "L-CXL-01"
 
 def _settings(**simulator: object) -> GridworkerSettings:
     return GridworkerSettings(
-        listen_port=free_port(), secret=SECRET, fallback_leader="L-DUTY", accept_timeout_s=0.4, backup_timeout_s=0.4,
-        check_interval_s=0.05, location_min_interval_s=0,
-        simulator={"accept_delay_s": (0.01, 0.05), "work_delay_s": (0.01, 0.05), "location_interval_s": 0.1, **simulator},
+        listen_port=free_port(),
+        secret=SECRET,
+        fallback_leader="L-DUTY",
+        accept_timeout_s=0.4,
+        backup_timeout_s=0.4,
+        check_interval_s=0.05,
+        location_min_interval_s=0,
+        simulator={
+            "accept_delay_s": (0.01, 0.05),
+            "work_delay_s": (0.01, 0.05),
+            "location_interval_s": 0.1,
+            **simulator,
+        },
     )
 
 
 def _order(order_id: str, cell: str = CELL) -> DispatchOrder:
-    return DispatchOrder(id=order_id, incident_id=f"INC-{order_id}", target="gridworker", connector="gridworker",
-                         grid_cell=GridCell(layer="admin", level="grid", id=cell, name="网格"),
-                         category=Category.GAS_LEAK, severity=Severity.HIGH, summary="燃气泄漏，请立即到场",
-                         created_at=datetime.now(timezone.utc))
+    return DispatchOrder(
+        id=order_id,
+        incident_id=f"INC-{order_id}",
+        target="gridworker",
+        connector="gridworker",
+        grid_cell=GridCell(layer="admin", level="grid", id=cell, name="网格"),
+        category=Category.GAS_LEAK,
+        severity=Severity.HIGH,
+        summary="燃气泄漏，请立即到场",
+        created_at=datetime.now(timezone.utc),
+    )
 
 
 @pytest.fixture
@@ -69,8 +86,15 @@ async def test_order_waits_for_the_cell_worker_then_status_and_location_come_bac
         assert list(connector.health()["open_orders"]) == ["GO-2"]
 
     updates = await dispatch_updates(nats_url, "gridworker")
-    assert _trail(updates, "GO-1") == [("sent", PRIMARY), ("accepted", PRIMARY), ("on_site", PRIMARY), ("resolved", PRIMARY)]
-    resolved = updates[-1] if updates[-1]["order_id"] == "GO-1" else next(u for u in updates if u["status"] == "resolved")
+    assert _trail(updates, "GO-1") == [
+        ("sent", PRIMARY),
+        ("accepted", PRIMARY),
+        ("on_site", PRIMARY),
+        ("resolved", PRIMARY),
+    ]
+    resolved = (
+        updates[-1] if updates[-1]["order_id"] == "GO-1" else next(u for u in updates if u["status"] == "resolved")
+    )
     assert resolved["attachments"][0]["url"].endswith("/GO-1/1.jpg") and len(resolved["attachments"][0]["sha256"]) == 64
     assert _trail(updates, "GO-2") == [("sent", "L-DUTY")]
     assert "not in roster" in next(u for u in updates if u["order_id"] == "GO-2")["note"]
@@ -87,8 +111,12 @@ async def test_unaccepted_order_goes_to_backup_then_grid_leader(apps, nats_url):
         await until(lambda: ctx.counters["orders_resolved"] >= 1)
 
     assert _trail(await dispatch_updates(nats_url, "gridworker"), "GO-3") == [
-        ("sent", PRIMARY), ("redispatched", BACKUP), ("escalated", LEADER),
-        ("accepted", LEADER), ("on_site", LEADER), ("resolved", LEADER),
+        ("sent", PRIMARY),
+        ("redispatched", BACKUP),
+        ("escalated", LEADER),
+        ("accepted", LEADER),
+        ("on_site", LEADER),
+        ("resolved", LEADER),
     ]
     assert [o["id"] for o in simulator.orders[PRIMARY]] == [o["id"] for o in simulator.orders[BACKUP]] == ["GO-3"]
 
@@ -105,7 +133,9 @@ async def test_open_orders_and_their_timers_survive_a_restart(nats_url):
         assert restarted.health()["open_orders"] == {"GO-4": {"assignee": LEADER, "status": "sent"}}
 
     assert _trail(await dispatch_updates(nats_url, "gridworker"), "GO-4") == [
-        ("sent", PRIMARY), ("redispatched", BACKUP), ("escalated", LEADER),
+        ("sent", PRIMARY),
+        ("redispatched", BACKUP),
+        ("escalated", LEADER),
     ]
 
 
@@ -123,7 +153,9 @@ async def test_bad_worker_input_gets_an_error_and_a_dlq_entry(nats_url):
 
         replies = []
         async with connect(url) as app:
-            await app.send(orjson.dumps({"type": "hello", "worker_id": BACKUP, "token": worker_token(SECRET, BACKUP)}).decode())
+            await app.send(
+                orjson.dumps({"type": "hello", "worker_id": BACKUP, "token": worker_token(SECRET, BACKUP)}).decode()
+            )
             assert orjson.loads(await app.recv())["type"] == "welcome"
             now = datetime.now(timezone.utc).isoformat()
             for message in (
@@ -151,11 +183,15 @@ async def test_resolved_without_photo_is_refused(nats_url, apps):
         await send_order(nats_url, _order("GO-6"), "gridworker")
         await until(lambda: ctx.counters["updates_published"] >= 1)
         async with connect(f"ws://127.0.0.1:{settings.listen_port}/") as app:
-            await app.send(orjson.dumps({"type": "hello", "worker_id": PRIMARY, "token": worker_token(SECRET, PRIMARY)}).decode())
+            await app.send(
+                orjson.dumps({"type": "hello", "worker_id": PRIMARY, "token": worker_token(SECRET, PRIMARY)}).decode()
+            )
             await app.recv()
             pushed = orjson.loads(await app.recv())
             now = datetime.now(timezone.utc).isoformat()
-            await app.send(orjson.dumps({"type": "status", "order_id": "GO-6", "status": "resolved", "time": now}).decode())
+            await app.send(
+                orjson.dumps({"type": "status", "order_id": "GO-6", "status": "resolved", "time": now}).decode()
+            )
             reply = orjson.loads(await app.recv())
     assert pushed["type"] == "order" and pushed["order"]["id"] == "GO-6" and pushed["role"] == "primary"
     assert reply == {"type": "error", "reason": "a resolved report needs at least one photo"}

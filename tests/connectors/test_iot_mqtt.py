@@ -76,7 +76,14 @@ async def test_every_device_type_alarms_in_its_own_unit(settings, nats_url):
         await simulator.stop()
 
     by_category = {e["category"]: e for e in await ingested(nats_url, "iot_mqtt")}
-    assert set(by_category) == {"water_leak", "fire", "manhole_cover", "hydrant_pressure", "elevator_fault", "door_alarm"}
+    assert set(by_category) == {
+        "water_leak",
+        "fire",
+        "manhole_cover",
+        "hydrant_pressure",
+        "elevator_fault",
+        "door_alarm",
+    }
     assert by_category["fire"]["severity"] == "critical" and by_category["fire"]["payload"]["reading"]["unit"] == "°C"
     assert by_category["manhole_cover"]["payload"]["reading"]["unit"] == "°"
     assert by_category["hydrant_pressure"]["payload"]["reading"]["unit"] == "MPa"
@@ -91,7 +98,9 @@ async def test_bad_messages_go_to_the_dlq_with_their_reason(settings, nats_url):
         await simulator.send("GAS-XX-9999", lel_pct=30.0)
         await simulator.send_raw("cityhub/iot/GAS-JJ-0002/data", b'{"lel_pct": "high"')
         await simulator.send("GAS-JJ-0002", lel_pct=150.0)
-        await simulator.send_raw("cityhub/iot/GAS-JJ-0002/data", orjson.dumps({"lel_pct": 30, "ts": "2026-05-01T08:00:00"}))
+        await simulator.send_raw(
+            "cityhub/iot/GAS-JJ-0002/data", orjson.dumps({"lel_pct": 30, "ts": "2026-05-01T08:00:00"})
+        )
         await simulator.send("GAS-JJ-0002", lel=30.0)
         await simulator.send("GAS-JJ-0002", lel_pct=1.0)
         await until(lambda: ctx.counters["rejected"] >= 5)
@@ -108,8 +117,13 @@ async def test_bad_messages_go_to_the_dlq_with_their_reason(settings, nats_url):
 
 
 async def test_flapping_alarm_is_held_until_stable(mqtt_broker, nats_url):
-    settings = IotMqttSettings(broker_url=f"mqtt://127.0.0.1:{mqtt_broker.mqtt_port}", check_interval_s=0.1,
-                               flap_max_transitions=2, flap_window_s=2.0, backoff=FAST)
+    settings = IotMqttSettings(
+        broker_url=f"mqtt://127.0.0.1:{mqtt_broker.mqtt_port}",
+        check_interval_s=0.1,
+        flap_max_transitions=2,
+        flap_window_s=2.0,
+        backoff=FAST,
+    )
     connector = IotMqttConnector(settings, parse_broker_url(settings.broker_url or ""))
     async with running_connector(connector, nats_url) as ctx:
         await until(lambda: ctx.counters["mqtt_connects"] >= 1)
@@ -123,18 +137,36 @@ async def test_flapping_alarm_is_held_until_stable(mqtt_broker, nats_url):
 
     events = await ingested(nats_url, "iot_mqtt")
     assert [e["source_event_id"] for e in events] == [
-        "DOOR-QY-0001:door_alarm:1:alarm", "DOOR-QY-0001:door_alarm:1:recovered", "DOOR-QY-0001:door_alarm:2:alarm",
+        "DOOR-QY-0001:door_alarm:1:alarm",
+        "DOOR-QY-0001:door_alarm:1:recovered",
+        "DOOR-QY-0001:door_alarm:2:alarm",
     ]
 
 
 async def test_silent_device_goes_offline_and_comes_back(mqtt_broker, nats_url, tmp_path: Path):
     registry = tmp_path / "devices.json"
-    registry.write_text(orjson.dumps([{
-        "device_id": "GAS-T-1", "type": "gas", "address": "测试地址", "lon": 104.07, "lat": 30.66,
-        "owner": "测试物业", "heartbeat_s": 0.3,
-    }]).decode())
-    settings = IotMqttSettings(broker_url=f"mqtt://127.0.0.1:{mqtt_broker.mqtt_port}", registry_path=registry,
-                               offline_grace=1.0, check_interval_s=0.1, backoff=FAST)
+    registry.write_text(
+        orjson.dumps(
+            [
+                {
+                    "device_id": "GAS-T-1",
+                    "type": "gas",
+                    "address": "测试地址",
+                    "lon": 104.07,
+                    "lat": 30.66,
+                    "owner": "测试物业",
+                    "heartbeat_s": 0.3,
+                }
+            ]
+        ).decode()
+    )
+    settings = IotMqttSettings(
+        broker_url=f"mqtt://127.0.0.1:{mqtt_broker.mqtt_port}",
+        registry_path=registry,
+        offline_grace=1.0,
+        check_interval_s=0.1,
+        backoff=FAST,
+    )
     connector = IotMqttConnector(settings, parse_broker_url(settings.broker_url or ""))
     async with running_connector(connector, nats_url) as ctx:
         await until(lambda: ctx.counters["devices_offline"] >= 1)
@@ -156,8 +188,14 @@ async def test_person_alerts_are_marked_sensitive_and_identity_kept_in_reporter(
     async with running_connector(connector, nats_url) as ctx:
         await until(lambda: ctx.counters["mqtt_connects"] >= 1)
         simulator = await _simulator(settings)
-        await simulator.send("CAM-QY-0001", event="key_person", confidence=0.93, subject_id="WL-0042",
-                             subject_name="某重点人员", snapshot_url="https://video.example.cn/snap/1.jpg")
+        await simulator.send(
+            "CAM-QY-0001",
+            event="key_person",
+            confidence=0.93,
+            subject_id="WL-0042",
+            subject_name="某重点人员",
+            snapshot_url="https://video.example.cn/snap/1.jpg",
+        )
         await simulator.send("CAM-JJ-0001", event="high_altitude_throwing", confidence=0.4)
         await simulator.send("CAM-JJ-0001", event="high_altitude_throwing", confidence=0.88)
         await until(lambda: ctx.counters["video_detections"] >= 2)
@@ -196,17 +234,22 @@ async def test_nothing_is_lost_across_connector_restart_and_broker_outage(mqtt_b
         await simulator.stop()
 
     assert [e["source_event_id"] for e in await ingested(nats_url, "iot_mqtt")] == [
-        "GAS-JJ-0001:gas_leak:1:alarm", "GAS-JJ-0001:gas_leak:1:recovered",
-        "GAS-JJ-0001:gas_leak:2:alarm", "GAS-JJ-0001:gas_leak:2:recovered",
+        "GAS-JJ-0001:gas_leak:1:alarm",
+        "GAS-JJ-0001:gas_leak:1:recovered",
+        "GAS-JJ-0001:gas_leak:2:alarm",
+        "GAS-JJ-0001:gas_leak:2:recovered",
     ]
 
 
 def test_registry_errors_name_file_line_and_key(tmp_path: Path):
     registry = tmp_path / "devices.csv"
-    registry.write_text("device_id,type,address,lon,lat,owner\n"
-                        "GAS-1,gas,甲,104.0,30.6,物业\n"
-                        "GAS-2,smoke,乙,104.0,30.6,物业\n"
-                        "GAS-1,gas,丙,204.0,30.6,物业\n", encoding="utf-8")
+    registry.write_text(
+        "device_id,type,address,lon,lat,owner\n"
+        "GAS-1,gas,甲,104.0,30.6,物业\n"
+        "GAS-2,smoke,乙,104.0,30.6,物业\n"
+        "GAS-1,gas,丙,204.0,30.6,物业\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ConfigError) as caught:
         load_registry(registry)
     assert [(issue.line, issue.key) for issue in caught.value.issues] == [(3, "type"), (4, "lon")]
@@ -215,5 +258,13 @@ def test_registry_errors_name_file_line_and_key(tmp_path: Path):
 
 def test_sample_registry_covers_every_device_type():
     types = {device.type for device in load_registry(IotMqttSettings().registry_path).values()}
-    assert {str(t) for t in types} == {"gas", "water_immersion", "ebike_thermal", "manhole_tilt", "hydrant_pressure",
-                                       "elevator", "door_magnet", "video_ai"}
+    assert {str(t) for t in types} == {
+        "gas",
+        "water_immersion",
+        "ebike_thermal",
+        "manhole_tilt",
+        "hydrant_pressure",
+        "elevator",
+        "door_magnet",
+        "video_ai",
+    }

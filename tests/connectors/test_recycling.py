@@ -43,7 +43,8 @@ async def test_one_full_bin_is_one_event_thanks_to_hysteresis(settings, stations
 
     events = await ingested(nats_url, "recycling")
     assert [(e["source_event_id"], e["status"]) for e in events] == [
-        ("RS-JJ-001:kitchen:1:full", "full"), ("RS-JJ-001:kitchen:1:recovered", "recovered"),
+        ("RS-JJ-001:kitchen:1:full", "full"),
+        ("RS-JJ-001:kitchen:1:recovered", "recovered"),
         ("RS-JJ-001:kitchen:2:full", "full"),
     ]
     full = events[0]
@@ -52,7 +53,9 @@ async def test_one_full_bin_is_one_event_thanks_to_hysteresis(settings, stations
     assert full["location"]["crs"] == "wgs84" and full["address"].startswith("成都市锦江区")
 
 
-async def test_credit_points_are_summed_per_station_and_day_and_no_resident_id_reaches_nats(settings, stations, nats_url):
+async def test_credit_points_are_summed_per_station_and_day_and_no_resident_id_reaches_nats(
+    settings, stations, nats_url
+):
     async with wiretap(nats_url) as seen:
         connector = _connector(settings)
         async with running_connector(connector, nats_url) as ctx:
@@ -64,13 +67,21 @@ async def test_credit_points_are_summed_per_station_and_day_and_no_resident_id_r
             await stations.send_raw(STATION, "drop", b'{"resident_id": "R00009", "fraction": "glass"}')
             await stations.send_raw(STATION, "drop", b"R00010;kitchen;1.0")
             await stations.send_telemetry(STATION, {"kitchen": 99.0, "other": 20.0}, collected_kg={"other": 45.5})
-            await until(lambda: ctx.counters["drops"] >= 3 and ctx.counters["rejected"] >= 2 and ctx.counters["bins_full"] >= 1)
+            await until(
+                lambda: ctx.counters["drops"] >= 3 and ctx.counters["rejected"] >= 2 and ctx.counters["bins_full"] >= 1
+            )
             health = connector.health()
             saved = await ctx.state.get("stations")
 
     day = health["daily"][STATION]
-    assert day == {"drops": 3, "credit_points": 42, "dropped_kg": {"recyclable": 3.0, "kitchen": 1.25},
-                   "collected_kg": {"other": 45.5}, "full_bins": 1, "faults": 0}
+    assert day == {
+        "drops": 3,
+        "credit_points": 42,
+        "dropped_kg": {"recyclable": 3.0, "kitchen": 1.25},
+        "collected_kg": {"other": 45.5},
+        "full_bins": 1,
+        "faults": 0,
+    }
     assert saved is not None and orjson.loads(saved)["daily"][health["day"]][STATION]["credit_points"] == 42
     assert seen, "the wiretap saw the connector's traffic"
     leaks = [message for message in seen if b"R0000" in message or b"R00010" in message]
@@ -94,9 +105,12 @@ async def test_faults_offline_and_unknown_stations(settings, stations, nats_url)
 
     events = await ingested(nats_url, "recycling")
     assert [(e["category"], e["status"], e["payload"].get("fault_code")) for e in events] == [
-        ("station_fault", "fault", "E11"), ("station_fault", "fault", "E21"),
-        ("station_fault", "recovered", "E11"), ("station_fault", "recovered", "E21"),
-        ("device_offline", "offline", None), ("device_offline", "recovered", None),
+        ("station_fault", "fault", "E11"),
+        ("station_fault", "fault", "E21"),
+        ("station_fault", "recovered", "E11"),
+        ("station_fault", "recovered", "E21"),
+        ("device_offline", "offline", None),
+        ("device_offline", "recovered", None),
     ]
     [(_, reason)] = await dead_letters(nats_url, "recycling")
     assert "unknown station id 'RS-XX-999'" in reason
@@ -117,7 +131,10 @@ async def test_state_survives_restart_and_simulated_rounds_flow(settings, statio
             await stations.play_round()
         await until(lambda: ctx.counters["bins_emptied"] >= 1 and ctx.counters["drops"] >= 4)
 
-    hazardous = [e for e in await ingested(nats_url, "recycling") if e["payload"].get("alarm_key") == f"{STATION}:hazardous"]
+    hazardous = [
+        e for e in await ingested(nats_url, "recycling") if e["payload"].get("alarm_key") == f"{STATION}:hazardous"
+    ]
     assert [(e["source_event_id"], e["severity"]) for e in hazardous][:2] == [
-        ("RS-JJ-001:hazardous:1:full", "high"), ("RS-JJ-001:hazardous:1:recovered", "info"),
+        ("RS-JJ-001:hazardous:1:full", "high"),
+        ("RS-JJ-001:hazardous:1:recovered", "info"),
     ]
