@@ -81,13 +81,15 @@ def _core_router() -> APIRouter:
     router = APIRouter()
 
     @router.get("/health", summary="Hub and plugin health")
-    async def health(hub: Any = Depends(get_hub)) -> JSONResponse:
+    async def health(request: Request, hub: Any = Depends(get_hub)) -> JSONResponse:
         runtime = hub.health()
+        last_reload = request.app.state.reloader.last
         plugins = await hub.plugins.health()
         failing = [name for name, state in plugins.items() if state["disabled_reason"] in ("failures", "broken")]
         healthy = runtime.get("ok", True) and not failing
         body = {"status": "ok" if healthy else "degraded", "version": __version__, "ready": hub.ready,
-                "runtime": runtime, "failing_plugins": failing, "plugins": plugins}
+                "runtime": runtime, "failing_plugins": failing, "plugins": plugins,
+                "last_reload": last_reload.public() if last_reload else None}
         return JSONResponse(body)
 
     @router.get("/ready", summary="200 when the hub is ready to process events, else 503")

@@ -13,19 +13,27 @@ start a new connector.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from hub.config import HubConfig, load_config
+import httpx
+
+from hub.config import HubConfig, NatsConfig, load_config
 from hub.errors import ConfigError, HubError
+from hub.natsconn import connect, redacted_servers
 from hub.plugins import build_plugin_host
+from hub.scaffold import write_connector
+from hub.tap import events_subject, formatter, parse_since, replay, tap
 
 DEFAULT_CONFIG = "cityhub.toml"
 
 
 def _summary(path: str, config: HubConfig, enabled: list[str]) -> str:
-    nats = ", ".join(config.nats.servers) if config.nats.servers else "embedded nats-server"
+    nats = ", ".join(redacted_servers(config.nats)) if config.nats.servers else "embedded nats-server"
     return (
         f"{path}: valid. NATS: {nats}; admin API on {config.admin.host}:{config.admin.port}; "
         f"{len(config.geo.layers)} geo layer(s); {len(config.all_rules())} rule(s); "
@@ -49,18 +57,181 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from hub.app import run  # the runtime: imported only when asked to run
+
+    return run(args.config) or 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hub.app import demo
+
+    return demo() or 0
+
+
+# --- plugins: through the admin API ----------------------------------------------------------------
+
+
+def _admin_target(args: argparse.Namespace) -> tuple[str, str | None]:
+    """Admin URL and token: flags, then CITYHUB_ADMIN_URL / CITYHUB_ADMIN_TOKEN, then the config file."""
+    url, token = args.admin or os.environ.get("CITYHUB_ADMIN_URL"), args.token or os.environ.get("CITYHUB_ADMIN_TOKEN")
+    if (url is None or token is None) and Path(args.config).is_file():
+        config = load_config(args.config)
+        url = url or f"http://{config.admin.host}:{config.admin.port}"
+        token = token or (config.admin.token.get_secret_value() if config.admin.token else None)
+    return url or "http://127.0.0.1:8787", token
+
+
+def _print_plugins(plugins: list[dict[str, Any]]) -> None:
+    rows = [("PLUGIN", "STATE", "CALLS", "FAILURES", "LAST ERROR")]
+    for plugin in plugins:
+        state = "enabled" if plugin["enabled"] else f"disabled ({plugin['disabled_reason']})"
+        rows.append((plugin["name"], state, str(plugin["calls"]), str(plugin["failures"]), plugin["last_error"] or ""))
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    url, token = _admin_target(args)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+            if args.action == "list":
+                response = client.get("/plugins")
+            else:
+                response = client.post(f"/plugins/{args.name}/{args.action}")
+    except httpx.HTTPError as exc:
+        raise HubError(f"cannot reach the admin API at {url}: {exc}") from None
+    if response.status_code >= 400:
+        detail = response.json().get("detail", response.text) if response.headers.get("content-type", "").startswith("application/json") else response.text
+        print(f"cityhub plugins {args.action}: {response.status_code} {detail}", file=sys.stderr)
+        return 1
+    body = response.json()
+    _print_plugins(body if isinstance(body, list) else [body])
+    return 0
+
+
+# --- tap and replay --------------------------------------------------------------------------------
+
+
+def _nats_settings(args: argparse.Namespace) -> NatsConfig:
+    if args.server:
+        return NatsConfig(servers=[args.server])
+    if os.environ.get("CITYHUB_NATS_URL"):
+        return NatsConfig(servers=[os.environ["CITYHUB_NATS_URL"]])
+    if Path(args.config).is_file():
+        settings = load_config(args.config).nats
+        if settings.servers:
+            return settings
+    raise HubError(
+        "no NATS server to read from: pass --server nats://HOST:PORT (the running hub prints its URL) "
+        "or set CITYHUB_NATS_URL"
+    )
+
+
+async def _print_stream(args: argparse.Namespace, messages: AsyncIterator[bytes], nc: Any) -> None:
+    show = formatter(args.json)
+    try:
+        async for raw in messages:
+            print(show(raw), flush=True)
+    finally:
+        await nc.close()
+
+
+def _subject(args: argparse.Namespace) -> str:
+    return events_subject(args.district, args.street, args.category, args.severity)
+
+
+def cmd_tap(args: argparse.Namespace) -> int:
+    async def main() -> None:
+        nc = await connect(_nats_settings(args))
+
+        def announce() -> None:
+            print(f"# tapping {_subject(args)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+
+        await _print_stream(args, tap(nc, _subject(args), limit=args.limit, on_ready=announce), nc)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    since = parse_since(args.since)
+
+    async def main() -> None:
+        nc = await connect(_nats_settings(args))
+        print(f"# replaying {_subject(args)} since {since.isoformat()}", file=sys.stderr, flush=True)
+        await _print_stream(args, replay(nc, _subject(args), since, follow=args.follow), nc)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_new_connector(args: argparse.Namespace) -> int:
+    written = write_connector(Path(args.root), args.name, args.port)
+    for path in written:
+        print(f"wrote {path}")
+    print(f"next: .venv/bin/python -m pytest tests/connectors/test_{args.name}.py")
+    return 0
+
+
+def _add_stream_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", help="NATS URL (default: CITYHUB_NATS_URL, then [nats].servers of the config)")
+    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: cityhub.toml)")
+    parser.add_argument("--district", help="district cell id")
+    parser.add_argument("--street", help="street cell id")
+    parser.add_argument("--category", help="category, e.g. gas_leak")
+    parser.add_argument("--severity", help="severity: info, low, medium, high or critical")
+    parser.add_argument("--json", action="store_true", help="print the raw CloudEvents, one per line")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cityhub", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    run = commands.add_parser("run", help="run the hub")
+    run.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: cityhub.toml)")
+    run.set_defaults(handler=cmd_run)
+
+    commands.add_parser("demo", help="run everything with simulators and sample grids").set_defaults(handler=cmd_demo)
+
     validate = commands.add_parser("validate", help="check a config file and report every error")
     validate.add_argument("file", nargs="?", default=DEFAULT_CONFIG, help="config file (default: cityhub.toml)")
     validate.set_defaults(handler=cmd_validate)
+
+    plugins = commands.add_parser("plugins", help="list, enable or disable plugins of a running hub")
+    plugins.add_argument("action", choices=["list", "enable", "disable"])
+    plugins.add_argument("name", nargs="?", help="plugin name (enable, disable)")
+    plugins.add_argument("--admin", help="admin API URL (default: CITYHUB_ADMIN_URL, then [admin] of the config)")
+    plugins.add_argument("--token", help="admin token (default: CITYHUB_ADMIN_TOKEN, then [admin].token)")
+    plugins.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: cityhub.toml)")
+    plugins.set_defaults(handler=cmd_plugins)
+
+    tap_parser = commands.add_parser("tap", help="live tail of the unified stream")
+    _add_stream_filters(tap_parser)
+    tap_parser.add_argument("--limit", type=int, help="stop after this many events")
+    tap_parser.set_defaults(handler=cmd_tap)
+
+    replay_parser = commands.add_parser("replay", help="re-read the unified stream from JetStream")
+    _add_stream_filters(replay_parser)
+    replay_parser.add_argument("--since", required=True, help="a duration back (2h, 30m) or a time with offset")
+    replay_parser.add_argument("--follow", action="store_true", help="keep printing new events once caught up")
+    replay_parser.set_defaults(handler=cmd_replay)
+
+    new = commands.add_parser("new-connector", help="write a working connector skeleton with its test and docs")
+    new.add_argument("name", help="connector name: lower-case letters, digits and _")
+    new.add_argument("--root", default=".", help="project root to write into (default: .)")
+    new.add_argument("--port", type=int, default=8800, help="default webhook port of the new connector")
+    new.set_defaults(handler=cmd_new_connector)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "plugins" and args.action != "list" and not args.name:
+        parser.error(f"plugins {args.action} needs a plugin name")
     try:
         return args.handler(args)
     except HubError as exc:

@@ -239,6 +239,7 @@ class GeoLayer(Section):
     name_property: str = Field("name", description="Feature property holding the cell name.")
     level_property: str = Field("level", description="Feature property holding the level (district, street, ...).")
     parent_property: str = Field("parent", description="Feature property holding the parent cell id.")
+    strict: bool = Field(False, description="Reject polygons that are not OGC-valid instead of accepting them.")
 
 
 class GeoConfig(Section):

@@ -36,8 +36,9 @@ from hub import ids, topology, wire
 from hub.connector import Connector
 from hub.errors import InvalidEventError
 from hub.models import DispatchOrder, DispatchUpdate, Event
-from hub.natsconn import NatsSettings, connect
-from hub.streams import StreamsSettings, ensure_streams
+from hub.config import NatsConfig, StreamsConfig
+from hub.natsconn import connect
+from hub.streams import ensure_streams
 
 _TRANSIENT = (NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ConnectionClosedError)
 _VALID_KV_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
@@ -82,6 +83,14 @@ def decode_outbound(raw: bytes) -> DispatchOrder | DispatchUpdate | dict[str, An
     if not isinstance(data, dict):
         raise InvalidEventError(f"outbound {envelope['type']} data must be a JSON object")
     return data
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation that a library call swallowed (Python 3.11's ``asyncio.wait_for`` loses a
+    cancel that arrives as its inner future completes; nats-py's fetch uses it)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class KvStateStore:
@@ -208,7 +217,8 @@ class OutboundDelivery:
             try:
                 msgs = await subscription.fetch(self._batch, timeout=1.0)
             except _TRANSIENT:
-                continue
+                msgs = []
+            raise_if_cancelled()
             for msg in msgs:
                 await self._deliver_one(msg)
 
@@ -241,7 +251,7 @@ def has_outbound(connector: Connector) -> bool:
 
 
 async def open_context(
-    connector: Connector, nc: NatsClient, streams: StreamsSettings | None = None
+    connector: Connector, nc: NatsClient, streams: StreamsConfig | None = None
 ) -> NatsConnectorContext:
     """Make sure the streams and the connector's state bucket exist and build its context."""
     js = nc.jetstream()
@@ -259,15 +269,16 @@ async def serve_connector(connector: Connector, ctx: NatsConnectorContext, nc: N
             group.create_task(OutboundDelivery(connector, ctx, nc.jetstream()).run(), name=f"{connector.source}.deliver")
 
 
-def _as_settings(nats: str | NatsSettings) -> NatsSettings:
-    return NatsSettings(urls=[nats]) if isinstance(nats, str) else nats
+def _client_config(nats: str | NatsConfig, source: str) -> NatsConfig:
+    config = NatsConfig(servers=[nats]) if isinstance(nats, str) else nats
+    return config.model_copy(update={"name": f"cityhub-connector-{source}"})
 
 
 async def run_connector(
-    connector: Connector, nats: str | NatsSettings, streams: StreamsSettings | None = None
+    connector: Connector, nats: str | NatsConfig, streams: StreamsConfig | None = None
 ) -> None:
     """Run one connector against a NATS server until cancelled."""
-    nc = await connect(_as_settings(nats).model_copy(update={"name": f"cityhub-connector-{connector.source}"}))
+    nc = await connect(_client_config(nats, connector.source))
     try:
         ctx = await open_context(connector, nc, streams)
         await serve_connector(connector, ctx, nc)
@@ -277,11 +288,11 @@ async def run_connector(
 
 @contextlib.asynccontextmanager
 async def running_connector(
-    connector: Connector, nats: str | NatsSettings, streams: StreamsSettings | None = None
+    connector: Connector, nats: str | NatsConfig, streams: StreamsConfig | None = None
 ) -> AsyncIterator[NatsConnectorContext]:
     """Run a connector in the background for the duration of the block; yields its context (counters,
     state). A connector failure is raised when the block exits."""
-    nc = await connect(_as_settings(nats).model_copy(update={"name": f"cityhub-connector-{connector.source}"}))
+    nc = await connect(_client_config(nats, connector.source))
     try:
         ctx = await open_context(connector, nc, streams)
         task = asyncio.create_task(serve_connector(connector, ctx, nc))

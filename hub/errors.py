@@ -46,8 +46,18 @@ class GeoError(HubError, ValueError):
 
 
 class RuleError(HubError, ValueError):
-    """A rule that does not compile; the message names the rule id, the position and the reason."""
+    """A rule that does not compile; the message names the rule id, the position and the reason.
+    ``problems`` lists every problem found as ``(rule_id, position, reason)``."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str, str]] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class PluginError(HubError, RuntimeError):
     """A plugin raised, hung past its timeout, or is disabled after repeated failures."""
+
+
+class SnapshotError(HubError, ValueError):
+    """Bytes given to a ``restore`` are not a snapshot of that component, are corrupted, or a delta does not
+    follow the state it is applied to."""

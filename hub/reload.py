@@ -52,6 +52,7 @@ class ConfigReloader:
 
     def __init__(self, hub: Any):
         self.hub = hub
+        self.last: ReloadOutcome | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -68,10 +69,12 @@ class ConfigReloader:
                 config = load_config(self.path, plugin_models=self.hub.plugins.settings_models())
             except ConfigError as exc:
                 log.error("config reload rejected, keeping the running config:\n%s", exc)
-                return ReloadOutcome(False, exc.issues)
+                self.last = ReloadOutcome(False, exc.issues)
+                return self.last
             await self.hub.apply_config(config)
             log.info("config reloaded from %s", self.path)
-            return ReloadOutcome(True)
+            self.last = ReloadOutcome(True)
+            return self.last
 
     async def watch(self, stop: asyncio.Event | None = None) -> None:
         """Reload whenever a watched file changes, until ``stop`` is set (or the task is cancelled)."""

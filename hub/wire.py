@@ -43,11 +43,12 @@ def encode(
     id_: str,
     source: str,
     time: datetime,
-    data: BaseModel | dict[str, Any],
+    data: BaseModel | dict[str, Any] | bytes,
     subject: str | None = None,
     extensions: dict[str, str | None] | None = None,
 ) -> bytes:
-    """One structured-mode CloudEvent as JSON bytes. Extensions whose value is None are left out."""
+    """One structured-mode CloudEvent as JSON bytes. Extensions whose value is None are left out; ``data``
+    given as bytes must already be JSON."""
     envelope: dict[str, Any] = {
         "specversion": SPEC_VERSION,
         "id": id_,
@@ -63,8 +64,17 @@ def encode(
             raise ValueError(f"unknown CloudEvents extension {name!r}; known: {', '.join(EXTENSIONS)}")
         if value is not None:
             envelope[name] = str(value)
-    envelope["data"] = data.model_dump(mode="json", exclude_none=True) if isinstance(data, BaseModel) else data
-    return orjson.dumps(envelope)
+    head = orjson.dumps(envelope)
+    return head[:-1] + b',"data":' + _data_json(data) + b"}"
+
+
+def _data_json(data: BaseModel | dict[str, Any] | bytes) -> bytes:
+    """``data`` as JSON: models through pydantic's own serializer (no intermediate dict), bytes as given."""
+    if isinstance(data, BaseModel):
+        return data.__pydantic_serializer__.to_json(data, exclude_none=True)
+    if isinstance(data, bytes):
+        return data
+    return orjson.dumps(data)
 
 
 def decode(raw: bytes) -> dict[str, Any]:
@@ -75,9 +85,14 @@ def decode(raw: bytes) -> dict[str, Any]:
         raise InvalidEventError(f"not JSON: {exc}") from None
     if not isinstance(envelope, dict):
         raise InvalidEventError(f"a CloudEvent must be a JSON object, got {type(envelope).__name__}")
+    check_envelope(envelope)
+    return envelope
+
+
+def check_envelope(envelope: dict[str, Any]) -> None:
+    """Raise InvalidEventError unless a parsed JSON object has the required CloudEvents attributes."""
     missing = [name for name in _REQUIRED if name not in envelope]
     if missing:
         raise InvalidEventError(f"not a CloudEvent: missing {', '.join(missing)}")
     if envelope["specversion"] != SPEC_VERSION:
         raise InvalidEventError(f"unsupported CloudEvents specversion {envelope['specversion']!r}")
-    return envelope

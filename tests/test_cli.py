@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
 import subprocess
 import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import nats
+import pytest
+import uvicorn
+from standin_hub import StandInHub
+
+from hub import topology, wire
+from hub.admin import create_admin_app
+from hub.embedded import free_port
+from hub.hookspecs import hookimpl
+from hub.models import Category, Event, GridCell, Severity
+from hub.streams import ensure_streams
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cityhub(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cityhub(
+    *args: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hub.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "hub.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
 
 
@@ -32,3 +53,145 @@ def test_validate_summarises_a_valid_file():
     result = cityhub("validate", "cityhub.toml")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("cityhub.toml: valid. NATS: embedded nats-server;")
+
+
+# --- plugins, through a real admin server -------------------------------------------------------------
+
+class Toggle:
+    """A plugin to switch on and off."""
+
+    @hookimpl
+    def plugin_health(self, hub):
+        return {"fine": True}
+
+
+@pytest.fixture
+def admin_url(tmp_path):
+    config = tmp_path / "cityhub.toml"
+    config.write_text('[admin]\ntoken = "cli-token"\n')
+    app = create_admin_app(StandInHub(config, {"toggle": Toggle()}))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{server.config.port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_plugins_list_disable_enable_through_the_admin_api(admin_url):
+    listed = cityhub("plugins", "list", "--admin", admin_url)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1].split()[:2] == ["toggle", "enabled"]
+    refused = cityhub("plugins", "disable", "toggle", "--admin", admin_url, "--token", "wrong")
+    assert refused.returncode == 1 and "401 a valid bearer token is required" in refused.stderr
+    disabled = cityhub("plugins", "disable", "toggle", "--admin", admin_url, env={"CITYHUB_ADMIN_TOKEN": "cli-token"})
+    assert disabled.returncode == 0 and "disabled (admin)" in disabled.stdout
+    enabled = cityhub("plugins", "enable", "toggle", "--admin", admin_url, "--token", "cli-token")
+    assert enabled.returncode == 0 and enabled.stdout.splitlines()[1].split()[:2] == ["toggle", "enabled"]
+    unknown = cityhub("plugins", "enable", "ghost", "--admin", admin_url, "--token", "cli-token")
+    assert unknown.returncode == 1 and "404 no plugin named 'ghost'" in unknown.stderr
+
+
+# --- tap and replay, against a real nats-server -------------------------------------------------------
+
+def unified(number: int, category: Category, severity: Severity) -> tuple[str, bytes]:
+    event = Event(
+        id=f"evt-{number}", source="iot_mqtt", source_event_id=f"alarm-{number}", category=category,
+        severity=severity, time=datetime(2026, 5, 1, 8, 0, number, tzinfo=timezone(timedelta(hours=8))),
+        address="成华区建设路街道 1 号", text=f"报警 {number}，联系电话 138****5678",
+        grid_path=[GridCell(layer="admin", level="district", id="510108", name="成华区"),
+                   GridCell(layer="admin", level="street", id="510108003", name="建设路街道")],
+    )
+    subject = topology.event_subject("510108", "510108003", category.value, severity.value)
+    raw = wire.encode(
+        type_=wire.TYPE_EVENT, id_=event.id, source="cityhub/iot_mqtt", time=event.time, data=event,
+        extensions={"category": category.value, "severity": severity.value, "incidentid": f"inc-{number}",
+                    "district": "510108", "street": "510108003"},
+    )
+    return subject, raw
+
+
+STORY = [
+    unified(1, Category.GAS_LEAK, Severity.CRITICAL),
+    unified(2, Category.FIRE, Severity.HIGH),
+    unified(3, Category.GAS_LEAK, Severity.MEDIUM),
+]
+
+
+async def test_tap_prints_live_events_matching_the_filters(nats_url):
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "tap", "--server", nats_url, "--category", "gas_leak", "--limit", "2",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    assert (await process.stderr.readline()).decode().startswith("# tapping cityhub.events.*.*.gas_leak.*")
+    nc = await nats.connect(nats_url)
+    for subject, raw in STORY:
+        await nc.publish(subject, raw)
+    await nc.flush()
+    stdout, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    await nc.close()
+    lines = stdout.decode().splitlines()
+    assert process.returncode == 0 and len(lines) == 2
+    assert [part.strip() for part in lines[0].split("  ") if part.strip()][:6] == [
+        "2026-05-01T08:00:01+08:00", "CRITICAL", "gas_leak", "成华区/建设路街道", "[iot_mqtt]", "成华区建设路街道 1 号"
+    ]
+    assert "incident=inc-1" in lines[0] and '"报警 1，联系电话 138****5678"' in lines[0]
+    assert "MEDIUM" in lines[1] and "incident=inc-3" in lines[1]
+
+
+async def test_replay_rereads_the_stream_from_a_start_time(nats_url):
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    for subject, raw in STORY:
+        await js.publish(subject, raw)
+    await nc.close()
+
+    def replay(*extra: str) -> subprocess.CompletedProcess[str]:
+        return cityhub("replay", "--server", nats_url, *extra)
+
+    everything = replay("--since", "1h", "--json")
+    assert everything.returncode == 0, everything.stderr
+    assert [line.encode() for line in everything.stdout.splitlines()] == [raw for _, raw in STORY]
+    fires = replay("--since", "2020-01-01T00:00:00+08:00", "--category", "fire")
+    assert len(fires.stdout.splitlines()) == 1 and "HIGH" in fires.stdout and "fire" in fires.stdout
+    assert replay("--since", "2099-01-01T00:00:00+00:00").stdout == ""
+    naive = replay("--since", "2026-05-01T08:00:00")
+    assert naive.returncode == 1 and "add a timezone offset" in naive.stderr
+
+
+def test_tap_without_a_server_says_how_to_find_one(tmp_path):
+    result = cityhub("tap", cwd=tmp_path, env={"CITYHUB_NATS_URL": ""})
+    assert result.returncode == 1 and "pass --server nats://HOST:PORT" in result.stderr
+
+
+# --- new-connector -----------------------------------------------------------------------------------
+
+def test_new_connector_writes_a_skeleton_whose_test_passes(tmp_path):
+    (tmp_path / "tests").mkdir()
+    shutil.copy(REPO / "tests" / "conftest.py", tmp_path / "tests" / "conftest.py")
+    result = cityhub("new-connector", "smoke_panel", "--root", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    for relative in ("connectors/smoke_panel/__init__.py", "connectors/smoke_panel/settings.py",
+                     "connectors/smoke_panel/connector.py", "connectors/smoke_panel/simulator.py",
+                     "tests/connectors/test_smoke_panel.py", "docs/connectors/smoke_panel.md"):
+        assert (tmp_path / relative).is_file(), relative
+    env = {"PYTHONPATH": str(tmp_path), "CITYHUB_PLUGINS": "smoke_panel"}
+    discovered = subprocess.run(
+        [sys.executable, "-c", "from hub.plugins import build_plugin_host; h = build_plugin_host(); "
+         "print(h.names(), h.settings_models()['smoke_panel'].__name__)"],
+        cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+    )
+    assert discovered.stdout.strip() == "['smoke_panel'] SmokePanelSettings", discovered.stderr
+    tested = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/connectors/test_smoke_panel.py", "-q", "-p", "no:cacheprovider",
+         "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"],
+        cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=180,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "1 passed" in tested.stdout
+    again = cityhub("new-connector", "smoke_panel", "--root", str(tmp_path))
+    assert again.returncode == 1 and "not overwriting existing files" in again.stderr
+    assert cityhub("new-connector", "Bad-Name").returncode == 1

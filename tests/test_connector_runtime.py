@@ -13,9 +13,11 @@ from pydantic import BaseModel
 
 from hub import topology, wire
 from hub.connector import Connector, ConnectorContext
+from hub.errors import ConfigError
 from hub.connector_runtime import backoff_delay, running_connector
 from hub.models import Category, DispatchOrder, Event, Location, Severity
-from hub.streams import StreamLimits, StreamsSettings, ensure_streams
+from hub.config import StreamLimits, StreamsConfig
+from hub.streams import ensure_streams
 
 
 class NoSettings(BaseModel):
@@ -137,10 +139,12 @@ async def test_ensure_streams_creates_then_updates_limits(nats_url):
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     await ensure_streams(js)
-    await ensure_streams(js, StreamsSettings(events=StreamLimits(max_age_s=3600, max_msgs=1000)))
+    await ensure_streams(js, StreamsConfig(events=StreamLimits(max_age=3600, max_msgs=1000)))
     info = await js.stream_info(topology.EVENTS_STREAM)
     assert (info.config.max_age, info.config.max_msgs) == (3600, 1000)
     assert info.config.subjects == ["cityhub.events.>"]
+    with pytest.raises(ConfigError, match="ingest.retention must be 'limits'"):
+        await ensure_streams(js, StreamsConfig(ingest=StreamLimits(retention="workqueue")))
     await nc.close()
 
 

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from hub.embedded import free_port, nats_server_binary
 from hub.errors import ConfigError
-from hub.natsconn import NatsSettings, connect, connect_kwargs, redacted_servers
+from hub.config import NatsConfig
+from hub.natsconn import connect, connect_kwargs, redacted_servers
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def password_server():
 
 
 async def test_user_password_connects_and_secret_is_not_logged(password_server, caplog):
-    settings = NatsSettings(urls=[password_server], user="ops", password="s3cret-pw")
+    settings = NatsConfig(servers=[password_server], user="ops", password="s3cret-pw")
     with caplog.at_level(logging.DEBUG, logger="cityhub.nats"):
         nc = await connect(settings)
         assert nc.is_connected
@@ -39,34 +40,33 @@ async def test_user_password_connects_and_secret_is_not_logged(password_server, 
 
 
 def test_kwargs_cover_token_creds_nkey_and_several_urls(tmp_path):
-    token = connect_kwargs(NatsSettings(urls=["nats://a:4222", "nats://b:4222"], token="t0k"))
+    token = connect_kwargs(NatsConfig(servers=["nats://a:4222", "nats://b:4222"], token="t0k"))
     assert token["servers"] == ["nats://a:4222", "nats://b:4222"]
     assert token["token"] == "t0k"
-    assert connect_kwargs(NatsSettings(urls=["nats://a"], creds_file=tmp_path / "u.creds"))["user_credentials"] == str(
+    assert connect_kwargs(NatsConfig(servers=["nats://a:4222"], creds_file=tmp_path / "u.creds"))["user_credentials"] == str(
         tmp_path / "u.creds"
     )
-    assert connect_kwargs(NatsSettings(urls=["nats://a"], nkey_seed_file=tmp_path / "seed"))["nkeys_seed"] == str(
+    assert connect_kwargs(NatsConfig(servers=["nats://a:4222"], nkey_seed_file=tmp_path / "seed"))["nkeys_seed"] == str(
         tmp_path / "seed"
     )
 
 
 def test_tls_url_gets_a_tls_context():
-    kwargs = connect_kwargs(NatsSettings(urls=["tls://nats.city.gov:4222"], tls_hostname="nats.city.gov"))
+    kwargs = connect_kwargs(NatsConfig(servers=["tls://nats.city.gov:4222"]))
     assert kwargs["tls"].check_hostname
-    assert kwargs["tls_hostname"] == "nats.city.gov"
 
 
 def test_two_auth_methods_are_an_error():
-    with pytest.raises(ValidationError, match="choose one NATS authentication method"):
-        NatsSettings(urls=["nats://a"], token="t", user="u", password="p")
+    with pytest.raises(ValidationError, match="choose one way to authenticate"):
+        NatsConfig(servers=["nats://a:4222"], token="t", user="u", password="p")
 
 
 def test_no_url_is_a_config_error():
-    with pytest.raises(ConfigError, match="nats.urls is empty"):
-        connect_kwargs(NatsSettings())
+    with pytest.raises(ConfigError, match="nats.servers is empty"):
+        connect_kwargs(NatsConfig())
 
 
 def test_credentials_in_urls_are_redacted():
-    assert redacted_servers(NatsSettings(urls=["nats://ops:pw@host:4222", "nats://h2"])) == [
-        "nats://***@host:4222", "nats://h2",
+    assert redacted_servers(NatsConfig(servers=["nats://ops:pw@host:4222", "nats://h2:4222"])) == [
+        "nats://***@host:4222", "nats://h2:4222",
     ]

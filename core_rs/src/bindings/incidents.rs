@@ -1,7 +1,546 @@
 //! Python binding of [`crate::incidents`].
+//!
+//! Batches are copied out of Python objects while the GIL is held (keys are hashed on the way, strings go
+//! into one arena buffer), then the core runs with the GIL released, then results are built as Python lists.
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use crate::incidents::{
+    idempotency_key, CategoryLimits, DedupStats, Deduper, IncidentError, IncidentMerger, MergeEvent, MergeOutcome,
+    MergePolicy, MergerStats,
+};
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyDeduper>()?;
+    m.add_class::<PyCompiledMergePolicy>()?;
+    m.add_class::<PyIncidentMerger>()?;
+    m.add_class::<PyMergeResult>()?;
     Ok(())
+}
+
+/// Maps a core error to the matching `hub.errors` class.
+fn to_py_err(py: Python<'_>, error: IncidentError) -> PyErr {
+    let class = match error {
+        IncidentError::InvalidEvent { .. } | IncidentError::InvalidTime(_) => "InvalidEventError",
+        IncidentError::InvalidConfig { .. } => "ConfigError",
+        IncidentError::InvalidSnapshot(_) => "SnapshotError",
+    };
+    let message = error.to_string();
+    match py.import("hub.errors").and_then(|errors| errors.getattr(class)?.call1((message.as_str(),))) {
+        Ok(exception) => PyErr::from_value(exception),
+        Err(_) => PyValueError::new_err(message),
+    }
+}
+
+fn bad_item(py: Python<'_>, index: usize, field: &str, expected: &str, item: &Bound<'_, PyAny>) -> PyErr {
+    let got = item.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+    to_py_err(py, IncidentError::InvalidEvent { index, reason: format!("{field}: expected {expected}, got {got}") })
+}
+
+/// Calls `each(index, item)` for every item of a list, tuple or other iterable.
+fn for_each_item<'py>(
+    sequence: &Bound<'py, PyAny>,
+    field: &str,
+    mut each: impl FnMut(usize, &Bound<'py, PyAny>) -> PyResult<()>,
+) -> PyResult<usize> {
+    let py = sequence.py();
+    let iterator = sequence.try_iter().map_err(|_| {
+        to_py_err(py, IncidentError::InvalidConfig { key: field.into(), reason: "expected a sequence".into() })
+    })?;
+    let mut count = 0;
+    for item in iterator {
+        each(count, &item?)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+fn extract_f64(item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<f64> {
+    item.extract::<f64>().map_err(|_| bad_item(item.py(), index, field, "a number", item))
+}
+
+fn extract_optional_f64(item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<Option<f64>> {
+    if item.is_none() {
+        Ok(None)
+    } else {
+        item.extract::<f64>().map(Some).map_err(|_| bad_item(item.py(), index, field, "a number or None", item))
+    }
+}
+
+fn collect_f64s(sequence: &Bound<'_, PyAny>, field: &str) -> PyResult<Vec<f64>> {
+    let mut out = Vec::new();
+    for_each_item(sequence, field, |i, item| {
+        out.push(extract_f64(item, i, field)?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn stats_dict<'py>(py: Python<'py>, entries: &[(&str, u64)]) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for (name, value) in entries {
+        dict.set_item(name, value)?;
+    }
+    Ok(dict)
+}
+
+/// Exact dedup by idempotency key within a window, with a bound on live keys. See hub/incidents.py.
+#[pyclass(module = "hub._core", name = "Deduper")]
+struct PyDeduper {
+    inner: Deduper,
+}
+
+#[pymethods]
+impl PyDeduper {
+    #[new]
+    fn new(py: Python<'_>, window_s: f64, max_keys: u64) -> PyResult<Self> {
+        Deduper::new(window_s, max_keys).map(|inner| Self { inner }).map_err(|e| to_py_err(py, e))
+    }
+
+    /// One bool per key, true for duplicates; new keys are recorded. Keys are str or bytes.
+    fn check_many<'py>(
+        &mut self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+        times: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let mut hashes = Vec::new();
+        for_each_item(keys, "keys", |i, item| {
+            let hash = if let Ok(text) = item.cast::<PyString>() {
+                idempotency_key(text.to_str()?.as_bytes())
+            } else if let Ok(bytes) = item.cast::<PyBytes>() {
+                idempotency_key(bytes.as_bytes())
+            } else {
+                return Err(bad_item(py, i, "keys", "str or bytes", item));
+            };
+            hashes.push(hash);
+            Ok(())
+        })?;
+        let times = collect_f64s(times, "times")?;
+        let inner = &mut self.inner;
+        let duplicates = py.detach(|| inner.check_many(&hashes, &times)).map_err(|e| to_py_err(py, e))?;
+        PyList::new(py, duplicates)
+    }
+
+    /// The whole state as bytes.
+    fn snapshot<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let inner = &mut self.inner;
+        let bytes = py.detach(|| inner.snapshot()).map_err(|e| to_py_err(py, e))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// The changes since the last snapshot or delta.
+    fn snapshot_delta<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let inner = &mut self.inner;
+        let bytes = py.detach(|| inner.snapshot_delta()).map_err(|e| to_py_err(py, e))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// A deduper rebuilt from a full snapshot followed by the deltas taken after it, in order.
+    #[staticmethod]
+    #[pyo3(signature = (data, deltas = Vec::new()))]
+    fn restore(py: Python<'_>, data: &[u8], deltas: Vec<Vec<u8>>) -> PyResult<Self> {
+        let restored = py.detach(|| {
+            let mut deduper = Deduper::restore(data)?;
+            deltas.iter().try_for_each(|delta| deduper.apply(delta))?;
+            Ok(deduper)
+        });
+        restored.map(|inner| Self { inner }).map_err(|e| to_py_err(py, e))
+    }
+
+    #[getter]
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let DedupStats { live_keys, evicted, expired, duplicates } = self.inner.stats();
+        stats_dict(
+            py,
+            &[("live_keys", live_keys), ("evicted", evicted), ("expired", expired), ("duplicates", duplicates)],
+        )
+    }
+
+    #[getter]
+    fn window_s(&self) -> f64 {
+        self.inner.window_s()
+    }
+
+    #[getter]
+    fn max_keys(&self) -> u64 {
+        self.inner.max_keys()
+    }
+}
+
+/// A validated merge policy, built once by hub.incidents.MergePolicy.
+#[pyclass(module = "hub._core", name = "CompiledMergePolicy", frozen)]
+struct PyCompiledMergePolicy {
+    inner: MergePolicy,
+}
+
+#[pymethods]
+impl PyCompiledMergePolicy {
+    #[new]
+    #[pyo3(signature = (groups, default, per_category, text_similarity, incident_ttl_s))]
+    fn new(
+        py: Python<'_>,
+        groups: Vec<(String, Vec<String>)>,
+        default: (f64, f64),
+        per_category: Vec<(String, f64, f64)>,
+        text_similarity: f64,
+        incident_ttl_s: Option<f64>,
+    ) -> PyResult<Self> {
+        let limits = |(distance_m, window_s): (f64, f64)| CategoryLimits { distance_m, window_s };
+        let per_category = per_category.into_iter().map(|(name, d, w)| (name, limits((d, w)))).collect();
+        MergePolicy::new(groups, limits(default), per_category, text_similarity, incident_ttl_s)
+            .map(|inner| Self { inner })
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    /// The largest merge distance of any category, in metres.
+    #[getter]
+    fn search_radius_m(&self) -> f64 {
+        self.inner.search_radius_m()
+    }
+}
+
+/// The outcome for one event: the incident it belongs to, whether it opened it, and the report count.
+#[pyclass(module = "hub.incidents", name = "MergeResult", frozen, eq, hash, get_all)]
+#[derive(PartialEq, Eq, Hash)]
+struct PyMergeResult {
+    incident_id: String,
+    is_new: bool,
+    report_count: u32,
+}
+
+#[pymethods]
+impl PyMergeResult {
+    #[new]
+    fn new(incident_id: String, is_new: bool, report_count: u32) -> Self {
+        Self { incident_id, is_new, report_count }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "MergeResult(incident_id={:?}, is_new={}, report_count={})",
+            self.incident_id,
+            if self.is_new { "True" } else { "False" },
+            self.report_count
+        )
+    }
+}
+
+/// Strings of a batch copied into one buffer, so the core can work on them with the GIL released.
+#[derive(Default)]
+struct Arena {
+    text: String,
+}
+
+type Span = (usize, usize);
+
+impl Arena {
+    fn push(&mut self, s: &str) -> Span {
+        let start = self.text.len();
+        self.text.push_str(s);
+        (start, self.text.len())
+    }
+
+    fn get(&self, (start, end): Span) -> &str {
+        self.text.get(start..end).unwrap_or_default()
+    }
+}
+
+/// One event with its strings in the arena.
+struct RawEvent {
+    event_id: Span,
+    time: f64,
+    category: Span,
+    location: Option<(f64, f64)>,
+    address: Option<Span>,
+    text: Option<Span>,
+}
+
+struct Batch {
+    arena: Arena,
+    events: Vec<RawEvent>,
+}
+
+impl Batch {
+    fn views(&self) -> Vec<MergeEvent<'_>> {
+        self.events
+            .iter()
+            .map(|e| MergeEvent {
+                event_id: self.arena.get(e.event_id),
+                time: e.time,
+                category: self.arena.get(e.category),
+                location: e.location,
+                address: e.address.map(|s| self.arena.get(s)),
+                text: e.text.map(|s| self.arena.get(s)),
+            })
+            .collect()
+    }
+}
+
+fn push_str(arena: &mut Arena, item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<Span> {
+    match item.cast::<PyString>() {
+        Ok(s) => Ok(arena.push(s.to_str()?)),
+        Err(_) => Err(bad_item(item.py(), index, field, "str", item)),
+    }
+}
+
+fn push_optional_str(arena: &mut Arena, item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<Option<Span>> {
+    if item.is_none() {
+        Ok(None)
+    } else {
+        match item.cast::<PyString>() {
+            Ok(s) => Ok(Some(arena.push(s.to_str()?))),
+            Err(_) => Err(bad_item(item.py(), index, field, "str or None", item)),
+        }
+    }
+}
+
+fn location(py: Python<'_>, index: usize, lon: Option<f64>, lat: Option<f64>) -> PyResult<Option<(f64, f64)>> {
+    match (lon, lat) {
+        (Some(lon), Some(lat)) => Ok(Some((lon, lat))),
+        (None, None) => Ok(None),
+        _ => Err(to_py_err(
+            py,
+            IncidentError::InvalidEvent { index, reason: "lon and lat must both be given or both be None".into() },
+        )),
+    }
+}
+
+/// Reads rows `(event_id, time, category[, lon, lat, address, text])`, e.g. hub.incidents.MergeInput.
+fn rows_to_batch(rows: &Bound<'_, PyAny>) -> PyResult<Batch> {
+    let py = rows.py();
+    let mut batch = Batch { arena: Arena::default(), events: Vec::new() };
+    for_each_item(rows, "events", |index, row| {
+        let row = row.cast::<PyTuple>().map_err(|_| bad_item(py, index, "event", "a MergeInput (tuple)", row))?;
+        let len = row.len();
+        if !(3..=7).contains(&len) {
+            return Err(to_py_err(
+                py,
+                IncidentError::InvalidEvent {
+                    index,
+                    reason: format!("expected 3 to 7 fields (event_id, time, category, lon, lat, address, text), got {len}"),
+                },
+            ));
+        }
+        let none = py.None().into_bound(py);
+        let field = |i: usize| if i < len { row.get_item(i) } else { Ok(none.clone()) };
+        let arena = &mut batch.arena;
+        let event_id = push_str(arena, &field(0)?, index, "event_id")?;
+        let time = extract_f64(&field(1)?, index, "time")?;
+        let category = push_str(arena, &field(2)?, index, "category")?;
+        let lon = extract_optional_f64(&field(3)?, index, "lon")?;
+        let lat = extract_optional_f64(&field(4)?, index, "lat")?;
+        let address = push_optional_str(arena, &field(5)?, index, "address")?;
+        let text = push_optional_str(arena, &field(6)?, index, "text")?;
+        let location = location(py, index, lon, lat)?;
+        batch.events.push(RawEvent { event_id, time, category, location, address, text });
+        Ok(())
+    })?;
+    Ok(batch)
+}
+
+/// Reads one column into `count` values; `None` instead of a sequence means "None for every event".
+fn optional_column<'py, T>(
+    column: &Bound<'py, PyAny>,
+    field: &str,
+    count: usize,
+    mut read: impl FnMut(&Bound<'py, PyAny>, usize) -> PyResult<Option<T>>,
+) -> PyResult<Vec<Option<T>>> {
+    if column.is_none() {
+        return Ok((0..count).map(|_| None).collect());
+    }
+    let mut out = Vec::with_capacity(count);
+    let seen = for_each_item(column, field, |i, item| {
+        out.push(read(item, i)?);
+        Ok(())
+    })?;
+    check_length(column.py(), field, seen, count)?;
+    Ok(out)
+}
+
+fn check_length(py: Python<'_>, field: &str, seen: usize, count: usize) -> PyResult<()> {
+    if seen == count {
+        Ok(())
+    } else {
+        Err(to_py_err(
+            py,
+            IncidentError::InvalidEvent {
+                index: seen.min(count),
+                reason: format!("column {field} has {seen} items but event_ids has {count}"),
+            },
+        ))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn columns_to_batch(
+    event_ids: &Bound<'_, PyAny>,
+    times: &Bound<'_, PyAny>,
+    categories: &Bound<'_, PyAny>,
+    lons: &Bound<'_, PyAny>,
+    lats: &Bound<'_, PyAny>,
+    addresses: &Bound<'_, PyAny>,
+    texts: &Bound<'_, PyAny>,
+) -> PyResult<Batch> {
+    let py = event_ids.py();
+    let mut arena = Arena::default();
+    let mut ids = Vec::new();
+    for_each_item(event_ids, "event_ids", |i, item| {
+        ids.push(push_str(&mut arena, item, i, "event_id")?);
+        Ok(())
+    })?;
+    let count = ids.len();
+    let times = collect_f64s(times, "times")?;
+    check_length(py, "times", times.len(), count)?;
+    let mut category_spans = Vec::with_capacity(count);
+    let seen = for_each_item(categories, "categories", |i, item| {
+        category_spans.push(push_str(&mut arena, item, i, "category")?);
+        Ok(())
+    })?;
+    check_length(py, "categories", seen, count)?;
+    let lons = optional_column(lons, "lons", count, |item, i| extract_optional_f64(item, i, "lon"))?;
+    let lats = optional_column(lats, "lats", count, |item, i| extract_optional_f64(item, i, "lat"))?;
+    let addresses = optional_column(addresses, "addresses", count, |item, i| push_optional_str(&mut arena, item, i, "address"))?;
+    let texts = optional_column(texts, "texts", count, |item, i| push_optional_str(&mut arena, item, i, "text"))?;
+    let mut events = Vec::with_capacity(count);
+    for (index, (((((event_id, time), category), (lon, lat)), address), text)) in ids
+        .into_iter()
+        .zip(times)
+        .zip(category_spans)
+        .zip(lons.into_iter().zip(lats))
+        .zip(addresses)
+        .zip(texts)
+        .enumerate()
+    {
+        let location = location(py, index, lon, lat)?;
+        events.push(RawEvent { event_id, time, category, location, address, text });
+    }
+    Ok(Batch { arena, events })
+}
+
+/// Merges events into incidents. See hub/incidents.py.
+#[pyclass(module = "hub._core", name = "IncidentMerger")]
+struct PyIncidentMerger {
+    inner: IncidentMerger,
+}
+
+impl PyIncidentMerger {
+    fn merge(&mut self, py: Python<'_>, batch: Batch) -> PyResult<Vec<MergeOutcome>> {
+        let inner = &mut self.inner;
+        py.detach(|| inner.add_many(&batch.views())).map_err(|e| to_py_err(py, e))
+    }
+
+    fn incident_id(&self, outcome: &MergeOutcome) -> &str {
+        self.inner.incident_id(outcome.incident).unwrap_or_default()
+    }
+}
+
+#[pymethods]
+impl PyIncidentMerger {
+    #[new]
+    fn new(policy: &PyCompiledMergePolicy) -> Self {
+        Self { inner: IncidentMerger::new(policy.inner.clone()) }
+    }
+
+    /// Merges rows (MergeInput tuples) in order; one MergeResult per row.
+    fn add_many(&mut self, py: Python<'_>, events: &Bound<'_, PyAny>) -> PyResult<Vec<PyMergeResult>> {
+        let outcomes = self.merge(py, rows_to_batch(events)?)?;
+        Ok(outcomes
+            .iter()
+            .map(|o| PyMergeResult {
+                incident_id: self.incident_id(o).to_owned(),
+                is_new: o.is_new,
+                report_count: o.report_count,
+            })
+            .collect())
+    }
+
+    /// Merges a batch given as columns; returns (incident_ids, is_new, report_counts) lists.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (event_ids, times, categories, lons = None, lats = None, addresses = None, texts = None))]
+    fn add_columns<'py>(
+        &mut self,
+        py: Python<'py>,
+        event_ids: &Bound<'py, PyAny>,
+        times: &Bound<'py, PyAny>,
+        categories: &Bound<'py, PyAny>,
+        lons: Option<&Bound<'py, PyAny>>,
+        lats: Option<&Bound<'py, PyAny>>,
+        addresses: Option<&Bound<'py, PyAny>>,
+        texts: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>, Bound<'py, PyList>)> {
+        let none = py.None().into_bound(py);
+        let or_none = |column: Option<&Bound<'py, PyAny>>| column.cloned().unwrap_or_else(|| none.clone());
+        let batch = columns_to_batch(
+            event_ids,
+            times,
+            categories,
+            &or_none(lons),
+            &or_none(lats),
+            &or_none(addresses),
+            &or_none(texts),
+        )?;
+        let outcomes = self.merge(py, batch)?;
+        let ids = PyList::new(py, outcomes.iter().map(|o| self.incident_id(o)))?;
+        let new = PyList::new(py, outcomes.iter().map(|o| o.is_new))?;
+        let counts = PyList::new(py, outcomes.iter().map(|o| o.report_count))?;
+        Ok((ids, new, counts))
+    }
+
+    /// Closes an open incident; False when no open incident has that id.
+    fn close(&mut self, incident_id: &str) -> bool {
+        self.inner.close(incident_id)
+    }
+
+    /// Closes incidents whose last report is older than their time-to-live at `now`; their ids.
+    fn expire(&mut self, py: Python<'_>, now: f64) -> PyResult<Vec<String>> {
+        let inner = &mut self.inner;
+        py.detach(|| inner.expire(now)).map_err(|e| to_py_err(py, e))
+    }
+
+    /// Swaps in a new policy without losing open incidents.
+    fn update_policy(&mut self, policy: &PyCompiledMergePolicy) {
+        self.inner.update_policy(policy.inner.clone());
+    }
+
+    fn snapshot<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let inner = &mut self.inner;
+        let bytes = py.detach(|| inner.snapshot()).map_err(|e| to_py_err(py, e))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    fn snapshot_delta<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let inner = &mut self.inner;
+        let bytes = py.detach(|| inner.snapshot_delta()).map_err(|e| to_py_err(py, e))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (data, policy, deltas = Vec::new()))]
+    fn restore(py: Python<'_>, data: &[u8], policy: &PyCompiledMergePolicy, deltas: Vec<Vec<u8>>) -> PyResult<Self> {
+        let policy = policy.inner.clone();
+        let restored = py.detach(|| {
+            let mut merger = IncidentMerger::restore(data, policy)?;
+            deltas.iter().try_for_each(|delta| merger.apply(delta))?;
+            Ok(merger)
+        });
+        restored.map(|inner| Self { inner }).map_err(|e| to_py_err(py, e))
+    }
+
+    #[getter]
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let MergerStats { events, opened, merged, closed, open_incidents } = self.inner.stats();
+        stats_dict(
+            py,
+            &[
+                ("events", events),
+                ("opened", opened),
+                ("merged", merged),
+                ("closed", closed),
+                ("open_incidents", open_incidents),
+            ],
+        )
+    }
 }

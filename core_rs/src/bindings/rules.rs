@@ -1,7 +1,143 @@
-//! Python binding of [`crate::rules`].
+//! Python binding of [`crate::rules`]: compiles rule specs into a shared rule set and matches whole
+//! batches of event JSON with the GIL released. Match results are the per-rule Python objects given
+//! at compile time, so a match costs no allocation on the Python side beyond the result lists.
 
+use crate::rules::{apply_jsonlogic, BatchMatches, CompileFailure, Condition, EventError, RuleSet, RuleSpec};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::PyList;
+use std::sync::Arc;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+/// An instance of `hub.errors.<class>` built from `args` (the message first).
+fn hub_error<'py, A>(py: Python<'py>, class: &str, message: String, args: A) -> PyErr
+where
+    A: pyo3::call::PyCallArgs<'py>,
+{
+    let built = py.import("hub.errors").and_then(|module| module.getattr(class)).and_then(|c| c.call1(args));
+    match built {
+        Ok(instance) => PyErr::from_value(instance),
+        Err(_) => PyValueError::new_err(message),
+    }
+}
+
+/// `hub.errors.RuleError` whose `problems` lists `(rule_id, position, reason)`.
+fn rule_error(py: Python<'_>, failure: CompileFailure) -> PyErr {
+    let problems: Vec<(String, String, String)> = match &failure {
+        CompileFailure::Rules(problems) => problems
+            .iter()
+            .map(|p| (p.rule_id.clone(), p.error.position.to_string(), p.error.reason.clone()))
+            .collect(),
+        CompileFailure::Timezone(reason) => vec![(String::new(), "timezone".into(), reason.clone())],
+    };
+    let message = failure.to_string();
+    hub_error(py, "RuleError", message.clone(), (message, problems))
+}
+
+fn event_error(py: Python<'_>, error: EventError) -> PyErr {
+    let message = error.to_string();
+    hub_error(py, "InvalidEventError", message.clone(), (message,))
+}
+
+fn condition(kind: &str, source: String) -> PyResult<Condition> {
+    match kind {
+        "expression" => Ok(Condition::Expression(source)),
+        "jsonlogic" => Ok(Condition::JsonLogic(source)),
+        other => Err(PyValueError::new_err(format!("unknown condition kind {other:?}"))),
+    }
+}
+
+#[pyclass(module = "hub._core", name = "CompiledRules", frozen)]
+pub struct CompiledRules {
+    rules: Arc<RuleSet>,
+    /// One object per rule (in input order), returned for each match.
+    results: Vec<Py<PyAny>>,
+}
+
+impl CompiledRules {
+    fn lists<'py>(&self, py: Python<'py>, matches: &BatchMatches) -> PyResult<Bound<'py, PyList>> {
+        let outer = PyList::empty(py);
+        for index in 0..matches.len() {
+            outer.append(self.list(py, matches.event(index))?)?;
+        }
+        Ok(outer)
+    }
+
+    fn list<'py>(&self, py: Python<'py>, rule_indices: &[u32]) -> PyResult<Bound<'py, PyList>> {
+        let objects = rule_indices.iter().filter_map(|&i| self.results.get(i as usize)).map(|o| o.bind(py));
+        PyList::new(py, objects)
+    }
+}
+
+#[pymethods]
+impl CompiledRules {
+    /// `rules` are `(id, priority, kind, source)` with kind `"expression"` or `"jsonlogic"` (JSON text);
+    /// `results[i]` is what a match of rule `i` returns.
+    #[new]
+    fn new(
+        py: Python<'_>,
+        rules: Vec<(String, i64, String, String)>,
+        timezone: &str,
+        results: Vec<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        if results.len() != rules.len() {
+            return Err(PyValueError::new_err("results must hold one object per rule"));
+        }
+        let specs = rules
+            .into_iter()
+            .map(|(id, priority, kind, source)| Ok(RuleSpec { id, priority, condition: condition(&kind, source)? }))
+            .collect::<PyResult<Vec<_>>>()?;
+        let compiled = py.detach(|| RuleSet::compile(&specs, timezone));
+        let rules = compiled.map_err(|failure| rule_error(py, failure))?;
+        Ok(CompiledRules { rules: Arc::new(rules), results })
+    }
+
+    /// Matches one event (JSON bytes): the result objects of the matching rules, in priority order.
+    fn match_one<'py>(&self, py: Python<'py>, event: &[u8], first_only: bool) -> PyResult<Bound<'py, PyList>> {
+        let matches = self.rules.match_batch(&[event], first_only).map_err(|e| event_error(py, e))?;
+        self.list(py, matches.event(0))
+    }
+
+    /// Matches a batch of events in one call, with the GIL released while matching.
+    fn match_many<'py>(
+        &self,
+        py: Python<'py>,
+        events: Vec<PyBackedBytes>,
+        first_only: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let rules = Arc::clone(&self.rules);
+        let matches = py.detach(move || {
+            let slices: Vec<&[u8]> = events.iter().map(|e| e.as_ref()).collect();
+            rules.match_batch(&slices, first_only)
+        });
+        self.lists(py, &matches.map_err(|e| event_error(py, e))?)
+    }
+
+    /// `(events, [(matches, missing), ...])` with one pair per rule, in input order.
+    fn stats(&self) -> (u64, Vec<(u64, u64)>) {
+        let (events, per_rule) = self.rules.stats();
+        (events, per_rule.into_iter().map(|s| (s.matches, s.missing)).collect())
+    }
+
+    fn __len__(&self) -> usize {
+        self.rules.len()
+    }
+}
+
+/// Applies one JsonLogic rule (JSON text) to data (JSON text) with plain JsonLogic semantics;
+/// returns the result as JSON text.
+#[pyfunction]
+fn jsonlogic_apply(py: Python<'_>, logic: &str, data: &str, timezone: &str) -> PyResult<String> {
+    let parse = |text: &str, what: &str| {
+        serde_json::from_str::<serde_json::Value>(text).map_err(|e| PyValueError::new_err(format!("{what} is not JSON: {e}")))
+    };
+    let (logic, data) = (parse(logic, "logic")?, parse(data, "data")?);
+    let result = apply_jsonlogic(&logic, &data, timezone).map_err(|e| hub_error(py, "RuleError", e.clone(), (e,)))?;
+    Ok(result.to_string())
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<CompiledRules>()?;
+    m.add_function(wrap_pyfunction!(jsonlogic_apply, m)?)?;
     Ok(())
 }

@@ -1,1 +1,0 @@
-//! Exact dedup by idempotency key and merging of events into incidents.

@@ -1,0 +1,755 @@
+//! Incident merging. An event joins the open incident that
+//! - is in the same category group (categories in no group only meet their own category), and
+//! - lies within the pair's time window T of the incident's reports: `first - T <= time <= last + T`, and
+//! - either lies within distance D of the incident's anchor (the first located report), or has the same
+//!   normalised address and a near-identical text (SimHash Hamming distance within the policy's bound)
+//!   as the incident's first report that had both.
+//!
+//! D and T of a pair are the wider of the event's and the incident's category limits. When several incidents
+//! qualify the one opened first wins. Otherwise the event opens a new incident with id `inc-<event id>`
+//! (`inc-<event id>~<n>` in the unlikely case that id is still open), so replaying a stream after a crash
+//! reproduces the same incidents. Closed incidents are forgotten and never take new reports.
+//!
+//! The reference implementation in tests/reference_incidents.py implements exactly these rules by brute force.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+use hashbrown::{HashMap, HashSet};
+use serde::{Deserialize, Serialize};
+
+use super::policy::{CategoryLimits, MergePolicy};
+use super::snapshot::{self, check_follows, Component, Image};
+use super::textsim::{matching_slots, minhash, normalize};
+use super::IncidentError;
+
+const EARTH_RADIUS_M: f64 = 6_371_008.8;
+/// Above this many grid cells per query the index scans the group's incidents instead (poles, huge D).
+const MAX_CELLS_PER_QUERY: i64 = 4096;
+/// Closes remembered for the next delta before it falls back to a full snapshot.
+const JOURNAL_CLOSE_LIMIT: usize = 1 << 20;
+
+/// One event offered to the merger. Coordinates are WGS-84 degrees.
+#[derive(Debug, Clone, Copy)]
+pub struct MergeEvent<'a> {
+    pub event_id: &'a str,
+    pub time: f64,
+    pub category: &'a str,
+    pub location: Option<(f64, f64)>,
+    pub address: Option<&'a str>,
+    pub text: Option<&'a str>,
+}
+
+/// What happened to one event: the incident it belongs to (see [`IncidentMerger::incident_id`]),
+/// whether it opened that incident, and the incident's report count after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergeOutcome {
+    pub incident: u64,
+    pub is_new: bool,
+    pub report_count: u32,
+}
+
+/// Counters reported by [`IncidentMerger::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct MergerStats {
+    pub events: u64,
+    pub opened: u64,
+    pub merged: u64,
+    pub closed: u64,
+    pub open_incidents: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Incident {
+    seq: u64,
+    id: String,
+    category: u32,
+    first_time: f64,
+    last_time: f64,
+    anchor: Option<(f64, f64)>,
+    /// (address key, SimHash) of the first report that had both an address and a text.
+    text_key: Option<(u64, Vec<u32>)>,
+    reports: u32,
+}
+
+/// A category as the current policy sees it.
+struct Category {
+    name: String,
+    group: u32,
+    limits: CategoryLimits,
+    ttl_s: f64,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+struct Deadline(f64, u64);
+
+impl Eq for Deadline {}
+
+impl PartialOrd for Deadline {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Deadline {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct FullState {
+    categories: Vec<String>,
+    next_seq: u64,
+    counters: MergerStats,
+    incidents: Vec<Incident>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Changes {
+    new_categories: Vec<String>,
+    next_seq: u64,
+    counters: MergerStats,
+    closed: Vec<u64>,
+    upserted: Vec<Incident>,
+}
+
+type MergerImage = Image<FullState, Changes>;
+
+struct Journal {
+    categories_at_mark: usize,
+    dirty: HashSet<u64>,
+    closed: Vec<u64>,
+}
+
+impl Journal {
+    fn new(categories_at_mark: usize) -> Self {
+        Self { categories_at_mark, dirty: HashSet::new(), closed: Vec::new() }
+    }
+}
+
+/// Square cells of equal degrees (360° divides into a whole number of columns, so longitude wraps exactly).
+struct Grid {
+    cell_deg: f64,
+    columns: i64,
+    cells: HashMap<(u32, i64, i64), Vec<u64>>,
+}
+
+impl Grid {
+    fn new(radius_m: f64) -> Self {
+        let wanted_deg = (radius_m.max(1.0) / EARTH_RADIUS_M).to_degrees().min(360.0);
+        let columns = (360.0 / wanted_deg).ceil().max(1.0) as i64;
+        Self { cell_deg: 360.0 / columns as f64, columns, cells: HashMap::new() }
+    }
+
+    fn row(&self, lat: f64) -> i64 {
+        ((lat + 90.0) / self.cell_deg).floor() as i64
+    }
+
+    fn column(&self, lon: f64) -> i64 {
+        (((lon + 180.0) / self.cell_deg).floor() as i64).rem_euclid(self.columns)
+    }
+
+    fn insert(&mut self, group: u32, seq: u64, (lon, lat): (f64, f64)) {
+        self.cells.entry((group, self.row(lat), self.column(lon))).or_default().push(seq);
+    }
+
+    fn remove(&mut self, group: u32, seq: u64, (lon, lat): (f64, f64)) {
+        let key = (group, self.row(lat), self.column(lon));
+        if let Some(cell) = self.cells.get_mut(&key) {
+            cell.retain(|&s| s != seq);
+            if cell.is_empty() {
+                self.cells.remove(&key);
+            }
+        }
+    }
+
+    /// Calls `visit` with every incident of `group` whose anchor may lie within `radius_m` of the point.
+    /// Returns false (having visited nothing) when the query would touch too many cells.
+    fn visit_near(&self, group: u32, (lon, lat): (f64, f64), radius_m: f64, mut visit: impl FnMut(u64)) -> bool {
+        let angle = radius_m / EARTH_RADIUS_M;
+        let dlat = angle.to_degrees() * (1.0 + 1e-9);
+        let nearest_pole_lat = (lat.abs() + dlat).min(90.0).to_radians();
+        let spread = (angle / 2.0).sin() / nearest_pole_lat.cos();
+        if !(spread < 1.0) {
+            return false;
+        }
+        let dlon = (2.0 * spread.asin()).to_degrees() * (1.0 + 1e-9);
+        let (r0, r1) = (self.row(lat - dlat), self.row(lat + dlat));
+        let c0 = ((lon - dlon + 180.0) / self.cell_deg).floor() as i64;
+        let c1 = ((lon + dlon + 180.0) / self.cell_deg).floor() as i64;
+        let width = (c1 - c0 + 1).min(self.columns);
+        if (r1 - r0 + 1).saturating_mul(width) > MAX_CELLS_PER_QUERY {
+            return false;
+        }
+        for row in r0..=r1 {
+            for column in c0..c0 + width {
+                if let Some(cell) = self.cells.get(&(group, row, column.rem_euclid(self.columns))) {
+                    cell.iter().for_each(|&seq| visit(seq));
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Great-circle distance in metres (haversine; the Python reference evaluates the same expression).
+pub fn haversine_m((lon1, lat1): (f64, f64), (lon2, lat2): (f64, f64)) -> f64 {
+    let s_lat = ((lat2 - lat1).to_radians() / 2.0).sin();
+    let s_lon = ((lon2 - lon1).to_radians() / 2.0).sin();
+    let a = s_lat * s_lat + lat1.to_radians().cos() * lat2.to_radians().cos() * s_lon * s_lon;
+    2.0 * EARTH_RADIUS_M * a.sqrt().min(1.0).asin()
+}
+
+/// Merges events into open incidents; see the module documentation for the rules.
+pub struct IncidentMerger {
+    policy: MergePolicy,
+    categories: Vec<Category>,
+    category_ids: HashMap<String, u32>,
+    incidents: HashMap<u64, Incident>,
+    by_id: HashMap<String, u64>,
+    grid: Grid,
+    texts: HashMap<(u32, u64), Vec<u64>>,
+    deadlines: BinaryHeap<Reverse<Deadline>>,
+    next_seq: u64,
+    counters: MergerStats,
+    generation: u64,
+    journal: Option<Journal>,
+}
+
+impl IncidentMerger {
+    pub fn new(policy: MergePolicy) -> Self {
+        let grid = Grid::new(policy.search_radius_m());
+        Self {
+            policy,
+            categories: Vec::new(),
+            category_ids: HashMap::new(),
+            incidents: HashMap::new(),
+            by_id: HashMap::new(),
+            grid,
+            texts: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            next_seq: 0,
+            counters: MergerStats::default(),
+            generation: 0,
+            journal: Some(Journal::new(0)),
+        }
+    }
+
+    pub fn stats(&self) -> MergerStats {
+        MergerStats { open_incidents: self.incidents.len() as u64, ..self.counters }
+    }
+
+    /// The id of an open incident named by a [`MergeOutcome`].
+    pub fn incident_id(&self, incident: u64) -> Option<&str> {
+        self.incidents.get(&incident).map(|i| i.id.as_str())
+    }
+
+    /// Merges a batch in order. The batch is validated first: on error nothing was applied.
+    pub fn add_many(&mut self, events: &[MergeEvent<'_>]) -> Result<Vec<MergeOutcome>, IncidentError> {
+        for (index, event) in events.iter().enumerate() {
+            validate(event).map_err(|reason| IncidentError::InvalidEvent { index, reason })?;
+        }
+        Ok(events.iter().map(|event| self.add_one(event)).collect())
+    }
+
+    fn add_one(&mut self, event: &MergeEvent<'_>) -> MergeOutcome {
+        let category = self.intern(event.category);
+        let text_key = match (event.address, event.text) {
+            (Some(address), Some(text)) => address_key(address).zip(minhash(text)),
+            _ => None,
+        };
+        self.counters.events += 1;
+        match self.best_match(category, event, &text_key) {
+            Some(seq) => self.join(seq, event, text_key),
+            None => self.open(category, event, text_key),
+        }
+    }
+
+    fn best_match(&self, category: u32, event: &MergeEvent<'_>, text_key: &Option<(u64, Vec<u32>)>) -> Option<u64> {
+        let Category { group, limits, .. } = *self.category(category)?;
+        let mut best: Option<u64> = None;
+        let mut consider = |seq: u64, via_text: bool| {
+            if best.is_some_and(|b| b <= seq) {
+                return;
+            }
+            let Some(incident) = self.incidents.get(&seq) else { return };
+            let Some(theirs) = self.category(incident.category) else { return };
+            let pair = limits.widest(theirs.limits);
+            if event.time < incident.first_time - pair.window_s || event.time > incident.last_time + pair.window_s {
+                return;
+            }
+            let close_enough = if via_text {
+                matches!((text_key, &incident.text_key), (Some((a, mine)), Some((b, theirs)))
+                    if a == b && matching_slots(mine, theirs) >= self.policy.min_matching_slots())
+            } else {
+                matches!((event.location, incident.anchor), (Some(p), Some(q)) if haversine_m(p, q) <= pair.distance_m)
+            };
+            if close_enough {
+                best = Some(seq);
+            }
+        };
+        if let Some(point) = event.location {
+            let radius = self.policy.search_radius_m();
+            if !self.grid.visit_near(group, point, radius, |seq| consider(seq, false)) {
+                self.incidents
+                    .values()
+                    .filter(|i| self.category(i.category).is_some_and(|c| c.group == group))
+                    .for_each(|i| consider(i.seq, false));
+            }
+        }
+        if let Some((address, _)) = text_key {
+            if let Some(seqs) = self.texts.get(&(group, *address)) {
+                seqs.iter().for_each(|&seq| consider(seq, true));
+            }
+        }
+        best
+    }
+
+    fn join(&mut self, seq: u64, event: &MergeEvent<'_>, text_key: Option<(u64, Vec<u32>)>) -> MergeOutcome {
+        let Some(incident) = self.incidents.get_mut(&seq) else {
+            return MergeOutcome { incident: seq, is_new: false, report_count: 0 };
+        };
+        incident.reports = incident.reports.saturating_add(1);
+        incident.first_time = incident.first_time.min(event.time);
+        incident.last_time = incident.last_time.max(event.time);
+        let gains_anchor = incident.anchor.is_none() && event.location.is_some();
+        let gains_text = incident.text_key.is_none() && text_key.is_some();
+        if gains_anchor {
+            incident.anchor = event.location;
+        }
+        let new_text_address = match (gains_text, text_key) {
+            (true, Some((address, signature))) => {
+                incident.text_key = Some((address, signature));
+                Some(address)
+            }
+            _ => None,
+        };
+        let outcome = MergeOutcome { incident: seq, is_new: false, report_count: incident.reports };
+        let (category, anchor, last_time) = (incident.category, incident.anchor, incident.last_time);
+        if let Some(group) = self.category(category).map(|c| c.group) {
+            if let (true, Some(point)) = (gains_anchor, anchor) {
+                self.grid.insert(group, seq, point);
+            }
+            if let Some(address) = new_text_address {
+                self.texts.entry((group, address)).or_default().push(seq);
+            }
+        }
+        self.push_deadline(seq, category, last_time);
+        self.mark_dirty(seq);
+        self.counters.merged += 1;
+        outcome
+    }
+
+    fn open(&mut self, category: u32, event: &MergeEvent<'_>, text_key: Option<(u64, Vec<u32>)>) -> MergeOutcome {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut id = format!("inc-{}", event.event_id);
+        if self.by_id.contains_key(&id) {
+            id = format!("inc-{}~{seq}", event.event_id);
+        }
+        let incident = Incident {
+            seq,
+            id,
+            category,
+            first_time: event.time,
+            last_time: event.time,
+            anchor: event.location,
+            text_key,
+            reports: 1,
+        };
+        self.insert(incident);
+        self.mark_dirty(seq);
+        self.counters.opened += 1;
+        MergeOutcome { incident: seq, is_new: true, report_count: 1 }
+    }
+
+    /// Closes an open incident; false when no open incident has that id.
+    pub fn close(&mut self, incident_id: &str) -> bool {
+        match self.by_id.get(incident_id).copied() {
+            Some(seq) => {
+                self.remove(seq);
+                self.counters.closed += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes every incident whose last report is more than its time-to-live before `now`
+    /// (the policy's `incident_ttl_s`, else the category's window). Ids in order of expiry.
+    pub fn expire(&mut self, now: f64) -> Result<Vec<String>, IncidentError> {
+        if !now.is_finite() {
+            return Err(IncidentError::InvalidTime(format!("expire(now): now must be a finite epoch-seconds time, got {now}")));
+        }
+        let mut closed = Vec::new();
+        while let Some(Reverse(Deadline(deadline, seq))) = self.deadlines.peek().copied() {
+            if deadline >= now {
+                break;
+            }
+            self.deadlines.pop();
+            if self.deadline_of(seq).is_some_and(|current| current.to_bits() == deadline.to_bits()) {
+                if let Some(incident) = self.remove(seq) {
+                    closed.push(incident.id);
+                    self.counters.closed += 1;
+                }
+            }
+        }
+        Ok(closed)
+    }
+
+    /// Swaps in a new policy; open incidents stay open and are re-indexed under it.
+    pub fn update_policy(&mut self, policy: MergePolicy) {
+        self.policy = policy;
+        for (id, category) in self.categories.iter_mut().enumerate() {
+            let (group, limits, ttl_s) = resolve(&self.policy, id as u32, &category.name);
+            category.group = group;
+            category.limits = limits;
+            category.ttl_s = ttl_s;
+        }
+        self.reindex();
+    }
+
+    fn category(&self, id: u32) -> Option<&Category> {
+        self.categories.get(id as usize)
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.category_ids.get(name) {
+            return id;
+        }
+        let id = self.categories.len() as u32;
+        self.category_ids.insert(name.to_owned(), id);
+        let (group, limits, ttl_s) = resolve(&self.policy, id, name);
+        self.categories.push(Category { name: name.to_owned(), group, limits, ttl_s });
+        id
+    }
+
+    fn deadline_of(&self, seq: u64) -> Option<f64> {
+        let incident = self.incidents.get(&seq)?;
+        Some(incident.last_time + self.category(incident.category)?.ttl_s)
+    }
+
+    fn push_deadline(&mut self, seq: u64, category: u32, last_time: f64) {
+        if let Some(c) = self.category(category) {
+            self.deadlines.push(Reverse(Deadline(last_time + c.ttl_s, seq)));
+        }
+        if self.deadlines.len() > 2 * self.incidents.len() + 1024 {
+            self.rebuild_deadlines();
+        }
+    }
+
+    fn rebuild_deadlines(&mut self) {
+        let deadlines: Vec<_> =
+            self.incidents.keys().filter_map(|&seq| Some(Reverse(Deadline(self.deadline_of(seq)?, seq)))).collect();
+        self.deadlines = BinaryHeap::from(deadlines);
+    }
+
+    fn index(&mut self, seq: u64) {
+        let Some(incident) = self.incidents.get(&seq) else { return };
+        let Some(group) = self.category(incident.category).map(|c| c.group) else { return };
+        if let Some(point) = incident.anchor {
+            self.grid.insert(group, seq, point);
+        }
+        if let Some((address, _)) = &incident.text_key {
+            self.texts.entry((group, *address)).or_default().push(seq);
+        }
+        let (category, last_time) = (incident.category, incident.last_time);
+        self.push_deadline(seq, category, last_time);
+    }
+
+    fn insert(&mut self, incident: Incident) {
+        let seq = incident.seq;
+        self.by_id.insert(incident.id.clone(), seq);
+        self.incidents.insert(seq, incident);
+        self.index(seq);
+    }
+
+    fn remove(&mut self, seq: u64) -> Option<Incident> {
+        let incident = self.incidents.remove(&seq)?;
+        self.by_id.remove(&incident.id);
+        if let Some(group) = self.category(incident.category).map(|c| c.group) {
+            if let Some(point) = incident.anchor {
+                self.grid.remove(group, seq, point);
+            }
+            if let Some((address, _)) = incident.text_key {
+                if let Some(seqs) = self.texts.get_mut(&(group, address)) {
+                    seqs.retain(|&s| s != seq);
+                    if seqs.is_empty() {
+                        self.texts.remove(&(group, address));
+                    }
+                }
+            }
+        }
+        if let Some(journal) = &mut self.journal {
+            journal.dirty.remove(&seq);
+            journal.closed.push(seq);
+            if journal.closed.len() > JOURNAL_CLOSE_LIMIT {
+                self.journal = None;
+            }
+        }
+        Some(incident)
+    }
+
+    fn reindex(&mut self) {
+        self.grid = Grid::new(self.policy.search_radius_m());
+        self.texts.clear();
+        self.deadlines.clear();
+        let mut seqs: Vec<u64> = self.incidents.keys().copied().collect();
+        seqs.sort_unstable();
+        for seq in seqs {
+            self.index(seq);
+        }
+    }
+
+    fn mark_dirty(&mut self, seq: u64) {
+        if let Some(journal) = &mut self.journal {
+            journal.dirty.insert(seq);
+        }
+    }
+
+    fn sorted_incidents<'a>(&'a self, seqs: impl Iterator<Item = &'a u64>) -> Vec<Incident> {
+        let mut incidents: Vec<Incident> = seqs.filter_map(|seq| self.incidents.get(seq)).cloned().collect();
+        incidents.sort_unstable_by_key(|i| i.seq);
+        incidents
+    }
+
+    /// The whole state as bytes (about 70 bytes per open incident plus its id). Starts a new generation.
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, IncidentError> {
+        self.generation += 1;
+        self.journal = Some(Journal::new(self.categories.len()));
+        let state = FullState {
+            categories: self.categories.iter().map(|c| c.name.clone()).collect(),
+            next_seq: self.next_seq,
+            counters: self.counters,
+            incidents: self.sorted_incidents(self.incidents.keys()),
+        };
+        snapshot::seal(Component::Merger, &MergerImage::Full { generation: self.generation, state })
+    }
+
+    /// The incidents opened, changed or closed since the last snapshot or delta: cost proportional to
+    /// the incidents the batch touched, not to all open ones.
+    pub fn snapshot_delta(&mut self) -> Result<Vec<u8>, IncidentError> {
+        let Some(journal) = self.journal.replace(Journal::new(self.categories.len())) else {
+            return self.snapshot();
+        };
+        let follows = self.generation;
+        self.generation += 1;
+        let changes = Changes {
+            new_categories: self.categories.iter().skip(journal.categories_at_mark).map(|c| c.name.clone()).collect(),
+            next_seq: self.next_seq,
+            counters: self.counters,
+            closed: journal.closed,
+            upserted: self.sorted_incidents(journal.dirty.iter()),
+        };
+        snapshot::seal(Component::Merger, &MergerImage::Delta { follows, generation: self.generation, changes })
+    }
+
+    /// Rebuilds a merger from a full snapshot under `policy` (which may differ from the one it was taken with).
+    pub fn restore(bytes: &[u8], policy: MergePolicy) -> Result<Self, IncidentError> {
+        match snapshot::open::<MergerImage>(Component::Merger, bytes)? {
+            MergerImage::Full { generation, state } => {
+                let mut merger = Self::new(policy);
+                merger.load_full(generation, state)?;
+                Ok(merger)
+            }
+            MergerImage::Delta { .. } => Err(IncidentError::InvalidSnapshot(
+                "these bytes are a delta; restore from a full snapshot, then apply the deltas".into(),
+            )),
+        }
+    }
+
+    /// Applies a delta (or a full snapshot, which replaces the state) taken after the current generation.
+    pub fn apply(&mut self, bytes: &[u8]) -> Result<(), IncidentError> {
+        match snapshot::open::<MergerImage>(Component::Merger, bytes)? {
+            MergerImage::Full { generation, state } => {
+                *self = Self::new(self.policy.clone());
+                self.load_full(generation, state)
+            }
+            MergerImage::Delta { follows, generation, changes } => {
+                check_follows(self.generation, follows)?;
+                for name in &changes.new_categories {
+                    self.intern(name);
+                }
+                for seq in changes.closed {
+                    self.remove(seq);
+                }
+                for incident in changes.upserted {
+                    self.check_restorable(&incident)?;
+                    self.remove(incident.seq);
+                    self.insert(incident);
+                }
+                self.next_seq = changes.next_seq;
+                self.counters = changes.counters;
+                self.generation = generation;
+                self.journal = Some(Journal::new(self.categories.len()));
+                Ok(())
+            }
+        }
+    }
+
+    fn load_full(&mut self, generation: u64, state: FullState) -> Result<(), IncidentError> {
+        for name in &state.categories {
+            self.intern(name);
+        }
+        for incident in state.incidents {
+            self.check_restorable(&incident)?;
+            self.insert(incident);
+        }
+        self.next_seq = state.next_seq;
+        self.counters = state.counters;
+        self.generation = generation;
+        self.journal = Some(Journal::new(self.categories.len()));
+        Ok(())
+    }
+
+    fn check_restorable(&self, incident: &Incident) -> Result<(), IncidentError> {
+        let valid_point = incident.anchor.map_or(true, |(lon, lat)| valid_lon_lat(lon, lat));
+        if self.category(incident.category).is_some() && valid_point && incident.first_time.is_finite() {
+            Ok(())
+        } else {
+            Err(IncidentError::InvalidSnapshot(format!("incident {:?} in the snapshot is inconsistent", incident.id)))
+        }
+    }
+}
+
+/// Group, limits and time-to-live of a category under `policy`. Categories in no group get a group of their own.
+fn resolve(policy: &MergePolicy, id: u32, name: &str) -> (u32, CategoryLimits, f64) {
+    let group = policy.named_group(name).unwrap_or_else(|| policy.group_count().saturating_add(id));
+    let limits = policy.limits(name);
+    (group, limits, policy.incident_ttl_s().unwrap_or(limits.window_s))
+}
+
+fn address_key(address: &str) -> Option<u64> {
+    let normalized = normalize(address);
+    (!normalized.is_empty()).then(|| xxhash_rust::xxh3::xxh3_64(normalized.as_bytes()))
+}
+
+fn valid_lon_lat(lon: f64, lat: f64) -> bool {
+    (-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat)
+}
+
+fn validate(event: &MergeEvent<'_>) -> Result<(), String> {
+    if event.event_id.is_empty() {
+        return Err("event_id is empty".into());
+    }
+    let with_id = |reason: String| format!("event {:?}: {reason}", event.event_id);
+    if !event.time.is_finite() {
+        return Err(with_id(format!("time must be a finite epoch-seconds number, got {}", event.time)));
+    }
+    if event.category.is_empty() {
+        return Err(with_id("category is empty".into()));
+    }
+    if let Some((lon, lat)) = event.location {
+        if !valid_lon_lat(lon, lat) {
+            return Err(with_id(format!(
+                "location ({lon}, {lat}) is not WGS-84 degrees (lon in [-180, 180], lat in [-90, 90], no NaN)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> MergePolicy {
+        MergePolicy::new(
+            vec![("gas".into(), vec!["gas_leak".into(), "smell_gas".into()])],
+            CategoryLimits { distance_m: 100.0, window_s: 3600.0 },
+            vec![("gas_leak".into(), CategoryLimits { distance_m: 200.0, window_s: 7200.0 })],
+            0.7,
+            None,
+        )
+        .unwrap()
+    }
+
+    fn event<'a>(id: &'a str, time: f64, category: &'a str, location: Option<(f64, f64)>) -> MergeEvent<'a> {
+        MergeEvent { event_id: id, time, category, location, address: None, text: None }
+    }
+
+    #[test]
+    fn compatible_reports_nearby_merge_and_others_open_incidents() {
+        let mut m = IncidentMerger::new(policy());
+        let p = (104.06, 30.67);
+        let near = (104.0615, 30.67); // ~144 m east: within gas_leak's 200 m
+        let out = m
+            .add_many(&[
+                event("a", 0.0, "gas_leak", Some(p)),
+                event("b", 60.0, "smell_gas", Some(near)),
+                event("c", 120.0, "fire", Some(p)),
+                event("d", 90_000.0, "gas_leak", Some(p)),
+            ])
+            .unwrap();
+        let ids: Vec<_> = out.iter().map(|o| (m.incident_id(o.incident).unwrap().to_owned(), o.is_new, o.report_count)).collect();
+        assert_eq!(ids[0], ("inc-a".into(), true, 1));
+        assert_eq!(ids[1], ("inc-a".into(), false, 2));
+        assert_eq!(ids[2], ("inc-c".into(), true, 1));
+        assert_eq!(ids[3], ("inc-d".into(), true, 1));
+    }
+
+    #[test]
+    fn near_identical_text_at_the_same_address_merges_without_coordinates() {
+        let mut m = IncidentMerger::new(policy());
+        let mut a = event("a", 0.0, "smell_gas", None);
+        a.address = Some("幸福小区3号楼2单元");
+        a.text = Some("幸福小区3号楼2单元楼道里有很浓的煤气味，请尽快派人处理");
+        let mut b = a;
+        b.event_id = "b";
+        b.address = Some("幸福小区 3号楼 2单元");
+        b.text = Some("幸福小区3号楼2单元楼道里有很浓的煤气味,请尽快派人来处理");
+        let out = m.add_many(&[a, b]).unwrap();
+        assert!(!out[1].is_new);
+    }
+
+    #[test]
+    fn closed_and_expired_incidents_take_no_new_reports() {
+        let mut m = IncidentMerger::new(policy());
+        let p = Some((0.0, 0.0));
+        m.add_many(&[event("a", 0.0, "fire", p)]).unwrap();
+        assert!(m.close("inc-a"));
+        assert!(!m.close("inc-a"));
+        let out = m.add_many(&[event("b", 1.0, "fire", p)]).unwrap();
+        assert!(out[0].is_new);
+        assert_eq!(m.expire(10_000.0).unwrap(), vec!["inc-b".to_owned()]);
+        assert!(m.add_many(&[event("c", 2.0, "fire", p)]).unwrap()[0].is_new);
+    }
+
+    #[test]
+    fn points_across_the_antimeridian_are_found() {
+        let mut m = IncidentMerger::new(policy());
+        let out = m
+            .add_many(&[event("a", 0.0, "fire", Some((179.9999, 0.0))), event("b", 1.0, "fire", Some((-179.9999, 0.0)))])
+            .unwrap();
+        assert!(!out[1].is_new);
+    }
+
+    #[test]
+    fn snapshot_and_deltas_restore_identical_behaviour() {
+        let mut m = IncidentMerger::new(policy());
+        m.add_many(&[event("a", 0.0, "fire", Some((1.0, 1.0)))]).unwrap();
+        let full = m.snapshot().unwrap();
+        m.add_many(&[event("b", 5.0, "fire", Some((1.0, 1.0))), event("c", 5.0, "noise", Some((2.0, 2.0)))]).unwrap();
+        m.close("inc-c");
+        let delta = m.snapshot_delta().unwrap();
+        let mut restored = IncidentMerger::restore(&full, policy()).unwrap();
+        restored.apply(&delta).unwrap();
+        assert_eq!(restored.stats(), m.stats());
+        let probe = [event("d", 6.0, "fire", Some((1.0, 1.0))), event("e", 6.0, "noise", Some((2.0, 2.0)))];
+        assert_eq!(restored.add_many(&probe).unwrap(), m.add_many(&probe).unwrap());
+        assert!(restored.apply(&delta).is_err());
+        assert!(IncidentMerger::restore(b"CHUB\x01\x02garbage!", policy()).is_err());
+    }
+
+    #[test]
+    fn bad_events_are_rejected_before_anything_is_applied() {
+        let mut m = IncidentMerger::new(policy());
+        let err = m.add_many(&[event("a", 0.0, "fire", None), event("b", 0.0, "fire", Some((f64::NAN, 0.0)))]);
+        assert!(matches!(err, Err(IncidentError::InvalidEvent { index: 1, .. })));
+        assert_eq!(m.stats().events, 0);
+        assert!(m.add_many(&[event("a", f64::INFINITY, "fire", None)]).is_err());
+        assert!(m.add_many(&[event("a", 0.0, "", None)]).is_err());
+        assert!(m.add_many(&[event("a", 0.0, "x", Some((0.0, 91.0)))]).is_err());
+    }
+}

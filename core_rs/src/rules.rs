@@ -1,1 +1,0 @@
-//! Rule compilation (expressions and JsonLogic) and indexed matching.

@@ -1,0 +1,416 @@
+"""The hub: one handle (:class:`Hub`, passed to every hook as ``hub=``) that owns the config, the plugin
+host, the metrics, the NATS connection (an embedded nats-server when no URL is configured), the pipeline,
+the connector supervisor, the escalation timer and the admin API.
+
+``cityhub run`` calls :func:`run`; ``cityhub demo`` calls :func:`demo`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from nats.aio.client import Client as NatsClient
+
+from hub import topology
+from hub.config import HubConfig, RuleConfig, load_config
+from hub.connector import Connector
+from hub.embedded import EmbeddedNats
+from hub.errors import ConfigError, HubError
+from hub.escalation import Escalator
+from hub.geofence import GridIndex, LayerSpec
+from hub.incidents import CategoryPolicy, Deduper, IncidentMerger, MergePolicy
+from hub.metrics import Metrics
+from hub.models import Event
+from hub.natsconn import connect
+from hub.pipeline import BatchProcessor, Engines, Pipeline, PipelineOptions, PipelineState
+from hub.plugins import PluginHost, build_plugin_host
+from hub.rules import Rule, RuleSet
+from hub.streams import ensure_streams
+from hub.supervisor import Supervisor
+from hub.transforms import Transform
+
+log = logging.getLogger("cityhub")
+
+SAMPLE_GRIDS = Path(__file__).parent / "data" / "grids"
+
+
+# --- config → engines --------------------------------------------------------------------------------
+
+
+def rule_from_config(rule: RuleConfig) -> Rule:
+    """A ``[[rules]]`` entry as the rule engine takes it."""
+    actions: dict[str, Any] = {}
+    if rule.severity is not None:
+        actions["severity"] = rule.severity.value
+    if rule.route:
+        actions["route"] = list(rule.route)
+    if rule.tags:
+        actions["tags"] = list(rule.tags)
+    if rule.escalate_after is not None:
+        actions["escalate_after_s"] = rule.escalate_after.total_seconds()
+    condition = rule.condition
+    return Rule(
+        id=rule.id, priority=rule.priority, description=rule.description or None, actions=actions,
+        when=condition if isinstance(condition, str) else None,
+        jsonlogic=condition if not isinstance(condition, str) else None,
+    )
+
+
+def merge_policy_from_config(config: HubConfig) -> MergePolicy:
+    merge = config.merge
+    return MergePolicy(
+        groups={name: [category.value for category in members] for name, members in merge.category_groups.items()},
+        default=CategoryPolicy(merge.distance_m, merge.window.total_seconds()),
+        per_category={
+            category.value: CategoryPolicy(policy.distance_m, policy.window.total_seconds())
+            for category, policy in merge.per_category.items()
+        },
+        text_similarity=merge.text_similarity,
+    )
+
+
+def geofence_from_config(config: HubConfig) -> GridIndex | None:
+    if not config.geo.layers:
+        return None
+    return GridIndex.load(
+        [
+            LayerSpec(
+                name=layer.name, path=layer.path, crs=layer.crs, kind=layer.kind, id_property=layer.id_property,
+                name_property=layer.name_property, level_property=layer.level_property,
+                parent_property=layer.parent_property,
+            )
+            for layer in config.geo.layers
+        ],
+        tolerance_m=config.geo.tolerance_m,
+    )
+
+
+def build_engines(config: HubConfig, transforms: Iterable[tuple[str, Transform]] = ()) -> Engines:
+    """Compile rules, load grids and build the merge policy; raises (HubError subclasses) on bad input, so a
+    bad new config never replaces a running one."""
+    rules = [rule_from_config(rule) for rule in config.all_rules() if rule.enabled]
+    return Engines(
+        rules=RuleSet.compile(rules, timezone=config.timezone),
+        merge_policy=merge_policy_from_config(config),
+        geofence=geofence_from_config(config),
+        transforms=tuple(transforms),
+        dedup_window_s=config.dedup.window.total_seconds(),
+        dedup_max_keys=config.dedup.max_keys,
+    )
+
+
+def pipeline_options(config: HubConfig) -> PipelineOptions:
+    return PipelineOptions(
+        batch_size=config.pipeline.batch_size,
+        fetch_timeout_s=config.pipeline.fetch_timeout.total_seconds(),
+        max_message_bytes=config.pipeline.max_message_bytes,
+    )
+
+
+# --- the hub -----------------------------------------------------------------------------------------
+
+
+class Hub:
+    """The running hub. ``await start()`` / ``await stop()``; ``apply_config`` for live reload."""
+
+    def __init__(self, config: HubConfig, plugins: PluginHost | None = None, metrics: Metrics | None = None):
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.plugins = plugins or build_plugin_host(self.metrics)
+        self.plugins.configure(config)
+        self.plugins.attach(self)
+        self.log = log
+        self.embedded: EmbeddedNats | None = None
+        self.nc: NatsClient | None = None
+        self.pipeline: Pipeline | None = None
+        self.supervisor: Supervisor | None = None
+        self.escalator: Escalator | None = None
+        self.admin_url: str | None = None
+        self._admin_server: uvicorn.Server | None = None
+        self._admin_task: asyncio.Task[None] | None = None
+        self._connectors: dict[str, list[str]] = {}
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Hub:
+        """Load ``cityhub.toml`` (with every plugin's settings checked) and build the hub."""
+        metrics = Metrics()
+        plugins = build_plugin_host(metrics)
+        config = load_config(path, plugin_models=plugins.settings_models())
+        return cls(config, plugins, metrics)
+
+    # lifecycle
+
+    @property
+    def nats_url(self) -> str:
+        return self.embedded.url if self.embedded else self.config.nats.servers[0]
+
+    async def start(self, *, admin: bool = True, connectors: bool = True) -> None:
+        """Connect (or embed) NATS, create the streams, start the pipeline, escalation, plugins, connectors
+        and the admin API."""
+        nats_config = self.config.nats
+        if not nats_config.servers:
+            embedded = nats_config.embedded
+            self.embedded = EmbeddedNats(store_dir=embedded.store_dir, mqtt_port=embedded.mqtt_port,
+                                         **({"port": embedded.port} if embedded.port else {}))
+            await asyncio.to_thread(self.embedded.start)
+            nats_config = nats_config.model_copy(update={"servers": [self.embedded.url]})
+        self.nc = await connect(nats_config)
+        await ensure_streams(self.nc.jetstream(), nats_config.streams)
+        await self.plugins.startup()
+        transforms = await self._transforms()
+        self.pipeline = Pipeline(self.nc, build_engines(self.config, transforms), self.metrics,
+                                 pipeline_options(self.config), self._transform_failed)
+        await self.pipeline.start()
+        self.escalator = Escalator(self.nc)
+        await self.escalator.start()
+        self.supervisor = Supervisor(nats_config, nats_config.streams, on_counters=self._connector_counters)
+        self.plugins.add_listener(self._plugin_changed)
+        if connectors:
+            for plugin in self.plugins.names():
+                if self.plugins.is_enabled(plugin):
+                    await self._start_connectors(plugin)
+        if admin:
+            await self._start_admin()
+        log.info("hub started: NATS %s, admin %s", self.nats_url if self.embedded else "configured servers",
+                 self.admin_url or "off")
+
+    async def stop(self) -> None:
+        """Stop in reverse order; the pipeline finishes its batch and snapshots."""
+        if self._admin_server is not None and self._admin_task is not None:
+            self._admin_server.should_exit = True
+            await self._admin_task
+        if self.supervisor is not None:
+            await self.supervisor.stop_all()
+        if self.escalator is not None:
+            await self.escalator.stop()
+        if self.pipeline is not None:
+            await self.pipeline.stop()
+        await self.plugins.shutdown()
+        if self.nc is not None:
+            await self.nc.close()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+
+    # the AdminHub protocol
+
+    @property
+    def ready(self) -> bool:
+        return self.nc is not None and self.nc.is_connected and self.pipeline is not None and self.pipeline.running
+
+    def health(self) -> dict[str, Any]:
+        connected = self.nc is not None and self.nc.is_connected
+        pipeline = self.pipeline
+        return {
+            "ok": connected and pipeline is not None and pipeline.running,
+            "nats": {"connected": connected, "embedded": self.embedded is not None},
+            "pipeline": {
+                "running": pipeline is not None and pipeline.running,
+                "counts": dict(pipeline.counts) if pipeline else {},
+                "last_sequence": pipeline.state.last_seq if pipeline else 0,
+                "open_incidents": len(pipeline.state.incidents) if pipeline else 0,
+            },
+            "connectors": self.supervisor.health() if self.supervisor else {},
+            "escalation": self.escalator.health() if self.escalator else {},
+        }
+
+    async def apply_config(self, config: HubConfig) -> None:
+        """Switch to a validated config without restart. New rules, grids and merge policy are built first
+        (a failure leaves the running ones in place) and swapped in between two batches, so no in-flight
+        event is lost or processed twice."""
+        engines = build_engines(config)
+        await self.plugins.apply(config)
+        transforms = await self._transforms()
+        self.config = config
+        if self.pipeline is not None:
+            self.pipeline.swap_engines(Engines(**{**engines.__dict__, "transforms": tuple(transforms)}))
+        if self.nc is not None:
+            await ensure_streams(self.nc.jetstream(), config.nats.streams)
+
+    async def dry_run(self, event: Event) -> dict[str, Any]:
+        """What the pipeline would do with ``event`` (grid path, incident, matched rules), on a copy of the
+        live state, publishing nothing."""
+        if self.pipeline is None:
+            raise HubError("the pipeline is not running")
+        engines = self.pipeline.engines
+        live = self.pipeline.state
+        state = PipelineState(Deduper(engines.dedup_window_s, 16),
+                              IncidentMerger.restore(live.merger.snapshot(), engines.merge_policy),
+                              dict(live.incidents), live.last_seq)
+        processor = BatchProcessor(engines, self.pipeline.options)
+        subject = topology.ingest_subject(event.source)
+        result = processor.process(state, [(0, subject, event.model_dump_json().encode())], evaluate=True)
+        if result.rejected:
+            return {"rejected": {"kind": result.rejected[0].kind, "reason": result.rejected[0].reason}}
+        return result.evaluations[0]
+
+    # plugins → pipeline and supervisor
+
+    async def _transforms(self) -> list[tuple[str, Transform]]:
+        return [(plugin, transform) for plugin, transforms in await self.plugins.call("register_transforms")
+                for transform in transforms]
+
+    def _transform_failed(self, plugin: str, transform: Transform, exc: BaseException) -> None:
+        self.metrics.plugin_call(plugin, f"transform:{transform.name}", "error", f"{type(exc).__name__}: {exc}")
+        asyncio.get_running_loop().create_task(self.plugins.record_failure(plugin, f"transform {transform.name}", exc))
+
+    async def _plugin_changed(self, plugin: str, enabled: bool) -> None:
+        if self.pipeline is not None:
+            transforms = await self._transforms()
+            self.pipeline.swap_engines(Engines(**{**self.pipeline.engines.__dict__, "transforms": tuple(transforms)}))
+        if self.supervisor is None:
+            return
+        for name in self._connectors.pop(plugin, []):
+            await self.supervisor.stop(name)
+        if enabled:
+            await self._start_connectors(plugin)
+
+    async def _start_connectors(self, plugin: str) -> None:
+        assert self.supervisor is not None
+        for _, connectors in await self.plugins.call("register_connectors", only=plugin):
+            for connector in connectors:
+                if not isinstance(connector, Connector):
+                    raise HubError(f"plugin {plugin!r} returned {connector!r} from register_connectors, not a Connector")
+                await self.supervisor.start(connector)
+                self._connectors.setdefault(plugin, []).append(connector.source)
+
+    def _connector_counters(self, source: str, before: dict[str, int], after: dict[str, int]) -> None:
+        for name, value in after.items():
+            delta = value - before.get(name, 0)
+            self.metrics.connector_count(source, name, delta if delta >= 0 else value)
+
+    # admin API
+
+    async def _start_admin(self) -> None:
+        from hub.admin import create_admin_app  # FastAPI is only imported when the API is served
+
+        port = self.config.admin.port or _free_port(self.config.admin.host)
+        server = uvicorn.Server(uvicorn.Config(create_admin_app(self), host=self.config.admin.host, port=port,
+                                               log_level="warning", lifespan="off"))
+        self._admin_server = server
+        self._admin_task = asyncio.create_task(server.serve(), name="cityhub.admin")
+        while not server.started:
+            if self._admin_task.done():
+                self._admin_task.result()
+            await asyncio.sleep(0.05)
+        self.admin_url = f"http://{self.config.admin.host}:{port}"
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+# --- entry points ------------------------------------------------------------------------------------
+
+
+async def _serve(hub: Hub, banner: Any = None, until: asyncio.Event | None = None) -> None:
+    stop = until or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await hub.start()
+    try:
+        if banner is not None:
+            await banner(hub, stop)
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await hub.stop()
+
+
+def run(config_path: str | Path = "cityhub.toml") -> int:
+    """``cityhub run``: the hub with ``config_path`` until SIGINT/SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        hub = Hub.from_file(config_path)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 1
+    asyncio.run(_serve(hub))
+    return 0
+
+
+def demo_config(data_dir: Path) -> str:
+    """The demo's ``cityhub.toml``: embedded NATS with MQTT, the shipped sample grids, a few rules."""
+    admin = SAMPLE_GRIDS / "chengdu_admin_gcj02.geojson"
+    overlays = SAMPLE_GRIDS / "chengdu_overlays_gcj02.geojson"
+    mqtt_port = _free_port("127.0.0.1")
+    return f"""
+timezone = "Asia/Shanghai"
+data_dir = "{data_dir}"
+
+[nats.embedded]
+store_dir = "{data_dir / 'nats'}"
+mqtt_port = {mqtt_port}
+
+[admin]
+port = 0
+
+[geo]
+layers = [
+  {{ name = "admin", path = "{admin}", crs = "gcj02", kind = "admin" }},
+  {{ name = "overlays", path = "{overlays}", crs = "gcj02", kind = "overlay" }},
+]
+
+[merge]
+category_groups = {{ gas = ["gas_leak", "smoke", "fire"], elder = ["elder_sos", "elder_fall", "elder_vitals"] }}
+
+[[rules]]
+id = "gas-critical"
+condition = 'category == "gas_leak"'
+severity = "critical"
+route = ["gridworker", "five_way"]
+escalate_after = "10m"
+
+[[rules]]
+id = "elder-first-to-grid-worker"
+condition = 'category == "elder_sos" || category == "elder_fall"'
+severity = "high"
+route = ["gridworker"]
+escalate_after = "5m"
+"""
+
+
+async def _demo_banner(hub: Hub, stop: asyncio.Event) -> None:
+    simulators = [sim for _, sims in await hub.plugins.call("register_simulators") for sim in sims]
+    for simulator in simulators:
+        await simulator.start()
+    print(f"\nCityHub demo running.\n  NATS:      {hub.nats_url}\n  admin API: {hub.admin_url}  (docs at /docs)\n"
+          f"  tap:       cityhub tap --server {hub.nats_url}\n  simulators: {len(simulators)}\n"
+          "Press Ctrl-C to stop.\n", flush=True)
+    tail = asyncio.create_task(_print_unified_stream(hub))
+    try:
+        await stop.wait()
+    finally:
+        tail.cancel()
+        for simulator in reversed(simulators):
+            with contextlib.suppress(Exception):
+                await simulator.stop()
+
+
+async def _print_unified_stream(hub: Hub) -> None:
+    assert hub.nc is not None
+    subscription = await hub.nc.subscribe(f"{topology.PREFIX}.events.>")
+    async for message in subscription.messages:
+        print(f"{message.subject}  {message.data[:160].decode(errors='replace')}", flush=True)
+
+
+def demo() -> int:
+    """``cityhub demo``: embedded NATS, sample grids, every simulator; Ctrl-C stops everything."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with tempfile.TemporaryDirectory(prefix="cityhub-demo-") as folder:
+        path = Path(folder) / "cityhub.toml"
+        path.write_text(demo_config(Path(folder)))
+        hub = Hub.from_file(path)
+        asyncio.run(_serve(hub, _demo_banner))
+    return 0

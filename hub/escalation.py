@@ -1,0 +1,205 @@
+"""Escalation: a dispatch order with a deadline (from a rule's ``escalate_after``) that is not accepted or
+resolved in time is re-dispatched (二次派单, attempt 2, same target), then escalated upward (attempt 3 to the
+street level, attempt 4 to the district level), each time with an ``escalated`` incident update.
+
+Durable by construction: the :class:`Escalator` follows ``cityhub.dispatch.>`` with a durable consumer and
+keeps one deadline per (incident, target) in the JetStream KV bucket ``CITYHUB_ESCALATIONS``; a hub that
+restarts finds its deadlines there and carries on. Re-dispatched orders have deterministic ids, so firing
+twice (a crash between publishing and recording) is dropped by JetStream's duplicate window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.kv import KeyValue
+from pydantic import ValidationError
+
+from hub import topology, wire
+from hub.connector_runtime import raise_if_cancelled
+from hub.models import DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
+from hub.pipeline import connector_for_target, dispatch_output, incident_output
+
+log = logging.getLogger("cityhub.escalation")
+
+BUCKET = "CITYHUB_ESCALATIONS"
+CONSUMER = "cityhub-escalation"
+UPWARD = {3: "level:street", 4: "level:district"}
+MAX_ATTEMPT = max(UPWARD)
+_DONE = {DispatchStatus.ACCEPTED, DispatchStatus.ON_SITE, DispatchStatus.RESOLVED, DispatchStatus.EVALUATED}
+
+
+def deadline_key(incident_id: str, target: str) -> str:
+    """KV key of one (incident, target) deadline; ``:`` is outside the KV key alphabet."""
+    return f"{incident_id}/{target.replace(':', '=')}"
+
+
+def next_order(order: DispatchOrder, now: datetime) -> DispatchOrder | None:
+    """The order that follows an overdue one, or None when the escalation ladder is exhausted."""
+    attempt = order.attempt + 1
+    if attempt > MAX_ATTEMPT:
+        return None
+    interval = (order.deadline - order.created_at) if order.deadline else timedelta(minutes=10)
+    target = UPWARD.get(attempt, order.target)
+    return order.model_copy(update={
+        "id": f"{order.incident_id}:{target}:{attempt}", "target": target, "connector": connector_for_target(target),
+        "attempt": attempt, "created_at": now, "deadline": now + interval,
+        "summary": f"{'re-dispatch' if target == order.target else 'escalated'}: {order.summary}",
+    })
+
+
+class Escalator:
+    """Tracks order deadlines and fires re-dispatch / escalation when they pass."""
+
+    def __init__(self, nc: NatsClient, tick_s: float = 1.0):
+        self.nc = nc
+        self.js = nc.jetstream(timeout=10.0)
+        self.tick_s = tick_s
+        self.fired = 0
+        self._kv: KeyValue | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._kv = await self.js.create_key_value(bucket=BUCKET, history=1)
+        subscription = await self.js.pull_subscribe(
+            f"{topology.PREFIX}.dispatch.>", durable=CONSUMER, stream=topology.DISPATCH_STREAM,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, max_deliver=-1,
+                                  ack_wait=30.0),
+        )
+        self._tasks = [
+            asyncio.create_task(self._follow(subscription), name="cityhub.escalation.follow"),
+            asyncio.create_task(self._timer(), name="cityhub.escalation.timer"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def health(self) -> dict[str, Any]:
+        return {"running": bool(self._tasks) and not any(task.done() for task in self._tasks), "fired": self.fired}
+
+    # following orders and updates
+
+    async def _follow(self, subscription: Any) -> None:
+        while True:
+            try:
+                msgs = await subscription.fetch(100, timeout=1.0)
+            except asyncio.TimeoutError:
+                msgs = []
+            except Exception as exc:  # reconnecting: nats-py recovers the connection
+                log.warning("escalation fetch failed (%s: %s)", type(exc).__name__, exc)
+                await asyncio.sleep(0.5)
+                msgs = []
+            raise_if_cancelled()
+            for msg in msgs:
+                await self._observe(msg)
+                await msg.ack()
+
+    async def _observe(self, msg: Msg) -> None:
+        try:
+            envelope = wire.decode(msg.data)
+            if envelope["type"] == wire.TYPE_DISPATCH_ORDER:
+                await self._track(DispatchOrder.model_validate(envelope["data"]))
+            elif envelope["type"] == wire.TYPE_DISPATCH_UPDATE:
+                await self._settle(DispatchUpdate.model_validate(envelope["data"]))
+        except (ValueError, ValidationError) as exc:  # not ours to judge: the delivering connector DLQs it
+            log.debug("escalation ignores %s: %s", msg.subject, exc)
+
+    async def _track(self, order: DispatchOrder) -> None:
+        if order.deadline is None:
+            return
+        assert self._kv is not None
+        key = deadline_key(order.incident_id, order.target)
+        current = await self._get(key)
+        if current is not None and current[0]["attempt"] > order.attempt:
+            return
+        await self._kv.put(key, orjson.dumps(order.model_dump(mode="json")))
+
+    async def _settle(self, update: DispatchUpdate) -> None:
+        prefix = f"{update.incident_id}:"
+        if not update.order_id.startswith(prefix) or ":" not in update.order_id[len(prefix):]:
+            return
+        target = update.order_id[len(prefix) : update.order_id.rfind(":")]
+        key = deadline_key(update.incident_id, target)
+        assert self._kv is not None
+        if update.status in _DONE:
+            with contextlib.suppress(KeyNotFoundError):
+                await self._kv.delete(key)
+        elif update.status is DispatchStatus.REJECTED:
+            current = await self._get(key)
+            if current is not None:
+                await self._fire(key, DispatchOrder.model_validate(current[0]), current[1])
+
+    async def _get(self, key: str) -> tuple[dict[str, Any], int] | None:
+        assert self._kv is not None
+        try:
+            entry = await self._kv.get(key)
+        except KeyNotFoundError:
+            return None
+        return (orjson.loads(entry.value), entry.revision) if entry.value else None
+
+    # firing
+
+    async def _timer(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            try:
+                await self._fire_due()
+            except Exception as exc:  # NATS away: the deadlines are still in KV for the next tick
+                log.warning("escalation tick failed (%s: %s)", type(exc).__name__, exc)
+
+    async def _fire_due(self) -> None:
+        assert self._kv is not None
+        try:
+            keys = await self._kv.keys()
+        except NoKeysError:
+            return
+        now = time.time()
+        for key in keys:
+            current = await self._get(key)
+            if current is None:
+                continue
+            order = DispatchOrder.model_validate(current[0])
+            if order.deadline is not None and order.deadline.timestamp() <= now:
+                await self._fire(key, order, current[1])
+
+    async def _fire(self, key: str, order: DispatchOrder, revision: int) -> None:
+        assert self._kv is not None
+        now = datetime.now(timezone.utc)
+        following = next_order(order, now)
+        incident = Incident(
+            id=order.incident_id, category=order.category, severity=order.severity, opened_at=order.created_at,
+            updated_at=now, grid_path=[order.grid_cell] if order.grid_cell else [], escalation_level=order.attempt,
+            escalate_at=following.deadline if following else None,
+        )
+        district = order.grid_cell.id if order.grid_cell and order.grid_cell.level == "district" else None
+        outputs = [incident_output(incident, incident.id, incident.category, incident.severity, district,
+                                   IncidentChange.ESCALATED, f"{order.incident_id}:escalated:{order.attempt}", now)]
+        if following is not None:
+            outputs.append(dispatch_output(following))
+        for output in outputs:
+            await self.js.publish(output.subject, output.data, headers={topology.HEADER_MSG_ID: output.msg_id})
+        try:
+            if following is not None and following.target == order.target:
+                await self._kv.update(key, orjson.dumps(following.model_dump(mode="json")), last=revision)
+            else:
+                await self._kv.delete(key, last=revision)
+        except KeyWrongLastSequenceError:
+            pass  # the order was settled or re-tracked meanwhile: that newer state stands
+        self.fired += 1
+        log.warning("incident %s: order to %s overdue (attempt %d); %s", order.incident_id, order.target,
+                    order.attempt, f"sent attempt {following.attempt} to {following.target}" if following else "ladder exhausted")

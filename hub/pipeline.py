@@ -1,0 +1,776 @@
+"""The batch pipeline: ingest → the unified stream, incidents and dispatch orders.
+
+One durable pull consumer reads ``cityhub.ingest.>``. Per batch::
+
+    fetch → decode + validate → normalise coordinates (→ WGS-84) → dedup → geofence → rules
+          → merge into incidents → transforms (enrich, redact) → publish outputs, await their acks → ack input
+
+Bad input of any kind goes to ``cityhub.dlq.<source>`` with the original bytes and the reason in headers;
+the good events of the same batch carry on.
+
+Exactly once, across crashes. Every output is named by its input (:mod:`hub.ids`) and published with
+``Nats-Msg-Id``; input is acknowledged only after every output of its batch is stored. The state that the
+input builds up (dedup keys, open incidents) is snapshotted to a JetStream object store, between batches,
+together with the stream sequence it covers. On start the pipeline restores the snapshot and re-reads the
+ingest stream from there up to the consumer's ack floor *without publishing* (those outputs are stored),
+which gives exactly the state the crashed process had; then it consumes the unacknowledged rest, whose
+re-published outputs JetStream drops as duplicates. Messages at or below the last processed sequence
+(redeliveries of a batch still being published) are acknowledged without processing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError, ObjectNotFoundError
+from pydantic import ValidationError
+
+from hub import ids, topology, wire
+from hub.connector_runtime import raise_if_cancelled
+from hub.coords import convert
+from hub.errors import InvalidEventError
+from hub.geofence import GridIndex, Resolution
+from hub.incidents import Deduper, IncidentMerger, MergePolicy
+from hub.metrics import Metrics
+from hub.models import (
+    Category,
+    CoordSystem,
+    DispatchOrder,
+    Event,
+    GridCell,
+    Incident,
+    IncidentChange,
+    IncidentState,
+    Location,
+    Severity,
+)
+from hub.rules import RuleMatch, RuleSet
+from hub.transforms import Transform
+
+log = logging.getLogger("cityhub.pipeline")
+
+PIPELINE_CONSUMER = "cityhub-pipeline"
+SNAPSHOT_BUCKET = "CITYHUB_PIPELINE"
+SNAPSHOT_NAME = "state"
+HEADER_REASON_KIND = "CityHub-Reason-Kind"
+_SOURCE = "/cityhub/pipeline"
+_SEVERITIES = list(Severity)
+_TRANSIENT_PUBLISH = (asyncio.TimeoutError,)
+
+
+# --- what the pipeline is built from -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Tuning of the consume loop (``[pipeline]`` of ``cityhub.toml``)."""
+
+    batch_size: int = 500
+    fetch_timeout_s: float = 0.2
+    max_message_bytes: int = 256 * 1024
+    snapshot_interval_s: float = 5.0
+    ack_wait_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Engines:
+    """The config-derived parts of the pipeline, built once and swapped whole on reload between batches."""
+
+    rules: RuleSet
+    merge_policy: MergePolicy
+    geofence: GridIndex | None = None
+    transforms: tuple[tuple[str, Transform], ...] = ()
+    dedup_window_s: float = 86_400.0
+    dedup_max_keys: int = 1_000_000
+
+
+TransformFailed = Callable[[str, Transform, BaseException], None]
+
+
+# --- decoding ----------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Rejection:
+    """Input that cannot become an event: where it came from and why."""
+
+    raw: bytes
+    subject: str
+    kind: str
+    reason: str
+    seq: int
+
+
+def source_of(subject: str) -> str:
+    """The ``<source>`` token of ``cityhub.ingest.<source>``."""
+    return subject.rsplit(".", 1)[-1]
+
+
+def _validation_kind(error: ValidationError) -> tuple[str, str]:
+    first = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(event)"
+    if first["loc"][:1] == ("category",):
+        kind = "unknown_category"
+    elif first["loc"][:1] == ("location",):
+        kind = "coordinates"
+    else:
+        kind = "invalid"
+    return kind, f"{where}: {first['msg']}" + (f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else "")
+
+
+def decode_event(raw: bytes, subject: str, max_bytes: int) -> tuple[Event, dict[str, Any]]:
+    """One ingest message → its canonical event and the JSON object it came from. Accepts a bare Event
+    JSON or a CloudEvent of type ``cityhub.event``. Raises :class:`InvalidEventError` with ``kind`` set."""
+    if len(raw) > max_bytes:
+        raise _invalid("oversized", f"message of {len(raw)} bytes exceeds the limit of {max_bytes}")
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _invalid("not_json", f"not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise _invalid("invalid", f"an event must be a JSON object, got {type(document).__name__}")
+    if "specversion" in document:
+        document = _cloudevent_data(document)
+    try:
+        event = Event.model_validate(document)
+    except ValidationError as exc:
+        raise _invalid(*_validation_kind(exc)) from None
+    if event.source != source_of(subject):
+        raise _invalid("source_mismatch", f"event source {event.source!r} published on {subject}")
+    return event, document
+
+
+def _cloudevent_data(envelope: dict[str, Any]) -> dict[str, Any]:
+    wire.check_envelope(envelope)
+    if envelope["type"] != wire.TYPE_EVENT:
+        raise _invalid("invalid", f"CloudEvent type {envelope['type']!r} on ingest; expected {wire.TYPE_EVENT!r}")
+    data = envelope.get("data")
+    if not isinstance(data, dict):
+        raise _invalid("invalid", "CloudEvent data must be a JSON object holding the event")
+    return data
+
+
+def _invalid(kind: str, reason: str) -> InvalidEventError:
+    error = InvalidEventError(reason)
+    error.kind = kind  # type: ignore[attr-defined]
+    return error
+
+
+# --- state ------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class IncidentRecord:
+    """What the pipeline remembers of an open incident beyond the merger's own state."""
+
+    category: str
+    opened_at: float
+    severity: int
+    sources: list[str]
+    dispatched: list[str]
+    matched_rules: list[str]
+
+    def dump(self) -> list[Any]:
+        return [self.category, self.opened_at, self.severity, self.sources, self.dispatched, self.matched_rules]
+
+
+@dataclass
+class PipelineState:
+    """Everything the input builds up, with the ingest stream sequence it covers."""
+
+    deduper: Deduper
+    merger: IncidentMerger
+    incidents: dict[str, IncidentRecord] = field(default_factory=dict)
+    last_seq: int = 0
+
+    @classmethod
+    def fresh(cls, engines: Engines) -> PipelineState:
+        return cls(Deduper(engines.dedup_window_s, engines.dedup_max_keys), IncidentMerger(engines.merge_policy))
+
+    def snapshot(self) -> bytes:
+        header = orjson.dumps({
+            "last_seq": self.last_seq,
+            "incidents": {key: record.dump() for key, record in self.incidents.items()},
+        })
+        dedup, merger = self.deduper.snapshot(), self.merger.snapshot()
+        lengths = orjson.dumps([len(header), len(dedup), len(merger)])
+        return len(lengths).to_bytes(4, "big") + lengths + header + dedup + merger
+
+    @classmethod
+    def restore(cls, blob: bytes, engines: Engines) -> PipelineState:
+        size = int.from_bytes(blob[:4], "big")
+        header_len, dedup_len, merger_len = orjson.loads(blob[4 : 4 + size])
+        start = 4 + size
+        header = orjson.loads(blob[start : start + header_len])
+        dedup = blob[start + header_len : start + header_len + dedup_len]
+        merger = blob[start + header_len + dedup_len : start + header_len + dedup_len + merger_len]
+        return cls(
+            Deduper.restore(dedup),
+            IncidentMerger.restore(merger, engines.merge_policy),
+            {key: IncidentRecord(*value) for key, value in header["incidents"].items()},
+            header["last_seq"],
+        )
+
+
+# --- the outputs of one batch -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Output:
+    subject: str
+    data: bytes
+    msg_id: str
+    headers: dict[str, str] | None = None
+
+
+@dataclass
+class BatchResult:
+    """What one batch produced; ``evaluations`` feed ``Hub.dry_run``."""
+
+    outputs: list[Output] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    accepted: int = 0
+    duplicates: int = 0
+    merged: int = 0
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _admin_cell(path: Sequence[GridCell], level: str) -> str | None:
+    return next((cell.id for cell in path if cell.level == level), None)
+
+
+def connector_for_target(target: str) -> str:
+    """Which connector delivers orders for a route target. Grid workers (and the grid levels, and the
+    five-way responders they coordinate) are reached through the ``gridworker`` connector; a department
+    ``dept:<name>`` through a connector named ``dept_<name>`` (orders wait in JetStream until one runs)."""
+    kind, _, name = target.partition(":")
+    if kind == "dept":
+        return topology.token(f"dept_{name}")
+    return "gridworker"
+
+
+class BatchProcessor:
+    """The pure part of the pipeline: a batch of raw messages → outputs, mutating :class:`PipelineState`."""
+
+    def __init__(self, engines: Engines, options: PipelineOptions, on_transform_error: TransformFailed | None = None):
+        self._engines = engines
+        self._grid_cells: dict[Any, GridCell] = {}
+        self.options = options
+        self.on_transform_error = on_transform_error
+
+    @property
+    def engines(self) -> Engines:
+        return self._engines
+
+    @engines.setter
+    def engines(self, engines: Engines) -> None:
+        self._engines = engines
+        self._grid_cells = {}  # new grids: new cells
+
+    def process(self, state: PipelineState, batch: Sequence[tuple[int, str, bytes]], evaluate: bool = False) -> BatchResult:
+        """``batch``: ``(stream sequence, subject, bytes)`` per message, in stream order."""
+        result = BatchResult()
+        events: list[Event] = []
+        documents: list[dict[str, Any]] = []
+        seqs: list[int] = []
+        for seq, subject, raw in batch:
+            try:
+                event, document = decode_event(raw, subject, self.options.max_message_bytes)
+            except InvalidEventError as exc:
+                result.rejected.append(Rejection(raw, subject, getattr(exc, "kind", "invalid"), exc.reason, seq))
+                continue
+            events.append(event)
+            documents.append(document)
+            seqs.append(seq)
+        if events:
+            self._process_events(state, events, documents, result, evaluate)
+        for rejection in result.rejected:
+            result.outputs.append(dlq_output(rejection))
+        return result
+
+    def _process_events(
+        self, state: PipelineState, events: list[Event], documents: list[dict[str, Any]], result: BatchResult,
+        evaluate: bool,
+    ) -> None:
+        keys = [ids.idempotency_key(event) for event in events]
+        duplicate = state.deduper.check_many(keys, [event.time.timestamp() for event in events])
+        fresh = [i for i, dup in enumerate(duplicate) if not dup]
+        result.duplicates = len(events) - len(fresh)
+        events = [events[i] for i in fresh]
+        documents = [documents[i] for i in fresh]
+        keys = [keys[i] for i in fresh]
+        if not events:
+            return
+        result.accepted = len(events)
+        admin_paths = self._normalise_and_locate(events)
+        matches = self._match_rules(events, documents, keys, admin_paths)
+        merge = state.merger.add_columns(
+            [event.id or "" for event in events],
+            [event.time.timestamp() for event in events],
+            [event.category.value for event in events],
+            [event.location.lon if event.location else None for event in events],
+            [event.location.lat if event.location else None for event in events],
+            [event.address for event in events],
+            [event.text for event in events],
+        )
+        events = self._apply_transforms(events)
+        touched: dict[str, tuple[Event, bool, int]] = {}
+        for event, incident_id, is_new, count, event_matches in zip(
+            events, merge.incident_ids, merge.is_new, merge.report_counts, matches, strict=True
+        ):
+            record = self._record(state, event, incident_id, is_new, event_matches)
+            result.outputs.append(self._event_output(event, incident_id))
+            result.outputs.extend(self._dispatch_outputs(event, incident_id, record, event_matches))
+            opened = is_new or touched.get(incident_id, (event, False, 0))[1]
+            touched[incident_id] = (event, opened, count)
+            if evaluate:
+                result.evaluations.append({
+                    "event": event.model_dump(mode="json", exclude_none=True),
+                    "grid_path": [cell.model_dump(mode="json") for cell in event.grid_path],
+                    "incident": {"id": incident_id, "is_new": is_new, "report_count": count},
+                    "matched_rules": [match.rule_id for match in event_matches],
+                })
+        result.merged = sum(1 for is_new in merge.is_new if not is_new)
+        for incident_id, (event, opened, count) in touched.items():
+            result.outputs.append(self._incident_output(state.incidents[incident_id], incident_id, event, opened, count))
+        self._expire(state, max(event.time.timestamp() for event in events))
+
+    def _normalise_and_locate(self, events: list[Event]) -> list[tuple[str, str]]:
+        """Convert every location to WGS-84 and resolve its grid path; returns each event's admin path as
+        (names, ids) joined by ``/``, the ``grid`` and ``grid_ids`` fields rules see."""
+        located = [event for event in events if event.location is not None]
+        for crs in {event.location.crs for event in located} - {CoordSystem.WGS84}:  # type: ignore[union-attr]
+            group = [event for event in located if event.location.crs is crs]  # type: ignore[union-attr]
+            lons, lats = convert([e.location.lon for e in group], [e.location.lat for e in group], crs, "wgs84")  # type: ignore[union-attr]
+            for event, lon, lat in zip(group, lons, lats, strict=True):
+                event.location = Location.model_construct(  # converted from a validated point: still valid
+                    lon=lon, lat=lat, crs=CoordSystem.WGS84, accuracy_m=event.location.accuracy_m  # type: ignore[union-attr]
+                )
+        admin_paths = {id(event): ("", "") for event in events}
+        if self.engines.geofence is not None and located:
+            resolutions = self.engines.geofence.locate_many(
+                [e.location.lon for e in located], [e.location.lat for e in located], "wgs84"  # type: ignore[union-attr]
+            )
+            for event, resolution in zip(located, resolutions, strict=True):
+                event.grid_path = self._grid_path(resolution)
+                admin_paths[id(event)] = (
+                    "/".join(cell.name for cell in resolution.admin_path),
+                    "/".join(cell.id for cell in resolution.admin_path),
+                )
+        return [admin_paths[id(event)] for event in events]
+
+    def _grid_path(self, resolution: Resolution) -> list[GridCell]:
+        """Admin path from the district down, then overlay cells. GridCell models are built once per cell
+        (and distance) and shared: transforms must treat them as read-only."""
+        admin_ids = {cell.id for cell in resolution.admin_path}
+        overlays = [cell for cell in resolution.cells if cell.id not in admin_ids]
+        path = []
+        for cell in [*resolution.admin_path, *overlays]:
+            grid_cell = self._grid_cells.get(cell)
+            if grid_cell is None:
+                grid_cell = self._grid_cells[cell] = cell.to_grid_cell()
+            path.append(grid_cell)
+        return path
+
+    def _match_rules(
+        self, events: list[Event], documents: list[dict[str, Any]], keys: list[str], admin_paths: list[tuple[str, str]]
+    ) -> list[list[RuleMatch]]:
+        rule_docs = []
+        for event, document, key, (grid, grid_ids) in zip(events, documents, keys, admin_paths, strict=True):
+            event.id = ids.time_ordered_id(event.time, key)
+            document["id"] = event.id
+            document["category"] = event.category.value
+            document["severity"] = event.severity.value
+            document["grid"] = grid
+            document["grid_ids"] = grid_ids
+            rule_docs.append(orjson.dumps(document))
+        matches = self.engines.rules.match_many(rule_docs) if len(self.engines.rules) else [[] for _ in events]
+        for event, event_matches in zip(events, matches, strict=True):
+            for match in event_matches:
+                raised = match.actions.get("severity")
+                if raised and Severity(raised).rank > event.severity.rank:
+                    event.severity = Severity(raised)
+        return matches
+
+    def _apply_transforms(self, events: list[Event]) -> list[Event]:
+        ordered = sorted(self.engines.transforms, key=lambda item: (item[1].stage, item[1].order))
+        for plugin, transform in ordered:
+            try:
+                events = transform.apply(events)
+            except Exception as exc:  # contained: this transform is skipped for this batch, counted
+                if self.on_transform_error is not None:
+                    self.on_transform_error(plugin, transform, exc)
+        return events
+
+    def _record(
+        self, state: PipelineState, event: Event, incident_id: str, is_new: bool, matches: list[RuleMatch]
+    ) -> IncidentRecord:
+        record = state.incidents.get(incident_id)
+        if record is None:
+            record = state.incidents[incident_id] = IncidentRecord(
+                event.category.value, event.time.timestamp(), event.severity.rank, [], [], []
+            )
+        record.severity = max(record.severity, event.severity.rank)
+        if event.source not in record.sources:
+            record.sources.append(event.source)
+        for match in matches:
+            if match.rule_id not in record.matched_rules:
+                record.matched_rules.append(match.rule_id)
+        return record
+
+    def _event_output(self, event: Event, incident_id: str) -> Output:
+        district, street = _admin_cell(event.grid_path, "district"), _admin_cell(event.grid_path, "street")
+        subject = topology.event_subject(district, street, event.category, event.severity)
+        raw = wire.encode(
+            type_=wire.TYPE_EVENT, id_=event.id or "", source=_SOURCE, time=event.time, data=event, subject=subject,
+            extensions={
+                "category": event.category, "severity": event.severity, "incidentid": incident_id,
+                "district": district, "street": street,
+                "gridcell": event.grid_path[0].id if event.grid_path else None,
+            },
+        )
+        return Output(subject, raw, event.id or "")
+
+    def _dispatch_outputs(
+        self, event: Event, incident_id: str, record: IncidentRecord, matches: list[RuleMatch]
+    ) -> Iterable[Output]:
+        for match in matches:
+            for target in match.actions.get("route", ()):
+                if target in record.dispatched:
+                    continue
+                record.dispatched.append(target)
+                yield dispatch_output(build_order(event, incident_id, target, match, attempt=1))
+
+    def _incident_output(self, record: IncidentRecord, incident_id: str, event: Event, opened: bool, count: int) -> Output:
+        """The incident update as :class:`Incident` JSON, written directly from validated parts (a test checks
+        it against the model) because it is published once per touched incident per batch."""
+        severity = _SEVERITIES[record.severity]
+        data: dict[str, Any] = {
+            "id": incident_id, "category": record.category, "severity": severity, "state": IncidentState.OPEN,
+            "opened_at": datetime.fromtimestamp(record.opened_at, timezone.utc), "updated_at": event.time,
+            "grid_path": [_cell_json(cell) for cell in event.grid_path], "report_count": count,
+            "event_ids": [event.id], "sources": record.sources, "matched_rules": record.matched_rules,
+            "escalation_level": 0,
+        }
+        if event.location is not None:
+            data["location"] = _location_json(event.location)
+        if event.address is not None:
+            data["address"] = event.address
+        change = IncidentChange.OPENED if opened else IncidentChange.MERGED
+        district = _admin_cell(event.grid_path, "district")
+        return incident_output(data, incident_id, record.category, severity, district, change,
+                               f"{incident_id}:{count}", event.time)
+
+    def _expire(self, state: PipelineState, watermark: float) -> None:
+        for incident_id in state.merger.expire(watermark):
+            state.incidents.pop(incident_id, None)
+
+
+
+
+def build_order(event: Event, incident_id: str, target: str, match: RuleMatch, attempt: int) -> DispatchOrder:
+    deepest = next((cell for cell in reversed(event.grid_path) if cell.layer), None)
+    after = match.actions.get("escalate_after_s")
+    return DispatchOrder(
+        id=f"{incident_id}:{target}:{attempt}", incident_id=incident_id, target=target,
+        connector=connector_for_target(target), grid_cell=deepest, category=event.category,
+        severity=event.severity, summary=_summary(event), created_at=event.time,
+        deadline=datetime.fromtimestamp(event.time.timestamp() + after, timezone.utc) if after else None,
+        attempt=attempt,
+    )
+
+
+def _summary(event: Event) -> str:
+    where = event.address or (event.grid_path[-1].name if event.grid_path else "unknown location")
+    return f"{event.category.value} ({event.severity.value}) at {where}"
+
+
+def dispatch_output(order: DispatchOrder) -> Output:
+    subject = topology.dispatch_order_subject(order.connector or "gridworker")
+    raw = wire.encode(
+        type_=wire.TYPE_DISPATCH_ORDER, id_=order.id, source=_SOURCE, time=order.created_at, data=order,
+        subject=subject, extensions={"category": order.category.value, "severity": order.severity.value,
+                                     "incidentid": order.incident_id},
+    )
+    return Output(subject, raw, order.id)
+
+
+def _cell_json(cell: GridCell) -> dict[str, Any]:
+    return {"layer": cell.layer, "level": cell.level, "id": cell.id, "name": cell.name, "distance_m": cell.distance_m}
+
+
+def _location_json(location: Location) -> dict[str, Any]:
+    data: dict[str, Any] = {"lon": location.lon, "lat": location.lat, "crs": location.crs}
+    if location.accuracy_m is not None:
+        data["accuracy_m"] = location.accuracy_m
+    return data
+
+
+def incident_output(
+    data: Incident | dict[str, Any], incident_id: str, category: str, severity: str, district: str | None,
+    change: IncidentChange, msg_id: str, time: datetime,
+) -> Output:
+    """An incident change on ``cityhub.incidents.<district>.<category>.<change>``."""
+    subject = topology.incident_subject(district, category, change)
+    raw = wire.encode(
+        type_=f"{wire.TYPE_INCIDENT_PREFIX}{change}", id_=msg_id, source=_SOURCE, time=time, data=data,
+        subject=subject,
+        extensions={"category": category, "severity": severity, "incidentid": incident_id, "district": district},
+    )
+    return Output(subject, raw, f"{msg_id}:{change}")
+
+
+def dlq_output(rejection: Rejection) -> Output:
+    source = source_of(rejection.subject)
+    headers = {
+        topology.HEADER_REASON: " ".join(rejection.reason.split())[:1024],
+        HEADER_REASON_KIND: rejection.kind,
+        topology.HEADER_ORIGINAL_SUBJECT: rejection.subject,
+    }
+    msg_id = f"dlq:{rejection.seq}"
+    return Output(topology.dlq_subject(source), rejection.raw, msg_id, headers)
+
+
+# --- the consume loop -------------------------------------------------------------------------------
+
+
+class Pipeline:
+    """Runs :class:`BatchProcessor` over the durable ingest consumer, with snapshots and crash recovery."""
+
+    def __init__(
+        self, nc: NatsClient, engines: Engines, metrics: Metrics, options: PipelineOptions | None = None,
+        on_transform_error: TransformFailed | None = None,
+    ):
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream(timeout=10.0)
+        self.metrics = metrics
+        self.options = options or PipelineOptions()
+        self.processor = BatchProcessor(engines, self.options, on_transform_error)
+        self.state = PipelineState.fresh(engines)
+        self.counts: dict[str, int] = {"in": 0, "out": 0, "dlq": 0, "duplicates": 0, "merged": 0, "batches": 0}
+        self.last_batch_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._last_snapshot = time.monotonic()
+
+    @property
+    def engines(self) -> Engines:
+        return self.processor.engines
+
+    def swap_engines(self, engines: Engines) -> None:
+        """Use new rules / grids / merge policy / transforms from the next batch on (the loop is between
+        batches whenever other coroutines run, so no batch sees half of each)."""
+        if engines.merge_policy != self.engines.merge_policy:
+            self.state.merger.update_policy(engines.merge_policy)
+        self.processor.engines = engines
+
+    async def start(self) -> None:
+        await self._recover()
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(), name="cityhub.pipeline")
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, snapshot, and stop."""
+        if self._task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=self.options.fetch_timeout_s + 15)
+        except asyncio.TimeoutError:
+            self._task.cancel()
+        self._task = None
+        await self._snapshot()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # recovery
+
+    async def _snapshot_store(self):  # noqa: ANN202 - nats ObjectStore
+        return await self.js.create_object_store(SNAPSHOT_BUCKET)
+
+    async def _snapshot(self) -> None:
+        store = await self._snapshot_store()
+        await store.put(SNAPSHOT_NAME, self.state.snapshot())
+        self._last_snapshot = time.monotonic()
+
+    async def _recover(self) -> None:
+        store = await self._snapshot_store()
+        try:
+            blob = (await store.get(SNAPSHOT_NAME)).data
+        except (ObjectNotFoundError, NotFoundError):
+            blob = None
+        if blob:
+            self.state = PipelineState.restore(blob, self.engines)
+        self._consumer = await self._durable_consumer()
+        info = await self._consumer.consumer_info()
+        ack_floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        if ack_floor > self.state.last_seq:
+            replayed = await self._replay(self.state.last_seq + 1, ack_floor)
+            log.info("recovered pipeline state: snapshot at %d, replayed %d acknowledged messages up to %d",
+                     self.state.last_seq - replayed, replayed, ack_floor)
+
+    async def _durable_consumer(self):  # noqa: ANN202 - nats PullSubscription
+        return await self.js.pull_subscribe(
+            f"{topology.PREFIX}.ingest.>", durable=PIPELINE_CONSUMER, stream=topology.INGEST_STREAM,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL, ack_wait=self.options.ack_wait_s,
+                max_deliver=-1, max_ack_pending=max(10_000, self.options.batch_size * 4),
+                max_waiting=16,
+            ),
+        )
+
+    async def _replay(self, first: int, last: int) -> int:
+        """Rebuild state from stream sequences ``first..last`` without publishing (their outputs are stored)."""
+        subscription = await self.js.pull_subscribe(
+            f"{topology.PREFIX}.ingest.>", stream=topology.INGEST_STREAM,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first,
+                inactive_threshold=30.0,
+            ),
+        )
+        replayed = 0
+        try:
+            while self.state.last_seq < last:
+                msgs = await subscription.fetch(min(self.options.batch_size, last - self.state.last_seq), timeout=5.0)
+                batch = [(m.metadata.sequence.stream, m.subject, m.data) for m in msgs]
+                batch = [item for item in batch if self.state.last_seq < item[0] <= last]
+                if batch:
+                    self.processor.process(self.state, batch)
+                    self.state.last_seq = batch[-1][0]
+                    replayed += len(batch)
+        finally:
+            await subscription.unsubscribe()
+        return replayed
+
+    # the loop
+
+    async def _run(self) -> None:
+        """Fetch and process batch k+1 while JetStream stores batch k's outputs; acknowledge k once they are
+        stored. Input is acknowledged in order, so the ack floor never passes unstored output."""
+        in_flight: tuple[list[Msg], Any, float] | None = None
+        while not self._stopping.is_set():
+            msgs = await self._fetch()
+            started = time.monotonic()
+            publishing = self._process(msgs) if msgs else None
+            if in_flight is not None:
+                await self._complete(*in_flight)
+            in_flight = (msgs, publishing, started) if msgs else None
+            if time.monotonic() - self._last_snapshot >= self.options.snapshot_interval_s:
+                if in_flight is not None:  # a snapshot covers only input whose outputs are all stored
+                    await self._complete(*in_flight)
+                    in_flight = None
+                await self._snapshot_retrying()
+        if in_flight is not None:
+            await self._complete(*in_flight)
+
+    async def _fetch(self) -> list[Msg]:
+        try:
+            msgs = await self._consumer.fetch(self.options.batch_size, timeout=self.options.fetch_timeout_s)
+        except asyncio.TimeoutError:  # nats' TimeoutError is one: nothing arrived
+            msgs = []
+        except Exception as exc:  # connection trouble: nats-py reconnects; try again shortly
+            log.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
+            await asyncio.sleep(0.5)
+            msgs = []
+        raise_if_cancelled()
+        return msgs
+
+    def _process(self, msgs: list[Msg]) -> tuple[asyncio.Task[None], BatchResult, int] | None:
+        """Process a batch (skipping what was processed before) and start publishing its outputs."""
+        batch = []
+        for msg in msgs:
+            seq = msg.metadata.sequence.stream
+            if seq > self.state.last_seq:
+                batch.append((seq, msg.subject, msg.data))
+        if not batch:
+            return None
+        result = self.processor.process(self.state, batch)
+        self.state.last_seq = max(self.state.last_seq, batch[-1][0])
+        return asyncio.create_task(self._publish_all(result.outputs)), result, len(batch)
+
+    async def _complete(
+        self, msgs: list[Msg], publishing: tuple[asyncio.Task[None], BatchResult, int] | None, started: float
+    ) -> None:
+        """Wait until the batch's outputs are stored, then acknowledge its input."""
+        if publishing is not None:
+            task, result, received = publishing
+            await task
+            self._count(result, received, started, msgs)
+        await self._ack(msgs)
+        self.last_batch_at = time.time()
+
+    async def _publish_all(self, outputs: list[Output]) -> None:
+        """Publish every output and wait for all acks; retry the unacknowledged ones (same msg ids) until
+        JetStream has stored them all, however long NATS is away."""
+        pending = outputs
+        attempt = 0
+        while pending:
+            futures = []
+            for output in pending:
+                headers = {topology.HEADER_MSG_ID: output.msg_id}
+                if output.headers:
+                    headers.update(output.headers)
+                try:
+                    futures.append(await self.js.publish_async(output.subject, output.data, headers=headers))
+                except Exception as exc:  # not connected: keep it for the retry
+                    futures.append(_failed_future(exc))
+            done, waiting = await asyncio.wait(futures, timeout=10.0)
+            for future in waiting:
+                future.cancel()
+            failed = [output for output, future in zip(pending, futures, strict=True)
+                      if future not in done or future.exception() is not None]
+            if failed:
+                attempt += 1
+                errors = [future.exception() for future in done if future.exception() is not None]
+                reason = f"{type(errors[0]).__name__}: {errors[0]}" if errors else "no ack within 10 s"
+                log.warning("%d of %d outputs not stored (%s); retry %d", len(failed), len(pending), reason, attempt)
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+            pending = failed
+
+    async def _ack(self, msgs: list[Msg]) -> None:
+        """AckAll: acknowledging the highest sequence acknowledges the whole batch; wait for the server."""
+        last = max(msgs, key=lambda msg: msg.metadata.sequence.stream)
+        try:
+            await last.ack_sync(timeout=5.0)
+        except Exception as exc:  # the batch is redelivered and skipped as already processed
+            log.warning("ack failed (%s: %s); the batch will be redelivered and skipped", type(exc).__name__, exc)
+
+    async def _snapshot_retrying(self) -> None:
+        try:
+            await self._snapshot()
+        except Exception as exc:  # a later snapshot covers the same state; recovery replays the gap
+            log.warning("snapshot failed (%s: %s)", type(exc).__name__, exc)
+            self._last_snapshot = time.monotonic()
+
+    def _count(self, result: BatchResult, received: int, started: float, msgs: list[Msg]) -> None:
+        now = time.time()
+        self.counts["in"] += received
+        self.counts["out"] += result.accepted
+        self.counts["dlq"] += len(result.rejected)
+        self.counts["duplicates"] += result.duplicates
+        self.counts["merged"] += result.merged
+        self.counts["batches"] += 1
+        self.metrics.stage_batch("pipeline", received, result.accepted, time.monotonic() - started)
+        self.metrics.merged(result.merged)
+        for rejection in result.rejected:
+            self.metrics.dead_letter(source_of(rejection.subject), rejection.kind, rejection.reason)
+        self.metrics.latency("end_to_end", (now - msg.metadata.timestamp.timestamp() for msg in msgs))
+
+
+def _failed_future(exc: BaseException) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future

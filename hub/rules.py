@@ -1,0 +1,238 @@
+"""Rules: which events matter, how much, and who must act.
+
+Ops write rules in config; each has an ``id``, a ``priority``, a condition (``when``, the expression
+language, or ``jsonlogic``) and ``actions`` returned as data. :meth:`RuleSet.compile` validates and
+compiles a whole set once (the Rust core indexes it by category); :meth:`RuleSet.match_many` then
+matches batches of events in one call with the GIL released. See ``docs/rules.md`` for the language.
+
+    >>> rules = [Rule(id="gas-night", priority=10,
+    ...               when='category == "gas_leak" && payload.ppm >= 5000 && hour(time) >= 22',
+    ...               actions={"severity": "critical", "route": ["dept:fire", "five_way"]})]
+    >>> rule_set = RuleSet.compile(rules, timezone="Asia/Shanghai")
+    >>> event = {"category": "gas_leak", "payload": {"ppm": 6200}, "time": "2026-05-01T23:10:00+08:00"}
+    >>> [m.rule_id for m in rule_set.match(event)]
+    ['gas-night']
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
+
+from hub import _core
+from hub.errors import RuleError
+from hub.models import Severity
+
+__all__ = [
+    "FIVE_WAY_RESPONDERS",
+    "GRID_LEVELS",
+    "Actions",
+    "Rule",
+    "RuleMatch",
+    "RuleSet",
+    "RuleSetHolder",
+    "jsonlogic_apply",
+]
+
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+GRID_LEVELS = ("district", "street", "community", "grid", "micro_grid")
+FIVE_WAY_RESPONDERS = ("police", "fire", "medical", "street", "community")
+
+EventInput = bytes | bytearray | str | Mapping[str, Any]
+
+
+def _check_route_target(target: str) -> str:
+    kind, _, name = target.partition(":")
+    if target in ("gridworker", "five_way"):
+        return target
+    if kind == "dept" and name:
+        return target
+    if kind == "level" and name in GRID_LEVELS:
+        return target
+    if kind == "five_way" and name in FIVE_WAY_RESPONDERS:
+        return target
+    raise ValueError(
+        f"unknown route target {target!r}: use 'gridworker', 'dept:<name>', 'level:<{'|'.join(GRID_LEVELS)}>', "
+        f"'five_way' (all five responders) or 'five_way:<{'|'.join(FIVE_WAY_RESPONDERS)}>'"
+    )
+
+
+class Actions(BaseModel):
+    """The known action keys, checked when a rule set compiles. A match returns the rule's actions as
+    the plain dict it was written as."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    severity: Severity | None = Field(None, description="Raise the event's severity to this level.")
+    route: list[str] = Field(
+        default_factory=list,
+        description="Who must act: 'gridworker', 'dept:<name>', 'level:<grid level>', 'five_way' or "
+        "'five_way:<police|fire|medical|street|community>'.",
+    )
+    tags: list[str] = Field(default_factory=list, description="Labels added to the incident.")
+    escalate_after_s: PositiveFloat | None = Field(None, description="Escalate when unresolved this long.")
+    data: dict[str, Any] = Field(default_factory=dict, description="Free-form data for downstream plugins.")
+
+    @field_validator("route")
+    @classmethod
+    def _known_targets(cls, route: list[str]) -> list[str]:
+        return [_check_route_target(target) for target in route]
+
+    @field_validator("tags")
+    @classmethod
+    def _non_empty_tags(cls, tags: list[str]) -> list[str]:
+        if any(not tag for tag in tags):
+            raise ValueError("tags must not be empty strings")
+        return tags
+
+
+class Rule(BaseModel):
+    """One rule as written in config. Exactly one of ``when`` (expression language) and ``jsonlogic``
+    (a JsonLogic value, or its JSON text) is required; this is checked by :meth:`RuleSet.compile` so
+    that every problem of a rule set is reported at once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    priority: int = Field(0, description="Higher first; equal priorities keep the order given.")
+    when: str | None = Field(None, description='Expression, e.g. category == "fire" && in_grid("成华区/*").')
+    jsonlogic: Any = Field(None, description="JsonLogic rule (dict) or its JSON text.")
+    actions: dict[str, Any] = Field(default_factory=dict)
+    description: str | None = None
+
+    def condition(self) -> tuple[Literal["expression", "jsonlogic"], str]:
+        """The condition as the core takes it: its kind and its source text."""
+        if self.when is not None:
+            return "expression", self.when
+        if isinstance(self.jsonlogic, str):
+            return "jsonlogic", self.jsonlogic
+        return "jsonlogic", orjson.dumps(self.jsonlogic).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class RuleMatch:
+    """A rule that matched an event. ``actions`` is shared between matches: treat it as read-only."""
+
+    rule_id: str
+    priority: int
+    actions: dict[str, Any]
+
+
+def _shape_problems(rule: Rule) -> list[tuple[str, str, str]]:
+    problems = []
+    if (rule.when is None) == (rule.jsonlogic is None):
+        problems.append((rule.id, "rule", "give exactly one of 'when' and 'jsonlogic'"))
+    try:
+        Actions.model_validate(rule.actions)
+    except ValidationError as error:
+        for issue in error.errors():
+            where = ".".join(["actions", *(str(part) for part in issue["loc"])])
+            problems.append((rule.id, where, issue["msg"]))
+    return problems
+
+
+def _raise_problems(problems: list[tuple[str, str, str]], rules: tuple[Rule, ...]) -> None:
+    order = {rule.id: index for index, rule in reversed(list(enumerate(rules)))}
+    problems = sorted(problems, key=lambda problem: order.get(problem[0], -1))
+    lines = [f"rule {rule_id!r} at {position}: {reason}" for rule_id, position, reason in problems]
+    raise RuleError(f"{len(problems)} rule problem(s):\n  " + "\n  ".join(lines), problems)
+
+
+def _as_bytes(event: EventInput) -> bytes | bytearray:
+    if isinstance(event, (bytes, bytearray)):
+        return event
+    if isinstance(event, str):
+        return event.encode()
+    return orjson.dumps(event)
+
+
+class RuleSet:
+    """A compiled, indexed, immutable rule set. Build with :meth:`compile`; replace a live set with
+    :class:`RuleSetHolder`. Events are the canonical event as JSON (``Event.model_dump(mode="json")``)
+    plus ``grid`` and ``grid_ids`` (admin path names / ids joined by ``/``), as bytes, str or dict."""
+
+    __slots__ = ("_compiled", "rules", "timezone")
+
+    def __init__(self, compiled: _core.CompiledRules, rules: tuple[Rule, ...], timezone: str):
+        self._compiled = compiled
+        self.rules = rules
+        self.timezone = timezone
+
+    @classmethod
+    def compile(cls, rules: Iterable[Rule | Mapping[str, Any]], timezone: str = DEFAULT_TIMEZONE) -> RuleSet:
+        """Validates and compiles ``rules``. Raises :class:`hub.errors.RuleError` listing every problem
+        (rule id, position, reason) when any rule is bad. ``timezone`` (IANA name) is where
+        ``hour(time)`` and friends read the time of day."""
+        parsed = tuple(rule if isinstance(rule, Rule) else Rule.model_validate(rule) for rule in rules)
+        problems = [problem for rule in parsed for problem in _shape_problems(rule)]
+        well_formed = [rule for rule in parsed if (rule.when is None) != (rule.jsonlogic is None)]
+        results = [RuleMatch(rule.id, rule.priority, dict(rule.actions)) for rule in well_formed]
+        specs = [(rule.id, rule.priority, *rule.condition()) for rule in well_formed]
+        try:
+            compiled = _core.CompiledRules(specs, timezone, results)
+        except RuleError as error:
+            problems.extend(error.problems)
+            _raise_problems(problems, parsed)
+        if problems:
+            _raise_problems(problems, parsed)
+        return cls(compiled, parsed, timezone)
+
+    def match(self, event: EventInput, first_only: bool = False) -> list[RuleMatch]:
+        """The rules ``event`` matches, highest priority first (only the first with ``first_only``).
+        Raises :class:`hub.errors.InvalidEventError` when the bytes are not JSON."""
+        return self._compiled.match_one(_as_bytes(event), first_only)
+
+    def match_many(self, events: Sequence[EventInput], first_only: bool = False) -> list[list[RuleMatch]]:
+        """:meth:`match` for a batch, in one call into the core with the GIL released."""
+        return self._compiled.match_many([_as_bytes(event) for event in events], first_only)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """``{"events": n, "rules": {rule_id: {"matches": n, "missing": n}}}`` since compilation;
+        ``missing`` counts events whose outcome a missing field left undecided (so no match)."""
+        events, per_rule = self._compiled.stats()
+        ids = [rule.id for rule in self.rules]
+        return {
+            "events": events,
+            "rules": {rule_id: {"matches": m, "missing": k} for rule_id, (m, k) in zip(ids, per_rule, strict=True)},
+        }
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+
+class RuleSetHolder:
+    """The live rule set of a running pipeline. :meth:`swap` replaces it atomically: a batch being
+    matched finishes on the set it started with, the next batch uses the new one."""
+
+    def __init__(self, rule_set: RuleSet):
+        self._current = rule_set
+        self._swap_lock = threading.Lock()
+
+    @property
+    def current(self) -> RuleSet:
+        return self._current
+
+    def swap(self, rule_set: RuleSet) -> RuleSet:
+        """Installs ``rule_set`` and returns the one it replaced."""
+        with self._swap_lock:
+            previous, self._current = self._current, rule_set
+        return previous
+
+    def match(self, event: EventInput, first_only: bool = False) -> list[RuleMatch]:
+        return self._current.match(event, first_only)
+
+    def match_many(self, events: Sequence[EventInput], first_only: bool = False) -> list[list[RuleMatch]]:
+        return self._current.match_many(events, first_only)
+
+
+def jsonlogic_apply(logic: Any, data: Any = None, timezone: str = DEFAULT_TIMEZONE) -> Any:
+    """Evaluates a JsonLogic rule on ``data`` with plain JsonLogic semantics (a missing field reads
+    as null), as json-logic-js's ``apply`` does: handy for trying a rule out."""
+    result = _core.jsonlogic_apply(orjson.dumps(logic).decode(), orjson.dumps(data).decode(), timezone)
+    return orjson.loads(result)

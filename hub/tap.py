@@ -1,0 +1,123 @@
+"""``cityhub tap`` and ``cityhub replay``: watch the unified stream live, or read it again from JetStream.
+
+Both select with the subject contract's wildcards (``cityhub.events.<district>.<street>.<category>.<severity>``,
+see :mod:`hub.topology`), so filtering happens in the server, and print one human-readable line per event
+or, with ``--json``, the raw CloudEvent exactly as published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta, timezone
+
+import orjson
+from nats.aio.client import Client as NatsClient
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from hub import topology
+from hub.config import parse_duration
+from hub.errors import HubError
+
+
+def events_subject(
+    district: str | None = None, street: str | None = None, category: str | None = None, severity: str | None = None
+) -> str:
+    """The wildcard subject for these filters; a filter left out matches every value of its token."""
+    tokens = [topology.token(value) if value else "*" for value in (district, street, category, severity)]
+    return f"{topology.PREFIX}.events.{'.'.join(tokens)}"
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``--since``: a duration back from now (``90s``, ``15m``, ``2h``, ``1d``) or an ISO 8601 time with offset."""
+    now = now or datetime.now(timezone.utc)
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            back = parse_duration(text)
+        except ValueError:
+            raise HubError(f"--since {text!r}: give a duration such as 2h or a time such as 2026-05-01T08:00:00+08:00") from None
+        return now - (back if isinstance(back, timedelta) else timedelta(seconds=float(back)))
+    if start.tzinfo is None:
+        raise HubError(f"--since {text!r}: add a timezone offset, e.g. {text}+08:00")
+    return start
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    flat = re.sub(r"\s+", " ", text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def format_event(raw: bytes) -> str:
+    """One line per unified event: time, severity, category, grid path, source, address, incident, text."""
+    try:
+        envelope = orjson.loads(raw)
+        data = envelope.get("data") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        return f"(not a CloudEvent: {_shorten(raw.decode('utf-8', 'replace'))})"
+    grid = "/".join(cell.get("name") or cell.get("id", "?") for cell in data.get("grid_path", [])) or "(no cell)"
+    parts = [
+        str(data.get("time") or envelope.get("time", "")),
+        str(envelope.get("severity") or data.get("severity", "")).upper().ljust(8),
+        str(envelope.get("category") or data.get("category", "")).ljust(16),
+        grid,
+        f"[{data.get('source', envelope.get('source', '?'))}]",
+    ]
+    if data.get("address"):
+        parts.append(_shorten(data["address"], 40))
+    if envelope.get("incidentid"):
+        parts.append(f"incident={envelope['incidentid']}")
+    if data.get("text"):
+        parts.append(f'"{_shorten(data["text"])}"')
+    return "  ".join(parts)
+
+
+def formatter(as_json: bool) -> Callable[[bytes], str]:
+    return (lambda raw: raw.decode("utf-8", "replace")) if as_json else format_event
+
+
+async def tap(
+    nc: NatsClient, subject: str, limit: int | None = None, on_ready: Callable[[], None] | None = None
+) -> AsyncIterator[bytes]:
+    """Live messages on ``subject`` (a plain NATS subscription: no consumer state is left behind);
+    ``on_ready`` is called once the server has the subscription, so nothing published after it is missed."""
+    subscription = await nc.subscribe(subject)
+    await nc.flush()
+    if on_ready is not None:
+        on_ready()
+    try:
+        seen = 0
+        async for message in subscription.messages:
+            yield message.data
+            seen += 1
+            if limit is not None and seen >= limit:
+                return
+    finally:
+        await subscription.unsubscribe()
+
+
+async def replay(
+    nc: NatsClient, subject: str, since: datetime, *, follow: bool = False, idle: float = 2.0
+) -> AsyncIterator[bytes]:
+    """Stored messages on ``subject`` from ``since`` on, through an ephemeral ordered consumer; stops once
+    caught up (or, with ``follow``, keeps going with new messages)."""
+    js = nc.jetstream()
+    config = ConsumerConfig(opt_start_time=since.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"))
+    subscription = await js.subscribe(
+        subject, ordered_consumer=True, deliver_policy=DeliverPolicy.BY_START_TIME, config=config,
+        stream=topology.EVENTS_STREAM,
+    )
+    try:
+        while True:
+            try:
+                message = await subscription.next_msg(timeout=None if follow else idle)
+            except (asyncio.TimeoutError, TimeoutError):
+                return  # nothing (more) stored in the range
+            yield message.data
+            if not follow and message.metadata.num_pending == 0:
+                return
+    finally:
+        await subscription.unsubscribe()
+

@@ -1,0 +1,101 @@
+"""The Hub as ``cityhub run`` builds it: config file → NATS, pipeline, admin API, live reload, dry-run."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from hub import topology
+from hub.app import Hub
+from hub.config import load_config
+from tests.pipeline_support import GRIDS, data_of, event, ingest_item, publish_raw, read_stream
+
+CONFIG = """
+timezone = "Asia/Shanghai"
+
+[nats]
+servers = ["{url}"]
+
+[admin]
+port = 0
+token = "t0ken"
+
+[geo]
+layers = [{{ name = "admin", path = "{grids}/chengdu_admin_gcj02.geojson", crs = "gcj02" }}]
+
+[pipeline]
+fetch_timeout = "50ms"
+
+[[rules]]
+id = "gas"
+condition = 'category == "gas_leak"'
+severity = "{severity}"
+route = ["gridworker"]
+"""
+
+
+def _write(path: Path, url: str, severity: str) -> Path:
+    path.write_text(CONFIG.format(url=url, grids=GRIDS, severity=severity))
+    return path
+
+
+async def _until(condition, timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def hub(tmp_path, nats_url):
+    running = Hub.from_file(_write(tmp_path / "cityhub.toml", nats_url, "high"))
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def test_hub_serves_health_and_processes_events(hub, nats_url):
+    await publish_raw(nats_url, [ingest_item(event(1))])
+    await _until(lambda: hub.pipeline.counts["out"] == 1)
+    async with httpx.AsyncClient(base_url=hub.admin_url) as client:
+        health = (await client.get("/health")).json()
+        ready = await client.get("/ready")
+        metrics = (await client.get("/metrics")).text
+    assert health["runtime"]["ok"] and health["runtime"]["pipeline"]["counts"]["out"] == 1
+    assert ready.status_code == 200
+    assert 'cityhub_stage_events_total{outcome="out",stage="pipeline"} 1.0' in metrics
+    [unified] = await read_stream(nats_url, topology.EVENTS_STREAM)
+    assert unified.subject.endswith(".gas_leak.high")
+
+
+async def test_dry_run_shows_grid_incident_and_rules_without_publishing(hub, nats_url):
+    async with httpx.AsyncClient(base_url=hub.admin_url) as client:
+        answer = (await client.post("/dry-run", json=event(7).model_dump(mode="json"))).json()
+    assert answer["matched_rules"] == ["gas"], answer
+    assert answer["grid_path"][0]["id"] == "510104"
+    assert answer["incident"]["is_new"]
+    nc = await nats.connect(nats_url)
+    assert (await nc.jetstream().stream_info(topology.EVENTS_STREAM)).state.messages == 0
+    await nc.close()
+
+
+async def test_config_reload_applies_new_rules_to_later_events(hub, nats_url, tmp_path):
+    await publish_raw(nats_url, [ingest_item(event(1, offset_m=0))])
+    await _until(lambda: hub.pipeline.counts["out"] == 1)
+    await hub.apply_config(load_config(_write(tmp_path / "cityhub.toml", nats_url, "critical"),
+                                       plugin_models=hub.plugins.settings_models()))
+    await publish_raw(nats_url, [ingest_item(event(2, offset_m=5000))])
+    await _until(lambda: hub.pipeline.counts["out"] == 2)
+    severities = [data_of(m)["severity"] for m in await read_stream(nats_url, topology.EVENTS_STREAM)]
+    assert severities == ["high", "critical"]
+
+
+async def test_a_bad_new_config_keeps_the_running_one(hub, nats_url, tmp_path):
+    bad = _write(tmp_path / "bad.toml", nats_url, "high")
+    bad.write_text(bad.read_text().replace('category == "gas_leak"', "category == == 1"))
+    with pytest.raises(ValueError):
+        await hub.apply_config(load_config(bad, plugin_models=hub.plugins.settings_models()))
+    assert [rule.id for rule in hub.pipeline.engines.rules.rules] == ["gas"]

@@ -1,0 +1,98 @@
+"""Escalation deadlines through a real nats-server: fire when overdue, stop when accepted, survive a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import nats
+
+from hub import topology, wire
+from hub.escalation import Escalator, next_order
+from hub.models import Category, DispatchOrder, DispatchStatus, DispatchUpdate, Severity
+from hub.pipeline import dispatch_output
+from hub.streams import ensure_streams
+from tests.pipeline_support import data_of, read_stream
+
+
+def _order(incident: str, due_in_s: float) -> DispatchOrder:
+    now = datetime.now(timezone.utc)
+    return DispatchOrder(
+        id=f"{incident}:gridworker:1", incident_id=incident, target="gridworker", connector="gridworker",
+        category=Category.GAS_LEAK, severity=Severity.CRITICAL, summary="gas leak", created_at=now,
+        deadline=now + timedelta(seconds=due_in_s),
+    )
+
+
+async def _publish(js, output) -> None:
+    await js.publish(output.subject, output.data, headers={topology.HEADER_MSG_ID: output.msg_id})
+
+
+async def _orders(nats_url: str) -> list[dict]:
+    return [data_of(m) for m in await read_stream(nats_url, topology.DISPATCH_STREAM) if ".orders." in m.subject]
+
+
+async def _until_async(probe, timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await probe():
+            await asyncio.sleep(0.2)
+
+
+async def test_overdue_order_is_redispatched_and_acceptance_stops_the_clock(nats_url):
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    escalator = Escalator(nc, tick_s=0.1)
+    await escalator.start()
+    await _publish(js, dispatch_output(_order("inc-A", due_in_s=0.5)))
+
+    async def second_attempt_sent() -> bool:
+        return any(order["attempt"] == 2 for order in await _orders(nats_url))
+
+    await _until_async(second_attempt_sent)
+    [second] = [order for order in await _orders(nats_url) if order["attempt"] == 2]
+    assert second["id"] == "inc-A:gridworker:2" and second["target"] == "gridworker"
+    update = DispatchUpdate(order_id=second["id"], incident_id="inc-A", status=DispatchStatus.ACCEPTED,
+                            time=datetime.now(timezone.utc))
+    raw = wire.encode(type_=wire.TYPE_DISPATCH_UPDATE, id_="u1", source="/test", time=update.time, data=update)
+    await js.publish(topology.dispatch_update_subject("gridworker"), raw)
+    await asyncio.sleep(1.5)  # the second deadline (0.5 s after the first fired) has passed
+    await escalator.stop()
+    await nc.close()
+
+    assert max(order["attempt"] for order in await _orders(nats_url)) == 2
+    escalated = [m for m in await read_stream(nats_url, topology.INCIDENTS_STREAM)]
+    assert [m.subject for m in escalated] == ["cityhub.incidents._.gas_leak.escalated"]
+
+
+async def test_deadlines_survive_a_restart_of_the_escalator(nats_url):
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    first = Escalator(nc, tick_s=0.1)
+    await first.start()
+    await _publish(js, dispatch_output(_order("inc-B", due_in_s=2.0)))
+    await asyncio.sleep(0.5)  # tracked, not yet due
+    await first.stop()
+    assert first.fired == 0
+
+    second = Escalator(nc, tick_s=0.1)
+    await second.start()
+
+    async def fired() -> bool:
+        return second.fired >= 1
+
+    await _until_async(fired)
+    await second.stop()
+    await nc.close()
+    assert [order["attempt"] for order in await _orders(nats_url)] == [1, 2]
+
+
+def test_the_ladder_redispatches_then_goes_upward_then_stops():
+    order = _order("inc-C", due_in_s=600)
+    now = datetime.now(timezone.utc)
+    ladder = []
+    while (order := next_order(order, now)) is not None:
+        ladder.append((order.attempt, order.target, order.connector))
+    assert ladder == [(2, "gridworker", "gridworker"), (3, "level:street", "gridworker"),
+                      (4, "level:district", "gridworker")]

@@ -1,0 +1,260 @@
+"""Incident merging: the Rust merger against the brute-force reference on random streams, snapshots,
+policy updates, Chinese text repeats and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.errors import ConfigError, InvalidEventError, SnapshotError
+from hub.incidents import (
+    CategoryPolicy,
+    Deduper,
+    IncidentMerger,
+    MergeBatch,
+    MergeInput,
+    MergePolicy,
+    MergeResult,
+)
+from tests.reference_incidents import ReferenceMerger
+
+BASE_LON, BASE_LAT = 104.0665, 30.5728  # Chengdu, Tianfu Square
+METRE_LAT = 1 / 111_195.0
+
+POLICY = MergePolicy(
+    groups={"gas": ["gas_leak", "smell_gas"], "water": ["water_leak", "flooding"]},
+    default=CategoryPolicy(distance_m=100, window_s=600),
+    per_category={"gas_leak": CategoryPolicy(distance_m=200, window_s=1200), "noise": CategoryPolicy(50, 300)},
+    text_similarity=0.7,
+)
+OTHER_POLICY = MergePolicy(
+    groups={"gas": ["gas_leak", "smell_gas", "fire"]},
+    default=CategoryPolicy(distance_m=150, window_s=900),
+    text_similarity=0.5,
+    incident_ttl_s=2000,
+)
+
+ADDRESSES = ["幸福小区3号楼2单元", "幸福小区 3号楼 2单元", "人民南路二段18号", "ＸＹＺ Plaza"]
+TEXTS = [
+    "幸福小区3号楼2单元楼道里有很浓的煤气味，请尽快派人处理",
+    "幸福小区3号楼2单元楼道里有很浓的煤气味,请尽快派人来处理",
+    "人民南路二段18号门口路灯不亮已经三天了",
+    "门口路灯不亮",
+    "水管爆裂，地下室进水",
+]
+
+CATEGORIES = st.sampled_from(["gas_leak", "smell_gas", "fire", "water_leak", "flooding", "noise"])
+OFFSETS_M = st.integers(min_value=-300, max_value=300).map(float)
+
+
+@st.composite
+def events(draw, index: int) -> MergeInput:
+    located = draw(st.booleans())
+    east, north = draw(OFFSETS_M), draw(OFFSETS_M)
+    lat = BASE_LAT + north * METRE_LAT
+    lon = BASE_LON + east * METRE_LAT / math.cos(math.radians(BASE_LAT))
+    with_text = draw(st.booleans())
+    return MergeInput(
+        event_id=draw(st.sampled_from([f"e{index}", "e0"])),
+        time=float(draw(st.integers(min_value=0, max_value=3000))),
+        category=draw(CATEGORIES),
+        lon=lon if located else None,
+        lat=lat if located else None,
+        address=draw(st.sampled_from(ADDRESSES)) if with_text else None,
+        text=draw(st.sampled_from(TEXTS)) if with_text else None,
+    )
+
+
+@st.composite
+def operations(draw) -> list[tuple]:
+    """A random session: batches of events, explicit closes, expiries and policy swaps."""
+    ops: list[tuple] = []
+    count = 0
+    for _ in range(draw(st.integers(min_value=1, max_value=8))):
+        kind = draw(st.sampled_from(["add", "add", "add", "close", "expire", "policy"]))
+        if kind == "add":
+            size = draw(st.integers(min_value=1, max_value=12))
+            ops.append(("add", [draw(events(count + i)) for i in range(size)]))
+            count += size
+        elif kind == "close":
+            ops.append(("close", f"inc-e{draw(st.integers(min_value=0, max_value=max(count, 1)))}"))
+        elif kind == "expire":
+            ops.append(("expire", float(draw(st.integers(min_value=0, max_value=5000)))))
+        else:
+            ops.append(("policy", draw(st.sampled_from([POLICY, OTHER_POLICY]))))
+    return ops
+
+
+def apply(ops: list[tuple], merger: IncidentMerger, reference: ReferenceMerger) -> None:
+    for kind, arg in ops:
+        if kind == "add":
+            got = [(r.incident_id, r.is_new, r.report_count) for r in merger.add_many(arg)]
+            assert got == [reference.add(e) for e in arg]
+        elif kind == "close":
+            assert merger.close(arg) == reference.close(arg)
+        elif kind == "expire":
+            assert merger.expire(arg) == reference.expire(arg)
+        else:
+            merger.update_policy(arg)
+            reference.update_policy(arg)
+
+
+@settings(max_examples=250, deadline=None)
+@given(ops=operations())
+def test_same_answers_as_the_brute_force_reference(ops):
+    merger, reference = IncidentMerger(POLICY), ReferenceMerger(POLICY)
+    apply(ops, merger, reference)
+    assert merger.stats["open_incidents"] == len(reference.open)
+
+
+@settings(max_examples=100, deadline=None)
+@given(ops=operations(), later=operations(), use_delta=st.booleans())
+def test_restored_merger_continues_exactly_like_the_original(ops, later, use_delta):
+    merger = IncidentMerger(POLICY)
+    full = merger.snapshot()
+    apply(ops, merger, ReferenceMerger(POLICY))
+    if use_delta:
+        restored = IncidentMerger.restore(full, merger.policy, [merger.snapshot_delta()])
+    else:
+        restored = IncidentMerger.restore(merger.snapshot(), merger.policy)
+    assert restored.stats == merger.stats
+    for kind, arg in later:
+        if kind == "add":
+            assert restored.add_many(arg) == merger.add_many(arg)
+        elif kind == "close":
+            assert restored.close(arg) == merger.close(arg)
+        elif kind == "expire":
+            assert restored.expire(arg) == merger.expire(arg)
+        else:
+            restored.update_policy(arg)
+            merger.update_policy(arg)
+
+
+def test_gas_alarm_hotline_call_and_photo_are_one_incident():
+    m = IncidentMerger(POLICY)
+    results = m.add_many(
+        [
+            MergeInput("iot-1", 0.0, "gas_leak", BASE_LON, BASE_LAT),
+            MergeInput("hotline-7", 120.0, "smell_gas", BASE_LON, BASE_LAT + 150 * METRE_LAT, "幸福小区3号楼"),
+            MergeInput("photo-3", 300.0, "gas_leak", BASE_LON, BASE_LAT + 20 * METRE_LAT),
+            MergeInput("noise-1", 310.0, "noise", BASE_LON, BASE_LAT),
+        ]
+    )
+    assert results == [
+        MergeResult("inc-iot-1", True, 1),
+        MergeResult("inc-iot-1", False, 2),
+        MergeResult("inc-iot-1", False, 3),
+        MergeResult("inc-noise-1", True, 1),
+    ]
+
+
+def test_repeated_hotline_complaint_in_chinese_merges_by_address_and_text():
+    m = IncidentMerger(POLICY)
+    first, repeat, other = m.add_many(
+        [
+            MergeInput("wo-1", 0.0, "smell_gas", address=ADDRESSES[0], text=TEXTS[0]),
+            MergeInput("wo-2", 400.0, "smell_gas", address=ADDRESSES[1], text=TEXTS[1]),
+            MergeInput("wo-3", 500.0, "smell_gas", address=ADDRESSES[0], text=TEXTS[4]),
+        ]
+    )
+    assert first.is_new and not repeat.is_new and repeat.incident_id == "inc-wo-1"
+    assert other.is_new, "a different complaint at the same address is a different incident"
+
+
+def test_closed_incidents_never_take_new_reports():
+    m = IncidentMerger(POLICY)
+    m.add(MergeInput("a", 0.0, "fire", BASE_LON, BASE_LAT))
+    assert m.close("inc-a") and not m.close("inc-a")
+    assert m.add(MergeInput("b", 1.0, "fire", BASE_LON, BASE_LAT)) == MergeResult("inc-b", True, 1)
+    assert m.expire(1.0 + 600.0) == []
+    assert m.expire(1.0 + 600.5) == ["inc-b"]
+    assert m.add(MergeInput("c", 2.0, "fire", BASE_LON, BASE_LAT)).is_new
+    assert m.stats == {"events": 3, "opened": 3, "merged": 0, "closed": 2, "open_incidents": 1}
+
+
+def test_replaying_the_same_stream_gives_the_same_incidents():
+    stream = [MergeInput(f"e{i}", float(i * 30), "fire", BASE_LON + (i % 3) * 1e-4, BASE_LAT) for i in range(50)]
+    first, second = IncidentMerger(POLICY), IncidentMerger(POLICY)
+    assert first.add_many(stream) == second.add_many(stream[:17]) + second.add_many(stream[17:])
+
+
+def test_columns_and_rows_give_the_same_results():
+    stream = [MergeInput(f"e{i}", float(i * 50), "gas_leak", BASE_LON, BASE_LAT + i * 10 * METRE_LAT) for i in range(30)]
+    rows = IncidentMerger(POLICY).add_many(stream)
+    columns = IncidentMerger(POLICY).add_columns(*map(list, zip(*stream)))
+    assert isinstance(columns, MergeBatch)
+    assert columns == MergeBatch([r.incident_id for r in rows], [r.is_new for r in rows], [r.report_count for r in rows])
+
+
+def test_policy_update_keeps_open_incidents():
+    m = IncidentMerger(POLICY)
+    m.add(MergeInput("a", 0.0, "gas_leak", BASE_LON, BASE_LAT))
+    assert m.add(MergeInput("b", 10.0, "fire", BASE_LON, BASE_LAT)).is_new
+    m.update_policy(OTHER_POLICY)
+    assert m.add(MergeInput("c", 20.0, "fire", BASE_LON, BASE_LAT)) == MergeResult("inc-a", False, 2)
+    assert m.stats["open_incidents"] == 2 and m.policy is OTHER_POLICY
+
+
+@pytest.mark.parametrize(
+    ("event", "says"),
+    [
+        (MergeInput("a", 0.0, "fire", math.nan, 30.0), "location"),
+        (MergeInput("a", 0.0, "fire", 104.0, 91.0), "location"),
+        (MergeInput("a", 0.0, "fire", 181.0, 30.0), "location"),
+        (MergeInput("a", 0.0, "fire", 104.0, None), "both"),
+        (MergeInput("a", math.inf, "fire"), "finite"),
+        (MergeInput("", 0.0, "fire"), "event_id is empty"),
+        (MergeInput("a", 0.0, ""), "category is empty"),
+        (MergeInput("a", "noon", "fire"), "time: expected a number"),  # type: ignore[arg-type]
+        (MergeInput("a", 0.0, 7), "category: expected str"),  # type: ignore[arg-type]
+        (("a", 0.0), "3 to 7 fields"),
+        ("not a row", "expected a MergeInput"),
+    ],
+)
+def test_bad_events_raise_naming_the_event_and_apply_nothing(event, says):
+    m = IncidentMerger(POLICY)
+    with pytest.raises(InvalidEventError, match=says) as info:
+        m.add_many([MergeInput("ok", 0.0, "fire"), event])
+    assert "event 1" in str(info.value)
+    assert m.stats["events"] == 0
+
+
+def test_bad_columns_and_times_raise():
+    m = IncidentMerger(POLICY)
+    with pytest.raises(InvalidEventError, match="column times has 1 items but event_ids has 2"):
+        m.add_columns(["a", "b"], [0.0], ["fire", "fire"])
+    with pytest.raises(InvalidEventError, match="now"):
+        m.expire(math.nan)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"default": CategoryPolicy(distance_m=-1)}, "default.distance_m"),
+        ({"default": CategoryPolicy(window_s=math.nan)}, "default.window_s"),
+        ({"per_category": {"fire": CategoryPolicy(window_s=-5)}}, 'per_category\\["fire"\\].window_s'),
+        ({"groups": {"a": ["fire"], "b": ["fire"]}}, "already in another group"),
+        ({"text_similarity": 1.5}, "text_similarity"),
+        ({"incident_ttl_s": 0.0}, "incident_ttl_s"),
+    ],
+)
+def test_bad_policies_are_config_errors(kwargs, says):
+    with pytest.raises(ConfigError, match=says):
+        MergePolicy(**kwargs)
+
+
+def test_garbage_snapshots_are_refused_clearly():
+    m = IncidentMerger(POLICY)
+    m.add(MergeInput("a", 0.0, "fire", BASE_LON, BASE_LAT))
+    good = m.snapshot()
+    for data, says in [
+        (b"not a snapshot", "header"),
+        (good[:-3], "checksum"),
+        (Deduper(1.0, 1).snapshot(), "Deduper snapshot"),
+        (m.snapshot_delta(), "delta"),
+    ]:
+        with pytest.raises(SnapshotError, match=says):
+            IncidentMerger.restore(data, POLICY)
