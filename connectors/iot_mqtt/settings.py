@@ -48,7 +48,7 @@ class SimulatorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     seed: int = Field(12345, description="Seed of the simulated traffic (same seed, same messages).")
-    interval_s: float = Field(2.0, gt=0, description="Pause between two rounds of the demo scenario, seconds.")
+    interval_s: float = Field(10.0, gt=0, description="Pause between two rounds of the demo scenario, seconds.")
     client_id: str = Field("cityhub-iot-simulator", description="MQTT client id of the simulator.")
 
 

@@ -114,17 +114,21 @@ class IotDeviceSimulator:
             ("HYDRANT-WH-0001", {"pressure_mpa": 0.31 + self._noise(0.01)}),
         ]
 
-    async def play(self, silent: frozenset[str] = frozenset()) -> None:
-        """Heartbeats from every device except ``silent``, then one scenario round, then the bad input."""
+    async def play(self, silent: frozenset[str] = frozenset(), *, bad_input: bool = True) -> None:
+        """Heartbeats from every device except ``silent``, then one scenario round, then (unless told not to)
+        the bad input a real fleet produces: an unregistered device and a garbled payload."""
         for device_id in self.devices:
             if device_id not in silent:
                 await self.heartbeat(device_id)
         for device_id, reading in self.scenario():
             await self.send(device_id, **reading)
-        await self.send("GAS-XX-9999", lel_pct=12.0)
-        await self.send_raw(f"{self.settings.topic_prefix}/GAS-JJ-0002/data", b'{"lel_pct": "high"')
+        if bad_input:
+            await self.send("GAS-XX-9999", lel_pct=12.0)
+            await self.send_raw(f"{self.settings.topic_prefix}/GAS-JJ-0002/data", b'{"lel_pct": "high"')
 
     async def _demo_loop(self) -> None:
+        bad_input = True
         while True:
-            await self.play()
+            await self.play(bad_input=bad_input)
+            bad_input = False
             await asyncio.sleep(self.settings.simulator.interval_s)
