@@ -174,7 +174,7 @@ class GridworkerConnector(Connector):
             return
         if item.id in self.open:
             return
-        cell = self.roster.get(item.grid_cell.id) if item.grid_cell else None
+        cell = self.responsible_for(item.grid_cell.id) if item.grid_cell else None
         chain = cell.chain if cell else [self.settings.fallback_leader]
         deadline = time.time() + self.settings.accept_timeout_s if cell else None
         assignment = Assignment(order=item, chain=chain, deadline=deadline)
@@ -185,6 +185,13 @@ class GridworkerConnector(Connector):
             None if cell else f"cell {item.grid_cell.id if item.grid_cell else '(none)'} not in roster: fallback leader"
         )
         await self._update(ctx, assignment, DispatchStatus.SENT, note)
+
+    def responsible_for(self, cell_id: str) -> CellRoster | None:
+        """The roster entry of the cell, else of its nearest enclosing cell: grid codes are hierarchical, so
+        the longest roster code that prefixes the order's code (``510104-03-05-01`` answers for micro-grid
+        ``510104-03-05-01-07``)."""
+        enclosing = [code for code in self.roster if cell_id.startswith(code)]
+        return self.roster[max(enclosing, key=len)] if enclosing else None
 
     def _require_ctx(self) -> ConnectorContext:
         if self._ctx is None:

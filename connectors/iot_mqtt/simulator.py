@@ -85,8 +85,8 @@ class IotDeviceSimulator:
             ("WATER-JJ-0001", {"immersed": True}),
             ("EBIKE-JJ-0001", {"max_temp_c": 38.0 + self._noise(2.0), "fire": False}),
             ("EBIKE-JJ-0001", {"max_temp_c": 96.0 + self._noise(4.0), "fire": True}),
-            ("MANHOLE-WH-0001", {"tilt_deg": 22.0 + self._noise(3.0), "displaced": False}),
-            ("HYDRANT-WH-0001", {"pressure_mpa": 0.09 + self._noise(0.01)}),
+            ("MANHOLE-CH-0001", {"tilt_deg": 22.0 + self._noise(3.0), "displaced": False}),
+            ("HYDRANT-CH-0001", {"pressure_mpa": 0.09 + self._noise(0.01)}),
             ("ELEV-QY-0001", {"fault_code": "E01"}),
             ("ELEV-QY-0001", {"fault_code": "0"}),
             *flapping_door,
@@ -110,8 +110,8 @@ class IotDeviceSimulator:
             ),
             ("WATER-JJ-0001", {"immersed": False}),
             ("EBIKE-JJ-0001", {"max_temp_c": 31.0 + self._noise(2.0), "fire": False}),
-            ("MANHOLE-WH-0001", {"tilt_deg": 1.0 + abs(self._noise(0.5)), "displaced": False}),
-            ("HYDRANT-WH-0001", {"pressure_mpa": 0.31 + self._noise(0.01)}),
+            ("MANHOLE-CH-0001", {"tilt_deg": 1.0 + abs(self._noise(0.5)), "displaced": False}),
+            ("HYDRANT-CH-0001", {"pressure_mpa": 0.31 + self._noise(0.01)}),
         ]
 
     async def play(self, silent: frozenset[str] = frozenset(), *, bad_input: bool = True) -> None:

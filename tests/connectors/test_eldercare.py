@@ -129,7 +129,7 @@ def _order(order_id: str) -> DispatchOrder:
         incident_id=f"INC-{order_id}",
         target="eldercare",
         connector="eldercare",
-        grid_cell=GridCell(layer="admin", level="grid", id="510104-CXL-01", name="红星路社区第1网格"),
+        grid_cell=GridCell(layer="admin", level="grid", id="510104-03-05-01", name="春熙路片区第1网格"),
         category=Category.ELDER_FALL,
         severity=Severity.CRITICAL,
         summary="上门探访：跌倒报警",

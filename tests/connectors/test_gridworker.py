@@ -18,8 +18,8 @@ from hub.embedded import free_port
 from hub.models import Category, DispatchOrder, GridCell, Severity
 
 SECRET = "grid-secret"
-CELL = "510104-CXL-01"
-PRIMARY, BACKUP, LEADER = "W-CXL-0101", "W-CXL-0102", "L-CXL-01"
+CELL = "510104-03-05-01"
+PRIMARY, BACKUP, LEADER = "W-0503-01A", "W-0503-01B", "L-0503"
 
 
 def _settings(**simulator: object) -> GridworkerSettings:
@@ -195,3 +195,10 @@ async def test_resolved_without_photo_is_refused(nats_url, apps):
             reply = orjson.loads(await app.recv())
     assert pushed["type"] == "order" and pushed["order"]["id"] == "GO-6" and pushed["role"] == "primary"
     assert reply == {"type": "error", "reason": "a resolved report needs at least one photo"}
+
+
+def test_orders_for_a_micro_grid_go_to_the_enclosing_grid_s_worker():
+    connector = GridworkerConnector(_settings())
+    assert connector.responsible_for(CELL).primary == PRIMARY
+    assert connector.responsible_for(f"{CELL}-07").primary == PRIMARY
+    assert connector.responsible_for("510104-03-05") is None
