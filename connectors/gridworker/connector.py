@@ -185,6 +185,8 @@ class GridworkerConnector(Connector):
             None if cell else f"cell {item.grid_cell.id if item.grid_cell else '(none)'} not in roster: fallback leader"
         )
         await self._update(ctx, assignment, DispatchStatus.SENT, note)
+        ctx.log.info("order %s (%s) for cell %s sent to %s", item.id, item.category,
+                     item.grid_cell.id if item.grid_cell else "-", assignment.assignee)
 
     def responsible_for(self, cell_id: str) -> CellRoster | None:
         """The roster entry of the cell, else of its nearest enclosing cell: grid codes are hierarchical, so
@@ -249,6 +251,8 @@ class GridworkerConnector(Connector):
             status = DispatchStatus.ESCALATED if at_leader else DispatchStatus.REDISPATCHED
             await self._update(ctx, assignment, status, f"not accepted by {previous} in time")
             ctx.count("orders_escalated" if at_leader else "orders_to_backup")
+            ctx.log.info("order %s not accepted by %s in time: now with %s", assignment.order.id, previous,
+                         assignment.assignee)
 
     async def _withdraw(self, worker_id: str, order_id: str) -> None:
         connection = self.connections.get(worker_id)
