@@ -51,6 +51,9 @@ class AdminHub(Protocol):
         """What the pipeline would do with ``event``: grid path, incident, matched rules, nothing published."""
         ...
 
+    # Optional: ``reloader`` (a :class:`hub.reload.ConfigReloader`) shared with the file watcher, so
+    # POST /config/reload and file edits are serialised and /health shows the last outcome of either.
+
 
 _bearer = HTTPBearer(auto_error=False, description="The [admin].token of cityhub.toml.")
 
@@ -102,7 +105,7 @@ def _core_router() -> APIRouter:
 
     @router.get("/plugins", summary="Every plugin with its state and counters")
     async def plugins(hub: Any = Depends(get_hub)) -> list[dict[str, Any]]:
-        return hub.plugins.list()
+        return hub.plugins.overview()
 
     @router.post("/plugins/{name}/enable", dependencies=[Depends(require_token)], summary="Enable a plugin")
     async def enable(name: str, hub: Any = Depends(get_hub)) -> dict[str, Any]:
@@ -142,7 +145,7 @@ def create_admin_app(hub: AdminHub, routers: Iterable[APIRouter] = ()) -> FastAP
     """The admin API of ``hub``, with each plugin's routes and any extra ``routers`` (the dashboard)."""
     app = FastAPI(title="CityHub admin API", version=__version__, description=__doc__)
     app.state.hub = hub
-    app.state.reloader = ConfigReloader(hub)
+    app.state.reloader = getattr(hub, "reloader", None) or ConfigReloader(hub)
     app.include_router(_core_router())
     for plugin, router in hub.plugins.call_blocking("register_routes"):
         app.include_router(router, prefix=f"/plugins/{plugin}", dependencies=[Depends(_plugin_enabled(plugin))])

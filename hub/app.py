@@ -21,21 +21,22 @@ import uvicorn
 from nats.aio.client import Client as NatsClient
 
 from hub import topology
-from hub.config import HubConfig, RuleConfig, load_config
+from hub.config import HubConfig, load_config
 from hub.connector import Connector
 from hub.embedded import EmbeddedNats
 from hub.errors import ConfigError, HubError
 from hub.escalation import Escalator
-from hub.geofence import GridIndex, LayerSpec
-from hub.incidents import CategoryPolicy, Deduper, IncidentMerger, MergePolicy
+from hub.geofence import GridIndex
+from hub.incidents import Deduper, IncidentMerger
 from hub.metrics import Metrics
 from hub.models import Event
 from hub.natsconn import connect
 from hub.pipeline import BatchProcessor, Engines, Pipeline, PipelineOptions, PipelineState
 from hub.plugins import PluginHost, build_plugin_host
-from hub.rules import Rule, RuleSet
+from hub.reload import ConfigReloader
 from hub.streams import ensure_streams
 from hub.supervisor import Supervisor
+from hub.tap import format_event
 from hub.transforms import Transform
 
 log = logging.getLogger("cityhub")
@@ -46,61 +47,18 @@ SAMPLE_GRIDS = Path(__file__).parent / "data" / "grids"
 # --- config → engines --------------------------------------------------------------------------------
 
 
-def rule_from_config(rule: RuleConfig) -> Rule:
-    """A ``[[rules]]`` entry as the rule engine takes it."""
-    actions: dict[str, Any] = {}
-    if rule.severity is not None:
-        actions["severity"] = rule.severity.value
-    if rule.route:
-        actions["route"] = list(rule.route)
-    if rule.tags:
-        actions["tags"] = list(rule.tags)
-    if rule.escalate_after is not None:
-        actions["escalate_after_s"] = rule.escalate_after.total_seconds()
-    condition = rule.condition
-    return Rule(
-        id=rule.id, priority=rule.priority, description=rule.description or None, actions=actions,
-        when=condition if isinstance(condition, str) else None,
-        jsonlogic=condition if not isinstance(condition, str) else None,
-    )
-
-
-def merge_policy_from_config(config: HubConfig) -> MergePolicy:
-    merge = config.merge
-    return MergePolicy(
-        groups={name: [category.value for category in members] for name, members in merge.category_groups.items()},
-        default=CategoryPolicy(merge.distance_m, merge.window.total_seconds()),
-        per_category={
-            category.value: CategoryPolicy(policy.distance_m, policy.window.total_seconds())
-            for category, policy in merge.per_category.items()
-        },
-        text_similarity=merge.text_similarity,
-    )
-
-
 def geofence_from_config(config: HubConfig) -> GridIndex | None:
     if not config.geo.layers:
         return None
-    return GridIndex.load(
-        [
-            LayerSpec(
-                name=layer.name, path=layer.path, crs=layer.crs, kind=layer.kind, id_property=layer.id_property,
-                name_property=layer.name_property, level_property=layer.level_property,
-                parent_property=layer.parent_property,
-            )
-            for layer in config.geo.layers
-        ],
-        tolerance_m=config.geo.tolerance_m,
-    )
+    return GridIndex.load([layer.spec() for layer in config.geo.layers], tolerance_m=config.geo.tolerance_m)
 
 
 def build_engines(config: HubConfig, transforms: Iterable[tuple[str, Transform]] = ()) -> Engines:
     """Compile rules, load grids and build the merge policy; raises (HubError subclasses) on bad input, so a
     bad new config never replaces a running one."""
-    rules = [rule_from_config(rule) for rule in config.all_rules() if rule.enabled]
     return Engines(
-        rules=RuleSet.compile(rules, timezone=config.timezone),
-        merge_policy=merge_policy_from_config(config),
+        rules=config.rule_set,
+        merge_policy=config.merge.policy(),
         geofence=geofence_from_config(config),
         transforms=tuple(transforms),
         dedup_window_s=config.dedup.window.total_seconds(),
@@ -138,6 +96,9 @@ class Hub:
         self._admin_server: uvicorn.Server | None = None
         self._admin_task: asyncio.Task[None] | None = None
         self._connectors: dict[str, list[str]] = {}
+        self.reloader = ConfigReloader(self)
+        self._stop_watching = asyncio.Event()
+        self._watch_task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path) -> Hub:
@@ -180,11 +141,16 @@ class Hub:
                     await self._start_connectors(plugin)
         if admin:
             await self._start_admin()
+        if self.config.source is not None:
+            self._watch_task = asyncio.create_task(self.reloader.watch(self._stop_watching), name="cityhub.watch")
         log.info("hub started: NATS %s, admin %s", self.nats_url if self.embedded else "configured servers",
                  self.admin_url or "off")
 
     async def stop(self) -> None:
         """Stop in reverse order; the pipeline finishes its batch and snapshots."""
+        if self._watch_task is not None:
+            self._stop_watching.set()
+            await self._watch_task
         if self._admin_server is not None and self._admin_task is not None:
             self._admin_server.should_exit = True
             await self._admin_task
@@ -227,9 +193,9 @@ class Hub:
         (a failure leaves the running ones in place) and swapped in between two batches, so no in-flight
         event is lost or processed twice."""
         engines = build_engines(config)
+        self.config = config  # before the plugins rebuild: their hooks read hub.config (e.g. personal_data)
         await self.plugins.apply(config)
         transforms = await self._transforms()
-        self.config = config
         if self.pipeline is not None:
             self.pipeline.swap_engines(Engines(**{**engines.__dict__, "transforms": tuple(transforms)}))
         if self.nc is not None:
@@ -259,8 +225,8 @@ class Hub:
                 for transform in transforms]
 
     def _transform_failed(self, plugin: str, transform: Transform, exc: BaseException) -> None:
-        self.metrics.plugin_call(plugin, f"transform:{transform.name}", "error", f"{type(exc).__name__}: {exc}")
-        asyncio.get_running_loop().create_task(self.plugins.record_failure(plugin, f"transform {transform.name}", exc))
+        # record_failure counts it (metrics and log line) and disables the plugin after repeated failures
+        asyncio.get_running_loop().create_task(self.plugins.record_failure(plugin, f"transform:{transform.name}", exc))
 
     async def _plugin_changed(self, plugin: str, enabled: bool) -> None:
         if self.pipeline is not None:
@@ -367,17 +333,13 @@ category_groups = {{ gas = ["gas_leak", "smoke", "fire"], elder = ["elder_sos", 
 
 [[rules]]
 id = "gas-critical"
-condition = 'category == "gas_leak"'
-severity = "critical"
-route = ["gridworker", "five_way"]
-escalate_after = "10m"
+when = 'category == "gas_leak"'
+actions = {{ severity = "critical", route = ["gridworker", "five_way"], escalate_after_s = 600 }}
 
 [[rules]]
 id = "elder-first-to-grid-worker"
-condition = 'category == "elder_sos" || category == "elder_fall"'
-severity = "high"
-route = ["gridworker"]
-escalate_after = "5m"
+when = 'category == "elder_sos" || category == "elder_fall"'
+actions = {{ severity = "high", route = ["gridworker"], escalate_after_s = 300 }}
 """
 
 
@@ -402,7 +364,7 @@ async def _print_unified_stream(hub: Hub) -> None:
     assert hub.nc is not None
     subscription = await hub.nc.subscribe(f"{topology.PREFIX}.events.>")
     async for message in subscription.messages:
-        print(f"{message.subject}  {message.data[:160].decode(errors='replace')}", flush=True)
+        print(format_event(message.data), flush=True)
 
 
 def demo() -> int:

@@ -92,6 +92,14 @@ def _print_plugins(plugins: list[dict[str, Any]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
 
 
+def _error_detail(response: httpx.Response) -> str:
+    """FastAPI's ``detail`` when the answer is JSON, else the body as text."""
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     url, token = _admin_target(args)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -104,8 +112,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     except httpx.HTTPError as exc:
         raise HubError(f"cannot reach the admin API at {url}: {exc}") from None
     if response.status_code >= 400:
-        detail = response.json().get("detail", response.text) if response.headers.get("content-type", "").startswith("application/json") else response.text
-        print(f"cityhub plugins {args.action}: {response.status_code} {detail}", file=sys.stderr)
+        print(f"cityhub plugins {args.action}: {response.status_code} {_error_detail(response)}", file=sys.stderr)
         return 1
     body = response.json()
     _print_plugins(body if isinstance(body, list) else [body])

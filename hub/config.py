@@ -39,8 +39,11 @@ from pydantic import (
     model_validator,
 )
 
-from hub.errors import ConfigError, ConfigIssue
-from hub.models import Category, CoordSystem, Severity
+from hub.errors import ConfigError, ConfigIssue, RuleError
+from hub.geofence import LayerSpec
+from hub.incidents import CategoryPolicy, MergePolicy
+from hub.models import Category, CoordSystem
+from hub.rules import Actions, Rule, RuleSet
 from hub.tomlpos import KeyPath, key_lines, line_of
 
 # --- Field types -----------------------------------------------------------------------------------
@@ -162,6 +165,7 @@ class EmbeddedNatsConfig(Section):
 
 
 _NATS_URL = re.compile(r"^(nats|tls|ws|wss)://[^\s/]+$")
+_USERINFO = re.compile(r"//[^/@\s]+@")  # user:password@ in a URL, hidden in error messages
 
 
 class NatsConfig(Section):
@@ -185,7 +189,7 @@ class NatsConfig(Section):
     @field_validator("servers")
     @classmethod
     def _urls(cls, servers: list[str]) -> list[str]:
-        bad = [url for url in servers if not _NATS_URL.match(url)]
+        bad = [_USERINFO.sub("//***@", url) for url in servers if not _NATS_URL.match(url)]
         if bad:
             raise ValueError(f"not a NATS URL: {', '.join(bad)} (write nats://host:port or tls://host:port)")
         return servers
@@ -241,6 +245,10 @@ class GeoLayer(Section):
     parent_property: str = Field("parent", description="Feature property holding the parent cell id.")
     strict: bool = Field(False, description="Reject polygons that are not OGC-valid instead of accepting them.")
 
+    def spec(self) -> LayerSpec:
+        """The geofence's layer spec (:class:`hub.geofence.LayerSpec`)."""
+        return LayerSpec(**self.model_dump())
+
 
 class GeoConfig(Section):
     """Grids for the geofence lookup."""
@@ -290,8 +298,25 @@ class MergeConfig(Section):
         default_factory=dict, description="Distance and window per category, overriding the defaults."
     )
     text_similarity: float = Field(
-        0.8, ge=0, le=1, description="Events at the same address whose texts are at least this similar merge."
+        0.7, ge=0, le=1,
+        description="Events at the same address whose texts are at least this similar (character-bigram Jaccard) merge.",
     )
+    incident_ttl: Duration | None = Field(
+        None, description="Close incidents with no new report for this long (default: the category's window)."
+    )
+
+    def policy(self) -> MergePolicy:
+        """The incident merger's policy (:class:`hub.incidents.MergePolicy`) for these settings."""
+        return MergePolicy(
+            groups={name: [category.value for category in members] for name, members in self.category_groups.items()},
+            default=CategoryPolicy(self.distance_m, self.window.total_seconds()),
+            per_category={
+                category.value: CategoryPolicy(rule.distance_m, rule.window.total_seconds())
+                for category, rule in self.per_category.items()
+            },
+            text_similarity=self.text_similarity,
+            incident_ttl_s=self.incident_ttl.total_seconds() if self.incident_ttl else None,
+        )
 
     @field_validator("category_groups")
     @classmethod
@@ -306,34 +331,14 @@ class MergeConfig(Section):
 
 
 # --- [[rules]] -------------------------------------------------------------------------------------
-
-
-class RuleConfig(Section):
-    """One rule: when ``condition`` matches an event, its actions apply (severity, routes, tags, deadline)."""
-
-    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$", description="Unique rule id, shown in incidents and errors.")
-    description: str = Field("", description="What the rule is for.")
-    enabled: bool = Field(True, description="Disabled rules are kept but never match.")
-    priority: int = Field(0, description="Higher priority rules are evaluated and listed first.")
-    condition: str | dict[str, Any] = Field(
-        description='An expression such as \'category == "gas_leak" && payload.ppm >= 5000\', or a JsonLogic object.'
-    )
-    severity: Severity | None = Field(None, description="Raise the event's severity to at least this.")
-    route: list[str] = Field(
-        default_factory=list,
-        description="Route targets: departments (dept:fire), grid levels (level:grid), five-way responders.",
-    )
-    tags: list[str] = Field(default_factory=list, description="Tags added to the incident.")
-    escalate_after: Duration | None = Field(
-        None, description="Escalate (re-dispatch, then upward) when not acknowledged or resolved within this time."
-    )
-    stop: bool = Field(False, description="In first-match mode, stop at this rule.")
+# A rule in config is exactly :class:`hub.rules.Rule` (id, priority, when | jsonlogic, actions, description);
+# the loader compiles the whole set, so a rule that does not compile is reported with its file and line.
 
 
 class RuleFile(Section):
     """A rules file: ``[[rules]]`` tables, the same shape as inline rules."""
 
-    rules: list[RuleConfig] = Field(default_factory=list, description="The rules in this file.")
+    rules: list[Rule] = Field(default_factory=list, description="The rules in this file.")
 
 
 # --- [pipeline] ------------------------------------------------------------------------------------
@@ -418,14 +423,19 @@ class HubConfig(Section):
     geo: GeoConfig = Field(default_factory=GeoConfig, description="Grids for the geofence.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact de-duplication.")
     merge: MergeConfig = Field(default_factory=MergeConfig, description="Incident merging.")
-    rules: list[RuleConfig] = Field(default_factory=list, description="Inline rules ([[rules]] tables).")
+    rules: list[Rule] = Field(
+        default_factory=list,
+        description="Inline rules ([[rules]] tables: id, priority, when or jsonlogic, actions, description; "
+        "see docs/rules.md).",
+    )
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="The pipeline.")
     plugins: dict[str, PluginSection] = Field(
         default_factory=dict, description="[plugins.<name>]: enabled plus each plugin's own settings."
     )
 
     _source: Path | None = PrivateAttr(None)
-    _file_rules: list[RuleConfig] = PrivateAttr(default_factory=list)
+    _file_rules: list[Rule] = PrivateAttr(default_factory=list)
+    _rule_set: RuleSet | None = PrivateAttr(None)
     _plugin_settings: dict[str, BaseModel | None] = PrivateAttr(default_factory=dict)
 
     @property
@@ -433,9 +443,16 @@ class HubConfig(Section):
         """The file this config was loaded from (None when built in code)."""
         return self._source
 
-    def all_rules(self) -> list[RuleConfig]:
+    def all_rules(self) -> list[Rule]:
         """Inline rules followed by the rules of every rule file, in order."""
         return [*self.rules, *self._file_rules]
+
+    @property
+    def rule_set(self) -> RuleSet:
+        """Every rule compiled (once, by the loader) in the configured timezone."""
+        if self._rule_set is None:
+            self._rule_set = RuleSet.compile(self.all_rules(), timezone=self.timezone)
+        return self._rule_set
 
     def plugin_settings(self, name: str) -> BaseModel | None:
         """The validated settings of plugin ``name`` (None when the plugin declares no settings model)."""
@@ -573,8 +590,11 @@ def _file_issues(document: _Document, config: HubConfig) -> list[ConfigIssue]:
     ]
 
 
-def _load_rule_files(config: HubConfig, environ: Mapping[str, str]) -> tuple[list[RuleConfig], list[ConfigIssue]]:
-    rules: list[RuleConfig] = []
+def _load_rule_files(
+    config: HubConfig, environ: Mapping[str, str], places: list[tuple[_Document, int]]
+) -> tuple[list[Rule], list[ConfigIssue]]:
+    """Rules of every rule file; ``places`` gets the document and index of each rule loaded."""
+    rules: list[Rule] = []
     issues: list[ConfigIssue] = []
     seen = {rule.id: str(config.source) for rule in config.rules}
     for path in config.rule_files:
@@ -595,6 +615,7 @@ def _load_rule_files(config: HubConfig, environ: Mapping[str, str]) -> tuple[lis
             if rule.id in seen:
                 issues.append(document.issue(("rules", index, "id"), f"rule id {rule.id!r} is already defined in {seen[rule.id]}"))
             seen[rule.id] = str(path)
+            places.append((document, index))
         rules += loaded
     return rules, issues
 
@@ -627,6 +648,44 @@ def _plugin_issues(
     return settings, issues
 
 
+_EXPRESSION_POSITION = re.compile(r"^line \d+, column \d+$")
+
+
+def _rule_problem_path(position: str) -> tuple[KeyPath, str]:
+    """Where in a rule table a compiler problem is, and what to add to its message."""
+    if _EXPRESSION_POSITION.match(position):
+        return ("when",), f"{position} of the expression: "
+    if position.startswith("JsonLogic"):
+        return ("jsonlogic",), f"{position}: "
+    if position == "rule":
+        return (), ""
+    return tuple(int(part) if part.isdigit() else part for part in position.split(".")), ""
+
+
+def _compile_rules(config: HubConfig, places: list[tuple[_Document, int]]) -> list[ConfigIssue]:
+    """Compile every rule once; each problem points at its rule's file and line."""
+    try:
+        config._rule_set = RuleSet.compile(config.all_rules(), timezone=config.timezone)
+    except RuleError as exc:
+        where = {rule.id: place for rule, place in zip(config.all_rules(), places)}
+        issues = []
+        for rule_id, position, reason in exc.problems:
+            document, index = where[rule_id]
+            inside, prefix = _rule_problem_path(position)
+            issues.append(document.issue(("rules", index, *inside), prefix + reason.removeprefix("Value error, ")))
+        return issues
+    return []
+
+
+def _engine_issues(document: _Document, config: HubConfig) -> list[ConfigIssue]:
+    """Settings the engines check when they are built (the merge policy)."""
+    try:
+        config.merge.policy()
+    except ConfigError as exc:
+        return [document.issue(("merge",), str(exc))]
+    return []
+
+
 def load_config(
     path: str | Path,
     *,
@@ -650,8 +709,12 @@ def load_config(
         raise _config_error(path, issues) from None
     config._source = path
     issues += _file_issues(document, config)
-    config._file_rules, rule_issues = _load_rule_files(config, environ)
+    places = [(document, index) for index in range(len(config.rules))]
+    config._file_rules, rule_issues = _load_rule_files(config, environ, places)
     issues += rule_issues
+    if not issues:
+        issues += _compile_rules(config, places)
+    issues += _engine_issues(document, config)
     if plugin_models is not None:
         config._plugin_settings, plugin_issues = _plugin_issues(document, config, plugin_models)
         issues += plugin_issues
@@ -669,40 +732,94 @@ def _config_error(path: Path, issues: list[ConfigIssue]) -> ConfigError:
 
 # --- Reference documentation -----------------------------------------------------------------------
 
+_MAP_PLACEHOLDERS = {"plugins": "<name>", "per_category": "<category>"}
+_SHORT_ENUM = 6
+
+
+def _ref_name(schema: dict[str, Any]) -> str | None:
+    return schema["$ref"].rsplit("/", 1)[-1] if "$ref" in schema else None
+
+
+def _nested_model(schema: dict[str, Any], definitions: dict[str, Any]) -> tuple[str, str] | None:
+    """(definition name, shape) when a property holds a section: a table, an array of tables or a map."""
+    options = [option for option in schema.get("anyOf", [schema]) if option.get("type") != "null"]
+    for option, shape in [(option, "table") for option in options] + [
+        (schema.get("items", {}), "array"),
+        (schema.get("additionalProperties") if isinstance(schema.get("additionalProperties"), dict) else {}, "map"),
+    ]:
+        name = _ref_name(option)
+        if name and "properties" in definitions[name]:
+            return name, shape
+    return None
+
 
 def _type_text(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
-    if "$ref" in schema:
-        return f"[{schema['$ref'].rsplit('/', 1)[-1]}](#{schema['$ref'].rsplit('/', 1)[-1].lower()})"
+    name = _ref_name(schema)
+    if name:
+        target = definitions[name]
+        if "enum" in target:
+            values = target["enum"]
+            return " / ".join(f"`{v}`" for v in values) if len(values) <= _SHORT_ENUM else f"{name.lower()} (see below)"
+        return "table"
     if "anyOf" in schema:
-        return " or ".join(_type_text(option, definitions) for option in schema["anyOf"])
+        return " or ".join(dict.fromkeys(_type_text(option, definitions) for option in schema["anyOf"]))
     if "enum" in schema:
         return " / ".join(f"`{value}`" for value in schema["enum"])
-    if "const" in schema:
-        return f"`{schema['const']}`"
     kind = schema.get("type", "any")
     if kind == "array":
         return f"list of {_type_text(schema.get('items', {}), definitions)}"
-    if kind == "object" and "additionalProperties" in schema and isinstance(schema["additionalProperties"], dict):
+    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
         return f"table of {_type_text(schema['additionalProperties'], definitions)}"
     if schema.get("format") == "password":
         return "secret string"
-    if isinstance(kind, list):
-        return " or ".join(kind)
-    return "duration" if schema.get("format") == "duration" else str(kind)
+    if schema.get("examples") == ["90s", "15m", "1h30m", 3600]:
+        return "duration"
+    return " or ".join(kind) if isinstance(kind, list) else str(kind)
 
 
-def _default_text(value: Any) -> str:
-    if isinstance(value, dict) and not value:
-        return "{}"
-    if isinstance(value, list) and not value:
-        return "[]"
-    return f"`{value}`" if not isinstance(value, (dict, list)) else f"`{value!r}`"
+def _value_text(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        return "(table)"
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+            if seconds >= size and seconds % size == 0:
+                return f"`{int(seconds // size)}{unit}`"
+        return f"`{seconds:g}s`"
+    if isinstance(value, SecretStr):
+        return "(secret)"
+    if isinstance(value, Path):
+        return f"`{value}`"
+    if isinstance(value, (list, dict)) and not value:
+        return "`[]`" if isinstance(value, list) else "`{}`"
+    if isinstance(value, dict):
+        return "<br>".join(f"`{key} = {_value_text(item).strip('`')}`" for key, item in value.items())
+    if value is None:
+        return "none"
+    return f"`{getattr(value, 'value', value)}`"
+
+
+def _section_rows(model_schema: dict[str, Any], instance: BaseModel | None, definitions: dict[str, Any]) -> list[str]:
+    rows = ["| key | type | default | description |", "| --- | --- | --- | --- |"]
+    required = set(model_schema.get("required", []))
+    for key, field in model_schema.get("properties", {}).items():
+        if key in required:
+            default = "required"
+        elif instance is not None:
+            default = _value_text(getattr(instance, key))
+        else:
+            default = _value_text(field["default"]) if "default" in field else ("`{}`" if field.get("type") == "object" else "`[]`")
+        description = field.get("description", "").replace("|", "\\|").replace("\n", " ")
+        rows.append(f"| `{key}` | {_type_text(field, definitions)} | {default} | {description} |")
+    return rows
 
 
 def config_reference() -> str:
-    """``docs/config.md``: every section and key of ``cityhub.toml``, generated from the models' JSON Schema."""
+    """``docs/config.md``: every section and key of ``cityhub.toml``, generated from the models' JSON Schema
+    (types and descriptions) and their defaults."""
     schema = HubConfig.model_json_schema(mode="validation")
-    definitions = schema.get("$defs", {})
+    actions = Actions.model_json_schema(mode="validation")
+    definitions = {**schema.get("$defs", {}), **actions.get("$defs", {})}
     out = [
         "# Configuration reference (`cityhub.toml`)",
         "",
@@ -710,20 +827,30 @@ def config_reference() -> str:
         "in sync. Unknown keys are errors. String values may use `${NAME}` or `${NAME:-default}` to read the",
         "environment (put secrets there). Durations are written `\"90s\"`, `\"15m\"`, `\"1h30m\"`, `\"2d\"` or as seconds.",
         "Relative paths are relative to the directory of the config file. Check a file with `cityhub validate FILE`.",
+        "`cityhub.toml` at the root of the repository is a complete example.",
         "",
     ]
-    for title, model_schema in [("HubConfig", schema), *sorted(definitions.items())]:
-        out += [f"## {title}", "", model_schema.get("description", "").strip(), ""]
-        properties = model_schema.get("properties", {})
-        if not properties:
-            continue
-        required = set(model_schema.get("required", []))
-        out += ["| key | type | default | description |", "| --- | --- | --- | --- |"]
-        for key, field in properties.items():
-            default = "required" if key in required else _default_text(field.get("default", None))
-            description = field.get("description", "").replace("|", "\\|").replace("\n", " ")
-            out.append(f"| `{key}` | {_type_text(field, definitions)} | {default} | {description} |")
-        out.append("")
+
+    def visit(title: str, path: str, model_schema: dict[str, Any], instance: BaseModel | None) -> None:
+        out.extend([f"## {title}", "", " ".join(model_schema.get("description", "").split()), ""])
+        out.extend([*_section_rows(model_schema, instance, definitions), ""])
+        for key, field in model_schema.get("properties", {}).items():
+            nested = _nested_model(field, definitions)
+            if nested is None:
+                continue
+            name, shape = nested
+            child = f"{path}.{key}" if path else key
+            child_instance = getattr(instance, key, None) if shape == "table" and instance is not None else None
+            heading = {"table": f"[{child}]", "array": f"[[{child}]]",
+                       "map": f"[{child}.{_MAP_PLACEHOLDERS.get(key, '<key>')}]"}[shape]
+            visit(f"`{heading}`", child, definitions[name], child_instance if isinstance(child_instance, BaseModel) else None)
+
+    visit("Top level", "", schema, HubConfig())
+    visit("`[rules.actions]`", "rules.actions", actions, None)
+    for name, definition in sorted(definitions.items()):
+        if "enum" in definition and len(definition["enum"]) > _SHORT_ENUM:
+            out.extend([f"## {name}", "", " ".join(definition.get("description", "").split()), "",
+                        ", ".join(f"`{value}`" for value in definition["enum"]), ""])
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -60,7 +60,10 @@ class EmbeddedNats:
         config = self.store_dir / "nats-server.conf"
         config.write_text(self._config_text())
         log = open(self.store_dir / "nats-server.log", "ab")
-        self.process = subprocess.Popen([nats_server_binary(), "-c", str(config)], stdout=log, stderr=log)
+        # Its own session: a Ctrl-C at the terminal reaches the hub, which stops the server last, in order.
+        self.process = subprocess.Popen(
+            [nats_server_binary(), "-c", str(config)], stdout=log, stderr=log, start_new_session=True
+        )
         self._wait_listening(timeout)
         return self
 

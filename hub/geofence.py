@@ -69,11 +69,19 @@ class LayerSpec(BaseModel):
     def geojson_bytes(self) -> bytes:
         """The layer's GeoJSON text; :class:`GeoError` naming the file when it cannot be read."""
         if self.path is None:
-            return orjson.dumps(self.geojson)
+            return _geojson_bytes(self.geojson, f"layer {self.name!r}")
         try:
             return self.path.read_bytes()
         except OSError as exc:
             raise GeoError(f"layer {self.name!r}: cannot read {self.path}: {exc.strerror}") from exc
+
+
+def _geojson_bytes(value: Any, what: str) -> bytes:
+    """GeoJSON text of a dict (numpy numbers allowed; NaN becomes null, which the core rejects by name)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError as exc:
+        raise GeoError(f"{what}: not serialisable as JSON: {exc}") from exc
 
 
 class Cell(NamedTuple):
@@ -171,10 +179,14 @@ class GridIndex:
         cells = arrays.cells.tolist()
         distances = arrays.distances_m.tolist()
         admin_counts = arrays.admin_counts.tolist()
+        cache, cell = self._cells, self.cell
         results = []
         for point, admin_count in enumerate(admin_counts):
             start, end = offsets[point], offsets[point + 1]
-            resolved = [self.cell(c, d) for c, d in zip(cells[start:end], distances[start:end])]
+            resolved = [
+                (cache.get(c) or cell(c)) if d == 0.0 else cell(c, d)
+                for c, d in zip(cells[start:end], distances[start:end])
+            ]
             admin_path = resolved[:admin_count]
             admin_path.reverse()
             results.append(Resolution(resolved, admin_path, not resolved))
@@ -194,8 +206,9 @@ class GridIndex:
     def cells_intersecting(self, geometry: dict[str, Any], crs: CoordSystem | str = CoordSystem.WGS84) -> list[Cell]:
         """Every cell (any layer, any level) whose area intersects a GeoJSON geometry or Feature —
         touching counts, as in shapely's ``intersects``. Used to fan an area warning out to its grids."""
-        indices = self._core.cells_intersecting(orjson.dumps(geometry), coord_system(crs).value)
-        return [self.cell(index) for index in indices]
+        indices = self._core.cells_intersecting(_geojson_bytes(geometry, "geometry"), coord_system(crs).value)
+        cache = self._cells
+        return [cache.get(index) or self.cell(index) for index in indices]
 
     def memory_use(self) -> dict[str, int]:
         """Bytes held by geometry, spatial index and metadata, beside the raw GeoJSON vertex bytes."""

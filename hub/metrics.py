@@ -25,6 +25,7 @@ class Metrics:
     def __init__(self, log: logging.Logger | None = None):
         self.log = log or logging.getLogger("cityhub.metrics")
         self.registry = CollectorRegistry()
+        self._collectors: set[Collector] = set()
         self._stage_events = Counter(
             "cityhub_stage_events",
             "Events through each pipeline stage, by outcome (in, out, dlq, merged).",
@@ -105,11 +106,11 @@ class Metrics:
     # --- exposition ----------------------------------------------------------------------------
 
     def add_collector(self, collector: Collector) -> None:
-        """Expose a plugin's own collector (``register_metrics`` hook) on ``/metrics``."""
-        self.registry.register(collector)
-
-    def remove_collector(self, collector: Collector) -> None:
-        self.registry.unregister(collector)
+        """Expose a plugin's own collector (``register_metrics`` hook) on ``/metrics``; adding the same
+        collector again (a second admin app on the same hub) changes nothing."""
+        if collector not in self._collectors:
+            self.registry.register(collector)
+            self._collectors.add(collector)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric on this hub's registry."""

@@ -21,6 +21,7 @@ re-published outputs JetStream drops as duplicates. Messages at or below the las
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import nats.errors
 import orjson
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -63,10 +65,8 @@ log = logging.getLogger("cityhub.pipeline")
 PIPELINE_CONSUMER = "cityhub-pipeline"
 SNAPSHOT_BUCKET = "CITYHUB_PIPELINE"
 SNAPSHOT_NAME = "state"
-HEADER_REASON_KIND = "CityHub-Reason-Kind"
 _SOURCE = "/cityhub/pipeline"
 _SEVERITIES = list(Severity)
-_TRANSIENT_PUBLISH = (asyncio.TimeoutError,)
 
 
 # --- what the pipeline is built from -----------------------------------------------------------------
@@ -535,7 +535,7 @@ def dlq_output(rejection: Rejection) -> Output:
     source = source_of(rejection.subject)
     headers = {
         topology.HEADER_REASON: " ".join(rejection.reason.split())[:1024],
-        HEADER_REASON_KIND: rejection.kind,
+        topology.HEADER_REASON_KIND: rejection.kind,
         topology.HEADER_ORIGINAL_SUBJECT: rejection.subject,
     }
     msg_id = f"dlq:{rejection.seq}"
@@ -563,6 +563,8 @@ class Pipeline:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._last_snapshot = time.monotonic()
+        self._fresh_consumer = True
+        self._consumer: Any = None
 
     @property
     def engines(self) -> Engines:
@@ -614,21 +616,38 @@ class Pipeline:
             blob = None
         if blob:
             self.state = PipelineState.restore(blob, self.engines)
-        self._consumer = await self._durable_consumer()
-        info = await self._consumer.consumer_info()
-        ack_floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        ack_floor = await self._ack_floor()
         if ack_floor > self.state.last_seq:
             replayed = await self._replay(self.state.last_seq + 1, ack_floor)
             log.info("recovered pipeline state: snapshot at %d, replayed %d acknowledged messages up to %d",
                      self.state.last_seq - replayed, replayed, ack_floor)
+        self._consumer = await self._durable_consumer(self.state.last_seq + 1)
 
-    async def _durable_consumer(self):  # noqa: ANN202 - nats PullSubscription
+    async def _ack_floor(self) -> int:
+        try:
+            info = await self.js.consumer_info(topology.INGEST_STREAM, PIPELINE_CONSUMER)
+        except NotFoundError:
+            return 0
+        return info.ack_floor.stream_seq if info.ack_floor else 0
+
+    async def _durable_consumer(self, first_seq: int):  # noqa: ANN202 - nats PullSubscription
+        """The durable consumer, re-created to deliver from ``first_seq`` in stream order. A consumer left by
+        a crashed process would first deliver past the messages that process had in flight (those come back
+        only after ack_wait), and processing out of order would change dedup and merge results."""
+        if self._consumer is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._consumer.unsubscribe()
+        try:
+            await self.js.delete_consumer(topology.INGEST_STREAM, PIPELINE_CONSUMER)
+        except NotFoundError:
+            pass
+        self._fresh_consumer = True
         return await self.js.pull_subscribe(
             f"{topology.PREFIX}.ingest.>", durable=PIPELINE_CONSUMER, stream=topology.INGEST_STREAM,
             config=ConsumerConfig(
-                ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.ALL, ack_wait=self.options.ack_wait_s,
-                max_deliver=-1, max_ack_pending=max(10_000, self.options.batch_size * 4),
-                max_waiting=16,
+                ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first_seq,
+                ack_wait=self.options.ack_wait_s, max_deliver=-1,
+                max_ack_pending=max(10_000, self.options.batch_size * 4), max_waiting=16,
             ),
         )
 
@@ -663,6 +682,14 @@ class Pipeline:
         in_flight: tuple[list[Msg], Any, float] | None = None
         while not self._stopping.is_set():
             msgs = await self._fetch()
+            if msgs and self._skipped_ahead(msgs):
+                if in_flight is not None:
+                    await self._complete(*in_flight)
+                    in_flight = None
+                log.warning("ingest delivery skipped past sequence %d (messages lost in flight, e.g. by a server "
+                            "restart); re-reading from there", self.state.last_seq + 1)
+                self._consumer = await self._durable_consumer(self.state.last_seq + 1)
+                continue
             started = time.monotonic()
             publishing = self._process(msgs) if msgs else None
             if in_flight is not None:
@@ -675,6 +702,14 @@ class Pipeline:
                 await self._snapshot_retrying()
         if in_flight is not None:
             await self._complete(*in_flight)
+
+    def _skipped_ahead(self, msgs: list[Msg]) -> bool:
+        """True when the batch starts past the next unprocessed sequence: earlier messages were delivered but
+        never reached us, and come back only after ack_wait — too late for in-order processing. Right after
+        the consumer is (re)created a gap is genuine (messages aged out of the stream) and accepted."""
+        first = min(msg.metadata.sequence.stream for msg in msgs)
+        fresh, self._fresh_consumer = self._fresh_consumer, False
+        return not fresh and first > self.state.last_seq + 1
 
     async def _fetch(self) -> list[Msg]:
         try:

@@ -148,7 +148,7 @@ class PluginHost:
     def is_enabled(self, name: str) -> bool:
         return self.state(name).enabled
 
-    def list(self) -> list[dict[str, Any]]:
+    def overview(self) -> list[dict[str, Any]]:
         """Every plugin's state, for ``GET /plugins`` and ``cityhub plugins list``."""
         return [self._plugins[name].public() for name in self.names()]
 
@@ -224,7 +224,7 @@ class PluginHost:
         if caller is None:
             raise PluginError(f"no hook named {hook!r}")
         selected = []
-        for impl in reversed(caller.get_hookimpls()):  # registration order
+        for impl in reversed(caller.get_hookimpls()):  # pluggy's own call order (tryfirst/trylast honoured)
             state = self._plugins[impl.plugin_name]
             if (only is None and state.enabled) or impl.plugin_name == only:
                 selected.append((impl, state))

@@ -17,7 +17,7 @@ from typing import Any
 import watchfiles
 
 from hub.config import HubConfig, load_config
-from hub.errors import ConfigError, ConfigIssue
+from hub.errors import ConfigError, ConfigIssue, HubError
 
 log = logging.getLogger("cityhub.reload")
 
@@ -71,7 +71,12 @@ class ConfigReloader:
                 log.error("config reload rejected, keeping the running config:\n%s", exc)
                 self.last = ReloadOutcome(False, exc.issues)
                 return self.last
-            await self.hub.apply_config(config)
+            try:
+                await self.hub.apply_config(config)
+            except HubError as exc:  # e.g. a grid file that does not load: the running config stays
+                log.error("config reload could not be applied, keeping the running config: %s", exc)
+                self.last = ReloadOutcome(False, [ConfigIssue(str(self.path), None, "(apply)", str(exc))])
+                return self.last
             log.info("config reloaded from %s", self.path)
             self.last = ReloadOutcome(True)
             return self.last

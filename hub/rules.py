@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
@@ -136,16 +136,35 @@ def _shape_problems(rule: Rule) -> list[tuple[str, str, str]]:
     return problems
 
 
-def _raise_problems(problems: list[tuple[str, str, str]], rules: tuple[Rule, ...]) -> None:
+def _parse_rules(rules: Iterable[Rule | Mapping[str, Any]]) -> tuple[tuple[Rule, ...], list[tuple[str, str, str]]]:
+    """Config mappings become :class:`Rule`; a mapping that is not a rule is reported by its id (or
+    its position in the list) and left out."""
+    parsed, problems = [], []
+    for index, rule in enumerate(rules):
+        if isinstance(rule, Rule):
+            parsed.append(rule)
+            continue
+        try:
+            parsed.append(Rule.model_validate(rule))
+        except ValidationError as error:
+            rule_id = str(rule.get("id") or f"#{index}") if isinstance(rule, Mapping) else f"#{index}"
+            for issue in error.errors():
+                problems.append((rule_id, ".".join(str(part) for part in issue["loc"]) or "rule", issue["msg"]))
+    return tuple(parsed), problems
+
+
+def _raise_problems(problems: list[tuple[str, str, str]], rules: tuple[Rule, ...]) -> NoReturn:
     order = {rule.id: index for index, rule in reversed(list(enumerate(rules)))}
     problems = sorted(problems, key=lambda problem: order.get(problem[0], -1))
     lines = [f"rule {rule_id!r} at {position}: {reason}" for rule_id, position, reason in problems]
-    raise RuleError(f"{len(problems)} rule problem(s):\n  " + "\n  ".join(lines), problems)
+    raise RuleError(f"{len(problems)} rule problem(s):\n  " + "\n  ".join(lines), problems) from None
 
 
-def _as_bytes(event: EventInput) -> bytes | bytearray:
-    if isinstance(event, (bytes, bytearray)):
+def _as_bytes(event: EventInput) -> bytes:
+    if isinstance(event, bytes):
         return event
+    if isinstance(event, bytearray):
+        return bytes(event)
     if isinstance(event, str):
         return event.encode()
     return orjson.dumps(event)
@@ -168,16 +187,15 @@ class RuleSet:
         """Validates and compiles ``rules``. Raises :class:`hub.errors.RuleError` listing every problem
         (rule id, position, reason) when any rule is bad. ``timezone`` (IANA name) is where
         ``hour(time)`` and friends read the time of day."""
-        parsed = tuple(rule if isinstance(rule, Rule) else Rule.model_validate(rule) for rule in rules)
-        problems = [problem for rule in parsed for problem in _shape_problems(rule)]
+        parsed, problems = _parse_rules(rules)
+        problems += [problem for rule in parsed for problem in _shape_problems(rule)]
         well_formed = [rule for rule in parsed if (rule.when is None) != (rule.jsonlogic is None)]
         results = [RuleMatch(rule.id, rule.priority, dict(rule.actions)) for rule in well_formed]
         specs = [(rule.id, rule.priority, *rule.condition()) for rule in well_formed]
         try:
             compiled = _core.CompiledRules(specs, timezone, results)
         except RuleError as error:
-            problems.extend(error.problems)
-            _raise_problems(problems, parsed)
+            _raise_problems(problems + error.problems, parsed)
         if problems:
             _raise_problems(problems, parsed)
         return cls(compiled, parsed, timezone)
@@ -189,6 +207,11 @@ class RuleSet:
 
     def match_many(self, events: Sequence[EventInput], first_only: bool = False) -> list[list[RuleMatch]]:
         """:meth:`match` for a batch, in one call into the core with the GIL released."""
+        if isinstance(events, list):
+            try:
+                return self._compiled.match_many(events, first_only)
+            except TypeError:
+                pass  # not all bytes: convert below
         return self._compiled.match_many([_as_bytes(event) for event in events], first_only)
 
     @property

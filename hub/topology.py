@@ -75,5 +75,6 @@ STREAM_SUBJECTS: dict[str, list[str]] = {
 
 # DLQ headers: the reason a message was rejected and where it came from.
 HEADER_REASON = "CityHub-Reason"
+HEADER_REASON_KIND = "CityHub-Reason-Kind"  # not_json, invalid, unknown_category, coordinates, oversized, ...
 HEADER_ORIGINAL_SUBJECT = "CityHub-Original-Subject"
 HEADER_MSG_ID = "Nats-Msg-Id"

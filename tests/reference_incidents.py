@@ -21,6 +21,12 @@ MASK64 = (1 << 64) - 1
 _DROPPED = frozenset(" \t\n\r\x0b\x0c\u00a0\u3000")
 
 
+def reseal(snapshot: bytes) -> bytes:
+    """Recomputes a snapshot's trailing xxh3-64 checksum, so tests can feed a mutated body to the decoder."""
+    body = snapshot[:-8]
+    return body + xxhash.xxh3_64_intdigest(body).to_bytes(8, "little")
+
+
 class ReferenceDeduper:
     """Dedup by the documented rules with an OrderedDict of key -> recorded time (oldest first)."""
 
@@ -160,9 +166,11 @@ class ReferenceMerger:
                 incident.text_key = text_key
             return incident.id, False, incident.reports
         seq, self.next_seq = self.next_seq, self.next_seq + 1
-        incident_id = f"inc-{event.event_id}"
-        if any(i.id == incident_id for i in self.open.values()):
-            incident_id = f"inc-{event.event_id}~{seq}"
+        open_ids = {i.id for i in self.open.values()}
+        incident_id, clash = f"inc-{event.event_id}", 0
+        while incident_id in open_ids:
+            clash += 1
+            incident_id = f"inc-{event.event_id}~{seq}" + (f".{clash}" if clash > 1 else "")
         anchor = (event.lon, event.lat) if event.lon is not None else None
         self.open[seq] = RefIncident(seq, incident_id, event.category, event.time, event.time, anchor, text_key, 1)
         return incident_id, True, 1

@@ -1,5 +1,5 @@
 """A small real hub for testing the control plane before (and apart from) the runtime's pipeline: a real
-config, plugin host and metrics registry; ``dry_run`` answers from the config's rules without a pipeline."""
+config, plugin host and metrics registry; ``dry_run`` matches the config's compiled rules, without a pipeline."""
 
 from __future__ import annotations
 
@@ -31,5 +31,5 @@ class StandInHub:
         self.applied.append(config)
 
     async def dry_run(self, event: Event) -> dict[str, Any]:
-        matched = [rule.id for rule in self.config.all_rules() if rule.condition == f'category == "{event.category}"']
+        matched = [match.rule_id for match in self.config.rule_set.match(event.model_dump(mode="json"))]
         return {"event": event.model_dump(mode="json"), "grid_path": [], "incident": None, "matched_rules": matched}

@@ -53,8 +53,8 @@ max_consecutive_failures = 1
 
 [[rules]]
 id = "gas-critical"
-condition = 'category == "gas_leak"'
-severity = "critical"
+when = 'category == "gas_leak"'
+actions = {{ severity = "critical" }}
 """
 
 

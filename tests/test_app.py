@@ -32,9 +32,8 @@ fetch_timeout = "50ms"
 
 [[rules]]
 id = "gas"
-condition = 'category == "gas_leak"'
-severity = "{severity}"
-route = ["gridworker"]
+when = 'category == "gas_leak"'
+actions = {{ severity = "{severity}", route = ["gridworker"] }}
 """
 
 

@@ -157,3 +157,15 @@ def test_no_phone_or_id_number_survives_in_free_text(parts, tail):
     for filler, number in parts:
         assert number not in masked and filler in masked
     assert len(masked) == len(text)
+
+
+@pytest.mark.parametrize("extra", [[], [{"name": "plate", "regex": "川[A-Z][0-9A-Z]{5}", "keep_start": 2}]])
+def test_numbers_in_every_shape_are_masked(extra):
+    """Both text paths: whole-run shapes (no extra patterns) and the full pattern set (extra patterns)."""
+    redaction = Redaction({"text": "mask"}, RedactionSettings(text_patterns=extra))
+    text = "分机13812345678-1234，+86 13912345678，座机028-85551234，证件51010419900307123X，车牌川A12345"
+    masked = redaction.mask_text(text)
+    for secret in ("13812345678", "13912345678", "85551234", "51010419900307123X"):
+        assert secret not in masked
+    assert masked.startswith("分机138****5678-1234，")
+    assert ("川A*****" in masked) == bool(extra)

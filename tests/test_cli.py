@@ -195,3 +195,11 @@ def test_new_connector_writes_a_skeleton_whose_test_passes(tmp_path):
     again = cityhub("new-connector", "smoke_panel", "--root", str(tmp_path))
     assert again.returncode == 1 and "not overwriting existing files" in again.stderr
     assert cityhub("new-connector", "Bad-Name").returncode == 1
+
+
+def test_run_refuses_a_bad_config_with_every_error(tmp_path):
+    config = tmp_path / "cityhub.toml"
+    config.write_text('[admin]\nport = -1\n\n[[rules]]\nid = "r"\nwhen = "category =="\n')
+    result = cityhub("run", "-c", str(config))
+    assert result.returncode == 1
+    assert f"{config}:2: admin.port: Input should be greater than or equal to 0" in result.stderr

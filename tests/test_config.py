@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.config import HubConfig, config_reference, load_config, parse_duration
 from hub.errors import ConfigError
+from hub.geofence import GridIndex
+from hub.plugins import build_plugin_host
 from hub.tomlpos import key_lines
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,18 +56,18 @@ per_category.not_a_category = { distance_m = 50, window = "30m" }
 
 [[rules]]
 id = "gas"
-condition = 'category == "gas_leak"'
-severity = "catastrophic"
+when = 'category == "gas_leak"'
+priority = "high"
 
 [[rules]]
 id = "multi"
-condition = \"\"\"
+when = \"\"\"
 category == "fire"
 \"\"\"
-route = [
+actions.route = [
   "dept:fire",
-  3,
 ]
+colour = "red"
 """
 
 
@@ -84,15 +86,15 @@ def test_every_structure_error_is_reported_with_file_line_and_key(tmp_path):
         f"{where}19: geo.layers[1].crs: Input should be 'wgs84', 'gcj02' or 'bd09'",
         f"{where}22: merge.window: '1 fortnight' is not a duration: write e.g. '90s', '15m', '1h30m', '2d' or seconds",
         f"{where}23: merge.per_category.not_a_category: " + found[8].split("not_a_category: ", 1)[1],
-        f"{where}28: rules[0].severity: Input should be 'info', 'low', 'medium', 'high' or 'critical'",
-        f"{where}37: rules[1].route[1]: Input should be a valid string",
+        f"{where}28: rules[0].priority: Input should be a valid integer, unable to parse string as an integer",
+        f"{where}38: rules[1].colour: Extra inputs are not permitted",
     ]
     assert "Input should be 'gas_leak'" in found[8]
 
 
 def test_missing_required_key_points_at_its_table(tmp_path):
-    path = write(tmp_path, 'timezone = "UTC"\n\n[[rules]]\nid = "r1"\nseverity = "high"\n')
-    assert issues_of(path) == [f"{path}:3: rules[0].condition: Field required"]
+    path = write(tmp_path, 'timezone = "UTC"\n\n[[rules]]\npriority = 3\n')
+    assert issues_of(path) == [f"{path}:3: rules[0].id: Field required"]
 
 
 def test_syntax_error_names_the_line(tmp_path):
@@ -130,23 +132,47 @@ def test_secrets_come_from_the_environment_and_never_print(tmp_path):
 
 def test_rule_files_are_checked_with_their_own_lines(tmp_path):
     (tmp_path / "rules").mkdir()
-    write(
-        tmp_path,
-        '[[rules]]\nid = "night-gas"\ncondition = "hour(time) >= 22"\nroute = ["dept:fire"]\n\n'
-        '[[rules]]\nid = "inline"\ncondition = "true"\nescalate_after = "soon"\n',
-        "rules/extra.toml",
-    )
-    path = write(tmp_path, 'rule_files = ["rules/extra.toml"]\n\n[[rules]]\nid = "inline"\ncondition = "true"\n')
+    write(tmp_path, '[[rules]]\nid = "night-gas"\nwhen = "hour(time) >= 22"\nactions = { route = ["dept:fire"] }\n\n'
+          '[[rules]]\nid = "inline"\nwhen = "true"\n', "rules/extra.toml")
+    path = write(tmp_path, 'rule_files = ["rules/extra.toml"]\n\n[[rules]]\nid = "inline"\nwhen = "true"\n')
     rules_file = tmp_path / "rules" / "extra.toml"
-    assert issues_of(path) == [
-        f"{rules_file}:9: rules[1].escalate_after: 'soon' is not a duration: write e.g. '90s', '15m', '1h30m', '2d' or seconds",
-    ]
-    write(tmp_path, '[[rules]]\nid = "inline"\ncondition = "true"\nescalate_after = "15m"\n', "rules/extra.toml")
-    assert issues_of(path) == [f"{rules_file}:2: rules[0].id: rule id 'inline' is already defined in {path}"]
-    write(tmp_path, '[[rules]]\nid = "night"\ncondition = {">=" = [{var = "payload.ppm"}, 5000]}\n', "rules/extra.toml")
+    assert issues_of(path) == [f"{rules_file}:7: rules[1].id: rule id 'inline' is already defined in {path}"]
+    write(tmp_path, '[[rules]]\nid = "night"\njsonlogic = {">=" = [{var = "payload.ppm"}, 5000]}\n', "rules/extra.toml")
     config = load_config(path)
     assert [rule.id for rule in config.all_rules()] == ["inline", "night"]
-    assert config.all_rules()[1].condition == {">=": [{"var": "payload.ppm"}, 5000]}
+    assert len(config.rule_set) == 2 and config.all_rules()[1].jsonlogic == {">=": [{"var": "payload.ppm"}, 5000]}
+
+
+def test_rules_that_do_not_compile_are_reported_at_their_lines(tmp_path):
+    write(tmp_path, '[[rules]]\nid = "file-rule"\njsonlogic = {bogus = [1]}\n', "more_rules.toml")
+    path = write(
+        tmp_path,
+        'rule_files = ["more_rules.toml"]\n\n[[rules]]\nid = "half"\nwhen = "category == "\n\n'
+        '[[rules]]\nid = "both"\nwhen = "true"\njsonlogic = true\n\n'
+        '[[rules]]\nid = "acts"\nwhen = "true"\n[rules.actions]\nseverity = "huge"\nroute = ["dept:fire", "x"]\n',
+    )
+    more = tmp_path / "more_rules.toml"
+    found = issues_of(path)
+    assert found[:4] == [
+        f"{path}:5: rules[0].when: line 1, column 13 of the expression: expected a value, found end of expression",
+        f"{path}:7: rules[1]: give exactly one of 'when' and 'jsonlogic'",
+        f"{path}:16: rules[2].actions.severity: Input should be 'info', 'low', 'medium', 'high' or 'critical'",
+        f"{path}:17: rules[2].actions.route: unknown route target 'x': use 'gridworker', 'dept:<name>', "
+        "'level:<district|street|community|grid|micro_grid>', 'five_way' (all five responders) or "
+        "'five_way:<police|fire|medical|street|community>'",
+    ]
+    assert found[4] == f"{more}:3: rules[0].jsonlogic: JsonLogic /bogus: unknown operation 'bogus'"
+
+
+def test_merge_policy_is_built_from_the_config(tmp_path):
+    path = write(
+        tmp_path,
+        '[merge]\ncategory_groups = { gas = ["gas_leak", "smoke"] }\nwindow = "30m"\n'
+        'per_category.fire = { distance_m = 300, window = "2h" }\n',
+    )
+    policy = load_config(path).merge.policy()
+    assert policy.groups == {"gas": ["gas_leak", "smoke"]} and policy.default.window_s == 1800
+    assert policy.per_category["fire"].distance_m == 300 and policy.per_category["fire"].window_s == 7200
 
 
 class GreeterSettings(BaseModel):
@@ -214,6 +240,19 @@ def test_config_reference_is_in_sync():
     )
 
 
-def test_example_config_is_valid():
-    config = load_config(REPO / "cityhub.toml")
+def test_example_config_is_valid_and_its_grids_load():
+    config = load_config(REPO / "cityhub.toml", plugin_models=build_plugin_host().settings_models(), environ={})
     assert config.nats.servers == []  # the demo's embedded server
+    assert config.admin.token.get_secret_value() == "demo-admin-token"
+    index = GridIndex.load([layer.spec() for layer in config.geo.layers])
+    located = index.locate(104.10, 30.67, crs="gcj02")
+    assert located.admin_path[0].name == "成华区"
+    matches = config.rule_set.match({"category": "gas_leak", "source": "iot_mqtt", "payload": {"lel_pct": 30},
+                                     "time": "2026-05-01T12:00:00+08:00"})
+    assert [match.rule_id for match in matches] == ["gas-critical", "gas-default"]
+
+
+def test_errors_never_echo_a_password_written_in_a_url(tmp_path):
+    path = write(tmp_path, '[nats]\nservers = ["http://hub:s3cret@nats.local:4222"]\n')
+    [issue] = issues_of(path)
+    assert "s3cret" not in issue and "http://***@nats.local:4222" in issue

@@ -50,9 +50,8 @@ fetch_timeout = "50ms"
 
 [[rules]]
 id = "gas"
-condition = 'category == "gas_leak"'
-severity = "critical"
-route = ["gridworker"]
+when = 'category == "gas_leak"'
+actions = {{ severity = "critical", route = ["gridworker"] }}
 """
 
 

@@ -19,7 +19,7 @@ from hub.incidents import (
     MergePolicy,
     MergeResult,
 )
-from tests.reference_incidents import ReferenceMerger
+from tests.reference_incidents import ReferenceMerger, reseal
 
 BASE_LON, BASE_LAT = 104.0665, 30.5728  # Chengdu, Tianfu Square
 METRE_LAT = 1 / 111_195.0
@@ -228,6 +228,10 @@ def test_bad_columns_and_times_raise():
         m.add_columns(["a", "b"], [0.0], ["fire", "fire"])
     with pytest.raises(InvalidEventError, match="now"):
         m.expire(math.nan)
+    with pytest.raises(InvalidEventError, match="events: expected a sequence, got NoneType"):
+        m.add_many(None)
+    with pytest.raises(InvalidEventError, match="event_id: not valid Unicode"):
+        m.add(MergeInput("\ud800", 0.0, "fire"))
 
 
 @pytest.mark.parametrize(
@@ -239,6 +243,9 @@ def test_bad_columns_and_times_raise():
         ({"groups": {"a": ["fire"], "b": ["fire"]}}, "already in another group"),
         ({"text_similarity": 1.5}, "text_similarity"),
         ({"incident_ttl_s": 0.0}, "incident_ttl_s"),
+        ({"groups": {"gas": "gas_leak"}}, "expected a list of categories"),
+        ({"per_category": {"fire": 100}}, "expected a CategoryPolicy"),
+        ({"default": CategoryPolicy(distance_m="far")}, "wrong type"),
     ],
 )
 def test_bad_policies_are_config_errors(kwargs, says):
@@ -258,3 +265,19 @@ def test_garbage_snapshots_are_refused_clearly():
     ]:
         with pytest.raises(SnapshotError, match=says):
             IncidentMerger.restore(data, POLICY)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_mutated_snapshots_are_refused_or_restore_a_usable_state(data):
+    merger = IncidentMerger(POLICY)
+    merger.add_many(data.draw(st.lists(events(0), min_size=1, max_size=6)))
+    good = bytearray(merger.snapshot())
+    for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
+        good[data.draw(st.integers(min_value=6, max_value=len(good) - 9))] = data.draw(st.integers(0, 255))
+    try:
+        restored = IncidentMerger.restore(reseal(bytes(good)), POLICY)
+    except SnapshotError:
+        return
+    restored.add(MergeInput("probe", 0.0, "fire", BASE_LON, BASE_LAT))
+    restored.expire(1e12)

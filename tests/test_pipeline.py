@@ -13,7 +13,7 @@ from hub import topology
 from hub.errors import InvalidEventError
 from hub.metrics import Metrics
 from hub.models import Category, Incident
-from hub.pipeline import HEADER_REASON_KIND, Pipeline, PipelineOptions, decode_event
+from hub.pipeline import Pipeline, PipelineOptions, decode_event
 from hub.streams import ensure_streams
 from tests.pipeline_support import (
     bare_item, data_of, engines, event, ingest_item, publish_raw, read_stream, stream_count,
@@ -60,7 +60,7 @@ async def test_good_events_flow_and_bad_input_lands_in_dlq(nats_url):
 
     assert pipeline.counts["out"] == 6 and pipeline.counts["dlq"] == 6 and pipeline.counts["duplicates"] == 1
     dlq = await read_stream(nats_url, topology.DLQ_STREAM)
-    assert {m.headers[HEADER_REASON_KIND]: m.data for m in dlq} == BAD_INPUT
+    assert {m.headers[topology.HEADER_REASON_KIND]: m.data for m in dlq} == BAD_INPUT
     assert all(m.subject == "cityhub.dlq.iot_mqtt" and m.headers[topology.HEADER_REASON] for m in dlq)
 
     events = await read_stream(nats_url, topology.EVENTS_STREAM)

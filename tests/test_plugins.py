@@ -148,9 +148,9 @@ async def test_disable_and_enable_run_shutdown_and_startup(tmp_path):
     await host.startup()
     await host.disable("counting")
     assert counting.stopped == 1 and await host.call("register_transforms") == []
-    assert host.list()[0]["disabled_reason"] == "admin"
+    assert host.overview()[0]["disabled_reason"] == "admin"
     await host.enable("counting")
-    assert counting.started == 2 and host.list()[0]["enabled"]
+    assert counting.started == 2 and host.overview()[0]["enabled"]
     with pytest.raises(PluginError, match="no plugin named 'nope'; installed: counting"):
         await host.enable("nope")
 

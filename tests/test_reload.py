@@ -8,10 +8,11 @@ import logging
 import pytest
 from standin_hub import StandInHub
 
+from hub.errors import GeoError
 from hub.reload import ConfigReloader, watched_files
 
 GOOD = 'rule_files = ["rules.toml"]\n\n[dedup]\nwindow = "10m"\n'
-RULES = '[[rules]]\nid = "gas"\ncondition = \'category == "gas_leak"\'\n'
+RULES = '[[rules]]\nid = "gas"\nwhen = \'category == "gas_leak"\'\n'
 
 
 async def eventually(condition, what: str, limit: float = 30.0) -> None:
@@ -58,3 +59,16 @@ async def test_watching_applies_good_edits_and_keeps_the_running_config_on_bad_o
 def test_watched_files_are_the_config_and_what_it_names(config_dir):
     hub = StandInHub(config_dir / "cityhub.toml", {})
     assert watched_files(hub.config) == {(config_dir / "cityhub.toml").resolve(), (config_dir / "rules.toml").resolve()}
+
+
+async def test_a_config_the_hub_cannot_apply_is_reported_and_the_running_one_kept(config_dir):
+    class RefusingHub(StandInHub):
+        async def apply_config(self, config):
+            raise GeoError("layer 'admin': polygon 17 has 2 points")
+
+    hub = RefusingHub(config_dir / "cityhub.toml", {})
+    outcome = await ConfigReloader(hub).reload()
+    assert not outcome.applied and outcome.public()["issues"] == [
+        {"file": str(config_dir / "cityhub.toml"), "line": None, "key": "(apply)",
+         "message": "layer 'admin': polygon 17 has 2 points"}
+    ]

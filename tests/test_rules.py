@@ -128,6 +128,23 @@ def test_every_bad_rule_is_reported_with_id_position_and_reason() -> None:
     assert "frobnicate" in str(caught.value) and isinstance(caught.value, ValueError)
 
 
+def test_config_entries_that_are_not_rules_are_reported_with_the_rest() -> None:
+    config = [{"id": "typo", "whn": "true"}, {"priority": 1, "when": "true"}, {"id": "ok", "when": "true"},
+              {"id": "bad", "when": "(("}]
+    with pytest.raises(RuleError) as caught:
+        RuleSet.compile(config)
+    where = {(rule_id, position) for rule_id, position, _ in caught.value.problems}
+    assert {("typo", "whn"), ("#1", "id"), ("bad", "line 1, column 3")} <= where
+    assert "ok" not in {rule_id for rule_id, _, _ in caught.value.problems}
+
+
+def test_events_may_be_bytes_bytearray_str_or_dict(rule_set: RuleSet) -> None:
+    event = pipeline_event()
+    forms = [orjson.dumps(event), bytearray(orjson.dumps(event)), orjson.dumps(event).decode(), event]
+    assert all(ids(rule_set.match(form)) == ["gas-night", "gas-any", "chenghua"] for form in forms)
+    assert len({tuple(ids(m)) for m in rule_set.match_many(forms)}) == 1
+
+
 def test_unknown_timezone_is_a_rule_error() -> None:
     with pytest.raises(RuleError, match="Mars/Olympus"):
         RuleSet.compile([GAS_ANY], timezone="Mars/Olympus")

@@ -15,12 +15,13 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from hub.errors import RuleError
+from hub.errors import InvalidEventError, RuleError
 from hub.rules import RuleSet, jsonlogic_apply
 
 TIMEZONE = "Asia/Shanghai"
 CATEGORIES = ["gas_leak", "fire", "noise", "flooding"]
 NUMERIC_FIELDS = ["ppm", "level"]
+KINDS = ["a", "b", "c"]
 GRID_NAMES = ["成都市/成华区/府青路街道/社区A/网格3", "成都市/成华区/猛追湾街道/社区B/网格1", "成都市/金牛区/x/y/z"]
 GRID_PATTERNS = ["成华区/*", "成华区", "社区?", "*街道/社区A", "网格*", "金牛区/x/y", "成都市/*/x"]
 UNKNOWN = "unknown"  # the reference's third truth value
@@ -73,6 +74,9 @@ def _evaluate(condition: Condition, event: dict[str, Any]) -> bool | str:
         field, op, number = parts
         value = _field(event, ["payload", field])
         return UNKNOWN if value is UNKNOWN else COMPARISONS[op](value, number)
+    if kind == "kind":
+        value = _field(event, ["payload", "kind"])
+        return UNKNOWN if value is UNKNOWN else value in parts[0]
     if kind == "has":
         return _field(event, ["payload", parts[0]]) is not UNKNOWN
     if kind == "in_grid":
@@ -101,6 +105,12 @@ def _leaf(kind: str, parts: tuple[Any, ...]) -> Condition:
         field, op, number = parts
         logic_op = JSONLOGIC_COMPARISONS.get(op, op)
         return Condition(f"payload.{field} {op} {number}", {logic_op: [{"var": f"payload.{field}"}, number]}, kind, parts)
+    if kind == "kind":
+        kinds = parts[0]
+        if len(kinds) == 1:
+            return Condition(f'payload.kind == "{kinds[0]}"', {"===": [{"var": "payload.kind"}, kinds[0]]}, kind, parts)
+        listed = ", ".join(f'"{k}"' for k in kinds)
+        return Condition(f"payload.kind in [{listed}]", {"in": [{"var": "payload.kind"}, list(kinds)]}, kind, parts)
     if kind == "has":
         return Condition(f"has(payload.{parts[0]})", {"has": f"payload.{parts[0]}"}, kind, parts)
     if kind == "in_grid":
@@ -115,6 +125,7 @@ leaves = st.one_of(
         lambda p: _leaf("compare", p)
     ),
     st.sampled_from(NUMERIC_FIELDS).map(lambda f: _leaf("has", (f,))),
+    st.lists(st.sampled_from(KINDS), min_size=1, max_size=2, unique=True).map(lambda k: _leaf("kind", (tuple(k),))),
     st.sampled_from(GRID_PATTERNS).map(lambda p: _leaf("in_grid", (p,))),
     st.tuples(st.sampled_from(list(COMPARISONS)), st.integers(0, 23)).map(lambda p: _leaf("hour", p)),
 )
@@ -133,9 +144,18 @@ def _combine(children: st.SearchStrategy[Condition]) -> st.SearchStrategy[Condit
 
 
 conditions = st.recursive(leaves, _combine, max_leaves=6)
-# Rules usually require a category, as real rules do, so the category index has work to do.
+# Rules usually require a category (and often a payload.kind), as real rules do, so both index levels
+# have work to do.
 rule_conditions = st.one_of(
     conditions,
+    st.tuples(st.sampled_from(CATEGORIES), st.sampled_from(KINDS), conditions).map(
+        lambda p: Condition(
+            f'category == "{p[0]}" && payload.kind == "{p[1]}" && ({p[2].text})',
+            {"and": [{"===": [{"var": "category"}, p[0]]}, {"===": [{"var": "payload.kind"}, p[1]]}, p[2].logic]},
+            "and",
+            (_leaf("category", (p[0],)), _leaf("kind", ((p[1],),)), p[2]),
+        )
+    ),
     st.tuples(st.sampled_from(CATEGORIES), conditions).map(
         lambda p: Condition(
             f'category == "{p[0]}" && ({p[1].text})',
@@ -155,6 +175,8 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         fields = draw(st.lists(st.sampled_from(NUMERIC_FIELDS), unique=True))
         event["payload"] = {f: draw(st.one_of(st.integers(-10, 110), st.floats(-10, 110))) for f in fields}
+        if draw(st.booleans()):
+            event["payload"]["kind"] = draw(st.sampled_from([*KINDS, 1]))
     if draw(st.booleans()):
         event["grid"] = draw(st.sampled_from(GRID_NAMES))
     if draw(st.booleans()):
@@ -298,3 +320,21 @@ def test_deep_nesting_is_a_rule_error_or_fine(depth: int) -> None:
         assert RuleSet.compile([{"id": "deep", "when": source}]).match({})
     except RuleError as error:
         assert "nested deeper" in str(error)
+
+
+FUZZ_RULES = [
+    {"id": "text", "when": 'category == "fire" && payload.level >= 3 && hour(time) < 22 && in_grid("成华区/*")'},
+    {"id": "logic", "jsonlogic": {"some": [{"var": "attachments"}, {"in": ["image", {"var": "media_type"}]}]}},
+    {"id": "strings", "when": 'starts_with(lower(text), "gas") || matches(address, "府青路") || len(payload) > 2'},
+]
+
+
+@given(event=json_values, raw=st.binary(max_size=60))
+@settings(max_examples=800)
+def test_events_of_any_shape_never_crash(event: Any, raw: bytes) -> None:
+    rule_set = RuleSet.compile(FUZZ_RULES)
+    rule_set.match(orjson.dumps(event))
+    try:
+        rule_set.match(raw)
+    except InvalidEventError as error:
+        assert "event 0 is not valid JSON" in str(error)

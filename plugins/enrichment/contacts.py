@@ -4,6 +4,7 @@ that writes them into each event (``Stage.ENRICH``, before redaction)."""
 from __future__ import annotations
 
 import csv
+import functools
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,16 @@ def read_contacts_csv(path: Path) -> list[Contact]:
 
 
 class ContactBook:
-    """Contacts indexed by cell id; built once per config, looked up per event."""
+    """Contacts indexed by cell id; built once per config, looked up per event (and cached per grid path
+    and category: the events of a batch share few cells)."""
 
-    def __init__(self, contacts: list[Contact]):
-        self._by_cell: dict[str, list[Contact]] = defaultdict(list)
+    def __init__(self, contacts: list[Contact], cache_size: int = 65_536):
+        self._by_cell: dict[str, list[tuple[frozenset[Category], dict[str, Any]]]] = defaultdict(list)
         for contact in contacts:
-            self._by_cell[contact.cell].append(contact)
+            shown = contact.model_dump(exclude={"categories"}, exclude_none=True)
+            self._by_cell[contact.cell].append((frozenset(contact.categories), shown))
+        self._count = len(contacts)
+        self._cached = functools.lru_cache(maxsize=cache_size)(self._lookup)
 
     @classmethod
     def from_settings(cls, settings: EnrichmentSettings) -> ContactBook:
@@ -51,19 +56,23 @@ class ContactBook:
         return cls(contacts)
 
     def __len__(self) -> int:
-        return sum(len(contacts) for contacts in self._by_cell.values())
+        return self._count
 
     def lookup(self, grid_path: list[GridCell], category: Category, limit: int) -> list[dict[str, Any]]:
-        """Contacts of the most specific cell that has any for this category, then the fallback ones."""
-        found: list[dict[str, Any]] = []
-        cells = [(cell.id, cell.level) for cell in grid_path] + [(EVERY_CELL, None)]
-        for cell_id, level in cells:
-            matching = [c for c in self._by_cell.get(cell_id, ()) if not c.categories or category in c.categories]
-            found += [{**contact.model_dump(exclude={"categories"}, exclude_none=True), "level": level}
-                      for contact in matching]
+        """Contacts of the most specific cell that has any for this category, then the fallback ones.
+        The answer is shared between calls: treat it as read-only."""
+        return self._cached(tuple((cell.id, cell.level) for cell in grid_path), category, limit)
+
+    def _lookup(self, cells: tuple[tuple[str, str], ...], category: Category, limit: int) -> list[dict[str, Any]]:
+        for cell_id, level in (*cells, (EVERY_CELL, None)):
+            found = [
+                {**shown, "level": level}
+                for categories, shown in self._by_cell.get(cell_id, ())
+                if not categories or category in categories
+            ]
             if found:
-                break
-        return found[:limit]
+                return found[:limit]
+        return []
 
 
 class Enrichment:

@@ -62,6 +62,9 @@ fn convert_coords(
     Ok((lons, lats))
 }
 
+/// A batch answer as bytes: offsets (u32), cells (u32), distances in metres (f64), admin counts (u8).
+type BatchBytes<'py> = (Bound<'py, PyBytes>, Bound<'py, PyBytes>, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+
 /// One layer as the Python side hands it over.
 type LayerTuple<'py> = (String, String, Bound<'py, PyBytes>, String, String, String, String, String, bool);
 
@@ -112,7 +115,7 @@ impl GeoIndex {
         lons: &Bound<'py, PyAny>,
         lats: &Bound<'py, PyAny>,
         crs: &str,
-    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+    ) -> PyResult<BatchBytes<'py>> {
         let crs = coord_system(crs)?;
         let (lons, lats) = (floats(lons)?, floats(lats)?);
         let batch = py.detach(|| self.inner.locate_batch(&lons, &lats, crs)).map_err(geo_error)?;

@@ -8,8 +8,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::incidents::{
-    idempotency_key, CategoryLimits, DedupStats, Deduper, IncidentError, IncidentMerger, MergeEvent, MergeOutcome,
-    MergePolicy, MergerStats,
+    idempotency_key, CategoryLimits, DedupStats, Deduper, IncidentError, IncidentMerger,
+    MergeEvent, MergeOutcome, MergePolicy, MergerStats,
 };
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -23,20 +23,41 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// Maps a core error to the matching `hub.errors` class.
 fn to_py_err(py: Python<'_>, error: IncidentError) -> PyErr {
     let class = match error {
-        IncidentError::InvalidEvent { .. } | IncidentError::InvalidTime(_) => "InvalidEventError",
+        IncidentError::InvalidEvent { .. } | IncidentError::InvalidArgument(_) => {
+            "InvalidEventError"
+        }
         IncidentError::InvalidConfig { .. } => "ConfigError",
         IncidentError::InvalidSnapshot(_) => "SnapshotError",
     };
     let message = error.to_string();
-    match py.import("hub.errors").and_then(|errors| errors.getattr(class)?.call1((message.as_str(),))) {
+    match py
+        .import("hub.errors")
+        .and_then(|errors| errors.getattr(class)?.call1((message.as_str(),)))
+    {
         Ok(exception) => PyErr::from_value(exception),
         Err(_) => PyValueError::new_err(message),
     }
 }
 
-fn bad_item(py: Python<'_>, index: usize, field: &str, expected: &str, item: &Bound<'_, PyAny>) -> PyErr {
-    let got = item.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
-    to_py_err(py, IncidentError::InvalidEvent { index, reason: format!("{field}: expected {expected}, got {got}") })
+fn bad_item(
+    py: Python<'_>,
+    index: usize,
+    field: &str,
+    expected: &str,
+    item: &Bound<'_, PyAny>,
+) -> PyErr {
+    let got = item
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    to_py_err(
+        py,
+        IncidentError::InvalidEvent {
+            index,
+            reason: format!("{field}: expected {expected}, got {got}"),
+        },
+    )
 }
 
 /// Calls `each(index, item)` for every item of a list, tuple or other iterable.
@@ -47,7 +68,15 @@ fn for_each_item<'py>(
 ) -> PyResult<usize> {
     let py = sequence.py();
     let iterator = sequence.try_iter().map_err(|_| {
-        to_py_err(py, IncidentError::InvalidConfig { key: field.into(), reason: "expected a sequence".into() })
+        let got = sequence
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        to_py_err(
+            py,
+            IncidentError::InvalidArgument(format!("{field}: expected a sequence, got {got}")),
+        )
     })?;
     let mut count = 0;
     for item in iterator {
@@ -57,15 +86,35 @@ fn for_each_item<'py>(
     Ok(count)
 }
 
-fn extract_f64(item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<f64> {
-    item.extract::<f64>().map_err(|_| bad_item(item.py(), index, field, "a number", item))
+/// The string's UTF-8, or an error naming the event for strings that have none (lone surrogates).
+fn utf8<'a>(text: &'a Bound<'_, PyString>, index: usize, field: &str) -> PyResult<&'a str> {
+    text.to_str().map_err(|_| {
+        to_py_err(
+            text.py(),
+            IncidentError::InvalidEvent {
+                index,
+                reason: format!("{field}: not valid Unicode (a lone surrogate?)"),
+            },
+        )
+    })
 }
 
-fn extract_optional_f64(item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<Option<f64>> {
+fn extract_f64(item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<f64> {
+    item.extract::<f64>()
+        .map_err(|_| bad_item(item.py(), index, field, "a number", item))
+}
+
+fn extract_optional_f64(
+    item: &Bound<'_, PyAny>,
+    index: usize,
+    field: &str,
+) -> PyResult<Option<f64>> {
     if item.is_none() {
         Ok(None)
     } else {
-        item.extract::<f64>().map(Some).map_err(|_| bad_item(item.py(), index, field, "a number or None", item))
+        item.extract::<f64>()
+            .map(Some)
+            .map_err(|_| bad_item(item.py(), index, field, "a number or None", item))
     }
 }
 
@@ -96,7 +145,9 @@ struct PyDeduper {
 impl PyDeduper {
     #[new]
     fn new(py: Python<'_>, window_s: f64, max_keys: u64) -> PyResult<Self> {
-        Deduper::new(window_s, max_keys).map(|inner| Self { inner }).map_err(|e| to_py_err(py, e))
+        Deduper::new(window_s, max_keys)
+            .map(|inner| Self { inner })
+            .map_err(|e| to_py_err(py, e))
     }
 
     /// One bool per key, true for duplicates; new keys are recorded. Keys are str or bytes.
@@ -109,7 +160,7 @@ impl PyDeduper {
         let mut hashes = Vec::new();
         for_each_item(keys, "keys", |i, item| {
             let hash = if let Ok(text) = item.cast::<PyString>() {
-                idempotency_key(text.to_str()?.as_bytes())
+                idempotency_key(utf8(text, i, "keys")?.as_bytes())
             } else if let Ok(bytes) = item.cast::<PyBytes>() {
                 idempotency_key(bytes.as_bytes())
             } else {
@@ -120,21 +171,27 @@ impl PyDeduper {
         })?;
         let times = collect_f64s(times, "times")?;
         let inner = &mut self.inner;
-        let duplicates = py.detach(|| inner.check_many(&hashes, &times)).map_err(|e| to_py_err(py, e))?;
+        let duplicates = py
+            .detach(|| inner.check_many(&hashes, &times))
+            .map_err(|e| to_py_err(py, e))?;
         PyList::new(py, duplicates)
     }
 
     /// The whole state as bytes.
     fn snapshot<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let inner = &mut self.inner;
-        let bytes = py.detach(|| inner.snapshot()).map_err(|e| to_py_err(py, e))?;
+        let bytes = py
+            .detach(|| inner.snapshot())
+            .map_err(|e| to_py_err(py, e))?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     /// The changes since the last snapshot or delta.
     fn snapshot_delta<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let inner = &mut self.inner;
-        let bytes = py.detach(|| inner.snapshot_delta()).map_err(|e| to_py_err(py, e))?;
+        let bytes = py
+            .detach(|| inner.snapshot_delta())
+            .map_err(|e| to_py_err(py, e))?;
         Ok(PyBytes::new(py, &bytes))
     }
 
@@ -147,15 +204,27 @@ impl PyDeduper {
             deltas.iter().try_for_each(|delta| deduper.apply(delta))?;
             Ok(deduper)
         });
-        restored.map(|inner| Self { inner }).map_err(|e| to_py_err(py, e))
+        restored
+            .map(|inner| Self { inner })
+            .map_err(|e| to_py_err(py, e))
     }
 
     #[getter]
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let DedupStats { live_keys, evicted, expired, duplicates } = self.inner.stats();
+        let DedupStats {
+            live_keys,
+            evicted,
+            expired,
+            duplicates,
+        } = self.inner.stats();
         stats_dict(
             py,
-            &[("live_keys", live_keys), ("evicted", evicted), ("expired", expired), ("duplicates", duplicates)],
+            &[
+                ("live_keys", live_keys),
+                ("evicted", evicted),
+                ("expired", expired),
+                ("duplicates", duplicates),
+            ],
         )
     }
 
@@ -188,11 +257,23 @@ impl PyCompiledMergePolicy {
         text_similarity: f64,
         incident_ttl_s: Option<f64>,
     ) -> PyResult<Self> {
-        let limits = |(distance_m, window_s): (f64, f64)| CategoryLimits { distance_m, window_s };
-        let per_category = per_category.into_iter().map(|(name, d, w)| (name, limits((d, w)))).collect();
-        MergePolicy::new(groups, limits(default), per_category, text_similarity, incident_ttl_s)
-            .map(|inner| Self { inner })
-            .map_err(|e| to_py_err(py, e))
+        let limits = |(distance_m, window_s): (f64, f64)| CategoryLimits {
+            distance_m,
+            window_s,
+        };
+        let per_category = per_category
+            .into_iter()
+            .map(|(name, d, w)| (name, limits((d, w))))
+            .collect();
+        MergePolicy::new(
+            groups,
+            limits(default),
+            per_category,
+            text_similarity,
+            incident_ttl_s,
+        )
+        .map(|inner| Self { inner })
+        .map_err(|e| to_py_err(py, e))
     }
 
     /// The largest merge distance of any category, in metres.
@@ -203,7 +284,14 @@ impl PyCompiledMergePolicy {
 }
 
 /// The outcome for one event: the incident it belongs to, whether it opened it, and the report count.
-#[pyclass(module = "hub.incidents", name = "MergeResult", frozen, eq, hash, get_all)]
+#[pyclass(
+    module = "hub.incidents",
+    name = "MergeResult",
+    frozen,
+    eq,
+    hash,
+    get_all
+)]
 #[derive(PartialEq, Eq, Hash)]
 struct PyMergeResult {
     incident_id: String,
@@ -215,7 +303,11 @@ struct PyMergeResult {
 impl PyMergeResult {
     #[new]
     fn new(incident_id: String, is_new: bool, report_count: u32) -> Self {
-        Self { incident_id, is_new, report_count }
+        Self {
+            incident_id,
+            is_new,
+            report_count,
+        }
     }
 
     fn __repr__(&self) -> String {
@@ -279,31 +371,49 @@ impl Batch {
     }
 }
 
-fn push_str(arena: &mut Arena, item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<Span> {
+fn push_str(
+    arena: &mut Arena,
+    item: &Bound<'_, PyAny>,
+    index: usize,
+    field: &str,
+) -> PyResult<Span> {
     match item.cast::<PyString>() {
-        Ok(s) => Ok(arena.push(s.to_str()?)),
+        Ok(s) => Ok(arena.push(utf8(s, index, field)?)),
         Err(_) => Err(bad_item(item.py(), index, field, "str", item)),
     }
 }
 
-fn push_optional_str(arena: &mut Arena, item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<Option<Span>> {
+fn push_optional_str(
+    arena: &mut Arena,
+    item: &Bound<'_, PyAny>,
+    index: usize,
+    field: &str,
+) -> PyResult<Option<Span>> {
     if item.is_none() {
         Ok(None)
     } else {
         match item.cast::<PyString>() {
-            Ok(s) => Ok(Some(arena.push(s.to_str()?))),
+            Ok(s) => Ok(Some(arena.push(utf8(s, index, field)?))),
             Err(_) => Err(bad_item(item.py(), index, field, "str or None", item)),
         }
     }
 }
 
-fn location(py: Python<'_>, index: usize, lon: Option<f64>, lat: Option<f64>) -> PyResult<Option<(f64, f64)>> {
+fn location(
+    py: Python<'_>,
+    index: usize,
+    lon: Option<f64>,
+    lat: Option<f64>,
+) -> PyResult<Option<(f64, f64)>> {
     match (lon, lat) {
         (Some(lon), Some(lat)) => Ok(Some((lon, lat))),
         (None, None) => Ok(None),
         _ => Err(to_py_err(
             py,
-            IncidentError::InvalidEvent { index, reason: "lon and lat must both be given or both be None".into() },
+            IncidentError::InvalidEvent {
+                index,
+                reason: "lon and lat must both be given or both be None".into(),
+            },
         )),
     }
 }
@@ -311,9 +421,14 @@ fn location(py: Python<'_>, index: usize, lon: Option<f64>, lat: Option<f64>) ->
 /// Reads rows `(event_id, time, category[, lon, lat, address, text])`, e.g. hub.incidents.MergeInput.
 fn rows_to_batch(rows: &Bound<'_, PyAny>) -> PyResult<Batch> {
     let py = rows.py();
-    let mut batch = Batch { arena: Arena::default(), events: Vec::new() };
+    let mut batch = Batch {
+        arena: Arena::default(),
+        events: Vec::new(),
+    };
     for_each_item(rows, "events", |index, row| {
-        let row = row.cast::<PyTuple>().map_err(|_| bad_item(py, index, "event", "a MergeInput (tuple)", row))?;
+        let row = row
+            .cast::<PyTuple>()
+            .map_err(|_| bad_item(py, index, "event", "a MergeInput (tuple)", row))?;
         let len = row.len();
         if !(3..=7).contains(&len) {
             return Err(to_py_err(
@@ -325,7 +440,13 @@ fn rows_to_batch(rows: &Bound<'_, PyAny>) -> PyResult<Batch> {
             ));
         }
         let none = py.None().into_bound(py);
-        let field = |i: usize| if i < len { row.get_item(i) } else { Ok(none.clone()) };
+        let field = |i: usize| {
+            if i < len {
+                row.get_item(i)
+            } else {
+                Ok(none.clone())
+            }
+        };
         let arena = &mut batch.arena;
         let event_id = push_str(arena, &field(0)?, index, "event_id")?;
         let time = extract_f64(&field(1)?, index, "time")?;
@@ -335,7 +456,14 @@ fn rows_to_batch(rows: &Bound<'_, PyAny>) -> PyResult<Batch> {
         let address = push_optional_str(arena, &field(5)?, index, "address")?;
         let text = push_optional_str(arena, &field(6)?, index, "text")?;
         let location = location(py, index, lon, lat)?;
-        batch.events.push(RawEvent { event_id, time, category, location, address, text });
+        batch.events.push(RawEvent {
+            event_id,
+            time,
+            category,
+            location,
+            address,
+            text,
+        });
         Ok(())
     })?;
     Ok(batch)
@@ -400,10 +528,18 @@ fn columns_to_batch(
         Ok(())
     })?;
     check_length(py, "categories", seen, count)?;
-    let lons = optional_column(lons, "lons", count, |item, i| extract_optional_f64(item, i, "lon"))?;
-    let lats = optional_column(lats, "lats", count, |item, i| extract_optional_f64(item, i, "lat"))?;
-    let addresses = optional_column(addresses, "addresses", count, |item, i| push_optional_str(&mut arena, item, i, "address"))?;
-    let texts = optional_column(texts, "texts", count, |item, i| push_optional_str(&mut arena, item, i, "text"))?;
+    let lons = optional_column(lons, "lons", count, |item, i| {
+        extract_optional_f64(item, i, "lon")
+    })?;
+    let lats = optional_column(lats, "lats", count, |item, i| {
+        extract_optional_f64(item, i, "lat")
+    })?;
+    let addresses = optional_column(addresses, "addresses", count, |item, i| {
+        push_optional_str(&mut arena, item, i, "address")
+    })?;
+    let texts = optional_column(texts, "texts", count, |item, i| {
+        push_optional_str(&mut arena, item, i, "text")
+    })?;
     let mut events = Vec::with_capacity(count);
     for (index, (((((event_id, time), category), (lon, lat)), address), text)) in ids
         .into_iter()
@@ -415,7 +551,14 @@ fn columns_to_batch(
         .enumerate()
     {
         let location = location(py, index, lon, lat)?;
-        events.push(RawEvent { event_id, time, category, location, address, text });
+        events.push(RawEvent {
+            event_id,
+            time,
+            category,
+            location,
+            address,
+            text,
+        });
     }
     Ok(Batch { arena, events })
 }
@@ -429,7 +572,8 @@ struct PyIncidentMerger {
 impl PyIncidentMerger {
     fn merge(&mut self, py: Python<'_>, batch: Batch) -> PyResult<Vec<MergeOutcome>> {
         let inner = &mut self.inner;
-        py.detach(|| inner.add_many(&batch.views())).map_err(|e| to_py_err(py, e))
+        py.detach(|| inner.add_many(&batch.views()))
+            .map_err(|e| to_py_err(py, e))
     }
 
     fn incident_id(&self, outcome: &MergeOutcome) -> &str {
@@ -441,11 +585,17 @@ impl PyIncidentMerger {
 impl PyIncidentMerger {
     #[new]
     fn new(policy: &PyCompiledMergePolicy) -> Self {
-        Self { inner: IncidentMerger::new(policy.inner.clone()) }
+        Self {
+            inner: IncidentMerger::new(policy.inner.clone()),
+        }
     }
 
     /// Merges rows (MergeInput tuples) in order; one MergeResult per row.
-    fn add_many(&mut self, py: Python<'_>, events: &Bound<'_, PyAny>) -> PyResult<Vec<PyMergeResult>> {
+    fn add_many(
+        &mut self,
+        py: Python<'_>,
+        events: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<PyMergeResult>> {
         let outcomes = self.merge(py, rows_to_batch(events)?)?;
         Ok(outcomes
             .iter()
@@ -472,7 +622,8 @@ impl PyIncidentMerger {
         texts: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>, Bound<'py, PyList>)> {
         let none = py.None().into_bound(py);
-        let or_none = |column: Option<&Bound<'py, PyAny>>| column.cloned().unwrap_or_else(|| none.clone());
+        let or_none =
+            |column: Option<&Bound<'py, PyAny>>| column.cloned().unwrap_or_else(|| none.clone());
         let batch = columns_to_batch(
             event_ids,
             times,
@@ -497,7 +648,8 @@ impl PyIncidentMerger {
     /// Closes incidents whose last report is older than their time-to-live at `now`; their ids.
     fn expire(&mut self, py: Python<'_>, now: f64) -> PyResult<Vec<String>> {
         let inner = &mut self.inner;
-        py.detach(|| inner.expire(now)).map_err(|e| to_py_err(py, e))
+        py.detach(|| inner.expire(now))
+            .map_err(|e| to_py_err(py, e))
     }
 
     /// Swaps in a new policy without losing open incidents.
@@ -507,31 +659,48 @@ impl PyIncidentMerger {
 
     fn snapshot<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let inner = &mut self.inner;
-        let bytes = py.detach(|| inner.snapshot()).map_err(|e| to_py_err(py, e))?;
+        let bytes = py
+            .detach(|| inner.snapshot())
+            .map_err(|e| to_py_err(py, e))?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     fn snapshot_delta<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let inner = &mut self.inner;
-        let bytes = py.detach(|| inner.snapshot_delta()).map_err(|e| to_py_err(py, e))?;
+        let bytes = py
+            .detach(|| inner.snapshot_delta())
+            .map_err(|e| to_py_err(py, e))?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     #[staticmethod]
     #[pyo3(signature = (data, policy, deltas = Vec::new()))]
-    fn restore(py: Python<'_>, data: &[u8], policy: &PyCompiledMergePolicy, deltas: Vec<Vec<u8>>) -> PyResult<Self> {
+    fn restore(
+        py: Python<'_>,
+        data: &[u8],
+        policy: &PyCompiledMergePolicy,
+        deltas: Vec<Vec<u8>>,
+    ) -> PyResult<Self> {
         let policy = policy.inner.clone();
         let restored = py.detach(|| {
             let mut merger = IncidentMerger::restore(data, policy)?;
             deltas.iter().try_for_each(|delta| merger.apply(delta))?;
             Ok(merger)
         });
-        restored.map(|inner| Self { inner }).map_err(|e| to_py_err(py, e))
+        restored
+            .map(|inner| Self { inner })
+            .map_err(|e| to_py_err(py, e))
     }
 
     #[getter]
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let MergerStats { events, opened, merged, closed, open_incidents } = self.inner.stats();
+        let MergerStats {
+            events,
+            opened,
+            merged,
+            closed,
+            open_incidents,
+        } = self.inner.stats();
         stats_dict(
             py,
             &[

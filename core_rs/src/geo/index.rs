@@ -1,5 +1,6 @@
 //! The grid index: every cell of every layer, stored flat (one coordinate array, ring and cell offsets)
-//! under one bulk-loaded R*-tree of cell bounding boxes.
+//! under static packed R-trees (flatbush) of cell bounding boxes: one per admin depth and one per overlay
+//! (layer, level), so district-sized boxes never inflate the nodes that hold micro-grid boxes.
 //!
 //! Rules a caller can rely on (docs/geofence.md repeats them):
 //! - Containment is closed: a point on a cell's boundary is in that cell. Rings are evaluated by the
@@ -16,9 +17,10 @@
 use std::collections::HashMap;
 
 use geo::{
-    BoundingRect, Coord, Intersects, LineString, MapCoords, MultiPolygon, Polygon, Validation,
+    BoundingRect, Coord, Geometry, Intersects, LineString, MapCoords, MultiPolygon, Polygon, Validation,
 };
-use rstar::{Envelope, RTree, RTreeNode, RTreeObject, AABB};
+use rayon::prelude::*;
+use static_aabb2d_index::{StaticAABB2DIndex, StaticAABB2DIndexBuilder};
 
 use super::coords::{convert_point, coordinate_problem, CoordSystem};
 use super::geojson::{parse_geometry, parse_layer, ParsedFeature, PropertyNames};
@@ -29,6 +31,17 @@ const METRES_PER_DEGREE: f64 = 6_371_008.8 * std::f64::consts::PI / 180.0;
 /// Distances closer than this count as ties when picking the nearest cell (shared edges).
 const DISTANCE_TIE_M: f64 = 1e-3;
 const NO_PARENT: u32 = u32::MAX;
+const NO_BANDS: u32 = u32::MAX;
+/// Batches larger than this are split across rayon's threads, this many points per task.
+const PARALLEL_CHUNK: usize = 16_384;
+/// Batches at least this large are resolved in spatial (Hilbert) order.
+const SPATIAL_SORT_MIN: usize = 4_096;
+/// Children per node of the packed trees (flatbush's default).
+const NODE_SIZE: usize = 16;
+/// Cells with at least this many edges get a y-band edge index (like GEOS's indexed point-in-area
+/// locator), so a point test reads a few edges instead of all of a district outline's thousands.
+const BAND_INDEX_MIN_EDGES: usize = 64;
+const EDGES_PER_BAND: usize = 4;
 
 /// Admin layers build the hierarchy; overlay layers (schools, reservoirs, ...) sit beside it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,16 +93,44 @@ enum Position {
     Inside,
 }
 
+/// A bounding box: [min_x, min_y, max_x, max_y].
+type Envelope = [f64; 4];
+
 struct CellBox {
-    envelope: AABB<[f64; 2]>,
+    envelope: Envelope,
     cell: u32,
 }
 
-impl RTreeObject for CellBox {
-    type Envelope = AABB<[f64; 2]>;
+/// A static packed Hilbert R-tree (flatbush) over cell boxes: built once, flat arrays, queried with a
+/// reusable stack. Queries are closed: a box touching the search box counts.
+struct BoxTree {
+    index: StaticAABB2DIndex<f64>,
+    cells: Vec<u32>,
+}
 
-    fn envelope(&self) -> Self::Envelope {
-        self.envelope
+impl BoxTree {
+    fn build(boxes: &[CellBox]) -> Result<Self, GeoError> {
+        let mut builder = StaticAABB2DIndexBuilder::new_with_node_size(boxes.len(), NODE_SIZE);
+        for cell_box in boxes {
+            let [min_x, min_y, max_x, max_y] = cell_box.envelope;
+            builder.add(min_x, min_y, max_x, max_y);
+        }
+        let index = builder.build().map_err(|e| GeoError::new(format!("spatial index: {e}")))?;
+        Ok(Self { index, cells: boxes.iter().map(|b| b.cell).collect() })
+    }
+
+    /// Appends the cells whose box meets `envelope`.
+    fn query(&self, envelope: Envelope, stack: &mut Vec<usize>, out: &mut Vec<u32>) {
+        let [min_x, min_y, max_x, max_y] = envelope;
+        let found = self.index.query_iter_with_stack(min_x, min_y, max_x, max_y, stack);
+        out.extend(found.filter_map(|position| self.cells.get(position).copied()));
+    }
+
+    fn memory_bytes(&self) -> usize {
+        let boxes = self.index.all_boxes().len();
+        boxes * (std::mem::size_of::<Envelope>() + std::mem::size_of::<usize>())
+            + std::mem::size_of_val(self.index.level_bounds())
+            + self.cells.capacity() * 4
     }
 }
 
@@ -99,6 +140,81 @@ struct CellInfo {
     depth: u16,
     /// Admin cells: parent cell index or NO_PARENT. Overlay cells: their (layer, level) group.
     parent_or_group: u32,
+    /// Index into `GridIndex::edge_bands`, or NO_BANDS for small cells.
+    bands: u32,
+}
+
+/// Edges of one large cell bucketed by horizontal band: an edge is listed in every band its y-range
+/// touches, so the band holding a point's y lists every edge a horizontal ray through it can meet.
+struct EdgeBands {
+    y0: f64,
+    band_height: f64,
+    starts: Vec<u32>,
+    edges: Vec<(u32, u32)>,
+}
+
+impl EdgeBands {
+    fn band_of(&self, y: f64) -> usize {
+        let bands = self.starts.len().saturating_sub(2);
+        (((y - self.y0) / self.band_height).max(0.0) as usize).min(bands)
+    }
+
+    /// Buckets `edges` (pairs of indices into `coords`); `None` when they span no height.
+    fn build(coords: &[Coord<f64>], edges: &[(u32, u32)]) -> Option<Self> {
+        let y = |i: u32| coords.get(i as usize).map_or(0.0, |c| c.y);
+        let (y0, y1) = edges.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (a, _)| (lo.min(y(*a)), hi.max(y(*a))));
+        let band_count = (edges.len() / EDGES_PER_BAND).max(1);
+        let band_height = (y1 - y0) / band_count as f64;
+        if band_height.is_nan() || band_height <= 0.0 {
+            return None;
+        }
+        let mut bands = Self { y0, band_height, starts: vec![0; band_count + 2], edges: Vec::new() };
+        let span = |(a, b): (u32, u32)| {
+            let (lo, hi) = (y(a).min(y(b)), y(a).max(y(b)));
+            bands.band_of(lo)..=bands.band_of(hi)
+        };
+        let mut counts = vec![0u32; band_count + 1];
+        for edge in edges {
+            for band in span(*edge) {
+                if let Some(count) = counts.get_mut(band) {
+                    *count += 1;
+                }
+            }
+        }
+        let mut starts = vec![0u32; band_count + 2];
+        for band in 0..=band_count {
+            let next = starts.get(band).copied().unwrap_or(0) + counts.get(band).copied().unwrap_or(0);
+            if let Some(slot) = starts.get_mut(band + 1) {
+                *slot = next;
+            }
+        }
+        let mut filled = vec![(0u32, 0u32); starts.last().copied().unwrap_or(0) as usize];
+        let mut cursor = starts.clone();
+        for edge in edges {
+            for band in span(*edge) {
+                if let Some(position) = cursor.get_mut(band) {
+                    if let Some(slot) = filled.get_mut(*position as usize) {
+                        *slot = *edge;
+                    }
+                    *position += 1;
+                }
+            }
+        }
+        bands.starts = starts;
+        bands.edges = filled;
+        Some(bands)
+    }
+
+    fn edges_at(&self, y: f64) -> &[(u32, u32)] {
+        self.edges_between(y, y)
+    }
+
+    /// Edges listed in the bands from `low`'s to `high`'s (consecutive in storage; may repeat edges).
+    fn edges_between(&self, low: f64, high: f64) -> &[(u32, u32)] {
+        let start = self.starts.get(self.band_of(low)).copied().unwrap_or(0) as usize;
+        let end = self.starts.get(self.band_of(high) + 1).copied().unwrap_or(0) as usize;
+        self.edges.get(start..end).unwrap_or(&[])
+    }
 }
 
 /// All strings of all cells in one buffer: id of cell `i` is piece `2i`, its name piece `2i+1`.
@@ -136,8 +252,10 @@ pub struct CellView<'a> {
 /// Reusable per-thread buffers of the point query.
 #[derive(Default)]
 struct Scratch {
-    candidates: Vec<(u32, Position)>,
-    overlay_best: Vec<(u32, u32, Position, f64)>,
+    stack: Vec<usize>,
+    holding: Vec<u32>,
+    nearby: Vec<u32>,
+    measured: Vec<(u32, f64)>,
 }
 
 /// Point → cells on every layer, and area → intersecting cells. Immutable once built; swap a new one in
@@ -152,9 +270,15 @@ pub struct GridIndex {
     ring_starts: Vec<u32>,
     ring_is_exterior: Vec<bool>,
     cell_ring_starts: Vec<u32>,
-    tree: RTree<CellBox>,
+    edge_bands: Vec<EdgeBands>,
+    /// Admin trees, deepest level first.
+    admin_trees: Vec<BoxTree>,
+    /// Overlay trees in group rank order.
+    overlay_trees: Vec<BoxTree>,
     tolerance_m: f64,
     raw_vertex_count: usize,
+    /// Union of all cell boxes, the frame of the Hilbert sort.
+    extent: Envelope,
 }
 
 struct PendingCell {
@@ -239,7 +363,7 @@ impl GridIndex {
                     }
                 }
             };
-            cells.push(CellInfo { layer: cell.layer, level, depth: 0, parent_or_group });
+            cells.push(CellInfo { layer: cell.layer, level, depth: 0, parent_or_group, bands: NO_BANDS });
         }
         // Overlay groups answer in layer order, then level order of first appearance.
         let mut group_order: Vec<u32> = (0..groups.len() as u32).collect();
@@ -267,9 +391,12 @@ impl GridIndex {
             ring_starts: vec![0],
             ring_is_exterior: Vec::new(),
             cell_ring_starts: vec![0],
-            tree: RTree::new(),
+            edge_bands: Vec::new(),
+            admin_trees: Vec::new(),
+            overlay_trees: Vec::new(),
             tolerance_m,
             raw_vertex_count: 0,
+            extent: [0.0; 4],
         };
         let mut boxes = Vec::with_capacity(pending.len());
         for (cell, pending_cell) in pending.iter().enumerate() {
@@ -279,14 +406,25 @@ impl GridIndex {
                 boxes.push(CellBox { envelope, cell: cell as u32 });
             }
         }
+        for cell in 0..index.cells.len() {
+            if let Some(bands) = index.build_bands(cell) {
+                if let Some(info) = index.cells.get_mut(cell) {
+                    info.bands = index.edge_bands.len() as u32;
+                    index.edge_bands.push(bands);
+                }
+            }
+        }
         index.coords.shrink_to_fit();
         index.strings.text.shrink_to_fit();
-        index.tree = RTree::bulk_load(boxes);
+        index.extent = boxes.iter().fold([f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY], |e, b| {
+            [e[0].min(b.envelope[0]), e[1].min(b.envelope[1]), e[2].max(b.envelope[2]), e[3].max(b.envelope[3])]
+        });
+        index.plant_trees(boxes, groups.len())?;
         Ok(index)
     }
 
     /// Appends a cell's rings (closing vertex dropped) and returns its bounding box.
-    fn push_geometry(&mut self, shape: &MultiPolygon<f64>) -> Option<AABB<[f64; 2]>> {
+    fn push_geometry(&mut self, shape: &MultiPolygon<f64>) -> Option<Envelope> {
         for polygon in &shape.0 {
             let rings = std::iter::once((polygon.exterior(), true)).chain(polygon.interiors().iter().map(|r| (r, false)));
             for (ring, exterior) in rings {
@@ -299,7 +437,7 @@ impl GridIndex {
         }
         self.cell_ring_starts.push(self.ring_is_exterior.len() as u32);
         let rect = shape.bounding_rect()?;
-        Some(AABB::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]))
+        Some([rect.min().x, rect.min().y, rect.max().x, rect.max().y])
     }
 
     pub fn cell_count(&self) -> usize {
@@ -324,8 +462,9 @@ impl GridIndex {
     pub fn memory_use(&self) -> MemoryUse {
         let geometry = self.coords.capacity() * std::mem::size_of::<Coord<f64>>()
             + (self.ring_starts.capacity() + self.cell_ring_starts.capacity()) * 4
-            + self.ring_is_exterior.capacity();
-        let spatial_index = count_tree_nodes(self.tree.root()) * std::mem::size_of::<RTreeNode<CellBox>>();
+            + self.ring_is_exterior.capacity()
+            + self.edge_bands.iter().map(|b| b.starts.capacity() * 4 + b.edges.capacity() * 8 + 48).sum::<usize>();
+        let spatial_index = self.trees().map(BoxTree::memory_bytes).sum::<usize>();
         let metadata = self.cells.capacity() * std::mem::size_of::<CellInfo>()
             + self.strings.text.capacity()
             + self.strings.ends.capacity() * 4
@@ -342,46 +481,91 @@ impl GridIndex {
                 lats.len()
             )));
         }
-        let mut batch = LocateBatch {
-            offsets: Vec::with_capacity(lngs.len() + 1),
-            cells: Vec::with_capacity(lngs.len() * 2),
-            distances_m: Vec::with_capacity(lngs.len() * 2),
-            admin_counts: Vec::with_capacity(lngs.len()),
-        };
-        batch.offsets.push(0);
-        let mut scratch = Scratch::default();
         for (position, (&lng, &lat)) in lngs.iter().zip(lats).enumerate() {
             if let Some(problem) = coordinate_problem(lng, lat) {
                 return Err(GeoError::new(format!("point #{position}: {problem}")));
             }
-            let (lng, lat) = convert_point(lng, lat, crs, CoordSystem::Wgs84);
-            self.locate_into(lng, lat, &mut scratch, &mut batch);
         }
-        Ok(batch)
+        if lngs.len() < SPATIAL_SORT_MIN {
+            let points: Vec<Coord<f64>> = lngs.iter().zip(lats).map(|(&x, &y)| wgs84(x, y, crs)).collect();
+            return Ok(self.locate_points(&points));
+        }
+        // Large batches are resolved in Hilbert order of the points, so consecutive queries touch the
+        // same tree nodes and cells (cache hits instead of misses), then put back in the caller's order.
+        let points: Vec<Coord<f64>> =
+            lngs.par_iter().zip(lats.par_iter()).map(|(&x, &y)| wgs84(x, y, crs)).collect();
+        let mut order: Vec<(u32, u32)> =
+            points.iter().enumerate().map(|(i, p)| (self.hilbert_key(*p), i as u32)).collect();
+        order.par_sort_unstable();
+        let sorted: Vec<Coord<f64>> = order.iter().filter_map(|(_, i)| points.get(*i as usize).copied()).collect();
+        let parts: Vec<LocateBatch> = sorted.par_chunks(PARALLEL_CHUNK).map(|chunk| self.locate_points(chunk)).collect();
+        Ok(unsort(&concatenate(parts), &order))
+    }
+
+    /// Position of a point on a Hilbert curve over the index's extent.
+    fn hilbert_key(&self, p: Coord<f64>) -> u32 {
+        let [min_x, min_y, max_x, max_y] = self.extent;
+        let scale = |v: f64, lo: f64, hi: f64| {
+            let span = hi - lo;
+            if span > 0.0 { (((v - lo) / span).clamp(0.0, 1.0) * f64::from(u16::MAX)) as u16 } else { 0 }
+        };
+        static_aabb2d_index::hilbert_xy_to_index(scale(p.x, min_x, max_x), scale(p.y, min_y, max_y))
+    }
+
+    /// Resolves WGS-84 points on the calling thread.
+    fn locate_points(&self, points: &[Coord<f64>]) -> LocateBatch {
+        let cells_per_point = (self.admin_trees.len() + self.overlay_trees.len()).clamp(1, 8);
+        let mut batch = LocateBatch {
+            offsets: Vec::with_capacity(points.len() + 1),
+            cells: Vec::with_capacity(points.len() * cells_per_point),
+            distances_m: Vec::with_capacity(points.len() * cells_per_point),
+            admin_counts: Vec::with_capacity(points.len()),
+        };
+        batch.offsets.push(0);
+        let mut scratch = Scratch::default();
+        for point in points {
+            self.locate_into(point.x, point.y, &mut scratch, &mut batch);
+        }
+        batch
     }
 
     fn locate_into(&self, lng: f64, lat: f64, scratch: &mut Scratch, out: &mut LocateBatch) {
         let point = Coord { x: lng, y: lat };
-        scratch.candidates.clear();
-        for entry in self.tree.locate_in_envelope_intersecting(&self.search_envelope(point)) {
-            let position = if entry.envelope.contains_point(&[lng, lat]) {
-                self.classify(entry.cell as usize, point)
-            } else {
-                Position::Outside
-            };
-            scratch.candidates.push((entry.cell, position));
-        }
-        let admin_count = self.resolve_admin(point, &scratch.candidates, out);
+        let admin_count = self.resolve_admin(point, scratch, out);
         out.admin_counts.push(admin_count.min(usize::from(u8::MAX)) as u8);
         self.resolve_overlays(point, scratch, out);
         out.offsets.push(out.cells.len() as u32);
     }
 
-    /// The point's box grown by the tolerance, so one tree query serves containment and nearest cell.
-    fn search_envelope(&self, point: Coord<f64>) -> AABB<[f64; 2]> {
+    /// Splits the cell boxes into the per-depth admin trees and the per-group overlay trees.
+    fn plant_trees(&mut self, boxes: Vec<CellBox>, group_count: usize) -> Result<(), GeoError> {
+        let max_depth = self.cells.iter().map(|c| usize::from(c.depth)).max().unwrap_or(0);
+        let mut admin: Vec<Vec<CellBox>> = (0..=max_depth).map(|_| Vec::new()).collect();
+        let mut overlay: Vec<Vec<CellBox>> = (0..group_count).map(|_| Vec::new()).collect();
+        for cell_box in boxes {
+            let bucket = if self.is_admin(cell_box.cell) {
+                admin.get_mut(max_depth - usize::from(self.depth(cell_box.cell)))
+            } else {
+                overlay.get_mut(self.parent_or_group(cell_box.cell) as usize)
+            };
+            if let Some(bucket) = bucket {
+                bucket.push(cell_box);
+            }
+        }
+        self.admin_trees = admin.iter().filter(|b| !b.is_empty()).map(|b| BoxTree::build(b)).collect::<Result<_, _>>()?;
+        self.overlay_trees = overlay.iter().filter(|b| !b.is_empty()).map(|b| BoxTree::build(b)).collect::<Result<_, _>>()?;
+        Ok(())
+    }
+
+    fn trees(&self) -> impl Iterator<Item = &BoxTree> {
+        self.admin_trees.iter().chain(&self.overlay_trees)
+    }
+
+    /// The point's box grown by the tolerance: where nearest-cell candidates can be.
+    fn search_envelope(&self, point: Coord<f64>) -> Envelope {
         let dlat = self.tolerance_m / METRES_PER_DEGREE;
         let dlng = (self.tolerance_m / (METRES_PER_DEGREE * point.y.to_radians().cos().max(1e-9))).min(360.0);
-        AABB::from_corners([point.x - dlng, point.y - dlat], [point.x + dlng, point.y + dlat])
+        [point.x - dlng, point.y - dlat, point.x + dlng, point.y + dlat]
     }
 
     fn is_admin(&self, cell: u32) -> bool {
@@ -399,29 +583,49 @@ impl GridIndex {
         self.cells.get(cell as usize).map_or(NO_PARENT, |info| info.parent_or_group)
     }
 
-    /// Writes the admin chain (deepest first) and returns its length.
-    fn resolve_admin(&self, point: Coord<f64>, candidates: &[(u32, Position)], out: &mut LocateBatch) -> usize {
-        let contained = candidates
-            .iter()
-            .filter(|(cell, position)| *position != Position::Outside && self.is_admin(*cell))
-            .max_by(|(a, pa), (b, pb)| {
-                (self.depth(*a), *pa == Position::Inside, std::cmp::Reverse(*a))
-                    .cmp(&(self.depth(*b), *pb == Position::Inside, std::cmp::Reverse(*b)))
-            });
-        let leaf = match contained {
-            Some((cell, _)) => *cell,
-            None => match self.nearest(point, candidates.iter().map(|(c, _)| *c).filter(|c| self.is_admin(*c))) {
-                Some(cell) => cell,
-                None => return 0,
-            },
+    /// Writes the admin chain (deepest first) and returns its length. Levels are tried deepest first;
+    /// a shallower level is only tested when no deeper cell holds the point.
+    fn resolve_admin(&self, point: Coord<f64>, scratch: &mut Scratch, out: &mut LocateBatch) -> usize {
+        let at_point = [point.x, point.y, point.x, point.y];
+        let mut found: Option<(u32, Position)> = None;
+        for tree in &self.admin_trees {
+            scratch.holding.clear();
+            tree.query(at_point, &mut scratch.stack, &mut scratch.holding);
+            scratch.holding.sort_unstable();
+            for &cell in &scratch.holding {
+                let position = self.classify(cell as usize, point);
+                let better = match found {
+                    None => position != Position::Outside,
+                    Some((_, best)) => position == Position::Inside && best == Position::Boundary,
+                };
+                if better {
+                    found = Some((cell, position));
+                    if position == Position::Inside {
+                        break;
+                    }
+                }
+            }
+            if found.is_some() {
+                break;
+            }
+        }
+        let (leaf, distance) = match found {
+            Some((cell, _)) => (cell, 0.0),
+            None => {
+                let envelope = self.search_envelope(point);
+                scratch.nearby.clear();
+                for tree in &self.admin_trees {
+                    tree.query(envelope, &mut scratch.stack, &mut scratch.nearby);
+                }
+                match self.nearest(point, &scratch.nearby, &mut scratch.measured) {
+                    Some(nearest) => nearest,
+                    None => return 0,
+                }
+            }
         };
         let mut length = 0;
         let mut cell = leaf;
         while cell != NO_PARENT && length <= self.cells.len() {
-            let distance = match candidates.iter().find(|(c, _)| *c == cell) {
-                Some((_, position)) if *position != Position::Outside => 0.0,
-                _ => self.distance_m(cell as usize, point),
-            };
             out.cells.push(cell);
             out.distances_m.push(distance);
             length += 1;
@@ -432,51 +636,51 @@ impl GridIndex {
 
     /// Writes one cell per overlay (layer, level) group that holds the point or lies within tolerance.
     fn resolve_overlays(&self, point: Coord<f64>, scratch: &mut Scratch, out: &mut LocateBatch) {
-        scratch.overlay_best.clear();
-        for &(cell, position) in &scratch.candidates {
-            if self.is_admin(cell) {
-                continue;
-            }
-            let group = self.parent_or_group(cell);
-            let distance = match position {
-                Position::Outside => {
-                    let distance = self.distance_m(cell as usize, point);
-                    if distance > self.tolerance_m {
-                        continue;
-                    }
-                    distance
+        let envelope = self.search_envelope(point);
+        for tree in &self.overlay_trees {
+            scratch.nearby.clear();
+            tree.query(envelope, &mut scratch.stack, &mut scratch.nearby);
+            let mut best: Option<(Position, f64, u32)> = None;
+            for &cell in &scratch.nearby {
+                let position = self.classify(cell as usize, point);
+                let distance = match position {
+                    Position::Outside => self.near_distance_m(cell as usize, point),
+                    _ => 0.0,
+                };
+                if distance > self.tolerance_m {
+                    continue;
                 }
-                _ => 0.0,
-            };
-            let entry = (group, cell, position, distance);
-            match scratch.overlay_best.iter_mut().find(|best| best.0 == group) {
-                Some(best) if overlay_beats(&entry, best) => *best = entry,
-                Some(_) => {}
-                None => scratch.overlay_best.push(entry),
+                let candidate = (position, distance, cell);
+                if best.is_none_or(|best| overlay_rank(&candidate) < overlay_rank(&best)) {
+                    best = Some(candidate);
+                }
             }
-        }
-        scratch.overlay_best.sort_by_key(|best| best.0);
-        for &(_, cell, _, distance) in &scratch.overlay_best {
-            out.cells.push(cell);
-            out.distances_m.push(distance);
+            if let Some((_, distance, cell)) = best {
+                out.cells.push(cell);
+                out.distances_m.push(distance);
+            }
         }
     }
 
-    /// Nearest cell within tolerance; ties (shared edges) go to the deeper, then smaller-id cell.
-    fn nearest(&self, point: Coord<f64>, cells: impl Iterator<Item = u32>) -> Option<u32> {
+    /// Nearest of cells known not to hold the point, within tolerance; ties (shared edges) go to the
+    /// deeper, then smaller-id cell.
+    fn nearest(&self, point: Coord<f64>, cells: &[u32], measured: &mut Vec<(u32, f64)>) -> Option<(u32, f64)> {
         if self.tolerance_m <= 0.0 {
             return None;
         }
-        let measured: Vec<(u32, f64)> = cells
-            .map(|cell| (cell, self.distance_m(cell as usize, point)))
-            .filter(|(_, distance)| *distance <= self.tolerance_m)
-            .collect();
+        measured.clear();
+        measured.extend(
+            cells
+                .iter()
+                .map(|&cell| (cell, self.near_distance_m(cell as usize, point)))
+                .filter(|(_, distance)| *distance <= self.tolerance_m),
+        );
         let closest = measured.iter().map(|(_, d)| *d).fold(f64::INFINITY, f64::min);
         measured
             .iter()
             .filter(|(_, distance)| *distance <= closest + DISTANCE_TIE_M)
             .max_by_key(|(cell, _)| (self.depth(*cell), std::cmp::Reverse(*cell)))
-            .map(|(cell, _)| *cell)
+            .copied()
     }
 
     fn rings(&self, cell: usize) -> impl Iterator<Item = (&[Coord<f64>], bool)> + '_ {
@@ -489,53 +693,67 @@ impl GridIndex {
         })
     }
 
-    /// Crossing-number test with exact boundary detection (robust orient2d).
-    fn classify(&self, cell: usize, p: Coord<f64>) -> Position {
-        let mut inside = false;
-        for (ring, _) in self.rings(cell) {
-            for (a, b) in ring_edges(ring) {
-                if a == p {
-                    return Position::Boundary;
-                }
-                if (a.y > p.y) != (b.y > p.y) {
-                    let orientation = robust::orient2d(
-                        robust::Coord { x: a.x, y: a.y },
-                        robust::Coord { x: b.x, y: b.y },
-                        robust::Coord { x: p.x, y: p.y },
-                    );
-                    if orientation == 0.0 {
-                        return Position::Boundary;
-                    }
-                    if (orientation > 0.0) == (b.y > a.y) {
-                        inside = !inside;
-                    }
-                } else if a.y == p.y && b.y == p.y && (a.x.min(b.x)..=a.x.max(b.x)).contains(&p.x) {
-                    return Position::Boundary;
-                }
-            }
+    /// Edges of a cell as pairs of coordinate indices.
+    fn edge_indices(&self, cell: usize) -> Vec<(u32, u32)> {
+        let first = self.cell_ring_starts.get(cell).copied().unwrap_or(0) as usize;
+        let last = self.cell_ring_starts.get(cell + 1).copied().unwrap_or(0) as usize;
+        let mut edges = Vec::new();
+        for ring in first..last {
+            let (Some(&start), Some(&end)) = (self.ring_starts.get(ring), self.ring_starts.get(ring + 1)) else {
+                continue;
+            };
+            edges.extend((start..end).map(|i| (i, if i + 1 < end { i + 1 } else { start })));
         }
-        if inside {
-            Position::Inside
-        } else {
-            Position::Outside
+        edges
+    }
+
+    fn build_bands(&self, cell: usize) -> Option<EdgeBands> {
+        let edges = self.edge_indices(cell);
+        if edges.len() < BAND_INDEX_MIN_EDGES {
+            return None;
+        }
+        EdgeBands::build(&self.coords, &edges)
+    }
+
+    fn classify(&self, cell: usize, p: Coord<f64>) -> Position {
+        let bands = self.cells.get(cell).and_then(|info| self.edge_bands.get(info.bands as usize));
+        match bands {
+            Some(bands) => {
+                let coord = |i: u32| self.coords.get(i as usize).copied().unwrap_or(Coord { x: f64::NAN, y: f64::NAN });
+                classify_edges(bands.edges_at(p.y).iter().map(|(a, b)| (coord(*a), coord(*b))), p)
+            }
+            None => classify_edges(self.rings(cell).flat_map(|(ring, _)| ring_edges(ring)), p),
         }
     }
 
-    /// Distance in metres from the point to the cell's boundary (0 when the cell holds the point).
-    fn distance_m(&self, cell: usize, p: Coord<f64>) -> f64 {
-        if self.classify(cell, p) != Position::Outside {
-            return 0.0;
-        }
+    /// Distance in metres from a point outside the cell to its boundary, exact whenever it is within the
+    /// tolerance (farther distances may come back as any larger value, infinity included). Large cells
+    /// only read the edges in the bands within the tolerance of the point.
+    fn near_distance_m(&self, cell: usize, p: Coord<f64>) -> f64 {
         let kx = METRES_PER_DEGREE * p.y.to_radians().cos();
         let ky = METRES_PER_DEGREE;
         let local = |c: Coord<f64>| ((c.x - p.x) * kx, (c.y - p.y) * ky);
-        self.rings(cell)
-            .flat_map(|(ring, _)| ring_edges(ring))
-            .map(|(a, b)| distance_to_origin(local(a), local(b)))
-            .fold(f64::INFINITY, f64::min)
+        let bands = self.cells.get(cell).and_then(|info| self.edge_bands.get(info.bands as usize));
+        match bands {
+            Some(bands) => {
+                let reach = self.tolerance_m / METRES_PER_DEGREE;
+                let coord = |i: u32| self.coords.get(i as usize).copied().unwrap_or(Coord { x: f64::NAN, y: f64::NAN });
+                bands
+                    .edges_between(p.y - reach, p.y + reach)
+                    .iter()
+                    .map(|(a, b)| distance_to_origin(local(coord(*a)), local(coord(*b))))
+                    .fold(f64::INFINITY, f64::min)
+            }
+            None => self
+                .rings(cell)
+                .flat_map(|(ring, _)| ring_edges(ring))
+                .map(|(a, b)| distance_to_origin(local(a), local(b)))
+                .fold(f64::INFINITY, f64::min),
+        }
     }
 
     /// Cells (any layer) whose closed area intersects the closed geometry, in index (id) order.
+    /// Polygonal areas take the prepared path ([`PreparedArea`]); points and lines use geo's `Intersects`.
     pub fn cells_intersecting(&self, geojson: &[u8], crs: CoordSystem) -> Result<Vec<u32>, GeoError> {
         let geometry = parse_geometry(geojson)?.map_coords(|c| {
             let (x, y) = convert_point(c.x, c.y, crs, CoordSystem::Wgs84);
@@ -544,15 +762,35 @@ impl GridIndex {
         let Some(rect) = geometry.bounding_rect() else {
             return Ok(Vec::new());
         };
-        let envelope = AABB::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
-        let mut hits: Vec<u32> = self
-            .tree
-            .locate_in_envelope_intersecting(&envelope)
-            .filter(|entry| geometry.intersects(&self.shape(entry.cell as usize)))
-            .map(|entry| entry.cell)
-            .collect();
+        let envelope = [rect.min().x, rect.min().y, rect.max().x, rect.max().y];
+        let (mut stack, mut candidates) = (Vec::new(), Vec::new());
+        for tree in self.trees() {
+            tree.query(envelope, &mut stack, &mut candidates);
+        }
+        let area = match &geometry {
+            Geometry::Polygon(polygon) => PreparedArea::new(std::slice::from_ref(polygon)),
+            Geometry::MultiPolygon(polygons) => PreparedArea::new(&polygons.0),
+            _ => None,
+        };
+        let mut hits: Vec<u32> = match area {
+            Some(area) => candidates.into_iter().filter(|cell| self.cell_meets_area(*cell as usize, &area)).collect(),
+            None => candidates.into_iter().filter(|cell| geometry.intersects(&self.shape(*cell as usize))).collect(),
+        };
         hits.sort_unstable();
         Ok(hits)
+    }
+
+    /// Closed regions meet iff their boundaries touch or, failing that, one holds a vertex of the other.
+    fn cell_meets_area(&self, cell: usize, area: &PreparedArea) -> bool {
+        let edges_touch = self.rings(cell).flat_map(|(ring, _)| ring_edges(ring)).any(|(a, b)| {
+            area.bands.edges_between(a.y.min(b.y), a.y.max(b.y)).iter().any(|(c, d)| {
+                let (c, d) = (area.coord(*c), area.coord(*d));
+                segments_touch(a, b, c, d)
+            })
+        });
+        edges_touch
+            || self.rings(cell).filter_map(|(ring, _)| ring.first()).any(|v| area.classify(*v) != Position::Outside)
+            || area.ring_firsts.iter().any(|v| self.classify(cell, *v) != Position::Outside)
     }
 
     /// Rebuilds a cell as a geo MultiPolygon (closing vertices restored) for the area query.
@@ -567,6 +805,115 @@ impl GridIndex {
         }
         MultiPolygon(polygons)
     }
+}
+
+/// A query area's edges bucketed by band, for many cell tests against one area.
+struct PreparedArea {
+    coords: Vec<Coord<f64>>,
+    bands: EdgeBands,
+    ring_firsts: Vec<Coord<f64>>,
+}
+
+impl PreparedArea {
+    fn new(polygons: &[Polygon<f64>]) -> Option<Self> {
+        let mut coords = Vec::new();
+        let mut edges = Vec::new();
+        let mut ring_firsts = Vec::new();
+        for ring in polygons.iter().flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors())) {
+            let open = ring.0.split_last().map_or(&[][..], |(_, rest)| rest);
+            let start = coords.len() as u32;
+            coords.extend_from_slice(open);
+            let end = coords.len() as u32;
+            edges.extend((start..end).map(|i| (i, if i + 1 < end { i + 1 } else { start })));
+            ring_firsts.extend(open.first());
+        }
+        let bands = EdgeBands::build(&coords, &edges)?;
+        Some(Self { coords, bands, ring_firsts })
+    }
+
+    fn coord(&self, index: u32) -> Coord<f64> {
+        self.coords.get(index as usize).copied().unwrap_or(Coord { x: f64::NAN, y: f64::NAN })
+    }
+
+    fn classify(&self, p: Coord<f64>) -> Position {
+        classify_edges(self.bands.edges_at(p.y).iter().map(|(a, b)| (self.coord(*a), self.coord(*b))), p)
+    }
+}
+
+fn orientation(a: Coord<f64>, b: Coord<f64>, p: Coord<f64>) -> f64 {
+    robust::orient2d(robust::Coord { x: a.x, y: a.y }, robust::Coord { x: b.x, y: b.y }, robust::Coord { x: p.x, y: p.y })
+}
+
+/// Closed segments ab and cd share at least one point (exact, robust orientation tests).
+fn segments_touch(a: Coord<f64>, b: Coord<f64>, c: Coord<f64>, d: Coord<f64>) -> bool {
+    if a.x.max(b.x) < c.x.min(d.x) || c.x.max(d.x) < a.x.min(b.x) || a.y.max(b.y) < c.y.min(d.y) || c.y.max(d.y) < a.y.min(b.y) {
+        return false;
+    }
+    let (o1, o2) = (orientation(a, b, c), orientation(a, b, d));
+    let (o3, o4) = (orientation(c, d, a), orientation(c, d, b));
+    let opposite = |p: f64, q: f64| (p > 0.0 && q < 0.0) || (p < 0.0 && q > 0.0);
+    let strictly_crossing = opposite(o1, o2) && opposite(o3, o4);
+    let within = |p: Coord<f64>, q: Coord<f64>, r: Coord<f64>| {
+        r.x >= p.x.min(q.x) && r.x <= p.x.max(q.x) && r.y >= p.y.min(q.y) && r.y <= p.y.max(q.y)
+    };
+    strictly_crossing
+        || (o1 == 0.0 && within(a, b, c))
+        || (o2 == 0.0 && within(a, b, d))
+        || (o3 == 0.0 && within(c, d, a))
+        || (o4 == 0.0 && within(c, d, b))
+}
+
+fn wgs84(lng: f64, lat: f64, crs: CoordSystem) -> Coord<f64> {
+    let (x, y) = convert_point(lng, lat, crs, CoordSystem::Wgs84);
+    Coord { x, y }
+}
+
+/// Puts answers computed in `order` (pairs of sort key and original position) back in original order.
+fn unsort(sorted: &LocateBatch, order: &[(u32, u32)]) -> LocateBatch {
+    let mut rank = vec![0u32; order.len()];
+    for (position_in_sorted, (_, original)) in order.iter().enumerate() {
+        if let Some(slot) = rank.get_mut(*original as usize) {
+            *slot = position_in_sorted as u32;
+        }
+    }
+    let mut out = LocateBatch {
+        offsets: Vec::with_capacity(order.len() + 1),
+        cells: Vec::with_capacity(sorted.cells.len()),
+        distances_m: Vec::with_capacity(sorted.cells.len()),
+        admin_counts: Vec::with_capacity(order.len()),
+    };
+    out.offsets.push(0);
+    for &j in &rank {
+        let j = j as usize;
+        let start = sorted.offsets.get(j).copied().unwrap_or(0) as usize;
+        let end = sorted.offsets.get(j + 1).copied().unwrap_or(0) as usize;
+        out.cells.extend_from_slice(sorted.cells.get(start..end).unwrap_or(&[]));
+        out.distances_m.extend_from_slice(sorted.distances_m.get(start..end).unwrap_or(&[]));
+        out.admin_counts.push(sorted.admin_counts.get(j).copied().unwrap_or(0));
+        out.offsets.push(out.cells.len() as u32);
+    }
+    out
+}
+
+/// Joins per-chunk answers in order, shifting each chunk's offsets by the cells before it.
+fn concatenate(parts: Vec<LocateBatch>) -> LocateBatch {
+    let points: usize = parts.iter().map(|p| p.admin_counts.len()).sum();
+    let cells: usize = parts.iter().map(|p| p.cells.len()).sum();
+    let mut joined = LocateBatch {
+        offsets: Vec::with_capacity(points + 1),
+        cells: Vec::with_capacity(cells),
+        distances_m: Vec::with_capacity(cells),
+        admin_counts: Vec::with_capacity(points),
+    };
+    joined.offsets.push(0);
+    for part in parts {
+        let base = joined.cells.len() as u32;
+        joined.offsets.extend(part.offsets.iter().skip(1).map(|offset| offset + base));
+        joined.cells.extend_from_slice(&part.cells);
+        joined.distances_m.extend_from_slice(&part.distances_m);
+        joined.admin_counts.extend_from_slice(&part.admin_counts);
+    }
+    joined
 }
 
 fn load_layer(source: &LayerSource<'_>) -> Result<Vec<ParsedFeature>, GeoError> {
@@ -626,13 +973,44 @@ fn assign_depths(
     Ok(())
 }
 
-fn overlay_beats(candidate: &(u32, u32, Position, f64), best: &(u32, u32, Position, f64)) -> bool {
-    let rank = |e: &(u32, u32, Position, f64)| match e.2 {
+/// Inside beats boundary beats near; then the smaller distance; then the smaller id.
+fn overlay_rank(candidate: &(Position, f64, u32)) -> (u8, f64, u32) {
+    let position_rank = match candidate.0 {
         Position::Inside => 0,
         Position::Boundary => 1,
         Position::Outside => 2,
     };
-    (rank(candidate), candidate.3, candidate.1) < (rank(best), best.3, best.1)
+    (position_rank, candidate.1, candidate.2)
+}
+
+/// Crossing-number test with exact boundary detection (robust orient2d); edges may come in any order.
+fn classify_edges(edges: impl Iterator<Item = (Coord<f64>, Coord<f64>)>, p: Coord<f64>) -> Position {
+    let mut inside = false;
+    for (a, b) in edges {
+        if a == p {
+            return Position::Boundary;
+        }
+        if (a.y > p.y) != (b.y > p.y) {
+            let orientation = robust::orient2d(
+                robust::Coord { x: a.x, y: a.y },
+                robust::Coord { x: b.x, y: b.y },
+                robust::Coord { x: p.x, y: p.y },
+            );
+            if orientation == 0.0 {
+                return Position::Boundary;
+            }
+            if (orientation > 0.0) == (b.y > a.y) {
+                inside = !inside;
+            }
+        } else if a.y == p.y && b.y == p.y && (a.x.min(b.x)..=a.x.max(b.x)).contains(&p.x) {
+            return Position::Boundary;
+        }
+    }
+    if inside {
+        Position::Inside
+    } else {
+        Position::Outside
+    }
 }
 
 /// Edges of an open ring, closing edge included.
@@ -645,17 +1023,6 @@ fn distance_to_origin((ax, ay): (f64, f64), (bx, by): (f64, f64)) -> f64 {
     let length_sq = dx * dx + dy * dy;
     let t = if length_sq > 0.0 { (-(ax * dx + ay * dy) / length_sq).clamp(0.0, 1.0) } else { 0.0 };
     (ax + t * dx).hypot(ay + t * dy)
-}
-
-fn count_tree_nodes(node: &rstar::ParentNode<CellBox>) -> usize {
-    1 + node
-        .children()
-        .iter()
-        .map(|child| match child {
-            RTreeNode::Leaf(_) => 1,
-            RTreeNode::Parent(parent) => count_tree_nodes(parent),
-        })
-        .sum::<usize>()
 }
 
 #[cfg(test)]
@@ -723,6 +1090,17 @@ mod tests {
         assert!((near.distances_m[0] - 11.1).abs() < 0.1);
         let far = index.locate_batch(&[-0.01], &[0.0005], CoordSystem::Wgs84).unwrap();
         assert!(far.cells.is_empty());
+    }
+
+    #[test]
+    fn sorted_parallel_batches_equal_one_sequential_pass() {
+        let index = admin_index();
+        let n = 3 * PARALLEL_CHUNK + 17;
+        let lngs: Vec<f64> = (0..n).map(|i| -0.0005 + 0.003 * (i % 101) as f64 / 100.0).collect();
+        let lats: Vec<f64> = (0..n).map(|i| -0.0005 + 0.002 * (i % 37) as f64 / 36.0).collect();
+        let parallel = index.locate_batch(&lngs, &lats, CoordSystem::Wgs84).unwrap();
+        let points: Vec<Coord<f64>> = lngs.iter().zip(&lats).map(|(&x, &y)| Coord { x, y }).collect();
+        assert_eq!(parallel, index.locate_points(&points));
     }
 
     #[test]

@@ -67,20 +67,26 @@ pub struct Deduper {
     watermark: f64,
     /// Live key → (recorded time, record number).
     live: HashMap<KeyHash, (f64, u64)>,
-    /// (key, record number) in the order recorded. An entry whose number differs from `live[key]` is stale
-    /// (the key was re-recorded or forgotten since) and is skipped when it reaches the front.
-    order: VecDeque<(KeyHash, u64)>,
+    /// (key, record number, time) in the order recorded. An entry whose number differs from `live[key]` is
+    /// stale (the key was re-recorded since) and is skipped when it reaches the front.
+    order: VecDeque<(KeyHash, u64, f64)>,
+    /// Stale entries in `order`; while there are none the front entry is known live without a map lookup.
+    stale: usize,
     next_record: u64,
     counters: DedupStats,
     generation: u64,
-    /// Changes since the last snapshot; `None` once it grew past `journal_limit` (the next delta is full).
+    /// Changes since the last snapshot; `None` before the first snapshot (nobody is taking deltas, so
+    /// nothing is logged) and once the log outgrew its limit: then the next delta is a full snapshot.
     journal: Option<Vec<Change>>,
 }
 
 impl Deduper {
     pub fn new(window_s: f64, max_keys: u64) -> Result<Self, IncidentError> {
         if !window_s.is_finite() || window_s < 0.0 {
-            return Err(config_error("window_s", format!("must be a finite number >= 0, got {window_s}")));
+            return Err(config_error(
+                "window_s",
+                format!("must be a finite number >= 0, got {window_s}"),
+            ));
         }
         let max_keys = usize::try_from(max_keys)
             .ok()
@@ -92,10 +98,11 @@ impl Deduper {
             watermark: f64::NEG_INFINITY,
             live: HashMap::new(),
             order: VecDeque::new(),
+            stale: 0,
             next_record: 0,
             counters: DedupStats::default(),
             generation: 0,
-            journal: Some(Vec::new()),
+            journal: None,
         })
     }
 
@@ -108,12 +115,19 @@ impl Deduper {
     }
 
     pub fn stats(&self) -> DedupStats {
-        DedupStats { live_keys: self.live.len() as u64, ..self.counters }
+        DedupStats {
+            live_keys: self.live.len() as u64,
+            ..self.counters
+        }
     }
 
     /// Checks a batch; `out[i]` is true when `keys[i]` is a duplicate. New keys are recorded.
     /// The batch is validated first: on error nothing was recorded.
-    pub fn check_many(&mut self, keys: &[KeyHash], times: &[f64]) -> Result<Vec<bool>, IncidentError> {
+    pub fn check_many(
+        &mut self,
+        keys: &[KeyHash],
+        times: &[f64],
+    ) -> Result<Vec<bool>, IncidentError> {
         if keys.len() != times.len() {
             return Err(IncidentError::InvalidEvent {
                 index: keys.len().min(times.len()),
@@ -121,9 +135,16 @@ impl Deduper {
             });
         }
         if let Some(index) = times.iter().position(|t| !t.is_finite()) {
-            return Err(IncidentError::InvalidEvent { index, reason: "time is not a finite number".into() });
+            return Err(IncidentError::InvalidEvent {
+                index,
+                reason: "time is not a finite number".into(),
+            });
         }
-        Ok(keys.iter().zip(times).map(|(&key, &time)| self.check_one(key, time)).collect())
+        Ok(keys
+            .iter()
+            .zip(times)
+            .map(|(&key, &time)| self.check_one(key, time))
+            .collect())
     }
 
     fn check_one(&mut self, key: KeyHash, time: f64) -> bool {
@@ -131,14 +152,16 @@ impl Deduper {
             self.watermark = time;
             self.expire_front();
         }
-        if let Some(&(recorded, _)) = self.live.get(&key) {
-            if (time - recorded).abs() <= self.window_s {
+        match self.live.get(&key) {
+            Some(&(recorded, _)) if (time - recorded).abs() <= self.window_s => {
                 self.counters.duplicates += 1;
-                return true;
+                true
+            }
+            _ => {
+                self.record(key, time);
+                false
             }
         }
-        self.record(key, time);
-        false
     }
 
     fn record(&mut self, key: KeyHash, time: f64) {
@@ -147,27 +170,37 @@ impl Deduper {
         if self.live.len() > self.max_keys {
             self.evict_oldest();
         }
-        if self.order.len() > 2 * self.live.len() + 1024 {
+        if self.stale > self.live.len() + 1024 {
             let live = &self.live;
-            self.order.retain(|(key, number)| is_current(live, key, *number));
+            self.order.retain(|(key, number, _)| {
+                live.get(key)
+                    .is_some_and(|&(_, current)| current == *number)
+            });
+            self.stale = 0;
         }
     }
 
     fn insert_newest(&mut self, key: KeyHash, time: f64) {
-        self.live.insert(key, (time, self.next_record));
-        self.order.push_back((key, self.next_record));
+        if self.live.insert(key, (time, self.next_record)).is_some() {
+            self.stale += 1;
+        }
+        self.order.push_back((key, self.next_record, time));
         self.next_record += 1;
     }
 
-    /// Time of the oldest live record, after dropping stale entries from the front.
+    /// The oldest live record, after dropping stale entries from the front.
     fn oldest_live(&mut self) -> Option<(KeyHash, f64)> {
-        while let Some(&(key, number)) = self.order.front() {
-            match self.live.get(&key) {
-                Some(&(time, current)) if current == number => return Some((key, time)),
-                _ => {
-                    self.order.pop_front();
-                }
+        while let Some(&(key, number, time)) = self.order.front() {
+            if self.stale == 0
+                || self
+                    .live
+                    .get(&key)
+                    .is_some_and(|&(_, current)| current == number)
+            {
+                return Some((key, time));
             }
+            self.order.pop_front();
+            self.stale -= 1;
         }
         None
     }
@@ -207,17 +240,19 @@ impl Deduper {
         }
     }
 
-    /// The whole state as bytes (about 24 bytes per live key). Starts a new generation for deltas.
+    /// The whole state as bytes (about 27 bytes per live key). Starts a new generation for deltas.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, IncidentError> {
         self.generation += 1;
         self.journal = Some(Vec::new());
         let records: Vec<(KeyHash, f64)> = self
             .order
             .iter()
-            .filter_map(|&(key, number)| match self.live.get(&key) {
-                Some(&(time, current)) if current == number => Some((key, time)),
-                _ => None,
+            .filter(|&&(key, number, _)| {
+                self.live
+                    .get(&key)
+                    .is_some_and(|&(_, current)| current == number)
             })
+            .map(|&(key, _, time)| (key, time))
             .collect();
         let state = FullState {
             window_s: self.window_s,
@@ -226,21 +261,36 @@ impl Deduper {
             counters: self.counters,
             records,
         };
-        snapshot::seal(Component::Deduper, &DedupImage::Full { generation: self.generation, state })
+        snapshot::seal(
+            Component::Deduper,
+            &DedupImage::Full {
+                generation: self.generation,
+                state,
+            },
+        )
     }
 
     /// The changes since the last snapshot or delta (cost proportional to the keys recorded and forgotten
-    /// since then). Falls back to a full snapshot when the change log outgrew `max(max_keys, 65536)` entries.
+    /// since then). A full snapshot when there is no earlier snapshot or the change log outgrew
+    /// `max(max_keys, 65536)` entries.
     pub fn snapshot_delta(&mut self) -> Result<Vec<u8>, IncidentError> {
         let Some(log) = self.journal.replace(Vec::new()) else {
             return self.snapshot();
         };
         let follows = self.generation;
         self.generation += 1;
-        let changes = Changes { watermark: self.watermark, counters: self.counters, log };
+        let changes = Changes {
+            watermark: self.watermark,
+            counters: self.counters,
+            log,
+        };
         snapshot::seal(
             Component::Deduper,
-            &DedupImage::Delta { follows, generation: self.generation, changes },
+            &DedupImage::Delta {
+                follows,
+                generation: self.generation,
+                changes,
+            },
         )
     }
 
@@ -249,7 +299,8 @@ impl Deduper {
         match snapshot::open::<DedupImage>(Component::Deduper, bytes)? {
             DedupImage::Full { generation, state } => Self::from_full(generation, state),
             DedupImage::Delta { .. } => Err(IncidentError::InvalidSnapshot(
-                "these bytes are a delta; restore from a full snapshot, then apply the deltas".into(),
+                "these bytes are a delta; restore from a full snapshot, then apply the deltas"
+                    .into(),
             )),
         }
     }
@@ -258,7 +309,11 @@ impl Deduper {
     pub fn apply(&mut self, bytes: &[u8]) -> Result<(), IncidentError> {
         match snapshot::open::<DedupImage>(Component::Deduper, bytes)? {
             DedupImage::Full { generation, state } => *self = Self::from_full(generation, state)?,
-            DedupImage::Delta { follows, generation, changes } => {
+            DedupImage::Delta {
+                follows,
+                generation,
+                changes,
+            } => {
                 check_follows(self.generation, follows)?;
                 for change in changes.log {
                     self.replay(change)?;
@@ -294,21 +349,23 @@ impl Deduper {
     }
 
     fn from_full(generation: u64, state: FullState) -> Result<Self, IncidentError> {
-        let mut deduper = Self::new(state.window_s, state.max_keys)
-            .map_err(|e| IncidentError::InvalidSnapshot(format!("settings in the snapshot: {e}")))?;
+        let mut deduper = Self::new(state.window_s, state.max_keys).map_err(|e| {
+            IncidentError::InvalidSnapshot(format!("settings in the snapshot: {e}"))
+        })?;
         deduper.watermark = state.watermark;
         deduper.counters = state.counters;
         deduper.generation = generation;
         deduper.live.reserve(state.records.len());
         for (key, time) in state.records {
+            if !time.is_finite() {
+                return Err(IncidentError::InvalidSnapshot(
+                    "a record in the snapshot has no finite time".into(),
+                ));
+            }
             deduper.insert_newest(key, time);
         }
         Ok(deduper)
     }
-}
-
-fn is_current(live: &HashMap<KeyHash, (f64, u64)>, key: &KeyHash, number: u64) -> bool {
-    live.get(key).is_some_and(|&(_, current)| current == number)
 }
 
 #[cfg(test)]
@@ -316,13 +373,18 @@ mod tests {
     use super::*;
 
     fn keys(names: &[&str]) -> Vec<KeyHash> {
-        names.iter().map(|n| idempotency_key(n.as_bytes())).collect()
+        names
+            .iter()
+            .map(|n| idempotency_key(n.as_bytes()))
+            .collect()
     }
 
     #[test]
     fn repeats_within_the_window_are_duplicates() {
         let mut d = Deduper::new(10.0, 100).unwrap();
-        let out = d.check_many(&keys(&["a", "b", "a", "a"]), &[0.0, 1.0, 5.0, 20.0]).unwrap();
+        let out = d
+            .check_many(&keys(&["a", "b", "a", "a"]), &[0.0, 1.0, 5.0, 20.0])
+            .unwrap();
         assert_eq!(out, vec![false, false, true, false]);
         assert_eq!(d.stats().duplicates, 1);
     }
@@ -330,7 +392,12 @@ mod tests {
     #[test]
     fn oldest_key_is_evicted_first() {
         let mut d = Deduper::new(1e9, 2).unwrap();
-        let out = d.check_many(&keys(&["a", "b", "c", "b", "a"]), &[0.0, 1.0, 2.0, 3.0, 4.0]).unwrap();
+        let out = d
+            .check_many(
+                &keys(&["a", "b", "c", "b", "a"]),
+                &[0.0, 1.0, 2.0, 3.0, 4.0],
+            )
+            .unwrap();
         assert_eq!(out, vec![false, false, false, true, false]);
         assert_eq!(d.stats().evicted, 2);
         assert_eq!(d.stats().live_keys, 2);
@@ -341,13 +408,17 @@ mod tests {
         let mut d = Deduper::new(5.0, 3).unwrap();
         d.check_many(&keys(&["a", "b"]), &[0.0, 1.0]).unwrap();
         let full = d.snapshot().unwrap();
-        d.check_many(&keys(&["c", "d", "e"]), &[2.0, 3.0, 9.0]).unwrap();
+        d.check_many(&keys(&["c", "d", "e"]), &[2.0, 3.0, 9.0])
+            .unwrap();
         let delta = d.snapshot_delta().unwrap();
         let mut restored = Deduper::restore(&full).unwrap();
         restored.apply(&delta).unwrap();
         let probe = keys(&["a", "c", "d", "e", "f"]);
         let times = [9.5, 9.5, 9.5, 9.5, 9.5];
-        assert_eq!(restored.check_many(&probe, &times).unwrap(), d.check_many(&probe, &times).unwrap());
+        assert_eq!(
+            restored.check_many(&probe, &times).unwrap(),
+            d.check_many(&probe, &times).unwrap()
+        );
         assert_eq!(restored.stats(), d.stats());
     }
 
@@ -364,6 +435,9 @@ mod tests {
         snap.truncate(snap.len() - 1);
         assert!(Deduper::restore(&snap).is_err());
         let delta = d.snapshot_delta().unwrap();
-        assert!(d.apply(&delta).is_err(), "a delta applied twice must be refused");
+        assert!(
+            d.apply(&delta).is_err(),
+            "a delta applied twice must be refused"
+        );
     }
 }

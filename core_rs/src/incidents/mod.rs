@@ -25,8 +25,8 @@ pub use textsim::{matching_slots, minhash, normalize, similarity_to_slots, SLOTS
 pub enum IncidentError {
     /// One event of a batch is unusable; nothing of the batch was applied.
     InvalidEvent { index: usize, reason: String },
-    /// A time argument (not an event) is unusable, e.g. `expire(now)` with NaN.
-    InvalidTime(String),
+    /// An argument other than an event is unusable, e.g. `expire(now)` with NaN or a batch that is no sequence.
+    InvalidArgument(String),
     /// A dedup or merge setting is out of range; `key` names the setting.
     InvalidConfig { key: String, reason: String },
     /// Bytes handed to a restore are not a snapshot of the expected kind, or do not follow the state.
@@ -36,8 +36,10 @@ pub enum IncidentError {
 impl fmt::Display for IncidentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::InvalidEvent { index, reason } => write!(f, "event {index} of the batch: {reason}"),
-            Self::InvalidTime(reason) => f.write_str(reason),
+            Self::InvalidEvent { index, reason } => {
+                write!(f, "event {index} of the batch: {reason}")
+            }
+            Self::InvalidArgument(reason) => f.write_str(reason),
             Self::InvalidConfig { key, reason } => write!(f, "{key}: {reason}"),
             Self::InvalidSnapshot(reason) => write!(f, "snapshot rejected: {reason}"),
         }
@@ -47,5 +49,8 @@ impl fmt::Display for IncidentError {
 impl std::error::Error for IncidentError {}
 
 pub(crate) fn config_error(key: impl Into<String>, reason: impl Into<String>) -> IncidentError {
-    IncidentError::InvalidConfig { key: key.into(), reason: reason.into() }
+    IncidentError::InvalidConfig {
+        key: key.into(),
+        reason: reason.into(),
+    }
 }

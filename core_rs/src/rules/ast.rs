@@ -173,31 +173,32 @@ impl Node {
         }
     }
 
-    /// The `category == "<literal>"` terms a rule requires (top-level conjunction), for the index.
-    pub fn required_categories(&self, category_slot: Option<usize>) -> Option<Vec<String>> {
-        let slot = category_slot?;
+    /// The `field == "<string>"` (or `field in [strings]`) terms of the rule's top-level
+    /// conjunction: the rule can only match events whose field holds one of those strings.
+    pub fn required_strings(&self) -> Vec<(usize, Vec<String>)> {
         match self {
-            Node::Call(Op::And, args) => args.iter().find_map(|arg| arg.required_categories(Some(slot))),
+            Node::Call(Op::And, args) => args.iter().flat_map(Node::required_strings).collect(),
             Node::Call(Op::StrictEq | Op::LooseEq, args) => match args.as_slice() {
-                [var, Node::Literal(Value::String(c))] | [Node::Literal(Value::String(c)), var]
-                    if var.is_root_slot(slot) =>
-                {
-                    Some(vec![c.clone()])
+                [var, Node::Literal(Value::String(s))] | [Node::Literal(Value::String(s)), var] => {
+                    var.root_slot().map(|slot| vec![(slot, vec![s.clone()])]).unwrap_or_default()
                 }
-                _ => None,
+                _ => Vec::new(),
             },
             Node::Call(Op::In, args) => match args.as_slice() {
-                [var, Node::Literal(Value::Array(items))] if var.is_root_slot(slot) => items
-                    .iter()
-                    .map(|item| item.as_str().map(str::to_owned))
-                    .collect(),
-                _ => None,
+                [var, Node::Literal(Value::Array(items))] => {
+                    let strings: Option<Vec<String>> = items.iter().map(|i| i.as_str().map(str::to_owned)).collect();
+                    var.root_slot().zip(strings).into_iter().collect()
+                }
+                _ => Vec::new(),
             },
-            _ => None,
+            _ => Vec::new(),
         }
     }
 
-    fn is_root_slot(&self, wanted: usize) -> bool {
-        matches!(self, Node::Var { var: VarRef::Root { slot, .. }, default: None } if *slot == wanted)
+    fn root_slot(&self) -> Option<usize> {
+        match self {
+            Node::Var { var: VarRef::Root { slot, .. }, default: None } => Some(*slot),
+            _ => None,
+        }
     }
 }

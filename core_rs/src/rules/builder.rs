@@ -5,10 +5,15 @@ use super::fields::FieldTable;
 use regex::Regex;
 use serde_json::Value;
 
+/// The fields the pipeline adds to each event for `in_grid`: admin path names and ids joined by `/`.
+const GRID_FIELDS: [&str; 2] = ["grid", "grid_ids"];
+
 #[derive(Debug, Default)]
 pub struct Builder {
     pub fields: FieldTable,
     pub grid_patterns: Vec<Regex>,
+    /// The event's `grid` and `grid_ids` fields, read only once some rule uses `in_grid`.
+    pub grid_fields: Vec<VarRef>,
     /// How many iterator bodies enclose the node being built; inside one, fields are the element's.
     pub iterator_depth: usize,
 }
@@ -81,6 +86,15 @@ impl Builder {
         }
         regex.push_str("(?:/|$)");
         let compiled = Regex::new(&regex).map_err(|e| format!("bad in_grid pattern: {e}"))?;
+        if self.grid_fields.is_empty() {
+            self.grid_fields = GRID_FIELDS
+                .iter()
+                .map(|name| {
+                    let path = vec![(*name).to_owned()];
+                    VarRef::Root { slot: self.fields.slot(&path), path }
+                })
+                .collect();
+        }
         self.grid_patterns.push(compiled);
         Ok(self.grid_patterns.len() - 1)
     }

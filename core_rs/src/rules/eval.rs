@@ -49,7 +49,7 @@ pub struct Context<'a> {
 
 static NULL: Value = Value::Null;
 
-fn walk<'v>(mut value: &'v Value, path: &[String]) -> Option<&'v Value> {
+pub fn walk<'v>(mut value: &'v Value, path: &[String]) -> Option<&'v Value> {
     for key in path {
         value = match value {
             Value::Object(map) => map.get(key)?,
@@ -198,10 +198,17 @@ impl<'a> Context<'a> {
             Op::Truthy => Ok(boolean(truthy(self.arg(args, 0, scope)?.as_ref()))),
             Op::Map | Op::Filter | Op::All | Op::None | Op::Some | Op::Reduce => self.iterate(op, args, scope),
             Op::Log => self.arg(args, 0, scope),
-            _ => {
-                let values = self.args(args, scope)?;
-                self.apply(op, &values).map(Cow::Owned)
-            }
+            _ => match args {
+                // The common shape (comparisons): no argument vector to allocate.
+                [left, right] => {
+                    let pair = [self.eval(left, scope)?, self.eval(right, scope)?];
+                    self.apply(op, &pair).map(Cow::Owned)
+                }
+                _ => {
+                    let values = self.args(args, scope)?;
+                    self.apply(op, &values).map(Cow::Owned)
+                }
+            },
         }
     }
 

@@ -109,12 +109,12 @@ fn literal_string<'v>(args: &[&'v Value], what: &str, pointer: &str) -> Result<&
     }
 }
 
-fn has(args: &[&Value], builder: &mut Builder, pointer: &mut String) -> Result<Node, CompileError> {
+fn has(args: &[&Value], builder: &mut Builder, pointer: &str) -> Result<Node, CompileError> {
     let path = literal_string(args, "has", pointer)?;
     Ok(Node::Has(builder.var_ref(split_path(path))))
 }
 
-fn in_grid(args: &[&Value], builder: &mut Builder, pointer: &mut String) -> Result<Node, CompileError> {
+fn in_grid(args: &[&Value], builder: &mut Builder, pointer: &str) -> Result<Node, CompileError> {
     let pattern = literal_string(args, "in_grid", pointer)?;
     builder.grid_pattern(pattern).map(Node::InGrid).map_err(|reason| error(pointer, reason))
 }

@@ -12,6 +12,7 @@ mod eval;
 mod expr;
 mod extract;
 mod fields;
+mod index;
 mod jsonlogic;
 mod value;
 
@@ -175,10 +176,7 @@ pub struct RuleStats {
 pub struct RuleSet {
     /// Sorted by priority (highest first), then input order; candidate lists index into this.
     rules: Vec<CompiledRule>,
-    by_category: HashMap<String, Vec<u32>>,
-    any_category: Vec<u32>,
-    every_rule: Vec<u32>,
-    category_slot: usize,
+    index: index::RuleIndex,
     fields: fields::FieldTable,
     trie: PathTrie,
     grid_patterns: Vec<Regex>,
@@ -211,7 +209,6 @@ impl RuleSet {
         let timezone = timezone(timezone_name)?;
         let mut builder = Builder::default();
         let category_slot = builder.fields.slot(&["category".to_owned()]);
-        let grid_fields = ["grid", "grid_ids"].map(|name| builder.var_ref(vec![name.to_owned()])).into();
         let mut problems = Vec::new();
         let mut compiled = Vec::with_capacity(specs.len());
         let mut seen = HashMap::new();
@@ -239,17 +236,14 @@ impl RuleSet {
                 missing: AtomicU64::new(0),
             })
             .collect();
-        let (by_category, any_category) = index_by_category(&rules, category_slot);
+        let requirements: Vec<_> = rules.iter().map(|rule| rule.condition.required_strings()).collect();
         Ok(RuleSet {
-            every_rule: (0..rules.len() as u32).collect(),
+            index: index::RuleIndex::new(&requirements, category_slot),
             rules,
-            by_category,
-            any_category,
-            category_slot,
             trie: PathTrie::new(&builder.fields),
             fields: builder.fields,
             grid_patterns: builder.grid_patterns,
-            grid_fields,
+            grid_fields: builder.grid_fields,
             timezone,
             events: AtomicU64::new(0),
         })
@@ -264,28 +258,58 @@ impl RuleSet {
     }
 
     /// Matches a batch of events (JSON documents). All matching rules in priority order, or only the
-    /// first with `first_only`. Fails only on bytes that are not JSON.
+    /// first with `first_only`. Fails only on bytes that are not JSON (the first such event is named).
+    /// Large batches are split across the machine's cores.
     pub fn match_batch(&self, events: &[&[u8]], first_only: bool) -> Result<BatchMatches, EventError> {
+        let threads = match events.len() / MIN_EVENTS_PER_THREAD {
+            0 | 1 => 1,
+            most => cores().min(most),
+        };
+        let result = if threads == 1 {
+            self.match_chunk(events, 0, first_only)
+        } else {
+            let chunk = events.len().div_ceil(threads);
+            let parts: Vec<Result<BatchMatches, EventError>> = std::thread::scope(|scope| {
+                let workers: Vec<_> = events
+                    .chunks(chunk)
+                    .enumerate()
+                    .map(|(i, part)| scope.spawn(move || self.match_chunk(part, i * chunk, first_only)))
+                    .collect();
+                workers
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, worker)| {
+                        worker.join().unwrap_or_else(|_| {
+                            Err(EventError { index: i * chunk, reason: "internal error while matching".into() })
+                        })
+                    })
+                    .collect()
+            });
+            concatenate(parts)
+        };
+        self.events.fetch_add(events.len() as u64, Ordering::Relaxed);
+        result
+    }
+
+    /// Matches `events`, whose first is number `first_index` of the whole batch.
+    fn match_chunk(&self, events: &[&[u8]], first_index: usize, first_only: bool) -> Result<BatchMatches, EventError> {
         let mut scratch = Scratch::new(self);
         let mut out = BatchMatches { offsets: Vec::with_capacity(events.len() + 1), rules: Vec::new() };
         out.offsets.push(0);
         for (index, bytes) in events.iter().enumerate() {
-            scratch.load(self, bytes).map_err(|e| EventError { index, reason: e.to_string() })?;
+            let located = |e: serde_json::Error| EventError { index: first_index + index, reason: e.to_string() };
+            scratch.load(self, bytes).map_err(located)?;
             self.match_loaded(&scratch, first_only, &mut out.rules);
             out.offsets.push(out.rules.len());
         }
-        self.events.fetch_add(events.len() as u64, Ordering::Relaxed);
         Ok(out)
     }
 
-    fn candidates(&self, slots: &[Option<Value>], whole: Option<&Value>) -> &[u32] {
-        let category = match whole {
-            Some(whole) => whole.get("category"),
-            None => slots.get(self.category_slot).and_then(Option::as_ref),
-        };
-        match category.and_then(Value::as_str) {
-            Some(category) => self.by_category.get(category).unwrap_or(&self.any_category),
-            None => &self.every_rule,
+    /// The value of a slot's field in the loaded event.
+    fn slot_value<'e>(&self, scratch: &'e Scratch, slot: usize) -> Option<&'e Value> {
+        match &scratch.whole {
+            Some(whole) => self.fields.paths().get(slot).and_then(|path| eval::walk(whole, path)),
+            None => scratch.slots.get(slot).and_then(Option::as_ref),
         }
     }
 
@@ -299,7 +323,8 @@ impl RuleSet {
             grid_memo: &scratch.grid_memo,
             grid_fields: &self.grid_fields,
         };
-        for &candidate in self.candidates(&scratch.slots, scratch.whole.as_ref()) {
+        let candidates = self.index.candidates(|slot| self.slot_value(scratch, slot).and_then(Value::as_str));
+        for &candidate in candidates {
             let Some(rule) = self.rules.get(candidate as usize) else { continue };
             match context.holds(&rule.condition) {
                 Ok(true) => {
@@ -335,36 +360,25 @@ impl RuleSet {
     }
 }
 
-/// Rules that require one of a few categories are listed under each; the others join every list.
-fn index_by_category(rules: &[CompiledRule], category_slot: usize) -> (HashMap<String, Vec<u32>>, Vec<u32>) {
-    let mut by_category: HashMap<String, Vec<u32>> = HashMap::new();
-    let mut any_category = Vec::new();
-    let required: Vec<Option<Vec<String>>> =
-        rules.iter().map(|rule| rule.condition.required_categories(Some(category_slot))).collect();
-    for categories in required.iter().flatten() {
-        for category in categories {
-            by_category.entry(category.clone()).or_default();
-        }
+/// Below this many events per core a batch is matched on one thread (spawning would cost more).
+const MIN_EVENTS_PER_THREAD: usize = 2048;
+
+/// The cores this process may use, asked once (the answer costs system calls and /proc reads).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Joins the matches of consecutive chunks; the first failing chunk's error wins.
+fn concatenate(parts: Vec<Result<BatchMatches, EventError>>) -> Result<BatchMatches, EventError> {
+    let mut joined = BatchMatches { offsets: vec![0], rules: Vec::new() };
+    for part in parts {
+        let part = part?;
+        let base = joined.rules.len();
+        joined.offsets.extend(part.offsets.iter().skip(1).map(|offset| base + offset));
+        joined.rules.extend(part.rules);
     }
-    for (position, categories) in required.iter().enumerate() {
-        let position = position as u32;
-        match categories {
-            Some(categories) => {
-                for category in categories {
-                    if let Some(list) = by_category.get_mut(category) {
-                        if list.last() != Some(&position) {
-                            list.push(position);
-                        }
-                    }
-                }
-            }
-            None => {
-                any_category.push(position);
-                by_category.values_mut().for_each(|list| list.push(position));
-            }
-        }
-    }
-    (by_category, any_category)
+    Ok(joined)
 }
 
 /// Buffers reused across the events of a batch.
@@ -399,7 +413,6 @@ pub fn apply_jsonlogic(logic: &Value, data: &Value, timezone_name: &str) -> Resu
     let timezone = timezone(timezone_name).map_err(|e| e.to_string())?;
     let mut builder = Builder::default();
     builder.fields.require_whole_event();
-    let grid_fields: Vec<VarRef> = ["grid", "grid_ids"].map(|name| builder.var_ref(vec![name.to_owned()])).into();
     let node = jsonlogic::compile(logic, &mut builder).map_err(|e| format!("at {}: {}", e.position, e.reason))?;
     let memo = vec![Cell::new(0); builder.grid_patterns.len()];
     let context = Context {
@@ -408,7 +421,7 @@ pub fn apply_jsonlogic(logic: &Value, data: &Value, timezone_name: &str) -> Resu
         timezone: &timezone,
         grid_patterns: &builder.grid_patterns,
         grid_memo: &memo,
-        grid_fields: &grid_fields,
+        grid_fields: &builder.grid_fields,
     };
     context.eval(&node, None).map(|v| v.into_owned()).map_err(|Unknown| "unknown".to_owned())
 }

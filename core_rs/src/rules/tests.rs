@@ -97,3 +97,34 @@ fn jsonlogic_apply_follows_json_logic_js() {
     assert_eq!(apply(json!({"==": [1, "1"]}), json!(null)), json!(true));
     assert_eq!(apply(json!({"substr": ["jsonlogic", -5, -2]}), json!(null)), json!("log"));
 }
+
+#[test]
+fn index_skips_rules_whose_required_strings_differ_but_keeps_missing_counts() {
+    let specs = [
+        rule("zone1", 2, r#"category == "fire" && payload.zone == "z1" && payload.level > 5"#),
+        rule("zone2", 1, r#"category == "fire" && payload.zone in ["z2", "z3"]"#),
+        rule("any-zone", 0, r#"category == "fire" && payload.level > 50"#),
+    ];
+    let rules = RuleSet::compile(&specs, "UTC").unwrap();
+    assert_eq!(matches(&rules, &json!({"category": "fire", "payload": {"zone": "z3", "level": 60}}), false), vec![1, 2]);
+    assert_eq!(matches(&rules, &json!({"category": "fire", "payload": {"zone": "z9", "level": 60}}), false), vec![2]);
+    // No zone: every fire rule is evaluated. zone2's outcome is unknown and counted; zone1 is plainly
+    // false whatever the zone (level 1 is not > 5), so it is not.
+    assert!(matches(&rules, &json!({"category": "fire", "payload": {"level": 1}}), false).is_empty());
+    let (_, stats) = rules.stats();
+    assert_eq!(stats.iter().map(|s| s.missing).collect::<Vec<_>>(), vec![0, 1, 0]);
+}
+
+#[test]
+fn large_batches_split_across_threads_give_the_same_answer() {
+    let rules = RuleSet::compile(&[rule("hot", 0, "payload.t > 50"), rule("all", 0, "true")], "UTC").unwrap();
+    let events: Vec<Vec<u8>> = (0..9000).map(|i| format!(r#"{{"payload": {{"t": {}}}}}"#, i % 100).into_bytes()).collect();
+    let slices: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+    let together = rules.match_batch(&slices, false).unwrap();
+    let one_by_one: Vec<Vec<u32>> = slices.iter().map(|e| rules.match_batch(&[e], false).unwrap().event(0).to_vec()).collect();
+    assert_eq!((0..together.len()).map(|i| together.event(i).to_vec()).collect::<Vec<_>>(), one_by_one);
+    let mut broken = slices.clone();
+    broken[7000] = b"{";
+    broken[8000] = b"[";
+    assert_eq!(rules.match_batch(&broken, false).unwrap_err().index, 7000);
+}

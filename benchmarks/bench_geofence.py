@@ -1,0 +1,156 @@
+"""Geofence benchmarks: 150,000+ cells, 1,000,000 points, CityHub beside shapely 2's STRtree in the same run.
+
+The cells are a deterministic tessellation (hub.gridgen) inside the three real Chengdu districts shipped in
+hub/data/grids: district → street → community → grid → micro-grid (40 m micro-grids, as in the dense centre),
+about 157,000 cells. Points are uniform over the districts' bounding box (some fall outside every cell).
+shapely's peer query is the vectorised ``STRtree.query(points, predicate=...)`` over all cells, which
+returns (point, polygon) pairs; CityHub returns one cell per level plus the admin chain per point.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+
+from hub.geofence import GridIndex, LayerSpec
+from hub.gridgen import tessellate
+
+GRIDS = Path(__file__).resolve().parents[1] / "hub" / "data" / "grids"
+POINTS = 1_000_000
+SIZES_M = (1000.0, 500.0, 150.0, 40.0)
+
+
+@pytest.fixture(scope="module")
+def tessellation() -> dict:
+    shipped = json.loads((GRIDS / "chengdu_admin_gcj02.geojson").read_text())
+    districts = [f for f in shipped["features"] if f["properties"]["level"] == "district"]
+    for district in districts:
+        district["properties"]["adcode"] = district["properties"]["id"]
+    return tessellate({"type": "FeatureCollection", "features": districts}, sizes_m=SIZES_M, seed=11)
+
+
+@pytest.fixture(scope="module")
+def index(tessellation) -> GridIndex:
+    return GridIndex.load([LayerSpec(name="admin", geojson=tessellation)])
+
+
+@pytest.fixture(scope="module")
+def shapely_tree(tessellation) -> shapely.STRtree:
+    geometries = shapely.from_geojson([json.dumps(f["geometry"]) for f in tessellation["features"]])
+    shapely.prepare(geometries)
+    return shapely.STRtree(geometries)
+
+
+@pytest.fixture(scope="module")
+def points(index, shapely_tree) -> tuple[np.ndarray, np.ndarray]:
+    west, south, east, north = shapely.total_bounds(shapely_tree.geometries)
+    rng = np.random.default_rng(0)
+    return rng.uniform(west, east, POINTS), rng.uniform(south, north, POINTS)
+
+
+def memory_note(index: GridIndex) -> str:
+    memory = index.memory_use()
+    raw = memory["raw_vertex_bytes"]
+    core = memory["geometry"] + memory["spatial_index"]
+    return (
+        f"{len(index):,} cells; raw vertex data {raw / 1e6:.1f} MB; geometry + spatial index "
+        f"{core / 1e6:.1f} MB = {core / raw:.2f}x raw; with ids/names/levels {(core + memory['metadata']) / 1e6:.1f} MB "
+        f"= {(core + memory['metadata']) / raw:.2f}x raw"
+    )
+
+
+def describe(benchmark, group: str, items: int, role: str, note: str = "") -> None:
+    benchmark.group = group
+    benchmark.extra_info["items"] = items
+    benchmark.extra_info["role"] = role
+    if note:
+        benchmark.extra_info["note"] = note
+
+
+POINT_GROUP = "geofence: point → cells, 150k cells, 1M points"
+
+
+def test_cityhub_locate_arrays(benchmark, index, points):
+    describe(benchmark, POINT_GROUP, POINTS, "cityhub", memory_note(index))
+    result = benchmark.pedantic(index.locate_arrays, args=points, rounds=3, iterations=1)
+    assert len(result.admin_counts) == POINTS
+
+
+def test_cityhub_locate_many_python_objects(benchmark, index, points):
+    lons, lats = points[0][:200_000], points[1][:200_000]
+    describe(benchmark, POINT_GROUP, len(lons), "cityhub", "locate_many: Resolution/Cell objects for every point")
+    result = benchmark.pedantic(index.locate_many, args=(lons, lats), rounds=2, iterations=1)
+    assert len(result) == len(lons)
+
+
+@pytest.mark.parametrize("predicate", ["within", "intersects"])
+def test_shapely_strtree_query(benchmark, shapely_tree, points, predicate):
+    shapely_points = shapely.points(*points)
+    describe(benchmark, POINT_GROUP, POINTS, "peer", f"shapely {shapely.__version__} STRtree.query(points, predicate={predicate!r}), prepared")
+    pairs = benchmark.pedantic(shapely_tree.query, args=(shapely_points,), kwargs={"predicate": predicate}, rounds=2, iterations=1)
+    assert pairs.shape[0] == 2
+
+
+@pytest.mark.parametrize("batch", [1, 100, 10_000])
+def test_boundary_crossing_cost(benchmark, index, points, batch):
+    lons, lats = points[0][:batch].copy(), points[1][:batch].copy()
+    describe(benchmark, f"geofence: crossing into Rust, batch of {batch:,}", batch, "cityhub")
+    benchmark(index.locate_arrays, lons, lats)
+
+
+@pytest.mark.parametrize("batch", [1, 100, 10_000])
+def test_boundary_crossing_shapely(benchmark, shapely_tree, points, batch):
+    shapely_points = shapely.points(points[0][:batch], points[1][:batch])
+    describe(benchmark, f"geofence: crossing into Rust, batch of {batch:,}", batch, "peer", "shapely STRtree.query within")
+    benchmark(shapely_tree.query, shapely_points, predicate="within")
+
+
+AREAS = 200
+
+
+@pytest.fixture(scope="module")
+def areas(points) -> list:
+    rng = np.random.default_rng(1)
+    picks = rng.integers(0, POINTS, AREAS)
+    return [shapely.Point(points[0][i], points[1][i]).buffer(rng.uniform(0.002, 0.01), 8) for i in picks]
+
+
+def test_cityhub_cells_intersecting(benchmark, index, areas):
+    geojson = [json.loads(shapely.to_geojson(area)) for area in areas]
+    describe(benchmark, f"geofence: polygon → intersecting cells, {AREAS} warning areas (200–1,000 m)", AREAS, "cityhub")
+
+    def run():
+        return [index.cells_intersecting(area) for area in geojson]
+
+    result = benchmark.pedantic(run, rounds=2, iterations=1)
+    assert len(result) == AREAS
+
+
+def test_shapely_cells_intersecting(benchmark, shapely_tree, areas):
+    describe(benchmark, f"geofence: polygon → intersecting cells, {AREAS} warning areas (200–1,000 m)", AREAS, "peer", "shapely STRtree.query(areas, predicate='intersects')")
+    result = benchmark.pedantic(shapely_tree.query, args=(np.array(areas),), kwargs={"predicate": "intersects"}, rounds=2, iterations=1)
+    assert result.shape[0] == 2
+
+
+def test_cityhub_load(benchmark, tessellation):
+    text = json.dumps(tessellation).encode()
+    describe(benchmark, "geofence: load 150k cells from GeoJSON", len(tessellation["features"]), "cityhub", f"{len(text) / 1e6:.0f} MB of GeoJSON")
+
+    def load():
+        return GridIndex.load([LayerSpec(name="admin", geojson=tessellation)])
+
+    benchmark.pedantic(load, rounds=2, iterations=1)
+
+
+def test_shapely_load(benchmark, tessellation):
+    describe(benchmark, "geofence: load 150k cells from GeoJSON", len(tessellation["features"]), "peer", "shapely.from_geojson + STRtree")
+
+    def load():
+        geometries = shapely.from_geojson([json.dumps(f["geometry"]) for f in tessellation["features"]])
+        return shapely.STRtree(geometries)
+
+    benchmark.pedantic(load, rounds=2, iterations=1)
