@@ -1,20 +1,31 @@
 """Each connector's docs page names every setting its model has, and each connector package has the house
-shape (settings model, connector and simulator hooks), so docs and code cannot drift apart."""
+shape (settings model, connector and simulator hooks), a valid `cityhub demo` section (`demo.toml`), and pickles
+into its own process, so docs, demo and code cannot drift apart."""
 
 from __future__ import annotations
 
 import importlib
+import pickle
+import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pydantic import BaseModel
 
+from connectors._mqtt import broker_for
+from hub.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "connectors"
 CONNECTORS = sorted(
-    package.name for package in (ROOT / "connectors").iterdir()
+    package.name
+    for package in (ROOT / "connectors").iterdir()
     if (package / "__init__.py").is_file() and not package.name.startswith("_")
 )
+HUB_WITH_MQTT = SimpleNamespace(embedded=SimpleNamespace(mqtt_port=18830))
+# Connectors that need nothing from the hub handle but its embedded MQTT port (others need its geo layers).
+STANDALONE = ["eldercare", "gridworker", "iot_mqtt", "recycling"]
 
 
 def setting_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
@@ -44,3 +55,28 @@ def test_package_has_the_house_shape(name):
     model = plugin.plugin_settings_model()
     assert model.model_config.get("extra") == "forbid"
     assert all(field.description for field in model.model_fields.values())
+
+
+def demo_settings(name: str) -> BaseModel:
+    """The plugin's settings from ``connectors/<name>/demo.toml``, its section in the ``cityhub demo`` config."""
+    plugin = importlib.import_module(f"connectors.{name}")
+    section = tomllib.loads((ROOT / "connectors" / name / "demo.toml").read_text(encoding="utf-8"))["plugins"][name]
+    return plugin.plugin_settings_model().model_validate(section)
+
+
+@pytest.mark.parametrize("name", STANDALONE)
+def test_connectors_pickle_into_their_own_process(name):
+    """The supervisor pickles each connector into a spawned child process."""
+    plugin = importlib.import_module(f"connectors.{name}")
+    settings = demo_settings(name)
+    [connector] = plugin.register_connectors(hub=HUB_WITH_MQTT, settings=settings)
+    assert type(pickle.loads(pickle.dumps(connector))) is type(connector)
+    assert len(plugin.register_simulators(hub=HUB_WITH_MQTT, settings=settings)) == 1
+
+
+def test_mqtt_connectors_default_to_the_embedded_broker_and_say_so_when_there_is_none():
+    assert broker_for(HUB_WITH_MQTT, None, "iot_mqtt").port == 18830
+    assert broker_for(HUB_WITH_MQTT, "mqtt://user:pw@broker.example:1884", "iot_mqtt").host == "broker.example"
+    with pytest.raises(ConfigError, match=r"\[plugins.recycling\] broker_url"):
+        broker_for(SimpleNamespace(embedded=None), None, "recycling")
+
