@@ -25,10 +25,8 @@ fetch_timeout = "50ms"
 
 [[rules]]
 id = "gas-critical"
-condition = 'category == "gas_leak"'
-severity = "critical"
-route = ["gridworker"]
-escalate_after = "10m"
+when = 'category == "gas_leak"'
+actions = {{ severity = "critical", route = ["gridworker"], escalate_after_s = 600 }}
 """
 
 
