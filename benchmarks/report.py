@@ -24,7 +24,7 @@ class Row:
     name: str
     role: str
     items_per_s: float
-    mean_s: float
+    median_s: float
     note: str
 
 
@@ -33,12 +33,12 @@ def load_rows(path: Path) -> tuple[dict, dict[str, list[Row]]]:
     groups: dict[str, list[Row]] = {}
     for bench in report["benchmarks"]:
         info = bench.get("extra_info", {})
-        mean = bench["stats"]["mean"]
+        median = bench["stats"]["median"]
         row = Row(
             name=bench["name"],
             role=info.get("role", "cityhub"),
-            items_per_s=info.get("items", 1) / mean,
-            mean_s=mean,
+            items_per_s=info.get("items", 1) / median,
+            median_s=median,
             note=str(info.get("note", "")),
         )
         groups.setdefault(bench.get("group") or bench["name"], []).append(row)
@@ -59,11 +59,11 @@ def format_rate(value: float) -> str:
 
 def group_table(title: str, rows: list[Row]) -> list[str]:
     reference = best_cityhub(rows)
-    lines = [f"### {title}", "", "| benchmark | role | items/s | mean per round | CityHub ÷ this | note |", "|---|---|---|---|---|---|"]
+    lines = [f"### {title}", "", "| benchmark | role | items/s | median per round | CityHub ÷ this | note |", "|---|---|---|---|---|---|"]
     for row in sorted(rows, key=lambda row: -row.items_per_s):
         ratio = f"{reference.items_per_s / row.items_per_s:.1f}×" if reference and row.role != "cityhub" else "—"
         lines.append(
-            f"| `{row.name}` | {row.role} | {format_rate(row.items_per_s)} | {row.mean_s * 1e3:.3f} ms | {ratio} | {row.note} |"
+            f"| `{row.name}` | {row.role} | {format_rate(row.items_per_s)} | {row.median_s * 1e3:.3f} ms | {ratio} | {row.note} |"
         )
     return [*lines, ""]
 
@@ -77,7 +77,8 @@ def render(report: dict, groups: dict[str, list[Row]]) -> str:
         f"{report.get('datetime', '?')[:19]} — {machine.get('cpu', {}).get('brand_raw', platform.processor())}, "
         f"Python {machine.get('python_version', platform.python_version())}.",
         "Every CityHub figure is measured beside the peer a user would otherwise pick, in the same run; "
-        "'CityHub ÷ this' is the best CityHub throughput in the group divided by that row's.",
+        "figures use the median round (robust to the shared machine's load spikes); 'CityHub ÷ this' is the best "
+        "CityHub throughput in the group divided by that row's.",
         "",
     ]
     body = [line for title in sorted(groups) for line in group_table(title, groups[title])]

@@ -8,8 +8,8 @@ def test_report_shows_ratio_to_peer_in_same_group(tmp_path):
         "datetime": "2026-11-23T11:00:00",
         "machine_info": {"cpu": {"brand_raw": "test cpu"}, "python_version": "3.11"},
         "benchmarks": [
-            {"name": "test_ours", "group": "dedup", "stats": {"mean": 0.01}, "extra_info": {"items": 1000, "role": "cityhub"}},
-            {"name": "test_peer", "group": "dedup", "stats": {"mean": 0.1}, "extra_info": {"items": 1000, "role": "peer", "note": "dict"}},
+            {"name": "test_ours", "group": "dedup", "stats": {"median": 0.01}, "extra_info": {"items": 1000, "role": "cityhub"}},
+            {"name": "test_peer", "group": "dedup", "stats": {"median": 0.1}, "extra_info": {"items": 1000, "role": "peer", "note": "dict"}},
         ],
     }
     path = tmp_path / "bench.json"
