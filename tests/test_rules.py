@@ -101,6 +101,21 @@ def test_match_many_equals_match_per_event(rule_set: RuleSet) -> None:
     assert rule_set.match_many([]) == []
 
 
+@pytest.mark.parametrize("first_only", [False, True])
+def test_parallel_batches_agree_with_match_many(rule_set: RuleSet, first_only: bool) -> None:
+    shapes = [pipeline_event(), pipeline_event(category="fire"), pipeline_event(time="2026-05-01T12:00:00+08:00"), {}]
+    batch = [orjson.dumps(shapes[i % len(shapes)]) for i in range(9_000)]
+    expected = rule_set.match_many(batch, first_only)
+    assert rule_set.match_many(batch, first_only, parallel=True) == expected
+
+
+def test_parallel_batches_name_the_first_event_that_is_not_json(rule_set: RuleSet) -> None:
+    batch = [b"{}"] * 9_000
+    batch[7_000], batch[8_000] = b"{", b"["
+    with pytest.raises(InvalidEventError, match="event 7000 is not valid JSON"):
+        rule_set.match_many(batch, parallel=True)
+
+
 def test_every_bad_rule_is_reported_with_id_position_and_reason() -> None:
     bad = [
         GAS_NIGHT,

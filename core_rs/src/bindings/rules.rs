@@ -56,11 +56,28 @@ pub struct CompiledRules {
 
 impl CompiledRules {
     fn lists<'py>(&self, py: Python<'py>, matches: &BatchMatches) -> PyResult<Bound<'py, PyList>> {
-        let outer = PyList::empty(py);
-        for index in 0..matches.len() {
-            outer.append(self.list(py, matches.event(index))?)?;
-        }
-        Ok(outer)
+        let inner = (0..matches.len()).map(|index| self.list(py, matches.event(index))).collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, inner)
+    }
+
+    /// Matches a batch with the GIL released, on one thread or (`parallel`) across cores.
+    fn match_detached(
+        &self,
+        py: Python<'_>,
+        events: Vec<PyBackedBytes>,
+        first_only: bool,
+        parallel: bool,
+    ) -> PyResult<BatchMatches> {
+        let rules = Arc::clone(&self.rules);
+        let matches = py.detach(move || {
+            let slices: Vec<&[u8]> = events.iter().map(|e| e.as_ref()).collect();
+            if parallel {
+                rules.match_batch_parallel(&slices, first_only)
+            } else {
+                rules.match_batch(&slices, first_only)
+            }
+        });
+        matches.map_err(|e| event_error(py, e))
     }
 
     fn list<'py>(&self, py: Python<'py>, rule_indices: &[u32]) -> PyResult<Bound<'py, PyList>> {
@@ -98,19 +115,17 @@ impl CompiledRules {
         self.list(py, matches.event(0))
     }
 
-    /// Matches a batch of events in one call, with the GIL released while matching.
+    /// Matches a batch of events in one call, with the GIL released while matching; `parallel`
+    /// splits a large batch across cores.
     fn match_many<'py>(
         &self,
         py: Python<'py>,
         events: Vec<PyBackedBytes>,
         first_only: bool,
+        parallel: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let rules = Arc::clone(&self.rules);
-        let matches = py.detach(move || {
-            let slices: Vec<&[u8]> = events.iter().map(|e| e.as_ref()).collect();
-            rules.match_batch(&slices, first_only)
-        });
-        self.lists(py, &matches.map_err(|e| event_error(py, e))?)
+        let matches = self.match_detached(py, events, first_only, parallel)?;
+        self.lists(py, &matches)
     }
 
     /// `(events, [(matches, missing), ...])` with one pair per rule, in input order.

@@ -20,6 +20,7 @@ use ast::{Node, VarRef};
 use builder::Builder;
 use eval::{Context, Event, Mode, Unknown};
 use extract::PathTrie;
+use rayon::prelude::*;
 use regex::Regex;
 use serde_json::Value;
 use std::cell::Cell;
@@ -257,38 +258,29 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
-    /// Matches a batch of events (JSON documents). All matching rules in priority order, or only the
-    /// first with `first_only`. Fails only on bytes that are not JSON (the first such event is named).
-    /// Large batches are split across the machine's cores.
+    /// Matches a batch of events (JSON documents) on the calling thread. All matching rules in
+    /// priority order, or only the first with `first_only`. Fails only on bytes that are not JSON
+    /// (the first such event is named).
     pub fn match_batch(&self, events: &[&[u8]], first_only: bool) -> Result<BatchMatches, EventError> {
-        let threads = match events.len() / MIN_EVENTS_PER_THREAD {
-            0 | 1 => 1,
-            most => cores().min(most),
-        };
-        let result = if threads == 1 {
-            self.match_chunk(events, 0, first_only)
-        } else {
-            let chunk = events.len().div_ceil(threads);
-            let parts: Vec<Result<BatchMatches, EventError>> = std::thread::scope(|scope| {
-                let workers: Vec<_> = events
-                    .chunks(chunk)
-                    .enumerate()
-                    .map(|(i, part)| scope.spawn(move || self.match_chunk(part, i * chunk, first_only)))
-                    .collect();
-                workers
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, worker)| {
-                        worker.join().unwrap_or_else(|_| {
-                            Err(EventError { index: i * chunk, reason: "internal error while matching".into() })
-                        })
-                    })
-                    .collect()
-            });
-            concatenate(parts)
-        };
+        let result = self.match_chunk(events, 0, first_only);
         self.events.fetch_add(events.len() as u64, Ordering::Relaxed);
         result
+    }
+
+    /// [`RuleSet::match_batch`] with a batch of [`PARALLEL_MIN_EVENTS`] or more split into chunks
+    /// that rayon's pool shares out between the machine's cores. Only worth it when cores are idle:
+    /// on a busy machine the workers wait for CPU time and the batch is slower (see docs/rules.md).
+    pub fn match_batch_parallel(&self, events: &[&[u8]], first_only: bool) -> Result<BatchMatches, EventError> {
+        if events.len() < PARALLEL_MIN_EVENTS {
+            return self.match_batch(events, first_only);
+        }
+        let parts: Vec<Result<BatchMatches, EventError>> = events
+            .par_chunks(PARALLEL_CHUNK)
+            .enumerate()
+            .map(|(i, part)| self.match_chunk(part, i * PARALLEL_CHUNK, first_only))
+            .collect();
+        self.events.fetch_add(events.len() as u64, Ordering::Relaxed);
+        concatenate(parts)
     }
 
     /// Matches `events`, whose first is number `first_index` of the whole batch.
@@ -360,14 +352,10 @@ impl RuleSet {
     }
 }
 
-/// Below this many events per core a batch is matched on one thread (spawning would cost more).
-const MIN_EVENTS_PER_THREAD: usize = 2048;
-
-/// The cores this process may use, asked once (the answer costs system calls and /proc reads).
-fn cores() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
+/// Smaller batches are matched on one thread even when asked for parallel matching.
+const PARALLEL_MIN_EVENTS: usize = 4096;
+/// Events per rayon task: small enough that an idle core can take over work from a busy one.
+const PARALLEL_CHUNK: usize = 1024;
 
 /// Joins the matches of consecutive chunks; the first failing chunk's error wins.
 fn concatenate(parts: Vec<Result<BatchMatches, EventError>>) -> Result<BatchMatches, EventError> {

@@ -120,11 +120,11 @@ fn large_batches_split_across_threads_give_the_same_answer() {
     let rules = RuleSet::compile(&[rule("hot", 0, "payload.t > 50"), rule("all", 0, "true")], "UTC").unwrap();
     let events: Vec<Vec<u8>> = (0..9000).map(|i| format!(r#"{{"payload": {{"t": {}}}}}"#, i % 100).into_bytes()).collect();
     let slices: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
-    let together = rules.match_batch(&slices, false).unwrap();
+    let together = rules.match_batch_parallel(&slices, false).unwrap();
     let one_by_one: Vec<Vec<u32>> = slices.iter().map(|e| rules.match_batch(&[e], false).unwrap().event(0).to_vec()).collect();
     assert_eq!((0..together.len()).map(|i| together.event(i).to_vec()).collect::<Vec<_>>(), one_by_one);
     let mut broken = slices.clone();
     broken[7000] = b"{";
     broken[8000] = b"[";
-    assert_eq!(rules.match_batch(&broken, false).unwrap_err().index, 7000);
+    assert_eq!(rules.match_batch_parallel(&broken, false).unwrap_err().index, 7000);
 }
