@@ -108,6 +108,14 @@ def test_cityhub_all_matches(benchmark) -> None:
     assert sum(map(len, result)) == expected_total(EVENT_COUNT)
 
 
+def test_cityhub_all_matches_columnar(benchmark) -> None:
+    payloads, _ = events()
+    rule_set = cityhub_rules()
+    record(benchmark, ALL_MATCHES, "cityhub", EVENT_COUNT, "match_indices on JSON bytes: flat buffers of rule positions, no list per event")
+    result = benchmark(rule_set.match_indices, payloads)
+    assert len(result.rule_indices) == expected_total(EVENT_COUNT)
+
+
 def test_datalogic_py_all_rules_per_event(benchmark) -> None:
     datalogic = pytest.importorskip("datalogic_py")
     engine = datalogic.Engine()

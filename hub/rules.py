@@ -32,6 +32,7 @@ __all__ = [
     "FIVE_WAY_RESPONDERS",
     "GRID_LEVELS",
     "Actions",
+    "MatchIndices",
     "Rule",
     "RuleMatch",
     "RuleSet",
@@ -122,6 +123,24 @@ class RuleMatch:
     rule_id: str
     priority: int
     actions: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class MatchIndices:
+    """The matches of a batch as two flat integer buffers, with no object per event or match: event
+    ``i`` matched the rules ``rule_indices[offsets[i]:offsets[i + 1]]`` (positions in
+    :attr:`RuleSet.rules`, highest priority first). Both are ``memoryview``s (``offsets`` of unsigned
+    64-bit, ``rule_indices`` of unsigned 32-bit integers), so ``numpy.frombuffer`` reads them in place."""
+
+    offsets: memoryview
+    rule_indices: memoryview
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def event(self, index: int) -> memoryview:
+        """The positions of the rules event ``index`` matched."""
+        return self.rule_indices[self.offsets[index] : self.offsets[index + 1]]
 
 
 def _shape_problems(rule: Rule) -> list[tuple[str, str, str]]:
@@ -225,6 +244,15 @@ class RuleSet:
         are otherwise idle (see ``docs/rules.md``)."""
         return _with_bytes(self._compiled.match_many, events, first_only, parallel)
 
+    def match_indices(
+        self, events: Sequence[EventInput], first_only: bool = False, *, parallel: bool = False
+    ) -> MatchIndices:
+        """:meth:`match_many` answered as flat buffers of rule positions (:class:`MatchIndices`)
+        instead of a list of :class:`RuleMatch` lists per event: for batches where most events match
+        nothing, or when the caller aggregates, it saves building a Python list per event."""
+        offsets, rule_indices = _with_bytes(self._compiled.match_indices, events, first_only, parallel)
+        return MatchIndices(memoryview(offsets).cast("Q"), memoryview(rule_indices).cast("I"))
+
     @property
     def stats(self) -> dict[str, Any]:
         """``{"events": n, "rules": {rule_id: {"matches": n, "missing": n}}}`` since compilation;
@@ -265,6 +293,11 @@ class RuleSetHolder:
         self, events: Sequence[EventInput], first_only: bool = False, *, parallel: bool = False
     ) -> list[list[RuleMatch]]:
         return self._current.match_many(events, first_only, parallel=parallel)
+
+    def match_indices(
+        self, events: Sequence[EventInput], first_only: bool = False, *, parallel: bool = False
+    ) -> MatchIndices:
+        return self._current.match_indices(events, first_only, parallel=parallel)
 
 
 def jsonlogic_apply(logic: Any, data: Any = None, timezone: str = DEFAULT_TIMEZONE) -> Any:

@@ -102,11 +102,15 @@ def test_match_many_equals_match_per_event(rule_set: RuleSet) -> None:
 
 
 @pytest.mark.parametrize("first_only", [False, True])
-def test_parallel_batches_agree_with_match_many(rule_set: RuleSet, first_only: bool) -> None:
+def test_parallel_and_columnar_batches_agree_with_match_many(rule_set: RuleSet, first_only: bool) -> None:
     shapes = [pipeline_event(), pipeline_event(category="fire"), pipeline_event(time="2026-05-01T12:00:00+08:00"), {}]
     batch = [orjson.dumps(shapes[i % len(shapes)]) for i in range(9_000)]
     expected = rule_set.match_many(batch, first_only)
     assert rule_set.match_many(batch, first_only, parallel=True) == expected
+    found = rule_set.match_indices(batch, first_only, parallel=True)
+    positions = [[rule_set.rules[p].id for p in found.event(i)] for i in range(len(found))]
+    assert positions == [ids(matches) for matches in expected]
+    assert len(rule_set.match_indices([])) == 0
 
 
 def test_parallel_batches_name_the_first_event_that_is_not_json(rule_set: RuleSet) -> None:
@@ -114,6 +118,8 @@ def test_parallel_batches_name_the_first_event_that_is_not_json(rule_set: RuleSe
     batch[7_000], batch[8_000] = b"{", b"["
     with pytest.raises(InvalidEventError, match="event 7000 is not valid JSON"):
         rule_set.match_many(batch, parallel=True)
+    with pytest.raises(InvalidEventError, match="event 7000 is not valid JSON"):
+        rule_set.match_indices(batch)
 
 
 def test_every_bad_rule_is_reported_with_id_position_and_reason() -> None:

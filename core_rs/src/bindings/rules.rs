@@ -6,7 +6,7 @@ use crate::rules::{apply_jsonlogic, BatchMatches, CompileFailure, Condition, Eve
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::PyList;
+use pyo3::types::{PyBytes, PyList};
 use std::sync::Arc;
 
 /// An instance of `hub.errors.<class>` built from `args` (the message first).
@@ -126,6 +126,22 @@ impl CompiledRules {
     ) -> PyResult<Bound<'py, PyList>> {
         let matches = self.match_detached(py, events, first_only, parallel)?;
         self.lists(py, &matches)
+    }
+
+    /// [`Self::match_many`] as two native-endian buffers and no per-event objects: `offsets` (u64,
+    /// one more than the events) and `rules` (u32 input indices); event `i` matched
+    /// `rules[offsets[i]..offsets[i + 1]]`.
+    fn match_indices<'py>(
+        &self,
+        py: Python<'py>,
+        events: Vec<PyBackedBytes>,
+        first_only: bool,
+        parallel: bool,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        let matches = self.match_detached(py, events, first_only, parallel)?;
+        let offsets: Vec<u8> = matches.offsets.iter().flat_map(|&o| (o as u64).to_ne_bytes()).collect();
+        let rules: Vec<u8> = matches.rules.iter().flat_map(|r| r.to_ne_bytes()).collect();
+        Ok((PyBytes::new(py, &offsets), PyBytes::new(py, &rules)))
     }
 
     /// `(events, [(matches, missing), ...])` with one pair per rule, in input order.
