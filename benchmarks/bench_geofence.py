@@ -119,20 +119,33 @@ def areas(points) -> list:
     return [shapely.Point(points[0][i], points[1][i]).buffer(rng.uniform(0.002, 0.01), 8) for i in picks]
 
 
-def test_cityhub_cells_intersecting(benchmark, index, areas):
-    geojson = [json.loads(shapely.to_geojson(area)) for area in areas]
-    describe(benchmark, f"geofence: polygon → intersecting cells, {AREAS} warning areas (200–1,000 m)", AREAS, "cityhub")
+AREA_GROUP = f"geofence: polygon → intersecting cells, {AREAS} warning areas (200–1,000 m)"
+
+
+@pytest.fixture(scope="module")
+def areas_geojson(areas) -> list:
+    return [json.loads(shapely.to_geojson(area)) for area in areas]
+
+
+def test_cityhub_cells_intersecting_arrays(benchmark, index, areas_geojson):
+    describe(benchmark, AREA_GROUP, AREAS, "cityhub", "cells_intersecting_arrays: all areas in one crossing, cell indices (like shapely)")
+    result = benchmark.pedantic(index.cells_intersecting_arrays, args=(areas_geojson,), rounds=3, iterations=1)
+    assert len(result.offsets) == AREAS + 1
+
+
+def test_cityhub_cells_intersecting_cells(benchmark, index, areas_geojson):
+    describe(benchmark, AREA_GROUP, AREAS, "cityhub", "cells_intersecting: one call per area, Cell objects")
 
     def run():
-        return [index.cells_intersecting(area) for area in geojson]
+        return [index.cells_intersecting(area) for area in areas_geojson]
 
-    result = benchmark.pedantic(run, rounds=2, iterations=1)
+    result = benchmark.pedantic(run, rounds=3, iterations=1)
     assert len(result) == AREAS
 
 
 def test_shapely_cells_intersecting(benchmark, shapely_tree, areas):
-    describe(benchmark, f"geofence: polygon → intersecting cells, {AREAS} warning areas (200–1,000 m)", AREAS, "peer", "shapely STRtree.query(areas, predicate='intersects')")
-    result = benchmark.pedantic(shapely_tree.query, args=(np.array(areas),), kwargs={"predicate": "intersects"}, rounds=2, iterations=1)
+    describe(benchmark, AREA_GROUP, AREAS, "peer", "shapely STRtree.query(areas, predicate='intersects'), prepared cells")
+    result = benchmark.pedantic(shapely_tree.query, args=(np.array(areas),), kwargs={"predicate": "intersects"}, rounds=3, iterations=1)
     assert result.shape[0] == 2
 
 

@@ -293,3 +293,26 @@ def test_polygon_query_hypothesis(shipped_cells, corners):
         return
     expected = {cell_ids[i] for i in np.flatnonzero(shapely.intersects(geometries, area))}
     assert {c.id for c in index.cells_intersecting(json.loads(shapely.to_geojson(area)))} == expected
+
+
+def test_polygon_batch_equals_one_area_at_a_time(shipped_cells):
+    index, geometries, _ = shipped_cells
+    rng = np.random.default_rng(3)
+    west, south, east, north = shapely.total_bounds(geometries)
+    areas = [
+        json.loads(shapely.to_geojson(shapely.Point(rng.uniform(west, east), rng.uniform(south, north)).buffer(0.01, 6)))
+        for _ in range(20)
+    ]
+    areas.append({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]})  # far away: no cells
+    found = index.cells_intersecting_arrays(areas, crs="gcj02")
+    assert len(found.offsets) == len(areas) + 1
+    for number, area in enumerate(areas):
+        cells = found.cells[found.offsets[number] : found.offsets[number + 1]]
+        assert [index.cell(c) for c in cells] == index.cells_intersecting(area, crs="gcj02")
+
+
+def test_polygon_batch_error_names_the_geometry(shipped_cells):
+    index, _, _ = shipped_cells
+    good = {"type": "Point", "coordinates": [104.08, 30.66]}
+    with pytest.raises(GeoError, match="geometry #1"):
+        index.cells_intersecting_arrays([good, {"type": "Polygon", "coordinates": "nope"}])

@@ -134,6 +134,19 @@ impl GeoIndex {
         py.detach(|| self.inner.cells_intersecting(geometry, crs)).map_err(geo_error)
     }
 
+    /// Cells met by each of many GeoJSON geometries in one crossing; returns (offsets u32, cells u32) as bytes.
+    fn cells_intersecting_many<'py>(
+        &self,
+        py: Python<'py>,
+        geometries: Vec<Bound<'py, PyBytes>>,
+        crs: &str,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        let crs = coord_system(crs)?;
+        let texts: Vec<&[u8]> = geometries.iter().map(|g| g.as_bytes()).collect();
+        let found = py.detach(|| self.inner.cells_intersecting_many(&texts, crs)).map_err(geo_error)?;
+        Ok((bytes_of(py, &found.offsets, u32::to_ne_bytes)?, bytes_of(py, &found.cells, u32::to_ne_bytes)?))
+    }
+
     /// (layer, level, id, name) of a cell index.
     fn cell(&self, index: usize) -> PyResult<(String, String, String, String)> {
         let view = self

@@ -73,6 +73,13 @@ pub struct LocateBatch {
     pub admin_counts: Vec<u8>,
 }
 
+/// Cells met by each of a batch of areas, flat: area `i` owns `cells[offsets[i]..offsets[i+1]]`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AreaCells {
+    pub offsets: Vec<u32>,
+    pub cells: Vec<u32>,
+}
+
 /// Bytes held by the index, next to the GeoJSON vertex data it was built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryUse {
@@ -778,6 +785,28 @@ impl GridIndex {
         };
         hits.sort_unstable();
         Ok(hits)
+    }
+
+    /// [`Self::cells_intersecting`] for a batch of GeoJSON geometries, areas spread over rayon's threads.
+    /// Fails on the first unusable geometry, naming its position.
+    pub fn cells_intersecting_many(&self, geometries: &[&[u8]], crs: CoordSystem) -> Result<AreaCells, GeoError> {
+        let per_area: Vec<Vec<u32>> = geometries
+            .par_iter()
+            .enumerate()
+            .map(|(position, geojson)| {
+                self.cells_intersecting(geojson, crs).map_err(|e| e.within(&format!("geometry #{position}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut joined = AreaCells {
+            offsets: Vec::with_capacity(per_area.len() + 1),
+            cells: Vec::with_capacity(per_area.iter().map(Vec::len).sum()),
+        };
+        joined.offsets.push(0);
+        for cells in per_area {
+            joined.cells.extend_from_slice(&cells);
+            joined.offsets.push(joined.cells.len() as u32);
+        }
+        Ok(joined)
     }
 
     /// Closed regions meet iff their boundaries touch or, failing that, one holds a vertex of the other.

@@ -8,7 +8,7 @@ pub mod index;
 use std::fmt;
 
 pub use coords::CoordSystem;
-pub use index::{GridIndex, LayerKind, LayerSource, LocateBatch, MemoryUse};
+pub use index::{AreaCells, GridIndex, LayerKind, LayerSource, LocateBatch, MemoryUse};
 
 /// Every geofence error: the message says what was wrong and where (layer, feature number and id,
 /// or point position).
