@@ -369,7 +369,12 @@ actions = {{ severity = "critical", route = ["gridworker", "five_way"], escalate
 [[rules]]
 id = "elder-first-to-grid-worker"
 when = 'category == "elder_sos" || category == "elder_fall"'
-actions = {{ severity = "high", route = ["gridworker", "connector:eldercare"], escalate_after_s = 300 }}
+actions = {{ severity = "high", route = ["gridworker"], escalate_after_s = 300 }}
+
+[[rules]]
+id = "eldercare-visit"
+when = 'source == "eldercare"'
+actions = {{ route = ["connector:eldercare"] }}
 
 [[rules]]
 id = "answer-12345"

@@ -110,9 +110,11 @@ class StreamWatch:
                 return self.incidents[incident_id]
         return None
 
-    def answered_work_order(self) -> bool:
-        return any(report["source"] == "hotline12345" for order in self.orders["hotline12345"]
-                   for report in order["reports"])
+    def orders_naming_their_reports(self) -> bool:
+        """An order back to the 12345 hotline and a visit order to the eldercare platform, each naming its
+        own system's report (the 工单, the alert)."""
+        return all(any(report["source"] == connector for order in self.orders[connector] for report in order["reports"])
+                   for connector in ("hotline12345", "eldercare"))
 
 
 async def _until(condition: Callable[[], Any], what: str) -> None:
@@ -147,7 +149,7 @@ async def test_demo_shows_all_seven_systems_merges_the_gas_leak_and_stops_on_ctr
                 await js.subscribe(subject, cb=handler, ordered_consumer=True)  # from the start of each stream
             await _until(lambda: SEVEN_SOURCES <= watch.sources, f"all seven systems (so far: {watch.sources})")
             await _until(watch.gas_incident, "the gas alarm, the 12345 call and the citizen photo as one incident")
-            await _until(watch.answered_work_order, "an order back to the 12345 hotline naming its 工单")
+            await _until(watch.orders_naming_their_reports, "orders to the hotline and eldercare naming their reports")
         finally:
             await nc.close()
 
