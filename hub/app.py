@@ -8,18 +8,23 @@ the connector supervisor, the escalation timer and the admin API.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
+import os
+import re
+import secrets
 import signal
 import socket
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 from nats.aio.client import Client as NatsClient
+from nats.aio.subscription import Subscription
 
+import connectors
 from hub import topology
 from hub.config import HubConfig, load_config
 from hub.connector import Connector
@@ -37,12 +42,16 @@ from hub.plugins import PluginHost, build_plugin_host
 from hub.reload import ConfigReloader
 from hub.streams import ensure_streams
 from hub.supervisor import Supervisor
-from hub.tap import format_event
+from hub.tap import format_dispatch, format_event
 from hub.transforms import Transform
 
 log = logging.getLogger("cityhub")
 
 SAMPLE_GRIDS = Path(__file__).parent / "data" / "grids"
+CONNECTORS = Path(connectors.__file__).parent
+DEMO_SECRET_VARIABLE = "CITYHUB_DEMO_SECRET"
+_DEMO_PORT = re.compile(r"\b18\d{3}\b")
+SIMULATOR_STOP_S = 10.0
 
 
 # --- config → engines --------------------------------------------------------------------------------
@@ -315,8 +324,20 @@ def run(config_path: str | Path = "cityhub.toml") -> int:
     return 0
 
 
+def demo_sections(names: Iterable[str] | None = None) -> str:
+    """The ``[plugins.<name>]`` sections every built-in connector ships for the demo
+    (``connectors/<name>/demo.toml``; all of them, or just ``names``), each demo port (18000-18999) moved to
+    a free one so the demo runs beside anything else on the machine."""
+    if names is None:
+        names = sorted(path.parent.name for path in CONNECTORS.glob("*/demo.toml"))
+    sections = "\n".join((CONNECTORS / name / "demo.toml").read_text() for name in names)
+    ports = {port: str(_free_port("127.0.0.1")) for port in sorted(set(_DEMO_PORT.findall(sections)))}
+    return _DEMO_PORT.sub(lambda match: ports[match.group(0)], sections)
+
+
 def demo_config(data_dir: Path) -> str:
-    """The demo's ``cityhub.toml``: embedded NATS with MQTT, the shipped sample grids, a few rules."""
+    """The demo's ``cityhub.toml``: embedded NATS with MQTT, the shipped sample grids, a few rules and every
+    connector's demo section. Their secrets are ``${CITYHUB_DEMO_SECRET}``, which :func:`demo` generates."""
     admin = SAMPLE_GRIDS / "chengdu_admin_gcj02.geojson"
     overlays = SAMPLE_GRIDS / "chengdu_overlays_gcj02.geojson"
     mqtt_port = _free_port("127.0.0.1")
@@ -349,40 +370,67 @@ actions = {{ severity = "critical", route = ["gridworker", "five_way"], escalate
 id = "elder-first-to-grid-worker"
 when = 'category == "elder_sos" || category == "elder_fall"'
 actions = {{ severity = "high", route = ["gridworker"], escalate_after_s = 300 }}
+
+[[rules]]
+id = "eldercare-visit"
+when = 'source == "eldercare"'
+actions = {{ route = ["connector:eldercare"] }}
+
+[[rules]]
+id = "answer-12345"
+when = 'source == "hotline12345" && payload.channel == "webhook"'
+actions = {{ route = ["connector:hotline12345"] }}
+
+{demo_sections()}
 """
 
 
-async def _demo_banner(hub: Hub, stop: asyncio.Event) -> None:
+async def _demo_banner(hub: Hub, stop: asyncio.Event, stop_after_s: float | None = None) -> None:
     simulators = [sim for _, sims in await hub.plugins.call("register_simulators") for sim in sims]
     for simulator in simulators:
         await simulator.start()
+    if stop_after_s is not None:
+        asyncio.get_running_loop().call_later(stop_after_s, stop.set)
+    secret = os.environ.get(DEMO_SECRET_VARIABLE, "")
     print(f"\nCityHub demo running.\n  NATS:      {hub.nats_url}\n  admin API: {hub.admin_url}  (docs at /docs)\n"
           f"  dashboard: {hub.admin_url}/dashboard\n"
           f"  tap:       cityhub tap --server {hub.nats_url}\n  simulators: {len(simulators)}\n"
-          "Press Ctrl-C to stop.\n", flush=True)
+          f"  connector secret: {secret[:4]}… (generated for this run)\n"
+          f"{'Press Ctrl-C to stop.' if stop_after_s is None else f'Stopping after {stop_after_s:g} s (or Ctrl-C).'}\n",
+          flush=True)
     tail = asyncio.create_task(_print_unified_stream(hub))
     try:
         await stop.wait()
     finally:
         tail.cancel()
         for simulator in reversed(simulators):
-            with contextlib.suppress(Exception):
-                await simulator.stop()
+            try:
+                await asyncio.wait_for(simulator.stop(), SIMULATOR_STOP_S)
+            except Exception as exc:  # one simulator's failure to stop must not keep the hub running
+                log.warning("simulator %s did not stop cleanly: %r", type(simulator).__name__, exc)
 
 
 async def _print_unified_stream(hub: Hub) -> None:
+    """Every unified event, dispatch order and status update, one line each, until cancelled."""
     assert hub.nc is not None
-    subscription = await hub.nc.subscribe(f"{topology.PREFIX}.events.>")
+    events = await hub.nc.subscribe(f"{topology.PREFIX}.events.>")
+    dispatch = await hub.nc.subscribe(f"{topology.PREFIX}.dispatch.>")
+    await asyncio.gather(_print_each(events, format_event), _print_each(dispatch, format_dispatch))
+
+
+async def _print_each(subscription: Subscription, format_message: Callable[[bytes], str]) -> None:
     async for message in subscription.messages:
-        print(format_event(message.data), flush=True)
+        print(format_message(message.data), flush=True)
 
 
-def demo() -> int:
-    """``cityhub demo``: embedded NATS, sample grids, every simulator; Ctrl-C stops everything."""
+def demo(stop_after_s: float | None = None) -> int:
+    """``cityhub demo``: embedded NATS, sample grids, every connector with its simulator; Ctrl-C (or
+    ``stop_after_s``) stops everything. The connectors' webhook secret is generated for each run."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ[DEMO_SECRET_VARIABLE] = secrets.token_urlsafe(24)  # the environment: config reloads see it too
     with tempfile.TemporaryDirectory(prefix="cityhub-demo-") as folder:
         path = Path(folder) / "cityhub.toml"
         path.write_text(demo_config(Path(folder)))
         hub = Hub.from_file(path)
-        asyncio.run(_serve(hub, _demo_banner))
+        asyncio.run(_serve(hub, functools.partial(_demo_banner, stop_after_s=stop_after_s)))
     return 0

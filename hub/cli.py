@@ -2,7 +2,7 @@
 start a new connector.
 
     cityhub run [-c cityhub.toml]        run the hub (embedded nats-server when no servers are configured)
-    cityhub demo                         everything, with simulators and sample grids
+    cityhub demo [--for 40s]             everything, with simulators and sample grids (until Ctrl-C)
     cityhub validate FILE                every config error as file:line: key: message (exit 1), else a summary
     cityhub plugins list|enable|disable  through the admin API, with the admin token
     cityhub tap [--district ...]         live tail of the unified stream
@@ -17,12 +17,13 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from hub.config import HubConfig, NatsConfig, load_config
+from hub.config import HubConfig, NatsConfig, load_config, parse_duration
 from hub.errors import ConfigError, HubError
 from hub.natsconn import connect, redacted_servers
 from hub.plugins import build_plugin_host
@@ -66,7 +67,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from hub.app import demo
 
-    return demo() or 0
+    return demo(args.duration) or 0
+
+
+def _duration_seconds(text: str) -> float:
+    try:
+        duration = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    seconds = duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be longer than zero")
+    return seconds
 
 
 # --- plugins: through the admin API ----------------------------------------------------------------
@@ -201,7 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: cityhub.toml)")
     run.set_defaults(handler=cmd_run)
 
-    commands.add_parser("demo", help="run everything with simulators and sample grids").set_defaults(handler=cmd_demo)
+    demo = commands.add_parser("demo", help="run everything with simulators and sample grids")
+    demo.add_argument("--for", dest="duration", type=_duration_seconds, metavar="DURATION",
+                      help="stop by itself after this long (e.g. 40s, 5m), as on Ctrl-C; default: until Ctrl-C")
+    demo.set_defaults(handler=cmd_demo)
 
     validate = commands.add_parser("validate", help="check a config file and report every error")
     validate.add_argument("file", nargs="?", default=DEFAULT_CONFIG, help="config file (default: cityhub.toml)")

@@ -196,6 +196,14 @@ class DispatchStatus(StrEnum):
     EVALUATED = "evaluated"
 
 
+class ReportRef(HubModel):
+    """One report of an incident, as its source system knows it (e.g. the 12345 工单 or the eldercare alert),
+    so the connector delivering an order can name it back to that system."""
+
+    source: str
+    source_event_id: str
+
+
 class DispatchOrder(HubModel):
     """An order to a responsible party (department, grid worker, one of the five-way responders)."""
 
@@ -210,6 +218,9 @@ class DispatchOrder(HubModel):
     created_at: datetime
     deadline: datetime | None = None
     attempt: int = Field(1, ge=1, description="2 and up for re-dispatch (二次派单).")
+    reports: list[ReportRef] = Field(
+        default_factory=list, description="The incident's reports when the order was made, oldest first."
+    )
 
 
 class DispatchUpdate(HubModel):

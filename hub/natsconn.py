@@ -79,7 +79,8 @@ async def connect(config: NatsConfig) -> NatsClient:
         log.warning("nats error (%s): %s", servers, exc)
 
     async def on_disconnected() -> None:
-        log.warning("nats disconnected from %s; reconnecting", servers)
+        if not client.is_closed:  # nats-py reports its own close() as a disconnect too
+            log.warning("nats disconnected from %s; reconnecting", servers)
 
     async def on_reconnected() -> None:
         log.info("nats reconnected (%s)", servers)

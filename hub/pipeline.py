@@ -55,6 +55,7 @@ from hub.models import (
     IncidentChange,
     IncidentState,
     Location,
+    ReportRef,
     Severity,
 )
 from hub.rules import RuleMatch, RuleSet
@@ -65,6 +66,7 @@ log = logging.getLogger("cityhub.pipeline")
 PIPELINE_CONSUMER = "cityhub-pipeline"
 SNAPSHOT_BUCKET = "CITYHUB_PIPELINE"
 SNAPSHOT_NAME = "state"
+MAX_ORDER_REPORTS = 20  # report references an incident keeps for its dispatch orders (bounds the snapshot)
 _SOURCE = "/cityhub/pipeline"
 _SEVERITIES = list(Severity)
 
@@ -180,9 +182,11 @@ class IncidentRecord:
     sources: list[str]
     dispatched: list[str]
     matched_rules: list[str]
+    reports: list[list[str]] = field(default_factory=list)  # [source, source_event_id], the first MAX_ORDER_REPORTS
 
     def dump(self) -> list[Any]:
-        return [self.category, self.opened_at, self.severity, self.sources, self.dispatched, self.matched_rules]
+        return [self.category, self.opened_at, self.severity, self.sources, self.dispatched, self.matched_rules,
+                self.reports]
 
 
 @dataclass
@@ -251,10 +255,13 @@ def _admin_cell(path: Sequence[GridCell], level: str) -> str | None:
 
 
 def connector_for_target(target: str) -> str:
-    """Which connector delivers orders for a route target. Grid workers (and the grid levels, and the
-    five-way responders they coordinate) are reached through the ``gridworker`` connector; a department
-    ``dept:<name>`` through a connector named ``dept_<name>`` (orders wait in JetStream until one runs)."""
+    """Which connector delivers orders for a route target: ``connector:<name>`` names it outright (e.g.
+    ``connector:eldercare`` for visit orders); a department ``dept:<name>`` is served by a connector named
+    ``dept_<name>``; grid workers, the grid levels and the five-way responders they coordinate are reached
+    through ``gridworker``. Orders wait in JetStream until their connector runs."""
     kind, _, name = target.partition(":")
+    if kind == "connector":
+        return topology.token(name)
     if kind == "dept":
         return topology.token(f"dept_{name}")
     return "gridworker"
@@ -424,6 +431,8 @@ class BatchProcessor:
         record.severity = max(record.severity, event.severity.rank)
         if event.source not in record.sources:
             record.sources.append(event.source)
+        if len(record.reports) < MAX_ORDER_REPORTS:
+            record.reports.append([event.source, event.source_event_id])
         for match in matches:
             if match.rule_id not in record.matched_rules:
                 record.matched_rules.append(match.rule_id)
@@ -450,7 +459,7 @@ class BatchProcessor:
                 if target in record.dispatched:
                     continue
                 record.dispatched.append(target)
-                yield dispatch_output(build_order(event, incident_id, target, match, attempt=1))
+                yield dispatch_output(build_order(event, incident_id, target, match, attempt=1, reports=record.reports))
 
     def _incident_output(self, record: IncidentRecord, incident_id: str, event: Event, opened: bool, count: int) -> Output:
         """The incident update as :class:`Incident` JSON, written directly from validated parts (a test checks
@@ -479,7 +488,9 @@ class BatchProcessor:
 
 
 
-def build_order(event: Event, incident_id: str, target: str, match: RuleMatch, attempt: int) -> DispatchOrder:
+def build_order(
+    event: Event, incident_id: str, target: str, match: RuleMatch, attempt: int, reports: Sequence[Sequence[str]]
+) -> DispatchOrder:
     deepest = next((cell for cell in reversed(event.grid_path) if cell.layer), None)
     after = match.actions.get("escalate_after_s")
     return DispatchOrder(
@@ -487,7 +498,7 @@ def build_order(event: Event, incident_id: str, target: str, match: RuleMatch, a
         connector=connector_for_target(target), grid_cell=deepest, category=event.category,
         severity=event.severity, summary=_summary(event), created_at=event.time,
         deadline=datetime.fromtimestamp(event.time.timestamp() + after, timezone.utc) if after else None,
-        attempt=attempt,
+        attempt=attempt, reports=[ReportRef(source=source, source_event_id=ref) for source, ref in reports],
     )
 
 

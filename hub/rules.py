@@ -52,14 +52,15 @@ def _check_route_target(target: str) -> str:
     kind, _, name = target.partition(":")
     if target in ("gridworker", "five_way"):
         return target
-    if kind == "dept" and name:
+    if kind in ("dept", "connector") and name:
         return target
     if kind == "level" and name in GRID_LEVELS:
         return target
     if kind == "five_way" and name in FIVE_WAY_RESPONDERS:
         return target
     raise ValueError(
-        f"unknown route target {target!r}: use 'gridworker', 'dept:<name>', 'level:<{'|'.join(GRID_LEVELS)}>', "
+        f"unknown route target {target!r}: use 'gridworker', 'dept:<name>', 'connector:<name>', "
+        f"'level:<{'|'.join(GRID_LEVELS)}>', "
         f"'five_way' (all five responders) or 'five_way:<{'|'.join(FIVE_WAY_RESPONDERS)}>'"
     )
 
@@ -73,8 +74,8 @@ class Actions(BaseModel):
     severity: Severity | None = Field(None, description="Raise the event's severity to this level.")
     route: list[str] = Field(
         default_factory=list,
-        description="Who must act: 'gridworker', 'dept:<name>', 'level:<grid level>', 'five_way' or "
-        "'five_way:<police|fire|medical|street|community>'.",
+        description="Who must act: 'gridworker', 'dept:<name>', 'connector:<name>' (orders to that connector), "
+        "'level:<grid level>', 'five_way' or 'five_way:<police|fire|medical|street|community>'.",
     )
     tags: list[str] = Field(default_factory=list, description="Labels added to the incident.")
     escalate_after_s: PositiveFloat | None = Field(None, description="Escalate when unresolved this long.")

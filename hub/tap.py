@@ -16,7 +16,7 @@ import orjson
 from nats.aio.client import Client as NatsClient
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from hub import topology
+from hub import topology, wire
 from hub.config import parse_duration
 from hub.errors import HubError
 
@@ -71,6 +71,26 @@ def format_event(raw: bytes) -> str:
         parts.append(f"incident={envelope['incidentid']}")
     if data.get("text"):
         parts.append(f'"{_shorten(data["text"])}"')
+    return "  ".join(parts)
+
+
+def format_dispatch(raw: bytes) -> str:
+    """One line per dispatch order (who must act, through which connector, on whose reports) or status update
+    (which connector reported what about which order)."""
+    try:
+        envelope = orjson.loads(raw)
+        data = envelope.get("data") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        return f"(not a CloudEvent: {_shorten(raw.decode('utf-8', 'replace'))})"
+    if envelope.get("type") == wire.TYPE_DISPATCH_ORDER:
+        reports = ",".join(sorted({report.get("source", "?") for report in data.get("reports", [])}))
+        return (f"{data.get('created_at', '')}  ORDER     {data.get('target', '?')} via [{data.get('connector', '?')}]"
+                f"  order={data.get('id', '?')}  reports from {reports or 'none'}")
+    reporter = str(envelope.get("source", "?")).rpartition("/")[2]
+    parts = [str(data.get("time", "")), "UPDATE   ", str(data.get("status", "?")).ljust(16), f"[{reporter}]",
+             f"order={data.get('order_id', '?')}"]
+    if data.get("actor"):
+        parts.append(f"by {data['actor']}")
     return "  ".join(parts)
 
 

@@ -158,7 +158,7 @@ def test_rules_that_do_not_compile_are_reported_at_their_lines(tmp_path):
         f"{path}:7: rules[1]: give exactly one of 'when' and 'jsonlogic'",
         f"{path}:16: rules[2].actions.severity: Input should be 'info', 'low', 'medium', 'high' or 'critical'",
         f"{path}:17: rules[2].actions.route: unknown route target 'x': use 'gridworker', 'dept:<name>', "
-        "'level:<district|street|community|grid|micro_grid>', 'five_way' (all five responders) or "
+        "'connector:<name>', 'level:<district|street|community|grid|micro_grid>', 'five_way' (all five responders) or "
         "'five_way:<police|fire|medical|street|community>'",
     ]
     assert found[4] == f"{more}:3: rules[0].jsonlogic: JsonLogic /bogus: unknown operation 'bogus'"

@@ -96,6 +96,22 @@ async def test_reports_close_together_merge_and_dispatch_once(nats_url):
     assert data_of(orders[0])["deadline"]
 
 
+async def test_orders_name_their_connector_and_carry_the_incidents_reports(nats_url):
+    to_eldercare = {"id": "visit", "when": 'source == "eldercare"', "actions": {"route": ["connector:eldercare"]}}
+    pipeline, nc = await _start(nats_url, rules=[to_eldercare])
+    await publish_raw(nats_url, [ingest_item(event(0)), ingest_item(event(1, source="eldercare", offset_m=5))])
+    await _until(lambda: pipeline.counts["in"] == 2)
+    await pipeline.stop()
+    await nc.close()
+
+    [order] = await read_stream(nats_url, topology.DISPATCH_STREAM)
+    assert order.subject == "cityhub.dispatch.orders.eldercare"
+    assert data_of(order)["connector"] == "eldercare" and data_of(order)["target"] == "connector:eldercare"
+    # made when the eldercare alert joined the incident the IoT alarm opened: both reports, oldest first
+    assert data_of(order)["reports"] == [{"source": "iot_mqtt", "source_event_id": "e-0"},
+                                         {"source": "eldercare", "source_event_id": "e-1"}]
+
+
 async def test_restart_continues_without_reprocessing(nats_url):
     pipeline, nc = await _start(nats_url)
     await publish_raw(nats_url, [ingest_item(event(n, offset_m=n * 1000)) for n in range(10)])

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 import httpx
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -271,7 +272,7 @@ class EldercareConnector(Connector):
         if not isinstance(item, DispatchOrder):
             await ctx.reject(repr(item).encode(), "eldercare delivers dispatch orders only")
             return
-        body = item.model_dump_json(exclude_none=True).encode()
+        body = visit_order_body(item)
         url = self.settings.platform_url.rstrip("/") + "/visit-orders"
         async with httpx.AsyncClient(timeout=self.settings.request_timeout_s) as client:
             response = await post_signed(client, url, body, self.settings.secret.get_secret_value())
@@ -289,3 +290,10 @@ class EldercareConnector(Connector):
         if self._ctx is None:
             raise RuntimeError("eldercare connector is not running yet; the order will be redelivered")
         return self._ctx
+
+
+def visit_order_body(order: DispatchOrder) -> bytes:
+    """The visit order the platform receives: the dispatch order as JSON plus ``alert_ids``, the platform's own
+    alerts among the incident's reports, so it knows which elder to visit."""
+    alert_ids = [report.source_event_id for report in order.reports if report.source == EldercareConnector.source]
+    return orjson.dumps({**order.model_dump(mode="json", exclude_none=True), "alert_ids": alert_ids})

@@ -38,6 +38,7 @@ class EldercarePlatformSimulator:
         self.rng = random.Random(settings.simulator.seed)
         self.hub_url = f"http://{settings.listen_host}:{settings.listen_port}"
         self.visit_orders: list[dict[str, Any]] = []
+        self.alerts_sent: dict[str, str] = {}  # alert id → elder id, how the platform finds whom to visit
         self._server: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._sequence = 0
@@ -58,6 +59,8 @@ class EldercarePlatformSimulator:
             order = orjson.loads(body)
             if any(seen["id"] == order["id"] for seen in self.visit_orders):
                 return JSONResponse({"visit_id": f"V-{order['id']}", "duplicate": True}, status_code=200)
+            alerts = order.get("alert_ids", [])
+            order["elder_ids"] = [self.alerts_sent[alert] for alert in alerts if alert in self.alerts_sent]
             self.visit_orders.append(order)
             self._spawn(self._report_progress(order))
             return JSONResponse({"visit_id": f"V-{order['id']}"}, status_code=201)
@@ -128,6 +131,7 @@ class EldercarePlatformSimulator:
             "time": datetime.now(CHINA_TIME).isoformat(),
             **fields,
         }
+        self.alerts_sent[alert["alert_id"]] = elder_id
         return await self.post("/alerts", alert)
 
     def next_alert(self) -> tuple[str, str, dict[str, Any]]:

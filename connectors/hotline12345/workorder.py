@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from connectors._http import describe
 from connectors.hotline12345.settings import WebhookSettings
-from hub.errors import InvalidEventError
+from hub.errors import DeliveryRejected, InvalidEventError
 from hub.models import CoordSystem, DispatchOrder, DispatchStatus, DispatchUpdate, Event, Location, Reporter
 
 SOURCE = "hotline12345"
@@ -117,14 +117,26 @@ _ACTION_OF_STATUS = {
 }
 
 
+def hotline_number(source_event_id: str) -> str:
+    """The hotline's own number in one of this connector's event ids: ``order:<工单 number>:<attempt>`` or
+    ``open311:<service_request_id>``."""
+    kind, _, rest = source_event_id.partition(":")
+    return rest.rpartition(":")[0] if kind == "order" else rest
+
+
 def feedback_for(item: DispatchOrder | DispatchUpdate | dict[str, Any]) -> Feedback | None:
     """The feedback an outbound item asks for, or None when the hotline need not hear of it (e.g. on_site).
 
-    A DispatchOrder or DispatchUpdate addressed to this connector carries the 工单 number as its order id;
-    a plain dict is a :class:`Feedback` in JSON form."""
+    A DispatchOrder names the 工单 by its incident's first 12345 report (``reports``; an order without one
+    is refused); a DispatchUpdate carries the 工单 number as its order id; a plain dict is a
+    :class:`Feedback` in JSON form."""
     if isinstance(item, DispatchOrder):
+        ours = [report.source_event_id for report in item.reports if report.source == SOURCE]
+        if not ours:
+            raise DeliveryRejected(f"dispatch order {item.id} has no 12345 report to answer (reports: "
+                                   f"{[report.source for report in item.reports]})")
         action = FeedbackAction.ACCEPT if item.attempt == 1 else FeedbackAction.REDISPATCH
-        return Feedback(order_no=item.id, action=action, time=item.created_at, note=item.summary,
+        return Feedback(order_no=hotline_number(ours[0]), action=action, time=item.created_at, note=item.summary,
                         handler=item.target, attempt=item.attempt)
     if isinstance(item, DispatchUpdate):
         action = _ACTION_OF_STATUS.get(item.status)

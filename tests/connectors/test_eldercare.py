@@ -16,7 +16,7 @@ from connectors.eldercare import EldercareConnector, EldercarePlatformSimulator,
 from hub import signing
 from hub.connector_runtime import running_connector
 from hub.embedded import free_port
-from hub.models import Category, DispatchOrder, GridCell, Severity
+from hub.models import Category, DispatchOrder, GridCell, ReportRef, Severity
 
 SECRET = "test-secret-不要用在生产"
 
@@ -122,7 +122,7 @@ async def test_alerts_wait_at_the_platform_while_the_hub_is_down(configured, pla
     assert event["category"] == "elder_fall" and event["source_event_id"] == response.json()["accepted"]
 
 
-def _order(order_id: str) -> DispatchOrder:
+def _order(order_id: str, reports: tuple[ReportRef, ...] = ()) -> DispatchOrder:
     now = datetime.now(timezone.utc)
     return DispatchOrder(
         id=order_id,
@@ -134,19 +134,25 @@ def _order(order_id: str) -> DispatchOrder:
         severity=Severity.CRITICAL,
         summary="上门探访：跌倒报警",
         created_at=now,
+        reports=list(reports),
     )
 
 
 async def test_visit_orders_wait_in_jetstream_until_the_platform_is_back(configured, platform, nats_url):
     connector = EldercareConnector(configured)
     async with running_connector(connector, nats_url) as ctx:
-        await send_order(nats_url, _order("VO-1"), "eldercare")
+        alert_id = (await platform.send_alert("E0002", "fall")).json()["accepted"]
+        reports = (ReportRef(source="eldercare", source_event_id=alert_id),
+                   ReportRef(source="iot_mqtt", source_event_id="SMOKE-0001:alarm:1"))
+        await send_order(nats_url, _order("VO-1", reports), "eldercare")
         await until(lambda: ctx.counters["deliver_failed"] >= 2)
         assert platform.visit_orders == []
         await platform.start_server()
         await until(lambda: ctx.counters["visit_outcomes"] >= 3)
 
     assert [order["id"] for order in platform.visit_orders] == ["VO-1"]
+    # the order names the platform's own alert, so the platform knows whom to visit
+    assert platform.visit_orders[0]["alert_ids"] == [alert_id] and platform.visit_orders[0]["elder_ids"] == ["E0002"]
     updates = await dispatch_updates(nats_url, "eldercare")
     assert [(u["order_id"], u["status"]) for u in updates] == [
         ("VO-1", "accepted"),

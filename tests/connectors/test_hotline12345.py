@@ -17,9 +17,11 @@ from connectors.hotline12345.connector import Hotline12345Connector
 from connectors.hotline12345.open311 import request_to_event
 from connectors.hotline12345.settings import Hotline12345Settings, Open311Settings
 from connectors.hotline12345.simulator import HotlineSimulator
+from connectors.hotline12345.workorder import feedback_for
 from hub import topology, wire
 from hub.connector_runtime import running_connector
-from hub.models import Category, CoordSystem, DispatchStatus, DispatchUpdate
+from hub.errors import DeliveryRejected
+from hub.models import Category, CoordSystem, DispatchOrder, DispatchStatus, DispatchUpdate, ReportRef, Severity
 
 OPEN311_DATA = Path(__file__).resolve().parents[1] / "data" / "open311"
 WEBHOOK_SECRET = "webhook-secret"
@@ -226,3 +228,21 @@ async def test_open311_server_answers_bad_queries_with_the_spec_error_body(sim):
     assert response.status_code == 400
     [error] = response.json()
     assert error["code"] == 400 and "bad query parameter" in error["description"]
+
+
+def _order_with(reports: list[ReportRef], attempt: int = 1) -> DispatchOrder:
+    return DispatchOrder(id=f"inc-1:connector:hotline12345:{attempt}", incident_id="inc-1",
+                         target="connector:hotline12345", connector="hotline12345", category=Category.GAS_LEAK,
+                         severity=Severity.CRITICAL, summary="gas_leak (critical) at 红星路三段1号",
+                         created_at=datetime(2026, 7, 1, 9, 31, tzinfo=timezone.utc), attempt=attempt, reports=reports)
+
+
+def test_a_dispatch_order_answers_the_work_order_among_its_reports():
+    reports = [ReportRef(source="iot_mqtt", source_event_id="GAS-JJ-0001:alarm:1"),
+               ReportRef(source="hotline12345", source_event_id="order:CD12345-20260701-000001:2")]
+    accept = feedback_for(_order_with(reports))
+    assert accept is not None and (accept.order_no, accept.action) == ("CD12345-20260701-000001", "accept")
+    redispatch = feedback_for(_order_with([ReportRef(source="hotline12345", source_event_id="open311:101004113371")], 2))
+    assert redispatch is not None and (redispatch.order_no, redispatch.action) == ("101004113371", "redispatch")
+    with pytest.raises(DeliveryRejected, match="no 12345 report"):
+        feedback_for(_order_with(reports[:1]))

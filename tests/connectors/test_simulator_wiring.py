@@ -4,7 +4,6 @@ with no test code in between."""
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -14,8 +13,8 @@ from harness import until
 
 import connectors.citybrain as citybrain
 from connectors.citybrain.settings import CitybrainSettings
+from hub.app import DEMO_SECRET_VARIABLE, demo_sections
 from hub.connector_runtime import running_connector
-from hub.embedded import free_port
 from hub.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -26,10 +25,8 @@ DEMO_PLUGINS = ("hotline12345", "citizen_report", "citybrain")
 
 
 def _demo_config(tmp_path: Path) -> Path:
-    """A cityhub.toml with the demo sections of these connectors, their fixed ports moved to free ones."""
-    sections = "\n".join((CONNECTORS / name / "demo.toml").read_text() for name in DEMO_PLUGINS)
-    ports = {port: str(free_port()) for port in sorted(set(re.findall(r"\b18\d{3}\b", sections)))}
-    sections = re.sub(r"\b18\d{3}\b", lambda match: ports[match.group(0)], sections)
+    """A cityhub.toml with the demo sections of these connectors, as ``cityhub demo`` assembles them."""
+    sections = demo_sections(DEMO_PLUGINS)
     path = tmp_path / "cityhub.toml"
     path.write_text(
         f'data_dir = "{tmp_path / "data"}"\n\n[geo]\n'
@@ -38,7 +35,8 @@ def _demo_config(tmp_path: Path) -> Path:
     return path
 
 
-async def test_demo_sections_wire_simulators_to_their_connectors(nats_url, tmp_path):
+async def test_demo_sections_wire_simulators_to_their_connectors(nats_url, tmp_path, monkeypatch):
+    monkeypatch.setenv(DEMO_SECRET_VARIABLE, "wiring-test-secret")
     hub = StandInHub(_demo_config(tmp_path), plugins={}, builtins=True)
     built = {result.plugin: result.value for result in await hub.plugins.call("register_connectors")}
     [hotline], [citizen], [city] = (built[name] for name in DEMO_PLUGINS)

@@ -1,0 +1,173 @@
+"""``cityhub demo`` end to end, as a user runs it: the real command in its own process group, read from outside
+with nats-py, stopped with a Ctrl-C (SIGINT to the whole group, as a terminal sends it)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nats
+import orjson
+import pytest
+
+from hub import topology
+
+SEVEN_SOURCES = {"hotline12345", "citizen_report", "citybrain", "iot_mqtt", "eldercare", "recycling", "gridworker"}
+GAS_SCENARIO_SOURCES = {"iot_mqtt", "hotline12345", "citizen_report"}
+GAS_DEVICE = "GAS-JJ-0001"
+WAIT_S = 75.0  # deadlines for a hung demo, not speed targets
+STARTUP_WAIT_S = 120.0  # seven connector processes and their simulators start on a machine that may be busy
+
+
+def _cityhub() -> str:
+    beside_python = Path(sys.executable).parent / "cityhub"
+    found = str(beside_python) if beside_python.exists() else shutil.which("cityhub")
+    if found is None:
+        pytest.skip("the cityhub command is not installed (make install)")
+    return found
+
+
+class DemoProcess:
+    """``cityhub demo`` in its own session; its output read continuously so the pipe never fills up."""
+
+    def __init__(self, process: asyncio.subprocess.Process):
+        self.process = process
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._readers = [asyncio.create_task(self._collect(process.stdout, self.stdout)),
+                         asyncio.create_task(self._collect(process.stderr, self.stderr))]
+
+    @staticmethod
+    async def _collect(stream: asyncio.StreamReader | None, lines: list[str]) -> None:
+        assert stream is not None
+        async for line in stream:
+            lines.append(line.decode("utf-8", "replace").rstrip("\n"))
+
+    async def banner_value(self, label: str) -> str:
+        pattern = re.compile(rf"^\s+{label}:\s+(\S+)")
+        try:
+            async with asyncio.timeout(STARTUP_WAIT_S):
+                while not (found := [match for line in self.stdout if (match := pattern.match(line))]):
+                    if self.process.returncode is not None:
+                        raise AssertionError("the demo exited early:\n" + "\n".join(self.stderr[-30:]))
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            raise AssertionError("the demo printed no banner:\n" + "\n".join(self.stderr[-30:])) from None
+        return found[0].group(1)
+
+    async def ctrl_c(self) -> int:
+        os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            async with asyncio.timeout(60):
+                returncode = await self.process.wait()
+                await asyncio.gather(*self._readers)
+        except TimeoutError:
+            raise AssertionError("the demo did not stop on Ctrl-C:\n" + "\n".join(self.stderr[-40:])) from None
+        return returncode
+
+    async def kill(self) -> None:
+        """After a failure: SIGTERM first, so the hub still stops its nats-server (in a session of its own)."""
+        if self.process.returncode is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                async with asyncio.timeout(30):
+                    await self.process.wait()
+            except TimeoutError:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                await self.process.wait()
+
+
+class StreamWatch:
+    """What the demo's unified stream has shown so far: event and dispatch sources, incidents, orders."""
+
+    def __init__(self) -> None:
+        self.sources: set[str] = set()
+        self.gas_incident_ids: set[str] = set()
+        self.incidents: dict[str, dict[str, Any]] = {}
+        self.orders: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+    async def on_event(self, message: Any) -> None:
+        envelope = orjson.loads(message.data)
+        self.sources.add(envelope["data"]["source"])
+        if envelope["data"].get("device_id") == GAS_DEVICE:
+            self.gas_incident_ids.add(envelope["incidentid"])
+
+    async def on_incident(self, message: Any) -> None:
+        data = orjson.loads(message.data)["data"]
+        self.incidents[data["id"]] = data  # the latest update of each incident
+
+    async def on_dispatch(self, message: Any) -> None:
+        kind, connector = message.subject.split(".")[2:4]
+        if kind == "updates":
+            self.sources.add(connector)
+        else:
+            self.orders[connector].append(orjson.loads(message.data)["data"])
+
+    def gas_incident(self) -> dict[str, Any] | None:
+        """The incident the gas alarm of GAS-JJ-0001 belongs to, once it has a report from each scenario source."""
+        for incident_id in self.gas_incident_ids & self.incidents.keys():
+            if GAS_SCENARIO_SOURCES <= set(self.incidents[incident_id]["sources"]):
+                return self.incidents[incident_id]
+        return None
+
+    def orders_naming_their_reports(self) -> bool:
+        """An order back to the 12345 hotline and a visit order to the eldercare platform, each naming its
+        own system's report (the 工单, the alert)."""
+        return all(any(report["source"] == connector for order in self.orders[connector] for report in order["reports"])
+                   for connector in ("hotline12345", "eldercare"))
+
+
+async def _until(condition: Callable[[], Any], what: str) -> None:
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while not condition():
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        raise AssertionError(f"the demo never showed {what}") from None
+
+
+@pytest.mark.timeout(300)
+async def test_demo_shows_all_seven_systems_merges_the_gas_leak_and_stops_on_ctrl_c():
+    process = await asyncio.create_subprocess_exec(
+        _cityhub(), "demo", "--for", "280s",  # --for: a backstop should the test itself die
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+    )
+    demo = DemoProcess(process)
+    try:
+        nats_url = await demo.banner_value("NATS")
+        admin_url = await demo.banner_value("admin API")
+        assert nats_url.startswith("nats://127.0.0.1:") and admin_url.startswith("http://127.0.0.1:")
+        assert any(line.strip() == f"tap:       cityhub tap --server {nats_url}" for line in demo.stdout)
+
+        watch = StreamWatch()
+        nc = await nats.connect(nats_url)
+        try:
+            js = nc.jetstream()
+            for subject, handler in ((f"{topology.PREFIX}.events.>", watch.on_event),
+                                     (f"{topology.PREFIX}.incidents.>", watch.on_incident),
+                                     (f"{topology.PREFIX}.dispatch.>", watch.on_dispatch)):
+                await js.subscribe(subject, cb=handler, ordered_consumer=True)  # from the start of each stream
+            await _until(lambda: SEVEN_SOURCES <= watch.sources, f"all seven systems (so far: {watch.sources})")
+            await _until(watch.gas_incident, "the gas alarm, the 12345 call and the citizen photo as one incident")
+            await _until(watch.orders_naming_their_reports, "orders to the hotline and eldercare naming their reports")
+        finally:
+            await nc.close()
+
+        incident = watch.gas_incident()
+        assert incident is not None and incident["report_count"] >= 3 and len(incident["sources"]) >= 3
+        where = incident["location"]  # 成都市锦江区春熙路街道红星路三段1号, WGS-84 on the unified stream
+        assert abs(where["lon"] - 104.0815) < 2e-3 and abs(where["lat"] - 30.6571) < 2e-3
+        assert any("[iot_mqtt]" in line for line in demo.stdout) and any("UPDATE" in line for line in demo.stdout)
+        assert await demo.ctrl_c() == 0
+    finally:
+        await demo.kill()
+    printed = "\n".join(demo.stdout + demo.stderr)
+    assert "Traceback" not in printed and " ERROR " not in printed
