@@ -15,7 +15,7 @@ import orjson
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from hub import signing
 from hub.backoff import BackoffSettings
@@ -186,13 +186,6 @@ def unavailable(ctx: ConnectorContext, exc: BaseException) -> JSONResponse:
     ctx.count("unavailable")
     ctx.log.warning("could not store a request, answered 503: %s: %s", type(exc).__name__, exc)
     return JSONResponse({"error": "hub temporarily unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"})
-
-
-def describe(exc: ValidationError) -> str:
-    """A pydantic validation error as one line a sender can act on: ``field.path: problem; ...``."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors()
-    )
 
 
 async def post_signed(
