@@ -42,6 +42,7 @@ from hub.models import DispatchOrder, DispatchUpdate, Event
 from hub.config import NatsConfig, StreamsConfig
 from hub.natsconn import connect
 from hub.streams import ensure_streams
+from hub.tasks import cancel_and_wait
 
 _TRANSIENT = (NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ConnectionClosedError)
 _VALID_KV_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
@@ -324,8 +325,6 @@ async def running_connector(
         try:
             yield ctx
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
     finally:
         await nc.close()
