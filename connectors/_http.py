@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import ssl
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, NoReturn
 
 import httpx
 import orjson
@@ -236,3 +238,25 @@ async def post_signed_with_retry(
         if attempt < retry.attempts:
             await backoff.wait()
     raise DeliveryError(f"{url} not reached after {retry.attempts} attempts, last: {failure}")
+
+
+async def send_demo_traffic(
+    interval_s: float,
+    sample: Callable[[], Any],
+    send: Callable[[Any], Awaitable[httpx.Response]],
+    resend: Callable[[httpx.Response], bool],
+    log: logging.Logger,
+) -> NoReturn:
+    """A simulator's demo loop: every ``interval_s`` send one ``sample()``; one the receiver did not take
+    (unreachable, or ``resend(response)``) is kept and sent again on the next tick instead of a new one."""
+    pending: Any = None
+    while True:
+        await asyncio.sleep(interval_s)
+        item = pending if pending is not None else sample()
+        try:
+            response = await send(item)
+        except httpx.HTTPError as exc:
+            log.info("receiver unreachable (%s), will resend", exc)
+            pending = item
+            continue
+        pending = item if resend(response) else None
