@@ -10,7 +10,8 @@ import httpx
 import orjson
 import pytest
 from pydantic import SecretStr
-from harness import dead_letters, dispatch_updates, ingested, send_order, until
+from harness import dead_letters, dispatch_updates, ingested, send_order
+from tests.waiting import wait_until
 
 from connectors.eldercare import EldercareConnector, EldercarePlatformSimulator, EldercareSettings
 from hub import signing
@@ -141,10 +142,10 @@ async def test_visit_orders_wait_in_jetstream_until_the_platform_is_back(configu
     connector = EldercareConnector(configured)
     async with running_connector(connector, nats_url) as ctx:
         await send_order(nats_url, _order("VO-1"), "eldercare")
-        await until(lambda: ctx.counters["deliver_failed"] >= 2)
+        await wait_until(lambda: ctx.counters["deliver_failed"] >= 2)
         assert platform.visit_orders == []
         await platform.start_server()
-        await until(lambda: ctx.counters["visit_outcomes"] >= 3)
+        await wait_until(lambda: ctx.counters["visit_outcomes"] >= 3)
 
     assert [order["id"] for order in platform.visit_orders] == ["VO-1"]
     updates = await dispatch_updates(nats_url, "eldercare")
@@ -163,7 +164,7 @@ async def test_platform_refusal_goes_to_the_dlq_not_into_a_retry_loop(configured
     try:
         async with running_connector(EldercareConnector(configured), nats_url) as ctx:
             await send_order(nats_url, _order("VO-2"), "eldercare")
-            await until(lambda: ctx.counters["rejected"] >= 1)
+            await wait_until(lambda: ctx.counters["rejected"] >= 1)
         [(body, reason)] = await dead_letters(nats_url, "eldercare")
         assert "platform refused visit order VO-2: 401" in reason and orjson.loads(body)["id"] == "VO-2"
     finally:
