@@ -10,8 +10,9 @@
   with exponential backoff, so nothing waiting to go out is lost; one that raises ``DeliveryRejected`` goes to
   the DLQ.
 
-:func:`run_connector` runs one connector against a NATS server until cancelled (the supervisor calls it in
-the connector's own process); :func:`running_connector` does the same as an async context manager for tests.
+:func:`open_context` and :func:`serve_connector` run one connector against a NATS server until cancelled
+(the supervisor calls them in the connector's own process); :func:`running_connector` does the same as an
+async context manager for tests.
 """
 
 from __future__ import annotations
@@ -298,18 +299,6 @@ async def serve_connector(connector: Connector, ctx: NatsConnectorContext, nc: N
 def _client_config(nats: str | NatsConfig, source: str) -> NatsConfig:
     config = NatsConfig(servers=[nats]) if isinstance(nats, str) else nats
     return config.model_copy(update={"name": f"cityhub-connector-{source}"})
-
-
-async def run_connector(
-    connector: Connector, nats: str | NatsConfig, streams: StreamsConfig | None = None
-) -> None:
-    """Run one connector against a NATS server until cancelled."""
-    nc = await connect(_client_config(nats, connector.source))
-    try:
-        ctx = await open_context(connector, nc, streams)
-        await serve_connector(connector, ctx, nc)
-    finally:
-        await nc.close()
 
 
 @contextlib.asynccontextmanager
