@@ -206,6 +206,10 @@ class ListenSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 to accept from other machines.")
     port: int = Field(0, ge=0, le=65535, description="TCP port; 0 picks a free one (tests).")
 
+    def url(self, path: str) -> str:
+        """The plain-HTTP address of ``path`` on this endpoint, as a local simulator reaches it."""
+        return f"http://{self.host}:{self.port}{path}"
+
 
 class RetrySettings(BackoffSettings):
     """Backoff plus how long to insist on one outbound item before handing it back to JetStream."""
