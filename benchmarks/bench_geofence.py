@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import shapely
 
+from benchmarks.report import label
 from hub.geofence import GridIndex, LayerSpec
 from hub.gridgen import tessellate
 
@@ -63,26 +64,18 @@ def memory_note(index: GridIndex) -> str:
     )
 
 
-def describe(benchmark, group: str, items: int, role: str, note: str = "") -> None:
-    benchmark.group = group
-    benchmark.extra_info["items"] = items
-    benchmark.extra_info["role"] = role
-    if note:
-        benchmark.extra_info["note"] = note
-
-
 POINT_GROUP = "geofence: point → cells, 150k cells, 1M points"
 
 
 def test_cityhub_locate_arrays(benchmark, index, points):
-    describe(benchmark, POINT_GROUP, POINTS, "cityhub", memory_note(index))
+    label(benchmark, POINT_GROUP, "cityhub", POINTS, memory_note(index))
     result = benchmark.pedantic(index.locate_arrays, args=points, rounds=3, iterations=1)
     assert len(result.admin_counts) == POINTS
 
 
 def test_cityhub_locate_many_python_objects(benchmark, index, points):
     lons, lats = points[0][:200_000], points[1][:200_000]
-    describe(benchmark, POINT_GROUP, len(lons), "cityhub", "locate_many: Resolution/Cell objects for every point")
+    label(benchmark, POINT_GROUP, "cityhub", len(lons), "locate_many: Resolution/Cell objects for every point")
     result = benchmark.pedantic(index.locate_many, args=(lons, lats), rounds=2, iterations=1)
     assert len(result) == len(lons)
 
@@ -90,7 +83,7 @@ def test_cityhub_locate_many_python_objects(benchmark, index, points):
 @pytest.mark.parametrize("predicate", ["within", "intersects"])
 def test_shapely_strtree_query(benchmark, shapely_tree, points, predicate):
     shapely_points = shapely.points(*points)
-    describe(benchmark, POINT_GROUP, POINTS, "peer", f"shapely {shapely.__version__} STRtree.query(points, predicate={predicate!r}), prepared")
+    label(benchmark, POINT_GROUP, "peer", POINTS, f"shapely {shapely.__version__} STRtree.query(points, predicate={predicate!r}), prepared")
     pairs = benchmark.pedantic(shapely_tree.query, args=(shapely_points,), kwargs={"predicate": predicate}, rounds=2, iterations=1)
     assert pairs.shape[0] == 2
 
@@ -98,14 +91,14 @@ def test_shapely_strtree_query(benchmark, shapely_tree, points, predicate):
 @pytest.mark.parametrize("batch", [1, 100, 10_000])
 def test_boundary_crossing_cost(benchmark, index, points, batch):
     lons, lats = points[0][:batch].copy(), points[1][:batch].copy()
-    describe(benchmark, f"geofence: crossing into Rust, batch of {batch:,}", batch, "cityhub")
+    label(benchmark, f"geofence: crossing into Rust, batch of {batch:,}", "cityhub", batch)
     benchmark(index.locate_arrays, lons, lats)
 
 
 @pytest.mark.parametrize("batch", [1, 100, 10_000])
 def test_boundary_crossing_shapely(benchmark, shapely_tree, points, batch):
     shapely_points = shapely.points(points[0][:batch], points[1][:batch])
-    describe(benchmark, f"geofence: crossing into Rust, batch of {batch:,}", batch, "peer", "shapely STRtree.query within")
+    label(benchmark, f"geofence: crossing into Rust, batch of {batch:,}", "peer", batch, "shapely STRtree.query within")
     benchmark(shapely_tree.query, shapely_points, predicate="within")
 
 
@@ -128,13 +121,13 @@ def areas_geojson(areas) -> list:
 
 
 def test_cityhub_cells_intersecting_arrays(benchmark, index, areas_geojson):
-    describe(benchmark, AREA_GROUP, AREAS, "cityhub", "cells_intersecting_arrays: all areas in one crossing, cell indices (like shapely)")
+    label(benchmark, AREA_GROUP, "cityhub", AREAS, "cells_intersecting_arrays: all areas in one crossing, cell indices (like shapely)")
     result = benchmark.pedantic(index.cells_intersecting_arrays, args=(areas_geojson,), rounds=3, iterations=1)
     assert len(result.offsets) == AREAS + 1
 
 
 def test_cityhub_cells_intersecting_cells(benchmark, index, areas_geojson):
-    describe(benchmark, AREA_GROUP, AREAS, "cityhub", "cells_intersecting: one call per area, Cell objects")
+    label(benchmark, AREA_GROUP, "cityhub", AREAS, "cells_intersecting: one call per area, Cell objects")
 
     def run():
         return [index.cells_intersecting(area) for area in areas_geojson]
@@ -144,14 +137,14 @@ def test_cityhub_cells_intersecting_cells(benchmark, index, areas_geojson):
 
 
 def test_shapely_cells_intersecting(benchmark, shapely_tree, areas):
-    describe(benchmark, AREA_GROUP, AREAS, "peer", "shapely STRtree.query(areas, predicate='intersects'), prepared cells")
+    label(benchmark, AREA_GROUP, "peer", AREAS, "shapely STRtree.query(areas, predicate='intersects'), prepared cells")
     result = benchmark.pedantic(shapely_tree.query, args=(np.array(areas),), kwargs={"predicate": "intersects"}, rounds=3, iterations=1)
     assert result.shape[0] == 2
 
 
 def test_cityhub_load(benchmark, tessellation):
     text = json.dumps(tessellation).encode()
-    describe(benchmark, "geofence: load 150k cells from GeoJSON", len(tessellation["features"]), "cityhub", f"{len(text) / 1e6:.0f} MB of GeoJSON")
+    label(benchmark, "geofence: load 150k cells from GeoJSON", "cityhub", len(tessellation["features"]), f"{len(text) / 1e6:.0f} MB of GeoJSON")
 
     def load():
         return GridIndex.load([LayerSpec(name="admin", geojson=tessellation)])
@@ -160,7 +153,7 @@ def test_cityhub_load(benchmark, tessellation):
 
 
 def test_shapely_load(benchmark, tessellation):
-    describe(benchmark, "geofence: load 150k cells from GeoJSON", len(tessellation["features"]), "peer", "shapely.from_geojson + STRtree")
+    label(benchmark, "geofence: load 150k cells from GeoJSON", "peer", len(tessellation["features"]), "shapely.from_geojson + STRtree")
 
     def load():
         geometries = shapely.from_geojson([json.dumps(f["geometry"]) for f in tessellation["features"]])

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
+from benchmarks.report import label
 from hub.models import Category, Event, Location
 from hub.rules import Rule, RuleSet
 
@@ -87,14 +88,6 @@ def expected_total(count: int) -> int:
     return sum(reference_matches(e) for e in events()[1][:count])
 
 
-def record(benchmark, group: str, role: str, items: int, note: str = "") -> None:
-    benchmark.group = group
-    benchmark.extra_info["items"] = items
-    benchmark.extra_info["role"] = role
-    if note:
-        benchmark.extra_info["note"] = note
-
-
 ALL_MATCHES = "rules: 1,000 rules, every matching rule per event (events/s)"
 FIRST_MATCH = "rules: 1,000 rules, first matching rule per event (events/s)"
 CROSSING = "rules: cost of crossing into Rust by batch size (10,000 events)"
@@ -103,7 +96,7 @@ CROSSING = "rules: cost of crossing into Rust by batch size (10,000 events)"
 def test_cityhub_all_matches(benchmark) -> None:
     payloads, _ = events()
     rule_set = cityhub_rules()
-    record(benchmark, ALL_MATCHES, "cityhub", EVENT_COUNT, "match_many on JSON bytes, one batch of 10,000, one thread")
+    label(benchmark, ALL_MATCHES, "cityhub", EVENT_COUNT, "match_many on JSON bytes, one batch of 10,000, one thread")
     result = benchmark(rule_set.match_many, payloads)
     assert sum(map(len, result)) == expected_total(EVENT_COUNT)
 
@@ -111,7 +104,7 @@ def test_cityhub_all_matches(benchmark) -> None:
 def test_cityhub_all_matches_columnar(benchmark) -> None:
     payloads, _ = events()
     rule_set = cityhub_rules()
-    record(benchmark, ALL_MATCHES, "cityhub", EVENT_COUNT, "match_indices on JSON bytes: flat buffers of rule positions, no list per event")
+    label(benchmark, ALL_MATCHES, "cityhub", EVENT_COUNT, "match_indices on JSON bytes: flat buffers of rule positions, no list per event")
     result = benchmark(rule_set.match_indices, payloads)
     assert len(result.rule_indices) == expected_total(EVENT_COUNT)
 
@@ -131,7 +124,7 @@ def test_datalogic_py_all_rules_per_event(benchmark) -> None:
             for result in session.evaluate_many(compiled, datalogic.DataHandle(text))
         )
 
-    record(benchmark, ALL_MATCHES, "peer", count, "datalogic-py 5.9: DataHandle + Session.evaluate_many (1,000 rules, one call per event)")
+    label(benchmark, ALL_MATCHES, "peer", count, "datalogic-py 5.9: DataHandle + Session.evaluate_many (1,000 rules, one call per event)")
     assert benchmark.pedantic(run, rounds=3, iterations=1) == expected_total(count)
 
 
@@ -143,7 +136,7 @@ def test_rule_engine_all_rules_per_event(benchmark) -> None:
         rules.append(rule_engine.Rule(f"category == '{c}' and payload['level'] >= {t} and payload['zone'] == '{z}'"))
     count = 50
     batch = events()[1][:count]
-    record(benchmark, ALL_MATCHES, "peer", count, "rule-engine 5.1, every rule per event; events given parsed")
+    label(benchmark, ALL_MATCHES, "peer", count, "rule-engine 5.1, every rule per event; events given parsed")
     total = benchmark.pedantic(lambda: sum(r.matches(e) for e in batch for r in rules), rounds=3, iterations=1)
     assert total == expected_total(count)
 
@@ -153,7 +146,7 @@ def test_panzi_json_logic_all_rules_per_event(benchmark) -> None:
     rules = [jsonlogic_rule(i) for i in range(RULE_COUNT)]
     count = 50
     batch = events()[1][:count]
-    record(benchmark, ALL_MATCHES, "peer", count, "panzi-json-logic 1.0 (pure Python), every rule per event; events given parsed")
+    label(benchmark, ALL_MATCHES, "peer", count, "panzi-json-logic 1.0 (pure Python), every rule per event; events given parsed")
     total = benchmark.pedantic(lambda: sum(bool(json_logic.jsonLogic(r, e)) for e in batch for r in rules), rounds=3, iterations=1)
     assert total == expected_total(count)
 
@@ -184,7 +177,7 @@ class HandIndexed:
 def test_hand_indexed_python_all_matches(benchmark) -> None:
     payloads, _ = events()
     matcher = HandIndexed()
-    record(benchmark, ALL_MATCHES, "sanity", EVENT_COUNT, "pure Python, rules indexed by category by hand, orjson.loads per event")
+    label(benchmark, ALL_MATCHES, "sanity", EVENT_COUNT, "pure Python, rules indexed by category by hand, orjson.loads per event")
     result = benchmark(lambda: [matcher.match(p, False) for p in payloads])
     assert sum(map(len, result)) == expected_total(EVENT_COUNT)
 
@@ -192,7 +185,7 @@ def test_hand_indexed_python_all_matches(benchmark) -> None:
 def test_cityhub_first_match(benchmark) -> None:
     payloads, _ = events()
     rule_set = cityhub_rules()
-    record(benchmark, FIRST_MATCH, "cityhub", EVENT_COUNT, "match_many(first_only=True) on JSON bytes, one batch")
+    label(benchmark, FIRST_MATCH, "cityhub", EVENT_COUNT, "match_many(first_only=True) on JSON bytes, one batch")
     result = benchmark(rule_set.match_many, payloads, first_only=True)
     assert sum(map(len, result)) == sum(1 for e in events()[1] if reference_matches(e))
 
@@ -226,7 +219,7 @@ def test_durable_rules_first_match(benchmark) -> None:
             except MessageNotHandledException:
                 pass
 
-    record(benchmark, FIRST_MATCH, "peer", count,
+    label(benchmark, FIRST_MATCH, "peer", count,
            "durable_rules 2.0 (Rete, C core): an event is consumed by one rule; events given parsed and flattened")
     fired.clear()
     benchmark.pedantic(run, rounds=3, iterations=1)
@@ -236,7 +229,7 @@ def test_durable_rules_first_match(benchmark) -> None:
 def test_hand_indexed_python_first_match(benchmark) -> None:
     payloads, _ = events()
     matcher = HandIndexed()
-    record(benchmark, FIRST_MATCH, "sanity", EVENT_COUNT, "pure Python, hand-indexed by category")
+    label(benchmark, FIRST_MATCH, "sanity", EVENT_COUNT, "pure Python, hand-indexed by category")
     benchmark(lambda: [matcher.match(p, True) for p in payloads])
 
 
@@ -251,7 +244,7 @@ def test_cityhub_crossing_cost(benchmark, batch_size: int, parallel: bool) -> No
         (10_000, False): "match_many, one batch",
         (10_000, True): "match_many(parallel=True), one batch split across cores (slower when cores are busy)",
     }
-    record(benchmark, CROSSING, "cityhub", EVENT_COUNT, notes[batch_size, parallel])
+    label(benchmark, CROSSING, "cityhub", EVENT_COUNT, notes[batch_size, parallel])
     if batch_size == 1:
         benchmark(lambda: [rule_set.match(p) for p in payloads])
     else:

@@ -4,7 +4,6 @@ the unified stream, so their events/s bound the pipeline's."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 
 import pytest

@@ -19,6 +19,17 @@ import orjson
 COMMAND = "make bench"
 
 
+
+def label(benchmark, group: str, role: str, items: int, note: str = "") -> None:
+    """Declare a benchmark's comparison ``group``, ``role`` (cityhub, peer or sanity), items per round and
+    optional note, as this report reads them."""
+    benchmark.group = group
+    benchmark.extra_info["items"] = items
+    benchmark.extra_info["role"] = role
+    if note:
+        benchmark.extra_info["note"] = note
+
+
 @dataclass(frozen=True)
 class Row:
     name: str

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import ssl
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, NoReturn
 
 import httpx
 import orjson
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from hub import signing
 from hub.backoff import BackoffSettings
@@ -188,13 +190,6 @@ def unavailable(ctx: ConnectorContext, exc: BaseException) -> JSONResponse:
     return JSONResponse({"error": "hub temporarily unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"})
 
 
-def describe(exc: ValidationError) -> str:
-    """A pydantic validation error as one line a sender can act on: ``field.path: problem; ...``."""
-    return "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}" for error in exc.errors()
-    )
-
-
 async def post_signed(
     client: httpx.AsyncClient, url: str, body: bytes, secret: str, *, extra_headers: dict[str, str] | None = None
 ) -> httpx.Response:
@@ -210,6 +205,10 @@ class ListenSettings(BaseModel):
 
     host: str = Field("127.0.0.1", description="Interface to bind; 0.0.0.0 to accept from other machines.")
     port: int = Field(0, ge=0, le=65535, description="TCP port; 0 picks a free one (tests).")
+
+    def url(self, path: str) -> str:
+        """The plain-HTTP address of ``path`` on this endpoint, as a local simulator reaches it."""
+        return f"http://{self.host}:{self.port}{path}"
 
 
 class RetrySettings(BackoffSettings):
@@ -243,3 +242,25 @@ async def post_signed_with_retry(
         if attempt < retry.attempts:
             await backoff.wait()
     raise DeliveryError(f"{url} not reached after {retry.attempts} attempts, last: {failure}")
+
+
+async def send_demo_traffic(
+    interval_s: float,
+    sample: Callable[[], Any],
+    send: Callable[[Any], Awaitable[httpx.Response]],
+    resend: Callable[[httpx.Response], bool],
+    log: logging.Logger,
+) -> NoReturn:
+    """A simulator's demo loop: every ``interval_s`` send one ``sample()``; one the receiver did not take
+    (unreachable, or ``resend(response)``) is kept and sent again on the next tick instead of a new one."""
+    pending: Any = None
+    while True:
+        await asyncio.sleep(interval_s)
+        item = pending if pending is not None else sample()
+        try:
+            response = await send(item)
+        except httpx.HTTPError as exc:
+            log.info("receiver unreachable (%s), will resend", exc)
+            pending = item
+            continue
+        pending = item if resend(response) else None

@@ -3,11 +3,24 @@
 from collections.abc import Iterable, Sequence
 from typing import Any, final
 
+__all__ = [
+    "version",
+    "convert_coords",
+    "GeoIndex",
+    "Deduper",
+    "CompiledMergePolicy",
+    "IncidentMerger",
+    "MergeResult",
+    "CompiledRules",
+    "jsonlogic_apply",
+]
+
 def version() -> str: ...
 
 # --- geofence (core_rs/src/bindings/geo.rs) ---------------------------------------------------------------
 def convert_coords(lons: object, lats: object, src: str, dst: str) -> tuple[list[float], list[float]]: ...
 
+@final
 class GeoIndex:
     @staticmethod
     def build(
@@ -24,6 +37,7 @@ class GeoIndex:
 
 # --- incidents (core_rs/src/bindings/incidents.rs); public API in hub/incidents.py ---
 
+@final
 class Deduper:
     def __new__(cls, window_s: float, max_keys: int) -> Deduper: ...
     def check_many(self, keys: Iterable[str | bytes], times: Iterable[float]) -> list[bool]: ...
@@ -38,6 +52,7 @@ class Deduper:
     @property
     def max_keys(self) -> int: ...
 
+@final
 class CompiledMergePolicy:
     def __new__(
         cls,
@@ -50,6 +65,7 @@ class CompiledMergePolicy:
     @property
     def search_radius_m(self) -> float: ...
 
+@final
 class MergeResult:
     def __new__(cls, incident_id: str, is_new: bool, report_count: int) -> MergeResult: ...
     @property
@@ -59,6 +75,7 @@ class MergeResult:
     @property
     def report_count(self) -> int: ...
 
+@final
 class IncidentMerger:
     def __new__(cls, policy: CompiledMergePolicy) -> IncidentMerger: ...
     def add_many(self, events: Iterable[tuple[object, ...]]) -> list[MergeResult]: ...

@@ -10,8 +10,9 @@
   with exponential backoff, so nothing waiting to go out is lost; one that raises ``DeliveryRejected`` goes to
   the DLQ.
 
-:func:`run_connector` runs one connector against a NATS server until cancelled (the supervisor calls it in
-the connector's own process); :func:`running_connector` does the same as an async context manager for tests.
+:func:`open_context` and :func:`serve_connector` run one connector against a NATS server until cancelled
+(the supervisor calls them in the connector's own process); :func:`running_connector` does the same as an
+async context manager for tests.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from hub.models import DispatchOrder, DispatchUpdate, Event
 from hub.config import NatsConfig, StreamsConfig
 from hub.natsconn import connect
 from hub.streams import ensure_streams
+from hub.tasks import cancel_and_wait
 
 _TRANSIENT = (NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ConnectionClosedError)
 _VALID_KV_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
@@ -299,18 +301,6 @@ def _client_config(nats: str | NatsConfig, source: str) -> NatsConfig:
     return config.model_copy(update={"name": f"cityhub-connector-{source}"})
 
 
-async def run_connector(
-    connector: Connector, nats: str | NatsConfig, streams: StreamsConfig | None = None
-) -> None:
-    """Run one connector against a NATS server until cancelled."""
-    nc = await connect(_client_config(nats, connector.source))
-    try:
-        ctx = await open_context(connector, nc, streams)
-        await serve_connector(connector, ctx, nc)
-    finally:
-        await nc.close()
-
-
 @contextlib.asynccontextmanager
 async def running_connector(
     connector: Connector, nats: str | NatsConfig, streams: StreamsConfig | None = None
@@ -324,8 +314,6 @@ async def running_connector(
         try:
             yield ctx
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
     finally:
         await nc.close()

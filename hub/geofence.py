@@ -26,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -37,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hub import _core
 from hub.coords import coord_system
 from hub.errors import GeoError
+from hub.live import LiveEngine
 from hub.models import CoordSystem, GridCell
 
 __all__ = ["AreaCells", "Cell", "GeofenceHolder", "GridIndex", "LayerSpec", "LocateArrays", "Resolution"]
@@ -232,33 +232,19 @@ class GridIndex:
         return self._core.memory_use()
 
 
-class GeofenceHolder:
+class GeofenceHolder(LiveEngine[GridIndex]):
     """Holds the live :class:`GridIndex` for hot reload. :meth:`swap` replaces it atomically: a query
     that already fetched :attr:`current` finishes on the old index, every later one sees the new one.
     Build the new index first (that is the slow part, and it does not block queries), then swap."""
 
-    def __init__(self, index: GridIndex):
-        self._index = index
-        self._swap_lock = threading.Lock()
-
-    @property
-    def current(self) -> GridIndex:
-        return self._index
-
-    def swap(self, new_index: GridIndex) -> GridIndex:
-        """Installs ``new_index`` and returns the one it replaced."""
-        with self._swap_lock:
-            old, self._index = self._index, new_index
-        return old
-
     def reload(self, layers: Iterable[LayerSpec], tolerance_m: float | None = None) -> GridIndex:
         """Builds an index from ``layers`` (keeping the current tolerance unless given) and swaps it in.
         On a load error the current index stays in place and the :class:`GeoError` propagates."""
-        tolerance = self._index.tolerance_m if tolerance_m is None else tolerance_m
+        tolerance = self.current.tolerance_m if tolerance_m is None else tolerance_m
         return self.swap(GridIndex.load(layers, tolerance))
 
     def locate(self, lon: float, lat: float, crs: CoordSystem | str = CoordSystem.WGS84) -> Resolution:
-        return self._index.locate(lon, lat, crs)
+        return self.current.locate(lon, lat, crs)
 
     def locate_many(self, lons: Any, lats: Any, crs: CoordSystem | str = CoordSystem.WGS84) -> list[Resolution]:
-        return self._index.locate_many(lons, lats, crs)
+        return self.current.locate_many(lons, lats, crs)

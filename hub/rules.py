@@ -16,7 +16,6 @@ matches batches of events in one call with the GIL released. See ``docs/rules.md
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn, TypeVar
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationErro
 
 from hub import _core
 from hub.errors import RuleError
+from hub.live import LiveEngine
 from hub.models import Severity
 
 __all__ = [
@@ -269,36 +269,22 @@ class RuleSet:
         return len(self.rules)
 
 
-class RuleSetHolder:
+class RuleSetHolder(LiveEngine[RuleSet]):
     """The live rule set of a running pipeline. :meth:`swap` replaces it atomically: a batch being
     matched finishes on the set it started with, the next batch uses the new one."""
 
-    def __init__(self, rule_set: RuleSet):
-        self._current = rule_set
-        self._swap_lock = threading.Lock()
-
-    @property
-    def current(self) -> RuleSet:
-        return self._current
-
-    def swap(self, rule_set: RuleSet) -> RuleSet:
-        """Installs ``rule_set`` and returns the one it replaced."""
-        with self._swap_lock:
-            previous, self._current = self._current, rule_set
-        return previous
-
     def match(self, event: EventInput, first_only: bool = False) -> list[RuleMatch]:
-        return self._current.match(event, first_only)
+        return self.current.match(event, first_only)
 
     def match_many(
         self, events: Sequence[EventInput], first_only: bool = False, *, parallel: bool = False
     ) -> list[list[RuleMatch]]:
-        return self._current.match_many(events, first_only, parallel=parallel)
+        return self.current.match_many(events, first_only, parallel=parallel)
 
     def match_indices(
         self, events: Sequence[EventInput], first_only: bool = False, *, parallel: bool = False
     ) -> MatchIndices:
-        return self._current.match_indices(events, first_only, parallel=parallel)
+        return self.current.match_indices(events, first_only, parallel=parallel)
 
 
 def jsonlogic_apply(logic: Any, data: Any = None, timezone: str = DEFAULT_TIMEZONE) -> Any:

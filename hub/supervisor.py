@@ -10,7 +10,6 @@ child that exits with exponential backoff, and kills and restarts one whose repo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 import signal
@@ -23,6 +22,7 @@ from hub.config import NatsConfig, StreamsConfig
 from hub.connector import Connector
 from hub.connector_runtime import backoff_delay, open_context, serve_connector
 from hub.natsconn import connect
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.supervisor")
 
@@ -136,11 +136,7 @@ class Supervisor:
         self._watchers[child.name] = asyncio.create_task(self._watch(child), name=f"supervise.{child.name}")
 
     async def stop(self, name: str, timeout: float = 10.0) -> None:
-        watcher = self._watchers.pop(name, None)
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+        await cancel_and_wait(self._watchers.pop(name, None))
         child = self._children.pop(name, None)
         if child is not None:
             self._close_reports(child)

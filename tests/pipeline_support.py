@@ -28,6 +28,25 @@ GAS_RULE = {
 }
 
 
+def hub_toml(nats_url: str, sections: str = "", *, token: str | None = None, pipeline: str = "") -> str:
+    """A cityhub.toml for a Hub on ``nats_url``: admin API on a free port (with ``token``), the shipped admin
+    grids, a short fetch timeout; ``pipeline`` adds keys to [pipeline], ``sections`` appends whole tables."""
+    token_line = f'token = "{token}"\n' if token else ""
+    return f"""[nats]
+servers = ["{nats_url}"]
+
+[admin]
+port = 0
+{token_line}
+[geo]
+layers = [{{ name = "admin", path = "{GRIDS}/chengdu_admin_gcj02.geojson", crs = "gcj02" }}]
+
+[pipeline]
+fetch_timeout = "50ms"
+{pipeline}
+{sections}"""
+
+
 def engines(rules: list[dict] | None = None, with_grids: bool = True) -> Engines:
     geofence = GridIndex.load([LayerSpec(name="admin", path=GRIDS / "chengdu_admin_gcj02.geojson", crs="gcj02")]) if with_grids else None
     return Engines(rules=RuleSet.compile(rules if rules is not None else [GAS_RULE]), merge_policy=MergePolicy(),

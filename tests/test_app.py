@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
@@ -12,24 +11,10 @@ import pytest
 from hub import topology
 from hub.app import Hub
 from hub.config import load_config
-from tests.pipeline_support import GRIDS, data_of, event, ingest_item, publish_raw, read_stream
+from tests.pipeline_support import data_of, event, hub_toml, ingest_item, publish_raw, read_stream
+from tests.waiting import wait_until
 
-CONFIG = """
-timezone = "Asia/Shanghai"
-
-[nats]
-servers = ["{url}"]
-
-[admin]
-port = 0
-token = "t0ken"
-
-[geo]
-layers = [{{ name = "admin", path = "{grids}/chengdu_admin_gcj02.geojson", crs = "gcj02" }}]
-
-[pipeline]
-fetch_timeout = "50ms"
-
+GAS_RULE = """
 [[rules]]
 id = "gas"
 when = 'category == "gas_leak"'
@@ -38,14 +23,8 @@ actions = {{ severity = "{severity}", route = ["gridworker"] }}
 
 
 def _write(path: Path, url: str, severity: str) -> Path:
-    path.write_text(CONFIG.format(url=url, grids=GRIDS, severity=severity))
+    path.write_text(hub_toml(url, GAS_RULE.format(severity=severity), token="t0ken"))
     return path
-
-
-async def _until(condition, timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -58,7 +37,7 @@ async def hub(tmp_path, nats_url):
 
 async def test_hub_serves_health_and_processes_events(hub, nats_url):
     await publish_raw(nats_url, [ingest_item(event(1))])
-    await _until(lambda: hub.pipeline.counts["out"] == 1)
+    await wait_until(lambda: hub.pipeline.counts["out"] == 1)
     async with httpx.AsyncClient(base_url=hub.admin_url) as client:
         health = (await client.get("/health")).json()
         ready = await client.get("/ready")
@@ -83,11 +62,11 @@ async def test_dry_run_shows_grid_incident_and_rules_without_publishing(hub, nat
 
 async def test_config_reload_applies_new_rules_to_later_events(hub, nats_url, tmp_path):
     await publish_raw(nats_url, [ingest_item(event(1, offset_m=0))])
-    await _until(lambda: hub.pipeline.counts["out"] == 1)
+    await wait_until(lambda: hub.pipeline.counts["out"] == 1)
     await hub.apply_config(load_config(_write(tmp_path / "cityhub.toml", nats_url, "critical"),
                                        plugin_models=hub.plugins.settings_models()))
     await publish_raw(nats_url, [ingest_item(event(2, offset_m=5000))])
-    await _until(lambda: hub.pipeline.counts["out"] == 2)
+    await wait_until(lambda: hub.pipeline.counts["out"] == 2)
     severities = [data_of(m)["severity"] for m in await read_stream(nats_url, topology.EVENTS_STREAM)]
     assert severities == ["high", "critical"]
 

@@ -18,6 +18,7 @@ from hub.connector_runtime import backoff_delay, running_connector
 from hub.models import Category, DispatchOrder, Event, Location, Severity
 from hub.config import StreamLimits, StreamsConfig
 from hub.streams import ensure_streams
+from tests.waiting import wait_until
 
 
 class NoSettings(BaseModel):
@@ -63,18 +64,12 @@ async def _stream_messages(nats_url: str, stream: str) -> list:
     return messages
 
 
-async def _until(condition, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
-
-
 async def test_publish_reaches_ingest_once_as_cloudevent(nats_url):
     connector = QueueConnector()
     async with running_connector(connector, nats_url) as ctx:
         for event in (_event(1), _event(2), _event(1)):  # alarm-1 resent by the source
             await connector.inbox.put(event)
-        await _until(lambda: ctx.counters["published"] == 3)
+        await wait_until(lambda: ctx.counters["published"] == 3)
 
     messages = await _stream_messages(nats_url, topology.INGEST_STREAM)
     assert [m.headers[topology.HEADER_MSG_ID] for m in messages] == ["test_queue:alarm-1", "test_queue:alarm-2"]
@@ -117,7 +112,7 @@ async def test_failed_delivery_is_redelivered_until_it_succeeds(nats_url):
                           data=order)
         await nc.jetstream().publish(topology.dispatch_order_subject("test_queue"), raw)
         await nc.close()
-        await _until(lambda: connector.delivered)
+        await wait_until(lambda: connector.delivered)
         assert ctx.counters["deliver_failed"] == 2
 
     assert connector.delivered == [order]
@@ -129,7 +124,7 @@ async def test_undecodable_outbound_message_goes_to_dlq_not_to_the_connector(nat
         nc = await nats.connect(nats_url)
         await nc.jetstream().publish(topology.dispatch_order_subject("test_queue"), b"{broken")
         await nc.close()
-        await _until(lambda: ctx.counters["rejected"] == 1)
+        await wait_until(lambda: ctx.counters["rejected"] == 1)
     assert connector.attempts == 0
     [message] = await _stream_messages(nats_url, topology.DLQ_STREAM)
     assert "not JSON" in message.headers[topology.HEADER_REASON]

@@ -19,22 +19,10 @@ from hub.metrics import Metrics
 from hub.models import Reporter
 from hub.plugins import build_plugin_host
 from hub.transforms import Stage
-from tests.pipeline_support import GRIDS, data_of, event, ingest_item, publish_raw, read_stream
+from tests.pipeline_support import data_of, event, hub_toml, ingest_item, publish_raw, read_stream
+from tests.waiting import wait_until
 
-CONFIG = """
-[nats]
-servers = ["{url}"]
-
-[admin]
-port = 0
-token = "e2e-token"
-
-[geo]
-layers = [{{ name = "admin", path = "{grids}/chengdu_admin_gcj02.geojson", crs = "gcj02" }}]
-
-[pipeline]
-fetch_timeout = "50ms"
-
+SECTIONS = """
 [pipeline.personal_data]
 "reporter.phone" = "{phone_policy}"
 
@@ -43,13 +31,8 @@ contacts = [{{ cell = "510104", name = "锦江区城运分中心", role = "distr
 """
 
 
-async def until(condition, what: str, limit: float = 60.0) -> None:
-    try:
-        async with asyncio.timeout(limit):
-            while not condition():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        pytest.fail(f"never happened: {what}")
+def config(nats_url: str, phone_policy: str) -> str:
+    return hub_toml(nats_url, SECTIONS.format(phone_policy=phone_policy), token="e2e-token")
 
 
 def reported(n: int):
@@ -62,7 +45,7 @@ def reported(n: int):
 @pytest.fixture
 async def hub(tmp_path, nats_url):
     path = tmp_path / "cityhub.toml"
-    path.write_text(CONFIG.format(url=nats_url, grids=GRIDS, phone_policy="mask"))
+    path.write_text(config(nats_url, "mask"))
     running = Hub.from_file(path)
     await running.start(connectors=False)
     yield running
@@ -77,19 +60,19 @@ async def test_masking_enrichment_live_policy_and_plugin_toggle(hub, nats_url, t
     await tap.stderr.readline()  # subscribed
 
     await publish_raw(nats_url, [ingest_item(reported(1))])
-    await until(lambda: hub.pipeline.counts["out"] == 1, "first event out")
+    await wait_until(lambda: hub.pipeline.counts["out"] == 1, "first event out")
 
-    (tmp_path / "cityhub.toml").write_text(CONFIG.format(url=nats_url, grids=GRIDS, phone_policy="keep"))
-    await until(lambda: hub.config.pipeline.personal_data["reporter.phone"] == "keep", "the edit was applied")
+    (tmp_path / "cityhub.toml").write_text(config(nats_url, "keep"))
+    await wait_until(lambda: hub.config.pipeline.personal_data["reporter.phone"] == "keep", "the edit was applied")
     await publish_raw(nats_url, [ingest_item(reported(2))])
-    await until(lambda: hub.pipeline.counts["out"] == 2, "second event out")
+    await wait_until(lambda: hub.pipeline.counts["out"] == 2, "second event out")
 
     async with httpx.AsyncClient(base_url=hub.admin_url) as client:
         refused = await client.post("/plugins/redaction/disable")
         disabled = await client.post("/plugins/redaction/disable", headers={"Authorization": "Bearer e2e-token"})
     assert refused.status_code == 401 and disabled.json()["enabled"] is False
     await publish_raw(nats_url, [ingest_item(reported(3))])
-    await until(lambda: hub.pipeline.counts["out"] == 3, "third event out")
+    await wait_until(lambda: hub.pipeline.counts["out"] == 3, "third event out")
 
     first, second, third = [data_of(message) for message in await read_stream(nats_url, topology.EVENTS_STREAM)]
     assert first["reporter"] == {"name": "张*", "phone": "138****5678"}
@@ -123,7 +106,7 @@ class BrokenPlugin:
 
 async def test_a_transform_that_raises_is_contained_counted_and_disabled(tmp_path, nats_url):
     path = tmp_path / "cityhub.toml"
-    path.write_text(CONFIG.format(url=nats_url, grids=GRIDS, phone_policy="mask") + "\n[hooks]\nmax_consecutive_failures = 2\n")
+    path.write_text(config(nats_url, "mask") + "\n[hooks]\nmax_consecutive_failures = 2\n")
     metrics = Metrics()
     plugins = build_plugin_host(metrics, extra=[("broken", BrokenPlugin())])
     hub = Hub(load_config(path, plugin_models=plugins.settings_models()), plugins, metrics)
@@ -131,8 +114,8 @@ async def test_a_transform_that_raises_is_contained_counted_and_disabled(tmp_pat
     try:
         for n in (1, 2, 3):
             await publish_raw(nats_url, [ingest_item(reported(n))])
-            await until(lambda n=n: hub.pipeline.counts["out"] == n, f"event {n} out")
-        await until(lambda: not hub.plugins.is_enabled("broken"), "the broken plugin was disabled")
+            await wait_until(lambda n=n: hub.pipeline.counts["out"] == n, f"event {n} out")
+        await wait_until(lambda: not hub.plugins.is_enabled("broken"), "the broken plugin was disabled")
         async with httpx.AsyncClient(base_url=hub.admin_url) as client:
             health = (await client.get("/health")).json()
             text = (await client.get("/metrics")).text

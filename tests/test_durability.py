@@ -29,29 +29,16 @@ from hub.app import build_engines
 from hub.config import load_config
 from hub.pipeline import BatchProcessor, Engines, Pipeline, PipelineOptions, PipelineState
 from hub.streams import ensure_streams
-from tests.pipeline_support import GRIDS, INSIDE_GCJ02, T0, engines, read_stream, stream_count
+from tests.pipeline_support import INSIDE_GCJ02, T0, engines, hub_toml, read_stream, stream_count
 
 REPO = Path(__file__).resolve().parents[1]
 CATEGORIES = [Category.GAS_LEAK, Category.WATER_LEAK, Category.NOISE, Category.FIRE]
 
-HUB_CONFIG = """
-[nats]
-servers = ["{url}"]
-
-[admin]
-port = 0
-
-[geo]
-layers = [{{ name = "admin", path = "{grids}/chengdu_admin_gcj02.geojson", crs = "gcj02" }}]
-
-[pipeline]
-batch_size = 500
-fetch_timeout = "50ms"
-
+GAS_RULE = """
 [[rules]]
 id = "gas"
 when = 'category == "gas_leak"'
-actions = {{ severity = "critical", route = ["gridworker"] }}
+actions = { severity = "critical", route = ["gridworker"] }
 """
 
 
@@ -130,7 +117,7 @@ async def unified_assignment(nats_url: str) -> list[tuple[str, str]]:
 async def test_kill_9_mid_stream_then_restart_gives_every_event_once_and_the_same_incidents(nats_url, tmp_path):
     events = city_events(100_000, places=2_000)
     config = tmp_path / "cityhub.toml"
-    config.write_text(HUB_CONFIG.format(url=nats_url, grids=GRIDS))
+    config.write_text(hub_toml(nats_url, GAS_RULE, pipeline="batch_size = 500"))
     await publish_events(nats_url, events)
     expected = oracle(events, build_engines(load_config(config)))
 

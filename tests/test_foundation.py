@@ -1,5 +1,4 @@
 import nats
-import pytest
 
 import hub
 from hub.errors import ConfigError, HubError

@@ -279,5 +279,6 @@ def test_mutated_snapshots_are_refused_or_restore_a_usable_state(data):
         restored = IncidentMerger.restore(reseal(bytes(good)), POLICY)
     except SnapshotError:
         return
-    restored.add(MergeInput("probe", 0.0, "fire", BASE_LON, BASE_LAT))
+    probe = restored.add(MergeInput("probe", 0.0, "fire", BASE_LON, BASE_LAT))
+    assert probe.incident_id and probe.report_count >= 1
     restored.expire(1e12)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import nats
 import orjson
@@ -18,6 +17,7 @@ from hub.streams import ensure_streams
 from tests.pipeline_support import (
     bare_item, data_of, engines, event, ingest_item, publish_raw, read_stream, stream_count,
 )
+from tests.waiting import wait_until
 
 OPTIONS = PipelineOptions(batch_size=100, fetch_timeout_s=0.1, max_message_bytes=4096, snapshot_interval_s=0.5)
 
@@ -28,12 +28,6 @@ async def _start(nats_url: str, options: PipelineOptions = OPTIONS, rules: list[
     pipeline = Pipeline(nc, engines(rules), Metrics(), options)
     await pipeline.start()
     return pipeline, nc
-
-
-async def _until(condition, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.05)
 
 
 BAD_INPUT = {
@@ -54,7 +48,7 @@ async def test_good_events_flow_and_bad_input_lands_in_dlq(nats_url):
     bad = [("cityhub.ingest.iot_mqtt", raw) for raw in BAD_INPUT.values()]
     items = [good[0], bad[0], good[1], bad[1], bad[2], good[2], bad[3], good[3], bad[4], bad[5], good[4], good[5]]
     await publish_raw(nats_url, items + [good[0]])  # the last one re-sent: dropped as a duplicate
-    await _until(lambda: pipeline.counts["in"] == len(items) + 1)
+    await wait_until(lambda: pipeline.counts["in"] == len(items) + 1)
     await pipeline.stop()
     await nc.close()
 
@@ -82,7 +76,7 @@ async def test_good_events_flow_and_bad_input_lands_in_dlq(nats_url):
 async def test_reports_close_together_merge_and_dispatch_once(nats_url):
     pipeline, nc = await _start(nats_url)
     await publish_raw(nats_url, [ingest_item(event(n, offset_m=n * 5)) for n in range(4)])
-    await _until(lambda: pipeline.counts["in"] == 4)
+    await wait_until(lambda: pipeline.counts["in"] == 4)
     await pipeline.stop()
     await nc.close()
 
@@ -115,13 +109,13 @@ async def test_orders_name_their_connector_and_carry_the_incidents_reports(nats_
 async def test_restart_continues_without_reprocessing(nats_url):
     pipeline, nc = await _start(nats_url)
     await publish_raw(nats_url, [ingest_item(event(n, offset_m=n * 1000)) for n in range(10)])
-    await _until(lambda: pipeline.counts["in"] == 10)
+    await wait_until(lambda: pipeline.counts["in"] == 10)
     await pipeline.stop()
     await nc.close()
 
     pipeline, nc = await _start(nats_url)
     await publish_raw(nats_url, [ingest_item(event(n, offset_m=n * 1000)) for n in range(5, 15)])
-    await _until(lambda: pipeline.counts["in"] == 10)
+    await wait_until(lambda: pipeline.counts["in"] == 10)
     await pipeline.stop()
     await nc.close()
     assert pipeline.counts["duplicates"] == 5  # e-5..e-9 were seen before the restart (state restored)

@@ -10,19 +10,10 @@ from standin_hub import StandInHub
 
 from hub.errors import GeoError
 from hub.reload import ConfigReloader, watched_files
+from tests.waiting import wait_until
 
 GOOD = 'rule_files = ["rules.toml"]\n\n[dedup]\nwindow = "10m"\n'
 RULES = '[[rules]]\nid = "gas"\nwhen = \'category == "gas_leak"\'\n'
-
-
-async def eventually(condition, what: str, limit: float = 30.0) -> None:
-    """Wait for a file-system notification to be handled (bounded, so a lost one fails the test)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not condition():
-        if loop.time() > deadline:
-            pytest.fail(f"never happened: {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -40,17 +31,17 @@ async def test_watching_applies_good_edits_and_keeps_the_running_config_on_bad_o
     await asyncio.sleep(0.5)  # let the watcher register with inotify before editing
     with caplog.at_level(logging.ERROR, logger="cityhub.reload"):
         (config_dir / "cityhub.toml").write_text(GOOD.replace('"10m"', '"whenever"'))
-        await eventually(lambda: reloader.last is not None, "the bad edit was seen")
+        await wait_until(lambda: reloader.last is not None, "the bad edit was seen")
     assert not reloader.last.applied and hub.applied == []
     assert f"{config_dir / 'cityhub.toml'}:4: dedup.window: 'whenever' is not a duration" in caplog.text
     assert hub.config.dedup.window.total_seconds() == 600  # still the running config
 
     (config_dir / "cityhub.toml").write_text(GOOD.replace('"10m"', '"20m"'))
-    await eventually(lambda: len(hub.applied) == 1, "the good edit was applied")
+    await wait_until(lambda: len(hub.applied) == 1, "the good edit was applied")
     assert hub.config.dedup.window.total_seconds() == 1200
 
     (config_dir / "rules.toml").write_text(RULES.replace('"gas"', '"gas-v2"'))
-    await eventually(lambda: len(hub.applied) == 2, "the rules-file edit was applied")
+    await wait_until(lambda: len(hub.applied) == 2, "the rules-file edit was applied")
     assert [rule.id for rule in hub.config.all_rules()] == ["gas-v2"]
     stop.set()
     await asyncio.wait_for(watcher, timeout=30)

@@ -310,7 +310,7 @@ def test_jsonlogic_compiler_never_crashes(logic: Any, data: Any) -> None:
         rule_set = RuleSet.compile([{"id": "fuzz", "jsonlogic": json.dumps(logic)}])
     except RuleError:
         return
-    rule_set.match(data if isinstance(data, dict) else {"value": data})
+    assert len(rule_set.match(data if isinstance(data, dict) else {"value": data})) <= 1  # one rule compiled
 
 
 @pytest.mark.parametrize("depth", [60, 5000])

@@ -3,7 +3,6 @@ and neither stalls the pipeline."""
 
 from __future__ import annotations
 
-import asyncio
 
 import nats
 
@@ -14,12 +13,7 @@ from hub.streams import ensure_streams
 from hub.supervisor import Supervisor
 from tests.pipeline_support import engines, event, ingest_item, publish_raw
 from tests.supervised_connectors import BlockingConnector, CrashingConnector, TickingConnector
-
-
-async def _until(condition, timeout: float = 60.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.1)
+from tests.waiting import wait_until
 
 
 async def test_crashing_and_blocking_connectors_do_not_stall_the_pipeline(nats_url):
@@ -32,17 +26,17 @@ async def test_crashing_and_blocking_connectors_do_not_stall_the_pipeline(nats_u
         for connector in (BlockingConnector(), CrashingConnector(), TickingConnector()):
             await supervisor.start(connector)
         await publish_raw(nats_url, [ingest_item(event(n, offset_m=n * 500)) for n in range(50)])
-        await _until(lambda: pipeline.counts["out"] >= 50)
+        await wait_until(lambda: pipeline.counts["out"] >= 50)
 
         health = supervisor.health
-        await _until(lambda: health()["crashing"]["restarts"] >= 2 and health()["blocking"]["restarts"] >= 1)
+        await wait_until(lambda: health()["crashing"]["restarts"] >= 2 and health()["blocking"]["restarts"] >= 1)
         assert health()["blocking"]["last_exit"] == "killed: no health report (hung)"
         assert "exit code 1" == health()["crashing"]["last_exit"]
         ticking = health()["ticking"]
         assert ticking["alive"] and ticking["restarts"] == 0
-        await _until(lambda: health()["ticking"]["counters"].get("published", 0) >= 20)
+        await wait_until(lambda: health()["ticking"]["counters"].get("published", 0) >= 20)
         before = pipeline.counts["out"]
-        await _until(lambda: pipeline.counts["out"] >= before + 10)  # still flowing while the others misbehave
+        await wait_until(lambda: pipeline.counts["out"] >= before + 10)  # still flowing while the others misbehave
     finally:
         await supervisor.stop_all()
         await pipeline.stop()

@@ -33,5 +33,5 @@ def register_connectors(hub: Any, settings: CitizenReportSettings) -> list[Citiz
 @hookimpl
 def register_simulators(hub: Any, settings: CitizenReportSettings) -> list[CitizenAppSimulator]:
     """A simulated mini-program posting a report every few seconds to the configured intake."""
-    url = f"http://{settings.listen.host}:{settings.listen.port}{settings.path}"
+    url = settings.listen.url(settings.path)
     return [CitizenAppSimulator(url, interval_s=5.0)]

@@ -21,7 +21,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from connectors._http import HttpServer, WebhookRejected, describe, oversize_summary, read_body, refuse, unavailable
+from connectors._http import HttpServer, WebhookRejected, oversize_summary, read_body, refuse, unavailable
+from connectors._validation import describe
 from connectors.citizen_report.settings import CitizenReportSettings
 from hub.connector import Connector, ConnectorContext
 from hub.models import Attachment, Category, CoordSystem, Event, Location, Reporter

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from connectors._http import send_demo_traffic
+
 log = logging.getLogger("cityhub.sim.citizen_report")
 
 # (report type, text, GCJ-02 lng, lat): Chengdu places citizens report from.
@@ -100,16 +102,9 @@ class CitizenAppSimulator:
             return await client.post(self.url, json=body, timeout=10)
 
     async def _loop(self, interval_s: float) -> None:
-        """Demo traffic; a report refused with 429 or 5xx is kept and sent again on the next tick."""
-        pending: dict[str, Any] | None = None
-        while True:
-            await asyncio.sleep(interval_s)
-            report = pending or self.sample_report()
-            try:
-                response = await self.send_multipart(report)
-            except httpx.HTTPError as exc:
-                log.info("citizen app simulator: intake unreachable (%s), will resend", exc)
-                pending = report
-                continue
-            self.responses.append(response.status_code)
-            pending = report if response.status_code in (429, 503) else None
+        """Demo traffic; a report refused with 429 or 503 is kept and sent again on the next tick."""
+        await send_demo_traffic(interval_s, self.sample_report, self.send_multipart, self._must_resend, log)
+
+    def _must_resend(self, response: httpx.Response) -> bool:
+        self.responses.append(response.status_code)
+        return response.status_code in (429, 503)

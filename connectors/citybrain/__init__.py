@@ -55,11 +55,10 @@ def register_simulators(hub: Any, settings: CitybrainSettings) -> list[CityPlatf
             f"plugins.citybrain.northbound.url: the simulated city platform serves plain HTTP (no certificate to "
             f"trust in a demo); use http://{north.netloc}{north.path} while simulating"
         )
-    listen = settings.southbound.listen
     return [
         CityPlatformSimulator(
             report_secret=settings.northbound.secret.get_secret_value(),
-            warning_url=f"http://{listen.host}:{listen.port}{settings.southbound.path}",
+            warning_url=settings.southbound.listen.url(settings.southbound.path),
             warning_secret=settings.southbound.secret.get_secret_value(),
             host=north.hostname or "127.0.0.1",
             port=north.port or 80,

@@ -17,12 +17,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from connectors._http import (
     HttpServer,
     WebhookRejected,
-    describe,
     post_signed_with_retry,
     refuse,
     signed_body,
     unavailable,
 )
+from connectors._validation import describe
 from connectors.citybrain.settings import CitybrainSettings
 from hub import topology
 from hub.connector import Connector, ConnectorContext

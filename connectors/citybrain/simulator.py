@@ -19,7 +19,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from connectors._http import IDEMPOTENCY_HEADER, HttpServer
+from connectors._http import IDEMPOTENCY_HEADER, HttpServer, send_demo_traffic
 from hub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, signed_headers, verify
 
 log = logging.getLogger("cityhub.sim.citybrain")
@@ -156,14 +156,6 @@ class CityPlatformSimulator:
 
     async def _warning_loop(self, interval_s: float) -> None:
         """Demo traffic: one warning per interval; one the hub did not take is sent again next time."""
-        pending: dict[str, Any] | None = None
-        while True:
-            await asyncio.sleep(interval_s)
-            warning = pending or self.sample_warning()
-            try:
-                response = await self.send_warning(warning)
-            except httpx.HTTPError as exc:
-                log.info("city platform simulator: hub unreachable (%s), will resend", exc)
-                pending = warning
-                continue
-            pending = warning if response.status_code >= 500 else None
+        await send_demo_traffic(
+            interval_s, self.sample_warning, self.send_warning, lambda response: response.status_code >= 500, log
+        )

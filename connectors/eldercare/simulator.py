@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -23,6 +22,7 @@ from connectors._http import WebhookRejected, post_signed, serve, signed_body
 from connectors._registry import load_records
 from connectors.eldercare.connector import Elder
 from connectors.eldercare.settings import EldercareSettings
+from hub.tasks import cancel_and_wait
 
 CHINA_TIME = timezone(timedelta(hours=8))
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -73,11 +73,8 @@ class EldercarePlatformSimulator:
         await self._wait_listening()
 
     async def stop_server(self) -> None:
-        if self._server is not None:
-            self._server.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._server
-            self._server = None
+        await cancel_and_wait(self._server)
+        self._server = None
 
     async def _wait_listening(self) -> None:
         for _ in range(200):

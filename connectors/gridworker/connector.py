@@ -20,6 +20,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from connectors._loops import every
+from connectors._validation import describe
 from connectors._registry import load_records
 from connectors.gridworker.settings import GridworkerSettings
 from hub.connector import Connector, ConnectorContext
@@ -116,10 +117,6 @@ REPORTED_STATUS = {
 
 class Refused(Exception):
     """A worker message the connector cannot use: the reason goes back to the app and to the DLQ."""
-
-
-def _problems(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, p['loc'])) or 'message'}: {p['msg']}" for p in error.errors())
 
 
 class GridworkerConnector(Connector):
@@ -314,7 +311,7 @@ class GridworkerConnector(Connector):
                 return
             await self._apply_status(ctx, worker_id, message)
         except (ValidationError, Refused) as error:
-            reason = _problems(error) if isinstance(error, ValidationError) else str(error)
+            reason = describe(error, "message") if isinstance(error, ValidationError) else str(error)
             ctx.count("rejected_messages")
             await ctx.reject(raw, f"from worker {worker_id}: {reason}")
             await connection.send(orjson.dumps({"type": "error", "reason": reason}).decode())

@@ -33,11 +33,10 @@ def register_simulators(hub: Any, settings: Hotline12345Settings) -> list[Hotlin
     """The simulated hotline on the host and port of ``open311.base_url``, posting work orders to the webhook
     every few seconds, with its Boston records moved to Chengdu."""
     open311 = urlsplit(settings.open311.base_url)
-    listen = settings.webhook.listen
     return [
         HotlineSimulator(
             feedback_secret=settings.outbound.secret.get_secret_value(),
-            webhook_url=f"http://{listen.host}:{listen.port}{settings.webhook.path}",
+            webhook_url=settings.webhook.listen.url(settings.webhook.path),
             webhook_secret=settings.webhook.secret.get_secret_value(),
             host=open311.hostname or "127.0.0.1",
             port=open311.port or 80,

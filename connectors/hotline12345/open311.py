@@ -13,7 +13,7 @@ import httpx
 import orjson
 from pydantic import ValidationError
 
-from connectors._http import describe
+from connectors._validation import describe
 from connectors.hotline12345.settings import Open311Settings
 from hub.errors import InvalidEventError
 from hub.models import Attachment, Event, Location

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from connectors._http import describe
+from connectors._validation import describe
 from connectors.hotline12345.settings import WebhookSettings
 from hub.errors import DeliveryRejected, InvalidEventError
 from hub.models import CoordSystem, DispatchOrder, DispatchStatus, DispatchUpdate, Event, Location, Reporter

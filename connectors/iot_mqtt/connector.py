@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from connectors._liveness import SilenceWatch
 from connectors._loops import every
 from connectors._mqtt import BrokerAddress, consume
+from connectors._validation import describe
 from connectors.iot_mqtt.devices import (
     ALARM_CATEGORIES,
     ASSESSORS,
@@ -47,10 +48,6 @@ class AlarmState:
 
     def snapshot(self) -> dict[str, Any]:
         return {"published": self.published, "seq": self.seq, "severity": self.severity}
-
-
-def invalid_reason(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, p['loc'])) or 'message'}: {p['msg']}" for p in error.errors())
 
 
 class IotMqttConnector(Connector):
@@ -136,7 +133,7 @@ class IotMqttConnector(Connector):
         try:
             reading = READING_MODELS[device.type].model_validate_json(payload)
         except ValidationError as error:
-            raise InvalidEventError(f"{device.type} reading from {device.device_id}: {invalid_reason(error)}") from None
+            raise InvalidEventError(f"{device.type} reading from {device.device_id}: {describe(error, 'message')}") from None
         if reading.ts is not None and reading.ts.tzinfo is None:
             raise InvalidEventError(f"ts {reading.ts.isoformat()} from {device.device_id} has no timezone offset")
         return reading

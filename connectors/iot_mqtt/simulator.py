@@ -8,7 +8,6 @@ fleet produces (an unregistered device, a garbled payload)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from datetime import datetime, timedelta, timezone
@@ -20,6 +19,7 @@ import orjson
 from connectors._mqtt import BrokerAddress, disconnect
 from connectors.iot_mqtt.registry import Device, load_registry
 from connectors.iot_mqtt.settings import IotMqttSettings
+from hub.tasks import cancel_and_wait
 
 CHINA_TIME = timezone(timedelta(hours=8))
 log = logging.getLogger(__name__)
@@ -48,11 +48,8 @@ class IotDeviceSimulator:
         self._loop_task = asyncio.create_task(self._demo_loop())
 
     async def stop(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
+        await cancel_and_wait(self._loop_task)
+        self._loop_task = None
         if self._client is not None:
             await disconnect(self._client, log)
             self._client = None

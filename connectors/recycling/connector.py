@@ -17,6 +17,7 @@ from connectors._liveness import SilenceWatch
 from connectors._loops import every
 from connectors._mqtt import BrokerAddress, consume
 from connectors._registry import load_records
+from connectors._validation import describe
 from connectors.recycling.settings import RecyclingSettings
 from hub.connector import Connector, ConnectorContext
 from hub.errors import InvalidEventError
@@ -102,10 +103,6 @@ class RecyclingState(BaseModel):
     faults: dict[str, Episode] = Field(default_factory=dict)
     offline: dict[str, Episode] = Field(default_factory=dict)
     daily: dict[str, dict[str, DailyTotals]] = Field(default_factory=dict)
-
-
-def _problems(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, p['loc'])) or 'message'}: {p['msg']}" for p in error.errors())
 
 
 def _add(totals: dict[str, float], key: str, amount: float) -> None:
@@ -213,7 +210,7 @@ class RecyclingConnector(Connector):
         try:
             message = model.model_validate_json(payload)
         except ValidationError as error:
-            raise InvalidEventError(f"{model.__name__.lower()} from {station.station_id}: {_problems(error)}") from None
+            raise InvalidEventError(f"{model.__name__.lower()} from {station.station_id}: {describe(error, 'message')}") from None
         if message.ts is not None and message.ts.tzinfo is None:
             raise InvalidEventError(f"ts {message.ts.isoformat()} from {station.station_id} has no timezone offset")
         return message

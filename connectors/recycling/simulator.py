@@ -8,7 +8,6 @@ and its telemetry: bins fill up a seeded random amount, a bin past 97 % is empti
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from datetime import datetime, timedelta, timezone
@@ -21,6 +20,7 @@ from connectors._mqtt import BrokerAddress, disconnect
 from connectors._registry import load_records
 from connectors.recycling.connector import Fraction, Station
 from connectors.recycling.settings import RecyclingSettings
+from hub.tasks import cancel_and_wait
 
 CHINA_TIME = timezone(timedelta(hours=8))
 log = logging.getLogger(__name__)
@@ -66,11 +66,8 @@ class RecyclingStationSimulator:
         self._loop_task = asyncio.create_task(self._demo_loop())
 
     async def stop(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
+        await cancel_and_wait(self._loop_task)
+        self._loop_task = None
         for client in self._clients.values():
             await disconnect(client, log)
         self._clients.clear()

@@ -30,6 +30,7 @@ from hub import topology, wire
 from hub.dashboard.figures import Durations, EventRates
 from hub.errors import InvalidEventError
 from hub.models import DispatchStatus, IncidentChange, IncidentState, utcnow
+from hub.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -234,11 +235,7 @@ class LiveState:
             self._tasks.append(asyncio.create_task(self._subscribe_when_ready(nc, subject)))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         for subscription in self._subscriptions:
             with contextlib.suppress(NatsError):
                 await subscription.unsubscribe()

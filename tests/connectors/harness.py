@@ -3,9 +3,8 @@ send it."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
@@ -13,13 +12,6 @@ import orjson
 
 from hub import topology, wire
 from hub.models import DispatchOrder
-
-
-async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Wait until ``condition()`` holds (the timeout only stops a hung test; nothing asserts on speed)."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 async def stream_messages(nats_url: str, stream: str, subject: str) -> list[Any]:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from connector_harness import dlq, ingested_events
-from harness import until
+from tests.waiting import wait_until
 
 from connectors.citizen_report.connector import CitizenReportConnector, RateLimiter
 from connectors.citizen_report.settings import CitizenReportSettings
@@ -31,7 +31,7 @@ def _connector(tmp_path: Path, **overrides: object) -> CitizenReportConnector:
 
 
 async def _app(connector: CitizenReportConnector) -> CitizenAppSimulator:
-    await until(lambda: connector.server is not None and connector.server.port is not None)
+    await wait_until(lambda: connector.server is not None and connector.server.port is not None)
     return CitizenAppSimulator(f"{connector.server.url}{connector.settings.path}")
 
 
@@ -47,7 +47,7 @@ async def test_report_with_photo_is_published_with_the_photo_by_reference(nats_u
         assert (await send(report)).status_code == 201  # the phone retried: stored once
         async with httpx.AsyncClient() as client:
             photo = await client.get(response.json()["photos"][0])
-        await until(lambda: ctx.counters["published"] == 2)
+        await wait_until(lambda: ctx.counters["published"] == 2)
 
     [(msg_id, event)] = await ingested_events(nats_url, "citizen_report")
     assert msg_id == f"citizen_report:{report['report_id']}"
@@ -115,7 +115,7 @@ async def test_reporter_over_the_rate_limit_gets_429_with_retry_after(nats_url, 
         statuses = [(await app.send_multipart({**r, "reporter": "busy"})).status_code for r in reports[:2]]
         limited = await app.send_multipart({**reports[2], "reporter": "busy"})
         statuses.append((await app.send_multipart(other)).status_code)
-        await until(lambda: ctx.counters["published"] == 3)
+        await wait_until(lambda: ctx.counters["published"] == 3)
     assert statuses == [201, 201, 201]
     assert limited.status_code == 429 and 0 < int(limited.headers["retry-after"]) <= 600
     assert ctx.counters["rate_limited"] == 1
@@ -129,7 +129,7 @@ async def test_text_only_report_without_photo(nats_url, tmp_path):
         report = {**app.sample_report(NOON), "photo": None, "report_id": None}
         del report["report_id"]
         response = await app.send_json(report)
-        await until(lambda: ctx.counters["published"] == 1)
+        await wait_until(lambda: ctx.counters["published"] == 1)
     assert response.status_code == 201
     [(_, event)] = await ingested_events(nats_url, "citizen_report")
     assert event.attachments == [] and event.source_event_id.startswith("sha256:")

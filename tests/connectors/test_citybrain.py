@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trustme
 from connector_harness import dlq, ingested_events, publish_outbound
-from harness import until
+from tests.waiting import wait_until
 
 from connectors._http import RetrySettings
 from connectors.citybrain.connector import CitybrainConnector
@@ -59,7 +59,7 @@ def _connector(platform: CityPlatformSimulator, ca_file: Path, **south: object) 
 
 
 async def _warnings_ready(connector: CitybrainConnector, platform: CityPlatformSimulator) -> None:
-    await until(lambda: connector.server is not None and connector.server.port is not None)
+    await wait_until(lambda: connector.server is not None and connector.server.port is not None)
     platform.warning_url = f"{connector.server.url}{connector.settings.southbound.path}"
 
 
@@ -79,7 +79,7 @@ async def test_area_warning_fans_out_to_every_touched_grid_cell_once(nats_url, p
         assert response.status_code == 202, response.text
         assert (await platform.send_warning(warning)).status_code == 202  # the platform resends: no new events
         cells = response.json()["cells"]
-        await until(lambda: ctx.counters["published"] == 2 * len(cells))
+        await wait_until(lambda: ctx.counters["published"] == 2 * len(cells))
 
     index = GridIndex.load([LayerSpec.model_validate(LAYER)])
     expected = {f"{c.layer}:{c.id}" for c in index.cells_intersecting(warning["area"], crs="wgs84") if c.level == "grid"}
@@ -126,10 +126,10 @@ async def test_incidents_meeting_the_criteria_reach_the_platform_after_an_outage
         for incident in (high, low, overdue):
             subject = topology.incident_subject("510104", incident.category.value, "opened")
             await publish_outbound(nats_url, subject, f"{wire.TYPE_INCIDENT_PREFIX}opened", incident.id, NOON, incident)
-        await until(lambda: ctx.counters["deliver_failed"] >= 2)
+        await wait_until(lambda: ctx.counters["deliver_failed"] >= 2)
         assert trouble == "slow" or platform.reports == []
         platform.available, platform.delay_s = True, 0.0
-        await until(lambda: ctx.counters["delivered"] == 3)
+        await wait_until(lambda: ctx.counters["delivered"] == 3)
 
     assert [(r["incident"]["id"], r["reasons"]) for r in platform.reports] == [
         ("inc-high", ["severity"]), ("inc-overdue", ["overdue"])]
@@ -145,6 +145,6 @@ async def test_the_platform_refusing_a_report_moves_it_to_the_dlq(nats_url, plat
     async with running_connector(connector, nats_url) as ctx:
         subject = topology.incident_subject("510104", incident.category.value, "opened")
         await publish_outbound(nats_url, subject, f"{wire.TYPE_INCIDENT_PREFIX}opened", incident.id, NOON, incident)
-        await until(lambda: ctx.counters["rejected"] == 1)
+        await wait_until(lambda: ctx.counters["rejected"] == 1)
     [(_, reason)] = await dlq(nats_url, "citybrain")
     assert "refused by the external system" in reason and "401" in reason

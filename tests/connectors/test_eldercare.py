@@ -10,7 +10,8 @@ import httpx
 import orjson
 import pytest
 from pydantic import SecretStr
-from harness import dead_letters, dispatch_updates, ingested, send_order, until
+from harness import dead_letters, dispatch_updates, ingested, send_order
+from tests.waiting import wait_until
 
 from connectors.eldercare import EldercareConnector, EldercarePlatformSimulator, EldercareSettings
 from hub import signing
@@ -145,10 +146,10 @@ async def test_visit_orders_wait_in_jetstream_until_the_platform_is_back(configu
         reports = (ReportRef(source="eldercare", source_event_id=alert_id),
                    ReportRef(source="iot_mqtt", source_event_id="SMOKE-0001:alarm:1"))
         await send_order(nats_url, _order("VO-1", reports), "eldercare")
-        await until(lambda: ctx.counters["deliver_failed"] >= 2)
+        await wait_until(lambda: ctx.counters["deliver_failed"] >= 2)
         assert platform.visit_orders == []
         await platform.start_server()
-        await until(lambda: ctx.counters["visit_outcomes"] >= 3)
+        await wait_until(lambda: ctx.counters["visit_outcomes"] >= 3)
 
     assert [order["id"] for order in platform.visit_orders] == ["VO-1"]
     # the order names the platform's own alert, so the platform knows whom to visit
@@ -169,7 +170,7 @@ async def test_platform_refusal_goes_to_the_dlq_not_into_a_retry_loop(configured
     try:
         async with running_connector(EldercareConnector(configured), nats_url) as ctx:
             await send_order(nats_url, _order("VO-2"), "eldercare")
-            await until(lambda: ctx.counters["rejected"] >= 1)
+            await wait_until(lambda: ctx.counters["rejected"] >= 1)
         [(body, reason)] = await dead_letters(nats_url, "eldercare")
         assert "platform refused visit order VO-2: 401" in reason and orjson.loads(body)["id"] == "VO-2"
     finally:

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 
 import orjson
 import pytest
-from harness import dead_letters, dispatch_updates, send_order, until
+from harness import dead_letters, dispatch_updates, send_order
+from tests.waiting import wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -78,10 +79,10 @@ async def test_order_waits_for_the_cell_worker_then_status_and_location_come_bac
     async with running_connector(connector, nats_url) as ctx:
         await send_order(nats_url, _order("GO-1"), "gridworker")
         await send_order(nats_url, _order("GO-2", cell="999999"), "gridworker")
-        await until(lambda: ctx.counters["orders_waiting_for_worker"] >= 2)
+        await wait_until(lambda: ctx.counters["orders_waiting_for_worker"] >= 2)
         simulator = apps(settings)
         await simulator.start()
-        await until(lambda: ctx.counters["orders_resolved"] >= 1 and ctx.counters["locations"] >= 1)
+        await wait_until(lambda: ctx.counters["orders_resolved"] >= 1 and ctx.counters["locations"] >= 1)
         location = orjson.loads(await ctx.state.get(f"location/{PRIMARY}") or b"{}")
         assert list(connector.health()["open_orders"]) == ["GO-2"]
 
@@ -108,7 +109,7 @@ async def test_unaccepted_order_goes_to_backup_then_grid_leader(apps, nats_url):
         await simulator.start()
         await simulator.wait_connected()
         await send_order(nats_url, _order("GO-3"), "gridworker")
-        await until(lambda: ctx.counters["orders_resolved"] >= 1)
+        await wait_until(lambda: ctx.counters["orders_resolved"] >= 1)
 
     assert _trail(await dispatch_updates(nats_url, "gridworker"), "GO-3") == [
         ("sent", PRIMARY),
@@ -125,11 +126,11 @@ async def test_open_orders_and_their_timers_survive_a_restart(nats_url):
     settings = _settings()
     async with running_connector(GridworkerConnector(settings), nats_url) as ctx:
         await send_order(nats_url, _order("GO-4"), "gridworker")
-        await until(lambda: ctx.counters["updates_published"] >= 1)
+        await wait_until(lambda: ctx.counters["updates_published"] >= 1)
 
     restarted = GridworkerConnector(settings)
     async with running_connector(restarted, nats_url) as ctx:
-        await until(lambda: ctx.counters["orders_escalated"] >= 1)
+        await wait_until(lambda: ctx.counters["orders_escalated"] >= 1)
         assert restarted.health()["open_orders"] == {"GO-4": {"assignee": LEADER, "status": "sent"}}
 
     assert _trail(await dispatch_updates(nats_url, "gridworker"), "GO-4") == [
@@ -144,7 +145,7 @@ async def test_bad_worker_input_gets_an_error_and_a_dlq_entry(nats_url):
     url = f"ws://127.0.0.1:{settings.listen_port}/"
     async with running_connector(GridworkerConnector(settings), nats_url) as ctx:
         await send_order(nats_url, _order("GO-5"), "gridworker")
-        await until(lambda: ctx.counters["updates_published"] >= 1)
+        await wait_until(lambda: ctx.counters["updates_published"] >= 1)
         async with connect(url) as intruder:
             await intruder.send(orjson.dumps({"type": "hello", "worker_id": PRIMARY, "token": "forged"}).decode())
             with pytest.raises(ConnectionClosed) as closed:
@@ -181,7 +182,7 @@ async def test_resolved_without_photo_is_refused(nats_url, apps):
     settings = _settings(workers=[PRIMARY], unresponsive=[PRIMARY])
     async with running_connector(GridworkerConnector(settings), nats_url) as ctx:
         await send_order(nats_url, _order("GO-6"), "gridworker")
-        await until(lambda: ctx.counters["updates_published"] >= 1)
+        await wait_until(lambda: ctx.counters["updates_published"] >= 1)
         async with connect(f"ws://127.0.0.1:{settings.listen_port}/") as app:
             await app.send(
                 orjson.dumps({"type": "hello", "worker_id": PRIMARY, "token": worker_token(SECRET, PRIMARY)}).decode()

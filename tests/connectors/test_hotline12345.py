@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from connector_harness import demo_section, dlq, ingested_events, publish_outbound
-from harness import until
+from tests.waiting import wait_until
 
 from connectors._http import RetrySettings
 from connectors.hotline12345.connector import Hotline12345Connector
@@ -49,7 +49,7 @@ async def sim():
 
 
 async def _webhook_ready(connector: Hotline12345Connector, sim: HotlineSimulator) -> None:
-    await until(lambda: connector.webhook is not None and connector.webhook.port is not None)
+    await wait_until(lambda: connector.webhook is not None and connector.webhook.port is not None)
     sim.webhook_url = f"{connector.webhook.url}{connector.settings.webhook.path}"
 
 
@@ -65,11 +65,11 @@ async def test_open311_requests_and_status_changes_reach_ingest_once(nats_url, s
     connector = Hotline12345Connector(_settings(sim))
     async with running_connector(connector, nats_url) as ctx:
         first_ids, first_unmapped = _current_versions(sim)
-        await until(lambda: ctx.counters["published"] >= len(first_ids))
+        await wait_until(lambda: ctx.counters["published"] >= len(first_ids))
         sim.advance(sim.remaining)  # the rest of January: new requests and closings
         later_ids, later_unmapped = _current_versions(sim)
         all_ids, unmapped = first_ids | later_ids, first_unmapped | later_unmapped
-        await until(lambda: ctx.counters["published"] >= len(all_ids) and ctx.counters["rejected"] >= len(unmapped))
+        await wait_until(lambda: ctx.counters["published"] >= len(all_ids) and ctx.counters["rejected"] >= len(unmapped))
 
     events = await ingested_events(nats_url, "hotline12345")
     assert {msg_id for msg_id, _ in events} == all_ids
@@ -90,13 +90,13 @@ async def test_cursor_survives_a_restart_nothing_twice_nothing_lost(nats_url, si
     first = Hotline12345Connector(_settings(sim))
     async with running_connector(first, nats_url) as ctx:
         first_ids, _ = _current_versions(sim)
-        await until(lambda: ctx.counters["published"] >= len(first_ids))
+        await wait_until(lambda: ctx.counters["published"] >= len(first_ids))
         polled_at = first.last_poll
-        await until(lambda: first.last_poll != polled_at)  # a whole poll finished: its cursor is stored
+        await wait_until(lambda: first.last_poll != polled_at)  # a whole poll finished: its cursor is stored
     sim.advance(30)
     all_ids = first_ids | _current_versions(sim)[0]
     async with running_connector(Hotline12345Connector(_settings(sim)), nats_url) as ctx:
-        await until(lambda: ctx.counters["published"] >= len(all_ids - first_ids))
+        await wait_until(lambda: ctx.counters["published"] >= len(all_ids - first_ids))
         assert ctx.counters["published"] == len(all_ids - first_ids)
 
     events = await ingested_events(nats_url, "hotline12345")
@@ -107,11 +107,11 @@ async def test_open311_outage_is_retried_with_backoff(nats_url, sim):
     sim.available = False
     connector = Hotline12345Connector(_settings(sim))
     async with running_connector(connector, nats_url) as ctx:
-        await until(lambda: ctx.counters["poll_errors"] >= 3)
+        await wait_until(lambda: ctx.counters["poll_errors"] >= 3)
         assert connector.open311_reachable is False
         sim.available = True
         expected, _ = _current_versions(sim)
-        await until(lambda: ctx.counters["published"] >= len(expected))
+        await wait_until(lambda: ctx.counters["published"] >= len(expected))
         assert connector.health()["open311_reachable"] is True
     assert {msg_id for msg_id, _ in await ingested_events(nats_url, "hotline12345")} == expected
 
@@ -120,13 +120,13 @@ async def test_nats_restart_mid_stream_loses_nothing(nats_server, sim):
     connector = Hotline12345Connector(_settings(sim))
     async with running_connector(connector, nats_server.url) as ctx:
         first_ids, _ = _current_versions(sim)
-        await until(lambda: ctx.counters["published"] >= len(first_ids))
+        await wait_until(lambda: ctx.counters["published"] >= len(first_ids))
         nats_server.kill()
         sim.advance(sim.remaining)
         later_ids, _ = _current_versions(sim)
-        await until(lambda: ctx.counters["poll_errors"] >= 1)
+        await wait_until(lambda: ctx.counters["poll_errors"] >= 1)
         nats_server.start()
-        await until(lambda: ctx.counters["published"] >= len(first_ids | later_ids))
+        await wait_until(lambda: ctx.counters["published"] >= len(first_ids | later_ids))
     assert sorted(msg_id for msg_id, _ in await ingested_events(nats_server.url, "hotline12345")) == sorted(first_ids | later_ids)
 
 
@@ -138,7 +138,7 @@ async def test_signed_work_order_becomes_an_event_with_caller_as_reporter(nats_u
         response = await sim.send_order(order)
         assert response.status_code == 200, response.text
         assert (await sim.send_order(order)).status_code == 200  # the hotline resends: stored once
-        await until(lambda: ctx.counters["orders_published"] == 2)
+        await wait_until(lambda: ctx.counters["orders_published"] == 2)
 
     [(msg_id, event)] = await ingested_events(nats_url, "hotline12345")
     assert msg_id == f"hotline12345:order:{order['order_no']}:1:open"
@@ -186,10 +186,10 @@ async def test_feedback_waits_in_jetstream_while_the_hotline_is_down(nats_url, s
         await publish_outbound(nats_url, subject, wire.TYPE_DISPATCH_UPDATE, "u-1", now, resolved)
         await publish_outbound(nats_url, subject, wire.TYPE_DISPATCH_UPDATE, "u-2", now, on_site)
         await publish_outbound(nats_url, subject, "cityhub.hotline12345.feedback", "f-1", now, evaluation)
-        await until(lambda: ctx.counters["deliver_failed"] >= 2)
+        await wait_until(lambda: ctx.counters["deliver_failed"] >= 2)
         assert sim.feedback == []
         sim.available = True
-        await until(lambda: ctx.counters["delivered"] == 3)
+        await wait_until(lambda: ctx.counters["delivered"] == 3)
 
     assert [(item["action"], item["order_no"]) for item in sim.feedback] == [
         ("resolve", "CD12345-20260701-000001"), ("evaluate", "CD12345-20260701-000001")]
@@ -204,7 +204,7 @@ async def test_feedback_refused_by_the_hotline_goes_to_the_dlq(nats_url, sim):
     async with running_connector(Hotline12345Connector(settings), nats_url) as ctx:
         await publish_outbound(nats_url, topology.dispatch_order_subject("hotline12345"), "cityhub.hotline12345.feedback",
                                "f-1", now, feedback)
-        await until(lambda: ctx.counters["rejected"] == 1)
+        await wait_until(lambda: ctx.counters["rejected"] == 1)
     [(_, reason)] = await dlq(nats_url, "hotline12345")
     assert "refused by the external system" in reason and "401" in reason
 

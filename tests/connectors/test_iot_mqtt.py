@@ -7,7 +7,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from harness import dead_letters, ingested, until
+from harness import dead_letters, ingested
+from tests.waiting import wait_until
 
 from connectors._mqtt import parse_broker_url
 from connectors.iot_mqtt import IotDeviceSimulator, IotMqttConnector, IotMqttSettings
@@ -28,6 +29,10 @@ def settings(mqtt_broker: EmbeddedNats) -> IotMqttSettings:
     return IotMqttSettings(broker_url=f"mqtt://127.0.0.1:{mqtt_broker.mqtt_port}", check_interval_s=0.1, backoff=FAST)
 
 
+def _connector(settings: IotMqttSettings) -> IotMqttConnector:
+    return IotMqttConnector(settings, parse_broker_url(settings.broker_url or ""))
+
+
 async def _simulator(settings: IotMqttSettings) -> IotDeviceSimulator:
     simulator = IotDeviceSimulator(parse_broker_url(settings.broker_url or ""), settings)
     await simulator.connect()
@@ -35,13 +40,13 @@ async def _simulator(settings: IotMqttSettings) -> IotDeviceSimulator:
 
 
 async def test_alarm_worsening_and_recovery_update_one_alarm_key(settings, nats_url):
-    connector = IotMqttConnector(settings, parse_broker_url(settings.broker_url or ""))
+    connector = _connector(settings)
     async with running_connector(connector, nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
+        await wait_until(lambda: ctx.counters["mqtt_connects"] >= 1)
         simulator = await _simulator(settings)
         for lel_pct in (2.0, 24.0, 55.0, 30.0, 6.0):
             await simulator.send("GAS-JJ-0001", lel_pct=lel_pct)
-        await until(lambda: ctx.counters["recoveries"] >= 1)
+        await wait_until(lambda: ctx.counters["recoveries"] >= 1)
         await simulator.stop()
 
     events = await ingested(nats_url, "iot_mqtt")
@@ -60,9 +65,9 @@ async def test_alarm_worsening_and_recovery_update_one_alarm_key(settings, nats_
 
 
 async def test_every_device_type_alarms_in_its_own_unit(settings, nats_url):
-    connector = IotMqttConnector(settings, parse_broker_url(settings.broker_url or ""))
+    connector = _connector(settings)
     async with running_connector(connector, nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
+        await wait_until(lambda: ctx.counters["mqtt_connects"] >= 1)
         simulator = await _simulator(settings)
         await simulator.send("WATER-JJ-0001", immersed=True)
         await simulator.send("EBIKE-JJ-0001", max_temp_c=58.0, fire=False)
@@ -72,7 +77,7 @@ async def test_every_device_type_alarms_in_its_own_unit(settings, nats_url):
         await simulator.send("ELEV-QY-0001", fault_code="E01")
         await simulator.send("DOOR-QY-0001", open=True, armed=False)
         await simulator.send("DOOR-QY-0001", open=True, armed=True)
-        await until(lambda: ctx.counters["alarms"] >= 6)
+        await wait_until(lambda: ctx.counters["alarms"] >= 6)
         await simulator.stop()
 
     by_category = {e["category"]: e for e in await ingested(nats_url, "iot_mqtt")}
@@ -91,9 +96,9 @@ async def test_every_device_type_alarms_in_its_own_unit(settings, nats_url):
 
 
 async def test_bad_messages_go_to_the_dlq_with_their_reason(settings, nats_url):
-    connector = IotMqttConnector(settings, parse_broker_url(settings.broker_url or ""))
+    connector = _connector(settings)
     async with running_connector(connector, nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
+        await wait_until(lambda: ctx.counters["mqtt_connects"] >= 1)
         simulator = await _simulator(settings)
         await simulator.send("GAS-XX-9999", lel_pct=30.0)
         await simulator.send_raw("cityhub/iot/GAS-JJ-0002/data", b'{"lel_pct": "high"')
@@ -103,7 +108,7 @@ async def test_bad_messages_go_to_the_dlq_with_their_reason(settings, nats_url):
         )
         await simulator.send("GAS-JJ-0002", lel=30.0)
         await simulator.send("GAS-JJ-0002", lel_pct=1.0)
-        await until(lambda: ctx.counters["rejected"] >= 5)
+        await wait_until(lambda: ctx.counters["rejected"] >= 5)
         await simulator.stop()
 
     reasons = [reason for _, reason in await dead_letters(nats_url, "iot_mqtt")]
@@ -124,15 +129,15 @@ async def test_flapping_alarm_is_held_until_stable(mqtt_broker, nats_url):
         flap_window_s=2.0,
         backoff=FAST,
     )
-    connector = IotMqttConnector(settings, parse_broker_url(settings.broker_url or ""))
+    connector = _connector(settings)
     async with running_connector(connector, nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
+        await wait_until(lambda: ctx.counters["mqtt_connects"] >= 1)
         simulator = await _simulator(settings)
         for index in range(5):
             await simulator.send("DOOR-QY-0001", open=index % 2 == 0)
-        await until(lambda: ctx.counters["flapping_held"] >= 3)
+        await wait_until(lambda: ctx.counters["flapping_held"] >= 3)
         assert connector.health()["flapping"] == ["DOOR-QY-0001:door_alarm"]
-        await until(lambda: ctx.counters["alarms"] >= 2)
+        await wait_until(lambda: ctx.counters["alarms"] >= 2)
         await simulator.stop()
 
     events = await ingested(nats_url, "iot_mqtt")
@@ -167,13 +172,13 @@ async def test_silent_device_goes_offline_and_comes_back(mqtt_broker, nats_url, 
         check_interval_s=0.1,
         backoff=FAST,
     )
-    connector = IotMqttConnector(settings, parse_broker_url(settings.broker_url or ""))
+    connector = _connector(settings)
     async with running_connector(connector, nats_url) as ctx:
-        await until(lambda: ctx.counters["devices_offline"] >= 1)
+        await wait_until(lambda: ctx.counters["devices_offline"] >= 1)
         assert connector.health()["offline"] == ["GAS-T-1"]
         simulator = await _simulator(settings)
         await simulator.heartbeat("GAS-T-1")
-        await until(lambda: ctx.counters["devices_back_online"] >= 1)
+        await wait_until(lambda: ctx.counters["devices_back_online"] >= 1)
         await simulator.stop()
 
     events = await ingested(nats_url, "iot_mqtt")
@@ -184,9 +189,9 @@ async def test_silent_device_goes_offline_and_comes_back(mqtt_broker, nats_url, 
 
 
 async def test_person_alerts_are_marked_sensitive_and_identity_kept_in_reporter(settings, nats_url):
-    connector = IotMqttConnector(settings, parse_broker_url(settings.broker_url or ""))
+    connector = _connector(settings)
     async with running_connector(connector, nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
+        await wait_until(lambda: ctx.counters["mqtt_connects"] >= 1)
         simulator = await _simulator(settings)
         await simulator.send(
             "CAM-QY-0001",
@@ -198,7 +203,7 @@ async def test_person_alerts_are_marked_sensitive_and_identity_kept_in_reporter(
         )
         await simulator.send("CAM-JJ-0001", event="high_altitude_throwing", confidence=0.4)
         await simulator.send("CAM-JJ-0001", event="high_altitude_throwing", confidence=0.88)
-        await until(lambda: ctx.counters["video_detections"] >= 2)
+        await wait_until(lambda: ctx.counters["video_detections"] >= 2)
         await simulator.stop()
     assert ctx.counters["video_below_confidence"] == 1
 
@@ -213,24 +218,24 @@ async def test_person_alerts_are_marked_sensitive_and_identity_kept_in_reporter(
 async def test_nothing_is_lost_across_connector_restart_and_broker_outage(mqtt_broker, settings, nats_url):
     address = parse_broker_url(settings.broker_url or "")
     async with running_connector(IotMqttConnector(settings, address), nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
+        await wait_until(lambda: ctx.counters["mqtt_connects"] >= 1)
         simulator = await _simulator(settings)
         await simulator.send("GAS-JJ-0001", lel_pct=30.0)
         await simulator.send("GAS-JJ-0001", lel_pct=3.0)
-        await until(lambda: ctx.counters["recoveries"] >= 1)
+        await wait_until(lambda: ctx.counters["recoveries"] >= 1)
 
     await simulator.send("GAS-JJ-0001", lel_pct=27.0)  # the hub is down: the broker keeps it for the session
 
     async with running_connector(IotMqttConnector(settings, address), nats_url) as ctx:
-        await until(lambda: ctx.counters["alarms"] >= 1, timeout=REDELIVERY_WAIT_S)
+        await wait_until(lambda: ctx.counters["alarms"] >= 1, timeout=REDELIVERY_WAIT_S)
         await simulator.stop()
         mqtt_broker.kill()
-        await until(lambda: ctx.counters["mqtt_reconnects"] >= 2)
+        await wait_until(lambda: ctx.counters["mqtt_reconnects"] >= 2)
         mqtt_broker.start()
-        await until(lambda: ctx.counters["mqtt_connects"] >= 2)
+        await wait_until(lambda: ctx.counters["mqtt_connects"] >= 2)
         simulator = await _simulator(settings)
         await simulator.send("GAS-JJ-0001", lel_pct=2.0)
-        await until(lambda: ctx.counters["recoveries"] >= 1, timeout=REDELIVERY_WAIT_S)
+        await wait_until(lambda: ctx.counters["recoveries"] >= 1, timeout=REDELIVERY_WAIT_S)
         await simulator.stop()
 
     assert [e["source_event_id"] for e in await ingested(nats_url, "iot_mqtt")] == [

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from harness import dead_letters, ingested, until, wiretap
+from harness import dead_letters, ingested, wiretap
+from tests.waiting import wait_until
 
 from connectors._mqtt import parse_broker_url
 from connectors.recycling import RecyclingConnector, RecyclingSettings, RecyclingStationSimulator
@@ -35,11 +36,11 @@ def _connector(settings: RecyclingSettings) -> RecyclingConnector:
 
 async def test_one_full_bin_is_one_event_thanks_to_hysteresis(settings, stations, nats_url):
     async with running_connector(_connector(settings), nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
+        await wait_until(lambda: ctx.counters["mqtt_connects"] >= 1)
         await stations.connect()
         for level in (85.0, 91.0, 93.0, 88.0, 95.0, 70.0, 40.0, 65.0, 92.0):
             await stations.send_telemetry(STATION, {"kitchen": level})
-        await until(lambda: ctx.counters["bins_full"] >= 2)
+        await wait_until(lambda: ctx.counters["bins_full"] >= 2)
 
     events = await ingested(nats_url, "recycling")
     assert [(e["source_event_id"], e["status"]) for e in events] == [
@@ -59,7 +60,7 @@ async def test_credit_points_are_summed_per_station_and_day_and_no_resident_id_r
     async with wiretap(nats_url) as seen:
         connector = _connector(settings)
         async with running_connector(connector, nats_url) as ctx:
-            await until(lambda: ctx.counters["mqtt_connects"] >= 1)
+            await wait_until(lambda: ctx.counters["mqtt_connects"] >= 1)
             await stations.connect()
             await stations.send_drop(STATION, "R00007", "recyclable", 2.5, 25)
             await stations.send_drop(STATION, "R00008", "kitchen", 1.25, 12)
@@ -67,7 +68,7 @@ async def test_credit_points_are_summed_per_station_and_day_and_no_resident_id_r
             await stations.send_raw(STATION, "drop", b'{"resident_id": "R00009", "fraction": "glass"}')
             await stations.send_raw(STATION, "drop", b"R00010;kitchen;1.0")
             await stations.send_telemetry(STATION, {"kitchen": 99.0, "other": 20.0}, collected_kg={"other": 45.5})
-            await until(
+            await wait_until(
                 lambda: ctx.counters["drops"] >= 3 and ctx.counters["rejected"] >= 2 and ctx.counters["bins_full"] >= 1
             )
             health = connector.health()
@@ -93,7 +94,7 @@ async def test_credit_points_are_summed_per_station_and_day_and_no_resident_id_r
 
 async def test_faults_offline_and_unknown_stations(settings, stations, nats_url):
     async with running_connector(_connector(settings), nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
+        await wait_until(lambda: ctx.counters["mqtt_connects"] >= 1)
         await stations.connect()
         await stations.send_telemetry(STATION, {"kitchen": 10.0}, faults=["E11"])
         await stations.send_telemetry(STATION, {"kitchen": 12.0}, faults=["E11", "E21"])
@@ -101,7 +102,7 @@ async def test_faults_offline_and_unknown_stations(settings, stations, nats_url)
         await stations.send_raw(STATION, "status", b"offline")
         await stations.send_telemetry(STATION, {"kitchen": 15.0})
         await stations.send_raw("RS-XX-999", "telemetry", orjson.dumps({"fill_pct": {"kitchen": 50}}))
-        await until(lambda: ctx.counters["stations_back_online"] >= 1 and ctx.counters["rejected"] >= 1)
+        await wait_until(lambda: ctx.counters["stations_back_online"] >= 1 and ctx.counters["rejected"] >= 1)
 
     events = await ingested(nats_url, "recycling")
     assert [(e["category"], e["status"], e["payload"].get("fault_code")) for e in events] == [
@@ -118,18 +119,18 @@ async def test_faults_offline_and_unknown_stations(settings, stations, nats_url)
 
 async def test_state_survives_restart_and_simulated_rounds_flow(settings, stations, nats_url):
     async with running_connector(_connector(settings), nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
+        await wait_until(lambda: ctx.counters["mqtt_connects"] >= 1)
         await stations.connect()
         await stations.send_telemetry(STATION, {"hazardous": 96.0})
-        await until(lambda: ctx.counters["bins_full"] >= 1)
+        await wait_until(lambda: ctx.counters["bins_full"] >= 1)
 
     async with running_connector(_connector(settings), nats_url) as ctx:
-        await until(lambda: ctx.counters["mqtt_connects"] >= 1)
+        await wait_until(lambda: ctx.counters["mqtt_connects"] >= 1)
         await stations.send_telemetry(STATION, {"hazardous": 97.0})
         await stations.send_telemetry(STATION, {"hazardous": 5.0})
         for _ in range(3):
             await stations.play_round()
-        await until(lambda: ctx.counters["bins_emptied"] >= 1 and ctx.counters["drops"] >= 4)
+        await wait_until(lambda: ctx.counters["bins_emptied"] >= 1 and ctx.counters["drops"] >= 4)
 
     hazardous = [
         e for e in await ingested(nats_url, "recycling") if e["payload"].get("alarm_key") == f"{STATION}:hazardous"

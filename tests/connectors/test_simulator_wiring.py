@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from connector_harness import CONNECTORS, ingested_events
-from harness import until
+from tests.waiting import wait_until
 
 import connectors.citybrain as citybrain
 from connectors.citybrain.settings import CitybrainSettings
@@ -50,7 +50,7 @@ async def test_demo_sections_wire_simulators_to_their_connectors(nats_url, tmp_p
         for simulator in simulators:
             await simulator.start()
         try:
-            await until(lambda: hotline_ctx.counters["orders_published"] >= 1 and citizen_ctx.counters["published"] >= 1)
+            await wait_until(lambda: hotline_ctx.counters["orders_published"] >= 1 and citizen_ctx.counters["published"] >= 1)
         finally:
             for simulator in simulators:
                 await simulator.stop()

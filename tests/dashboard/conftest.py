@@ -13,7 +13,8 @@ import orjson
 import pytest
 import uvicorn
 from standin_hub import StandInHub
-from stream_samples import TOKEN, StreamWriter, grid_collection, wait_until
+from stream_samples import TOKEN, StreamWriter, grid_collection
+from tests.waiting import wait_until
 
 from hub.admin import create_admin_app, require_token
 from hub.dashboard import build_router, live_state

@@ -4,11 +4,9 @@ and dispatch traffic, and a writer that publishes the unified stream exactly as 
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import random
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from nats.js import JetStreamContext
 
@@ -27,11 +25,11 @@ from hub.models import (
     Location,
     Severity,
 )
+from tests.pipeline_support import GRIDS
 
-SAMPLE_GRIDS = Path(__file__).resolve().parents[2] / "hub" / "data" / "grids"
 SAMPLE_LAYERS_TOML = (
-    f'[[geo.layers]]\nname = "admin"\npath = "{SAMPLE_GRIDS / "chengdu_admin_gcj02.geojson"}"\ncrs = "gcj02"\n\n'
-    f'[[geo.layers]]\nname = "zones"\npath = "{SAMPLE_GRIDS / "chengdu_overlays_gcj02.geojson"}"\ncrs = "gcj02"\n'
+    f'[[geo.layers]]\nname = "admin"\npath = "{GRIDS / "chengdu_admin_gcj02.geojson"}"\ncrs = "gcj02"\n\n'
+    f'[[geo.layers]]\nname = "zones"\npath = "{GRIDS / "chengdu_overlays_gcj02.geojson"}"\ncrs = "gcj02"\n'
     'kind = "overlay"\n'
 )
 TOKEN = "dashboard-test-token"
@@ -95,8 +93,8 @@ def sample_city_places(count: int, seed: int = 7) -> list[tuple[list[GridCell], 
     """``count`` WGS-84 points inside the shipped sample grids (three Chengdu districts) with the grid path
     the real geofence resolves for each."""
     index = GridIndex.load([
-        LayerSpec(name="admin", path=SAMPLE_GRIDS / "chengdu_admin_gcj02.geojson", crs="gcj02"),
-        LayerSpec(name="zones", path=SAMPLE_GRIDS / "chengdu_overlays_gcj02.geojson", crs="gcj02", kind="overlay"),
+        LayerSpec(name="admin", path=GRIDS / "chengdu_admin_gcj02.geojson", crs="gcj02"),
+        LayerSpec(name="zones", path=GRIDS / "chengdu_overlays_gcj02.geojson", crs="gcj02", kind="overlay"),
     ])
     rng = random.Random(seed)
     places = []
@@ -195,15 +193,4 @@ def make_order(incident: Incident, number: int = 1, *, minutes: float = 1, deadl
 def make_update(order: DispatchOrder, status: DispatchStatus, minutes: float) -> DispatchUpdate:
     return DispatchUpdate(order_id=order.id, incident_id=order.incident_id, status=status,
                           time=order.created_at + timedelta(minutes=minutes), actor="网格员 王")
-
-
-async def wait_until(condition, what: str, timeout: float = 60.0) -> None:
-    """Poll ``condition`` until true; fail saying what never happened (a readiness wait, not a speed check)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
 

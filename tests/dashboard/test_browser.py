@@ -18,10 +18,10 @@ from stream_samples import (
     make_report,
     make_update,
     sample_city_places,
-    wait_until,
 )
 
 from hub.models import Category, DispatchStatus, IncidentState, Severity, utcnow
+from tests.waiting import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"

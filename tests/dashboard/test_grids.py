@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import orjson
 import pytest
@@ -14,8 +13,8 @@ from hub.config import GeoLayer
 from hub.coords import convert
 from hub.dashboard.grids import GridDrawing
 from hub.errors import GeoError
+from tests.pipeline_support import GRIDS
 
-SAMPLE_GRIDS = Path(__file__).resolve().parents[2] / "hub" / "data" / "grids"
 
 
 def _vertices(collection: dict) -> int:
@@ -24,8 +23,8 @@ def _vertices(collection: dict) -> int:
 
 
 def test_sample_grids_are_drawn_in_wgs84_with_fewer_vertices():
-    source = orjson.loads((SAMPLE_GRIDS / "chengdu_admin_gcj02.geojson").read_bytes())
-    layer = GeoLayer(name="admin", path=SAMPLE_GRIDS / "chengdu_admin_gcj02.geojson", crs="gcj02")
+    source = orjson.loads((GRIDS / "chengdu_admin_gcj02.geojson").read_bytes())
+    layer = GeoLayer(name="admin", path=GRIDS / "chengdu_admin_gcj02.geojson", crs="gcj02")
     drawn = orjson.loads(GridDrawing().geojson([layer]))
     assert len(drawn["features"]) == len(source["features"])
     assert _vertices(drawn) < _vertices(source)

@@ -5,35 +5,23 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from stream_samples import wait_until
 
 from hub.app import Hub
-from tests.pipeline_support import GRIDS, event, ingest_item, publish_raw
+from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw
+from tests.waiting import wait_until
 
-CONFIG = """
-[nats]
-servers = ["{url}"]
-
-[admin]
-port = 0
-
-[geo]
-layers = [{{ name = "admin", path = "{grids}/chengdu_admin_gcj02.geojson", crs = "gcj02" }}]
-
-[pipeline]
-fetch_timeout = "50ms"
-
+RULES = """
 [[rules]]
 id = "gas-critical"
 when = 'category == "gas_leak"'
-actions = {{ severity = "critical", route = ["gridworker"], escalate_after_s = 600 }}
+actions = { severity = "critical", route = ["gridworker"], escalate_after_s = 600 }
 """
 
 
 @pytest.fixture
 async def hub(tmp_path, nats_url):
     path = tmp_path / "cityhub.toml"
-    path.write_text(CONFIG.format(url=nats_url, grids=GRIDS))
+    path.write_text(hub_toml(nats_url, RULES))
     running = Hub.from_file(path)
     await running.start(connectors=False)
     yield running
@@ -58,7 +46,6 @@ async def test_the_hub_serves_the_dashboard_of_its_own_stream(hub, nats_url):
     assert page["orders"][0]["superseded"] and not page["orders"][-1]["superseded"]
     assert summary["escalation_level"] >= 1 and summary["deadline"] == page["orders"][-1]["deadline"]
     assert {feature["properties"]["id"] for feature in grids["features"]} >= {cell["id"] for cell in page["incident"]["grid_path"]}
-
 
 
 def _redispatched_with_two_reports(hub) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 import orjson
-from stream_samples import TOKEN, grid_collection, make_incident, make_order, make_report, wait_until
+from stream_samples import TOKEN, grid_collection, make_incident, make_order, make_report
+from tests.waiting import wait_until
 
 from hub.asyncapi import asyncapi_document
 from hub.models import Category, IncidentState, Severity

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from stream_samples import T0, make_incident, make_order, make_report, make_update, wait_until
+from stream_samples import T0, make_incident, make_order, make_report, make_update
+from tests.waiting import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

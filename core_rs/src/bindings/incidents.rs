@@ -39,6 +39,33 @@ fn to_py_err(py: Python<'_>, error: IncidentError) -> PyErr {
     }
 }
 
+/// Runs `work` (a snapshot or delta of a core object) without the GIL and hands its bytes to Python.
+fn detached_bytes<'py>(
+    py: Python<'py>,
+    work: impl FnOnce() -> Result<Vec<u8>, IncidentError> + Send,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let bytes = py.detach(work).map_err(|e| to_py_err(py, e))?;
+    Ok(PyBytes::new(py, &bytes))
+}
+
+/// Rebuilds a core object without the GIL: `restore` reads the full snapshot, then `apply` replays each
+/// delta taken after it, in order.
+fn restore_detached<T: Send>(
+    py: Python<'_>,
+    restore: impl FnOnce() -> Result<T, IncidentError> + Send,
+    deltas: &[Vec<u8>],
+    apply: impl Fn(&mut T, &[u8]) -> Result<(), IncidentError> + Send + Sync,
+) -> PyResult<T> {
+    py.detach(|| {
+        let mut restored = restore()?;
+        deltas
+            .iter()
+            .try_for_each(|delta| apply(&mut restored, delta))?;
+        Ok(restored)
+    })
+    .map_err(|e| to_py_err(py, e))
+}
+
 fn bad_item(
     py: Python<'_>,
     index: usize,
@@ -180,33 +207,21 @@ impl PyDeduper {
     /// The whole state as bytes.
     fn snapshot<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let inner = &mut self.inner;
-        let bytes = py
-            .detach(|| inner.snapshot())
-            .map_err(|e| to_py_err(py, e))?;
-        Ok(PyBytes::new(py, &bytes))
+        detached_bytes(py, || inner.snapshot())
     }
 
     /// The changes since the last snapshot or delta.
     fn snapshot_delta<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let inner = &mut self.inner;
-        let bytes = py
-            .detach(|| inner.snapshot_delta())
-            .map_err(|e| to_py_err(py, e))?;
-        Ok(PyBytes::new(py, &bytes))
+        detached_bytes(py, || inner.snapshot_delta())
     }
 
     /// A deduper rebuilt from a full snapshot followed by the deltas taken after it, in order.
     #[staticmethod]
     #[pyo3(signature = (data, deltas = Vec::new()))]
     fn restore(py: Python<'_>, data: &[u8], deltas: Vec<Vec<u8>>) -> PyResult<Self> {
-        let restored = py.detach(|| {
-            let mut deduper = Deduper::restore(data)?;
-            deltas.iter().try_for_each(|delta| deduper.apply(delta))?;
-            Ok(deduper)
-        });
-        restored
+        restore_detached(py, || Deduper::restore(data), &deltas, Deduper::apply)
             .map(|inner| Self { inner })
-            .map_err(|e| to_py_err(py, e))
     }
 
     #[getter]
@@ -657,20 +672,16 @@ impl PyIncidentMerger {
         self.inner.update_policy(policy.inner.clone());
     }
 
+    /// The whole state as bytes.
     fn snapshot<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let inner = &mut self.inner;
-        let bytes = py
-            .detach(|| inner.snapshot())
-            .map_err(|e| to_py_err(py, e))?;
-        Ok(PyBytes::new(py, &bytes))
+        detached_bytes(py, || inner.snapshot())
     }
 
+    /// The changes since the last snapshot or delta.
     fn snapshot_delta<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let inner = &mut self.inner;
-        let bytes = py
-            .detach(|| inner.snapshot_delta())
-            .map_err(|e| to_py_err(py, e))?;
-        Ok(PyBytes::new(py, &bytes))
+        detached_bytes(py, || inner.snapshot_delta())
     }
 
     #[staticmethod]
@@ -682,14 +693,13 @@ impl PyIncidentMerger {
         deltas: Vec<Vec<u8>>,
     ) -> PyResult<Self> {
         let policy = policy.inner.clone();
-        let restored = py.detach(|| {
-            let mut merger = IncidentMerger::restore(data, policy)?;
-            deltas.iter().try_for_each(|delta| merger.apply(delta))?;
-            Ok(merger)
-        });
-        restored
-            .map(|inner| Self { inner })
-            .map_err(|e| to_py_err(py, e))
+        restore_detached(
+            py,
+            || IncidentMerger::restore(data, policy),
+            &deltas,
+            IncidentMerger::apply,
+        )
+        .map(|inner| Self { inner })
     }
 
     #[getter]

@@ -1073,6 +1073,17 @@ mod tests {
         format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, features.join(",")).into_bytes()
     }
 
+    fn admin_source(geojson: &[u8], strict: bool) -> LayerSource<'_> {
+        LayerSource {
+            name: "admin".into(),
+            kind: LayerKind::Admin,
+            geojson,
+            crs: CoordSystem::Wgs84,
+            properties: names(),
+            strict,
+        }
+    }
+
     fn names() -> PropertyNames {
         PropertyNames { id: "id".into(), name: "name".into(), level: "level".into(), parent: "parent".into() }
     }
@@ -1083,14 +1094,7 @@ mod tests {
             square("s2", "street", Some("d"), 0.001, 0.0, 0.001),
             square("s1", "street", Some("d"), 0.0, 0.0, 0.001),
         ]);
-        let source = LayerSource {
-            name: "admin".into(),
-            kind: LayerKind::Admin,
-            geojson: &layer,
-            crs: CoordSystem::Wgs84,
-            properties: names(),
-            strict: true,
-        };
+        let source = admin_source(&layer, true);
         GridIndex::build(&[source], 30.0).unwrap()
     }
 
@@ -1137,14 +1141,7 @@ mod tests {
     #[test]
     fn missing_parent_is_an_error_naming_the_feature() {
         let layer = collection(&[square("s1", "street", Some("nowhere"), 0.0, 0.0, 1.0)]);
-        let source = LayerSource {
-            name: "admin".into(),
-            kind: LayerKind::Admin,
-            geojson: &layer,
-            crs: CoordSystem::Wgs84,
-            properties: names(),
-            strict: false,
-        };
+        let source = admin_source(&layer, false);
         let err = GridIndex::build(&[source], 30.0).err().unwrap().to_string();
         assert!(err.contains("\"s1\"") && err.contains("nowhere"), "{err}");
     }
