@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -246,6 +247,13 @@ class BatchResult:
     evaluations: list[dict[str, Any]] = field(default_factory=list)
 
 
+# Subjects repeat (a few per district × category × severity): build each once.
+_event_subject = functools.lru_cache(maxsize=65_536)(topology.event_subject)
+_incident_subject = functools.lru_cache(maxsize=65_536)(topology.incident_subject)
+_Place = tuple[tuple[GridCell, ...], str, str]  # grid path, admin names and admin ids joined by "/"
+_PLACE_CACHE_LIMIT = 100_000
+
+
 def _admin_cell(path: Sequence[GridCell], level: str) -> str | None:
     return next((cell.id for cell in path if cell.level == level), None)
 
@@ -266,6 +274,7 @@ class BatchProcessor:
     def __init__(self, engines: Engines, options: PipelineOptions, on_transform_error: TransformFailed | None = None):
         self._engines = engines
         self._grid_cells: dict[Any, GridCell] = {}
+        self._place_cache: dict[tuple[int, tuple[int, ...], tuple[float, ...]], _Place] = {}
         self.options = options
         self.on_transform_error = on_transform_error
 
@@ -277,6 +286,7 @@ class BatchProcessor:
     def engines(self, engines: Engines) -> None:
         self._engines = engines
         self._grid_cells = {}  # new grids: new cells
+        self._place_cache = {}
 
     def process(self, state: PipelineState, batch: Sequence[tuple[int, str, bytes]], evaluate: bool = False) -> BatchResult:
         """``batch``: ``(stream sequence, subject, bytes)`` per message, in stream order."""
@@ -304,12 +314,14 @@ class BatchProcessor:
         evaluate: bool,
     ) -> None:
         keys = [ids.idempotency_key(event) for event in events]
-        duplicate = state.deduper.check_many(keys, [event.time.timestamp() for event in events])
+        times = [event.time.timestamp() for event in events]
+        duplicate = state.deduper.check_many(keys, times)
         fresh = [i for i, dup in enumerate(duplicate) if not dup]
         result.duplicates = len(events) - len(fresh)
         events = [events[i] for i in fresh]
         documents = [documents[i] for i in fresh]
         keys = [keys[i] for i in fresh]
+        times = [times[i] for i in fresh]
         if not events:
             return
         result.accepted = len(events)
@@ -317,7 +329,7 @@ class BatchProcessor:
         matches = self._match_rules(events, documents, keys, admin_paths)
         merge = state.merger.add_columns(
             [event.id or "" for event in events],
-            [event.time.timestamp() for event in events],
+            times,
             [event.category.value for event in events],
             [event.location.lon if event.location else None for event in events],
             [event.location.lat if event.location else None for event in events],
@@ -350,6 +362,17 @@ class BatchProcessor:
         """Convert every location to WGS-84 and resolve its grid path; returns each event's admin path as
         (names, ids) joined by ``/``, the ``grid`` and ``grid_ids`` fields rules see."""
         located = [event for event in events if event.location is not None]
+        self._to_wgs84(located)
+        if self.engines.geofence is None or not located:
+            return [("", "")] * len(events)
+        admin_paths = {id(event): ("", "") for event in events}
+        for event, (grid_path, grid, grid_ids) in zip(located, self._places(self.engines.geofence, located), strict=True):
+            event.grid_path = list(grid_path)
+            admin_paths[id(event)] = grid, grid_ids
+        return [admin_paths[id(event)] for event in events]
+
+    @staticmethod
+    def _to_wgs84(located: list[Event]) -> None:
         for crs in {event.location.crs for event in located} - {CoordSystem.WGS84}:  # type: ignore[union-attr]
             group = [event for event in located if event.location.crs is crs]  # type: ignore[union-attr]
             lons, lats = convert([e.location.lon for e in group], [e.location.lat for e in group], crs, "wgs84")  # type: ignore[union-attr]
@@ -357,18 +380,31 @@ class BatchProcessor:
                 event.location = Location.model_construct(  # converted from a validated point: still valid
                     lon=lon, lat=lat, crs=CoordSystem.WGS84, accuracy_m=event.location.accuracy_m  # type: ignore[union-attr]
                 )
-        admin_paths = {id(event): ("", "") for event in events}
-        if self.engines.geofence is not None and located:
-            resolutions = self.engines.geofence.locate_many(
-                [e.location.lon for e in located], [e.location.lat for e in located], "wgs84"  # type: ignore[union-attr]
-            )
-            for event, resolution in zip(located, resolutions, strict=True):
-                event.grid_path = self._grid_path(resolution)
-                admin_paths[id(event)] = (
-                    "/".join(cell.name for cell in resolution.admin_path),
-                    "/".join(cell.id for cell in resolution.admin_path),
-                )
-        return [admin_paths[id(event)] for event in events]
+
+    def _places(self, geofence: GridIndex, located: list[Event]) -> list[_Place]:
+        """Each event's place, from one geofence call for the batch. A place is built once per distinct
+        geofence answer (cells and distances) and reused: events cluster on far fewer answers than points."""
+        arrays = geofence.locate_arrays(
+            [e.location.lon for e in located], [e.location.lat for e in located], "wgs84"  # type: ignore[union-attr]
+        )
+        offsets, cells, distances = arrays.offsets.tolist(), arrays.cells.tolist(), arrays.distances_m.tolist()
+        if len(self._place_cache) > _PLACE_CACHE_LIMIT:
+            self._place_cache.clear()
+        places = []
+        for point, admin_count in enumerate(arrays.admin_counts.tolist()):
+            start, end = offsets[point], offsets[point + 1]
+            key = (admin_count, tuple(cells[start:end]), tuple(distances[start:end]))
+            place = self._place_cache.get(key)
+            if place is None:
+                place = self._place_cache[key] = self._place(geofence, *key)
+            places.append(place)
+        return places
+
+    def _place(self, geofence: GridIndex, admin_count: int, cells: tuple[int, ...], distances: tuple[float, ...]) -> _Place:
+        resolved = [geofence.cell(index, distance) for index, distance in zip(cells, distances, strict=True)]
+        admin_path = resolved[:admin_count][::-1]
+        grid_path = self._grid_path(Resolution(resolved, admin_path, not resolved))
+        return (tuple(grid_path), "/".join(cell.name for cell in admin_path), "/".join(cell.id for cell in admin_path))
 
     def _grid_path(self, resolution: Resolution) -> list[GridCell]:
         """Admin path from the district down, then overlay cells. GridCell models are built once per cell
@@ -431,7 +467,7 @@ class BatchProcessor:
 
     def _event_output(self, event: Event, incident_id: str) -> Output:
         district, street = _admin_cell(event.grid_path, "district"), _admin_cell(event.grid_path, "street")
-        subject = topology.event_subject(district, street, event.category, event.severity)
+        subject = _event_subject(district, street, event.category, event.severity)
         raw = wire.encode(
             type_=wire.TYPE_EVENT, id_=event.id or "", source=_SOURCE, time=event.time, data=event, subject=subject,
             extensions={
@@ -522,7 +558,7 @@ def incident_output(
     change: IncidentChange, msg_id: str, time: datetime,
 ) -> Output:
     """An incident change on ``cityhub.incidents.<district>.<category>.<change>``."""
-    subject = topology.incident_subject(district, category, change)
+    subject = _incident_subject(district, category, change)
     raw = wire.encode(
         type_=f"{wire.TYPE_INCIDENT_PREFIX}{change}", id_=msg_id, source=_SOURCE, time=time, data=data,
         subject=subject,
