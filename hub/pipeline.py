@@ -37,7 +37,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError, ObjectNotFoundError
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from hub import ids, topology, wire
 from hub.connector_runtime import raise_if_cancelled
@@ -68,6 +68,7 @@ SNAPSHOT_BUCKET = "CITYHUB_PIPELINE"
 SNAPSHOT_NAME = "state"
 _SOURCE = "/cityhub/pipeline"
 _SEVERITIES = list(Severity)
+_EVENTS = TypeAdapter(list[Event])
 
 
 # --- what the pipeline is built from -----------------------------------------------------------------
@@ -133,6 +134,41 @@ def _validation_kind(error: ValidationError) -> tuple[str, str]:
 def decode_event(raw: bytes, subject: str, max_bytes: int) -> tuple[Event, dict[str, Any]]:
     """One ingest message → its canonical event and the JSON object it came from. Accepts a bare Event
     JSON or a CloudEvent of type ``cityhub.event``. Raises :class:`InvalidEventError` with ``kind`` set."""
+    document = _event_document(raw, max_bytes)
+    return _checked_event(_validate_event(document), subject), document
+
+
+def decode_events(
+    batch: Sequence[tuple[int, str, bytes]], max_bytes: int
+) -> tuple[list[Event], list[dict[str, Any]], list[Rejection]]:
+    """:func:`decode_event` for a batch, validating all its documents in one pydantic call (half the cost
+    of one call per event); a batch holding an invalid event is validated again event by event."""
+    parsed, documents, rejected = [], [], []
+    for seq, subject, raw in batch:
+        try:
+            documents.append(_event_document(raw, max_bytes))
+        except InvalidEventError as exc:
+            rejected.append(Rejection(raw, subject, getattr(exc, "kind", "invalid"), exc.reason, seq))
+            continue
+        parsed.append((seq, subject, raw))
+    try:
+        validated: list[Event | InvalidEventError] = list(_EVENTS.validate_python(documents))
+    except ValidationError:
+        validated = [_validated_or_error(document) for document in documents]
+    events, kept = [], []
+    for (seq, subject, raw), document, event in zip(parsed, documents, validated, strict=True):
+        try:
+            events.append(_checked_event(event, subject))
+        except InvalidEventError as exc:
+            rejected.append(Rejection(raw, subject, getattr(exc, "kind", "invalid"), exc.reason, seq))
+            continue
+        kept.append(document)
+    rejected.sort(key=lambda rejection: rejection.seq)
+    return events, kept, rejected
+
+
+def _event_document(raw: bytes, max_bytes: int) -> dict[str, Any]:
+    """The JSON object of an ingest message (the ``data`` of a CloudEvent), not yet validated."""
     if len(raw) > max_bytes:
         raise _invalid("oversized", f"message of {len(raw)} bytes exceeds the limit of {max_bytes}")
     try:
@@ -143,13 +179,30 @@ def decode_event(raw: bytes, subject: str, max_bytes: int) -> tuple[Event, dict[
         raise _invalid("invalid", f"an event must be a JSON object, got {type(document).__name__}")
     if "specversion" in document:
         document = _cloudevent_data(document)
+    return document
+
+
+def _validate_event(document: dict[str, Any]) -> Event:
     try:
-        event = Event.model_validate(document)
+        return Event.model_validate(document)
     except ValidationError as exc:
         raise _invalid(*_validation_kind(exc)) from None
+
+
+def _validated_or_error(document: dict[str, Any]) -> Event | InvalidEventError:
+    try:
+        return _validate_event(document)
+    except InvalidEventError as exc:
+        return exc
+
+
+def _checked_event(event: Event | InvalidEventError, subject: str) -> Event:
+    """``event`` when it came on its own source's subject; raises the validation error it stands for."""
+    if isinstance(event, InvalidEventError):
+        raise event
     if event.source != source_of(subject):
         raise _invalid("source_mismatch", f"event source {event.source!r} published on {subject}")
-    return event, document
+    return event
 
 
 def _cloudevent_data(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -291,18 +344,7 @@ class BatchProcessor:
     def process(self, state: PipelineState, batch: Sequence[tuple[int, str, bytes]], evaluate: bool = False) -> BatchResult:
         """``batch``: ``(stream sequence, subject, bytes)`` per message, in stream order."""
         result = BatchResult()
-        events: list[Event] = []
-        documents: list[dict[str, Any]] = []
-        seqs: list[int] = []
-        for seq, subject, raw in batch:
-            try:
-                event, document = decode_event(raw, subject, self.options.max_message_bytes)
-            except InvalidEventError as exc:
-                result.rejected.append(Rejection(raw, subject, getattr(exc, "kind", "invalid"), exc.reason, seq))
-                continue
-            events.append(event)
-            documents.append(document)
-            seqs.append(seq)
+        events, documents, result.rejected = decode_events(batch, self.options.max_message_bytes)
         if events:
             self._process_events(state, events, documents, result, evaluate)
         for rejection in result.rejected:
