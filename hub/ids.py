@@ -5,12 +5,14 @@ processing the same input twice (after a crash, on redelivery) yields the same i
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import datetime
 
 from hub.models import Event
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RFC4648_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
 
 
 def idempotency_key(event: Event) -> str:
@@ -32,8 +34,8 @@ def time_ordered_id(time: datetime, key: str) -> str:
 
 
 def _base32(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    """``value`` as ``length`` Crockford base-32 digits, most significant first: the standard library's
+    RFC 4648 encoder over whole 5-byte groups (no padding), with the alphabet swapped."""
+    groups = -(-length // 8)
+    digits = base64.b32encode(value.to_bytes(groups * 5, "big")).translate(_RFC4648_TO_CROCKFORD)
+    return digits[groups * 8 - length :].decode()
