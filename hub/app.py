@@ -110,6 +110,7 @@ class Hub:
         self.reloader = ConfigReloader(self)
         self._stop_watching = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()  # plugin-failure reports in flight (kept referenced)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Hub:
@@ -140,7 +141,7 @@ class Hub:
         await self.plugins.startup()
         transforms = await self._transforms()
         self.pipeline = Pipeline(self.nc, build_engines(self.config, transforms), self.metrics,
-                                 pipeline_options(self.config), self._transform_failed)
+                                 pipeline_options(self.config), self._transform_outcome)
         await self.pipeline.start()
         self.escalator = Escalator(self.nc)
         await self.escalator.start()
@@ -237,9 +238,15 @@ class Hub:
         return [(plugin, transform) for plugin, transforms in await self.plugins.call("register_transforms")
                 for transform in transforms]
 
-    def _transform_failed(self, plugin: str, transform: Transform, exc: BaseException) -> None:
+    def _transform_outcome(self, plugin: str, transform: Transform, exc: BaseException | None) -> None:
+        what = f"transform:{transform.name}"
+        if exc is None:
+            self.plugins.record_success(plugin, what)
+            return
         # record_failure counts it (metrics and log line) and disables the plugin after repeated failures
-        asyncio.get_running_loop().create_task(self.plugins.record_failure(plugin, f"transform:{transform.name}", exc))
+        task = asyncio.get_running_loop().create_task(self.plugins.record_failure(plugin, what, exc))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _plugin_changed(self, plugin: str, enabled: bool) -> None:
         if self.pipeline is not None:
@@ -254,8 +261,8 @@ class Hub:
 
     async def _start_connectors(self, plugin: str) -> None:
         assert self.supervisor is not None
-        for _, connectors in await self.plugins.call("register_connectors", only=plugin):
-            for connector in connectors:
+        for _, provided in await self.plugins.call("register_connectors", only=plugin):
+            for connector in provided:
                 if not isinstance(connector, Connector):
                     raise HubError(f"plugin {plugin!r} returned {connector!r} from register_connectors, not a Connector")
                 await self.supervisor.start(connector)

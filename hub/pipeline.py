@@ -47,7 +47,6 @@ from hub.geofence import GridIndex, Resolution
 from hub.incidents import Deduper, IncidentMerger, MergePolicy
 from hub.metrics import Metrics
 from hub.models import (
-    Category,
     CoordSystem,
     DispatchOrder,
     Event,
@@ -99,7 +98,8 @@ class Engines:
     dedup_max_keys: int = 1_000_000
 
 
-TransformFailed = Callable[[str, Transform, BaseException], None]
+# Told of each transform run: (plugin, transform, None) on success, the exception when it raised.
+TransformOutcome = Callable[[str, Transform, BaseException | None], None]
 
 
 # --- decoding ----------------------------------------------------------------------------------------
@@ -331,12 +331,12 @@ def connector_for_target(target: str) -> str:
 class BatchProcessor:
     """The pure part of the pipeline: a batch of raw messages → outputs, mutating :class:`PipelineState`."""
 
-    def __init__(self, engines: Engines, options: PipelineOptions, on_transform_error: TransformFailed | None = None):
+    def __init__(self, engines: Engines, options: PipelineOptions, on_transform_outcome: TransformOutcome | None = None):
         self._engines = engines
         self._grid_cells: dict[Any, GridCell] = {}
         self._place_cache: dict[tuple[int, tuple[int, ...], tuple[float, ...]], _Place] = {}
         self.options = options
-        self.on_transform_error = on_transform_error
+        self.on_transform_outcome = on_transform_outcome
 
     @property
     def engines(self) -> Engines:
@@ -494,9 +494,14 @@ class BatchProcessor:
             try:
                 events = transform.apply(events)
             except Exception as exc:  # contained: this transform is skipped for this batch, counted
-                if self.on_transform_error is not None:
-                    self.on_transform_error(plugin, transform, exc)
+                self._report_transform(plugin, transform, exc)
+            else:
+                self._report_transform(plugin, transform, None)
         return events
+
+    def _report_transform(self, plugin: str, transform: Transform, exc: BaseException | None) -> None:
+        if self.on_transform_outcome is not None:
+            self.on_transform_outcome(plugin, transform, exc)
 
     def _record(
         self, state: PipelineState, event: Event, incident_id: str, is_new: bool, matches: list[RuleMatch]
@@ -639,13 +644,13 @@ class Pipeline:
 
     def __init__(
         self, nc: NatsClient, engines: Engines, metrics: Metrics, options: PipelineOptions | None = None,
-        on_transform_error: TransformFailed | None = None,
+        on_transform_outcome: TransformOutcome | None = None,
     ):
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=10.0)
         self.metrics = metrics
         self.options = options or PipelineOptions()
-        self.processor = BatchProcessor(engines, self.options, on_transform_error)
+        self.processor = BatchProcessor(engines, self.options, on_transform_outcome)
         self.state = PipelineState.fresh(engines)
         self.counts: dict[str, int] = {"in": 0, "out": 0, "dlq": 0, "duplicates": 0, "merged": 0, "batches": 0}
         self.last_batch_at: float | None = None

@@ -10,7 +10,6 @@ import shutil
 import signal
 import sys
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import orjson
 import pytest
 
 from hub import topology
+from tests.waiting import wait_until
 
 SEVEN_SOURCES = {"hotline12345", "citizen_report", "citybrain", "iot_mqtt", "eldercare", "recycling", "gridworker"}
 GAS_SCENARIO_SOURCES = {"iot_mqtt", "hotline12345", "citizen_report"}
@@ -125,15 +125,6 @@ class StreamWatch:
                    for connector in ("hotline12345", "eldercare"))
 
 
-async def _until(condition: Callable[[], Any], what: str) -> None:
-    try:
-        async with asyncio.timeout(WAIT_S):
-            while not condition():
-                await asyncio.sleep(0.2)
-    except TimeoutError:
-        raise AssertionError(f"the demo never showed {what}") from None
-
-
 @pytest.mark.timeout(300)
 async def test_demo_shows_all_seven_systems_merges_the_gas_leak_and_stops_on_ctrl_c():
     process = await asyncio.create_subprocess_exec(
@@ -155,9 +146,9 @@ async def test_demo_shows_all_seven_systems_merges_the_gas_leak_and_stops_on_ctr
                                      (f"{topology.PREFIX}.incidents.>", watch.on_incident),
                                      (f"{topology.PREFIX}.dispatch.>", watch.on_dispatch)):
                 await js.subscribe(subject, cb=handler, ordered_consumer=True)  # from the start of each stream
-            await _until(lambda: SEVEN_SOURCES <= watch.sources, f"all seven systems (so far: {watch.sources})")
-            await _until(watch.gas_incident, "the gas alarm, the 12345 call and the citizen photo as one incident")
-            await _until(watch.orders_naming_their_reports, "orders to the hotline and eldercare naming their reports")
+            await wait_until(lambda: SEVEN_SOURCES <= watch.sources, f"the demo showing all seven systems (so far: {watch.sources})", WAIT_S)
+            await wait_until(watch.gas_incident, "the gas alarm, the 12345 call and the citizen photo as one incident", WAIT_S)
+            await wait_until(watch.orders_naming_their_reports, "orders to the hotline and eldercare naming their reports", WAIT_S)
         finally:
             await nc.close()
 

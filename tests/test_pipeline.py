@@ -94,7 +94,7 @@ async def test_orders_name_their_connector_and_carry_the_incidents_reports(nats_
     to_eldercare = {"id": "visit", "when": 'source == "eldercare"', "actions": {"route": ["connector:eldercare"]}}
     pipeline, nc = await _start(nats_url, rules=[to_eldercare])
     await publish_raw(nats_url, [ingest_item(event(0)), ingest_item(event(1, source="eldercare", offset_m=5))])
-    await _until(lambda: pipeline.counts["in"] == 2)
+    await wait_until(lambda: pipeline.counts["in"] == 2)
     await pipeline.stop()
     await nc.close()
 
