@@ -1,8 +1,10 @@
 """The page in a real headless browser: Debian's chromium driven by Playwright, against the admin app fed
-from a real nats-server. Screenshots go to docs/screenshots/ (the README shows them)."""
+from a real nats-server. With CITYHUB_SCREENSHOTS=1 the screenshots refresh docs/screenshots/ (the README shows
+them); otherwise they go to a temporary folder so a test run leaves the work tree as it was."""
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +26,15 @@ from hub.models import Category, DispatchStatus, IncidentState, Severity, utcnow
 from tests.waiting import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    """docs/screenshots/ when asked to refresh them, else a temporary folder."""
+    if os.environ.get("CITYHUB_SCREENSHOTS") == "1":
+        return DOCS_SCREENSHOTS
+    return tmp_path_factory.mktemp("screenshots")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 
@@ -85,7 +95,7 @@ async def publish_city(dashboard, count: int = 40) -> None:
                 await dashboard.writer.update(make_update(order, DispatchStatus.RESOLVED, 20 + number))
 
 
-async def test_operator_sees_filters_opens_and_switches(dashboard, browser):
+async def test_operator_sees_filters_opens_and_switches(dashboard, browser, screenshots):
     await publish_city(dashboard)
     await wait_until(lambda: len(dashboard.state.incidents({"status": "all"})) == 40, "40 incidents")
     page = await open_page(browser, dashboard.url)
@@ -104,7 +114,7 @@ async def test_operator_sees_filters_opens_and_switches(dashboard, browser):
     await dashboard.writer.update(make_update(order, DispatchStatus.ACCEPTED, 1))
     row = page.locator('.row[data-id="INC000900"]')
     await expect(row).to_be_visible()
-    await page.screenshot(path=str(SCREENSHOTS / "dashboard-overview.png"))
+    await page.screenshot(path=str(screenshots / "dashboard-overview.png"))
 
     # Filter by severity and category: only matching rows remain.
     await page.select_option("#f-severity", "critical")
@@ -125,7 +135,7 @@ async def test_operator_sees_filters_opens_and_switches(dashboard, browser):
     await expect(detail.locator(".rules")).to_contain_text("five-way-response")
     await expect(detail.locator(".orders")).to_contain_text("dept:gas")
     await expect(detail.locator(".orders .countdown")).to_contain_text("in ")
-    await page.screenshot(path=str(SCREENSHOTS / "dashboard-incident.png"))
+    await page.screenshot(path=str(screenshots / "dashboard-incident.png"))
 
     # Switch a plugin off with the admin token.
     await page.click("#detail-close")
@@ -137,10 +147,10 @@ async def test_operator_sees_filters_opens_and_switches(dashboard, browser):
     await expect(page.locator('button[data-plugin="iot_mqtt"]')).to_have_text("Enable")
     assert dashboard.hub.plugins.is_enabled("iot_mqtt") is False
     await expect(page.locator('.plugin[data-plugin="eldercare"] .error')).to_contain_text("device registry unreachable")
-    await page.screenshot(path=str(SCREENSHOTS / "dashboard-plugins.png"))
+    await page.screenshot(path=str(screenshots / "dashboard-plugins.png"))
 
 
-async def test_chinese_labels_follow_the_browser_language(dashboard, browser):
+async def test_chinese_labels_follow_the_browser_language(dashboard, browser, screenshots):
     await publish_city(dashboard, count=12)
     await wait_until(lambda: len(dashboard.state.incidents({"status": "all"})) == 12, "12 incidents")
     page = await open_page(browser, dashboard.url, locale="zh-CN")
@@ -150,11 +160,11 @@ async def test_chinese_labels_follow_the_browser_language(dashboard, browser):
     await expect(page.locator(".row .what").first).to_contain_text(chinese_categories)
     await page.click('#tabs button[data-tab="figures"]')
     await expect(page.locator("#t-category")).to_contain_text("燃气泄漏")
-    await page.screenshot(path=str(SCREENSHOTS / "dashboard-figures-zh.png"))
+    await page.screenshot(path=str(screenshots / "dashboard-figures-zh.png"))
 
 
 @pytest.mark.slow
-async def test_ten_thousand_open_incidents_stay_a_short_document(dashboard, browser):
+async def test_ten_thousand_open_incidents_stay_a_short_document(dashboard, browser, screenshots):
     """The list is virtualised and markers are drawn on canvas: the document holds a screenful of rows."""
     places = sample_city_places(10_000)
     for number in range(10_000):
@@ -166,4 +176,4 @@ async def test_ten_thousand_open_incidents_stay_a_short_document(dashboard, brow
     assert await page.locator(".row").count() < 60
     await page.locator("#list").evaluate("list => { list.scrollTop = 46 * 5000; list.dispatchEvent(new Event('scroll')); }")
     await expect(page.locator(".row").first).to_have_attribute("style", "top:" + str(46 * 4995) + "px")
-    await page.screenshot(path=str(SCREENSHOTS / "dashboard-10k.png"))
+    await page.screenshot(path=str(screenshots / "dashboard-10k.png"))
