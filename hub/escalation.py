@@ -29,6 +29,7 @@ from hub import topology, wire
 from hub.connector_runtime import raise_if_cancelled
 from hub.models import DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
 from hub.pipeline import connector_for_target, dispatch_output, incident_output
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.escalation")
 
@@ -82,11 +83,7 @@ class Escalator:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
 
     def health(self) -> dict[str, Any]:
