@@ -8,11 +8,27 @@ import json
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hub.errors import ConfigError, ConfigIssue
+from hub.models import CoordSystem, Location
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
+
+
+class SitedRecord(BaseModel):
+    """A registry row with a fixed place (a device, a station, an elder's home): address and coordinates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(max_length=512)
+    lon: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=-90, le=90)
+    crs: CoordSystem = CoordSystem.WGS84
+
+    @property
+    def location(self) -> Location:
+        return Location(lon=self.lon, lat=self.lat, crs=self.crs)
 
 
 def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:

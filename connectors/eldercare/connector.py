@@ -19,34 +19,26 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from connectors._http import WebhookRejected, dead_letter, post_signed, serve, signed_body
-from connectors._registry import load_records
+from connectors._registry import SitedRecord, load_records
 from connectors.eldercare.settings import EldercareSettings
 from hub.connector import Connector, ConnectorContext
 from hub.models import (
     Category,
-    CoordSystem,
     DispatchOrder,
     DispatchStatus,
     DispatchUpdate,
     Event,
-    Location,
     Reporter,
     Severity,
 )
 
 
-class Elder(BaseModel):
+class Elder(SitedRecord):
     """One row of the elder registry (personal data: it never leaves the connector whole)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     elder_id: str = Field(min_length=1, max_length=64)
     name: str
     phone: str
-    address: str = Field(max_length=512)
-    lon: float = Field(ge=-180, le=180)
-    lat: float = Field(ge=-90, le=90)
-    crs: CoordSystem = CoordSystem.WGS84
     lives_alone: bool = False
     conditions: str | None = Field(None, description="Medical conditions: kept for the platform, never published.")
 
@@ -202,7 +194,7 @@ class EldercareConnector(Connector):
             category=category,
             severity=severity,
             time=alert.time,
-            location=Location(lon=elder.lon, lat=elder.lat, crs=elder.crs),
+            location=elder.location,
             address=elder.address,
             reporter=Reporter(name=elder.name, phone=elder.phone, account=elder.elder_id),
             text=summary + ("; lives alone" if elder.lives_alone else ""),

@@ -16,12 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from connectors._liveness import SilenceWatch
 from connectors._loops import every
 from connectors._mqtt import BrokerAddress, consume
-from connectors._registry import load_records
+from connectors._registry import SitedRecord, load_records
 from connectors._validation import describe
 from connectors.recycling.settings import RecyclingSettings
 from hub.connector import Connector, ConnectorContext
 from hub.errors import InvalidEventError
-from hub.models import Category, CoordSystem, Event, Location, Severity, utcnow
+from hub.models import Category, Event, Severity, utcnow
 
 STATE_KEY = "stations"
 TOPIC_KINDS = ("telemetry", "drop", "status")
@@ -36,17 +36,11 @@ class Fraction(StrEnum):
     OTHER = "other"  # 其他垃圾
 
 
-class Station(BaseModel):
+class Station(SitedRecord):
     """One row of the station registry."""
-
-    model_config = ConfigDict(extra="forbid")
 
     station_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
     name: str
-    address: str = Field(max_length=512)
-    lon: float = Field(ge=-180, le=180)
-    lat: float = Field(ge=-90, le=90)
-    crs: CoordSystem = CoordSystem.WGS84
     operator: str
     heartbeat_s: float | None = Field(None, gt=0)
 
@@ -340,7 +334,7 @@ class RecyclingConnector(Connector):
             category=category,
             severity=severity,
             time=when,
-            location=Location(lon=station.lon, lat=station.lat, crs=station.crs),
+            location=station.location,
             address=station.address,
             device_id=station.station_id,
             status=status,
