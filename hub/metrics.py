@@ -19,8 +19,9 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 
 class Metrics:
-    """The hub's counters. Stage names are the pipeline's (decode, geo, merge, rules, transforms, publish,
-    end_to_end); DLQ ``kind`` is a short, bounded reason class (not_json, invalid, oversized, ...)."""
+    """The hub's counters. Stage names are the pipeline's (decode, dedup, geo, rules, merge, transforms,
+    encode, publish, pipeline for a whole batch, end_to_end per event); DLQ ``kind`` is a short, bounded
+    reason class (not_json, invalid, oversized, ...)."""
 
     def __init__(self, log: logging.Logger | None = None):
         self.log = log or logging.getLogger("cityhub.metrics")

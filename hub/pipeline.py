@@ -25,7 +25,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -44,8 +44,9 @@ from hub.connector_runtime import raise_if_cancelled
 from hub.coords import convert
 from hub.errors import InvalidEventError
 from hub.geofence import GridIndex, Resolution
-from hub.incidents import Deduper, IncidentMerger, MergePolicy
+from hub.incidents import Deduper, IncidentMerger, MergeBatch, MergePolicy
 from hub.metrics import Metrics
+from hub.publisher import Message, Publisher
 from hub.models import (
     CoordSystem,
     DispatchOrder,
@@ -237,10 +238,12 @@ class IncidentRecord:
     dispatched: list[str]
     matched_rules: list[str]
     reports: list[list[str]] = field(default_factory=list)  # [source, source_event_id], the first MAX_ORDER_REPORTS
+    district: str | None = None  # district cell id of the latest report: the subject of the closing update
+    report_count: int = 0
 
     def dump(self) -> list[Any]:
         return [self.category, self.opened_at, self.severity, self.sources, self.dispatched, self.matched_rules,
-                self.reports]
+                self.reports, self.district, self.report_count]
 
 
 @dataclass
@@ -284,24 +287,25 @@ class PipelineState:
 # --- the outputs of one batch -----------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Output:
-    subject: str
-    data: bytes
-    msg_id: str
-    headers: dict[str, str] | None = None
-
-
 @dataclass
 class BatchResult:
     """What one batch produced; ``evaluations`` feed ``Hub.dry_run``."""
 
-    outputs: list[Output] = field(default_factory=list)
+    outputs: list[Message] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     accepted: int = 0
     duplicates: int = 0
     merged: int = 0
     evaluations: list[dict[str, Any]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # processing time per pipeline stage
+
+    @contextlib.contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
 # Subjects repeat (a few per district × category × severity): build each once.
@@ -351,7 +355,8 @@ class BatchProcessor:
     def process(self, state: PipelineState, batch: Sequence[tuple[int, str, bytes]], evaluate: bool = False) -> BatchResult:
         """``batch``: ``(stream sequence, subject, bytes)`` per message, in stream order."""
         result = BatchResult()
-        events, documents, result.rejected = decode_events(batch, self.options.max_message_bytes)
+        with result.timed("decode"):
+            events, documents, result.rejected = decode_events(batch, self.options.max_message_bytes)
         if events:
             self._process_events(state, events, documents, result, evaluate)
         for rejection in result.rejected:
@@ -362,9 +367,10 @@ class BatchProcessor:
         self, state: PipelineState, events: list[Event], documents: list[dict[str, Any]], result: BatchResult,
         evaluate: bool,
     ) -> None:
-        keys = [ids.idempotency_key(event) for event in events]
-        times = [event.time.timestamp() for event in events]
-        duplicate = state.deduper.check_many(keys, times)
+        with result.timed("dedup"):
+            keys = [ids.idempotency_key(event) for event in events]
+            times = [event.time.timestamp() for event in events]
+            duplicate = state.deduper.check_many(keys, times)
         fresh = [i for i, dup in enumerate(duplicate) if not dup]
         result.duplicates = len(events) - len(fresh)
         events = [events[i] for i in fresh]
@@ -374,23 +380,37 @@ class BatchProcessor:
         if not events:
             return
         result.accepted = len(events)
-        admin_paths = self._normalise_and_locate(events)
-        matches = self._match_rules(events, documents, keys, admin_paths)
-        merge = state.merger.add_columns(
-            [event.id or "" for event in events],
-            times,
-            [event.category.value for event in events],
-            [event.location.lon if event.location else None for event in events],
-            [event.location.lat if event.location else None for event in events],
-            [event.address for event in events],
-            [event.text for event in events],
-        )
-        events = self._apply_transforms(events)
+        with result.timed("geo"):
+            admin_paths = self._normalise_and_locate(events)
+        with result.timed("rules"):
+            matches = self._match_rules(events, documents, keys, admin_paths)
+        with result.timed("merge"):
+            merge = state.merger.add_columns(
+                [event.id or "" for event in events],
+                times,
+                [event.category.value for event in events],
+                [event.location.lon if event.location else None for event in events],
+                [event.location.lat if event.location else None for event in events],
+                [event.address for event in events],
+                [event.text for event in events],
+            )
+        result.merged = sum(1 for is_new in merge.is_new if not is_new)
+        with result.timed("transforms"):
+            events = self._apply_transforms(events)
+        with result.timed("encode"):
+            self._outputs(state, events, merge, matches, result, evaluate)
+            self._expire(state, max(event.time.timestamp() for event in events), result)
+
+    def _outputs(
+        self, state: PipelineState, events: list[Event], merge: MergeBatch, matches: list[list[RuleMatch]],
+        result: BatchResult, evaluate: bool,
+    ) -> None:
+        """The unified events, dispatch orders and one incident update per incident the batch touched."""
         touched: dict[str, tuple[Event, bool, int]] = {}
         for event, incident_id, is_new, count, event_matches in zip(
             events, merge.incident_ids, merge.is_new, merge.report_counts, matches, strict=True
         ):
-            record = self._record(state, event, incident_id, is_new, event_matches)
+            record = self._record(state, event, incident_id, count, event_matches)
             result.outputs.append(self._event_output(event, incident_id))
             result.outputs.extend(self._dispatch_outputs(event, incident_id, record, event_matches))
             opened = is_new or touched.get(incident_id, (event, False, 0))[1]
@@ -402,10 +422,8 @@ class BatchProcessor:
                     "incident": {"id": incident_id, "is_new": is_new, "report_count": count},
                     "matched_rules": [match.rule_id for match in event_matches],
                 })
-        result.merged = sum(1 for is_new in merge.is_new if not is_new)
         for incident_id, (event, opened, count) in touched.items():
             result.outputs.append(self._incident_output(state.incidents[incident_id], incident_id, event, opened, count))
-        self._expire(state, max(event.time.timestamp() for event in events))
 
     def _normalise_and_locate(self, events: list[Event]) -> list[tuple[str, str]]:
         """Convert every location to WGS-84 and resolve its grid path; returns each event's admin path as
@@ -504,7 +522,7 @@ class BatchProcessor:
             self.on_transform_outcome(plugin, transform, exc)
 
     def _record(
-        self, state: PipelineState, event: Event, incident_id: str, is_new: bool, matches: list[RuleMatch]
+        self, state: PipelineState, event: Event, incident_id: str, count: int, matches: list[RuleMatch]
     ) -> IncidentRecord:
         record = state.incidents.get(incident_id)
         if record is None:
@@ -512,6 +530,8 @@ class BatchProcessor:
                 event.category.value, event.time.timestamp(), event.severity.rank, [], [], []
             )
         record.severity = max(record.severity, event.severity.rank)
+        record.district = _admin_cell(event.grid_path, "district")
+        record.report_count = count
         if event.source not in record.sources:
             record.sources.append(event.source)
         if len(record.reports) < MAX_ORDER_REPORTS:
@@ -521,7 +541,7 @@ class BatchProcessor:
                 record.matched_rules.append(match.rule_id)
         return record
 
-    def _event_output(self, event: Event, incident_id: str) -> Output:
+    def _event_output(self, event: Event, incident_id: str) -> Message:
         district, street = _admin_cell(event.grid_path, "district"), _admin_cell(event.grid_path, "street")
         subject = _event_subject(district, street, event.category, event.severity)
         raw = wire.encode(
@@ -532,11 +552,11 @@ class BatchProcessor:
                 "gridcell": event.grid_path[0].id if event.grid_path else None,
             },
         )
-        return Output(subject, raw, event.id or "")
+        return Message(subject, raw, event.id or "")
 
     def _dispatch_outputs(
         self, event: Event, incident_id: str, record: IncidentRecord, matches: list[RuleMatch]
-    ) -> Iterable[Output]:
+    ) -> Iterable[Message]:
         for match in matches:
             for target in match.actions.get("route", ()):
                 if target in record.dispatched:
@@ -544,7 +564,7 @@ class BatchProcessor:
                 record.dispatched.append(target)
                 yield dispatch_output(build_order(event, incident_id, target, match, attempt=1, reports=record.reports))
 
-    def _incident_output(self, record: IncidentRecord, incident_id: str, event: Event, opened: bool, count: int) -> Output:
+    def _incident_output(self, record: IncidentRecord, incident_id: str, event: Event, opened: bool, count: int) -> Message:
         """The incident update as :class:`Incident` JSON, written directly from validated parts (a test checks
         it against the model) because it is published once per touched incident per batch."""
         severity = _SEVERITIES[record.severity]
@@ -564,9 +584,13 @@ class BatchProcessor:
         return incident_output(data, incident_id, record.category, severity, district, change,
                                f"{incident_id}:{count}", event.time)
 
-    def _expire(self, state: PipelineState, watermark: float) -> None:
+    def _expire(self, state: PipelineState, watermark: float, result: BatchResult) -> None:
+        """Close the incidents whose merge window has passed (event time, not wall time: a replay after a
+        crash closes the same incidents) and publish their ``closed`` change."""
         for incident_id in state.merger.expire(watermark):
-            state.incidents.pop(incident_id, None)
+            record = state.incidents.pop(incident_id, None)
+            if record is not None:
+                result.outputs.append(closed_output(record, incident_id, datetime.fromtimestamp(watermark, timezone.utc)))
 
 
 
@@ -590,14 +614,14 @@ def _summary(event: Event) -> str:
     return f"{event.category.value} ({event.severity.value}) at {where}"
 
 
-def dispatch_output(order: DispatchOrder) -> Output:
+def dispatch_output(order: DispatchOrder) -> Message:
     subject = topology.dispatch_order_subject(order.connector or "gridworker")
     raw = wire.encode(
         type_=wire.TYPE_DISPATCH_ORDER, id_=order.id, source=_SOURCE, time=order.created_at, data=order,
         subject=subject, extensions={"category": order.category.value, "severity": order.severity.value,
                                      "incidentid": order.incident_id},
     )
-    return Output(subject, raw, order.id)
+    return Message(subject, raw, order.id)
 
 
 def _cell_json(cell: GridCell) -> dict[str, Any]:
@@ -614,7 +638,7 @@ def _location_json(location: Location) -> dict[str, Any]:
 def incident_output(
     data: Incident | dict[str, Any], incident_id: str, category: str, severity: str, district: str | None,
     change: IncidentChange, msg_id: str, time: datetime,
-) -> Output:
+) -> Message:
     """An incident change on ``cityhub.incidents.<district>.<category>.<change>``."""
     subject = _incident_subject(district, category, change)
     raw = wire.encode(
@@ -622,10 +646,23 @@ def incident_output(
         subject=subject,
         extensions={"category": category, "severity": severity, "incidentid": incident_id, "district": district},
     )
-    return Output(subject, raw, f"{msg_id}:{change}")
+    return Message(subject, raw, f"{msg_id}:{change}")
 
 
-def dlq_output(rejection: Rejection) -> Output:
+def closed_output(record: IncidentRecord, incident_id: str, closed_at: datetime) -> Message:
+    """The ``closed`` change of an incident, from what the pipeline remembers of it."""
+    severity = _SEVERITIES[record.severity]
+    data: dict[str, Any] = {
+        "id": incident_id, "category": record.category, "severity": severity, "state": IncidentState.CLOSED,
+        "opened_at": datetime.fromtimestamp(record.opened_at, timezone.utc), "updated_at": closed_at,
+        "report_count": max(1, record.report_count), "sources": record.sources,
+        "matched_rules": record.matched_rules, "escalation_level": 0,
+    }
+    return incident_output(data, incident_id, record.category, severity, record.district, IncidentChange.CLOSED,
+                           incident_id, closed_at)
+
+
+def dlq_output(rejection: Rejection) -> Message:
     source = source_of(rejection.subject)
     headers = {
         topology.HEADER_REASON: " ".join(rejection.reason.split())[:1024],
@@ -633,7 +670,7 @@ def dlq_output(rejection: Rejection) -> Output:
         topology.HEADER_ORIGINAL_SUBJECT: rejection.subject,
     }
     msg_id = f"dlq:{rejection.seq}"
-    return Output(topology.dlq_subject(source), rejection.raw, msg_id, headers)
+    return Message(topology.dlq_subject(source), rejection.raw, msg_id, headers)
 
 
 # --- the consume loop -------------------------------------------------------------------------------
@@ -648,6 +685,7 @@ class Pipeline:
     ):
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=10.0)
+        self.publisher = Publisher(nc)
         self.metrics = metrics
         self.options = options or PipelineOptions()
         self.processor = BatchProcessor(engines, self.options, on_transform_outcome)
@@ -828,7 +866,7 @@ class Pipeline:
             return None
         result = self.processor.process(self.state, batch)
         self.state.last_seq = max(self.state.last_seq, batch[-1][0])
-        return asyncio.create_task(self._publish_all(result.outputs)), result, len(batch)
+        return asyncio.create_task(self._publish_all(result)), result, len(batch)
 
     async def _complete(
         self, msgs: list[Msg], publishing: tuple[asyncio.Task[None], BatchResult, int] | None, started: float
@@ -841,30 +879,19 @@ class Pipeline:
         await self._ack(msgs)
         self.last_batch_at = time.time()
 
-    async def _publish_all(self, outputs: list[Output]) -> None:
-        """Publish every output and wait for all acks; retry the unacknowledged ones (same msg ids) until
-        JetStream has stored them all, however long NATS is away."""
+    async def _publish_all(self, result: BatchResult) -> None:
+        """Publish every output and wait until JetStream has stored them all; retry the ones not known to
+        be stored (same msg ids, so nothing is stored twice), however long NATS is away."""
+        with result.timed("publish"):
+            await self._publish_until_stored(result.outputs)
+
+    async def _publish_until_stored(self, outputs: list[Message]) -> None:
         pending = outputs
         attempt = 0
         while pending:
-            futures = []
-            for output in pending:
-                headers = {topology.HEADER_MSG_ID: output.msg_id}
-                if output.headers:
-                    headers.update(output.headers)
-                try:
-                    futures.append(await self.js.publish_async(output.subject, output.data, headers=headers))
-                except Exception as exc:  # not connected: keep it for the retry
-                    futures.append(_failed_future(exc))
-            done, waiting = await asyncio.wait(futures, timeout=10.0)
-            for future in waiting:
-                future.cancel()
-            failed = [output for output, future in zip(pending, futures, strict=True)
-                      if future not in done or future.exception() is not None]
+            failed, reason = await self.publisher.publish(pending)
             if failed:
                 attempt += 1
-                errors = [future.exception() for future in done if future.exception() is not None]
-                reason = f"{type(errors[0]).__name__}: {errors[0]}" if errors else "no ack within 10 s"
                 log.warning("%d of %d outputs not stored (%s); retry %d", len(failed), len(pending), reason, attempt)
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
             pending = failed
@@ -893,13 +920,22 @@ class Pipeline:
         self.counts["merged"] += result.merged
         self.counts["batches"] += 1
         self.metrics.stage_batch("pipeline", received, result.accepted, time.monotonic() - started)
+        for stage, seconds in result.stage_seconds.items():
+            self.metrics.stage_batch(stage, *self._stage_counts(stage, result, received), seconds)
         self.metrics.merged(result.merged)
         for rejection in result.rejected:
             self.metrics.dead_letter(source_of(rejection.subject), rejection.kind, rejection.reason)
         self.metrics.latency("end_to_end", (now - msg.metadata.timestamp.timestamp() for msg in msgs))
 
-
-def _failed_future(exc: BaseException) -> asyncio.Future[Any]:
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    future.set_exception(exc)
-    return future
+    @staticmethod
+    def _stage_counts(stage: str, result: BatchResult, received: int) -> tuple[int, int]:
+        """Events into and out of ``stage``: decode drops rejected input, dedup drops duplicates, publish
+        emits every output message; the other stages emit what they receive."""
+        decoded = received - len(result.rejected)
+        if stage == "decode":
+            return received, decoded
+        if stage == "dedup":
+            return decoded, result.accepted
+        if stage == "publish":
+            return result.accepted, len(result.outputs)
+        return result.accepted, result.accepted

@@ -51,6 +51,7 @@ def stream_config(name: str, limits: StreamLimits) -> StreamConfig:
         storage=StorageType.FILE if limits.storage == "file" else StorageType.MEMORY,
         num_replicas=limits.replicas,
         duplicate_window=limits.duplicate_window.total_seconds(),
+        allow_batched=True,  # the pipeline publishes with fast ingest (hub.publisher); older servers ignore it
     )
 
 

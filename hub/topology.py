@@ -72,6 +72,17 @@ STREAM_SUBJECTS: dict[str, list[str]] = {
     DISPATCH_STREAM: [f"{PREFIX}.dispatch.>"],
     DLQ_STREAM: [f"{PREFIX}.dlq.>"],
 }
+_STREAM_OF_KIND = {patterns[0].split(".")[1]: name for name, patterns in STREAM_SUBJECTS.items()}
+
+
+def stream_of(subject: str) -> str:
+    """The CityHub stream that stores ``subject`` (``cityhub.<kind>.…``)."""
+    kind = subject.split(".", 2)[1] if subject.startswith(f"{PREFIX}.") else ""
+    try:
+        return _STREAM_OF_KIND[kind]
+    except KeyError:
+        raise ValueError(f"{subject!r} is not on a CityHub stream") from None
+
 
 # DLQ headers: the reason a message was rejected and where it came from.
 HEADER_REASON = "CityHub-Reason"

@@ -34,6 +34,7 @@ TYPE_DISPATCH_ORDER = "cityhub.dispatch.order"
 TYPE_DISPATCH_UPDATE = "cityhub.dispatch.update"
 
 EXTENSIONS = ("category", "severity", "incidentid", "district", "street", "gridcell")
+_EXTENSION_NAMES = frozenset(EXTENSIONS)
 _REQUIRED = ("specversion", "id", "source", "type")
 
 
@@ -59,11 +60,11 @@ def encode(
     }
     if subject:
         envelope["subject"] = subject
-    for name, value in (extensions or {}).items():
-        if name not in EXTENSIONS:
-            raise ValueError(f"unknown CloudEvents extension {name!r}; known: {', '.join(EXTENSIONS)}")
-        if value is not None:
-            envelope[name] = str(value)
+    if extensions:
+        unknown = extensions.keys() - _EXTENSION_NAMES
+        if unknown:
+            raise ValueError(f"unknown CloudEvents extension {sorted(unknown)[0]!r}; known: {', '.join(EXTENSIONS)}")
+        envelope.update((name, value) for name, value in extensions.items() if value is not None)
     head = orjson.dumps(envelope)
     return head[:-1] + b',"data":' + _data_json(data) + b"}"
 

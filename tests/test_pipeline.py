@@ -53,6 +53,12 @@ async def test_good_events_flow_and_bad_input_lands_in_dlq(nats_url):
     await nc.close()
 
     assert pipeline.counts["out"] == 6 and pipeline.counts["dlq"] == 6 and pipeline.counts["duplicates"] == 1
+    exposition = pipeline.metrics.render().decode()
+    for stage in ("decode", "dedup", "geo", "rules", "merge", "transforms", "encode", "publish", "end_to_end"):
+        assert f'cityhub_stage_latency_seconds_count{{stage="{stage}"}}' in exposition, stage
+    assert 'cityhub_stage_events_total{outcome="in",stage="decode"} 13.0' in exposition
+    assert 'cityhub_stage_events_total{outcome="out",stage="decode"} 7.0' in exposition
+    assert 'cityhub_stage_events_total{outcome="out",stage="dedup"} 6.0' in exposition
     dlq = await read_stream(nats_url, topology.DLQ_STREAM)
     assert {m.headers[topology.HEADER_REASON_KIND]: m.data for m in dlq} == BAD_INPUT
     assert all(m.subject == "cityhub.dlq.iot_mqtt" and m.headers[topology.HEADER_REASON] for m in dlq)
@@ -88,6 +94,25 @@ async def test_reports_close_together_merge_and_dispatch_once(nats_url):
     orders = await read_stream(nats_url, topology.DISPATCH_STREAM)
     assert sorted(m.subject for m in orders) == ["cityhub.dispatch.orders.dept_fire", "cityhub.dispatch.orders.gridworker"]
     assert data_of(orders[0])["deadline"]
+
+
+async def test_an_incident_without_reports_for_its_window_is_closed_on_the_unified_stream(nats_url):
+    pipeline, nc = await _start(nats_url)
+    early = [ingest_item(event(n, offset_m=n * 5)) for n in range(3)]  # one incident of three reports
+    await publish_raw(nats_url, early)
+    await wait_until(lambda: pipeline.counts["in"] == 3)
+    await publish_raw(nats_url, [ingest_item(event(3, offset_m=5_000, seconds=2 * 3_600))])  # two hours on
+    await wait_until(lambda: pipeline.counts["in"] == 4)
+    await pipeline.stop()
+    await nc.close()
+
+    incidents = await read_stream(nats_url, topology.INCIDENTS_STREAM)
+    [closed] = [m for m in incidents if m.subject.endswith(".closed")]
+    assert closed.subject == "cityhub.incidents.510104.gas_leak.closed"
+    incident = Incident.model_validate(data_of(closed))
+    assert incident.state == "closed" and incident.report_count == 3 and incident.severity == "critical"
+    assert incident.id == data_of(incidents[0])["id"]
+    assert incident.id not in pipeline.state.incidents
 
 
 async def test_orders_name_their_connector_and_carry_the_incidents_reports(nats_url):

@@ -1,0 +1,237 @@
+"""Publishing to JetStream in batches: ADR-50 fast ingest on nats-py's core client, with a fallback to
+per-message ``publish_async`` for servers and streams without it.
+
+Why: a per-message publish ack costs the client more than processing the event it belongs to (nats-py
+creates a future and parses a JSON ack per message). Fast ingest (nats-server ≥ 2.14, streams with
+``allow_batched``) stores every message as it arrives and answers with a flow ack every ``flow`` messages
+and one final ack for the batch. nats-py has no client for it, so this module speaks it on plain
+``publish`` calls:
+
+- the batch lives on one stream; its id is the last token of a private inbox, and every message carries
+  the reply subject ``<inbox>.<flow>.fail.<batch sequence>.<operation>.$FI`` (operation 0 starts the batch,
+  1 appends, 3 ends it with an empty end-of-batch message that is not stored);
+- the server answers on that inbox: ``{"type": "ack", "seq": n}`` flow acks (the publisher stalls when
+  ``flow × window`` messages are unacknowledged), an error reply for a message it refuses (too large, say),
+  and the final publish ack whose ``count`` says how many messages it took in order;
+- gap mode ``fail``: a lost or refused message ends the batch, so ``count`` is exact and everything after it
+  is handed back. A message the server took was stored or — same ``Nats-Msg-Id`` within the duplicate
+  window — dropped as a duplicate, which is what re-publication after a crash relies on.
+
+:class:`Publisher` returns the messages that are not known to be stored; callers publish those again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from hub import topology
+
+log = logging.getLogger("cityhub.publisher")
+
+FLOW = 100  # messages per flow ack: the server acks at least this often
+WINDOW = 4  # flow acks the publisher may wait for before it stalls
+_START, _APPEND, _END_OF_BATCH = 0, 1, 3
+_NOT_ENABLED = 10205  # JSBatchPublishNotEnabled: the stream lacks allow_batched
+_UNKNOWN_BATCH = 10208  # JSBatchPublishUnknownBatchID
+
+
+@dataclass(slots=True)
+class Message:
+    subject: str
+    data: bytes
+    msg_id: str
+    headers: dict[str, str] | None = None
+
+    def all_headers(self) -> dict[str, str]:
+        headers = {topology.HEADER_MSG_ID: self.msg_id}
+        if self.headers:
+            headers.update(self.headers)
+        return headers
+
+
+class FastIngestUnsupported(Exception):
+    """The server or the stream does not take fast-ingest batches."""
+
+
+class BatchFailed(Exception):
+    """A fast-ingest batch ended without a final ack (timeout, error reply, lost connection)."""
+
+
+@dataclass
+class _Replies:
+    """What the server said on a batch's inbox."""
+
+    acked: int = 0
+    refused: dict[int, str] = field(default_factory=dict)  # batch sequence → reason
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+    final: asyncio.Future[dict[str, Any]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def take(self, reply: dict[str, Any], sequence: int) -> None:
+        """One reply, sent to the reply subject of the message with batch sequence ``sequence``."""
+        kind = reply.get("type")
+        if kind == "ack":
+            self.acked = max(self.acked, int(reply.get("seq", 0)))
+            self.progress.set()
+        elif kind in ("gap", "err"):
+            pass  # gap mode "fail": the final ack that follows counts the messages taken before the gap
+        elif "batch" in reply:
+            self.finish(reply)
+        elif "error" in reply:
+            self._error(reply["error"], sequence)
+        else:  # a plain publish ack: the server stored the message as an ordinary publish
+            self.finish(FastIngestUnsupported("the server answered with a plain publish ack"))
+
+    def _error(self, error: Any, sequence: int) -> None:
+        code = error.get("err_code") if isinstance(error, dict) else None
+        if code == _NOT_ENABLED:
+            self.finish(FastIngestUnsupported(_describe(error)))
+        elif code == _UNKNOWN_BATCH:  # the batch was abandoned (or never began): nothing more is taken
+            self.finish({"count": 0})
+        else:  # this message was refused, which ends the batch; its final ack follows
+            self.refused[sequence] = _describe(error)
+
+    def finish(self, outcome: dict[str, Any] | Exception) -> None:
+        if self.final.done():
+            return
+        if isinstance(outcome, Exception):
+            self.final.set_exception(outcome)
+        else:
+            self.final.set_result(outcome)
+        self.progress.set()
+
+
+def _describe(error: Any) -> str:
+    if isinstance(error, dict):
+        return f"{error.get('description', 'refused')} (code {error.get('err_code', error.get('code'))})"
+    return str(error)
+
+
+def _reply_sequence(reply_subject: str) -> int:
+    """The batch sequence in ``<inbox>.<flow>.<gap>.<sequence>.<operation>.$FI``."""
+    try:
+        return int(reply_subject.rsplit(".", 3)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+async def publish_fast_batch(
+    nc: NatsClient, messages: Sequence[Message], timeout: float = 10.0
+) -> tuple[list[int], str | None]:
+    """Publish ``messages`` (all bound for one stream) as one fast-ingest batch; return the indices of the
+    messages that are not known to be stored, and why. Raises :class:`FastIngestUnsupported` when the stream or server
+    cannot take the batch and :class:`BatchFailed` when the batch ends without a final ack."""
+    replies = _Replies()
+
+    async def on_reply(msg: Msg) -> None:
+        try:
+            replies.take(orjson.loads(msg.data), _reply_sequence(msg.subject))
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+            replies.finish(BatchFailed(f"unreadable reply {msg.data[:200]!r}: {exc}"))
+
+    inbox = nc.new_inbox()
+    subscription = await nc.subscribe(f"{inbox}.>", cb=on_reply)
+    prefix = f"{inbox}.{FLOW}.fail."
+    try:
+        for sequence, message in enumerate(messages, start=1):
+            await _wait_for_window(replies, sequence, timeout)
+            operation = _START if sequence == 1 else _APPEND
+            await nc.publish(message.subject, message.data, reply=f"{prefix}{sequence}.{operation}.$FI",
+                             headers=message.all_headers())
+        await nc.publish(messages[0].subject, b"", reply=f"{prefix}{len(messages) + 1}.{_END_OF_BATCH}.$FI")
+        final = await asyncio.wait_for(replies.final, timeout)
+    except asyncio.TimeoutError:
+        raise BatchFailed(f"no final ack within {timeout:g} s") from None
+    finally:
+        await subscription.unsubscribe()
+    taken = int(final.get("count", 0))
+    refusals = [f"{messages[sequence - 1].msg_id} refused: {reason}" for sequence, reason in sorted(replies.refused.items())
+                if 0 < sequence <= len(messages)]
+    not_taken = list(range(taken, len(messages)))
+    return not_taken, ("; ".join(refusals) or "batch ended early") if not_taken else None
+
+
+async def _wait_for_window(replies: _Replies, sequence: int, timeout: float) -> None:
+    """Stall while ``FLOW × WINDOW`` messages are unacknowledged; end early when the batch has ended."""
+    while sequence > replies.acked + FLOW * WINDOW and not replies.final.done():
+        replies.progress.clear()
+        try:
+            await asyncio.wait_for(replies.progress.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise BatchFailed(f"no flow ack within {timeout:g} s") from None
+    if replies.final.done():
+        replies.final.result()  # raises the error that ended the batch
+        raise BatchFailed("the server ended the batch early")
+
+
+class Publisher:
+    """Publishes messages to their streams, one fast-ingest batch per stream and call, concurrently; falls
+    back to per-message ``publish_async`` for good once the server shows it cannot take fast ingest."""
+
+    def __init__(self, nc: NatsClient, stream_of: Callable[[str], str] = topology.stream_of, timeout: float = 10.0,
+                 fast_ingest: bool = True):
+        self.nc = nc
+        self.js = nc.jetstream(timeout=timeout)
+        self.stream_of = stream_of
+        self.timeout = timeout
+        self.fast = fast_ingest
+
+    async def publish(self, messages: Sequence[Message]) -> tuple[list[Message], str | None]:
+        """Publish ``messages``; return the ones not known to be stored, and why."""
+        if self.fast:
+            try:
+                return await self._publish_fast(messages)
+            except FastIngestUnsupported as exc:
+                log.warning("JetStream fast ingest unavailable (%s); publishing message by message", exc)
+                self.fast = False
+        return await self._publish_each(messages)
+
+    async def _publish_fast(self, messages: Sequence[Message]) -> tuple[list[Message], str | None]:
+        by_stream: dict[str, list[Message]] = {}
+        for message in messages:
+            by_stream.setdefault(self.stream_of(message.subject), []).append(message)
+        groups = list(by_stream.values())
+        outcomes = await asyncio.gather(*(publish_fast_batch(self.nc, group, self.timeout) for group in groups),
+                                        return_exceptions=True)
+        failed, reasons = [], []
+        for group, outcome in zip(groups, outcomes, strict=True):
+            if isinstance(outcome, FastIngestUnsupported):
+                raise outcome
+            if isinstance(outcome, BaseException):
+                failed.extend(group)
+                reasons.append(f"{type(outcome).__name__}: {outcome}")
+            else:
+                not_taken, reason = outcome
+                failed.extend(group[index] for index in not_taken)
+                if reason:
+                    reasons.append(f"{len(not_taken)} not stored by {self.stream_of(group[0].subject)} ({reason})")
+        return failed, "; ".join(reasons) or None
+
+    async def _publish_each(self, messages: Sequence[Message]) -> tuple[list[Message], str | None]:
+        futures = []
+        for message in messages:
+            try:
+                futures.append(await self.js.publish_async(message.subject, message.data, headers=message.all_headers()))
+            except Exception as exc:  # not connected: report it as not stored
+                futures.append(_failed_future(exc))
+        done, waiting = await asyncio.wait(futures, timeout=self.timeout) if futures else (set(), set())
+        for future in waiting:
+            future.cancel()
+        failed = [message for message, future in zip(messages, futures, strict=True)
+                  if future not in done or future.exception() is not None]
+        errors = [future.exception() for future in done if future.exception() is not None]
+        reason = f"{type(errors[0]).__name__}: {errors[0]}" if errors else (f"no ack within {self.timeout:g} s" if failed else None)
+        return failed, reason
+
+
+def _failed_future(exc: BaseException) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future

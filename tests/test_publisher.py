@@ -1,0 +1,72 @@
+"""Publishing with JetStream fast ingest (hub.publisher) against a real nats-server: everything stored once,
+re-publication dropped as duplicates, refused messages handed back, and the per-message fallback."""
+
+from __future__ import annotations
+
+import nats
+import pytest
+from nats.js.api import StreamConfig
+
+from hub import topology
+from hub.publisher import Message, Publisher
+from hub.streams import ensure_streams
+
+
+def _events(count: int, prefix: str = "e") -> list[Message]:
+    return [Message(f"cityhub.events.d{n % 3}._.fire.high", b'{"n": %d}' % n, f"{prefix}{n}") for n in range(count)]
+
+
+async def _stored(js, stream: str) -> int:  # noqa: ANN001
+    return (await js.stream_info(stream)).state.messages
+
+
+@pytest.fixture
+async def client(nats_url):
+    nc = await nats.connect(nats_url)
+    await ensure_streams(nc.jetstream())
+    yield nc
+    await nc.close()
+
+
+async def test_one_call_stores_every_message_on_its_own_stream(client):
+    publisher = Publisher(client)
+    dead = Message("cityhub.dlq.iot_mqtt", b"\xff not json", "dlq:1", {topology.HEADER_REASON: "not JSON"})
+    failed, reason = await publisher.publish([*_events(1_000), dead])  # ten flow windows and more
+    js = client.jetstream()
+    assert (failed, reason) == ([], None)
+    assert publisher.fast
+    assert await _stored(js, topology.EVENTS_STREAM) == 1_000
+    stored_dead = await js.get_last_msg(topology.DLQ_STREAM, "cityhub.dlq.iot_mqtt")
+    assert stored_dead.data == b"\xff not json" and stored_dead.headers[topology.HEADER_REASON] == "not JSON"
+
+
+async def test_republishing_after_a_crash_stores_nothing_twice(client):
+    publisher = Publisher(client)
+    await publisher.publish(_events(300))
+    failed, _ = await publisher.publish(_events(500))  # 300 again, 200 new
+    assert failed == []
+    assert await _stored(client.jetstream(), topology.EVENTS_STREAM) == 500
+
+
+async def test_a_refused_message_ends_the_batch_and_the_rest_is_handed_back(client):
+    js = client.jetstream()
+    await js.add_stream(StreamConfig(name="SMALL", subjects=["small.>"], max_msg_size=100, allow_batched=True))
+    publisher = Publisher(client, stream_of=lambda subject: "SMALL")
+    messages = [Message(f"small.{n}", b"x" * (500 if n == 7 else 10), f"s{n}") for n in range(20)]
+    failed, reason = await publisher.publish(messages)
+    assert [message.msg_id for message in failed] == [f"s{n}" for n in range(7, 20)]
+    assert "not stored" in reason
+    assert await _stored(js, "SMALL") == 7
+    failed, _ = await publisher.publish(failed[1:])
+    assert failed == [] and await _stored(js, "SMALL") == 19
+
+
+async def test_a_stream_without_fast_ingest_gets_messages_one_by_one(client):
+    js = client.jetstream()
+    await js.add_stream(StreamConfig(name="PLAIN", subjects=["plain.>"], duplicate_window=60))
+    publisher = Publisher(client, stream_of=lambda subject: "PLAIN")
+    messages = [Message(f"plain.{n % 4}", b"{}", f"p{n}") for n in range(50)]
+    failed, _ = await publisher.publish(messages)
+    assert failed == [] and not publisher.fast
+    await publisher.publish(messages)
+    assert await _stored(js, "PLAIN") == 50
