@@ -8,6 +8,7 @@ the connector supervisor, the escalation timer and the admin API.
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import logging
 import os
@@ -217,14 +218,15 @@ class Hub:
 
     async def dry_run(self, event: Event) -> dict[str, Any]:
         """What the pipeline would do with ``event`` (grid path, incident, matched rules), on a copy of the
-        live state, publishing nothing."""
+        live state, publishing nothing. The incident records are copied deeply: merging appends to their lists
+        (sources, reports, matched rules), and those of the live incidents must not change."""
         if self.pipeline is None:
             raise HubError("the pipeline is not running")
         engines = self.pipeline.engines
         live = self.pipeline.state
         state = PipelineState(Deduper(engines.dedup_window_s, 16),
                               IncidentMerger.restore(live.merger.snapshot(), engines.merge_policy),
-                              dict(live.incidents), live.last_seq)
+                              copy.deepcopy(live.incidents), live.last_seq)
         processor = BatchProcessor(engines, self.pipeline.options)
         subject = topology.ingest_subject(event.source)
         result = processor.process(state, [(0, subject, event.model_dump_json().encode())], evaluate=True)

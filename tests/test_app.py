@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import httpx
@@ -77,3 +78,13 @@ async def test_a_bad_new_config_keeps_the_running_one(hub, nats_url, tmp_path):
     with pytest.raises(ValueError):
         await hub.apply_config(load_config(bad, plugin_models=hub.plugins.settings_models()))
     assert [rule.id for rule in hub.pipeline.engines.rules.rules] == ["gas"]
+
+
+async def test_dry_run_that_merges_into_an_open_incident_leaves_the_live_one_unchanged(hub, nats_url):
+    await publish_raw(nats_url, [ingest_item(event(1))])
+    await wait_until(lambda: hub.pipeline.counts["out"] == 1)
+    before = {key: record.dump() for key, record in copy.deepcopy(hub.pipeline.state.incidents).items()}
+    answer = await hub.dry_run(event(2, source="hotline12345"))
+    assert not answer["incident"]["is_new"], answer
+    assert answer["incident"]["id"] in before
+    assert {key: record.dump() for key, record in hub.pipeline.state.incidents.items()} == before
