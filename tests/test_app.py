@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import logging
 from pathlib import Path
 
 import httpx
@@ -10,7 +12,7 @@ import nats
 import pytest
 
 from hub import topology
-from hub.app import Hub
+from hub.app import Hub, stop_simulators
 from hub.config import load_config
 from tests.pipeline_support import data_of, event, hub_toml, ingest_item, publish_raw, read_stream
 from tests.waiting import wait_until
@@ -88,3 +90,31 @@ async def test_dry_run_that_merges_into_an_open_incident_leaves_the_live_one_unc
     assert not answer["incident"]["is_new"], answer
     assert answer["incident"]["id"] in before
     assert {key: record.dump() for key, record in hub.pipeline.state.incidents.items()} == before
+
+
+class _Simulator:
+    """Stops cleanly, raises, or never finishes stopping."""
+
+    def __init__(self, behaviour: str):
+        self.behaviour = behaviour
+        self.stopped = False
+
+    async def stop(self) -> None:
+        if self.behaviour == "raises":
+            raise RuntimeError("socket already closed")
+        if self.behaviour == "hangs":
+            await asyncio.Event().wait()
+        self.stopped = True
+
+
+async def test_a_simulator_that_fails_to_stop_is_logged_by_name_and_the_others_still_stop(caplog):
+    first, broken, hung, last = (_Simulator(b) for b in ("stops", "raises", "hangs", "stops"))
+    simulators = [("alpha", first), ("beta", broken), ("gamma", hung), ("delta", last)]
+    with caplog.at_level(logging.ERROR, logger="cityhub"):
+        await stop_simulators(simulators, timeout_s=0.05)
+    assert first.stopped and last.stopped
+    failures = [(record.getMessage(), record.exc_info[0]) for record in caplog.records]
+    assert failures == [
+        ("simulator _Simulator of plugin gamma did not stop cleanly", TimeoutError),
+        ("simulator _Simulator of plugin beta did not stop cleanly", RuntimeError),
+    ]
