@@ -8,6 +8,7 @@ the connector supervisor, the escalation timer and the admin API.
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import logging
 import os
@@ -217,14 +218,15 @@ class Hub:
 
     async def dry_run(self, event: Event) -> dict[str, Any]:
         """What the pipeline would do with ``event`` (grid path, incident, matched rules), on a copy of the
-        live state, publishing nothing."""
+        live state, publishing nothing. The incident records are copied deeply: merging appends to their lists
+        (sources, reports, matched rules), and those of the live incidents must not change."""
         if self.pipeline is None:
             raise HubError("the pipeline is not running")
         engines = self.pipeline.engines
         live = self.pipeline.state
         state = PipelineState(Deduper(engines.dedup_window_s, 16),
                               IncidentMerger.restore(live.merger.snapshot(), engines.merge_policy),
-                              dict(live.incidents), live.last_seq)
+                              copy.deepcopy(live.incidents), live.last_seq)
         processor = BatchProcessor(engines, self.pipeline.options)
         subject = topology.ingest_subject(event.source)
         result = processor.process(state, [(0, subject, event.model_dump_json().encode())], evaluate=True)
@@ -393,8 +395,8 @@ actions = {{ route = ["connector:hotline12345"] }}
 
 
 async def _demo_banner(hub: Hub, stop: asyncio.Event, stop_after_s: float | None = None) -> None:
-    simulators = [sim for _, sims in await hub.plugins.call("register_simulators") for sim in sims]
-    for simulator in simulators:
+    simulators = [(plugin, sim) for plugin, sims in await hub.plugins.call("register_simulators") for sim in sims]
+    for _, simulator in simulators:
         await simulator.start()
     if stop_after_s is not None:
         asyncio.get_running_loop().call_later(stop_after_s, stop.set)
@@ -410,11 +412,17 @@ async def _demo_banner(hub: Hub, stop: asyncio.Event, stop_after_s: float | None
         await stop.wait()
     finally:
         tail.cancel()
-        for simulator in reversed(simulators):
-            try:
-                await asyncio.wait_for(simulator.stop(), SIMULATOR_STOP_S)
-            except Exception as exc:  # one simulator's failure to stop must not keep the hub running
-                log.warning("simulator %s did not stop cleanly: %r", type(simulator).__name__, exc)
+        await stop_simulators(simulators)
+
+
+async def stop_simulators(simulators: list[tuple[str, Any]], timeout_s: float = SIMULATOR_STOP_S) -> None:
+    """Stop each ``(plugin, simulator)``, the last started first. One that raises or hangs past ``timeout_s``
+    is logged with its plugin, class and traceback, and the rest are still stopped: the demo must end."""
+    for plugin, simulator in reversed(simulators):
+        try:
+            await asyncio.wait_for(simulator.stop(), timeout_s)
+        except Exception:
+            log.exception("simulator %s of plugin %s did not stop cleanly", type(simulator).__name__, plugin)
 
 
 async def _print_unified_stream(hub: Hub) -> None:

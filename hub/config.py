@@ -183,6 +183,12 @@ class NatsConfig(Section):
     creds_file: ConfigPath | None = Field(None, description="Decentralised-auth credentials file (JWT + NKey seed).")
     tls: TlsConfig | None = Field(None, description="TLS settings; needed for tls:// servers with a private CA.")
     connect_timeout: Duration = Field(timedelta(seconds=5), description="Timeout of one connection attempt.")
+    initial_connect_wait: Duration = Field(
+        timedelta(seconds=30),
+        description="How long start-up keeps retrying servers that are not up yet (refused, unreachable, timed out) "
+        "before it fails. Rejected credentials or certificates fail at once. Once connected, the hub reconnects "
+        "for ever.",
+    )
     embedded: EmbeddedNatsConfig = Field(default_factory=EmbeddedNatsConfig, description="The embedded server.")
     streams: StreamsConfig = Field(default_factory=StreamsConfig, description="JetStream retention and limits.")
 

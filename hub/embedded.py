@@ -39,6 +39,7 @@ class EmbeddedNats:
     store_dir: Path
     port: int = field(default_factory=free_port)
     mqtt_port: int | None = None
+    extra_config: str = ""  # nats-server config appended as is (authorization, tls blocks), for tests
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,6 +54,7 @@ class EmbeddedNats:
         ]
         if self.mqtt_port is not None:
             lines.append(f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port} }}")
+        lines.append(self.extra_config)
         return "\n".join(lines) + "\n"
 
     def start(self, timeout: float = 15.0) -> EmbeddedNats:

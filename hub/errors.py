@@ -58,6 +58,12 @@ class PluginError(HubError, RuntimeError):
     """A plugin raised, hung past its timeout, or is disabled after repeated failures."""
 
 
+class NatsConnectError(HubError, ConnectionError):
+    """The hub's first connection to NATS failed: a server rejected the credentials or the TLS handshake, or
+    none answered within ``nats.initial_connect_wait``. The message names the servers (redacted) and the
+    setting to check, never a secret."""
+
+
 class DeliveryError(HubError, ConnectionError):
     """An outbound item did not reach its external system (down, slow, 5xx); raised from
     ``Connector.deliver`` so JetStream redelivers it later with backoff."""

@@ -2,24 +2,32 @@
 or a creds file, TLS with a private CA, from the ``[nats]`` section of ``cityhub.toml``
 (:class:`hub.config.NatsConfig`). Secrets are :class:`~pydantic.SecretStr` there, so they never show up in
 ``repr``, logs or the admin API; they are revealed only in the keyword arguments handed to ``nats.connect``.
-The client reconnects for ever: a hub must outlive a restart of its NATS server.
+
+The first connection fails fast when retrying cannot help: a server that rejects the credentials or whose
+certificate the CA does not vouch for ends it at once with a :class:`~hub.errors.NatsConnectError`. Servers
+that are merely not up yet are retried for ``nats.initial_connect_wait``. Once connected, the client
+reconnects for ever: a hub must outlive a restart of its NATS server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NatsClient
+from nats.errors import AuthorizationError
 
 from hub.config import NatsConfig
-from hub.errors import ConfigError
+from hub.errors import ConfigError, NatsConnectError
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.nats")
 
 RECONNECT_WAIT_S = 1.0
+# What nats-server answers (-ERR) when it refuses the credentials of a CONNECT.
+_AUTH_REFUSALS = ("authorization violation", "authentication expired", "authentication revoked")
 
 
 def _uses_tls(config: NatsConfig) -> bool:
@@ -72,10 +80,15 @@ def _redact_url(url: str) -> str:
 
 
 async def connect(config: NatsConfig) -> NatsClient:
-    """Connect with reconnect for ever; connection state changes are logged without secrets."""
+    """Connect (failing fast on rejected credentials or certificates, retrying servers that are not up for
+    ``config.initial_connect_wait``), then reconnect for ever; state changes are logged without secrets."""
     servers = ", ".join(redacted_servers(config))
+    client = NatsClient()
+    refusal: asyncio.Future[NatsConnectError] = asyncio.get_running_loop().create_future()
 
     async def on_error(exc: Exception) -> None:
+        if not refusal.done() and (error := _refusal(config, servers, exc)) is not None:
+            refusal.set_result(error)
         log.warning("nats error (%s): %s", servers, exc)
 
     async def on_disconnected() -> None:
@@ -85,11 +98,58 @@ async def connect(config: NatsConfig) -> NatsClient:
     async def on_reconnected() -> None:
         log.info("nats reconnected (%s)", servers)
 
-    client = await nats.connect(
+    attempt = asyncio.create_task(client.connect(
         **connect_kwargs(config),
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
-    )
+    ), name="cityhub.nats.connect")
+    await _first_connection(client, attempt, refusal, config.initial_connect_wait.total_seconds(), servers)
     log.info("connected to nats %s", servers)
     return client
+
+
+async def _first_connection(client: NatsClient, attempt: asyncio.Task[None],
+                            refusal: asyncio.Future[NatsConnectError], wait_s: float, servers: str) -> None:
+    """Wait for ``attempt`` to connect; give up at once on a ``refusal``, or after ``wait_s``."""
+    try:
+        await asyncio.wait((attempt, refusal), timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not attempt.done():
+            await cancel_and_wait(attempt)
+            await client.close()
+    if not attempt.cancelled():
+        attempt.result()  # raises nats-py's own errors, e.g. an unreadable creds file
+        return
+    if refusal.done():
+        raise refusal.result()
+    raise NatsConnectError(f"no NATS server answered within {wait_s:g} s: {servers} (last error: "
+                           f"{client.last_error}); is nats-server running and reachable? "
+                           "nats.initial_connect_wait sets how long start-up waits")
+
+
+def _refusal(config: NatsConfig, servers: str, exc: Exception) -> NatsConnectError | None:
+    """The error that ends the first connection at once, if ``exc`` is one retrying cannot fix."""
+    if isinstance(exc, AuthorizationError) or any(text in str(exc).lower() for text in _AUTH_REFUSALS):
+        return NatsConnectError(f"NATS server {servers} rejected the credentials ({_credentials(config)}): "
+                                f"{exc}; check them and the environment variables they come from")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return NatsConnectError(f"the TLS certificate of NATS server {servers} was not accepted: "
+                                f"{exc.verify_message}; check nats.tls.ca is the CA that signed it and the "
+                                "URL's host is in it")
+    if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return NatsConnectError(f"the TLS handshake with NATS server {servers} failed: {exc.reason or exc}; "
+                                "check nats.tls (client certificate and key) and that the server speaks TLS")
+    return None
+
+
+def _credentials(config: NatsConfig) -> str:
+    """Which settings held the credentials, for the message that says they were rejected."""
+    if config.user is not None:
+        return "nats.user and nats.password"
+    for name in ("token", "nkey_seed_file", "creds_file"):
+        if getattr(config, name) is not None:
+            return f"nats.{name}"
+    if any("@" in url for url in config.servers):
+        return "the user:password@ in nats.servers"
+    return "none configured: set nats.user and nats.password, nats.token, nats.nkey_seed_file or nats.creds_file"

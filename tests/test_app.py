@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import logging
 from pathlib import Path
 
 import httpx
@@ -9,7 +12,7 @@ import nats
 import pytest
 
 from hub import topology
-from hub.app import Hub
+from hub.app import Hub, stop_simulators
 from hub.config import load_config
 from tests.pipeline_support import data_of, event, hub_toml, ingest_item, publish_raw, read_stream
 from tests.waiting import wait_until
@@ -77,3 +80,41 @@ async def test_a_bad_new_config_keeps_the_running_one(hub, nats_url, tmp_path):
     with pytest.raises(ValueError):
         await hub.apply_config(load_config(bad, plugin_models=hub.plugins.settings_models()))
     assert [rule.id for rule in hub.pipeline.engines.rules.rules] == ["gas"]
+
+
+async def test_dry_run_that_merges_into_an_open_incident_leaves_the_live_one_unchanged(hub, nats_url):
+    await publish_raw(nats_url, [ingest_item(event(1))])
+    await wait_until(lambda: hub.pipeline.counts["out"] == 1)
+    before = {key: record.dump() for key, record in copy.deepcopy(hub.pipeline.state.incidents).items()}
+    answer = await hub.dry_run(event(2, source="hotline12345"))
+    assert not answer["incident"]["is_new"], answer
+    assert answer["incident"]["id"] in before
+    assert {key: record.dump() for key, record in hub.pipeline.state.incidents.items()} == before
+
+
+class _Simulator:
+    """Stops cleanly, raises, or never finishes stopping."""
+
+    def __init__(self, behaviour: str):
+        self.behaviour = behaviour
+        self.stopped = False
+
+    async def stop(self) -> None:
+        if self.behaviour == "raises":
+            raise RuntimeError("socket already closed")
+        if self.behaviour == "hangs":
+            await asyncio.Event().wait()
+        self.stopped = True
+
+
+async def test_a_simulator_that_fails_to_stop_is_logged_by_name_and_the_others_still_stop(caplog):
+    first, broken, hung, last = (_Simulator(b) for b in ("stops", "raises", "hangs", "stops"))
+    simulators = [("alpha", first), ("beta", broken), ("gamma", hung), ("delta", last)]
+    with caplog.at_level(logging.ERROR, logger="cityhub"):
+        await stop_simulators(simulators, timeout_s=0.05)
+    assert first.stopped and last.stopped
+    failures = [(record.getMessage(), record.exc_info[0]) for record in caplog.records]
+    assert failures == [
+        ("simulator _Simulator of plugin gamma did not stop cleanly", TimeoutError),
+        ("simulator _Simulator of plugin beta did not stop cleanly", RuntimeError),
+    ]

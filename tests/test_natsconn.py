@@ -2,31 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import subprocess
-import time
+import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from hub.embedded import free_port, nats_server_binary
-from hub.errors import ConfigError
 from hub.config import NatsConfig
+from hub.embedded import EmbeddedNats, free_port
+from hub.errors import ConfigError, NatsConnectError
 from hub.natsconn import connect, connect_kwargs, redacted_servers
+
+REPO = Path(__file__).resolve().parents[1]
+HANG_GUARD_S = 60.0  # only stops a hung test: failing fast is shown by a wait of an hour never being reached
+AN_HOUR = "1h"
 
 
 @pytest.fixture
-def password_server():
+def password_server(tmp_path):
     """A nats-server that only lets in user ``ops`` with password ``s3cret-pw``."""
-    port = free_port()
-    process = subprocess.Popen(
-        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "--user", "ops", "--pass", "s3cret-pw"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    time.sleep(0.3)
-    yield f"nats://127.0.0.1:{port}"
-    process.terminate()
-    process.wait()
+    with EmbeddedNats(tmp_path / "nats", extra_config='authorization { user: ops, password: "s3cret-pw" }') as server:
+        yield server.url
+
+
+@pytest.fixture
+def token_server(tmp_path):
+    """A nats-server that only lets in clients with the token ``t0ken-right``."""
+    with EmbeddedNats(tmp_path / "nats", extra_config='authorization { token: "t0ken-right" }') as server:
+        yield server.url
+
+
+async def _connect_error(settings: NatsConfig) -> str:
+    async with asyncio.timeout(HANG_GUARD_S):
+        with pytest.raises(NatsConnectError) as raised:
+            await connect(settings)
+    return str(raised.value)
 
 
 async def test_user_password_connects_and_secret_is_not_logged(password_server, caplog):
@@ -70,3 +84,66 @@ def test_credentials_in_urls_are_redacted():
     assert redacted_servers(NatsConfig(servers=["nats://ops:pw@host:4222", "nats://h2:4222"])) == [
         "nats://***@host:4222", "nats://h2:4222",
     ]
+
+
+async def test_a_wrong_password_fails_the_first_connect_at_once_naming_the_server_not_the_secret(password_server, caplog):
+    settings = NatsConfig(servers=[password_server], user="ops", password="wr0ng-pw", initial_connect_wait=AN_HOUR)
+    with caplog.at_level(logging.DEBUG, logger="cityhub.nats"):
+        message = await _connect_error(settings)
+    assert message.startswith(f"NATS server {password_server} rejected the credentials (nats.user and nats.password)")
+    assert "Authorization Violation" in message
+    assert "wr0ng-pw" not in message + caplog.text
+
+
+async def test_a_wrong_token_fails_the_first_connect_at_once(token_server):
+    message = await _connect_error(NatsConfig(servers=[token_server], token="t0ken-wrong", initial_connect_wait=AN_HOUR))
+    assert message.startswith(f"NATS server {token_server} rejected the credentials (nats.token)")
+    assert "t0ken-wrong" not in message
+
+
+async def test_credentials_in_the_url_are_redacted_when_rejected(password_server):
+    url = password_server.replace("nats://", "nats://ops:wr0ng-pw@")
+    message = await _connect_error(NatsConfig(servers=[url], initial_connect_wait=AN_HOUR))
+    assert message.startswith(f"NATS server {password_server.replace('nats://', 'nats://***@')} rejected the "
+                              "credentials (the user:password@ in nats.servers)")
+    assert "wr0ng-pw" not in message
+
+
+async def test_no_credentials_for_a_server_that_wants_them_says_what_to_set(token_server):
+    message = await _connect_error(NatsConfig(servers=[token_server], initial_connect_wait=AN_HOUR))
+    assert "rejected the credentials (none configured: set nats.user and nats.password, nats.token" in message
+
+
+async def test_a_server_that_never_comes_up_fails_after_the_initial_wait():
+    url = f"nats://127.0.0.1:{free_port()}"
+    message = await _connect_error(NatsConfig(servers=[url], initial_connect_wait="1s"))
+    assert message.startswith(f"no NATS server answered within 1 s: {url} (last error: ")
+    assert "nats.initial_connect_wait" in message
+
+
+async def test_a_server_that_comes_up_during_the_initial_wait_is_connected_to(tmp_path, caplog):
+    port = free_port()
+    settings = NatsConfig(servers=[f"nats://127.0.0.1:{port}"], initial_connect_wait=AN_HOUR)
+    with caplog.at_level(logging.WARNING, logger="cityhub.nats"):
+        connecting = asyncio.create_task(connect(settings))
+        async with asyncio.timeout(HANG_GUARD_S):
+            while "nats error" not in caplog.text:  # at least one attempt was refused
+                await asyncio.sleep(0.02)
+    with EmbeddedNats(tmp_path / "nats", port=port):
+        async with asyncio.timeout(HANG_GUARD_S):
+            nc = await connecting
+        assert nc.is_connected
+        await nc.close()
+
+
+def test_cityhub_run_with_a_rejected_password_exits_1_saying_so(password_server, tmp_path):
+    config = tmp_path / "cityhub.toml"
+    config.write_text(f'[nats]\nservers = ["{password_server}"]\nuser = "ops"\npassword = "${{NATS_PASSWORD}}"\n'
+                      "initial_connect_wait = \"1h\"\n\n[admin]\nport = 0\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "run", "-c", str(config)], cwd=REPO, capture_output=True, text=True,
+        timeout=HANG_GUARD_S, env={**os.environ, "PYTHONPATH": str(REPO), "NATS_PASSWORD": "wr0ng-pw"},
+    )
+    assert result.returncode == 1
+    assert f"cityhub run: NATS server {password_server} rejected the credentials" in result.stderr
+    assert "wr0ng-pw" not in result.stdout + result.stderr
