@@ -9,7 +9,8 @@ and one final ack for the batch. nats-py has no client for it, so this module sp
 
 - the batch lives on one stream; its id is the last token of a private inbox, and every message carries
   the reply subject ``<inbox>.<flow>.fail.<batch sequence>.<operation>.$FI`` (operation 0 starts the batch,
-  1 appends, 3 ends it with an empty end-of-batch message that is not stored);
+  1 appends, 2 marks the last message, which commits it — not the separate empty end-of-batch message,
+  which core subscribers of the subject would receive);
 - the server answers on that inbox: ``{"type": "ack", "seq": n}`` flow acks (the publisher stalls when
   ``flow × window`` messages are unacknowledged), an error reply for a message it refuses (too large, say),
   and the final publish ack whose ``count`` says how many messages it took in order;
@@ -38,7 +39,7 @@ log = logging.getLogger("cityhub.publisher")
 
 FLOW = 100  # messages per flow ack: the server acks at least this often
 WINDOW = 4  # flow acks the publisher may wait for before it stalls
-_START, _APPEND, _END_OF_BATCH = 0, 1, 3
+_START, _APPEND, _COMMIT = 0, 1, 2
 _NOT_ENABLED = 10205  # JSBatchPublishNotEnabled: the stream lacks allow_batched
 _UNKNOWN_BATCH = 10208  # JSBatchPublishUnknownBatchID
 
@@ -142,10 +143,9 @@ async def publish_fast_batch(
     try:
         for sequence, message in enumerate(messages, start=1):
             await _wait_for_window(replies, sequence, timeout)
-            operation = _START if sequence == 1 else _APPEND
+            operation = _COMMIT if sequence == len(messages) else _START if sequence == 1 else _APPEND
             await nc.publish(message.subject, message.data, reply=f"{prefix}{sequence}.{operation}.$FI",
                              headers=message.all_headers())
-        await nc.publish(messages[0].subject, b"", reply=f"{prefix}{len(messages) + 1}.{_END_OF_BATCH}.$FI")
         final = await asyncio.wait_for(replies.final, timeout)
     except asyncio.TimeoutError:
         raise BatchFailed(f"no final ack within {timeout:g} s") from None

@@ -40,6 +40,22 @@ async def test_one_call_stores_every_message_on_its_own_stream(client):
     assert stored_dead.data == b"\xff not json" and stored_dead.headers[topology.HEADER_REASON] == "not JSON"
 
 
+async def test_subscribers_of_the_subjects_see_exactly_the_messages(client, nats_url):
+    listener = await nats.connect(nats_url)
+    seen: list[bytes] = []
+
+    async def collect(msg) -> None:  # noqa: ANN001
+        seen.append(msg.data)
+
+    await listener.subscribe("cityhub.events.>", cb=collect)
+    await listener.flush()
+    for count in (1, 2, 5):
+        await Publisher(client).publish(_events(count, prefix=f"b{count}-"))
+    await listener.flush()
+    await listener.drain()
+    assert sorted(seen) == sorted(message.data for count in (1, 2, 5) for message in _events(count))
+
+
 async def test_republishing_after_a_crash_stores_nothing_twice(client):
     publisher = Publisher(client)
     await publisher.publish(_events(300))
