@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
 
 from hub import __version__
 from hub.config import HubConfig
@@ -49,6 +50,10 @@ class AdminHub(Protocol):
 
     async def dry_run(self, event: Event) -> dict[str, Any]:
         """What the pipeline would do with ``event``: grid path, incident, matched rules, nothing published."""
+        ...
+
+    async def request_close(self, incident_id: str, reason: str) -> str:
+        """Ask the pipeline to close an open incident; returns the close request's message id."""
         ...
 
     # Optional: ``reloader`` (a :class:`hub.reload.ConfigReloader`) shared with the file watcher, so
@@ -130,7 +135,16 @@ def _core_router() -> APIRouter:
     async def dry_run(event: Event, hub: Any = Depends(get_hub)) -> dict[str, Any]:
         return await hub.dry_run(event)
 
+    @router.post("/incidents/{incident_id}/close", dependencies=[Depends(require_token)], status_code=202,
+                 summary="Close an open incident (applied by the pipeline in order with the reports)")
+    async def close_incident(incident_id: str, body: CloseBody, hub: Any = Depends(get_hub)) -> dict[str, Any]:
+        return {"incident_id": incident_id, "request_id": await hub.request_close(incident_id, body.reason)}
+
     return router
+
+
+class CloseBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=500, examples=["duplicate of a resolved case"])
 
 
 def _plugin_enabled(name: str):  # noqa: ANN202 - a FastAPI dependency factory

@@ -18,6 +18,7 @@ import signal
 import socket
 import tempfile
 from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import connectors
 from hub import topology
 from hub.config import HubConfig, load_config
 from hub.connector import Connector
+from hub.connector_runtime import encode_close_request
 from hub.dashboard.state import LiveState
 from hub.embedded import EmbeddedNats
 from hub.errors import ConfigError, HubError
@@ -36,7 +38,7 @@ from hub.escalation import Escalator
 from hub.geofence import GridIndex
 from hub.incidents import Deduper, IncidentMerger
 from hub.metrics import Metrics
-from hub.models import Event
+from hub.models import CloseRequest, Event
 from hub.natsconn import connect
 from hub.pipeline import BatchProcessor, Engines, Pipeline, PipelineOptions, PipelineState
 from hub.plugins import PluginHost, build_plugin_host
@@ -47,6 +49,7 @@ from hub.tap import format_dispatch, format_event
 from hub.transforms import Transform
 
 log = logging.getLogger("cityhub")
+OPS_REQUESTER = "ops"  # the <requester> token of close requests sent through the admin API
 
 SAMPLE_GRIDS = Path(__file__).parent / "data" / "grids"
 CONNECTORS = Path(connectors.__file__).parent
@@ -233,6 +236,17 @@ class Hub:
         if result.rejected:
             return {"rejected": {"kind": result.rejected[0].kind, "reason": result.rejected[0].reason}}
         return result.evaluations[0]
+
+    async def request_close(self, incident_id: str, reason: str) -> str:
+        """Ask the pipeline to close an open incident (ops, through the admin API): a close request on
+        ``cityhub.ingest.ops``, applied in order with the reports. Returns its message id."""
+        if self.nc is None:
+            raise HubError("not connected to NATS")
+        request = CloseRequest(incident_id=incident_id, reason=reason, time=datetime.now(timezone.utc))
+        msg_id, raw = encode_close_request(request, OPS_REQUESTER)
+        await self.nc.jetstream().publish(topology.ingest_subject(OPS_REQUESTER), raw,
+                                          headers={topology.HEADER_MSG_ID: msg_id})
+        return msg_id
 
     # plugins → pipeline and supervisor
 

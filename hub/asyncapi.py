@@ -15,7 +15,7 @@ import orjson
 from pydantic.json_schema import models_json_schema
 
 from hub import topology, wire
-from hub.models import Category, DispatchOrder, DispatchUpdate, Event, Incident, IncidentChange, Severity
+from hub.models import Category, CloseRequest, DispatchOrder, DispatchUpdate, Event, Incident, IncidentChange, Severity
 
 ASYNCAPI_VERSION = "3.0.0"
 SCHEMA_REF = "#/components/schemas/{model}"
@@ -112,6 +112,8 @@ def _messages() -> dict[str, Any]:
                                  "EventCloudEvent", _MSG_ID_HEADERS),
         "incident": _message("incident", "Incident change", "The incident's full state after the change.",
                              "IncidentCloudEvent", _MSG_ID_HEADERS),
+        "closeRequest": _message("closeRequest", "Close an incident", "Sent by the hub when an order is resolved, "
+                                 "or by ops; a repeated request is dropped.", "CloseRequestCloudEvent", _MSG_ID_HEADERS),
         "dispatchOrder": _message("dispatchOrder", "Dispatch order", "An order to a responsible party.",
                                   "DispatchOrderCloudEvent", _MSG_ID_HEADERS),
         "dispatchUpdate": _message("dispatchUpdate", "Dispatch status update", "Reported back by a connector.",
@@ -120,12 +122,12 @@ def _messages() -> dict[str, Any]:
     }
 
 
-def _channel(address: str, description: str, message: str, parameters: list[str]) -> dict[str, Any]:
+def _channel(address: str, description: str, messages: list[str], parameters: list[str]) -> dict[str, Any]:
     every = _parameters()
     return {
         "address": address,
         "description": description,
-        "messages": {message: {"$ref": f"#/components/messages/{message}"}},
+        "messages": {message: {"$ref": f"#/components/messages/{message}"} for message in messages},
         "parameters": {name: every[name] for name in parameters},
     }
 
@@ -133,23 +135,24 @@ def _channel(address: str, description: str, message: str, parameters: list[str]
 def _channels() -> dict[str, Any]:
     p = topology.PREFIX
     return {
-        "ingest": _channel(f"{p}.ingest.{{source}}", "Canonical events in, from connectors or any program.",
-                           "ingestEvent", ["source"]),
+        "ingest": _channel(f"{p}.ingest.{{source}}", "Canonical events in, from connectors or any program, and requests to "
+                           "close an incident (applied in order with the reports).",
+                           ["ingestEvent", "closeRequest"], ["source"]),
         "events": _channel(
             f"{p}.events.{{district}}.{{street}}.{{category}}.{{severity}}",
             "The unified stream of enriched events. Subscribe by district, street, category and severity with "
             f"NATS wildcards, e.g. `{p}.events.510108.*.*.critical` or `{p}.events.*.*.gas_leak.>`.",
-            "unifiedEvent", ["district", "street", "category", "severity"],
+            ["unifiedEvent"], ["district", "street", "category", "severity"],
         ),
         "incidents": _channel(f"{p}.incidents.{{district}}.{{category}}.{{change}}",
-                              "Incidents opened, merged, updated, escalated and closed.", "incident",
+                              "Incidents opened, merged, updated, escalated and closed.", ["incident"],
                               ["district", "category", "change"]),
         "dispatchOrders": _channel(f"{p}.dispatch.orders.{{connector}}",
-                                   "Dispatch orders, for the connector that delivers them.", "dispatchOrder",
+                                   "Dispatch orders, for the connector that delivers them.", ["dispatchOrder"],
                                    ["connector"]),
         "dispatchUpdates": _channel(f"{p}.dispatch.updates.{{source}}", "Dispatch status changes reported back.",
-                                    "dispatchUpdate", ["source"]),
-        "deadLetters": _channel(f"{p}.dlq.{{source}}", "Rejected input with the reason in headers.", "deadLetter",
+                                    ["dispatchUpdate"], ["source"]),
+        "deadLetters": _channel(f"{p}.dlq.{{source}}", "Rejected input with the reason in headers.", ["deadLetter"],
                                 ["source"]),
     }
 
@@ -171,7 +174,7 @@ def _operations() -> dict[str, Any]:
 
 def _schemas() -> dict[str, Any]:
     _, top = models_json_schema(
-        [(model, "serialization") for model in (Event, Incident, DispatchOrder, DispatchUpdate)],
+        [(model, "serialization") for model in (Event, Incident, DispatchOrder, DispatchUpdate, CloseRequest)],
         ref_template=SCHEMA_REF,
     )
     schemas: dict[str, Any] = dict(top["$defs"])
@@ -187,6 +190,8 @@ def _schemas() -> dict[str, Any]:
         "Dispatch order CloudEvent", {"const": wire.TYPE_DISPATCH_ORDER}, "DispatchOrder", every_extension)
     schemas["DispatchUpdateCloudEvent"] = _envelope(
         "Dispatch update CloudEvent", {"const": wire.TYPE_DISPATCH_UPDATE}, "DispatchUpdate", ("incidentid",))
+    schemas["CloseRequestCloudEvent"] = _envelope(
+        "Close request CloudEvent", {"const": wire.TYPE_CLOSE_REQUEST}, "CloseRequest", ("incidentid",))
     schemas["DeadLetter"] = {"title": "Dead letter", "description": "The rejected message's original bytes."}
     return schemas
 

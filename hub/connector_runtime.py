@@ -39,7 +39,7 @@ from pydantic import ValidationError
 from hub import ids, topology, wire
 from hub.connector import Connector
 from hub.errors import DeliveryRejected, InvalidEventError
-from hub.models import DispatchOrder, DispatchUpdate, Event
+from hub.models import CloseRequest, DispatchOrder, DispatchUpdate, Event
 from hub.config import NatsConfig, StreamsConfig
 from hub.natsconn import connect
 from hub.streams import ensure_streams
@@ -71,6 +71,15 @@ def encode_ingest(event: Event) -> tuple[str, bytes]:
         type_=wire.TYPE_EVENT, id_=msg_id, source=f"/cityhub/{event.source}", time=event.time, data=event,
         extensions={"category": event.category.value, "severity": event.severity.value},
     )
+    return msg_id, raw
+
+
+def encode_close_request(request: CloseRequest, requester: str) -> tuple[str, bytes]:
+    """``(Nats-Msg-Id, CloudEvent bytes)`` of a close request as ``requester`` publishes it to ingest; one
+    per incident, so a repeated request within the duplicate window is dropped."""
+    msg_id = f"close:{request.incident_id}"
+    raw = wire.encode(type_=wire.TYPE_CLOSE_REQUEST, id_=msg_id, source=f"/cityhub/{requester}", time=request.time,
+                      data=request, extensions={"incidentid": request.incident_id})
     return msg_id, raw
 
 

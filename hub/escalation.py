@@ -1,6 +1,7 @@
 """Escalation: a dispatch order with a deadline (from a rule's ``escalate_after``) that is not accepted or
 resolved in time is re-dispatched (二次派单, attempt 2, same target), then escalated upward (attempt 3 to the
-street level, attempt 4 to the district level), each time with an ``escalated`` incident update.
+street level, attempt 4 to the district level), each time with an ``escalated`` incident update. A resolved
+order closes its incident (a close request to ingest, which the pipeline applies in order).
 
 Durable by construction: the :class:`Escalator` follows ``cityhub.dispatch.>`` with a durable consumer and
 keeps one deadline per (incident, target) in the JetStream KV bucket ``CITYHUB_ESCALATIONS``; a hub that
@@ -26,8 +27,8 @@ from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from hub import topology, wire
-from hub.connector_runtime import raise_if_cancelled
-from hub.models import DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
+from hub.connector_runtime import encode_close_request, raise_if_cancelled
+from hub.models import CloseRequest, DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
 from hub.pipeline import connector_for_target, dispatch_output, incident_output
 from hub.tasks import cancel_and_wait
 
@@ -103,7 +104,11 @@ class Escalator:
                 msgs = []
             raise_if_cancelled()
             for msg in msgs:
-                await self._observe(msg)
+                try:
+                    await self._observe(msg)
+                except Exception as exc:  # NATS trouble while acting on it: unacknowledged, it comes back
+                    log.warning("escalation could not act on %s (%s: %s); will retry", msg.subject, type(exc).__name__, exc)
+                    continue
                 await msg.ack()
 
     async def _observe(self, msg: Msg) -> None:
@@ -112,7 +117,10 @@ class Escalator:
             if envelope["type"] == wire.TYPE_DISPATCH_ORDER:
                 await self._track(DispatchOrder.model_validate(envelope["data"]))
             elif envelope["type"] == wire.TYPE_DISPATCH_UPDATE:
-                await self._settle(DispatchUpdate.model_validate(envelope["data"]))
+                update = DispatchUpdate.model_validate(envelope["data"])
+                await self._settle(update)
+                if update.status is DispatchStatus.RESOLVED:
+                    await self._request_close(update, source=msg.subject.rsplit(".", 1)[-1])
         except (ValueError, ValidationError) as exc:  # not ours to judge: the delivering connector DLQs it
             log.debug("escalation ignores %s: %s", msg.subject, exc)
 
@@ -140,6 +148,14 @@ class Escalator:
             current = await self._get(key)
             if current is not None:
                 await self._fire(key, DispatchOrder.model_validate(current[0]), current[1])
+
+    async def _request_close(self, update: DispatchUpdate, source: str) -> None:
+        """A resolved order closes its incident: the close request goes through ingest, in order with the
+        reports (see :class:`hub.models.CloseRequest`)."""
+        request = CloseRequest(incident_id=update.incident_id, time=update.time,
+                               reason=f"order {update.order_id} resolved" + (f" by {update.actor}" if update.actor else ""))
+        msg_id, raw = encode_close_request(request, source)
+        await self.js.publish(topology.ingest_subject(source), raw, headers={topology.HEADER_MSG_ID: msg_id})
 
     async def _get(self, key: str) -> tuple[dict[str, Any], int] | None:
         assert self._kv is not None

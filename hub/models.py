@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Category(StrEnum):
@@ -182,6 +182,18 @@ class Incident(HubModel):
     matched_rules: list[str] = Field(default_factory=list)
     escalate_at: datetime | None = None
     escalation_level: int = 0
+    closed_reason: str | None = Field(None, description="Why a closed incident was closed, and by whom.")
+
+
+class CloseRequest(HubModel):
+    """A request to close an open incident. It is published to ingest (CloudEvent type
+    ``cityhub.close_request`` on ``cityhub.ingest.<requester>``) so the pipeline applies it in order with the
+    reports: reports before it may still join the incident, reports after it open a new one. The hub sends
+    one when a dispatch order of the incident is resolved; ops send one through the admin API."""
+
+    incident_id: str = Field(min_length=1, max_length=256)
+    reason: str = Field(min_length=1, max_length=512)
+    time: AwareDatetime
 
 
 class DispatchStatus(StrEnum):

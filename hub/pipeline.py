@@ -48,6 +48,7 @@ from hub.incidents import Deduper, IncidentMerger, MergeBatch, MergePolicy
 from hub.metrics import Metrics
 from hub.publisher import Message, Publisher
 from hub.models import (
+    CloseRequest,
     CoordSystem,
     DispatchOrder,
     Event,
@@ -71,6 +72,7 @@ MAX_ORDER_REPORTS = 20  # report references an incident keeps for its dispatch o
 _SOURCE = "/cityhub/pipeline"
 _SEVERITIES = list(Severity)
 _EVENTS = TypeAdapter(list[Event])
+_INGEST_TYPES = (wire.TYPE_EVENT, wire.TYPE_CLOSE_REQUEST)
 
 
 # --- what the pipeline is built from -----------------------------------------------------------------
@@ -137,41 +139,61 @@ def _validation_kind(error: ValidationError) -> tuple[str, str]:
 def decode_event(raw: bytes, subject: str, max_bytes: int) -> tuple[Event, dict[str, Any]]:
     """One ingest message → its canonical event and the JSON object it came from. Accepts a bare Event
     JSON or a CloudEvent of type ``cityhub.event``. Raises :class:`InvalidEventError` with ``kind`` set."""
-    document = _event_document(raw, max_bytes)
+    type_, document = _ingest_document(raw, max_bytes)
+    if type_ != wire.TYPE_EVENT:
+        raise _invalid("invalid", f"CloudEvent type {type_!r} is not an event")
     return _checked_event(_validate_event(document), subject), document
 
 
-def decode_events(
-    batch: Sequence[tuple[int, str, bytes]], max_bytes: int
-) -> tuple[list[Event], list[dict[str, Any]], list[Rejection]]:
-    """:func:`decode_event` for a batch, validating all its documents in one pydantic call (half the cost
-    of one call per event); a batch holding an invalid event is validated again event by event."""
-    parsed, documents, rejected = [], [], []
+@dataclass
+class DecodedBatch:
+    """A batch of ingest messages, decoded: the events with the JSON objects they came from, the close
+    requests with the number of events that precede each (the order decides what a close applies to), and
+    what was rejected."""
+
+    events: list[Event] = field(default_factory=list)
+    documents: list[dict[str, Any]] = field(default_factory=list)
+    closes: list[tuple[int, CloseRequest, str]] = field(default_factory=list)  # (events before, request, requester)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+def decode_events(batch: Sequence[tuple[int, str, bytes]], max_bytes: int) -> DecodedBatch:
+    """:func:`decode_event` for a batch, validating all its event documents in one pydantic call (half the
+    cost of one call per event; a batch holding an invalid event is validated again event by event), and
+    close requests (CloudEvents of type ``cityhub.close_request``) one by one."""
+    decoded = DecodedBatch()
+    parsed, documents, close_at = [], [], []
     for seq, subject, raw in batch:
         try:
-            documents.append(_event_document(raw, max_bytes))
+            type_, document = _ingest_document(raw, max_bytes)
+            if type_ == wire.TYPE_CLOSE_REQUEST:
+                close_at.append((len(parsed), _validate_close(document), source_of(subject), seq))
+                continue
         except InvalidEventError as exc:
-            rejected.append(Rejection(raw, subject, getattr(exc, "kind", "invalid"), exc.reason, seq))
+            decoded.rejected.append(Rejection(raw, subject, getattr(exc, "kind", "invalid"), exc.reason, seq))
             continue
+        documents.append(document)
         parsed.append((seq, subject, raw))
     try:
         validated: list[Event | InvalidEventError] = list(_EVENTS.validate_python(documents))
     except ValidationError:
         validated = [_validated_or_error(document) for document in documents]
-    events, kept = [], []
+    kept_before = [0]  # events kept among the first n parsed documents
     for (seq, subject, raw), document, event in zip(parsed, documents, validated, strict=True):
         try:
-            events.append(_checked_event(event, subject))
+            decoded.events.append(_checked_event(event, subject))
+            decoded.documents.append(document)
         except InvalidEventError as exc:
-            rejected.append(Rejection(raw, subject, getattr(exc, "kind", "invalid"), exc.reason, seq))
-            continue
-        kept.append(document)
-    rejected.sort(key=lambda rejection: rejection.seq)
-    return events, kept, rejected
+            decoded.rejected.append(Rejection(raw, subject, getattr(exc, "kind", "invalid"), exc.reason, seq))
+        kept_before.append(len(decoded.events))
+    decoded.closes = [(kept_before[position], request, requester) for position, request, requester, _ in close_at]
+    decoded.rejected.sort(key=lambda rejection: rejection.seq)
+    return decoded
 
 
-def _event_document(raw: bytes, max_bytes: int) -> dict[str, Any]:
-    """The JSON object of an ingest message (the ``data`` of a CloudEvent), not yet validated."""
+def _ingest_document(raw: bytes, max_bytes: int) -> tuple[str, dict[str, Any]]:
+    """The type and JSON object of an ingest message (the ``data`` of a CloudEvent; a bare JSON object is
+    an event), not yet validated."""
     if len(raw) > max_bytes:
         raise _invalid("oversized", f"message of {len(raw)} bytes exceeds the limit of {max_bytes}")
     try:
@@ -181,8 +203,8 @@ def _event_document(raw: bytes, max_bytes: int) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise _invalid("invalid", f"an event must be a JSON object, got {type(document).__name__}")
     if "specversion" in document:
-        document = _cloudevent_data(document)
-    return document
+        return document["type"] if isinstance(document.get("type"), str) else "", _cloudevent_data(document)
+    return wire.TYPE_EVENT, document
 
 
 def _validate_event(document: dict[str, Any]) -> Event:
@@ -210,12 +232,20 @@ def _checked_event(event: Event | InvalidEventError, subject: str) -> Event:
 
 def _cloudevent_data(envelope: dict[str, Any]) -> dict[str, Any]:
     wire.check_envelope(envelope)
-    if envelope["type"] != wire.TYPE_EVENT:
-        raise _invalid("invalid", f"CloudEvent type {envelope['type']!r} on ingest; expected {wire.TYPE_EVENT!r}")
+    if envelope["type"] not in _INGEST_TYPES:
+        raise _invalid("invalid", f"CloudEvent type {envelope['type']!r} on ingest; expected one of "
+                                  f"{', '.join(map(repr, _INGEST_TYPES))}")
     data = envelope.get("data")
     if not isinstance(data, dict):
-        raise _invalid("invalid", "CloudEvent data must be a JSON object holding the event")
+        raise _invalid("invalid", "CloudEvent data must be a JSON object")
     return data
+
+
+def _validate_close(document: dict[str, Any]) -> CloseRequest:
+    try:
+        return CloseRequest.model_validate(document)
+    except ValidationError as exc:
+        raise _invalid("invalid", "close request " + _validation_kind(exc)[1]) from None
 
 
 def _invalid(kind: str, reason: str) -> InvalidEventError:
@@ -296,6 +326,7 @@ class BatchResult:
     accepted: int = 0
     duplicates: int = 0
     merged: int = 0
+    closed: int = 0  # incidents closed on request
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # processing time per pipeline stage
 
@@ -356,12 +387,30 @@ class BatchProcessor:
         """``batch``: ``(stream sequence, subject, bytes)`` per message, in stream order."""
         result = BatchResult()
         with result.timed("decode"):
-            events, documents, result.rejected = decode_events(batch, self.options.max_message_bytes)
-        if events:
-            self._process_events(state, events, documents, result, evaluate)
+            decoded = decode_events(batch, self.options.max_message_bytes)
+        result.rejected = decoded.rejected
+        start = 0
+        for end, request, requester in [*decoded.closes, (len(decoded.events), None, "")]:
+            if end > start:  # the events before a close request may still merge into its incident
+                self._process_events(state, decoded.events[start:end], decoded.documents[start:end], result, evaluate)
+                start = end
+            if request is not None:
+                self._close(state, request, requester, result)
         for rejection in result.rejected:
             result.outputs.append(dlq_output(rejection))
         return result
+
+    def _close(self, state: PipelineState, request: CloseRequest, requester: str, result: BatchResult) -> None:
+        """Close an open incident on request; one that is not open (closed before, expired, unknown) stays
+        as it is."""
+        record = state.incidents.get(request.incident_id)
+        if not state.merger.close(request.incident_id) or record is None:
+            log.info("close request for %s from %s: not an open incident", request.incident_id, requester)
+            return
+        del state.incidents[request.incident_id]
+        result.closed += 1
+        result.outputs.append(closed_output(record, request.incident_id, request.time,
+                                            f"{request.reason} ({requester})"))
 
     def _process_events(
         self, state: PipelineState, events: list[Event], documents: list[dict[str, Any]], result: BatchResult,
@@ -372,14 +421,14 @@ class BatchProcessor:
             times = [event.time.timestamp() for event in events]
             duplicate = state.deduper.check_many(keys, times)
         fresh = [i for i, dup in enumerate(duplicate) if not dup]
-        result.duplicates = len(events) - len(fresh)
+        result.duplicates += len(events) - len(fresh)
         events = [events[i] for i in fresh]
         documents = [documents[i] for i in fresh]
         keys = [keys[i] for i in fresh]
         times = [times[i] for i in fresh]
         if not events:
             return
-        result.accepted = len(events)
+        result.accepted += len(events)
         with result.timed("geo"):
             admin_paths = self._normalise_and_locate(events)
         with result.timed("rules"):
@@ -394,7 +443,7 @@ class BatchProcessor:
                 [event.address for event in events],
                 [event.text for event in events],
             )
-        result.merged = sum(1 for is_new in merge.is_new if not is_new)
+        result.merged += sum(1 for is_new in merge.is_new if not is_new)
         with result.timed("transforms"):
             events = self._apply_transforms(events)
         with result.timed("encode"):
@@ -590,7 +639,8 @@ class BatchProcessor:
         for incident_id in state.merger.expire(watermark):
             record = state.incidents.pop(incident_id, None)
             if record is not None:
-                result.outputs.append(closed_output(record, incident_id, datetime.fromtimestamp(watermark, timezone.utc)))
+                closed_at = datetime.fromtimestamp(watermark, timezone.utc)
+                result.outputs.append(closed_output(record, incident_id, closed_at, "no report within the merge window"))
 
 
 
@@ -649,14 +699,14 @@ def incident_output(
     return Message(subject, raw, f"{msg_id}:{change}")
 
 
-def closed_output(record: IncidentRecord, incident_id: str, closed_at: datetime) -> Message:
+def closed_output(record: IncidentRecord, incident_id: str, closed_at: datetime, reason: str) -> Message:
     """The ``closed`` change of an incident, from what the pipeline remembers of it."""
     severity = _SEVERITIES[record.severity]
     data: dict[str, Any] = {
         "id": incident_id, "category": record.category, "severity": severity, "state": IncidentState.CLOSED,
         "opened_at": datetime.fromtimestamp(record.opened_at, timezone.utc), "updated_at": closed_at,
         "report_count": max(1, record.report_count), "sources": record.sources,
-        "matched_rules": record.matched_rules, "escalation_level": 0,
+        "matched_rules": record.matched_rules, "escalation_level": 0, "closed_reason": reason,
     }
     return incident_output(data, incident_id, record.category, severity, record.district, IncidentChange.CLOSED,
                            incident_id, closed_at)
@@ -690,7 +740,8 @@ class Pipeline:
         self.options = options or PipelineOptions()
         self.processor = BatchProcessor(engines, self.options, on_transform_outcome)
         self.state = PipelineState.fresh(engines)
-        self.counts: dict[str, int] = {"in": 0, "out": 0, "dlq": 0, "duplicates": 0, "merged": 0, "batches": 0}
+        self.counts: dict[str, int] = {"in": 0, "out": 0, "dlq": 0, "duplicates": 0, "merged": 0, "closed": 0,
+                                       "batches": 0}
         self.last_batch_at: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -918,6 +969,7 @@ class Pipeline:
         self.counts["dlq"] += len(result.rejected)
         self.counts["duplicates"] += result.duplicates
         self.counts["merged"] += result.merged
+        self.counts["closed"] += result.closed
         self.counts["batches"] += 1
         self.metrics.stage_batch("pipeline", received, result.accepted, time.monotonic() - started)
         for stage, seconds in result.stage_seconds.items():

@@ -12,7 +12,8 @@ attributes (lower-case alphanumerics, as the spec requires) so consumers filter 
 =============  ===========================================================
 
 ``type`` says what ``data`` holds: ``cityhub.event`` (hub.models.Event), ``cityhub.incident.<change>``
-(hub.models.Incident), ``cityhub.dispatch.order`` and ``cityhub.dispatch.update``.
+(hub.models.Incident), ``cityhub.dispatch.order``, ``cityhub.dispatch.update`` and, on ingest,
+``cityhub.close_request`` (hub.models.CloseRequest).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ TYPE_EVENT = "cityhub.event"
 TYPE_INCIDENT_PREFIX = "cityhub.incident."
 TYPE_DISPATCH_ORDER = "cityhub.dispatch.order"
 TYPE_DISPATCH_UPDATE = "cityhub.dispatch.update"
+TYPE_CLOSE_REQUEST = "cityhub.close_request"
 
 EXTENSIONS = ("category", "severity", "incidentid", "district", "street", "gridcell")
 _EXTENSION_NAMES = frozenset(EXTENSIONS)

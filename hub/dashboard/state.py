@@ -55,7 +55,12 @@ ACCEPTING_STATUSES = frozenset({DispatchStatus.ACCEPTED.value, DispatchStatus.ON
 FINISHED_ORDER_STATUSES = frozenset(
     {DispatchStatus.RESOLVED.value, DispatchStatus.EVALUATED.value, DispatchStatus.REJECTED.value}
 )
-ESCALATION_FIELDS = ("escalation_level", "escalate_at", "updated_at")
+# Changes that carry only part of the incident, overlaid on what the view already holds: the escalation timer
+# knows the order, not the incident; a closed change carries the incident's summary, not its place.
+PARTIAL_CHANGES = {
+    IncidentChange.ESCALATED.value: ("escalation_level", "escalate_at", "updated_at"),
+    IncidentChange.CLOSED.value: ("state", "updated_at", "report_count", "sources", "matched_rules", "closed_reason"),
+}
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -337,9 +342,8 @@ class LiveState:
         if opened_at is None:
             raise ValueError(f"incident {incident['id']!r} has no opened_at")
         view = self._view(incident["id"])
-        if change == IncidentChange.ESCALATED.value and view.incident is not None:
-            # The escalation timer knows the order, not the incident: it reports only the escalation.
-            incident = {**view.incident, **{name: incident[name] for name in ESCALATION_FIELDS if name in incident}}
+        if change in PARTIAL_CHANGES and view.incident is not None:
+            incident = {**view.incident, **{name: incident[name] for name in PARTIAL_CHANGES[change] if name in incident}}
         else:
             view.opened_at = opened_at
         view.incident = incident

@@ -138,6 +138,22 @@ async def test_an_escalation_updates_deadline_and_level_and_keeps_the_rest(state
     assert summary["opened_at"] == "2026-11-23T08:00:00Z"
 
 
+async def test_a_closed_change_closes_the_incident_and_keeps_its_place(state, writer):
+    incident = make_incident(26)
+    await writer.incident(incident)
+    # What the pipeline remembers when it closes an incident: its summary, not its place.
+    closed = incident.model_copy(update={
+        "grid_path": [], "location": None, "state": IncidentState.CLOSED, "updated_at": T0 + timedelta(minutes=30),
+        "closed_reason": "order INC000026:gridworker:1 resolved (gridworker)",
+    })
+    await writer.incident(closed, IncidentChange.CLOSED)
+    await wait_until(lambda: state.messages == 2, "both messages")
+    shown = state.incident("INC000026")
+    assert shown["incident"]["state"] == "closed" and shown["incident"]["closed_reason"].startswith("order")
+    assert shown["summary"]["district"] == "510104" and shown["incident"]["location"] is not None
+    assert "INC000026" not in [summary["id"] for summary in state.incidents()]
+
+
 async def test_unreadable_messages_are_counted_and_the_feed_goes_on(state, writer):
     await writer.raw("cityhub.events.x.y.gas_leak.high", b"{not json")
     await writer.raw("cityhub.incidents.x.gas_leak.opened", b'{"specversion": "1.0", "id": "1", "source": "/x", '
