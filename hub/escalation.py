@@ -120,6 +120,7 @@ class Escalator:
                 update = DispatchUpdate.model_validate(envelope["data"])
                 await self._settle(update)
                 if update.status is DispatchStatus.RESOLVED:
+                    await self._clear_incident(update.incident_id)
                     await self._request_close(update, source=msg.subject.rsplit(".", 1)[-1])
         except (ValueError, ValidationError) as exc:  # not ours to judge: the delivering connector DLQs it
             log.debug("escalation ignores %s: %s", msg.subject, exc)
@@ -148,6 +149,20 @@ class Escalator:
             current = await self._get(key)
             if current is not None:
                 await self._fire(key, DispatchOrder.model_validate(current[0]), current[1])
+
+    async def _clear_incident(self, incident_id: str) -> None:
+        """A resolved incident closes: no order of it escalates any more. Scans the live deadlines, which
+        are few (one per unanswered order) and resolutions come at human pace."""
+        assert self._kv is not None
+        prefix = deadline_key(incident_id, "")
+        try:
+            keys = await self._kv.keys(filters=[prefix])
+        except NoKeysError:
+            return
+        for key in keys:
+            if key.startswith(prefix):
+                with contextlib.suppress(KeyNotFoundError):
+                    await self._kv.delete(key)
 
     async def _request_close(self, update: DispatchUpdate, source: str) -> None:
         """A resolved order closes its incident: the close request goes through ingest, in order with the

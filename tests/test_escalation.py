@@ -88,6 +88,35 @@ async def test_deadlines_survive_a_restart_of_the_escalator(nats_url):
     assert [order["attempt"] for order in await _orders(nats_url)] == [1, 2]
 
 
+async def test_a_resolved_order_stops_every_clock_of_its_incident_and_asks_to_close_it(nats_url):
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    escalator = Escalator(nc, tick_s=0.1)
+    await escalator.start()
+    gridworker = _order("inc-D", due_in_s=2.0)
+    fire = gridworker.model_copy(update={"id": "inc-D:dept:fire:1", "target": "dept:fire", "connector": "dept_fire"})
+    for order in (gridworker, fire):
+        await _publish(js, dispatch_output(order))
+    update = DispatchUpdate(order_id=gridworker.id, incident_id="inc-D", status=DispatchStatus.RESOLVED,
+                            time=datetime.now(timezone.utc), actor="王网格员")
+    raw = wire.encode(type_=wire.TYPE_DISPATCH_UPDATE, id_="u-D", source="/test", time=update.time, data=update)
+    await js.publish(topology.dispatch_update_subject("gridworker"), raw)
+
+    async def close_requested() -> bool:
+        return bool(await read_stream(nats_url, topology.INGEST_STREAM))
+
+    await _until_async(close_requested)
+    await asyncio.sleep(2.5)  # both deadlines have passed
+    await escalator.stop()
+    await nc.close()
+    assert escalator.fired == 0 and [order["attempt"] for order in await _orders(nats_url)] == [1, 1]
+    [request] = await read_stream(nats_url, topology.INGEST_STREAM)
+    assert request.subject == "cityhub.ingest.gridworker" and request.headers[topology.HEADER_MSG_ID] == "close:inc-D"
+    assert data_of(request) == {"incident_id": "inc-D", "reason": "order inc-D:gridworker:1 resolved by 王网格员",
+                                "time": data_of(request)["time"]}
+
+
 def test_the_ladder_redispatches_then_goes_upward_then_stops():
     order = _order("inc-C", due_in_s=600)
     now = datetime.now(timezone.utc)
