@@ -620,7 +620,7 @@ class BatchProcessor:
         data: dict[str, Any] = {
             "id": incident_id, "category": record.category, "severity": severity, "state": IncidentState.OPEN,
             "opened_at": datetime.fromtimestamp(record.opened_at, timezone.utc), "updated_at": event.time,
-            "grid_path": [_cell_json(cell) for cell in event.grid_path], "report_count": count,
+            "grid_path": [cell.__dict__ for cell in event.grid_path], "report_count": count,  # str/float fields only
             "event_ids": [event.id], "sources": record.sources, "matched_rules": record.matched_rules,
             "escalation_level": 0,
         }
@@ -672,10 +672,6 @@ def dispatch_output(order: DispatchOrder) -> Message:
                                      "incidentid": order.incident_id},
     )
     return Message(subject, raw, order.id)
-
-
-def _cell_json(cell: GridCell) -> dict[str, Any]:
-    return {"layer": cell.layer, "level": cell.level, "id": cell.id, "name": cell.name, "distance_m": cell.distance_m}
 
 
 def _location_json(location: Location) -> dict[str, Any]:
