@@ -138,7 +138,8 @@ class Hub:
             embedded = nats_config.embedded
             self.embedded = EmbeddedNats(store_dir=embedded.store_dir, mqtt_port=embedded.mqtt_port,
                                          **({"port": embedded.port} if embedded.port else {}))
-            await asyncio.to_thread(self.embedded.start)
+            self.embedded.launch()  # from the event loop's thread, which lives as long as the hub
+            await asyncio.to_thread(self.embedded.wait_listening)
             nats_config = nats_config.model_copy(update={"servers": [self.embedded.url]})
         self.nc = await connect(nats_config)
         await ensure_streams(self.nc.jetstream(), nats_config.streams)

@@ -4,7 +4,9 @@ data in a folder of the caller's choosing."""
 
 from __future__ import annotations
 
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.errors import HubError
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -58,18 +68,25 @@ class EmbeddedNats:
         return "\n".join(lines) + "\n"
 
     def start(self, timeout: float = 15.0) -> EmbeddedNats:
+        self.launch()
+        self.wait_listening(timeout)
+        return self
+
+    def launch(self) -> None:
+        """Start the server process. Call it from the thread that lives as long as the server should: on
+        Linux the server is told to stop when that thread's process dies (a hub killed with SIGKILL would
+        otherwise leave its server running, holding the store)."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         config = self.store_dir / "nats-server.conf"
         config.write_text(self._config_text())
         log = open(self.store_dir / "nats-server.log", "ab")
         # Its own session: a Ctrl-C at the terminal reaches the hub, which stops the server last, in order.
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-c", str(config)], stdout=log, stderr=log, start_new_session=True
+            [nats_server_binary(), "-c", str(config)], stdout=log, stderr=log, start_new_session=True,
+            preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
         )
-        self._wait_listening(timeout)
-        return self
 
-    def _wait_listening(self, timeout: float) -> None:
+    def wait_listening(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:

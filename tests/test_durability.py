@@ -157,7 +157,8 @@ async def test_nats_server_restart_mid_stream_loses_nothing(nats_server, nats_ur
                 await asyncio.sleep(0.01)
         await asyncio.to_thread(nats_server.stop)
         await asyncio.sleep(1.0)
-        await asyncio.to_thread(nats_server.start)
+        nats_server.launch()
+        await asyncio.to_thread(nats_server.wait_listening)
         await publish_events(nats_url, events[15_000:])
         async with asyncio.timeout(90):
             while not await consumer_done(nats_url):
