@@ -86,3 +86,13 @@ async def test_a_stream_without_fast_ingest_gets_messages_one_by_one(client):
     assert failed == [] and not publisher.fast
     await publisher.publish(messages)
     assert await _stored(js, "PLAIN") == 50
+
+
+async def test_a_message_refused_early_in_a_long_batch_is_named_and_the_rest_handed_back(client):
+    js = client.jetstream()
+    await js.add_stream(StreamConfig(name="SMALLER", subjects=["smaller.>"], max_msg_size=100, allow_batched=True))
+    publisher = Publisher(client, stream_of=lambda subject: "SMALLER")
+    messages = [Message(f"smaller.{n}", b"x" * (500 if n == 3 else 10), f"m{n}") for n in range(2_000)]
+    failed, reason = await publisher.publish(messages)
+    assert [message.msg_id for message in failed] == [f"m{n}" for n in range(3, 2_000)]
+    assert "m3 refused: message size exceeds maximum allowed" in reason
