@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nkeys
 import pytest
 from pydantic import ValidationError
 
@@ -34,6 +35,28 @@ def token_server(tmp_path):
     """A nats-server that only lets in clients with the token ``t0ken-right``."""
     with EmbeddedNats(tmp_path / "nats", extra_config='authorization { token: "t0ken-right" }') as server:
         yield server.url
+
+
+@pytest.fixture
+def nkey_user(tmp_path):
+    """A fresh NKey user: (seed file, public key)."""
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    seed_file = tmp_path / "user.nk"
+    seed_file.write_bytes(seed)
+    return seed_file, nkeys.from_seed(bytearray(seed)).public_key.decode()
+
+
+async def test_nkey_seed_file_connects_to_a_server_that_knows_the_public_key(tmp_path, nkey_user):
+    seed_file, public_key = nkey_user
+    with EmbeddedNats(tmp_path / "nats", extra_config=f"authorization {{ users = [ {{ nkey: {public_key} }} ] }}") as server:
+        nc = await connect(NatsConfig(servers=[server.url], nkey_seed_file=seed_file))
+        assert nc.is_connected
+        await nc.close()
+        other_seed = tmp_path / "other.nk"
+        other_seed.write_bytes(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER))
+        message = await _connect_error(NatsConfig(servers=[server.url], nkey_seed_file=other_seed,
+                                                  initial_connect_wait=AN_HOUR))
+    assert "rejected the credentials" in message and "nkey_seed_file" in message
 
 
 async def _connect_error(settings: NatsConfig) -> str:
