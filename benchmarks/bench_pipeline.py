@@ -1,7 +1,8 @@
 """End-to-end pipeline throughput through JetStream, beside a bare nats-py passthrough on the same server.
 
 Both read the same 30,000 canonical events (CloudEvents, 2,000 places around Chengdu, every 50th a
-re-delivery) from the ingest stream with a durable pull consumer (batch 500, AckAll acknowledged once per
+re-delivery) from the ingest stream with a durable pull consumer and :class:`hub.fetcher.Fetcher` (batch
+500, AckAll acknowledged once per
 batch after the outputs are stored) and publish with :class:`hub.publisher.Publisher` (JetStream fast
 ingest) and ``Nats-Msg-Id``:
 
@@ -32,6 +33,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from hub import topology
 from hub.connector_runtime import encode_ingest
 from hub.embedded import EmbeddedNats
+from hub.fetcher import Fetcher
 from hub.geofence import GridIndex, LayerSpec
 from hub.incidents import MergePolicy
 from hub.metrics import Metrics
@@ -111,26 +113,27 @@ async def _load(url: str, raws: list[bytes], pace_per_s: float | None = None) ->
 
 
 async def _passthrough(url: str, total: int, fast_ingest: bool) -> None:
-    """The peer: same consumer, ack and publish settings as the hub (fast-ingest batches through
-    :class:`hub.publisher.Publisher`; per-message ``publish_async`` as a sanity line), no processing. Tuned like the hub's loop: the next batch is fetched
+    """The peer: same consumer, fetch, ack and publish settings as the hub (:class:`hub.fetcher.Fetcher`,
+    fast-ingest batches through :class:`hub.publisher.Publisher`; per-message ``publish_async`` as a sanity
+    line), no processing. Tuned like the hub's loop: the next batch is fetched
     and republished while the previous batch's outputs are being stored, and a batch is acknowledged once
     its outputs are stored."""
     nc = await nats.connect(url)
     js = nc.jetstream()
     publisher = Publisher(nc, stream_of=lambda subject: "PASSTHROUGH", fast_ingest=fast_ingest)
-    subscription = await js.pull_subscribe(
-        "cityhub.ingest.>", durable="passthrough", stream=topology.INGEST_STREAM,
-        config=ConsumerConfig(ack_policy=AckPolicy.ALL, max_ack_pending=10_000, max_waiting=16),
-    )
+    await js.add_consumer(topology.INGEST_STREAM, ConsumerConfig(
+        durable_name="passthrough", filter_subject="cityhub.ingest.>", ack_policy=AckPolicy.ALL,
+        max_ack_pending=10_000, max_waiting=16,
+    ))
+    fetcher = await Fetcher(nc, topology.INGEST_STREAM, "passthrough").start()
     done = 0
     in_flight = None
     while done < total:
-        msgs = await subscription.fetch(BATCH, timeout=1.0)
+        msgs = await fetcher.fetch(BATCH, timeout=1.0)
         outputs = []
         for msg in msgs:
             document = orjson.loads(msg.data)
-            outputs.append(Message(f"passthrough.{msg.subject}", orjson.dumps(document),
-                                   document["id"] + str(msg.metadata.sequence.stream)))
+            outputs.append(Message(f"passthrough.{msg.subject}", orjson.dumps(document), document["id"] + str(msg.seq)))
         publishing = asyncio.create_task(_publish_until_stored(publisher, outputs))
         if in_flight is not None:
             await _stored_then_ack(*in_flight)
@@ -148,7 +151,7 @@ async def _publish_until_stored(publisher: Publisher, outputs: list[Message]) ->
 
 async def _stored_then_ack(publishing: asyncio.Task, msgs: list) -> None:
     await publishing
-    await msgs[-1].ack_sync()
+    await msgs[-1].msg.ack_sync()
 
 
 STAGES = ("decode", "dedup", "geo", "rules", "merge", "encode", "publish")

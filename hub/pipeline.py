@@ -33,7 +33,6 @@ from typing import Any
 import nats.errors
 import orjson
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError, ObjectNotFoundError
@@ -45,6 +44,7 @@ from hub.coords import convert
 from hub.errors import InvalidEventError
 from hub.geofence import GridIndex, Resolution
 from hub.incidents import Deduper, IncidentMerger, MergeBatch, MergePolicy
+from hub.fetcher import Delivered, Fetcher
 from hub.metrics import Metrics
 from hub.publisher import Message, Publisher
 from hub.models import (
@@ -162,7 +162,9 @@ def decode_events(batch: Sequence[tuple[int, str, bytes]], max_bytes: int) -> De
     cost of one call per event; a batch holding an invalid event is validated again event by event), and
     close requests (CloudEvents of type ``cityhub.close_request``) one by one."""
     decoded = DecodedBatch()
-    parsed, documents, close_at = [], [], []
+    parsed: list[tuple[int, str, bytes]] = []
+    documents: list[dict[str, Any]] = []
+    close_at: list[tuple[int, CloseRequest, str, int]] = []
     for seq, subject, raw in batch:
         try:
             type_, document = _ingest_document(raw, max_bytes)
@@ -584,7 +586,7 @@ class BatchProcessor:
         if event.source not in record.sources:
             record.sources.append(event.source)
         if len(record.reports) < MAX_ORDER_REPORTS:
-            record.reports.append([event.source, event.source_event_id])
+            record.reports.append([event.source, event.source_event_id or event.id or ""])  # no source id: the hub's
         for match in matches:
             if match.rule_id not in record.matched_rules:
                 record.matched_rules.append(match.rule_id)
@@ -743,7 +745,7 @@ class Pipeline:
         self._stopping = asyncio.Event()
         self._last_snapshot = time.monotonic()
         self._fresh_consumer = True
-        self._consumer: Any = None
+        self._consumer: Fetcher | None = None
 
     @property
     def engines(self) -> Engines:
@@ -809,48 +811,46 @@ class Pipeline:
             return 0
         return info.ack_floor.stream_seq if info.ack_floor else 0
 
-    async def _durable_consumer(self, first_seq: int):  # noqa: ANN202 - nats PullSubscription
+    async def _durable_consumer(self, first_seq: int) -> Fetcher:
         """The durable consumer, re-created to deliver from ``first_seq`` in stream order. A consumer left by
         a crashed process would first deliver past the messages that process had in flight (those come back
         only after ack_wait), and processing out of order would change dedup and merge results."""
         if self._consumer is not None:
             with contextlib.suppress(nats.errors.Error):
-                await self._consumer.unsubscribe()
+                await self._consumer.stop()
         try:
             await self.js.delete_consumer(topology.INGEST_STREAM, PIPELINE_CONSUMER)
         except NotFoundError:
             pass
         self._fresh_consumer = True
-        return await self.js.pull_subscribe(
-            f"{topology.PREFIX}.ingest.>", durable=PIPELINE_CONSUMER, stream=topology.INGEST_STREAM,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first_seq,
-                ack_wait=self.options.ack_wait_s, max_deliver=-1,
-                max_ack_pending=max(10_000, self.options.batch_size * 4), max_waiting=16,
-            ),
-        )
+        await self.js.add_consumer(topology.INGEST_STREAM, ConsumerConfig(
+            durable_name=PIPELINE_CONSUMER, filter_subject=f"{topology.PREFIX}.ingest.>",
+            ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first_seq,
+            ack_wait=self.options.ack_wait_s, max_deliver=-1,
+            max_ack_pending=max(10_000, self.options.batch_size * 4), max_waiting=16,
+        ))
+        return await Fetcher(self.nc, topology.INGEST_STREAM, PIPELINE_CONSUMER).start()
 
     async def _replay(self, first: int, last: int) -> int:
         """Rebuild state from stream sequences ``first..last`` without publishing (their outputs are stored)."""
-        subscription = await self.js.pull_subscribe(
-            f"{topology.PREFIX}.ingest.>", stream=topology.INGEST_STREAM,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first,
-                inactive_threshold=30.0,
-            ),
-        )
+        consumer = await self.js.add_consumer(topology.INGEST_STREAM, ConsumerConfig(
+            filter_subject=f"{topology.PREFIX}.ingest.>", ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first, inactive_threshold=30.0,
+        ))
+        fetcher = await Fetcher(self.nc, topology.INGEST_STREAM, consumer.name).start()
         replayed = 0
         try:
             while self.state.last_seq < last:
-                msgs = await subscription.fetch(min(self.options.batch_size, last - self.state.last_seq), timeout=5.0)
-                batch = [(m.metadata.sequence.stream, m.subject, m.data) for m in msgs]
-                batch = [item for item in batch if self.state.last_seq < item[0] <= last]
+                msgs = await fetcher.fetch(min(self.options.batch_size, last - self.state.last_seq), timeout=5.0)
+                batch = [(m.seq, m.subject, m.data) for m in msgs if self.state.last_seq < m.seq <= last]
                 if batch:
                     self.processor.process(self.state, batch)
                     self.state.last_seq = batch[-1][0]
                     replayed += len(batch)
         finally:
-            await subscription.unsubscribe()
+            await fetcher.stop()
+            with contextlib.suppress(nats.errors.Error, NotFoundError):
+                await self.js.delete_consumer(topology.INGEST_STREAM, consumer.name)
         return replayed
 
     # the loop
@@ -858,7 +858,7 @@ class Pipeline:
     async def _run(self) -> None:
         """Fetch and process batch k+1 while JetStream stores batch k's outputs; acknowledge k once they are
         stored. Input is acknowledged in order, so the ack floor never passes unstored output."""
-        in_flight: tuple[list[Msg], Any, float] | None = None
+        in_flight: tuple[list[Delivered], Any, float] | None = None
         while not self._stopping.is_set():
             msgs = await self._fetch()
             if msgs and self._skipped_ahead(msgs):
@@ -882,19 +882,18 @@ class Pipeline:
         if in_flight is not None:
             await self._complete(*in_flight)
 
-    def _skipped_ahead(self, msgs: list[Msg]) -> bool:
+    def _skipped_ahead(self, msgs: list[Delivered]) -> bool:
         """True when the batch starts past the next unprocessed sequence: earlier messages were delivered but
         never reached us, and come back only after ack_wait — too late for in-order processing. Right after
         the consumer is (re)created a gap is genuine (messages aged out of the stream) and accepted."""
-        first = min(msg.metadata.sequence.stream for msg in msgs)
+        first = min(msg.seq for msg in msgs)
         fresh, self._fresh_consumer = self._fresh_consumer, False
         return not fresh and first > self.state.last_seq + 1
 
-    async def _fetch(self) -> list[Msg]:
+    async def _fetch(self) -> list[Delivered]:
+        assert self._consumer is not None, "start() creates the consumer"
         try:
             msgs = await self._consumer.fetch(self.options.batch_size, timeout=self.options.fetch_timeout_s)
-        except asyncio.TimeoutError:  # nats' TimeoutError is one: nothing arrived
-            msgs = []
         except Exception as exc:  # connection trouble: nats-py reconnects; try again shortly
             log.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
             await asyncio.sleep(0.5)
@@ -902,13 +901,9 @@ class Pipeline:
         raise_if_cancelled()
         return msgs
 
-    def _process(self, msgs: list[Msg]) -> tuple[asyncio.Task[None], BatchResult, int] | None:
+    def _process(self, msgs: list[Delivered]) -> tuple[asyncio.Task[None], BatchResult, int] | None:
         """Process a batch (skipping what was processed before) and start publishing its outputs."""
-        batch = []
-        for msg in msgs:
-            seq = msg.metadata.sequence.stream
-            if seq > self.state.last_seq:
-                batch.append((seq, msg.subject, msg.data))
+        batch = [(msg.seq, msg.subject, msg.data) for msg in msgs if msg.seq > self.state.last_seq]
         if not batch:
             return None
         result = self.processor.process(self.state, batch)
@@ -916,7 +911,7 @@ class Pipeline:
         return asyncio.create_task(self._publish_all(result)), result, len(batch)
 
     async def _complete(
-        self, msgs: list[Msg], publishing: tuple[asyncio.Task[None], BatchResult, int] | None, started: float
+        self, msgs: list[Delivered], publishing: tuple[asyncio.Task[None], BatchResult, int] | None, started: float
     ) -> None:
         """Wait until the batch's outputs are stored, then acknowledge its input."""
         if publishing is not None:
@@ -943,11 +938,11 @@ class Pipeline:
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
             pending = failed
 
-    async def _ack(self, msgs: list[Msg]) -> None:
+    async def _ack(self, msgs: list[Delivered]) -> None:
         """AckAll: acknowledging the highest sequence acknowledges the whole batch; wait for the server."""
-        last = max(msgs, key=lambda msg: msg.metadata.sequence.stream)
+        last = max(msgs, key=lambda msg: msg.seq)
         try:
-            await last.ack_sync(timeout=5.0)
+            await last.msg.ack_sync(timeout=5.0)
         except Exception as exc:  # the batch is redelivered and skipped as already processed
             log.warning("ack failed (%s: %s); the batch will be redelivered and skipped", type(exc).__name__, exc)
 
@@ -958,7 +953,7 @@ class Pipeline:
             log.warning("snapshot failed (%s: %s)", type(exc).__name__, exc)
             self._last_snapshot = time.monotonic()
 
-    def _count(self, result: BatchResult, received: int, started: float, msgs: list[Msg]) -> None:
+    def _count(self, result: BatchResult, received: int, started: float, msgs: list[Delivered]) -> None:
         now = time.time()
         self.counts["in"] += received
         self.counts["out"] += result.accepted
@@ -973,7 +968,7 @@ class Pipeline:
         self.metrics.merged(result.merged)
         for rejection in result.rejected:
             self.metrics.dead_letter(source_of(rejection.subject), rejection.kind, rejection.reason)
-        self.metrics.latency("end_to_end", (now - msg.metadata.timestamp.timestamp() for msg in msgs))
+        self.metrics.latency("end_to_end", (now - msg.stored_at for msg in msgs))
 
     @staticmethod
     def _stage_counts(stage: str, result: BatchResult, received: int) -> tuple[int, int]:
