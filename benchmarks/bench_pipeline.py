@@ -101,14 +101,17 @@ async def _fresh_streams(url: str) -> None:
 
 
 async def _load(url: str, raws: list[bytes], pace_per_s: float | None = None) -> None:
+    """Publish ``raws`` to ingest: as fast as possible, or paced at ``pace_per_s`` in steps of 20 events
+    (bursts of a whole batch would measure the burst, not the pipeline)."""
     nc = await nats.connect(url)
     js = nc.jetstream()
+    step = 20 if pace_per_s else 500
     started = time.monotonic()
-    for start in range(0, len(raws), 500):
-        futures = [await js.publish_async("cityhub.ingest.iot_mqtt", raw) for raw in raws[start : start + 500]]
+    for start in range(0, len(raws), step):
+        futures = [await js.publish_async("cityhub.ingest.iot_mqtt", raw) for raw in raws[start : start + step]]
         await asyncio.gather(*futures)
         if pace_per_s:
-            await asyncio.sleep(max(0.0, started + (start + 500) / pace_per_s - time.monotonic()))
+            await asyncio.sleep(max(0.0, started + (start + step) / pace_per_s - time.monotonic()))
     await nc.close()
 
 
