@@ -348,8 +348,15 @@ _Place = tuple[tuple[GridCell, ...], str, str]  # grid path, admin names and adm
 _PLACE_CACHE_LIMIT = 100_000
 
 
-def _admin_cell(path: Sequence[GridCell], level: str) -> str | None:
-    return next((cell.id for cell in path if cell.level == level), None)
+def _district_and_street(path: Sequence[GridCell]) -> tuple[str | None, str | None]:
+    """The district and street cell ids on a grid path, None where the path has no such level."""
+    district = street = None
+    for cell in path:
+        if cell.level == "district" and district is None:
+            district = cell.id
+        elif cell.level == "street" and street is None:
+            street = cell.id
+    return district, street
 
 
 def connector_for_target(target: str) -> str:
@@ -461,8 +468,9 @@ class BatchProcessor:
         for event, incident_id, is_new, count, event_matches in zip(
             events, merge.incident_ids, merge.is_new, merge.report_counts, matches, strict=True
         ):
-            record = self._record(state, event, incident_id, count, event_matches)
-            result.outputs.append(self._event_output(event, incident_id))
+            district, street = _district_and_street(event.grid_path)
+            record = self._record(state, event, incident_id, count, event_matches, district)
+            result.outputs.append(self._event_output(event, incident_id, district, street))
             result.outputs.extend(self._dispatch_outputs(event, incident_id, record, event_matches))
             opened = is_new or touched.get(incident_id, (event, False, 0))[1]
             touched[incident_id] = (event, opened, count)
@@ -573,7 +581,8 @@ class BatchProcessor:
             self.on_transform_outcome(plugin, transform, exc)
 
     def _record(
-        self, state: PipelineState, event: Event, incident_id: str, count: int, matches: list[RuleMatch]
+        self, state: PipelineState, event: Event, incident_id: str, count: int, matches: list[RuleMatch],
+        district: str | None,
     ) -> IncidentRecord:
         record = state.incidents.get(incident_id)
         if record is None:
@@ -581,7 +590,7 @@ class BatchProcessor:
                 event.category.value, event.time.timestamp(), event.severity.rank, [], [], []
             )
         record.severity = max(record.severity, event.severity.rank)
-        record.district = _admin_cell(event.grid_path, "district")
+        record.district = district
         record.report_count = count
         if event.source not in record.sources:
             record.sources.append(event.source)
@@ -592,8 +601,7 @@ class BatchProcessor:
                 record.matched_rules.append(match.rule_id)
         return record
 
-    def _event_output(self, event: Event, incident_id: str) -> Message:
-        district, street = _admin_cell(event.grid_path, "district"), _admin_cell(event.grid_path, "street")
+    def _event_output(self, event: Event, incident_id: str, district: str | None, street: str | None) -> Message:
         subject = _event_subject(district, street, event.category, event.severity)
         raw = wire.encode(
             type_=wire.TYPE_EVENT, id_=event.id or "", source=_SOURCE, time=event.time, data=event, subject=subject,
@@ -631,8 +639,7 @@ class BatchProcessor:
         if event.address is not None:
             data["address"] = event.address
         change = IncidentChange.OPENED if opened else IncidentChange.MERGED
-        district = _admin_cell(event.grid_path, "district")
-        return incident_output(data, incident_id, record.category, severity, district, change,
+        return incident_output(data, incident_id, record.category, severity, record.district, change,
                                f"{incident_id}:{count}", event.time)
 
     def _expire(self, state: PipelineState, watermark: float, result: BatchResult) -> None:
