@@ -32,6 +32,15 @@ async def _orders(nats_url: str) -> list[dict]:
     return [data_of(m) for m in await read_stream(nats_url, topology.DISPATCH_STREAM) if ".orders." in m.subject]
 
 
+async def _running_escalator(nats_url: str):  # noqa: ANN202
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    escalator = Escalator(nc, tick_s=0.1)
+    await escalator.start()
+    return nc, js, escalator
+
+
 async def _until_async(probe, timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while not await probe():
@@ -39,11 +48,7 @@ async def _until_async(probe, timeout: float = 20.0) -> None:
 
 
 async def test_overdue_order_is_redispatched_and_acceptance_stops_the_clock(nats_url):
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    await ensure_streams(js)
-    escalator = Escalator(nc, tick_s=0.1)
-    await escalator.start()
+    nc, js, escalator = await _running_escalator(nats_url)
     await _publish(js, dispatch_output(_order("inc-A", due_in_s=0.5)))
 
     async def second_attempt_sent() -> bool:
@@ -89,11 +94,7 @@ async def test_deadlines_survive_a_restart_of_the_escalator(nats_url):
 
 
 async def test_a_resolved_order_stops_every_clock_of_its_incident_and_asks_to_close_it(nats_url):
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    await ensure_streams(js)
-    escalator = Escalator(nc, tick_s=0.1)
-    await escalator.start()
+    nc, js, escalator = await _running_escalator(nats_url)
     gridworker = _order("inc-D", due_in_s=2.0)
     fire = gridworker.model_copy(update={"id": "inc-D:dept:fire:1", "target": "dept:fire", "connector": "dept_fire"})
     for order in (gridworker, fire):

@@ -12,11 +12,9 @@ import trustme
 
 from hub.config import NatsConfig
 from hub.embedded import EmbeddedNats
-from hub.errors import NatsConnectError
 from hub.natsconn import connect
+from tests.connecting import AN_HOUR, HANG_GUARD_S, connect_error
 
-HANG_GUARD_S = 60.0  # only stops a hung test: a wait of an hour that is never reached shows the error is immediate
-AN_HOUR = "1h"
 
 
 @dataclass(frozen=True)
@@ -74,13 +72,6 @@ async def _round_trip(settings: NatsConfig) -> bytes:
             await nc.close()
 
 
-async def _connect_error(settings: NatsConfig) -> str:
-    async with asyncio.timeout(HANG_GUARD_S):
-        with pytest.raises(NatsConnectError) as raised:
-            await connect(settings)
-    return str(raised.value)
-
-
 async def test_the_ca_from_config_connects_to_a_tls_server_and_messages_flow(tls_url, certificates):
     assert await _round_trip(NatsConfig(servers=[tls_url], tls={"ca": certificates.ca})) == b"over tls"
 
@@ -92,13 +83,13 @@ async def test_a_client_certificate_from_config_passes_mutual_tls(mutual_tls_url
 
 
 async def test_a_wrong_ca_fails_at_once_saying_the_certificate_was_not_accepted(tls_url, certificates):
-    message = await _connect_error(NatsConfig(servers=[tls_url], tls={"ca": certificates.other_ca},
+    message = await connect_error(NatsConfig(servers=[tls_url], tls={"ca": certificates.other_ca},
                                               initial_connect_wait=AN_HOUR))
     assert message.startswith(f"the TLS certificate of NATS server {tls_url} was not accepted: ")
     assert "nats.tls.ca" in message
 
 
 async def test_no_client_certificate_for_mutual_tls_fails_at_once(mutual_tls_url, certificates):
-    message = await _connect_error(NatsConfig(servers=[mutual_tls_url], tls={"ca": certificates.ca},
+    message = await connect_error(NatsConfig(servers=[mutual_tls_url], tls={"ca": certificates.ca},
                                               initial_connect_wait=AN_HOUR))
     assert message.startswith(f"the TLS handshake with NATS server {mutual_tls_url} failed: ")

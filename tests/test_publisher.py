@@ -64,17 +64,22 @@ async def test_republishing_after_a_crash_stores_nothing_twice(client):
     assert await _stored(client.jetstream(), topology.EVENTS_STREAM) == 500
 
 
+async def _one_too_large(client, stream: str, count: int, large_at: int) -> tuple[Publisher, list[Message]]:  # noqa: ANN001
+    """A publisher for a stream that refuses messages over 100 bytes, and ``count`` messages, one of them larger."""
+    await client.jetstream().add_stream(StreamConfig(name=stream, subjects=[f"{stream}.>"], max_msg_size=100,
+                                                     allow_batched=True))
+    messages = [Message(f"{stream}.{n}", b"x" * (500 if n == large_at else 10), f"m{n}") for n in range(count)]
+    return Publisher(client, stream_of=lambda subject: stream), messages
+
+
 async def test_a_refused_message_ends_the_batch_and_the_rest_is_handed_back(client):
-    js = client.jetstream()
-    await js.add_stream(StreamConfig(name="SMALL", subjects=["small.>"], max_msg_size=100, allow_batched=True))
-    publisher = Publisher(client, stream_of=lambda subject: "SMALL")
-    messages = [Message(f"small.{n}", b"x" * (500 if n == 7 else 10), f"s{n}") for n in range(20)]
+    publisher, messages = await _one_too_large(client, "small", 20, large_at=7)
     failed, reason = await publisher.publish(messages)
-    assert [message.msg_id for message in failed] == [f"s{n}" for n in range(7, 20)]
+    assert [message.msg_id for message in failed] == [f"m{n}" for n in range(7, 20)]
     assert "not stored" in reason
-    assert await _stored(js, "SMALL") == 7
+    assert await _stored(client.jetstream(), "small") == 7
     failed, _ = await publisher.publish(failed[1:])
-    assert failed == [] and await _stored(js, "SMALL") == 19
+    assert failed == [] and await _stored(client.jetstream(), "small") == 19
 
 
 async def test_a_stream_without_fast_ingest_gets_messages_one_by_one(client):
@@ -89,10 +94,7 @@ async def test_a_stream_without_fast_ingest_gets_messages_one_by_one(client):
 
 
 async def test_a_message_refused_early_in_a_long_batch_is_named_and_the_rest_handed_back(client):
-    js = client.jetstream()
-    await js.add_stream(StreamConfig(name="SMALLER", subjects=["smaller.>"], max_msg_size=100, allow_batched=True))
-    publisher = Publisher(client, stream_of=lambda subject: "SMALLER")
-    messages = [Message(f"smaller.{n}", b"x" * (500 if n == 3 else 10), f"m{n}") for n in range(2_000)]
+    publisher, messages = await _one_too_large(client, "long", 2_000, large_at=3)
     failed, reason = await publisher.publish(messages)
     assert [message.msg_id for message in failed] == [f"m{n}" for n in range(3, 2_000)]
     assert "m3 refused: message size exceeds maximum allowed" in reason
