@@ -15,7 +15,7 @@ import hmac
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from hub import __version__
 from hub.config import HubConfig
 from hub.metrics import CONTENT_TYPE, Metrics
-from hub.models import Event
+from hub.models import CLOSE_REASON_MAX, INCIDENT_ID_MAX, Event
 from hub.plugins import PluginHost
 from hub.reload import ConfigReloader
 
@@ -137,14 +137,16 @@ def _core_router() -> APIRouter:
 
     @router.post("/incidents/{incident_id}/close", dependencies=[Depends(require_token)], status_code=202,
                  summary="Close an open incident (applied by the pipeline in order with the reports)")
-    async def close_incident(incident_id: str, body: CloseBody, hub: Any = Depends(get_hub)) -> dict[str, Any]:
+    async def close_incident(
+        body: CloseBody, incident_id: str = Path(min_length=1, max_length=INCIDENT_ID_MAX), hub: Any = Depends(get_hub)
+    ) -> dict[str, Any]:
         return {"incident_id": incident_id, "request_id": await hub.request_close(incident_id, body.reason)}
 
     return router
 
 
 class CloseBody(BaseModel):
-    reason: str = Field(min_length=1, max_length=500, examples=["duplicate of a resolved case"])
+    reason: str = Field(min_length=1, max_length=CLOSE_REASON_MAX, examples=["duplicate of a resolved case"])
 
 
 def _plugin_enabled(name: str):  # noqa: ANN202 - a FastAPI dependency factory

@@ -49,7 +49,6 @@ from hub.tap import format_dispatch, format_event
 from hub.transforms import Transform
 
 log = logging.getLogger("cityhub")
-OPS_REQUESTER = "ops"  # the <requester> token of close requests sent through the admin API
 
 SAMPLE_GRIDS = Path(__file__).parent / "data" / "grids"
 CONNECTORS = Path(connectors.__file__).parent
@@ -244,8 +243,8 @@ class Hub:
         if self.nc is None:
             raise HubError("not connected to NATS")
         request = CloseRequest(incident_id=incident_id, reason=reason, time=datetime.now(timezone.utc))
-        msg_id, raw = encode_close_request(request, OPS_REQUESTER)
-        await self.nc.jetstream().publish(topology.ingest_subject(OPS_REQUESTER), raw,
+        msg_id, raw = encode_close_request(request, topology.OPS_REQUESTER)
+        await self.nc.jetstream().publish(topology.ingest_subject(topology.OPS_REQUESTER), raw,
                                           headers={topology.HEADER_MSG_ID: msg_id})
         return msg_id
 

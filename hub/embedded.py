@@ -5,12 +5,14 @@ data in a folder of the caller's choosing."""
 from __future__ import annotations
 
 import ctypes
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +22,19 @@ from hub.errors import HubError
 _PR_SET_PDEATHSIG = 1
 
 
-def _stop_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _stop_with_parent() -> Callable[[], None]:
+    """What the child runs before exec: SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG), and
+    exit at once if the parent died before that was in place. ``prctl`` is looked up here, in the parent:
+    loading a library between fork and exec in a process with threads can deadlock."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return in_child
 
 
 def free_port() -> int:
@@ -83,7 +95,7 @@ class EmbeddedNats:
         # Its own session: a Ctrl-C at the terminal reaches the hub, which stops the server last, in order.
         self.process = subprocess.Popen(
             [nats_server_binary(), "-c", str(config)], stdout=log, stderr=log, start_new_session=True,
-            preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_stop_with_parent() if sys.platform == "linux" else None,
         )
 
     def wait_listening(self, timeout: float = 15.0) -> None:

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from hub import topology, wire
 from hub.connector_runtime import encode_close_request, raise_if_cancelled
-from hub.models import CloseRequest, DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
+from hub.models import CLOSE_REASON_MAX, CloseRequest, DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
 from hub.pipeline import connector_for_target, dispatch_output, incident_output
 from hub.tasks import cancel_and_wait
 
@@ -44,6 +44,14 @@ _DONE = {DispatchStatus.ACCEPTED, DispatchStatus.ON_SITE, DispatchStatus.RESOLVE
 def deadline_key(incident_id: str, target: str) -> str:
     """KV key of one (incident, target) deadline; ``:`` is outside the KV key alphabet."""
     return f"{incident_id}/{target.replace(':', '=')}"
+
+
+def close_request_for(update: DispatchUpdate, reporter: str) -> CloseRequest:
+    """The close request of an incident whose order ``update`` reports resolved; ``reporter`` is the connector
+    that reported it. A time without an offset is taken as UTC, like the rest of the hub does."""
+    time = update.time if update.time.tzinfo is not None else update.time.replace(tzinfo=timezone.utc)
+    reason = f"order {update.order_id} resolved" + (f" by {update.actor}" if update.actor else "") + f" ({reporter})"
+    return CloseRequest(incident_id=update.incident_id, time=time, reason=reason[:CLOSE_REASON_MAX])
 
 
 def next_order(order: DispatchOrder, now: datetime) -> DispatchOrder | None:
@@ -106,9 +114,9 @@ class Escalator:
             for msg in msgs:
                 try:
                     await self._observe(msg)
-                except Exception as exc:  # NATS trouble while acting on it: unacknowledged, it comes back
+                except Exception as exc:  # NATS trouble: this and the rest of the batch come back, in order
                     log.warning("escalation could not act on %s (%s: %s); will retry", msg.subject, type(exc).__name__, exc)
-                    continue
+                    break
                 await msg.ack()
 
     async def _observe(self, msg: Msg) -> None:
@@ -120,8 +128,9 @@ class Escalator:
                 update = DispatchUpdate.model_validate(envelope["data"])
                 await self._settle(update)
                 if update.status is DispatchStatus.RESOLVED:
+                    request = close_request_for(update, reporter=msg.subject.rsplit(".", 1)[-1])
                     await self._clear_incident(update.incident_id)
-                    await self._request_close(update, source=msg.subject.rsplit(".", 1)[-1])
+                    await self._request_close(request)
         except (ValueError, ValidationError) as exc:  # not ours to judge: the delivering connector DLQs it
             log.debug("escalation ignores %s: %s", msg.subject, exc)
 
@@ -156,7 +165,7 @@ class Escalator:
         assert self._kv is not None
         prefix = deadline_key(incident_id, "")
         try:
-            keys = await self._kv.keys(filters=[prefix])
+            keys = await self._kv.keys()
         except NoKeysError:
             return
         for key in keys:
@@ -164,13 +173,12 @@ class Escalator:
                 with contextlib.suppress(KeyNotFoundError):
                     await self._kv.delete(key)
 
-    async def _request_close(self, update: DispatchUpdate, source: str) -> None:
+    async def _request_close(self, request: CloseRequest) -> None:
         """A resolved order closes its incident: the close request goes through ingest, in order with the
         reports (see :class:`hub.models.CloseRequest`)."""
-        request = CloseRequest(incident_id=update.incident_id, time=update.time,
-                               reason=f"order {update.order_id} resolved" + (f" by {update.actor}" if update.actor else ""))
-        msg_id, raw = encode_close_request(request, source)
-        await self.js.publish(topology.ingest_subject(source), raw, headers={topology.HEADER_MSG_ID: msg_id})
+        msg_id, raw = encode_close_request(request, topology.DISPATCH_REQUESTER)
+        await self.js.publish(topology.ingest_subject(topology.DISPATCH_REQUESTER), raw,
+                              headers={topology.HEADER_MSG_ID: msg_id})
 
     async def _get(self, key: str) -> tuple[dict[str, Any], int] | None:
         assert self._kv is not None

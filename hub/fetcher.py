@@ -23,7 +23,13 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 _STATUS = "Status"
-_END_OF_REQUEST = {"404", "408", "409"}  # no messages, request expired, request or consumer gone
+_DESCRIPTION = "Description"
+_END_OF_REQUEST = {"404", "408", "409"}  # no messages, request expired, request ended (max waiting, max bytes)
+_NO_RESPONDERS = "503"  # no consumer answers the pull request
+
+
+class ConsumerGone(Exception):
+    """The consumer no longer exists (deleted, or its stream was): the caller re-creates it."""
 
 
 @dataclass(slots=True)
@@ -32,6 +38,7 @@ class Delivered:
 
     msg: Msg
     seq: int  # stream sequence
+    consumer_seq: int  # consecutive per delivery: a gap means a delivery was lost in flight
     stored_at: float  # when the stream stored it, epoch seconds
 
     @property
@@ -49,7 +56,7 @@ def delivered(msg: Msg) -> Delivered:
     ``$JS.ACK`` and a trailing token."""
     tokens = msg.reply.split(".")
     first = 2 if len(tokens) == 9 else 4
-    return Delivered(msg, int(tokens[first + 3]), int(tokens[first + 5]) / 1e9)
+    return Delivered(msg, int(tokens[first + 3]), int(tokens[first + 4]), int(tokens[first + 5]) / 1e9)
 
 
 @dataclass
@@ -58,6 +65,7 @@ class _Request:
     wanted: int
     received: list[Delivered]
     done: asyncio.Future[None]
+    gone: str | None = None  # why the consumer is gone, when the server said so
 
 
 class Fetcher:
@@ -83,7 +91,7 @@ class Fetcher:
 
     async def fetch(self, batch: int, timeout: float) -> list[Delivered]:
         """Up to ``batch`` messages: what is available now, else what arrives within ``timeout`` seconds
-        (an empty list when nothing does)."""
+        (an empty list when nothing does). Raises :class:`ConsumerGone` when the consumer does not exist."""
         if self._late:
             received, self._late = self._late[:batch], self._late[batch:]
             return received
@@ -94,20 +102,23 @@ class Fetcher:
 
     async def _pull(self, request: dict[str, object], batch: int, timeout: float) -> list[Delivered]:
         current = self._request = _Request(next(self._ids), batch, [], asyncio.get_running_loop().create_future())
-        await self.nc.publish(self.next_subject, orjson.dumps(request), reply=f"{self._inbox}.{current.id}")
         try:
+            await self.nc.publish(self.next_subject, orjson.dumps(request), reply=f"{self._inbox}.{current.id}")
             await asyncio.wait_for(asyncio.shield(current.done), timeout + 1.0)  # the server ends it by then
         except asyncio.TimeoutError:
             pass  # connection trouble: return what came; later replies go to the next fetch, in order
-        self._request = None
+        finally:
+            self._request = None
+        if current.gone is not None:
+            raise ConsumerGone(current.gone)
         return current.received
 
     async def _on_message(self, msg: Msg) -> None:
         current = self._request
         status = msg.headers.get(_STATUS) if msg.headers else None
         if status is not None:
-            if current is not None and status in _END_OF_REQUEST and msg.subject.endswith(f".{current.id}"):
-                _finish(current)
+            if current is not None and msg.subject.endswith(f".{current.id}"):
+                self._end(current, status, msg.headers.get(_DESCRIPTION, "") if msg.headers else "")
             return
         if current is None:
             self._late.append(delivered(msg))
@@ -115,6 +126,15 @@ class Fetcher:
         current.received.append(delivered(msg))
         if len(current.received) >= current.wanted:
             _finish(current)
+
+
+    @staticmethod
+    def _end(request: _Request, status: str, description: str) -> None:
+        if status == _NO_RESPONDERS or (status == "409" and "deleted" in description.lower()):
+            request.gone = f"{status} {description}".strip() if status != _NO_RESPONDERS else "no responders"
+        elif status not in _END_OF_REQUEST:
+            return  # e.g. 100 idle heartbeat: the request goes on
+        _finish(request)
 
 
 def _finish(request: _Request) -> None:

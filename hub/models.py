@@ -185,14 +185,19 @@ class Incident(HubModel):
     closed_reason: str | None = Field(None, description="Why a closed incident was closed, and by whom.")
 
 
+INCIDENT_ID_MAX = 256
+CLOSE_REASON_MAX = 512
+
+
 class CloseRequest(HubModel):
     """A request to close an open incident. It is published to ingest (CloudEvent type
-    ``cityhub.close_request`` on ``cityhub.ingest.<requester>``) so the pipeline applies it in order with the
-    reports: reports before it may still join the incident, reports after it open a new one. The hub sends
-    one when a dispatch order of the incident is resolved; ops send one through the admin API."""
+    ``cityhub.close_request`` on ``cityhub.ingest.ops`` or ``cityhub.ingest.dispatch``, the only two
+    requesters the pipeline takes it from) so the pipeline applies it in order with the reports: reports
+    before it may still join the incident, reports after it open a new one. The hub sends one on
+    ``dispatch`` when a dispatch order of the incident is resolved; ops send one through the admin API."""
 
-    incident_id: str = Field(min_length=1, max_length=256)
-    reason: str = Field(min_length=1, max_length=512)
+    incident_id: str = Field(min_length=1, max_length=INCIDENT_ID_MAX)
+    reason: str = Field(min_length=1, max_length=CLOSE_REASON_MAX)
     time: AwareDatetime
 
 

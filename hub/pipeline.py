@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -44,7 +45,7 @@ from hub.coords import convert
 from hub.errors import InvalidEventError
 from hub.geofence import GridIndex, Resolution
 from hub.incidents import Deduper, IncidentMerger, MergeBatch, MergePolicy
-from hub.fetcher import Delivered, Fetcher
+from hub.fetcher import ConsumerGone, Delivered, Fetcher
 from hub.metrics import Metrics
 from hub.publisher import Message, Publisher
 from hub.models import (
@@ -169,7 +170,7 @@ def decode_events(batch: Sequence[tuple[int, str, bytes]], max_bytes: int) -> De
         try:
             type_, document = _ingest_document(raw, max_bytes)
             if type_ == wire.TYPE_CLOSE_REQUEST:
-                close_at.append((len(parsed), _validate_close(document), source_of(subject), seq))
+                close_at.append((len(parsed), _validate_close(document, subject), source_of(subject), seq))
                 continue
         except InvalidEventError as exc:
             decoded.rejected.append(Rejection(raw, subject, getattr(exc, "kind", "invalid"), exc.reason, seq))
@@ -243,7 +244,10 @@ def _cloudevent_data(envelope: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _validate_close(document: dict[str, Any]) -> CloseRequest:
+def _validate_close(document: dict[str, Any], subject: str) -> CloseRequest:
+    if source_of(subject) not in topology.CLOSE_REQUESTERS:
+        raise _invalid("invalid", "close requests are taken only on " + " and ".join(
+            topology.ingest_subject(requester) for requester in topology.CLOSE_REQUESTERS))
     try:
         return CloseRequest.model_validate(document)
     except ValidationError as exc:
@@ -874,7 +878,7 @@ class Pipeline:
                     in_flight = None
                 log.warning("ingest delivery skipped past sequence %d (messages lost in flight, e.g. by a server "
                             "restart); re-reading from there", self.state.last_seq + 1)
-                self._consumer = await self._durable_consumer(self.state.last_seq + 1)
+                await self._reopen_consumer()
                 continue
             started = time.monotonic()
             publishing = self._process(msgs) if msgs else None
@@ -890,17 +894,33 @@ class Pipeline:
             await self._complete(*in_flight)
 
     def _skipped_ahead(self, msgs: list[Delivered]) -> bool:
-        """True when the batch starts past the next unprocessed sequence: earlier messages were delivered but
-        never reached us, and come back only after ack_wait — too late for in-order processing. Right after
-        the consumer is (re)created a gap is genuine (messages aged out of the stream) and accepted."""
-        first = min(msg.seq for msg in msgs)
+        """True when deliveries were lost in flight (e.g. across a reconnect): the batch starts past the next
+        unprocessed sequence, or its consumer sequences are not consecutive. Lost messages come back only
+        after ack_wait — too late for in-order processing, and AckAll on the batch would acknowledge them.
+        Right after the consumer is (re)created a gap before the batch is genuine (messages aged out of the
+        stream) and accepted."""
         fresh, self._fresh_consumer = self._fresh_consumer, False
-        return not fresh and first > self.state.last_seq + 1
+        consecutive = all(later.consumer_seq == earlier.consumer_seq + 1 for earlier, later in itertools.pairwise(msgs))
+        return not consecutive or (not fresh and msgs[0].seq > self.state.last_seq + 1)
+
+    async def _reopen_consumer(self) -> None:
+        """Re-create the durable consumer from the next unprocessed sequence, retrying while NATS is away."""
+        while True:
+            try:
+                self._consumer = await self._durable_consumer(self.state.last_seq + 1)
+                return
+            except Exception as exc:  # not connected, or JetStream not answering yet
+                log.warning("re-creating the ingest consumer failed (%s: %s); retrying", type(exc).__name__, exc)
+                await asyncio.sleep(1.0)
 
     async def _fetch(self) -> list[Delivered]:
         assert self._consumer is not None, "start() creates the consumer"
         try:
             msgs = await self._consumer.fetch(self.options.batch_size, timeout=self.options.fetch_timeout_s)
+        except ConsumerGone as exc:
+            log.warning("the ingest consumer is gone (%s); re-creating it from sequence %d", exc, self.state.last_seq + 1)
+            await self._reopen_consumer()
+            msgs = []
         except Exception as exc:  # connection trouble: nats-py reconnects; try again shortly
             log.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
             await asyncio.sleep(0.5)

@@ -81,7 +81,9 @@ class _Replies:
         if kind == "ack":
             self.acked = max(self.acked, int(reply.get("seq", 0)))
             self.progress.set()
-        elif kind in ("gap", "err"):
+        elif kind == "err":
+            self.refused[sequence or int(reply.get("seq", 0))] = _describe(reply.get("error"))
+        elif kind == "gap":
             pass  # gap mode "fail": the final ack that follows counts the messages taken before the gap
         elif "batch" in reply:
             self.finish(reply)
@@ -152,7 +154,9 @@ async def publish_fast_batch(
         raise BatchFailed(f"no final ack within {timeout:g} s") from None
     finally:
         await subscription.unsubscribe()
-    taken = int(final.get("count", 0))
+    # A refusal ends the batch in gap mode "fail"; counting from the first refusal guards against one that
+    # would not, so a refused message is never reported stored.
+    taken = min([int(final.get("count", 0)), *(sequence - 1 for sequence in replies.refused if sequence > 0)])
     refusals = [f"{messages[sequence - 1].msg_id} refused: {reason}" for sequence, reason in sorted(replies.refused.items())
                 if 0 < sequence <= len(messages)]
     not_taken = list(range(taken, len(messages)))

@@ -84,6 +84,13 @@ def stream_of(subject: str) -> str:
         raise ValueError(f"{subject!r} is not on a CityHub stream") from None
 
 
+# The only <requester> tokens of cityhub.ingest.<requester> that close requests (hub.models.CloseRequest) are
+# taken from: ops through the admin API, and the hub itself when a dispatch order is resolved. Grant publish
+# permission on these two subjects to those parties alone.
+OPS_REQUESTER = "ops"
+DISPATCH_REQUESTER = "dispatch"
+CLOSE_REQUESTERS = (OPS_REQUESTER, DISPATCH_REQUESTER)
+
 # DLQ headers: the reason a message was rejected and where it came from.
 HEADER_REASON = "CityHub-Reason"
 HEADER_REASON_KIND = "CityHub-Reason-Kind"  # not_json, invalid, unknown_category, coordinates, oversized, ...

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import nats
 
 from hub import topology, wire
-from hub.escalation import Escalator, next_order
-from hub.models import Category, DispatchOrder, DispatchStatus, DispatchUpdate, Severity
+from hub.escalation import Escalator, close_request_for, next_order
+from hub.models import CLOSE_REASON_MAX, Category, DispatchOrder, DispatchStatus, DispatchUpdate, Severity
 from hub.pipeline import dispatch_output
 from hub.streams import ensure_streams
 from tests.pipeline_support import data_of, read_stream
@@ -113,9 +113,17 @@ async def test_a_resolved_order_stops_every_clock_of_its_incident_and_asks_to_cl
     await nc.close()
     assert escalator.fired == 0 and [order["attempt"] for order in await _orders(nats_url)] == [1, 1]
     [request] = await read_stream(nats_url, topology.INGEST_STREAM)
-    assert request.subject == "cityhub.ingest.gridworker" and request.headers[topology.HEADER_MSG_ID] == "close:inc-D"
-    assert data_of(request) == {"incident_id": "inc-D", "reason": "order inc-D:gridworker:1 resolved by 王网格员",
+    assert request.subject == "cityhub.ingest.dispatch" and request.headers[topology.HEADER_MSG_ID] == "close:inc-D"
+    assert data_of(request) == {"incident_id": "inc-D", "reason": "order inc-D:gridworker:1 resolved by 王网格员 (gridworker)",
                                 "time": data_of(request)["time"]}
+
+
+def test_a_resolved_update_without_an_offset_still_closes_and_a_long_reason_is_cut():
+    update = DispatchUpdate(order_id="inc-E:gridworker:1", incident_id="inc-E", status=DispatchStatus.RESOLVED,
+                            time=datetime(2026, 5, 1, 8, 30), actor="王" * 600)
+    request = close_request_for(update, reporter="gridworker")
+    assert request.time == datetime(2026, 5, 1, 8, 30, tzinfo=timezone.utc)
+    assert len(request.reason) == CLOSE_REASON_MAX and request.reason.startswith("order inc-E:gridworker:1 resolved by 王")
 
 
 def test_the_ladder_redispatches_then_goes_upward_then_stops():

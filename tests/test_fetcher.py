@@ -8,7 +8,7 @@ import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from hub.fetcher import Fetcher
+from hub.fetcher import ConsumerGone, Fetcher
 
 
 @pytest.fixture
@@ -56,3 +56,11 @@ async def test_acknowledging_the_last_of_a_batch_acknowledges_all_of_it(consumer
     await batch[-1].msg.ack_sync(timeout=5.0)
     info = await js.consumer_info("IN", "worker")
     assert info.ack_floor.stream_seq == 8 and info.num_ack_pending == 0
+
+
+async def test_a_deleted_consumer_is_reported_not_waited_on(consumer):
+    js, fetcher = consumer
+    await _publish(js, 3)
+    await js.delete_consumer("IN", "worker")
+    with pytest.raises(ConsumerGone):
+        await fetcher.fetch(10, timeout=0.5)

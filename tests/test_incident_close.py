@@ -65,6 +65,15 @@ def test_a_close_for_an_incident_that_is_not_open_changes_nothing():
     assert len(state.incidents) == 1
 
 
+def test_a_close_request_from_a_source_that_may_not_close_lands_in_the_dlq():
+    _, opened = _process([ingest_item(event(0))])
+    [(_, incident)] = _incident_changes(opened)
+    state, result = _process([ingest_item(event(0)), _close_item(incident["id"], requester="iot_mqtt")])
+    [rejection] = result.rejected
+    assert "cityhub.ingest.ops and cityhub.ingest.dispatch" in rejection.reason
+    assert result.closed == 0 and incident["id"] in state.incidents
+
+
 def test_a_malformed_close_request_lands_in_the_dlq():
     raw = wire.encode(type_=wire.TYPE_CLOSE_REQUEST, id_="c1", source="/x", time=T0, data={"incident_id": ""})
     _, result = _process([("cityhub.ingest.ops", raw)])
@@ -108,7 +117,7 @@ async def test_a_resolved_order_and_an_ops_request_close_their_incidents(hub, na
 
     reasons = {closed["id"]: closed["closed_reason"] for closed in await _closed(nats_url)}
     assert reasons == {
-        resolved_order["incident_id"]: f"order {resolved_order['id']} resolved by 王网格员 (gridworker)",
+        resolved_order["incident_id"]: f"order {resolved_order['id']} resolved by 王网格员 (gridworker) (dispatch)",
         by_ops: "false alarm (ops)",
     }
     assert not hub.pipeline.state.incidents
