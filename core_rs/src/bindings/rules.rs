@@ -7,7 +7,6 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList};
-use std::sync::Arc;
 
 /// An instance of `hub.errors.<class>` built from `args` (the message first).
 fn hub_error<'py, A>(py: Python<'py>, class: &str, message: String, args: A) -> PyErr
@@ -49,7 +48,7 @@ fn condition(kind: &str, source: String) -> PyResult<Condition> {
 
 #[pyclass(module = "hub._core", name = "CompiledRules", frozen)]
 pub struct CompiledRules {
-    rules: Arc<RuleSet>,
+    rules: RuleSet,
     /// One object per rule (in input order), returned for each match.
     results: Vec<Py<PyAny>>,
 }
@@ -60,16 +59,18 @@ impl CompiledRules {
         PyList::new(py, inner)
     }
 
-    /// Matches a batch with the GIL released, on one thread or (`parallel`) across cores.
+    /// Matches a batch with the GIL released, on one thread or (`parallel`) across cores. The
+    /// events are only borrowed there, so their references are dropped later with the GIL held
+    /// rather than queued for it one by one.
     fn match_detached(
         &self,
         py: Python<'_>,
-        events: Vec<PyBackedBytes>,
+        events: &[PyBackedBytes],
         first_only: bool,
         parallel: bool,
     ) -> PyResult<BatchMatches> {
-        let rules = Arc::clone(&self.rules);
-        let matches = py.detach(move || {
+        let rules = &self.rules;
+        let matches = py.detach(|| {
             let slices: Vec<&[u8]> = events.iter().map(|e| e.as_ref()).collect();
             if parallel {
                 rules.match_batch_parallel(&slices, first_only)
@@ -106,7 +107,7 @@ impl CompiledRules {
             .collect::<PyResult<Vec<_>>>()?;
         let compiled = py.detach(|| RuleSet::compile(&specs, timezone));
         let rules = compiled.map_err(|failure| rule_error(py, failure))?;
-        Ok(CompiledRules { rules: Arc::new(rules), results })
+        Ok(CompiledRules { rules, results })
     }
 
     /// Matches one event (JSON bytes): the result objects of the matching rules, in priority order.
@@ -124,7 +125,7 @@ impl CompiledRules {
         first_only: bool,
         parallel: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let matches = self.match_detached(py, events, first_only, parallel)?;
+        let matches = self.match_detached(py, &events, first_only, parallel)?;
         self.lists(py, &matches)
     }
 
@@ -138,7 +139,7 @@ impl CompiledRules {
         first_only: bool,
         parallel: bool,
     ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
-        let matches = self.match_detached(py, events, first_only, parallel)?;
+        let matches = self.match_detached(py, &events, first_only, parallel)?;
         let offsets: Vec<u8> = matches.offsets.iter().flat_map(|&o| (o as u64).to_ne_bytes()).collect();
         let rules: Vec<u8> = matches.rules.iter().flat_map(|r| r.to_ne_bytes()).collect();
         Ok((PyBytes::new(py, &offsets), PyBytes::new(py, &rules)))

@@ -106,6 +106,14 @@ impl Op {
         OP_NAMES.iter().find(|(n, _)| *n == name).map(|(_, op)| *op)
     }
 
+    /// `==`, `!=`, `===`, `!==`, `<`, `<=`, `>`, `>=`.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            Op::LooseEq | Op::LooseNe | Op::StrictEq | Op::StrictNe | Op::Lt | Op::Le | Op::Gt | Op::Ge
+        )
+    }
+
     /// Iterators evaluate their second argument once per element, with the element as data.
     pub fn is_iterator(self) -> bool {
         matches!(self, Op::Map | Op::Filter | Op::Reduce | Op::All | Op::None | Op::Some)

@@ -7,7 +7,7 @@
 //! order. An event whose key field is absent or not a string gets the whole bucket, so rules that
 //! would report a missing field still do.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 /// `(slot, strings)`: the rule requires the field in `slot` to be one of `strings`.
 pub type Requirement = (usize, Vec<String>);
