@@ -203,6 +203,23 @@ impl Node {
         }
     }
 
+    /// The terms of [`Self::required_strings`] that are top-level conjuncts on their own, as
+    /// `(position, slot, strings)`: the position among the conjunction's operands, or 0 for a
+    /// condition that is itself such a term.
+    pub fn string_conjuncts(&self) -> Vec<(usize, usize, Vec<String>)> {
+        let single = |position: usize, node: &Node| match node {
+            Node::Call(Op::And, _) => None,
+            _ => match node.required_strings().as_slice() {
+                [(slot, strings)] => Some((position, *slot, strings.clone())),
+                _ => None,
+            },
+        };
+        match self {
+            Node::Call(Op::And, args) => args.iter().enumerate().filter_map(|(i, arg)| single(i, arg)).collect(),
+            other => single(0, other).into_iter().collect(),
+        }
+    }
+
     fn root_slot(&self) -> Option<usize> {
         match self {
             Node::Var { var: VarRef::Root { slot, .. }, default: None } => Some(*slot),

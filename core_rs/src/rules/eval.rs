@@ -110,40 +110,60 @@ impl<'a> Context<'a> {
     /// rather than through the values JsonLogic would return.
     pub fn holds(&self, node: &'a Node) -> Result<bool, Unknown> {
         match node {
-            Node::Call(Op::And, args) => self.all_or_any(args, false),
-            Node::Call(Op::Or, args) => self.all_or_any(args, true),
+            Node::Call(Op::And, args) => self.all_or_any(args, false, 0),
+            Node::Call(Op::Or, args) => self.all_or_any(args, true, 0),
             Node::Call(Op::Not, args) => match args.first() {
                 Some(arg) => self.holds(arg).map(|held| !held),
                 None => Ok(true),
             },
             Node::Call(op, args) => match args.as_slice() {
-                [left, right] if op.is_comparison() => {
-                    let (left, right) = (self.operand(left)?, self.operand(right)?);
-                    Ok(compared(*op, &left, &right).unwrap_or(false))
-                }
+                [left, right] if op.is_comparison() => match (self.direct(left), self.direct(right)) {
+                    (Some(left), Some(right)) => Ok(compared(*op, left?, right?).unwrap_or(false)),
+                    _ => {
+                        let (left, right) = (self.eval(left, None)?, self.eval(right, None)?);
+                        Ok(compared(*op, &left, &right).unwrap_or(false))
+                    }
+                },
                 _ => self.eval(node, None).map(|v| truthy(&v)),
             },
             _ => self.eval(node, None).map(|v| truthy(&v)),
         }
     }
 
-    /// A top-level comparison's operand: event fields and literals are read without going through
-    /// [`Self::eval`].
-    fn operand(&self, node: &'a Node) -> Out<'a> {
+    /// A top-level comparison's operand when it is an event field or a literal, read without going
+    /// through [`Self::eval`]; `None` for anything else.
+    #[inline]
+    fn direct(&self, node: &'a Node) -> Option<Result<&'a Value, Unknown>> {
         match node {
-            Node::Literal(value) => Ok(Cow::Borrowed(value)),
+            Node::Literal(value) => Some(Ok(value)),
             Node::Var { var: VarRef::Root { slot, path }, default: None } => match self.root_field(*slot, path) {
-                Some(value) => Ok(Cow::Borrowed(value)),
-                None => self.absent(None, None),
+                Some(value) => Some(Ok(value)),
+                None if self.mode == Mode::Rules => Some(Err(Unknown)),
+                None => Some(Ok(&NULL)),
             },
-            _ => self.eval(node, None),
+            _ => None,
+        }
+    }
+
+    /// [`Self::holds`] for a rule whose top-level conjuncts in `settled` (bit `i`: conjunct `i`, the
+    /// condition itself when it is no conjunction) are already known to hold, because the index
+    /// picked the rule by the very strings they require.
+    pub fn holds_settled(&self, node: &'a Node, settled: u64) -> Result<bool, Unknown> {
+        match node {
+            _ if settled == 0 => self.holds(node),
+            Node::Call(Op::And, args) => self.all_or_any(args, false, settled),
+            _ => Ok(true),
         }
     }
 
     /// [`Self::and_or`] as a boolean: the first operand that decides wins over unknown ones.
-    fn all_or_any(&self, args: &'a [Node], is_or: bool) -> Result<bool, Unknown> {
+    /// Operands in `skip` (bit `i`: operand `i`) are known to be true.
+    fn all_or_any(&self, args: &'a [Node], is_or: bool, skip: u64) -> Result<bool, Unknown> {
         let mut unknown = false;
-        for arg in args {
+        for (position, arg) in args.iter().enumerate() {
+            if position < 64 && skip & (1 << position) != 0 {
+                continue;
+            }
             match self.holds(arg) {
                 Ok(held) if held == is_or => return Ok(is_or),
                 Ok(_) => {}

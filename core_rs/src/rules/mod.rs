@@ -238,8 +238,10 @@ impl RuleSet {
             })
             .collect();
         let requirements: Vec<_> = rules.iter().map(|rule| rule.condition.required_strings()).collect();
+        let conjuncts: Vec<_> = rules.iter().map(|rule| rule.condition.string_conjuncts()).collect();
+        let terms = index::Terms { requirements: &requirements, conjuncts: &conjuncts };
         Ok(RuleSet {
-            index: index::RuleIndex::new(&requirements, category_slot),
+            index: index::RuleIndex::new(&terms, category_slot),
             rules,
             trie: PathTrie::new(&builder.fields),
             fields: builder.fields,
@@ -316,9 +318,9 @@ impl RuleSet {
             grid_fields: &self.grid_fields,
         };
         let candidates = self.index.candidates(|slot| self.slot_value(scratch, slot).and_then(Value::as_str));
-        for &candidate in candidates {
-            let Some(rule) = self.rules.get(candidate as usize) else { continue };
-            match context.holds(&rule.condition) {
+        for candidate in candidates {
+            let Some(rule) = self.rules.get(candidate.rule as usize) else { continue };
+            match context.holds_settled(&rule.condition, candidate.settled) {
                 Ok(true) => {
                     rule.matches.fetch_add(1, Ordering::Relaxed);
                     out.push(rule.input_index);
