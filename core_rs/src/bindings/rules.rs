@@ -53,10 +53,36 @@ pub struct CompiledRules {
     results: Vec<Py<PyAny>>,
 }
 
+/// Batches from this size up build their result lists with Python's cyclic garbage collector
+/// paused (see [`with_gc_paused`]); smaller ones are not worth the three calls.
+const GC_PAUSE_MIN_EVENTS: usize = 1024;
+
+/// Runs `build` with the cyclic garbage collector paused, then restores it. A batch allocates one
+/// list per event; every 700 allocations would otherwise start a collection that walks the new
+/// lists (and now and then every older object) and finds nothing to free, since the lists only
+/// hold the rule set's own result objects. No Python code runs meanwhile (the GIL is held).
+fn with_gc_paused<'py, T>(py: Python<'py>, build: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    let gc = py.import("gc")?;
+    if !gc.call_method0("isenabled")?.is_truthy()? {
+        return build();
+    }
+    gc.call_method0("disable")?;
+    let built = build();
+    gc.call_method0("enable")?;
+    built
+}
+
 impl CompiledRules {
     fn lists<'py>(&self, py: Python<'py>, matches: &BatchMatches) -> PyResult<Bound<'py, PyList>> {
-        let inner = (0..matches.len()).map(|index| self.list(py, matches.event(index))).collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, inner)
+        let build = || {
+            let inner = (0..matches.len()).map(|index| self.list(py, matches.event(index)));
+            PyList::new(py, inner.collect::<PyResult<Vec<_>>>()?)
+        };
+        if matches.len() >= GC_PAUSE_MIN_EVENTS {
+            with_gc_paused(py, build)
+        } else {
+            build()
+        }
     }
 
     /// Matches a batch with the GIL released, on one thread or (`parallel`) across cores. The
