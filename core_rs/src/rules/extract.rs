@@ -16,6 +16,13 @@ use serde_json::{Number, Value};
 pub struct PathTrie {
     slot: Option<usize>,
     children: Vec<(String, PathTrie)>,
+    /// Bit `n` (63 for 63 or more): some child's key is `n` bytes long. Most keys of an event name
+    /// no child, and their length alone tells.
+    key_lengths: u64,
+}
+
+fn length_bit(length: usize) -> u64 {
+    1 << length.min(63)
 }
 
 /// The values of the wanted fields of the event being matched. Buffers are reused from event to
@@ -60,6 +67,7 @@ impl PathTrie {
                     Some(index) => index,
                     None => {
                         node.children.push((key.clone(), PathTrie::default()));
+                        node.key_lengths |= length_bit(key.len());
                         node.children.len() - 1
                     }
                 };
@@ -74,6 +82,9 @@ impl PathTrie {
     }
 
     fn child(&self, key: &[u8]) -> Option<&PathTrie> {
+        if self.key_lengths & length_bit(key.len()) == 0 {
+            return None;
+        }
         self.children.iter().find(|(k, _)| k.as_bytes() == key).map(|(_, child)| child)
     }
 
@@ -151,7 +162,7 @@ fn non_digits(word: u64) -> u64 {
 
 /// The first position from `pos` holding a quote, a backslash or a control character (or the end):
 /// where a run of plain string bytes stops. Eight bytes at a time.
-#[inline]
+#[inline(always)]
 fn string_stop(bytes: &[u8], mut pos: usize) -> usize {
     while let Some(chunk) = bytes.get(pos..pos + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
         let word = u64::from_le_bytes(chunk);
@@ -297,7 +308,7 @@ impl<'b> Scanner<'b, '_> {
 
     /// Skips a string (after its opening quote) as serde_json skips one: escapes must be valid,
     /// control characters are refused, the text is not decoded.
-    #[inline]
+    #[inline(always)]
     fn skip_string(&mut self) -> Scan<()> {
         self.pos = string_stop(self.bytes, self.pos);
         if self.byte() == b'"' {
