@@ -116,7 +116,7 @@ impl PathTrie {
     pub fn extract(&self, bytes: &[u8], slots: &mut Slots, frames: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         slots.clear();
         frames.clear();
-        let mut scanner = Scanner { bytes, pos: 0, frames };
+        let mut scanner = Scanner { bytes, pos: 0, depth: 0, frames };
         let scanned = scanner.wanted(self, slots).and_then(|()| scanner.end());
         scanned.map_err(|Malformed| describe(bytes))
     }
@@ -184,6 +184,19 @@ fn string_stop(bytes: &[u8], mut pos: usize) -> usize {
     pos
 }
 
+/// serde_json refuses a document with this many arrays and objects nested along a path it
+/// deserializes (values it skips may nest without limit).
+const NESTING_LIMIT: usize = 128;
+
+/// How many arrays and objects nest in `value` (0 for a string, number, boolean or null).
+fn nesting(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// The longest plain unsigned integer whose value always fits `u64`.
 const PLAIN_INTEGER_DIGITS: usize = 18;
 
@@ -194,6 +207,8 @@ const END: u8 = 0;
 struct Scanner<'b, 'f> {
     bytes: &'b [u8],
     pos: usize,
+    /// Objects on wanted paths open around the current position (the document's own included).
+    depth: usize,
     /// Open arrays and objects of the value being skipped (reused between events).
     frames: &'f mut Vec<u8>,
 }
@@ -240,6 +255,9 @@ impl<'b> Scanner<'b, '_> {
             (b'{', None) => self.object(node, slots),
             (b'{' | b'[', _) => {
                 let value = self.parsed_value()?;
+                if self.depth + nesting(&value) >= NESTING_LIMIT {
+                    return Err(Malformed);
+                }
                 node.fill_from(&value, slots);
                 Ok(())
             }
@@ -253,8 +271,13 @@ impl<'b> Scanner<'b, '_> {
 
     fn object(&mut self, node: &PathTrie, slots: &mut Slots) -> Scan<()> {
         self.pos += 1;
+        self.depth += 1;
+        if self.depth >= NESTING_LIMIT {
+            return Err(Malformed);
+        }
         if self.token() == b'}' {
             self.pos += 1;
+            self.depth -= 1;
             return Ok(());
         }
         loop {
@@ -269,6 +292,7 @@ impl<'b> Scanner<'b, '_> {
                 b',' => self.pos += 1,
                 b'}' => {
                     self.pos += 1;
+                    self.depth -= 1;
                     return Ok(());
                 }
                 _ => return Err(Malformed),

@@ -255,6 +255,10 @@ fn skipped_values_nest_without_limit_and_wanted_ones_stop_at_serde_json_depth() 
     let mut slots = Slots::new(16);
     let deep = format!("{{\"other\":{}{},\"category\":\"x\"}}", "[".repeat(100_000), "]".repeat(100_000));
     assert_agrees(&tries, deep.as_bytes(), &mut slots);
-    let wanted = format!("{{\"items\":{}{}}}", "[".repeat(1_000), "]".repeat(1_000));
-    assert_agrees(&tries, wanted.as_bytes(), &mut slots);
+    for depth in (124..=130).chain([1_000]) {
+        let wanted = format!("{{\"items\":{}{}}}", "[".repeat(depth), "]".repeat(depth));
+        assert_agrees(&tries, wanted.as_bytes(), &mut slots);
+        let nested = format!("{{\"payload\":{{\"level\":{}{}}}}}", "[".repeat(depth), "]".repeat(depth));
+        assert_agrees(&tries, nested.as_bytes(), &mut slots);
+    }
 }
