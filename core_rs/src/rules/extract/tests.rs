@@ -205,8 +205,8 @@ impl Documents {
         let kinds = if depth > 3 { 6 } else { 8 };
         match self.next(kinds) {
             0 => out.push_str(["null", "true", "false"][self.next(3) as usize]),
-            1 => out.push_str(&["0", "-0", "7", "-12", "3.25", "1e5", "-2.5E-3", "18446744073709551616"][self.next(8) as usize]),
-            2..=5 => out.push_str(&["\"\"", "\"fire\"", "\"z1\"", "\"成华\"", "\"a\\\"b\"", "\"\\u00e9\"", "\"x\\/y\""][self.next(7) as usize]),
+            1 => out.push_str(["0", "-0", "7", "-12", "3.25", "1e5", "-2.5E-3", "18446744073709551616"][self.next(8) as usize]),
+            2..=5 => out.push_str(["\"\"", "\"fire\"", "\"z1\"", "\"成华\"", "\"a\\\"b\"", "\"\\u00e9\"", "\"x\\/y\""][self.next(7) as usize]),
             6 => {
                 out.push('[');
                 for i in 0..self.next(4) {
