@@ -7,7 +7,6 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList};
-use std::sync::Arc;
 
 /// An instance of `hub.errors.<class>` built from `args` (the message first).
 fn hub_error<'py, A>(py: Python<'py>, class: &str, message: String, args: A) -> PyErr
@@ -49,27 +48,55 @@ fn condition(kind: &str, source: String) -> PyResult<Condition> {
 
 #[pyclass(module = "hub._core", name = "CompiledRules", frozen)]
 pub struct CompiledRules {
-    rules: Arc<RuleSet>,
+    rules: RuleSet,
     /// One object per rule (in input order), returned for each match.
     results: Vec<Py<PyAny>>,
 }
 
+/// Batches from this size up build their result lists with Python's cyclic garbage collector
+/// paused (see [`with_gc_paused`]); smaller ones are not worth the three calls.
+const GC_PAUSE_MIN_EVENTS: usize = 1024;
+
+/// Runs `build` with the cyclic garbage collector paused, then restores it. A batch allocates one
+/// list per event; every 700 allocations would otherwise start a collection that walks the new
+/// lists (and now and then every older object) and finds nothing to free, since the lists only
+/// hold the rule set's own result objects. No Python code runs meanwhile (the GIL is held).
+fn with_gc_paused<'py, T>(py: Python<'py>, build: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    let gc = py.import("gc")?;
+    if !gc.call_method0("isenabled")?.is_truthy()? {
+        return build();
+    }
+    gc.call_method0("disable")?;
+    let built = build();
+    gc.call_method0("enable")?;
+    built
+}
+
 impl CompiledRules {
     fn lists<'py>(&self, py: Python<'py>, matches: &BatchMatches) -> PyResult<Bound<'py, PyList>> {
-        let inner = (0..matches.len()).map(|index| self.list(py, matches.event(index))).collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, inner)
+        let build = || {
+            let inner = (0..matches.len()).map(|index| self.list(py, matches.event(index)));
+            PyList::new(py, inner.collect::<PyResult<Vec<_>>>()?)
+        };
+        if matches.len() >= GC_PAUSE_MIN_EVENTS {
+            with_gc_paused(py, build)
+        } else {
+            build()
+        }
     }
 
-    /// Matches a batch with the GIL released, on one thread or (`parallel`) across cores.
+    /// Matches a batch with the GIL released, on one thread or (`parallel`) across cores. The
+    /// events are only borrowed there, so their references are dropped later with the GIL held
+    /// rather than queued for it one by one.
     fn match_detached(
         &self,
         py: Python<'_>,
-        events: Vec<PyBackedBytes>,
+        events: &[PyBackedBytes],
         first_only: bool,
         parallel: bool,
     ) -> PyResult<BatchMatches> {
-        let rules = Arc::clone(&self.rules);
-        let matches = py.detach(move || {
+        let rules = &self.rules;
+        let matches = py.detach(|| {
             let slices: Vec<&[u8]> = events.iter().map(|e| e.as_ref()).collect();
             if parallel {
                 rules.match_batch_parallel(&slices, first_only)
@@ -106,7 +133,7 @@ impl CompiledRules {
             .collect::<PyResult<Vec<_>>>()?;
         let compiled = py.detach(|| RuleSet::compile(&specs, timezone));
         let rules = compiled.map_err(|failure| rule_error(py, failure))?;
-        Ok(CompiledRules { rules: Arc::new(rules), results })
+        Ok(CompiledRules { rules, results })
     }
 
     /// Matches one event (JSON bytes): the result objects of the matching rules, in priority order.
@@ -124,7 +151,7 @@ impl CompiledRules {
         first_only: bool,
         parallel: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let matches = self.match_detached(py, events, first_only, parallel)?;
+        let matches = self.match_detached(py, &events, first_only, parallel)?;
         self.lists(py, &matches)
     }
 
@@ -138,7 +165,7 @@ impl CompiledRules {
         first_only: bool,
         parallel: bool,
     ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
-        let matches = self.match_detached(py, events, first_only, parallel)?;
+        let matches = self.match_detached(py, &events, first_only, parallel)?;
         let offsets: Vec<u8> = matches.offsets.iter().flat_map(|&o| (o as u64).to_ne_bytes()).collect();
         let rules: Vec<u8> = matches.rules.iter().flat_map(|r| r.to_ne_bytes()).collect();
         Ok((PyBytes::new(py, &offsets), PyBytes::new(py, &rules)))

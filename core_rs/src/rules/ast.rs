@@ -106,6 +106,14 @@ impl Op {
         OP_NAMES.iter().find(|(n, _)| *n == name).map(|(_, op)| *op)
     }
 
+    /// `==`, `!=`, `===`, `!==`, `<`, `<=`, `>`, `>=`.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            Op::LooseEq | Op::LooseNe | Op::StrictEq | Op::StrictNe | Op::Lt | Op::Le | Op::Gt | Op::Ge
+        )
+    }
+
     /// Iterators evaluate their second argument once per element, with the element as data.
     pub fn is_iterator(self) -> bool {
         matches!(self, Op::Map | Op::Filter | Op::Reduce | Op::All | Op::None | Op::Some)
@@ -192,6 +200,23 @@ impl Node {
                 _ => Vec::new(),
             },
             _ => Vec::new(),
+        }
+    }
+
+    /// The terms of [`Self::required_strings`] that are top-level conjuncts on their own, as
+    /// `(position, slot, strings)`: the position among the conjunction's operands, or 0 for a
+    /// condition that is itself such a term.
+    pub fn string_conjuncts(&self) -> Vec<(usize, usize, Vec<String>)> {
+        let single = |position: usize, node: &Node| match node {
+            Node::Call(Op::And, _) => None,
+            _ => match node.required_strings().as_slice() {
+                [(slot, strings)] => Some((position, *slot, strings.clone())),
+                _ => None,
+            },
+        };
+        match self {
+            Node::Call(Op::And, args) => args.iter().enumerate().filter_map(|(i, arg)| single(i, arg)).collect(),
+            other => single(0, other).into_iter().collect(),
         }
     }
 

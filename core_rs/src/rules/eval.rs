@@ -6,6 +6,7 @@
 //! [`Mode::JsonLogic`] turns that off and reads missing fields as null, as json-logic-js does.
 
 use super::ast::{Node, Op, VarRef};
+use super::extract::Slots;
 use super::fields::{split_path, FieldTable};
 use super::value::{cat_piece, compare, loose_eq, number, parse_float, strict_eq, to_js_string, to_number, truthy};
 use regex::Regex;
@@ -32,7 +33,7 @@ pub enum Mode {
 /// set reads.
 pub struct Event<'a> {
     pub whole: Option<&'a Value>,
-    pub slots: &'a [Option<Value>],
+    pub slots: &'a Slots,
     pub fields: &'a FieldTable,
 }
 
@@ -64,7 +65,7 @@ impl<'a> Context<'a> {
     fn root_field(&self, slot: usize, path: &[String]) -> Option<&'a Value> {
         match self.event.whole {
             Some(whole) => walk(whole, path),
-            None => self.event.slots.get(slot)?.as_ref(),
+            None => self.event.slots.get(slot),
         }
     }
 
@@ -104,9 +105,76 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// Whether the condition holds: `Err(Unknown)` when it depends on a missing field.
+    /// Whether the condition holds: `Err(Unknown)` when it depends on a missing field. The same as
+    /// `truthy(eval(node))`, with `and`, `or`, `!` and comparisons answered as booleans directly
+    /// rather than through the values JsonLogic would return.
     pub fn holds(&self, node: &'a Node) -> Result<bool, Unknown> {
-        self.eval(node, None).map(|v| truthy(&v))
+        match node {
+            Node::Call(Op::And, args) => self.all_or_any(args, false, 0),
+            Node::Call(Op::Or, args) => self.all_or_any(args, true, 0),
+            Node::Call(Op::Not, args) => match args.first() {
+                Some(arg) => self.holds(arg).map(|held| !held),
+                None => Ok(true),
+            },
+            Node::Call(op, args) => match args.as_slice() {
+                [left, right] if op.is_comparison() => match (self.direct(left), self.direct(right)) {
+                    (Some(left), Some(right)) => Ok(compared(*op, left?, right?).unwrap_or(false)),
+                    _ => {
+                        let (left, right) = (self.eval(left, None)?, self.eval(right, None)?);
+                        Ok(compared(*op, &left, &right).unwrap_or(false))
+                    }
+                },
+                _ => self.eval(node, None).map(|v| truthy(&v)),
+            },
+            _ => self.eval(node, None).map(|v| truthy(&v)),
+        }
+    }
+
+    /// A top-level comparison's operand when it is an event field or a literal, read without going
+    /// through [`Self::eval`]; `None` for anything else.
+    #[inline]
+    fn direct(&self, node: &'a Node) -> Option<Result<&'a Value, Unknown>> {
+        match node {
+            Node::Literal(value) => Some(Ok(value)),
+            Node::Var { var: VarRef::Root { slot, path }, default: None } => match self.root_field(*slot, path) {
+                Some(value) => Some(Ok(value)),
+                None if self.mode == Mode::Rules => Some(Err(Unknown)),
+                None => Some(Ok(&NULL)),
+            },
+            _ => None,
+        }
+    }
+
+    /// [`Self::holds`] for a rule whose top-level conjuncts in `settled` (bit `i`: conjunct `i`, the
+    /// condition itself when it is no conjunction) are already known to hold, because the index
+    /// picked the rule by the very strings they require.
+    pub fn holds_settled(&self, node: &'a Node, settled: u64) -> Result<bool, Unknown> {
+        match node {
+            _ if settled == 0 => self.holds(node),
+            Node::Call(Op::And, args) => self.all_or_any(args, false, settled),
+            _ => Ok(true),
+        }
+    }
+
+    /// [`Self::and_or`] as a boolean: the first operand that decides wins over unknown ones.
+    /// Operands in `skip` (bit `i`: operand `i`) are known to be true.
+    fn all_or_any(&self, args: &'a [Node], is_or: bool, skip: u64) -> Result<bool, Unknown> {
+        let mut unknown = false;
+        for (position, arg) in args.iter().enumerate() {
+            if position < 64 && skip & (1 << position) != 0 {
+                continue;
+            }
+            match self.holds(arg) {
+                Ok(held) if held == is_or => return Ok(is_or),
+                Ok(_) => {}
+                Err(Unknown) => unknown = true,
+            }
+        }
+        if unknown {
+            Err(Unknown)
+        } else {
+            Ok(!is_or && !args.is_empty())
+        }
     }
 
     pub fn eval<'s>(&self, node: &'a Node, scope: Option<&'s Value>) -> Out<'s>
@@ -305,22 +373,15 @@ impl<'a> Context<'a> {
     /// Operations whose arguments are all evaluated first.
     fn apply(&self, op: Op, values: &[Cow<'_, Value>]) -> Result<Value, Unknown> {
         let at = |i: usize| values.get(i).map_or(&NULL, |v| v.as_ref());
-        let ordered = |wanted: fn(Ordering) -> bool| compare(at(0), at(1)).is_some_and(wanted);
         Ok(match op {
-            Op::LooseEq => Value::Bool(loose_eq(at(0), at(1))),
-            Op::LooseNe => Value::Bool(!loose_eq(at(0), at(1))),
-            Op::StrictEq => Value::Bool(strict_eq(at(0), at(1))),
-            Op::StrictNe => Value::Bool(!strict_eq(at(0), at(1))),
-            Op::Lt | Op::Le => {
-                let wanted: fn(Ordering) -> bool = if op == Op::Lt { Ordering::is_lt } else { Ordering::is_le };
-                let first = ordered(wanted);
-                Value::Bool(match values.get(2) {
-                    Some(third) => first && compare(at(1), third).is_some_and(wanted),
-                    None => first,
-                })
+            // `a < b < c` (three operands): both comparisons hold.
+            Op::Lt | Op::Le => Value::Bool(
+                compared(op, at(0), at(1)).unwrap_or(false)
+                    && values.get(2).is_none_or(|third| compared(op, at(1), third).unwrap_or(false)),
+            ),
+            Op::LooseEq | Op::LooseNe | Op::StrictEq | Op::StrictNe | Op::Gt | Op::Ge => {
+                Value::Bool(compared(op, at(0), at(1)).unwrap_or(false))
             }
-            Op::Gt => Value::Bool(ordered(Ordering::is_gt)),
-            Op::Ge => Value::Bool(ordered(Ordering::is_ge)),
             Op::Max | Op::Min => extreme(op == Op::Max, values),
             Op::Add => number(values.iter().map(|v| parse_float(v)).sum()),
             Op::Mul => product(values),
@@ -455,6 +516,22 @@ fn merge(values: &[Cow<'_, Value>]) -> Value {
         }
     }
     Value::Array(merged)
+}
+
+/// A two-operand comparison (`None` for an operation that is not one).
+fn compared(op: Op, a: &Value, b: &Value) -> Option<bool> {
+    let ordered = |wanted: fn(Ordering) -> bool| compare(a, b).is_some_and(wanted);
+    Some(match op {
+        Op::LooseEq => loose_eq(a, b),
+        Op::LooseNe => !loose_eq(a, b),
+        Op::StrictEq => strict_eq(a, b),
+        Op::StrictNe => !strict_eq(a, b),
+        Op::Lt => ordered(Ordering::is_lt),
+        Op::Le => ordered(Ordering::is_le),
+        Op::Gt => ordered(Ordering::is_gt),
+        Op::Ge => ordered(Ordering::is_ge),
+        _ => return None,
+    })
 }
 
 /// `in`: substring of a string, or an element (strict equality) of an array.

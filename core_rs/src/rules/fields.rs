@@ -1,5 +1,5 @@
 //! The event fields a rule set reads. Each distinct path gets a slot; parsing an event fills only
-//! those slots (see [`crate::rules::extract`]), so the rest of the document is skipped unread.
+//! those slots (see [`crate::rules::extract`]); the rest of the document is checked but not built.
 
 use std::collections::HashMap;
 

@@ -19,7 +19,7 @@ mod value;
 use ast::{Node, VarRef};
 use builder::Builder;
 use eval::{Context, Event, Mode, Unknown};
-use extract::PathTrie;
+use extract::{PathTrie, Slots};
 use rayon::prelude::*;
 use regex::Regex;
 use serde_json::Value;
@@ -238,8 +238,10 @@ impl RuleSet {
             })
             .collect();
         let requirements: Vec<_> = rules.iter().map(|rule| rule.condition.required_strings()).collect();
+        let conjuncts: Vec<_> = rules.iter().map(|rule| rule.condition.string_conjuncts()).collect();
+        let terms = index::Terms { requirements: &requirements, conjuncts: &conjuncts };
         Ok(RuleSet {
-            index: index::RuleIndex::new(&requirements, category_slot),
+            index: index::RuleIndex::new(&terms, category_slot),
             rules,
             trie: PathTrie::new(&builder.fields),
             fields: builder.fields,
@@ -301,7 +303,7 @@ impl RuleSet {
     fn slot_value<'e>(&self, scratch: &'e Scratch, slot: usize) -> Option<&'e Value> {
         match &scratch.whole {
             Some(whole) => self.fields.paths().get(slot).and_then(|path| eval::walk(whole, path)),
-            None => scratch.slots.get(slot).and_then(Option::as_ref),
+            None => scratch.slots.get(slot),
         }
     }
 
@@ -316,9 +318,9 @@ impl RuleSet {
             grid_fields: &self.grid_fields,
         };
         let candidates = self.index.candidates(|slot| self.slot_value(scratch, slot).and_then(Value::as_str));
-        for &candidate in candidates {
-            let Some(rule) = self.rules.get(candidate as usize) else { continue };
-            match context.holds(&rule.condition) {
+        for candidate in candidates {
+            let Some(rule) = self.rules.get(candidate.rule as usize) else { continue };
+            match context.holds_settled(&rule.condition, candidate.settled) {
                 Ok(true) => {
                     rule.matches.fetch_add(1, Ordering::Relaxed);
                     out.push(rule.input_index);
@@ -371,17 +373,20 @@ fn concatenate(parts: Vec<Result<BatchMatches, EventError>>) -> Result<BatchMatc
 
 /// Buffers reused across the events of a batch.
 struct Scratch {
-    slots: Vec<Option<Value>>,
+    slots: Slots,
     whole: Option<Value>,
     grid_memo: Vec<Cell<u8>>,
+    /// The scanner's stack of open arrays and objects.
+    frames: Vec<u8>,
 }
 
 impl Scratch {
     fn new(rules: &RuleSet) -> Scratch {
         Scratch {
-            slots: vec![None; rules.fields.len()],
+            slots: Slots::new(rules.fields.len()),
             whole: None,
             grid_memo: vec![Cell::new(0); rules.grid_patterns.len()],
+            frames: Vec::new(),
         }
     }
 
@@ -390,7 +395,7 @@ impl Scratch {
             self.whole = Some(serde_json::from_slice(bytes)?);
             Ok(())
         } else {
-            rules.trie.extract(bytes, &mut self.slots)
+            rules.trie.extract(bytes, &mut self.slots, &mut self.frames)
         }
     }
 }
@@ -403,8 +408,9 @@ pub fn apply_jsonlogic(logic: &Value, data: &Value, timezone_name: &str) -> Resu
     builder.fields.require_whole_event();
     let node = jsonlogic::compile(logic, &mut builder).map_err(|e| format!("at {}: {}", e.position, e.reason))?;
     let memo = vec![Cell::new(0); builder.grid_patterns.len()];
+    let no_slots = Slots::default();
     let context = Context {
-        event: Event { whole: Some(data), slots: &[], fields: &builder.fields },
+        event: Event { whole: Some(data), slots: &no_slots, fields: &builder.fields },
         mode: Mode::JsonLogic,
         timezone: &timezone,
         grid_patterns: &builder.grid_patterns,

@@ -128,3 +128,23 @@ fn large_batches_split_across_threads_give_the_same_answer() {
     broken[8000] = b"[";
     assert_eq!(rules.match_batch_parallel(&broken, false).unwrap_err().index, 7000);
 }
+
+#[test]
+fn conjuncts_the_index_settles_are_skipped_without_changing_outcomes() {
+    let specs = [
+        rule("both", 0, r#"category == "a" && category == "b""#),
+        rule("either", 0, r#"category in ["a", "b"] && payload.zone == "z1" && payload.level > 2"#),
+        rule("only", 0, r#"category == "a""#),
+        rule("nested", 0, r#"(category == "a" && payload.zone == "z1") && payload.level > 2"#),
+        rule("zone", 0, r#"payload.zone == "z1" && payload.level > 2"#),
+        rule("zone-too", 0, r#"payload.zone == "z2" || payload.zone == "z1""#),
+    ];
+    let rules = RuleSet::compile(&specs, "UTC").unwrap();
+    let event = |category: &str, level: Value| json!({"category": category, "payload": {"zone": "z1", "level": level}});
+    assert_eq!(matches(&rules, &event("a", json!(3)), false), vec![1, 2, 3, 4, 5]);
+    assert_eq!(matches(&rules, &event("b", json!(3)), false), vec![1, 4, 5]);
+    assert_eq!(matches(&rules, &event("a", json!(1)), false), vec![2, 5]);
+    assert_eq!(matches(&rules, &json!({"category": "b", "payload": {"zone": "z1"}}), false), vec![5]);
+    let (_, stats) = rules.stats();
+    assert_eq!(stats.iter().map(|s| s.missing).collect::<Vec<_>>(), vec![0, 1, 0, 0, 1, 0]);
+}
