@@ -37,6 +37,8 @@ pub(crate) struct Deadlines {
     ttls: Vec<f64>,
     queues: Vec<VecDeque<Deadline>>,
     late: BinaryHeap<Reverse<Deadline>>,
+    /// Entries in the queues and the heap.
+    len: usize,
 }
 
 impl Deadlines {
@@ -55,6 +57,7 @@ impl Deadlines {
     }
 
     pub fn push(&mut self, queue: usize, deadline: Deadline) {
+        self.len += 1;
         match self.queues.get_mut(queue) {
             Some(entries) if entries.back().is_none_or(|last| last.0 <= deadline.0) => {
                 entries.push_back(deadline)
@@ -65,7 +68,7 @@ impl Deadlines {
 
     /// Entries held, current and stale.
     pub fn len(&self) -> usize {
-        self.queues.iter().map(VecDeque::len).sum::<usize>() + self.late.len()
+        self.len
     }
 
     /// Removes every entry due before `now`; returns the current ones in deadline order.
@@ -89,6 +92,7 @@ impl Deadlines {
         // restored into its old slot can have two current entries: it is closed once.
         due.sort();
         due.dedup();
+        self.recount();
         due
     }
 
@@ -98,6 +102,11 @@ impl Deadlines {
             entries.retain(&is_current);
         }
         self.late.retain(|Reverse(d)| is_current(d));
+        self.recount();
+    }
+
+    fn recount(&mut self) {
+        self.len = self.queues.iter().map(VecDeque::len).sum::<usize>() + self.late.len();
     }
 
     /// Forgets every entry and every queue (the time-to-lives change with the policy).

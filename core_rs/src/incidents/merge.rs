@@ -457,16 +457,18 @@ impl IncidentMerger {
         self.next_seq += 1;
         let mut id = incident_id_of(event.event_id);
         let mut clash = 0u32;
-        while self.by_id.contains_key(&id_hash(&id)) {
+        let mut hash = id_hash(&id);
+        while self.by_id.contains_key(&hash) {
             clash += 1;
             id = match clash {
                 1 => format!("inc-{}~{seq}", event.event_id),
                 _ => format!("inc-{}~{seq}.{clash}", event.event_id),
             };
+            hash = id_hash(&id);
         }
         let incident = Incident {
             seq,
-            id_hash: 0,
+            id_hash: hash,
             id,
             category,
             first_time: event.time,
@@ -475,7 +477,7 @@ impl IncidentMerger {
             text_key,
             reports: 1,
         };
-        let slot = self.insert(incident);
+        let slot = self.insert_hashed(incident);
         self.mark_touched(slot);
         self.counters.opened += 1;
         MergeOutcome {
@@ -595,6 +597,11 @@ impl IncidentMerger {
 
     fn insert(&mut self, mut incident: Incident) -> u32 {
         incident.id_hash = id_hash(&incident.id);
+        self.insert_hashed(incident)
+    }
+
+    /// Inserts an incident whose `id_hash` is set.
+    fn insert_hashed(&mut self, incident: Incident) -> u32 {
         let hash = incident.id_hash;
         let slot = self.incidents.insert(incident);
         self.by_id.insert(hash, slot);
