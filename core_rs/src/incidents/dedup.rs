@@ -141,12 +141,6 @@ impl Deduper {
                 reason: "time is not a finite number".into(),
             });
         }
-        // Room for the batch up front: growing the table step by step would move every key several times.
-        self.live.reserve(
-            keys.len()
-                .min(self.max_keys.saturating_sub(self.live.len())),
-        );
-        self.order.reserve(keys.len().min(self.max_keys));
         Ok(keys
             .iter()
             .zip(times)
