@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::incidents::{
-    idempotency_key, CategoryLimits, DedupStats, Deduper, IncidentError, IncidentMerger,
+    idempotency_key, CategoryLimits, Closed, DedupStats, Deduper, IncidentError, IncidentMerger,
     MergeEvent, MergeOutcome, MergePolicy, MergerStats,
 };
 
@@ -113,6 +113,11 @@ fn for_each_item<'py>(
     Ok(count)
 }
 
+/// The length of a sized sequence (0 for other iterables): the capacity to reserve for its items.
+fn size_hint(sequence: &Bound<'_, PyAny>) -> usize {
+    sequence.len().unwrap_or(0)
+}
+
 /// The string's UTF-8, or an error naming the event for strings that have none (lone surrogates).
 fn utf8<'a>(text: &'a Bound<'_, PyString>, index: usize, field: &str) -> PyResult<&'a str> {
     text.to_str().map_err(|_| {
@@ -146,7 +151,7 @@ fn extract_optional_f64(
 }
 
 fn collect_f64s(sequence: &Bound<'_, PyAny>, field: &str) -> PyResult<Vec<f64>> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(size_hint(sequence));
     for_each_item(sequence, field, |i, item| {
         out.push(extract_f64(item, i, field)?);
         Ok(())
@@ -184,7 +189,7 @@ impl PyDeduper {
         keys: &Bound<'py, PyAny>,
         times: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let mut hashes = Vec::new();
+        let mut hashes = Vec::with_capacity(size_hint(keys));
         for_each_item(keys, "keys", |i, item| {
             let hash = if let Ok(text) = item.cast::<PyString>() {
                 idempotency_key(utf8(text, i, "keys")?.as_bytes())
@@ -398,6 +403,38 @@ fn push_str(
     }
 }
 
+/// Category strings of a batch, each distinct str object copied into the arena once: events of one category
+/// then share one span, which also lets the core recognise the category without hashing its name.
+/// The objects are held, so an address seen cannot be reused by another string during the batch.
+struct CategorySpans<'py> {
+    seen: Vec<(Bound<'py, PyAny>, Span)>,
+}
+
+impl<'py> CategorySpans<'py> {
+    /// Only a few categories are remembered; further ones are copied per event.
+    const REMEMBERED: usize = 32;
+
+    fn new() -> Self {
+        Self { seen: Vec::new() }
+    }
+
+    fn push(
+        &mut self,
+        arena: &mut Arena,
+        item: &Bound<'py, PyAny>,
+        index: usize,
+    ) -> PyResult<Span> {
+        if let Some((_, span)) = self.seen.iter().find(|(seen, _)| seen.is(item)) {
+            return Ok(*span);
+        }
+        let span = push_str(arena, item, index, "category")?;
+        if self.seen.len() < Self::REMEMBERED {
+            self.seen.push((item.clone(), span));
+        }
+        Ok(span)
+    }
+}
+
 fn push_optional_str(
     arena: &mut Arena,
     item: &Bound<'_, PyAny>,
@@ -438,8 +475,9 @@ fn rows_to_batch(rows: &Bound<'_, PyAny>) -> PyResult<Batch> {
     let py = rows.py();
     let mut batch = Batch {
         arena: Arena::default(),
-        events: Vec::new(),
+        events: Vec::with_capacity(size_hint(rows)),
     };
+    let mut categories = CategorySpans::new();
     for_each_item(rows, "events", |index, row| {
         let row = row
             .cast::<PyTuple>()
@@ -465,7 +503,7 @@ fn rows_to_batch(rows: &Bound<'_, PyAny>) -> PyResult<Batch> {
         let arena = &mut batch.arena;
         let event_id = push_str(arena, &field(0)?, index, "event_id")?;
         let time = extract_f64(&field(1)?, index, "time")?;
-        let category = push_str(arena, &field(2)?, index, "category")?;
+        let category = categories.push(arena, &field(2)?, index)?;
         let lon = extract_optional_f64(&field(3)?, index, "lon")?;
         let lat = extract_optional_f64(&field(4)?, index, "lat")?;
         let address = push_optional_str(arena, &field(5)?, index, "address")?;
@@ -529,7 +567,7 @@ fn columns_to_batch(
 ) -> PyResult<Batch> {
     let py = event_ids.py();
     let mut arena = Arena::default();
-    let mut ids = Vec::new();
+    let mut ids = Vec::with_capacity(size_hint(event_ids));
     for_each_item(event_ids, "event_ids", |i, item| {
         ids.push(push_str(&mut arena, item, i, "event_id")?);
         Ok(())
@@ -538,8 +576,9 @@ fn columns_to_batch(
     let times = collect_f64s(times, "times")?;
     check_length(py, "times", times.len(), count)?;
     let mut category_spans = Vec::with_capacity(count);
+    let mut distinct = CategorySpans::new();
     let seen = for_each_item(categories, "categories", |i, item| {
-        category_spans.push(push_str(&mut arena, item, i, "category")?);
+        category_spans.push(distinct.push(&mut arena, item, i)?);
         Ok(())
     })?;
     check_length(py, "categories", seen, count)?;
@@ -582,17 +621,60 @@ fn columns_to_batch(
 #[pyclass(module = "hub._core", name = "IncidentMerger")]
 struct PyIncidentMerger {
     inner: IncidentMerger,
+    /// The Python str of each open incident's id by slot, with the incident's opening number: made once per
+    /// incident, then shared by every result that names it and by the list `expire` returns.
+    id_strings: Vec<Option<(u64, Py<PyString>)>>,
 }
 
 impl PyIncidentMerger {
+    fn wrap(inner: IncidentMerger) -> Self {
+        Self {
+            inner,
+            id_strings: Vec::new(),
+        }
+    }
+
     fn merge(&mut self, py: Python<'_>, batch: Batch) -> PyResult<Vec<MergeOutcome>> {
         let inner = &mut self.inner;
         py.detach(|| inner.add_many(&batch.views()))
             .map_err(|e| to_py_err(py, e))
     }
 
-    fn incident_id(&self, outcome: &MergeOutcome) -> &str {
-        self.inner.incident_id(outcome.incident).unwrap_or_default()
+    /// The id of the outcome's incident as a Python str, made on first use.
+    fn incident_id<'py>(
+        &mut self,
+        py: Python<'py>,
+        outcome: &MergeOutcome,
+    ) -> Bound<'py, PyString> {
+        let slot = outcome.incident as usize;
+        if let Some(Some((seq, id))) = self.id_strings.get(slot) {
+            if *seq == outcome.seq {
+                return id.bind(py).clone();
+            }
+        }
+        let id = PyString::new(
+            py,
+            self.inner.incident_id(outcome.incident).unwrap_or_default(),
+        );
+        if self.id_strings.len() <= slot {
+            self.id_strings.resize_with(slot + 1, || None);
+        }
+        if let Some(entry) = self.id_strings.get_mut(slot) {
+            *entry = Some((outcome.seq, id.clone().unbind()));
+        }
+        id
+    }
+
+    /// The id of an incident `expire` closed, taken from the cache when it is there.
+    fn closed_id<'py>(&mut self, py: Python<'py>, closed: &Closed) -> Bound<'py, PyString> {
+        let cached = self
+            .id_strings
+            .get_mut(closed.incident as usize)
+            .and_then(|entry| entry.take_if(|(seq, _)| *seq == closed.seq));
+        match cached {
+            Some((_, id)) => id.into_bound(py),
+            None => PyString::new(py, &closed.id),
+        }
     }
 }
 
@@ -600,9 +682,7 @@ impl PyIncidentMerger {
 impl PyIncidentMerger {
     #[new]
     fn new(policy: &PyCompiledMergePolicy) -> Self {
-        Self {
-            inner: IncidentMerger::new(policy.inner.clone()),
-        }
+        Self::wrap(IncidentMerger::new(policy.inner.clone()))
     }
 
     /// Merges rows (MergeInput tuples) in order; one MergeResult per row.
@@ -615,7 +695,11 @@ impl PyIncidentMerger {
         Ok(outcomes
             .iter()
             .map(|o| PyMergeResult {
-                incident_id: self.incident_id(o).to_owned(),
+                incident_id: self
+                    .inner
+                    .incident_id(o.incident)
+                    .unwrap_or_default()
+                    .to_owned(),
                 is_new: o.is_new,
                 report_count: o.report_count,
             })
@@ -649,7 +733,8 @@ impl PyIncidentMerger {
             &or_none(texts),
         )?;
         let outcomes = self.merge(py, batch)?;
-        let ids = PyList::new(py, outcomes.iter().map(|o| self.incident_id(o)))?;
+        let ids: Vec<_> = outcomes.iter().map(|o| self.incident_id(py, o)).collect();
+        let ids = PyList::new(py, ids)?;
         let new = PyList::new(py, outcomes.iter().map(|o| o.is_new))?;
         let counts = PyList::new(py, outcomes.iter().map(|o| o.report_count))?;
         Ok((ids, new, counts))
@@ -661,10 +746,13 @@ impl PyIncidentMerger {
     }
 
     /// Closes incidents whose last report is older than their time-to-live at `now`; their ids.
-    fn expire(&mut self, py: Python<'_>, now: f64) -> PyResult<Vec<String>> {
+    fn expire<'py>(&mut self, py: Python<'py>, now: f64) -> PyResult<Bound<'py, PyList>> {
         let inner = &mut self.inner;
-        py.detach(|| inner.expire(now))
-            .map_err(|e| to_py_err(py, e))
+        let closed = py
+            .detach(|| inner.expire(now))
+            .map_err(|e| to_py_err(py, e))?;
+        let ids: Vec<_> = closed.iter().map(|c| self.closed_id(py, c)).collect();
+        PyList::new(py, ids)
     }
 
     /// Swaps in a new policy without losing open incidents.
@@ -699,7 +787,7 @@ impl PyIncidentMerger {
             &deltas,
             IncidentMerger::apply,
         )
-        .map(|inner| Self { inner })
+        .map(Self::wrap)
     }
 
     #[getter]

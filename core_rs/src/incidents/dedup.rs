@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 
+use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
@@ -147,25 +148,34 @@ impl Deduper {
             .collect())
     }
 
+    /// One hash-table probe per key: the entry found (or the free place for it) is used for the answer and
+    /// for recording.
     fn check_one(&mut self, key: KeyHash, time: f64) -> bool {
         if time > self.watermark {
             self.watermark = time;
             self.expire_front();
         }
-        match self.live.get(&key) {
-            Some(&(recorded, _)) if (time - recorded).abs() <= self.window_s => {
+        let number = self.next_record;
+        match self.live.entry(key) {
+            Entry::Occupied(entry) if (time - entry.get().0).abs() <= self.window_s => {
                 self.counters.duplicates += 1;
-                true
+                return true;
             }
-            _ => {
-                self.record(key, time);
-                false
+            Entry::Occupied(mut entry) => {
+                entry.insert((time, number));
+                self.stale += 1;
+            }
+            Entry::Vacant(entry) => {
+                entry.insert((time, number));
             }
         }
+        self.push_newest(key, time);
+        self.after_recording(key, time);
+        false
     }
 
-    fn record(&mut self, key: KeyHash, time: f64) {
-        self.insert_newest(key, time);
+    /// Logs a new record, evicts the oldest past `max_keys` and drops stale order entries now and then.
+    fn after_recording(&mut self, key: KeyHash, time: f64) {
         self.log(Change::Record(key, time));
         if self.live.len() > self.max_keys {
             self.evict_oldest();
@@ -184,6 +194,11 @@ impl Deduper {
         if self.live.insert(key, (time, self.next_record)).is_some() {
             self.stale += 1;
         }
+        self.push_newest(key, time);
+    }
+
+    /// Appends the record numbered `next_record` (already in `live`) to the order.
+    fn push_newest(&mut self, key: KeyHash, time: f64) {
         self.order.push_back((key, self.next_record, time));
         self.next_record += 1;
     }

@@ -12,20 +12,16 @@
 //!
 //! The reference implementation in tests/reference_incidents.py implements exactly these rules by brute force.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
-
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
+use super::expiry::{Deadline, Deadlines};
+use super::grid::{Grid, Located, Spot};
 use super::policy::{CategoryLimits, MergePolicy};
 use super::snapshot::{self, check_follows, Component, Image};
 use super::textsim::{matching_slots, minhash, normalize};
 use super::IncidentError;
 
-const EARTH_RADIUS_M: f64 = 6_371_008.8;
-/// Above this many grid cells per query the index scans the group's incidents instead (poles, huge D).
-const MAX_CELLS_PER_QUERY: i64 = 4096;
 /// Changes remembered for the next delta before it falls back to a full snapshot.
 const JOURNAL_LIMIT: usize = 1 << 21;
 
@@ -44,9 +40,20 @@ pub struct MergeEvent<'a> {
 /// whether it opened that incident, and the incident's report count after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MergeOutcome {
+    /// The incident's slot: names it until it closes, then is reused.
     pub incident: u32,
+    /// The incident's opening number, never reused: with the slot it names the incident across batches.
+    pub seq: u64,
     pub is_new: bool,
     pub report_count: u32,
+}
+
+/// An incident closed by [`IncidentMerger::expire`], with the slot and opening number it had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    pub id: String,
+    pub incident: u32,
+    pub seq: u64,
 }
 
 /// Counters reported by [`IncidentMerger::stats`].
@@ -81,26 +88,8 @@ struct Category {
     group: u32,
     limits: CategoryLimits,
     ttl_s: f64,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-struct Deadline(f64, u64, u32);
-
-impl Eq for Deadline {}
-
-impl PartialOrd for Deadline {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Deadline {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0
-            .total_cmp(&other.0)
-            .then(self.1.cmp(&other.1))
-            .then(self.2.cmp(&other.2))
-    }
+    /// The expiry queue of its time-to-live.
+    queue: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -142,134 +131,6 @@ impl Journal {
     fn is_full(&self) -> bool {
         self.touched.len() + self.closed.len() > JOURNAL_LIMIT
     }
-}
-
-/// What the spatial test needs of an incident, kept in its grid cell so a query reads one small vector
-/// instead of chasing every candidate through the incident map.
-#[derive(Clone, Copy)]
-struct Spot {
-    slot: u32,
-    seq: u64,
-    anchor: (f64, f64),
-    first_time: f64,
-    last_time: f64,
-    limits: CategoryLimits,
-}
-
-/// Square cells of equal degrees, four times the search radius wide (fewer cells per query), and 360° divides
-/// into a whole number of columns, so longitude wraps exactly.
-struct Grid {
-    cell_deg: f64,
-    columns: i64,
-    cells: HashMap<(u32, i64, i64), Vec<Spot>>,
-}
-
-impl Grid {
-    fn new(radius_m: f64) -> Self {
-        let wanted_deg = (4.0 * radius_m.max(1.0) / EARTH_RADIUS_M)
-            .to_degrees()
-            .min(360.0);
-        let columns = (360.0 / wanted_deg).ceil().max(1.0) as i64;
-        Self {
-            cell_deg: 360.0 / columns as f64,
-            columns,
-            cells: HashMap::new(),
-        }
-    }
-
-    fn row(&self, lat: f64) -> i64 {
-        ((lat + 90.0) / self.cell_deg).floor() as i64
-    }
-
-    fn column(&self, lon: f64) -> i64 {
-        (((lon + 180.0) / self.cell_deg).floor() as i64).rem_euclid(self.columns)
-    }
-
-    fn key(&self, group: u32, (lon, lat): (f64, f64)) -> (u32, i64, i64) {
-        (group, self.row(lat), self.column(lon))
-    }
-
-    fn insert(&mut self, group: u32, spot: Spot) {
-        self.cells
-            .entry(self.key(group, spot.anchor))
-            .or_default()
-            .push(spot);
-    }
-
-    fn remove(&mut self, group: u32, slot: u32, anchor: (f64, f64)) {
-        let key = self.key(group, anchor);
-        if let Some(cell) = self.cells.get_mut(&key) {
-            cell.retain(|spot| spot.slot != slot);
-            if cell.is_empty() {
-                self.cells.remove(&key);
-            }
-        }
-    }
-
-    fn update_times(
-        &mut self,
-        group: u32,
-        slot: u32,
-        anchor: (f64, f64),
-        first_time: f64,
-        last_time: f64,
-    ) {
-        let key = self.key(group, anchor);
-        if let Some(spot) = self
-            .cells
-            .get_mut(&key)
-            .and_then(|cell| cell.iter_mut().find(|s| s.slot == slot))
-        {
-            spot.first_time = first_time;
-            spot.last_time = last_time;
-        }
-    }
-
-    /// Calls `visit` with every incident of `group` whose anchor may lie within `radius_m` of the point.
-    /// Returns false (having visited nothing) when the query would touch too many cells.
-    fn visit_near(
-        &self,
-        group: u32,
-        (lon, lat): (f64, f64),
-        radius_m: f64,
-        mut visit: impl FnMut(&Spot),
-    ) -> bool {
-        let angle = radius_m / EARTH_RADIUS_M;
-        let dlat = angle.to_degrees() * (1.0 + 1e-9);
-        let nearest_pole_lat = (lat.abs() + dlat).min(90.0).to_radians();
-        let spread = (angle / 2.0).sin() / nearest_pole_lat.cos();
-        // Near a pole (or NaN from cos = 0) the longitude span covers everything: let the caller scan.
-        if spread.is_nan() || spread >= 1.0 {
-            return false;
-        }
-        let dlon = (2.0 * spread.asin()).to_degrees() * (1.0 + 1e-9);
-        let (r0, r1) = (self.row(lat - dlat), self.row(lat + dlat));
-        let c0 = ((lon - dlon + 180.0) / self.cell_deg).floor() as i64;
-        let c1 = ((lon + dlon + 180.0) / self.cell_deg).floor() as i64;
-        let width = (c1 - c0 + 1).min(self.columns);
-        if (r1 - r0 + 1).saturating_mul(width) > MAX_CELLS_PER_QUERY {
-            return false;
-        }
-        for row in r0..=r1 {
-            for column in c0..c0 + width {
-                if let Some(cell) = self
-                    .cells
-                    .get(&(group, row, column.rem_euclid(self.columns)))
-                {
-                    cell.iter().for_each(&mut visit);
-                }
-            }
-        }
-        true
-    }
-}
-
-/// Great-circle distance in metres (haversine; the Python reference evaluates the same expression).
-pub fn haversine_m((lon1, lat1): (f64, f64), (lon2, lat2): (f64, f64)) -> f64 {
-    let s_lat = ((lat2 - lat1).to_radians() / 2.0).sin();
-    let s_lon = ((lon2 - lon1).to_radians() / 2.0).sin();
-    let a = s_lat * s_lat + lat1.to_radians().cos() * lat2.to_radians().cos() * s_lon * s_lon;
-    2.0 * EARTH_RADIUS_M * a.sqrt().min(1.0).asin()
 }
 
 /// Open incidents live in a slab (a vector of slots reused after closing), so the grid, the text index and
@@ -321,6 +182,38 @@ impl Slab {
     }
 }
 
+/// `inc-<event id>`, built without the formatting machinery (it is the one allocation per opened incident).
+fn incident_id_of(event_id: &str) -> String {
+    let mut id = String::with_capacity(4 + event_id.len());
+    id.push_str("inc-");
+    id.push_str(event_id);
+    id
+}
+
+/// Category ids of the names a batch used, recognised by address: callers that share one string per
+/// category (the Python binding does) skip hashing the name for every event.
+#[derive(Default)]
+struct RecentNames<'a> {
+    names: Vec<(&'a str, u32)>,
+}
+
+impl<'a> RecentNames<'a> {
+    const CAPACITY: usize = 16;
+
+    fn find(&self, name: &str) -> Option<u32> {
+        self.names
+            .iter()
+            .find(|(known, _)| std::ptr::eq(*known, name))
+            .map(|&(_, id)| id)
+    }
+
+    fn remember(&mut self, name: &'a str, id: u32) {
+        if self.names.len() < Self::CAPACITY {
+            self.names.push((name, id));
+        }
+    }
+}
+
 fn id_hash(id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(id.as_bytes())
 }
@@ -336,7 +229,7 @@ pub struct IncidentMerger {
     by_id: HashMap<u64, u32>,
     grid: Grid,
     texts: HashMap<(u32, u64), Vec<u32>>,
-    deadlines: BinaryHeap<Reverse<Deadline>>,
+    deadlines: Deadlines,
     next_seq: u64,
     counters: MergerStats,
     generation: u64,
@@ -355,7 +248,7 @@ impl IncidentMerger {
             by_id: HashMap::new(),
             grid,
             texts: HashMap::new(),
-            deadlines: BinaryHeap::new(),
+            deadlines: Deadlines::default(),
             next_seq: 0,
             counters: MergerStats::default(),
             generation: 0,
@@ -383,11 +276,24 @@ impl IncidentMerger {
         for (index, event) in events.iter().enumerate() {
             validate(event).map_err(|reason| IncidentError::InvalidEvent { index, reason })?;
         }
-        Ok(events.iter().map(|event| self.add_one(event)).collect())
+        let mut names = RecentNames::default();
+        Ok(events
+            .iter()
+            .map(|event| {
+                let category = match names.find(event.category) {
+                    Some(id) => id,
+                    None => {
+                        let id = self.intern(event.category);
+                        names.remember(event.category, id);
+                        id
+                    }
+                };
+                self.add_one(category, event)
+            })
+            .collect())
     }
 
-    fn add_one(&mut self, event: &MergeEvent<'_>) -> MergeOutcome {
-        let category = self.intern(event.category);
+    fn add_one(&mut self, category: u32, event: &MergeEvent<'_>) -> MergeOutcome {
         let text_key = match (event.address, event.text) {
             (Some(address), Some(text)) => address_key(address).zip(minhash(text)),
             _ => None,
@@ -408,18 +314,15 @@ impl IncidentMerger {
     ) -> Option<(u64, u32)> {
         let Category { group, limits, .. } = *self.category(category)?;
         let mut best: Option<(u64, u32)> = None;
-        if let Some(point) = event.location {
+        if let Some(point) = event.location.map(Located::new) {
             let mut consider = |spot: &Spot| {
                 if best.is_none_or(|(b, _)| spot.seq < b)
-                    && near_in_space_and_time(event.time, point, limits, spot)
+                    && self.near_in_space_and_time(event.time, &point, limits, spot)
                 {
                     best = Some((spot.seq, spot.slot));
                 }
             };
-            if !self
-                .grid
-                .visit_near(group, point, self.policy.search_radius_m(), &mut consider)
-            {
+            if !self.grid.visit_near(group, &point, &mut consider) {
                 self.incidents
                     .iter()
                     .filter_map(|(slot, incident)| self.spot_in_group(slot, incident, group))
@@ -452,18 +355,35 @@ impl IncidentMerger {
         best
     }
 
+    /// The spatial rule: within distance of the incident's anchor and within the window of its reports,
+    /// each under the wider limits of the pair. The distance goes first: its cheap bounds reject most spots
+    /// without reading the incident.
+    fn near_in_space_and_time(
+        &self,
+        time: f64,
+        point: &Located,
+        limits: CategoryLimits,
+        spot: &Spot,
+    ) -> bool {
+        let Some(theirs) = self.category(spot.category) else {
+            return false;
+        };
+        let pair = limits.widest(theirs.limits);
+        point.within_m(&spot.anchor, pair.distance_m)
+            && self.incidents.get(spot.slot).is_some_and(|incident| {
+                within_window(time, incident.first_time, incident.last_time, pair.window_s)
+            })
+    }
+
     /// The incident's grid entry, if it has an anchor and is in `group`.
     fn spot_in_group(&self, slot: u32, incident: &Incident, group: u32) -> Option<Spot> {
-        let category = self
-            .category(incident.category)
+        self.category(incident.category)
             .filter(|c| c.group == group)?;
         Some(Spot {
-            slot,
+            anchor: Located::new(incident.anchor?),
             seq: incident.seq,
-            anchor: incident.anchor?,
-            first_time: incident.first_time,
-            last_time: incident.last_time,
-            limits: category.limits,
+            slot,
+            category: incident.category,
         })
     }
 
@@ -476,19 +396,20 @@ impl IncidentMerger {
         let Some(incident) = self.incidents.get_mut(slot) else {
             return MergeOutcome {
                 incident: slot,
+                seq: u64::MAX,
                 is_new: false,
                 report_count: 0,
             };
         };
         incident.reports = incident.reports.saturating_add(1);
         incident.first_time = incident.first_time.min(event.time);
+        let moves_deadline = event.time > incident.last_time;
         incident.last_time = incident.last_time.max(event.time);
         let gains_anchor = incident.anchor.is_none() && event.location.is_some();
-        let gains_text = incident.text_key.is_none() && text_key.is_some();
         if gains_anchor {
             incident.anchor = event.location;
         }
-        let new_text_address = match (gains_text, text_key) {
+        let new_text_address = match (incident.text_key.is_none(), text_key) {
             (true, Some((address, signature))) => {
                 incident.text_key = Some((address, signature));
                 Some(address)
@@ -497,37 +418,29 @@ impl IncidentMerger {
         };
         let outcome = MergeOutcome {
             incident: slot,
+            seq: incident.seq,
             is_new: false,
             report_count: incident.reports,
         };
-        let (seq, category, anchor, first_time, last_time) = (
-            incident.seq,
-            incident.category,
-            incident.anchor,
-            incident.first_time,
-            incident.last_time,
-        );
-        if let Some(Category { group, limits, .. }) = self.category(category).copied() {
-            match (gains_anchor, anchor) {
-                (true, Some(anchor)) => self.grid.insert(
+        let (seq, category) = (incident.seq, incident.category);
+        if let Some(group) = self.category(category).map(|c| c.group) {
+            if let (true, Some(anchor)) = (gains_anchor, event.location) {
+                self.grid.insert(
                     group,
                     Spot {
-                        slot,
+                        anchor: Located::new(anchor),
                         seq,
-                        anchor,
-                        first_time,
-                        last_time,
-                        limits,
+                        slot,
+                        category,
                     },
-                ),
-                (false, Some(anchor)) => self
-                    .grid
-                    .update_times(group, slot, anchor, first_time, last_time),
-                _ => {}
+                );
             }
             if let Some(address) = new_text_address {
                 self.texts.entry((group, address)).or_default().push(slot);
             }
+        }
+        if moves_deadline {
+            self.push_deadline(slot, seq);
         }
         self.mark_touched(slot);
         self.counters.merged += 1;
@@ -542,18 +455,20 @@ impl IncidentMerger {
     ) -> MergeOutcome {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut id = format!("inc-{}", event.event_id);
+        let mut id = incident_id_of(event.event_id);
         let mut clash = 0u32;
-        while self.by_id.contains_key(&id_hash(&id)) {
+        let mut hash = id_hash(&id);
+        while self.by_id.contains_key(&hash) {
             clash += 1;
             id = match clash {
                 1 => format!("inc-{}~{seq}", event.event_id),
                 _ => format!("inc-{}~{seq}.{clash}", event.event_id),
             };
+            hash = id_hash(&id);
         }
         let incident = Incident {
             seq,
-            id_hash: 0,
+            id_hash: hash,
             id,
             category,
             first_time: event.time,
@@ -562,11 +477,12 @@ impl IncidentMerger {
             text_key,
             reports: 1,
         };
-        let slot = self.insert(incident);
+        let slot = self.insert_hashed(incident);
         self.mark_touched(slot);
         self.counters.opened += 1;
         MergeOutcome {
             incident: slot,
+            seq,
             is_new: true,
             report_count: 1,
         }
@@ -587,32 +503,26 @@ impl IncidentMerger {
 
     /// Closes every incident whose last report is more than its time-to-live before `now`
     /// (the policy's `incident_ttl_s`, else the category's window). Ids in order of expiry.
-    pub fn expire(&mut self, now: f64) -> Result<Vec<String>, IncidentError> {
+    pub fn expire(&mut self, now: f64) -> Result<Vec<Closed>, IncidentError> {
         if !now.is_finite() {
             return Err(IncidentError::InvalidArgument(format!(
                 "expire(now): now must be a finite epoch-seconds time, got {now}"
             )));
         }
-        let mut due = Vec::new();
-        while let Some(Reverse(Deadline(deadline, seq, slot))) = self.deadlines.peek().copied() {
-            if deadline >= now {
-                break;
-            }
-            self.deadlines.pop();
-            // Entries are pushed when an incident opens; a later report only moves its deadline, and the
-            // entry is re-pushed here with the current deadline when it turns out to be too early.
-            match self.deadline_of(slot, seq) {
-                Some(current) if current < now => due.push(Deadline(current, seq, slot)),
-                Some(current) => self.deadlines.push(Reverse(Deadline(current, seq, slot))),
-                None => {}
-            }
-        }
-        due.sort_unstable();
-        due.dedup();
+        let (incidents, categories) = (&self.incidents, &self.categories);
+        let due = self
+            .deadlines
+            .take_due(now, |&Deadline(deadline, seq, slot)| {
+                current_deadline(incidents, categories, slot, seq) == Some(deadline)
+            });
         let mut closed = Vec::with_capacity(due.len());
-        for Deadline(_, _, slot) in due {
+        for Deadline(_, seq, slot) in due {
             if let Some(incident) = self.remove(slot) {
-                closed.push(incident.id);
+                closed.push(Closed {
+                    id: incident.id,
+                    incident: slot,
+                    seq,
+                });
                 self.counters.closed += 1;
             }
         }
@@ -622,16 +532,14 @@ impl IncidentMerger {
     /// Swaps in a new policy; open incidents stay open and are re-indexed under it.
     pub fn update_policy(&mut self, policy: MergePolicy) {
         self.policy = policy;
+        self.deadlines.reset();
         for (id, (category, name)) in self
             .categories
             .iter_mut()
             .zip(&self.category_names)
             .enumerate()
         {
-            let (group, limits, ttl_s) = resolve(&self.policy, id as u32, name);
-            category.group = group;
-            category.limits = limits;
-            category.ttl_s = ttl_s;
+            *category = resolve(&self.policy, &mut self.deadlines, id as u32, name);
         }
         self.reindex();
     }
@@ -646,39 +554,27 @@ impl IncidentMerger {
         }
         let id = self.categories.len() as u32;
         self.category_ids.insert(name.to_owned(), id);
-        let (group, limits, ttl_s) = resolve(&self.policy, id, name);
-        self.categories.push(Category {
-            group,
-            limits,
-            ttl_s,
-        });
+        let category = resolve(&self.policy, &mut self.deadlines, id, name);
+        self.categories.push(category);
         self.category_names.push(name.to_owned());
         id
     }
 
-    /// The current deadline of the incident in `slot`, if it is still the one opened as `seq`.
-    fn deadline_of(&self, slot: u32, seq: u64) -> Option<f64> {
-        let incident = self.incidents.get(slot).filter(|i| i.seq == seq)?;
-        Some(incident.last_time + self.category(incident.category)?.ttl_s)
-    }
-
+    /// Queues the incident's current deadline (called when it opens and when a later report moves it).
     fn push_deadline(&mut self, slot: u32, seq: u64) {
-        if let Some(deadline) = self.deadline_of(slot, seq) {
-            self.deadlines.push(Reverse(Deadline(deadline, seq, slot)));
-        }
+        let Some(incident) = self.incidents.get(slot) else {
+            return;
+        };
+        let Some(&Category { ttl_s, queue, .. }) = self.category(incident.category) else {
+            return;
+        };
+        self.deadlines
+            .push(queue, Deadline(incident.last_time + ttl_s, seq, slot));
         if self.deadlines.len() > 2 * self.incidents.open + 1024 {
-            let deadlines: Vec<_> = self
-                .incidents
-                .iter()
-                .filter_map(|(slot, i)| {
-                    Some(Reverse(Deadline(
-                        self.deadline_of(slot, i.seq)?,
-                        i.seq,
-                        slot,
-                    )))
-                })
-                .collect();
-            self.deadlines = BinaryHeap::from(deadlines);
+            let (incidents, categories) = (&self.incidents, &self.categories);
+            self.deadlines.retain(|&Deadline(deadline, seq, slot)| {
+                current_deadline(incidents, categories, slot, seq) == Some(deadline)
+            });
         }
     }
 
@@ -701,6 +597,11 @@ impl IncidentMerger {
 
     fn insert(&mut self, mut incident: Incident) -> u32 {
         incident.id_hash = id_hash(&incident.id);
+        self.insert_hashed(incident)
+    }
+
+    /// Inserts an incident whose `id_hash` is set.
+    fn insert_hashed(&mut self, incident: Incident) -> u32 {
         let hash = incident.id_hash;
         let slot = self.incidents.insert(incident);
         self.by_id.insert(hash, slot);
@@ -733,10 +634,10 @@ impl IncidentMerger {
         Some(incident)
     }
 
+    /// Rebuilds the grid, the text index and the expiry queues (which `update_policy` emptied).
     fn reindex(&mut self) {
         self.grid = Grid::new(self.policy.search_radius_m());
         self.texts.clear();
-        self.deadlines.clear();
         let slots: Vec<u32> = self.incidents.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
             self.index(slot);
@@ -908,33 +809,26 @@ fn within_window(time: f64, first_time: f64, last_time: f64, window_s: f64) -> b
     time >= first_time - window_s && time <= last_time + window_s
 }
 
-/// The spatial rule: within the pair's window of the incident's reports and its distance of the anchor.
-fn near_in_space_and_time(
-    time: f64,
-    point: (f64, f64),
-    limits: CategoryLimits,
-    spot: &Spot,
-) -> bool {
-    let pair = limits.widest(spot.limits);
-    // The great-circle distance is at least the north-south one: a cheap, exact-safe rejection before the
-    // trigonometry (the margin keeps rounding from rejecting a pair haversine would accept).
-    let north_south_m = (point.1 - spot.anchor.1).abs().to_radians() * EARTH_RADIUS_M;
-    within_window(time, spot.first_time, spot.last_time, pair.window_s)
-        && north_south_m <= pair.distance_m * (1.0 + 1e-9) + 1e-6
-        && haversine_m(point, spot.anchor) <= pair.distance_m
-}
-
-/// Group, limits and time-to-live of a category under `policy`. Categories in no group get a group of their own.
-fn resolve(policy: &MergePolicy, id: u32, name: &str) -> (u32, CategoryLimits, f64) {
+/// Group, limits, time-to-live and expiry queue of a category under `policy`. Categories in no group get a
+/// group of their own.
+fn resolve(policy: &MergePolicy, deadlines: &mut Deadlines, id: u32, name: &str) -> Category {
     let group = policy
         .named_group(name)
         .unwrap_or_else(|| policy.group_count().saturating_add(id));
     let limits = policy.limits(name);
-    (
+    let ttl_s = policy.incident_ttl_s().unwrap_or(limits.window_s);
+    Category {
         group,
         limits,
-        policy.incident_ttl_s().unwrap_or(limits.window_s),
-    )
+        ttl_s,
+        queue: deadlines.queue_for(ttl_s),
+    }
+}
+
+/// The current deadline of the incident in `slot`, if it is still the one opened as `seq`.
+fn current_deadline(incidents: &Slab, categories: &[Category], slot: u32, seq: u64) -> Option<f64> {
+    let incident = incidents.get(slot).filter(|i| i.seq == seq)?;
+    Some(incident.last_time + categories.get(incident.category as usize)?.ttl_s)
 }
 
 fn address_key(address: &str) -> Option<u64> {
@@ -1062,7 +956,11 @@ mod tests {
         assert!(!m.close("inc-a"));
         let out = m.add_many(&[event("b", 1.0, "fire", p)]).unwrap();
         assert!(out[0].is_new);
-        assert_eq!(m.expire(10_000.0).unwrap(), vec!["inc-b".to_owned()]);
+        let closed = m.expire(10_000.0).unwrap();
+        assert_eq!(
+            closed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            ["inc-b"]
+        );
         assert!(m.add_many(&[event("c", 2.0, "fire", p)]).unwrap()[0].is_new);
     }
 

@@ -8,6 +8,8 @@
 //! the last snapshot) and be rebuilt from those bytes, so a restarted hub neither re-emits nor re-opens.
 
 mod dedup;
+mod expiry;
+mod grid;
 mod merge;
 mod policy;
 mod snapshot;
@@ -16,7 +18,7 @@ mod textsim;
 use std::fmt;
 
 pub use dedup::{idempotency_key, DedupStats, Deduper};
-pub use merge::{IncidentMerger, MergeEvent, MergeOutcome, MergerStats};
+pub use merge::{Closed, IncidentMerger, MergeEvent, MergeOutcome, MergerStats};
 pub use policy::{CategoryLimits, MergePolicy};
 pub use textsim::{matching_slots, minhash, normalize, similarity_to_slots, SLOTS};
 

@@ -1,0 +1,145 @@
+//! When open incidents fall due.
+//!
+//! An incident's deadline is its last report's time plus its category's time-to-live. An entry is pushed when
+//! the incident opens and again whenever a later report moves its deadline; the entries a move leaves behind
+//! are stale and are dropped when they come due (the caller tells current from stale). Reports mostly arrive
+//! in time order, so the deadlines pushed for one time-to-live arrive in order as well: each time-to-live has
+//! a first-in-first-out queue that stays sorted, with constant-time pushes and pops. A deadline that would
+//! break its queue's order (a late report) goes to a heap instead.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, VecDeque};
+
+/// (deadline, seq, slot): ordered by deadline, then by opening order.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Deadline(pub f64, pub u64, pub u32);
+
+impl Eq for Deadline {}
+
+impl PartialOrd for Deadline {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Deadline {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0
+            .total_cmp(&other.0)
+            .then(self.1.cmp(&other.1))
+            .then(self.2.cmp(&other.2))
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Deadlines {
+    /// The time-to-live of each queue, by queue number.
+    ttls: Vec<f64>,
+    queues: Vec<VecDeque<Deadline>>,
+    late: BinaryHeap<Reverse<Deadline>>,
+    /// Entries in the queues and the heap.
+    len: usize,
+}
+
+impl Deadlines {
+    /// The queue for deadlines `ttl_s` after a report (added when new).
+    pub fn queue_for(&mut self, ttl_s: f64) -> usize {
+        if let Some(queue) = self
+            .ttls
+            .iter()
+            .position(|t| t.to_bits() == ttl_s.to_bits())
+        {
+            return queue;
+        }
+        self.ttls.push(ttl_s);
+        self.queues.push(VecDeque::new());
+        self.queues.len() - 1
+    }
+
+    pub fn push(&mut self, queue: usize, deadline: Deadline) {
+        self.len += 1;
+        match self.queues.get_mut(queue) {
+            Some(entries) if entries.back().is_none_or(|last| last.0 <= deadline.0) => {
+                entries.push_back(deadline)
+            }
+            _ => self.late.push(Reverse(deadline)),
+        }
+    }
+
+    /// Entries held, current and stale.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Removes every entry due before `now`; returns the current ones in deadline order.
+    pub fn take_due(&mut self, now: f64, is_current: impl Fn(&Deadline) -> bool) -> Vec<Deadline> {
+        let mut due = Vec::new();
+        for entries in &mut self.queues {
+            while let Some(&deadline) = entries.front().filter(|d| d.0 < now) {
+                entries.pop_front();
+                if is_current(&deadline) {
+                    due.push(deadline);
+                }
+            }
+        }
+        while let Some(&Reverse(deadline)) = self.late.peek().filter(|d| d.0 .0 < now) {
+            self.late.pop();
+            if is_current(&deadline) {
+                due.push(deadline);
+            }
+        }
+        // A concatenation of sorted runs: the stable sort merges them in about linear time. An incident
+        // restored into its old slot can have two current entries: it is closed once.
+        due.sort();
+        due.dedup();
+        self.recount();
+        due
+    }
+
+    /// Drops the stale entries (order kept).
+    pub fn retain(&mut self, is_current: impl Fn(&Deadline) -> bool) {
+        for entries in &mut self.queues {
+            entries.retain(&is_current);
+        }
+        self.late.retain(|Reverse(d)| is_current(d));
+        self.recount();
+    }
+
+    fn recount(&mut self) {
+        self.len = self.queues.iter().map(VecDeque::len).sum::<usize>() + self.late.len();
+    }
+
+    /// Forgets every entry and every queue (the time-to-lives change with the policy).
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_entries_come_out_in_deadline_then_opening_order() {
+        let mut deadlines = Deadlines::default();
+        let (short, long) = (deadlines.queue_for(10.0), deadlines.queue_for(20.0));
+        assert_eq!(deadlines.queue_for(10.0), short);
+        deadlines.push(short, Deadline(15.0, 3, 3));
+        deadlines.push(long, Deadline(12.0, 1, 1));
+        deadlines.push(short, Deadline(11.0, 2, 2)); // out of order: goes to the heap
+        deadlines.push(long, Deadline(15.0, 0, 0));
+        deadlines.push(long, Deadline(40.0, 4, 4));
+        let due = deadlines.take_due(20.0, |d| d.1 != 1);
+        assert_eq!(
+            due,
+            vec![
+                Deadline(11.0, 2, 2),
+                Deadline(15.0, 0, 0),
+                Deadline(15.0, 3, 3)
+            ]
+        );
+        assert_eq!(deadlines.len(), 1);
+        deadlines.retain(|_| false);
+        assert_eq!(deadlines.len(), 0);
+    }
+}
