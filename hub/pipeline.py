@@ -753,6 +753,7 @@ class Pipeline:
                                        "batches": 0}
         self.last_batch_at: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._publishing: asyncio.Task[None] | None = None  # the latest batch's outputs on their way
         self._stopping = asyncio.Event()
         self._last_snapshot = time.monotonic()
         self._fresh_consumer = True
@@ -770,6 +771,7 @@ class Pipeline:
         self.processor.engines = engines
 
     async def start(self) -> None:
+        self._publishing = None
         await self._recover()
         self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name="cityhub.pipeline")
@@ -935,7 +937,8 @@ class Pipeline:
             return None
         result = self.processor.process(self.state, batch)
         self.state.last_seq = max(self.state.last_seq, batch[-1][0])
-        return asyncio.create_task(self._publish_all(result)), result, len(batch)
+        self._publishing = asyncio.create_task(self._publish_all(result, after=self._publishing))
+        return self._publishing, result, len(batch)
 
     async def _complete(
         self, msgs: list[Delivered], publishing: tuple[asyncio.Task[None], BatchResult, int] | None, started: float
@@ -948,9 +951,13 @@ class Pipeline:
         await self._ack(msgs)
         self.last_batch_at = time.time()
 
-    async def _publish_all(self, result: BatchResult) -> None:
+    async def _publish_all(self, result: BatchResult, after: asyncio.Task[None] | None) -> None:
         """Publish every output and wait until JetStream has stored them all; retry the ones not known to
-        be stored (same msg ids, so nothing is stored twice), however long NATS is away."""
+        be stored (same msg ids, so nothing is stored twice), however long NATS is away. Starts once the
+        previous batch's outputs (``after``) are stored, so an incident's changes reach the stream in order
+        even when a batch needs retries."""
+        if after is not None:
+            await after
         with result.timed("publish"):
             await self._publish_until_stored(result.outputs)
 
