@@ -139,7 +139,7 @@ async def _passthrough(url: str, total: int, fast_ingest: bool) -> None:
         for msg in msgs:
             document = orjson.loads(msg.data)
             outputs.append(Message(f"passthrough.{msg.subject}", orjson.dumps(document), document["id"] + str(msg.seq)))
-        publishing = asyncio.create_task(_publish_until_stored(publisher, outputs))
+        publishing = asyncio.create_task(publisher.publish_until_stored(outputs))
         if in_flight is not None:
             await _stored_then_ack(*in_flight)
         in_flight = publishing, msgs
@@ -147,13 +147,6 @@ async def _passthrough(url: str, total: int, fast_ingest: bool) -> None:
     if in_flight is not None:
         await _stored_then_ack(*in_flight)
     await nc.close()
-
-
-async def _publish_until_stored(publisher: Publisher, outputs: list[Message]) -> None:
-    while outputs:
-        outputs, _ = await publisher.publish(outputs)
-        if outputs:
-            await asyncio.sleep(0.2)
 
 
 async def _stored_then_ack(publishing: asyncio.Task, msgs: list) -> None:

@@ -30,7 +30,7 @@ import connectors
 from hub import topology
 from hub.config import HubConfig, load_config
 from hub.connector import Connector
-from hub.connector_runtime import encode_close_request
+from hub.connector_runtime import publish_close_request
 from hub.dashboard.state import LiveState
 from hub.embedded import EmbeddedNats
 from hub.errors import ConfigError, HubError
@@ -243,10 +243,7 @@ class Hub:
         if self.nc is None:
             raise HubError("not connected to NATS")
         request = CloseRequest(incident_id=incident_id, reason=reason, time=datetime.now(timezone.utc))
-        msg_id, raw = encode_close_request(request, topology.OPS_REQUESTER)
-        await self.nc.jetstream().publish(topology.ingest_subject(topology.OPS_REQUESTER), raw,
-                                          headers={topology.HEADER_MSG_ID: msg_id})
-        return msg_id
+        return await publish_close_request(self.nc.jetstream(), request, topology.OPS_REQUESTER)
 
     # plugins → pipeline and supervisor
 

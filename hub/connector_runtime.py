@@ -83,6 +83,13 @@ def encode_close_request(request: CloseRequest, requester: str) -> tuple[str, by
     return msg_id, raw
 
 
+async def publish_close_request(js: JetStreamContext, request: CloseRequest, requester: str) -> str:
+    """Publish a close request on ``cityhub.ingest.<requester>`` and wait until it is stored; its msg id."""
+    msg_id, raw = encode_close_request(request, requester)
+    await js.publish(topology.ingest_subject(requester), raw, headers={topology.HEADER_MSG_ID: msg_id})
+    return msg_id
+
+
 def decode_outbound(raw: bytes) -> DispatchOrder | DispatchUpdate | dict[str, Any]:
     """The item inside an outbound CloudEvent: a dispatch order or update, or the plain data of other types."""
     envelope = wire.decode(raw)

@@ -27,7 +27,7 @@ from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from hub import topology, wire
-from hub.connector_runtime import encode_close_request, raise_if_cancelled
+from hub.connector_runtime import publish_close_request, raise_if_cancelled
 from hub.models import CLOSE_REASON_MAX, CloseRequest, DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
 from hub.pipeline import connector_for_target, dispatch_output, incident_output
 from hub.tasks import cancel_and_wait
@@ -176,9 +176,7 @@ class Escalator:
     async def _request_close(self, request: CloseRequest) -> None:
         """A resolved order closes its incident: the close request goes through ingest, in order with the
         reports (see :class:`hub.models.CloseRequest`)."""
-        msg_id, raw = encode_close_request(request, topology.DISPATCH_REQUESTER)
-        await self.js.publish(topology.ingest_subject(topology.DISPATCH_REQUESTER), raw,
-                              headers={topology.HEADER_MSG_ID: msg_id})
+        await publish_close_request(self.js, request, topology.DISPATCH_REQUESTER)
 
     async def _get(self, key: str) -> tuple[dict[str, Any], int] | None:
         assert self._kv is not None

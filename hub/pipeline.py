@@ -74,6 +74,7 @@ _SOURCE = "/cityhub/pipeline"
 _SEVERITIES = list(Severity)
 _EVENTS = TypeAdapter(list[Event])
 _INGEST_TYPES = (wire.TYPE_EVENT, wire.TYPE_CLOSE_REQUEST)
+_INGEST_FILTER = topology.STREAM_SUBJECTS[topology.INGEST_STREAM][0]
 
 
 # --- what the pipeline is built from -----------------------------------------------------------------
@@ -165,12 +166,12 @@ def decode_events(batch: Sequence[tuple[int, str, bytes]], max_bytes: int) -> De
     decoded = DecodedBatch()
     parsed: list[tuple[int, str, bytes]] = []
     documents: list[dict[str, Any]] = []
-    close_at: list[tuple[int, CloseRequest, str, int]] = []
+    close_at: list[tuple[int, CloseRequest, str]] = []  # (parsed documents before it, request, requester)
     for seq, subject, raw in batch:
         try:
             type_, document = _ingest_document(raw, max_bytes)
             if type_ == wire.TYPE_CLOSE_REQUEST:
-                close_at.append((len(parsed), _validate_close(document, subject), source_of(subject), seq))
+                close_at.append((len(parsed), _validate_close(document, subject), source_of(subject)))
                 continue
         except InvalidEventError as exc:
             decoded.rejected.append(Rejection(raw, subject, getattr(exc, "kind", "invalid"), exc.reason, seq))
@@ -189,7 +190,7 @@ def decode_events(batch: Sequence[tuple[int, str, bytes]], max_bytes: int) -> De
         except InvalidEventError as exc:
             decoded.rejected.append(Rejection(raw, subject, getattr(exc, "kind", "invalid"), exc.reason, seq))
         kept_before.append(len(decoded.events))
-    decoded.closes = [(kept_before[position], request, requester) for position, request, requester, _ in close_at]
+    decoded.closes = [(kept_before[position], request, requester) for position, request, requester in close_at]
     decoded.rejected.sort(key=lambda rejection: rejection.seq)
     return decoded
 
@@ -630,20 +631,15 @@ class BatchProcessor:
     def _incident_output(self, record: IncidentRecord, incident_id: str, event: Event, opened: bool, count: int) -> Message:
         """The incident update as :class:`Incident` JSON, written directly from validated parts (a test checks
         it against the model) because it is published once per touched incident per batch."""
-        severity = _SEVERITIES[record.severity]
-        data: dict[str, Any] = {
-            "id": incident_id, "category": record.category, "severity": severity, "state": IncidentState.OPEN,
-            "opened_at": datetime.fromtimestamp(record.opened_at, timezone.utc), "updated_at": event.time,
-            "grid_path": [cell.__dict__ for cell in event.grid_path], "report_count": count,  # str/float fields only
-            "event_ids": [event.id], "sources": record.sources, "matched_rules": record.matched_rules,
-            "escalation_level": 0,
-        }
+        data = _incident_data(record, incident_id, IncidentState.OPEN, event.time)
+        data["grid_path"] = [cell.__dict__ for cell in event.grid_path]  # str/float fields only
+        data["event_ids"] = [event.id]
         if event.location is not None:
             data["location"] = _location_json(event.location)
         if event.address is not None:
             data["address"] = event.address
         change = IncidentChange.OPENED if opened else IncidentChange.MERGED
-        return incident_output(data, incident_id, record.category, severity, record.district, change,
+        return incident_output(data, incident_id, record.category, data["severity"], record.district, change,
                                f"{incident_id}:{count}", event.time)
 
     def _expire(self, state: PipelineState, watermark: float, result: BatchResult) -> None:
@@ -708,17 +704,21 @@ def incident_output(
     return Message(subject, raw, f"{msg_id}:{change}")
 
 
+def _incident_data(record: IncidentRecord, incident_id: str, state: IncidentState, updated_at: datetime) -> dict[str, Any]:
+    """The :class:`Incident` fields the pipeline remembers of an incident, as JSON-ready values."""
+    return {
+        "id": incident_id, "category": record.category, "severity": _SEVERITIES[record.severity], "state": state,
+        "opened_at": datetime.fromtimestamp(record.opened_at, timezone.utc), "updated_at": updated_at,
+        "report_count": max(1, record.report_count), "sources": record.sources,
+        "matched_rules": record.matched_rules, "escalation_level": 0,
+    }
+
+
 def closed_output(record: IncidentRecord, incident_id: str, closed_at: datetime, reason: str) -> Message:
     """The ``closed`` change of an incident, from what the pipeline remembers of it."""
-    severity = _SEVERITIES[record.severity]
-    data: dict[str, Any] = {
-        "id": incident_id, "category": record.category, "severity": severity, "state": IncidentState.CLOSED,
-        "opened_at": datetime.fromtimestamp(record.opened_at, timezone.utc), "updated_at": closed_at,
-        "report_count": max(1, record.report_count), "sources": record.sources,
-        "matched_rules": record.matched_rules, "escalation_level": 0, "closed_reason": reason,
-    }
-    return incident_output(data, incident_id, record.category, severity, record.district, IncidentChange.CLOSED,
-                           incident_id, closed_at)
+    data = {**_incident_data(record, incident_id, IncidentState.CLOSED, closed_at), "closed_reason": reason}
+    return incident_output(data, incident_id, record.category, data["severity"], record.district,
+                           IncidentChange.CLOSED, incident_id, closed_at)
 
 
 def dlq_output(rejection: Rejection) -> Message:
@@ -837,7 +837,7 @@ class Pipeline:
             pass
         self._fresh_consumer = True
         await self.js.add_consumer(topology.INGEST_STREAM, ConsumerConfig(
-            durable_name=PIPELINE_CONSUMER, filter_subject=f"{topology.PREFIX}.ingest.>",
+            durable_name=PIPELINE_CONSUMER, filter_subject=_INGEST_FILTER,
             ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first_seq,
             ack_wait=self.options.ack_wait_s, max_deliver=-1,
             max_ack_pending=max(10_000, self.options.batch_size * 4), max_waiting=16,
@@ -847,7 +847,7 @@ class Pipeline:
     async def _replay(self, first: int, last: int) -> int:
         """Rebuild state from stream sequences ``first..last`` without publishing (their outputs are stored)."""
         consumer = await self.js.add_consumer(topology.INGEST_STREAM, ConsumerConfig(
-            filter_subject=f"{topology.PREFIX}.ingest.>", ack_policy=AckPolicy.NONE,
+            filter_subject=_INGEST_FILTER, ack_policy=AckPolicy.NONE,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first, inactive_threshold=30.0,
         ))
         fetcher = await Fetcher(self.nc, topology.INGEST_STREAM, consumer.name).start()
@@ -959,18 +959,7 @@ class Pipeline:
         if after is not None:
             await after
         with result.timed("publish"):
-            await self._publish_until_stored(result.outputs)
-
-    async def _publish_until_stored(self, outputs: list[Message]) -> None:
-        pending = outputs
-        attempt = 0
-        while pending:
-            failed, reason = await self.publisher.publish(pending)
-            if failed:
-                attempt += 1
-                log.warning("%d of %d outputs not stored (%s); retry %d", len(failed), len(pending), reason, attempt)
-                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
-            pending = failed
+            await self.publisher.publish_until_stored(result.outputs)
 
     async def _ack(self, msgs: list[Delivered]) -> None:
         """AckAll: acknowledging the highest sequence acknowledges the whole batch; wait for the server."""

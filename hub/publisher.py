@@ -186,6 +186,19 @@ class Publisher:
         self.timeout = timeout
         self.fast = fast_ingest
 
+    async def publish_until_stored(self, messages: Sequence[Message]) -> None:
+        """Publish ``messages`` and retry the ones not known to be stored (same msg ids, so nothing is stored
+        twice), with a growing pause, until JetStream has stored them all, however long NATS is away."""
+        pending = list(messages)
+        attempt = 0
+        while pending:
+            failed, reason = await self.publish(pending)
+            if failed:
+                attempt += 1
+                log.warning("%d of %d messages not stored (%s); retry %d", len(failed), len(pending), reason, attempt)
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+            pending = failed
+
     async def publish(self, messages: Sequence[Message]) -> tuple[list[Message], str | None]:
         """Publish ``messages``; return the ones not known to be stored, and why."""
         if self.fast:
