@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import ClientDisconnect
 
 from hub import signing
 from hub.backoff import BackoffSettings
@@ -27,6 +28,8 @@ from hub.errors import DeliveryError, DeliveryRejected, HubError
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 # Answers that say "try again later" rather than "this item is wrong".
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+log = logging.getLogger(__name__)
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -45,10 +48,23 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def _client_gone(request: Request, _exc: Exception) -> JSONResponse:
+    # A phone that lost its signal mid-upload, a sender shutting down: nothing arrived, so nothing is lost,
+    # and the sender, having no answer, sends again. The answer below reaches no one.
+    log.info("%s %s: the client went away before its request body was complete", request.method, request.url.path)
+    return JSONResponse({"error": "request body incomplete"}, status_code=400)
+
+
+def _answering_client_disconnects(app: FastAPI) -> FastAPI:
+    app.add_exception_handler(ClientDisconnect, _client_gone)
+    return app
+
+
 async def serve(app: FastAPI, host: str, port: int) -> None:
-    """Serve ``app`` on ``host:port`` until the calling task is cancelled, then shut down cleanly."""
+    """Serve ``app`` on ``host:port`` until the calling task is cancelled, then shut down cleanly; a client
+    that disconnects mid-request is logged, not a traceback."""
     sock = listen_socket(host, port)
-    server = _EmbeddedServer(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    server = _EmbeddedServer(uvicorn.Config(_answering_client_disconnects(app), log_level="warning", lifespan="off", access_log=False))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         await asyncio.shield(serving)
@@ -61,7 +77,8 @@ async def serve(app: FastAPI, host: str, port: int) -> None:
 
 class HttpServer:
     """Serve a FastAPI app with :meth:`start` / :meth:`stop`, on a free port when ``port`` is 0 (its ``url`` is
-    known after start), over TLS when given a server ``ssl.SSLContext``."""
+    known after start), over TLS when given a server ``ssl.SSLContext``; like :func:`serve`, a client that
+    disconnects mid-request is logged, not a traceback."""
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None):
         self.app = app
@@ -85,7 +102,7 @@ class HttpServer:
         self.port = sock.getsockname()[1]
         tls = self.tls
         config = uvicorn.Config(
-            self.app,
+            _answering_client_disconnects(self.app),
             lifespan="off",
             log_level="warning",
             access_log=False,

@@ -3,7 +3,9 @@ PNG photos to the connector, through a real nats-server."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -105,6 +107,24 @@ async def test_a_body_that_is_no_report_at_all_is_refused(nats_url, tmp_path):
     reasons = [reason for _, reason in await dlq(nats_url, "citizen_report")]
     assert reasons[0].startswith("body is not JSON") and reasons[1].startswith("send multipart/form-data or application/json")
 
+
+async def test_a_phone_that_drops_off_mid_upload_is_logged_and_the_next_report_goes_through(nats_url, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="connectors._http")
+    connector = _connector(tmp_path)
+    async with running_connector(connector, nats_url) as ctx:
+        app = await _app(connector)
+        _, writer = await asyncio.open_connection(connector.server.host, connector.server.port)
+        writer.write(f"POST {connector.settings.path} HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                     "content-length: 4000\r\n\r\n{\"type\": ".encode())
+        await writer.drain()
+        await wait_until(lambda: ctx.counters["received"] == 1)
+        writer.close()
+        await wait_until(lambda: "went away before its request body was complete" in caplog.text)
+        response = await app.send_json(app.sample_report(NOON))
+        await wait_until(lambda: ctx.counters["published"] == 1)
+    assert response.status_code == 201
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert await dlq(nats_url, "citizen_report") == []  # nothing arrived, so nothing to keep: the phone sends again
 
 async def test_reporter_over_the_rate_limit_gets_429_with_retry_after(nats_url, tmp_path):
     connector = _connector(tmp_path, rate_limit={"reports": 2, "window_s": 600})
