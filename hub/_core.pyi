@@ -5,6 +5,7 @@ from typing import Any, final
 
 __all__ = [
     "version",
+    "time_ordered_ids",
     "convert_coords",
     "GeoIndex",
     "Deduper",
@@ -16,6 +17,9 @@ __all__ = [
 ]
 
 def version() -> str: ...
+
+# --- ids (core_rs/src/bindings/ids.rs) --------------------------------------------------------------------
+def time_ordered_ids(times: Sequence[float], keys: Sequence[str]) -> list[str]: ...
 
 # --- geofence (core_rs/src/bindings/geo.rs) ---------------------------------------------------------------
 def convert_coords(lons: object, lats: object, src: str, dst: str) -> tuple[list[float], list[float]]: ...

@@ -6,12 +6,11 @@ processing the same input twice (after a crash, on redelivery) yields the same i
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 
+from hub import _core
 from hub.models import Event
-
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_DIGIT_PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]  # indexed by 10 bits
 
 
 def idempotency_key(event: Event) -> str:
@@ -25,19 +24,12 @@ def idempotency_key(event: Event) -> str:
     return f"{event.source}:sha256:{hashlib.sha256(content).hexdigest()[:32]}"
 
 
+def time_ordered_ids(times: Sequence[float], keys: Sequence[str]) -> list[str]:
+    """One 26-character ULID-shaped id per event: 48 bits of milliseconds from its time (epoch seconds),
+    80 bits of BLAKE2b over its idempotency key (computed in the Rust core for a whole batch)."""
+    return _core.time_ordered_ids(times, keys)
+
+
 def time_ordered_id(time: datetime, key: str) -> str:
-    """A 26-character ULID-shaped id: 48 bits of milliseconds from ``time``, 80 bits hashed from ``key``."""
-    millis = max(0, int(time.timestamp() * 1000)) & ((1 << 48) - 1)
-    entropy = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=10).digest(), "big")
-    return _base32((millis << 80) | entropy, 26)
-
-
-def _base32(value: int, length: int) -> str:
-    """``value`` as ``length`` (even) Crockford base-32 digits, most significant first, two digits (10 bits)
-    per table lookup: ids are made for every event, and this is twice as fast as the standard library's
-    pure-Python base-32 encoder."""
-    pairs = []
-    for _ in range(length // 2):
-        pairs.append(_DIGIT_PAIRS[value & 1023])
-        value >>= 10
-    return "".join(reversed(pairs))
+    """:func:`time_ordered_ids` for one event."""
+    return _core.time_ordered_ids([time.timestamp()], [key])[0]

@@ -446,7 +446,7 @@ class BatchProcessor:
         with result.timed("geo"):
             admin_paths = self._normalise_and_locate(events)
         with result.timed("rules"):
-            matches = self._match_rules(events, documents, keys, admin_paths)
+            matches = self._match_rules(events, documents, keys, times, admin_paths)
         with result.timed("merge"):
             merge = state.merger.add_columns(
                 [event.id or "" for event in events],
@@ -508,9 +508,8 @@ class BatchProcessor:
             group = [event for event in located if event.location.crs is crs]  # type: ignore[union-attr]
             lons, lats = convert([e.location.lon for e in group], [e.location.lat for e in group], crs, "wgs84")  # type: ignore[union-attr]
             for event, lon, lat in zip(group, lons, lats, strict=True):
-                event.location = Location.model_construct(  # converted from a validated point: still valid
-                    lon=lon, lat=lat, crs=CoordSystem.WGS84, accuracy_m=event.location.accuracy_m  # type: ignore[union-attr]
-                )
+                location = event.location  # decoded from this event's message: converted in place
+                location.lon, location.lat, location.crs = lon, lat, CoordSystem.WGS84  # type: ignore[union-attr]
 
     def _places(self, geofence: GridIndex, located: list[Event]) -> list[_Place]:
         """Each event's place, from one geofence call for the batch. A place is built once per distinct
@@ -551,12 +550,13 @@ class BatchProcessor:
         return path
 
     def _match_rules(
-        self, events: list[Event], documents: list[dict[str, Any]], keys: list[str], admin_paths: list[tuple[str, str]]
+        self, events: list[Event], documents: list[dict[str, Any]], keys: list[str], times: list[float],
+        admin_paths: list[tuple[str, str]],
     ) -> list[list[RuleMatch]]:
         rule_docs = []
-        for event, document, key, (grid, grid_ids) in zip(events, documents, keys, admin_paths, strict=True):
-            event.id = ids.time_ordered_id(event.time, key)
-            document["id"] = event.id
+        event_ids = ids.time_ordered_ids(times, keys)
+        for event, event_id, document, (grid, grid_ids) in zip(events, event_ids, documents, admin_paths, strict=True):
+            event.id = document["id"] = event_id
             document["category"] = event.category.value
             document["severity"] = event.severity.value
             document["grid"] = grid

@@ -69,16 +69,15 @@ def encode(
         for name, value in extensions.items():
             if value is not None:
                 envelope[name] = value
-    return orjson.dumps(envelope)[:-1] + b',"data":' + _data_json(data) + b"}"
+    envelope["data"] = data if isinstance(data, dict) else orjson.Fragment(_data_json(data))
+    return orjson.dumps(envelope)
 
 
-def _data_json(data: BaseModel | dict[str, Any] | bytes) -> bytes:
+def _data_json(data: BaseModel | bytes) -> bytes:
     """``data`` as JSON: models through pydantic's own serializer (no intermediate dict), bytes as given."""
     if isinstance(data, BaseModel):
         return data.__pydantic_serializer__.to_json(data, exclude_none=True)
-    if isinstance(data, bytes):
-        return data
-    return orjson.dumps(data)
+    return data
 
 
 def decode(raw: bytes) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 //! [`bindings`] alone and is compiled only with the `python` feature.
 
 pub mod geo;
+pub mod ids;
 pub mod incidents;
 pub mod rules;
 

@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod geo;
+mod ids;
 mod incidents;
 mod rules;
 
@@ -16,6 +17,7 @@ fn version() -> &'static str {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     geo::register(m)?;
+    ids::register(m)?;
     incidents::register(m)?;
     rules::register(m)?;
     Ok(())
