@@ -176,6 +176,13 @@ class GridIndex:
             cell = self._cells[index] = Cell(*self._core.cell(index))
         return cell if distance_m == 0.0 else cell._replace(distance_m=distance_m)
 
+    def admin_path(self, index: int) -> list[Cell]:
+        """The admin path of the cell at a core index, from the root (district) down to that cell; empty for
+        an overlay cell. Places what names a cell rather than a point (an area warning) in the hierarchy."""
+        path = [self.cell(chain_index) for chain_index in self._core.admin_chain(index)]
+        path.reverse()
+        return path
+
     def locate(self, lon: float, lat: float, crs: CoordSystem | str = CoordSystem.WGS84) -> Resolution:
         """Resolves one point (a batch of one; see :meth:`locate_many` for throughput)."""
         return self.locate_many([lon], [lat], crs)[0]

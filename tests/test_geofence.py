@@ -317,3 +317,24 @@ def test_polygon_batch_error_names_the_geometry(shipped_cells):
     good = {"type": "Point", "coordinates": [104.08, 30.66]}
     with pytest.raises(GeoError, match="geometry #1"):
         index.cells_intersecting_arrays([good, {"type": "Polygon", "coordinates": "nope"}])
+
+
+def test_admin_path_of_every_shipped_cell_follows_the_parent_ids_of_the_file(shipped_cells):
+    index, _, _ = shipped_cells
+    grid = json.loads((GRIDS / "chengdu_admin_gcj02.geojson").read_text())
+    parents = {f["properties"]["id"]: f["properties"]["parent"] for f in grid["features"]}
+    for position in range(len(index)):
+        path = index.admin_path(position)
+        expected = [index.cell(position).id]
+        while parents[expected[0]] is not None:
+            expected.insert(0, parents[expected[0]])
+        assert [cell.id for cell in path] == expected
+        assert path[-1] == index.cell(position)
+
+
+def test_admin_path_is_what_locate_gives_for_a_point_in_the_cell(shipped_cells):
+    index, geometries, _ = shipped_cells
+    for geometry in geometries[::97]:
+        lon, lat = shapely.get_coordinates(shapely.point_on_surface(geometry))[0]
+        deepest = index.locate_arrays([lon], [lat]).cells[0]
+        assert index.admin_path(deepest) == index.locate(lon, lat).admin_path

@@ -5,7 +5,8 @@ over HTTPS, signed with HMAC-SHA256 over timestamp and body (:mod:`hub.signing`)
 incident version and retries with backoff; the connector reads incidents by declaring
 ``outbound_subjects = ("cityhub.incidents.>",)``.
 Southbound: the platform pushes signed area warnings (a GeoJSON polygon + message); the hub publishes one
-``area_warning`` event per grid cell the area touches (``hub.geofence.GridIndex.cells_intersecting``).
+``area_warning`` event per grid cell the area touches (``hub.geofence.GridIndex.cells_intersecting_arrays``),
+placed in the hierarchy by the cell's admin path (``GridIndex.admin_path``).
 Docs: docs/connectors/citybrain.md.
 """
 

@@ -158,17 +158,18 @@ class CitybrainConnector(Connector):
             raw = await signed_body(request, secret=south.secret.get_secret_value(), tolerance_s=south.window_s,
                                     max_bytes=south.max_body_bytes)
             warning = self.parse_warning(raw)
-            cells = self.cells_of(warning)
+            paths = self.grid_paths_of(warning)
         except WebhookRejected as rejection:
             return await refuse(ctx, request, rejection, south.max_body_bytes)
         try:
-            for cell in cells:
-                await ctx.publish(self._cell_event(warning, cell))
+            for path in paths:
+                await ctx.publish(self._cell_event(warning, path))
         except Exception as exc:  # NATS down: the platform resends; events already stored dedup by msg id
             return unavailable(ctx, exc)
-        ctx.count("warning_cells", len(cells))
+        ctx.count("warning_cells", len(paths))
         return JSONResponse(
-            {"warning_id": warning.warning_id, "cells": [f"{cell.layer}:{cell.id}" for cell in cells]}, status_code=202
+            {"warning_id": warning.warning_id, "cells": [f"{path[-1].layer}:{path[-1].id}" for path in paths]},
+            status_code=202,
         )
 
     def parse_warning(self, raw: bytes) -> AreaWarning:
@@ -180,18 +181,23 @@ class CitybrainConnector(Connector):
             raise WebhookRejected(422, f"warning level {warning.level!r} has no severity in southbound.severities")
         return warning
 
-    def cells_of(self, warning: AreaWarning) -> list[Cell]:
-        """Every configured grid cell the warning's area touches (422 for an unusable polygon)."""
-        if self.grids is None:
+    def grid_paths_of(self, warning: AreaWarning) -> list[list[Cell]]:
+        """The grid path of every configured cell the warning's area touches (422 for an unusable polygon):
+        the admin path from the district down to the cell, so the event carries district and street like a
+        located one, or an overlay cell alone."""
+        grids = self.grids
+        if grids is None:
             raise RuntimeError("grid layers are not loaded: the connector is not running")
         try:
-            cells = self.grids.cells_intersecting(warning.area, crs=self.settings.southbound.crs)
+            touched = grids.cells_intersecting_arrays([warning.area], crs=self.settings.southbound.crs).cells
         except GeoError as exc:
             raise WebhookRejected(422, f"area of warning {warning.warning_id}: {exc}") from None
         levels = self.settings.southbound.levels
-        return [cell for cell in cells if not levels or cell.level in levels]
+        paths = [grids.admin_path(index) or [grids.cell(index)] for index in touched.tolist()]
+        return [path for path in paths if not levels or path[-1].level in levels]
 
-    def _cell_event(self, warning: AreaWarning, cell: Cell) -> Event:
+    def _cell_event(self, warning: AreaWarning, path: list[Cell]) -> Event:
+        cell = path[-1]
         payload: dict[str, Any] = {"warning_id": warning.warning_id, "level": warning.level, "title": warning.title}
         if warning.kind:
             payload["kind"] = warning.kind
@@ -203,7 +209,7 @@ class CitybrainConnector(Connector):
             category=Category.AREA_WARNING,
             severity=self.settings.southbound.severities[warning.level],
             time=warning.issued_at,
-            grid_path=[cell.to_grid_cell()],
+            grid_path=[step.to_grid_cell() for step in path],
             text=f"{warning.title}：{warning.message}",
             payload=payload,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ssl
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,10 @@ async def test_area_warning_fans_out_to_every_touched_grid_cell_once(nats_url, p
     assert set(cells) == expected and len(cells) > 1
     events = await ingested_events(nats_url, "citybrain")
     assert len(events) == len(cells)
-    assert {f"{e.grid_path[0].layer}:{e.grid_path[0].id}" for _, e in events} == expected
+    assert {f"{e.grid_path[-1].layer}:{e.grid_path[-1].id}" for _, e in events} == expected
+    for _, event in events:  # placed in the hierarchy like a located event: district and street down to the grid
+        assert [cell.level for cell in event.grid_path] == ["district", "street", "community", "grid"]
+        assert all(child.id.startswith(parent.id) for parent, child in pairwise(event.grid_path))
     assert {e.category for _, e in events} == {Category.AREA_WARNING}
     assert {e.source_event_id.split(":")[0] for _, e in events} == {warning["warning_id"]}
     assert all(warning["message"] in (e.text or "") for _, e in events)

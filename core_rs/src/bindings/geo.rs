@@ -156,6 +156,11 @@ impl GeoIndex {
         Ok((view.layer.to_owned(), view.level.to_owned(), view.id.to_owned(), view.name.to_owned()))
     }
 
+    /// Indices of a cell's admin chain, deepest first (empty for an overlay cell).
+    fn admin_chain(&self, index: u32) -> Vec<u32> {
+        self.inner.admin_chain(index)
+    }
+
     fn __len__(&self) -> usize {
         self.inner.cell_count()
     }

@@ -630,15 +630,29 @@ impl GridIndex {
                 }
             }
         };
-        let mut length = 0;
-        let mut cell = leaf;
-        while cell != NO_PARENT && length <= self.cells.len() {
-            out.cells.push(cell);
-            out.distances_m.push(distance);
-            length += 1;
-            cell = self.parent_or_group(cell);
-        }
+        let before = out.cells.len();
+        out.cells.extend(self.admin_chain_from(leaf));
+        let length = out.cells.len() - before;
+        out.distances_m.extend(std::iter::repeat_n(distance, length));
         length
+    }
+
+    /// An admin cell and its ancestors up to the root, deepest first (load-time checks rule out cycles;
+    /// the bound keeps even a corrupted chain finite).
+    fn admin_chain_from(&self, cell: u32) -> impl Iterator<Item = u32> + '_ {
+        std::iter::successors(Some(cell), |&cell| Some(self.parent_or_group(cell)))
+            .take_while(|&cell| cell != NO_PARENT)
+            .take(self.cells.len())
+    }
+
+    /// The admin chain of a cell, deepest first: the cell itself and its ancestors up to the root; empty for
+    /// an overlay cell or an index out of range. Used to place what names a cell rather than a point (an
+    /// area warning) in the admin hierarchy.
+    pub fn admin_chain(&self, cell: u32) -> Vec<u32> {
+        if !self.is_admin(cell) {
+            return Vec::new();
+        }
+        self.admin_chain_from(cell).collect()
     }
 
     /// Writes one cell per overlay (layer, level) group that holds the point or lies within tolerance.
@@ -1108,6 +1122,14 @@ mod tests {
         let batch = index.locate_batch(&[0.0015], &[0.0005], CoordSystem::Wgs84).unwrap();
         assert_eq!(ids(&index, &batch), ["s2", "d"]);
         assert_eq!(batch.admin_counts, [2]);
+    }
+
+    #[test]
+    fn admin_chain_of_a_cell_runs_up_to_the_root() {
+        let index = admin_index();
+        let batch = index.locate_batch(&[0.0015], &[0.0005], CoordSystem::Wgs84).unwrap();
+        assert_eq!(index.admin_chain(batch.cells[0]), batch.cells);
+        assert!(index.admin_chain(u32::MAX).is_empty());
     }
 
     #[test]
