@@ -18,6 +18,7 @@ from hub.embedded import EmbeddedNats, free_port
 from hub.errors import ConfigError
 from hub.natsconn import connect, connect_kwargs, redacted_servers
 from tests.connecting import AN_HOUR, HANG_GUARD_S, connect_error
+from tests.natsjwt import Identity, Operator
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,6 +58,19 @@ async def test_nkey_seed_file_connects_to_a_server_that_knows_the_public_key(tmp
                                                   initial_connect_wait=AN_HOUR))
     assert "rejected the credentials" in message and "nkey_seed_file" in message
 
+
+
+async def test_creds_file_connects_to_a_server_in_operator_mode(tmp_path):
+    authority = Operator.fresh()
+    with EmbeddedNats(tmp_path / "nats", extra_config=authority.server_config()) as server:
+        nc = await connect(NatsConfig(servers=[server.url], creds_file=authority.creds(tmp_path / "user.creds")))
+        assert (await nc.jetstream().account_info()).limits.max_streams == -1  # the account's JetStream is there
+        await nc.close()
+        stranger = Identity.fresh(nkeys.PREFIX_BYTE_ACCOUNT)  # an account the operator never signed
+        message = await connect_error(NatsConfig(
+            servers=[server.url], creds_file=authority.creds(tmp_path / "other.creds", signed_by=stranger),
+            initial_connect_wait=AN_HOUR))
+    assert "rejected the credentials" in message and "creds_file" in message
 
 async def test_user_password_connects_and_secret_is_not_logged(password_server, caplog):
     settings = NatsConfig(servers=[password_server], user="ops", password="s3cret-pw")
