@@ -107,9 +107,9 @@ impl CompiledRules {
         matches.map_err(|e| event_error(py, e))
     }
 
+    /// One exact-size iterator, so the list is allocated once at its final length.
     fn list<'py>(&self, py: Python<'py>, rule_indices: &[u32]) -> PyResult<Bound<'py, PyList>> {
-        let objects = rule_indices.iter().filter_map(|&i| self.results.get(i as usize)).map(|o| o.bind(py));
-        PyList::new(py, objects)
+        PyList::new(py, rule_indices.iter().map(|&i| self.results.get(i as usize)))
     }
 }
 

@@ -144,9 +144,25 @@ fn bytes_equal(word: u64, byte: u8) -> u64 {
     diff.wrapping_sub(ONES) & !diff & HIGH_BITS
 }
 
-/// Bytes of `word` below 0x20 (control characters); exact up to the first match.
-fn control_bytes(word: u64) -> u64 {
-    word.wrapping_sub(ONES * 0x20) & !word & HIGH_BITS
+/// Bytes of `word` below `limit` (at most 0x80); exact up to the first match.
+fn bytes_below(word: u64, limit: u8) -> u64 {
+    word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGH_BITS
+}
+
+/// Bytes of `word` that stop a run of plain string bytes: a quote, a backslash or a control
+/// character; exact up to the first match.
+#[inline(always)]
+fn string_stops(word: u64) -> u64 {
+    // `byte ^ 2` is below 0x21 exactly for the quote (0x22 becomes 0x20) and the control
+    // characters, so one comparison finds both.
+    bytes_below(word ^ (ONES * 0x02), 0x21) | bytes_equal(word, b'\\')
+}
+
+/// [`string_stops`] and bytes outside ASCII: a key that runs to its closing quote without
+/// stopping needs no UTF-8 check.
+#[inline(always)]
+fn ascii_key_stops(word: u64) -> u64 {
+    string_stops(word) | (word & HIGH_BITS)
 }
 
 enum StringParts<'b> {
@@ -166,19 +182,19 @@ fn non_digits(word: u64) -> u64 {
     ((bad & low_bits).wrapping_add(low_bits) | bad) & HIGH_BITS
 }
 
-/// The first position from `pos` holding a quote, a backslash or a control character (or the end):
-/// where a run of plain string bytes stops. Eight bytes at a time.
+/// The first position from `pos` holding a byte that `stops` marks (or the end): where a run of
+/// plain string bytes stops. Eight bytes at a time.
 #[inline(always)]
-fn string_stop(bytes: &[u8], mut pos: usize) -> usize {
+fn string_stop(bytes: &[u8], mut pos: usize, stops: impl Fn(u64) -> u64) -> usize {
     while let Some(chunk) = bytes.get(pos..pos + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-        let word = u64::from_le_bytes(chunk);
-        let stops = bytes_equal(word, b'"') | bytes_equal(word, b'\\') | control_bytes(word);
-        if stops != 0 {
-            return pos + stops.trailing_zeros() as usize / 8;
+        let found = stops(u64::from_le_bytes(chunk));
+        if found != 0 {
+            return pos + found.trailing_zeros() as usize / 8;
         }
         pos += 8;
     }
-    while bytes.get(pos).is_some_and(|&b| b != b'"' && b != b'\\' && b >= 0x20) {
+    // One byte as a word: its own mark is exact.
+    while bytes.get(pos).is_some_and(|&b| stops(u64::from(b)) & 0x80 == 0) {
         pos += 1;
     }
     pos
@@ -313,8 +329,14 @@ impl<'b> Scanner<'b, '_> {
     /// returns the child of `node` it names.
     #[inline]
     fn key_child<'t>(&mut self, node: &'t PathTrie) -> Scan<Option<&'t PathTrie>> {
+        let start = self.pos;
+        let stop = string_stop(self.bytes, start, ascii_key_stops);
+        if self.bytes.get(stop) == Some(&b'"') {
+            self.pos = stop + 1;
+            return Ok(node.child(self.bytes.get(start..stop).ok_or(Malformed)?));
+        }
         match self.string_parts()? {
-            StringParts::Plain(raw) if raw.is_ascii() || std::str::from_utf8(raw).is_ok() => Ok(node.child(raw)),
+            StringParts::Plain(raw) if std::str::from_utf8(raw).is_ok() => Ok(node.child(raw)),
             StringParts::Plain(_) => Err(Malformed),
             StringParts::Unescaped(text) => Ok(node.child(text.as_bytes())),
         }
@@ -325,7 +347,7 @@ impl<'b> Scanner<'b, '_> {
     #[inline(always)]
     fn string_parts(&mut self) -> Scan<StringParts<'b>> {
         let start = self.pos;
-        let stop = string_stop(self.bytes, start);
+        let stop = string_stop(self.bytes, start, string_stops);
         if self.bytes.get(stop) == Some(&b'"') {
             self.pos = stop + 1;
             return self.bytes.get(start..stop).map(StringParts::Plain).ok_or(Malformed);
@@ -340,7 +362,7 @@ impl<'b> Scanner<'b, '_> {
     /// control characters are refused, the text is not decoded.
     #[inline(always)]
     fn skip_string(&mut self) -> Scan<()> {
-        self.pos = string_stop(self.bytes, self.pos);
+        self.pos = string_stop(self.bytes, self.pos, string_stops);
         if self.byte() == b'"' {
             self.pos += 1;
             return Ok(());
@@ -362,7 +384,7 @@ impl<'b> Scanner<'b, '_> {
                 }
                 _ => return Err(Malformed),
             }
-            self.pos = string_stop(self.bytes, self.pos);
+            self.pos = string_stop(self.bytes, self.pos, string_stops);
         }
     }
 

@@ -134,6 +134,9 @@ fn assert_agrees(tries: &[PathTrie], bytes: &[u8], slots: &mut Slots) {
 }
 
 const CORPUS: &[&str] = &[
+    // Strings and keys longer than a word, escapes and multi-byte characters across words.
+    r#"{"skip":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","category":"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc","payload":{"zone":"成华区成华区成华区成华区成华区成华区成华区成华区\u00e9dddddddddddddddddddddddddddddddddddddddddddddddddd"}}"#,
+    r#"{"kkkkkkkkkkkkkkkkkkkk名kkkkkkkkk":1,"category":"x","payload":{"lllllllllllllllll":[],"level":2}}"#,
     r#"{"id":"01J0","category":"person_alert","time":"2026-05-01T00:00:00+08:00","location":{"lon":104.09478653606091,"lat":30.639482349642318,"crs":"gcj02","accuracy_m":null},"address":"成都市成华区府青路二段2号","grid_path":[],"attachments":[],"text":"燃气浓度超标","payload":{"level":6,"zone":"z1","ppm":17559},"status":null}"#,
     r#" { "category" : "fire" , "payload" : { "level" : -0 , "zone" : "z\u0031" } , "n" : 1.5e3 } "#,
     r#"{"categ\u006fry":"fire","payload":{"level":12345678901234567890,"zone":"\ud83d\ude00"}}"#,
@@ -260,5 +263,26 @@ fn skipped_values_nest_without_limit_and_wanted_ones_stop_at_serde_json_depth() 
         assert_agrees(&tries, wanted.as_bytes(), &mut slots);
         let nested = format!("{{\"payload\":{{\"level\":{}{}}}}}", "[".repeat(depth), "]".repeat(depth));
         assert_agrees(&tries, nested.as_bytes(), &mut slots);
+    }
+}
+
+/// The first byte either function marks must be the first byte that is a stop, whatever follows.
+#[test]
+fn string_stops_find_exactly_the_first_stop_of_a_word() {
+    let string_stop = |byte: u8| byte == b'"' || byte == b'\\' || byte < 0x20;
+    let key_stop = |byte: u8| string_stop(byte) || byte >= 0x80;
+    let first = |marks: u64| (marks != 0).then(|| marks.trailing_zeros() as usize / 8);
+    for a in 0..=255u8 {
+        for b in 0..=255u8 {
+            for (i, j) in [(0, 1), (2, 5), (6, 7), (3, 3)] {
+                let mut bytes = [b'x'; 8];
+                bytes[j] = b;
+                bytes[i] = a;
+                let word = u64::from_le_bytes(bytes);
+                let expected = |stop: &dyn Fn(u8) -> bool| bytes.iter().position(|&byte| stop(byte));
+                assert_eq!(first(super::string_stops(word)), expected(&string_stop), "{bytes:?}");
+                assert_eq!(first(super::ascii_key_stops(word)), expected(&key_stop), "{bytes:?}");
+            }
+        }
     }
 }
