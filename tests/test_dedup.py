@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -59,6 +60,25 @@ def test_snapshot_and_deltas_restore_the_same_future(stream, config, cuts):
     probe_keys = [k for k, _ in stream] + ["fresh"]
     probe_times = [40.0] * len(probe_keys)
     assert restored.check_many(probe_keys, probe_times) == original.check_many(probe_keys, probe_times)
+
+
+def test_many_re_records_keep_answers_order_and_snapshots():
+    """Keys re-recorded thousands of times while nothing expires (their old records pile up until the deduper
+    compacts them), then enough new keys to evict them in record order."""
+    rng = random.Random(5)
+    stream = [("anchor", 40.0)]
+    stream += [(f"k{rng.randrange(4)}", rng.choice([0.0, 40.0])) for _ in range(6_000)]
+    stream += [(f"new{i}", 40.0) for i in range(8)] + [("k0", 0.0), ("k1", 40.0)]
+    reference = ReferenceDeduper(5.0, 6)
+    expected = [reference.check(k, t) for k, t in stream]
+    deduper = Deduper(5.0, 6)
+    full = deduper.snapshot()
+    assert run_in_batches(deduper, stream[:3_000], 500) == expected[:3_000]
+    delta = deduper.snapshot_delta()
+    restored = Deduper.restore(full, [delta])
+    for d in (deduper, restored):
+        assert run_in_batches(d, stream[3_000:], 500) == expected[3_000:]
+        assert d.stats == reference.stats()
 
 
 def test_window_and_eviction_by_example():
