@@ -125,6 +125,21 @@ def test_bad_batches_raise_and_record_nothing(keys, times, says):
     assert d.stats["live_keys"] == 0
 
 
+def test_times_may_be_any_real_number_even_one_that_edits_the_batch():
+    d = Deduper(10.0, 10)
+    assert d.check_many(("a", "b", "a"), [1, 2.5, True]) == [False, False, True]
+
+    class ClearsTheBatch:
+        def __float__(self) -> float:
+            times.clear()
+            return 5.0
+
+    times = [3.0, ClearsTheBatch(), 4.0]
+    with pytest.raises(InvalidEventError, match="3 keys but 2 times"):
+        d.check_many(["c", "d", "e"], times)
+    assert d.stats["live_keys"] == 2
+
+
 def test_garbage_snapshots_are_refused_clearly():
     d = Deduper(10.0, 10)
     d.check_many(["a"], [1.0])

@@ -172,29 +172,47 @@ impl Deduper {
         keys: &[KeyHash],
         times: &[f64],
     ) -> Result<Vec<bool>, IncidentError> {
-        if keys.len() != times.len() {
-            return Err(IncidentError::InvalidEvent {
-                index: keys.len().min(times.len()),
-                reason: format!("{} keys but {} times", keys.len(), times.len()),
-            });
-        }
-        if let Some(index) = times.iter().position(|t| !t.is_finite()) {
-            return Err(IncidentError::InvalidEvent {
-                index,
-                reason: "time is not a finite number".into(),
-            });
-        }
-        self.reserve(keys.len());
-        Ok(keys
-            .iter()
-            .zip(times)
-            .map(|(&key, &time)| self.check_one(key, time))
-            .collect())
+        let mut batch = self.batch(keys.len());
+        keys.iter().for_each(|&key| batch.push_key(key));
+        times.iter().for_each(|&time| batch.push_time(time));
+        batch.check()
     }
 
-    /// Room for `count` more records, so that the table is not rehashed in the middle of a batch (a rehash
-    /// reads every live record at random). Never more live keys than `max_keys` (+1 before an eviction).
-    fn reserve(&mut self, count: usize) {
+    /// Starts a batch of about `size` keys, staged in the spare room after the records: a large batch needs
+    /// no buffers of its own, and each key checked makes room for the record it may become.
+    pub fn batch(&mut self, size: usize) -> DedupBatch<'_> {
+        self.records.reserve(size);
+        DedupBatch {
+            deduper: self,
+            keys: 0,
+            times: 0,
+            first_bad_time: None,
+        }
+    }
+
+    /// Checks the `count` staged records that follow the last record, in order. The staged record `j` is
+    /// read at number `staged_from + j`; what it becomes is written at `next_record`, never after it.
+    fn check_staged(&mut self, count: usize) -> Vec<bool> {
+        self.reserve_table(count);
+        let staged_from = self.next_record;
+        let out = (staged_from..staged_from + count as u64)
+            .map(|number| {
+                let staged = *record_at(&self.records, self.first_record, number);
+                self.check_one(staged.key(), staged.time)
+            })
+            .collect();
+        self.records
+            .truncate((self.next_record - self.first_record) as usize);
+        if self.stale > self.live.len() + 1024 {
+            self.drop_stale();
+        }
+        out
+    }
+
+    /// Room in the table for `count` more keys, so that it is not rehashed in the middle of a batch (a
+    /// rehash reads every live record at random). Never more live keys than `max_keys` (+1 before an
+    /// eviction).
+    fn reserve_table(&mut self, count: usize) {
         let room = (self.max_keys + 1).saturating_sub(self.live.len());
         let Self {
             live,
@@ -205,7 +223,6 @@ impl Deduper {
         live.reserve(count.min(room), |&number| {
             table_hash(record_at(records, *first_record, number).key())
         });
-        records.reserve(count);
     }
 
     fn check_one(&mut self, key: KeyHash, time: f64) -> bool {
@@ -251,19 +268,25 @@ impl Deduper {
                 entry.insert(number);
             }
         }
-        self.records.push_back(Record::new(key, time));
-        self.next_record += 1;
+        self.put_newest(Record::new(key, time));
         false
     }
 
-    /// Logs a new record, evicts the oldest past `max_keys` and drops stale records now and then.
+    /// Writes the record numbered `next_record`: over a staged record already checked, or at the end.
+    fn put_newest(&mut self, record: Record) {
+        let index = (self.next_record - self.first_record) as usize;
+        match self.records.get_mut(index) {
+            Some(slot) => *slot = record,
+            None => self.records.push_back(record),
+        }
+        self.next_record += 1;
+    }
+
+    /// Logs a new record and evicts the oldest past `max_keys`.
     fn after_recording(&mut self, key: KeyHash, time: f64) {
         self.log(Change::Record(key, time));
         if self.live.len() > self.max_keys {
             self.evict_oldest();
-        }
-        if self.stale > self.live.len() + 1024 {
-            self.drop_stale();
         }
     }
 
@@ -286,9 +309,10 @@ impl Deduper {
         }
     }
 
-    /// The oldest live record, after dropping stale ones from the front.
+    /// The oldest live record, after dropping stale ones from the front (staged records are not looked at).
     fn oldest_live(&mut self) -> Option<Record> {
-        while let Some(&record) = self.records.front() {
+        while self.first_record < self.next_record {
+            let record = *record_at(&self.records, self.first_record, self.first_record);
             if !record.is_stale() {
                 return Some(record);
             }
@@ -456,7 +480,8 @@ impl Deduper {
         deduper.watermark = state.watermark;
         deduper.counters = state.counters;
         deduper.generation = generation;
-        deduper.reserve(state.records.len());
+        deduper.records.reserve(state.records.len());
+        deduper.reserve_table(state.records.len());
         for (key, time) in state.records {
             if !time.is_finite() {
                 return Err(IncidentError::InvalidSnapshot(
@@ -466,6 +491,59 @@ impl Deduper {
             deduper.insert_newest(key, time);
         }
         Ok(deduper)
+    }
+}
+
+/// A batch being staged by [`Deduper::batch`]: keys first, then as many times. Dropped without
+/// [`DedupBatch::check`] (or when the check fails), it leaves the deduper as it was.
+pub struct DedupBatch<'a> {
+    deduper: &'a mut Deduper,
+    keys: usize,
+    times: usize,
+    first_bad_time: Option<usize>,
+}
+
+impl DedupBatch<'_> {
+    pub fn push_key(&mut self, key: KeyHash) {
+        self.deduper.records.push_back(Record::new(key, 0.0));
+        self.keys += 1;
+    }
+
+    /// The time of the next key pushed, in the same order; checked in [`DedupBatch::check`].
+    pub fn push_time(&mut self, time: f64) {
+        if self.times < self.keys {
+            let index = self.deduper.records.len() - self.keys + self.times;
+            self.deduper.records[index].time = time;
+        }
+        if !time.is_finite() && self.first_bad_time.is_none() {
+            self.first_bad_time = Some(self.times);
+        }
+        self.times += 1;
+    }
+
+    /// Validates the batch, then checks it: `out[i]` is true when key `i` is a duplicate.
+    pub fn check(mut self) -> Result<Vec<bool>, IncidentError> {
+        if self.keys != self.times {
+            return Err(IncidentError::InvalidEvent {
+                index: self.keys.min(self.times),
+                reason: format!("{} keys but {} times", self.keys, self.times),
+            });
+        }
+        if let Some(index) = self.first_bad_time {
+            return Err(IncidentError::InvalidEvent {
+                index,
+                reason: "time is not a finite number".into(),
+            });
+        }
+        let count = std::mem::take(&mut self.keys);
+        Ok(self.deduper.check_staged(count))
+    }
+}
+
+impl Drop for DedupBatch<'_> {
+    fn drop(&mut self) {
+        let records = &mut self.deduper.records;
+        records.truncate(records.len() - self.keys);
     }
 }
 
