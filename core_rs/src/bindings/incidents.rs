@@ -204,6 +204,19 @@ fn collect_f64s(sequence: &Bound<'_, PyAny>, field: &str) -> PyResult<Vec<f64>> 
     Ok(out)
 }
 
+/// `[False] * n` (one bulk fill), then True where `values` says so: cheaper than setting every item when
+/// few are true, as with duplicates.
+fn bool_list<'py>(py: Python<'py>, values: &[bool]) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::new(py, [false])?
+        .as_any()
+        .mul(values.len())?
+        .cast_into::<PyList>()?;
+    for (index, _) in values.iter().enumerate().filter(|(_, &value)| value) {
+        list.set_item(index, true)?;
+    }
+    Ok(list)
+}
+
 fn stats_dict<'py>(py: Python<'py>, entries: &[(&str, u64)]) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     for (name, value) in entries {
@@ -256,7 +269,7 @@ impl PyDeduper {
             Ok(())
         })?;
         let duplicates = py.detach(|| batch.check()).map_err(|e| to_py_err(py, e))?;
-        PyList::new(py, duplicates)
+        bool_list(py, &duplicates)
     }
 
     /// The whole state as bytes.

@@ -362,9 +362,8 @@ impl Deduper {
     }
 
     fn log(&mut self, change: Change) {
-        let limit = self.max_keys.max(1 << 16);
         if let Some(journal) = &mut self.journal {
-            if journal.len() < limit {
+            if journal.len() < self.max_keys.max(1 << 16) {
                 journal.push(change);
             } else {
                 self.journal = None;
