@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -61,6 +62,25 @@ def test_snapshot_and_deltas_restore_the_same_future(stream, config, cuts):
     assert restored.check_many(probe_keys, probe_times) == original.check_many(probe_keys, probe_times)
 
 
+def test_many_re_records_keep_answers_order_and_snapshots():
+    """Keys re-recorded thousands of times while nothing expires (their old records pile up until the deduper
+    compacts them), then enough new keys to evict them in record order."""
+    rng = random.Random(5)
+    stream = [("anchor", 40.0)]
+    stream += [(f"k{rng.randrange(4)}", rng.choice([0.0, 40.0])) for _ in range(6_000)]
+    stream += [(f"new{i}", 40.0) for i in range(8)] + [("k0", 0.0), ("k1", 40.0)]
+    reference = ReferenceDeduper(5.0, 6)
+    expected = [reference.check(k, t) for k, t in stream]
+    deduper = Deduper(5.0, 6)
+    full = deduper.snapshot()
+    assert run_in_batches(deduper, stream[:3_000], 500) == expected[:3_000]
+    delta = deduper.snapshot_delta()
+    restored = Deduper.restore(full, [delta])
+    for d in (deduper, restored):
+        assert run_in_batches(d, stream[3_000:], 500) == expected[3_000:]
+        assert d.stats == reference.stats()
+
+
 def test_window_and_eviction_by_example():
     d = Deduper(window_s=60.0, max_keys=2)
     assert d.check_many(["a", "b", "a"], [0.0, 1.0, 30.0]) == [False, False, True]
@@ -103,6 +123,21 @@ def test_bad_batches_raise_and_record_nothing(keys, times, says):
     with pytest.raises(InvalidEventError, match=says):
         d.check_many(keys, times)
     assert d.stats["live_keys"] == 0
+
+
+def test_times_may_be_any_real_number_even_one_that_edits_the_batch():
+    d = Deduper(10.0, 10)
+    assert d.check_many(("a", "b", "a"), [1, 2.5, True]) == [False, False, True]
+
+    class ClearsTheBatch:
+        def __float__(self) -> float:
+            times.clear()
+            return 5.0
+
+    times = [3.0, ClearsTheBatch(), 4.0]
+    with pytest.raises(InvalidEventError, match="3 keys but 2 times"):
+        d.check_many(["c", "d", "e"], times)
+    assert d.stats["live_keys"] == 2
 
 
 def test_garbage_snapshots_are_refused_clearly():

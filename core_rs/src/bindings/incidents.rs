@@ -4,8 +4,10 @@
 //! into one arena buffer), then the core runs with the GIL released, then results are built as Python lists.
 
 use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
+use pyo3::Borrowed;
 
 use crate::incidents::{
     idempotency_key, CategoryLimits, Closed, DedupStats, Deduper, IncidentError, IncidentMerger,
@@ -91,8 +93,15 @@ fn bad_item(
 fn for_each_item<'py>(
     sequence: &Bound<'py, PyAny>,
     field: &str,
-    mut each: impl FnMut(usize, &Bound<'py, PyAny>) -> PyResult<()>,
+    each: impl FnMut(usize, &Bound<'py, PyAny>) -> PyResult<()>,
 ) -> PyResult<usize> {
+    // Lists and tuples are read by index: half the cost of the generic iterator protocol per item.
+    if let Ok(list) = sequence.cast::<PyList>() {
+        return for_each_counted(list.iter().map(Ok), each);
+    }
+    if let Ok(tuple) = sequence.cast::<PyTuple>() {
+        return for_each_counted(tuple.iter().map(Ok), each);
+    }
     let py = sequence.py();
     let iterator = sequence.try_iter().map_err(|_| {
         let got = sequence
@@ -105,8 +114,44 @@ fn for_each_item<'py>(
             IncidentError::InvalidArgument(format!("{field}: expected a sequence, got {got}")),
         )
     })?;
+    for_each_counted(iterator, each)
+}
+
+/// Like [`for_each_item`], but a list's items are lent rather than each given a new reference: no write to
+/// every item's reference count (on a batch of 1M keys that write was a third of the cache misses of
+/// reading it). Only for an `each` that runs no Python code with the lent item, so that the list cannot
+/// change while an item is lent; `each` takes its own reference first if it must run some.
+fn for_each_item_lent<'py>(
+    sequence: &Bound<'py, PyAny>,
+    field: &str,
+    mut each: impl FnMut(usize, &Bound<'py, PyAny>) -> PyResult<()>,
+) -> PyResult<usize> {
+    let Ok(list) = sequence.cast::<PyList>() else {
+        return for_each_item(sequence, field, each);
+    };
+    let py = sequence.py();
+    let mut index = 0;
+    while index < list.len() {
+        // SAFETY: the GIL is held and `index` is in bounds; the item stays alive while it is in the list,
+        // and the list does not change before `each` returns (no Python code runs with the lent item).
+        let item = unsafe {
+            Borrowed::from_ptr_or_err(
+                py,
+                ffi::PyList_GetItem(list.as_ptr(), index as ffi::Py_ssize_t),
+            )?
+        };
+        each(index, &item)?;
+        index += 1;
+    }
+    Ok(index)
+}
+
+fn for_each_counted<'py>(
+    items: impl Iterator<Item = PyResult<Bound<'py, PyAny>>>,
+    mut each: impl FnMut(usize, &Bound<'py, PyAny>) -> PyResult<()>,
+) -> PyResult<usize> {
     let mut count = 0;
-    for item in iterator {
+    for item in items {
         each(count, &item?)?;
         count += 1;
     }
@@ -159,6 +204,19 @@ fn collect_f64s(sequence: &Bound<'_, PyAny>, field: &str) -> PyResult<Vec<f64>> 
     Ok(out)
 }
 
+/// `[False] * n` (one bulk fill), then True where `values` says so: cheaper than setting every item when
+/// few are true, as with duplicates.
+fn bool_list<'py>(py: Python<'py>, values: &[bool]) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::new(py, [false])?
+        .as_any()
+        .mul(values.len())?
+        .cast_into::<PyList>()?;
+    for (index, _) in values.iter().enumerate().filter(|(_, &value)| value) {
+        list.set_item(index, true)?;
+    }
+    Ok(list)
+}
+
 fn stats_dict<'py>(py: Python<'py>, entries: &[(&str, u64)]) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     for (name, value) in entries {
@@ -189,8 +247,8 @@ impl PyDeduper {
         keys: &Bound<'py, PyAny>,
         times: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let mut hashes = Vec::with_capacity(size_hint(keys));
-        for_each_item(keys, "keys", |i, item| {
+        let mut batch = self.inner.batch(size_hint(keys));
+        for_each_item_lent(keys, "keys", |i, item| {
             let hash = if let Ok(text) = item.cast::<PyString>() {
                 idempotency_key(utf8(text, i, "keys")?.as_bytes())
             } else if let Ok(bytes) = item.cast::<PyBytes>() {
@@ -198,15 +256,20 @@ impl PyDeduper {
             } else {
                 return Err(bad_item(py, i, "keys", "str or bytes", item));
             };
-            hashes.push(hash);
+            batch.push_key(hash);
             Ok(())
         })?;
-        let times = collect_f64s(times, "times")?;
-        let inner = &mut self.inner;
-        let duplicates = py
-            .detach(|| inner.check_many(&hashes, &times))
-            .map_err(|e| to_py_err(py, e))?;
-        PyList::new(py, duplicates)
+        for_each_item_lent(times, "times", |i, item| {
+            let time = match item.cast_exact::<PyFloat>() {
+                Ok(float) => float.value(),
+                // Converting another object may run its `__float__`.
+                Err(_) => extract_f64(&item.to_owned(), i, "times")?,
+            };
+            batch.push_time(time);
+            Ok(())
+        })?;
+        let duplicates = py.detach(|| batch.check()).map_err(|e| to_py_err(py, e))?;
+        bool_list(py, &duplicates)
     }
 
     /// The whole state as bytes.

@@ -11,8 +11,8 @@
 
 use std::collections::VecDeque;
 
-use hashbrown::hash_map::Entry;
-use hashbrown::HashMap;
+use hashbrown::hash_table::Entry;
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -61,19 +61,61 @@ struct Changes {
 
 type DedupImage = Image<FullState, Changes>;
 
+/// One record, in the order recorded. The key is two u64 halves so that a record takes 24 bytes (a u128
+/// field is 16-aligned and would pad it to 32).
+#[derive(Clone, Copy)]
+struct Record {
+    key: [u64; 2],
+    /// NaN once the key was re-recorded: the record is stale and skipped when it reaches the front.
+    time: f64,
+}
+
+impl Record {
+    fn new(key: KeyHash, time: f64) -> Self {
+        Self {
+            key: [key as u64, (key >> 64) as u64],
+            time,
+        }
+    }
+
+    fn key(&self) -> KeyHash {
+        u128::from(self.key[0]) | u128::from(self.key[1]) << 64
+    }
+
+    fn is_stale(&self) -> bool {
+        self.time.is_nan()
+    }
+}
+
+fn record_at(records: &VecDeque<Record>, first: u64, number: u64) -> &Record {
+    &records[(number - first) as usize]
+}
+
+fn record_at_mut(records: &mut VecDeque<Record>, first: u64, number: u64) -> &mut Record {
+    &mut records[(number - first) as usize]
+}
+
+/// The table hash of a key: its fingerprint is already uniformly mixed, so its low half serves.
+fn table_hash(key: KeyHash) -> u64 {
+    key as u64
+}
+
 /// Exact dedup with a time window and a bound on live keys.
+///
+/// The records live once, in recording order, in `records`; the table holds only each live key's record
+/// number (8 bytes a slot), so the part of the state that is probed at random stays small.
 pub struct Deduper {
     window_s: f64,
     max_keys: usize,
     watermark: f64,
-    /// Live key → (recorded time, record number).
-    live: HashMap<KeyHash, (f64, u64)>,
-    /// (key, record number, time) in the order recorded. An entry whose number differs from `live[key]` is
-    /// stale (the key was re-recorded since) and is skipped when it reaches the front.
-    order: VecDeque<(KeyHash, u64, f64)>,
-    /// Stale entries in `order`; while there are none the front entry is known live without a map lookup.
-    stale: usize,
+    /// Live keys: the number of the key's current record.
+    live: HashTable<u64>,
+    /// Records numbered `first_record..next_record`, oldest first.
+    records: VecDeque<Record>,
+    first_record: u64,
     next_record: u64,
+    /// Stale records in `records`.
+    stale: usize,
     counters: DedupStats,
     generation: u64,
     /// Changes since the last snapshot; `None` before the first snapshot (nobody is taking deltas, so
@@ -97,10 +139,11 @@ impl Deduper {
             window_s,
             max_keys,
             watermark: f64::NEG_INFINITY,
-            live: HashMap::new(),
-            order: VecDeque::new(),
-            stale: 0,
+            live: HashTable::new(),
+            records: VecDeque::new(),
+            first_record: 0,
             next_record: 0,
+            stale: 0,
             counters: DedupStats::default(),
             generation: 0,
             journal: None,
@@ -129,92 +172,152 @@ impl Deduper {
         keys: &[KeyHash],
         times: &[f64],
     ) -> Result<Vec<bool>, IncidentError> {
-        if keys.len() != times.len() {
-            return Err(IncidentError::InvalidEvent {
-                index: keys.len().min(times.len()),
-                reason: format!("{} keys but {} times", keys.len(), times.len()),
-            });
-        }
-        if let Some(index) = times.iter().position(|t| !t.is_finite()) {
-            return Err(IncidentError::InvalidEvent {
-                index,
-                reason: "time is not a finite number".into(),
-            });
-        }
-        Ok(keys
-            .iter()
-            .zip(times)
-            .map(|(&key, &time)| self.check_one(key, time))
-            .collect())
+        let mut batch = self.batch(keys.len());
+        keys.iter().for_each(|&key| batch.push_key(key));
+        times.iter().for_each(|&time| batch.push_time(time));
+        batch.check()
     }
 
-    /// One hash-table probe per key: the entry found (or the free place for it) is used for the answer and
-    /// for recording.
+    /// Starts a batch of about `size` keys, staged in the spare room after the records: a large batch needs
+    /// no buffers of its own, and each key checked makes room for the record it may become.
+    pub fn batch(&mut self, size: usize) -> DedupBatch<'_> {
+        self.records.reserve(size);
+        DedupBatch {
+            deduper: self,
+            keys: 0,
+            times: 0,
+            first_bad_time: None,
+        }
+    }
+
+    /// Checks the `count` staged records that follow the last record, in order. The staged record `j` is
+    /// read at number `staged_from + j`; what it becomes is written at `next_record`, never after it.
+    fn check_staged(&mut self, count: usize) -> Vec<bool> {
+        self.reserve_table(count);
+        let staged_from = self.next_record;
+        let out = (staged_from..staged_from + count as u64)
+            .map(|number| {
+                let staged = *record_at(&self.records, self.first_record, number);
+                self.check_one(staged.key(), staged.time)
+            })
+            .collect();
+        self.records
+            .truncate((self.next_record - self.first_record) as usize);
+        if self.stale > self.live.len() + 1024 {
+            self.drop_stale();
+        }
+        out
+    }
+
+    /// Room in the table for `count` more keys, so that it is not rehashed in the middle of a batch (a
+    /// rehash reads every live record at random). Never more live keys than `max_keys` (+1 before an
+    /// eviction).
+    fn reserve_table(&mut self, count: usize) {
+        let room = (self.max_keys + 1).saturating_sub(self.live.len());
+        let Self {
+            live,
+            records,
+            first_record,
+            ..
+        } = self;
+        live.reserve(count.min(room), |&number| {
+            table_hash(record_at(records, *first_record, number).key())
+        });
+    }
+
     fn check_one(&mut self, key: KeyHash, time: f64) -> bool {
         if time > self.watermark {
             self.watermark = time;
             self.expire_front();
         }
-        let number = self.next_record;
-        match self.live.entry(key) {
-            Entry::Occupied(entry) if (time - entry.get().0).abs() <= self.window_s => {
-                self.counters.duplicates += 1;
-                return true;
-            }
-            Entry::Occupied(mut entry) => {
-                entry.insert((time, number));
-                self.stale += 1;
-            }
-            Entry::Vacant(entry) => {
-                entry.insert((time, number));
-            }
+        if self.record_unless_within(key, time, self.window_s) {
+            self.counters.duplicates += 1;
+            return true;
         }
-        self.push_newest(key, time);
         self.after_recording(key, time);
         false
     }
 
-    /// Logs a new record, evicts the oldest past `max_keys` and drops stale order entries now and then.
+    /// One table probe: when `key` is live and recorded within `window_s` of `time` returns true and changes
+    /// nothing; otherwise records `key` at `time` as the newest (its earlier record, if any, becomes stale).
+    fn record_unless_within(&mut self, key: KeyHash, time: f64, window_s: f64) -> bool {
+        let number = self.next_record;
+        let Self {
+            live,
+            records,
+            first_record,
+            ..
+        } = self;
+        let first = *first_record;
+        let entry = live.entry(
+            table_hash(key),
+            |&n| record_at(records, first, n).key() == key,
+            |&n| table_hash(record_at(records, first, n).key()),
+        );
+        match entry {
+            Entry::Occupied(mut entry) => {
+                let earlier = record_at_mut(records, first, *entry.get());
+                if (time - earlier.time).abs() <= window_s {
+                    return true;
+                }
+                earlier.time = f64::NAN;
+                *entry.get_mut() = number;
+                self.stale += 1;
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(number);
+            }
+        }
+        self.put_newest(Record::new(key, time));
+        false
+    }
+
+    /// Writes the record numbered `next_record`: over a staged record already checked, or at the end.
+    fn put_newest(&mut self, record: Record) {
+        let index = (self.next_record - self.first_record) as usize;
+        match self.records.get_mut(index) {
+            Some(slot) => *slot = record,
+            None => self.records.push_back(record),
+        }
+        self.next_record += 1;
+    }
+
+    /// Logs a new record and evicts the oldest past `max_keys`.
     fn after_recording(&mut self, key: KeyHash, time: f64) {
         self.log(Change::Record(key, time));
         if self.live.len() > self.max_keys {
             self.evict_oldest();
         }
-        if self.stale > self.live.len() + 1024 {
-            let live = &self.live;
-            self.order.retain(|(key, number, _)| {
-                live.get(key)
-                    .is_some_and(|&(_, current)| current == *number)
+    }
+
+    /// Keeps only live records, renumbered so that the newest keeps its number, and points the table at them.
+    fn drop_stale(&mut self) {
+        self.records.retain(|record| !record.is_stale());
+        self.first_record = self.next_record - self.records.len() as u64;
+        self.stale = 0;
+        let Self {
+            live,
+            records,
+            first_record,
+            ..
+        } = self;
+        live.clear();
+        for (number, record) in (*first_record..).zip(records.iter()) {
+            live.insert_unique(table_hash(record.key()), number, |&n| {
+                table_hash(record_at(records, *first_record, n).key())
             });
-            self.stale = 0;
         }
     }
 
-    fn insert_newest(&mut self, key: KeyHash, time: f64) {
-        if self.live.insert(key, (time, self.next_record)).is_some() {
-            self.stale += 1;
-        }
-        self.push_newest(key, time);
-    }
-
-    /// Appends the record numbered `next_record` (already in `live`) to the order.
-    fn push_newest(&mut self, key: KeyHash, time: f64) {
-        self.order.push_back((key, self.next_record, time));
-        self.next_record += 1;
-    }
-
-    /// The oldest live record, after dropping stale entries from the front.
-    fn oldest_live(&mut self) -> Option<(KeyHash, f64)> {
-        while let Some(&(key, number, time)) = self.order.front() {
-            if self.stale == 0
-                || self
-                    .live
-                    .get(&key)
-                    .is_some_and(|&(_, current)| current == number)
-            {
-                return Some((key, time));
+    /// The oldest live record, after dropping stale ones from the front (staged records are not looked at).
+    fn oldest_live(&mut self) -> Option<Record> {
+        while self.first_record < self.next_record {
+            let record = *record_at(&self.records, self.first_record, self.first_record);
+            if !record.is_stale() {
+                return Some(record);
             }
-            self.order.pop_front();
+            self.records.pop_front();
+            self.first_record += 1;
             self.stale -= 1;
         }
         None
@@ -222,32 +325,45 @@ impl Deduper {
 
     fn expire_front(&mut self) {
         let horizon = self.watermark - self.window_s;
-        while let Some((key, time)) = self.oldest_live() {
-            if time >= horizon {
+        while let Some(record) = self.oldest_live() {
+            if record.time >= horizon {
                 break;
             }
-            self.forget_front(key);
+            self.forget_front(record.key());
             self.counters.expired += 1;
         }
     }
 
     fn evict_oldest(&mut self) {
-        if let Some((key, _)) = self.oldest_live() {
-            self.forget_front(key);
+        if let Some(record) = self.oldest_live() {
+            self.forget_front(record.key());
             self.counters.evicted += 1;
         }
     }
 
     fn forget_front(&mut self, key: KeyHash) {
-        self.order.pop_front();
-        self.live.remove(&key);
+        self.remove_front(key);
         self.log(Change::Forget(key));
     }
 
+    /// Removes the front record, live and holding `key`, and its table slot (the one holding its number).
+    fn remove_front(&mut self, key: KeyHash) {
+        let number = self.first_record;
+        if let Ok(entry) = self.live.find_entry(table_hash(key), |&n| n == number) {
+            entry.remove();
+        }
+        self.records.pop_front();
+        self.first_record += 1;
+    }
+
+    /// Records `key` at `time` as the newest whatever its earlier record (restoring and replaying).
+    fn insert_newest(&mut self, key: KeyHash, time: f64) {
+        self.record_unless_within(key, time, f64::NEG_INFINITY);
+    }
+
     fn log(&mut self, change: Change) {
-        let limit = self.max_keys.max(1 << 16);
         if let Some(journal) = &mut self.journal {
-            if journal.len() < limit {
+            if journal.len() < self.max_keys.max(1 << 16) {
                 journal.push(change);
             } else {
                 self.journal = None;
@@ -260,14 +376,10 @@ impl Deduper {
         self.generation += 1;
         self.journal = Some(Vec::new());
         let records: Vec<(KeyHash, f64)> = self
-            .order
+            .records
             .iter()
-            .filter(|&&(key, number, _)| {
-                self.live
-                    .get(&key)
-                    .is_some_and(|&(_, current)| current == number)
-            })
-            .map(|&(key, _, time)| (key, time))
+            .filter(|record| !record.is_stale())
+            .map(|record| (record.key(), record.time))
             .collect();
         let state = FullState {
             window_s: self.window_s,
@@ -348,10 +460,7 @@ impl Deduper {
         match change {
             Change::Record(key, time) => self.insert_newest(key, time),
             Change::Forget(key) => match self.oldest_live() {
-                Some((oldest, _)) if oldest == key => {
-                    self.order.pop_front();
-                    self.live.remove(&key);
-                }
+                Some(oldest) if oldest.key() == key => self.remove_front(key),
                 _ => {
                     return Err(IncidentError::InvalidSnapshot(
                         "the delta forgets a key that is not the oldest live one: it was not taken from this state"
@@ -370,7 +479,8 @@ impl Deduper {
         deduper.watermark = state.watermark;
         deduper.counters = state.counters;
         deduper.generation = generation;
-        deduper.live.reserve(state.records.len());
+        deduper.records.reserve(state.records.len());
+        deduper.reserve_table(state.records.len());
         for (key, time) in state.records {
             if !time.is_finite() {
                 return Err(IncidentError::InvalidSnapshot(
@@ -380,6 +490,59 @@ impl Deduper {
             deduper.insert_newest(key, time);
         }
         Ok(deduper)
+    }
+}
+
+/// A batch being staged by [`Deduper::batch`]: keys first, then as many times. Dropped without
+/// [`DedupBatch::check`] (or when the check fails), it leaves the deduper as it was.
+pub struct DedupBatch<'a> {
+    deduper: &'a mut Deduper,
+    keys: usize,
+    times: usize,
+    first_bad_time: Option<usize>,
+}
+
+impl DedupBatch<'_> {
+    pub fn push_key(&mut self, key: KeyHash) {
+        self.deduper.records.push_back(Record::new(key, 0.0));
+        self.keys += 1;
+    }
+
+    /// The time of the next key pushed, in the same order; checked in [`DedupBatch::check`].
+    pub fn push_time(&mut self, time: f64) {
+        if self.times < self.keys {
+            let index = self.deduper.records.len() - self.keys + self.times;
+            self.deduper.records[index].time = time;
+        }
+        if !time.is_finite() && self.first_bad_time.is_none() {
+            self.first_bad_time = Some(self.times);
+        }
+        self.times += 1;
+    }
+
+    /// Validates the batch, then checks it: `out[i]` is true when key `i` is a duplicate.
+    pub fn check(mut self) -> Result<Vec<bool>, IncidentError> {
+        if self.keys != self.times {
+            return Err(IncidentError::InvalidEvent {
+                index: self.keys.min(self.times),
+                reason: format!("{} keys but {} times", self.keys, self.times),
+            });
+        }
+        if let Some(index) = self.first_bad_time {
+            return Err(IncidentError::InvalidEvent {
+                index,
+                reason: "time is not a finite number".into(),
+            });
+        }
+        let count = std::mem::take(&mut self.keys);
+        Ok(self.deduper.check_staged(count))
+    }
+}
+
+impl Drop for DedupBatch<'_> {
+    fn drop(&mut self) {
+        let records = &mut self.deduper.records;
+        records.truncate(records.len() - self.keys);
     }
 }
 

@@ -17,7 +17,7 @@ mod textsim;
 
 use std::fmt;
 
-pub use dedup::{idempotency_key, DedupStats, Deduper};
+pub use dedup::{idempotency_key, DedupBatch, DedupStats, Deduper};
 pub use merge::{Closed, IncidentMerger, MergeEvent, MergeOutcome, MergerStats};
 pub use policy::{CategoryLimits, MergePolicy};
 pub use textsim::{matching_slots, minhash, normalize, similarity_to_slots, SLOTS};
