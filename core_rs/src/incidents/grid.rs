@@ -86,7 +86,9 @@ fn floor_i64(x: f64) -> i64 {
 /// Square cells of equal degrees, [`CELL_RADII`] search radii wide; 360° divides into a whole number of
 /// columns, so longitude wraps exactly. Each category group has its own cells, keyed by one number.
 pub(crate) struct Grid {
-    cell_deg: f64,
+    /// Cells per degree: rows and columns are found by a multiplication (monotonic, so a point in the query
+    /// box always falls in one of the cells the box's corners fall in).
+    cells_per_deg: f64,
     columns: i64,
     /// Half the query box's height in degrees (with a margin for rounding).
     dlat_deg: f64,
@@ -117,7 +119,7 @@ impl Grid {
         let columns = (360.0 / wanted_deg).ceil().max(1.0) as i64;
         let angle = radius_m / EARTH_RADIUS_M;
         Self {
-            cell_deg: 360.0 / columns as f64,
+            cells_per_deg: columns as f64 / 360.0,
             columns,
             dlat_deg: angle.to_degrees() * (1.0 + 1e-9) + BOX_MARGIN_DEG,
             sin_half_angle: (angle / 2.0).sin(),
@@ -139,16 +141,27 @@ impl Grid {
     }
 
     fn row(&self, lat: f64) -> i64 {
-        floor_i64((lat + 90.0) / self.cell_deg)
+        floor_i64((lat + 90.0) * self.cells_per_deg)
     }
 
     fn column(&self, lon: f64) -> i64 {
-        floor_i64((lon + 180.0) / self.cell_deg)
+        floor_i64((lon + 180.0) * self.cells_per_deg)
     }
 
     /// The cell holding `(lon, lat)`, as one number: `row × columns + column` (rows may be negative).
     fn cell_of(&self, (lon, lat): (f64, f64)) -> u64 {
-        self.cell_number(self.row(lat), self.column(lon).rem_euclid(self.columns))
+        self.cell_number(self.row(lat), self.wrap(self.column(lon)))
+    }
+
+    /// The column in `0..columns` of a column number at most one turn of the globe off (no division).
+    fn wrap(&self, column: i64) -> i64 {
+        if column < 0 {
+            column + self.columns
+        } else if column >= self.columns {
+            column - self.columns
+        } else {
+            column
+        }
     }
 
     fn cell_number(&self, row: i64, column: i64) -> u64 {
@@ -218,7 +231,7 @@ impl Grid {
                 && dlon_spot.min(360.0 - dlon_spot) <= dlon
         };
         for row in r0..=r1 {
-            let mut column = c0.rem_euclid(self.columns);
+            let mut column = self.wrap(c0);
             for _ in 0..width {
                 if let Some(spots) = cells.cells.get(&self.cell_number(row, column)) {
                     spots

@@ -19,22 +19,32 @@ pub enum IncidentId {
 impl IncidentId {
     /// `inc-<event id>`.
     pub(crate) fn of_event(event_id: &str) -> Self {
-        Self::from_parts(&["inc-", event_id])
+        const PREFIX: &[u8; 4] = b"inc-";
+        let mut bytes = [0u8; INLINE];
+        let (prefix, rest) = bytes.split_at_mut(PREFIX.len());
+        prefix.copy_from_slice(PREFIX);
+        match rest.get_mut(..event_id.len()) {
+            Some(target) => {
+                target.copy_from_slice(event_id.as_bytes());
+                Self::Inline {
+                    len: (PREFIX.len() + event_id.len()) as u8,
+                    bytes,
+                }
+            }
+            None => Self::from_parts(&["inc-", event_id]),
+        }
     }
 
     pub(crate) fn from_parts(parts: &[&str]) -> Self {
         let len: usize = parts.iter().map(|part| part.len()).sum();
-        if len > INLINE {
-            return Self::Heap(parts.concat().into_boxed_str());
-        }
         let mut bytes = [0u8; INLINE];
-        let mut end = 0;
+        let mut free = &mut bytes[..];
         for part in parts {
-            let start = end;
-            end += part.len();
-            if let Some(target) = bytes.get_mut(start..end) {
-                target.copy_from_slice(part.as_bytes());
-            }
+            let Some((target, rest)) = free.split_at_mut_checked(part.len()) else {
+                return Self::Heap(parts.concat().into_boxed_str());
+            };
+            target.copy_from_slice(part.as_bytes());
+            free = rest;
         }
         Self::Inline {
             len: len as u8,
