@@ -286,15 +286,19 @@ mod tests {
         assert!(grid.half_width_deg(89.999).is_none());
     }
 
-    #[test]
-    fn a_query_visits_every_spot_within_the_radius() {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut unit = || {
+    /// Deterministic numbers in [0, 1) (xorshift64).
+    fn uniform_units(mut state: u64) -> impl FnMut() -> f64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        }
+    }
+
+    #[test]
+    fn a_query_visits_every_spot_within_the_radius() {
+        let mut unit = uniform_units(0x9e37_79b9_7f4a_7c15);
         for (radius_m, spread_deg) in [(200.0, 0.01), (1.0, 0.00005), (5_000.0, 0.2)] {
             let mut grid = Grid::new(radius_m);
             let centre = (unit() * 359.0 - 179.5, unit() * 170.0 - 85.0);
@@ -326,13 +330,7 @@ mod tests {
 
     #[test]
     fn the_cheap_bounds_never_reject_a_pair_the_haversine_accepts() {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut unit = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut unit = uniform_units(0x2545_f491_4f6c_dd1d);
         for _ in 0..200_000 {
             let a = Located::new((unit() * 360.0 - 180.0, unit() * 180.0 - 90.0));
             let scale = [1e-6, 1e-4, 1e-2, 1.0, 90.0][(unit() * 5.0) as usize % 5];
