@@ -138,8 +138,10 @@ fn merge(count: usize) {
             .collect();
         for outcome in merger.add_many(&events).expect("valid events") {
             merged += usize::from(!outcome.is_new);
-            let id = merger.incident_id(outcome.incident).unwrap_or_default();
-            checksum = checksum.rotate_left(5) ^ idempotency_key(id.as_bytes()) as u64;
+            let id = merger
+                .incident_id(outcome.incident)
+                .map_or(&[][..], |id| id.as_bytes());
+            checksum = checksum.rotate_left(5) ^ idempotency_key(id) as u64;
             checksum ^= u64::from(outcome.report_count);
         }
     }

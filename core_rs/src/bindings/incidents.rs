@@ -10,8 +10,8 @@ use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 use pyo3::Borrowed;
 
 use crate::incidents::{
-    idempotency_key, CategoryLimits, Closed, DedupStats, Deduper, IncidentError, IncidentMerger,
-    MergeEvent, MergeOutcome, MergePolicy, MergerStats,
+    idempotency_key, CategoryLimits, Closed, DedupStats, Deduper, IncidentError, IncidentId,
+    IncidentMerger, MergeEvent, MergeOutcome, MergePolicy, MergerStats,
 };
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -585,23 +585,23 @@ fn rows_to_batch(rows: &Bound<'_, PyAny>) -> PyResult<Batch> {
     Ok(batch)
 }
 
-/// Reads one column into `count` values; `None` instead of a sequence means "None for every event".
-fn optional_column<'py, T>(
+/// Reads one column into the batch's events, `fill(event, item, index)` per item; checks the column has
+/// one item per event. `None` instead of a sequence, for an optional column, leaves every event's field None.
+fn fill_column<'py>(
+    events: &mut [RawEvent],
     column: &Bound<'py, PyAny>,
     field: &str,
-    count: usize,
-    mut read: impl FnMut(&Bound<'py, PyAny>, usize) -> PyResult<Option<T>>,
-) -> PyResult<Vec<Option<T>>> {
-    if column.is_none() {
-        return Ok((0..count).map(|_| None).collect());
+    optional: bool,
+    mut fill: impl FnMut(&mut RawEvent, &Bound<'py, PyAny>, usize) -> PyResult<()>,
+) -> PyResult<()> {
+    if optional && column.is_none() {
+        return Ok(());
     }
-    let mut out = Vec::with_capacity(count);
-    let seen = for_each_item(column, field, |i, item| {
-        out.push(read(item, i)?);
-        Ok(())
+    let seen = for_each_item(column, field, |i, item| match events.get_mut(i) {
+        Some(event) => fill(event, item, i),
+        None => Ok(()),
     })?;
-    check_length(column.py(), field, seen, count)?;
-    Ok(out)
+    check_length(column.py(), field, seen, events.len())
 }
 
 fn check_length(py: Python<'_>, field: &str, seen: usize, count: usize) -> PyResult<()> {
@@ -618,6 +618,7 @@ fn check_length(py: Python<'_>, field: &str, seen: usize, count: usize) -> PyRes
     }
 }
 
+/// Reads the columns straight into one event per id: no per-column vectors in between.
 #[allow(clippy::too_many_arguments)]
 fn columns_to_batch(
     event_ids: &Bound<'_, PyAny>,
@@ -630,53 +631,68 @@ fn columns_to_batch(
 ) -> PyResult<Batch> {
     let py = event_ids.py();
     let mut arena = Arena::default();
-    let mut ids = Vec::with_capacity(size_hint(event_ids));
+    let mut events = Vec::with_capacity(size_hint(event_ids));
     for_each_item(event_ids, "event_ids", |i, item| {
-        ids.push(push_str(&mut arena, item, i, "event_id")?);
+        events.push(RawEvent {
+            event_id: push_str(&mut arena, item, i, "event_id")?,
+            time: 0.0,
+            category: (0, 0),
+            location: None,
+            address: None,
+            text: None,
+        });
         Ok(())
     })?;
-    let count = ids.len();
-    let times = collect_f64s(times, "times")?;
-    check_length(py, "times", times.len(), count)?;
-    let mut category_spans = Vec::with_capacity(count);
+    fill_column(&mut events, times, "times", false, |event, item, i| {
+        event.time = extract_f64(item, i, "time")?;
+        Ok(())
+    })?;
     let mut distinct = CategorySpans::new();
-    let seen = for_each_item(categories, "categories", |i, item| {
-        category_spans.push(distinct.push(&mut arena, item, i)?);
+    fill_column(
+        &mut events,
+        categories,
+        "categories",
+        false,
+        |event, item, i| {
+            event.category = distinct.push(&mut arena, item, i)?;
+            Ok(())
+        },
+    )?;
+    let mut lons_read = vec![None; events.len()];
+    fill_column(&mut events, lons, "lons", true, |_, item, i| {
+        if let Some(lon) = lons_read.get_mut(i) {
+            *lon = extract_optional_f64(item, i, "lon")?;
+        }
         Ok(())
     })?;
-    check_length(py, "categories", seen, count)?;
-    let lons = optional_column(lons, "lons", count, |item, i| {
-        extract_optional_f64(item, i, "lon")
+    let mut lats_read = vec![None; events.len()];
+    fill_column(&mut events, lats, "lats", true, |_, item, i| {
+        if let Some(lat) = lats_read.get_mut(i) {
+            *lat = extract_optional_f64(item, i, "lat")?;
+        }
+        Ok(())
     })?;
-    let lats = optional_column(lats, "lats", count, |item, i| {
-        extract_optional_f64(item, i, "lat")
-    })?;
-    let addresses = optional_column(addresses, "addresses", count, |item, i| {
-        push_optional_str(&mut arena, item, i, "address")
-    })?;
-    let texts = optional_column(texts, "texts", count, |item, i| {
-        push_optional_str(&mut arena, item, i, "text")
-    })?;
-    let mut events = Vec::with_capacity(count);
-    for (index, (((((event_id, time), category), (lon, lat)), address), text)) in ids
-        .into_iter()
-        .zip(times)
-        .zip(category_spans)
-        .zip(lons.into_iter().zip(lats))
-        .zip(addresses)
-        .zip(texts)
+    for (i, (event, (lon, lat))) in events
+        .iter_mut()
+        .zip(lons_read.into_iter().zip(lats_read))
         .enumerate()
     {
-        let location = location(py, index, lon, lat)?;
-        events.push(RawEvent {
-            event_id,
-            time,
-            category,
-            location,
-            address,
-            text,
-        });
+        event.location = location(py, i, lon, lat)?;
     }
+    fill_column(
+        &mut events,
+        addresses,
+        "addresses",
+        true,
+        |event, item, i| {
+            event.address = push_optional_str(&mut arena, item, i, "address")?;
+            Ok(())
+        },
+    )?;
+    fill_column(&mut events, texts, "texts", true, |event, item, i| {
+        event.text = push_optional_str(&mut arena, item, i, "text")?;
+        Ok(())
+    })?;
     Ok(Batch { arena, events })
 }
 
@@ -708,35 +724,41 @@ impl PyIncidentMerger {
         &mut self,
         py: Python<'py>,
         outcome: &MergeOutcome,
-    ) -> Bound<'py, PyString> {
+    ) -> PyResult<Bound<'py, PyString>> {
         let slot = outcome.incident as usize;
         if let Some(Some((seq, id))) = self.id_strings.get(slot) {
             if *seq == outcome.seq {
-                return id.bind(py).clone();
+                return Ok(id.bind(py).clone());
             }
         }
-        let id = PyString::new(
+        let id = PyString::from_bytes(
             py,
-            self.inner.incident_id(outcome.incident).unwrap_or_default(),
-        );
+            self.inner
+                .incident_id(outcome.incident)
+                .map_or(&[][..], IncidentId::as_bytes),
+        )?;
         if self.id_strings.len() <= slot {
             self.id_strings.resize_with(slot + 1, || None);
         }
         if let Some(entry) = self.id_strings.get_mut(slot) {
             *entry = Some((outcome.seq, id.clone().unbind()));
         }
-        id
+        Ok(id)
     }
 
     /// The id of an incident `expire` closed, taken from the cache when it is there.
-    fn closed_id<'py>(&mut self, py: Python<'py>, closed: &Closed) -> Bound<'py, PyString> {
+    fn closed_id<'py>(
+        &mut self,
+        py: Python<'py>,
+        closed: &Closed,
+    ) -> PyResult<Bound<'py, PyString>> {
         let cached = self
             .id_strings
             .get_mut(closed.incident as usize)
             .and_then(|entry| entry.take_if(|(seq, _)| *seq == closed.seq));
         match cached {
-            Some((_, id)) => id.into_bound(py),
-            None => PyString::new(py, &closed.id),
+            Some((_, id)) => Ok(id.into_bound(py)),
+            None => PyString::from_bytes(py, closed.id.as_bytes()),
         }
     }
 }
@@ -761,8 +783,7 @@ impl PyIncidentMerger {
                 incident_id: self
                     .inner
                     .incident_id(o.incident)
-                    .unwrap_or_default()
-                    .to_owned(),
+                    .map_or_else(String::new, |id| id.as_str().to_owned()),
                 is_new: o.is_new,
                 report_count: o.report_count,
             })
@@ -796,7 +817,10 @@ impl PyIncidentMerger {
             &or_none(texts),
         )?;
         let outcomes = self.merge(py, batch)?;
-        let ids: Vec<_> = outcomes.iter().map(|o| self.incident_id(py, o)).collect();
+        let ids = outcomes
+            .iter()
+            .map(|o| self.incident_id(py, o))
+            .collect::<PyResult<Vec<_>>>()?;
         let ids = PyList::new(py, ids)?;
         let new = PyList::new(py, outcomes.iter().map(|o| o.is_new))?;
         let counts = PyList::new(py, outcomes.iter().map(|o| o.report_count))?;
@@ -814,7 +838,10 @@ impl PyIncidentMerger {
         let closed = py
             .detach(|| inner.expire(now))
             .map_err(|e| to_py_err(py, e))?;
-        let ids: Vec<_> = closed.iter().map(|c| self.closed_id(py, c)).collect();
+        let ids = closed
+            .iter()
+            .map(|c| self.closed_id(py, c))
+            .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, ids)
     }
 

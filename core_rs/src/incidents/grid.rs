@@ -84,19 +84,32 @@ fn floor_i64(x: f64) -> i64 {
 }
 
 /// Square cells of equal degrees, [`CELL_RADII`] search radii wide; 360° divides into a whole number of
-/// columns, so longitude wraps exactly. Cells are per category group.
+/// columns, so longitude wraps exactly. Each category group has its own cells, keyed by one number.
 pub(crate) struct Grid {
-    cell_deg: f64,
+    /// Cells per degree: rows and columns are found by a multiplication (monotonic, so a point in the query
+    /// box always falls in one of the cells the box's corners fall in).
+    cells_per_deg: f64,
     columns: i64,
     /// Half the query box's height in degrees (with a margin for rounding).
     dlat_deg: f64,
     /// sin(radius / 2R): the longitude half-width of the query box at latitude φ is 2·asin(this / cos φ).
     sin_half_angle: f64,
-    /// Cells emptied by removals keep their memory for the next spot there; they are dropped when they
-    /// outnumber the others (plus a constant), so a moving hot spot does not grow the map for ever.
-    cells: HashMap<(u32, i64, i64), Vec<Spot>>,
+    /// By category group.
+    groups: Vec<GroupCells>,
+}
+
+/// The cells of one category group: `row × columns + column` → the spots anchored there.
+/// Cells emptied by removals keep their memory for the next spot there; they are dropped when they
+/// outnumber the others (plus a constant), so a moving hot spot does not grow the map for ever.
+#[derive(Default)]
+struct GroupCells {
+    cells: HashMap<u64, Vec<Spot>>,
     empty_cells: usize,
 }
+
+/// Degrees added to the query box on every side: the box also filters single spots, so it must stay wider
+/// than the exact region by more than rounding, whatever the radius.
+const BOX_MARGIN_DEG: f64 = 1e-9;
 
 impl Grid {
     pub fn new(radius_m: f64) -> Self {
@@ -106,12 +119,11 @@ impl Grid {
         let columns = (360.0 / wanted_deg).ceil().max(1.0) as i64;
         let angle = radius_m / EARTH_RADIUS_M;
         Self {
-            cell_deg: 360.0 / columns as f64,
+            cells_per_deg: columns as f64 / 360.0,
             columns,
-            dlat_deg: angle.to_degrees() * (1.0 + 1e-9),
+            dlat_deg: angle.to_degrees() * (1.0 + 1e-9) + BOX_MARGIN_DEG,
             sin_half_angle: (angle / 2.0).sin(),
-            cells: HashMap::new(),
-            empty_cells: 0,
+            groups: Vec::new(),
         }
     }
 
@@ -125,55 +137,77 @@ impl Grid {
             return None;
         }
         let asin_upper = spread / (1.0 - spread * spread).sqrt();
-        Some((2.0 * asin_upper).to_degrees() * (1.0 + 1e-9))
+        Some((2.0 * asin_upper).to_degrees() * (1.0 + 1e-9) + BOX_MARGIN_DEG)
     }
 
     fn row(&self, lat: f64) -> i64 {
-        floor_i64((lat + 90.0) / self.cell_deg)
+        floor_i64((lat + 90.0) * self.cells_per_deg)
     }
 
     fn column(&self, lon: f64) -> i64 {
-        floor_i64((lon + 180.0) / self.cell_deg)
+        floor_i64((lon + 180.0) * self.cells_per_deg)
     }
 
-    fn key(&self, group: u32, (lon, lat): (f64, f64)) -> (u32, i64, i64) {
-        (
-            group,
-            self.row(lat),
-            self.column(lon).rem_euclid(self.columns),
-        )
+    /// The cell holding `(lon, lat)`, as one number: `row × columns + column` (rows may be negative).
+    fn cell_of(&self, (lon, lat): (f64, f64)) -> u64 {
+        self.cell_number(self.row(lat), self.wrap(self.column(lon)))
+    }
+
+    /// The column in `0..columns` of a column number at most one turn of the globe off (no division).
+    fn wrap(&self, column: i64) -> i64 {
+        if column < 0 {
+            column + self.columns
+        } else if column >= self.columns {
+            column - self.columns
+        } else {
+            column
+        }
+    }
+
+    fn cell_number(&self, row: i64, column: i64) -> u64 {
+        row.wrapping_mul(self.columns).wrapping_add(column) as u64
     }
 
     pub fn insert(&mut self, group: u32, spot: Spot) {
-        let cell = self
-            .cells
-            .entry(self.key(group, (spot.anchor.lon, spot.anchor.lat)))
-            .or_default();
-        if cell.is_empty() && cell.capacity() > 0 {
-            self.empty_cells = self.empty_cells.saturating_sub(1);
+        let cell = self.cell_of((spot.anchor.lon, spot.anchor.lat));
+        let group = group as usize;
+        if self.groups.len() <= group {
+            self.groups.resize_with(group + 1, GroupCells::default);
         }
-        cell.push(spot);
+        let Some(cells) = self.groups.get_mut(group) else {
+            return;
+        };
+        let spots = cells.cells.entry(cell).or_default();
+        if spots.is_empty() && spots.capacity() > 0 {
+            cells.empty_cells = cells.empty_cells.saturating_sub(1);
+        }
+        spots.push(spot);
     }
 
     pub fn remove(&mut self, group: u32, slot: u32, anchor: (f64, f64)) {
-        let key = self.key(group, anchor);
-        let Some(cell) = self.cells.get_mut(&key) else {
+        let cell = self.cell_of(anchor);
+        let Some(cells) = self.groups.get_mut(group as usize) else {
             return;
         };
-        if let Some(position) = cell.iter().position(|spot| spot.slot == slot) {
-            cell.remove(position);
-            if cell.is_empty() {
-                self.empty_cells += 1;
+        let Some(spots) = cells.cells.get_mut(&cell) else {
+            return;
+        };
+        // The order of a cell's spots does not matter: a query ranks candidates by opening number.
+        if let Some(position) = spots.iter().position(|spot| spot.slot == slot) {
+            spots.swap_remove(position);
+            if spots.is_empty() {
+                cells.empty_cells += 1;
             }
         }
-        if self.empty_cells > self.cells.len() / 2 + 4096 {
-            self.cells.retain(|_, cell| !cell.is_empty());
-            self.empty_cells = 0;
+        if cells.empty_cells > cells.cells.len() / 2 + 4096 {
+            cells.cells.retain(|_, spots| !spots.is_empty());
+            cells.empty_cells = 0;
         }
     }
 
-    /// Calls `visit` with every incident of `group` whose anchor may lie within the search radius of `at`.
-    /// Returns false (having visited nothing) when the query would touch too many cells.
+    /// Calls `visit` with every incident of `group` whose anchor lies in the query box around `at` (a box
+    /// that holds every point within the search radius). Returns false (having visited nothing) when the
+    /// query would touch too many cells.
     pub fn visit_near(&self, group: u32, at: &Located, mut visit: impl FnMut(&Spot)) -> bool {
         let Some(dlon) = self.half_width_deg(at.lat) else {
             return false;
@@ -187,13 +221,27 @@ impl Grid {
         if (r1 - r0 + 1).saturating_mul(width) > MAX_CELLS_PER_QUERY {
             return false;
         }
+        let Some(cells) = self.groups.get(group as usize) else {
+            return true;
+        };
+        // Most spots of the cells lie outside the box: two comparisons each turn them away.
+        let in_box = |spot: &Spot| {
+            let dlon_spot = (spot.anchor.lon - at.lon).abs();
+            (spot.anchor.lat - at.lat).abs() <= self.dlat_deg
+                && dlon_spot.min(360.0 - dlon_spot) <= dlon
+        };
         for row in r0..=r1 {
-            for column in c0..c0 + width {
-                if let Some(cell) = self
-                    .cells
-                    .get(&(group, row, column.rem_euclid(self.columns)))
-                {
-                    cell.iter().for_each(&mut visit);
+            let mut column = self.wrap(c0);
+            for _ in 0..width {
+                if let Some(spots) = cells.cells.get(&self.cell_number(row, column)) {
+                    spots
+                        .iter()
+                        .filter(|spot| in_box(spot))
+                        .for_each(&mut visit);
+                }
+                column += 1;
+                if column == self.columns {
+                    column = 0;
                 }
             }
         }
@@ -238,15 +286,51 @@ mod tests {
         assert!(grid.half_width_deg(89.999).is_none());
     }
 
-    #[test]
-    fn the_cheap_bounds_never_reject_a_pair_the_haversine_accepts() {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut unit = || {
+    /// Deterministic numbers in [0, 1) (xorshift64).
+    fn uniform_units(mut state: u64) -> impl FnMut() -> f64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        }
+    }
+
+    #[test]
+    fn a_query_visits_every_spot_within_the_radius() {
+        let mut unit = uniform_units(0x9e37_79b9_7f4a_7c15);
+        for (radius_m, spread_deg) in [(200.0, 0.01), (1.0, 0.00005), (5_000.0, 0.2)] {
+            let mut grid = Grid::new(radius_m);
+            let centre = (unit() * 359.0 - 179.5, unit() * 170.0 - 85.0);
+            let spots: Vec<Spot> = (0..2_000)
+                .map(|slot| Spot {
+                    anchor: Located::new((
+                        centre.0 + (unit() - 0.5) * spread_deg,
+                        centre.1 + (unit() - 0.5) * spread_deg,
+                    )),
+                    seq: slot,
+                    slot: slot as u32,
+                    category: 0,
+                })
+                .collect();
+            spots.iter().for_each(|spot| grid.insert(0, *spot));
+            for query in &spots {
+                let mut visited = vec![false; spots.len()];
+                assert!(
+                    grid.visit_near(0, &query.anchor, |spot| visited[spot.slot as usize] = true)
+                );
+                for spot in &spots {
+                    if query.anchor.distance_m(&spot.anchor) <= radius_m {
+                        assert!(visited[spot.slot as usize], "{radius_m} {query:?} {spot:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_cheap_bounds_never_reject_a_pair_the_haversine_accepts() {
+        let mut unit = uniform_units(0x2545_f491_4f6c_dd1d);
         for _ in 0..200_000 {
             let a = Located::new((unit() * 360.0 - 180.0, unit() * 180.0 - 90.0));
             let scale = [1e-6, 1e-4, 1e-2, 1.0, 90.0][(unit() * 5.0) as usize % 5];

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::expiry::{Deadline, Deadlines};
 use super::grid::{Grid, Located, Spot};
+use super::incident_id::IncidentId;
 use super::policy::{CategoryLimits, MergePolicy};
 use super::snapshot::{self, check_follows, Component, Image};
 use super::textsim::{matching_slots, minhash, normalize};
@@ -51,7 +52,7 @@ pub struct MergeOutcome {
 /// An incident closed by [`IncidentMerger::expire`], with the slot and opening number it had.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Closed {
-    pub id: String,
+    pub id: IncidentId,
     pub incident: u32,
     pub seq: u64,
 }
@@ -69,7 +70,7 @@ pub struct MergerStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Incident {
     seq: u64,
-    id: String,
+    id: IncidentId,
     /// xxh3 of `id`, kept so closing does not have to read the id string.
     #[serde(skip)]
     id_hash: u64,
@@ -182,14 +183,6 @@ impl Slab {
     }
 }
 
-/// `inc-<event id>`, built without the formatting machinery (it is the one allocation per opened incident).
-fn incident_id_of(event_id: &str) -> String {
-    let mut id = String::with_capacity(4 + event_id.len());
-    id.push_str("inc-");
-    id.push_str(event_id);
-    id
-}
-
 /// Category ids of the names a batch used, recognised by address: callers that share one string per
 /// category (the Python binding does) skip hashing the name for every event.
 #[derive(Default)]
@@ -214,8 +207,8 @@ impl<'a> RecentNames<'a> {
     }
 }
 
-fn id_hash(id: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
+fn id_hash(id: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id)
 }
 
 /// Merges events into open incidents; see the module documentation for the rules.
@@ -264,8 +257,8 @@ impl IncidentMerger {
     }
 
     /// The id of the open incident named by a [`MergeOutcome`] (valid until the next close or expire).
-    pub fn incident_id(&self, incident: u32) -> Option<&str> {
-        self.incidents.get(incident).map(|i| i.id.as_str())
+    pub fn incident_id(&self, incident: u32) -> Option<&IncidentId> {
+        self.incidents.get(incident).map(|i| &i.id)
     }
 
     /// Merges a batch in order. The batch is validated first: on error nothing was applied.
@@ -299,9 +292,10 @@ impl IncidentMerger {
             _ => None,
         };
         self.counters.events += 1;
-        match self.best_match(category, event, &text_key) {
-            Some((_, slot)) => self.join(slot, event, text_key),
-            None => self.open(category, event, text_key),
+        let point = event.location.map(Located::new);
+        match self.best_match(category, event, point.as_ref(), &text_key) {
+            Some((_, slot)) => self.join(slot, event, point, text_key),
+            None => self.open(category, event, point, text_key),
         }
     }
 
@@ -310,19 +304,20 @@ impl IncidentMerger {
         &self,
         category: u32,
         event: &MergeEvent<'_>,
+        point: Option<&Located>,
         text_key: &Option<(u64, Vec<u32>)>,
     ) -> Option<(u64, u32)> {
         let Category { group, limits, .. } = *self.category(category)?;
         let mut best: Option<(u64, u32)> = None;
-        if let Some(point) = event.location.map(Located::new) {
+        if let Some(point) = point {
             let mut consider = |spot: &Spot| {
                 if best.is_none_or(|(b, _)| spot.seq < b)
-                    && self.near_in_space_and_time(event.time, &point, limits, spot)
+                    && self.near_in_space_and_time(event.time, point, limits, spot)
                 {
                     best = Some((spot.seq, spot.slot));
                 }
             };
-            if !self.grid.visit_near(group, &point, &mut consider) {
+            if !self.grid.visit_near(group, point, &mut consider) {
                 self.incidents
                     .iter()
                     .filter_map(|(slot, incident)| self.spot_in_group(slot, incident, group))
@@ -391,6 +386,7 @@ impl IncidentMerger {
         &mut self,
         slot: u32,
         event: &MergeEvent<'_>,
+        point: Option<Located>,
         text_key: Option<(u64, Vec<u32>)>,
     ) -> MergeOutcome {
         let Some(incident) = self.incidents.get_mut(slot) else {
@@ -424,11 +420,11 @@ impl IncidentMerger {
         };
         let (seq, category) = (incident.seq, incident.category);
         if let Some(group) = self.category(category).map(|c| c.group) {
-            if let (true, Some(anchor)) = (gains_anchor, event.location) {
+            if let (true, Some(anchor)) = (gains_anchor, point) {
                 self.grid.insert(
                     group,
                     Spot {
-                        anchor: Located::new(anchor),
+                        anchor,
                         seq,
                         slot,
                         category,
@@ -451,20 +447,22 @@ impl IncidentMerger {
         &mut self,
         category: u32,
         event: &MergeEvent<'_>,
+        point: Option<Located>,
         text_key: Option<(u64, Vec<u32>)>,
     ) -> MergeOutcome {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut id = incident_id_of(event.event_id);
+        let mut id = IncidentId::of_event(event.event_id);
         let mut clash = 0u32;
-        let mut hash = id_hash(&id);
+        let mut hash = id_hash(id.as_bytes());
         while self.by_id.contains_key(&hash) {
             clash += 1;
-            id = match clash {
-                1 => format!("inc-{}~{seq}", event.event_id),
-                _ => format!("inc-{}~{seq}.{clash}", event.event_id),
+            let suffix = match clash {
+                1 => format!("~{seq}"),
+                _ => format!("~{seq}.{clash}"),
             };
-            hash = id_hash(&id);
+            id = IncidentId::from_parts(&["inc-", event.event_id, &suffix]);
+            hash = id_hash(id.as_bytes());
         }
         let incident = Incident {
             seq,
@@ -477,7 +475,7 @@ impl IncidentMerger {
             text_key,
             reports: 1,
         };
-        let slot = self.insert_hashed(incident);
+        let slot = self.insert_hashed(incident, point);
         self.mark_touched(slot);
         self.counters.opened += 1;
         MergeOutcome {
@@ -490,8 +488,8 @@ impl IncidentMerger {
 
     /// Closes an open incident; false when no open incident has that id.
     pub fn close(&mut self, incident_id: &str) -> bool {
-        let slot = self.by_id.get(&id_hash(incident_id)).copied();
-        match slot.filter(|&s| self.incidents.get(s).is_some_and(|i| i.id == incident_id)) {
+        let slot = self.by_id.get(&id_hash(incident_id.as_bytes())).copied();
+        match slot.filter(|&s| self.incidents.get(s).is_some_and(|i| i.id == *incident_id)) {
             Some(slot) => {
                 self.remove(slot);
                 self.counters.closed += 1;
@@ -579,13 +577,26 @@ impl IncidentMerger {
     }
 
     fn index(&mut self, slot: u32) {
+        let anchor = self.incidents.get(slot).and_then(|i| i.anchor);
+        self.index_located(slot, anchor.map(Located::new));
+    }
+
+    /// Indexes the incident in `slot`, whose anchor is `anchor` (already located: opening an incident
+    /// reuses the cosine its report's query computed).
+    fn index_located(&mut self, slot: u32, anchor: Option<Located>) {
         let Some(incident) = self.incidents.get(slot) else {
             return;
         };
         let Some(group) = self.category(incident.category).map(|c| c.group) else {
             return;
         };
-        if let Some(spot) = self.spot_in_group(slot, incident, group) {
+        if let Some(anchor) = anchor {
+            let spot = Spot {
+                anchor,
+                seq: incident.seq,
+                slot,
+                category: incident.category,
+            };
             self.grid.insert(group, spot);
         }
         if let Some((address, _)) = &incident.text_key {
@@ -596,16 +607,17 @@ impl IncidentMerger {
     }
 
     fn insert(&mut self, mut incident: Incident) -> u32 {
-        incident.id_hash = id_hash(&incident.id);
-        self.insert_hashed(incident)
+        incident.id_hash = id_hash(incident.id.as_bytes());
+        let anchor = incident.anchor.map(Located::new);
+        self.insert_hashed(incident, anchor)
     }
 
-    /// Inserts an incident whose `id_hash` is set.
-    fn insert_hashed(&mut self, incident: Incident) -> u32 {
+    /// Inserts an incident whose `id_hash` is set and whose anchor is `anchor`.
+    fn insert_hashed(&mut self, incident: Incident, anchor: Option<Located>) -> u32 {
         let hash = incident.id_hash;
         let slot = self.incidents.insert(incident);
         self.by_id.insert(hash, slot);
-        self.index(slot);
+        self.index_located(slot, anchor);
         slot
     }
 
@@ -921,7 +933,7 @@ mod tests {
             .iter()
             .map(|o| {
                 (
-                    m.incident_id(o.incident).unwrap().to_owned(),
+                    m.incident_id(o.incident).unwrap().as_str().to_owned(),
                     o.is_new,
                     o.report_count,
                 )

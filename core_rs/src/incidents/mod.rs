@@ -10,6 +10,7 @@
 mod dedup;
 mod expiry;
 mod grid;
+mod incident_id;
 mod merge;
 mod policy;
 mod snapshot;
@@ -18,6 +19,7 @@ mod textsim;
 use std::fmt;
 
 pub use dedup::{idempotency_key, DedupBatch, DedupStats, Deduper};
+pub use incident_id::IncidentId;
 pub use merge::{Closed, IncidentMerger, MergeEvent, MergeOutcome, MergerStats};
 pub use policy::{CategoryLimits, MergePolicy};
 pub use textsim::{matching_slots, minhash, normalize, similarity_to_slots, SLOTS};
