@@ -55,16 +55,24 @@ async def _client_gone(request: Request, _exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "request body incomplete"}, status_code=400)
 
 
-def _answering_client_disconnects(app: FastAPI) -> FastAPI:
+def _embedded_server(app: FastAPI, tls: ssl.SSLContext | None = None) -> _EmbeddedServer:
+    """The uvicorn server every embedded app runs on: quiet, no lifespan, and a client that disconnects
+    mid-request logged rather than a traceback."""
     app.add_exception_handler(ClientDisconnect, _client_gone)
-    return app
+    return _EmbeddedServer(uvicorn.Config(
+        app,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
+    ))
 
 
 async def serve(app: FastAPI, host: str, port: int) -> None:
     """Serve ``app`` on ``host:port`` until the calling task is cancelled, then shut down cleanly; a client
     that disconnects mid-request is logged, not a traceback."""
     sock = listen_socket(host, port)
-    server = _EmbeddedServer(uvicorn.Config(_answering_client_disconnects(app), log_level="warning", lifespan="off", access_log=False))
+    server = _embedded_server(app)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         await asyncio.shield(serving)
@@ -100,15 +108,7 @@ class HttpServer:
         """Bind (an ``OSError`` if the port is taken) and serve until :meth:`stop`; a restart keeps the port."""
         sock = listen_socket(self.host, self.port or self.requested_port)
         self.port = sock.getsockname()[1]
-        tls = self.tls
-        config = uvicorn.Config(
-            _answering_client_disconnects(self.app),
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
-        )
-        self._server = _EmbeddedServer(config)
+        self._server = _embedded_server(self.app, self.tls)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name=f"http:{self.port}")
         while not self._server.started:
             if self._task.done():

@@ -32,4 +32,4 @@ def time_ordered_ids(times: Sequence[float], keys: Sequence[str]) -> list[str]:
 
 def time_ordered_id(time: datetime, key: str) -> str:
     """:func:`time_ordered_ids` for one event."""
-    return _core.time_ordered_ids([time.timestamp()], [key])[0]
+    return time_ordered_ids([time.timestamp()], [key])[0]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nats
 import pytest
 
 from hub.embedded import EmbeddedNats
+from hub.streams import ensure_streams
 
 DATA = Path(__file__).parent / "data"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -22,3 +24,12 @@ def nats_server(tmp_path: Path):
 @pytest.fixture
 def nats_url(nats_server: EmbeddedNats) -> str:
     return nats_server.url
+
+
+@pytest.fixture
+async def nc(nats_url):
+    """A client of the test's nats-server, with CityHub's streams created."""
+    client = await nats.connect(nats_url)
+    await ensure_streams(client.jetstream())
+    yield client
+    await client.close()

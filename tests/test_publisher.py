@@ -4,12 +4,10 @@ re-publication dropped as duplicates, refused messages handed back, and the per-
 from __future__ import annotations
 
 import nats
-import pytest
 from nats.js.api import StreamConfig
 
 from hub import topology
 from hub.publisher import Message, Publisher
-from hub.streams import ensure_streams
 
 
 def _events(count: int, prefix: str = "e") -> list[Message]:
@@ -20,19 +18,11 @@ async def _stored(js, stream: str) -> int:  # noqa: ANN001
     return (await js.stream_info(stream)).state.messages
 
 
-@pytest.fixture
-async def client(nats_url):
-    nc = await nats.connect(nats_url)
-    await ensure_streams(nc.jetstream())
-    yield nc
-    await nc.close()
-
-
-async def test_one_call_stores_every_message_on_its_own_stream(client):
-    publisher = Publisher(client)
+async def test_one_call_stores_every_message_on_its_own_stream(nc):
+    publisher = Publisher(nc)
     dead = Message("cityhub.dlq.iot_mqtt", b"\xff not json", "dlq:1", {topology.HEADER_REASON: "not JSON"})
     failed, reason = await publisher.publish([*_events(1_000), dead])  # ten flow windows and more
-    js = client.jetstream()
+    js = nc.jetstream()
     assert (failed, reason) == ([], None)
     assert publisher.fast
     assert await _stored(js, topology.EVENTS_STREAM) == 1_000
@@ -40,7 +30,7 @@ async def test_one_call_stores_every_message_on_its_own_stream(client):
     assert stored_dead.data == b"\xff not json" and stored_dead.headers[topology.HEADER_REASON] == "not JSON"
 
 
-async def test_subscribers_of_the_subjects_see_exactly_the_messages(client, nats_url):
+async def test_subscribers_of_the_subjects_see_exactly_the_messages(nc, nats_url):
     listener = await nats.connect(nats_url)
     seen: list[bytes] = []
 
@@ -50,42 +40,42 @@ async def test_subscribers_of_the_subjects_see_exactly_the_messages(client, nats
     await listener.subscribe("cityhub.events.>", cb=collect)
     await listener.flush()
     for count in (1, 2, 5):
-        await Publisher(client).publish(_events(count, prefix=f"b{count}-"))
+        await Publisher(nc).publish(_events(count, prefix=f"b{count}-"))
     await listener.flush()
     await listener.drain()
     assert sorted(seen) == sorted(message.data for count in (1, 2, 5) for message in _events(count))
 
 
-async def test_republishing_after_a_crash_stores_nothing_twice(client):
-    publisher = Publisher(client)
+async def test_republishing_after_a_crash_stores_nothing_twice(nc):
+    publisher = Publisher(nc)
     await publisher.publish(_events(300))
     failed, _ = await publisher.publish(_events(500))  # 300 again, 200 new
     assert failed == []
-    assert await _stored(client.jetstream(), topology.EVENTS_STREAM) == 500
+    assert await _stored(nc.jetstream(), topology.EVENTS_STREAM) == 500
 
 
-async def _one_too_large(client, stream: str, count: int, large_at: int) -> tuple[Publisher, list[Message]]:  # noqa: ANN001
+async def _one_too_large(nc, stream: str, count: int, large_at: int) -> tuple[Publisher, list[Message]]:  # noqa: ANN001
     """A publisher for a stream that refuses messages over 100 bytes, and ``count`` messages, one of them larger."""
-    await client.jetstream().add_stream(StreamConfig(name=stream, subjects=[f"{stream}.>"], max_msg_size=100,
+    await nc.jetstream().add_stream(StreamConfig(name=stream, subjects=[f"{stream}.>"], max_msg_size=100,
                                                      allow_batched=True))
     messages = [Message(f"{stream}.{n}", b"x" * (500 if n == large_at else 10), f"m{n}") for n in range(count)]
-    return Publisher(client, stream_of=lambda subject: stream), messages
+    return Publisher(nc, stream_of=lambda subject: stream), messages
 
 
-async def test_a_refused_message_ends_the_batch_and_the_rest_is_handed_back(client):
-    publisher, messages = await _one_too_large(client, "small", 20, large_at=7)
+async def test_a_refused_message_ends_the_batch_and_the_rest_is_handed_back(nc):
+    publisher, messages = await _one_too_large(nc, "small", 20, large_at=7)
     failed, reason = await publisher.publish(messages)
     assert [message.msg_id for message in failed] == [f"m{n}" for n in range(7, 20)]
     assert "not stored" in reason
-    assert await _stored(client.jetstream(), "small") == 7
+    assert await _stored(nc.jetstream(), "small") == 7
     failed, _ = await publisher.publish(failed[1:])
-    assert failed == [] and await _stored(client.jetstream(), "small") == 19
+    assert failed == [] and await _stored(nc.jetstream(), "small") == 19
 
 
-async def test_a_stream_without_fast_ingest_gets_messages_one_by_one(client):
-    js = client.jetstream()
+async def test_a_stream_without_fast_ingest_gets_messages_one_by_one(nc):
+    js = nc.jetstream()
     await js.add_stream(StreamConfig(name="PLAIN", subjects=["plain.>"], duplicate_window=60))
-    publisher = Publisher(client, stream_of=lambda subject: "PLAIN")
+    publisher = Publisher(nc, stream_of=lambda subject: "PLAIN")
     messages = [Message(f"plain.{n % 4}", b"{}", f"p{n}") for n in range(50)]
     failed, _ = await publisher.publish(messages)
     assert failed == [] and not publisher.fast
@@ -93,8 +83,8 @@ async def test_a_stream_without_fast_ingest_gets_messages_one_by_one(client):
     assert await _stored(js, "PLAIN") == 50
 
 
-async def test_a_message_refused_early_in_a_long_batch_is_named_and_the_rest_handed_back(client):
-    publisher, messages = await _one_too_large(client, "long", 2_000, large_at=3)
+async def test_a_message_refused_early_in_a_long_batch_is_named_and_the_rest_handed_back(nc):
+    publisher, messages = await _one_too_large(nc, "long", 2_000, large_at=3)
     failed, reason = await publisher.publish(messages)
     assert [message.msg_id for message in failed] == [f"m{n}" for n in range(3, 2_000)]
     assert "m3 refused: message size exceeds maximum allowed" in reason

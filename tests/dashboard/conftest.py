@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import nats
 import orjson
 import pytest
 import uvicorn
@@ -21,15 +20,6 @@ from hub.dashboard import build_router, live_state
 from hub.dashboard.state import LiveState
 from hub.embedded import free_port
 from hub.hookspecs import hookimpl
-from hub.streams import ensure_streams
-
-
-@pytest.fixture
-async def nc(nats_url):
-    client = await nats.connect(nats_url)
-    await ensure_streams(client.jetstream())
-    yield client
-    await client.close()
 
 
 @pytest.fixture
