@@ -9,6 +9,10 @@ messages there and, when it has fewer, ends the request with a status message (4
 ``no_wait``, 408 at expiry). Each request gets its own reply subject under one wildcard subscription, so
 a late status of an earlier request never ends a later one. Like nats-py, a fetch first takes what is
 there (``no_wait``) and only then waits up to its timeout for more.
+
+With ``prefetch`` a fetch that returns messages asks for the next batch at once, so the server delivers it
+while the caller processes this one: the pipeline's CPU work then overlaps the server's delivery instead of
+waiting for a round trip per batch. Messages are taken in stream order either way.
 """
 
 from __future__ import annotations
@@ -71,12 +75,14 @@ class _Request:
 class Fetcher:
     """Fetches batches of one pull consumer (created by the caller) on ``nc``."""
 
-    def __init__(self, nc: NatsClient, stream: str, consumer: str):
+    def __init__(self, nc: NatsClient, stream: str, consumer: str, prefetch: bool = False):
         self.nc = nc
         self.next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self.prefetch = prefetch
         self._inbox = nc.new_inbox()
         self._ids = itertools.count(1)
-        self._request: _Request | None = None
+        self._request: _Request | None = None  # the request that arriving messages belong to
+        self._ahead: _Request | None = None  # a prefetch request nobody is waiting on yet
         self._late: list[Delivered] = []  # arrived after their fetch returned: the next fetch starts with them
         self._subscription: Subscription | None = None
 
@@ -85,6 +91,7 @@ class Fetcher:
         return self
 
     async def stop(self) -> None:
+        self._ahead = self._request = None
         if self._subscription is not None:
             await self._subscription.unsubscribe()
             self._subscription = None
@@ -94,16 +101,43 @@ class Fetcher:
         (an empty list when nothing does). Raises :class:`ConsumerGone` when the consumer does not exist."""
         if self._late:
             received, self._late = self._late[:batch], self._late[batch:]
-            return received
-        received = await self._pull({"batch": batch, "no_wait": True}, batch, timeout)
-        if received:
-            return received
-        return await self._pull({"batch": batch, "expires": int(timeout * 1e9)}, batch, timeout)
+        else:
+            received = await self._take_ahead(timeout)
+        if not received:
+            received = await self._pull({"batch": batch, "no_wait": True}, batch, timeout)
+        if not received:
+            received = await self._pull({"batch": batch, "expires": int(timeout * 1e9)}, batch, timeout)
+        if len(received) > batch:  # a prefetch request also collects what the one before it still delivered
+            received, self._late = received[:batch], received[batch:] + self._late
+        if received and self.prefetch and self._ahead is None:
+            self._ahead = await self._send({"batch": batch, "expires": int(timeout * 1e9)}, batch)
+        return received
 
-    async def _pull(self, request: dict[str, object], batch: int, timeout: float) -> list[Delivered]:
+    async def _send(self, request: dict[str, object], batch: int) -> _Request:
+        """Ask for up to ``batch`` messages; what arrives is collected on the returned request."""
         current = self._request = _Request(next(self._ids), batch, [], asyncio.get_running_loop().create_future())
         try:
             await self.nc.publish(self.next_subject, orjson.dumps(request), reply=f"{self._inbox}.{current.id}")
+        except BaseException:
+            self._request = None
+            raise
+        return current
+
+    async def _pull(self, request: dict[str, object], batch: int, timeout: float) -> list[Delivered]:
+        return await self._collect(await self._send(request, batch), timeout)
+
+    async def _take_ahead(self, timeout: float) -> list[Delivered]:
+        """What the prefetch request brought: at once when something came, else what comes within its expiry."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return []
+        if ahead.received and ahead.gone is None:  # the rest of it arrives after this fetch: kept for the next
+            self._request = None
+            return ahead.received
+        return await self._collect(ahead, timeout)
+
+    async def _collect(self, current: _Request, timeout: float) -> list[Delivered]:
+        try:
             await asyncio.wait_for(asyncio.shield(current.done), timeout + 1.0)  # the server ends it by then
         except asyncio.TimeoutError:
             pass  # connection trouble: return what came; later replies go to the next fetch, in order

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import itertools
 import logging
 import time
@@ -75,6 +76,7 @@ _SEVERITIES = list(Severity)
 _EVENTS = TypeAdapter(list[Event])
 _INGEST_TYPES = (wire.TYPE_EVENT, wire.TYPE_CLOSE_REQUEST)
 _INGEST_FILTER = topology.STREAM_SUBJECTS[topology.INGEST_STREAM][0]
+YOUNG_COLLECTION_EVERY = 50_000  # container allocations between young-generation garbage collections
 
 
 # --- what the pipeline is built from -----------------------------------------------------------------
@@ -451,7 +453,7 @@ class BatchProcessor:
             merge = state.merger.add_columns(
                 [event.id or "" for event in events],
                 times,
-                [event.category.value for event in events],
+                [event.category for event in events],  # StrEnum members are str
                 [event.location.lon if event.location else None for event in events],
                 [event.location.lat if event.location else None for event in events],
                 [event.address for event in events],
@@ -557,8 +559,8 @@ class BatchProcessor:
         event_ids = ids.time_ordered_ids(times, keys)
         for event, event_id, document, (grid, grid_ids) in zip(events, event_ids, documents, admin_paths, strict=True):
             event.id = document["id"] = event_id
-            document["category"] = event.category.value
-            document["severity"] = event.severity.value
+            document["category"] = event.category
+            document["severity"] = event.severity
             document["grid"] = grid
             document["grid_ids"] = grid_ids
             rule_docs.append(orjson.dumps(document))
@@ -592,7 +594,7 @@ class BatchProcessor:
         record = state.incidents.get(incident_id)
         if record is None:
             record = state.incidents[incident_id] = IncidentRecord(
-                event.category.value, event.time.timestamp(), event.severity.rank, [], [], []
+                event.category, event.time.timestamp(), event.severity.rank, [], [], []
             )
         record.severity = max(record.severity, event.severity.rank)
         record.district = district
@@ -735,6 +737,18 @@ def dlq_output(rejection: Rejection) -> Message:
 # --- the consume loop -------------------------------------------------------------------------------
 
 
+def _tune_garbage_collector() -> None:
+    """A batch allocates tens of thousands of short-lived containers (documents, models, output dicts), almost
+    none of them in reference cycles, so reference counting frees them and the cycle collector finds nothing.
+    With CPython's default threshold it still ran every 700 allocations and its older generations walked every
+    long-lived object (open incidents, grid cells, rules): a third of the pipeline's CPU per event
+    (docs/runtime.md). What is alive once the state is restored is frozen out of collection, and young
+    collections run every ``YOUNG_COLLECTION_EVERY`` allocations; cycles are still collected."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, 20, 20)
+
+
 class Pipeline:
     """Runs :class:`BatchProcessor` over the durable ingest consumer, with snapshots and crash recovery."""
 
@@ -773,6 +787,7 @@ class Pipeline:
     async def start(self) -> None:
         self._publishing = None
         await self._recover()
+        _tune_garbage_collector()
         self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name="cityhub.pipeline")
 
@@ -842,7 +857,7 @@ class Pipeline:
             ack_wait=self.options.ack_wait_s, max_deliver=-1,
             max_ack_pending=max(10_000, self.options.batch_size * 4), max_waiting=16,
         ))
-        return await Fetcher(self.nc, topology.INGEST_STREAM, PIPELINE_CONSUMER).start()
+        return await Fetcher(self.nc, topology.INGEST_STREAM, PIPELINE_CONSUMER, prefetch=True).start()
 
     async def _replay(self, first: int, last: int) -> int:
         """Rebuild state from stream sequences ``first..last`` without publishing (their outputs are stored)."""

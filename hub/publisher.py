@@ -38,7 +38,10 @@ from hub import topology
 log = logging.getLogger("cityhub.publisher")
 
 FLOW = 100  # messages per flow ack: the server acks at least this often
-WINDOW = 4  # flow acks the publisher may wait for before it stalls
+# Flow acks the publisher may wait for before it stalls. A pipeline batch of 500 events makes 1,000-1,500
+# messages: with room for all of them they are in the socket before the pipeline starts processing the next
+# batch (which holds the event loop), so the server stores one batch while the hub processes the next.
+WINDOW = 20
 _START, _APPEND, _COMMIT = 0, 1, 2
 _NOT_ENABLED = 10205  # JSBatchPublishNotEnabled: the stream lacks allow_batched
 _UNKNOWN_BATCH = 10208  # JSBatchPublishUnknownBatchID

@@ -11,13 +11,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from hub.fetcher import ConsumerGone, Fetcher
 
 
-@pytest.fixture
-async def consumer(nats_url):
+@pytest.fixture(params=[False, True], ids=["on_demand", "prefetch"])
+async def consumer(nats_url, request):
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     await js.add_stream(StreamConfig(name="IN", subjects=["in.>"]))
     await js.add_consumer("IN", ConsumerConfig(durable_name="worker", ack_policy=AckPolicy.ALL, filter_subject="in.>"))
-    fetcher = await Fetcher(nc, "IN", "worker").start()
+    fetcher = await Fetcher(nc, "IN", "worker", prefetch=request.param).start()
     yield js, fetcher
     await fetcher.stop()
     await nc.close()
@@ -64,3 +64,36 @@ async def test_a_deleted_consumer_is_reported_not_waited_on(consumer):
     await js.delete_consumer("IN", "worker")
     with pytest.raises(ConsumerGone):
         await fetcher.fetch(10, timeout=0.5)
+
+
+async def test_with_prefetch_the_next_batch_is_delivered_while_the_caller_works(nats_url):
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="AHEAD", subjects=["ahead.>"]))
+    await js.add_consumer("AHEAD", ConsumerConfig(durable_name="w", ack_policy=AckPolicy.ALL, filter_subject="ahead.>"))
+    fetcher = await Fetcher(nc, "AHEAD", "w", prefetch=True).start()
+    for n in range(25):
+        await js.publish("ahead.x", b"%d" % n)
+    first = await fetcher.fetch(10, timeout=1.0)
+    await asyncio.sleep(0.3)  # the caller processes the first batch; no fetch call meanwhile
+    assert (await js.consumer_info("AHEAD", "w")).delivered.stream_seq == 20
+    rest = [await fetcher.fetch(10, timeout=0.5) for _ in range(3)]
+    assert [len(batch) for batch in [first, *rest]] == [10, 10, 5, 0]
+    assert [m.seq for batch in [first, *rest] for m in batch] == list(range(1, 26))
+    await fetcher.stop()
+    await nc.close()
+
+
+async def test_messages_arriving_around_a_partly_filled_prefetch_keep_their_order(consumer):
+    js, fetcher = consumer
+    await _publish(js, 5)
+    got = list(await fetcher.fetch(10, timeout=0.5))
+    await _publish(js, 3, first=5)  # the prefetch request takes these and stays open for more
+    await asyncio.sleep(0.1)
+    got += await fetcher.fetch(10, timeout=0.5)
+    await _publish(js, 30, first=8)
+    while len(got) < 38:
+        batch = await fetcher.fetch(10, timeout=0.5)
+        assert 0 < len(batch) <= 10
+        got += batch
+    assert [m.seq for m in got] == list(range(1, 39))
