@@ -15,12 +15,16 @@ ingest) and ``Nats-Msg-Id``:
 
 The note of the CityHub row gives the ratio to the passthrough and p50/p99 end-to-end latency (ingest
 stored → unified event stored, both server timestamps) with the publisher paced at half the measured rate.
+Every row's note gives the CPU time per event of the consuming process and of nats-server (median round):
+the two share the machine's two cores, so their sum bounds what any consumer can reach.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import resource
 import statistics
 import tempfile
 import time
@@ -176,15 +180,38 @@ async def _pipeline(url: str, total: int) -> None:
         _stage_us[stage] = seconds / total * 1e6
 
 
-def _round(server: EmbeddedNats, consume) -> tuple[tuple, dict]:  # noqa: ANN001 - pytest-benchmark setup
+def _round(server: EmbeddedNats, consume, cpu: list) -> tuple[tuple, dict]:  # noqa: ANN001 - pytest-benchmark setup
     raws = city_events(EVENTS)
     asyncio.run(_fresh_streams(server.url))
     asyncio.run(_load(server.url, raws))
-    return (server.url, EVENTS, consume), {}
+    return (server, EVENTS, consume, cpu), {}
 
 
-def _run(url: str, total: int, consume) -> None:  # noqa: ANN001
-    asyncio.run(consume(url, total))
+def _run(server: EmbeddedNats, total: int, consume, cpu: list) -> None:  # noqa: ANN001
+    """One round; appends (consumer, server) CPU seconds per event to ``cpu``."""
+    consumer_before, server_before = _own_cpu_s(), _process_cpu_s(server)
+    asyncio.run(consume(server.url, total))
+    cpu.append(((_own_cpu_s() - consumer_before) / total, (_process_cpu_s(server) - server_before) / total))
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu_s(server: EmbeddedNats) -> float:
+    """User + system CPU seconds of the server process so far (Linux /proc; 0 elsewhere)."""
+    assert server.process is not None
+    try:
+        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_note(cpu: list[tuple[float, float]]) -> str:
+    consumer, server = (statistics.median(column) * 1e6 for column in zip(*cpu, strict=True))
+    return f"CPU per event: consumer {consumer:.0f} µs, nats-server {server:.0f} µs"
 
 
 @pytest.mark.parametrize(("fast_ingest", "outputs_per_event"), [(True, 1), (False, 1), (True, 2)],
@@ -196,10 +223,11 @@ def test_nats_py_passthrough(benchmark, server, fast_ingest, outputs_per_event):
     copies = ("" if outputs_per_event == 1 else
               f"{outputs_per_event} messages per event as the pipeline publishes (event + incident update), ")
     peer = fast_ingest and outputs_per_event == 1
-    benchmark.extra_info.update(items=EVENTS, role="peer" if peer else "sanity",
-                                note=f"fetch 500 with prefetch, orjson.loads, {copies}{publishing}, next batch fetched meanwhile")
     consume = functools.partial(_passthrough, fast_ingest=fast_ingest, outputs_per_event=outputs_per_event)
-    benchmark.pedantic(_run, setup=lambda: _round(server, consume), rounds=3, iterations=1)
+    cpu: list[tuple[float, float]] = []
+    benchmark.pedantic(_run, setup=lambda: _round(server, consume, cpu), rounds=3, iterations=1)
+    benchmark.extra_info.update(items=EVENTS, role="peer" if peer else "sanity",
+                                note=f"fetch 500 with prefetch, orjson.loads, {copies}{publishing}; {_cpu_note(cpu)}")
     if peer:
         _results["peer"] = EVENTS / benchmark.stats.stats.median
 
@@ -207,7 +235,8 @@ def test_nats_py_passthrough(benchmark, server, fast_ingest, outputs_per_event):
 def test_cityhub_pipeline(benchmark, server):
     benchmark.group = GROUP
     engines()
-    benchmark.pedantic(_run, setup=lambda: _round(server, _pipeline), rounds=3, iterations=1)
+    cpu: list[tuple[float, float]] = []
+    benchmark.pedantic(_run, setup=lambda: _round(server, _pipeline, cpu), rounds=3, iterations=1)
     rate = EVENTS / benchmark.stats.stats.median
     p50, p99 = asyncio.run(_latency_at(server.url, rate / 2))
     ratio = f"{rate / _results['peer']:.0%} of the passthrough; " if "peer" in _results else ""
@@ -215,7 +244,7 @@ def test_cityhub_pipeline(benchmark, server):
         items=EVENTS, role="cityhub",
         note=f"{ratio}latency at half load ({rate / 2:,.0f}/s): p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms; "
              "µs per event by stage: " + ", ".join(f"{stage} {_stage_us[stage]:.0f}" for stage in STAGES)
-             + " (publish overlaps the next batch's processing)",
+             + f" (publish overlaps the next batch's processing); {_cpu_note(cpu)}",
     )
 
 
