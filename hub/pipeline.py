@@ -464,7 +464,7 @@ class BatchProcessor:
             events = self._apply_transforms(events)
         with result.timed("encode"):
             self._outputs(state, events, merge, matches, result, evaluate)
-            self._expire(state, max(event.time.timestamp() for event in events), result)
+            self._expire(state, max(times), result)
 
     def _outputs(
         self, state: PipelineState, events: list[Event], merge: MergeBatch, matches: list[list[RuleMatch]],
@@ -478,7 +478,8 @@ class BatchProcessor:
             district, street = _district_and_street(event.grid_path)
             record = self._record(state, event, incident_id, count, event_matches, district)
             result.outputs.append(self._event_output(event, incident_id, district, street))
-            result.outputs.extend(self._dispatch_outputs(event, incident_id, record, event_matches))
+            if event_matches:
+                result.outputs.extend(self._dispatch_outputs(event, incident_id, record, event_matches))
             opened = is_new or touched.get(incident_id, (event, False, 0))[1]
             touched[incident_id] = (event, opened, count)
             if evaluate:
