@@ -10,8 +10,8 @@ ingest) and ``Nats-Msg-Id``:
   with the hub's own fetch and publish (the issue's "same consumer, ack and publish settings"); the same
   passthrough with nats-py's per-message ``publish_async`` is a sanity row;
 - cityhub: the real :class:`hub.pipeline.Pipeline` — decode + validate, GCJ-02 → WGS-84, dedup, geofence over
-  the shipped Chengdu grids (2,080 cells), rules, incident merging, then the unified event, the incident
-  update and dispatch orders.
+  the shipped Chengdu grids (2,080 cells), rules, incident merging, the redaction plugin with the default
+  policy, then the unified event, the incident update and dispatch orders.
 
 The note of the CityHub row gives the ratio to the passthrough and p50/p99 end-to-end latency (ingest
 stored → unified event stored, both server timestamps) with the publisher paced at half the measured rate.
@@ -37,6 +37,7 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from hub import topology
+from hub.config import PipelineConfig
 from hub.connector_runtime import encode_ingest
 from hub.embedded import EmbeddedNats
 from hub.fetcher import Fetcher
@@ -48,6 +49,8 @@ from hub.pipeline import Engines, Pipeline, PipelineOptions
 from hub.publisher import Message, Publisher
 from hub.rules import RuleSet
 from hub.streams import ensure_streams
+from plugins.redaction.settings import RedactionSettings
+from plugins.redaction.transform import Redaction
 
 EVENTS = 30_000
 BATCH = 500
@@ -77,9 +80,12 @@ def city_events(count: int, first: int = 0) -> list[bytes]:
 
 @functools.cache
 def engines() -> Engines:
-    """Built once, outside the timed rounds (loading grids is start-up work, not per-event work)."""
+    """Built once, outside the timed rounds (loading grids is start-up work, not per-event work). The
+    redaction plugin runs with the default personal-data policy, as a hub does unless told otherwise."""
     geofence = GridIndex.load([LayerSpec(name="admin", path=GRIDS / "chengdu_admin_gcj02.geojson", crs="gcj02")])
-    return Engines(rules=RuleSet.compile(RULES), merge_policy=MergePolicy(), geofence=geofence)
+    redaction = Redaction(PipelineConfig().personal_data, RedactionSettings())
+    return Engines(rules=RuleSet.compile(RULES), merge_policy=MergePolicy(), geofence=geofence,
+                   transforms=(("redaction", redaction),))
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +167,7 @@ async def _stored_then_ack(publishing: asyncio.Task, msgs: list) -> None:
     await msgs[-1].msg.ack_sync()
 
 
-STAGES = ("decode", "dedup", "geo", "rules", "merge", "encode", "publish")
+STAGES = ("decode", "dedup", "geo", "rules", "merge", "transforms", "encode", "publish")
 _stage_us: dict[str, float] = {}  # per event, from the last round's stage metrics
 
 
