@@ -12,11 +12,11 @@
 use std::hash::BuildHasher;
 
 use allocator_api2::vec::Vec as PagedVec;
-use hashbrown::hash_table::Entry;
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::DefaultHashBuilder;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
+use super::key_table::{KeyTable, Probe};
 use super::snapshot::{self, check_follows, Component, Image};
 use super::{config_error, IncidentError};
 use crate::large_pages::LargePages;
@@ -30,6 +30,10 @@ const MAX_BATCH: usize = 1 << 29;
 
 /// Stale records (and removed ones at the front) are dropped once they outnumber the live keys by this many.
 const SLACK: usize = 1024;
+
+/// How many keys ahead a batch prefetches table slots: enough to cover a memory access's latency with the
+/// work on the keys in between.
+const PREFETCH_AHEAD: u64 = 8;
 
 /// A key's fingerprint as stored.
 pub type KeyHash = u128;
@@ -108,14 +112,10 @@ fn slot_of(number: u64) -> Slot {
     number as Slot
 }
 
-/// The record a table slot names; `first` is the number of `records[0]`, and every live record lies within
-/// 2³² records of it (see [`MAX_KEYS`]).
-fn record_in_slot(records: &Records, first: u64, slot: Slot) -> &Record {
-    &records[slot.wrapping_sub(slot_of(first)) as usize]
-}
-
-fn record_in_slot_mut(records: &mut Records, first: u64, slot: Slot) -> &mut Record {
-    &mut records[slot.wrapping_sub(slot_of(first)) as usize]
+/// Where the record a table slot names is; `first` is the number of `records[0]`, and every live record lies
+/// within 2³² records of it (see [`MAX_KEYS`]).
+fn index_in_slot(first: u64, slot: Slot) -> usize {
+    slot.wrapping_sub(slot_of(first)) as usize
 }
 
 /// The table hash of a key: its low half mixed with the deduper's random seed, so that keys chosen by
@@ -127,14 +127,15 @@ fn table_hash(seed: &DefaultHashBuilder, key: KeyHash) -> u64 {
 /// Exact dedup with a time window and a bound on live keys.
 ///
 /// The records live once, in recording order, in `records`; the table holds only each live key's record
-/// number (4 bytes a slot), so the part of the state that is probed at random stays small. Both arrays ask
-/// for huge pages once they reach 2 MiB.
+/// number and a 32-bit tag of its hash (8 bytes a slot), so the part of the state that is probed at random
+/// stays small, and a batch prefetches each key's slot a few keys ahead. Both arrays ask for huge pages once
+/// they reach 2 MiB.
 pub struct Deduper {
     window_s: f64,
     max_keys: usize,
     watermark: f64,
     /// Live keys: the number of the key's current record.
-    live: HashTable<Slot, LargePages>,
+    live: KeyTable,
     seed: DefaultHashBuilder,
     /// Records numbered `first_record..`, oldest first: removed ones before `front`, then live and stale ones
     /// before `next_record`, then a batch being staged.
@@ -172,7 +173,7 @@ impl Deduper {
             window_s,
             max_keys,
             watermark: f64::NEG_INFINITY,
-            live: HashTable::new_in(LargePages),
+            live: KeyTable::with_capacity(0),
             seed: DefaultHashBuilder::default(),
             records: PagedVec::new_in(LargePages),
             first_record: 0,
@@ -234,8 +235,13 @@ impl Deduper {
     fn check_staged(&mut self, count: usize) -> Vec<bool> {
         self.reserve_table(count);
         let staged_from = self.next_record;
-        let out = (staged_from..staged_from + count as u64)
+        let staged_end = staged_from + count as u64;
+        let out = (staged_from..staged_end)
             .map(|number| {
+                if number + PREFETCH_AHEAD < staged_end {
+                    let ahead = self.record(number + PREFETCH_AHEAD).key();
+                    self.live.prefetch(table_hash(&self.seed, ahead));
+                }
                 let staged = *self.record(number);
                 self.check_one(staged.key(), staged.time)
             })
@@ -260,20 +266,11 @@ impl Deduper {
 
     /// A new table of `capacity` holding every live record between `front` and `next_record`.
     fn rebuild_table(&mut self, capacity: usize) {
-        let mut live = HashTable::with_capacity_in(capacity, LargePages);
-        let Self {
-            records,
-            seed,
-            first_record,
-            ..
-        } = self;
-        let first = *first_record;
+        let mut live = KeyTable::with_capacity(capacity);
         for number in self.front..self.next_record {
-            let record = &records[(number - first) as usize];
+            let record = self.record(number);
             if !record.is_stale() {
-                live.insert_unique(table_hash(seed, record.key()), slot_of(number), |&slot| {
-                    table_hash(seed, record_in_slot(records, first, slot).key())
-                });
+                live.insert_new(table_hash(&self.seed, record.key()), slot_of(number));
             }
         }
         self.live = live;
@@ -295,33 +292,23 @@ impl Deduper {
     /// One table probe: when `key` is live and recorded within `window_s` of `time` returns true and changes
     /// nothing; otherwise records `key` at `time` as the newest (its earlier record, if any, becomes stale).
     fn record_unless_within(&mut self, key: KeyHash, time: f64, window_s: f64) -> bool {
-        let number = self.next_record;
-        let Self {
-            live,
-            seed,
-            records,
-            first_record,
-            ..
-        } = self;
-        let first = *first_record;
-        let entry = live.entry(
-            table_hash(seed, key),
-            |&slot| record_in_slot(records, first, slot).key() == key,
-            |&slot| table_hash(seed, record_in_slot(records, first, slot).key()),
-        );
-        match entry {
-            Entry::Occupied(mut entry) => {
-                let earlier = record_in_slot_mut(records, first, *entry.get());
+        let number = slot_of(self.next_record);
+        let hash = table_hash(&self.seed, key);
+        let first = self.first_record;
+        let records = &self.records;
+        match self.live.probe(hash, |slot| {
+            records[index_in_slot(first, slot)].key() == key
+        }) {
+            Probe::Found(at) => {
+                let earlier = &mut self.records[index_in_slot(first, self.live.number_at(at))];
                 if (time - earlier.time).abs() <= window_s {
                     return true;
                 }
                 earlier.time = f64::NAN;
-                *entry.get_mut() = slot_of(number);
+                self.live.renumber(at, number);
                 self.stale += 1;
             }
-            Entry::Vacant(entry) => {
-                entry.insert(slot_of(number));
-            }
+            Probe::Vacant(at) => self.live.insert_at(at, hash, number),
         }
         self.put_newest(Record::new(key, time));
         false
@@ -407,18 +394,14 @@ impl Deduper {
 
     /// Removes the front record, live and holding `key`, and its table slot (the one holding its number).
     fn remove_front(&mut self, key: KeyHash) {
-        let slot = slot_of(self.front);
-        if let Ok(entry) = self
-            .live
-            .find_entry(table_hash(&self.seed, key), |&s| s == slot)
-        {
-            entry.remove();
-        }
+        self.live
+            .remove(table_hash(&self.seed, key), slot_of(self.front));
         self.front += 1;
     }
 
     /// Records `key` at `time` as the newest whatever its earlier record (restoring and replaying).
     fn insert_newest(&mut self, key: KeyHash, time: f64) {
+        self.reserve_table(1);
         self.record_unless_within(key, time, f64::NEG_INFINITY);
     }
 
