@@ -33,7 +33,7 @@ const SLACK: usize = 1024;
 
 /// How many keys ahead a batch prefetches table slots: enough to cover a memory access's latency with the
 /// work on the keys in between.
-const PREFETCH_AHEAD: u64 = 8;
+const PREFETCH_AHEAD: u64 = 32;
 
 /// A key's fingerprint as stored.
 pub type KeyHash = u128;
