@@ -238,10 +238,7 @@ impl Deduper {
         let staged_end = staged_from + count as u64;
         let out = (staged_from..staged_end)
             .map(|number| {
-                if number + PREFETCH_AHEAD < staged_end {
-                    let ahead = self.record(number + PREFETCH_AHEAD).key();
-                    self.live.prefetch(table_hash(&self.seed, ahead));
-                }
+                self.prefetch_ahead(&self.live, number, staged_end);
                 let staged = *self.record(number);
                 self.check_one(staged.key(), staged.time)
             })
@@ -268,12 +265,22 @@ impl Deduper {
     fn rebuild_table(&mut self, capacity: usize) {
         let mut live = KeyTable::with_capacity(capacity);
         for number in self.front..self.next_record {
+            self.prefetch_ahead(&live, number, self.next_record);
             let record = self.record(number);
             if !record.is_stale() {
                 live.insert_new(table_hash(&self.seed, record.key()), slot_of(number));
             }
         }
         self.live = live;
+    }
+
+    /// Prefetches the slot in `table` where the probe for record `number + PREFETCH_AHEAD` starts, if that
+    /// record is before `end`.
+    fn prefetch_ahead(&self, table: &KeyTable, number: u64, end: u64) {
+        if number + PREFETCH_AHEAD < end {
+            let ahead = self.record(number + PREFETCH_AHEAD).key();
+            table.prefetch(table_hash(&self.seed, ahead));
+        }
     }
 
     fn check_one(&mut self, key: KeyHash, time: f64) -> bool {

@@ -45,7 +45,9 @@ fn tag_in(slot: u64) -> u32 {
 impl KeyTable {
     /// A table that holds `capacity` keys at most 3/4 full.
     pub(super) fn with_capacity(capacity: usize) -> Self {
-        let buckets = (capacity.saturating_mul(4) / 3 + 1)
+        let buckets = capacity
+            .saturating_mul(4)
+            .div_ceil(3)
             .next_power_of_two()
             .max(8);
         let mut slots = PagedVec::with_capacity_in(buckets, LargePages);
@@ -171,6 +173,16 @@ mod tests {
             table.probe(hash_of(number), |n| n == number),
             Probe::Found(_)
         )
+    }
+
+    #[test]
+    fn a_table_sized_for_another_ones_capacity_is_as_large() {
+        for capacity in [0, 6, 7, 1_000, 786_432] {
+            let table = KeyTable::with_capacity(capacity);
+            assert!(table.capacity() >= capacity);
+            let again = KeyTable::with_capacity(table.capacity());
+            assert_eq!(again.slots.len(), table.slots.len());
+        }
     }
 
     #[test]
