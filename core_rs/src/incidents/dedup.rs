@@ -249,8 +249,8 @@ impl Deduper {
         out
     }
 
-    /// Room in the table for `count` more keys, so that it is not rehashed in the middle of a batch. Never
-    /// more live keys than `max_keys` (+1 before an eviction). A table that must grow at least doubles and is
+    /// Room in the table for `count` more keys, so that it never fills in the middle of a batch. Never more
+    /// live keys than `max_keys` (+1 before an eviction). A table that must grow at least doubles and is
     /// rebuilt from the records in order (a rehash would read every live record at random).
     fn reserve_table(&mut self, count: usize) {
         let room = (self.max_keys + 1).saturating_sub(self.live.len());
