@@ -281,7 +281,9 @@ class DedupConfig(Section):
     """Exact de-duplication by idempotency key (source + source event id, or a content hash)."""
 
     window: Duration = Field(timedelta(hours=24), description="A key seen again within this window is a duplicate.")
-    max_keys: int = Field(1_000_000, ge=1, description="Live keys kept; the oldest are evicted first (counted).")
+    max_keys: int = Field(
+        1_000_000, ge=1, le=2**30, description="Live keys kept (at most 2**30); the oldest are evicted first (counted)."
+    )
 
 
 class MergeDistance(Section):

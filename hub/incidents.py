@@ -57,7 +57,7 @@ class Deduper:
 
     A key is a duplicate when it was recorded less than ``window_s`` seconds (of event time) away. The newest
     time seen is the watermark; keys recorded before ``watermark - window_s`` are forgotten. At most
-    ``max_keys`` keys are live; past that the oldest-recorded key is evicted and counted in ``stats``.
+    ``max_keys`` (at most 2**30) keys are live; past that the oldest-recorded key is evicted and counted in ``stats``.
     Keys are stored as 16-byte xxh3-128 fingerprints, whatever their length.
     """
 

@@ -81,6 +81,25 @@ def test_many_re_records_keep_answers_order_and_snapshots():
         assert d.stats == reference.stats()
 
 
+def test_long_streams_with_expiry_and_eviction_match_the_reference():
+    """Tens of thousands of keys through a short window and a small bound: the table grows, and forgotten
+    records pile up at the front until the deduper moves the rest down (more than live + 1,024 of them)."""
+    rng = random.Random(9)
+    stream = [(f"k{rng.randrange(3_000)}", i / 10) for i in range(30_000)]
+    for window_s, max_keys, batch in [(20.0, 10_000, 1_000), (1e9, 500, 777), (3.0, 2_000, 4_096)]:
+        reference = ReferenceDeduper(window_s, max_keys)
+        expected = [reference.check(k, t) for k, t in stream]
+        deduper = Deduper(window_s, max_keys)
+        assert run_in_batches(deduper, stream, batch) == expected
+        assert deduper.stats == reference.stats()
+
+
+def test_max_keys_is_at_most_2_to_the_30():
+    assert Deduper(1.0, 2**30).max_keys == 2**30
+    with pytest.raises(ConfigError, match="max_keys"):
+        Deduper(1.0, 2**30 + 1)
+
+
 def test_window_and_eviction_by_example():
     d = Deduper(window_s=60.0, max_keys=2)
     assert d.check_many(["a", "b", "a"], [0.0, 1.0, 30.0]) == [False, False, True]

@@ -4,6 +4,7 @@
 pub mod geo;
 pub mod ids;
 pub mod incidents;
+mod large_pages;
 pub mod rules;
 
 #[cfg(feature = "python")]

@@ -9,15 +9,31 @@
 //! - otherwise the key is (re-)recorded at `time` and becomes the newest; when more than `max_keys` are live
 //!   the oldest-recorded one is evicted (counted in `evicted`).
 
-use std::collections::VecDeque;
+use std::hash::BuildHasher;
 
-use hashbrown::hash_table::Entry;
-use hashbrown::HashTable;
+use allocator_api2::vec::Vec as PagedVec;
+use hashbrown::DefaultHashBuilder;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
+use super::key_table::{KeyTable, Probe};
 use super::snapshot::{self, check_follows, Component, Image};
 use super::{config_error, IncidentError};
+use crate::large_pages::LargePages;
+
+/// The most live keys a deduper may hold, and the most keys in one batch. The table keeps record numbers in
+/// 32 bits, exact while fewer than 2³² records are stored at once: between batches at most
+/// 3 × (max_keys + 1) + 2,048 (live, stale and dead ones, see [`Deduper::compact`]), and a batch adds at most
+/// one record per key.
+const MAX_KEYS: u64 = 1 << 30;
+const MAX_BATCH: usize = 1 << 29;
+
+/// Stale records (and removed ones at the front) are dropped once they outnumber the live keys by this many.
+const SLACK: usize = 1024;
+
+/// How many keys ahead a batch prefetches table slots: enough to cover a memory access's latency with the
+/// work on the keys in between.
+const PREFETCH_AHEAD: u64 = 32;
 
 /// A key's fingerprint as stored.
 pub type KeyHash = u128;
@@ -87,34 +103,47 @@ impl Record {
     }
 }
 
-fn record_at(records: &VecDeque<Record>, first: u64, number: u64) -> &Record {
-    &records[(number - first) as usize]
+type Records = PagedVec<Record, LargePages>;
+
+/// A record number as the table keeps it: its low 32 bits.
+type Slot = u32;
+
+fn slot_of(number: u64) -> Slot {
+    number as Slot
 }
 
-fn record_at_mut(records: &mut VecDeque<Record>, first: u64, number: u64) -> &mut Record {
-    &mut records[(number - first) as usize]
+/// Where the record a table slot names is; `first` is the number of `records[0]`, and every live record lies
+/// within 2³² records of it (see [`MAX_KEYS`]).
+fn index_in_slot(first: u64, slot: Slot) -> usize {
+    slot.wrapping_sub(slot_of(first)) as usize
 }
 
-/// The table hash of a key: its fingerprint is already uniformly mixed, so its low half serves.
-fn table_hash(key: KeyHash) -> u64 {
-    key as u64
+/// The table hash of a key: its low half mixed with the deduper's random seed, so that keys chosen by
+/// outsiders (the fingerprint is unseeded, to keep snapshots portable) cannot be aimed at one bucket.
+fn table_hash(seed: &DefaultHashBuilder, key: KeyHash) -> u64 {
+    seed.hash_one(key as u64)
 }
 
 /// Exact dedup with a time window and a bound on live keys.
 ///
 /// The records live once, in recording order, in `records`; the table holds only each live key's record
-/// number (8 bytes a slot), so the part of the state that is probed at random stays small.
+/// number and a 32-bit tag of its hash (8 bytes a slot), so the part of the state that is probed at random
+/// stays small, and a batch prefetches each key's slot a few keys ahead. Both arrays ask for huge pages once
+/// they reach 2 MiB.
 pub struct Deduper {
     window_s: f64,
     max_keys: usize,
     watermark: f64,
     /// Live keys: the number of the key's current record.
-    live: HashTable<u64>,
-    /// Records numbered `first_record..next_record`, oldest first.
-    records: VecDeque<Record>,
+    live: KeyTable,
+    seed: DefaultHashBuilder,
+    /// Records numbered `first_record..`, oldest first: removed ones before `front`, then live and stale ones
+    /// before `next_record`, then a batch being staged.
+    records: Records,
     first_record: u64,
+    front: u64,
     next_record: u64,
-    /// Stale records in `records`.
+    /// Stale records in `front..next_record`.
     stale: usize,
     counters: DedupStats,
     generation: u64,
@@ -133,15 +162,22 @@ impl Deduper {
         }
         let max_keys = usize::try_from(max_keys)
             .ok()
-            .filter(|&n| n >= 1)
-            .ok_or_else(|| config_error("max_keys", format!("must be >= 1, got {max_keys}")))?;
+            .filter(|&n| (1..=MAX_KEYS as usize).contains(&n))
+            .ok_or_else(|| {
+                config_error(
+                    "max_keys",
+                    format!("must be between 1 and 2**30 ({MAX_KEYS}), got {max_keys}"),
+                )
+            })?;
         Ok(Self {
             window_s,
             max_keys,
             watermark: f64::NEG_INFINITY,
-            live: HashTable::new(),
-            records: VecDeque::new(),
+            live: KeyTable::with_capacity(0),
+            seed: DefaultHashBuilder::default(),
+            records: PagedVec::new_in(LargePages),
             first_record: 0,
+            front: 0,
             next_record: 0,
             stale: 0,
             counters: DedupStats::default(),
@@ -190,39 +226,61 @@ impl Deduper {
         }
     }
 
+    fn record(&self, number: u64) -> &Record {
+        &self.records[(number - self.first_record) as usize]
+    }
+
     /// Checks the `count` staged records that follow the last record, in order. The staged record `j` is
     /// read at number `staged_from + j`; what it becomes is written at `next_record`, never after it.
     fn check_staged(&mut self, count: usize) -> Vec<bool> {
         self.reserve_table(count);
         let staged_from = self.next_record;
-        let out = (staged_from..staged_from + count as u64)
+        let staged_end = staged_from + count as u64;
+        let out = (staged_from..staged_end)
             .map(|number| {
-                let staged = *record_at(&self.records, self.first_record, number);
+                self.prefetch_ahead(&self.live, number, staged_end);
+                let staged = *self.record(number);
                 self.check_one(staged.key(), staged.time)
             })
             .collect();
         self.records
             .truncate((self.next_record - self.first_record) as usize);
-        if self.stale > self.live.len() + 1024 {
-            self.drop_stale();
-        }
+        self.compact();
         out
     }
 
-    /// Room in the table for `count` more keys, so that it is not rehashed in the middle of a batch (a
-    /// rehash reads every live record at random). Never more live keys than `max_keys` (+1 before an
-    /// eviction).
+    /// Room in the table for `count` more keys, so that it never fills in the middle of a batch. Never more
+    /// live keys than `max_keys` (+1 before an eviction). A table that must grow at least doubles and is
+    /// rebuilt from the records in order (a rehash would read every live record at random).
     fn reserve_table(&mut self, count: usize) {
         let room = (self.max_keys + 1).saturating_sub(self.live.len());
-        let Self {
-            live,
-            records,
-            first_record,
-            ..
-        } = self;
-        live.reserve(count.min(room), |&number| {
-            table_hash(record_at(records, *first_record, number).key())
-        });
+        let needed = self.live.len() + count.min(room);
+        if needed > self.live.capacity() {
+            let doubled = (2 * self.live.capacity()).min(self.max_keys + 1);
+            self.rebuild_table(needed.max(doubled));
+        }
+    }
+
+    /// A new table of `capacity` holding every live record between `front` and `next_record`.
+    fn rebuild_table(&mut self, capacity: usize) {
+        let mut live = KeyTable::with_capacity(capacity);
+        for number in self.front..self.next_record {
+            self.prefetch_ahead(&live, number, self.next_record);
+            let record = self.record(number);
+            if !record.is_stale() {
+                live.insert_new(table_hash(&self.seed, record.key()), slot_of(number));
+            }
+        }
+        self.live = live;
+    }
+
+    /// Prefetches the slot in `table` where the probe for record `number + PREFETCH_AHEAD` starts, if that
+    /// record is before `end`.
+    fn prefetch_ahead(&self, table: &KeyTable, number: u64, end: u64) {
+        if number + PREFETCH_AHEAD < end {
+            let ahead = self.record(number + PREFETCH_AHEAD).key();
+            table.prefetch(table_hash(&self.seed, ahead));
+        }
     }
 
     fn check_one(&mut self, key: KeyHash, time: f64) -> bool {
@@ -241,32 +299,23 @@ impl Deduper {
     /// One table probe: when `key` is live and recorded within `window_s` of `time` returns true and changes
     /// nothing; otherwise records `key` at `time` as the newest (its earlier record, if any, becomes stale).
     fn record_unless_within(&mut self, key: KeyHash, time: f64, window_s: f64) -> bool {
-        let number = self.next_record;
-        let Self {
-            live,
-            records,
-            first_record,
-            ..
-        } = self;
-        let first = *first_record;
-        let entry = live.entry(
-            table_hash(key),
-            |&n| record_at(records, first, n).key() == key,
-            |&n| table_hash(record_at(records, first, n).key()),
-        );
-        match entry {
-            Entry::Occupied(mut entry) => {
-                let earlier = record_at_mut(records, first, *entry.get());
+        let number = slot_of(self.next_record);
+        let hash = table_hash(&self.seed, key);
+        let first = self.first_record;
+        let records = &self.records;
+        match self.live.probe(hash, |slot| {
+            records[index_in_slot(first, slot)].key() == key
+        }) {
+            Probe::Found(at) => {
+                let earlier = &mut self.records[index_in_slot(first, self.live.number_at(at))];
                 if (time - earlier.time).abs() <= window_s {
                     return true;
                 }
                 earlier.time = f64::NAN;
-                *entry.get_mut() = number;
+                self.live.renumber(at, number);
                 self.stale += 1;
             }
-            Entry::Vacant(entry) => {
-                entry.insert(number);
-            }
+            Probe::Vacant(at) => self.live.insert_at(at, hash, number),
         }
         self.put_newest(Record::new(key, time));
         false
@@ -277,7 +326,7 @@ impl Deduper {
         let index = (self.next_record - self.first_record) as usize;
         match self.records.get_mut(index) {
             Some(slot) => *slot = record,
-            None => self.records.push_back(record),
+            None => self.records.push(record),
         }
         self.next_record += 1;
     }
@@ -290,34 +339,38 @@ impl Deduper {
         }
     }
 
+    /// Bounds the records kept besides the live ones (no batch may be staged): stale ones are dropped (and
+    /// the table rebuilt) once they outnumber the live keys by [`SLACK`], removed ones at the front likewise
+    /// (a move of the rest, no table change: slots hold record numbers, not positions).
+    fn compact(&mut self) {
+        if self.stale > self.live.len() + SLACK {
+            self.drop_stale();
+        } else if self.front - self.first_record > (self.live.len() + SLACK) as u64 {
+            self.records
+                .drain(..(self.front - self.first_record) as usize);
+            self.first_record = self.front;
+        }
+    }
+
     /// Keeps only live records, renumbered so that the newest keeps its number, and points the table at them.
     fn drop_stale(&mut self) {
+        self.records
+            .drain(..(self.front - self.first_record) as usize);
         self.records.retain(|record| !record.is_stale());
         self.first_record = self.next_record - self.records.len() as u64;
+        self.front = self.first_record;
         self.stale = 0;
-        let Self {
-            live,
-            records,
-            first_record,
-            ..
-        } = self;
-        live.clear();
-        for (number, record) in (*first_record..).zip(records.iter()) {
-            live.insert_unique(table_hash(record.key()), number, |&n| {
-                table_hash(record_at(records, *first_record, n).key())
-            });
-        }
+        self.rebuild_table(self.live.capacity());
     }
 
     /// The oldest live record, after dropping stale ones from the front (staged records are not looked at).
     fn oldest_live(&mut self) -> Option<Record> {
-        while self.first_record < self.next_record {
-            let record = *record_at(&self.records, self.first_record, self.first_record);
+        while self.front < self.next_record {
+            let record = *self.record(self.front);
             if !record.is_stale() {
                 return Some(record);
             }
-            self.records.pop_front();
-            self.first_record += 1;
+            self.front += 1;
             self.stale -= 1;
         }
         None
@@ -348,16 +401,14 @@ impl Deduper {
 
     /// Removes the front record, live and holding `key`, and its table slot (the one holding its number).
     fn remove_front(&mut self, key: KeyHash) {
-        let number = self.first_record;
-        if let Ok(entry) = self.live.find_entry(table_hash(key), |&n| n == number) {
-            entry.remove();
-        }
-        self.records.pop_front();
-        self.first_record += 1;
+        self.live
+            .remove(table_hash(&self.seed, key), slot_of(self.front));
+        self.front += 1;
     }
 
     /// Records `key` at `time` as the newest whatever its earlier record (restoring and replaying).
     fn insert_newest(&mut self, key: KeyHash, time: f64) {
+        self.reserve_table(1);
         self.record_unless_within(key, time, f64::NEG_INFINITY);
     }
 
@@ -375,8 +426,8 @@ impl Deduper {
     pub fn snapshot(&mut self) -> Result<Vec<u8>, IncidentError> {
         self.generation += 1;
         self.journal = Some(Vec::new());
-        let records: Vec<(KeyHash, f64)> = self
-            .records
+        let records: Vec<(KeyHash, f64)> = self.records
+            [(self.front - self.first_record) as usize..]
             .iter()
             .filter(|record| !record.is_stale())
             .map(|record| (record.key(), record.time))
@@ -444,6 +495,7 @@ impl Deduper {
                 check_follows(self.generation, follows)?;
                 for change in changes.log {
                     self.replay(change)?;
+                    self.compact();
                 }
                 self.watermark = changes.watermark;
                 self.counters = changes.counters;
@@ -458,7 +510,15 @@ impl Deduper {
     /// way keeps the record order identical to the original's.
     fn replay(&mut self, change: Change) -> Result<(), IncidentError> {
         match change {
-            Change::Record(key, time) => self.insert_newest(key, time),
+            Change::Record(key, time) => {
+                self.insert_newest(key, time);
+                if self.live.len() > self.max_keys + 1 {
+                    return Err(IncidentError::InvalidSnapshot(format!(
+                        "the delta records more than max_keys ({}) live keys without forgetting any",
+                        self.max_keys
+                    )));
+                }
+            }
             Change::Forget(key) => match self.oldest_live() {
                 Some(oldest) if oldest.key() == key => self.remove_front(key),
                 _ => {
@@ -479,6 +539,13 @@ impl Deduper {
         deduper.watermark = state.watermark;
         deduper.counters = state.counters;
         deduper.generation = generation;
+        if state.records.len() > deduper.max_keys {
+            return Err(IncidentError::InvalidSnapshot(format!(
+                "{} records but max_keys is {}",
+                state.records.len(),
+                deduper.max_keys
+            )));
+        }
         deduper.records.reserve(state.records.len());
         deduper.reserve_table(state.records.len());
         for (key, time) in state.records {
@@ -489,6 +556,7 @@ impl Deduper {
             }
             deduper.insert_newest(key, time);
         }
+        deduper.compact();
         Ok(deduper)
     }
 }
@@ -504,7 +572,7 @@ pub struct DedupBatch<'a> {
 
 impl DedupBatch<'_> {
     pub fn push_key(&mut self, key: KeyHash) {
-        self.deduper.records.push_back(Record::new(key, 0.0));
+        self.deduper.records.push(Record::new(key, 0.0));
         self.keys += 1;
     }
 
@@ -532,6 +600,12 @@ impl DedupBatch<'_> {
             return Err(IncidentError::InvalidEvent {
                 index,
                 reason: "time is not a finite number".into(),
+            });
+        }
+        if self.keys > MAX_BATCH {
+            return Err(IncidentError::InvalidEvent {
+                index: MAX_BATCH,
+                reason: format!("more than {MAX_BATCH} keys in one batch; split it"),
             });
         }
         let count = std::mem::take(&mut self.keys);
@@ -598,6 +672,36 @@ mod tests {
             d.check_many(&probe, &times).unwrap()
         );
         assert_eq!(restored.stats(), d.stats());
+    }
+
+    /// splitmix64 keys: a few hundred distinct ones, re-recorded, expired and evicted.
+    fn stream(count: u64) -> (Vec<KeyHash>, Vec<f64>) {
+        let keys = (0..count)
+            .map(|i| {
+                let mut z = (i * 7 % 301).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                z = (z ^ (z >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                KeyHash::from(z ^ (z >> 29))
+            })
+            .collect();
+        let times = (0..count).map(|i| (i / 3) as f64).collect();
+        (keys, times)
+    }
+
+    #[test]
+    fn record_numbers_crossing_2_to_the_32_change_no_answer() {
+        let (keys, times) = stream(20_000);
+        let mut plain = Deduper::new(40.0, 200).unwrap();
+        let mut wrapping = Deduper::new(40.0, 200).unwrap();
+        let start = u64::from(u32::MAX) - 5_000;
+        (wrapping.first_record, wrapping.front, wrapping.next_record) = (start, start, start);
+        for (keys, times) in keys.chunks(999).zip(times.chunks(999)) {
+            assert_eq!(
+                wrapping.check_many(keys, times).unwrap(),
+                plain.check_many(keys, times).unwrap()
+            );
+        }
+        assert!(wrapping.next_record > 1 << 32);
+        assert_eq!(wrapping.stats(), plain.stats());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod dedup;
 mod expiry;
 mod grid;
 mod incident_id;
+mod key_table;
 mod merge;
 mod policy;
 mod snapshot;
