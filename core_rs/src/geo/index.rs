@@ -526,14 +526,25 @@ impl GridIndex {
         }
         // Large batches are resolved in Hilbert order of the points, so consecutive queries touch the
         // same tree nodes and cells (cache hits instead of misses), then put back in the caller's order.
+        // Points known to resolve to nothing are left out of the sort.
         let points: Vec<Coord<f64>> =
             lngs.par_iter().zip(lats.par_iter()).map(|(&x, &y)| wgs84(x, y, crs)).collect();
-        let mut order: Vec<(u32, u32)> =
-            points.iter().enumerate().map(|(i, p)| (self.hilbert_key(*p), i as u32)).collect();
+        let mut order: Vec<(u32, u32)> = points
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !self.resolves_to_nothing(**p))
+            .map(|(i, p)| (self.hilbert_key(*p), i as u32))
+            .collect();
         order.par_sort_unstable();
         let sorted: Vec<Coord<f64>> = order.iter().filter_map(|(_, i)| points.get(*i as usize).copied()).collect();
         let parts: Vec<LocateBatch> = sorted.par_chunks(PARALLEL_CHUNK).map(|chunk| self.locate_points(chunk)).collect();
-        Ok(unsort(&concatenate(parts), &order))
+        Ok(unsort(&concatenate(parts), &order, points.len()))
+    }
+
+    /// True when no layer can answer anything for the point: no overlays, and farther than the
+    /// tolerance from every admin cell.
+    fn resolves_to_nothing(&self, point: Coord<f64>) -> bool {
+        self.overlay_trees.is_empty() && self.far_mask.as_ref().is_some_and(|mask| mask.is_far(point))
     }
 
     /// Position of a point on a Hilbert curve over the index's extent.
@@ -990,19 +1001,21 @@ fn union_of<'a>(boxes: impl Iterator<Item = &'a CellBox>) -> Envelope {
     })
 }
 
-/// Puts answers computed in `order` (pairs of sort key and original position) back in original order.
-fn unsort(sorted: &LocateBatch, order: &[(u32, u32)]) -> LocateBatch {
-    let mut rank = vec![0u32; order.len()];
+/// Puts answers computed in `order` (pairs of sort key and original position) back in original order;
+/// the `count - order.len()` points left out get empty answers.
+fn unsort(sorted: &LocateBatch, order: &[(u32, u32)], count: usize) -> LocateBatch {
+    // A point left out keeps rank u32::MAX, past the end of `sorted`: every lookup below finds nothing.
+    let mut rank = vec![u32::MAX; count];
     for (position_in_sorted, (_, original)) in order.iter().enumerate() {
         if let Some(slot) = rank.get_mut(*original as usize) {
             *slot = position_in_sorted as u32;
         }
     }
     let mut out = LocateBatch {
-        offsets: Vec::with_capacity(order.len() + 1),
+        offsets: Vec::with_capacity(count + 1),
         cells: Vec::with_capacity(sorted.cells.len()),
         distances_m: Vec::with_capacity(sorted.cells.len()),
-        admin_counts: Vec::with_capacity(order.len()),
+        admin_counts: Vec::with_capacity(count),
     };
     out.offsets.push(0);
     for &j in &rank {
