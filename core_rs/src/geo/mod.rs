@@ -1,6 +1,7 @@
 //! Geofence lookup (point → grid cells on every layer), polygon → intersecting cells, and
 //! WGS-84 / GCJ-02 / BD-09 conversion.
 
+mod buckets;
 mod cell_grid;
 pub mod coords;
 mod far_mask;
