@@ -8,6 +8,9 @@ use super::buckets::Buckets;
 
 /// Buckets per cell: fewer buckets hold more candidates each, more buckets cost more memory.
 const BUCKETS_PER_CELL: f64 = 1.5;
+/// Lists may hold this many entries per cell on average (micro-grids: about 2.5); levels of long or
+/// sprawling cells, whose boxes meet many buckets each, stay on the R-tree instead.
+const MAX_ENTRIES_PER_CELL: usize = 16;
 
 pub(super) struct CellGrid {
     buckets: Buckets,
@@ -18,12 +21,21 @@ pub(super) struct CellGrid {
 
 impl CellGrid {
     /// Buckets over `union`, the union of `boxes` ([min_x, min_y, max_x, max_y] and cell, in cell order);
-    /// `None` when the union spans no area.
+    /// `None` when the union spans no area or the lists would exceed MAX_ENTRIES_PER_CELL.
     pub(super) fn build(union: [f64; 4], boxes: &[([f64; 4], u32)]) -> Option<Self> {
         let buckets = Buckets::covering(union, boxes.len() as f64 * BUCKETS_PER_CELL)?;
         let mut grid = Self { buckets, starts: Vec::new(), cells: Vec::new() };
+        let entries = boxes.iter().map(|(envelope, _)| grid.buckets_met(*envelope)).sum::<usize>();
+        if entries > boxes.len() * MAX_ENTRIES_PER_CELL {
+            return None;
+        }
         grid.fill(boxes);
         Some(grid)
+    }
+
+    fn buckets_met(&self, [min_x, min_y, max_x, max_y]: [f64; 4]) -> usize {
+        let grid = &self.buckets;
+        (grid.column_of(max_x) - grid.column_of(min_x) + 1) * (grid.row_of(max_y) - grid.row_of(min_y) + 1)
     }
 
     /// Counting sort of (bucket, cell) pairs by bucket; cells arrive in order, so each list is sorted.
@@ -81,5 +93,33 @@ impl CellGrid {
 
     pub(super) fn memory_bytes(&self) -> usize {
         (self.starts.capacity() + self.cells.capacity()) * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNIT: [f64; 4] = [0.0, 0.0, 1.0, 1.0];
+
+    #[test]
+    fn lists_hold_every_cell_whose_box_holds_the_point() {
+        let tiles: Vec<([f64; 4], u32)> = (0..100u32)
+            .map(|i| {
+                let (x, y) = (f64::from(i % 10) / 10.0, f64::from(i / 10) / 10.0);
+                ([x, y, x + 0.1, y + 0.1], i)
+            })
+            .collect();
+        let grid = CellGrid::build(UNIT, &tiles).unwrap();
+        assert!(grid.candidates(Coord { x: 0.55, y: 0.55 }).contains(&55));
+        assert!(grid.candidates(Coord { x: 1.0, y: 1.0 }).contains(&99));
+        assert!(grid.candidates(Coord { x: 0.0, y: 0.0 }).contains(&0));
+        assert!(grid.candidates(Coord { x: 1.2, y: 0.5 }).is_empty());
+    }
+
+    #[test]
+    fn levels_of_sprawling_cells_stay_on_the_tree() {
+        let sprawling: Vec<([f64; 4], u32)> = (0..100).map(|i| (UNIT, i)).collect();
+        assert!(CellGrid::build(UNIT, &sprawling).is_none());
     }
 }
