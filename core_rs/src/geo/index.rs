@@ -1,6 +1,8 @@
 //! The grid index: every cell of every layer, stored flat (one coordinate array, ring and cell offsets)
 //! under static packed R-trees (flatbush) of cell bounding boxes: one per admin depth and one per overlay
-//! (layer, level), so district-sized boxes never inflate the nodes that hold micro-grid boxes.
+//! (layer, level), so district-sized boxes never inflate the nodes that hold micro-grid boxes. Two rasters
+//! built at load take the common point queries off the trees: a bucket grid of the deepest admin level's
+//! cells ([`CellGrid`]) and a mask of where every admin cell is beyond the tolerance ([`FarMask`]).
 //!
 //! Rules a caller can rely on (docs/geofence.md repeats them):
 //! - Containment is closed: a point on a cell's boundary is in that cell. Rings are evaluated by the
@@ -22,12 +24,14 @@ use geo::{
 use rayon::prelude::*;
 use static_aabb2d_index::{StaticAABB2DIndex, StaticAABB2DIndexBuilder};
 
+use super::cell_grid::CellGrid;
 use super::coords::{convert_point, coordinate_problem, CoordSystem};
+use super::far_mask::FarMask;
 use super::geojson::{parse_geometry, parse_layer, ParsedFeature, PropertyNames};
 use super::GeoError;
 
 /// Metres per degree of latitude on a sphere of the mean Earth radius (6,371,008.8 m).
-const METRES_PER_DEGREE: f64 = 6_371_008.8 * std::f64::consts::PI / 180.0;
+pub(super) const METRES_PER_DEGREE: f64 = 6_371_008.8 * std::f64::consts::PI / 180.0;
 /// Distances closer than this count as ties when picking the nearest cell (shared edges).
 const DISTANCE_TIE_M: f64 = 1e-3;
 const NO_PARENT: u32 = u32::MAX;
@@ -282,6 +286,10 @@ pub struct GridIndex {
     admin_trees: Vec<BoxTree>,
     /// Overlay trees in group rank order.
     overlay_trees: Vec<BoxTree>,
+    /// The deepest admin level's cells on a bucket grid: point queries of that level read one list.
+    leaf_grid: Option<CellGrid>,
+    /// Where a point is farther than the tolerance from every admin cell; `None` when not built.
+    far_mask: Option<FarMask>,
     tolerance_m: f64,
     raw_vertex_count: usize,
     /// Union of all cell boxes, the frame of the Hilbert sort.
@@ -401,6 +409,8 @@ impl GridIndex {
             edge_bands: Vec::new(),
             admin_trees: Vec::new(),
             overlay_trees: Vec::new(),
+            leaf_grid: None,
+            far_mask: None,
             tolerance_m,
             raw_vertex_count: 0,
             extent: [0.0; 4],
@@ -423,11 +433,28 @@ impl GridIndex {
         }
         index.coords.shrink_to_fit();
         index.strings.text.shrink_to_fit();
-        index.extent = boxes.iter().fold([f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY], |e, b| {
-            [e[0].min(b.envelope[0]), e[1].min(b.envelope[1]), e[2].max(b.envelope[2]), e[3].max(b.envelope[3])]
-        });
+        index.extent = union_of(boxes.iter());
+        let admin_extent = union_of(boxes.iter().filter(|b| index.is_admin(b.cell)));
+        let admin_cells = boxes.iter().filter(|b| index.is_admin(b.cell)).count();
         index.plant_trees(boxes, groups.len())?;
+        index.far_mask = index.build_far_mask(admin_extent, admin_cells);
         Ok(index)
+    }
+
+    fn build_far_mask(&self, admin_extent: Envelope, admin_cells: usize) -> Option<FarMask> {
+        let admin_edges = (0..self.cells.len())
+            .filter(|&cell| self.is_admin(cell as u32))
+            .flat_map(|cell| self.rings(cell).flat_map(|(ring, _)| ring_edges(ring)));
+        let mut stack = Vec::new();
+        let mut holding = Vec::new();
+        let in_any_cell = |point: Coord<f64>| {
+            self.admin_trees.iter().any(|tree| {
+                holding.clear();
+                tree.query([point.x, point.y, point.x, point.y], &mut stack, &mut holding);
+                holding.iter().any(|&cell| self.classify(cell as usize, point) != Position::Outside)
+            })
+        };
+        FarMask::build(admin_extent, admin_cells, self.tolerance_m, admin_edges, in_any_cell)
     }
 
     /// Appends a cell's rings (closing vertex dropped) and returns its bounding box.
@@ -471,7 +498,9 @@ impl GridIndex {
             + (self.ring_starts.capacity() + self.cell_ring_starts.capacity()) * 4
             + self.ring_is_exterior.capacity()
             + self.edge_bands.iter().map(|b| b.starts.capacity() * 4 + b.edges.capacity() * 8 + 48).sum::<usize>();
-        let spatial_index = self.trees().map(BoxTree::memory_bytes).sum::<usize>();
+        let spatial_index = self.trees().map(BoxTree::memory_bytes).sum::<usize>()
+            + self.leaf_grid.as_ref().map_or(0, CellGrid::memory_bytes)
+            + self.far_mask.as_ref().map_or(0, FarMask::memory_bytes);
         let metadata = self.cells.capacity() * std::mem::size_of::<CellInfo>()
             + self.strings.text.capacity()
             + self.strings.ends.capacity() * 4
@@ -499,14 +528,25 @@ impl GridIndex {
         }
         // Large batches are resolved in Hilbert order of the points, so consecutive queries touch the
         // same tree nodes and cells (cache hits instead of misses), then put back in the caller's order.
+        // Points known to resolve to nothing are left out of the sort.
         let points: Vec<Coord<f64>> =
             lngs.par_iter().zip(lats.par_iter()).map(|(&x, &y)| wgs84(x, y, crs)).collect();
-        let mut order: Vec<(u32, u32)> =
-            points.iter().enumerate().map(|(i, p)| (self.hilbert_key(*p), i as u32)).collect();
+        let mut order: Vec<(u32, u32)> = points
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !self.resolves_to_nothing(**p))
+            .map(|(i, p)| (self.hilbert_key(*p), i as u32))
+            .collect();
         order.par_sort_unstable();
         let sorted: Vec<Coord<f64>> = order.iter().filter_map(|(_, i)| points.get(*i as usize).copied()).collect();
         let parts: Vec<LocateBatch> = sorted.par_chunks(PARALLEL_CHUNK).map(|chunk| self.locate_points(chunk)).collect();
-        Ok(unsort(&concatenate(parts), &order))
+        Ok(unsort(&concatenate(parts), &order, points.len()))
+    }
+
+    /// True when no layer can answer anything for the point: no overlays, and farther than the
+    /// tolerance from every admin cell.
+    fn resolves_to_nothing(&self, point: Coord<f64>) -> bool {
+        self.overlay_trees.is_empty() && self.far_mask.as_ref().is_some_and(|mask| mask.is_far(point))
     }
 
     /// Position of a point on a Hilbert curve over the index's extent.
@@ -559,7 +599,11 @@ impl GridIndex {
                 bucket.push(cell_box);
             }
         }
-        self.admin_trees = admin.iter().filter(|b| !b.is_empty()).map(|b| BoxTree::build(b)).collect::<Result<_, _>>()?;
+        admin.retain(|b| !b.is_empty());
+        self.leaf_grid = admin.first().and_then(|leaves| {
+            CellGrid::build(union_of(leaves.iter()), &leaves.iter().map(|b| (b.envelope, b.cell)).collect::<Vec<_>>())
+        });
+        self.admin_trees = admin.iter().map(|b| BoxTree::build(b)).collect::<Result<_, _>>()?;
         self.overlay_trees = overlay.iter().filter(|b| !b.is_empty()).map(|b| BoxTree::build(b)).collect::<Result<_, _>>()?;
         Ok(())
     }
@@ -593,31 +637,28 @@ impl GridIndex {
     /// Writes the admin chain (deepest first) and returns its length. Levels are tried deepest first;
     /// a shallower level is only tested when no deeper cell holds the point.
     fn resolve_admin(&self, point: Coord<f64>, scratch: &mut Scratch, out: &mut LocateBatch) -> usize {
+        if self.far_mask.as_ref().is_some_and(|mask| mask.is_far(point)) {
+            return 0;
+        }
         let at_point = [point.x, point.y, point.x, point.y];
-        let mut found: Option<(u32, Position)> = None;
-        for tree in &self.admin_trees {
-            scratch.holding.clear();
-            tree.query(at_point, &mut scratch.stack, &mut scratch.holding);
-            scratch.holding.sort_unstable();
-            for &cell in &scratch.holding {
-                let position = self.classify(cell as usize, point);
-                let better = match found {
-                    None => position != Position::Outside,
-                    Some((_, best)) => position == Position::Inside && best == Position::Boundary,
-                };
-                if better {
-                    found = Some((cell, position));
-                    if position == Position::Inside {
-                        break;
-                    }
+        let mut found = None;
+        for (rank, tree) in self.admin_trees.iter().enumerate() {
+            let candidates = match self.leaf_grid.as_ref().filter(|_| rank == 0) {
+                Some(grid) => grid.candidates(point),
+                None => {
+                    scratch.holding.clear();
+                    tree.query(at_point, &mut scratch.stack, &mut scratch.holding);
+                    scratch.holding.sort_unstable();
+                    &scratch.holding
                 }
-            }
+            };
+            found = self.holding_cell(candidates, point);
             if found.is_some() {
                 break;
             }
         }
         let (leaf, distance) = match found {
-            Some((cell, _)) => (cell, 0.0),
+            Some(cell) => (cell, 0.0),
             None => {
                 let envelope = self.search_envelope(point);
                 scratch.nearby.clear();
@@ -635,6 +676,20 @@ impl GridIndex {
         let length = out.cells.len() - before;
         out.distances_m.extend(std::iter::repeat_n(distance, length));
         length
+    }
+
+    /// The cell of `candidates` (in index order) that holds the point by the edge rule: the first whose
+    /// interior holds it, else the first that has it on its boundary.
+    fn holding_cell(&self, candidates: &[u32], point: Coord<f64>) -> Option<u32> {
+        let mut on_boundary = None;
+        for &cell in candidates {
+            match self.classify(cell as usize, point) {
+                Position::Inside => return Some(cell),
+                Position::Boundary => on_boundary = on_boundary.or(Some(cell)),
+                Position::Outside => {}
+            }
+        }
+        on_boundary
     }
 
     /// An admin cell and its ancestors up to the root, deepest first (load-time checks rule out cycles;
@@ -657,6 +712,9 @@ impl GridIndex {
 
     /// Writes one cell per overlay (layer, level) group that holds the point or lies within tolerance.
     fn resolve_overlays(&self, point: Coord<f64>, scratch: &mut Scratch, out: &mut LocateBatch) {
+        if self.overlay_trees.is_empty() {
+            return;
+        }
         let envelope = self.search_envelope(point);
         for tree in &self.overlay_trees {
             scratch.nearby.clear();
@@ -743,7 +801,34 @@ impl GridIndex {
                 let coord = |i: u32| self.coords.get(i as usize).copied().unwrap_or(Coord { x: f64::NAN, y: f64::NAN });
                 classify_edges(bands.edges_at(p.y).iter().map(|(a, b)| (coord(*a), coord(*b))), p)
             }
-            None => classify_edges(self.rings(cell).flat_map(|(ring, _)| ring_edges(ring)), p),
+            None => self.classify_small(cell, p),
+        }
+    }
+
+    /// [`classify_edges`] over a cell's rings read in place: each ring's closing edge first, then the rest
+    /// in order (the point query's innermost loop, so no iterator adapters).
+    fn classify_small(&self, cell: usize, p: Coord<f64>) -> Position {
+        let first = self.cell_ring_starts.get(cell).copied().unwrap_or(0) as usize;
+        let last = self.cell_ring_starts.get(cell + 1).copied().unwrap_or(0) as usize;
+        let mut inside = false;
+        for ring in first..last {
+            let start = self.ring_starts.get(ring).copied().unwrap_or(0) as usize;
+            let end = self.ring_starts.get(ring + 1).copied().unwrap_or(0) as usize;
+            let vertices = self.coords.get(start..end).unwrap_or(&[]);
+            let Some(mut a) = vertices.last().copied() else {
+                continue;
+            };
+            for &b in vertices {
+                if crosses_or_touches(a, b, p, &mut inside) {
+                    return Position::Boundary;
+                }
+                a = b;
+            }
+        }
+        if inside {
+            Position::Inside
+        } else {
+            Position::Outside
         }
     }
 
@@ -911,19 +996,28 @@ fn wgs84(lng: f64, lat: f64, crs: CoordSystem) -> Coord<f64> {
     Coord { x, y }
 }
 
-/// Puts answers computed in `order` (pairs of sort key and original position) back in original order.
-fn unsort(sorted: &LocateBatch, order: &[(u32, u32)]) -> LocateBatch {
-    let mut rank = vec![0u32; order.len()];
+/// The smallest box holding all of `boxes` (inverted, with infinities, when there are none).
+fn union_of<'a>(boxes: impl Iterator<Item = &'a CellBox>) -> Envelope {
+    boxes.fold([f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY], |e, b| {
+        [e[0].min(b.envelope[0]), e[1].min(b.envelope[1]), e[2].max(b.envelope[2]), e[3].max(b.envelope[3])]
+    })
+}
+
+/// Puts answers computed in `order` (pairs of sort key and original position) back in original order;
+/// the `count - order.len()` points left out get empty answers.
+fn unsort(sorted: &LocateBatch, order: &[(u32, u32)], count: usize) -> LocateBatch {
+    // A point left out keeps rank u32::MAX, past the end of `sorted`: every lookup below finds nothing.
+    let mut rank = vec![u32::MAX; count];
     for (position_in_sorted, (_, original)) in order.iter().enumerate() {
         if let Some(slot) = rank.get_mut(*original as usize) {
             *slot = position_in_sorted as u32;
         }
     }
     let mut out = LocateBatch {
-        offsets: Vec::with_capacity(order.len() + 1),
+        offsets: Vec::with_capacity(count + 1),
         cells: Vec::with_capacity(sorted.cells.len()),
         distances_m: Vec::with_capacity(sorted.cells.len()),
-        admin_counts: Vec::with_capacity(order.len()),
+        admin_counts: Vec::with_capacity(count),
     };
     out.offsets.push(0);
     for &j in &rank {
@@ -1030,22 +1124,7 @@ fn overlay_rank(candidate: &(Position, f64, u32)) -> (u8, f64, u32) {
 fn classify_edges(edges: impl Iterator<Item = (Coord<f64>, Coord<f64>)>, p: Coord<f64>) -> Position {
     let mut inside = false;
     for (a, b) in edges {
-        if a == p {
-            return Position::Boundary;
-        }
-        if (a.y > p.y) != (b.y > p.y) {
-            let orientation = robust::orient2d(
-                robust::Coord { x: a.x, y: a.y },
-                robust::Coord { x: b.x, y: b.y },
-                robust::Coord { x: p.x, y: p.y },
-            );
-            if orientation == 0.0 {
-                return Position::Boundary;
-            }
-            if (orientation > 0.0) == (b.y > a.y) {
-                inside = !inside;
-            }
-        } else if a.y == p.y && b.y == p.y && (a.x.min(b.x)..=a.x.max(b.x)).contains(&p.x) {
+        if crosses_or_touches(a, b, p, &mut inside) {
             return Position::Boundary;
         }
     }
@@ -1053,6 +1132,31 @@ fn classify_edges(edges: impl Iterator<Item = (Coord<f64>, Coord<f64>)>, p: Coor
         Position::Inside
     } else {
         Position::Outside
+    }
+}
+
+/// One edge of the crossing-number test: flips `inside` when a rightward ray from `p` crosses edge ab;
+/// true when `p` lies on the edge.
+#[inline(always)]
+fn crosses_or_touches(a: Coord<f64>, b: Coord<f64>, p: Coord<f64>, inside: &mut bool) -> bool {
+    if a == p {
+        return true;
+    }
+    if (a.y > p.y) != (b.y > p.y) {
+        let orientation = robust::orient2d(
+            robust::Coord { x: a.x, y: a.y },
+            robust::Coord { x: b.x, y: b.y },
+            robust::Coord { x: p.x, y: p.y },
+        );
+        if orientation == 0.0 {
+            return true;
+        }
+        if (orientation > 0.0) == (b.y > a.y) {
+            *inside = !*inside;
+        }
+        false
+    } else {
+        a.y == p.y && b.y == p.y && (a.x.min(b.x)..=a.x.max(b.x)).contains(&p.x)
     }
 }
 
@@ -1158,6 +1262,48 @@ mod tests {
         let parallel = index.locate_batch(&lngs, &lats, CoordSystem::Wgs84).unwrap();
         let points: Vec<Coord<f64>> = lngs.iter().zip(&lats).map(|(&x, &y)| Coord { x, y }).collect();
         assert_eq!(parallel, index.locate_points(&points));
+    }
+
+    fn shipped_admin(tolerance_m: f64) -> GridIndex {
+        let layer = include_bytes!("../../../hub/data/grids/chengdu_admin_gcj02.geojson");
+        GridIndex::build(&[admin_source(layer, false)], tolerance_m).unwrap()
+    }
+
+    /// Evenly spread points (an additive recurrence) over the index's extent grown by `margin` degrees.
+    fn spread_points(index: &GridIndex, margin: f64, count: usize) -> Vec<Coord<f64>> {
+        let [min_x, min_y, max_x, max_y] = index.extent;
+        let (width, height) = (max_x - min_x + 2.0 * margin, max_y - min_y + 2.0 * margin);
+        (0..count)
+            .map(|i| Coord {
+                x: min_x - margin + width * (i as f64 * 0.618_033_988_749_895).fract(),
+                y: min_y - margin + height * (i as f64 * 0.414_213_562_373_095).fract(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn far_mask_and_leaf_grid_change_no_answer() {
+        for tolerance_m in [0.0, 30.0, 400.0] {
+            let mut index = shipped_admin(tolerance_m);
+            let mut points = spread_points(&index, 0.02, 300_000);
+            points.extend_from_slice(&index.coords);
+            let fast = index.locate_points(&points);
+            assert!(index.far_mask.is_some() && index.leaf_grid.is_some());
+            assert!(fast.admin_counts.contains(&0));
+            assert!(fast.distances_m.iter().any(|&distance| distance > 0.0) == (tolerance_m > 0.0));
+            index.far_mask = None;
+            index.leaf_grid = None;
+            assert_eq!(fast, index.locate_points(&points), "tolerance {tolerance_m} m");
+        }
+    }
+
+    #[test]
+    fn points_just_beyond_the_tolerance_are_outside_and_just_within_resolve() {
+        let index = admin_index();
+        let metres = |m: f64| m / METRES_PER_DEGREE;
+        let lngs = [-metres(29.9), -metres(30.1), 0.002 + metres(29.9), 0.002 + metres(30.1)];
+        let batch = index.locate_batch(&lngs, &[0.0005; 4], CoordSystem::Wgs84).unwrap();
+        assert_eq!(batch.admin_counts, [2, 0, 2, 0]);
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Geofence lookup (point → grid cells on every layer), polygon → intersecting cells, and
 //! WGS-84 / GCJ-02 / BD-09 conversion.
 
+mod buckets;
+mod cell_grid;
 pub mod coords;
+mod far_mask;
 pub mod geojson;
 pub mod index;
 
