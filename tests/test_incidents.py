@@ -282,3 +282,23 @@ def test_mutated_snapshots_are_refused_or_restore_a_usable_state(data):
     probe = restored.add(MergeInput("probe", 0.0, "fire", BASE_LON, BASE_LAT))
     assert probe.incident_id and probe.report_count >= 1
     restored.expire(1e12)
+
+
+def test_columns_read_any_str_and_number_like_rows_do():
+    """add_columns reads list items in place: non-ASCII and long ids, str subclasses, ints for floats, and
+    columns that are tuples give the same answers as add_many."""
+
+    class Tag(str):
+        pass
+
+    ids = ["évt-1", "事件-2", "e" * 40, Tag("e4"), "évt-1"]
+    times = [0, 1.5, 2, 3.0, 4]
+    categories = ["fire", Tag("fire"), "noise", "fire", "fire"]
+    lons = [BASE_LON, BASE_LON + 0.1, None, 104, BASE_LON]
+    lats = [BASE_LAT, BASE_LAT, None, 30, BASE_LAT]
+    by_rows = IncidentMerger(POLICY).add_many([MergeInput(*row) for row in zip(ids, times, categories, lons, lats)])
+    merger = IncidentMerger(POLICY)
+    batch = merger.add_columns(ids, tuple(times), categories, lons, lats)
+    assert [MergeResult(*row) for row in zip(*batch)] == by_rows
+    assert batch.incident_ids[:3] == ["inc-évt-1", "inc-事件-2", "inc-" + "e" * 40]
+    assert sorted(merger.expire(1e9)) == sorted(set(batch.incident_ids))

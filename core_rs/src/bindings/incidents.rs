@@ -1,11 +1,13 @@
 //! Python binding of [`crate::incidents`].
 //!
-//! Batches are copied out of Python objects while the GIL is held (keys are hashed on the way, strings go
-//! into one arena buffer), then the core runs with the GIL released, then results are built as Python lists.
+//! Batches are read out of Python objects while the GIL is held (dedup keys are hashed on the way; merging
+//! holds the str objects and reads their UTF-8 in place), then the core runs with the GIL released, then
+//! results are built as Python lists.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 use pyo3::Borrowed;
 
@@ -68,6 +70,7 @@ fn restore_detached<T: Send>(
     .map_err(|e| to_py_err(py, e))
 }
 
+#[cold]
 fn bad_item(
     py: Python<'_>,
     index: usize,
@@ -163,17 +166,22 @@ fn size_hint(sequence: &Bound<'_, PyAny>) -> usize {
     sequence.len().unwrap_or(0)
 }
 
-/// The string's UTF-8, or an error naming the event for strings that have none (lone surrogates).
+/// The error for a str that has no UTF-8 (lone surrogates), naming the event.
+#[cold]
+fn not_unicode(py: Python<'_>, index: usize, field: &str) -> PyErr {
+    to_py_err(
+        py,
+        IncidentError::InvalidEvent {
+            index,
+            reason: format!("{field}: not valid Unicode (a lone surrogate?)"),
+        },
+    )
+}
+
+/// The string's UTF-8, or an error naming the event for strings that have none.
 fn utf8<'a>(text: &'a Bound<'_, PyString>, index: usize, field: &str) -> PyResult<&'a str> {
-    text.to_str().map_err(|_| {
-        to_py_err(
-            text.py(),
-            IncidentError::InvalidEvent {
-                index,
-                reason: format!("{field}: not valid Unicode (a lone surrogate?)"),
-            },
-        )
-    })
+    text.to_str()
+        .map_err(|_| not_unicode(text.py(), index, field))
 }
 
 fn extract_f64(item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<f64> {
@@ -195,24 +203,27 @@ fn extract_optional_f64(
     }
 }
 
-fn collect_f64s(sequence: &Bound<'_, PyAny>, field: &str) -> PyResult<Vec<f64>> {
-    let mut out = Vec::with_capacity(size_hint(sequence));
-    for_each_item(sequence, field, |i, item| {
-        out.push(extract_f64(item, i, field)?);
-        Ok(())
-    })?;
-    Ok(out)
+/// `[False] * n` with True where `values` says so.
+fn bool_list<'py>(py: Python<'py>, values: &[bool]) -> PyResult<Bound<'py, PyList>> {
+    mostly_list(py, false, values.iter().copied())
 }
 
-/// `[False] * n` (one bulk fill), then True where `values` says so: cheaper than setting every item when
-/// few are true, as with duplicates.
-fn bool_list<'py>(py: Python<'py>, values: &[bool]) -> PyResult<Bound<'py, PyList>> {
-    let list = PyList::new(py, [false])?
+/// `[usual] * n` (one bulk fill), then the values that differ from `usual` set one by one: cheaper than
+/// setting every item when most are `usual`, as with duplicates (False), or report counts (1).
+fn mostly_list<'py, T>(
+    py: Python<'py>,
+    usual: T,
+    values: impl ExactSizeIterator<Item = T>,
+) -> PyResult<Bound<'py, PyList>>
+where
+    T: Copy + PartialEq + IntoPyObject<'py>,
+{
+    let list = PyList::new(py, [usual])?
         .as_any()
         .mul(values.len())?
         .cast_into::<PyList>()?;
-    for (index, _) in values.iter().enumerate().filter(|(_, &value)| value) {
-        list.set_item(index, true)?;
+    for (index, value) in values.enumerate().filter(|&(_, value)| value != usual) {
+        list.set_item(index, value)?;
     }
     Ok(list)
 }
@@ -403,38 +414,21 @@ impl PyMergeResult {
     }
 }
 
-/// Strings of a batch copied into one buffer, so the core can work on them with the GIL released.
-#[derive(Default)]
-struct Arena {
-    text: String,
-}
-
-type Span = (usize, usize);
-
-impl Arena {
-    fn push(&mut self, s: &str) -> Span {
-        let start = self.text.len();
-        self.text.push_str(s);
-        (start, self.text.len())
-    }
-
-    fn get(&self, (start, end): Span) -> &str {
-        self.text.get(start..end).unwrap_or_default()
-    }
-}
-
-/// One event with its strings in the arena.
+/// One event of a batch. Its strings are the Python str objects themselves, held ([`PyBackedStr`]): the core
+/// reads their UTF-8 in place with the GIL released, nothing is copied.
 struct RawEvent {
-    event_id: Span,
+    event_id: PyBackedStr,
     time: f64,
-    category: Span,
+    /// The event's category in [`Batch::categories`].
+    category: usize,
     location: Option<(f64, f64)>,
-    address: Option<Span>,
-    text: Option<Span>,
+    address: Option<PyBackedStr>,
+    text: Option<PyBackedStr>,
 }
 
 struct Batch {
-    arena: Arena,
+    /// The batch's category strings, each distinct str object once (see [`Categories`]).
+    categories: Vec<PyBackedStr>,
     events: Vec<RawEvent>,
 }
 
@@ -443,77 +437,103 @@ impl Batch {
         self.events
             .iter()
             .map(|e| MergeEvent {
-                event_id: self.arena.get(e.event_id),
+                event_id: &e.event_id,
                 time: e.time,
-                category: self.arena.get(e.category),
+                category: self.categories.get(e.category).map_or("", |c| c),
                 location: e.location,
-                address: e.address.map(|s| self.arena.get(s)),
-                text: e.text.map(|s| self.arena.get(s)),
+                address: e.address.as_deref(),
+                text: e.text.as_deref(),
             })
             .collect()
     }
 }
 
-fn push_str(
-    arena: &mut Arena,
+/// The item as a held str, or an error naming the event.
+#[inline]
+fn held_str(
     item: &Bound<'_, PyAny>,
     index: usize,
     field: &str,
-) -> PyResult<Span> {
-    match item.cast::<PyString>() {
-        Ok(s) => Ok(arena.push(utf8(s, index, field)?)),
-        Err(_) => Err(bad_item(item.py(), index, field, "str", item)),
+    expected: &str,
+) -> PyResult<PyBackedStr> {
+    let text = item
+        .cast::<PyString>()
+        .map_err(|_| bad_item(item.py(), index, field, expected, item))?;
+    PyBackedStr::try_from(text.to_owned()).map_err(|_| not_unicode(item.py(), index, field))
+}
+
+#[inline]
+fn held_optional_str(
+    item: &Bound<'_, PyAny>,
+    index: usize,
+    field: &str,
+) -> PyResult<Option<PyBackedStr>> {
+    if item.is_none() {
+        Ok(None)
+    } else {
+        held_str(item, index, field, "str or None").map(Some)
     }
 }
 
-/// Category strings of a batch, each distinct str object copied into the arena once: events of one category
-/// then share one span, which also lets the core recognise the category without hashing its name.
-/// The objects are held, so an address seen cannot be reused by another string during the batch.
-struct CategorySpans<'py> {
-    seen: Vec<(Bound<'py, PyAny>, Span)>,
+/// A number item that may be lent: exact floats are read in place; converting another object may run its
+/// `__float__`, so that is done on a reference of our own.
+#[inline(always)]
+fn lent_f64(item: &Bound<'_, PyAny>, index: usize, field: &str, expected: &str) -> PyResult<f64> {
+    match item.cast_exact::<PyFloat>() {
+        Ok(float) => Ok(float.value()),
+        Err(_) => item
+            .to_owned()
+            .extract::<f64>()
+            .map_err(|_| bad_item(item.py(), index, field, expected, item)),
+    }
 }
 
-impl<'py> CategorySpans<'py> {
-    /// Only a few categories are remembered; further ones are copied per event.
+#[inline]
+fn lent_optional_f64(item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<Option<f64>> {
+    if item.is_none() {
+        Ok(None)
+    } else {
+        lent_f64(item, index, field, "a number or None").map(Some)
+    }
+}
+
+/// The distinct category str objects of a batch, recognised by identity: events of one category then share
+/// one string, which also lets the core recognise the category without hashing its name. The objects are
+/// held, so an address seen cannot be reused by another string during the batch.
+struct Categories {
+    /// (object address, index in the batch's categories) of the first few distinct objects.
+    seen: Vec<(usize, usize)>,
+}
+
+impl Categories {
+    /// Only a few categories are remembered; further ones are held once per event.
     const REMEMBERED: usize = 32;
 
     fn new() -> Self {
         Self { seen: Vec::new() }
     }
 
-    fn push(
+    /// The index in `held` of the item's category, adding it when new.
+    #[inline(always)]
+    fn index(
         &mut self,
-        arena: &mut Arena,
-        item: &Bound<'py, PyAny>,
+        held: &mut Vec<PyBackedStr>,
+        item: &Bound<'_, PyAny>,
         index: usize,
-    ) -> PyResult<Span> {
-        if let Some((_, span)) = self.seen.iter().find(|(seen, _)| seen.is(item)) {
-            return Ok(*span);
+    ) -> PyResult<usize> {
+        let address = item.as_ptr() as usize;
+        if let Some(&(_, known)) = self.seen.iter().find(|(seen, _)| *seen == address) {
+            return Ok(known);
         }
-        let span = push_str(arena, item, index, "category")?;
+        held.push(held_str(item, index, "category", "str")?);
         if self.seen.len() < Self::REMEMBERED {
-            self.seen.push((item.clone(), span));
+            self.seen.push((address, held.len() - 1));
         }
-        Ok(span)
+        Ok(held.len() - 1)
     }
 }
 
-fn push_optional_str(
-    arena: &mut Arena,
-    item: &Bound<'_, PyAny>,
-    index: usize,
-    field: &str,
-) -> PyResult<Option<Span>> {
-    if item.is_none() {
-        Ok(None)
-    } else {
-        match item.cast::<PyString>() {
-            Ok(s) => Ok(Some(arena.push(utf8(s, index, field)?))),
-            Err(_) => Err(bad_item(item.py(), index, field, "str or None", item)),
-        }
-    }
-}
-
+#[inline]
 fn location(
     py: Python<'_>,
     index: usize,
@@ -523,24 +543,29 @@ fn location(
     match (lon, lat) {
         (Some(lon), Some(lat)) => Ok(Some((lon, lat))),
         (None, None) => Ok(None),
-        _ => Err(to_py_err(
-            py,
-            IncidentError::InvalidEvent {
-                index,
-                reason: "lon and lat must both be given or both be None".into(),
-            },
-        )),
+        _ => Err(unpaired_location(py, index)),
     }
+}
+
+#[cold]
+fn unpaired_location(py: Python<'_>, index: usize) -> PyErr {
+    to_py_err(
+        py,
+        IncidentError::InvalidEvent {
+            index,
+            reason: "lon and lat must both be given or both be None".into(),
+        },
+    )
 }
 
 /// Reads rows `(event_id, time, category[, lon, lat, address, text])`, e.g. hub.incidents.MergeInput.
 fn rows_to_batch(rows: &Bound<'_, PyAny>) -> PyResult<Batch> {
     let py = rows.py();
     let mut batch = Batch {
-        arena: Arena::default(),
+        categories: Vec::new(),
         events: Vec::with_capacity(size_hint(rows)),
     };
-    let mut categories = CategorySpans::new();
+    let mut categories = Categories::new();
     for_each_item(rows, "events", |index, row| {
         let row = row
             .cast::<PyTuple>()
@@ -563,14 +588,13 @@ fn rows_to_batch(rows: &Bound<'_, PyAny>) -> PyResult<Batch> {
                 Ok(none.clone())
             }
         };
-        let arena = &mut batch.arena;
-        let event_id = push_str(arena, &field(0)?, index, "event_id")?;
+        let event_id = held_str(&field(0)?, index, "event_id", "str")?;
         let time = extract_f64(&field(1)?, index, "time")?;
-        let category = categories.push(arena, &field(2)?, index)?;
+        let category = categories.index(&mut batch.categories, &field(2)?, index)?;
         let lon = extract_optional_f64(&field(3)?, index, "lon")?;
         let lat = extract_optional_f64(&field(4)?, index, "lat")?;
-        let address = push_optional_str(arena, &field(5)?, index, "address")?;
-        let text = push_optional_str(arena, &field(6)?, index, "text")?;
+        let address = held_optional_str(&field(5)?, index, "address")?;
+        let text = held_optional_str(&field(6)?, index, "text")?;
         let location = location(py, index, lon, lat)?;
         batch.events.push(RawEvent {
             event_id,
@@ -585,8 +609,9 @@ fn rows_to_batch(rows: &Bound<'_, PyAny>) -> PyResult<Batch> {
     Ok(batch)
 }
 
-/// Reads one column into the batch's events, `fill(event, item, index)` per item; checks the column has
-/// one item per event. `None` instead of a sequence, for an optional column, leaves every event's field None.
+/// Reads one column into the batch's events, `fill(event, item, index)` per item (lent: `fill` must run no
+/// Python code with it, see [`for_each_item_lent`]); checks the column has one item per event. `None`
+/// instead of a sequence, for an optional column, leaves every event's field None.
 fn fill_column<'py>(
     events: &mut [RawEvent],
     column: &Bound<'py, PyAny>,
@@ -597,7 +622,7 @@ fn fill_column<'py>(
     if optional && column.is_none() {
         return Ok(());
     }
-    let seen = for_each_item(column, field, |i, item| match events.get_mut(i) {
+    let seen = for_each_item_lent(column, field, |i, item| match events.get_mut(i) {
         Some(event) => fill(event, item, i),
         None => Ok(()),
     })?;
@@ -630,70 +655,58 @@ fn columns_to_batch(
     texts: &Bound<'_, PyAny>,
 ) -> PyResult<Batch> {
     let py = event_ids.py();
-    let mut arena = Arena::default();
-    let mut events = Vec::with_capacity(size_hint(event_ids));
-    for_each_item(event_ids, "event_ids", |i, item| {
-        events.push(RawEvent {
-            event_id: push_str(&mut arena, item, i, "event_id")?,
+    let mut batch = Batch {
+        categories: Vec::new(),
+        events: Vec::with_capacity(size_hint(event_ids)),
+    };
+    for_each_item_lent(event_ids, "event_ids", |i, item| {
+        batch.events.push(RawEvent {
+            event_id: held_str(item, i, "event_id", "str")?,
             time: 0.0,
-            category: (0, 0),
+            category: 0,
             location: None,
             address: None,
             text: None,
         });
         Ok(())
     })?;
-    fill_column(&mut events, times, "times", false, |event, item, i| {
-        event.time = extract_f64(item, i, "time")?;
+    let events = &mut batch.events;
+    fill_column(events, times, "times", false, |event, item, i| {
+        event.time = lent_f64(item, i, "time", "a number")?;
         Ok(())
     })?;
-    let mut distinct = CategorySpans::new();
-    fill_column(
-        &mut events,
-        categories,
-        "categories",
-        false,
-        |event, item, i| {
-            event.category = distinct.push(&mut arena, item, i)?;
-            Ok(())
-        },
-    )?;
+    let mut distinct = Categories::new();
+    fill_column(events, categories, "categories", false, |event, item, i| {
+        event.category = distinct.index(&mut batch.categories, item, i)?;
+        Ok(())
+    })?;
     let mut lons_read = vec![None; events.len()];
-    fill_column(&mut events, lons, "lons", true, |_, item, i| {
+    fill_column(events, lons, "lons", true, |_, item, i| {
         if let Some(lon) = lons_read.get_mut(i) {
-            *lon = extract_optional_f64(item, i, "lon")?;
+            *lon = lent_optional_f64(item, i, "lon")?;
         }
         Ok(())
     })?;
-    let mut lats_read = vec![None; events.len()];
-    fill_column(&mut events, lats, "lats", true, |_, item, i| {
-        if let Some(lat) = lats_read.get_mut(i) {
-            *lat = extract_optional_f64(item, i, "lat")?;
+    if lats.is_none() {
+        for (i, lon) in lons_read.into_iter().enumerate() {
+            location(py, i, lon, None)?;
         }
-        Ok(())
-    })?;
-    for (i, (event, (lon, lat))) in events
-        .iter_mut()
-        .zip(lons_read.into_iter().zip(lats_read))
-        .enumerate()
-    {
-        event.location = location(py, i, lon, lat)?;
-    }
-    fill_column(
-        &mut events,
-        addresses,
-        "addresses",
-        true,
-        |event, item, i| {
-            event.address = push_optional_str(&mut arena, item, i, "address")?;
+    } else {
+        fill_column(events, lats, "lats", false, |event, item, i| {
+            let lon = lons_read.get(i).copied().flatten();
+            event.location = location(py, i, lon, lent_optional_f64(item, i, "lat")?)?;
             Ok(())
-        },
-    )?;
-    fill_column(&mut events, texts, "texts", true, |event, item, i| {
-        event.text = push_optional_str(&mut arena, item, i, "text")?;
+        })?;
+    }
+    fill_column(events, addresses, "addresses", true, |event, item, i| {
+        event.address = held_optional_str(item, i, "address")?;
         Ok(())
     })?;
-    Ok(Batch { arena, events })
+    fill_column(events, texts, "texts", true, |event, item, i| {
+        event.text = held_optional_str(item, i, "text")?;
+        Ok(())
+    })?;
+    Ok(batch)
 }
 
 /// Merges events into incidents. See hub/incidents.py.
@@ -713,9 +726,10 @@ impl PyIncidentMerger {
         }
     }
 
-    fn merge(&mut self, py: Python<'_>, batch: Batch) -> PyResult<Vec<MergeOutcome>> {
+    fn merge(&mut self, py: Python<'_>, batch: &Batch) -> PyResult<Vec<MergeOutcome>> {
         let inner = &mut self.inner;
-        py.detach(|| inner.add_many(&batch.views()))
+        let events = batch.views();
+        py.detach(|| inner.add_many(&events))
             .map_err(|e| to_py_err(py, e))
     }
 
@@ -731,12 +745,11 @@ impl PyIncidentMerger {
                 return Ok(id.bind(py).clone());
             }
         }
-        let id = PyString::from_bytes(
-            py,
-            self.inner
-                .incident_id(outcome.incident)
-                .map_or(&[][..], IncidentId::as_bytes),
-        )?;
+        let bytes = self
+            .inner
+            .incident_id(outcome.incident)
+            .map_or(&[][..], IncidentId::as_bytes);
+        let id = PyString::from_bytes(py, bytes)?;
         if self.id_strings.len() <= slot {
             self.id_strings.resize_with(slot + 1, || None);
         }
@@ -776,7 +789,7 @@ impl PyIncidentMerger {
         py: Python<'_>,
         events: &Bound<'_, PyAny>,
     ) -> PyResult<Vec<PyMergeResult>> {
-        let outcomes = self.merge(py, rows_to_batch(events)?)?;
+        let outcomes = self.merge(py, &rows_to_batch(events)?)?;
         Ok(outcomes
             .iter()
             .map(|o| PyMergeResult {
@@ -816,14 +829,15 @@ impl PyIncidentMerger {
             &or_none(addresses),
             &or_none(texts),
         )?;
-        let outcomes = self.merge(py, batch)?;
+        let outcomes = self.merge(py, &batch)?;
         let ids = outcomes
             .iter()
             .map(|o| self.incident_id(py, o))
             .collect::<PyResult<Vec<_>>>()?;
         let ids = PyList::new(py, ids)?;
-        let new = PyList::new(py, outcomes.iter().map(|o| o.is_new))?;
-        let counts = PyList::new(py, outcomes.iter().map(|o| o.report_count))?;
+        // Most events of a busy stream open an incident; the others' counts vary.
+        let new = mostly_list(py, true, outcomes.iter().map(|o| o.is_new))?;
+        let counts = mostly_list(py, 1, outcomes.iter().map(|o| o.report_count))?;
         Ok((ids, new, counts))
     }
 

@@ -207,7 +207,9 @@ impl Grid {
 
     /// Calls `visit` with every incident of `group` whose anchor lies in the query box around `at` (a box
     /// that holds every point within the search radius). Returns false (having visited nothing) when the
-    /// query would touch too many cells.
+    /// query would touch too many cells. Inlined into its caller, so that `visit` is inlined into the loop
+    /// (left to itself the compiler sometimes calls it per spot, 2% more instructions for merging).
+    #[inline(always)]
     pub fn visit_near(&self, group: u32, at: &Located, mut visit: impl FnMut(&Spot)) -> bool {
         let Some(dlon) = self.half_width_deg(at.lat) else {
             return false;
