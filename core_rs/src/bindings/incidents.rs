@@ -194,12 +194,22 @@ fn extract_optional_f64(
     index: usize,
     field: &str,
 ) -> PyResult<Option<f64>> {
+    unless_none(item, |item| {
+        item.extract::<f64>()
+            .map_err(|_| bad_item(item.py(), index, field, "a number or None", item))
+    })
+}
+
+/// None for a Python `None`, else what `read` makes of the item.
+#[inline]
+fn unless_none<'py, T>(
+    item: &Bound<'py, PyAny>,
+    read: impl FnOnce(&Bound<'py, PyAny>) -> PyResult<T>,
+) -> PyResult<Option<T>> {
     if item.is_none() {
         Ok(None)
     } else {
-        item.extract::<f64>()
-            .map(Some)
-            .map_err(|_| bad_item(item.py(), index, field, "a number or None", item))
+        read(item).map(Some)
     }
 }
 
@@ -468,11 +478,7 @@ fn held_optional_str(
     index: usize,
     field: &str,
 ) -> PyResult<Option<PyBackedStr>> {
-    if item.is_none() {
-        Ok(None)
-    } else {
-        held_str(item, index, field, "str or None").map(Some)
-    }
+    unless_none(item, |item| held_str(item, index, field, "str or None"))
 }
 
 /// A number item that may be lent: exact floats are read in place; converting another object may run its
@@ -490,11 +496,7 @@ fn lent_f64(item: &Bound<'_, PyAny>, index: usize, field: &str, expected: &str) 
 
 #[inline]
 fn lent_optional_f64(item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<Option<f64>> {
-    if item.is_none() {
-        Ok(None)
-    } else {
-        lent_f64(item, index, field, "a number or None").map(Some)
-    }
+    unless_none(item, |item| lent_f64(item, index, field, "a number or None"))
 }
 
 /// The distinct category str objects of a batch, recognised by identity: events of one category then share
