@@ -17,6 +17,7 @@ import secrets
 import signal
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,7 +41,7 @@ from hub.incidents import Deduper, IncidentMerger
 from hub.metrics import Metrics
 from hub.models import CloseRequest, Event
 from hub.natsconn import connect
-from hub.pipeline import BatchProcessor, Engines, Pipeline, PipelineOptions, PipelineState
+from hub.pipeline import BatchProcessor, Engines, EventTimeWindow, IngestMessage, Pipeline, PipelineOptions, PipelineState
 from hub.plugins import PluginHost, build_plugin_host
 from hub.reload import ConfigReloader
 from hub.streams import ensure_streams
@@ -84,6 +85,11 @@ def pipeline_options(config: HubConfig) -> PipelineOptions:
         batch_size=config.pipeline.batch_size,
         fetch_timeout_s=config.pipeline.fetch_timeout.total_seconds(),
         max_message_bytes=config.pipeline.max_message_bytes,
+        event_time=EventTimeWindow(
+            max_ahead_s=config.pipeline.event_time.max_ahead.total_seconds(),
+            max_age_s=config.pipeline.event_time.max_age.total_seconds(),
+            accept_out_of_range=config.pipeline.event_time.out_of_range == "accept",
+        ),
     )
 
 
@@ -197,7 +203,7 @@ class Hub:
             "ok": connected and pipeline is not None and pipeline.running,
             "nats": {"connected": connected, "embedded": self.embedded is not None},
             "pipeline": {
-                "running": pipeline is not None and pipeline.running,
+                **(pipeline.health() if pipeline else {"running": False, "status": "stopped"}),
                 "counts": dict(pipeline.counts) if pipeline else {},
                 "last_sequence": pipeline.state.last_seq if pipeline else 0,
                 "open_incidents": len(pipeline.state.incidents) if pipeline else 0,
@@ -232,7 +238,8 @@ class Hub:
                               copy.deepcopy(live.incidents), live.last_seq)
         processor = BatchProcessor(engines, self.pipeline.options)
         subject = topology.ingest_subject(event.source)
-        result = processor.process(state, [(0, subject, event.model_dump_json().encode())], evaluate=True)
+        message = IngestMessage(0, subject, event.model_dump_json().encode(), time.time())
+        result = processor.process(state, [message], evaluate=True)
         if result.rejected:
             return {"rejected": {"kind": result.rejected[0].kind, "reason": result.rejected[0].reason}}
         return result.evaluations[0]
