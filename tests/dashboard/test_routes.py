@@ -21,6 +21,7 @@ async def test_page_and_static_files_are_served(dashboard):
         script = await client.get("/dashboard/static/app.js")
         assert script.status_code == 200 and "javascript" in script.headers["content-type"]
         assert (await client.get("/dashboard/static/..%2F__init__.py")).status_code == 404
+        assert (await client.get("/dashboard/static/app.js%0D")).status_code == 422
         assert (await client.get("/api/dashboard/config")).json() == {"tile_url": None}
 
 
