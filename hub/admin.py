@@ -4,7 +4,9 @@ Mutating endpoints require ``Authorization: Bearer <[admin].token>`` (compared i
 token configured they refuse. Plugin routers from the ``register_routes`` hook are mounted under
 ``/plugins/<name>/`` and answer 404 while their plugin is disabled. Other parts of CityHub (the dashboard)
 add their routers with ``create_admin_app(hub, routers=[...])``, using :func:`get_hub` and
-:func:`require_token` as dependencies.
+:func:`require_token` as dependencies. Path parameters are checked before anything is looked up (incident ids
+by :data:`hub.models.INCIDENT_ID_PATTERN`, names for control characters; 422 says what is wrong), and a request
+body above ``[admin].max_body_bytes`` is answered 413 before it is read (FastAPI's ``max_body_size``).
 
 ``hub`` is the :class:`hub.app.Hub` handle; the API uses only what :class:`AdminHub` lists.
 """
@@ -166,7 +168,8 @@ def _plugin_enabled(name: str):  # noqa: ANN202 - a FastAPI dependency factory
 
 def create_admin_app(hub: AdminHub, routers: Iterable[APIRouter] = ()) -> FastAPI:
     """The admin API of ``hub``, with each plugin's routes and any extra ``routers`` (the dashboard)."""
-    app = FastAPI(title="CityHub admin API", version=__version__, description=__doc__)
+    app = FastAPI(title="CityHub admin API", version=__version__, description=__doc__,
+                  max_body_size=hub.config.admin.max_body_bytes)
     app.state.hub = hub
     app.state.reloader = getattr(hub, "reloader", None) or ConfigReloader(hub)
     app.include_router(_core_router())
