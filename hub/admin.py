@@ -84,9 +84,10 @@ def require_token(
 
 
 NAME_MAX = 128
-PathName = Annotated[str, Path(min_length=1, max_length=NAME_MAX), AfterValidator(refuse_control_characters("a name in the path"))]
+PathName = Annotated[
+    str, Path(min_length=1, max_length=NAME_MAX), AfterValidator(refuse_control_characters("a name in the path"))
+]
 """A name in a URL path (plugin, static file): looked up, never trusted; refused when it holds control characters."""
-PathIncidentId = Annotated[IncidentId, Path(description="An incident id, e.g. inc-01M83RDEXVGSK35WXJH6BQ1DDC.")]
 
 
 def _plugin_or_404(hub: Any, name: str) -> None:
@@ -147,7 +148,7 @@ def _core_router() -> APIRouter:
     @router.post("/incidents/{incident_id}/close", dependencies=[Depends(require_token)], status_code=202,
                  summary="Close an open incident (applied by the pipeline in order with the reports)")
     async def close_incident(
-        incident_id: PathIncidentId, body: CloseBody, hub: Any = Depends(get_hub)
+        incident_id: IncidentId, body: CloseBody, hub: Any = Depends(get_hub)
     ) -> dict[str, Any]:
         return {"incident_id": incident_id, "request_id": await hub.request_close(incident_id, body.reason)}
 

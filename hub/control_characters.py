@@ -14,10 +14,14 @@ from collections.abc import Callable
 CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def escaped(text: str) -> str:
-    """``text`` with each control character written as its Python escape (``\\r``, ``\\n``, ``\\x1b``,
-    ``\\u2028``); every other character, backslashes included, is unchanged."""
-    return CONTROL_CHARACTER.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
+def escaped(text: str, keep: str = "") -> str:
+    """``text`` with each control character not in ``keep`` written as its Python escape (``\\r``, ``\\n``,
+    ``\\x1b``, ``\\u2028``); every other character, backslashes included, is unchanged."""
+    return CONTROL_CHARACTER.sub(lambda found: _escape(found.group(), keep), text)
+
+
+def _escape(character: str, keep: str) -> str:
+    return character if character in keep else character.encode("unicode_escape").decode("ascii")
 
 
 def refuse_control_characters(what: str) -> Callable[[str], str]:
