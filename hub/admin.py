@@ -4,7 +4,9 @@ Mutating endpoints require ``Authorization: Bearer <[admin].token>`` (compared i
 token configured they refuse. Plugin routers from the ``register_routes`` hook are mounted under
 ``/plugins/<name>/`` and answer 404 while their plugin is disabled. Other parts of CityHub (the dashboard)
 add their routers with ``create_admin_app(hub, routers=[...])``, using :func:`get_hub` and
-:func:`require_token` as dependencies.
+:func:`require_token` as dependencies. Path parameters are checked before anything is looked up (incident ids
+by :data:`hub.models.INCIDENT_ID_PATTERN`, names for control characters; 422 says what is wrong), and a request
+body above ``[admin].max_body_bytes`` is answered 413 before it is read (FastAPI's ``max_body_size``).
 
 ``hub`` is the :class:`hub.app.Hub` handle; the API uses only what :class:`AdminHub` lists.
 """
@@ -13,17 +15,18 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from hub import __version__
 from hub.config import HubConfig
 from hub.metrics import CONTENT_TYPE, Metrics
-from hub.models import CLOSE_REASON_MAX, INCIDENT_ID_MAX, Event
+from hub.control_characters import refuse_control_characters
+from hub.models import CLOSE_REASON_MAX, Event, IncidentId
 from hub.plugins import PluginHost
 from hub.reload import ConfigReloader
 
@@ -80,6 +83,13 @@ def require_token(
         raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
 
 
+NAME_MAX = 128
+PathName = Annotated[
+    str, Path(min_length=1, max_length=NAME_MAX), AfterValidator(refuse_control_characters("a name in the path"))
+]
+"""A name in a URL path (plugin, static file): looked up, never trusted; refused when it holds control characters."""
+
+
 def _plugin_or_404(hub: Any, name: str) -> None:
     if name not in hub.plugins.names():
         raise HTTPException(404, f"no plugin named {name!r}")
@@ -113,7 +123,7 @@ def _core_router() -> APIRouter:
         return hub.plugins.overview()
 
     @router.post("/plugins/{name}/enable", dependencies=[Depends(require_token)], summary="Enable a plugin")
-    async def enable(name: str, hub: Any = Depends(get_hub)) -> dict[str, Any]:
+    async def enable(name: PathName, hub: Any = Depends(get_hub)) -> dict[str, Any]:
         _plugin_or_404(hub, name)
         if hub.plugins.state(name).disabled_reason in ("broken", "not configured"):
             raise HTTPException(409, f"plugin {name!r} cannot be enabled: {hub.plugins.state(name).disabled_reason}")
@@ -121,7 +131,7 @@ def _core_router() -> APIRouter:
         return hub.plugins.state(name).public()
 
     @router.post("/plugins/{name}/disable", dependencies=[Depends(require_token)], summary="Disable a plugin")
-    async def disable(name: str, hub: Any = Depends(get_hub)) -> dict[str, Any]:
+    async def disable(name: PathName, hub: Any = Depends(get_hub)) -> dict[str, Any]:
         _plugin_or_404(hub, name)
         await hub.plugins.disable(name)
         return hub.plugins.state(name).public()
@@ -138,7 +148,7 @@ def _core_router() -> APIRouter:
     @router.post("/incidents/{incident_id}/close", dependencies=[Depends(require_token)], status_code=202,
                  summary="Close an open incident (applied by the pipeline in order with the reports)")
     async def close_incident(
-        body: CloseBody, incident_id: str = Path(min_length=1, max_length=INCIDENT_ID_MAX), hub: Any = Depends(get_hub)
+        incident_id: IncidentId, body: CloseBody, hub: Any = Depends(get_hub)
     ) -> dict[str, Any]:
         return {"incident_id": incident_id, "request_id": await hub.request_close(incident_id, body.reason)}
 
@@ -159,7 +169,8 @@ def _plugin_enabled(name: str):  # noqa: ANN202 - a FastAPI dependency factory
 
 def create_admin_app(hub: AdminHub, routers: Iterable[APIRouter] = ()) -> FastAPI:
     """The admin API of ``hub``, with each plugin's routes and any extra ``routers`` (the dashboard)."""
-    app = FastAPI(title="CityHub admin API", version=__version__, description=__doc__)
+    app = FastAPI(title="CityHub admin API", version=__version__, description=__doc__,
+                  max_body_size=hub.config.admin.max_body_bytes)
     app.state.hub = hub
     app.state.reloader = getattr(hub, "reloader", None) or ConfigReloader(hub)
     app.include_router(_core_router())

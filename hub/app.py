@@ -38,6 +38,7 @@ from hub.errors import ConfigError, HubError
 from hub.escalation import Escalator
 from hub.geofence import GridIndex
 from hub.incidents import Deduper, IncidentMerger
+from hub.logs import configure_logging
 from hub.metrics import Metrics
 from hub.models import CloseRequest, Event
 from hub.natsconn import connect
@@ -304,8 +305,8 @@ class Hub:
         await self.dashboard.start(self.nc)
         app = create_admin_app(self, routers=[build_router(self.dashboard, token_check=require_token)])
         port = self.config.admin.port or _free_port(self.config.admin.host)
-        server = uvicorn.Server(uvicorn.Config(app, host=self.config.admin.host, port=port,
-                                               log_level="warning", lifespan="off"))
+        server = uvicorn.Server(uvicorn.Config(app, host=self.config.admin.host, port=port, log_level="warning",
+                                               log_config=None, lifespan="off"))  # its records go to our handler
         self._admin_server = server
         self._admin_task = asyncio.create_task(server.serve(), name="cityhub.admin")
         while not server.started:
@@ -341,11 +342,12 @@ async def _serve(hub: Hub, banner: Any = None, until: asyncio.Event | None = Non
 
 def run(config_path: str | Path = "cityhub.toml") -> int:
     """``cityhub run``: the hub with ``config_path`` until SIGINT/SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO)
     try:
         hub = Hub.from_file(config_path)
     except ConfigError as exc:
-        log.error("%s", exc)
+        for problem in [str(issue) for issue in exc.issues] or [str(exc)]:  # records are one line each
+            log.error("%s", problem)
         return 1
     asyncio.run(_serve(hub))
     return 0
@@ -459,7 +461,7 @@ async def _print_each(subscription: Subscription, format_message: Callable[[byte
 def demo(stop_after_s: float | None = None) -> int:
     """``cityhub demo``: embedded NATS, sample grids, every connector with its simulator; Ctrl-C (or
     ``stop_after_s``) stops everything. The connectors' webhook secret is generated for each run."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.WARNING)
     os.environ[DEMO_SECRET_VARIABLE] = secrets.token_urlsafe(24)  # the environment: config reloads see it too
     with tempfile.TemporaryDirectory(prefix="cityhub-demo-") as folder:
         path = Path(folder) / "cityhub.toml"

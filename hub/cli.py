@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -25,6 +26,7 @@ import httpx
 
 from hub.config import HubConfig, NatsConfig, load_config, parse_duration
 from hub.errors import ConfigError, HubError
+from hub.logs import configure_logging
 from hub.natsconn import connect, redacted_servers
 from hub.plugins import build_plugin_host
 from hub.scaffold import write_connector
@@ -254,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "plugins" and args.action != "list" and not args.name:
         parser.error(f"plugins {args.action} needs a plugin name")
+    configure_logging(logging.WARNING)  # run and demo set their own level
     try:
         return args.handler(args)
     except HubError as exc:

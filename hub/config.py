@@ -222,6 +222,16 @@ class AdminConfig(Section):
         None,
         description="Bearer token required by every mutating endpoint (secret). Without it those endpoints refuse.",
     )
+    max_body_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        description=(
+            "Largest request body the admin API and dashboard take (a /dry-run event, a close request, a plugin's "
+            "route); a larger one is answered 413 without being read: at once when its Content-Length says so, "
+            "as soon as a chunked body passes the limit otherwise. The default matches [pipeline].max_message_bytes. "
+            "Read when the hub starts."
+        ),
+    )
 
 
 class HooksConfig(Section):

@@ -8,11 +8,23 @@ these models for the docs and the AsyncAPI document.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from hub.control_characters import refuse_control_characters
 
 
 class Category(StrEnum):
@@ -185,7 +197,30 @@ class Incident(HubModel):
     closed_reason: str | None = Field(None, description="Why a closed incident was closed, and by whom.")
 
 
-INCIDENT_ID_MAX = 256
+INCIDENT_ID_PATTERN = r"^inc-[0-9A-HJKMNP-TV-Z]{26}(~[0-9]{1,20}(\.[0-9]{1,10})?)?$"
+"""Every incident id: ``inc-<opening event id>`` (the 26 Crockford base-32 digits of :mod:`hub.ids`), with
+``~<n>`` or ``~<n>.<m>`` appended when that id was still taken by an open incident
+(``core_rs/src/incidents/merge.rs``)."""
+_INCIDENT_ID = re.compile(INCIDENT_ID_PATTERN)
+INCIDENT_ID_EXAMPLE = "inc-01M83RDEXVGSK35WXJH6BQ1DDC"
+
+
+def _incident_id_shape(value: str) -> str:
+    if _INCIDENT_ID.fullmatch(value) is None:
+        raise ValueError(f"{value[:80]!r} is not an incident id: expected inc-<26-character event id>, maybe "
+                         f"followed by ~<n> or ~<n>.<n>, e.g. {INCIDENT_ID_EXAMPLE}")
+    return value
+
+
+IncidentId = Annotated[
+    str,
+    AfterValidator(refuse_control_characters("an incident id")),
+    AfterValidator(_incident_id_shape),
+    WithJsonSchema({"type": "string", "pattern": INCIDENT_ID_PATTERN, "examples": [INCIDENT_ID_EXAMPLE]}),
+]
+"""An incident id from outside (a close request, a URL path): refused, saying why, unless it has the shape of
+:data:`INCIDENT_ID_PATTERN`."""
+
 CLOSE_REASON_MAX = 512
 
 
@@ -196,7 +231,7 @@ class CloseRequest(HubModel):
     before it may still join the incident, reports after it open a new one. The hub sends one on
     ``dispatch`` when a dispatch order of the incident is resolved; ops send one through the admin API."""
 
-    incident_id: str = Field(min_length=1, max_length=INCIDENT_ID_MAX)
+    incident_id: IncidentId
     reason: str = Field(min_length=1, max_length=CLOSE_REASON_MAX)
     time: AwareDatetime
 

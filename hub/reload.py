@@ -68,7 +68,8 @@ class ConfigReloader:
             try:
                 config = load_config(self.path, plugin_models=self.hub.plugins.settings_models())
             except ConfigError as exc:
-                log.error("config reload rejected, keeping the running config:\n%s", exc)
+                for problem in [str(issue) for issue in exc.issues] or [str(exc)]:  # records are one line each
+                    log.error("config reload rejected, keeping the running config: %s", problem)
                 self.last = ReloadOutcome(False, exc.issues)
                 return self.last
             try:

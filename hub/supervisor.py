@@ -21,6 +21,7 @@ from typing import Any
 from hub.config import NatsConfig, StreamsConfig
 from hub.connector import Connector
 from hub.connector_runtime import backoff_delay, open_context, serve_connector
+from hub.logs import configure_logging
 from hub.natsconn import connect
 from hub.tasks import cancel_and_wait
 
@@ -35,7 +36,7 @@ _SPAWN = multiprocessing.get_context("spawn")
 
 
 def _child_main(connector: Connector, nats: NatsConfig, streams: StreamsConfig, reports: Connection) -> None:
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s [{connector.source}] %(name)s: %(message)s")
+    configure_logging(logging.INFO, process=connector.source)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when children stop (SIGTERM)
     asyncio.run(_child_async(connector, nats, streams, reports))
 

@@ -21,6 +21,7 @@ class StandInHub:
         self.plugins.attach(self)
         self.ready = True
         self.applied: list[HubConfig] = []
+        self.close_requests: list[tuple[str, str]] = []
 
     def health(self) -> dict[str, Any]:
         return {"ok": True, "nats": "not used by the stand-in"}
@@ -33,3 +34,7 @@ class StandInHub:
     async def dry_run(self, event: Event) -> dict[str, Any]:
         matched = [match.rule_id for match in self.config.rule_set.match(event.model_dump(mode="json"))]
         return {"event": event.model_dump(mode="json"), "grid_path": [], "incident": None, "matched_rules": matched}
+
+    async def request_close(self, incident_id: str, reason: str) -> str:
+        self.close_requests.append((incident_id, reason))
+        return f"close:{incident_id}"

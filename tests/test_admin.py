@@ -153,6 +153,31 @@ async def test_dry_run_delegates_to_the_hub_and_validates_the_event(client):
     assert bad.status_code == 422 and "timezone" in bad.text
 
 
+INCIDENT = "inc-01M83RDEXVGSK35WXJH6BQ1DDC"
+
+
+@pytest.mark.parametrize(("path", "complaint"), [
+    (f"/incidents/{INCIDENT}%0D%0AINFO forged/close", "an incident id contains the control character U+000D at position 30"),
+    (f"/incidents/{INCIDENT}%E2%80%A8/close", "control character U+2028"),
+    ("/incidents/INC000001/close", "'INC000001' is not an incident id: expected inc-<26-character event id>"),
+    (f"/incidents/{INCIDENT}~one/close", "is not an incident id"),
+    (f"/incidents/{INCIDENT}{'0' * 300}/close", "is not an incident id"),
+    ("/plugins/greeter%1B%5B2J/enable", "a name in the path contains the control character U+001B at position 7"),
+    ("/plugins/greeter%0A/disable", "control character U+000A"),
+])
+async def test_path_parameters_are_refused_with_what_is_wrong(client, hub, path, complaint):
+    response = await client.post(path, json={"reason": "duplicate"}, headers=AUTH)
+    assert response.status_code == 422 and complaint in response.json()["detail"][0]["msg"]
+    assert hub.close_requests == []
+
+
+async def test_ops_close_an_incident_of_the_pipelines_shape(client, hub):
+    for incident_id in (INCIDENT, f"{INCIDENT}~7", f"{INCIDENT}~7.2"):
+        response = await client.post(f"/incidents/{incident_id}/close", json={"reason": "duplicate"}, headers=AUTH)
+        assert response.status_code == 202 and response.json()["incident_id"] == incident_id
+    assert [incident_id for incident_id, _ in hub.close_requests] == [INCIDENT, f"{INCIDENT}~7", f"{INCIDENT}~7.2"]
+
+
 async def test_openapi_documents_every_endpoint_and_secrets_never_appear(client):
     spec = (await client.get("/openapi.json")).json()
     assert {"/health", "/ready", "/metrics", "/plugins", "/plugins/{name}/enable", "/plugins/{name}/disable",

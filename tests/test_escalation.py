@@ -14,6 +14,9 @@ from hub.pipeline import dispatch_output
 from hub.streams import ensure_streams
 from tests.pipeline_support import data_of, read_stream
 
+# Incident ids of the shape the pipeline makes (close requests refuse any other): inc-<26-digit event id>
+INC_D, INC_E = ("inc-" + "0" * 25 + letter for letter in "DE")
+
 
 def _order(incident: str, due_in_s: float) -> DispatchOrder:
     now = datetime.now(timezone.utc)
@@ -95,11 +98,11 @@ async def test_deadlines_survive_a_restart_of_the_escalator(nats_url):
 
 async def test_a_resolved_order_stops_every_clock_of_its_incident_and_asks_to_close_it(nats_url):
     nc, js, escalator = await _running_escalator(nats_url)
-    gridworker = _order("inc-D", due_in_s=2.0)
-    fire = gridworker.model_copy(update={"id": "inc-D:dept:fire:1", "target": "dept:fire", "connector": "dept_fire"})
+    gridworker = _order(INC_D, due_in_s=2.0)
+    fire = gridworker.model_copy(update={"id": f"{INC_D}:dept:fire:1", "target": "dept:fire", "connector": "dept_fire"})
     for order in (gridworker, fire):
         await _publish(js, dispatch_output(order))
-    update = DispatchUpdate(order_id=gridworker.id, incident_id="inc-D", status=DispatchStatus.RESOLVED,
+    update = DispatchUpdate(order_id=gridworker.id, incident_id=INC_D, status=DispatchStatus.RESOLVED,
                             time=datetime.now(timezone.utc), actor="王网格员")
     raw = wire.encode(type_=wire.TYPE_DISPATCH_UPDATE, id_="u-D", source="/test", time=update.time, data=update)
     await js.publish(topology.dispatch_update_subject("gridworker"), raw)
@@ -113,17 +116,17 @@ async def test_a_resolved_order_stops_every_clock_of_its_incident_and_asks_to_cl
     await nc.close()
     assert escalator.fired == 0 and [order["attempt"] for order in await _orders(nats_url)] == [1, 1]
     [request] = await read_stream(nats_url, topology.INGEST_STREAM)
-    assert request.subject == "cityhub.ingest.dispatch" and request.headers[topology.HEADER_MSG_ID] == "close:inc-D"
-    assert data_of(request) == {"incident_id": "inc-D", "reason": "order inc-D:gridworker:1 resolved by 王网格员 (gridworker)",
+    assert request.subject == "cityhub.ingest.dispatch" and request.headers[topology.HEADER_MSG_ID] == f"close:{INC_D}"
+    assert data_of(request) == {"incident_id": INC_D, "reason": f"order {INC_D}:gridworker:1 resolved by 王网格员 (gridworker)",
                                 "time": data_of(request)["time"]}
 
 
 def test_a_resolved_update_without_an_offset_still_closes_and_a_long_reason_is_cut():
-    update = DispatchUpdate(order_id="inc-E:gridworker:1", incident_id="inc-E", status=DispatchStatus.RESOLVED,
+    update = DispatchUpdate(order_id=f"{INC_E}:gridworker:1", incident_id=INC_E, status=DispatchStatus.RESOLVED,
                             time=datetime(2026, 5, 1, 8, 30), actor="王" * 600)
     request = close_request_for(update, reporter="gridworker")
     assert request.time == datetime(2026, 5, 1, 8, 30, tzinfo=timezone.utc)
-    assert len(request.reason) == CLOSE_REASON_MAX and request.reason.startswith("order inc-E:gridworker:1 resolved by 王")
+    assert len(request.reason) == CLOSE_REASON_MAX and request.reason.startswith(f"order {INC_E}:gridworker:1 resolved by 王")
 
 
 def test_the_ladder_redispatches_then_goes_upward_then_stops():

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.ids import time_ordered_id, time_ordered_ids
+from hub.incidents import IncidentMerger, MergePolicy
+from hub.models import CloseRequest
 
 MOMENT = datetime(2026, 11, 23, 8, 30, 0, 123000, tzinfo=timezone.utc)
 
@@ -43,3 +45,14 @@ def test_batch_ids_match_the_first_release_encoder(pairs: list[tuple[float, str]
 def test_times_and_keys_must_pair_up() -> None:
     with pytest.raises(ValueError, match="2 times but 1 keys"):
         time_ordered_ids([1.0, 2.0], ["k"])
+
+
+def test_every_incident_id_the_merger_makes_has_the_shape_close_requests_accept() -> None:
+    event_ids = time_ordered_ids([1_795_422_600.0 + n for n in range(3)], ["a", "b", "c"])
+    repeated = [event_ids[n % 3] for n in range(9)]  # the same opening event id, still open: ~<n> suffixes
+    categories = ["fire", "noise", "tree", "smoke", "sanitation", "bin_full", "elder_sos", "complaint", "other"]
+    merged = IncidentMerger(MergePolicy()).add_columns(repeated, [float(n) for n in range(9)], categories,
+                                                        *([[None] * 9] * 4))
+    assert len(set(merged.incident_ids)) == 9 and any("~" in incident_id for incident_id in merged.incident_ids)
+    assert [CloseRequest(incident_id=incident_id, reason="r", time=MOMENT).incident_id
+            for incident_id in merged.incident_ids] == merged.incident_ids

@@ -61,7 +61,7 @@ def test_reports_before_a_close_join_the_incident_and_reports_after_it_open_a_ne
 
 
 def test_a_close_for_an_incident_that_is_not_open_changes_nothing():
-    state, result = _process([ingest_item(event(0)), _close_item("inc-unknown")])
+    state, result = _process([ingest_item(event(0)), _close_item("inc-" + "0" * 26)])
     assert result.closed == 0 and not [c for c, _ in _incident_changes(result) if c == "closed"]
     assert len(state.incidents) == 1
 
@@ -73,6 +73,19 @@ def test_a_close_request_from_a_source_that_may_not_close_lands_in_the_dlq():
     [rejection] = result.rejected
     assert "cityhub.ingest.ops and cityhub.ingest.dispatch" in rejection.reason
     assert result.closed == 0 and incident["id"] in state.incidents
+
+
+@pytest.mark.parametrize(("incident_id", "why"), [
+    ("inc-unknown", "'inc-unknown' is not an incident id"),
+    ("inc-" + "0" * 26 + "\r\nforged", "control character U+000D at position 30"),
+])
+def test_a_close_request_for_what_is_not_an_incident_id_lands_in_the_dlq_saying_why(incident_id, why):
+    data = {"incident_id": incident_id, "reason": "handled", "time": T0.isoformat()}
+    raw = wire.encode(type_=wire.TYPE_CLOSE_REQUEST, id_="c1", source="/x", time=T0, data=data)
+    _, result = _process([("cityhub.ingest.ops", raw)])
+    [rejection] = result.rejected
+    assert rejection.kind == "invalid" and rejection.reason.startswith("close request incident_id: ")
+    assert why in rejection.reason
 
 
 def test_a_malformed_close_request_lands_in_the_dlq():

@@ -40,6 +40,7 @@ BAD_INPUT = {
     "oversized": orjson.dumps({"source": "iot_mqtt", "category": "fire", "time": "2026-05-01T08:00:00Z",
                                "text": "x" * 5000}),
     "source_mismatch": orjson.dumps({"source": "eldercare", "category": "fire", "time": "2026-05-01T08:00:00Z"}),
+    "missing_field": orjson.dumps({"source": "iot_mqtt", "time": "2026-05-01T08:00:00Z"}),
 }
 
 
@@ -47,17 +48,17 @@ async def test_good_events_flow_and_bad_input_lands_in_dlq(nats_url):
     pipeline, nc = await _start(nats_url)
     good = [ingest_item(event(n, offset_m=n * 1000)) for n in range(5)] + [bare_item(event(5, category=Category.FIRE))]
     bad = [("cityhub.ingest.iot_mqtt", raw) for raw in BAD_INPUT.values()]
-    items = [good[0], bad[0], good[1], bad[1], bad[2], good[2], bad[3], good[3], bad[4], bad[5], good[4], good[5]]
+    items = [good[0], bad[0], good[1], bad[1], bad[2], good[2], bad[3], good[3], bad[4], bad[5], good[4], bad[6], good[5]]
     await publish_raw(nats_url, items + [good[0]])  # the last one re-sent: dropped as a duplicate
     await wait_until(lambda: pipeline.counts["in"] == len(items) + 1)
     await pipeline.stop()
     await nc.close()
 
-    assert pipeline.counts["out"] == 6 and pipeline.counts["dlq"] == 6 and pipeline.counts["duplicates"] == 1
+    assert pipeline.counts["out"] == 6 and pipeline.counts["dlq"] == 7 and pipeline.counts["duplicates"] == 1
     exposition = pipeline.metrics.render().decode()
     for stage in ("decode", "dedup", "geo", "rules", "merge", "transforms", "encode", "publish", "end_to_end"):
         assert f'cityhub_stage_latency_seconds_count{{stage="{stage}"}}' in exposition, stage
-    assert 'cityhub_stage_events_total{outcome="in",stage="decode"} 13.0' in exposition
+    assert 'cityhub_stage_events_total{outcome="in",stage="decode"} 14.0' in exposition
     assert 'cityhub_stage_events_total{outcome="out",stage="decode"} 7.0' in exposition
     assert 'cityhub_stage_events_total{outcome="out",stage="dedup"} 6.0' in exposition
     dlq = await read_stream(nats_url, topology.DLQ_STREAM)
@@ -152,6 +153,17 @@ async def test_restart_continues_without_reprocessing(nats_url):
 def test_decode_refuses_what_is_not_an_event(raw):
     with pytest.raises(InvalidEventError):
         decode_event(raw, "cityhub.ingest.iot_mqtt", 1024)
+
+
+@pytest.mark.parametrize(("document", "reason"), [
+    ({"source": "iot_mqtt", "time": "2026-05-01T08:00:00Z"}, "category: Field required"),
+    ({"source": "iot_mqtt", "category": "fire", "time": "2026-05-01T08:00:00Z", "location": {"lon": 104.0}},
+     "location.lat: Field required"),
+])
+def test_a_missing_field_is_named_as_missing_not_as_wrong(document, reason):
+    with pytest.raises(InvalidEventError) as refused:
+        decode_event(orjson.dumps(document), "cityhub.ingest.iot_mqtt", 1024)
+    assert (refused.value.kind, refused.value.reason) == ("missing_field", reason)
 
 
 def test_decode_accepts_a_cloudevent_and_a_bare_event():

@@ -32,10 +32,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from hub.admin import get_hub
+from hub.admin import PathName, get_hub
 from hub.asyncapi import asyncapi_document
 from hub.dashboard.grids import GridDrawing
 from hub.dashboard.state import LiveState
+from hub.models import IncidentId
 
 STATIC_DIR = Path(__file__).parent / "static"
 CHANGE_COALESCE_S = 0.25
@@ -57,7 +58,7 @@ def build_router(state: LiveState, *, token_check: Callable[..., Any]) -> APIRou
         return FileResponse(static_files["index.html"])
 
     @router.get("/dashboard/static/{name}", include_in_schema=False)
-    async def static(name: str) -> FileResponse:
+    async def static(name: PathName) -> FileResponse:
         if name not in static_files:
             raise HTTPException(404, f"no static file {name!r}")
         return FileResponse(static_files[name])
@@ -86,7 +87,7 @@ def build_router(state: LiveState, *, token_check: Callable[..., Any]) -> APIRou
         return json_response({"total": len(found), "incidents": found[:limit]})
 
     @router.get("/api/incidents/{incident_id}")
-    async def incident(incident_id: str) -> Response:
+    async def incident(incident_id: IncidentId) -> Response:
         found = state.incident(incident_id)
         if found is None:
             raise HTTPException(404, f"no incident {incident_id!r} in the dashboard's window")

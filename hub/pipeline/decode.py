@@ -51,7 +51,9 @@ def source_of(subject: str) -> str:
 def _validation_kind(error: ValidationError) -> tuple[str, str]:
     first = error.errors(include_url=False)[0]
     where = ".".join(str(part) for part in first["loc"]) or "(event)"
-    if first["loc"][:1] == ("category",):
+    if first["type"] == "missing":
+        kind = "missing_field"
+    elif first["loc"][:1] == ("category",):
         kind = "unknown_category"
     elif first["loc"][:1] == ("location",):
         kind = "coordinates"

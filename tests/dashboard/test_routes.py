@@ -11,6 +11,7 @@ from hub.asyncapi import asyncapi_document
 from hub.models import Category, IncidentState, Severity
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+GAS_ID = "inc-01M83RDEXVGSK35WXJH6BQ1DDC"
 
 
 async def test_page_and_static_files_are_served(dashboard):
@@ -20,11 +21,13 @@ async def test_page_and_static_files_are_served(dashboard):
         script = await client.get("/dashboard/static/app.js")
         assert script.status_code == 200 and "javascript" in script.headers["content-type"]
         assert (await client.get("/dashboard/static/..%2F__init__.py")).status_code == 404
+        assert (await client.get("/dashboard/static/app.js%0D")).status_code == 422
         assert (await client.get("/api/dashboard/config")).json() == {"tile_url": None}
 
 
 async def test_incident_list_filters_and_incident_page(dashboard):
     gas = make_incident(1, category=Category.GAS_LEAK, severity=Severity.CRITICAL, sources=["iot_mqtt", "hotline_12345"])
+    gas.id = GAS_ID  # the page's path takes only ids of the pipeline's shape
     noise = make_incident(2, cell=20, category=Category.NOISE, severity=Severity.LOW, sources=["hotline_12345"])
     for incident in (gas, noise):
         await dashboard.writer.incident(incident)
@@ -36,18 +39,20 @@ async def test_incident_list_filters_and_incident_page(dashboard):
         every = (await client.get("/api/incidents")).json()
         assert every["total"] == 2
         critical = (await client.get("/api/incidents", params={"severity": "critical"})).json()
-        assert [i["id"] for i in critical["incidents"]] == ["INC000001"]
+        assert [i["id"] for i in critical["incidents"]] == [GAS_ID]
         in_qingyang = (await client.get("/api/incidents", params={"district": "青羊区", "source": "hotline_12345"})).json()
         assert [i["id"] for i in in_qingyang["incidents"]] == ["INC000002"]
         assert (await client.get("/api/incidents", params={"status": "closed"})).json()["total"] == 0
         assert len((await client.get("/api/incidents", params={"limit": 1})).json()["incidents"]) == 1
 
-        page = (await client.get("/api/incidents/INC000001")).json()
+        page = (await client.get(f"/api/incidents/{GAS_ID}")).json()
         assert page["summary"]["sources"] == ["iot_mqtt", "hotline_12345"]
         assert [r["source"] for r in page["reports"]] == ["iot_mqtt"]
         assert page["orders"][0]["target"] == "gridworker" and page["orders"][0]["status"] == "created"
-        missing = await client.get("/api/incidents/NOPE")
-        assert missing.status_code == 404 and "NOPE" in missing.json()["detail"]
+        missing = await client.get(f"/api/incidents/{GAS_ID}~2")
+        assert missing.status_code == 404 and f"{GAS_ID}~2" in missing.json()["detail"]
+        not_an_id = await client.get("/api/incidents/NOPE%0A")
+        assert not_an_id.status_code == 422 and "U+000A" in not_an_id.json()["detail"][0]["msg"]
 
 
 async def test_grids_are_the_configured_layer_simplified_for_drawing(dashboard):
