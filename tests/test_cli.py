@@ -127,9 +127,10 @@ async def test_tap_prints_live_events_matching_the_filters(nats_url):
     )
     assert (await process.stderr.readline()).decode().startswith("# tapping cityhub.events.*.*.gas_leak.*")
     nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js)  # the stream the tap waits for, as a starting hub creates it
     for subject, raw in STORY:
-        await nc.publish(subject, raw)
-    await nc.flush()
+        await js.publish(subject, raw)
     stdout, _ = await asyncio.wait_for(process.communicate(), timeout=60)
     await nc.close()
     lines = stdout.decode().splitlines()
