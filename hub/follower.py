@@ -121,6 +121,7 @@ class Follower:
             try:
                 if self._broken:
                     await self._open()
+                    self._recovered()
                     if self.pending == 0:
                         return []  # nothing stored yet: lets a caller that stops when caught up stop
                 received = await self._fetch()
@@ -236,7 +237,9 @@ class Follower:
         if fetcher is not None:
             with contextlib.suppress(*NATS_TROUBLE):
                 await fetcher.stop()
-        if self.durable is None and self._consumer is not None:
-            with contextlib.suppress(*NATS_TROUBLE):
+        with contextlib.suppress(*NATS_TROUBLE):
+            if self.durable is not None:
+                await self.nc.flush(timeout=5)  # the acknowledgements reach the server before a successor starts
+            elif self._consumer is not None:
                 await self.js.delete_consumer(self.stream, self._consumer)
         self._consumer = None
