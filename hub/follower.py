@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -94,7 +94,7 @@ class Follower:
         self._fetched_up_to = 0  # the highest stream sequence handed out, so a redelivery is not handed twice
         self._backoff = Backoff(initial_s=0.1, max_s=5.0)
 
-    async def messages(self, *, until_caught_up: bool = False) -> AsyncIterator[Delivered]:
+    async def messages(self, *, until_caught_up: bool = False) -> AsyncGenerator[Delivered, None]:
         """Messages in stream order until the caller stops (or, with ``until_caught_up``, until none are
         pending). A message counts as taken when the caller asks for the next one."""
         try:
@@ -104,9 +104,11 @@ class Follower:
                     await self._taken(message)
                     self.pending = message.pending
         finally:
-            await self._close()
+            await self._finish()
 
     def health(self) -> dict[str, Any]:
+        """For /health: ``following`` is false while the consumer is being re-created, ``recoveries`` counts
+        the outages, ``last_error`` says what broke last (kept after recovery)."""
         return {
             "stream": self.stream, "subject": self.subject, "consumer": self._consumer,
             "following": not self._broken and self.failing_since is None,
@@ -132,8 +134,9 @@ class Follower:
                 await self._failed(f"{type(exc).__name__}: {exc}")
                 continue
             batch = self._continuing(received)
-            if batch or not received:
+            if not self._broken:
                 self._recovered()
+            if batch or not received:
                 return batch
 
     async def _fetch(self) -> list[Delivered]:
@@ -170,7 +173,7 @@ class Follower:
     async def _open(self) -> None:
         """A new consumer that starts at the next sequence (a durable one replaces the old one, whose
         delivery pointer may be past messages it delivered to no one)."""
-        await self._close()
+        await self._release()
         if self.durable is not None:
             await self._take_over_durable()
         info = await self.js.add_consumer(self.stream, self._config())
@@ -231,15 +234,21 @@ class Follower:
                         self.name, self.stream, self.next_seq, self._consumer, time.monotonic() - self.failing_since)
             self.failing_since = None
 
-    async def _close(self) -> None:
-        """Stop fetching; an ephemeral consumer is deleted (the server would remove it later anyway)."""
+    async def _release(self) -> None:
+        """Stop fetching from the current consumer. An ephemeral one left behind is removed by the server once
+        inactive (deleting it here would wait for a server that may be away)."""
         fetcher, self._fetcher, self._broken = self._fetcher, None, True
         if fetcher is not None:
             with contextlib.suppress(*NATS_TROUBLE):
                 await fetcher.stop()
+
+    async def _finish(self) -> None:
+        """The caller is done: a durable consumer's acknowledgements reach the server before a successor
+        starts; an ephemeral consumer is deleted."""
+        await self._release()
         with contextlib.suppress(*NATS_TROUBLE):
             if self.durable is not None:
-                await self.nc.flush(timeout=5)  # the acknowledgements reach the server before a successor starts
+                await self.nc.flush(timeout=5)
             elif self._consumer is not None:
                 await self.js.delete_consumer(self.stream, self._consumer)
         self._consumer = None
