@@ -42,8 +42,8 @@ REST_WAIT_S = 0.01  # how long a batch waits for more once its first message is 
 
 @dataclass(frozen=True)
 class Start:
-    """Where a follower begins: at stream sequence ``seq``, else at the first message stored at or after
-    ``time``. A durable follower whose consumer already exists starts where that consumer's acknowledgements
+    """Where a follower begins: at stream sequence ``seq`` or at the first message stored at or after ``time``
+    (one of the two). A durable follower whose consumer already exists starts where that consumer's acknowledgements
     end instead."""
 
     seq: int | None = None
@@ -222,8 +222,8 @@ class Follower:
         if self.failing_since is None:
             self.failing_since = time.monotonic()
             self.recoveries += 1
-            log.warning("%s: following %s (%s) broke before sequence %s: %s; re-creating the consumer there "
-                        "until it works", self.name, self.stream, self.subject, self.next_seq or "(first)", reason)
+            log.warning("%s: cannot follow %s (%s) from sequence %s: %s; re-creating its consumer there until "
+                        "that works", self.name, self.stream, self.subject, self.next_seq or "(first)", reason)
         else:
             log.debug("%s: following %s still failing: %s", self.name, self.stream, reason)
 
