@@ -205,6 +205,7 @@ class Hub:
             },
             "connectors": self.supervisor.health() if self.supervisor else {},
             "escalation": self.escalator.health() if self.escalator else {},
+            "dashboard": self.dashboard.health() if self.dashboard else {},
         }
 
     async def apply_config(self, config: HubConfig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import nats
@@ -19,6 +20,19 @@ def nats_server(tmp_path: Path):
     """A fresh JetStream-enabled nats-server for one test."""
     with EmbeddedNats(store_dir=tmp_path / "nats") as server:
         yield server
+
+
+@pytest.fixture
+def restart_nats(nats_server: EmbeddedNats):
+    """An async function that restarts the test's nats-server on its port with its store (streams, consumers
+    and KV that the server keeps on disk survive; clients see a disconnect and reconnect)."""
+
+    async def restart() -> None:
+        await asyncio.to_thread(nats_server.stop)
+        nats_server.launch()  # from the event loop's thread, which lives as long as the test
+        await asyncio.to_thread(nats_server.wait_listening)
+
+    return restart
 
 
 @pytest.fixture
