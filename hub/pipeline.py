@@ -63,6 +63,7 @@ from hub.models import (
     Severity,
 )
 from hub.rules import RuleMatch, RuleSet
+from hub.sizes import object_meta
 from hub.transforms import Transform
 
 log = logging.getLogger("cityhub.pipeline")
@@ -815,7 +816,7 @@ class Pipeline:
 
     async def _snapshot(self) -> None:
         store = await self._snapshot_store()
-        await store.put(SNAPSHOT_NAME, self.state.snapshot())
+        await store.put(SNAPSHOT_NAME, self.state.snapshot(), meta=object_meta(SNAPSHOT_NAME, self.nc.max_payload))
         self._last_snapshot = time.monotonic()
 
     async def _recover(self) -> None:

@@ -21,6 +21,16 @@ def nats_server(tmp_path: Path):
         yield server
 
 
+SMALL_MAX_PAYLOAD = 64 * 1024  # keeps tests of messages at the limit fast (nats-server's default is 1 MiB)
+
+
+@pytest.fixture
+def small_payload_server(tmp_path: Path):
+    """A fresh JetStream-enabled nats-server that takes messages of at most ``SMALL_MAX_PAYLOAD`` bytes."""
+    with EmbeddedNats(store_dir=tmp_path / "nats", extra_config=f"max_payload: {SMALL_MAX_PAYLOAD}") as server:
+        yield server
+
+
 @pytest.fixture
 def nats_url(nats_server: EmbeddedNats) -> str:
     return nats_server.url
