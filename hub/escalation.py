@@ -30,6 +30,7 @@ from hub import topology, wire
 from hub.connector_runtime import publish_close_request, raise_if_cancelled
 from hub.models import CLOSE_REASON_MAX, CloseRequest, DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
 from hub.pipeline import connector_for_target, dispatch_output, incident_output
+from hub.sizes import SizeGuard
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.escalation")
@@ -72,12 +73,23 @@ class Escalator:
     """Tracks order deadlines and fires re-dispatch / escalation when they pass."""
 
     def __init__(self, nc: NatsClient, tick_s: float = 1.0):
-        self.nc = nc
-        self.js = nc.jetstream(timeout=10.0)
         self.tick_s = tick_s
         self.fired = 0
         self._kv: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._bind(nc)
+
+    def _bind(self, nc: NatsClient) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=10.0)
+        self.sizes = SizeGuard(self.js)
+
+    async def use_connection(self, nc: NatsClient) -> None:
+        """Carry on with ``nc`` (the hub replaced a connection the server closed, :mod:`hub.natslink`): the
+        deadlines bucket and the durable consumer are opened again through it."""
+        await self.stop()
+        self._bind(nc)
+        await self.start()
 
     async def start(self) -> None:
         self._kv = await self.js.create_key_value(bucket=BUCKET, history=1)
@@ -225,8 +237,8 @@ class Escalator:
                                    IncidentChange.ESCALATED, f"{order.incident_id}:escalated:{order.attempt}", now)]
         if following is not None:
             outputs.append(dispatch_output(following))
-        for output in outputs:
-            await self.js.publish(output.subject, output.data, headers={topology.HEADER_MSG_ID: output.msg_id})
+        for output in await self.sizes.fit(outputs, self.nc.max_payload):
+            await self.js.publish(output.subject, output.data, headers=output.all_headers())
         try:
             if following is not None and following.target == order.target:
                 await self._kv.update(key, orjson.dumps(following.model_dump(mode="json")), last=revision)

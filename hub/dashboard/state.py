@@ -227,6 +227,7 @@ class LiveState:
         self._rates = EventRates()
         self._feeds: set[ChangeFeed] = set()
         self._pending_by_stream: dict[str, int] = {}
+        self._last_seen: dict[str, int] = {}  # stream → sequence of the last message applied
         self._subscriptions: list[Subscription] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._figures: tuple[tuple[int, int], dict[str, Any]] | None = None
@@ -238,6 +239,12 @@ class LiveState:
         on start-up) are waited for in the background."""
         for subject in WATCHED_SUBJECTS:
             self._tasks.append(asyncio.create_task(self._subscribe_when_ready(nc, subject)))
+
+    async def use_connection(self, nc: Client) -> None:
+        """Follow the stream on ``nc`` (the hub replaced a connection the server closed): the subscriptions
+        of the closed client are gone; each stream is followed again from the message after the last seen."""
+        await self.stop()
+        await self.start(nc)
 
     async def stop(self) -> None:
         await cancel_and_wait(*self._tasks)
@@ -269,14 +276,18 @@ class LiveState:
     async def _subscribe(self, nc: Client, subject: str) -> None:
         js = nc.jetstream()
         stream = await js.find_stream_name_by_subject(subject)
-        config = ConsumerConfig(opt_start_time=self.clock() - self.window)
+        last_seen = self._last_seen.get(stream)
+        if last_seen is None:
+            policy, config = DeliverPolicy.BY_START_TIME, ConsumerConfig(opt_start_time=self.clock() - self.window)
+        else:
+            policy, config = DeliverPolicy.BY_START_SEQUENCE, ConsumerConfig(opt_start_seq=last_seen + 1)
 
         async def on_message(msg: Msg) -> None:
             self._on_message(stream, msg)
 
         subscription = await js.subscribe(
             subject, stream=stream, cb=on_message, ordered_consumer=True,
-            deliver_policy=DeliverPolicy.BY_START_TIME, config=config,
+            deliver_policy=policy, config=config,
         )
         self._subscriptions.append(subscription)
         try:
@@ -288,6 +299,7 @@ class LiveState:
     def _on_message(self, stream: str, msg: Msg) -> None:
         metadata = msg.metadata
         self._pending_by_stream[stream] = metadata.num_pending
+        self._last_seen[stream] = metadata.sequence.stream
         self.apply(msg.subject, msg.data, metadata.timestamp)
 
     # --- applying messages -------------------------------------------------------------------------
