@@ -24,7 +24,7 @@ import base64
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from nats.js import JetStreamContext
@@ -47,10 +47,17 @@ _CHUNK_ROOM = 1024  # below max_payload for an object chunk, should the client e
 
 def wire_size(message: Message) -> int:
     """What nats-server counts against ``max_payload`` for ``message``: payload plus header block."""
-    headers = len(topology.HEADER_MSG_ID) + len(message.msg_id.encode()) + 4
-    for key, value in (message.headers or {}).items():
-        headers += len(key) + len(value.encode()) + 4  # "key: value\r\n"
-    return _HEADER_BLOCK + headers + len(message.data)
+    msg_id_line = len(topology.HEADER_MSG_ID) + len(message.msg_id.encode()) + 4
+    return len(message.data) + _HEADER_BLOCK + msg_id_line + (_header_lines(message.headers) if message.headers else 0)
+
+
+def size_on_the_wire(data: bytes, headers: Mapping[str, str] | None) -> int:
+    """What nats-server counts against ``max_payload`` for a publish of ``data`` with ``headers``."""
+    return len(data) + (_HEADER_BLOCK + _header_lines(headers) if headers else 0)
+
+
+def _header_lines(headers: Mapping[str, str]) -> int:
+    return sum(len(key) + len(value.encode()) + 4 for key, value in headers.items())  # "key: value\r\n"
 
 
 def object_meta(name: str, max_payload: int) -> ObjectMeta:
