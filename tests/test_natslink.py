@@ -19,6 +19,7 @@ from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw, st
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
+FOLLOWED_BY_THE_DASHBOARD = (topology.EVENTS_STREAM, topology.INCIDENTS_STREAM, topology.DISPATCH_STREAM)
 # The test events happened months ago: their orders are overdue at once, and the escalator re-dispatches each.
 ESCALATING_RULE = """
 [[rules]]
@@ -68,6 +69,9 @@ async def test_a_hub_whose_connection_the_server_closes_moves_onto_a_new_one_and
         await wait_until(lambda: len([v for v in hub.dashboard.views.values() if v.incident]) == 2,
                          "the dashboard shows the incident opened after the replacement")
         await wait_until(lambda: hub.escalator.fired == 2, "both orders escalated, the second on the new connection")
+        published = sum([await stream_count(url, stream) for stream in FOLLOWED_BY_THE_DASHBOARD])
+        await wait_until(lambda: hub.dashboard.messages >= published, "the dashboard saw every message")
+        seen_by_the_dashboard = hub.dashboard.messages
         async with httpx.AsyncClient(base_url=hub.admin_url) as client:
             health = (await client.get("/health")).json()["runtime"]
             ready = await client.get("/ready")
@@ -78,6 +82,7 @@ async def test_a_hub_whose_connection_the_server_closes_moves_onto_a_new_one_and
     assert ready.status_code == 200 and health["nats"] == {"connected": True, "embedded": False, "replaced": 1}
     assert health["escalation"]["running"] and health["pipeline"]["running"]
     assert await stream_count(url, topology.EVENTS_STREAM) == 2
+    assert seen_by_the_dashboard == published  # followed on from where it was, nothing applied twice
 
 
 async def test_cityhub_run_stops_cleanly_on_sigterm_after_the_server_closed_its_connection(small_payload_server,

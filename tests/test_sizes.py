@@ -13,7 +13,7 @@ import pytest
 from hub import topology, wire
 from hub.metrics import Metrics
 from hub.models import Event, Incident
-from hub.pipeline import Pipeline, PipelineOptions
+from hub.pipeline import SNAPSHOT_BUCKET, SNAPSHOT_NAME, Pipeline, PipelineOptions, PipelineState
 from hub.publisher import Message, Publisher
 from hub.sizes import ORIGINALS_BUCKET, SizeGuard, wire_size
 from hub.streams import ensure_streams
@@ -135,6 +135,31 @@ async def test_an_output_that_cannot_be_trimmed_is_dead_lettered_with_its_bytes_
     assert fitted.headers[topology.HEADER_REASON_KIND] == "oversized"
     assert fitted.headers[topology.HEADER_ORIGINAL_SUBJECT] == output.subject
     assert await _original(small_nc, fitted.headers[topology.HEADER_ORIGINAL_OBJECT]) == raw
+
+
+async def test_a_pipeline_snapshot_larger_than_max_payload_is_stored_in_chunks_that_fit(small_nc, small_payload_server):
+    pipeline = Pipeline(small_nc, engines(), Metrics(), OPTIONS)
+    await pipeline.start()
+    long_ids = [event(n, offset_m=n * 500).model_copy(update={"source_event_id": f"{n}-" + "k" * 250})
+                for n in range(400)]  # an incident each, remembering its report by that long id
+    await publish_raw(small_payload_server.url, [ingest_item(e) for e in long_ids])
+    await wait_until(lambda: pipeline.counts["in"] == len(long_ids), "every event processed")
+    await pipeline.stop()
+
+    store = await small_nc.jetstream().object_store(SNAPSHOT_BUCKET)
+    snapshot = await store.get(SNAPSHOT_NAME)
+    assert len(snapshot.data) > small_nc.max_payload and snapshot.info.chunks > 1
+    assert PipelineState.restore(snapshot.data, engines()).last_seq == len(long_ids)
+
+
+@pytest.mark.parametrize(("type_", "data", "left_out"), [
+    (f"{wire.TYPE_INCIDENT_PREFIX}merged", {"id": "inc-1", "address": "a" * 900, "event_ids": ["e1"]}, "address"),
+    (wire.TYPE_DISPATCH_ORDER, {"id": "o-1", "summary": "gas", "reports": [{"source": "s" * 900}]}, "reports"),
+])
+def test_incident_changes_and_dispatch_orders_are_trimmed_of_their_optional_fields(type_, data, left_out):
+    raw = orjson.dumps({"specversion": "1.0", "id": "x", "source": "/s", "type": type_, "data": data})
+    envelope = orjson.loads(trimmed(raw, len(raw) - 500))
+    assert envelope[EXTENSION].startswith(f"{left_out} (") and left_out not in envelope["data"]
 
 
 def test_trimming_leaves_out_the_largest_fields_first_and_the_same_way_every_time():
