@@ -183,7 +183,7 @@ class NatsConnectorContext:
             await self._publish_acked(subject, raw, None, headers)
         else:
             digest = f"dlq:{self.source}:{hashlib.sha256(raw).hexdigest()}"
-            [kept] = await SizeGuard(self._js).fit([Message(subject, raw, digest, headers)], self._nc.max_payload)
+            [kept] = await SizeGuard(lambda: self._js).fit([Message(subject, raw, digest, headers)], self._nc.max_payload)
             await self._publish_acked(kept.subject, kept.data, kept.msg_id, kept.headers)
         self.count("rejected")
         self.log.warning("rejected %d bytes to the DLQ: %s", len(raw), reason)

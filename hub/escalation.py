@@ -77,12 +77,12 @@ class Escalator:
         self.fired = 0
         self._kv: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.sizes = SizeGuard(lambda: self.js)
         self._bind(nc)
 
     def _bind(self, nc: NatsClient) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=10.0)
-        self.sizes = SizeGuard(self.js)
 
     async def use_connection(self, nc: NatsClient) -> None:
         """Carry on with ``nc`` (the hub replaced a connection the server closed, :mod:`hub.natslink`): the

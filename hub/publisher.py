@@ -187,13 +187,13 @@ class Publisher:
         self.stream_of = stream_of
         self.timeout = timeout
         self.fast = fast_ingest
+        self.sizes = SizeGuard(lambda: self.js)
         self.use_connection(nc)
 
     def use_connection(self, nc: NatsClient) -> None:
         """Publish on ``nc`` from now on (the hub replaces a connection the server closed)."""
         self.nc = nc
         self.js = nc.jetstream(timeout=self.timeout)
-        self.sizes = SizeGuard(self.js)
 
     async def publish_until_stored(self, messages: Sequence[Message]) -> None:
         """Publish ``messages``, each made to fit the server's max_payload first (:mod:`hub.sizes`), and retry

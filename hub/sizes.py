@@ -24,7 +24,7 @@ import base64
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from nats.js import JetStreamContext
@@ -69,9 +69,8 @@ def object_meta(name: str, max_payload: int) -> ObjectMeta:
 class SizeGuard:
     """Makes a batch of outputs fit ``max_payload`` before it is published (see the module docstring)."""
 
-    def __init__(self, js: JetStreamContext):
-        self.js = js
-        self._originals: ObjectStore | None = None
+    def __init__(self, jetstream: Callable[[], JetStreamContext]):
+        self.jetstream = jetstream  # asked on every attempt: the hub may replace its connection meanwhile
 
     async def fit(self, messages: Sequence[Message], max_payload: int) -> Sequence[Message]:
         """``messages``, each within ``max_payload``; the same ids and order, so it is safe to call again for
@@ -113,10 +112,9 @@ class SizeGuard:
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
 
     async def _keep(self, name: str, data: bytes, max_payload: int) -> str:
-        if self._originals is None:
-            self._originals = await self.js.create_object_store(ORIGINALS_BUCKET)
-        if not await self._holds(self._originals, name, data):
-            await self._originals.put(name, data, meta=object_meta(name, max_payload))
+        originals = await self.jetstream().create_object_store(ORIGINALS_BUCKET)
+        if not await self._holds(originals, name, data):
+            await originals.put(name, data, meta=object_meta(name, max_payload))
         return f"{ORIGINALS_BUCKET}/{name}"
 
     @staticmethod

@@ -28,9 +28,13 @@ TRIMMABLE: dict[str, tuple[str, ...]] = {
 
 def trimmed(raw: bytes, budget: int) -> bytes | None:
     """``raw`` (a structured-mode CloudEvent) in at most ``budget`` bytes: its largest trimmable data fields
-    left out and named in the ``trimmed`` extension. None when leaving all of them out is not enough."""
-    envelope = orjson.loads(raw)
-    data = envelope.get("data")
+    left out and named in the ``trimmed`` extension. None when leaving all of them out is not enough, or when
+    ``raw`` is no CloudEvent with a JSON object as data."""
+    try:
+        envelope = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    data = envelope.get("data") if isinstance(envelope, dict) else None
     if not isinstance(data, dict):
         return None
     left_out = []

@@ -129,7 +129,7 @@ async def test_an_output_that_cannot_be_trimmed_is_dead_lettered_with_its_bytes_
                       time=Incident.model_validate(incident).updated_at, data=incident)
     output = Message("cityhub.incidents.510104.fire.merged", raw, "inc-1:2:merged")
 
-    [fitted] = await SizeGuard(small_nc.jetstream()).fit([output], small_nc.max_payload)
+    [fitted] = await SizeGuard(small_nc.jetstream).fit([output], small_nc.max_payload)
 
     assert fitted.subject == "cityhub.dlq.hub" and fitted.msg_id == "dlq:inc-1:2:merged" and fitted.data == b""
     assert fitted.headers[topology.HEADER_REASON_KIND] == "oversized"
@@ -174,3 +174,4 @@ def test_trimming_leaves_out_the_largest_fields_first_and_the_same_way_every_tim
     assert envelope["data"]["text"] == "t" * 300 and envelope["data"]["payload"] == {"small": 1}
     assert orjson.loads(trimmed(raw, len(raw) - 1000))[EXTENSION] == "payload.big (902 bytes); text (302 bytes)"
     assert trimmed(raw, 100) is None
+    assert trimmed(b"\xff not json", 5) is None and trimmed(b"[1, 2]", 5) is None
