@@ -212,6 +212,7 @@ class Hub:
         return {
             "ok": connected and pipeline is not None and pipeline.running,
             "nats": {"connected": connected, "embedded": self.embedded is not None,
+                     "max_payload": self.nc.max_payload if self.nc else None,
                      "replaced": self.link.replaced if self.link else 0},
             "pipeline": {
                 "running": pipeline is not None and pipeline.running,

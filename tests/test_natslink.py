@@ -79,7 +79,8 @@ async def test_a_hub_whose_connection_the_server_closes_moves_onto_a_new_one_and
         await hub.stop()
 
     assert closed.is_closed and "maximum payload" in str(closed.last_error).lower()
-    assert ready.status_code == 200 and health["nats"] == {"connected": True, "embedded": False, "replaced": 1}
+    assert ready.status_code == 200 and health["nats"] == {"connected": True, "embedded": False, "max_payload": 64 * 1024,
+                                                         "replaced": 1}
     assert health["escalation"]["running"] and health["pipeline"]["running"]
     assert await stream_count(url, topology.EVENTS_STREAM) == 2
     assert seen_by_the_dashboard == published  # followed on from where it was, nothing applied twice
