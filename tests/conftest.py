@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
 import pytest
+from nats.aio.client import Client as NatsClient
 
 from hub.embedded import EmbeddedNats
 from hub.streams import ensure_streams
@@ -36,10 +39,23 @@ def nats_url(nats_server: EmbeddedNats) -> str:
     return nats_server.url
 
 
-@pytest.fixture
-async def nc(nats_url):
-    """A client of the test's nats-server, with CityHub's streams created."""
-    client = await nats.connect(nats_url)
+@contextlib.asynccontextmanager
+async def _client_with_streams(url: str) -> AsyncIterator[NatsClient]:
+    client = await nats.connect(url)
     await ensure_streams(client.jetstream())
     yield client
     await client.close()
+
+
+@pytest.fixture
+async def nc(nats_url):
+    """A client of the test's nats-server, with CityHub's streams created."""
+    async with _client_with_streams(nats_url) as client:
+        yield client
+
+
+@pytest.fixture
+async def small_payload_nc(small_payload_server: EmbeddedNats):
+    """A client of ``small_payload_server``, with CityHub's streams created."""
+    async with _client_with_streams(small_payload_server.url) as client:
+        yield client
