@@ -63,6 +63,7 @@ from hub.models import (
     Severity,
 )
 from hub.rules import RuleMatch, RuleSet
+from hub.sizes import object_meta
 from hub.transforms import Transform
 
 log = logging.getLogger("cityhub.pipeline")
@@ -787,6 +788,15 @@ class Pipeline:
             self.state.merger.update_policy(engines.merge_policy)
         self.processor.engines = engines
 
+    async def use_connection(self, nc: NatsClient) -> None:
+        """Carry on with ``nc`` (the hub replaced a connection the server closed, :mod:`hub.natslink`):
+        outputs not yet stored are published on it, the ingest consumer is read through it. Deliveries lost
+        with the closed client show as a gap, which re-reads from the next unprocessed sequence."""
+        self.nc, self.js = nc, nc.jetstream(timeout=10.0)
+        self.publisher.use_connection(nc)
+        if self._consumer is not None:
+            self._consumer = await Fetcher(nc, topology.INGEST_STREAM, PIPELINE_CONSUMER, prefetch=True).start()
+
     async def start(self) -> None:
         self._publishing = None
         await self._recover()
@@ -804,7 +814,7 @@ class Pipeline:
         except asyncio.TimeoutError:
             self._task.cancel()
         self._task = None
-        await self._snapshot()
+        await self._snapshot_retrying()
 
     @property
     def running(self) -> bool:
@@ -817,7 +827,7 @@ class Pipeline:
 
     async def _snapshot(self) -> None:
         store = await self._snapshot_store()
-        await store.put(SNAPSHOT_NAME, self.state.snapshot())
+        await store.put(SNAPSHOT_NAME, self.state.snapshot(), meta=object_meta(SNAPSHOT_NAME, self.nc.max_payload))
         self._last_snapshot = time.monotonic()
 
     async def _recover(self) -> None:
