@@ -55,7 +55,8 @@ HUB_START_S = 90.0  # generous bounds on a shared machine; nothing asserts on sp
 PROGRESS_S = 30.0
 STALL_S = 20.0  # a drain wait gives up when the pipeline acknowledged nothing new for this long
 DASHBOARD_S = 20.0
-HUB_LOG_PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|^\s*Traceback|^\s*\w+(Error|Exception|Group):")
+HUB_LOG_PROBLEM = re.compile(
+    r"\b(WARNING|ERROR|CRITICAL)\b|^\s*Traceback|^\s*\w+(Error|Exception|Group):|^\s*File \".*/(hub|plugins)/")
 LOG_TIME = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ ")
 
 RULES_AND_STREAMS = f"""
@@ -145,12 +146,14 @@ class FaultOutcome:
     opened: Counter[str] = field(default_factory=Counter)  # incident id → its "opened" changes
     shadow_acks: dict[Shadow, PubAck] = field(default_factory=dict)
     resend_acks: dict[ValidInput, PubAck] = field(default_factory=dict)
+    resends_dropped: int | None = None  # by the pipeline's dedup: its count in /health rose by this much
     over_limit: OverLimitPublish | None = None
     ready_status: int | None = None
     health: dict[str, Any] | None = None
     probe_incident: str | None = None
     dashboard_status: int | None = None
     hub_exit: int | None = None
+    ack_floor: int = 0  # of the pipeline's consumer at the end: the input it has processed
     notes: list[str] = field(default_factory=list)
     hub_problems: list[str] = field(default_factory=list)
 
@@ -216,9 +219,11 @@ class Scenario:
         outcome.over_limit = await publish_over_limit(nc, self.server.port)
         await self.drain(js, "the load")
         await asyncio.sleep(max(0.0, first_sent_at + DUPLICATE_WINDOW_S + 1 - time.monotonic()))
+        duplicates_before = await self.duplicates_dropped()
         outcome.resend_acks = await resend_after_window(js, load.early(RESENT_EARLY))
         await publish(js, [outcome.probe])
         await self.drain(js, "the re-sent early events and the probe")
+        outcome.resends_dropped = _difference(await self.duplicates_dropped(), duplicates_before)
         await self.gather(js, outcome)
         outcome.hub_exit = self.hub.stop()
         outcome.hub_problems = self.hub.problems()
@@ -232,7 +237,7 @@ class Scenario:
         first part was sent, and every ack."""
         first, second = len(load.order) * 2 // 5, len(load.order) * 4 // 5
         sending = asyncio.create_task(publish(js, load.order[:first]))
-        await self.kill_hub_mid_stream(js, sending)
+        await self.kill_hub_mid_stream(js)
         acks = await sending
         first_sent_at = time.monotonic()
         acks |= await publish(js, load.order[first:second])
@@ -259,13 +264,18 @@ class Scenario:
         except (httpx.HTTPError, ValueError):
             return None
 
-    async def kill_hub_mid_stream(self, js: JetStreamContext, sending: asyncio.Task[Any]) -> None:
+    async def duplicates_dropped(self) -> int | None:
+        """The pipeline's count of input its dedup dropped (in /health), since the hub started."""
+        health = await self.health() or {}
+        return (((health.get("runtime") or {}).get("pipeline") or {}).get("counts") or {}).get("duplicates")
+
+    async def kill_hub_mid_stream(self, js: JetStreamContext) -> None:
         if not await holds_within(lambda: unified_count(js, KILL_AFTER_UNIFIED), PROGRESS_S, interval=0.05):
             self.notes.append(f"fewer than {KILL_AFTER_UNIFIED} unified events {PROGRESS_S:g} s into the load")
         self.hub.kill()
-        unified = await stream_messages(js, topology.EVENTS_STREAM)
+        unified, drained = await stream_messages(js, topology.EVENTS_STREAM), await ingest_drained(js)
         self.notes.append(f"hub killed (SIGKILL) at {unified} unified events, "
-                          f"{'after' if sending.done() else 'while'} the first part of the load was sent")
+                          f"{'with nothing' if drained else 'with input'} left to process")
 
     async def restart_hub(self) -> None:
         """Start the hub again and wait until its admin API answers (whether it is ready is checked at the end)."""
@@ -304,6 +314,7 @@ class Scenario:
     async def gather(self, js: JetStreamContext, outcome: FaultOutcome) -> None:
         """Read the streams and ask the admin API, while everything still runs."""
         url = self.server.url
+        outcome.ack_floor = await ack_floor(js)
         outcome.unified = [orjson.loads(message.data) for message in await read_stream(url, topology.EVENTS_STREAM)]
         outcome.dlq = [await dlq_copy(js, message) for message in await read_stream(url, topology.DLQ_STREAM)]
         outcome.opened = Counter(orjson.loads(message.data).get("incidentid")
@@ -343,6 +354,10 @@ async def resend_after_window(js: JetStreamContext, early: Sequence[ValidInput])
         if not waiting or time.monotonic() > deadline:
             return acks
         await asyncio.sleep(1.0)
+
+
+def _difference(after: int | None, before: int | None) -> int | None:
+    return None if after is None or before is None else after - before
 
 
 def _headers(sent: Sent) -> dict[str, str] | None:
