@@ -216,7 +216,7 @@ def padded(writer: Writer, size: int) -> bytes:
 def valid_specials(writer_for: Callable[[str], Writer], now: datetime) -> list[tuple[str, Writer, dict[str, Any]]]:
     """Valid events at the edges: control characters in strings (JSON-escaped), times near now in the
     extreme offsets, nesting the whole pipeline can take, the longest text."""
-    specials = []
+    specials: list[tuple[str, Writer, dict[str, Any]]] = []
     for copy in range(2):
         specials += [
             ("control_characters", writer_for(f"ok-ctl-{copy}\r\n\x00\x1b[2J"),

@@ -105,7 +105,7 @@ class HubProcess:
         finally:
             self.process = None
 
-    def problems(self, limit: int = 12) -> list[str]:
+    def problems(self, limit: int = 16) -> list[str]:
         """The last ``limit`` distinct warning, error and exception lines of the log, each with its count."""
         lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
         counts = Counter(LOG_TIME.sub("", line)[:300] for line in lines if HUB_LOG_PROBLEM.search(line))

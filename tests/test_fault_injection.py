@@ -10,7 +10,8 @@ it left in the streams and what the admin API answered, and says which inputs br
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import pytest
 from nats.js.api import PubAck
@@ -20,6 +21,7 @@ from tests.fault_run import RESEND_S, DlqCopy, FaultOutcome, run_fault_scenario
 
 pytestmark = pytest.mark.slow
 SHOWN = 6  # examples per problem in a failure message
+SentKind = TypeVar("SentKind", bound=Sent)
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +29,9 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> FaultOutcome:
     return run_fault_scenario(tmp_path_factory.mktemp("fault"))
 
 
-def report(what: str, examples: Sequence[str], total: int | None = None) -> str:
+def report(what: str, examples: Sequence[str]) -> str:
     """``<count> <what>: <a few examples>``."""
-    count = len(examples) if total is None else total
+    count = len(examples)
     more = f"; and {count - SHOWN} more" if count > SHOWN else ""
     return f"{count} {what}: " + "; ".join(examples[:SHOWN]) + more
 
@@ -38,7 +40,7 @@ def by_label(inputs: Sequence[Sent]) -> str:
     return ", ".join(f"{label} x{n}" for label, n in Counter(sent.label for sent in inputs).most_common())
 
 
-def unprocessed(acks: dict[Sent, PubAck], outcome: FaultOutcome) -> list[Sent]:
+def unprocessed(acks: Mapping[SentKind, PubAck], outcome: FaultOutcome) -> list[SentKind]:
     """The inputs stored in ingest past what the pipeline acknowledged: nothing about them is checked yet."""
     return [sent for sent, ack in acks.items() if not ack.duplicate and ack.seq > outcome.ack_floor]
 
