@@ -27,6 +27,7 @@ __all__ = [
     "CategoryPolicy",
     "DedupStats",
     "Deduper",
+    "ExpiredIncidents",
     "ExpiringMerge",
     "IncidentMerger",
     "MergeBatch",
@@ -184,18 +185,29 @@ class MergeBatch(NamedTuple):
     report_counts: list[int]
 
 
+class ExpiredIncidents(NamedTuple):
+    """The incidents a batch's moving watermark closed, one entry per incident in each list, in the order they
+    closed (``zip(*closed)`` gives ``(position, incident_id, closed_at)`` triples).
+
+    positions: the index of the event before which the incident closed.
+    closed_at: the incident's deadline (its last report's time plus its time-to-live), the time it expired at.
+    """
+
+    positions: list[int]
+    incident_ids: list[str]
+    closed_at: list[float]
+
+
 class ExpiringMerge(NamedTuple):
     """Results of :meth:`IncidentMerger.add_columns_expiring`.
 
     merge: one entry per event in each list, as :meth:`IncidentMerger.add_columns` gives them.
-    closed: the incidents that expired, as ``(position, incident_id, closed_at)`` in the order they closed:
-        ``position`` is the index of the event before which the incident closed, ``closed_at`` its deadline
-        (its last report's time plus its time-to-live), the time it expired at.
+    closed: the incidents that expired during the batch.
     watermark: the newest event time seen, including earlier batches; pass it to the next batch.
     """
 
     merge: MergeBatch
-    closed: list[tuple[int, str, float]]
+    closed: ExpiredIncidents
     watermark: float
 
 
@@ -263,7 +275,8 @@ class IncidentMerger:
         """:meth:`add_columns` with expiry on a running watermark, so that the results do not depend on how
         a stream is cut into batches. For each event in order: if its time is past the watermark, the
         watermark moves to it and the incidents due at it close exactly as :meth:`expire` would close them
-        (listed in :attr:`ExpiringMerge.closed`); then the event merges as :meth:`add_columns` merges it.
+        (listed in :attr:`ExpiringMerge.closed`, columns like :class:`MergeBatch`: no Python object per
+        close); then the event merges as :meth:`add_columns` merges it.
 
         Pass ``-math.inf`` for the first batch and then the :attr:`ExpiringMerge.watermark` the batch before
         returned. The merger does not keep the watermark (nor do its snapshots): keep it beside them. Raises
@@ -272,7 +285,7 @@ class IncidentMerger:
         ids, is_new, counts, closed, watermark = self._core.add_columns_expiring(
             event_ids, times, categories, lons, lats, addresses, texts, watermark
         )
-        return ExpiringMerge(MergeBatch(ids, is_new, counts), closed, watermark)
+        return ExpiringMerge(MergeBatch(ids, is_new, counts), ExpiredIncidents(*closed), watermark)
 
     def close(self, incident_id: str) -> bool:
         """Closes an open incident; False when no open incident has that id."""

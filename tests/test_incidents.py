@@ -13,6 +13,7 @@ from hub.errors import ConfigError, InvalidEventError, SnapshotError
 from hub.incidents import (
     CategoryPolicy,
     Deduper,
+    ExpiredIncidents,
     ExpiringMerge,
     IncidentMerger,
     MergeBatch,
@@ -104,7 +105,7 @@ def apply(ops: list[tuple], merger: IncidentMerger, reference: ReferenceMerger) 
         elif kind == "add_expiring":
             merged = merger.add_columns_expiring(*columns(arg), watermark)
             results, closed, watermark = reference.add_expiring(arg, watermark)
-            assert (list(zip(*merged.merge)), merged.closed, merged.watermark) == (results, closed, watermark)
+            assert (list(zip(*merged.merge)), list(zip(*merged.closed)), merged.watermark) == (results, closed, watermark)
         elif kind == "close":
             assert merger.close(arg) == reference.close(arg)
         elif kind == "expire":
@@ -169,7 +170,7 @@ def merge_in_batches(
             merger = IncidentMerger.restore(full if use_delta else merger.snapshot(), POLICY, deltas)
         merged = merger.add_columns_expiring(*columns(stream[start:end]), watermark)
         results += zip(*merged.merge)
-        closed += [(start + position, incident_id, at) for position, incident_id, at in merged.closed]
+        closed += [(start + position, incident_id, at) for position, incident_id, at in zip(*merged.closed)]
         watermark = merged.watermark
     return results, closed, watermark
 
@@ -198,11 +199,11 @@ def test_a_late_report_cannot_join_an_incident_a_newer_report_expired():
     would if the two had come in separate batches."""
     m = IncidentMerger(POLICY)
     first = m.add_columns_expiring(["a"], [0.0], ["fire"], [BASE_LON], [BASE_LAT], None, None, -math.inf)
-    assert first == ExpiringMerge(MergeBatch(["inc-a"], [True], [1]), [], 0.0)
+    assert first == ExpiringMerge(MergeBatch(["inc-a"], [True], [1]), ExpiredIncidents([], [], []), 0.0)
     later = m.add_columns_expiring(
         ["n", "late"], [700.0, 500.0], ["noise", "fire"], [BASE_LON] * 2, [BASE_LAT] * 2, None, None, first.watermark
     )
-    assert later.closed == [(0, "inc-a", 600.0)], "fire lives 600 s after its last report"
+    assert later.closed == ExpiredIncidents([0], ["inc-a"], [600.0]), "fire lives 600 s after its last report"
     assert later.merge.incident_ids == ["inc-n", "inc-late"] and later.watermark == 700.0
     assert m.expire_with_deadlines(1100.5) == [("inc-n", 1000.0), ("inc-late", 1100.0)]
 

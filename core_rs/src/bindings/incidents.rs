@@ -750,13 +750,13 @@ impl PyIncidentMerger {
             .map_err(|e| to_py_err(py, e))
     }
 
-    /// The id of the outcome's incident as a Python str, made on first use. `closed_later` holds, by
-    /// opening number, the ids of incidents the batch closed, which the merger no longer knows.
+    /// The id of the outcome's incident as a Python str, made on first use. `closed_later` knows the ids
+    /// of the incidents the batch closed, which the merger no longer holds.
     fn incident_id<'py>(
         &mut self,
         py: Python<'py>,
         outcome: &MergeOutcome,
-        closed_later: &ClosedIds<'_>,
+        closed_later: &mut ClosedLater<'_>,
     ) -> PyResult<Bound<'py, PyString>> {
         let slot = outcome.incident as usize;
         if let Some(Some((seq, id))) = self.id_strings.get(slot) {
@@ -767,7 +767,7 @@ impl PyIncidentMerger {
         let bytes = self
             .inner
             .incident_id(outcome)
-            .or_else(|| closed_later.get(&outcome.seq).copied())
+            .or_else(|| closed_later.id(outcome.seq))
             .map_or(&[][..], IncidentId::as_bytes);
         let id = PyString::from_bytes(py, bytes)?;
         if self.id_strings.len() <= slot {
@@ -795,29 +795,33 @@ impl PyIncidentMerger {
         }
     }
 
-    /// The batch's incident ids, one per event, and its closes as (position, incident id, deadline).
-    /// Made in the order things happened, so each id string is made once: an incident that closed
-    /// mid-batch leaves its slot to a later one.
+    /// The batch's incident ids, one per event, and its closes as (positions, incident ids, deadlines)
+    /// lists: no Python container per close (each would count towards, and a collection would walk, the
+    /// young objects, among them the batch's columns). Made in the order things happened, so each id
+    /// string is made once: an incident that closed mid-batch leaves its slot to a later one.
     fn expiring_ids<'py>(
         &mut self,
         py: Python<'py>,
         merged: &ExpiringBatch,
-    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
-        let closed_later: ClosedIds<'_> = merged
-            .closed
-            .iter()
-            .map(|(_, closed)| (closed.seq, &closed.id))
-            .collect();
+    ) -> PyResult<(Bound<'py, PyList>, ClosedLists<'py>)> {
+        let mut closed_later = ClosedLater::new(&merged.closed);
         let mut ids = Vec::with_capacity(merged.outcomes.len());
-        let mut closes = Vec::with_capacity(merged.closed.len());
+        let mut closed_ids = Vec::with_capacity(merged.closed.len());
         let mut pending = merged.closed.iter().peekable();
         for (position, outcome) in merged.outcomes.iter().enumerate() {
             while let Some((_, closed)) = pending.next_if(|(at, _)| *at == position) {
-                closes.push((position, self.closed_id(py, closed)?, closed.deadline));
+                closed_ids.push(self.closed_id(py, closed)?);
             }
-            ids.push(self.incident_id(py, outcome, &closed_later)?);
+            ids.push(self.incident_id(py, outcome, &mut closed_later)?);
         }
-        Ok((PyList::new(py, ids)?, PyList::new(py, closes)?))
+        let positions = merged.closed.iter().map(|&(position, _)| position);
+        let deadlines = merged.closed.iter().map(|(_, closed)| closed.deadline);
+        let closed = (
+            PyList::new(py, positions)?,
+            PyList::new(py, closed_ids)?,
+            PyList::new(py, deadlines)?,
+        );
+        Ok((PyList::new(py, ids)?, closed))
     }
 
     fn expire_detached(&mut self, py: Python<'_>, now: f64) -> PyResult<Vec<Closed>> {
@@ -827,8 +831,32 @@ impl PyIncidentMerger {
     }
 }
 
-/// Ids of incidents closed during a batch, by opening number (empty, and not allocated, for most batches).
-type ClosedIds<'a> = HashMap<u64, &'a IncidentId>;
+/// The closes of a batch as Python lists: positions, incident ids, deadlines.
+type ClosedLists<'py> = (Bound<'py, PyList>, Bound<'py, PyList>, Bound<'py, PyList>);
+
+/// The ids of the incidents a batch closed, found by opening number. Indexed on the first question:
+/// only an incident that opened and closed within one batch is asked for, so most batches never build it.
+struct ClosedLater<'a> {
+    closed: &'a [(usize, Closed)],
+    by_seq: Option<HashMap<u64, &'a IncidentId>>,
+}
+
+impl<'a> ClosedLater<'a> {
+    fn new(closed: &'a [(usize, Closed)]) -> Self {
+        Self {
+            closed,
+            by_seq: None,
+        }
+    }
+
+    fn id(&mut self, seq: u64) -> Option<&'a IncidentId> {
+        let closed = self.closed;
+        self.by_seq
+            .get_or_insert_with(|| closed.iter().map(|(_, c)| (c.seq, &c.id)).collect())
+            .get(&seq)
+            .copied()
+    }
+}
 
 /// The `is_new` and `report_counts` lists of a batch.
 fn outcome_lists<'py>(
@@ -895,17 +923,17 @@ impl PyIncidentMerger {
             &or_none(texts),
         )?;
         let outcomes = self.merge(py, &batch)?;
-        let no_closes = ClosedIds::new();
+        let mut no_closes = ClosedLater::new(&[]);
         let ids = outcomes
             .iter()
-            .map(|o| self.incident_id(py, o, &no_closes))
+            .map(|o| self.incident_id(py, o, &mut no_closes))
             .collect::<PyResult<Vec<_>>>()?;
         let (new, counts) = outcome_lists(py, &outcomes)?;
         Ok((PyList::new(py, ids)?, new, counts))
     }
 
     /// `add_columns` with expiry on a running watermark (see `IncidentMerger::add_many_expiring`): returns
-    /// (incident_ids, is_new, report_counts, closed, watermark), closed as (position, incident_id, deadline).
+    /// (incident_ids, is_new, report_counts, (positions, closed incident_ids, deadlines), watermark).
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn add_columns_expiring<'py>(
         &mut self,
@@ -922,7 +950,7 @@ impl PyIncidentMerger {
         Bound<'py, PyList>,
         Bound<'py, PyList>,
         Bound<'py, PyList>,
-        Bound<'py, PyList>,
+        ClosedLists<'py>,
         f64,
     )> {
         let batch = columns_to_batch(event_ids, times, categories, lons, lats, addresses, texts)?;

@@ -108,6 +108,7 @@ impl Deadlines {
         for entries in &mut self.queues {
             while let Some(&deadline) = entries.front().filter(|d| d.0 < now) {
                 entries.pop_front();
+                self.len -= 1;
                 if is_current(&deadline) {
                     due.push(deadline);
                 }
@@ -115,15 +116,19 @@ impl Deadlines {
         }
         while let Some(&Reverse(deadline)) = self.late.peek().filter(|d| d.0 .0 < now) {
             self.late.pop();
+            self.len -= 1;
             if is_current(&deadline) {
                 due.push(deadline);
             }
         }
         // A concatenation of sorted runs: the stable sort merges them in about linear time. An incident
-        // restored into its old slot can have two current entries: it is closed once.
-        due.sort();
-        due.dedup();
-        self.recount();
+        // restored into its old slot can have two current entries: it is closed once. (With expiry on a
+        // moving watermark most calls take one entry or none.)
+        if due.len() > 1 {
+            due.sort();
+            due.dedup();
+        }
+        self.earliest = self.find_earliest();
     }
 
     /// Drops the stale entries (order kept).
@@ -135,14 +140,19 @@ impl Deadlines {
         self.recount();
     }
 
-    /// Recounts the entries and finds the earliest again (after entries were taken out).
+    /// Recounts the entries and finds the earliest again (after entries were dropped).
     fn recount(&mut self) {
         self.len = self.queues.iter().map(VecDeque::len).sum::<usize>() + self.late.len();
+        self.earliest = self.find_earliest();
+    }
+
+    /// The earliest deadline held: the front of a queue or the top of the heap.
+    fn find_earliest(&self) -> f64 {
         let fronts = self.queues.iter().filter_map(VecDeque::front);
-        self.earliest = fronts
+        fronts
             .chain(self.late.peek().map(|Reverse(d)| d))
             .map(|d| d.0)
-            .fold(f64::INFINITY, f64::min);
+            .fold(f64::INFINITY, f64::min)
     }
 
     /// Forgets every entry and every queue (the time-to-lives change with the policy).
