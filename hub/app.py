@@ -41,7 +41,7 @@ from hub.incidents import Deduper, IncidentMerger
 from hub.logs import configure_logging
 from hub.metrics import Metrics
 from hub.models import CloseRequest, Event
-from hub.natsconn import connect
+from hub.natslink import NatsLink
 from hub.pipeline import BatchProcessor, Engines, EventTimeWindow, IngestMessage, Pipeline, PipelineOptions, PipelineState
 from hub.plugins import PluginHost, build_plugin_host
 from hub.reload import ConfigReloader
@@ -108,7 +108,7 @@ class Hub:
         self.plugins.attach(self)
         self.log = log
         self.embedded: EmbeddedNats | None = None
-        self.nc: NatsClient | None = None
+        self.link: NatsLink | None = None
         self.pipeline: Pipeline | None = None
         self.supervisor: Supervisor | None = None
         self.escalator: Escalator | None = None
@@ -133,6 +133,11 @@ class Hub:
     # lifecycle
 
     @property
+    def nc(self) -> NatsClient | None:
+        """The current NATS client (a new one after the server closed the last, :mod:`hub.natslink`)."""
+        return self.link.client if self.link is not None else None
+
+    @property
     def nats_url(self) -> str:
         return self.embedded.url if self.embedded else self.config.nats.servers[0]
 
@@ -147,14 +152,16 @@ class Hub:
             self.embedded.launch()  # from the event loop's thread, which lives as long as the hub
             await asyncio.to_thread(self.embedded.wait_listening)
             nats_config = nats_config.model_copy(update={"servers": [self.embedded.url]})
-        self.nc = await connect(nats_config)
-        await ensure_streams(self.nc.jetstream(), nats_config.streams)
+        self.link = NatsLink(nats_config)
+        nc = await self.link.open()
+        self.link.add_listener(self._use_connection)
+        await ensure_streams(nc.jetstream(), nats_config.streams)
         await self.plugins.startup()
         transforms = await self._transforms()
-        self.pipeline = Pipeline(self.nc, build_engines(self.config, transforms), self.metrics,
+        self.pipeline = Pipeline(nc, build_engines(self.config, transforms), self.metrics,
                                  pipeline_options(self.config), self._transform_outcome)
         await self.pipeline.start()
-        self.escalator = Escalator(self.nc)
+        self.escalator = Escalator(nc)
         await self.escalator.start()
         self.supervisor = Supervisor(nats_config, nats_config.streams, on_counters=self._connector_counters)
         self.plugins.add_listener(self._plugin_changed)
@@ -186,10 +193,19 @@ class Hub:
         if self.pipeline is not None:
             await self.pipeline.stop()
         await self.plugins.shutdown()
-        if self.nc is not None:
-            await self.nc.close()
+        if self.link is not None:
+            await self.link.close()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
+
+    async def _use_connection(self, nc: NatsClient) -> None:
+        """Move every part that works on NATS onto the client that replaced a closed one."""
+        if self.pipeline is not None:
+            await self.pipeline.use_connection(nc)
+        if self.escalator is not None:
+            await self.escalator.use_connection(nc)
+        if self.dashboard is not None:
+            await self.dashboard.use_connection(nc)
 
     # the AdminHub protocol
 
@@ -202,7 +218,9 @@ class Hub:
         pipeline = self.pipeline
         return {
             "ok": connected and pipeline is not None and pipeline.running,
-            "nats": {"connected": connected, "embedded": self.embedded is not None},
+            "nats": {"connected": connected, "embedded": self.embedded is not None,
+                     "max_payload": self.nc.max_payload if self.nc else None,
+                     "replaced": self.link.replaced if self.link else 0},
             "pipeline": {
                 **(pipeline.health() if pipeline else {"running": False, "status": "stopped"}),
                 "counts": dict(pipeline.counts) if pipeline else {},
@@ -211,6 +229,7 @@ class Hub:
             },
             "connectors": self.supervisor.health() if self.supervisor else {},
             "escalation": self.escalator.health() if self.escalator else {},
+            "dashboard": self.dashboard.health() if self.dashboard else {},
         }
 
     async def apply_config(self, config: HubConfig) -> None:

@@ -187,7 +187,7 @@ class NatsConfig(Section):
         timedelta(seconds=30),
         description="How long start-up keeps retrying servers that are not up yet (refused, unreachable, timed out) "
         "before it fails. Rejected credentials or certificates fail at once. Once connected, the hub reconnects "
-        "for ever.",
+        "for ever, and replaces a connection the server closes.",
     )
     embedded: EmbeddedNatsConfig = Field(default_factory=EmbeddedNatsConfig, description="The embedded server.")
     streams: StreamsConfig = Field(default_factory=StreamsConfig, description="JetStream retention and limits.")

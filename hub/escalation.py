@@ -3,9 +3,10 @@ resolved in time is re-dispatched (二次派单, attempt 2, same target), then e
 street level, attempt 4 to the district level), each time with an ``escalated`` incident update. A resolved
 order closes its incident (a close request to ingest, which the pipeline applies in order).
 
-Durable by construction: the :class:`Escalator` follows ``cityhub.dispatch.>`` with a durable consumer and
-keeps one deadline per (incident, target) in the JetStream KV bucket ``CITYHUB_ESCALATIONS``; a hub that
-restarts finds its deadlines there and carries on. Re-dispatched orders have deterministic ids, so firing
+Durable by construction: the :class:`Escalator` follows ``cityhub.dispatch.>`` with a durable consumer
+(:mod:`hub.follower`, so a NATS restart or a lost consumer costs no order and repeats none) and keeps one
+deadline per (incident, target) in the JetStream KV bucket ``CITYHUB_ESCALATIONS``; a hub that restarts finds
+its deadlines there and carries on. Re-dispatched orders have deterministic ids, so firing
 twice (a crash between publishing and recording) is dropped by JetStream's duplicate window.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from datetime import datetime, timedelta, timezone
@@ -20,16 +22,18 @@ from typing import Any
 
 import orjson
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from hub import topology, wire
-from hub.connector_runtime import publish_close_request, raise_if_cancelled
+from hub.backoff import Backoff, retry
+from hub.connector_runtime import publish_close_request
+from hub.fetcher import Delivered
+from hub.follower import NATS_TROUBLE, Follower, Start
 from hub.models import CLOSE_REASON_MAX, CloseRequest, DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
 from hub.pipeline import connector_for_target, dispatch_output, incident_output
+from hub.sizes import SizeGuard
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.escalation")
@@ -39,6 +43,11 @@ CONSUMER = "cityhub-escalation"
 UPWARD = {3: "level:street", 4: "level:district"}
 MAX_ATTEMPT = max(UPWARD)
 _DONE = {DispatchStatus.ACCEPTED, DispatchStatus.ON_SITE, DispatchStatus.RESOLVED, DispatchStatus.EVALUATED}
+
+
+def _retrying(message: Delivered, error: BaseException, delay: float) -> None:
+    log.warning("escalation could not act on %s (stream sequence %d: %s: %s); retrying in %.1f s",
+                message.subject, message.seq, type(error).__name__, error, delay)
 
 
 def deadline_key(incident_id: str, target: str) -> str:
@@ -72,22 +81,31 @@ class Escalator:
     """Tracks order deadlines and fires re-dispatch / escalation when they pass."""
 
     def __init__(self, nc: NatsClient, tick_s: float = 1.0):
-        self.nc = nc
-        self.js = nc.jetstream(timeout=10.0)
         self.tick_s = tick_s
         self.fired = 0
         self._kv: KeyValue | None = None
+        self.follower = Follower(nc, topology.DISPATCH_STREAM, f"{topology.PREFIX}.dispatch.>", Start(seq=1),
+                                 name="escalation", durable=CONSUMER, batch=100)
         self._tasks: list[asyncio.Task[None]] = []
+        self.sizes = SizeGuard(lambda: self.js)
+        self._bind(nc)
+
+    def _bind(self, nc: NatsClient) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=10.0)
+
+    async def use_connection(self, nc: NatsClient) -> None:
+        """Carry on with ``nc`` (the hub replaced a connection the server closed, :mod:`hub.natslink`): the
+        deadlines bucket and the durable consumer are opened again through it."""
+        await self.stop()
+        self._bind(nc)
+        self.follower.use_connection(nc)
+        await self.start()
 
     async def start(self) -> None:
         self._kv = await self.js.create_key_value(bucket=BUCKET, history=1)
-        subscription = await self.js.pull_subscribe(
-            f"{topology.PREFIX}.dispatch.>", durable=CONSUMER, stream=topology.DISPATCH_STREAM,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, max_deliver=-1,
-                                  ack_wait=30.0),
-        )
         self._tasks = [
-            asyncio.create_task(self._follow(subscription), name="cityhub.escalation.follow"),
+            asyncio.create_task(self._follow(), name="cityhub.escalation.follow"),
             asyncio.create_task(self._timer(), name="cityhub.escalation.timer"),
         ]
 
@@ -96,30 +114,19 @@ class Escalator:
         self._tasks = []
 
     def health(self) -> dict[str, Any]:
-        return {"running": bool(self._tasks) and not any(task.done() for task in self._tasks), "fired": self.fired}
+        return {"running": bool(self._tasks) and not any(task.done() for task in self._tasks), "fired": self.fired,
+                "consumer": self.follower.health()}
 
     # following orders and updates
 
-    async def _follow(self, subscription: Any) -> None:
-        while True:
-            try:
-                msgs = await subscription.fetch(100, timeout=1.0)
-            except asyncio.TimeoutError:
-                msgs = []
-            except Exception as exc:  # reconnecting: nats-py recovers the connection
-                log.warning("escalation fetch failed (%s: %s)", type(exc).__name__, exc)
-                await asyncio.sleep(0.5)
-                msgs = []
-            raise_if_cancelled()
-            for msg in msgs:
-                try:
-                    await self._observe(msg)
-                except Exception as exc:  # NATS trouble: this and the rest of the batch come back, in order
-                    log.warning("escalation could not act on %s (%s: %s); will retry", msg.subject, type(exc).__name__, exc)
-                    break
-                await msg.ack()
+    async def _follow(self) -> None:
+        """Every order and update once, in stream order (:mod:`hub.follower`: through NATS restarts and a lost
+        consumer); one that cannot be acted on while NATS is away is retried until it can."""
+        async for message in self.follower.messages():
+            await retry(functools.partial(self._observe, message), retry_on=NATS_TROUBLE,
+                        backoff=Backoff(initial_s=0.2, max_s=5.0), on_retry=functools.partial(_retrying, message))
 
-    async def _observe(self, msg: Msg) -> None:
+    async def _observe(self, msg: Delivered) -> None:
         try:
             envelope = wire.decode(msg.data)
             if envelope["type"] == wire.TYPE_DISPATCH_ORDER:
@@ -225,8 +232,8 @@ class Escalator:
                                    IncidentChange.ESCALATED, f"{order.incident_id}:escalated:{order.attempt}", now)]
         if following is not None:
             outputs.append(dispatch_output(following))
-        for output in outputs:
-            await self.js.publish(output.subject, output.data, headers={topology.HEADER_MSG_ID: output.msg_id})
+        for output in await self.sizes.fit(outputs, self.nc.max_payload):
+            await self.js.publish(output.subject, output.data, headers=output.all_headers())
         try:
             if following is not None and following.target == order.target:
                 await self._kv.update(key, orjson.dumps(following.model_dump(mode="json")), last=revision)

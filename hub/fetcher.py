@@ -53,6 +53,13 @@ class Delivered:
     def data(self) -> bytes:
         return self.msg.data
 
+    @property
+    def pending(self) -> int:
+        """How many messages the consumer held after this one when it was delivered (the ack subject's last
+        number; read on demand, the pipeline does not need it)."""
+        tokens = self.msg.reply.split(".")
+        return int(tokens[8 if len(tokens) == 9 else 10])
+
 
 def delivered(msg: Msg) -> Delivered:
     """Read the stream sequence and timestamp from the ack subject: ``$JS.ACK.<stream>.<consumer>.<delivered>.

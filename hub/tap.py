@@ -7,18 +7,18 @@ or, with ``--json``, the raw CloudEvent exactly as published.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 
 import orjson
 from nats.aio.client import Client as NatsClient
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from hub import topology, wire
 from hub.config import parse_duration
 from hub.errors import HubError
+from hub.follower import Follower, Start, next_sequence
 
 
 def events_subject(
@@ -101,43 +101,25 @@ def formatter(as_json: bool) -> Callable[[bytes], str]:
 async def tap(
     nc: NatsClient, subject: str, limit: int | None = None, on_ready: Callable[[], None] | None = None
 ) -> AsyncIterator[bytes]:
-    """Live messages on ``subject`` (a plain NATS subscription: no consumer state is left behind);
-    ``on_ready`` is called once the server has the subscription, so nothing published after it is missed."""
-    subscription = await nc.subscribe(subject)
-    await nc.flush()
+    """Messages stored on ``subject`` from now on, without a gap across NATS restarts (an ephemeral consumer,
+    :mod:`hub.follower`); ``on_ready`` is called once the start is fixed, so nothing stored after it is missed."""
+    start = Start(seq=await next_sequence(nc, topology.EVENTS_STREAM))
     if on_ready is not None:
         on_ready()
-    try:
+    follower = Follower(nc, topology.EVENTS_STREAM, subject, start, name="tap")
+    async with contextlib.aclosing(follower.messages()) as messages:
         seen = 0
-        async for message in subscription.messages:
+        async for message in messages:
             yield message.data
             seen += 1
             if limit is not None and seen >= limit:
                 return
-    finally:
-        await subscription.unsubscribe()
 
 
-async def replay(
-    nc: NatsClient, subject: str, since: datetime, *, follow: bool = False, idle: float = 2.0
-) -> AsyncIterator[bytes]:
-    """Stored messages on ``subject`` from ``since`` on, through an ephemeral ordered consumer; stops once
-    caught up (or, with ``follow``, keeps going with new messages)."""
-    js = nc.jetstream()
-    config = ConsumerConfig(opt_start_time=since.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"))
-    subscription = await js.subscribe(
-        subject, ordered_consumer=True, deliver_policy=DeliverPolicy.BY_START_TIME, config=config,
-        stream=topology.EVENTS_STREAM,
-    )
-    try:
-        while True:
-            try:
-                message = await subscription.next_msg(timeout=None if follow else idle)
-            except (asyncio.TimeoutError, TimeoutError):
-                return  # nothing (more) stored in the range
+async def replay(nc: NatsClient, subject: str, since: datetime, *, follow: bool = False) -> AsyncIterator[bytes]:
+    """Stored messages on ``subject`` from ``since`` on; stops once caught up (or, with ``follow``, keeps going
+    with new messages, without a gap across NATS restarts: :mod:`hub.follower`)."""
+    follower = Follower(nc, topology.EVENTS_STREAM, subject, Start(time=since), name="replay")
+    async with contextlib.aclosing(follower.messages(until_caught_up=not follow)) as messages:
+        async for message in messages:
             yield message.data
-            if not follow and message.metadata.num_pending == 0:
-                return
-    finally:
-        await subscription.unsubscribe()
-

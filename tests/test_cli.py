@@ -127,9 +127,10 @@ async def test_tap_prints_live_events_matching_the_filters(nats_url):
     )
     assert (await process.stderr.readline()).decode().startswith("# tapping cityhub.events.*.*.gas_leak.*")
     nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js)  # the stream the tap waits for, as a starting hub creates it
     for subject, raw in STORY:
-        await nc.publish(subject, raw)
-    await nc.flush()
+        await js.publish(subject, raw)
     stdout, _ = await asyncio.wait_for(process.communicate(), timeout=60)
     await nc.close()
     lines = stdout.decode().splitlines()
@@ -139,6 +140,28 @@ async def test_tap_prints_live_events_matching_the_filters(nats_url):
     ]
     assert "incident=inc-1" in lines[0] and '"报警 1，联系电话 138****5678"' in lines[0]
     assert "MEDIUM" in lines[1] and "incident=inc-3" in lines[1]
+
+
+async def test_tap_keeps_printing_new_events_across_a_nats_restart(nats_url, restart_nats):
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.cli", "tap", "--server", nats_url, "--json",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert (await process.stderr.readline()).startswith(b"# tapping")
+        nc = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        js = nc.jetstream()
+        await ensure_streams(js)
+        before, after = STORY[0][1], STORY[1][1]
+        await js.publish(STORY[0][0], before)
+        assert await asyncio.wait_for(process.stdout.readline(), timeout=60) == before + b"\n"
+        await restart_nats()
+        await js.publish(STORY[1][0], after, timeout=30)
+        assert await asyncio.wait_for(process.stdout.readline(), timeout=60) == after + b"\n"
+        await nc.close()
+    finally:
+        process.terminate()
+        await process.wait()
 
 
 async def test_replay_rereads_the_stream_from_a_start_time(nats_url):

@@ -8,11 +8,12 @@ from datetime import datetime, timedelta, timezone
 import nats
 
 from hub import topology, wire
-from hub.escalation import Escalator, close_request_for, next_order
+from hub.escalation import CONSUMER, Escalator, close_request_for, next_order
 from hub.models import CLOSE_REASON_MAX, Category, DispatchOrder, DispatchStatus, DispatchUpdate, Severity
 from hub.pipeline import dispatch_output
 from hub.streams import ensure_streams
-from tests.pipeline_support import data_of, read_stream
+from tests.pipeline_support import data_of, read_stream, stream_count
+from tests.waiting import wait_until
 
 # Incident ids of the shape the pipeline makes (close requests refuse any other): inc-<26-digit event id>
 INC_D, INC_E = ("inc-" + "0" * 25 + letter for letter in "DE")
@@ -119,6 +120,39 @@ async def test_a_resolved_order_stops_every_clock_of_its_incident_and_asks_to_cl
     assert request.subject == "cityhub.ingest.dispatch" and request.headers[topology.HEADER_MSG_ID] == f"close:{INC_D}"
     assert data_of(request) == {"incident_id": INC_D, "reason": f"order {INC_D}:gridworker:1 resolved by 王网格员 (gridworker)",
                                 "time": data_of(request)["time"]}
+
+
+async def test_a_deadline_due_after_a_nats_restart_or_a_lost_consumer_escalates_exactly_once(nats_url, restart_nats):
+    nc = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    escalator = Escalator(nc, tick_s=0.1)
+    await escalator.start()
+    await _publish(js, dispatch_output(_long_order("inc-R", due_in_s=2.0)))
+    await wait_until(lambda: escalator.follower.next_seq == 2, "the order tracked")
+    await restart_nats()  # the deadline falls due while the server is down or just after
+    await wait_until(lambda: escalator.fired == 1, "the escalation after the restart")
+
+    await js.delete_consumer(topology.DISPATCH_STREAM, CONSUMER)
+    await _publish(js, dispatch_output(_long_order("inc-L", due_in_s=1.0)))
+    await wait_until(lambda: escalator.fired == 2, "the escalation of an order sent after the consumer was deleted")
+    stored = await stream_count(nats_url, topology.DISPATCH_STREAM)
+    await wait_until(lambda: escalator.follower.next_seq > stored, "the escalator's own orders followed")
+    await asyncio.sleep(1.0)  # ten ticks: room for an escalation fired twice
+    await escalator.stop()
+    await nc.close()
+
+    orders = sorted((order["incident_id"], order["attempt"]) for order in await _orders(nats_url))
+    assert orders == [("inc-L", 1), ("inc-L", 2), ("inc-R", 1), ("inc-R", 2)]
+    escalated = sorted(data_of(m)["id"] for m in await read_stream(nats_url, topology.INCIDENTS_STREAM))
+    assert escalated == ["inc-L", "inc-R"] and escalator.health()["consumer"]["recoveries"] >= 1
+
+
+def _long_order(incident: str, due_in_s: float) -> DispatchOrder:
+    """An order given ten minutes to be accepted, of which ``due_in_s`` seconds are left: the next attempt's
+    deadline is ten minutes away."""
+    order = _order(incident, due_in_s)
+    return order.model_copy(update={"created_at": order.created_at - timedelta(minutes=10)})
 
 
 def test_a_resolved_update_without_an_offset_still_closes_and_a_long_reason_is_cut():

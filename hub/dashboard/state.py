@@ -1,8 +1,8 @@
 """LiveState: the operations centre's picture of the unified stream, kept in memory.
 
-It reads ``cityhub.events.>``, ``cityhub.incidents.>`` and ``cityhub.dispatch.>`` with JetStream ordered
-consumers that start a time window back (``window``), so a restarted dashboard replays the recent stream and
-shows the open incidents again. Messages are CloudEvents as written by :mod:`hub.wire`; the three streams are
+It follows ``cityhub.events.>``, ``cityhub.incidents.>`` and ``cityhub.dispatch.>`` from a time window back
+(``window``) with :class:`hub.follower.Follower`, so a restarted dashboard replays the recent stream and shows
+the open incidents again, and a NATS restart or a lost consumer costs no message and repeats none. Messages are CloudEvents as written by :mod:`hub.wire`; the three streams are
 not ordered against each other, so a report or dispatch order may arrive before its incident and is held on a
 view that becomes visible once the incident itself arrives.
 
@@ -19,16 +19,13 @@ import logging
 from bisect import insort
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
-
-from nats.errors import Error as NatsError
-from nats.js.api import ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 
 from hub import topology, wire
 from hub.dashboard.figures import Durations, EventRates
 from hub.errors import InvalidEventError
+from hub.follower import Follower, Start
 from hub.models import DispatchStatus, IncidentChange, IncidentState, utcnow
 from hub.tasks import cancel_and_wait
 
@@ -36,16 +33,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from nats.aio.client import Client
-    from nats.aio.msg import Msg
-    from nats.aio.subscription import Subscription
 
 log = logging.getLogger("cityhub.dashboard")
 
-WATCHED_SUBJECTS = (
-    f"{topology.PREFIX}.events.>",
-    f"{topology.PREFIX}.incidents.>",
-    f"{topology.PREFIX}.dispatch.>",
-)
+WATCHED_STREAMS = (topology.EVENTS_STREAM, topology.INCIDENTS_STREAM, topology.DISPATCH_STREAM)
 DISTRICT_LEVEL = "district"
 STREET_LEVEL = "street"
 OPEN = IncidentState.OPEN.value
@@ -226,69 +217,47 @@ class LiveState:
         self._resolve = Durations()
         self._rates = EventRates()
         self._feeds: set[ChangeFeed] = set()
-        self._pending_by_stream: dict[str, int] = {}
-        self._subscriptions: list[Subscription] = []
+        self._followers: list[Follower] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._figures: tuple[tuple[int, int], dict[str, Any]] | None = None
 
     # --- consuming ---------------------------------------------------------------------------------
 
     async def start(self, nc: Client) -> None:
-        """Subscribe to the unified stream on ``nc``. Streams that do not exist yet (the hub creates them
-        on start-up) are waited for in the background."""
-        for subject in WATCHED_SUBJECTS:
-            self._tasks.append(asyncio.create_task(self._subscribe_when_ready(nc, subject)))
+        """Follow the unified stream on ``nc`` from ``window`` back. Each stream is followed through NATS
+        restarts and lost consumers (:mod:`hub.follower`), waiting while the hub has not created it yet."""
+        since = Start(time=self.clock() - self.window)
+        self._followers = [Follower(nc, stream, topology.STREAM_SUBJECTS[stream][0], since, name="dashboard")
+                           for stream in WATCHED_STREAMS]
+        self._tasks = [asyncio.create_task(self._follow(follower), name=f"cityhub.dashboard.{follower.stream}")
+                       for follower in self._followers]
+
+    async def use_connection(self, nc: Client) -> None:
+        """Follow the stream on ``nc`` (the hub replaced a connection the server closed): each stream is
+        followed again from the message after the last one applied."""
+        await self.stop()
+        for follower in self._followers:
+            follower.use_connection(nc)
+        self._tasks = [asyncio.create_task(self._follow(follower), name=f"cityhub.dashboard.{follower.stream}")
+                       for follower in self._followers]
 
     async def stop(self) -> None:
         await cancel_and_wait(*self._tasks)
-        for subscription in self._subscriptions:
-            with contextlib.suppress(NatsError):
-                await subscription.unsubscribe()
         self._tasks.clear()
-        self._subscriptions.clear()
 
     @property
     def caught_up(self) -> bool:
         """True once every watched stream has been replayed up to its end."""
-        return len(self._pending_by_stream) == len(WATCHED_SUBJECTS) and not any(self._pending_by_stream.values())
+        return bool(self._followers) and all(follower.pending == 0 for follower in self._followers)
 
-    async def _subscribe_when_ready(self, nc: Client, subject: str) -> None:
-        """Subscribe, retrying with backoff while the stream is missing or NATS does not answer."""
-        delay = 0.1
-        while True:
-            try:
-                await self._subscribe(nc, subject)
-                return
-            except NotFoundError:
-                log.info("dashboard: no stream holds %s yet; waiting for the hub to create it", subject)
-            except (NatsError, TimeoutError) as exc:
-                log.warning("dashboard: subscribing to %s failed (%s); retrying in %.1fs", subject, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    def health(self) -> dict[str, Any]:
+        """Whether the dashboard is current: its consumers, and the last error of any that had to recover."""
+        return {"caught_up": self.caught_up, "messages": self.messages, "unreadable": self.unreadable,
+                "consumers": [follower.health() for follower in self._followers]}
 
-    async def _subscribe(self, nc: Client, subject: str) -> None:
-        js = nc.jetstream()
-        stream = await js.find_stream_name_by_subject(subject)
-        config = ConsumerConfig(opt_start_time=self.clock() - self.window)
-
-        async def on_message(msg: Msg) -> None:
-            self._on_message(stream, msg)
-
-        subscription = await js.subscribe(
-            subject, stream=stream, cb=on_message, ordered_consumer=True,
-            deliver_policy=DeliverPolicy.BY_START_TIME, config=config,
-        )
-        self._subscriptions.append(subscription)
-        try:
-            pending = (await subscription.consumer_info()).num_pending or 0
-        except (NatsError, TimeoutError):
-            pending = 0  # unknown: caught_up then waits only for messages already seen
-        self._pending_by_stream.setdefault(stream, pending)
-
-    def _on_message(self, stream: str, msg: Msg) -> None:
-        metadata = msg.metadata
-        self._pending_by_stream[stream] = metadata.num_pending
-        self.apply(msg.subject, msg.data, metadata.timestamp)
+    async def _follow(self, follower: Follower) -> None:
+        async for message in follower.messages():
+            self.apply(message.subject, message.data, datetime.fromtimestamp(message.stored_at, timezone.utc))
 
     # --- applying messages -------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from hub.pipeline.isolation import IsolatingProcessor
 from hub.pipeline.processor import BatchProcessor, BatchResult
 from hub.pipeline.state import PipelineState
 from hub.publisher import Publisher
+from hub.sizes import object_meta
 
 log = logging.getLogger("cityhub.pipeline")
 
@@ -95,6 +96,15 @@ class Pipeline:
         self.processor.engines = engines
         self.isolation.checkpoint(self.state)  # batches before the swap are not processed again with new engines
 
+    async def use_connection(self, nc: NatsClient) -> None:
+        """Carry on with ``nc`` (the hub replaced a connection the server closed, :mod:`hub.natslink`):
+        outputs not yet stored are published on it, the ingest consumer is read through it. Deliveries lost
+        with the closed client show as a gap, which re-reads from the next unprocessed sequence."""
+        self.nc, self.js = nc, nc.jetstream(timeout=10.0)
+        self.publisher.use_connection(nc)
+        if self._consumer is not None:
+            self._consumer = await Fetcher(nc, topology.INGEST_STREAM, PIPELINE_CONSUMER, prefetch=True).start()
+
     async def start(self) -> None:
         self.status = "starting"
         self._publishing = None
@@ -115,7 +125,7 @@ class Pipeline:
             self._task.cancel()
         self._task = None
         if self.status == "running":  # a pipeline that failed and did not recover has no state worth keeping
-            await self._snapshot()
+            await self._snapshot_retrying()
         self.status = "stopped"
 
     @property
@@ -186,7 +196,7 @@ class Pipeline:
         blob = self.state.snapshot()
         self.isolation.checkpoint(self.state, blob)
         store = await self._snapshot_store()
-        await store.put(SNAPSHOT_NAME, blob)
+        await store.put(SNAPSHOT_NAME, blob, meta=object_meta(SNAPSHOT_NAME, self.nc.max_payload))
         self._last_snapshot = time.monotonic()
 
     async def _recover(self) -> None:

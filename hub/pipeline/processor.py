@@ -156,7 +156,7 @@ class BatchProcessor:
             matches = self._match_rules(fresh.events, fresh.documents, fresh.keys, fresh.clocks, admin_paths)
         with result.timed("merge"):
             merge = self._merge(state, fresh)
-        result.merged += sum(1 for is_new in merge.batch.is_new if not is_new)
+        result.merged += sum(1 for is_new in merge.merge.is_new if not is_new)
         with result.timed("transforms"):
             fresh.events = self._apply_transforms(fresh.events)
         with result.timed("encode"):
@@ -197,8 +197,8 @@ class BatchProcessor:
     ) -> None:
         """Per event, in order: the incidents that expired before it, its unified event, its dispatch orders
         and its incident's update."""
-        batch = merge.batch
-        expired = iter(merge.closed)
+        batch = merge.merge
+        expired = iter(zip(*merge.closed, strict=True))
         next_expired = next(expired, None)
         for position, (event, incident_id, is_new, count, event_matches) in enumerate(zip(
             fresh.events, batch.incident_ids, batch.is_new, batch.report_counts, matches, strict=True

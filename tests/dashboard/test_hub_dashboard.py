@@ -3,11 +3,16 @@ the dashboard the Hub serves shows the merged incident with its reports, grid pa
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import httpx
+import nats
 import pytest
 
 from hub.app import Hub
-from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw
+from hub.dashboard.state import WATCHED_STREAMS
+from hub.models import Category
+from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw, stream_count
 from tests.waiting import wait_until
 
 RULES = """
@@ -51,3 +56,42 @@ async def test_the_hub_serves_the_dashboard_of_its_own_stream(hub, nats_url):
 def _redispatched_with_two_reports(hub) -> bool:
     shown = hub.dashboard.incidents()
     return bool(shown) and shown[0]["reports"] == 2 and shown[0]["escalation_level"] >= 1
+
+
+async def test_a_new_incident_reaches_the_dashboard_after_a_nats_restart_and_after_its_consumer_is_deleted(
+    hub, nats_url, restart_nats
+):
+    async with httpx.AsyncClient(base_url=hub.admin_url) as client:
+        await _open_incident(client, nats_url, 1, Category.GAS_LEAK)
+        await restart_nats()
+        await _open_incident(client, nats_url, 2, Category.FIRE)
+        consumers = (await client.get("/health")).json()["runtime"]["dashboard"]["consumers"]
+        assert any(consumer["recoveries"] and consumer["last_error"] for consumer in consumers)
+
+        nc = await nats.connect(nats_url)
+        for consumer in consumers:
+            await nc.jetstream().delete_consumer(consumer["stream"], consumer["consumer"])
+        await nc.close()
+        incident = await _open_incident(client, nats_url, 3, Category.SMOKE)
+
+        stored = sum([await stream_count(nats_url, stream) for stream in WATCHED_STREAMS])
+        await wait_until(lambda: hub.dashboard.messages >= stored, "every stored message applied by the dashboard")
+        assert hub.dashboard.messages == stored  # none twice
+        assert [report["source_event_id"] for report in incident["reports"]] == ["e-3"]
+        assert all(consumer["following"] for consumer in (await client.get("/health")).json()["runtime"]["dashboard"]["consumers"])
+
+
+async def _open_incident(client: httpx.AsyncClient, nats_url: str, number: int, category: Category) -> dict:
+    """Publish a report that opens a new incident; wait until the dashboard's API serves that incident."""
+    report = event(number, category=category).model_copy(update={"time": datetime.now(timezone.utc)})
+    await publish_raw(nats_url, [ingest_item(report)])
+    found: dict = {}
+
+    async def served() -> bool:
+        listed = (await client.get("/api/incidents", params={"category": category.value})).json()["incidents"]
+        if listed:
+            found.update((await client.get(f"/api/incidents/{listed[0]['id']}")).json())
+        return bool(found)
+
+    await wait_until(served, f"the {category.value} incident on /api/incidents/<id>")
+    return found
