@@ -25,7 +25,7 @@ The modules, in the order a message meets them: :mod:`.engines` (what the pipeli
 from hub.pipeline.decode import DecodedBatch, IngestMessage, Rejection, decode_event, decode_events, source_of
 from hub.pipeline.engines import Engines, EventTimeWindow, PipelineOptions, TransformOutcome
 from hub.pipeline.isolation import IsolatingProcessor
-from hub.pipeline.loop import PIPELINE_CONSUMER, SNAPSHOT_BUCKET, Pipeline
+from hub.pipeline.loop import PIPELINE_CONSUMER, SNAPSHOT_BUCKET, SNAPSHOT_NAME, Pipeline
 from hub.pipeline.outputs import (
     build_order,
     closed_output,
@@ -40,6 +40,7 @@ from hub.pipeline.state import IncidentRecord, PipelineState
 __all__ = [
     "PIPELINE_CONSUMER",
     "SNAPSHOT_BUCKET",
+    "SNAPSHOT_NAME",
     "BatchProcessor",
     "BatchResult",
     "DecodedBatch",
