@@ -99,7 +99,7 @@ async def _open_incident(client: httpx.AsyncClient, nats_url: str, number: int, 
         listed = (await client.get("/api/incidents", params={"category": category.value})).json()["incidents"]
         if listed:
             found.update((await client.get(f"/api/incidents/{listed[0]['id']}")).json())
-        return bool(found)
+        return bool(found.get("reports"))  # the incident's update and its report come from two streams
 
     await wait_until(served, f"the {category.value} incident on /api/incidents/<id>")
     return found
