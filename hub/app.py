@@ -255,7 +255,7 @@ class Hub:
         live = self.pipeline.state
         state = PipelineState(Deduper(engines.dedup_window_s, 16),
                               IncidentMerger.restore(live.merger.snapshot(), engines.merge_policy),
-                              copy.deepcopy(live.incidents), live.last_seq)
+                              copy.deepcopy(live.incidents), live.last_seq, live.watermark)
         processor = BatchProcessor(engines, self.pipeline.options)
         subject = topology.ingest_subject(event.source)
         message = IngestMessage(0, subject, event.model_dump_json().encode(), time.time())
