@@ -27,7 +27,6 @@ import uvicorn
 from nats.aio.client import Client as NatsClient
 from nats.aio.subscription import Subscription
 
-import connectors
 from hub import topology
 from hub.config import HubConfig, load_config
 from hub.connector import Connector
@@ -43,7 +42,7 @@ from hub.metrics import Metrics
 from hub.models import CloseRequest, Event
 from hub.natslink import NatsLink
 from hub.pipeline import BatchProcessor, Engines, EventTimeWindow, IngestMessage, Pipeline, PipelineOptions, PipelineState
-from hub.plugins import PluginHost, build_plugin_host
+from hub.plugins import PluginHost, build_plugin_host, demo_section_file, installed_plugins
 from hub.reload import ConfigReloader
 from hub.streams import ensure_streams
 from hub.supervisor import Supervisor
@@ -53,7 +52,6 @@ from hub.transforms import Transform
 log = logging.getLogger("cityhub")
 
 SAMPLE_GRIDS = Path(__file__).parent / "data" / "grids"
-CONNECTORS = Path(connectors.__file__).parent
 DEMO_SECRET_VARIABLE = "CITYHUB_DEMO_SECRET"
 _DEMO_PORT = re.compile(r"\b18\d{3}\b")
 SIMULATOR_STOP_S = 10.0
@@ -373,12 +371,13 @@ def run(config_path: str | Path = "cityhub.toml") -> int:
 
 
 def demo_sections(names: Iterable[str] | None = None) -> str:
-    """The ``[plugins.<name>]`` sections every built-in connector ships for the demo
-    (``connectors/<name>/demo.toml``; all of them, or just ``names``), each demo port (18000-18999) moved to
-    a free one so the demo runs beside anything else on the machine."""
+    """The ``[plugins.<name>]`` sections installed plugins ship for the demo (``demo.toml`` in the plugin's
+    package; of every plugin that has one, or just ``names``), each demo port (18000-18999) moved to a free
+    one so the demo runs beside anything else on the machine."""
+    plugins = installed_plugins()
     if names is None:
-        names = sorted(path.parent.name for path in CONNECTORS.glob("*/demo.toml"))
-    sections = "\n".join((CONNECTORS / name / "demo.toml").read_text() for name in names)
+        names = sorted(name for name, entry_point in plugins.items() if demo_section_file(entry_point).is_file())
+    sections = "\n".join(demo_section_file(plugins[name]).read_text(encoding="utf-8") for name in names)
     ports = {port: str(_free_port("127.0.0.1")) for port in sorted(set(_DEMO_PORT.findall(sections)))}
     return _DEMO_PORT.sub(lambda match: ports[match.group(0)], sections)
 

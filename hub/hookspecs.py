@@ -1,9 +1,9 @@
 """Every extension point of CityHub, on one screen. Each docstring is the hook's documentation
 (``docs/plugin_hooks.md`` is checked against it by a test).
 
-Plugins are ordinary modules with ``@hookimpl`` functions. Built-ins live in ``connectors/`` and ``plugins/``
-and come in through the same hooks as third-party plugins, which are found through the entry-point group
-``cityhub.plugins``. Hooks run at start-up and on reload, never per message: they return objects
+Plugins are ordinary modules with ``@hookimpl`` functions, each an installed distribution found through the
+entry-point group ``cityhub.plugins``; the built-ins (``connectors/<name>/``, ``plugins/<name>/``) take the same
+path as third-party plugins. Hooks run at start-up and on reload, never per message: they return objects
 (connectors, transforms, routers) that the runtime calls directly, per batch. The plugin host calls each
 plugin's implementation on its own, with a timeout, so one failing plugin is reported and contained.
 

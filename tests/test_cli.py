@@ -197,8 +197,8 @@ def test_new_connector_writes_a_skeleton_whose_test_passes(tmp_path):
     shutil.copy(REPO / "tests" / "conftest.py", tmp_path / "tests" / "conftest.py")
     result = cityhub("new-connector", "smoke_panel", "--root", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    for relative in ("connectors/smoke_panel/__init__.py", "connectors/smoke_panel/settings.py",
-                     "connectors/smoke_panel/connector.py", "connectors/smoke_panel/simulator.py",
+    for relative in ("connectors/smoke_panel/src/cityhub_smoke_panel/__init__.py", "connectors/smoke_panel/src/cityhub_smoke_panel/settings.py",
+                     "connectors/smoke_panel/src/cityhub_smoke_panel/connector.py", "connectors/smoke_panel/src/cityhub_smoke_panel/simulator.py",
                      "tests/connectors/test_smoke_panel.py", "docs/connectors/smoke_panel.md"):
         assert (tmp_path / relative).is_file(), relative
     env = {"PYTHONPATH": str(tmp_path), "CITYHUB_PLUGINS": "smoke_panel"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tomllib
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -12,13 +11,12 @@ from harness import stream_messages
 
 from hub import topology, wire
 from hub.models import Event
-
-CONNECTORS = Path(__file__).resolve().parents[2] / "connectors"
+from hub.plugins import demo_section_file, installed_plugins
 
 
 def demo_section(plugin: str) -> dict[str, Any]:
-    """The ``[plugins.<plugin>]`` section the plugin ships for the demo (``connectors/<plugin>/demo.toml``)."""
-    return tomllib.loads((CONNECTORS / plugin / "demo.toml").read_text())["plugins"][plugin]
+    """The ``[plugins.<plugin>]`` section the installed plugin ships for the demo (its package's ``demo.toml``)."""
+    return tomllib.loads(demo_section_file(installed_plugins()[plugin]).read_text(encoding="utf-8"))["plugins"][plugin]
 
 
 async def ingested_events(nats_url: str, source: str) -> list[tuple[str, Event]]:

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from connector_harness import dlq, ingested_events
 from tests.waiting import wait_until
 
-from connectors.citizen_report.connector import CitizenReportConnector, RateLimiter
-from connectors.citizen_report.settings import CitizenReportSettings
-from connectors.citizen_report.simulator import CitizenAppSimulator, png_photo
+from cityhub_citizen_report.connector import CitizenReportConnector, RateLimiter
+from cityhub_citizen_report.settings import CitizenReportSettings
+from cityhub_citizen_report.simulator import CitizenAppSimulator, png_photo
 from hub.connector_runtime import running_connector
 from hub.models import Category, CoordSystem
 
@@ -109,7 +109,7 @@ async def test_a_body_that_is_no_report_at_all_is_refused(nats_url, tmp_path):
 
 
 async def test_a_phone_that_drops_off_mid_upload_is_logged_and_the_next_report_goes_through(nats_url, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="connectors._http")
+    caplog.set_level(logging.INFO, logger="hub.connector_kit.http")
     connector = _connector(tmp_path)
     async with running_connector(connector, nats_url) as ctx:
         app = await _app(connector)

@@ -14,10 +14,10 @@ import trustme
 from connector_harness import dlq, ingested_events, publish_outbound
 from tests.waiting import wait_until
 
-from connectors._http import RetrySettings
-from connectors.citybrain.connector import CitybrainConnector
-from connectors.citybrain.settings import CitybrainSettings
-from connectors.citybrain.simulator import CityPlatformSimulator, square
+from hub.connector_kit.http import RetrySettings
+from cityhub_citybrain.connector import CitybrainConnector
+from cityhub_citybrain.settings import CitybrainSettings
+from cityhub_citybrain.simulator import CityPlatformSimulator, square
 from hub import topology, wire
 from hub.connector_runtime import running_connector
 from hub.geofence import GridIndex, LayerSpec

@@ -12,8 +12,8 @@ from tests.waiting import wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from connectors.gridworker import GridworkerConnector, GridworkerSettings, GridWorkerAppSimulator
-from connectors.gridworker.connector import worker_token
+from cityhub_gridworker import GridworkerConnector, GridworkerSettings, GridWorkerAppSimulator
+from cityhub_gridworker.connector import worker_token
 from hub.connector_runtime import running_connector
 from hub.embedded import free_port
 from hub.models import Category, DispatchOrder, GridCell, Severity

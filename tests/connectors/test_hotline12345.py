@@ -12,12 +12,12 @@ import pytest
 from connector_harness import demo_section, dlq, ingested_events, publish_outbound
 from tests.waiting import wait_until
 
-from connectors._http import RetrySettings
-from connectors.hotline12345.connector import Hotline12345Connector
-from connectors.hotline12345.open311 import request_to_event
-from connectors.hotline12345.settings import Hotline12345Settings, Open311Settings
-from connectors.hotline12345.simulator import HotlineSimulator
-from connectors.hotline12345.workorder import feedback_for
+from hub.connector_kit.http import RetrySettings
+from cityhub_hotline12345.connector import Hotline12345Connector
+from cityhub_hotline12345.open311 import request_to_event
+from cityhub_hotline12345.settings import Hotline12345Settings, Open311Settings
+from cityhub_hotline12345.simulator import HotlineSimulator
+from cityhub_hotline12345.workorder import feedback_for
 from hub import topology, wire
 from hub.connector_runtime import running_connector
 from hub.errors import DeliveryRejected
