@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hub import hookspecs
 from hub.errors import PluginError
+from hub.handle import HubHandle
 from hub.metrics import Metrics
 
 ENTRY_POINT_GROUP = "cityhub.plugins"
@@ -131,7 +132,7 @@ class PluginHost:
         self.timeout = 10.0
         self.max_consecutive_failures = 3
         self.trace = os.environ.get(TRACE_ENV, "") not in ("", "0")
-        self.hub: Any = None
+        self.hub: HubHandle | None = None
         self._listeners: list[Listener] = []
         self._plugins: dict[str, PluginState] = {}
         for name, plugin in manager.list_name_plugin():
@@ -223,8 +224,8 @@ class PluginHost:
             changed.append(name)
         return changed
 
-    def attach(self, hub: Any) -> None:
-        """The handle passed to every hook as ``hub=`` (a :class:`hub.app.Hub`)."""
+    def attach(self, hub: HubHandle) -> None:
+        """The handle passed to every hook as ``hub=`` (the running :class:`hub.app.Hub`)."""
         self.hub = hub
 
     def add_listener(self, listener: Listener) -> None:

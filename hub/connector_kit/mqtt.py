@@ -18,6 +18,7 @@ from hub.connector_kit.loops import stop_if_cancelled
 from hub.backoff import Backoff
 from hub.connector import ConnectorContext
 from hub.errors import ConfigError
+from hub.handle import HubHandle
 
 DISCONNECT_TIMEOUT_S = 5.0
 
@@ -53,7 +54,7 @@ def parse_broker_url(url: str) -> BrokerAddress:
     return BrokerAddress(parts.hostname, parts.port or 1883, parts.username, parts.password)
 
 
-def broker_for(hub: Any, broker_url: str | None, plugin: str) -> BrokerAddress:
+def broker_for(hub: HubHandle, broker_url: str | None, plugin: str) -> BrokerAddress:
     """The plugin's configured broker, else the MQTT listener of the hub's embedded nats-server
     (``hub.embedded``, an :class:`hub.embedded.EmbeddedNats` started with an ``mqtt_port``)."""
     embedded_port = getattr(getattr(hub, "embedded", None), "mqtt_port", None)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from connector_harness import dlq, ingested_events, publish_outbound
+from hub.testing import dead_letters, ingested_events, publish_outbound
 from tests.waiting import wait_until
 
 from hub.connector_kit.http import RetrySettings
@@ -113,7 +113,7 @@ async def test_bad_warnings_get_a_clear_4xx_and_a_dlq_entry(nats_url, platform, 
         response = await send(platform, platform.sample_warning(NOON))
     assert response.status_code == status, response.text
     assert reason in response.json()["error"]
-    [(_, dlq_reason)] = await dlq(nats_url, "citybrain")
+    [(_, dlq_reason)] = await dead_letters(nats_url, "citybrain")
     assert reason in dlq_reason
     assert await ingested_events(nats_url, "citybrain") == []
 
@@ -150,5 +150,5 @@ async def test_the_platform_refusing_a_report_moves_it_to_the_dlq(nats_url, plat
         subject = topology.incident_subject("510104", incident.category.value, "opened")
         await publish_outbound(nats_url, subject, f"{wire.TYPE_INCIDENT_PREFIX}opened", incident.id, NOON, incident)
         await wait_until(lambda: ctx.counters["rejected"] == 1)
-    [(_, reason)] = await dlq(nats_url, "citybrain")
+    [(_, reason)] = await dead_letters(nats_url, "citybrain")
     assert "refused by the external system" in reason and "401" in reason

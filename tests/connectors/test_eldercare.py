@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 from pydantic import SecretStr
-from harness import dead_letters, dispatch_updates, ingested, send_order
+from hub.testing import dead_letters, dispatch_updates, ingested, send_order
 from tests.waiting import wait_until
 
 from cityhub_eldercare import EldercareConnector, EldercarePlatformSimulator, EldercareSettings

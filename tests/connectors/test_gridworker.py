@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import orjson
 import pytest
-from harness import dead_letters, dispatch_updates, send_order
+from hub.testing import dead_letters, dispatch_updates, send_order
 from tests.waiting import wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed

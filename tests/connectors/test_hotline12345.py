@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from connector_harness import demo_section, dlq, ingested_events, publish_outbound
+from hub.testing import demo_section, dead_letters, ingested_events, publish_outbound
 from tests.waiting import wait_until
 
 from hub.connector_kit.http import RetrySettings
@@ -78,7 +78,7 @@ async def test_open311_requests_and_status_changes_reach_ingest_once(nats_url, s
     reopened_as_closed = {e.source_event_id for _, e in events if e.status == "open"} & {e.source_event_id for e in closed}
     assert reopened_as_closed, "some requests seen open first must come again as closed: a status change"
     assert {event.location.crs for _, event in events if event.location} == {CoordSystem.WGS84}
-    rejected = await dlq(nats_url, "hotline12345")
+    rejected = await dead_letters(nats_url, "hotline12345")
     assert len(rejected) == len(unmapped)
     assert all("has no category mapping" in reason for _, reason in rejected)
     assert json.loads(rejected[0][0])["service_request_id"]
@@ -169,7 +169,7 @@ async def test_bad_work_orders_get_a_clear_4xx_and_a_dlq_entry(nats_url, sim, mu
         response = await mutate(sim, sim.sample_order())
     assert response.status_code == status
     assert reason in response.json()["error"]
-    [(_, dlq_reason)] = await dlq(nats_url, "hotline12345")
+    [(_, dlq_reason)] = await dead_letters(nats_url, "hotline12345")
     assert reason in dlq_reason
     assert await ingested_events(nats_url, "hotline12345") == []
 
@@ -205,7 +205,7 @@ async def test_feedback_refused_by_the_hotline_goes_to_the_dlq(nats_url, sim):
         await publish_outbound(nats_url, topology.dispatch_order_subject("hotline12345"), "cityhub.hotline12345.feedback",
                                "f-1", now, feedback)
         await wait_until(lambda: ctx.counters["rejected"] == 1)
-    [(_, reason)] = await dlq(nats_url, "hotline12345")
+    [(_, reason)] = await dead_letters(nats_url, "hotline12345")
     assert "refused by the external system" in reason and "401" in reason
 
 

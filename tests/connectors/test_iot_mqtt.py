@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from harness import dead_letters, ingested
+from hub.testing import dead_letters, ingested
 from tests.waiting import wait_until
 
 from hub.connector_kit.mqtt import parse_broker_url

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from harness import dead_letters, ingested, wiretap
+from hub.testing import dead_letters, ingested, wiretap
 from tests.waiting import wait_until
 
 from hub.connector_kit.mqtt import parse_broker_url

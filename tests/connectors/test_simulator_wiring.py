@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from connector_harness import ingested_events
+from hub.testing import ingested_events
 from tests.waiting import wait_until
 
 import cityhub_citybrain as citybrain

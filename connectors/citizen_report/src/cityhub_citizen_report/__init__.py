@@ -8,11 +8,10 @@ No outbound side. Docs: docs/connectors/citizen_report.md.
 
 from __future__ import annotations
 
-from typing import Any
-
 from cityhub_citizen_report.connector import CitizenReportConnector
 from cityhub_citizen_report.settings import CitizenReportSettings
 from cityhub_citizen_report.simulator import CitizenAppSimulator
+from hub.connector_kit import HubHandle
 from hub.hookspecs import hookimpl
 
 
@@ -22,7 +21,7 @@ def plugin_settings_model() -> type[CitizenReportSettings]:
 
 
 @hookimpl
-def register_connectors(hub: Any, settings: CitizenReportSettings) -> list[CitizenReportConnector]:
+def register_connectors(hub: HubHandle, settings: CitizenReportSettings) -> list[CitizenReportConnector]:
     """The intake; a relative ``photo_dir`` lives under the hub's ``data_dir``."""
     data_dir = getattr(getattr(hub, "config", None), "data_dir", None)
     if data_dir is not None and not settings.photo_dir.is_absolute():
@@ -31,7 +30,7 @@ def register_connectors(hub: Any, settings: CitizenReportSettings) -> list[Citiz
 
 
 @hookimpl
-def register_simulators(hub: Any, settings: CitizenReportSettings) -> list[CitizenAppSimulator]:
+def register_simulators(hub: HubHandle, settings: CitizenReportSettings) -> list[CitizenAppSimulator]:
     """A simulated mini-program posting a report every few seconds to the configured intake."""
     url = settings.listen.url(settings.path)
     return [CitizenAppSimulator(url, interval_s=5.0)]

@@ -21,10 +21,18 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from hub.connector_kit.http import HttpServer, WebhookRejected, oversize_summary, read_body, refuse, unavailable
-from hub.connector_kit.validation import describe
+from hub.connector_kit import (
+    Connector,
+    ConnectorContext,
+    HttpServer,
+    WebhookRejected,
+    describe,
+    oversize_summary,
+    read_body,
+    refuse,
+    unavailable,
+)
 from cityhub_citizen_report.settings import CitizenReportSettings
-from hub.connector import Connector, ConnectorContext
 from hub.models import Attachment, Category, CoordSystem, Event, Location, Reporter
 
 PHOTO_PATH = "/photos"

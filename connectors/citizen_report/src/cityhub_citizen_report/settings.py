@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.connector_kit.http import ListenSettings
+from hub.connector_kit import ListenSettings
 from hub.models import Category, Severity
 
 # The mini-program's report types (the buttons a citizen taps) → CityHub categories.

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from hub.connector_kit.http import send_demo_traffic
+from hub.connector_kit import send_demo_traffic
 
 log = logging.getLogger("cityhub.sim.citizen_report")
 

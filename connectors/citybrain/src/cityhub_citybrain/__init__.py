@@ -12,7 +12,6 @@ Docs: docs/connectors/citybrain.md.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
 
 from cityhub_citybrain.connector import CitybrainConnector
@@ -20,6 +19,7 @@ from cityhub_citybrain.settings import CitybrainSettings
 from cityhub_citybrain.simulator import CityPlatformSimulator
 from hub.errors import ConfigError
 from hub.geofence import LayerSpec
+from hub.connector_kit import HubHandle
 from hub.hookspecs import hookimpl
 
 
@@ -29,7 +29,7 @@ def plugin_settings_model() -> type[CitybrainSettings]:
 
 
 @hookimpl
-def register_connectors(hub: Any, settings: CitybrainSettings) -> list[CitybrainConnector]:
+def register_connectors(hub: HubHandle, settings: CitybrainSettings) -> list[CitybrainConnector]:
     """The connector, fanning warnings out over ``southbound.layers`` or, when that is empty, the hub's [geo] layers."""
     layers = settings.southbound.layers or _hub_layers(hub)
     if settings.southbound.enabled and not layers:
@@ -39,7 +39,7 @@ def register_connectors(hub: Any, settings: CitybrainSettings) -> list[Citybrain
     return [CitybrainConnector(settings, layers)]
 
 
-def _hub_layers(hub: Any) -> list[LayerSpec]:
+def _hub_layers(hub: HubHandle) -> list[LayerSpec]:
     config = getattr(hub, "config", None)
     if config is None:
         return []
@@ -47,7 +47,7 @@ def _hub_layers(hub: Any) -> list[LayerSpec]:
 
 
 @hookimpl
-def register_simulators(hub: Any, settings: CitybrainSettings) -> list[CityPlatformSimulator]:
+def register_simulators(hub: HubHandle, settings: CitybrainSettings) -> list[CityPlatformSimulator]:
     """The city platform over plain HTTP on the host and port of ``northbound.url`` (the demo does not make
     certificates), pushing an area warning every 30 s to the southbound endpoint."""
     north = urlsplit(settings.northbound.url)

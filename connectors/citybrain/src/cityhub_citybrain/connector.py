@@ -14,18 +14,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from hub.connector_kit.http import (
+from hub.connector_kit import (
+    Connector,
+    ConnectorContext,
     HttpServer,
     WebhookRejected,
+    describe,
     post_signed_with_retry,
     refuse,
     signed_body,
     unavailable,
 )
-from hub.connector_kit.validation import describe
 from cityhub_citybrain.settings import CitybrainSettings
 from hub import topology
-from hub.connector import Connector, ConnectorContext
 from hub.errors import GeoError
 from hub.geofence import Cell, GridIndex, LayerSpec
 from hub.models import Category, DispatchOrder, DispatchUpdate, Event, Incident, IncidentState

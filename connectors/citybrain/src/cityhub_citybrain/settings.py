@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from hub.connector_kit.http import ListenSettings, RetrySettings
+from hub.connector_kit import ListenSettings, RetrySettings
 from hub.geofence import LayerSpec
 from hub.models import Category, CoordSystem, Severity
 

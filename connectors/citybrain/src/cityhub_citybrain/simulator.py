@@ -19,7 +19,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from hub.connector_kit.http import IDEMPOTENCY_HEADER, HttpServer, send_demo_traffic
+from hub.connector_kit import HttpServer, IDEMPOTENCY_HEADER, send_demo_traffic
 from hub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, signed_headers, verify
 
 log = logging.getLogger("cityhub.sim.citybrain")

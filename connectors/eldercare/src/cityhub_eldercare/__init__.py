@@ -8,11 +8,10 @@ dispatch updates. The elder registry stays in the connector; only what a respond
 
 from __future__ import annotations
 
-from typing import Any
-
 from cityhub_eldercare.connector import EldercareConnector
 from cityhub_eldercare.settings import EldercareSettings
 from cityhub_eldercare.simulator import EldercarePlatformSimulator
+from hub.connector_kit import HubHandle
 from hub.hookspecs import hookimpl
 
 
@@ -22,10 +21,10 @@ def plugin_settings_model() -> type[EldercareSettings]:
 
 
 @hookimpl
-def register_connectors(hub: Any, settings: EldercareSettings) -> list[EldercareConnector]:
+def register_connectors(hub: HubHandle, settings: EldercareSettings) -> list[EldercareConnector]:
     return [EldercareConnector(settings)]
 
 
 @hookimpl
-def register_simulators(hub: Any, settings: EldercareSettings) -> list[EldercarePlatformSimulator]:
+def register_simulators(hub: HubHandle, settings: EldercareSettings) -> list[EldercarePlatformSimulator]:
     return [EldercarePlatformSimulator(settings)]

@@ -18,10 +18,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from hub.connector_kit.http import WebhookRejected, dead_letter, post_signed, serve, signed_body
-from hub.connector_kit.registry import SitedRecord, load_records
+from hub.connector_kit import (
+    Connector,
+    ConnectorContext,
+    SitedRecord,
+    WebhookRejected,
+    dead_letter,
+    load_records,
+    post_signed,
+    serve,
+    signed_body,
+)
 from cityhub_eldercare.settings import EldercareSettings
-from hub.connector import Connector, ConnectorContext
 from hub.models import (
     Category,
     DispatchOrder,

@@ -18,8 +18,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from hub.connector_kit.http import WebhookRejected, post_signed, serve, signed_body
-from hub.connector_kit.registry import load_records
+from hub.connector_kit import WebhookRejected, load_records, post_signed, serve, signed_body
 from cityhub_eldercare.connector import Elder
 from cityhub_eldercare.settings import EldercareSettings
 from hub.tasks import cancel_and_wait

@@ -8,11 +8,10 @@ moves to the backup worker, then to the grid leader; orders and timers survive r
 
 from __future__ import annotations
 
-from typing import Any
-
 from cityhub_gridworker.connector import GridworkerConnector
 from cityhub_gridworker.settings import GridworkerSettings
 from cityhub_gridworker.simulator import GridWorkerAppSimulator
+from hub.connector_kit import HubHandle
 from hub.hookspecs import hookimpl
 
 
@@ -22,10 +21,10 @@ def plugin_settings_model() -> type[GridworkerSettings]:
 
 
 @hookimpl
-def register_connectors(hub: Any, settings: GridworkerSettings) -> list[GridworkerConnector]:
+def register_connectors(hub: HubHandle, settings: GridworkerSettings) -> list[GridworkerConnector]:
     return [GridworkerConnector(settings)]
 
 
 @hookimpl
-def register_simulators(hub: Any, settings: GridworkerSettings) -> list[GridWorkerAppSimulator]:
+def register_simulators(hub: HubHandle, settings: GridworkerSettings) -> list[GridWorkerAppSimulator]:
     return [GridWorkerAppSimulator(settings)]

@@ -19,11 +19,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, V
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from hub.connector_kit.loops import every
-from hub.connector_kit.validation import describe
-from hub.connector_kit.registry import load_records
+from hub.connector_kit import Connector, ConnectorContext, describe, every, load_records
 from cityhub_gridworker.settings import GridworkerSettings
-from hub.connector import Connector, ConnectorContext
 from hub.models import Attachment, CoordSystem, DispatchOrder, DispatchStatus, DispatchUpdate, Location
 
 ORDERS_KEY = "orders"

@@ -19,7 +19,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from hub.connector_kit.registry import load_records
+from hub.connector_kit import load_records
 from cityhub_gridworker.connector import CellRoster, worker_token
 from cityhub_gridworker.settings import GridworkerSettings
 from hub.backoff import Backoff

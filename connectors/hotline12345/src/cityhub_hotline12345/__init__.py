@@ -9,12 +9,12 @@ Docs: docs/connectors/hotline12345.md.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlsplit
 
 from cityhub_hotline12345.connector import Hotline12345Connector
 from cityhub_hotline12345.settings import Hotline12345Settings
 from cityhub_hotline12345.simulator import CHENGDU_CENTRE, HotlineSimulator
+from hub.connector_kit import HubHandle
 from hub.hookspecs import hookimpl
 
 
@@ -24,12 +24,12 @@ def plugin_settings_model() -> type[Hotline12345Settings]:
 
 
 @hookimpl
-def register_connectors(hub: Any, settings: Hotline12345Settings) -> list[Hotline12345Connector]:
+def register_connectors(hub: HubHandle, settings: Hotline12345Settings) -> list[Hotline12345Connector]:
     return [Hotline12345Connector(settings)]
 
 
 @hookimpl
-def register_simulators(hub: Any, settings: Hotline12345Settings) -> list[HotlineSimulator]:
+def register_simulators(hub: HubHandle, settings: Hotline12345Settings) -> list[HotlineSimulator]:
     """The simulated hotline on the host and port of ``open311.base_url``, posting work orders to the webhook
     every few seconds, with its Boston records moved to Chengdu."""
     open311 = urlsplit(settings.open311.base_url)

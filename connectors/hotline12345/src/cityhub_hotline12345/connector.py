@@ -11,11 +11,19 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from hub.connector_kit.http import HttpServer, WebhookRejected, post_signed_with_retry, refuse, signed_body, unavailable
+from hub.connector_kit import (
+    Connector,
+    ConnectorContext,
+    HttpServer,
+    WebhookRejected,
+    post_signed_with_retry,
+    refuse,
+    signed_body,
+    unavailable,
+)
 from cityhub_hotline12345.open311 import Cursor, Open311Client, pages_from, parse_time, request_id, request_to_event
 from cityhub_hotline12345.settings import Hotline12345Settings
 from cityhub_hotline12345.workorder import feedback_for, order_to_event, validate_order
-from hub.connector import Connector, ConnectorContext
 from hub.errors import InvalidEventError
 from hub.models import DispatchOrder, DispatchUpdate, Event
 

@@ -13,7 +13,7 @@ import httpx
 import orjson
 from pydantic import ValidationError
 
-from hub.connector_kit.validation import describe
+from hub.connector_kit import describe
 from cityhub_hotline12345.settings import Open311Settings
 from hub.errors import InvalidEventError
 from hub.models import Attachment, Event, Location

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from hub.connector_kit.http import ListenSettings, RetrySettings
+from hub.connector_kit import ListenSettings, RetrySettings
 from hub.backoff import BackoffSettings
 from hub.models import Category, CoordSystem, Severity
 

@@ -27,7 +27,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from hub.connector_kit.http import IDEMPOTENCY_HEADER, HttpServer
+from hub.connector_kit import HttpServer, IDEMPOTENCY_HEADER
 from hub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, signed_headers, verify
 
 log = logging.getLogger("cityhub.sim.hotline12345")

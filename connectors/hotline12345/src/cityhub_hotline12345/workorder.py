@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from hub.connector_kit.validation import describe
+from hub.connector_kit import describe
 from cityhub_hotline12345.settings import WebhookSettings
 from hub.errors import DeliveryRejected, InvalidEventError
 from hub.models import CoordSystem, DispatchOrder, DispatchStatus, DispatchUpdate, Event, Location, Reporter

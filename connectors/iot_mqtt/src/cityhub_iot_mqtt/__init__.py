@@ -9,9 +9,7 @@ The default broker is the MQTT listener of the hub's embedded nats-server; any M
 
 from __future__ import annotations
 
-from typing import Any
-
-from hub.connector_kit.mqtt import broker_for
+from hub.connector_kit import HubHandle, broker_for
 from cityhub_iot_mqtt.connector import IotMqttConnector
 from cityhub_iot_mqtt.settings import IotMqttSettings
 from cityhub_iot_mqtt.simulator import IotDeviceSimulator
@@ -24,10 +22,10 @@ def plugin_settings_model() -> type[IotMqttSettings]:
 
 
 @hookimpl
-def register_connectors(hub: Any, settings: IotMqttSettings) -> list[IotMqttConnector]:
+def register_connectors(hub: HubHandle, settings: IotMqttSettings) -> list[IotMqttConnector]:
     return [IotMqttConnector(settings, broker_for(hub, settings.broker_url, "iot_mqtt"))]
 
 
 @hookimpl
-def register_simulators(hub: Any, settings: IotMqttSettings) -> list[IotDeviceSimulator]:
+def register_simulators(hub: HubHandle, settings: IotMqttSettings) -> list[IotDeviceSimulator]:
     return [IotDeviceSimulator(broker_for(hub, settings.broker_url, "iot_mqtt"), settings)]

@@ -11,10 +11,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from hub.connector_kit.liveness import SilenceWatch
-from hub.connector_kit.loops import every
-from hub.connector_kit.mqtt import BrokerAddress, consume
-from hub.connector_kit.validation import describe
+from hub.connector_kit import BrokerAddress, Connector, ConnectorContext, SilenceWatch, consume, describe, every
 from cityhub_iot_mqtt.devices import (
     ALARM_CATEGORIES,
     ASSESSORS,
@@ -27,7 +24,6 @@ from cityhub_iot_mqtt.devices import (
 )
 from cityhub_iot_mqtt.registry import Device, load_registry
 from cityhub_iot_mqtt.settings import IotMqttSettings
-from hub.connector import Connector, ConnectorContext
 from hub.errors import InvalidEventError
 from hub.models import Attachment, Category, Event, Reporter, Severity, utcnow
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from hub.connector_kit.registry import SitedRecord, load_records
+from hub.connector_kit import SitedRecord, load_records
 from cityhub_iot_mqtt.devices import DeviceType
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import aiomqtt
 import orjson
 
-from hub.connector_kit.mqtt import BrokerAddress, disconnect
+from hub.connector_kit import BrokerAddress, disconnect
 from cityhub_iot_mqtt.registry import Device, load_registry
 from cityhub_iot_mqtt.settings import IotMqttSettings
 from hub.tasks import cancel_and_wait

@@ -9,9 +9,7 @@ drop-offs and carbon-credit points are summed per station and day and never publ
 
 from __future__ import annotations
 
-from typing import Any
-
-from hub.connector_kit.mqtt import broker_for
+from hub.connector_kit import HubHandle, broker_for
 from cityhub_recycling.connector import RecyclingConnector
 from cityhub_recycling.settings import RecyclingSettings
 from cityhub_recycling.simulator import RecyclingStationSimulator
@@ -24,10 +22,10 @@ def plugin_settings_model() -> type[RecyclingSettings]:
 
 
 @hookimpl
-def register_connectors(hub: Any, settings: RecyclingSettings) -> list[RecyclingConnector]:
+def register_connectors(hub: HubHandle, settings: RecyclingSettings) -> list[RecyclingConnector]:
     return [RecyclingConnector(settings, broker_for(hub, settings.broker_url, "recycling"))]
 
 
 @hookimpl
-def register_simulators(hub: Any, settings: RecyclingSettings) -> list[RecyclingStationSimulator]:
+def register_simulators(hub: HubHandle, settings: RecyclingSettings) -> list[RecyclingStationSimulator]:
     return [RecyclingStationSimulator(broker_for(hub, settings.broker_url, "recycling"), settings)]

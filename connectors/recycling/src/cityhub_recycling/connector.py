@@ -13,13 +13,18 @@ from zoneinfo import ZoneInfo
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hub.connector_kit.liveness import SilenceWatch
-from hub.connector_kit.loops import every
-from hub.connector_kit.mqtt import BrokerAddress, consume
-from hub.connector_kit.registry import SitedRecord, load_records
-from hub.connector_kit.validation import describe
+from hub.connector_kit import (
+    BrokerAddress,
+    Connector,
+    ConnectorContext,
+    SilenceWatch,
+    SitedRecord,
+    consume,
+    describe,
+    every,
+    load_records,
+)
 from cityhub_recycling.settings import RecyclingSettings
-from hub.connector import Connector, ConnectorContext
 from hub.errors import InvalidEventError
 from hub.models import Category, Event, Severity, utcnow
 

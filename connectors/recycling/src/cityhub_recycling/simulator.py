@@ -16,8 +16,7 @@ from typing import Any
 import aiomqtt
 import orjson
 
-from hub.connector_kit.mqtt import BrokerAddress, disconnect
-from hub.connector_kit.registry import load_records
+from hub.connector_kit import BrokerAddress, disconnect, load_records
 from cityhub_recycling.connector import Fraction, Station
 from cityhub_recycling.settings import RecyclingSettings
 from hub.tasks import cancel_and_wait

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from hub.connector_kit import HubHandle
 from hub.hookspecs import hookimpl
 from hub.models import Category, GridCell
 from cityhub_enrichment.contacts import ContactBook, Enrichment
@@ -27,7 +28,7 @@ _transforms: weakref.WeakKeyDictionary[Any, Enrichment] = weakref.WeakKeyDiction
 class EnrichmentCollector(Collector):
     """``cityhub_enrichment_events_total{outcome}``: events enriched, and events no contact covers."""
 
-    def __init__(self, hub: Any):
+    def __init__(self, hub: HubHandle):
         self._hub = weakref.ref(hub)
 
     def collect(self) -> Iterator[CounterMetricFamily]:
@@ -39,7 +40,7 @@ class EnrichmentCollector(Collector):
         yield family
 
 
-def _book(hub: Any, settings: EnrichmentSettings) -> ContactBook:
+def _book(hub: HubHandle, settings: EnrichmentSettings) -> ContactBook:
     if hub not in _books:
         _books[hub] = ContactBook.from_settings(settings)
     return _books[hub]
@@ -51,26 +52,26 @@ def plugin_settings_model() -> type[EnrichmentSettings]:
 
 
 @hookimpl
-async def startup(hub: Any, settings: EnrichmentSettings) -> None:
+async def startup(hub: HubHandle, settings: EnrichmentSettings) -> None:
     """Read the contact table (the CSV file may have changed since the last start or reload)."""
     _books[hub] = ContactBook.from_settings(settings)
 
 
 @hookimpl
-async def shutdown(hub: Any) -> None:
+async def shutdown(hub: HubHandle) -> None:
     _books.pop(hub, None)
     _transforms.pop(hub, None)
 
 
 @hookimpl
-def register_transforms(hub: Any, settings: EnrichmentSettings) -> list[Enrichment]:
+def register_transforms(hub: HubHandle, settings: EnrichmentSettings) -> list[Enrichment]:
     transform = Enrichment(_book(hub, settings), settings)
     _transforms[hub] = transform
     return [transform]
 
 
 @hookimpl
-def register_routes(hub: Any) -> APIRouter:
+def register_routes(hub: HubHandle) -> APIRouter:
     router = APIRouter(tags=["enrichment"])
 
     @router.get("/contacts", summary="Who answers for a cell and category")
@@ -82,12 +83,12 @@ def register_routes(hub: Any) -> APIRouter:
 
 
 @hookimpl
-def register_metrics(hub: Any) -> list[Collector]:
+def register_metrics(hub: HubHandle) -> list[Collector]:
     return [EnrichmentCollector(hub)]
 
 
 @hookimpl
-def plugin_health(hub: Any) -> dict[str, Any]:
+def plugin_health(hub: HubHandle) -> dict[str, Any]:
     book = _books.get(hub)
     transform = _transforms.get(hub)
     return {"contacts": len(book) if book else 0, "events": dict(transform.counts) if transform else {}}

@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from hub.connector_kit import HubHandle
 from hub.hookspecs import hookimpl
 from cityhub_redaction.settings import RedactionSettings
 from cityhub_redaction.transform import Redaction
@@ -24,7 +25,7 @@ _current: weakref.WeakKeyDictionary[Any, Redaction] = weakref.WeakKeyDictionary(
 class RedactionCollector(Collector):
     """``cityhub_redacted_fields_total{field}``: values masked, hashed or dropped, per field or text pattern."""
 
-    def __init__(self, hub: Any):
+    def __init__(self, hub: HubHandle):
         self._hub = weakref.ref(hub)
 
     def collect(self) -> Iterator[CounterMetricFamily]:
@@ -44,18 +45,18 @@ def plugin_settings_model() -> type[RedactionSettings]:
 
 
 @hookimpl
-def register_transforms(hub: Any, settings: RedactionSettings) -> list[Redaction]:
+def register_transforms(hub: HubHandle, settings: RedactionSettings) -> list[Redaction]:
     redaction = Redaction(hub.config.pipeline.personal_data, settings)
     _current[hub] = redaction
     return [redaction]
 
 
 @hookimpl
-def register_metrics(hub: Any) -> list[Collector]:
+def register_metrics(hub: HubHandle) -> list[Collector]:
     return [RedactionCollector(hub)]
 
 
 @hookimpl
-def plugin_health(hub: Any) -> dict[str, Any]:
+def plugin_health(hub: HubHandle) -> dict[str, Any]:
     redaction = _current.get(hub)
     return {"redacted": dict(redaction.counts) if redaction else {}}
