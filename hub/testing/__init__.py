@@ -9,6 +9,8 @@ connector itself. These names are under the same compatibility promise as :mod:`
 
 from __future__ import annotations
 
+from hub.embedded import free_port
+from hub.testing.docs import undocumented_settings
 from hub.testing.harness import (
     Simulator,
     dead_letter_messages,
@@ -23,6 +25,7 @@ from hub.testing.harness import (
     stream_messages,
     wiretap,
 )
+from hub.testing.waiting import holds_within, wait_until
 
 __all__ = [
     "Simulator",
@@ -30,11 +33,15 @@ __all__ = [
     "dead_letters",
     "demo_section",
     "dispatch_updates",
+    "free_port",
+    "holds_within",
     "ingested",
     "ingested_events",
     "publish_outbound",
     "send_order",
     "simulating",
     "stream_messages",
+    "undocumented_settings",
+    "wait_until",
     "wiretap",
 ]

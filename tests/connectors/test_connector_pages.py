@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from hub.connector_kit.mqtt import broker_for
 from hub.errors import ConfigError
 from hub.plugins import demo_section_file, installed_plugins
+from hub.testing import undocumented_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "connectors"
@@ -30,21 +31,11 @@ def load(name: str) -> ModuleType:
     return installed_plugins()[name].load()
 
 
-def setting_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
-    keys = []
-    for name, field in model.model_fields.items():
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            keys.extend(setting_keys(field.annotation, f"{prefix}{name}."))
-        else:
-            keys.append(prefix + name)
-    return keys
-
-
 @pytest.mark.parametrize("name", CONNECTORS)
 def test_docs_page_names_every_setting(name):
     plugin = load(name)
     page = (DOCS / f"{name}.md").read_text(encoding="utf-8")
-    missing = [key for key in setting_keys(plugin.plugin_settings_model()) if f"`{key}`" not in page]
+    missing = undocumented_settings(plugin.plugin_settings_model(), page)
     assert missing == [], f"docs/connectors/{name}.md does not describe {missing}"
 
 
