@@ -71,7 +71,7 @@ def encode_ingest(event: Event) -> tuple[str, bytes]:
     msg_id = ids.idempotency_key(event)
     raw = wire.encode(
         type_=wire.TYPE_EVENT, id_=msg_id, source=f"/cityhub/{event.source}", time=event.time, data=event,
-        extensions={"category": event.category.value, "severity": event.severity.value},
+        extensions={"category": event.category, "severity": event.severity.value},
     )
     return msg_id, raw
 

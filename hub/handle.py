@@ -11,14 +11,17 @@ if TYPE_CHECKING:
     from hub.embedded import EmbeddedNats
     from hub.metrics import Metrics
     from hub.plugins import PluginHost
+    from hub.taxonomy import Taxonomy
 
 
 class HubHandle(Protocol):
-    """The running hub as plugins see it: its validated config, metrics, plugin host and logger, and the
-    embedded nats-server when it runs one (its ``mqtt_port`` is the default broker of MQTT connectors)."""
+    """The running hub as plugins see it: its validated config, metrics, plugin host, logger and taxonomy
+    (the categories events may carry), and the embedded nats-server when it runs one (its ``mqtt_port`` is
+    the default broker of MQTT connectors)."""
 
     config: HubConfig
     metrics: Metrics
     plugins: PluginHost
     log: logging.Logger
     embedded: EmbeddedNats | None
+    taxonomy: Taxonomy

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from fastapi import APIRouter
     from pydantic import BaseModel
 
     from hub.connector import Connector
     from hub.handle import HubHandle
+    from hub.taxonomy import CategoryInfo
     from hub.transforms import Transform
 
 PROJECT = "cityhub"
@@ -71,6 +72,15 @@ def register_connectors(hub: HubHandle, settings: BaseModel | None) -> Iterable[
 def register_simulators(hub: HubHandle, settings: BaseModel | None) -> Iterable[Any] | None:
     """Return simulators of external systems for ``cityhub demo``: objects with async ``start()``/``stop()``
     that speak the real protocol (HTTP server, MQTT client, ...)."""
+
+
+# --- Taxonomy ------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_categories(hub: HubHandle) -> Mapping[str, CategoryInfo] | None:
+    """Return categories to add to the taxonomy (or built-in ones to replace), by name: labels, default
+    severity, merge group. ``[categories.<name>]`` of the config still overrides them."""
 
 
 # --- Pipeline --------------------------------------------------------------------------------------

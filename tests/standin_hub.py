@@ -9,6 +9,7 @@ from typing import Any
 from hub.config import HubConfig, load_config
 from hub.metrics import Metrics
 from hub.models import Event
+from hub.app import build_taxonomy
 from hub.plugins import PluginHost, build_plugin_host
 
 
@@ -19,6 +20,7 @@ class StandInHub:
         self.config: HubConfig = load_config(config_path, plugin_models=self.plugins.settings_models())
         self.plugins.configure(self.config)
         self.plugins.attach(self)
+        self.taxonomy = build_taxonomy(self.config)
         self.ready = True
         self.applied: list[HubConfig] = []
         self.close_requests: list[tuple[str, str]] = []

@@ -56,7 +56,7 @@ async def test_report_with_photo_is_published_with_the_photo_by_reference(nats_u
     assert event.location.crs is CoordSystem.GCJ02
     assert (event.location.lon, event.location.lat) == (report["lng"], report["lat"])
     assert event.reporter.account == report["reporter"] and event.text == report["text"]
-    assert event.category is Category(connector.settings.categories[report["type"]])
+    assert event.category == connector.settings.categories[report["type"]]
     [attachment] = event.attachments
     assert attachment.sha256 == hashlib.sha256(report["photo"]).hexdigest()
     assert (attachment.media_type, attachment.size_bytes) == ("image/png", len(report["photo"]))

@@ -128,7 +128,7 @@ async def test_incidents_meeting_the_criteria_reach_the_platform_after_an_outage
     overdue = _incident("inc-overdue", Severity.LOW, escalate_at=NOON - timedelta(hours=1))
     async with running_connector(connector, nats_url) as ctx:
         for incident in (high, low, overdue):
-            subject = topology.incident_subject("510104", incident.category.value, "opened")
+            subject = topology.incident_subject("510104", incident.category, "opened")
             await publish_outbound(nats_url, subject, f"{wire.TYPE_INCIDENT_PREFIX}opened", incident.id, NOON, incident)
         await wait_until(lambda: ctx.counters["deliver_failed"] >= 2)
         assert trouble == "slow" or platform.reports == []
@@ -147,7 +147,7 @@ async def test_the_platform_refusing_a_report_moves_it_to_the_dlq(nats_url, plat
     connector.settings.northbound.secret = connector.settings.southbound.secret  # the platform will refuse us
     incident = _incident("inc-1", Severity.CRITICAL)
     async with running_connector(connector, nats_url) as ctx:
-        subject = topology.incident_subject("510104", incident.category.value, "opened")
+        subject = topology.incident_subject("510104", incident.category, "opened")
         await publish_outbound(nats_url, subject, f"{wire.TYPE_INCIDENT_PREFIX}opened", incident.id, NOON, incident)
         await wait_until(lambda: ctx.counters["rejected"] == 1)
     [(_, reason)] = await dead_letters(nats_url, "citybrain")

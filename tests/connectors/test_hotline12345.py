@@ -216,7 +216,7 @@ def test_real_boston_open311_request_maps_to_an_event():
     settings = Open311Settings(service_categories={record["service_code"]: Category.SANITATION})
     event = request_to_event(record, settings)
     assert event.source_event_id == f"open311:{record['service_request_id']}"
-    assert event.status == "open" and event.category is Category.SANITATION
+    assert event.status == "open" and event.category == Category.SANITATION
     assert [a.url for a in event.attachments] == [m["url"] for m in record["media_url"]]
     assert event.time.utcoffset() is not None
     assert "contact" not in event.payload

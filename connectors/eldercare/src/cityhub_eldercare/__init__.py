@@ -13,6 +13,12 @@ from cityhub_eldercare.settings import EldercareSettings
 from cityhub_eldercare.simulator import EldercarePlatformSimulator
 from hub.connector_kit import HubHandle
 from hub.hookspecs import hookimpl
+from hub.models import Category
+from hub.taxonomy import BUILTIN_CATEGORIES, CategoryInfo
+
+# An elder's SOS, fall and abnormal vitals at one home within the merge window are one situation, one visit.
+ELDER_MERGE_GROUP = "elder"
+ONE_SITUATION = (Category.ELDER_SOS, Category.ELDER_FALL, Category.ELDER_VITALS)
 
 
 @hookimpl
@@ -28,3 +34,12 @@ def register_connectors(hub: HubHandle, settings: EldercareSettings) -> list[Eld
 @hookimpl
 def register_simulators(hub: HubHandle, settings: EldercareSettings) -> list[EldercarePlatformSimulator]:
     return [EldercarePlatformSimulator(settings)]
+
+
+@hookimpl
+def register_categories(hub: HubHandle) -> dict[str, CategoryInfo]:
+    """The elder alerts that describe one situation, in one merge group (labels stay the built-in ones)."""
+    return {
+        category: BUILTIN_CATEGORIES[category].model_copy(update={"merge_group": ELDER_MERGE_GROUP})
+        for category in ONE_SITUATION
+    }
