@@ -25,6 +25,7 @@ from __future__ import annotations
 from hub.connector import Connector, ConnectorContext, StateStore
 from hub.connector_kit.http import (
     IDEMPOTENCY_HEADER,
+    KIND_OF_STATUS,
     HttpServer,
     ListenSettings,
     RetrySettings,
@@ -44,12 +45,13 @@ from hub.connector_kit.liveness import SilenceWatch
 from hub.connector_kit.loops import every, stop_if_cancelled
 from hub.connector_kit.mqtt import BrokerAddress, broker_for, consume, disconnect, parse_broker_url
 from hub.connector_kit.registry import SitedRecord, load_records
-from hub.connector_kit.validation import describe
+from hub.connector_kit.validation import describe, error_kind, event_from
 from hub.connector_runtime import running_connector
 from hub.handle import HubHandle
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
+    "KIND_OF_STATUS",
     "BrokerAddress",
     "Connector",
     "ConnectorContext",
@@ -66,6 +68,8 @@ __all__ = [
     "dead_letter",
     "describe",
     "disconnect",
+    "error_kind",
+    "event_from",
     "every",
     "load_records",
     "oversize_summary",

@@ -125,13 +125,20 @@ class HttpServer:
         self._task = None
 
 
-class WebhookRejected(HubError, ValueError):
-    """A webhook request refused before it became an event: HTTP status for the sender, reason for the DLQ."""
+# The DLQ kind (CityHub-Reason-Kind) of a refused request, by its HTTP status; any other refusal is "invalid".
+KIND_OF_STATUS = {401: "unauthorized", 403: "unauthorized", 413: "oversized", 415: "unsupported_media_type",
+                  429: "rate_limited"}
 
-    def __init__(self, status: int, reason: str):
+
+class WebhookRejected(HubError, ValueError):
+    """A webhook request refused before it became an event: HTTP status for the sender, reason (in the
+    sender's words) and kind for the DLQ; the kind follows the status unless given."""
+
+    def __init__(self, status: int, reason: str, kind: str | None = None):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.kind = kind or KIND_OF_STATUS.get(status, "invalid")
 
 
 def _refuse_declared_size(request: Request, max_bytes: int) -> None:
@@ -171,7 +178,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 async def dead_letter(ctx: ConnectorContext, body: bytes, rejection: WebhookRejected, max_bytes: int) -> dict[str, str]:
     """Put a refused request on the DLQ (oversized bodies cut to ``max_bytes``) and return the sender's error body."""
-    await ctx.reject(body[:max_bytes], rejection.reason)
+    await ctx.reject(body[:max_bytes], rejection.reason, rejection.kind)
     return {"error": rejection.reason}
 
 

@@ -20,7 +20,7 @@ from cityhub_hotline12345.simulator import HotlineSimulator
 from cityhub_hotline12345.workorder import feedback_for
 from hub import topology, wire
 from hub.connector_runtime import running_connector
-from hub.errors import DeliveryRejected
+from hub.errors import DeliveryRejected, InvalidEventError
 from hub.models import Category, CoordSystem, DispatchOrder, DispatchStatus, DispatchUpdate, ReportRef, Severity
 
 OPEN311_DATA = Path(__file__).resolve().parents[1] / "data" / "open311"
@@ -220,6 +220,16 @@ def test_real_boston_open311_request_maps_to_an_event():
     assert [a.url for a in event.attachments] == [m["url"] for m in record["media_url"]]
     assert event.time.utcoffset() is not None
     assert "contact" not in event.payload
+
+
+def test_a_request_the_hub_cannot_take_is_refused_in_open311_words():
+    """The reason names the sender's fields (``description``, ``requested_datetime``), never the hub's (``text``)."""
+    record = json.loads((OPEN311_DATA / "boston_open311_request.json").read_text())
+    settings = Open311Settings(service_categories={record["service_code"]: Category.SANITATION})
+    with pytest.raises(InvalidEventError) as refused:
+        request_to_event({**record, "description": "x" * 9000}, settings)
+    assert refused.value.reason.startswith(f"request {record['service_request_id']}: description: String should have")
+    assert refused.value.kind == "invalid" and "text" not in refused.value.reason
 
 
 async def test_open311_server_answers_bad_queries_with_the_spec_error_body(sim):

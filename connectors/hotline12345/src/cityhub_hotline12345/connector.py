@@ -146,7 +146,7 @@ class Hotline12345Connector(Connector):
 
     @staticmethod
     async def _reject_request(ctx: ConnectorContext, record: Any, exc: InvalidEventError) -> None:
-        await ctx.reject(orjson.dumps(record), exc.reason)
+        await ctx.reject(orjson.dumps(record), exc.reason, exc.kind)
 
     # --- 工单 webhook ------------------------------------------------------------------------------------
 
@@ -179,7 +179,7 @@ class Hotline12345Connector(Connector):
         try:
             return order_to_event(validate_order(raw), self.settings.webhook)
         except InvalidEventError as exc:
-            raise WebhookRejected(422, exc.reason) from None
+            raise WebhookRejected(422, exc.reason, exc.kind) from None
 
     # --- feedback out ------------------------------------------------------------------------------------
 

@@ -13,12 +13,16 @@ import httpx
 import orjson
 from pydantic import ValidationError
 
-from hub.connector_kit import describe
+from hub.connector_kit import describe, event_from
 from cityhub_hotline12345.settings import Open311Settings
 from hub.errors import InvalidEventError
 from hub.models import Attachment, Event, Location
 
 SOURCE = "hotline12345"
+
+# Event fields in the Open311 GeoReport v2 names a rejection reason speaks of.
+OPEN311_FIELDS = {"source_event_id": "service_request_id", "time": "requested_datetime", "location": "lat/long",
+                  "text": "description", "attachments": "media_url"}
 
 
 class Open311Client:
@@ -187,19 +191,18 @@ def request_to_event(record: Any, settings: Open311Settings) -> Event:
     if record.get("expected_datetime"):
         payload["expected_datetime"] = parse_time(record, "expected_datetime").isoformat()
     description = record.get("description")
-    try:
-        return Event(
-            source=SOURCE,
-            source_event_id=f"open311:{rid}",
-            category=category,
-            severity=settings.service_severities.get(str(code), settings.severity),
-            time=parse_time(record, "requested_datetime"),
-            location=_location(record, settings),
-            address=record.get("address") or None,
-            text=description if isinstance(description, str) and description else None,
-            attachments=_attachments(record.get("media_url")),
-            payload=payload,
-            status=status.lower(),
-        )
-    except ValidationError as exc:
-        raise InvalidEventError(f"request {rid}: {describe(exc)}") from None
+    return event_from(
+        OPEN311_FIELDS,
+        what=f"request {rid}",
+        source=SOURCE,
+        source_event_id=f"open311:{rid}",
+        category=category,
+        severity=settings.service_severities.get(str(code), settings.severity),
+        time=parse_time(record, "requested_datetime"),
+        location=_location(record, settings),
+        address=record.get("address") or None,
+        text=description if isinstance(description, str) and description else None,
+        attachments=_attachments(record.get("media_url")),
+        payload=payload,
+        status=status.lower(),
+    )

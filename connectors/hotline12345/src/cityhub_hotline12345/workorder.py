@@ -9,12 +9,15 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from hub.connector_kit import describe
+from hub.connector_kit import describe, error_kind, event_from
 from cityhub_hotline12345.settings import WebhookSettings
 from hub.errors import DeliveryRejected, InvalidEventError
 from hub.models import CoordSystem, DispatchOrder, DispatchStatus, DispatchUpdate, Event, Location, Reporter
 
 SOURCE = "hotline12345"
+
+# Event fields in the hotline platform's names a rejection reason speaks of.
+WORK_ORDER_FIELDS = {"source_event_id": "order_no", "time": "created_at", "text": "description", "reporter": "caller"}
 
 
 class Caller(BaseModel):
@@ -67,7 +70,9 @@ def order_to_event(order: WorkOrder, settings: WebhookSettings) -> Event:
     if order.attempt > 1:
         payload["attempt"] = order.attempt
     caller = order.caller
-    return Event(
+    return event_from(
+        WORK_ORDER_FIELDS,
+        what=f"order {order.order_no}",
         source=SOURCE,
         source_event_id=f"order:{order.order_no}:{order.attempt}",
         category=category,
@@ -152,5 +157,5 @@ def validate_order(body: bytes) -> WorkOrder:
     try:
         return WorkOrder.model_validate_json(body)
     except ValidationError as exc:
-        raise InvalidEventError(f"work order rejected: {describe(exc)}") from None
+        raise InvalidEventError(f"work order rejected: {describe(exc)}", error_kind(exc)) from None
 

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from hub.connector_kit import BrokerAddress, Connector, ConnectorContext, SilenceWatch, consume, describe, every
+from hub.connector_kit import BrokerAddress, Connector, ConnectorContext, SilenceWatch, consume, describe, error_kind, every
 from cityhub_iot_mqtt.devices import (
     ALARM_CATEGORIES,
     ASSESSORS,
@@ -93,7 +93,7 @@ class IotMqttConnector(Connector):
         try:
             device, kind = self._device_of(topic)
         except InvalidEventError as error:
-            await self._reject(ctx, topic, payload, error.reason)
+            await self._reject(ctx, topic, payload, error)
             return
         if self.watch.heard(device.device_id):
             await self._publish_offline(ctx, device, online=True)
@@ -103,7 +103,7 @@ class IotMqttConnector(Connector):
         try:
             reading = self._parse(device, payload)
         except InvalidEventError as error:
-            await self._reject(ctx, topic, payload, error.reason)
+            await self._reject(ctx, topic, payload, error)
             return
         if isinstance(reading, VideoReading):
             await self._publish_detection(ctx, device, reading)
@@ -129,14 +129,15 @@ class IotMqttConnector(Connector):
         try:
             reading = READING_MODELS[device.type].model_validate_json(payload)
         except ValidationError as error:
-            raise InvalidEventError(f"{device.type} reading from {device.device_id}: {describe(error, 'message')}") from None
+            raise InvalidEventError(f"{device.type} reading from {device.device_id}: {describe(error, 'message')}",
+                                    error_kind(error)) from None
         if reading.ts is not None and reading.ts.tzinfo is None:
             raise InvalidEventError(f"ts {reading.ts.isoformat()} from {device.device_id} has no timezone offset")
         return reading
 
-    async def _reject(self, ctx: ConnectorContext, topic: str, payload: bytes, reason: str) -> None:
-        ctx.log.warning("rejected MQTT message on %s: %s", topic, reason)
-        await ctx.reject(payload, f"{reason} (topic {topic})")
+    async def _reject(self, ctx: ConnectorContext, topic: str, payload: bytes, error: InvalidEventError) -> None:
+        ctx.log.warning("rejected MQTT message on %s: %s", topic, error.reason)
+        await ctx.reject(payload, f"{error.reason} (topic {topic})", error.kind)
 
     # --- alarm state, flapping ------------------------------------------------------------------
 

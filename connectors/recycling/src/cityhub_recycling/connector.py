@@ -21,6 +21,7 @@ from hub.connector_kit import (
     SitedRecord,
     consume,
     describe,
+    error_kind,
     every,
     load_records,
 )
@@ -190,7 +191,7 @@ class RecyclingConnector(Connector):
         except InvalidEventError as error:
             ctx.log.warning("rejected MQTT message on %s: %s", topic, error.reason)
             kept = withhold_resident(payload) if topic.endswith("/drop") else payload
-            await ctx.reject(kept, f"{error.reason} (topic {topic})")
+            await ctx.reject(kept, f"{error.reason} (topic {topic})", error.kind)
             return
         await ctx.state.put(STATE_KEY, self.book.model_dump_json().encode())
 
@@ -209,7 +210,8 @@ class RecyclingConnector(Connector):
         try:
             message = model.model_validate_json(payload)
         except ValidationError as error:
-            raise InvalidEventError(f"{model.__name__.lower()} from {station.station_id}: {describe(error, 'message')}") from None
+            raise InvalidEventError(f"{model.__name__.lower()} from {station.station_id}: {describe(error, 'message')}",
+                                    error_kind(error)) from None
         if message.ts is not None and message.ts.tzinfo is None:
             raise InvalidEventError(f"ts {message.ts.isoformat()} from {station.station_id} has no timezone offset")
         return message
