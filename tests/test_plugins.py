@@ -227,6 +227,9 @@ def test_a_config_built_in_code_still_gets_each_plugins_defaults():
 def test_built_in_plugins_come_in_through_their_entry_points_only(monkeypatch):
     """The built-ins are distributions of their own (``connectors/<name>/``, ``plugins/<name>/``): the host
     finds them in the entry-point group ``cityhub.plugins``, each one its own ``cityhub_<name>`` package."""
+    repository = Path(__file__).resolve().parents[1]
+    projects = [*repository.glob("connectors/*/pyproject.toml"), *repository.glob("plugins/*/pyproject.toml")]
+    assert {project.parent.name for project in projects} == BUILTIN_PLUGINS
     installed = installed_plugins()
     assert BUILTIN_PLUGINS <= set(installed)
     for name in BUILTIN_PLUGINS:
