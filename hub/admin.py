@@ -40,6 +40,8 @@ class AdminHub(Protocol):
         """True once NATS is connected, streams exist and the pipeline consumes."""
         ...
 
+    # Optional: ``waiting_for()``, what /ready says the hub waits for while it is not ready.
+
     def health(self) -> dict[str, Any]:
         """The runtime's own health (NATS connection, pipeline lag); ``ok`` False makes /health degraded."""
         ...
@@ -100,9 +102,11 @@ def _core_router() -> APIRouter:
                 "last_reload": last_reload.public() if last_reload else None}
         return JSONResponse(body)
 
-    @router.get("/ready", summary="200 when the hub is ready to process events, else 503")
+    @router.get("/ready", summary="200 when the hub is ready to do its job (active or standing by), else 503 "
+                "with what it waits for")
     async def ready(hub: Any = Depends(get_hub)) -> JSONResponse:
-        return JSONResponse({"ready": hub.ready}, status_code=200 if hub.ready else 503)
+        waiting = hub.waiting_for() if hasattr(hub, "waiting_for") else []
+        return JSONResponse({"ready": hub.ready, "waiting_for": waiting}, status_code=200 if hub.ready else 503)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics(hub: Any = Depends(get_hub)) -> Response:

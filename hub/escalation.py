@@ -30,11 +30,11 @@ from hub import topology, wire
 from hub.connector_runtime import publish_close_request, raise_if_cancelled
 from hub.models import CLOSE_REASON_MAX, CloseRequest, DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
 from hub.pipeline import connector_for_target, dispatch_output, incident_output
+from hub.streams import ESCALATION_BUCKET as BUCKET, open_key_value
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.escalation")
 
-BUCKET = "CITYHUB_ESCALATIONS"
 CONSUMER = "cityhub-escalation"
 UPWARD = {3: "level:street", 4: "level:district"}
 MAX_ATTEMPT = max(UPWARD)
@@ -80,7 +80,7 @@ class Escalator:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self._kv = await self.js.create_key_value(bucket=BUCKET, history=1)
+        self._kv = await open_key_value(self.js, BUCKET)
         subscription = await self.js.pull_subscribe(
             f"{topology.PREFIX}.dispatch.>", durable=CONSUMER, stream=topology.DISPATCH_STREAM,
             config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, max_deliver=-1,

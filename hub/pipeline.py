@@ -63,12 +63,12 @@ from hub.models import (
     Severity,
 )
 from hub.rules import RuleMatch, RuleSet
+from hub.streams import SNAPSHOT_BUCKET, open_object_store
 from hub.transforms import Transform
 
 log = logging.getLogger("cityhub.pipeline")
 
 PIPELINE_CONSUMER = "cityhub-pipeline"
-SNAPSHOT_BUCKET = "CITYHUB_PIPELINE"
 SNAPSHOT_NAME = "state"
 MAX_ORDER_REPORTS = 20  # report references an incident keeps for its dispatch orders (bounds the snapshot)
 _SOURCE = "/cityhub/pipeline"
@@ -107,6 +107,13 @@ class Engines:
 
 # Told of each transform run: (plugin, transform, None) on success, the exception when it raised.
 TransformOutcome = Callable[[str, Transform, BaseException | None], None]
+# Called right before every write (publish, ack, snapshot) and fetch; raises when this hub must not make it
+# (hub.availability.Lease.check: the lease moved to another hub).
+Fence = Callable[[], None]
+
+
+def _unfenced() -> None:
+    """The fence of a pipeline that runs alone: every write is allowed."""
 
 
 # --- decoding ----------------------------------------------------------------------------------------
@@ -755,11 +762,12 @@ class Pipeline:
 
     def __init__(
         self, nc: NatsClient, engines: Engines, metrics: Metrics, options: PipelineOptions | None = None,
-        on_transform_outcome: TransformOutcome | None = None,
+        on_transform_outcome: TransformOutcome | None = None, fence: Fence = _unfenced,
     ):
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=10.0)
-        self.publisher = Publisher(nc)
+        self.fence = fence
+        self.publisher = Publisher(nc, fence=fence)
         self.metrics = metrics
         self.options = options or PipelineOptions()
         self.processor = BatchProcessor(engines, self.options, on_transform_outcome)
@@ -811,10 +819,11 @@ class Pipeline:
     # recovery
 
     async def _snapshot_store(self):  # noqa: ANN202 - nats ObjectStore
-        return await self.js.create_object_store(SNAPSHOT_BUCKET)
+        return await open_object_store(self.js, SNAPSHOT_BUCKET)
 
     async def _snapshot(self) -> None:
         store = await self._snapshot_store()
+        self.fence()
         await store.put(SNAPSHOT_NAME, self.state.snapshot())
         self._last_snapshot = time.monotonic()
 
@@ -933,6 +942,7 @@ class Pipeline:
 
     async def _fetch(self) -> list[Delivered]:
         assert self._consumer is not None, "start() creates the consumer"
+        self.fence()
         try:
             msgs = await self._consumer.fetch(self.options.batch_size, timeout=self.options.fetch_timeout_s)
         except ConsumerGone as exc:
@@ -980,6 +990,7 @@ class Pipeline:
     async def _ack(self, msgs: list[Delivered]) -> None:
         """AckAll: acknowledging the highest sequence acknowledges the whole batch; wait for the server."""
         last = max(msgs, key=lambda msg: msg.seq)
+        self.fence()
         try:
             await last.msg.ack_sync(timeout=5.0)
         except Exception as exc:  # the batch is redelivered and skipped as already processed

@@ -128,12 +128,17 @@ def _reply_sequence(reply_subject: str) -> int:
         return 0
 
 
+def _unfenced() -> None:
+    """The fence of a publisher whose writes are always allowed."""
+
+
 async def publish_fast_batch(
-    nc: NatsClient, messages: Sequence[Message], timeout: float = 10.0
+    nc: NatsClient, messages: Sequence[Message], timeout: float = 10.0, fence: Callable[[], None] = _unfenced
 ) -> tuple[list[int], str | None]:
     """Publish ``messages`` (all bound for one stream) as one fast-ingest batch; return the indices of the
     messages that are not known to be stored, and why. Raises :class:`FastIngestUnsupported` when the stream or server
-    cannot take the batch and :class:`BatchFailed` when the batch ends without a final ack."""
+    cannot take the batch and :class:`BatchFailed` when the batch ends without a final ack. ``fence`` is
+    called before each message and stops the batch by raising (the pipeline's lease check)."""
     replies = _Replies()
 
     async def on_reply(msg: Msg) -> None:
@@ -149,6 +154,7 @@ async def publish_fast_batch(
         for sequence, message in enumerate(messages, start=1):
             if not await _window_open(replies, sequence, timeout):
                 break  # the server ended the batch (refused a message); its final ack says how far it got
+            fence()
             operation = _COMMIT if sequence == len(messages) else _START if sequence == 1 else _APPEND
             await nc.publish(message.subject, message.data, reply=f"{prefix}{sequence}.{operation}.$FI",
                              headers=message.all_headers())
@@ -182,8 +188,9 @@ class Publisher:
     back to per-message ``publish_async`` for good once the server shows it cannot take fast ingest."""
 
     def __init__(self, nc: NatsClient, stream_of: Callable[[str], str] = topology.stream_of, timeout: float = 10.0,
-                 fast_ingest: bool = True):
+                 fast_ingest: bool = True, fence: Callable[[], None] = _unfenced):
         self.nc = nc
+        self.fence = fence  # raises to refuse a write: called before every attempt and every message
         self.js = nc.jetstream(timeout=timeout)
         self.stream_of = stream_of
         self.timeout = timeout
@@ -204,6 +211,7 @@ class Publisher:
 
     async def publish(self, messages: Sequence[Message]) -> tuple[list[Message], str | None]:
         """Publish ``messages``; return the ones not known to be stored, and why."""
+        self.fence()
         if self.fast:
             try:
                 return await self._publish_fast(messages)
@@ -217,8 +225,9 @@ class Publisher:
         for message in messages:
             by_stream.setdefault(self.stream_of(message.subject), []).append(message)
         groups = list(by_stream.values())
-        outcomes = await asyncio.gather(*(publish_fast_batch(self.nc, group, self.timeout) for group in groups),
+        outcomes = await asyncio.gather(*(publish_fast_batch(self.nc, group, self.timeout, self.fence) for group in groups),
                                         return_exceptions=True)
+        self.fence()  # a batch the fence stopped ends the publication here, not in a retry
         failed, reasons = [], []
         for group, outcome in zip(groups, outcomes, strict=True):
             if isinstance(outcome, FastIngestUnsupported):
@@ -236,6 +245,7 @@ class Publisher:
     async def _publish_each(self, messages: Sequence[Message]) -> tuple[list[Message], str | None]:
         futures = []
         for message in messages:
+            self.fence()
             try:
                 futures.append(await self.js.publish_async(message.subject, message.data, headers=message.all_headers()))
             except Exception as exc:  # not connected: report it as not stored

@@ -1,0 +1,135 @@
+"""The lease and the election inside one process: take, renew, lose, refuse a different config, survive a
+deleted lease bucket. Failover between real ``cityhub run`` processes is in tests/test_failover.py."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import nats
+import pytest
+
+from hub.app import Hub
+from hub.availability import LEASE_BUCKET, Holder, Lease, LeaseLost
+from hub.errors import ConfigError
+from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw
+from tests.waiting import wait_until
+
+TTL_S = 1.0
+RULE = """
+[[rules]]
+id = "gas"
+when = 'category == "gas_leak"'
+actions = {{ severity = "{severity}", route = ["gridworker"] }}
+
+[availability]
+lease_ttl = "1s"
+"""
+
+
+def _hub(tmp_path: Path, nats_url: str, name: str, severity: str = "high") -> Hub:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(hub_toml(nats_url, RULE.format(severity=severity)))
+    return Hub.from_file(path)
+
+
+@pytest.fixture
+async def js(nats_url):
+    client = await nats.connect(nats_url)
+    yield client.jetstream()
+    await client.close()
+
+
+async def _lease(js, name: str) -> Lease:
+    lease = Lease(js, Holder(name, "same"), TTL_S)
+    await lease.open()
+    return lease
+
+
+async def test_one_holder_at_a_time_and_the_lease_moves_when_renewals_stop(js):
+    first, second = await _lease(js, "first"), await _lease(js, "second")
+    assert await first.acquire() and first.held
+    assert not await second.acquire()
+    first.check()  # the fence lets the holder write
+    with pytest.raises(LeaseLost):
+        second.check()
+    await first.renew()
+
+    # first stops renewing (paused, cut off): its own view of the lease ends before the server's
+    await wait_until(lambda: not first.held, "the holder's own view of the lease to end", timeout=10)
+    with pytest.raises(LeaseLost):
+        first.check()
+    for _ in range(100):
+        if await second.acquire():
+            break
+        await asyncio.sleep(0.05)
+    assert second.held and (await second.current())[0].instance == "second"
+    with pytest.raises(LeaseLost, match="moved to another hub"):
+        await first.renew()
+
+
+async def test_a_released_lease_is_taken_at_once(js):
+    first, second = await _lease(js, "first"), await _lease(js, "second")
+    assert await first.acquire()
+    await first.release()
+    assert await second.acquire()
+
+
+async def test_standby_takes_over_when_the_active_hub_stops(tmp_path, nats_url):
+    active, standby = _hub(tmp_path, nats_url, "a"), _hub(tmp_path, nats_url, "b")
+    await active.start()
+    await standby.start()
+    try:
+        assert active.health()["availability"]["role"] == "active" and active.pipeline is not None
+        assert standby.health()["availability"]["role"] == "standby" and standby.pipeline is None
+        assert standby.health()["ok"] and standby.ready
+        assert standby.health()["availability"]["holder"]["admin_url"] == active.admin_url
+        await publish_raw(nats_url, [ingest_item(event(1))])
+        await wait_until(lambda: active.pipeline.counts["out"] == 1)
+        await active.stop()
+        await wait_until(lambda: standby.health()["availability"]["role"] == "active", "the standby to take over")
+        await publish_raw(nats_url, [ingest_item(event(2, offset_m=5000))])
+        await wait_until(lambda: standby.pipeline is not None and standby.pipeline.counts["out"] == 1)
+        assert 'cityhub_role{role="active"} 1.0' in standby.metrics.render().decode()
+    finally:
+        await standby.stop()
+
+
+async def test_a_hub_with_different_rules_is_refused(tmp_path, nats_url):
+    active = _hub(tmp_path, nats_url, "a", severity="high")
+    await active.start()
+    different = _hub(tmp_path, nats_url, "b", severity="critical")
+    try:
+        with pytest.raises(ConfigError, match="runs a different pipeline config"):
+            await different.start()
+    finally:
+        await different.stop()
+        await active.stop()
+
+
+async def test_a_lease_bucket_deleted_by_hand_is_recreated(tmp_path, nats_url, js):
+    active, standby = _hub(tmp_path, nats_url, "a"), _hub(tmp_path, nats_url, "b")
+    await active.start()
+    await standby.start()
+    try:
+        await js.delete_key_value(LEASE_BUCKET)
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await _bucket_exists(js):
+            assert asyncio.get_running_loop().time() < deadline, "the lease bucket was never recreated"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(TTL_S * 3)  # a few leases later: exactly one active hub, neither crashed
+        roles = sorted(hub.health()["availability"]["role"] for hub in (active, standby))
+        assert roles == ["active", "standby"], roles
+        await publish_raw(nats_url, [ingest_item(event(3))])
+        await wait_until(lambda: sum(hub.pipeline.counts["out"] for hub in (active, standby) if hub.pipeline) >= 1)
+    finally:
+        await standby.stop()
+        await active.stop()
+
+
+async def _bucket_exists(js) -> bool:
+    try:
+        await js.key_value(LEASE_BUCKET)
+    except nats.js.errors.BucketNotFoundError:
+        return False
+    return True
