@@ -12,6 +12,7 @@ and take over when the lease expires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -204,7 +205,7 @@ class Hub:
         self.pipeline = Pipeline(self.nc, self._engines, self.metrics, pipeline_options(self.config),
                                  self._transform_outcome, fence=self.elector.lease.check)
         await self.pipeline.start()
-        self.escalator = Escalator(self.nc)
+        self.escalator = Escalator(self.nc, fence=self.elector.lease.check)
         await self.escalator.start()
         if self._run_connectors:
             for plugin in self.plugins.names():
@@ -218,8 +219,9 @@ class Hub:
             await self.supervisor.stop_all()
             self._connectors.clear()
         if self.escalator is not None:
-            await self.escalator.stop()
-            self.escalator = None
+            escalator, self.escalator = self.escalator, None
+            with contextlib.suppress(LeaseLost):  # its tasks ended on the fence
+                await escalator.stop()
         if self.pipeline is not None:
             pipeline, self.pipeline = self.pipeline, None
             try:

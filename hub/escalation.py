@@ -30,6 +30,7 @@ from hub import topology, wire
 from hub.connector_runtime import publish_close_request, raise_if_cancelled
 from hub.models import CLOSE_REASON_MAX, CloseRequest, DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
 from hub.pipeline import connector_for_target, dispatch_output, incident_output
+from hub.publisher import Fence, unfenced
 from hub.streams import ESCALATION_BUCKET as BUCKET, open_key_value
 from hub.tasks import cancel_and_wait
 
@@ -71,8 +72,9 @@ def next_order(order: DispatchOrder, now: datetime) -> DispatchOrder | None:
 class Escalator:
     """Tracks order deadlines and fires re-dispatch / escalation when they pass."""
 
-    def __init__(self, nc: NatsClient, tick_s: float = 1.0):
+    def __init__(self, nc: NatsClient, tick_s: float = 1.0, fence: Fence = unfenced):
         self.nc = nc
+        self.fence = fence  # checked before every ack, deadline write and publish (hub.availability)
         self.js = nc.jetstream(timeout=10.0)
         self.tick_s = tick_s
         self.fired = 0
@@ -112,6 +114,7 @@ class Escalator:
                 msgs = []
             raise_if_cancelled()
             for msg in msgs:
+                self.fence()
                 try:
                     await self._observe(msg)
                 except Exception as exc:  # NATS trouble: this and the rest of the batch come back, in order
@@ -191,6 +194,7 @@ class Escalator:
     async def _timer(self) -> None:
         while True:
             await asyncio.sleep(self.tick_s)
+            self.fence()
             try:
                 await self._fire_due()
             except Exception as exc:  # NATS away: the deadlines are still in KV for the next tick
@@ -225,6 +229,7 @@ class Escalator:
                                    IncidentChange.ESCALATED, f"{order.incident_id}:escalated:{order.attempt}", now)]
         if following is not None:
             outputs.append(dispatch_output(following))
+        self.fence()
         for output in outputs:
             await self.js.publish(output.subject, output.data, headers={topology.HEADER_MSG_ID: output.msg_id})
         try:

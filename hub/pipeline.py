@@ -48,7 +48,7 @@ from hub.geofence import GridIndex, Resolution
 from hub.incidents import Deduper, IncidentMerger, MergeBatch, MergePolicy
 from hub.fetcher import ConsumerGone, Delivered, Fetcher
 from hub.metrics import Metrics
-from hub.publisher import Message, Publisher
+from hub.publisher import Fence, Message, Publisher, unfenced
 from hub.models import (
     CloseRequest,
     CoordSystem,
@@ -107,13 +107,6 @@ class Engines:
 
 # Told of each transform run: (plugin, transform, None) on success, the exception when it raised.
 TransformOutcome = Callable[[str, Transform, BaseException | None], None]
-# Called right before every write (publish, ack, snapshot) and fetch; raises when this hub must not make it
-# (hub.availability.Lease.check: the lease moved to another hub).
-Fence = Callable[[], None]
-
-
-def _unfenced() -> None:
-    """The fence of a pipeline that runs alone: every write is allowed."""
 
 
 # --- decoding ----------------------------------------------------------------------------------------
@@ -762,7 +755,7 @@ class Pipeline:
 
     def __init__(
         self, nc: NatsClient, engines: Engines, metrics: Metrics, options: PipelineOptions | None = None,
-        on_transform_outcome: TransformOutcome | None = None, fence: Fence = _unfenced,
+        on_transform_outcome: TransformOutcome | None = None, fence: Fence = unfenced,
     ):
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=10.0)

@@ -128,12 +128,17 @@ def _reply_sequence(reply_subject: str) -> int:
         return 0
 
 
-def _unfenced() -> None:
-    """The fence of a publisher whose writes are always allowed."""
+# Called right before a write; raises when this process must not make it (hub.availability.Lease.check:
+# another hub holds the lease). Pipeline and escalator gate every publish, ack and state write on it.
+Fence = Callable[[], None]
+
+
+def unfenced() -> None:
+    """The fence of a process that runs alone: every write is allowed."""
 
 
 async def publish_fast_batch(
-    nc: NatsClient, messages: Sequence[Message], timeout: float = 10.0, fence: Callable[[], None] = _unfenced
+    nc: NatsClient, messages: Sequence[Message], timeout: float = 10.0, fence: Fence = unfenced
 ) -> tuple[list[int], str | None]:
     """Publish ``messages`` (all bound for one stream) as one fast-ingest batch; return the indices of the
     messages that are not known to be stored, and why. Raises :class:`FastIngestUnsupported` when the stream or server
@@ -188,7 +193,7 @@ class Publisher:
     back to per-message ``publish_async`` for good once the server shows it cannot take fast ingest."""
 
     def __init__(self, nc: NatsClient, stream_of: Callable[[str], str] = topology.stream_of, timeout: float = 10.0,
-                 fast_ingest: bool = True, fence: Callable[[], None] = _unfenced):
+                 fast_ingest: bool = True, fence: Fence = unfenced):
         self.nc = nc
         self.fence = fence  # raises to refuse a write: called before every attempt and every message
         self.js = nc.jetstream(timeout=timeout)

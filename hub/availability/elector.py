@@ -40,7 +40,7 @@ class Elector:
         self._deactivate = deactivate
         self._on_role = on_role or (lambda role: None)
         self.role = "standby"
-        self.takeovers = 0
+        self.activations = 0
         self.holder: Holder | None = None  # the holder as last seen while standing by (or this hub)
         self.trouble: str | None = None  # why the last lease call failed, until one succeeds
         self.became_active_at: float | None = None  # epoch seconds
@@ -85,7 +85,7 @@ class Elector:
             "instance": self.lease.me.instance,
             "lease_revision": self.lease.revision if self.lease.held else None,
             "holder": {"instance": holder.instance, "admin_url": holder.admin_url} if holder else None,
-            "takeovers": self.takeovers,
+            "activations": self.activations,
             "active_since": self.became_active_at,
             "trouble": self.trouble,
         }
@@ -141,7 +141,7 @@ class Elector:
             raise
         self._active = active
         if active:
-            self.takeovers += 1
+            self.activations += 1
             self.became_active_at = time.time()
         self._set_role("active" if active else "standby")
 
