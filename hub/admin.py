@@ -40,7 +40,7 @@ class AdminHub(Protocol):
         """True once NATS is connected, streams exist and the pipeline consumes."""
         ...
 
-    # Optional: ``waiting_for()``, what /ready says the hub waits for while it is not ready.
+    # Optional: ``async waiting_for()``, what /ready says the hub waits for while it is not ready.
 
     def health(self) -> dict[str, Any]:
         """The runtime's own health (NATS connection, pipeline lag); ``ok`` False makes /health degraded."""
@@ -105,8 +105,9 @@ def _core_router() -> APIRouter:
     @router.get("/ready", summary="200 when the hub is ready to do its job (active or standing by), else 503 "
                 "with what it waits for")
     async def ready(hub: Any = Depends(get_hub)) -> JSONResponse:
-        waiting = hub.waiting_for() if hasattr(hub, "waiting_for") else []
-        return JSONResponse({"ready": hub.ready, "waiting_for": waiting}, status_code=200 if hub.ready else 503)
+        waiting = await hub.waiting_for() if hasattr(hub, "waiting_for") else []
+        ready = hub.ready and not waiting
+        return JSONResponse({"ready": ready, "waiting_for": waiting}, status_code=200 if ready else 503)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics(hub: Any = Depends(get_hub)) -> Response:

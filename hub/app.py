@@ -62,6 +62,7 @@ CONNECTORS = Path(connectors.__file__).parent
 DEMO_SECRET_VARIABLE = "CITYHUB_DEMO_SECRET"
 _DEMO_PORT = re.compile(r"\b18\d{3}\b")
 SIMULATOR_STOP_S = 10.0
+PROBE_TIMEOUT_S = 1.0  # /ready's question to JetStream
 
 
 # --- config → engines --------------------------------------------------------------------------------
@@ -233,11 +234,23 @@ class Hub:
 
     @property
     def ready(self) -> bool:
-        return not self.waiting_for()
+        return not self._waiting_here()
 
-    def waiting_for(self) -> list[str]:
-        """What this hub waits for before it does its job (empty when ready): NATS, the lease calls, and
-        for the active hub its pipeline. A standby with working lease calls is ready: ready to take over."""
+    async def waiting_for(self) -> list[str]:
+        """What this hub waits for before it does its job (empty when ready): NATS, the lease calls, for
+        the active hub its pipeline, and the ingest stream's answer (in a NATS cluster a stream has no
+        leader for a few seconds after the node that led it is lost). A standby that can take over is ready."""
+        waiting = self._waiting_here()
+        if not waiting and self.nc is not None:
+            try:
+                await self.nc.jetstream(timeout=PROBE_TIMEOUT_S).stream_info(topology.INGEST_STREAM)
+            except Exception as exc:
+                waiting.append(f"the ingest stream {topology.INGEST_STREAM} to answer ({type(exc).__name__}: "
+                               f"{exc}; a NATS cluster elects a new stream leader within seconds)")
+        return waiting
+
+    def _waiting_here(self) -> list[str]:
+        """What :meth:`waiting_for` finds without asking NATS."""
         waiting = []
         if self.nc is None or not self.nc.is_connected:
             waiting.append("the NATS connection (reconnecting to the configured servers)")

@@ -7,7 +7,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from hub.embedded import EmbeddedNats
+from hub.embedded import EmbeddedCluster, EmbeddedNats
 from hub.streams import ensure_streams
 
 DATA = Path(__file__).parent / "data"
@@ -19,6 +19,13 @@ def nats_server(tmp_path: Path):
     """A fresh JetStream-enabled nats-server for one test."""
     with EmbeddedNats(store_dir=tmp_path / "nats") as server:
         yield server
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path):
+    """A fresh 3-node JetStream cluster on loopback for one test (its meta leader may still be electing)."""
+    with EmbeddedCluster(tmp_path / "cluster") as cluster:
+        yield cluster
 
 
 @pytest.fixture
