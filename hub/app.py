@@ -34,7 +34,7 @@ from nats.aio.subscription import Subscription
 
 import connectors
 from hub import topology
-from hub.availability import Elector, Holder, Lease, LeaseLost, pipeline_fingerprint
+from hub.availability import Elector, Holder, Lease, LeaseLost, OutputFence, pipeline_fingerprint
 from hub.config import HubConfig, load_config
 from hub.connector import Connector
 from hub.connector_runtime import publish_close_request
@@ -195,18 +195,19 @@ class Hub:
         me = Holder.of_this_process(pipeline_fingerprint(self.config))
         lease = Lease(self.nc.jetstream(timeout=self.config.availability.lease_ttl.total_seconds() / 3), me,
                       self.config.availability.lease_ttl.total_seconds(), self.config.nats.buckets.replicas)
-        await lease.open()
         elector = Elector(lease, self._activate, self._deactivate, self.metrics.role)
-        await elector.refuse_different_config()
+        await elector.join()
         return elector
 
     async def _activate(self) -> None:
         """Start what only the active hub runs: the pipeline (from the latest snapshot), escalation, connectors."""
         assert self.nc is not None and self.elector is not None and self._engines is not None
+        fence = OutputFence(self.nc.jetstream(), self.elector.lease)
+        await fence.mark()
         self.pipeline = Pipeline(self.nc, self._engines, self.metrics, pipeline_options(self.config),
-                                 self._transform_outcome, fence=self.elector.lease.check)
+                                 self._transform_outcome, fence=fence)
         await self.pipeline.start()
-        self.escalator = Escalator(self.nc, fence=self.elector.lease.check)
+        self.escalator = Escalator(self.nc, fence=fence)
         await self.escalator.start()
         if self._run_connectors:
             for plugin in self.plugins.names():
@@ -214,8 +215,9 @@ class Hub:
                     await self._start_connectors(plugin)
 
     async def _deactivate(self) -> None:
-        """Stop connectors, escalation and the pipeline. A pipeline whose lease is gone stops without its
-        final snapshot (the fence refuses it; the new active hub has its own)."""
+        """Stop connectors, escalation and the pipeline; never raises, so the hub always ends up standing by.
+        A pipeline whose lease is gone (or whose NATS is away) stops without its final snapshot: the next
+        active hub restores an earlier one and replays from there."""
         if self.supervisor is not None:
             await self.supervisor.stop_all()
             self._connectors.clear()
@@ -227,8 +229,8 @@ class Hub:
             pipeline, self.pipeline = self.pipeline, None
             try:
                 await pipeline.stop()
-            except LeaseLost as exc:
-                log.warning("pipeline stopped without its final snapshot: %s", exc)
+            except Exception as exc:
+                log.warning("pipeline stopped without its final snapshot (%s: %s)", type(exc).__name__, exc)
 
     # the AdminHub protocol
 

@@ -30,7 +30,7 @@ from hub import topology, wire
 from hub.connector_runtime import publish_close_request, raise_if_cancelled
 from hub.models import CLOSE_REASON_MAX, CloseRequest, DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
 from hub.pipeline import connector_for_target, dispatch_output, incident_output
-from hub.publisher import Fence, unfenced
+from hub.publisher import UNFENCED, Fence
 from hub.streams import ESCALATION_BUCKET as BUCKET, open_key_value
 from hub.tasks import cancel_and_wait
 
@@ -72,7 +72,7 @@ def next_order(order: DispatchOrder, now: datetime) -> DispatchOrder | None:
 class Escalator:
     """Tracks order deadlines and fires re-dispatch / escalation when they pass."""
 
-    def __init__(self, nc: NatsClient, tick_s: float = 1.0, fence: Fence = unfenced):
+    def __init__(self, nc: NatsClient, tick_s: float = 1.0, fence: Fence = UNFENCED):
         self.nc = nc
         self.fence = fence  # checked before every ack, deadline write and publish (hub.availability)
         self.js = nc.jetstream(timeout=10.0)
@@ -114,7 +114,7 @@ class Escalator:
                 msgs = []
             raise_if_cancelled()
             for msg in msgs:
-                self.fence()
+                self.fence.check()
                 try:
                     await self._observe(msg)
                 except Exception as exc:  # NATS trouble: this and the rest of the batch come back, in order
@@ -194,7 +194,7 @@ class Escalator:
     async def _timer(self) -> None:
         while True:
             await asyncio.sleep(self.tick_s)
-            self.fence()
+            self.fence.check()
             try:
                 await self._fire_due()
             except Exception as exc:  # NATS away: the deadlines are still in KV for the next tick
@@ -229,9 +229,11 @@ class Escalator:
                                    IncidentChange.ESCALATED, f"{order.incident_id}:escalated:{order.attempt}", now)]
         if following is not None:
             outputs.append(dispatch_output(following))
-        self.fence()
+        self.fence.check()
         for output in outputs:
-            await self.js.publish(output.subject, output.data, headers={topology.HEADER_MSG_ID: output.msg_id})
+            await self.js.publish(output.subject, output.data,
+                                  headers={topology.HEADER_MSG_ID: output.msg_id,
+                                           **self.fence.headers(topology.stream_of(output.subject))})
         try:
             if following is not None and following.target == order.target:
                 await self._kv.update(key, orjson.dumps(following.model_dump(mode="json")), last=revision)

@@ -48,7 +48,7 @@ from hub.geofence import GridIndex, Resolution
 from hub.incidents import Deduper, IncidentMerger, MergeBatch, MergePolicy
 from hub.fetcher import ConsumerGone, Delivered, Fetcher
 from hub.metrics import Metrics
-from hub.publisher import Fence, Message, Publisher, unfenced
+from hub.publisher import UNFENCED, Fence, Message, Publisher
 from hub.models import (
     CloseRequest,
     CoordSystem,
@@ -755,7 +755,7 @@ class Pipeline:
 
     def __init__(
         self, nc: NatsClient, engines: Engines, metrics: Metrics, options: PipelineOptions | None = None,
-        on_transform_outcome: TransformOutcome | None = None, fence: Fence = unfenced,
+        on_transform_outcome: TransformOutcome | None = None, fence: Fence = UNFENCED,
     ):
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=10.0)
@@ -815,8 +815,8 @@ class Pipeline:
         return await open_object_store(self.js, SNAPSHOT_BUCKET)
 
     async def _snapshot(self) -> None:
+        self.fence.check()
         store = await self._snapshot_store()
-        self.fence()
         await store.put(SNAPSHOT_NAME, self.state.snapshot())
         self._last_snapshot = time.monotonic()
 
@@ -935,7 +935,7 @@ class Pipeline:
 
     async def _fetch(self) -> list[Delivered]:
         assert self._consumer is not None, "start() creates the consumer"
-        self.fence()
+        self.fence.check()
         try:
             msgs = await self._consumer.fetch(self.options.batch_size, timeout=self.options.fetch_timeout_s)
         except ConsumerGone as exc:
@@ -983,7 +983,7 @@ class Pipeline:
     async def _ack(self, msgs: list[Delivered]) -> None:
         """AckAll: acknowledging the highest sequence acknowledges the whole batch; wait for the server."""
         last = max(msgs, key=lambda msg: msg.seq)
-        self.fence()
+        self.fence.check()
         try:
             await last.msg.ack_sync(timeout=5.0)
         except Exception as exc:  # the batch is redelivered and skipped as already processed

@@ -1,18 +1,21 @@
 """The lease and the election inside one process: take, renew, lose, refuse a different config, survive a
-deleted lease bucket. Failover between real ``cityhub run`` processes is in tests/test_failover.py."""
+deleted lease bucket; the server refuses a deposed hub's outputs. Failover between real ``cityhub run`` processes is in tests/test_failover.py."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import nats
 import pytest
 
+from hub import topology
 from hub.app import Hub
-from hub.availability import LEASE_BUCKET, Holder, Lease, LeaseLost
+from hub.availability import LEASE_BUCKET, Holder, Lease, LeaseLost, OutputFence
 from hub.errors import ConfigError
-from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw
+from hub.publisher import FLOW, WINDOW, Message, publish_fast_batch
+from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw, stream_count
 from tests.waiting import wait_until
 
 TTL_S = 1.0
@@ -133,3 +136,87 @@ async def _bucket_exists(js) -> bool:
     except nats.js.errors.BucketNotFoundError:
         return False
     return True
+
+
+class _HandedOver:
+    """A deposed hub's writes that passed its lease check before it was paused: its fence headers, no check."""
+
+    def __init__(self, fence: OutputFence):
+        self.fence = fence
+
+    def check(self) -> None:
+        pass
+
+    def headers(self, stream: str) -> dict[str, str]:
+        return self.fence.headers(stream)
+
+    async def refresh(self) -> None:
+        pass
+
+
+def _outputs(prefix: str, count: int = 5) -> list[Message]:
+    return [Message(f"cityhub.events.510104.510104-01.fire.high", b"{}", f"{prefix}-{n}") for n in range(count)]
+
+
+async def test_outputs_of_a_deposed_hub_are_refused_by_the_server(nc, nats_url):
+    js = nc.jetstream()
+    first, second = await _lease(js, "first"), await _lease(js, "second")
+    assert await first.acquire()
+    deposed = OutputFence(js, first)
+    await deposed.mark()
+    stored, _ = await publish_fast_batch(nc, _outputs("before"), fence=deposed, stream=topology.EVENTS_STREAM)
+    assert stored == []  # no message left unstored
+
+    await first.release()  # the lease moves; the new holder marks the output streams
+    assert await second.acquire()
+    await OutputFence(js, second).mark()
+
+    late = _HandedOver(deposed)
+    unstored, reason = await publish_fast_batch(nc, _outputs("after"), fence=late, stream=topology.EVENTS_STREAM)
+    assert len(unstored) == 5 and "wrong last sequence" in reason
+    again, _ = await publish_fast_batch(nc, _outputs("before"), fence=late, stream=topology.EVENTS_STREAM)
+    assert again == []  # re-publications of what is stored are dropped as duplicates, as before
+    assert await stream_count(nats_url, topology.EVENTS_STREAM) == 5
+
+
+async def test_a_fence_mark_that_vanished_is_put_back_and_outputs_flow_again(tmp_path, nats_url, js):
+    hub = _hub(tmp_path, nats_url, "a")
+    await hub.start()
+    try:
+        await publish_raw(nats_url, [ingest_item(event(1))])
+        await wait_until(lambda: hub.pipeline.counts["out"] == 1)
+        await js.purge_stream(topology.EVENTS_STREAM, subject=topology.fence_subject(topology.EVENTS_STREAM))
+        await publish_raw(nats_url, [ingest_item(event(2, offset_m=5000))])
+        await wait_until(lambda: hub.pipeline.counts["out"] == 2, "the event after the mark was put back")
+    finally:
+        await hub.stop()
+    assert await stream_count(nats_url, topology.EVENTS_STREAM) == 2
+
+
+class _PausedMidBatch(_HandedOver):
+    """The deposed hub frozen (its whole event loop, like SIGSTOP) in the middle of a batch, past the server's
+    10 s limit for a fast-ingest batch without messages (jetstream.limits.max_batch_timeout)."""
+
+    def __init__(self, fence: OutputFence, at: int):
+        super().__init__(fence)
+        self.calls, self.at = 0, at
+
+    def check(self) -> None:
+        self.calls += 1
+        if self.calls == self.at:
+            time.sleep(12)
+
+
+@pytest.mark.slow
+async def test_the_rest_of_a_batch_begun_before_a_long_pause_is_refused(nc, nats_url):
+    js = nc.jetstream()
+    lease = await _lease(js, "first")
+    assert await lease.acquire()
+    fence = OutputFence(js, lease)
+    await fence.mark()
+    sent_before = FLOW * WINDOW  # the publisher waits for flow acks here, so these reach the server first
+    outputs = _outputs("paused", count=sent_before + 200)
+    unstored, reason = await publish_fast_batch(nc, outputs, fence=_PausedMidBatch(fence, at=sent_before + 50),
+                                                stream=topology.EVENTS_STREAM)
+    assert set(range(sent_before, len(outputs))) <= set(unstored), reason  # reported not stored: sent again
+    assert await stream_count(nats_url, topology.EVENTS_STREAM) == sent_before  # the server took none of the rest

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
@@ -111,11 +113,20 @@ async def _watch_ready(hub: HubProcess, seen: list[tuple[int, list[str]]]) -> No
             await asyncio.sleep(0.1)
 
 
+async def _answer(question: Callable[[], Awaitable[Any]]) -> Any:
+    """Ask until the cluster answers (a stream may be electing its leader)."""
+    while True:
+        with contextlib.suppress(Exception):
+            return await question()
+        await asyncio.sleep(0.2)
+
+
 async def _progress(urls: list[str], more: int = 1_000) -> None:
     """Wait until the unified stream has ``more`` events than now."""
-    start = await stream_count(urls, topology.EVENTS_STREAM)
+    count = functools.partial(_answer, functools.partial(stream_count, urls, topology.EVENTS_STREAM))
+    start = await count()
     async with asyncio.timeout(120):
-        while await stream_count(urls, topology.EVENTS_STREAM) < start + more:
+        while await count() < start + more:
             await asyncio.sleep(0.1)
 
 
@@ -152,7 +163,7 @@ async def _under_load(nats_cluster: EmbeddedCluster, tmp_path: Path, disrupt: Di
         await disrupt(nats_cluster)
         await loading
         async with asyncio.timeout(180):
-            while not await consumer_done(urls):
+            while not await _answer(functools.partial(consumer_done, urls)):
                 await asyncio.sleep(0.2)
         watching.cancel()
         assert hub.alive, f"the hub exited; see {hub.log}"
@@ -183,7 +194,7 @@ async def test_kill_9_of_one_node_then_its_restart(nats_cluster, tmp_path):
 async def test_kill_9_of_the_node_leading_the_ingest_stream(nats_cluster, tmp_path):
     async def disrupt(cluster: EmbeddedCluster) -> None:
         nc = await _connect(cluster.urls)
-        leader = (await nc.jetstream().stream_info(topology.INGEST_STREAM)).cluster.leader
+        leader = (await _answer(functools.partial(nc.jetstream().stream_info, topology.INGEST_STREAM))).cluster.leader
         await nc.close()
         await _kill_and_restart(cluster, cluster.node_named(leader))
 

@@ -5,11 +5,14 @@
   the fence every pipeline write is gated on.
 - :mod:`.elector` — the role loop: campaign while standing by, renew while active, and switch the hub's
   active parts (pipeline, escalation, connectors) on and off to follow the lease.
+- :mod:`.fence` — the active hub's mark on every output stream, which JetStream checks on each of its
+  outputs, so a deposed hub's outputs are refused by the server.
 - :mod:`.fingerprint` — what must be equal between the hubs that share one set of streams.
 """
 
 from hub.availability.elector import Elector
+from hub.availability.fence import OutputFence
 from hub.availability.fingerprint import pipeline_fingerprint
 from hub.availability.lease import LEASE_BUCKET, Holder, Lease, LeaseLost
 
-__all__ = ["LEASE_BUCKET", "Elector", "Holder", "Lease", "LeaseLost", "pipeline_fingerprint"]
+__all__ = ["LEASE_BUCKET", "Elector", "Holder", "Lease", "LeaseLost", "OutputFence", "pipeline_fingerprint"]

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hub.availability.lease import Holder, Lease, LeaseLost
-from hub.errors import ConfigError
+from hub.errors import ConfigError, HubError
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.availability")
@@ -47,9 +47,12 @@ class Elector:
         self._active = False
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def refuse_different_config(self) -> None:
-        """Raise :class:`ConfigError` when the current holder runs a pipeline config other than ours."""
-        current = await self.lease.current()
+    async def join(self, wait_s: float = 30.0) -> None:
+        """Open the lease bucket, then raise :class:`ConfigError` when the current holder runs a pipeline
+        config other than ours. JetStream not answering is retried for ``wait_s`` (a busy or electing
+        cluster), then raised."""
+        await self._answer(self.lease.open, wait_s)
+        current = await self._answer(self.lease.current, wait_s)
         if current is not None and current[0].fingerprint != self.lease.me.fingerprint:
             holder = current[0]
             raise ConfigError(
@@ -61,7 +64,7 @@ class Elector:
     async def start(self) -> None:
         """Campaign once (a hub that finds no holder becomes active before this returns), then keep the
         role in the background."""
-        await self._campaign()
+        await self._step()
         if self.lease.held:
             await self._switch(True)
         self._tasks = [asyncio.create_task(self._keep(), name="cityhub.availability.keep"),
@@ -95,18 +98,37 @@ class Elector:
     async def _keep(self) -> None:
         renew_every = self.lease.ttl_s / 3
         while True:
-            try:
-                if self.lease.revision is None:
-                    await self._campaign()
-                else:
-                    await self.lease.renew()
-                self.trouble = None
-            except LeaseLost as exc:
-                log.warning("%s", exc)
-            except Exception as exc:  # NATS away or JetStream without a leader: the fence decides meanwhile
-                self.trouble = f"{type(exc).__name__}: {exc}"
-                log.warning("lease call failed (%s)", self.trouble)
+            await self._step()
             await asyncio.sleep(renew_every if self.lease.revision is not None else self.lease.ttl_s * POLL_SHARE)
+
+    async def _step(self) -> None:
+        """One lease call: a campaign while standing by, a renewal while holding. Failures are recorded
+        (``trouble``, shown by /ready), not raised: the lease's own validity decides meanwhile."""
+        try:
+            if self.lease.revision is None:
+                await self._campaign()
+            else:
+                await self.lease.renew()
+            self.trouble = None
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+        except Exception as exc:  # NATS away or JetStream without a leader
+            self.trouble = f"{type(exc).__name__}: {exc}"
+            log.warning("lease call failed (%s)", self.trouble)
+
+    @staticmethod
+    async def _answer(call: Callable[[], Awaitable[Any]], wait_s: float) -> Any:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return await call()
+            except HubError:  # an answer, and a refusal
+                raise
+            except Exception as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("lease bucket not answering (%s: %s); retrying", type(exc).__name__, exc)
+                await asyncio.sleep(0.5)
 
     async def _campaign(self) -> None:
         current = await self.lease.current()
@@ -137,6 +159,7 @@ class Elector:
         except BaseException:
             if active:  # half started: stop what did start before trying again
                 await self._deactivate()
+            self._active = False
             self._set_role("standby")
             raise
         self._active = active
