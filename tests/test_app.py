@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 
 import httpx
-import nats
 import pytest
 
 from hub import topology

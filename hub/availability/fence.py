@@ -78,6 +78,6 @@ class OutputFence:
 
     async def _latest(self, stream: str) -> int:
         try:
-            return (await self.js.get_last_msg(stream, topology.fence_subject(stream))).seq
+            return (await self.js.get_last_msg(stream, topology.fence_subject(stream))).seq or 0
         except NotFoundError:
             return 0

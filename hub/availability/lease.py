@@ -109,7 +109,7 @@ class Lease:
             entry = await (await self._bucket()).get(LEASE_KEY)
         except NotFoundError:  # key absent, expired or deleted
             return None
-        return (Holder.decode(entry.value), entry.revision) if entry.value else None
+        return (Holder.decode(entry.value), entry.revision or 0) if entry.value else None
 
     async def acquire(self) -> bool:
         """Take the lease if nobody holds it; True when this hub now holds it."""
