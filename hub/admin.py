@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from hub import __version__
 from hub.config import HubConfig
+from hub.errors import HubError
 from hub.metrics import CONTENT_TYPE, Metrics
 from hub.models import CLOSE_REASON_MAX, INCIDENT_ID_MAX, Event
 from hub.plugins import PluginHost
@@ -138,7 +139,10 @@ def _core_router() -> APIRouter:
 
     @router.post("/dry-run", summary="What the pipeline would do with this event (nothing is published)")
     async def dry_run(event: Event, hub: Any = Depends(get_hub)) -> dict[str, Any]:
-        return await hub.dry_run(event)
+        try:
+            return await hub.dry_run(event)
+        except HubError as exc:  # no pipeline here (a standby hub): say where it is
+            raise HTTPException(409, str(exc)) from None
 
     @router.post("/incidents/{incident_id}/close", dependencies=[Depends(require_token)], status_code=202,
                  summary="Close an open incident (applied by the pipeline in order with the reports)")

@@ -306,7 +306,9 @@ class Hub:
         live state, publishing nothing. The incident records are copied deeply: merging appends to their lists
         (sources, reports, matched rules), and those of the live incidents must not change."""
         if self.pipeline is None:
-            raise HubError("the pipeline is not running")
+            holder = self.elector.holder if self.elector is not None else None
+            raise HubError("the pipeline is not running" + (
+                f": this hub stands by; ask the active hub ({holder.admin_url})" if holder and holder.admin_url else ""))
         engines = self.pipeline.engines
         live = self.pipeline.state
         state = PipelineState(Deduper(engines.dedup_window_s, 16),

@@ -7,6 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import httpx
 import nats
 import pytest
 
@@ -87,6 +88,9 @@ async def test_standby_takes_over_when_the_active_hub_stops(tmp_path, nats_url):
         assert standby.health()["availability"]["role"] == "standby" and standby.pipeline is None
         assert standby.health()["ok"] and standby.ready
         assert standby.health()["availability"]["holder"]["admin_url"] == active.admin_url
+        async with httpx.AsyncClient(base_url=standby.admin_url) as client:
+            dry_run = await client.post("/dry-run", json=event(9).model_dump(mode="json"))
+        assert dry_run.status_code == 409 and active.admin_url in dry_run.json()["detail"]
         await publish_raw(nats_url, [ingest_item(event(1))])
         await wait_until(lambda: active.pipeline.counts["out"] == 1)
         await active.stop()
