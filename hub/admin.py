@@ -106,8 +106,11 @@ def _core_router() -> APIRouter:
     @router.get("/ready", summary="200 when the hub is ready to do its job (active or standing by), else 503 "
                 "with what it waits for")
     async def ready(hub: Any = Depends(get_hub)) -> JSONResponse:
-        waiting = await hub.waiting_for() if hasattr(hub, "waiting_for") else []
-        ready = hub.ready and not waiting
+        if hasattr(hub, "waiting_for"):
+            waiting = await hub.waiting_for()
+            ready = not waiting  # one look: ready exactly when nothing is awaited
+        else:
+            waiting, ready = [], hub.ready
         return JSONResponse({"ready": ready, "waiting_for": waiting}, status_code=200 if ready else 503)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -195,7 +195,8 @@ class Hub:
         me = Holder.of_this_process(pipeline_fingerprint(self.config))
         lease = Lease(self.nc.jetstream(timeout=self.config.availability.lease_ttl.total_seconds() / 3), me,
                       self.config.availability.lease_ttl.total_seconds(), self.config.nats.buckets.replicas)
-        elector = Elector(lease, self._activate, self._deactivate, self.metrics.role)
+        elector = Elector(lease, self._activate, self._deactivate, self.metrics.role,
+                          running=lambda: self.pipeline is not None and self.pipeline.running)
         await elector.join()
         return elector
 

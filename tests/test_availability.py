@@ -224,3 +224,31 @@ async def test_the_rest_of_a_batch_begun_before_a_long_pause_is_refused(nc, nats
                                                 stream=topology.EVENTS_STREAM)
     assert set(range(sent_before, len(outputs))) <= set(unstored), reason  # reported not stored: sent again
     assert await stream_count(nats_url, topology.EVENTS_STREAM) == sent_before  # the server took none of the rest
+
+
+class _Lapsed:
+    """A fence that refuses every write, as the lease's did while it had lapsed."""
+
+    def check(self) -> None:
+        raise LeaseLost("lapsed")
+
+    def headers(self, stream: str) -> dict[str, str]:
+        return {}
+
+    async def refresh(self) -> None:
+        pass
+
+
+async def test_a_pipeline_that_ended_on_the_fence_is_started_over_while_the_lease_is_held(tmp_path, nats_url):
+    hub = _hub(tmp_path, nats_url, "a")
+    await hub.start()
+    try:
+        ended = hub.pipeline
+        ended.fence = _Lapsed()  # the lease lapsed and came back between two looks of the elector
+        await wait_until(lambda: hub.pipeline is not None and hub.pipeline is not ended and hub.pipeline.running,
+                         "a new pipeline")
+        assert hub.health()["availability"]["activations"] == 2
+        await publish_raw(nats_url, [ingest_item(event(1))])
+        await wait_until(lambda: hub.pipeline.counts["out"] == 1)
+    finally:
+        await hub.stop()

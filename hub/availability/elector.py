@@ -4,7 +4,7 @@ hub's active parts on and off to follow it.
 Two tasks, so a slow switch never delays a renewal: ``keep`` talks to the lease (a campaign every
 ``POLL_SHARE`` of the TTL while standing by, a renewal every third of it while active) and ``follow``
 compares what the hub runs with what the lease says and calls ``activate`` / ``deactivate``, one switch at
-a time. Deactivation happens when a renewal finds the lease moved, or when the lease's validity runs out on
+a time (and starts the active parts over when they ended on the fence while the lease lapsed and came back). Deactivation happens when a renewal finds the lease moved, or when the lease's validity runs out on
 this process's clock (paused, cut off from NATS) — whichever comes first.
 """
 
@@ -34,10 +34,11 @@ class Elector:
     lease. ``activate`` starts what only the active hub runs; ``deactivate`` stops it."""
 
     def __init__(self, lease: Lease, activate: Switch, deactivate: Switch,
-                 on_role: Callable[[str], None] | None = None):
+                 on_role: Callable[[str], None] | None = None, running: Callable[[], bool] = lambda: True):
         self.lease = lease
         self._activate = activate
         self._deactivate = deactivate
+        self._running = running  # whether the active parts still run (they end on the fence by themselves)
         self._on_role = on_role or (lambda role: None)
         self.role = "standby"
         self.activations = 0
@@ -144,6 +145,9 @@ class Elector:
     async def _follow(self) -> None:
         while True:
             wanted = self.lease.held
+            if self._active and wanted and not self._running():
+                log.warning("the active parts stopped by themselves (the lease lapsed and came back); restarting them")
+                wanted = False  # step down now; the next round takes over again
             if wanted != self._active:
                 try:
                     await self._switch(wanted)
