@@ -14,6 +14,7 @@ __all__ = [
     "MergeResult",
     "CompiledRules",
     "jsonlogic_apply",
+    "EventChecker",
 ]
 
 def version() -> str: ...
@@ -131,3 +132,21 @@ class CompiledRules:
     def __len__(self) -> int: ...
 
 def jsonlogic_apply(logic: str, data: str, timezone: str) -> str: ...
+
+
+# --- ingest (core_rs/src/bindings/ingest.rs) -------------------------------------------------------
+@final
+class EventChecker:
+    """The event model's JSON Schema, compiled: decides batches of ingest messages (hub.pipeline.batch_decode)."""
+
+    def __new__(cls, schema: str, source_field: str, time_field: str, event_type: str) -> EventChecker: ...
+    def decode(
+        self,
+        payloads: Sequence[bytes],
+        subjects: Sequence[str],
+        received: Sequence[float],
+        max_bytes: int,
+        max_ahead_s: float,
+        max_age_s: float,
+        accept_out_of_range: bool,
+    ) -> tuple[list[int], list[int], dict[str, list[Any]]]: ...

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod geo;
 mod ids;
 mod incidents;
+mod ingest;
 mod rules;
 
 #[pyfunction]
@@ -19,6 +20,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     geo::register(m)?;
     ids::register(m)?;
     incidents::register(m)?;
+    ingest::register(m)?;
     rules::register(m)?;
     Ok(())
 }
