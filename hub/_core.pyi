@@ -15,6 +15,7 @@ __all__ = [
     "CompiledRules",
     "jsonlogic_apply",
     "EventChecker",
+    "EventEncoder",
 ]
 
 def version() -> str: ...
@@ -150,3 +151,18 @@ class EventChecker:
         max_age_s: float,
         accept_out_of_range: bool,
     ) -> tuple[list[int], list[int], dict[str, list[Any]]]: ...
+
+
+# --- outputs (core_rs/src/bindings/outputs.rs) -----------------------------------------------------
+@final
+class EventEncoder:
+    """Unified events as CloudEvents, a batch at a time, from EventChecker columns (hub.pipeline.batch_encode)."""
+
+    def __new__(cls, schema: str, time_field: str, source: str, type_: str) -> EventEncoder: ...
+    def encode(
+        self,
+        columns: dict[str, list[Any]],
+        ids: Sequence[str],
+        subjects: Sequence[str],
+        extensions: Sequence[tuple[str, Sequence[str | None]]],
+    ) -> tuple[bytes, list[int]]: ...

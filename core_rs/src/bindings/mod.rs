@@ -7,6 +7,7 @@ mod geo;
 mod ids;
 mod incidents;
 mod ingest;
+mod outputs;
 mod rules;
 
 #[pyfunction]
@@ -21,6 +22,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ids::register(m)?;
     incidents::register(m)?;
     ingest::register(m)?;
+    outputs::register(m)?;
     rules::register(m)?;
     Ok(())
 }

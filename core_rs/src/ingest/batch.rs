@@ -79,7 +79,8 @@ fn columns_of(shape: &Shape) -> Result<Vec<Column>, ShapeError> {
     Ok(columns)
 }
 
-fn declared_object(shape: &Shape) -> Option<&ObjectShape> {
+/// The object with declared properties a property holds (alone or beside null), if it holds one.
+pub fn declared_object(shape: &Shape) -> Option<&ObjectShape> {
     match shape {
         Shape::Object(object) if !object.fields.is_empty() => Some(object),
         Shape::AnyOf(branches) => {

@@ -12,6 +12,6 @@ mod batch;
 mod datetime;
 mod schema;
 
-pub use batch::{decode_batch, Column, Decoded, EventRules, IngestMessage, TimeWindow, Value as ColumnValue};
+pub use batch::{declared_object, decode_batch, Column, Decoded, EventRules, IngestMessage, TimeWindow, Value as ColumnValue};
 pub use datetime::{parse_rfc3339, Instant};
-pub use schema::{Shape, ShapeError};
+pub use schema::{ObjectShape, Shape, ShapeError};

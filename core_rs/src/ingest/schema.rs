@@ -204,12 +204,11 @@ impl ObjectShape {
             })
     }
 
+    /// Normalised in place, so properties keep the order they were written in.
     fn normalise(&self, mut map: Map<String, Value>) -> Map<String, Value> {
         for field in &self.fields {
-            match map.remove(&field.name) {
-                Some(value) => {
-                    map.insert(field.name.clone(), field.shape.normalise(value));
-                }
+            match map.get_mut(&field.name) {
+                Some(value) => *value = field.shape.normalise(value.take()),
                 None => {
                     if let Some(default) = &field.default {
                         map.insert(field.name.clone(), default.clone());
