@@ -36,7 +36,7 @@ fn columns_dict<'py>(py: Python<'py>, decoded: &Decoded) -> PyResult<Bound<'py, 
     let columns = PyDict::new(py);
     for column in &decoded.columns {
         columns.set_item(&column.name, column_list(py, &column.values, false)?)?;
-        if column.values.iter().any(|value| matches!(value, ColumnValue::Time(_))) {
+        if column.date_time {
             columns.set_item(format!("{}.utcoffset", column.name), column_list(py, &column.values, true)?)?;
         }
     }

@@ -5,6 +5,7 @@ use crate::ingest::Shape;
 use crate::outputs::{encode_events, Cell, Envelope};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyString};
 use std::collections::HashMap;
 
@@ -16,17 +17,26 @@ pub struct EventEncoder {
     type_: String,
 }
 
-fn cell(value: &Bound<'_, PyAny>) -> PyResult<Cell> {
+/// A cell as extracted from Python; strings stay in Python's own UTF-8 buffer.
+enum Extracted {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(PyBackedStr),
+}
+
+fn extract(value: &Bound<'_, PyAny>) -> PyResult<Extracted> {
     if value.is_none() {
-        Ok(Cell::Null)
+        Ok(Extracted::Null)
     } else if let Ok(b) = value.cast::<PyBool>() {
-        Ok(Cell::Bool(b.is_true()))
+        Ok(Extracted::Bool(b.is_true()))
     } else if value.is_instance_of::<PyInt>() {
-        Ok(Cell::Int(value.extract()?))
+        Ok(Extracted::Int(value.extract()?))
     } else if value.is_instance_of::<PyFloat>() {
-        Ok(Cell::Float(value.extract()?))
-    } else if let Ok(text) = value.cast::<PyString>() {
-        Ok(Cell::Str(text.to_str()?.to_owned()))
+        Ok(Extracted::Float(value.extract()?))
+    } else if value.is_instance_of::<PyString>() {
+        Ok(Extracted::Str(value.extract()?))
     } else {
         Err(PyValueError::new_err(format!(
             "EventEncoder.encode: a column holds {}; columns hold None, bool, int, float or str",
@@ -35,14 +45,28 @@ fn cell(value: &Bound<'_, PyAny>) -> PyResult<Cell> {
     }
 }
 
-fn cells(columns: &Bound<'_, PyDict>) -> PyResult<HashMap<String, Vec<Cell>>> {
+fn extracted(columns: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Vec<Extracted>)>> {
     columns
         .iter()
         .map(|(name, values)| {
-            let values = values.try_iter()?.map(|value| cell(&value?)).collect::<PyResult<Vec<_>>>()?;
+            let values = values.try_iter()?.map(|value| extract(&value?)).collect::<PyResult<Vec<_>>>()?;
             Ok((name.extract::<String>()?, values))
         })
         .collect()
+}
+
+fn cell(value: &Extracted) -> Cell<'_> {
+    match value {
+        Extracted::Null => Cell::Null,
+        Extracted::Bool(b) => Cell::Bool(*b),
+        Extracted::Int(i) => Cell::Int(*i),
+        Extracted::Float(f) => Cell::Float(*f),
+        Extracted::Str(text) => Cell::Str(text),
+    }
+}
+
+fn cells(columns: &[(String, Vec<Extracted>)]) -> HashMap<String, Vec<Cell<'_>>> {
+    columns.iter().map(|(name, values)| (name.clone(), values.iter().map(cell).collect())).collect()
 }
 
 #[pymethods]
@@ -67,7 +91,8 @@ impl EventEncoder {
         subjects: Vec<String>,
         extensions: Vec<(String, Vec<Option<String>>)>,
     ) -> PyResult<(Bound<'py, PyBytes>, Vec<usize>)> {
-        let columns = cells(columns)?;
+        let extracted = extracted(columns)?;
+        let columns = cells(&extracted);
         let envelope = Envelope { source: &self.source, type_: &self.type_, ids: &ids, subjects: &subjects, extensions: &extensions };
         let (buffer, offsets) = py
             .detach(|| encode_events(&self.shape, &self.time_field, &columns, &envelope))

@@ -3,7 +3,8 @@
 
 use super::datetime::{parse_rfc3339, Instant};
 use super::schema::{ObjectShape, Shape, ShapeError};
-use serde_json::Value as Json;
+use super::tree::Json;
+use crate::outputs::write_shaped;
 
 /// One ingest message: its bytes, the subject it came on and when the stream stored it (epoch seconds).
 pub struct IngestMessage<'a> {
@@ -37,7 +38,8 @@ pub enum Value {
     Str(String),
     /// An instant: the column holds its epoch seconds, the `<name>.utcoffset` column its offset.
     Time(Instant),
-    /// A nested value kept whole (arrays, free objects), as JSON text with defaults filled in.
+    /// A nested value kept whole (arrays, free objects) as JSON text, written as pydantic writes the
+    /// model's value (defaults filled in, None left out of models).
     Json(String),
 }
 
@@ -46,7 +48,8 @@ pub enum Value {
 #[derive(Debug, Clone)]
 pub struct Column {
     pub name: String,
-    path: Vec<String>,
+    /// A date-time column, which comes with a `<name>.utcoffset` column.
+    pub date_time: bool,
     pub values: Vec<Value>,
 }
 
@@ -69,13 +72,13 @@ pub struct EventRules<'a> {
     pub window: TimeWindow,
 }
 
-/// The columns of a shape: one per scalar property, object properties spread into their own.
+/// The columns of a shape: one per property, object properties spread into their own after it.
 fn columns_of(shape: &Shape) -> Result<Vec<Column>, ShapeError> {
     let Shape::Object(root) = shape else {
         return Err(ShapeError { path: String::new(), reason: "the event schema must describe an object".into() });
     };
     let mut columns = Vec::new();
-    add_columns(root, &mut Vec::new(), &mut columns);
+    add_columns(root, "", &mut columns);
     Ok(columns)
 }
 
@@ -92,31 +95,13 @@ pub fn declared_object(shape: &Shape) -> Option<&ObjectShape> {
     }
 }
 
-fn add_columns(object: &ObjectShape, prefix: &mut Vec<String>, columns: &mut Vec<Column>) {
+fn add_columns(object: &ObjectShape, prefix: &str, columns: &mut Vec<Column>) {
     for field in &object.fields {
-        prefix.push(field.name.clone());
-        columns.push(Column { name: prefix.join("."), path: prefix.clone(), values: Vec::new() });
+        let name = if prefix.is_empty() { field.name.clone() } else { format!("{prefix}.{}", field.name) };
+        columns.push(Column { name: name.clone(), date_time: is_date_time(&field.shape), values: Vec::new() });
         if let Some(inner) = declared_object(&field.shape) {
-            add_columns(inner, prefix, columns);
+            add_columns(inner, &name, columns);
         }
-        prefix.pop();
-    }
-}
-
-fn cell(value: Option<&Json>, shape: Option<&Shape>) -> Value {
-    match value {
-        None | Some(Json::Null) => Value::Null,
-        Some(Json::Bool(b)) => Value::Bool(*b),
-        Some(Json::Number(n)) => match (n.as_i64(), shape) {
-            (Some(i), Some(Shape::Integer(_))) => Value::Int(i),
-            _ => n.as_f64().map_or(Value::Null, Value::Float),
-        },
-        Some(Json::String(text)) => match shape.map(is_date_time) {
-            Some(true) => parse_rfc3339(text).map_or(Value::Null, Value::Time),
-            _ => Value::Str(text.clone()),
-        },
-        Some(Json::Object(_)) if shape.and_then(declared_object).is_some() => Value::Bool(true),
-        Some(nested) => Value::Json(nested.to_string()),
     }
 }
 
@@ -128,46 +113,68 @@ fn is_date_time(shape: &Shape) -> bool {
     }
 }
 
-fn shape_at<'a>(root: &'a Shape, path: &[String]) -> Option<&'a Shape> {
-    let mut shape = root;
-    for name in path {
-        shape = &declared_object(shape)?.field(name)?.shape;
+/// One admitted value as its column holds it.
+fn cell(value: Option<&Json<'_>>, shape: &Shape) -> Value {
+    let Some(value) = value else { return Value::Null };
+    match (shape.branch_for(value), value) {
+        (_, Json::Null) => Value::Null,
+        (Shape::Object(object), Json::Object(_)) if !object.fields.is_empty() => Value::Bool(true),
+        (Shape::Array(_) | Shape::Object(_) | Shape::Any, _) => {
+            let mut text = Vec::new();
+            write_shaped(&mut text, shape, value);
+            Value::Json(String::from_utf8(text).unwrap_or_default())
+        }
+        (Shape::DateTime, Json::Str(text)) => parse_rfc3339(text).map_or(Value::Null, Value::Time),
+        (Shape::Number(_), number) => number.as_f64().map_or(Value::Null, Value::Float),
+        (_, Json::Int(i)) => Value::Int(*i),
+        (_, Json::Bool(b)) => Value::Bool(*b),
+        (_, Json::Str(text)) => Value::Str(text.to_string()),
+        (_, number) => number.as_f64().map_or(Value::Null, Value::Float),
     }
-    Some(shape)
 }
 
-fn value_at<'a>(document: &'a Json, path: &[String]) -> Option<&'a Json> {
-    path.iter().try_fold(document, |value, name| value.get(name))
+/// The cells of one admitted object, appended to `columns` from `next` on in [`columns_of`] order.
+fn fill(object: &ObjectShape, value: Option<&Json<'_>>, columns: &mut [Column], next: &mut usize) {
+    for field in &object.fields {
+        // Inside an absent object every property is absent too, defaults included.
+        let item = value.and_then(|value| value.get(&field.name).or(field.default.as_ref()));
+        columns[*next].values.push(cell(item, &field.shape));
+        *next += 1;
+        if let Some(inner) = declared_object(&field.shape) {
+            fill(inner, item.filter(|item| matches!(item, Json::Object(_))), columns, next);
+        }
+    }
 }
 
 /// The event document of a message (a bare object, or the `data` of a CloudEvent of the event type)
 /// when the fast path can take it; None leaves the message to pydantic.
-fn event_document(raw: &[u8], rules: &EventRules<'_>) -> Option<Json> {
+fn event_document<'a>(raw: &'a [u8], rules: &EventRules<'_>) -> Option<Json<'a>> {
     if raw.len() > rules.max_bytes {
         return None;
     }
-    let document: Json = serde_json::from_slice(raw).ok()?;
-    let Json::Object(mut map) = document else { return None };
-    if !map.contains_key("specversion") {
-        return Some(Json::Object(map));
+    let document = Json::parse(raw).ok()?;
+    if !matches!(document, Json::Object(_)) {
+        return None;
     }
-    let envelope_ok = map.get("specversion").and_then(Json::as_str) == Some("1.0")
-        && map.contains_key("id")
-        && map.contains_key("source")
-        && map.get("type").and_then(Json::as_str) == Some(rules.event_type);
-    match map.remove("data") {
+    if document.get("specversion").is_none() {
+        return Some(document);
+    }
+    let envelope_ok = document.get("specversion").and_then(Json::as_str) == Some("1.0")
+        && document.get("id").is_some()
+        && document.get("source").is_some()
+        && document.get("type").and_then(Json::as_str) == Some(rules.event_type);
+    match document.take("data") {
         Some(data @ Json::Object(_)) if envelope_ok => Some(data),
         _ => None,
     }
 }
 
-/// The normalised event of one message, or None when it is left to pydantic.
-fn accepted_event(message: &IngestMessage<'_>, rules: &EventRules<'_>) -> Option<Json> {
-    let document = event_document(message.data, rules)?;
-    if !rules.shape.admits(&document) {
+/// The event of one message, or None when it is left to pydantic.
+fn accepted_event<'a>(message: &IngestMessage<'a>, rules: &EventRules<'_>) -> Option<Json<'a>> {
+    let event = event_document(message.data, rules)?;
+    if !rules.shape.admits(&event) {
         return None;
     }
-    let event = rules.shape.normalise(document);
     let source = event.get(rules.source_field)?.as_str()?;
     if message.subject.rsplit('.').next() != Some(source) {
         return None;
@@ -180,15 +187,13 @@ fn accepted_event(message: &IngestMessage<'_>, rules: &EventRules<'_>) -> Option
 /// pydantic instead of unwinding into the caller.
 pub fn decode_batch(messages: &[IngestMessage<'_>], rules: &EventRules<'_>) -> Result<Decoded, ShapeError> {
     let mut decoded = Decoded { columns: columns_of(rules.shape)?, ..Decoded::default() };
-    let shapes: Vec<Option<&Shape>> = decoded.columns.iter().map(|c| shape_at(rules.shape, &c.path)).collect();
+    let Shape::Object(root) = rules.shape else { return Ok(decoded) };
     for (position, message) in messages.iter().enumerate() {
         let event = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| accepted_event(message, rules)));
         match event {
             Ok(Some(event)) => {
                 decoded.accepted.push(position);
-                for (column, shape) in decoded.columns.iter_mut().zip(&shapes) {
-                    column.values.push(cell(value_at(&event, &column.path), *shape));
-                }
+                fill(root, Some(&event), &mut decoded.columns, &mut 0);
             }
             _ => decoded.undecided.push(position),
         }

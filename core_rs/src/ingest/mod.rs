@@ -11,7 +11,9 @@
 mod batch;
 mod datetime;
 mod schema;
+mod tree;
 
 pub use batch::{declared_object, decode_batch, Column, Decoded, EventRules, IngestMessage, TimeWindow, Value as ColumnValue};
 pub use datetime::{parse_rfc3339, Instant};
 pub use schema::{ObjectShape, Shape, ShapeError};
+pub use tree::Json;

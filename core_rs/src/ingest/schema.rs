@@ -3,8 +3,10 @@
 //! keyword is a compile error naming it, so a model change the checker cannot follow stops the hub at
 //! start-up (and fails its tests) instead of letting the two checks drift apart.
 
+use super::tree::Json;
 use regex::Regex;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 
 /// Keywords that describe a schema without constraining it.
@@ -70,7 +72,7 @@ pub struct Field {
     pub shape: Shape,
     pub required: bool,
     /// Filled in when the property is absent (pydantic's default, as the schema states it).
-    pub default: Option<Value>,
+    pub default: Option<Json<'static>>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +96,22 @@ pub enum Shape {
     Array(Box<Shape>),
     Object(ObjectShape),
     AnyOf(Vec<Shape>),
+}
+
+/// A schema's JSON value (a default) as a document of its own.
+fn owned_json(value: &Value) -> Json<'static> {
+    match value {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Json::Int(i),
+            (None, Some(u)) => Json::UInt(u),
+            _ => Json::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(text) => Json::Str(Cow::Owned(text.clone())),
+        Value::Array(values) => Json::Array(values.iter().map(owned_json).collect()),
+        Value::Object(map) => Json::Object(map.iter().map(|(k, v)| (Cow::Owned(k.clone()), owned_json(v))).collect()),
+    }
 }
 
 struct Compiler<'a> {
@@ -138,20 +156,18 @@ impl Shape {
     }
 
     /// Whether `value` already has the form the model stores and meets every constraint.
-    pub fn admits(&self, value: &Value) -> bool {
+    pub fn admits(&self, value: &Json<'_>) -> bool {
         match (self, value) {
             (Shape::Any, _) => keeps_every_number(value),
-            (Shape::Null, Value::Null) | (Shape::Bool, Value::Bool(_)) => true,
-            (Shape::Str(rule), Value::String(text)) => rule.admits(text),
-            (Shape::DateTime, Value::String(text)) => super::parse_rfc3339(text).is_some(),
-            (Shape::Number(bounds), Value::Number(n)) => {
-                keeps_every_number(value) && n.as_f64().is_some_and(|float| bounds.admits(float))
+            (Shape::Null, Json::Null) | (Shape::Bool, Json::Bool(_)) => true,
+            (Shape::Str(rule), Json::Str(text)) => rule.admits(text),
+            (Shape::DateTime, Json::Str(text)) => super::parse_rfc3339(text).is_some(),
+            (Shape::Number(bounds), Json::Int(_) | Json::UInt(_) | Json::Float(_)) => {
+                keeps_every_number(value) && value.as_f64().is_some_and(|float| bounds.admits(float))
             }
-            (Shape::Integer(bounds), Value::Number(n)) => {
-                (n.is_i64() || n.is_u64()) && n.as_f64().is_some_and(|float| bounds.admits(float))
-            }
-            (Shape::Array(items), Value::Array(values)) => values.iter().all(|item| items.admits(item)),
-            (Shape::Object(object), Value::Object(map)) => object.admits(map),
+            (Shape::Integer(bounds), Json::Int(i)) => bounds.admits(*i as f64),
+            (Shape::Array(items), Json::Array(values)) => values.iter().all(|item| items.admits(item)),
+            (Shape::Object(object), Json::Object(members)) => object.admits(members),
             // A union is accepted only when exactly one branch takes the value: pydantic's choice among
             // several would depend on its own union rules.
             (Shape::AnyOf(branches), _) => branches.iter().filter(|branch| branch.admits(value)).count() == 1,
@@ -159,22 +175,11 @@ impl Shape {
         }
     }
 
-    /// An admitted `value` as the model stores it: numbers of number shapes as floats, absent properties
-    /// with their defaults.
-    pub fn normalise(&self, value: Value) -> Value {
-        match (self, value) {
-            (Shape::Number(_), Value::Number(n)) => {
-                Value::Number(n.as_f64().and_then(Number::from_f64).unwrap_or(n))
-            }
-            (Shape::Array(items), Value::Array(values)) => {
-                Value::Array(values.into_iter().map(|item| items.normalise(item)).collect())
-            }
-            (Shape::Object(object), Value::Object(map)) => Value::Object(object.normalise(map)),
-            (Shape::AnyOf(branches), value) => match branches.iter().find(|branch| branch.admits(&value)) {
-                Some(branch) => branch.normalise(value),
-                None => value,
-            },
-            (_, value) => value,
+    /// The branch of a union that takes an admitted `value` (the shape itself when it is no union).
+    pub fn branch_for(&self, value: &Json<'_>) -> &Shape {
+        match self {
+            Shape::AnyOf(branches) => branches.iter().find(|branch| branch.admits(value)).unwrap_or(self),
+            _ => self,
         }
     }
 }
@@ -183,40 +188,25 @@ impl Shape {
 /// that may have been such an integer is left to pydantic.
 const FLOAT_FROM_BIG_INTEGER: f64 = 9_223_372_036_854_775_808.0;
 
-fn keeps_every_number(value: &Value) -> bool {
+fn keeps_every_number(value: &Json<'_>) -> bool {
     match value {
-        Value::Number(n) => n.as_f64().is_none_or(|f| !n.is_f64() || f.fract() != 0.0 || f.abs() < FLOAT_FROM_BIG_INTEGER),
-        Value::Array(values) => values.iter().all(keeps_every_number),
-        Value::Object(map) => map.values().all(keeps_every_number),
+        Json::Float(f) => f.fract() != 0.0 || f.abs() < FLOAT_FROM_BIG_INTEGER,
+        Json::Array(values) => values.iter().all(keeps_every_number),
+        Json::Object(members) => members.iter().all(|(_, value)| keeps_every_number(value)),
         _ => true,
     }
 }
 
 impl ObjectShape {
-    fn admits(&self, map: &Map<String, Value>) -> bool {
-        let declared = self.fields.iter().all(|field| match map.get(&field.name) {
-            Some(value) => field.shape.admits(value),
+    fn admits(&self, members: &[(std::borrow::Cow<'_, str>, Json<'_>)]) -> bool {
+        let declared = self.fields.iter().all(|field| match members.iter().find(|(name, _)| name == &field.name) {
+            Some((_, value)) => field.shape.admits(value),
             None => !field.required,
         });
         declared
-            && map.iter().all(|(name, value)| {
+            && members.iter().all(|(name, value)| {
                 self.field(name).is_some() || self.extra.as_ref().is_some_and(|extra| extra.admits(value))
             })
-    }
-
-    /// Normalised in place, so properties keep the order they were written in.
-    fn normalise(&self, mut map: Map<String, Value>) -> Map<String, Value> {
-        for field in &self.fields {
-            match map.get_mut(&field.name) {
-                Some(value) => *value = field.shape.normalise(value.take()),
-                None => {
-                    if let Some(default) = &field.default {
-                        map.insert(field.name.clone(), default.clone());
-                    }
-                }
-            }
-        }
-        map
     }
 
     /// The property called `name`.
@@ -363,7 +353,7 @@ impl Compiler<'_> {
                         name: name.clone(),
                         shape: self.shape(property, &format!("{path}/properties/{name}"))?,
                         required: required.contains(&name.as_str()),
-                        default: property.get("default").cloned(),
+                        default: property.get("default").map(owned_json),
                     })
                 })
                 .collect::<Result<Vec<_>, ShapeError>>()?,

@@ -4,6 +4,8 @@
 
 mod events;
 mod json;
+mod shaped;
 
 pub use events::{encode_events, Cell, Envelope};
 pub use json::{write_f64, write_str, write_time, Utc};
+pub use shaped::{write_plain, write_shaped};
