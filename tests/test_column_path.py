@@ -7,12 +7,14 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.models import Category, Severity
+from hub.models import Category, Event, Severity
 from hub.pipeline import BatchProcessor, EventTimeWindow, IngestMessage, PipelineOptions, PipelineState
 from hub.pipeline.batch_decode import BatchDecoder
+from hub.transforms import Stage
 from plugins.redaction.settings import RedactionSettings
 from plugins.redaction.transform import Redaction
 from tests.event_documents import as_json
@@ -69,3 +71,28 @@ def test_the_column_path_and_the_model_path_give_the_same_bytes(batches: list[li
     messages = [[_message(next(seq), report) for report in batch] for batch in batches]
     assert not any(DECODER.decode(batch, MAX_BYTES, EventTimeWindow())[1] for batch in messages)  # all on columns
     assert _outputs(messages, columns=True) == _outputs(messages, columns=False)
+
+
+class _Tagging:
+    """A third-party transform that knows only Event objects."""
+
+    name, stage, order = "tagging", Stage.TRANSFORM, 0
+
+    def __init__(self) -> None:
+        self.seen: list[type] = []
+
+    def apply(self, events: list[Event]) -> list[Event]:
+        self.seen += [type(event) for event in events]
+        for event in events:
+            event.payload["tagged"] = True
+        return events
+
+
+def test_a_transform_that_wants_event_objects_gets_them_and_its_changes_are_published() -> None:
+    tagging = _Tagging()
+    processor = BatchProcessor(dataclasses.replace(engines(RULES), transforms=(("tagging", tagging),)), PipelineOptions())
+    result = processor.process(PipelineState.fresh(processor.engines), [_message(1, {"n": 1, "category": "noise",
+                                                                                     "seconds": 0, "metres": 0})])
+    assert tagging.seen == [Event]
+    [unified] = [m for m in result.outputs if m.subject.startswith("cityhub.events.")]
+    assert orjson.loads(unified.data)["data"]["payload"] == {"tagged": True}
