@@ -1,9 +1,11 @@
 """The pure part of the pipeline: a batch of ingest messages → outputs, mutating :class:`PipelineState`.
 
 Per batch: decode + validate → dedup → coordinates to WGS-84 → geofence → rules → merge into incidents
-(closing the incidents whose window ran out as the watermark moves) → transforms → outputs. Every output is a
-function of its input and the state before it, not of where the input was cut into batches: each event gets
-its own incident update, and incidents expire at the event that moves the watermark past their deadline.
+(closing the incidents whose window ran out as the watermark moves) → transforms → outputs, on columns from
+the Rust core when the batch allows it (the column path), else on :class:`Event` models (the model path);
+both give the same bytes. Every output is a function of its input and the state before it, not of where the
+input was cut into batches: each event gets its own incident update, and incidents expire at the event that
+moves the watermark past their deadline.
 """
 
 from __future__ import annotations
