@@ -10,18 +10,17 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field, TypeAdapter, field_validator
 
-from tests.event_documents import as_json, events, json_values, valid_events
 from hub import wire
 from hub.models import Category, Event, Severity
 from hub.pipeline.batch_decode import BatchDecoder, refuse_uncovered_validators
 from hub.pipeline.decode import IngestMessage, decode_events
 from hub.pipeline.engines import EventTimeWindow
+from tests.event_documents import as_json, events, json_values, valid_events
 
 RECEIVED = 1_777_593_600.0  # 2026-05-01T00:00:00Z
 MAX_BYTES = 256 * 1024
