@@ -165,7 +165,7 @@ class BatchProcessor:
         if self._columns_apply(evaluate) and self._process_columns(state, batch, result):
             return result
         with result.timed("decode"):
-            decoded = decode_events(batch, self.options.max_message_bytes, self.options.event_time)
+            decoded = decode_events(batch, self.options.max_message_bytes, self.options.event_time, self.engines.taxonomy)
         result.rejected = decoded.rejected
         start = 0
         for end, request, requester, received in [*decoded.closes, (len(decoded.events), None, "", 0.0)]:
