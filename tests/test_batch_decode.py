@@ -20,6 +20,7 @@ from hub.models import Category, Event, Severity
 from hub.pipeline.batch_decode import BatchDecoder, refuse_uncovered_validators
 from hub.pipeline.decode import IngestMessage, decode_events
 from hub.pipeline.engines import EventTimeWindow
+from hub.taxonomy import BUILTIN_TAXONOMY, CategoryInfo
 from tests.event_documents import as_json, events, json_values, valid_events
 
 RECEIVED = 1_777_593_600.0  # 2026-05-01T00:00:00Z
@@ -184,3 +185,18 @@ def test_a_field_added_to_the_model_is_checked_and_becomes_a_column() -> None:
                                         MAX_BYTES, WINDOW)
     assert columns.positions == [0, 2] and [m.seq for m in undecided] == [2]
     assert columns.columns["priority"] == [3, 0]
+
+
+def test_categories_and_default_severities_are_the_taxonomy_s() -> None:
+    taxonomy = BUILTIN_TAXONOMY.extended([("test", {"bee_swarm": CategoryInfo(
+        label_zh="蜂群", label_en="Bee swarm", default_severity=Severity.HIGH)})])
+    decoder = BatchDecoder(taxonomy=taxonomy)
+    head = b'{"source":"iot","time":"2026-05-01T08:00:00Z","category":'
+    batch = _batch([head + b'"bee_swarm"}', head + b'"bee_swarm","severity":"low"}', head + b'"lava"}', head + b'"fire"}'])
+    columns, undecided = decoder.decode(batch, MAX_BYTES, WINDOW)
+    assert columns.positions == [0, 1, 3] and [m.seq for m in undecided] == [3]
+    assert columns.columns["severity"] == ["high", "low", "medium"]
+    by_model = decode_events(batch, MAX_BYTES, WINDOW, taxonomy)
+    assert [e.severity.value for e in by_model.events] == columns.columns["severity"]
+    [unknown] = by_model.rejected
+    assert unknown.kind == "unknown_category" and "bee_swarm" in unknown.reason

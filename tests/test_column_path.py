@@ -15,8 +15,8 @@ from hub.models import Category, Event, Severity
 from hub.pipeline import BatchProcessor, EventTimeWindow, IngestMessage, PipelineOptions, PipelineState
 from hub.pipeline.batch_decode import BatchDecoder
 from hub.transforms import Stage
-from plugins.redaction.settings import RedactionSettings
-from plugins.redaction.transform import Redaction
+from cityhub_redaction.settings import RedactionSettings
+from cityhub_redaction.transform import Redaction
 from tests.event_documents import as_json
 from tests.pipeline_support import INSIDE_GCJ02, T0, engines
 

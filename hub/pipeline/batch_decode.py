@@ -1,7 +1,8 @@
 """Ingest messages decided a batch at a time in the Rust core, without a pydantic model per event.
 
-The core is handed the :class:`~hub.models.Event` model's own JSON Schema at start-up (so the categories are
-the taxonomy's, and a field added to the model is checked and becomes a column without a change here), parses
+The core is handed the :class:`~hub.models.Event` model's own JSON Schema at start-up, with the categories of
+the runtime's taxonomy (:mod:`hub.taxonomy`; a field added to the model is checked and becomes a column without
+a change here), parses
 every message of a batch with serde_json and *accepts* an event only when it is already in canonical form and
 meets every constraint of the schema, on its own source's subject and inside the event-time window. It
 returns the accepted events as columns. Every other message is *undecided* and goes through the model
@@ -29,6 +30,9 @@ from hub import _core, wire
 from hub.models import Event
 from hub.pipeline.decode import IngestMessage
 from hub.pipeline.engines import EventTimeWindow
+from hub.taxonomy import BUILTIN_TAXONOMY, Taxonomy
+
+_CATEGORY, _SEVERITY = "category", "severity"  # the fields the taxonomy decides beyond the model
 
 # Validators written in Python that the schema does not show, each with how the Rust check covers it. A
 # validator not listed here stops the checker from being built: teach the Rust side its rule first.
@@ -49,14 +53,18 @@ class EventColumns:
 
 
 class BatchDecoder:
-    """Decides batches of ingest messages against ``model`` (the canonical :class:`Event` unless told)."""
+    """Decides batches of ingest messages against ``model`` (the canonical :class:`Event` unless told) and
+    ``taxonomy``, as :func:`hub.pipeline.decode.decode_events` does: an event's category must be one of the
+    taxonomy's, and an event without a severity gets its category's default severity."""
 
-    def __init__(self, model: type[BaseModel] = Event, source_field: str = "source", time_field: str = "time"):
+    def __init__(self, model: type[BaseModel] = Event, taxonomy: Taxonomy = BUILTIN_TAXONOMY,
+                 source_field: str = "source", time_field: str = "time"):
         refuse_uncovered_validators(model)
-        self.model = model
-        self._checker = _core.EventChecker(
-            orjson.dumps(checker_schema(model)).decode(), source_field, time_field, wire.TYPE_EVENT
-        )
+        self.model, self.taxonomy = model, taxonomy
+        schema = checker_schema(model)
+        schema["properties"][_CATEGORY]["enum"] = sorted(taxonomy)
+        del schema["properties"][_SEVERITY]["default"]  # the taxonomy's, filled in by decode()
+        self._checker = _core.EventChecker(orjson.dumps(schema).decode(), source_field, time_field, wire.TYPE_EVENT)
 
     def decode(
         self, batch: Sequence[IngestMessage], max_bytes: int, window: EventTimeWindow
@@ -67,6 +75,10 @@ class BatchDecoder:
             [message.received for message in batch], max_bytes, window.max_ahead_s, window.max_age_s,
             window.accept_out_of_range,
         )
+        severities = columns[_SEVERITY]
+        for row, (category, severity) in enumerate(zip(columns[_CATEGORY], severities, strict=True)):
+            if severity is None:
+                severities[row] = self.taxonomy.default_severity(category).value
         return EventColumns(accepted, columns), [batch[position] for position in undecided]
 
 

@@ -23,7 +23,7 @@ from hub import ids
 from hub.coords import convert
 from hub.geofence import GridIndex, Resolution
 from hub.incidents import ExpiringMerge
-from hub.models import Category, CloseRequest, CoordSystem, Event, GridCell, IncidentChange, Severity
+from hub.models import CloseRequest, CoordSystem, Event, GridCell, IncidentChange, Severity
 from hub.pipeline.batch_decode import BatchDecoder, EventColumns
 from hub.pipeline.batch_encode import EventEncoder, grid_path_json
 from hub.pipeline.decode import IngestMessage, Rejection, decode_events
@@ -129,7 +129,7 @@ class _Report(NamedTuple):
 
     id: str
     source_event_id: str
-    category: Category
+    category: str
     severity: Severity
     grid_path: Sequence[GridCell]
     location: _Point | None
@@ -145,7 +145,7 @@ class BatchProcessor:
         self._place_cache: dict[tuple[int, tuple[int, ...], tuple[float, ...]], _Place] = {}
         self.options = options
         self.on_transform_outcome = on_transform_outcome
-        self._decoder = BatchDecoder()
+        self._decoder = BatchDecoder(taxonomy=engines.taxonomy)
         self._encoder = EventEncoder()
 
     @property
@@ -157,6 +157,8 @@ class BatchProcessor:
         self._engines = engines
         self._grid_cells = {}  # new grids: new cells
         self._place_cache = {}
+        if engines.taxonomy is not self._decoder.taxonomy:
+            self._decoder = BatchDecoder(taxonomy=engines.taxonomy)
 
     def process(self, state: PipelineState, batch: Sequence[IngestMessage], evaluate: bool = False) -> BatchResult:
         """``batch``: messages in stream order. Raises whatever a stage raises, leaving ``state`` partly
@@ -192,7 +194,7 @@ class BatchProcessor:
         options = self.options
         with result.timed("decode"):
             fast, undecided = self._decoder.decode(batch, options.max_message_bytes, options.event_time)
-            rest = decode_events(undecided, options.max_message_bytes, options.event_time)
+            rest = decode_events(undecided, options.max_message_bytes, options.event_time, self.engines.taxonomy)
         if rest.events or rest.closes or not all(fast.columns["source_event_id"]):
             return False
         result.rejected = rest.rejected
@@ -241,7 +243,7 @@ class BatchProcessor:
         with result.timed("encode"):
             grid_paths = [place[0] if place else _input_grid_path(text) for place, text in zip(places, columns["grid_path"], strict=True)]
             reports = [
-                _Report(event_id, reference, Category(category), severity, path,
+                _Report(event_id, reference, category, severity, path,
                         _Point(lon, lat, crs, accuracy) if present else None, address)
                 for event_id, reference, category, severity, path, present, lon, lat, crs, accuracy, address in zip(
                     event_ids, columns["source_event_id"], columns["category"], severities, grid_paths, located,
