@@ -208,8 +208,7 @@ class BatchProcessor:
         columns = fast.columns
         window = self.options.event_time
         with result.timed("dedup"):
-            keys = [f"{source}:{ref}:{status}" if status else f"{source}:{ref}" for source, ref, status in
-                    zip(columns["source"], columns["source_event_id"], columns["status"], strict=True)]
+            keys = list(map(ids.source_key, columns["source"], columns["source_event_id"], columns["status"]))
             clocks = [window.clock(at, message.received) for at, message in zip(columns["time"], messages, strict=True)]
             kept = [i for i, duplicate in enumerate(state.deduper.check_many(keys, clocks)) if not duplicate]
             result.duplicates += len(keys) - len(kept)
