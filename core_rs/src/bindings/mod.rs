@@ -6,6 +6,8 @@ use pyo3::prelude::*;
 mod geo;
 mod ids;
 mod incidents;
+mod ingest;
+mod outputs;
 mod rules;
 
 #[pyfunction]
@@ -19,6 +21,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     geo::register(m)?;
     ids::register(m)?;
     incidents::register(m)?;
+    ingest::register(m)?;
+    outputs::register(m)?;
     rules::register(m)?;
     Ok(())
 }
