@@ -9,7 +9,8 @@ Loading runs in phases, like Vector's ``validate``, and reports every problem at
 1. parse — TOML syntax (``tomllib``);
 2. substitute — ``${NAME}`` / ``${NAME:-default}`` in string values from the environment (secrets live there);
 3. structure — the pydantic models below, and each plugin's settings against its own model;
-4. environment — files the config points at exist (grids, rule files, TLS and credential files).
+4. environment — files the config points at exist (grids, rule files, TLS and credential files);
+5. meaning — rules compile, the merge policy builds, ``[tier]`` names cells of the admin grids in their order.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from pydantic import (
     model_validator,
 )
 
-from hub.errors import ConfigError, ConfigIssue, RuleError
+from hub.errors import ConfigError, ConfigIssue, GeoError, RuleError
+from hub.federation.scope import CITY, GridHierarchy, Scope, parent_problem
 from hub.geofence import LayerSpec
 from hub.incidents import CategoryPolicy, MergePolicy
 from hub.models import Category, CoordSystem
@@ -166,6 +168,7 @@ class EmbeddedNatsConfig(Section):
 
 _NATS_URL = re.compile(r"^(nats|tls|ws|wss)://[^\s/]+$")
 _USERINFO = re.compile(r"//[^/@\s]+@")  # user:password@ in a URL, hidden in error messages
+_LEAFNODE_URL = re.compile(r"^(nats-leaf|tls|ws|wss)://[^\s/]+$")
 
 
 class NatsConfig(Section):
@@ -282,6 +285,47 @@ class GeoConfig(Section):
         if repeated:
             raise ValueError(f"layer names must be unique; repeated: {', '.join(repeated)}")
         return layers
+
+
+# --- [tier] ----------------------------------------------------------------------------------------
+
+
+class TierParent(Section):
+    """The hub one tier up: the city for a district hub, the district for a street hub."""
+
+    scope: str = Field(description="The parent hub's scope: 'city', or the code of the district that holds this street.")
+    leafnode_url: str | None = Field(
+        None,
+        description="The parent's leafnode listener (nats-leaf://host:7422) that the embedded nats-server links to. "
+        "A hub on a nats-server of its own gets that link from the server's config (cityhub nats-config).",
+    )
+    credentials: ConfigPath | None = Field(
+        None, description="NKey seed file the leafnode link authenticates with (cityhub nats-config writes one per hub)."
+    )
+
+    @field_validator("leafnode_url")
+    @classmethod
+    def _leafnode_url(cls, url: str | None) -> str | None:
+        if url is not None and not _LEAFNODE_URL.match(url):
+            raise ValueError(f"not a leafnode URL: {_USERINFO.sub('//***@', url)} (write nats-leaf://host:7422)")
+        return url
+
+
+class TierConfig(Section):
+    """Which part of the city this hub owns, and the hubs above and below it (docs/deployment.md)."""
+
+    scope: str = Field(
+        "city", description="'city', a district code or a street code from the admin grids: what this hub owns."
+    )
+    parent: TierParent | None = Field(None, description="The hub one tier up (none for the city, or a hub on its own).")
+    children: list[str] = Field(
+        default_factory=list,
+        description="Scopes of the hubs one tier down: events located there are handed down to them, and their "
+        "unified streams are sourced up into this hub's.",
+    )
+    leafnode_port: int | None = Field(
+        None, ge=1, le=65535, description="Leafnode listener of the embedded nats-server, for the children's links."
+    )
 
 
 # --- [dedup], [merge] ------------------------------------------------------------------------------
@@ -452,6 +496,7 @@ class HubConfig(Section):
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig, description="The live dashboard.")
     hooks: HooksConfig = Field(default_factory=HooksConfig, description="Plugin containment.")
     geo: GeoConfig = Field(default_factory=GeoConfig, description="Grids for the geofence.")
+    tier: TierConfig = Field(default_factory=TierConfig, description="This hub's scope and its place among the tiers.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact de-duplication.")
     merge: MergeConfig = Field(default_factory=MergeConfig, description="Incident merging.")
     rules: list[Rule] = Field(
@@ -618,6 +663,8 @@ def _file_issues(document: _Document, config: HubConfig) -> list[ConfigIssue]:
         candidates += [(("nats", "tls", name), getattr(config.nats.tls, name)) for name in ("ca", "cert", "key")]
     candidates += [(("geo", "layers", index, "path"), layer.path) for index, layer in enumerate(config.geo.layers)]
     candidates += [(("rule_files", index), path) for index, path in enumerate(config.rule_files)]
+    if config.tier.parent is not None:
+        candidates.append((("tier", "parent", "credentials"), config.tier.parent.credentials))
     return [
         document.issue(key, f"file not found: {path}")
         for key, path in candidates
@@ -721,6 +768,35 @@ def _engine_issues(document: _Document, config: HubConfig) -> list[ConfigIssue]:
     return []
 
 
+def _tier_issues(document: _Document, config: HubConfig) -> list[ConfigIssue]:
+    """``[tier]`` against the admin grids: known codes, the parent one tier up, children one tier down."""
+    tier = config.tier
+    if tier.scope == CITY and tier.parent is None and not tier.children:
+        return []
+    try:
+        hierarchy = GridHierarchy.from_layers(layer.spec() for layer in config.geo.layers if layer.path.is_file())
+    except GeoError as exc:
+        return [document.issue(("geo", "layers"), str(exc))]
+    issues: list[ConfigIssue] = []
+
+    def scope_at(path: KeyPath, code: str) -> Scope | None:
+        try:
+            return hierarchy.scope(code)
+        except ValueError as exc:
+            issues.append(document.issue(path, str(exc)))
+            return None
+
+    scope = scope_at(("tier", "scope"), tier.scope)
+    parent = scope_at(("tier", "parent", "scope"), tier.parent.scope) if tier.parent else None
+    if scope is not None and parent is not None and (problem := parent_problem(scope, parent)):
+        issues.append(document.issue(("tier", "parent", "scope"), problem))
+    for index, code in enumerate(tier.children):
+        child = scope_at(("tier", "children", index), code)
+        if scope is not None and child is not None and (problem := parent_problem(child, scope)):
+            issues.append(document.issue(("tier", "children", index), f"not a child of this hub: {problem}"))
+    return issues
+
+
 def load_config(
     path: str | Path,
     *,
@@ -750,6 +826,7 @@ def load_config(
     if not issues:
         issues += _compile_rules(config, places)
     issues += _engine_issues(document, config)
+    issues += _tier_issues(document, config)
     if plugin_models is not None:
         config._plugin_settings, plugin_issues = _plugin_issues(document, config, plugin_models)
         issues += plugin_issues
