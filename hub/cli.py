@@ -4,6 +4,8 @@ start a new connector.
     cityhub run [-c cityhub.toml]        run the hub (embedded nats-server when no servers are configured)
     cityhub demo [--for 40s]             everything, with simulators and sample grids (until Ctrl-C)
     cityhub validate FILE                every config error as file:line: key: message (exit 1), else a summary
+    cityhub nats-config --hub SCOPE=HOST:PORT:LEAFNODE_PORT ... --out DIR
+                                         nats-server configs and credentials of the tiered hubs (docs/deployment.md)
     cityhub plugins list|enable|disable  through the admin API, with the admin token
     cityhub tap [--district ...]         live tail of the unified stream
     cityhub replay --since 1h            re-read the unified stream from JetStream
@@ -189,6 +191,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nats_config(args: argparse.Namespace) -> int:
+    from hub.federation.deployment import Deployment, Placement, write_deployment
+    from hub.federation.scope import GridHierarchy
+
+    config = load_config(args.config)
+    hierarchy = GridHierarchy.from_layers(layer.spec() for layer in config.geo.layers)
+    deployment = Deployment([Placement.parse(text, hierarchy) for text in args.hub], hierarchy)
+    for path in write_deployment(deployment, Path(args.out), Path(args.store_root)):
+        print(f"wrote {path}")
+    print(f"credentials (NKey seeds, one per user): {Path(args.out) / 'creds'}")
+    return 0
+
+
 def cmd_new_connector(args: argparse.Namespace) -> int:
     written = write_connector(Path(args.root), args.name, args.port)
     for path in written:
@@ -242,6 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay_parser.add_argument("--since", required=True, help="a duration back (2h, 30m) or a time with offset")
     replay_parser.add_argument("--follow", action="store_true", help="keep printing new events once caught up")
     replay_parser.set_defaults(handler=cmd_replay)
+
+    nats_config = commands.add_parser(
+        "nats-config", help="write the nats-server configs and credentials of a deployment of tiered hubs")
+    nats_config.add_argument("--hub", action="append", required=True, metavar="SCOPE=HOST:PORT:LEAFNODE_PORT",
+                             help="one hub: its scope (city, a district or street code) and where its server listens")
+    nats_config.add_argument("--out", required=True, help="folder to write <scope>/nats-server.conf and creds/ into")
+    nats_config.add_argument("--store-root", default="/var/lib/cityhub/nats",
+                             help="JetStream store of each server: STORE_ROOT/<scope>")
+    nats_config.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file whose admin grids to read")
+    nats_config.set_defaults(handler=cmd_nats_config)
 
     new = commands.add_parser("new-connector", help="write a working connector skeleton with its test and docs")
     new.add_argument("name", help="connector name: lower-case letters, digits and _")

@@ -62,6 +62,7 @@ class EmbeddedNats:
     port: int = field(default_factory=free_port)
     mqtt_port: int | None = None
     extra_config: str = ""  # nats-server config appended as is (authorization, tls blocks), for tests
+    config_file: Path | None = None  # a complete config to run instead (`cityhub nats-config` writes them)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -89,8 +90,9 @@ class EmbeddedNats:
         Linux the server is told to stop when that thread's process dies (a hub killed with SIGKILL would
         otherwise leave its server running, holding the store)."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        config = self.store_dir / "nats-server.conf"
-        config.write_text(self._config_text())
+        config = self.config_file or self.store_dir / "nats-server.conf"
+        if self.config_file is None:
+            config.write_text(self._config_text())
         log = open(self.store_dir / "nats-server.log", "ab")
         # Its own session: a Ctrl-C at the terminal reaches the hub, which stops the server last, in order.
         self.process = subprocess.Popen(

@@ -27,8 +27,9 @@ class Scope:
     district: str | None = None
 
     @property
-    def parent_level(self) -> Level | None:
-        return {"city": None, "district": "city", "street": "district"}[self.level]  # type: ignore[return-value]
+    def domain(self) -> str:
+        """The JetStream domain of this scope's hub: its API is ``$JS.<domain>.API`` from the other tiers."""
+        return self.code
 
     def holds(self, district: str | None, street: str | None) -> bool:
         """Whether a location in ``district`` / ``street`` is this scope's."""
@@ -95,13 +96,18 @@ def _layer_codes(layer: LayerSpec) -> dict[str, GridCode]:
     return codes
 
 
+def parent_code(scope: Scope) -> str | None:
+    """The scope one tier up in the grid hierarchy (None for the city)."""
+    return {"city": None, "district": CITY, "street": scope.district}[scope.level]
+
+
 def parent_problem(scope: Scope, parent: Scope) -> str | None:
     """Why ``parent`` cannot be the parent hub of ``scope`` (None when it can): a district's parent is the city,
     a street's is the district that holds it."""
     if scope.level == "city":
         return "the city hub has no parent: remove [tier.parent]"
-    if scope.level == "district" and parent.level != "city":
+    if parent.code == parent_code(scope):
+        return None
+    if scope.level == "district":
         return f"district {scope.code}'s parent hub is the city, not {parent.code!r}"
-    if scope.level == "street" and parent.code != scope.district:
-        return f"street {scope.code} is in district {scope.district}, not in the parent's scope {parent.code!r}"
-    return None
+    return f"street {scope.code} is in district {scope.district}, not in the parent's scope {parent.code!r}"
