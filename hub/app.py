@@ -142,7 +142,7 @@ class Hub:
             await asyncio.to_thread(self.embedded.wait_listening)
             nats_config = nats_config.model_copy(update={"servers": [self.embedded.url]})
         self.nc = await connect(nats_config)
-        await ensure_streams(self.nc.jetstream(), nats_config.streams)
+        await ensure_streams(self.nc.jetstream(), nats_config.streams, self.config.tier)
         await self.plugins.startup()
         transforms = await self._transforms()
         self.pipeline = Pipeline(self.nc, build_engines(self.config, transforms), self.metrics,
@@ -219,7 +219,7 @@ class Hub:
         if self.pipeline is not None:
             self.pipeline.swap_engines(Engines(**{**engines.__dict__, "transforms": tuple(transforms)}))
         if self.nc is not None:
-            await ensure_streams(self.nc.jetstream(), config.nats.streams)
+            await ensure_streams(self.nc.jetstream(), config.nats.streams, config.tier)
 
     async def dry_run(self, event: Event) -> dict[str, Any]:
         """What the pipeline would do with ``event`` (grid path, incident, matched rules), on a copy of the

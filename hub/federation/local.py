@@ -10,6 +10,7 @@ from pathlib import Path
 import nats
 from nats.aio.client import Client
 
+from hub.config import TierConfig, TierParent
 from hub.embedded import EmbeddedNats, free_port
 from hub.federation.deployment import Deployment, Keys, Placement, hub_user, write_deployment
 from hub.federation.permissions import inbox_prefix, viewer_name
@@ -33,6 +34,13 @@ class LocalTiers:
 
     def scope(self, code: str) -> Scope:
         return self.deployment.placements[code].scope
+
+    def tier_config(self, code: str) -> TierConfig:
+        """The ``[tier]`` of the hub ``code``: its parent and children in this deployment."""
+        scope = self.scope(code)
+        parent = self.deployment.parent_of(scope)
+        return TierConfig(scope=code, parent=TierParent(scope=parent.scope.code) if parent else None,
+                          children=[child.scope.code for child in self.deployment.children_of(scope)])
 
     def url(self, code: str) -> str:
         return self.servers[code].url
