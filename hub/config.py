@@ -168,7 +168,6 @@ class EmbeddedNatsConfig(Section):
 
 _NATS_URL = re.compile(r"^(nats|tls|ws|wss)://[^\s/]+$")
 _USERINFO = re.compile(r"//[^/@\s]+@")  # user:password@ in a URL, hidden in error messages
-_LEAFNODE_URL = re.compile(r"^(nats-leaf|tls|ws|wss)://[^\s/]+$")
 
 
 class NatsConfig(Section):
@@ -291,24 +290,11 @@ class GeoConfig(Section):
 
 
 class TierParent(Section):
-    """The hub one tier up: the city for a district hub, the district for a street hub."""
+    """The hub one tier up: the city for a district hub, the district for a street hub. The hub never connects
+    to it: its nats-server's leafnode link does (``cityhub nats-config`` writes it), and the hub's streams
+    source from the parent's JetStream domain, named after its scope."""
 
     scope: str = Field(description="The parent hub's scope: 'city', or the code of the district that holds this street.")
-    leafnode_url: str | None = Field(
-        None,
-        description="The parent's leafnode listener (nats-leaf://host:7422) that the embedded nats-server links to. "
-        "A hub on a nats-server of its own gets that link from the server's config (cityhub nats-config).",
-    )
-    credentials: ConfigPath | None = Field(
-        None, description="NKey seed file the leafnode link authenticates with (cityhub nats-config writes one per hub)."
-    )
-
-    @field_validator("leafnode_url")
-    @classmethod
-    def _leafnode_url(cls, url: str | None) -> str | None:
-        if url is not None and not _LEAFNODE_URL.match(url):
-            raise ValueError(f"not a leafnode URL: {_USERINFO.sub('//***@', url)} (write nats-leaf://host:7422)")
-        return url
 
 
 class TierConfig(Section):
@@ -322,9 +308,6 @@ class TierConfig(Section):
         default_factory=list,
         description="Scopes of the hubs one tier down: events located there are handed down to them, and their "
         "unified streams are sourced up into this hub's.",
-    )
-    leafnode_port: int | None = Field(
-        None, ge=1, le=65535, description="Leafnode listener of the embedded nats-server, for the children's links."
     )
 
 
@@ -663,8 +646,6 @@ def _file_issues(document: _Document, config: HubConfig) -> list[ConfigIssue]:
         candidates += [(("nats", "tls", name), getattr(config.nats.tls, name)) for name in ("ca", "cert", "key")]
     candidates += [(("geo", "layers", index, "path"), layer.path) for index, layer in enumerate(config.geo.layers)]
     candidates += [(("rule_files", index), path) for index, path in enumerate(config.rule_files)]
-    if config.tier.parent is not None:
-        candidates.append((("tier", "parent", "credentials"), config.tier.parent.credentials))
     return [
         document.issue(key, f"file not found: {path}")
         for key, path in candidates

@@ -33,7 +33,7 @@ def test_a_street_under_its_district_and_a_district_with_its_streets_are_valid(t
     assert street.tier.parent.scope == "510104"
     district = load_config(config_with(
         tmp_path, '[tier]\nscope = "510104"\nchildren = ["510104-01", "510104-02"]\n'
-                  '[tier.parent]\nscope = "city"\nleafnode_url = "nats-leaf://city.local:7422"\n'))
+                  '[tier.parent]\nscope = "city"\n'))
     assert district.tier.children == ["510104-01", "510104-02"]
 
 
@@ -59,11 +59,6 @@ def test_a_community_a_city_with_a_parent_and_a_foreign_child_are_errors(tmp_pat
     foreign = config_with(tmp_path, '[tier]\nscope = "510104"\nchildren = ["510104-01",\n  "510105-02"]\n')
     [issue] = issues_of(foreign)
     assert issue.startswith(f"{foreign}:9: tier.children[1]: not a child of this hub: street 510105-02 is in district")
-
-
-def test_a_leafnode_url_must_be_one(tmp_path):
-    path = config_with(tmp_path, '[tier]\nscope = "510104"\nparent = { scope = "city", leafnode_url = "http://x:1" }\n')
-    assert "not a leafnode URL: http://x:1" in issues_of(path)[0]
 
 
 def test_scopes_hold_their_own_places():
