@@ -114,26 +114,28 @@ def link_user(scope: Scope) -> str:
     return f"link-{scope.code}"
 
 
-def _user(public_key: str, permissions: Permissions | None) -> str:
-    fields = {"nkey": public_key} | ({"permissions": permissions} if permissions else {})
-    return json.dumps(fields, ensure_ascii=False)  # nats-server's config format reads JSON
+def _user(keys: Keys, name: str, what: str, permissions: Permissions | None = None) -> list[str]:
+    fields = {"nkey": keys.public_key(name)} | ({"permissions": permissions} if permissions else {})
+    return [f"  # {name}: {what}", f"  {json.dumps(fields, ensure_ascii=False)},"]  # the config format reads JSON
 
 
 def server_config(deployment: Deployment, placement: Placement, keys: Keys, store_dir: Path) -> str:
     """The nats-server config of one hub: its JetStream domain, its users, its leafnode listener and link."""
     scope = placement.scope
-    users = [_user(keys.public_key(hub_user(scope)), None)]
-    users += [_user(keys.public_key(viewer_name(viewer)), viewer_permissions(viewer, scope))
-              for viewer in deployment.viewers_of(scope)]
-    users += [_user(keys.public_key(link_user(child.scope)), link_permissions())
-              for child in deployment.children_of(scope)]
+    users = _user(keys, hub_user(scope), "this hub and its connectors, anything on this server")
+    for viewer in deployment.viewers_of(scope):
+        users += _user(keys, viewer_name(viewer), f"the {viewer.level} centre {viewer.code}'s screens and systems",
+                       viewer_permissions(viewer, scope))
+    for child in deployment.children_of(scope):
+        users += _user(keys, link_user(child.scope), f"the leafnode link of the {child.scope.level} hub {child.scope.code}",
+                       link_permissions())
     lines = [
         f"# nats-server config of the {scope.level} hub {scope.code}, written by `cityhub nats-config`",
         f'server_name: "cityhub-{scope.code}"',
         f'listen: "{placement.host}:{placement.port}"',
         f'jetstream {{ store_dir: {json.dumps(str(store_dir))}, domain: "{scope.domain}" }}',
         f"accounts {{ {ACCOUNT} {{ jetstream: enabled, users: [",
-        *(f"  {user}," for user in users),
+        *users,
         "] } }",
         *_leafnodes(deployment, placement, keys),
     ]
