@@ -9,6 +9,7 @@ Subjects (token order is part of the public contract; subscribe with plain NATS 
 ``cityhub.dispatch.orders.<connector>``                         dispatch orders, for the connector that delivers them
 ``cityhub.dispatch.updates.<source>``                           dispatch status changes reported back
 ``cityhub.dlq.<source>``                                        rejected input: original bytes, reason in headers
+``cityhub.handoff.<child>.<source>``                            events handed to the hub one tier down (docs/deployment.md)
 ==============================================================  =============================================
 
 Grid tokens are cell ids (``_`` when the location resolved to no cell on that level). Examples: every critical
@@ -27,6 +28,7 @@ EVENTS_STREAM = "CITYHUB_EVENTS"
 INCIDENTS_STREAM = "CITYHUB_INCIDENTS"
 DISPATCH_STREAM = "CITYHUB_DISPATCH"
 DLQ_STREAM = "CITYHUB_DLQ"
+HANDOFF_STREAM = "CITYHUB_HANDOFF"  # only on a hub with child hubs (hub.federation.sourcing)
 
 # JetStream KV bucket of one connector's durable state: this prefix + the connector's source name.
 STATE_BUCKET_PREFIX = "CITYHUB_STATE_"
@@ -65,12 +67,18 @@ def dlq_subject(source: str) -> str:
     return f"{PREFIX}.dlq.{token(source)}"
 
 
+def handoff_subject(child: str, source: str) -> str:
+    """Where a hub puts an event for the child hub ``child`` (a district or street code)."""
+    return f"{PREFIX}.handoff.{token(child)}.{token(source)}"
+
+
 STREAM_SUBJECTS: dict[str, list[str]] = {
     INGEST_STREAM: [f"{PREFIX}.ingest.>"],
     EVENTS_STREAM: [f"{PREFIX}.events.>"],
     INCIDENTS_STREAM: [f"{PREFIX}.incidents.>"],
     DISPATCH_STREAM: [f"{PREFIX}.dispatch.>"],
     DLQ_STREAM: [f"{PREFIX}.dlq.>"],
+    HANDOFF_STREAM: [f"{PREFIX}.handoff.>"],
 }
 _STREAM_OF_KIND = {patterns[0].split(".")[1]: name for name, patterns in STREAM_SUBJECTS.items()}
 

@@ -23,13 +23,7 @@ from nats.js.api import ExternalStream, StreamConfig, StreamSource, SubjectTrans
 from hub import topology
 from hub.federation.permissions import UNIFIED_STREAMS
 
-HANDOFF_STREAM = "CITYHUB_HANDOFF"
 HEADER_STREAM_SOURCE = "Nats-Stream-Source"  # set by the server on every message a stream sourced
-
-
-def handoff_subject(child: str, source: str) -> str:
-    """Where a hub puts an event for the child hub ``child`` (a district or street code)."""
-    return f"{topology.PREFIX}.handoff.{topology.token(child)}.{topology.token(source)}"
 
 
 def sourced(headers: Mapping[str, str] | None) -> bool:
@@ -44,7 +38,7 @@ def _api(domain: str) -> ExternalStream:
 def handoff_source(scope: str, parent: str) -> StreamSource:
     """The child's ingest stream's source: its own subjects of the parent's hand-off stream, as ingest."""
     return StreamSource(
-        name=HANDOFF_STREAM, external=_api(parent),
+        name=topology.HANDOFF_STREAM, external=_api(parent),
         subject_transforms=[SubjectTransform(src=f"{topology.PREFIX}.handoff.{topology.token(scope)}.*",
                                              dest=f"{topology.PREFIX}.ingest.{{{{wildcard(1)}}}}")],
     )
@@ -62,6 +56,7 @@ def federate(configs: list[StreamConfig], scope: str, parent: str | None, childr
                  for config in configs]
     if children:
         ingest = next(config for config in configs if config.name == topology.INGEST_STREAM)
-        federated.append(replace(ingest, name=HANDOFF_STREAM, subjects=[f"{topology.PREFIX}.handoff.>"], sources=None,
+        federated.append(replace(ingest, name=topology.HANDOFF_STREAM, sources=None,
+                                 subjects=topology.STREAM_SUBJECTS[topology.HANDOFF_STREAM],
                                  description="CityHub hand-off to the hubs one tier down"))
     return federated

@@ -3,7 +3,8 @@ place, the unified streams up to every tier above, on the same subjects."""
 
 from __future__ import annotations
 
-from hub.federation.sourcing import HANDOFF_STREAM, handoff_subject, sourced
+from hub.federation.sourcing import sourced
+from hub.topology import HANDOFF_STREAM, handoff_subject
 from hub.streams import ensure_streams
 from tests.waiting import wait_until
 
