@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hub.federation.scope import Scope
+from hub.config import HubConfig
+from hub.federation.scope import CITY, GridHierarchy, Scope
 
 KEEP = ""  # Ownership.route: the event is this hub's
 
@@ -35,3 +36,12 @@ class OutsideScope(ValueError):
         place = f"street {street}" if street else f"district {district}"
         super().__init__(f"located in {place}, outside this hub's scope ({scope.level} {scope.code}): "
                          f"send it to the city hub, which hands it to the hub that owns it")
+
+
+def ownership_from_config(config: HubConfig) -> Ownership | None:
+    """The hub's :class:`Ownership` from ``[tier]`` (None for a city hub with no children: it keeps everything)."""
+    tier = config.tier
+    if tier.scope == CITY and not tier.children:
+        return None
+    hierarchy = GridHierarchy.from_layers(layer.spec() for layer in config.geo.layers)
+    return Ownership(hierarchy.scope(tier.scope), frozenset(tier.children))
