@@ -10,6 +10,7 @@ Subjects (token order is part of the public contract; subscribe with plain NATS 
 ``cityhub.dispatch.updates.<source>``                           dispatch status changes reported back
 ``cityhub.dlq.<source>``                                        rejected input: original bytes, reason in headers
 ``cityhub.handoff.<child>.<source>``                            events handed to the hub one tier down (docs/deployment.md)
+``cityhub.coordination.<child>.<connector>``                    orders for a connector of the hub one tier down
 ==============================================================  =============================================
 
 Grid tokens are cell ids (``_`` when the location resolved to no cell on that level). Examples: every critical
@@ -28,7 +29,8 @@ EVENTS_STREAM = "CITYHUB_EVENTS"
 INCIDENTS_STREAM = "CITYHUB_INCIDENTS"
 DISPATCH_STREAM = "CITYHUB_DISPATCH"
 DLQ_STREAM = "CITYHUB_DLQ"
-HANDOFF_STREAM = "CITYHUB_HANDOFF"  # only on a hub with child hubs (hub.federation.sourcing)
+HANDOFF_STREAM = "CITYHUB_HANDOFF"  # these two only on a hub with child hubs (hub.federation.sourcing)
+COORDINATION_STREAM = "CITYHUB_COORDINATION"
 
 # JetStream KV bucket of one connector's durable state: this prefix + the connector's source name.
 STATE_BUCKET_PREFIX = "CITYHUB_STATE_"
@@ -72,6 +74,11 @@ def handoff_subject(child: str, source: str) -> str:
     return f"{PREFIX}.handoff.{token(child)}.{token(source)}"
 
 
+def coordination_subject(child: str, connector: str) -> str:
+    """Where a hub puts a dispatch order for the connector ``connector`` of the child hub ``child``."""
+    return f"{PREFIX}.coordination.{token(child)}.{token(connector)}"
+
+
 STREAM_SUBJECTS: dict[str, list[str]] = {
     INGEST_STREAM: [f"{PREFIX}.ingest.>"],
     EVENTS_STREAM: [f"{PREFIX}.events.>"],
@@ -79,6 +86,7 @@ STREAM_SUBJECTS: dict[str, list[str]] = {
     DISPATCH_STREAM: [f"{PREFIX}.dispatch.>"],
     DLQ_STREAM: [f"{PREFIX}.dlq.>"],
     HANDOFF_STREAM: [f"{PREFIX}.handoff.>"],
+    COORDINATION_STREAM: [f"{PREFIX}.coordination.>"],
 }
 _STREAM_OF_KIND = {patterns[0].split(".")[1]: name for name, patterns in STREAM_SUBJECTS.items()}
 

@@ -7,10 +7,14 @@ of ours relaying messages.
   ``cityhub.ingest.<source>`` by a subject transform, so the child's pipeline takes it like any input. The
   source remembers its position in the parent's stream across restarts and broken links, and what it
   delivers twice the ingest stream's duplicate window drops by ``Nats-Msg-Id`` (the pipeline's dedup after it).
+- **Coordination down.** A hub with children keeps ``CITYHUB_COORDINATION`` on
+  ``cityhub.coordination.<child>.<connector>``: a dispatch order published there (the city's joint-response
+  orders) reaches ``cityhub.dispatch.orders.<connector>`` of the child hub, whose dispatch stream sources it,
+  so the child's connector delivers it and its escalator follows its deadline.
 - **Up.** A hub with children sources each child's events, incidents and dispatch streams into its own, on the
   same subjects: a consumer of the city sees the whole city. A sourced message carries the
-  ``Nats-Stream-Source`` header; the hub acts (escalates, delivers orders) only on its own, the tier below
-  acts on the rest.
+  ``Nats-Stream-Source`` header naming the stream it came from; the hub acts (escalates, delivers orders) on
+  none that came from a lower tier's unified stream: that tier acts on them.
 """
 
 from __future__ import annotations
@@ -26,21 +30,23 @@ from hub.federation.permissions import UNIFIED_STREAMS
 HEADER_STREAM_SOURCE = "Nats-Stream-Source"  # set by the server on every message a stream sourced
 
 
-def sourced(headers: Mapping[str, str] | None) -> bool:
-    """Whether a stored message came from another tier's stream (that tier acts on it, not this one)."""
-    return bool(headers) and HEADER_STREAM_SOURCE in headers  # type: ignore[operator]
+def from_below(headers: Mapping[str, str] | None) -> bool:
+    """Whether a stored message was sourced up from a lower tier's unified stream (that tier acts on it)."""
+    origin = (headers or {}).get(HEADER_STREAM_SOURCE)
+    return origin is not None and origin.split(":", 1)[0] in UNIFIED_STREAMS
 
 
 def _api(domain: str) -> ExternalStream:
     return ExternalStream(api=f"$JS.{domain}.API")
 
 
-def handoff_source(scope: str, parent: str) -> StreamSource:
-    """The child's ingest stream's source: its own subjects of the parent's hand-off stream, as ingest."""
+def _from_parent(stream: str, kind: str, scope: str, parent: str, into: str) -> StreamSource:
+    """A child's source of its own subjects (``cityhub.<kind>.<scope>.<last>``) of the parent's ``stream``,
+    turned into ``<into>.<last>``."""
     return StreamSource(
-        name=topology.HANDOFF_STREAM, external=_api(parent),
-        subject_transforms=[SubjectTransform(src=f"{topology.PREFIX}.handoff.{topology.token(scope)}.*",
-                                             dest=f"{topology.PREFIX}.ingest.{{{{wildcard(1)}}}}")],
+        name=stream, external=_api(parent),
+        subject_transforms=[SubjectTransform(src=f"{topology.PREFIX}.{kind}.{topology.token(scope)}.*",
+                                             dest=f"{into}.{{{{wildcard(1)}}}}")],
     )
 
 
@@ -49,14 +55,22 @@ def federate(configs: list[StreamConfig], scope: str, parent: str | None, childr
     (kept like the ingest stream: a child that is away catches up from it)."""
     sources: dict[str, list[StreamSource]] = {}
     if parent is not None:
-        sources[topology.INGEST_STREAM] = [handoff_source(scope, parent)]
+        sources[topology.INGEST_STREAM] = [
+            _from_parent(topology.HANDOFF_STREAM, "handoff", scope, parent, f"{topology.PREFIX}.ingest")]
+        sources[topology.DISPATCH_STREAM] = [
+            _from_parent(topology.COORDINATION_STREAM, "coordination", scope, parent, f"{topology.PREFIX}.dispatch.orders")]
     for name in UNIFIED_STREAMS if children else ():
-        sources[name] = [StreamSource(name=name, external=_api(child)) for child in children]
+        sources[name] = [*sources.get(name, []), *(StreamSource(name=name, external=_api(child)) for child in children)]
     federated = [replace(config, sources=[*(config.sources or []), *sources.get(config.name, [])] or None)
                  for config in configs]
     if children:
-        ingest = next(config for config in configs if config.name == topology.INGEST_STREAM)
-        federated.append(replace(ingest, name=topology.HANDOFF_STREAM, sources=None,
-                                 subjects=topology.STREAM_SUBJECTS[topology.HANDOFF_STREAM],
-                                 description="CityHub hand-off to the hubs one tier down"))
+        federated += [_down_stream(configs, topology.INGEST_STREAM, topology.HANDOFF_STREAM, "hand-off of events"),
+                      _down_stream(configs, topology.DISPATCH_STREAM, topology.COORDINATION_STREAM, "coordination orders")]
     return federated
+
+
+def _down_stream(configs: list[StreamConfig], like: str, name: str, what: str) -> StreamConfig:
+    """A stream the children source from, kept like the hub's stream ``like``: a child that is away catches up."""
+    model = next(config for config in configs if config.name == like)
+    return replace(model, name=name, sources=None, subjects=topology.STREAM_SUBJECTS[name],
+                   description=f"CityHub {what} to the hubs one tier down")

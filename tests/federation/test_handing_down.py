@@ -24,7 +24,7 @@ async def test_a_12345_report_at_the_city_is_handled_once_by_its_district_and_se
     city_and_two_districts, tmp_path
 ):
     tiers = city_and_two_districts
-    city, d104, d105 = (await tiers.connect_hub(code) for code in ("city", "510104", "510105"))
+    city, d104, d105 = [await tiers.connect_hub(code) for code in ("city", "510104", "510105")]
     async with (running_hub(tiers, "city", tmp_path / "city"), running_hub(tiers, "510104", tmp_path / "104"),
                 running_hub(tiers, "510105", tmp_path / "105")):
         await send(city, report(1, "510104-01"), report(2, "510105-02"), report(3, "510108-03"))
@@ -43,8 +43,7 @@ async def test_a_12345_report_at_the_city_is_handled_once_by_its_district_and_se
         assert seen["incidentid"] == at_district[0]["incidentid"]  # the district's incident, not a city one
         assert at_city["510108-03-3"][0].startswith("cityhub.events.510108.")  # no hub below: the city's own
         incidents_104 = {cloud_event(m)["incidentid"] for m in await stored(d104, "CITYHUB_INCIDENTS")}
-        city_incidents = [cloud_event(m) for m in await stored(city, "CITYHUB_INCIDENTS")]
-        assert incidents_104 <= {incident["incidentid"] for incident in city_incidents}
+        await wait_until(lambda: _incidents_seen(city, incidents_104), "the district's incidents at the city")
         assert await count(city, "CITYHUB_HANDOFF") == 3  # 510104 twice, 510105 once; the re-send not again
     for client in (city, d104, d105):
         await client.close()
@@ -63,6 +62,10 @@ async def test_a_district_dead_letters_an_event_located_in_another_district(city
             "located in street 510105-02, outside this hub's scope (district 510104)")
         assert cloud_event(dead)["source_event_id"] == "510105-02-1"
     await district.close()
+
+
+async def _incidents_seen(client, incident_ids: set[str]) -> bool:
+    return incident_ids <= {cloud_event(m)["incidentid"] for m in await stored(client, "CITYHUB_INCIDENTS")}
 
 
 async def _has(client, stream: str, expected: int) -> bool:
