@@ -358,19 +358,18 @@ def demo_sections(names: Iterable[str] | None = None) -> str:
     return _DEMO_PORT.sub(lambda match: ports[match.group(0)], sections)
 
 
-def demo_config(data_dir: Path) -> str:
-    """The demo's ``cityhub.toml``: embedded NATS with MQTT, the shipped sample grids, a few rules and every
-    connector's demo section. Their secrets are ``${CITYHUB_DEMO_SECRET}``, which :func:`demo` generates."""
+def demo_config(data_dir: Path, placement: str | None = None, connectors: Iterable[str] | None = None) -> str:
+    """The demo's ``cityhub.toml``: embedded NATS with MQTT (or the ``placement`` tables: ``[nats]`` and
+    ``[tier]`` of a hub among tiers), the shipped sample grids, a few rules and the demo section of every
+    connector (or of ``connectors``). Their secrets are ``${CITYHUB_DEMO_SECRET}``, which :func:`demo` generates."""
     admin = SAMPLE_GRIDS / "chengdu_admin_gcj02.geojson"
     overlays = SAMPLE_GRIDS / "chengdu_overlays_gcj02.geojson"
-    mqtt_port = _free_port("127.0.0.1")
+    embedded = f"[nats.embedded]\nstore_dir = \"{data_dir / 'nats'}\"\nmqtt_port = {_free_port('127.0.0.1')}\n"
     return f"""
 timezone = "Asia/Shanghai"
 data_dir = "{data_dir}"
 
-[nats.embedded]
-store_dir = "{data_dir / 'nats'}"
-mqtt_port = {mqtt_port}
+{placement or embedded}
 
 [admin]
 port = 0
@@ -404,7 +403,7 @@ id = "answer-12345"
 when = 'source == "hotline12345" && payload.channel == "webhook"'
 actions = {{ route = ["connector:hotline12345"] }}
 
-{demo_sections()}
+{demo_sections(connectors)}
 """
 
 

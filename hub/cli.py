@@ -2,7 +2,8 @@
 start a new connector.
 
     cityhub run [-c cityhub.toml]        run the hub (embedded nats-server when no servers are configured)
-    cityhub demo [--for 40s]             everything, with simulators and sample grids (until Ctrl-C)
+    cityhub demo [--for 40s] [--tiers]   everything, with simulators and sample grids (until Ctrl-C); --tiers:
+                                         city, district and street hubs, each on its own nats-server
     cityhub validate FILE                every config error as file:line: key: message (exit 1), else a summary
     cityhub nats-config --hub SCOPE=HOST:PORT:LEAFNODE_PORT ... --out DIR
                                          nats-server configs and credentials of the tiered hubs (docs/deployment.md)
@@ -69,6 +70,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.tiers:
+        from hub.federation.demo import demo_tiers
+
+        return demo_tiers(args.duration)
     from hub.app import demo
 
     return demo(args.duration) or 0
@@ -233,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run everything with simulators and sample grids")
     demo.add_argument("--for", dest="duration", type=_duration_seconds, metavar="DURATION",
                       help="stop by itself after this long (e.g. 40s, 5m), as on Ctrl-C; default: until Ctrl-C")
+    demo.add_argument("--tiers", action="store_true",
+                      help="a city hub and district and street hubs on their own linked nats-servers")
     demo.set_defaults(handler=cmd_demo)
 
     validate = commands.add_parser("validate", help="check a config file and report every error")
