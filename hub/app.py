@@ -17,6 +17,7 @@ import secrets
 import signal
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,8 +41,8 @@ from hub.incidents import Deduper, IncidentMerger
 from hub.logs import configure_logging
 from hub.metrics import Metrics
 from hub.models import CloseRequest, Event
-from hub.natsconn import connect
-from hub.pipeline import BatchProcessor, Engines, Pipeline, PipelineOptions, PipelineState
+from hub.natslink import NatsLink
+from hub.pipeline import BatchProcessor, Engines, EventTimeWindow, IngestMessage, Pipeline, PipelineOptions, PipelineState
 from hub.plugins import PluginHost, build_plugin_host
 from hub.reload import ConfigReloader
 from hub.streams import ensure_streams
@@ -85,6 +86,11 @@ def pipeline_options(config: HubConfig) -> PipelineOptions:
         batch_size=config.pipeline.batch_size,
         fetch_timeout_s=config.pipeline.fetch_timeout.total_seconds(),
         max_message_bytes=config.pipeline.max_message_bytes,
+        event_time=EventTimeWindow(
+            max_ahead_s=config.pipeline.event_time.max_ahead.total_seconds(),
+            max_age_s=config.pipeline.event_time.max_age.total_seconds(),
+            accept_out_of_range=config.pipeline.event_time.out_of_range == "accept",
+        ),
     )
 
 
@@ -102,7 +108,7 @@ class Hub:
         self.plugins.attach(self)
         self.log = log
         self.embedded: EmbeddedNats | None = None
-        self.nc: NatsClient | None = None
+        self.link: NatsLink | None = None
         self.pipeline: Pipeline | None = None
         self.supervisor: Supervisor | None = None
         self.escalator: Escalator | None = None
@@ -127,6 +133,11 @@ class Hub:
     # lifecycle
 
     @property
+    def nc(self) -> NatsClient | None:
+        """The current NATS client (a new one after the server closed the last, :mod:`hub.natslink`)."""
+        return self.link.client if self.link is not None else None
+
+    @property
     def nats_url(self) -> str:
         return self.embedded.url if self.embedded else self.config.nats.servers[0]
 
@@ -141,14 +152,16 @@ class Hub:
             self.embedded.launch()  # from the event loop's thread, which lives as long as the hub
             await asyncio.to_thread(self.embedded.wait_listening)
             nats_config = nats_config.model_copy(update={"servers": [self.embedded.url]})
-        self.nc = await connect(nats_config)
-        await ensure_streams(self.nc.jetstream(), nats_config.streams, self.config.tier)
+        self.link = NatsLink(nats_config)
+        nc = await self.link.open()
+        self.link.add_listener(self._use_connection)
+        await ensure_streams(nc.jetstream(), nats_config.streams, self.config.tier)
         await self.plugins.startup()
         transforms = await self._transforms()
-        self.pipeline = Pipeline(self.nc, build_engines(self.config, transforms), self.metrics,
+        self.pipeline = Pipeline(nc, build_engines(self.config, transforms), self.metrics,
                                  pipeline_options(self.config), self._transform_outcome)
         await self.pipeline.start()
-        self.escalator = Escalator(self.nc)
+        self.escalator = Escalator(nc)
         await self.escalator.start()
         self.supervisor = Supervisor(nats_config, nats_config.streams, on_counters=self._connector_counters)
         self.plugins.add_listener(self._plugin_changed)
@@ -180,10 +193,19 @@ class Hub:
         if self.pipeline is not None:
             await self.pipeline.stop()
         await self.plugins.shutdown()
-        if self.nc is not None:
-            await self.nc.close()
+        if self.link is not None:
+            await self.link.close()
         if self.embedded is not None:
             await asyncio.to_thread(self.embedded.stop)
+
+    async def _use_connection(self, nc: NatsClient) -> None:
+        """Move every part that works on NATS onto the client that replaced a closed one."""
+        if self.pipeline is not None:
+            await self.pipeline.use_connection(nc)
+        if self.escalator is not None:
+            await self.escalator.use_connection(nc)
+        if self.dashboard is not None:
+            await self.dashboard.use_connection(nc)
 
     # the AdminHub protocol
 
@@ -196,9 +218,11 @@ class Hub:
         pipeline = self.pipeline
         return {
             "ok": connected and pipeline is not None and pipeline.running,
-            "nats": {"connected": connected, "embedded": self.embedded is not None},
+            "nats": {"connected": connected, "embedded": self.embedded is not None,
+                     "max_payload": self.nc.max_payload if self.nc else None,
+                     "replaced": self.link.replaced if self.link else 0},
             "pipeline": {
-                "running": pipeline is not None and pipeline.running,
+                **(pipeline.health() if pipeline else {"running": False, "status": "stopped"}),
                 "counts": dict(pipeline.counts) if pipeline else {},
                 "last_sequence": pipeline.state.last_seq if pipeline else 0,
                 "open_incidents": len(pipeline.state.incidents) if pipeline else 0,
@@ -231,10 +255,11 @@ class Hub:
         live = self.pipeline.state
         state = PipelineState(Deduper(engines.dedup_window_s, 16),
                               IncidentMerger.restore(live.merger.snapshot(), engines.merge_policy),
-                              copy.deepcopy(live.incidents), live.last_seq)
+                              copy.deepcopy(live.incidents), live.last_seq, live.watermark)
         processor = BatchProcessor(engines, self.pipeline.options)
         subject = topology.ingest_subject(event.source)
-        result = processor.process(state, [(0, subject, event.model_dump_json().encode())], evaluate=True)
+        message = IngestMessage(0, subject, event.model_dump_json().encode(), time.time())
+        result = processor.process(state, [message], evaluate=True)
         if result.rejected:
             return {"rejected": {"kind": result.rejected[0].kind, "reason": result.rejected[0].reason}}
         return result.evaluations[0]

@@ -27,6 +27,8 @@ _EXTENSION_DOCS = {
     "district": "District cell id of the location; absent when it resolved to no district.",
     "street": "Street cell id of the location; absent when it resolved to no street.",
     "gridcell": "Most specific admin cell id of the location.",
+    "trimmed": "Data fields left out so the message fits the server's max_payload, with their sizes; "
+               "absent when nothing was left out.",
 }
 
 
@@ -101,6 +103,10 @@ def _messages() -> dict[str, Any]:
             "properties": {
                 topology.HEADER_REASON: {"type": "string", "description": "Why the message was rejected."},
                 topology.HEADER_ORIGINAL_SUBJECT: {"type": "string", "description": "Where it was received."},
+                topology.HEADER_ORIGINAL_OBJECT: {
+                    "type": "string", "description": "<bucket>/<name> of the object store entry holding the original "
+                                                     "bytes when they would not fit with the headers (empty payload)."},
+                topology.HEADER_ORIGINAL_SIZE: {"type": "string", "description": "Size of that original, in bytes."},
             },
         },
     )

@@ -189,7 +189,7 @@ class NatsConfig(Section):
         timedelta(seconds=30),
         description="How long start-up keeps retrying servers that are not up yet (refused, unreachable, timed out) "
         "before it fails. Rejected credentials or certificates fail at once. Once connected, the hub reconnects "
-        "for ever.",
+        "for ever, and replaces a connection the server closes.",
     )
     embedded: EmbeddedNatsConfig = Field(default_factory=EmbeddedNatsConfig, description="The embedded server.")
     streams: StreamsConfig = Field(default_factory=StreamsConfig, description="JetStream retention and limits.")
@@ -402,6 +402,24 @@ def _default_personal_data() -> dict[str, MaskPolicy]:
     }
 
 
+class EventTimeConfig(Section):
+    """How far an event's own time may lie from when the hub received it. The hub's clocks (dedup retention,
+    incident expiry, event ids, escalation deadlines) never run ahead of the reception time, whatever an
+    event says; this window decides which events are taken at all."""
+
+    max_ahead: Duration = Field(timedelta(days=1), description="Events dated further ahead of their reception are out of range.")
+    max_age: Duration = Field(
+        timedelta(days=365), le=timedelta(days=36_500), description="Events dated longer before their reception are out of range."
+    )
+    out_of_range: Literal["dead_letter", "accept"] = Field(
+        "dead_letter",
+        description=(
+            "dead_letter: out-of-range events go to the DLQ as time_out_of_range. accept: they are kept as late "
+            "events, their time held inside the window for the hub's clocks (the event keeps its own time)."
+        ),
+    )
+
+
 class PipelineConfig(Section):
     """The pipeline that turns ingested events into the unified stream."""
 
@@ -412,6 +430,7 @@ class PipelineConfig(Section):
     max_message_bytes: int = Field(
         256 * 1024, ge=1024, description="Larger ingest messages go to the DLQ as oversized."
     )
+    event_time: EventTimeConfig = Field(default_factory=EventTimeConfig, description="The event-time window.")
     personal_data: dict[str, MaskPolicy] = Field(
         default_factory=_default_personal_data,
         description=(

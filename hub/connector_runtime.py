@@ -43,6 +43,8 @@ from hub.federation.sourcing import from_below
 from hub.models import CloseRequest, DispatchOrder, DispatchUpdate, Event
 from hub.config import NatsConfig, StreamsConfig
 from hub.natsconn import connect
+from hub.publisher import Message
+from hub.sizes import SizeGuard, size_on_the_wire
 from hub.streams import ensure_streams
 from hub.tasks import cancel_and_wait
 
@@ -171,11 +173,19 @@ class NatsConnectorContext:
         self.count("updates_published")
 
     async def reject(self, raw: bytes, reason: str) -> None:
+        """Dead-letter ``raw``; bytes that would not fit max_payload with the headers are kept in the object
+        store and referenced, like the pipeline's (:mod:`hub.sizes`), named by their digest."""
         headers = {
             topology.HEADER_REASON: _header_value(reason),
             topology.HEADER_ORIGINAL_SUBJECT: f"connector:{self.source}",
         }
-        await self._publish_acked(topology.dlq_subject(self.source), raw, None, headers)
+        subject = topology.dlq_subject(self.source)
+        if size_on_the_wire(raw, headers) <= self._nc.max_payload:
+            await self._publish_acked(subject, raw, None, headers)
+        else:
+            digest = f"dlq:{self.source}:{hashlib.sha256(raw).hexdigest()}"
+            [kept] = await SizeGuard(lambda: self._js).fit([Message(subject, raw, digest, headers)], self._nc.max_payload)
+            await self._publish_acked(kept.subject, kept.data, kept.msg_id, kept.headers)
         self.count("rejected")
         self.log.warning("rejected %d bytes to the DLQ: %s", len(raw), reason)
 
@@ -189,6 +199,8 @@ class NatsConnectorContext:
         headers = dict(headers or {})
         if msg_id is not None:
             headers[topology.HEADER_MSG_ID] = msg_id
+        if size_on_the_wire(raw, headers) > self._nc.max_payload:
+            raise MaxPayloadError  # nats-py checks the payload alone; the server would close the connection
         attempt = 0
         while True:
             attempt += 1

@@ -34,6 +34,7 @@ from hub.fetcher import Delivered
 from hub.follower import NATS_TROUBLE, Follower, Start
 from hub.models import CLOSE_REASON_MAX, CloseRequest, DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
 from hub.pipeline import connector_for_target, dispatch_output, incident_output
+from hub.sizes import SizeGuard
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.escalation")
@@ -81,14 +82,26 @@ class Escalator:
     """Tracks order deadlines and fires re-dispatch / escalation when they pass."""
 
     def __init__(self, nc: NatsClient, tick_s: float = 1.0):
-        self.nc = nc
-        self.js = nc.jetstream(timeout=10.0)
         self.tick_s = tick_s
         self.fired = 0
         self._kv: KeyValue | None = None
         self.follower = Follower(nc, topology.DISPATCH_STREAM, f"{topology.PREFIX}.dispatch.>", Start(seq=1),
                                  name="escalation", durable=CONSUMER, batch=100)
         self._tasks: list[asyncio.Task[None]] = []
+        self.sizes = SizeGuard(lambda: self.js)
+        self._bind(nc)
+
+    def _bind(self, nc: NatsClient) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=10.0)
+
+    async def use_connection(self, nc: NatsClient) -> None:
+        """Carry on with ``nc`` (the hub replaced a connection the server closed, :mod:`hub.natslink`): the
+        deadlines bucket and the durable consumer are opened again through it."""
+        await self.stop()
+        self._bind(nc)
+        self.follower.use_connection(nc)
+        await self.start()
 
     async def start(self) -> None:
         self._kv = await self.js.create_key_value(bucket=BUCKET, history=1)
@@ -222,8 +235,8 @@ class Escalator:
                                    IncidentChange.ESCALATED, f"{order.incident_id}:escalated:{order.attempt}", now)]
         if following is not None:
             outputs.append(dispatch_output(following))
-        for output in outputs:
-            await self.js.publish(output.subject, output.data, headers={topology.HEADER_MSG_ID: output.msg_id})
+        for output in await self.sizes.fit(outputs, self.nc.max_payload):
+            await self.js.publish(output.subject, output.data, headers=output.all_headers())
         try:
             if following is not None and following.target == order.target:
                 await self._kv.update(key, orjson.dumps(following.model_dump(mode="json")), last=revision)

@@ -106,6 +106,14 @@ class Follower:
         finally:
             await self._finish()
 
+    def use_connection(self, nc: NatsClient) -> None:
+        """Carry on through ``nc`` (a replaced connection): the next fetch re-creates the consumer on it at
+        the next sequence. Call it while no :meth:`messages` loop runs."""
+        self.nc = nc
+        self.js = nc.jetstream(timeout=10.0)
+        self._fetcher = None
+        self._broken = True
+
     def health(self) -> dict[str, Any]:
         """For /health: ``following`` is false while the consumer is being re-created, ``recoveries`` counts
         the outages, ``last_error`` says what broke last (kept after recovery)."""

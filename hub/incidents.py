@@ -6,6 +6,8 @@ bounded (``max_keys``, oldest evicted first) and the state survives a restart th
 :class:`IncidentMerger` turns reports into incidents: a report joins an open incident of a compatible category
 (:class:`MergePolicy` groups) within distance D and window T, or with near-identical text at the same address.
 Incident ids are ``inc-<opening event id>``, so replaying the same stream after a crash gives the same incidents.
+An incident expires when no report joined it for its time-to-live; :meth:`IncidentMerger.add_columns_expiring`
+expires on a watermark that each report moves, so the results do not depend on how the stream is cut into batches.
 
 Every batch call crosses into Rust once and releases the GIL there. Rules in detail: docs/incidents.md.
 """
@@ -25,6 +27,8 @@ __all__ = [
     "CategoryPolicy",
     "DedupStats",
     "Deduper",
+    "ExpiredIncidents",
+    "ExpiringMerge",
     "IncidentMerger",
     "MergeBatch",
     "MergeInput",
@@ -130,8 +134,8 @@ class MergePolicy:
     default / per_category: D and T; for a report and an incident of different categories the wider applies.
     text_similarity: estimated Jaccard similarity (0..1) of character bigrams above which two texts at the
         same normalised address count as the same complaint.
-    incident_ttl_s: :meth:`IncidentMerger.expire` closes incidents with no report for this long
-        (default: the category's window).
+    incident_ttl_s: an incident with no report for this long expires (default: the category's window);
+        its deadline is its last report's time plus this.
     """
 
     groups: Mapping[str, Sequence[str]] = field(default_factory=dict)
@@ -179,6 +183,32 @@ class MergeBatch(NamedTuple):
     incident_ids: list[str]
     is_new: list[bool]
     report_counts: list[int]
+
+
+class ExpiredIncidents(NamedTuple):
+    """The incidents a batch's moving watermark closed, one entry per incident in each list, in the order they
+    closed (``zip(*closed)`` gives ``(position, incident_id, closed_at)`` triples).
+
+    positions: the index of the event before which the incident closed.
+    closed_at: the incident's deadline (its last report's time plus its time-to-live), the time it expired at.
+    """
+
+    positions: list[int]
+    incident_ids: list[str]
+    closed_at: list[float]
+
+
+class ExpiringMerge(NamedTuple):
+    """Results of :meth:`IncidentMerger.add_columns_expiring`.
+
+    merge: one entry per event in each list, as :meth:`IncidentMerger.add_columns` gives them.
+    closed: the incidents that expired during the batch.
+    watermark: the newest event time seen, including earlier batches; pass it to the next batch.
+    """
+
+    merge: MergeBatch
+    closed: ExpiredIncidents
+    watermark: float
 
 
 class MergerStats(TypedDict):
@@ -231,13 +261,45 @@ class IncidentMerger:
         A column given as None means None for every event."""
         return MergeBatch(*self._core.add_columns(event_ids, times, categories, lons, lats, addresses, texts))
 
+    def add_columns_expiring(
+        self,
+        event_ids: Sequence[str],
+        times: Sequence[float],
+        categories: Sequence[str],
+        lons: Sequence[float | None] | None,
+        lats: Sequence[float | None] | None,
+        addresses: Sequence[str | None] | None,
+        texts: Sequence[str | None] | None,
+        watermark: float,
+    ) -> ExpiringMerge:
+        """:meth:`add_columns` with expiry on a running watermark, so that the results do not depend on how
+        a stream is cut into batches. For each event in order: if its time is past the watermark, the
+        watermark moves to it and the incidents due at it close exactly as :meth:`expire` would close them
+        (listed in :attr:`ExpiringMerge.closed`, columns like :class:`MergeBatch`: no Python object per
+        close); then the event merges as :meth:`add_columns` merges it.
+
+        Pass ``-math.inf`` for the first batch and then the :attr:`ExpiringMerge.watermark` the batch before
+        returned. The merger does not keep the watermark (nor do its snapshots): keep it beside them. Raises
+        :class:`hub.errors.InvalidEventError` for a NaN or +inf watermark and for the events :meth:`add_many`
+        refuses; then nothing of the batch was applied."""
+        ids, is_new, counts, closed, watermark = self._core.add_columns_expiring(
+            event_ids, times, categories, lons, lats, addresses, texts, watermark
+        )
+        return ExpiringMerge(MergeBatch(ids, is_new, counts), ExpiredIncidents(*closed), watermark)
+
     def close(self, incident_id: str) -> bool:
         """Closes an open incident; False when no open incident has that id."""
         return self._core.close(incident_id)
 
     def expire(self, now: float) -> list[str]:
-        """Closes every incident whose last report is more than its time-to-live before ``now``; their ids."""
+        """Closes every incident whose last report is more than its time-to-live before ``now``, i.e. whose
+        deadline is before ``now``; their ids, earliest deadline first (then the incident opened first)."""
         return self._core.expire(now)
+
+    def expire_with_deadlines(self, now: float) -> list[tuple[str, float]]:
+        """:meth:`expire`, giving ``(incident_id, closed_at)`` for each incident it closed: ``closed_at`` is
+        the incident's deadline (its last report's time plus its time-to-live), the time it expired at."""
+        return self._core.expire_with_deadlines(now)
 
     def update_policy(self, policy: MergePolicy) -> None:
         """Swaps in a new policy; open incidents stay open and follow the new rules from now on."""

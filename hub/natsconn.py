@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -79,9 +80,10 @@ def _redact_url(url: str) -> str:
     return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
-async def connect(config: NatsConfig) -> NatsClient:
+async def connect(config: NatsConfig, on_closed: Callable[[NatsClient], Awaitable[None]] | None = None) -> NatsClient:
     """Connect (failing fast on rejected credentials or certificates, retrying servers that are not up for
-    ``config.initial_connect_wait``), then reconnect for ever; state changes are logged without secrets."""
+    ``config.initial_connect_wait``), then reconnect for ever; state changes are logged without secrets.
+    ``on_closed(client)`` is awaited when the client is closed for good (by the server, or by ``close()``)."""
     servers = ", ".join(redacted_servers(config))
     client = NatsClient()
     refusal: asyncio.Future[NatsConnectError] = asyncio.get_running_loop().create_future()
@@ -98,11 +100,16 @@ async def connect(config: NatsConfig) -> NatsClient:
     async def on_reconnected() -> None:
         log.info("nats reconnected (%s)", servers)
 
+    async def closed() -> None:
+        if on_closed is not None:
+            await on_closed(client)
+
     attempt = asyncio.create_task(client.connect(
         **connect_kwargs(config),
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
+        closed_cb=closed,
     ), name="cityhub.nats.connect")
     await _first_connection(client, attempt, refusal, config.initial_connect_wait.total_seconds(), servers)
     log.info("connected to nats %s", servers)

@@ -34,6 +34,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from hub import topology
+from hub.sizes import SizeGuard
 
 log = logging.getLogger("cityhub.publisher")
 
@@ -183,16 +184,22 @@ class Publisher:
 
     def __init__(self, nc: NatsClient, stream_of: Callable[[str], str] = topology.stream_of, timeout: float = 10.0,
                  fast_ingest: bool = True):
-        self.nc = nc
-        self.js = nc.jetstream(timeout=timeout)
         self.stream_of = stream_of
         self.timeout = timeout
         self.fast = fast_ingest
+        self.sizes = SizeGuard(lambda: self.js)
+        self.use_connection(nc)
+
+    def use_connection(self, nc: NatsClient) -> None:
+        """Publish on ``nc`` from now on (the hub replaces a connection the server closed)."""
+        self.nc = nc
+        self.js = nc.jetstream(timeout=self.timeout)
 
     async def publish_until_stored(self, messages: Sequence[Message]) -> None:
-        """Publish ``messages`` and retry the ones not known to be stored (same msg ids, so nothing is stored
-        twice), with a growing pause, until JetStream has stored them all, however long NATS is away."""
-        pending = list(messages)
+        """Publish ``messages``, each made to fit the server's max_payload first (:mod:`hub.sizes`), and retry
+        the ones not known to be stored (same msg ids, so nothing is stored twice), with a growing pause, until
+        JetStream has stored them all, however long NATS is away."""
+        pending = list(await self.sizes.fit(messages, self.nc.max_payload))
         attempt = 0
         while pending:
             failed, reason = await self.publish(pending)

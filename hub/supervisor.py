@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from nats.aio.client import Client as NatsClient
+
 from hub.config import NatsConfig, StreamsConfig
 from hub.connector import Connector
 from hub.connector_runtime import backoff_delay, open_context, serve_connector
@@ -46,7 +48,16 @@ async def _child_async(connector: Connector, nats: NatsConfig, streams: StreamsC
     main = asyncio.current_task()
     assert main is not None
     loop.add_signal_handler(signal.SIGTERM, main.cancel)
-    nc = await connect(nats.model_copy(update={"name": f"cityhub-connector-{connector.source}"}))
+    serving = True
+
+    async def closed_by_server(client: NatsClient) -> None:
+        if serving:  # not our own close(): end the process, the supervisor restarts it with a new connection
+            log.error("nats-server closed the connection of connector %s (%s); exiting", connector.source,
+                      client.last_error)
+            main.cancel()
+
+    nc = await connect(nats.model_copy(update={"name": f"cityhub-connector-{connector.source}"}),
+                       on_closed=closed_by_server)
     try:
         ctx = await open_context(connector, nc, streams)
         _send_report(connector, ctx, reports)  # ready: from here on the hang timeout applies
@@ -58,6 +69,7 @@ async def _child_async(connector: Connector, nats: NatsConfig, streams: StreamsC
     except asyncio.CancelledError:
         pass
     finally:
+        serving = False
         await nc.close()
 
 

@@ -9,6 +9,8 @@ attributes (lower-case alphanumerics, as the spec requires) so consumers filter 
 ``district``   district cell id of the location (absent when outside)
 ``street``     street cell id
 ``gridcell``   most specific admin cell id
+``trimmed``    data fields left out to fit the server's max_payload, and their
+               sizes (:mod:`hub.trimming`); absent when nothing was left out
 =============  ===========================================================
 
 ``type`` says what ``data`` holds: ``cityhub.event`` (hub.models.Event), ``cityhub.incident.<change>``
@@ -35,7 +37,7 @@ TYPE_DISPATCH_ORDER = "cityhub.dispatch.order"
 TYPE_DISPATCH_UPDATE = "cityhub.dispatch.update"
 TYPE_CLOSE_REQUEST = "cityhub.close_request"
 
-EXTENSIONS = ("category", "severity", "incidentid", "district", "street", "gridcell")
+EXTENSIONS = ("category", "severity", "incidentid", "district", "street", "gridcell", "trimmed")
 _EXTENSION_NAMES = frozenset(EXTENSIONS)
 _REQUIRED = ("specversion", "id", "source", "type")
 

@@ -28,15 +28,18 @@ GAS_RULE = {
 }
 
 
-def hub_toml(nats_url: str, sections: str = "", *, token: str | None = None, pipeline: str = "") -> str:
-    """A cityhub.toml for a Hub on ``nats_url``: admin API on a free port (with ``token``), the shipped admin
-    grids, a short fetch timeout; ``pipeline`` adds keys to [pipeline], ``sections`` appends whole tables."""
+def hub_toml(
+    nats_url: str, sections: str = "", *, token: str | None = None, pipeline: str = "", admin_port: int = 0
+) -> str:
+    """A cityhub.toml for a Hub on ``nats_url``: admin API on ``admin_port`` (0: a free one) with ``token``, the
+    shipped admin grids, a short fetch timeout; ``pipeline`` adds keys to [pipeline], ``sections`` appends
+    whole tables."""
     token_line = f'token = "{token}"\n' if token else ""
     return f"""[nats]
 servers = ["{nats_url}"]
 
 [admin]
-port = 0
+port = {admin_port}
 {token_line}
 [geo]
 layers = [{{ name = "admin", path = "{GRIDS}/chengdu_admin_gcj02.geojson", crs = "gcj02" }}]

@@ -182,7 +182,7 @@ class ReferenceMerger:
                 return True
         return False
 
-    def expire(self, now: float) -> list[str]:
+    def expire_with_deadlines(self, now: float) -> list[tuple[str, float]]:
         due = sorted(
             (i.last_time + self.ttl(i.category), i.seq, i.id)
             for i in self.open.values()
@@ -190,4 +190,19 @@ class ReferenceMerger:
         )
         for _, seq, _ in due:
             del self.open[seq]
-        return [incident_id for _, _, incident_id in due]
+        return [(incident_id, deadline) for deadline, _, incident_id in due]
+
+    def expire(self, now: float) -> list[str]:
+        return [incident_id for incident_id, _ in self.expire_with_deadlines(now)]
+
+    def add_expiring(
+        self, events: list[MergeInput], watermark: float
+    ) -> tuple[list[tuple[str, bool, int]], list[tuple[int, str, float]], float]:
+        """Each event in order: a time past the watermark moves it and expires at it first; then the event merges."""
+        results, closed = [], []
+        for position, event in enumerate(events):
+            if event.time > watermark:
+                watermark = event.time
+                closed += [(position, i, deadline) for i, deadline in self.expire_with_deadlines(watermark)]
+            results.append(self.add(event))
+        return results, closed, watermark

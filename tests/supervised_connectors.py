@@ -58,3 +58,21 @@ class BlockingConnector(Connector):
 
     async def run(self, ctx: ConnectorContext) -> None:
         time.sleep(3600)
+
+
+class ClosedByTheServerConnector(Connector):
+    """Publishes one event, then makes nats-server close its connection: a message whose payload fits
+    max_payload and whose headers take it over (sent on the context's client directly, which the context's own
+    publishing never does), as issue 10 saw."""
+
+    source = "closed_by_server"
+
+    def __init__(self) -> None:
+        super().__init__(NoSettings())
+
+    async def run(self, ctx: ConnectorContext) -> None:
+        await ctx.publish(Event(source=self.source, source_event_id=str(os.getpid()), category=Category.FIRE,
+                                time=utcnow()))
+        nc = ctx._nc  # type: ignore[attr-defined]
+        await nc.publish("cityhub.test", b"x" * (nc.max_payload - 10), headers={"Reason": "y" * 100})
+        await asyncio.sleep(3600)

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from hub import topology, wire
 from hub.connector import Connector, ConnectorContext
 from hub.errors import ConfigError
-from hub.connector_runtime import backoff_delay, running_connector
+from hub.connector_runtime import backoff_delay, encode_ingest, running_connector
 from hub.models import Category, DispatchOrder, Event, Location, Severity
 from hub.config import StreamLimits, StreamsConfig
 from hub.streams import ensure_streams
@@ -88,6 +88,29 @@ async def test_reject_puts_original_bytes_and_reason_in_dlq(nats_url):
     assert message.subject == "cityhub.dlq.test_queue"
     assert message.data == b"\xff not json"
     assert message.headers[topology.HEADER_REASON] == "payload is not JSON line two"
+
+
+async def test_an_event_or_a_dead_letter_near_max_payload_keeps_the_connection_and_its_bytes(small_payload_server):
+    url = small_payload_server.url
+    async with running_connector(QueueConnector(), url) as ctx:
+        limit = ctx._nc.max_payload
+        empty = _event(1).model_copy(update={"payload": {"reading": ""}})
+        padding = limit - 20 - len(encode_ingest(empty)[1])  # the event fits max_payload, but not with its headers
+        large = _event(1).model_copy(update={"payload": {"reading": "7" * padding}})
+        await ctx.publish(large)
+        await ctx.reject(b"r" * (limit - 20), "too odd")
+        await ctx.publish(_event(2))
+        assert ctx._nc.is_connected and ctx.counters["rejected"] == 2 and ctx.counters["published"] == 1
+
+    dead_letters = await _stream_messages(url, topology.DLQ_STREAM)
+    assert [m.data or b"" for m in dead_letters] == [b"", b""]
+    nc = await nats.connect(url)
+    kept = []
+    for message in dead_letters:
+        bucket, name = message.headers[topology.HEADER_ORIGINAL_OBJECT].split("/", 1)
+        kept.append((await (await nc.jetstream().object_store(bucket)).get(name)).data)
+    await nc.close()
+    assert Event.model_validate(wire.decode(kept[0])["data"]) == large and kept[1] == b"r" * (limit - 20)
 
 
 async def test_state_survives_a_restart_of_the_connector(nats_url):

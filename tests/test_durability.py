@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from hub.metrics import Metrics
 from hub.models import Category, CoordSystem, Event, Location
 from hub.app import build_engines
 from hub.config import load_config
-from hub.pipeline import BatchProcessor, Engines, Pipeline, PipelineOptions, PipelineState
+from hub.pipeline import BatchProcessor, Engines, IngestMessage, Pipeline, PipelineOptions, PipelineState
 from hub.streams import ensure_streams
 from tests.pipeline_support import INSIDE_GCJ02, T0, engines, hub_toml, read_stream, stream_count
 
@@ -78,7 +79,9 @@ def oracle(events: list[Event], pipeline_engines: Engines) -> dict[str, str]:
     processor = BatchProcessor(pipeline_engines, PipelineOptions())
     state = PipelineState.fresh(processor.engines)
     assignment = {}
-    raws = [(seq, topology.ingest_subject(e.source), encode_ingest(e)[1]) for seq, e in enumerate(events, 1)]
+    received = time.time()
+    raws = [IngestMessage(seq, topology.ingest_subject(e.source), encode_ingest(e)[1], received)
+            for seq, e in enumerate(events, 1)]
     for start in range(0, len(raws), 1000):
         result = processor.process(state, raws[start : start + 1000])
         for output in result.outputs:

@@ -3,6 +3,7 @@ through ingest, so the pipeline applies it in order with the reports."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import httpx
@@ -12,7 +13,7 @@ from hub import topology, wire
 from hub.app import Hub
 from hub.connector_runtime import encode_close_request
 from hub.models import CloseRequest, DispatchStatus, DispatchUpdate, Incident
-from hub.pipeline import BatchProcessor, PipelineOptions, PipelineState
+from hub.pipeline import BatchProcessor, IngestMessage, PipelineOptions, PipelineState
 from tests.pipeline_support import T0, data_of, engines, event, hub_toml, ingest_item, publish_raw, read_stream
 from tests.waiting import wait_until
 
@@ -33,7 +34,7 @@ def _close_item(incident_id: str, requester: str = "ops") -> tuple[str, bytes]:
 def _process(items: list[tuple[str, bytes]]):  # noqa: ANN202
     processor = BatchProcessor(engines(), PipelineOptions())
     state = PipelineState.fresh(processor.engines)
-    result = processor.process(state, [(seq, subject, raw) for seq, (subject, raw) in enumerate(items, start=1)])
+    result = processor.process(state, [IngestMessage(seq, subject, raw, time.time()) for seq, (subject, raw) in enumerate(items, start=1)])
     return state, result
 
 

@@ -1,5 +1,5 @@
 """Incident merging: the Rust merger against the brute-force reference on random streams, snapshots,
-policy updates, Chinese text repeats and bad input."""
+policy updates, expiry on a running watermark under any cut into batches, Chinese text repeats and bad input."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from hub.errors import ConfigError, InvalidEventError, SnapshotError
 from hub.incidents import (
     CategoryPolicy,
     Deduper,
+    ExpiredIncidents,
+    ExpiringMerge,
     IncidentMerger,
     MergeBatch,
     MergeInput,
@@ -68,35 +70,48 @@ def events(draw, index: int) -> MergeInput:
     )
 
 
+def columns(events: list[MergeInput]) -> list[list]:
+    """The events as the columns add_columns takes (seven lists, empty ones for no events)."""
+    return [[event[field] for event in events] for field in range(len(MergeInput._fields))]
+
+
 @st.composite
 def operations(draw) -> list[tuple]:
-    """A random session: batches of events, explicit closes, expiries and policy swaps."""
+    """A random session: batches of events (merged with or without expiry on the running watermark),
+    explicit closes, expiries and policy swaps."""
     ops: list[tuple] = []
     count = 0
     for _ in range(draw(st.integers(min_value=1, max_value=8))):
-        kind = draw(st.sampled_from(["add", "add", "add", "close", "expire", "policy"]))
-        if kind == "add":
+        kind = draw(st.sampled_from(["add", "add", "add_expiring", "add_expiring", "close", "expire", "policy"]))
+        if kind in ("add", "add_expiring"):
             size = draw(st.integers(min_value=1, max_value=12))
-            ops.append(("add", [draw(events(count + i)) for i in range(size)]))
+            ops.append((kind, [draw(events(count + i)) for i in range(size)]))
             count += size
         elif kind == "close":
             ops.append(("close", f"inc-e{draw(st.integers(min_value=0, max_value=max(count, 1)))}"))
         elif kind == "expire":
-            ops.append(("expire", float(draw(st.integers(min_value=0, max_value=5000)))))
+            ops.append((draw(st.sampled_from(["expire", "expire_with_deadlines"])), float(draw(st.integers(0, 5000)))))
         else:
             ops.append(("policy", draw(st.sampled_from([POLICY, OTHER_POLICY]))))
     return ops
 
 
 def apply(ops: list[tuple], merger: IncidentMerger, reference: ReferenceMerger) -> None:
+    watermark = -math.inf
     for kind, arg in ops:
         if kind == "add":
             got = [(r.incident_id, r.is_new, r.report_count) for r in merger.add_many(arg)]
             assert got == [reference.add(e) for e in arg]
+        elif kind == "add_expiring":
+            merged = merger.add_columns_expiring(*columns(arg), watermark)
+            results, closed, watermark = reference.add_expiring(arg, watermark)
+            assert (list(zip(*merged.merge)), list(zip(*merged.closed)), merged.watermark) == (results, closed, watermark)
         elif kind == "close":
             assert merger.close(arg) == reference.close(arg)
         elif kind == "expire":
             assert merger.expire(arg) == reference.expire(arg)
+        elif kind == "expire_with_deadlines":
+            assert merger.expire_with_deadlines(arg) == reference.expire_with_deadlines(arg)
         else:
             merger.update_policy(arg)
             reference.update_policy(arg)
@@ -121,16 +136,86 @@ def test_restored_merger_continues_exactly_like_the_original(ops, later, use_del
     else:
         restored = IncidentMerger.restore(merger.snapshot(), merger.policy)
     assert restored.stats == merger.stats
+    watermark = -math.inf
     for kind, arg in later:
         if kind == "add":
             assert restored.add_many(arg) == merger.add_many(arg)
+        elif kind == "add_expiring":
+            merged = merger.add_columns_expiring(*columns(arg), watermark)
+            assert restored.add_columns_expiring(*columns(arg), watermark) == merged
+            watermark = merged.watermark
         elif kind == "close":
             assert restored.close(arg) == merger.close(arg)
-        elif kind == "expire":
-            assert restored.expire(arg) == merger.expire(arg)
+        elif kind in ("expire", "expire_with_deadlines"):
+            assert getattr(restored, kind)(arg) == getattr(merger, kind)(arg)
         else:
             restored.update_policy(arg)
             merger.update_policy(arg)
+
+
+def merge_in_batches(
+    stream: list[MergeInput], cuts: list[int], restore_before: int | None = None, use_delta: bool = False
+) -> tuple[list[tuple[str, bool, int]], list[tuple[int, str, float]], float]:
+    """Merges the stream cut before each index in ``cuts``, threading the watermark from batch to batch and
+    restoring from a snapshot (full, or full + delta) before batch number ``restore_before``. Per event
+    (incident id, is new, report count); per close (index in the stream, incident id, closed at)."""
+    merger, watermark = IncidentMerger(POLICY), -math.inf
+    full = merger.snapshot()
+    results: list[tuple[str, bool, int]] = []
+    closed: list[tuple[int, str, float]] = []
+    bounds = [0, *cuts, len(stream)]
+    for number, (start, end) in enumerate(zip(bounds, bounds[1:])):
+        if number == restore_before:
+            deltas = [merger.snapshot_delta()] if use_delta else []
+            merger = IncidentMerger.restore(full if use_delta else merger.snapshot(), POLICY, deltas)
+        merged = merger.add_columns_expiring(*columns(stream[start:end]), watermark)
+        results += zip(*merged.merge)
+        closed += [(start + position, incident_id, at) for position, incident_id, at in zip(*merged.closed)]
+        watermark = merged.watermark
+    return results, closed, watermark
+
+
+@st.composite
+def cut_streams(draw) -> tuple[list[MergeInput], list[int], int | None, bool]:
+    """A stream of reports in no particular time order, where to cut it (empty batches too), and before
+    which batch but the first, if any, to restore from a snapshot."""
+    stream = [draw(events(i)) for i in range(draw(st.integers(min_value=1, max_value=40)))]
+    cuts = sorted(draw(st.lists(st.integers(min_value=0, max_value=len(stream)), max_size=6)))
+    restore_before = draw(st.sampled_from([None, *range(1, len(cuts) + 1)]))
+    return stream, cuts, restore_before, draw(st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=cut_streams())
+def test_expiring_merge_gives_the_same_results_however_the_stream_is_cut(case):
+    stream, cuts, restore_before, use_delta = case
+    whole = merge_in_batches(stream, [])
+    assert merge_in_batches(stream, cuts, restore_before, use_delta) == whole
+    assert whole == ReferenceMerger(POLICY).add_expiring(stream, -math.inf)
+
+
+def test_a_late_report_cannot_join_an_incident_a_newer_report_expired():
+    """The late report arrives in the same batch as the newer one: it still finds the incident closed, as it
+    would if the two had come in separate batches."""
+    m = IncidentMerger(POLICY)
+    first = m.add_columns_expiring(["a"], [0.0], ["fire"], [BASE_LON], [BASE_LAT], None, None, -math.inf)
+    assert first == ExpiringMerge(MergeBatch(["inc-a"], [True], [1]), ExpiredIncidents([], [], []), 0.0)
+    later = m.add_columns_expiring(
+        ["n", "late"], [700.0, 500.0], ["noise", "fire"], [BASE_LON] * 2, [BASE_LAT] * 2, None, None, first.watermark
+    )
+    assert later.closed == ExpiredIncidents([0], ["inc-a"], [600.0]), "fire lives 600 s after its last report"
+    assert later.merge.incident_ids == ["inc-n", "inc-late"] and later.watermark == 700.0
+    assert m.expire_with_deadlines(1100.5) == [("inc-n", 1000.0), ("inc-late", 1100.0)]
+
+
+@pytest.mark.parametrize("watermark", [math.nan, math.inf])
+def test_a_watermark_that_is_no_time_is_refused_and_nothing_applied(watermark):
+    m = IncidentMerger(POLICY)
+    with pytest.raises(InvalidEventError, match="watermark"):
+        m.add_columns_expiring(["a"], [0.0], ["fire"], None, None, None, None, watermark)
+    with pytest.raises(InvalidEventError, match="column times has 1 items but event_ids has 2"):
+        m.add_columns_expiring(["a", "b"], [0.0], ["fire", "fire"], None, None, None, None, 0.0)
+    assert m.stats["events"] == 0
 
 
 def test_gas_alarm_hotline_call_and_photo_are_one_incident():

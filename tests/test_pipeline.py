@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 
 import nats
 import orjson
@@ -12,7 +13,7 @@ from hub import topology
 from hub.errors import InvalidEventError
 from hub.metrics import Metrics
 from hub.models import Category, Incident
-from hub.pipeline import BatchProcessor, Pipeline, PipelineOptions, PipelineState, decode_event
+from hub.pipeline import BatchProcessor, IngestMessage, Pipeline, PipelineOptions, PipelineState, decode_event
 from hub.streams import ensure_streams
 from tests.pipeline_support import (
     bare_item, data_of, engines, event, ingest_item, publish_raw, read_stream, stream_count,
@@ -174,7 +175,7 @@ def test_decode_accepts_a_cloudevent_and_a_bare_event():
 def test_an_event_without_a_source_id_is_named_in_orders_by_its_hub_id():
     processor = BatchProcessor(engines(), PipelineOptions())
     anonymous = event(7).model_copy(update={"source_event_id": None})
-    result = processor.process(PipelineState.fresh(processor.engines), [(1, *bare_item(anonymous))])
+    result = processor.process(PipelineState.fresh(processor.engines), [IngestMessage(1, *bare_item(anonymous), time.time())])
     orders = [orjson.loads(output.data)["data"] for output in result.outputs if ".orders." in output.subject]
     unified = [orjson.loads(output.data)["data"] for output in result.outputs if output.subject.startswith("cityhub.events.")]
     assert orders and all(order["reports"] == [{"source": "iot_mqtt", "source_event_id": unified[0]["id"]}]

@@ -3,16 +3,20 @@ and neither stalls the pipeline."""
 
 from __future__ import annotations
 
+import asyncio
 
 import nats
 
+from hub import topology
 from hub.config import NatsConfig
 from hub.metrics import Metrics
 from hub.pipeline import Pipeline, PipelineOptions
 from hub.streams import ensure_streams
 from hub.supervisor import Supervisor
-from tests.pipeline_support import engines, event, ingest_item, publish_raw
-from tests.supervised_connectors import BlockingConnector, CrashingConnector, TickingConnector
+from tests.pipeline_support import engines, event, ingest_item, publish_raw, stream_count
+from tests.supervised_connectors import (
+    BlockingConnector, ClosedByTheServerConnector, CrashingConnector, TickingConnector,
+)
 from tests.waiting import wait_until
 
 
@@ -42,3 +46,14 @@ async def test_crashing_and_blocking_connectors_do_not_stall_the_pipeline(nats_u
         await pipeline.stop()
         await nc.close()
     assert supervisor.health() == {}
+
+
+async def test_a_connector_whose_connection_the_server_closes_is_restarted_with_a_new_one(nats_url, nc):
+    supervisor = Supervisor(NatsConfig(servers=[nats_url]))
+    try:
+        await supervisor.start(ClosedByTheServerConnector())
+        await wait_until(lambda: supervisor.health()["closed_by_server"]["restarts"] >= 1, "a restart")
+        while await stream_count(nats_url, topology.INGEST_STREAM) < 2:  # each incarnation published its event
+            await asyncio.sleep(0.05)
+    finally:
+        await supervisor.stop_all()

@@ -139,7 +139,7 @@ fn merge(count: usize) {
         for outcome in merger.add_many(&events).expect("valid events") {
             merged += usize::from(!outcome.is_new);
             let id = merger
-                .incident_id(outcome.incident)
+                .incident_id(&outcome)
                 .map_or(&[][..], |id| id.as_bytes());
             checksum = checksum.rotate_left(5) ^ idempotency_key(id) as u64;
             checksum ^= u64::from(outcome.report_count);

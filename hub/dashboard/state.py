@@ -232,6 +232,15 @@ class LiveState:
         self._tasks = [asyncio.create_task(self._follow(follower), name=f"cityhub.dashboard.{follower.stream}")
                        for follower in self._followers]
 
+    async def use_connection(self, nc: Client) -> None:
+        """Follow the stream on ``nc`` (the hub replaced a connection the server closed): each stream is
+        followed again from the message after the last one applied."""
+        await self.stop()
+        for follower in self._followers:
+            follower.use_connection(nc)
+        self._tasks = [asyncio.create_task(self._follow(follower), name=f"cityhub.dashboard.{follower.stream}")
+                       for follower in self._followers]
+
     async def stop(self) -> None:
         await cancel_and_wait(*self._tasks)
         self._tasks.clear()

@@ -4,6 +4,7 @@
 //! holds the str objects and reads their UTF-8 in place), then the core runs with the GIL released, then
 //! results are built as Python lists.
 
+use hashbrown::HashMap;
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -12,8 +13,8 @@ use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 use pyo3::Borrowed;
 
 use crate::incidents::{
-    idempotency_key, CategoryLimits, Closed, DedupStats, Deduper, IncidentError, IncidentId,
-    IncidentMerger, MergeEvent, MergeOutcome, MergePolicy, MergerStats,
+    idempotency_key, CategoryLimits, Closed, DedupStats, Deduper, ExpiringBatch, IncidentError,
+    IncidentId, IncidentMerger, MergeEvent, MergeOutcome, MergePolicy, MergerStats,
 };
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -496,7 +497,9 @@ fn lent_f64(item: &Bound<'_, PyAny>, index: usize, field: &str, expected: &str) 
 
 #[inline]
 fn lent_optional_f64(item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<Option<f64>> {
-    unless_none(item, |item| lent_f64(item, index, field, "a number or None"))
+    unless_none(item, |item| {
+        lent_f64(item, index, field, "a number or None")
+    })
 }
 
 /// The distinct category str objects of a batch, recognised by identity: events of one category then share
@@ -735,11 +738,25 @@ impl PyIncidentMerger {
             .map_err(|e| to_py_err(py, e))
     }
 
-    /// The id of the outcome's incident as a Python str, made on first use.
+    fn merge_expiring(
+        &mut self,
+        py: Python<'_>,
+        batch: &Batch,
+        watermark: f64,
+    ) -> PyResult<ExpiringBatch> {
+        let inner = &mut self.inner;
+        let events = batch.views();
+        py.detach(|| inner.add_many_expiring(&events, watermark))
+            .map_err(|e| to_py_err(py, e))
+    }
+
+    /// The id of the outcome's incident as a Python str, made on first use. `closed_later` knows the ids
+    /// of the incidents the batch closed, which the merger no longer holds.
     fn incident_id<'py>(
         &mut self,
         py: Python<'py>,
         outcome: &MergeOutcome,
+        closed_later: &mut ClosedLater<'_>,
     ) -> PyResult<Bound<'py, PyString>> {
         let slot = outcome.incident as usize;
         if let Some(Some((seq, id))) = self.id_strings.get(slot) {
@@ -749,7 +766,8 @@ impl PyIncidentMerger {
         }
         let bytes = self
             .inner
-            .incident_id(outcome.incident)
+            .incident_id(outcome)
+            .or_else(|| closed_later.id(outcome.seq))
             .map_or(&[][..], IncidentId::as_bytes);
         let id = PyString::from_bytes(py, bytes)?;
         if self.id_strings.len() <= slot {
@@ -761,7 +779,7 @@ impl PyIncidentMerger {
         Ok(id)
     }
 
-    /// The id of an incident `expire` closed, taken from the cache when it is there.
+    /// The id of an incident that expired, taken from the cache when it is there.
     fn closed_id<'py>(
         &mut self,
         py: Python<'py>,
@@ -776,6 +794,79 @@ impl PyIncidentMerger {
             None => PyString::from_bytes(py, closed.id.as_bytes()),
         }
     }
+
+    /// The batch's incident ids, one per event, and its closes as (positions, incident ids, deadlines)
+    /// lists: no Python container per close (each would count towards, and a collection would walk, the
+    /// young objects, among them the batch's columns). Made in the order things happened, so each id
+    /// string is made once: an incident that closed mid-batch leaves its slot to a later one.
+    fn expiring_ids<'py>(
+        &mut self,
+        py: Python<'py>,
+        merged: &ExpiringBatch,
+    ) -> PyResult<(Bound<'py, PyList>, ClosedLists<'py>)> {
+        let mut closed_later = ClosedLater::new(&merged.closed);
+        let mut ids = Vec::with_capacity(merged.outcomes.len());
+        let mut closed_ids = Vec::with_capacity(merged.closed.len());
+        let mut pending = merged.closed.iter().peekable();
+        for (position, outcome) in merged.outcomes.iter().enumerate() {
+            while let Some((_, closed)) = pending.next_if(|(at, _)| *at == position) {
+                closed_ids.push(self.closed_id(py, closed)?);
+            }
+            ids.push(self.incident_id(py, outcome, &mut closed_later)?);
+        }
+        let positions = merged.closed.iter().map(|&(position, _)| position);
+        let deadlines = merged.closed.iter().map(|(_, closed)| closed.deadline);
+        let closed = (
+            PyList::new(py, positions)?,
+            PyList::new(py, closed_ids)?,
+            PyList::new(py, deadlines)?,
+        );
+        Ok((PyList::new(py, ids)?, closed))
+    }
+
+    fn expire_detached(&mut self, py: Python<'_>, now: f64) -> PyResult<Vec<Closed>> {
+        let inner = &mut self.inner;
+        py.detach(|| inner.expire(now))
+            .map_err(|e| to_py_err(py, e))
+    }
+}
+
+/// The closes of a batch as Python lists: positions, incident ids, deadlines.
+type ClosedLists<'py> = (Bound<'py, PyList>, Bound<'py, PyList>, Bound<'py, PyList>);
+
+/// The ids of the incidents a batch closed, found by opening number. Indexed on the first question:
+/// only an incident that opened and closed within one batch is asked for, so most batches never build it.
+struct ClosedLater<'a> {
+    closed: &'a [(usize, Closed)],
+    by_seq: Option<HashMap<u64, &'a IncidentId>>,
+}
+
+impl<'a> ClosedLater<'a> {
+    fn new(closed: &'a [(usize, Closed)]) -> Self {
+        Self {
+            closed,
+            by_seq: None,
+        }
+    }
+
+    fn id(&mut self, seq: u64) -> Option<&'a IncidentId> {
+        let closed = self.closed;
+        self.by_seq
+            .get_or_insert_with(|| closed.iter().map(|(_, c)| (c.seq, &c.id)).collect())
+            .get(&seq)
+            .copied()
+    }
+}
+
+/// The `is_new` and `report_counts` lists of a batch.
+fn outcome_lists<'py>(
+    py: Python<'py>,
+    outcomes: &[MergeOutcome],
+) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+    // Most events of a busy stream open an incident; the others' counts vary.
+    let new = mostly_list(py, true, outcomes.iter().map(|o| o.is_new))?;
+    let counts = mostly_list(py, 1, outcomes.iter().map(|o| o.report_count))?;
+    Ok((new, counts))
 }
 
 #[pymethods]
@@ -797,7 +888,7 @@ impl PyIncidentMerger {
             .map(|o| PyMergeResult {
                 incident_id: self
                     .inner
-                    .incident_id(o.incident)
+                    .incident_id(o)
                     .map_or_else(String::new, |id| id.as_str().to_owned()),
                 is_new: o.is_new,
                 report_count: o.report_count,
@@ -832,15 +923,41 @@ impl PyIncidentMerger {
             &or_none(texts),
         )?;
         let outcomes = self.merge(py, &batch)?;
+        let mut no_closes = ClosedLater::new(&[]);
         let ids = outcomes
             .iter()
-            .map(|o| self.incident_id(py, o))
+            .map(|o| self.incident_id(py, o, &mut no_closes))
             .collect::<PyResult<Vec<_>>>()?;
-        let ids = PyList::new(py, ids)?;
-        // Most events of a busy stream open an incident; the others' counts vary.
-        let new = mostly_list(py, true, outcomes.iter().map(|o| o.is_new))?;
-        let counts = mostly_list(py, 1, outcomes.iter().map(|o| o.report_count))?;
-        Ok((ids, new, counts))
+        let (new, counts) = outcome_lists(py, &outcomes)?;
+        Ok((PyList::new(py, ids)?, new, counts))
+    }
+
+    /// `add_columns` with expiry on a running watermark (see `IncidentMerger::add_many_expiring`): returns
+    /// (incident_ids, is_new, report_counts, (positions, closed incident_ids, deadlines), watermark).
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn add_columns_expiring<'py>(
+        &mut self,
+        py: Python<'py>,
+        event_ids: &Bound<'py, PyAny>,
+        times: &Bound<'py, PyAny>,
+        categories: &Bound<'py, PyAny>,
+        lons: &Bound<'py, PyAny>,
+        lats: &Bound<'py, PyAny>,
+        addresses: &Bound<'py, PyAny>,
+        texts: &Bound<'py, PyAny>,
+        watermark: f64,
+    ) -> PyResult<(
+        Bound<'py, PyList>,
+        Bound<'py, PyList>,
+        Bound<'py, PyList>,
+        ClosedLists<'py>,
+        f64,
+    )> {
+        let batch = columns_to_batch(event_ids, times, categories, lons, lats, addresses, texts)?;
+        let merged = self.merge_expiring(py, &batch, watermark)?;
+        let (ids, closed) = self.expiring_ids(py, &merged)?;
+        let (new, counts) = outcome_lists(py, &merged.outcomes)?;
+        Ok((ids, new, counts, closed, merged.watermark))
     }
 
     /// Closes an open incident; False when no open incident has that id.
@@ -850,15 +967,26 @@ impl PyIncidentMerger {
 
     /// Closes incidents whose last report is older than their time-to-live at `now`; their ids.
     fn expire<'py>(&mut self, py: Python<'py>, now: f64) -> PyResult<Bound<'py, PyList>> {
-        let inner = &mut self.inner;
-        let closed = py
-            .detach(|| inner.expire(now))
-            .map_err(|e| to_py_err(py, e))?;
+        let closed = self.expire_detached(py, now)?;
         let ids = closed
             .iter()
             .map(|c| self.closed_id(py, c))
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, ids)
+    }
+
+    /// `expire` that gives (incident_id, deadline) for each incident it closed.
+    fn expire_with_deadlines<'py>(
+        &mut self,
+        py: Python<'py>,
+        now: f64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let closed = self.expire_detached(py, now)?;
+        let closes = closed
+            .iter()
+            .map(|c| Ok((self.closed_id(py, c)?, c.deadline)))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, closes)
     }
 
     /// Swaps in a new policy without losing open incidents.

@@ -6,6 +6,9 @@
 //! in time order, so the deadlines pushed for one time-to-live arrive in order as well: each time-to-live has
 //! a first-in-first-out queue that stays sorted, with constant-time pushes and pops. A deadline that would
 //! break its queue's order (a late report) goes to a heap instead.
+//!
+//! The earliest deadline held is kept at hand, so asking whether anything is due (once per event when expiry
+//! runs on a watermark that each event moves) reads one number.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
@@ -31,7 +34,6 @@ impl Ord for Deadline {
     }
 }
 
-#[derive(Default)]
 pub(crate) struct Deadlines {
     /// The time-to-live of each queue, by queue number.
     ttls: Vec<f64>,
@@ -39,6 +41,20 @@ pub(crate) struct Deadlines {
     late: BinaryHeap<Reverse<Deadline>>,
     /// Entries in the queues and the heap.
     len: usize,
+    /// The earliest deadline of any entry, current or stale; infinity when there is none.
+    earliest: f64,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            ttls: Vec::new(),
+            queues: Vec::new(),
+            late: BinaryHeap::new(),
+            len: 0,
+            earliest: f64::INFINITY,
+        }
+    }
 }
 
 impl Deadlines {
@@ -58,6 +74,7 @@ impl Deadlines {
 
     pub fn push(&mut self, queue: usize, deadline: Deadline) {
         self.len += 1;
+        self.earliest = self.earliest.min(deadline.0);
         match self.queues.get_mut(queue) {
             Some(entries) if entries.back().is_none_or(|last| last.0 <= deadline.0) => {
                 entries.push_back(deadline)
@@ -71,12 +88,27 @@ impl Deadlines {
         self.len
     }
 
-    /// Removes every entry due before `now`; returns the current ones in deadline order.
-    pub fn take_due(&mut self, now: f64, is_current: impl Fn(&Deadline) -> bool) -> Vec<Deadline> {
-        let mut due = Vec::new();
+    /// Whether an entry, current or stale, is due before `now`: one comparison.
+    pub fn any_due(&self, now: f64) -> bool {
+        self.earliest < now
+    }
+
+    /// Removes every entry due before `now`; fills `due` (a buffer kept by the caller, so taking allocates
+    /// nothing once it has grown) with the current ones in deadline order.
+    pub fn take_due(
+        &mut self,
+        now: f64,
+        is_current: impl Fn(&Deadline) -> bool,
+        due: &mut Vec<Deadline>,
+    ) {
+        due.clear();
+        if !self.any_due(now) {
+            return;
+        }
         for entries in &mut self.queues {
             while let Some(&deadline) = entries.front().filter(|d| d.0 < now) {
                 entries.pop_front();
+                self.len -= 1;
                 if is_current(&deadline) {
                     due.push(deadline);
                 }
@@ -84,16 +116,19 @@ impl Deadlines {
         }
         while let Some(&Reverse(deadline)) = self.late.peek().filter(|d| d.0 .0 < now) {
             self.late.pop();
+            self.len -= 1;
             if is_current(&deadline) {
                 due.push(deadline);
             }
         }
         // A concatenation of sorted runs: the stable sort merges them in about linear time. An incident
-        // restored into its old slot can have two current entries: it is closed once.
-        due.sort();
-        due.dedup();
-        self.recount();
-        due
+        // restored into its old slot can have two current entries: it is closed once. (With expiry on a
+        // moving watermark most calls take one entry or none.)
+        if due.len() > 1 {
+            due.sort();
+            due.dedup();
+        }
+        self.earliest = self.find_earliest();
     }
 
     /// Drops the stale entries (order kept).
@@ -105,8 +140,19 @@ impl Deadlines {
         self.recount();
     }
 
+    /// Recounts the entries and finds the earliest again (after entries were dropped).
     fn recount(&mut self) {
         self.len = self.queues.iter().map(VecDeque::len).sum::<usize>() + self.late.len();
+        self.earliest = self.find_earliest();
+    }
+
+    /// The earliest deadline held: the front of a queue or the top of the heap.
+    fn find_earliest(&self) -> f64 {
+        let fronts = self.queues.iter().filter_map(VecDeque::front);
+        fronts
+            .chain(self.late.peek().map(|Reverse(d)| d))
+            .map(|d| d.0)
+            .fold(f64::INFINITY, f64::min)
     }
 
     /// Forgets every entry and every queue (the time-to-lives change with the policy).
@@ -129,7 +175,9 @@ mod tests {
         deadlines.push(short, Deadline(11.0, 2, 2)); // out of order: goes to the heap
         deadlines.push(long, Deadline(15.0, 0, 0));
         deadlines.push(long, Deadline(40.0, 4, 4));
-        let due = deadlines.take_due(20.0, |d| d.1 != 1);
+        assert!(deadlines.any_due(11.5) && !deadlines.any_due(11.0));
+        let mut due = vec![Deadline(1.0, 9, 9)]; // left from an earlier call: replaced
+        deadlines.take_due(20.0, |d| d.1 != 1, &mut due);
         assert_eq!(
             due,
             vec![
@@ -139,7 +187,9 @@ mod tests {
             ]
         );
         assert_eq!(deadlines.len(), 1);
+        assert!(!deadlines.any_due(40.0) && deadlines.any_due(40.5));
         deadlines.retain(|_| false);
         assert_eq!(deadlines.len(), 0);
+        assert!(!deadlines.any_due(f64::MAX));
     }
 }

@@ -10,6 +10,10 @@
 //! (`inc-<event id>~<n>` in the unlikely case that id is still open), so replaying a stream after a crash
 //! reproduces the same incidents (a further clash appends `.2`, `.3`, ...). Closed incidents are forgotten and never take new reports.
 //!
+//! An incident expires when no report joined it for its time-to-live: [`IncidentMerger::expire`] closes the ones
+//! due at a given time, [`IncidentMerger::add_many_expiring`] closes them on a watermark that each event moves,
+//! so that the results do not depend on how a stream is cut into batches.
+//!
 //! The reference implementation in tests/reference_incidents.py implements exactly these rules by brute force.
 
 use hashbrown::HashMap;
@@ -49,12 +53,26 @@ pub struct MergeOutcome {
     pub report_count: u32,
 }
 
-/// An incident closed by [`IncidentMerger::expire`], with the slot and opening number it had.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An incident that expired, with the slot and opening number it had.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Closed {
     pub id: IncidentId,
     pub incident: u32,
     pub seq: u64,
+    /// When its time-to-live ran out: its last report's time plus its time-to-live.
+    pub deadline: f64,
+}
+
+/// What [`IncidentMerger::add_many_expiring`] did to a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpiringBatch {
+    /// One per event, as [`IncidentMerger::add_many`] gives them.
+    pub outcomes: Vec<MergeOutcome>,
+    /// The incidents the moving watermark closed, each with the position of the event it closed before,
+    /// in order of position, then deadline, then opening.
+    pub closed: Vec<(usize, Closed)>,
+    /// The watermark after the batch: the newest time seen, or the one passed in.
+    pub watermark: f64,
 }
 
 /// Counters reported by [`IncidentMerger::stats`].
@@ -223,6 +241,8 @@ pub struct IncidentMerger {
     grid: Grid,
     texts: HashMap<(u32, u64), Vec<u32>>,
     deadlines: Deadlines,
+    /// The deadlines a close takes out, kept between calls so that closing allocates nothing.
+    due: Vec<Deadline>,
     next_seq: u64,
     counters: MergerStats,
     generation: u64,
@@ -242,6 +262,7 @@ impl IncidentMerger {
             grid,
             texts: HashMap::new(),
             deadlines: Deadlines::default(),
+            due: Vec::new(),
             next_seq: 0,
             counters: MergerStats::default(),
             generation: 0,
@@ -256,9 +277,12 @@ impl IncidentMerger {
         }
     }
 
-    /// The id of the open incident named by a [`MergeOutcome`] (valid until the next close or expire).
-    pub fn incident_id(&self, incident: u32) -> Option<&IncidentId> {
-        self.incidents.get(incident).map(|i| &i.id)
+    /// The id of the incident a [`MergeOutcome`] names, while that incident is open.
+    pub fn incident_id(&self, outcome: &MergeOutcome) -> Option<&IncidentId> {
+        self.incidents
+            .get(outcome.incident)
+            .filter(|i| i.seq == outcome.seq)
+            .map(|i| &i.id)
     }
 
     /// Merges a batch in order. The batch is validated first: on error nothing was applied.
@@ -266,24 +290,61 @@ impl IncidentMerger {
         &mut self,
         events: &[MergeEvent<'_>],
     ) -> Result<Vec<MergeOutcome>, IncidentError> {
-        for (index, event) in events.iter().enumerate() {
-            validate(event).map_err(|reason| IncidentError::InvalidEvent { index, reason })?;
-        }
+        validate_all(events)?;
         let mut names = RecentNames::default();
         Ok(events
             .iter()
-            .map(|event| {
-                let category = match names.find(event.category) {
-                    Some(id) => id,
-                    None => {
-                        let id = self.intern(event.category);
-                        names.remember(event.category, id);
-                        id
-                    }
-                };
-                self.add_one(category, event)
-            })
+            .map(|event| self.add_named(&mut names, event))
             .collect())
+    }
+
+    /// Merges a batch in order on a running watermark: before each event whose time is past the watermark,
+    /// the watermark moves to that time and the incidents due at it close exactly as [`Self::expire`] would
+    /// close them. Given the watermark the previous batch returned (`-inf` at the start), the outcomes and
+    /// closes of a stream do not depend on where it is cut into batches. The batch is validated first: on
+    /// error nothing was applied.
+    pub fn add_many_expiring(
+        &mut self,
+        events: &[MergeEvent<'_>],
+        watermark: f64,
+    ) -> Result<ExpiringBatch, IncidentError> {
+        if watermark.is_nan() || watermark == f64::INFINITY {
+            return Err(IncidentError::InvalidArgument(format!(
+                "watermark must be an epoch-seconds time or -inf (nothing seen yet), got {watermark}"
+            )));
+        }
+        validate_all(events)?;
+        let mut names = RecentNames::default();
+        let mut batch = ExpiringBatch {
+            outcomes: Vec::with_capacity(events.len()),
+            closed: Vec::new(),
+            watermark,
+        };
+        for (position, event) in events.iter().enumerate() {
+            if event.time > batch.watermark {
+                batch.watermark = event.time;
+                self.close_due(event.time, |closed| batch.closed.push((position, closed)));
+            }
+            batch.outcomes.push(self.add_named(&mut names, event));
+        }
+        Ok(batch)
+    }
+
+    /// Merges one event of a batch whose category names `names` remembers.
+    fn add_named<'a>(
+        &mut self,
+        names: &mut RecentNames<'a>,
+        event: &MergeEvent<'a>,
+    ) -> MergeOutcome {
+        let category = match names.find(event.category) {
+            Some(id) => id,
+            None => {
+                let id = self.intern(event.category);
+                names.remember(event.category, id);
+                id
+            }
+        };
+        self.add_one(category, event)
     }
 
     fn add_one(&mut self, category: u32, event: &MergeEvent<'_>) -> MergeOutcome {
@@ -500,31 +561,46 @@ impl IncidentMerger {
     }
 
     /// Closes every incident whose last report is more than its time-to-live before `now`
-    /// (the policy's `incident_ttl_s`, else the category's window). Ids in order of expiry.
+    /// (the policy's `incident_ttl_s`, else the category's window): the incidents whose deadline is
+    /// before `now`, in order of deadline, then opening.
     pub fn expire(&mut self, now: f64) -> Result<Vec<Closed>, IncidentError> {
         if !now.is_finite() {
             return Err(IncidentError::InvalidArgument(format!(
                 "expire(now): now must be a finite epoch-seconds time, got {now}"
             )));
         }
+        let mut closed = Vec::new();
+        self.close_due(now, |incident| closed.push(incident));
+        Ok(closed)
+    }
+
+    /// Closes the incidents whose deadline is before `now` and hands each to `each`, in order of deadline,
+    /// then opening. Costs one comparison when none is due.
+    fn close_due(&mut self, now: f64, mut each: impl FnMut(Closed)) {
+        if !self.deadlines.any_due(now) {
+            return;
+        }
+        let mut due = std::mem::take(&mut self.due);
         let (incidents, categories) = (&self.incidents, &self.categories);
-        let due = self
-            .deadlines
-            .take_due(now, |&Deadline(deadline, seq, slot)| {
+        self.deadlines.take_due(
+            now,
+            |&Deadline(deadline, seq, slot)| {
                 current_deadline(incidents, categories, slot, seq) == Some(deadline)
-            });
-        let mut closed = Vec::with_capacity(due.len());
-        for Deadline(_, seq, slot) in due {
+            },
+            &mut due,
+        );
+        for &Deadline(deadline, seq, slot) in &due {
             if let Some(incident) = self.remove(slot) {
-                closed.push(Closed {
+                self.counters.closed += 1;
+                each(Closed {
                     id: incident.id,
                     incident: slot,
                     seq,
+                    deadline,
                 });
-                self.counters.closed += 1;
             }
         }
-        Ok(closed)
+        self.due = due;
     }
 
     /// Swaps in a new policy; open incidents stay open and are re-indexed under it.
@@ -852,6 +928,13 @@ fn valid_lon_lat(lon: f64, lat: f64) -> bool {
     (-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat)
 }
 
+fn validate_all(events: &[MergeEvent<'_>]) -> Result<(), IncidentError> {
+    for (index, event) in events.iter().enumerate() {
+        validate(event).map_err(|reason| IncidentError::InvalidEvent { index, reason })?;
+    }
+    Ok(())
+}
+
 fn validate(event: &MergeEvent<'_>) -> Result<(), String> {
     if event.event_id.is_empty() {
         return Err("event_id is empty".into());
@@ -933,7 +1016,7 @@ mod tests {
             .iter()
             .map(|o| {
                 (
-                    m.incident_id(o.incident).unwrap().as_str().to_owned(),
+                    m.incident_id(o).unwrap().as_str().to_owned(),
                     o.is_new,
                     o.report_count,
                 )
@@ -974,6 +1057,105 @@ mod tests {
             ["inc-b"]
         );
         assert!(m.add_many(&[event("c", 2.0, "fire", p)]).unwrap()[0].is_new);
+    }
+
+    type Reports = Vec<(String, bool, u32)>;
+    type Closes = Vec<(usize, String, f64)>;
+
+    /// Merges `events` cut into batches at `cuts` on a running watermark, through a snapshot and restore at
+    /// each cut when `restore` is set: per event (incident id, opened, report count), per close (position in
+    /// `events`, incident id, deadline).
+    fn merge_cut(events: &[MergeEvent<'_>], cuts: &[usize], restore: bool) -> (Reports, Closes) {
+        let mut m = IncidentMerger::new(policy());
+        let (mut reports, mut closes, mut watermark) = (Vec::new(), Vec::new(), f64::NEG_INFINITY);
+        let bounds: Vec<usize> = [0].into_iter().chain(cuts.iter().copied()).collect();
+        for (i, &start) in bounds.iter().enumerate() {
+            let end = bounds.get(i + 1).copied().unwrap_or(events.len());
+            if restore {
+                m = IncidentMerger::restore(&m.snapshot().unwrap(), policy()).unwrap();
+            }
+            let batch = m.add_many_expiring(&events[start..end], watermark).unwrap();
+            closes.extend(
+                batch
+                    .closed
+                    .iter()
+                    .map(|(at, c)| (start + at, c.id.as_str().to_owned(), c.deadline)),
+            );
+            for (at, o) in batch.outcomes.iter().enumerate() {
+                let closed_later = batch.closed.iter().find(|(_, c)| c.seq == o.seq);
+                let id = m
+                    .incident_id(o)
+                    .or(closed_later.map(|(_, c)| &c.id))
+                    .map_or_else(
+                        || format!("event {} names no incident", start + at),
+                        |id| id.as_str().to_owned(),
+                    );
+                reports.push((id, o.is_new, o.report_count));
+            }
+            watermark = batch.watermark;
+        }
+        (reports, closes)
+    }
+
+    #[test]
+    fn expiry_on_a_running_watermark_does_not_depend_on_batch_boundaries() {
+        // Three spots, times mostly rising with late reports; `fire` incidents live 3600 s after their last report.
+        let ids: Vec<String> = (0..48).map(|i| format!("e{i}")).collect();
+        let events: Vec<MergeEvent<'_>> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let time = (i * 400) as f64 - if i % 5 == 3 { 3900.0 } else { 0.0 };
+                let spot = (104.0 + (i % 3) as f64 * 0.01, 30.0);
+                event(
+                    id,
+                    time,
+                    if i % 7 == 6 { "noise" } else { "fire" },
+                    Some(spot),
+                )
+            })
+            .collect();
+        let whole = merge_cut(&events, &[], false);
+        assert!(
+            whole.1.len() >= 3,
+            "the stream closes incidents: {:?}",
+            whole.1
+        );
+        assert!(
+            whole.0.iter().filter(|r| !r.1).count() >= 10,
+            "and merges reports"
+        );
+        for a in 0..=events.len() {
+            for restore in [false, true] {
+                assert_eq!(merge_cut(&events, &[a], restore), whole, "cut at {a}");
+            }
+            for b in (a..=events.len()).step_by(5) {
+                assert_eq!(merge_cut(&events, &[a, b], true), whole, "cut at {a}, {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_late_report_in_the_batch_misses_an_incident_a_newer_one_closed() {
+        let mut m = IncidentMerger::new(policy());
+        let p = Some((0.0, 0.0));
+        m.add_many(&[event("a", 0.0, "fire", p)]).unwrap();
+        let batch = m
+            .add_many_expiring(
+                &[event("b", 4000.0, "noise", p), event("c", 100.0, "fire", p)],
+                0.0,
+            )
+            .unwrap();
+        assert_eq!(batch.watermark, 4000.0);
+        assert_eq!(batch.closed.len(), 1);
+        let (position, closed) = &batch.closed[0];
+        assert_eq!(
+            (*position, closed.id.as_str(), closed.deadline),
+            (0, "inc-a", 3600.0)
+        );
+        assert!(batch.outcomes[1].is_new, "inc-a closed before c arrived");
+        assert!(m.add_many_expiring(&[], f64::NAN).is_err());
+        assert!(m.add_many_expiring(&[], f64::INFINITY).is_err());
     }
 
     #[test]

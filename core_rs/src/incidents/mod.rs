@@ -21,7 +21,7 @@ use std::fmt;
 
 pub use dedup::{idempotency_key, DedupBatch, DedupStats, Deduper};
 pub use incident_id::IncidentId;
-pub use merge::{Closed, IncidentMerger, MergeEvent, MergeOutcome, MergerStats};
+pub use merge::{Closed, ExpiringBatch, IncidentMerger, MergeEvent, MergeOutcome, MergerStats};
 pub use policy::{CategoryLimits, MergePolicy};
 pub use textsim::{matching_slots, minhash, normalize, similarity_to_slots, SLOTS};
 

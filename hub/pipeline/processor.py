@@ -1,0 +1,359 @@
+"""The pure part of the pipeline: a batch of ingest messages → outputs, mutating :class:`PipelineState`.
+
+Per batch: decode + validate → dedup → coordinates to WGS-84 → geofence → rules → merge into incidents
+(closing the incidents whose window ran out as the watermark moves) → transforms → outputs. Every output is a
+function of its input and the state before it, not of where the input was cut into batches: each event gets
+its own incident update, and incidents expire at the event that moves the watermark past their deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from hub import ids
+from hub.coords import convert
+from hub.geofence import GridIndex, Resolution
+from hub.incidents import ExpiringMerge
+from hub.models import CloseRequest, CoordSystem, Event, GridCell, IncidentChange, Severity
+from hub.pipeline.decode import IngestMessage, Rejection, decode_events
+from hub.pipeline.engines import Engines, PipelineOptions, TransformOutcome
+from hub.pipeline.outputs import (
+    build_order,
+    closed_output,
+    dispatch_output,
+    district_and_street,
+    dlq_output,
+    event_output,
+    incident_update_output,
+    utc,
+)
+from hub.pipeline.state import MAX_ORDER_REPORTS, IncidentRecord, PipelineState
+from hub.publisher import Message
+from hub.rules import RuleMatch
+from hub.transforms import Transform
+
+log = logging.getLogger("cityhub.pipeline")
+
+_Place = tuple[tuple[GridCell, ...], str, str]  # grid path, admin names and admin ids joined by "/"
+_PLACE_CACHE_LIMIT = 100_000
+
+
+@dataclass
+class BatchResult:
+    """What one batch produced; ``evaluations`` feed ``Hub.dry_run``."""
+
+    outputs: list[Message] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    accepted: int = 0
+    duplicates: int = 0
+    merged: int = 0
+    closed: int = 0  # incidents closed on request
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # processing time per pipeline stage
+
+    @contextlib.contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + time.perf_counter() - started
+
+    def extend(self, other: BatchResult) -> None:
+        """Add the results of the next part of the same batch."""
+        self.outputs += other.outputs
+        self.rejected += other.rejected
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.merged += other.merged
+        self.closed += other.closed
+        self.evaluations += other.evaluations
+        for stage, seconds in other.stage_seconds.items():
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+
+
+@dataclass
+class _Fresh:
+    """The events of a batch that passed dedup, with what the stages add to each, index by index."""
+
+    events: list[Event]
+    documents: list[dict[str, Any]]
+    keys: list[str]
+    clocks: list[float]  # the hub's time for each event (EventTimeWindow.clock)
+    received: list[float]
+
+
+class BatchProcessor:
+    """Processes batches of ingest messages against a :class:`PipelineState`; holds the engines and caches."""
+
+    def __init__(self, engines: Engines, options: PipelineOptions, on_transform_outcome: TransformOutcome | None = None):
+        self._engines = engines
+        self._grid_cells: dict[Any, GridCell] = {}
+        self._place_cache: dict[tuple[int, tuple[int, ...], tuple[float, ...]], _Place] = {}
+        self.options = options
+        self.on_transform_outcome = on_transform_outcome
+
+    @property
+    def engines(self) -> Engines:
+        return self._engines
+
+    @engines.setter
+    def engines(self, engines: Engines) -> None:
+        self._engines = engines
+        self._grid_cells = {}  # new grids: new cells
+        self._place_cache = {}
+
+    def process(self, state: PipelineState, batch: Sequence[IngestMessage], evaluate: bool = False) -> BatchResult:
+        """``batch``: messages in stream order. Raises whatever a stage raises, leaving ``state`` partly
+        updated: :mod:`hub.pipeline.isolation` decides what to do about it."""
+        result = BatchResult()
+        with result.timed("decode"):
+            decoded = decode_events(batch, self.options.max_message_bytes, self.options.event_time)
+        result.rejected = decoded.rejected
+        start = 0
+        for end, request, requester, received in [*decoded.closes, (len(decoded.events), None, "", 0.0)]:
+            if end > start:  # the events before a close request may still merge into its incident
+                self._process_events(state, decoded.events[start:end], decoded.documents[start:end],
+                                     decoded.received[start:end], result, evaluate)
+                start = end
+            if request is not None:
+                self._close(state, request, requester, received, result)
+        for rejection in result.rejected:
+            result.outputs.append(dlq_output(rejection))
+        return result
+
+    def _close(self, state: PipelineState, request: CloseRequest, requester: str, received: float, result: BatchResult) -> None:
+        """Close an open incident on request; one that is not open (closed before, expired, unknown) stays
+        as it is."""
+        record = state.incidents.get(request.incident_id)
+        if not state.merger.close(request.incident_id) or record is None:
+            log.info("close request for %s from %s: not an open incident", request.incident_id, requester)
+            return
+        del state.incidents[request.incident_id]
+        result.closed += 1
+        closed_at = utc(self.options.event_time.clock(request.time.timestamp(), received))
+        result.outputs.append(closed_output(record, request.incident_id, closed_at, f"{request.reason} ({requester})"))
+
+    def _process_events(
+        self, state: PipelineState, events: list[Event], documents: list[dict[str, Any]], received: list[float],
+        result: BatchResult, evaluate: bool,
+    ) -> None:
+        with result.timed("dedup"):
+            fresh = self._deduplicated(state, events, documents, received, result)
+        if not fresh.events:
+            return
+        result.accepted += len(fresh.events)
+        with result.timed("geo"):
+            admin_paths = self._normalise_and_locate(fresh.events)
+        with result.timed("rules"):
+            matches = self._match_rules(fresh.events, fresh.documents, fresh.keys, fresh.clocks, admin_paths)
+        with result.timed("merge"):
+            merge = self._merge(state, fresh)
+        result.merged += sum(1 for is_new in merge.merge.is_new if not is_new)
+        with result.timed("transforms"):
+            fresh.events = self._apply_transforms(fresh.events)
+        with result.timed("encode"):
+            self._outputs(state, fresh, merge, matches, result, evaluate)
+
+    def _deduplicated(
+        self, state: PipelineState, events: list[Event], documents: list[dict[str, Any]], received: list[float],
+        result: BatchResult,
+    ) -> _Fresh:
+        window = self.options.event_time
+        keys = [ids.idempotency_key(event) for event in events]
+        clocks = [window.clock(event.time.timestamp(), at) for event, at in zip(events, received, strict=True)]
+        duplicate = state.deduper.check_many(keys, clocks)
+        kept = [i for i, dup in enumerate(duplicate) if not dup]
+        result.duplicates += len(events) - len(kept)
+        return _Fresh([events[i] for i in kept], [documents[i] for i in kept], [keys[i] for i in kept],
+                      [clocks[i] for i in kept], [received[i] for i in kept])
+
+    @staticmethod
+    def _merge(state: PipelineState, fresh: _Fresh) -> ExpiringMerge:
+        events = fresh.events
+        merge = state.merger.add_columns_expiring(
+            [event.id or "" for event in events],
+            fresh.clocks,
+            [event.category for event in events],  # StrEnum members are str
+            [event.location.lon if event.location else None for event in events],
+            [event.location.lat if event.location else None for event in events],
+            [event.address for event in events],
+            [event.text for event in events],
+            state.watermark,
+        )
+        state.watermark = merge.watermark
+        return merge
+
+    def _outputs(
+        self, state: PipelineState, fresh: _Fresh, merge: ExpiringMerge, matches: list[list[RuleMatch]],
+        result: BatchResult, evaluate: bool,
+    ) -> None:
+        """Per event, in order: the incidents that expired before it, its unified event, its dispatch orders
+        and its incident's update."""
+        batch = merge.merge
+        expired = iter(zip(*merge.closed, strict=True))
+        next_expired = next(expired, None)
+        for position, (event, incident_id, is_new, count, event_matches) in enumerate(zip(
+            fresh.events, batch.incident_ids, batch.is_new, batch.report_counts, matches, strict=True
+        )):
+            while next_expired is not None and next_expired[0] == position:
+                self._expired(state, next_expired[1], next_expired[2], result)
+                next_expired = next(expired, None)
+            district, street = district_and_street(event.grid_path)
+            clock, received = fresh.clocks[position], fresh.received[position]
+            record = self._record(state, event, incident_id, clock, count, event_matches, district)
+            result.outputs.append(event_output(event, incident_id, district, street))
+            if event_matches:
+                result.outputs.extend(self._dispatch_outputs(event, incident_id, record, event_matches, received))
+            change = IncidentChange.OPENED if is_new else IncidentChange.MERGED
+            result.outputs.append(incident_update_output(record, incident_id, event, change, count, utc(clock)))
+            if evaluate:
+                result.evaluations.append({
+                    "event": event.model_dump(mode="json", exclude_none=True),
+                    "grid_path": [cell.model_dump(mode="json") for cell in event.grid_path],
+                    "incident": {"id": incident_id, "is_new": is_new, "report_count": count},
+                    "matched_rules": [match.rule_id for match in event_matches],
+                })
+
+    @staticmethod
+    def _expired(state: PipelineState, incident_id: str, closed_at: float, result: BatchResult) -> None:
+        """An incident no report joined within its merge window: its ``closed`` change, dated when the window
+        ran out (by the hub's clock, so a replay after a crash closes the same incidents at the same time)."""
+        record = state.incidents.pop(incident_id, None)
+        if record is not None:
+            result.outputs.append(closed_output(record, incident_id, utc(closed_at), "no report within the merge window"))
+
+    def _normalise_and_locate(self, events: list[Event]) -> list[tuple[str, str]]:
+        """Convert every location to WGS-84 and resolve its grid path; returns each event's admin path as
+        (names, ids) joined by ``/``, the ``grid`` and ``grid_ids`` fields rules see."""
+        located = [event for event in events if event.location is not None]
+        self._to_wgs84(located)
+        if self.engines.geofence is None or not located:
+            return [("", "")] * len(events)
+        admin_paths = {id(event): ("", "") for event in events}
+        for event, (grid_path, grid, grid_ids) in zip(located, self._places(self.engines.geofence, located), strict=True):
+            event.grid_path = list(grid_path)
+            admin_paths[id(event)] = grid, grid_ids
+        return [admin_paths[id(event)] for event in events]
+
+    @staticmethod
+    def _to_wgs84(located: list[Event]) -> None:
+        for crs in {event.location.crs for event in located} - {CoordSystem.WGS84}:  # type: ignore[union-attr]
+            group = [event for event in located if event.location.crs is crs]  # type: ignore[union-attr]
+            lons, lats = convert([e.location.lon for e in group], [e.location.lat for e in group], crs, "wgs84")  # type: ignore[union-attr]
+            for event, lon, lat in zip(group, lons, lats, strict=True):
+                location = event.location  # decoded from this event's message: converted in place
+                location.lon, location.lat, location.crs = lon, lat, CoordSystem.WGS84  # type: ignore[union-attr]
+
+    def _places(self, geofence: GridIndex, located: list[Event]) -> list[_Place]:
+        """Each event's place, from one geofence call for the batch. A place is built once per distinct
+        geofence answer (cells and distances) and reused: events cluster on far fewer answers than points."""
+        arrays = geofence.locate_arrays(
+            [e.location.lon for e in located], [e.location.lat for e in located], "wgs84"  # type: ignore[union-attr]
+        )
+        offsets, cells, distances = arrays.offsets.tolist(), arrays.cells.tolist(), arrays.distances_m.tolist()
+        if len(self._place_cache) > _PLACE_CACHE_LIMIT:
+            self._place_cache.clear()
+        places = []
+        for point, admin_count in enumerate(arrays.admin_counts.tolist()):
+            start, end = offsets[point], offsets[point + 1]
+            key = (admin_count, tuple(cells[start:end]), tuple(distances[start:end]))
+            place = self._place_cache.get(key)
+            if place is None:
+                place = self._place_cache[key] = self._place(geofence, *key)
+            places.append(place)
+        return places
+
+    def _place(self, geofence: GridIndex, admin_count: int, cells: tuple[int, ...], distances: tuple[float, ...]) -> _Place:
+        resolved = [geofence.cell(index, distance) for index, distance in zip(cells, distances, strict=True)]
+        admin_path = resolved[:admin_count][::-1]
+        grid_path = self._grid_path(Resolution(resolved, admin_path, not resolved))
+        return (tuple(grid_path), "/".join(cell.name for cell in admin_path), "/".join(cell.id for cell in admin_path))
+
+    def _grid_path(self, resolution: Resolution) -> list[GridCell]:
+        """Admin path from the district down, then overlay cells. GridCell models are built once per cell
+        (and distance) and shared: transforms must treat them as read-only."""
+        admin_ids = {cell.id for cell in resolution.admin_path}
+        overlays = [cell for cell in resolution.cells if cell.id not in admin_ids]
+        path = []
+        for cell in [*resolution.admin_path, *overlays]:
+            grid_cell = self._grid_cells.get(cell)
+            if grid_cell is None:
+                grid_cell = self._grid_cells[cell] = cell.to_grid_cell()
+            path.append(grid_cell)
+        return path
+
+    def _match_rules(
+        self, events: list[Event], documents: list[dict[str, Any]], keys: list[str], times: list[float],
+        admin_paths: list[tuple[str, str]],
+    ) -> list[list[RuleMatch]]:
+        rule_docs = []
+        event_ids = ids.time_ordered_ids(times, keys)
+        for event, event_id, document, (grid, grid_ids) in zip(events, event_ids, documents, admin_paths, strict=True):
+            event.id = document["id"] = event_id
+            document["category"] = event.category
+            document["severity"] = event.severity
+            document["grid"] = grid
+            document["grid_ids"] = grid_ids
+            rule_docs.append(orjson.dumps(document))
+        matches = self.engines.rules.match_many(rule_docs) if len(self.engines.rules) else [[] for _ in events]
+        for event, event_matches in zip(events, matches, strict=True):
+            for match in event_matches:
+                raised = match.actions.get("severity")
+                if raised and Severity(raised).rank > event.severity.rank:
+                    event.severity = Severity(raised)
+        return matches
+
+    def _apply_transforms(self, events: list[Event]) -> list[Event]:
+        ordered = sorted(self.engines.transforms, key=lambda item: (item[1].stage, item[1].order))
+        for plugin, transform in ordered:
+            try:
+                events = transform.apply(events)
+            except Exception as exc:  # contained: this transform is skipped for this batch, counted
+                self._report_transform(plugin, transform, exc)
+            else:
+                self._report_transform(plugin, transform, None)
+        return events
+
+    def _report_transform(self, plugin: str, transform: Transform, exc: BaseException | None) -> None:
+        if self.on_transform_outcome is not None:
+            self.on_transform_outcome(plugin, transform, exc)
+
+    def _record(
+        self, state: PipelineState, event: Event, incident_id: str, clock: float, count: int,
+        matches: list[RuleMatch], district: str | None,
+    ) -> IncidentRecord:
+        record = state.incidents.get(incident_id)
+        if record is None:
+            record = state.incidents[incident_id] = IncidentRecord(event.category, clock, event.severity.rank, [], [], [])
+        record.severity = max(record.severity, event.severity.rank)
+        record.district = district
+        record.report_count = count
+        if event.source not in record.sources:
+            record.sources.append(event.source)
+        if len(record.reports) < MAX_ORDER_REPORTS:
+            record.reports.append([event.source, event.source_event_id or event.id or ""])  # no source id: the hub's
+        for match in matches:
+            if match.rule_id not in record.matched_rules:
+                record.matched_rules.append(match.rule_id)
+        return record
+
+    @staticmethod
+    def _dispatch_outputs(
+        event: Event, incident_id: str, record: IncidentRecord, matches: list[RuleMatch], received: float
+    ) -> Iterable[Message]:
+        for match in matches:
+            for target in match.actions.get("route", ()):
+                if target in record.dispatched:
+                    continue
+                record.dispatched.append(target)
+                order = build_order(event, incident_id, target, match, attempt=1, reports=record.reports,
+                                    dispatched_at=utc(received))
+                yield dispatch_output(order)
