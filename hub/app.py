@@ -45,6 +45,7 @@ from hub.natslink import NatsLink
 from hub.pipeline import BatchProcessor, Engines, EventTimeWindow, IngestMessage, Pipeline, PipelineOptions, PipelineState
 from hub.plugins import PluginHost, build_plugin_host
 from hub.reload import ConfigReloader
+from hub.federation.ownership import ownership_from_config
 from hub.streams import ensure_streams
 from hub.supervisor import Supervisor
 from hub.tap import format_dispatch, format_event
@@ -78,6 +79,7 @@ def build_engines(config: HubConfig, transforms: Iterable[tuple[str, Transform]]
         transforms=tuple(transforms),
         dedup_window_s=config.dedup.window.total_seconds(),
         dedup_max_keys=config.dedup.max_keys,
+        ownership=ownership_from_config(config),
     )
 
 

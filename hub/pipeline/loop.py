@@ -72,7 +72,7 @@ class Pipeline:
         self.isolation = IsolatingProcessor(self.processor)
         self.state = PipelineState.fresh(engines)
         self.counts: dict[str, int] = {"in": 0, "out": 0, "dlq": 0, "duplicates": 0, "merged": 0, "closed": 0,
-                                       "batches": 0}
+                                       "handed_down": 0, "outside_scope": 0, "batches": 0}
         self.last_batch_at: float | None = None
         self.status: Status = "stopped"
         self.restarts = 0
@@ -382,6 +382,8 @@ class Pipeline:
         self.counts["duplicates"] += result.duplicates
         self.counts["merged"] += result.merged
         self.counts["closed"] += result.closed
+        self.counts["handed_down"] += result.handed_down
+        self.counts["outside_scope"] += result.outside_scope
         self.counts["batches"] += 1
         self.metrics.stage_batch("pipeline", received, result.accepted, time.monotonic() - started)
         for stage, seconds in result.stage_seconds.items():
