@@ -58,7 +58,8 @@ class BatchResult:
     merged: int = 0
     closed: int = 0  # incidents closed on request
     handed_down: int = 0  # events located in a child hub's scope, handed to it
-    outside_scope: int = 0  # events located outside this hub's scope, dead-lettered
+    outside_scope: list[tuple[str, str]] = field(default_factory=list)  # (source, reason) of each event dead-lettered
+                                                                         # for being outside this hub's scope
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # processing time per pipeline stage
 
@@ -204,7 +205,7 @@ class BatchProcessor:
                 child = ownership.route(*district_and_street(event.grid_path))
             except OutsideScope as exc:
                 result.outputs.append(outside_scope_output(event.source, document, key, str(exc)))
-                result.outside_scope += 1
+                result.outside_scope.append((event.source, str(exc)))
                 continue
             if child == KEEP:
                 kept.append(index)

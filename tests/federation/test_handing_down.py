@@ -25,8 +25,8 @@ async def test_a_12345_report_at_the_city_is_handled_once_by_its_district_and_se
 ):
     tiers = city_and_two_districts
     city, d104, d105 = [await tiers.connect_hub(code) for code in ("city", "510104", "510105")]
-    async with (running_hub(tiers, "city", tmp_path / "city"), running_hub(tiers, "510104", tmp_path / "104"),
-                running_hub(tiers, "510105", tmp_path / "105")):
+    async with (running_hub(tiers, "city", tmp_path / "city") as city_hub,
+                running_hub(tiers, "510104", tmp_path / "104"), running_hub(tiers, "510105", tmp_path / "105")):
         await send(city, report(1, "510104-01"), report(2, "510105-02"), report(3, "510108-03"))
         await send(city, report(1, "510104-01"))   # the hotline sends the same work order again
         await send(city, report(4, "510104-01"))   # after it in the hand-off stream: once it is there, so is all before
@@ -45,6 +45,7 @@ async def test_a_12345_report_at_the_city_is_handled_once_by_its_district_and_se
         incidents_104 = {cloud_event(m)["incidentid"] for m in await stored(d104, "CITYHUB_INCIDENTS")}
         await wait_until(lambda: _incidents_seen(city, incidents_104), "the district's incidents at the city")
         assert await count(city, "CITYHUB_HANDOFF") == 3  # 510104 twice, 510105 once; the re-send not again
+        await wait_until(lambda: city_hub.pipeline.counts["handed_down"] == 3, "three hand-offs counted")
     for client in (city, d104, d105):
         await client.close()
 
@@ -52,7 +53,7 @@ async def test_a_12345_report_at_the_city_is_handled_once_by_its_district_and_se
 async def test_a_district_dead_letters_an_event_located_in_another_district(city_and_two_districts, tmp_path):
     tiers = city_and_two_districts
     district = await tiers.connect_hub("510104")
-    async with running_hub(tiers, "510104", tmp_path / "104"):
+    async with running_hub(tiers, "510104", tmp_path / "104") as hub:
         await send(district, report(1, "510105-02", source="iot_mqtt"), report(2, "510104-02", source="iot_mqtt"))
         await wait_until(lambda: _has(district, "CITYHUB_EVENTS", 1), "its own event")
         await wait_until(lambda: _has(district, "CITYHUB_DLQ", 1), "the misrouted event in the DLQ")
@@ -61,6 +62,7 @@ async def test_a_district_dead_letters_an_event_located_in_another_district(city
         assert dead.headers["CityHub-Reason"].startswith(
             "located in street 510105-02, outside this hub's scope (district 510104)")
         assert cloud_event(dead)["source_event_id"] == "510105-02-1"
+        await wait_until(lambda: hub.pipeline.counts["dlq"] == 1, "the misrouted event counted as dead-lettered")
     await district.close()
 
 
