@@ -27,3 +27,14 @@ async def tiers(tmp_path: Path, hierarchy: GridHierarchy):
         yield deployment
     finally:
         deployment.stop()
+
+
+@pytest.fixture
+async def city_and_two_districts(tmp_path: Path, hierarchy: GridHierarchy):
+    """The city and districts 510104 and 510105, linked as leafnodes."""
+    deployment = LocalTiers(tmp_path / "tiers", hierarchy, ["city", "510104", "510105"]).start()
+    try:
+        await deployment.wait_linked()
+        yield deployment
+    finally:
+        deployment.stop()

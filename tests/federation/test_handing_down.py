@@ -3,21 +3,8 @@ is handled there, exactly once, and the city sees it on the same subjects with t
 
 from __future__ import annotations
 
-import pytest
-
-from hub.federation.local import LocalTiers
 from tests.federation.tier_hubs import count, cloud_event, report, running_hub, send, stored
 from tests.waiting import wait_until
-
-
-@pytest.fixture
-async def city_and_two_districts(tmp_path, hierarchy):
-    tiers = LocalTiers(tmp_path / "tiers", hierarchy, ["city", "510104", "510105"]).start()
-    try:
-        await tiers.wait_linked()
-        yield tiers
-    finally:
-        tiers.stop()
 
 
 async def test_a_12345_report_at_the_city_is_handled_once_by_its_district_and_seen_at_the_city(
