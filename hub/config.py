@@ -44,7 +44,7 @@ from hub.errors import ConfigError, ConfigIssue, GeoError, RuleError
 from hub.federation.scope import CITY, GridHierarchy, Scope, parent_problem
 from hub.geofence import LayerSpec
 from hub.incidents import CategoryPolicy, MergePolicy
-from hub.models import Category, CoordSystem
+from hub.models import Category, CoordSystem, Severity
 from hub.rules import Actions, Rule, RuleSet
 from hub.tomlpos import KeyPath, key_lines, line_of
 
@@ -308,6 +308,12 @@ class TierConfig(Section):
         default_factory=list,
         description="Scopes of the hubs one tier down: events located there are handed down to them, and their "
         "unified streams are sourced up into this hub's.",
+    )
+    escalate_severity: Severity | None = Field(
+        Severity.CRITICAL,
+        description="An incident of this hub that opens or grows to this severity is escalated to the parent hub "
+        "(none: never for its severity). Overdue orders at the end of the escalation ladder and operators' requests "
+        "escalate too.",
     )
 
 

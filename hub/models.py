@@ -175,6 +175,14 @@ class IncidentChange(StrEnum):
     CLOSED = "closed"
 
 
+class EscalationCause(StrEnum):
+    """Why a lower tier's incident went up to the hub above (docs/deployment.md)."""
+
+    SEVERITY = "severity"  # it opened or grew to [tier] escalate_severity
+    DEADLINE = "deadline"  # its dispatch orders ran through the whole escalation ladder unanswered
+    OPERATOR = "operator"  # an operator asked (POST /incidents/{id}/escalate)
+
+
 class Incident(HubModel):
     """One real-world incident and every report that described it (a gas alarm, a 12345 call and a
     citizen photo of the same leak are one incident with three reports)."""
@@ -195,6 +203,10 @@ class Incident(HubModel):
     escalate_at: datetime | None = None
     escalation_level: int = 0
     closed_reason: str | None = Field(None, description="Why a closed incident was closed, and by whom.")
+    escalated_to: str | None = Field(
+        None, description="The scope of the hub one tier up this incident was escalated to (docs/deployment.md)."
+    )
+    escalation_cause: EscalationCause | None = Field(None, description="Why it was escalated up.")
 
 
 INCIDENT_ID_PATTERN = r"^inc-[0-9A-HJKMNP-TV-Z]{26}(~[0-9]{1,20}(\.[0-9]{1,10})?)?$"

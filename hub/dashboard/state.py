@@ -49,7 +49,7 @@ FINISHED_ORDER_STATUSES = frozenset(
 # Changes that carry only part of the incident, overlaid on what the view already holds: the escalation timer
 # knows the order, not the incident; a closed change carries the incident's summary, not its place.
 PARTIAL_CHANGES = {
-    IncidentChange.ESCALATED.value: ("escalation_level", "escalate_at", "updated_at"),
+    IncidentChange.ESCALATED.value: ("escalation_level", "escalate_at", "updated_at", "escalated_to", "escalation_cause"),
     IncidentChange.CLOSED.value: ("state", "updated_at", "report_count", "sources", "matched_rules", "closed_reason"),
 }
 

@@ -24,7 +24,16 @@ PLACES = {
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
 
 
-def hub_toml(tiers: LocalTiers, code: str) -> str:
+GAS_RULE = """
+[[rules]]
+id = "gas"
+when = 'category == "gas_leak"'
+actions = { severity = "high", route = ["gridworker"] }
+"""
+ADMIN_TOKEN = "t0ken"
+
+
+def hub_toml(tiers: LocalTiers, code: str, rules: str = GAS_RULE) -> str:
     tier = tiers.tier_config(code)
     parent = f'[tier.parent]\nscope = "{tier.parent.scope}"\n' if tier.parent else ""
     return f"""[nats]
@@ -34,14 +43,13 @@ nkey_seed_file = "{tiers.hub_credentials(code)}"
 [geo]
 layers = [{{ name = "admin", path = "{GRIDS}", crs = "gcj02" }}]
 
+[admin]
+port = 0
+token = "{ADMIN_TOKEN}"
+
 [pipeline]
 fetch_timeout = "50ms"
-
-[[rules]]
-id = "gas"
-when = 'category == "gas_leak"'
-actions = {{ severity = "high", route = ["gridworker"] }}
-
+{rules}
 [tier]
 scope = "{code}"
 children = {orjson.dumps(tier.children).decode()}
@@ -49,13 +57,14 @@ children = {orjson.dumps(tier.children).decode()}
 
 
 @asynccontextmanager
-async def running_hub(tiers: LocalTiers, code: str, folder: Path):
-    """The hub ``code`` on its own nats-server, without admin API or connectors."""
+async def running_hub(tiers: LocalTiers, code: str, folder: Path, rules: str = GAS_RULE, admin: bool = False):
+    """The hub ``code`` on its own nats-server with ``rules``, without connectors (and without admin API
+    unless ``admin``; its token is :data:`ADMIN_TOKEN`)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "cityhub.toml"
-    path.write_text(hub_toml(tiers, code), encoding="utf-8")
+    path.write_text(hub_toml(tiers, code, rules), encoding="utf-8")
     hub = Hub.from_file(path)
-    await hub.start(admin=False, connectors=False)
+    await hub.start(admin=admin, connectors=False)
     try:
         yield hub
     finally:
