@@ -149,6 +149,8 @@ class IncidentView:
             "deadline": self.next_deadline(),
             "order_status": latest_order.status if latest_order else None,
             "escalation_level": incident.get("escalation_level", 0),
+            "escalated_to": incident.get("escalated_to"),  # a lower tier sent it up (docs/deployment.md)
+            "escalation_cause": incident.get("escalation_cause"),
         }
 
     def as_json(self) -> dict[str, Any]:

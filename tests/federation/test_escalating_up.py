@@ -27,7 +27,7 @@ async def test_severity_an_exhausted_ladder_and_an_operator_each_send_an_inciden
 ):
     tiers = city_and_two_districts
     city, district = await tiers.connect_hub("city"), await tiers.connect_hub("510104")
-    async with (running_hub(tiers, "city", tmp_path / "city"),
+    async with (running_hub(tiers, "city", tmp_path / "city", admin=True) as city_hub,
                 running_hub(tiers, "510104", tmp_path / "104", RULES, admin=True) as hub):
         gas = [report(n, "510104-01", source="iot_mqtt") for n in (1, 2)]           # one critical incident
         fall = report(3, "510104-02", source="eldercare", category=Category.ELDER_FALL)
@@ -52,8 +52,18 @@ async def test_severity_an_exhausted_ladder_and_an_operator_each_send_an_inciden
             assert [c["type"] for c in await _changes(city) if c["incidentid"] == incident_id][0].endswith("opened")
         own = [c for c in await _changes(district) if c["data"].get("escalated_to")]
         assert len(own) == 3  # the gas leak's second report did not send it again
+
+        async with httpx.AsyncClient(base_url=city_hub.admin_url) as api:  # the city's dashboard shows them so
+            tier = (await api.get("/api/dashboard/config")).json()["tier"]
+            await wait_until(lambda: _dashboard_shows_up(api, set(up)), "the escalations on the city's dashboard")
+        assert tier == {"scope": "city", "parent": None, "children": ["510104", "510105"]}
     await city.close()
     await district.close()
+
+
+async def _dashboard_shows_up(api: httpx.AsyncClient, incident_ids: set[str]) -> bool:
+    listed = (await api.get("/api/incidents", params={"status": "all"})).json()["incidents"]
+    return {incident["id"] for incident in listed if incident["escalated_to"] == "city"} == incident_ids
 
 
 async def _changes(client) -> list[dict]:
