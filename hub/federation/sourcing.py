@@ -51,18 +51,16 @@ def _from_parent(stream: str, kind: str, scope: str, parent: str, into: str) -> 
 
 
 def federate(configs: list[StreamConfig], scope: str, parent: str | None, children: list[str]) -> list[StreamConfig]:
-    """The hub's stream configs with the tier's sources added, and the hand-off stream when it has children
-    (kept like the ingest stream: a child that is away catches up from it)."""
-    sources: dict[str, list[StreamSource]] = {}
+    """The hub's stream configs with the tier's sources — from the parent, this hub's hand-offs into its ingest
+    and its coordination orders into its dispatch stream; from each child, its unified streams — and, with
+    children, the two streams they source from."""
+    sources = {name: [StreamSource(name=name, external=_api(child)) for child in children] for name in UNIFIED_STREAMS}
     if parent is not None:
         sources[topology.INGEST_STREAM] = [
             _from_parent(topology.HANDOFF_STREAM, "handoff", scope, parent, f"{topology.PREFIX}.ingest")]
-        sources[topology.DISPATCH_STREAM] = [
-            _from_parent(topology.COORDINATION_STREAM, "coordination", scope, parent, f"{topology.PREFIX}.dispatch.orders")]
-    for name in UNIFIED_STREAMS if children else ():
-        sources[name] = [*sources.get(name, []), *(StreamSource(name=name, external=_api(child)) for child in children)]
-    federated = [replace(config, sources=[*(config.sources or []), *sources.get(config.name, [])] or None)
-                 for config in configs]
+        sources[topology.DISPATCH_STREAM].append(
+            _from_parent(topology.COORDINATION_STREAM, "coordination", scope, parent, f"{topology.PREFIX}.dispatch.orders"))
+    federated = [replace(config, sources=sources.get(config.name or "") or None) for config in configs]
     if children:
         federated += [_down_stream(configs, topology.INGEST_STREAM, topology.HANDOFF_STREAM, "hand-off of events"),
                       _down_stream(configs, topology.DISPATCH_STREAM, topology.COORDINATION_STREAM, "coordination orders")]
