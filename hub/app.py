@@ -40,12 +40,12 @@ from hub.geofence import GridIndex
 from hub.incidents import Deduper, IncidentMerger
 from hub.logs import configure_logging
 from hub.metrics import Metrics
-from hub.models import CloseRequest, EscalationCause, Event
+from hub.models import CloseRequest, Event
 from hub.natslink import NatsLink
 from hub.pipeline import BatchProcessor, Engines, EventTimeWindow, IngestMessage, Pipeline, PipelineOptions, PipelineState
 from hub.plugins import PluginHost, build_plugin_host
 from hub.reload import ConfigReloader
-from hub.federation.escalating_up import UpwardEscalation
+from hub.federation.services import TierServices
 from hub.federation.ownership import ownership_from_config
 from hub.streams import ensure_streams
 from hub.supervisor import Supervisor
@@ -115,7 +115,7 @@ class Hub:
         self.pipeline: Pipeline | None = None
         self.supervisor: Supervisor | None = None
         self.escalator: Escalator | None = None
-        self.escalating_up: UpwardEscalation | None = None  # a hub with a parent hub ([tier.parent])
+        self.tiers: TierServices | None = None
         self.admin_url: str | None = None
         self._admin_server: uvicorn.Server | None = None
         self._admin_task: asyncio.Task[None] | None = None
@@ -167,9 +167,8 @@ class Hub:
         await self.pipeline.start()
         self.escalator = Escalator(nc)
         await self.escalator.start()
-        self.escalating_up = UpwardEscalation.from_config(self.config, nc)
-        if self.escalating_up is not None:
-            await self.escalating_up.start()
+        self.tiers = TierServices(self.config, nc)
+        await self.tiers.start()
         self.supervisor = Supervisor(nats_config, nats_config.streams, on_counters=self._connector_counters)
         self.plugins.add_listener(self._plugin_changed)
         if connectors:
@@ -197,8 +196,8 @@ class Hub:
             await self.supervisor.stop_all()
         if self.escalator is not None:
             await self.escalator.stop()
-        if self.escalating_up is not None:
-            await self.escalating_up.stop()
+        if self.tiers is not None:
+            await self.tiers.stop()
         if self.pipeline is not None:
             await self.pipeline.stop()
         await self.plugins.shutdown()
@@ -213,8 +212,8 @@ class Hub:
             await self.pipeline.use_connection(nc)
         if self.escalator is not None:
             await self.escalator.use_connection(nc)
-        if self.escalating_up is not None:
-            await self.escalating_up.use_connection(nc)
+        if self.tiers is not None:
+            await self.tiers.use_connection(nc)
         if self.dashboard is not None:
             await self.dashboard.use_connection(nc)
 
@@ -240,7 +239,7 @@ class Hub:
             },
             "connectors": self.supervisor.health() if self.supervisor else {},
             "escalation": self.escalator.health() if self.escalator else {},
-            "escalation_up": self.escalating_up.health() if self.escalating_up else {},
+            "tiers": self.tiers.health() if self.tiers else {},
             "dashboard": self.dashboard.health() if self.dashboard else {},
         }
 
@@ -288,10 +287,9 @@ class Hub:
         """Escalate an incident to the hub one tier up at an operator's request (the admin API); False when it
         went up before. :class:`HubError` when this hub has no parent or does not know the incident."""
         known = self.dashboard.incident(incident_id) if self.dashboard else None
-        if self.escalating_up is None or known is None:
-            raise HubError(f"cannot escalate {incident_id}: " + (
-                "this hub has no parent hub ([tier.parent])" if self.escalating_up is None else "no such incident here"))
-        return await self.escalating_up.escalate(known["incident"], EscalationCause.OPERATOR)
+        if self.tiers is None:
+            raise HubError("the hub is not running")
+        return await self.tiers.escalate(known["incident"] if known else None, incident_id)
 
     # plugins → pipeline and supervisor
 

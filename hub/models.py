@@ -209,6 +209,24 @@ class Incident(HubModel):
     escalation_cause: EscalationCause | None = Field(None, description="Why it was escalated up.")
 
 
+class LinkedIncident(HubModel):
+    """One side of a cross-scope incident."""
+
+    id: str = Field(description="The incident's id at the hub that holds it.")
+    scope: str = Field(description="The child scope (district or street code) whose hub holds it.")
+
+
+class CrossScopeIncident(HubModel):
+    """One real incident whose reports fell on both sides of a district or street border: the lowest hub whose
+    scope holds both sides links the incident each side opened (docs/deployment.md)."""
+
+    id: str = Field(description="xs-<the id of the first incident linked>.")
+    category: Category
+    linked_by: str = Field(description="The scope of the hub that linked them.")
+    incidents: list[LinkedIncident] = Field(description="The incidents linked, in the order they opened.")
+    updated_at: datetime
+
+
 INCIDENT_ID_PATTERN = r"^inc-[0-9A-HJKMNP-TV-Z]{26}(~[0-9]{1,20}(\.[0-9]{1,10})?)?$"
 """Every incident id: ``inc-<opening event id>`` (the 26 Crockford base-32 digits of :mod:`hub.ids`), with
 ``~<n>`` or ``~<n>.<m>`` appended when that id was still taken by an open incident

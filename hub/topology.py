@@ -11,6 +11,7 @@ Subjects (token order is part of the public contract; subscribe with plain NATS 
 ``cityhub.dlq.<source>``                                        rejected input: original bytes, reason in headers
 ``cityhub.handoff.<child>.<source>``                            events handed to the hub one tier down (docs/deployment.md)
 ``cityhub.coordination.<child>.<connector>``                    orders for a connector of the hub one tier down
+``cityhub.links.<maker>.<side>.<category>``                      a cross-scope incident made by hub ``<maker>``, for one side
 ==============================================================  =============================================
 
 Grid tokens are cell ids (``_`` when the location resolved to no cell on that level). Examples: every critical
@@ -31,6 +32,7 @@ DISPATCH_STREAM = "CITYHUB_DISPATCH"
 DLQ_STREAM = "CITYHUB_DLQ"
 HANDOFF_STREAM = "CITYHUB_HANDOFF"  # these two only on a hub with child hubs (hub.federation.sourcing)
 COORDINATION_STREAM = "CITYHUB_COORDINATION"
+LINKS_STREAM = "CITYHUB_LINKS"  # on every hub among tiers
 
 # JetStream KV bucket of one connector's durable state: this prefix + the connector's source name.
 STATE_BUCKET_PREFIX = "CITYHUB_STATE_"
@@ -74,6 +76,11 @@ def handoff_subject(child: str, source: str) -> str:
     return f"{PREFIX}.handoff.{token(child)}.{token(source)}"
 
 
+def link_subject(maker: str, side: str, category: str) -> str:
+    """Where hub ``maker`` puts a cross-scope incident for ``side``, one of the child scopes it links."""
+    return f"{PREFIX}.links.{token(maker)}.{token(side)}.{token(category)}"
+
+
 def coordination_subject(child: str, connector: str) -> str:
     """Where a hub puts a dispatch order for the connector ``connector`` of the child hub ``child``."""
     return f"{PREFIX}.coordination.{token(child)}.{token(connector)}"
@@ -87,6 +94,7 @@ STREAM_SUBJECTS: dict[str, list[str]] = {
     DLQ_STREAM: [f"{PREFIX}.dlq.>"],
     HANDOFF_STREAM: [f"{PREFIX}.handoff.>"],
     COORDINATION_STREAM: [f"{PREFIX}.coordination.>"],
+    LINKS_STREAM: [f"{PREFIX}.links.>"],
 }
 _STREAM_OF_KIND = {patterns[0].split(".")[1]: name for name, patterns in STREAM_SUBJECTS.items()}
 

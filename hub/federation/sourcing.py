@@ -64,7 +64,23 @@ def federate(configs: list[StreamConfig], scope: str, parent: str | None, childr
     if children:
         federated += [_down_stream(configs, topology.INGEST_STREAM, topology.HANDOFF_STREAM, "hand-off of events"),
                       _down_stream(configs, topology.DISPATCH_STREAM, topology.COORDINATION_STREAM, "coordination orders")]
+    if children or parent is not None:
+        federated.append(_links_stream(configs, scope, parent, children))
     return federated
+
+
+def _links_stream(configs: list[StreamConfig], scope: str, parent: str | None, children: list[str]) -> StreamConfig:
+    """Cross-scope incidents: the ones this hub makes, the ones each child made (``cityhub.links.<child>.>``)
+    and the parent's for this hub's side (``cityhub.links.<parent>.<scope>.*``). The subjects name who made a
+    link, so what one hub sources from the other never comes back to it."""
+    from_children = [StreamSource(name=topology.LINKS_STREAM, external=_api(child),
+                                  filter_subject=f"{topology.PREFIX}.links.{topology.token(child)}.>") for child in children]
+    from_parent = [StreamSource(name=topology.LINKS_STREAM, external=_api(parent),
+                                filter_subject=f"{topology.PREFIX}.links.{topology.token(parent)}.{topology.token(scope)}.*")
+                   ] if parent is not None else []
+    model = next(config for config in configs if config.name == topology.INCIDENTS_STREAM)
+    return replace(model, name=topology.LINKS_STREAM, subjects=topology.STREAM_SUBJECTS[topology.LINKS_STREAM],
+                   sources=[*from_children, *from_parent] or None, description="CityHub cross-scope incidents")
 
 
 def _down_stream(configs: list[StreamConfig], like: str, name: str, what: str) -> StreamConfig:
