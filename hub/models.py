@@ -180,6 +180,7 @@ class EscalationCause(StrEnum):
 
     SEVERITY = "severity"  # it opened or grew to [tier] escalate_severity
     DEADLINE = "deadline"  # its dispatch orders ran through the whole escalation ladder unanswered
+    CROSS_SCOPE = "cross_scope"  # the hub above linked it with an incident on the other side of a border
     OPERATOR = "operator"  # an operator asked (POST /incidents/{id}/escalate)
 
 

@@ -6,6 +6,8 @@ which it already holds. Causes (:class:`hub.models.EscalationCause`):
 - ``severity``: the incident opens or grows to ``[tier] escalate_severity``;
 - ``deadline``: its orders ran through the escalator's whole ladder unanswered (an ``escalated`` change
   with no next deadline);
+- ``cross_scope``: the parent linked it with an incident of another scope (:mod:`hub.federation.linking`):
+  one incident across a border is the common tier's to coordinate;
 - ``operator``: an operator asks (``POST /incidents/{id}/escalate``).
 
 An incident goes up once: a KV bucket remembers which went up, so neither a restart nor a second cause sends
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -39,6 +42,7 @@ log = logging.getLogger("cityhub.escalation.up")
 
 BUCKET = "CITYHUB_ESCALATED_UP"
 CONSUMER = "cityhub-escalation-up"
+LINKS_CONSUMER = "cityhub-escalation-up-links"
 
 
 def cause_of(change: str, incident: dict[str, Any], threshold: Severity | None) -> EscalationCause | None:
@@ -60,36 +64,46 @@ def _key(incident_id: str) -> str:
 
 
 class UpwardEscalation:
-    """Follows this hub's own incident changes (durable consumer ``cityhub-escalation-up``) and escalates to
-    ``parent`` by the policy above."""
+    """Follows this hub's own incident changes and the parent's links of them (durable consumers
+    ``cityhub-escalation-up`` and ``cityhub-escalation-up-links``, which start, the first time, at what comes
+    after them) and escalates to ``parent`` by the policy above. A link names an incident by id: its data is
+    the latest this process has seen of it (an incident that changed only before a restart is not known)."""
 
-    def __init__(self, nc: NatsClient, parent: str, threshold: Severity | None):
+    def __init__(self, nc: NatsClient, scope: str, parent: str, threshold: Severity | None):
+        self.scope = scope
         self.parent = parent
         self.threshold = threshold
         self.escalated = 0
-        self.follower: Follower | None = None
+        self.followers: list[Follower] = []
         self._kv: KeyValue | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._latest: dict[str, dict[str, Any]] = {}  # this hub's open incidents, by id
         self.nc = nc
 
     @classmethod
     def from_config(cls, config: HubConfig, nc: NatsClient) -> UpwardEscalation | None:
         """The hub's upward escalation (None for a hub with no parent)."""
         parent = config.tier.parent
-        return cls(nc, parent.scope, config.tier.escalate_severity) if parent is not None else None
+        tier = config.tier
+        return cls(nc, tier.scope, tier.parent.scope, tier.escalate_severity) if tier.parent is not None else None
 
     async def start(self) -> None:
         js = self.nc.jetstream(timeout=10.0)
         self._kv = await js.create_key_value(bucket=BUCKET, history=1)
-        start = Start(seq=await next_sequence(self.nc, topology.INCIDENTS_STREAM))  # a new consumer: from now on
-        self.follower = Follower(self.nc, topology.INCIDENTS_STREAM, f"{topology.PREFIX}.incidents.>", start,
-                                 name="escalation-up", durable=CONSUMER, batch=100)
-        self._task = asyncio.create_task(self._follow(), name="cityhub.escalation.up")
+        links = f"{topology.PREFIX}.links.{topology.token(self.parent)}.{topology.token(self.scope)}.*"
+        self.followers = [
+            Follower(self.nc, topology.INCIDENTS_STREAM, f"{topology.PREFIX}.incidents.>",
+                     Start(seq=await next_sequence(self.nc, topology.INCIDENTS_STREAM)),
+                     name="escalation-up", durable=CONSUMER, batch=100),
+            Follower(self.nc, topology.LINKS_STREAM, links, Start(seq=await next_sequence(self.nc, topology.LINKS_STREAM)),
+                     name="escalation-up-links", durable=LINKS_CONSUMER, batch=100),
+        ]
+        self._tasks = [asyncio.create_task(self._follow(follower, observe), name=f"cityhub.{follower.name}")
+                       for follower, observe in zip(self.followers, (self._observe, self._observe_link), strict=True)]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
+        await cancel_and_wait(*self._tasks)
+        self._tasks = []
 
     async def use_connection(self, nc: NatsClient) -> None:
         await self.stop()
@@ -98,7 +112,7 @@ class UpwardEscalation:
 
     def health(self) -> dict[str, Any]:
         return {"parent": self.parent, "escalated": self.escalated,
-                "consumer": self.follower.health() if self.follower else None}
+                "consumers": [follower.health() for follower in self.followers]}
 
     async def escalate(self, incident: dict[str, Any], cause: EscalationCause) -> bool:
         """Send ``incident`` (its latest data) up for ``cause``; False when it went up before. Published first
@@ -126,17 +140,35 @@ class UpwardEscalation:
             return False
         return True
 
-    async def _follow(self) -> None:
-        assert self.follower is not None
-        async for message in self.follower.messages():
-            await retry(functools.partial(self._observe, message), retry_on=NATS_TROUBLE,
-                        backoff=Backoff(initial_s=0.2, max_s=5.0))
+    @staticmethod
+    async def _follow(follower: Follower, observe: Callable[[Delivered], Awaitable[None]]) -> None:
+        async for message in follower.messages():
+            await retry(functools.partial(observe, message), retry_on=NATS_TROUBLE, backoff=Backoff(initial_s=0.2, max_s=5.0))
 
     async def _observe(self, message: Delivered) -> None:
         if from_below(message.msg.headers):  # a lower tier's incident: that tier escalates it
             return
-        envelope = wire.decode(message.data)
+        incident = wire.decode(message.data)["data"]
         change = message.subject.rsplit(".", 1)[-1]
-        cause = cause_of(change, envelope["data"], self.threshold)
+        self._remember(change, incident)
+        cause = cause_of(change, incident, self.threshold)
         if cause is not None:
-            await self.escalate(envelope["data"], cause)
+            await self.escalate(incident, cause)
+
+    def _remember(self, change: str, incident: dict[str, Any]) -> None:
+        if change in (IncidentChange.OPENED, IncidentChange.MERGED):
+            self._latest[incident["id"]] = incident
+        elif change == IncidentChange.CLOSED:
+            self._latest.pop(incident["id"], None)
+
+    async def _observe_link(self, message: Delivered) -> None:
+        link = wire.decode(message.data)["data"]
+        for linked in link["incidents"]:
+            if linked["scope"] != self.scope:
+                continue
+            incident = self._latest.get(linked["id"])
+            if incident is None:
+                log.warning("cross-scope incident %s links %s, which this hub does not know (changed only before a "
+                            "restart, or closed): not escalated for it", link["id"], linked["id"])
+                continue
+            await self.escalate(incident, EscalationCause.CROSS_SCOPE)

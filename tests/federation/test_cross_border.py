@@ -1,6 +1,6 @@
 """Two reports of one gas leak on both sides of the border between two districts open an incident in each
-district; the city, the lowest tier holding both, links them into one cross-scope incident, and each district
-sees the link."""
+district; the city, the lowest tier holding both, links them into one cross-scope incident, each district sees
+the link and escalates its side to the city for it."""
 
 from __future__ import annotations
 
@@ -36,8 +36,15 @@ async def test_a_leak_reported_on_both_sides_of_a_border_is_one_linked_cross_sco
             [seen] = await stored(clients[code], "CITYHUB_LINKS")
             assert seen.subject == f"cityhub.links.city.{code}.gas_leak" and cloud_event(seen)["data"]["id"] == link["id"]
         assert city.tiers.health()["linking"]["linked"] == 1
+        await wait_until(lambda: _escalated_for_the_link(clients["city"], set(district_incidents.values())),
+                         "both sides escalated to the city for the link")
     for client in clients.values():
         await client.close()
+
+
+async def _escalated_for_the_link(client, incident_ids: set[str]) -> bool:
+    changes = [cloud_event(m)["data"] for m in await stored(client, "CITYHUB_INCIDENTS")]
+    return {c["id"] for c in changes if c.get("escalation_cause") == "cross_scope" and c["escalated_to"] == "city"} == incident_ids
 
 
 async def _has(client, stream: str, expected: int) -> bool:
