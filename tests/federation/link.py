@@ -16,6 +16,7 @@ class CuttableLink:
         self.target_port = target_port
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._up = False
 
     @staticmethod
     def route(config: Path, parent_leafnode_port: int, link_port: int) -> None:
@@ -24,11 +25,13 @@ class CuttableLink:
         config.write_text(text.replace(f"nats-leaf://127.0.0.1:{parent_leafnode_port}", f"nats-leaf://127.0.0.1:{link_port}"))
 
     async def restore(self) -> None:
+        self._up = True
         self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
 
     async def cut(self) -> None:
         """Stop accepting and drop every connection, as a broken line would."""
         assert self._server is not None
+        self._up = False
         self._server.close()
         for writer in list(self._writers):
             writer.transport.abort()
@@ -40,8 +43,20 @@ class CuttableLink:
         except OSError:
             writer.transport.abort()
             return
+        if not self._up:  # cut while this connection was being made
+            writer.transport.abort()
+            upstream_writer.transport.abort()
+            return
         self._writers |= {writer, upstream_writer}
-        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        try:
+            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        finally:
+            self._writers -= {writer, upstream_writer}
+
+    @property
+    def is_cut(self) -> bool:
+        """No connection passes: none is open and none is accepted."""
+        return not self._up and not self._writers
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
