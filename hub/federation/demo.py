@@ -18,12 +18,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from hub.app import CONNECTORS, DEMO_SECRET_VARIABLE, SAMPLE_GRIDS, Hub, _print_unified_stream, demo_config, stop_simulators
+from hub.app import DEMO_SECRET_VARIABLE, SAMPLE_GRIDS, Hub, _print_unified_stream, demo_config, stop_simulators
 from hub.federation.local import LocalTiers
 from hub.federation.scope import GridHierarchy
 from hub.geofence import LayerSpec
 from hub.logs import configure_logging
-from hub.plugins import build_plugin_host
+from hub.plugins import build_plugin_host, demo_section_file, installed_plugins
 
 # The hubs, each with the connectors of the systems that reach it (IoT and recycling stations publish over MQTT,
 # which the generated servers do not listen to: they are not in this demo).
@@ -40,7 +40,8 @@ def placement(tiers: LocalTiers, code: str) -> str:
     tier = tiers.tier_config(code)
     children = ", ".join(f'"{child}"' for child in tier.children)
     parent = f'\n[tier.parent]\nscope = "{tier.parent.scope}"\n' if tier.parent else ""
-    elsewhere = sorted({path.parent.name for path in CONNECTORS.glob("*/demo.toml")} - set(HUBS[code]))
+    with_demo = {name for name, entry_point in installed_plugins().items() if demo_section_file(entry_point).is_file()}
+    elsewhere = sorted(with_demo - set(HUBS[code]))  # the connectors: each demo section is a connector's
     switched_off = "".join(f"\n[plugins.{name}]\nenabled = false\n" for name in elsewhere if _runs_unconfigured(name))
     return (f'[nats]\nservers = ["{tiers.url(code)}"]\nnkey_seed_file = "{tiers.hub_credentials(code)}"\n\n'
             f'[tier]\nscope = "{code}"\nchildren = [{children}]\n{parent}{switched_off}')

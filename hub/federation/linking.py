@@ -149,7 +149,7 @@ class CrossScopeLinker:
             subject = topology.link_subject(self.scope, side, link.category)
             raw = wire.encode(type_=TYPE_LINK, id_=msg_id, source=f"/cityhub/{self.scope}", time=link.updated_at,
                               data=link, subject=subject,
-                              extensions={"category": link.category.value, "incidentid": link.id})
+                              extensions={"category": link.category, "incidentid": link.id})
             await js.publish(subject, raw, headers={topology.HEADER_MSG_ID: msg_id})
             with contextlib.suppress(KeyWrongLastSequenceError):
                 await self._kv.create(key, b"")
