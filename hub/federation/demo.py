@@ -18,12 +18,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from hub.app import DEMO_SECRET_VARIABLE, SAMPLE_GRIDS, Hub, _print_unified_stream, demo_config, stop_simulators
+from hub import topology
+from hub.app import DEMO_SECRET_VARIABLE, SAMPLE_GRIDS, Hub, demo_config, stop_simulators
 from hub.federation.local import LocalTiers
 from hub.federation.scope import GridHierarchy
 from hub.geofence import LayerSpec
 from hub.logs import configure_logging
 from hub.plugins import build_plugin_host, demo_section_file, installed_plugins
+from hub.tap import format_event, tap
 
 # The hubs, each with the connectors of the systems that reach it (IoT and recycling stations publish over MQTT,
 # which the generated servers do not listen to: they are not in this demo).
@@ -70,7 +72,7 @@ async def run_tiers(folder: Path, stop: asyncio.Event) -> None:
                 await simulator.start()
             stack.push_async_callback(stop_simulators, simulators)
             _print_banner(tiers, hubs)
-            tail = asyncio.create_task(_print_unified_stream(hubs["city"]))
+            tail = asyncio.create_task(_print_city_stream(hubs["city"]))
             await stop.wait()
             tail.cancel()
     finally:
@@ -90,6 +92,14 @@ async def _running(tiers: LocalTiers, code: str, folder: Path) -> AsyncIterator[
         yield hub
     finally:
         await hub.stop()
+
+
+async def _print_city_stream(city: Hub) -> None:
+    """Every event the city's unified stream stores, its own and the ones sourced from the tiers below (a
+    plain subscription would show only its own: sourced messages are stored, not published), until cancelled."""
+    assert city.nc is not None
+    async for raw in tap(city.nc, f"{topology.PREFIX}.events.>"):
+        print(format_event(raw), flush=True)
 
 
 def _print_banner(tiers: LocalTiers, hubs: dict[str, Hub]) -> None:
