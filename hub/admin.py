@@ -62,6 +62,10 @@ class AdminHub(Protocol):
         """Ask the pipeline to close an open incident; returns the close request's message id."""
         ...
 
+    async def escalate_up(self, incident_id: str) -> bool:
+        """Escalate an incident to the hub one tier up; False when it went up before."""
+        ...
+
     # Optional: ``reloader`` (a :class:`hub.reload.ConfigReloader`) shared with the file watcher, so
     # POST /config/reload and file edits are serialised and /health shows the last outcome of either.
 
@@ -163,6 +167,15 @@ def _core_router() -> APIRouter:
         incident_id: IncidentId, body: CloseBody, hub: Any = Depends(get_hub)
     ) -> dict[str, Any]:
         return {"incident_id": incident_id, "request_id": await hub.request_close(incident_id, body.reason)}
+
+    @router.post("/incidents/{incident_id}/escalate", dependencies=[Depends(require_token)],
+                 summary="Escalate an incident to the hub one tier up (docs/deployment.md)")
+    async def escalate_incident(incident_id: IncidentId, hub: Any = Depends(get_hub)) -> dict[str, Any]:
+        try:
+            sent = await hub.escalate_up(incident_id)
+        except HubError as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        return {"incident_id": incident_id, "escalated": sent}
 
     return router
 

@@ -51,6 +51,8 @@ from hub.natslink import NatsLink
 from hub.pipeline import BatchProcessor, Engines, EventTimeWindow, IngestMessage, Pipeline, PipelineOptions, PipelineState
 from hub.plugins import PluginHost, build_plugin_host, demo_section_file, installed_plugins
 from hub.reload import ConfigReloader
+from hub.federation.ownership import ownership_from_config
+from hub.federation.services import TierServices
 from hub.streams import ensure_buckets, ensure_streams
 from hub.supervisor import Supervisor
 from hub.tap import format_dispatch, format_event
@@ -115,6 +117,7 @@ def build_engines(
         transforms=tuple(transforms),
         dedup_window_s=config.dedup.window.total_seconds(),
         dedup_max_keys=config.dedup.max_keys,
+        ownership=ownership_from_config(config),
     )
 
 
@@ -154,6 +157,7 @@ class Hub:
         self._fence: OutputFence | None = None  # the active hub's output fence
         self._engines: Engines | None = None  # built at start, so a standby takes over without loading grids
         self._run_connectors = True
+        self.tiers: TierServices | None = None  # the active hub's tier services (hand-offs up and down)
         self.admin_url: str | None = None
         self._admin_server: uvicorn.Server | None = None
         self._admin_task: asyncio.Task[None] | None = None
@@ -198,7 +202,7 @@ class Hub:
         self.link = NatsLink(nats_config)
         nc = await self.link.open()
         self.link.add_listener(self._use_connection)
-        await ensure_streams(nc.jetstream(), nats_config.streams)
+        await ensure_streams(nc.jetstream(), nats_config.streams, self.config.tier)
         await ensure_buckets(nc.jetstream(), nats_config.buckets)
         self.elector = await self._join_election()
         await self.plugins.startup()
@@ -244,6 +248,8 @@ class Hub:
             await self.pipeline.use_connection(nc)
         if self.escalator is not None:
             await self.escalator.use_connection(nc)
+        if self.tiers is not None:
+            await self.tiers.use_connection(nc)
         if self.dashboard is not None:
             await self.dashboard.use_connection(nc)
 
@@ -269,6 +275,8 @@ class Hub:
         await self.pipeline.start()
         self.escalator = Escalator(self.nc, fence=fence)
         await self.escalator.start()
+        self.tiers = TierServices(self.config, self.nc)
+        await self.tiers.start()
         if self._run_connectors:
             for plugin in self.plugins.names():
                 if self.plugins.is_enabled(plugin):
@@ -281,6 +289,9 @@ class Hub:
         if self.supervisor is not None:
             await self.supervisor.stop_all()
             self._connectors.clear()
+        if self.tiers is not None:
+            tiers, self.tiers = self.tiers, None
+            await tiers.stop()
         if self.escalator is not None:
             escalator, self.escalator = self.escalator, None
             with contextlib.suppress(LeaseLost):  # its tasks ended on the fence
@@ -345,6 +356,7 @@ class Hub:
             },
             "connectors": self.supervisor.health() if self.supervisor else {},
             "escalation": self.escalator.health() if self.escalator else {},
+            "tiers": self.tiers.health() if self.tiers else {},
             "dashboard": self.dashboard.health() if self.dashboard else {},
         }
 
@@ -364,7 +376,7 @@ class Hub:
         if self.pipeline is not None:
             self.pipeline.swap_engines(self._engines)
         if self.nc is not None:
-            await ensure_streams(self.nc.jetstream(), config.nats.streams)
+            await ensure_streams(self.nc.jetstream(), config.nats.streams, config.tier)
 
     async def dry_run(self, event: Event) -> dict[str, Any]:
         """What the pipeline would do with ``event`` (grid path, incident, matched rules), on a copy of the
@@ -394,6 +406,14 @@ class Hub:
             raise HubError("not connected to NATS")
         request = CloseRequest(incident_id=incident_id, reason=reason, time=datetime.now(timezone.utc))
         return await publish_close_request(self.nc.jetstream(), request, topology.OPS_REQUESTER)
+
+    async def escalate_up(self, incident_id: str) -> bool:
+        """Escalate an incident to the hub one tier up at an operator's request (the admin API); False when it
+        went up before. :class:`HubError` when this hub has no parent or does not know the incident."""
+        known = self.dashboard.incident(incident_id) if self.dashboard else None
+        if self.tiers is None:
+            raise HubError("the hub is not running")
+        return await self.tiers.escalate(known["incident"] if known else None, incident_id)
 
     # plugins → pipeline and supervisor
 
@@ -512,19 +532,18 @@ def demo_sections(names: Iterable[str] | None = None) -> str:
     return _DEMO_PORT.sub(lambda match: ports[match.group(0)], sections)
 
 
-def demo_config(data_dir: Path) -> str:
-    """The demo's ``cityhub.toml``: embedded NATS with MQTT, the shipped sample grids, a few rules and every
-    connector's demo section. Their secrets are ``${CITYHUB_DEMO_SECRET}``, which :func:`demo` generates."""
+def demo_config(data_dir: Path, placement: str | None = None, connectors: Iterable[str] | None = None) -> str:
+    """The demo's ``cityhub.toml``: embedded NATS with MQTT (or the ``placement`` tables: ``[nats]`` and
+    ``[tier]`` of a hub among tiers), the shipped sample grids, a few rules and the demo section of every
+    connector (or of ``connectors``). Their secrets are ``${CITYHUB_DEMO_SECRET}``, which :func:`demo` generates."""
     admin = SAMPLE_GRIDS / "chengdu_admin_gcj02.geojson"
     overlays = SAMPLE_GRIDS / "chengdu_overlays_gcj02.geojson"
-    mqtt_port = _free_port("127.0.0.1")
+    embedded = f"[nats.embedded]\nstore_dir = \"{data_dir / 'nats'}\"\nmqtt_port = {_free_port('127.0.0.1')}\n"
     return f"""
 timezone = "Asia/Shanghai"
 data_dir = "{data_dir}"
 
-[nats.embedded]
-store_dir = "{data_dir / 'nats'}"
-mqtt_port = {mqtt_port}
+{placement or embedded}
 
 [admin]
 port = 0
@@ -558,7 +577,7 @@ id = "answer-12345"
 when = 'source == "hotline12345" && payload.channel == "webhook"'
 actions = {{ route = ["connector:hotline12345"] }}
 
-{demo_sections()}
+{demo_sections(connectors)}
 """
 
 

@@ -3,8 +3,11 @@ start a new connector.
 
     cityhub run [-c cityhub.toml] [--admin-port N]   run the hub (embedded nats-server when no servers are
                                          configured); run it twice for a standby (docs/operations.md)
-    cityhub demo [--for 40s]             everything, with simulators and sample grids (until Ctrl-C)
+    cityhub demo [--for 40s] [--tiers]   everything, with simulators and sample grids (until Ctrl-C); --tiers:
+                                         city, district and street hubs, each on its own nats-server
     cityhub validate FILE                every config error as file:line: key: message (exit 1), else a summary
+    cityhub nats-config --hub SCOPE=HOST:PORT:LEAFNODE_PORT ... --out DIR
+                                         nats-server configs and credentials of the tiered hubs (docs/deployment.md)
     cityhub plugins list|enable|disable  through the admin API, with the admin token
     cityhub plugins list --installed     the plugins installed here (built-in and third-party), no hub needed
     cityhub tap [--district ...]         live tail of the unified stream
@@ -70,6 +73,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.tiers:
+        from hub.federation.demo import demo_tiers
+
+        return demo_tiers(args.duration)
     from hub.app import demo
 
     return demo(args.duration) or 0
@@ -206,6 +213,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nats_config(args: argparse.Namespace) -> int:
+    from hub.federation.deployment import Deployment, Placement, write_deployment
+    from hub.federation.scope import GridHierarchy
+
+    config = load_config(args.config)
+    hierarchy = GridHierarchy.from_layers(layer.spec() for layer in config.geo.layers)
+    deployment = Deployment([Placement.parse(text, hierarchy) for text in args.hub], hierarchy)
+    for path in write_deployment(deployment, Path(args.out), Path(args.store_root)):
+        print(f"wrote {path}")
+    print(f"credentials (NKey seeds, one per user): {Path(args.out) / 'creds'}")
+    return 0
+
+
 def cmd_new_connector(args: argparse.Namespace) -> int:
     directory = Path(args.dir or args.name)
     for path in write_connector(directory, args.name, args.port):
@@ -244,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run everything with simulators and sample grids")
     demo.add_argument("--for", dest="duration", type=_duration_seconds, metavar="DURATION",
                       help="stop by itself after this long (e.g. 40s, 5m), as on Ctrl-C; default: until Ctrl-C")
+    demo.add_argument("--tiers", action="store_true",
+                      help="a city hub and district and street hubs on their own linked nats-servers")
     demo.set_defaults(handler=cmd_demo)
 
     validate = commands.add_parser("validate", help="check a config file and report every error")
@@ -270,6 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay_parser.add_argument("--since", required=True, help="a duration back (2h, 30m) or a time with offset")
     replay_parser.add_argument("--follow", action="store_true", help="keep printing new events once caught up")
     replay_parser.set_defaults(handler=cmd_replay)
+
+    nats_config = commands.add_parser(
+        "nats-config", help="write the nats-server configs and credentials of a deployment of tiered hubs")
+    nats_config.add_argument("--hub", action="append", required=True, metavar="SCOPE=HOST:PORT:LEAFNODE_PORT",
+                             help="one hub: its scope (city, a district or street code) and where its server listens")
+    nats_config.add_argument("--out", required=True, help="folder to write <scope>/nats-server.conf and creds/ into")
+    nats_config.add_argument("--store-root", default="/var/lib/cityhub/nats",
+                             help="JetStream store of each server: STORE_ROOT/<scope>")
+    nats_config.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file whose admin grids to read")
+    nats_config.set_defaults(handler=cmd_nats_config)
 
     new = commands.add_parser("new-connector", help="write a pip-installable connector package with test and docs")
     new.add_argument("name", help="connector name: lower-case letters, digits and _")

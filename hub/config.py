@@ -9,7 +9,8 @@ Loading runs in phases, like Vector's ``validate``, and reports every problem at
 1. parse — TOML syntax (``tomllib``);
 2. substitute — ``${NAME}`` / ``${NAME:-default}`` in string values from the environment (secrets live there);
 3. structure — the pydantic models below, and each plugin's settings against its own model;
-4. environment — files the config points at exist (grids, rule files, TLS and credential files).
+4. environment — files the config points at exist (grids, rule files, TLS and credential files);
+5. meaning — rules compile, the merge policy builds, ``[tier]`` names cells of the admin grids in their order.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ from pydantic import (
     model_validator,
 )
 
-from hub.errors import ConfigError, ConfigIssue, RuleError
+from hub.errors import ConfigError, ConfigIssue, GeoError, RuleError
+from hub.federation.scope import CITY, GridHierarchy, Scope, parent_problem
 from hub.geofence import LayerSpec
 from hub.incidents import CategoryPolicy, MergePolicy
-from hub.models import CategoryName, CoordSystem
+from hub.models import CategoryName, CoordSystem, Severity
 from hub.taxonomy import CategoryInfo
 from hub.rules import Actions, Rule, RuleSet
 from hub.tomlpos import KeyPath, key_lines, line_of
@@ -312,6 +314,37 @@ class GeoConfig(Section):
         return layers
 
 
+# --- [tier] ----------------------------------------------------------------------------------------
+
+
+class TierParent(Section):
+    """The hub one tier up: the city for a district hub, the district for a street hub. The hub never connects
+    to it: its nats-server's leafnode link does (``cityhub nats-config`` writes it), and the hub's streams
+    source from the parent's JetStream domain, named after its scope."""
+
+    scope: str = Field(description="The parent hub's scope: 'city', or the code of the district that holds this street.")
+
+
+class TierConfig(Section):
+    """Which part of the city this hub owns, and the hubs above and below it (docs/deployment.md)."""
+
+    scope: str = Field(
+        "city", description="'city', a district code or a street code from the admin grids: what this hub owns."
+    )
+    parent: TierParent | None = Field(None, description="The hub one tier up (none for the city, or a hub on its own).")
+    children: list[str] = Field(
+        default_factory=list,
+        description="Scopes of the hubs one tier down: events located there are handed down to them, and their "
+        "unified streams are sourced up into this hub's.",
+    )
+    escalate_severity: Severity | None = Field(
+        Severity.CRITICAL,
+        description="An incident of this hub that opens or grows to this severity is escalated to the parent hub "
+        "(none: never for its severity). Overdue orders at the end of the escalation ladder and operators' requests "
+        "escalate too.",
+    )
+
+
 # --- [dedup], [merge] ------------------------------------------------------------------------------
 
 
@@ -502,6 +535,7 @@ class HubConfig(Section):
         default_factory=AvailabilityConfig, description="Active and standby hubs (the lease)."
     )
     geo: GeoConfig = Field(default_factory=GeoConfig, description="Grids for the geofence.")
+    tier: TierConfig = Field(default_factory=TierConfig, description="This hub's scope and its place among the tiers.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact de-duplication.")
     merge: MergeConfig = Field(default_factory=MergeConfig, description="Incident merging.")
     categories: dict[CategoryName, CategoryInfo] = Field(
@@ -776,6 +810,35 @@ def _engine_issues(document: _Document, config: HubConfig) -> list[ConfigIssue]:
     return []
 
 
+def _tier_issues(document: _Document, config: HubConfig) -> list[ConfigIssue]:
+    """``[tier]`` against the admin grids: known codes, the parent one tier up, children one tier down."""
+    tier = config.tier
+    if tier.scope == CITY and tier.parent is None and not tier.children:
+        return []
+    try:
+        hierarchy = GridHierarchy.from_layers(layer.spec() for layer in config.geo.layers if layer.path.is_file())
+    except GeoError as exc:
+        return [document.issue(("geo", "layers"), str(exc))]
+    issues: list[ConfigIssue] = []
+
+    def scope_at(path: KeyPath, code: str) -> Scope | None:
+        try:
+            return hierarchy.scope(code)
+        except ValueError as exc:
+            issues.append(document.issue(path, str(exc)))
+            return None
+
+    scope = scope_at(("tier", "scope"), tier.scope)
+    parent = scope_at(("tier", "parent", "scope"), tier.parent.scope) if tier.parent else None
+    if scope is not None and parent is not None and (problem := parent_problem(scope, parent)):
+        issues.append(document.issue(("tier", "parent", "scope"), problem))
+    for index, code in enumerate(tier.children):
+        child = scope_at(("tier", "children", index), code)
+        if scope is not None and child is not None and (problem := parent_problem(child, scope)):
+            issues.append(document.issue(("tier", "children", index), f"not a child of this hub: {problem}"))
+    return issues
+
+
 def load_config(
     path: str | Path,
     *,
@@ -805,6 +868,7 @@ def load_config(
     if not issues:
         issues += _compile_rules(config, places)
     issues += _engine_issues(document, config)
+    issues += _tier_issues(document, config)
     if plugin_models is not None:
         config._plugin_settings, plugin_issues = _plugin_issues(document, config, plugin_models)
         issues += plugin_issues

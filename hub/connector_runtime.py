@@ -39,6 +39,7 @@ from pydantic import ValidationError
 from hub import ids, topology, wire
 from hub.connector import Connector
 from hub.errors import DeliveryRejected, InvalidEventError
+from hub.federation.sourcing import from_below
 from hub.models import CloseRequest, DispatchOrder, DispatchUpdate, Event
 from hub.config import NatsConfig, StreamsConfig
 from hub.natsconn import connect
@@ -276,6 +277,9 @@ class OutboundDelivery:
                 await self._deliver_one(msg)
 
     async def _deliver_one(self, msg: Msg) -> None:
+        if from_below(msg.headers):  # a lower tier's order, sourced up to be seen: delivered by that tier's connector
+            await msg.ack()
+            return
         try:
             item = decode_outbound(msg.data)
         except InvalidEventError as exc:

@@ -66,6 +66,7 @@ class EmbeddedNats:
     name: str = "cityhub-embedded"  # server_name: unique within a cluster
     cluster_port: int | None = None  # listen for cluster routes here (a node of an EmbeddedCluster)
     routes: tuple[int, ...] = ()  # cluster ports of the other nodes
+    config_file: Path | None = None  # a complete config to run instead (`cityhub nats-config` writes them)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -96,8 +97,9 @@ class EmbeddedNats:
         Linux the server is told to stop when that thread's process dies (a hub killed with SIGKILL would
         otherwise leave its server running, holding the store)."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        config = self.store_dir / "nats-server.conf"
-        config.write_text(self._config_text())
+        config = self.config_file or self.store_dir / "nats-server.conf"
+        if self.config_file is None:
+            config.write_text(self._config_text())
         log = open(self.store_dir / "nats-server.log", "ab")
         # Its own session: a Ctrl-C at the terminal reaches the hub, which stops the server last, in order.
         self.process = subprocess.Popen(

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from hub import topology, wire
 from hub.backoff import Backoff, retry
 from hub.connector_runtime import publish_close_request
+from hub.federation.sourcing import from_below
 from hub.fetcher import Delivered
 from hub.follower import NATS_TROUBLE, Follower, Start
 from hub.models import CLOSE_REASON_MAX, CloseRequest, DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
@@ -142,6 +143,8 @@ class Escalator:
                         backoff=Backoff(initial_s=0.2, max_s=5.0), on_retry=functools.partial(_retrying, message))
 
     async def _observe(self, msg: Delivered) -> None:
+        if from_below(msg.msg.headers):  # a lower tier's order or update: its own escalator acts on it
+            return
         try:
             envelope = wire.decode(msg.data)
             if envelope["type"] == wire.TYPE_DISPATCH_ORDER:

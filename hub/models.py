@@ -181,6 +181,15 @@ class IncidentChange(StrEnum):
     CLOSED = "closed"
 
 
+class EscalationCause(StrEnum):
+    """Why a lower tier's incident went up to the hub above (docs/deployment.md)."""
+
+    SEVERITY = "severity"  # it opened or grew to [tier] escalate_severity
+    DEADLINE = "deadline"  # its dispatch orders ran through the whole escalation ladder unanswered
+    CROSS_SCOPE = "cross_scope"  # the hub above linked it with an incident on the other side of a border
+    OPERATOR = "operator"  # an operator asked (POST /incidents/{id}/escalate)
+
+
 class Incident(HubModel):
     """One real-world incident and every report that described it (a gas alarm, a 12345 call and a
     citizen photo of the same leak are one incident with three reports)."""
@@ -201,6 +210,28 @@ class Incident(HubModel):
     escalate_at: datetime | None = None
     escalation_level: int = 0
     closed_reason: str | None = Field(None, description="Why a closed incident was closed, and by whom.")
+    escalated_to: str | None = Field(
+        None, description="The scope of the hub one tier up this incident was escalated to (docs/deployment.md)."
+    )
+    escalation_cause: EscalationCause | None = Field(None, description="Why it was escalated up.")
+
+
+class LinkedIncident(HubModel):
+    """One side of a cross-scope incident."""
+
+    id: str = Field(description="The incident's id at the hub that holds it.")
+    scope: str = Field(description="The child scope (district or street code) whose hub holds it.")
+
+
+class CrossScopeIncident(HubModel):
+    """One real incident whose reports fell on both sides of a district or street border: the lowest hub whose
+    scope holds both sides links the incident each side opened (docs/deployment.md)."""
+
+    id: str = Field(description="xs-<the id of the first incident linked>.")
+    category: CategoryName
+    linked_by: str = Field(description="The scope of the hub that linked them.")
+    incidents: list[LinkedIncident] = Field(description="The incidents linked, in the order they opened.")
+    updated_at: datetime
 
 
 INCIDENT_ID_PATTERN = r"^inc-[0-9A-HJKMNP-TV-Z]{26}(~[0-9]{1,20}(\.[0-9]{1,10})?)?$"

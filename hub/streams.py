@@ -12,6 +12,7 @@ replicas of ``[nats.buckets]``; the parts that use them bind to them with :func:
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
@@ -20,8 +21,9 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from hub import topology
-from hub.config import BucketsConfig, StreamLimits, StreamsConfig
+from hub.config import BucketsConfig, StreamLimits, StreamsConfig, TierConfig
 from hub.errors import ConfigError
+from hub.federation.sourcing import federate
 
 log = logging.getLogger("cityhub.streams")
 
@@ -66,23 +68,33 @@ def stream_config(name: str, limits: StreamLimits) -> StreamConfig:
     )
 
 
-async def ensure_streams(js: JetStreamContext, config: StreamsConfig | None = None) -> list[StreamInfo]:
-    """Create every CityHub stream that is missing and update the ones whose limits changed."""
+async def ensure_streams(
+    js: JetStreamContext, config: StreamsConfig | None = None, tier: TierConfig | None = None
+) -> list[StreamInfo]:
+    """Create every CityHub stream that is missing and update the ones whose limits changed. The hub passes its
+    ``tier``: the streams then source from the hubs above and below (:mod:`hub.federation.sourcing`). Callers
+    without one (connector processes) leave the sources a stream has as they are."""
     config = config or StreamsConfig()
     if config.ingest.retention != "limits":
         raise ConfigError(
             f"nats.streams.ingest.retention must be 'limits', not {config.ingest.retention!r}: "
             "the pipeline re-reads acknowledged input after a crash"
         )
-    return [await ensure_stream(js, stream_config(name, limits)) for name, limits in streams_by_name(config).items()]
+    configs = [stream_config(name, limits) for name, limits in streams_by_name(config).items()]
+    if tier is None:
+        return [await ensure_stream(js, stream, keep_sources=True) for stream in configs]
+    parent = tier.parent.scope if tier.parent else None
+    return [await ensure_stream(js, stream) for stream in federate(configs, tier.scope, parent, tier.children)]
 
 
-async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> StreamInfo:
+async def ensure_stream(js: JetStreamContext, config: StreamConfig, keep_sources: bool = False) -> StreamInfo:
     try:
-        await js.stream_info(config.name)
+        existing = await js.stream_info(config.name)
     except NotFoundError:
         log.info("creating stream %s", config.name)
         return await js.add_stream(config)
+    if keep_sources:
+        config = replace(config, sources=existing.config.sources)
     return await js.update_stream(config)
 
 

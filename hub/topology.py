@@ -9,6 +9,9 @@ Subjects (token order is part of the public contract; subscribe with plain NATS 
 ``cityhub.dispatch.orders.<connector>``                         dispatch orders, for the connector that delivers them
 ``cityhub.dispatch.updates.<source>``                           dispatch status changes reported back
 ``cityhub.dlq.<source>``                                        rejected input: original bytes, reason in headers
+``cityhub.handoff.<child>.<source>``                            events handed to the hub one tier down (docs/deployment.md)
+``cityhub.coordination.<child>.<connector>``                    orders for a connector of the hub one tier down
+``cityhub.links.<maker>.<side>.<category>``                      a cross-scope incident made by hub ``<maker>``, for one side
 ==============================================================  =============================================
 
 Grid tokens are cell ids (``_`` when the location resolved to no cell on that level). Examples: every critical
@@ -27,6 +30,9 @@ EVENTS_STREAM = "CITYHUB_EVENTS"
 INCIDENTS_STREAM = "CITYHUB_INCIDENTS"
 DISPATCH_STREAM = "CITYHUB_DISPATCH"
 DLQ_STREAM = "CITYHUB_DLQ"
+HANDOFF_STREAM = "CITYHUB_HANDOFF"  # these two only on a hub with child hubs (hub.federation.sourcing)
+COORDINATION_STREAM = "CITYHUB_COORDINATION"
+LINKS_STREAM = "CITYHUB_LINKS"  # on every hub among tiers
 
 # JetStream KV bucket of one connector's durable state: this prefix + the connector's source name.
 STATE_BUCKET_PREFIX = "CITYHUB_STATE_"
@@ -75,12 +81,30 @@ def fence_subject(stream: str) -> str:
     return f"{PREFIX}.fence.{stream.removeprefix(PREFIX.upper() + '_').lower()}"
 
 
+def handoff_subject(child: str, source: str) -> str:
+    """Where a hub puts an event for the child hub ``child`` (a district or street code)."""
+    return f"{PREFIX}.handoff.{token(child)}.{token(source)}"
+
+
+def link_subject(maker: str, side: str, category: str) -> str:
+    """Where hub ``maker`` puts a cross-scope incident for ``side``, one of the child scopes it links."""
+    return f"{PREFIX}.links.{token(maker)}.{token(side)}.{token(category)}"
+
+
+def coordination_subject(child: str, connector: str) -> str:
+    """Where a hub puts a dispatch order for the connector ``connector`` of the child hub ``child``."""
+    return f"{PREFIX}.coordination.{token(child)}.{token(connector)}"
+
+
 STREAM_SUBJECTS: dict[str, list[str]] = {  # the first subject of each is what its consumers read
     INGEST_STREAM: [f"{PREFIX}.ingest.>"],
     EVENTS_STREAM: [f"{PREFIX}.events.>", fence_subject(EVENTS_STREAM)],
     INCIDENTS_STREAM: [f"{PREFIX}.incidents.>", fence_subject(INCIDENTS_STREAM)],
     DISPATCH_STREAM: [f"{PREFIX}.dispatch.>", fence_subject(DISPATCH_STREAM)],
     DLQ_STREAM: [f"{PREFIX}.dlq.>", fence_subject(DLQ_STREAM)],
+    HANDOFF_STREAM: [f"{PREFIX}.handoff.>"],
+    COORDINATION_STREAM: [f"{PREFIX}.coordination.>"],
+    LINKS_STREAM: [f"{PREFIX}.links.>"],
 }
 _STREAM_OF_KIND = {patterns[0].split(".")[1]: name for name, patterns in STREAM_SUBJECTS.items()}
 

@@ -66,7 +66,10 @@ def build_router(state: LiveState, *, token_check: Callable[..., Any]) -> APIRou
 
     @router.get("/api/dashboard/config")
     async def config(hub: Any = Depends(get_hub)) -> dict[str, Any]:
-        return {"tile_url": hub.config.dashboard.tile_url}
+        tier = hub.config.tier
+        return {"tile_url": hub.config.dashboard.tile_url,
+                "tier": {"scope": tier.scope, "parent": tier.parent.scope if tier.parent else None,
+                         "children": tier.children}}
 
     @router.get("/api/dashboard/token", status_code=204, dependencies=[Depends(token_check)])
     async def token() -> Response:

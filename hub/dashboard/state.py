@@ -49,7 +49,7 @@ FINISHED_ORDER_STATUSES = frozenset(
 # Changes that carry only part of the incident, overlaid on what the view already holds: the escalation timer
 # knows the order, not the incident; a closed change carries the incident's summary, not its place.
 PARTIAL_CHANGES = {
-    IncidentChange.ESCALATED.value: ("escalation_level", "escalate_at", "updated_at"),
+    IncidentChange.ESCALATED.value: ("escalation_level", "escalate_at", "updated_at", "escalated_to", "escalation_cause"),
     IncidentChange.CLOSED.value: ("state", "updated_at", "report_count", "sources", "matched_rules", "closed_reason"),
 }
 
@@ -149,6 +149,8 @@ class IncidentView:
             "deadline": self.next_deadline(),
             "order_status": latest_order.status if latest_order else None,
             "escalation_level": incident.get("escalation_level", 0),
+            "escalated_to": incident.get("escalated_to"),  # a lower tier sent it up (docs/deployment.md)
+            "escalation_cause": incident.get("escalation_cause"),
         }
 
     def as_json(self) -> dict[str, Any]:

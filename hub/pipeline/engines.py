@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hub.federation.ownership import Ownership
 from hub.geofence import GridIndex
 from hub.incidents import MergePolicy
 from hub.rules import RuleSet
@@ -67,6 +68,7 @@ class Engines:
     dedup_window_s: float = DAY_S
     dedup_max_keys: int = 1_000_000
     taxonomy: Taxonomy = BUILTIN_TAXONOMY  # the categories events may carry
+    ownership: Ownership | None = None  # a hub among tiers: which events it hands down or refuses
 
 
 # Told of each transform run: (plugin, transform, None) on success, the exception when it raised.

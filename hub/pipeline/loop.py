@@ -22,6 +22,7 @@ from nats.js.errors import NotFoundError, ObjectNotFoundError
 from hub import topology
 from hub.backoff import Backoff
 from hub.connector_runtime import raise_if_cancelled
+from hub.federation.handoff import OUT_OF_SCOPE
 from hub.fetcher import ConsumerGone, Delivered, Fetcher
 from hub.metrics import Metrics
 from hub.pipeline.decode import IngestMessage, source_of
@@ -74,7 +75,7 @@ class Pipeline:
         self.isolation = IsolatingProcessor(self.processor)
         self.state = PipelineState.fresh(engines)
         self.counts: dict[str, int] = {"in": 0, "out": 0, "dlq": 0, "duplicates": 0, "merged": 0, "closed": 0,
-                                       "batches": 0}
+                                       "handed_down": 0, "batches": 0}
         self.last_batch_at: float | None = None
         self.status: Status = "stopped"
         self.restarts = 0
@@ -385,10 +386,11 @@ class Pipeline:
         now = time.time()
         self.counts["in"] += received
         self.counts["out"] += result.accepted
-        self.counts["dlq"] += len(result.rejected)
+        self.counts["dlq"] += len(result.rejected) + len(result.outside_scope)
         self.counts["duplicates"] += result.duplicates
         self.counts["merged"] += result.merged
         self.counts["closed"] += result.closed
+        self.counts["handed_down"] += result.handed_down
         self.counts["batches"] += 1
         self.metrics.stage_batch("pipeline", received, result.accepted, time.monotonic() - started)
         for stage, seconds in result.stage_seconds.items():
@@ -396,17 +398,25 @@ class Pipeline:
         self.metrics.merged(result.merged)
         for rejection in result.rejected:
             self.metrics.dead_letter(source_of(rejection.subject), rejection.kind, rejection.reason)
+        for source, reason in result.outside_scope:
+            self.metrics.dead_letter(source, OUT_OF_SCOPE, reason)
         self.metrics.latency("end_to_end", (now - msg.stored_at for msg in msgs))
 
     @staticmethod
     def _stage_counts(stage: str, result: BatchResult, received: int) -> tuple[int, int]:
-        """Events into and out of ``stage``: decode drops rejected input, dedup drops duplicates, publish
-        emits every output message; the other stages emit what they receive."""
+        """Events into and out of ``stage``: decode drops rejected input, dedup drops duplicates, tiers drops
+        what it hands down or refuses, publish emits every output message; the other stages emit what they
+        receive."""
         decoded = received - len(result.rejected)
+        located = result.accepted + result.handed_down + len(result.outside_scope)
         if stage == "decode":
             return received, decoded
         if stage == "dedup":
-            return decoded, result.accepted
+            return decoded, located
+        if stage == "geo":
+            return located, located
+        if stage == "tiers":
+            return located, result.accepted
         if stage == "publish":
             return result.accepted, len(result.outputs)
         return result.accepted, result.accepted

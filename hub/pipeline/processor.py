@@ -21,6 +21,8 @@ import orjson
 
 from hub import ids
 from hub.coords import convert
+from hub.federation.handoff import handoff_output, outside_scope_output
+from hub.federation.ownership import KEEP, OutsideScope, Ownership
 from hub.geofence import GridIndex, Resolution
 from hub.incidents import ExpiringMerge
 from hub.models import CloseRequest, CoordSystem, Event, GridCell, IncidentChange, Severity
@@ -59,6 +61,9 @@ class BatchResult:
     duplicates: int = 0
     merged: int = 0
     closed: int = 0  # incidents closed on request
+    handed_down: int = 0  # events located in a child hub's scope, handed to it
+    outside_scope: list[tuple[str, str]] = field(default_factory=list)  # (source, reason) of each event dead-lettered
+                                                                         # for being outside this hub's scope
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # processing time per pipeline stage
 
@@ -78,6 +83,8 @@ class BatchResult:
         self.duplicates += other.duplicates
         self.merged += other.merged
         self.closed += other.closed
+        self.handed_down += other.handed_down
+        self.outside_scope += other.outside_scope
         self.evaluations += other.evaluations
         for stage, seconds in other.stage_seconds.items():
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
@@ -104,6 +111,12 @@ class _Fresh:
     keys: list[str]
     clocks: list[float]  # the hub's time for each event (EventTimeWindow.clock)
     received: list[float]
+
+    def subset(self, indexes: list[int]) -> _Fresh:
+        """The events at ``indexes``, with what belongs to each."""
+        return _Fresh([self.events[i] for i in indexes], [self.documents[i] for i in indexes],
+                      [self.keys[i] for i in indexes], [self.clocks[i] for i in indexes],
+                      [self.received[i] for i in indexes])
 
 
 def _raised(severity: Severity, matches: list[RuleMatch]) -> Severity:
@@ -329,9 +342,14 @@ class BatchProcessor:
             fresh = self._deduplicated(state, events, documents, received, result)
         if not fresh.events:
             return
-        result.accepted += len(fresh.events)
         with result.timed("geo"):
             admin_paths = self._normalise_and_locate(fresh.events)
+        if self.engines.ownership is not None:
+            with result.timed("tiers"):
+                fresh, admin_paths = self._kept_here(self.engines.ownership, fresh, admin_paths, result)
+            if not fresh.events:
+                return
+        result.accepted += len(fresh.events)
         with result.timed("rules"):
             matches = self._match_rules(fresh.events, fresh.documents, fresh.keys, fresh.clocks, admin_paths)
         with result.timed("merge"):
@@ -352,8 +370,29 @@ class BatchProcessor:
         duplicate = state.deduper.check_many(keys, clocks)
         kept = [i for i, dup in enumerate(duplicate) if not dup]
         result.duplicates += len(events) - len(kept)
-        return _Fresh([events[i] for i in kept], [documents[i] for i in kept], [keys[i] for i in kept],
-                      [clocks[i] for i in kept], [received[i] for i in kept])
+        return _Fresh(events, documents, keys, clocks, received).subset(kept)
+
+    @staticmethod
+    def _kept_here(
+        ownership: Ownership, fresh: _Fresh, admin_paths: list[tuple[str, str]], result: BatchResult
+    ) -> tuple[_Fresh, list[tuple[str, str]]]:
+        """The events this hub handles, and their admin paths. The others are handed down to the child hub
+        that owns their place, or dead-lettered when it is outside this hub's scope (:mod:`hub.federation`)."""
+        kept = []
+        for index, event in enumerate(fresh.events):
+            document, key = fresh.documents[index], fresh.keys[index]
+            try:
+                child = ownership.route(*district_and_street(event.grid_path))
+            except OutsideScope as exc:
+                result.outputs.append(outside_scope_output(event.source, document, key, str(exc)))
+                result.outside_scope.append((event.source, str(exc)))
+                continue
+            if child == KEEP:
+                kept.append(index)
+            else:
+                result.outputs.append(handoff_output(child, event.source, document, key))
+                result.handed_down += 1
+        return fresh.subset(kept), [admin_paths[index] for index in kept]
 
     @staticmethod
     def _merge(state: PipelineState, fresh: _Fresh) -> ExpiringMerge:

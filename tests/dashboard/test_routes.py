@@ -22,7 +22,8 @@ async def test_page_and_static_files_are_served(dashboard):
         assert script.status_code == 200 and "javascript" in script.headers["content-type"]
         assert (await client.get("/dashboard/static/..%2F__init__.py")).status_code == 404
         assert (await client.get("/dashboard/static/app.js%0D")).status_code == 422
-        assert (await client.get("/api/dashboard/config")).json() == {"tile_url": None}
+        assert (await client.get("/api/dashboard/config")).json() == {
+            "tile_url": None, "tier": {"scope": "city", "parent": None, "children": []}}
 
 
 async def test_incident_list_filters_and_incident_page(dashboard):

@@ -122,10 +122,20 @@ function row(incident, index) {
   element("span", { class: `dot sev-${incident.severity}`, title: nameOf("severity", incident.severity) }),
   element("div", { class: "main" },
     element("div", { class: "what" }, nameOf("category", incident.category),
-      element("span", { class: "state" }, nameOf("state", incident.state))),
+      element("span", { class: "state" }, nameOf("state", incident.state)),
+      incident.escalated_to ? element("span", { class: "escalated-up", title: nameOf("cause", incident.escalation_cause) },
+        `↑ ${incident.escalated_to}`) : ""),
     element("div", { class: "where" }, place(incident) || incident.address || "", " · ", incident.sources.join(", "))),
   element("div", { class: "when" }, clock(incident.opened_at).slice(-8),
     element("div", { class: `countdown${overdue ? " late" : ""}` }, OPEN_STATES.has(incident.state) ? countdown(incident.deadline) : "")));
+}
+
+// Which centre this is: the city, a district or a street, and its place among the tiers.
+function tierText(tier) {
+  const scope = tier.scope === "city" ? t("city") : tier.scope;
+  const above = tier.parent ? ` · ${t("reports_to")} ${tier.parent === "city" ? t("city") : tier.parent}` : "";
+  const below = tier.children.length ? ` · ${t("hubs_below")} ${tier.children.join(", ")}` : "";
+  return `${scope}${above}${below}`;
 }
 
 function distinct(values) {
@@ -387,6 +397,7 @@ async function start() {
   translatePage();
   const config = await (await fetch("/api/dashboard/config")).json();
   setCategoryNames(await (await fetch("/api/categories")).json());
+  $("#tier").textContent = tierText(config.tier);
   page.map = new GridMap($("#map"), { onSelect: openIncident, tileUrl: config.tile_url });
   const grids = await fetch("/api/grids");
   if (grids.ok) page.map.setCells(await grids.json());

@@ -4,6 +4,7 @@
 const TEXT = {
   en: {
     title: "CityHub operations centre", open: "Open", overdue: "Overdue",
+    city: "City", reports_to: "reports to", hubs_below: "hubs below:",
     tta: "Time to accept (median / p90)", ttr: "Time to resolve (median / p90)", rate: "Events / min",
     connecting: "connecting", live: "live", reconnecting: "reconnecting",
     incidents: "Incidents", figures: "Figures", plugins: "Plugins", fit: "Fit",
@@ -28,6 +29,7 @@ const TEXT = {
   },
   zh: {
     title: "城运中心 · CityHub", open: "待办", overdue: "超时",
+    city: "市级", reports_to: "上级", hubs_below: "下级：",
     tta: "受理用时（中位 / P90）", ttr: "办结用时（中位 / P90）", rate: "事件/分钟",
     connecting: "连接中", live: "实时", reconnecting: "重新连接中",
     incidents: "事件", figures: "指标", plugins: "插件", fit: "全览",
@@ -56,6 +58,8 @@ const NAMES = {
     category: {},  // from the hub's taxonomy: setCategoryNames()
     severity: { info: "Info", low: "Low", medium: "Medium", high: "High", critical: "Critical" },
     state: { open: "Open", acknowledged: "Acknowledged", resolved: "Resolved", closed: "Closed" },
+    cause: { severity: "Escalated for its severity", deadline: "Escalated: orders unanswered",
+             operator: "Escalated by an operator" },
     order: {
       created: "Created", sent: "Sent", accepted: "Accepted", on_site: "On site", resolved: "Resolved",
       rejected: "Rejected", redispatched: "Re-dispatched", escalated: "Escalated", evaluated: "Evaluated",
@@ -65,6 +69,7 @@ const NAMES = {
     category: {},  // from the hub's taxonomy: setCategoryNames()
     severity: { info: "提示", low: "低", medium: "中", high: "高", critical: "紧急" },
     state: { open: "待处置", acknowledged: "已受理", resolved: "已办结", closed: "已关闭" },
+    cause: { severity: "因等级上报", deadline: "超时未处置上报", operator: "人工上报" },
     order: {
       created: "已创建", sent: "已派发", accepted: "已接单", on_site: "已到场", resolved: "已处置",
       rejected: "已退回", redispatched: "已二次派单", escalated: "已上报", evaluated: "已评价",

@@ -1,0 +1,102 @@
+"""Each scope's credentials read exactly its own subjects, enforced by the nats-servers' permissions that
+``cityhub nats-config`` generates: every other read — another street, another district, ingest, the DLQ, KV
+buckets, object stores, other clients' inboxes — is refused by the server."""
+
+from __future__ import annotations
+
+import orjson
+from nats.js.api import ConsumerConfig
+
+from hub.federation.permissions import inbox_prefix
+from hub.streams import ensure_streams
+from tests.waiting import wait_until
+
+OWN = "cityhub.events.510104.510104-01.gas_leak.high"
+REFUSED_SUBSCRIPTIONS = [
+    "cityhub.events.510104.510104-02.>",   # another street of the same district
+    "cityhub.events.510105.>",             # another district
+    "cityhub.events.>",
+    "cityhub.incidents.510104.>",          # the district's incidents are not the street's
+    "cityhub.ingest.>",
+    "cityhub.dlq.>",
+    "cityhub.dispatch.>",
+    "_INBOX.>",                            # other clients' replies
+]
+REFUSED_PUBLICATIONS = [
+    "cityhub.ingest.hotline_12345",
+    "$JS.API.STREAM.INFO.KV_CITYHUB_ESCALATIONS",       # a KV bucket
+    "$JS.API.DIRECT.GET.KV_CITYHUB_ESCALATIONS",
+    "$JS.API.STREAM.INFO.OBJ_CITYHUB_PIPELINE",          # an object store
+    "$JS.API.STREAM.MSG.GET.CITYHUB_EVENTS",
+    "$JS.API.CONSUMER.CREATE.CITYHUB_EVENTS",             # an unfiltered consumer
+    "$JS.API.CONSUMER.CREATE.CITYHUB_EVENTS.c.cityhub.events.510104.510104-02.>",
+    "$JS.API.CONSUMER.CREATE.CITYHUB_INGEST.c.cityhub.ingest.>",
+]
+
+
+class Violations:
+    """The permission violations the server reported to one client."""
+
+    def __init__(self):
+        self.messages: list[str] = []
+
+    async def record(self, error: Exception) -> None:
+        self.messages.append(str(error).lower())
+
+    def refused(self, kind: str, subject: str) -> bool:
+        return any(f"permissions violation for {kind} to" in message and subject.lower() in message
+                   for message in self.messages)
+
+
+async def test_a_streets_credentials_read_its_street_and_nothing_else(tiers):
+    hub = await tiers.connect_hub("city")
+    await ensure_streams(hub.jetstream())
+    violations = Violations()
+    street = await tiers.connect_viewer("510104-01", server="city", error_cb=violations.record)
+    try:
+        live = await street.subscribe("cityhub.events.510104.510104-01.>")
+        await street.flush()
+        await hub.jetstream().publish(OWN, orjson.dumps({"n": 1}))
+        assert (await live.next_msg(timeout=60)).subject == OWN
+
+        replayed = await _replay(street, "cityhub.events.510104.510104-01.>")
+        assert replayed == OWN
+
+        for subject in REFUSED_SUBSCRIPTIONS:
+            await street.subscribe(subject)
+            await wait_until(lambda: violations.refused("subscription", subject), f"subscribing {subject} refused")
+        for subject in REFUSED_PUBLICATIONS:
+            await street.publish(subject, b"{}", reply=f"{inbox_prefix(tiers.scope('510104-01'))}.x")
+            await wait_until(lambda: violations.refused("publish", subject), f"publishing to {subject} refused")
+    finally:
+        await street.close()
+        await hub.close()
+
+
+async def test_a_districts_credentials_read_its_district_and_a_street_reads_all_on_its_own_hub(tiers):
+    violations = Violations()
+    district = await tiers.connect_viewer("510104", server="city", error_cb=violations.record)
+    own_street = await tiers.connect_viewer("510104-01", server="510104-01", error_cb=violations.record)
+    try:
+        await district.subscribe("cityhub.events.510104.>")
+        await district.subscribe("cityhub.incidents.510104.>")
+        await own_street.subscribe("cityhub.incidents.>")  # on its own hub, everything is the street's
+        await own_street.subscribe("cityhub.dispatch.>")
+        await district.subscribe("cityhub.events.510105.>")
+        await wait_until(lambda: violations.refused("subscription", "cityhub.events.510105.>"), "510105 refused")
+        await own_street.subscribe("cityhub.ingest.>")
+        await wait_until(lambda: violations.refused("subscription", "cityhub.ingest.>"), "ingest refused")
+        assert not any("cityhub.events.510104.>" in m or "incidents" in m or "dispatch" in m for m in violations.messages)
+    finally:
+        await district.close()
+        await own_street.close()
+
+
+async def _replay(client, subject: str) -> str:
+    """The subject of the first stored message on ``subject``, read through a consumer filtered to it."""
+    inbox = client.new_inbox()
+    delivered = await client.subscribe(inbox)
+    await client.jetstream()._jsm.add_consumer(
+        "CITYHUB_EVENTS", ConsumerConfig(name="replay", filter_subject=subject, deliver_subject=inbox,
+                                         ack_policy="none", inactive_threshold=60))
+    return (await delivered.next_msg(timeout=60)).subject
