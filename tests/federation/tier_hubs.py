@@ -8,7 +8,9 @@ from pathlib import Path
 
 import orjson
 from nats.aio.client import Client
+from nats.js.errors import NotFoundError
 
+from hub import topology
 from hub.app import Hub
 from hub.federation.local import LocalTiers
 from hub.models import Category, CoordSystem, Event, Location, Severity
@@ -25,6 +27,8 @@ PLACES = {
     "510105-08": (104.068702, 30.658765),
 }
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
+
+FENCE_PREFIX = f"{topology.PREFIX}.fence."
 
 
 GAS_RULE = """
@@ -91,14 +95,24 @@ async def send(client: Client, *events: Event) -> None:
 
 
 async def stored(client: Client, stream: str) -> list:
-    """Every message ``stream`` holds, in order."""
+    """Every message ``stream`` holds, in order, but the active hub's fence mark (hub.availability.fence)."""
     js = client.jetstream()
-    count = (await js.stream_info(stream)).state.messages
-    return [await js.get_msg(stream, sequence) for sequence in range(1, count + 1)]
+    state = (await js.stream_info(stream)).state
+    messages: list = []
+    if not state.messages:
+        return messages
+    for sequence in range(state.first_seq, state.last_seq + 1):
+        try:
+            message = await js.get_msg(stream, sequence)
+        except NotFoundError:  # a fence mark rolled up by the next one
+            continue
+        if not message.subject.startswith(FENCE_PREFIX):
+            messages.append(message)
+    return messages
 
 
 async def count(client: Client, stream: str) -> int:
-    return (await client.jetstream().stream_info(stream)).state.messages
+    return len(await stored(client, stream))
 
 
 def cloud_event(message) -> dict:
