@@ -2,7 +2,7 @@
 start a new connector.
 
     cityhub run [-c cityhub.toml]        run the hub (embedded nats-server when no servers are configured)
-    cityhub demo [--for 40s]             everything, with simulators and sample grids (until Ctrl-C)
+    cityhub demo [--for 40s] [--verbose] everything, with simulators and sample grids (until Ctrl-C)
     cityhub validate FILE                every config error as file:line: key: message (exit 1), else a summary
     cityhub plugins list|enable|disable  through the admin API, with the admin token
     cityhub tap [--district ...]         live tail of the unified stream
@@ -33,14 +33,16 @@ from hub.scaffold import write_connector
 from hub.tap import events_subject, formatter, parse_since, replay, tap
 
 DEFAULT_CONFIG = "cityhub.toml"
+DEMO_DATA_DIR = Path(".cityhub/demo")
 
 
-def _summary(path: str, config: HubConfig, enabled: list[str]) -> str:
+def _summary(path: str, config: HubConfig, enabled: list[str], not_configured: list[str]) -> str:
     nats = ", ".join(redacted_servers(config.nats)) if config.nats.servers else "embedded nats-server"
+    unused = f"; not configured (no [plugins.<name>] section with its required keys): {', '.join(not_configured)}"
     return (
         f"{path}: valid. NATS: {nats}; admin API on {config.admin.host}:{config.admin.port}; "
         f"{len(config.geo.layers)} geo layer(s); {len(config.all_rules())} rule(s); "
-        f"plugins enabled: {', '.join(enabled) or 'none'}"
+        f"plugins enabled: {', '.join(enabled) or 'none'}{unused if not_configured else ''}"
     )
 
 
@@ -56,7 +58,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 1
     host.configure(config)
     enabled = [name for name in host.names() if host.is_enabled(name)]
-    print(_summary(args.file, config, enabled))
+    not_configured = [name for name in host.names() if host.state(name).disabled_reason == "not configured"]
+    print(_summary(args.file, config, enabled, not_configured))
     return 0
 
 
@@ -69,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from hub.app import demo
 
-    return demo(args.duration) or 0
+    return demo(args.duration, verbose=args.verbose, data_dir=args.data_dir) or 0
 
 
 def _duration_seconds(text: str) -> float:
@@ -218,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run everything with simulators and sample grids")
     demo.add_argument("--for", dest="duration", type=_duration_seconds, metavar="DURATION",
                       help="stop by itself after this long (e.g. 40s, 5m), as on Ctrl-C; default: until Ctrl-C")
+    demo.add_argument("--verbose", action="store_true",
+                      help="show the hub's and connectors' logs on the terminal too (default: only in the data folder's demo.log)")
+    demo.add_argument("--data-dir", type=Path, default=DEMO_DATA_DIR,
+                      help=f"the demo's folder (config, NATS store, log), emptied at each start (default: {DEMO_DATA_DIR})")
     demo.set_defaults(handler=cmd_demo)
 
     validate = commands.add_parser("validate", help="check a config file and report every error")

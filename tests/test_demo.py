@@ -126,9 +126,10 @@ class StreamWatch:
 
 
 @pytest.mark.timeout(300)
-async def test_demo_shows_all_seven_systems_merges_the_gas_leak_and_stops_on_ctrl_c():
+async def test_demo_shows_all_seven_systems_merges_the_gas_leak_and_stops_on_ctrl_c(tmp_path):
+    data_dir = tmp_path / "demo"
     process = await asyncio.create_subprocess_exec(
-        _cityhub(), "demo", "--for", "280s",  # --for: a backstop should the test itself die
+        _cityhub(), "demo", "--for", "280s", "--data-dir", str(data_dir),  # --for: a backstop should the test die
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
     )
     demo = DemoProcess(process)
@@ -137,6 +138,7 @@ async def test_demo_shows_all_seven_systems_merges_the_gas_leak_and_stops_on_ctr
         admin_url = await demo.banner_value("admin API")
         assert nats_url.startswith("nats://127.0.0.1:") and admin_url.startswith("http://127.0.0.1:")
         assert any(line.strip() == f"tap:       cityhub tap --server {nats_url}" for line in demo.stdout)
+        assert await demo.banner_value("log") == str(data_dir / "demo.log")
 
         watch = StreamWatch()
         nc = await nats.connect(nats_url)
@@ -161,4 +163,6 @@ async def test_demo_shows_all_seven_systems_merges_the_gas_leak_and_stops_on_ctr
     finally:
         await demo.kill()
     printed = "\n".join(demo.stdout + demo.stderr)
-    assert "Traceback" not in printed and " ERROR " not in printed
+    logged = (data_dir / "demo.log").read_text()
+    assert " INFO " in logged and not any(" INFO " in line for line in demo.stdout + demo.stderr)  # logs in the file
+    assert "Traceback" not in printed + logged and " ERROR " not in printed + logged
