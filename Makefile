@@ -6,17 +6,23 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 RUST_SOURCES := $(shell find core_rs/src -name '*.rs') Cargo.toml core_rs/Cargo.toml
 PYTEST_ARGS ?=
+SHELL := /bin/bash
 
 .PHONY: install test test-rust test-python demo bench clean
 
 install: $(INSTALLED)
 
 $(BIN)/python:
+	@echo "[set-up 1/2] virtualenv in $(VENV) (a few seconds)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# pip -v shows cargo's "Compiling ..." lines as the Rust core builds: the progress of the long step.
 $(INSTALLED): $(BIN)/python pyproject.toml $(RUST_SOURCES)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	@echo "[set-up 2/2] dependencies and the Rust core (release build): about 4 minutes on 2 cores the first time, seconds after"
+	@start=$$(date +%s); $(BIN)/pip install -v -e '.[dev]' 2>&1 | grep -E --line-buffered '^ *(Compiling|Finished|Successfully|Collecting|error|ERROR|warning: unused)' ; \
+	  status=$${PIPESTATUS[0]}; [ $$status -eq 0 ] || { echo "set-up failed: run '$(BIN)/pip install -v -e .[dev]' to see why"; exit $$status; }; \
+	  echo "[set-up done in $$(( $$(date +%s) - start )) s]"
 	touch $@
 
 test: test-rust test-python
