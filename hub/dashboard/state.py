@@ -115,6 +115,14 @@ class IncidentView:
                 latest[order.order["target"]] = order
         return list(latest.values())
 
+    def received_at(self) -> datetime | None:
+        """When the hub received the incident (受理): its first dispatch order's creation (orders are created
+        at reception), else the incident's own ``received_at`` when the stream carries one."""
+        created = [o.order["created_at"] for o in self.orders.values() if o.order.get("created_at")]
+        if created:
+            return min(datetime.fromisoformat(value) for value in created)
+        return parse_time((self.incident or {}).get("received_at"))
+
     def next_deadline(self) -> str | None:
         """The earliest escalation deadline of the incident: its own or a current, unfinished order's."""
         deadlines = [self.incident.get("escalate_at")] if self.incident else []
@@ -382,16 +390,20 @@ class LiveState:
         view.counted_cells = cells
 
     def _record_response_times(self, view: IncidentView) -> None:
-        """Each incident counts once in each distribution, as soon as its opening time is known; a sample is
-        corrected when earlier evidence arrives later (the streams are not ordered against each other)."""
-        if view.opened_at is None:
+        """Each incident counts once in each distribution, as the centres are measured (受理 → 办结): from its
+        reception, i.e. its first dispatch order's ``created_at`` (the hub's reception time) or, without an
+        order, the incident's ``received_at``; never from the event's own time, which a late or back-filled
+        report puts hours or years back. A sample is corrected when earlier evidence arrives later (the
+        streams are not ordered against each other)."""
+        received = view.received_at()
+        if received is None or view.incident is None:
             return
         keys = self._figure_keys(view)
         for name, durations, reached in (("accept", self._accept, view.accepted_at),
                                          ("resolve", self._resolve, view.resolved_at)):
             if reached is None:
                 continue
-            seconds = max(0.0, (reached - view.opened_at).total_seconds())
+            seconds = max(0.0, (reached - received).total_seconds())
             previous = view.recorded.get(name)
             if previous == (keys, seconds):
                 continue

@@ -51,8 +51,30 @@ async def test_dispatch_orders_updates_and_response_times(state, writer):
     assert [u["status"] for u in shown["updates"]] == ["accepted", "resolved"]
     assert page["summary"]["deadline"] == (T0 + timedelta(minutes=15)).isoformat().replace("+00:00", "Z")
     figures = state.figures()
-    assert figures["time_to_accept"]["by_category"]["elder_fall"] == {"count": 1, "median_s": 180.0, "p90_s": 180.0}
-    assert figures["time_to_resolve"]["by_street"]["春熙路街道"]["median_s"] == 600.0
+    # counted from the order's creation (the hub's reception, 受理), one minute after the incident's own time
+    assert figures["time_to_accept"]["by_category"]["elder_fall"] == {"count": 1, "median_s": 120.0, "p90_s": 120.0}
+    assert figures["time_to_resolve"]["by_street"]["春熙路街道"]["median_s"] == 540.0
+
+
+async def test_response_times_never_count_from_an_old_event_time(state, writer):
+    """A work order imported from 2022 and received now: its figures are minutes from reception, not years."""
+    imported = make_incident(6, category=Category.NOISE, opened_at=utcnow() - timedelta(days=1500))
+    order = make_order(imported, minutes=1500 * 24 * 60)  # created at reception, i.e. now
+    await writer.incident(imported)
+    await writer.order(order)
+    await writer.update(make_update(order, DispatchStatus.ACCEPTED, 4))
+    await writer.update(make_update(order, DispatchStatus.RESOLVED, 25))
+    await wait_until(lambda: state.figures()["time_to_resolve"]["all"] is not None, "the resolution to count")
+    figures = state.figures()
+    assert figures["time_to_accept"]["all"]["median_s"] == 240.0
+    assert figures["time_to_resolve"]["by_category"]["noise"]["median_s"] == 1500.0
+
+
+async def test_an_incident_closed_before_any_dispatch_or_reception_time_counts_in_no_figure(state, writer):
+    await writer.incident(make_incident(7, state=IncidentState.CLOSED))
+    await wait_until(lambda: state.messages == 1, "the incident")
+    figures = state.figures()
+    assert figures["time_to_accept"]["all"] is None and figures["time_to_resolve"]["all"] is None
 
 
 async def test_figures_count_open_overdue_and_events_per_source(state, writer):

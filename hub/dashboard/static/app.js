@@ -243,8 +243,14 @@ function tick() {
 
 // --- figures ---------------------------------------------------------------------------------------
 
+// Response times are shown in minutes, the unit the centres are measured in (受理 → 办结).
+function minutes(seconds) {
+  const value = seconds / 60;
+  return value < 10 ? value.toFixed(1) : String(Math.round(value));
+}
+
 function pair(summary) {
-  return summary ? `${duration(summary.median_s)} / ${duration(summary.p90_s)}` : "–";
+  return summary ? `${minutes(summary.median_s)} / ${minutes(summary.p90_s)} ${t("unit_min")}` : "–";
 }
 
 function renderFigures(figures) {
@@ -257,19 +263,21 @@ function renderFigures(figures) {
   $("#fig-rate").textContent = Math.round(rates.reduce((sum, rate) => sum + rate.per_minute, 0));
   const categories = new Set([...Object.keys(figures.open_by_category), ...Object.keys(figures.time_to_accept.by_category),
     ...Object.keys(figures.time_to_resolve.by_category)]);
-  table($("#t-category"), [t("category"), t("open"), t("accept"), t("resolve")], [...categories].sort().map((category) =>
+  table($("#t-category"), [t("category"), t("open"), [t("accept"), t("tta_clock")], [t("resolve"), t("ttr_clock")]], [...categories].sort().map((category) =>
     [nameOf("category", category), figures.open_by_category[category] || 0,
       pair(figures.time_to_accept.by_category[category]), pair(figures.time_to_resolve.by_category[category])]));
   const streets = new Set([...Object.keys(figures.time_to_accept.by_street), ...Object.keys(figures.time_to_resolve.by_street)]);
-  table($("#t-street"), [t("street"), t("accept"), t("resolve")], [...streets].sort().map((street) =>
+  table($("#t-street"), [t("street"), [t("accept"), t("tta_clock")], [t("resolve"), t("ttr_clock")]], [...streets].sort().map((street) =>
     [street, pair(figures.time_to_accept.by_street[street]), pair(figures.time_to_resolve.by_street[street])]));
   table($("#t-rate"), [t("source"), t("rate"), t("last_minute"), t("trend")],
     Object.entries(figures.events_per_minute).sort().map(([source, rate]) =>
       [source, Math.round(rate.per_minute), rate.last_minute, sparkline(rate.series)]));
 }
 
+// A heading is its text, or [text, tooltip] (the clock a response-time column counts with).
 function table(node, headings, rows) {
-  node.replaceChildren(element("tr", {}, headings.map((h) => element("th", {}, h))),
+  const heading = (h) => Array.isArray(h) ? element("th", { title: h[1] }, h[0]) : element("th", {}, h);
+  node.replaceChildren(element("tr", {}, headings.map(heading)),
     ...rows.map((cells) => element("tr", {}, cells.map((cell) => element("td", {}, cell)))));
 }
 

@@ -4,7 +4,12 @@
 const TEXT = {
   en: {
     title: "CityHub operations centre", open: "Open", overdue: "Overdue",
-    tta: "Time to accept (median / p90)", ttr: "Time to resolve (median / p90)", rate: "Events / min",
+    tta: "Time to accept, min (median / p90)", ttr: "Time to resolve, min (median / p90)", rate: "Events / min",
+    tta_clock: "From reception (受理: the hub received the report and dispatched it) to the first acceptance by " +
+      "whoever it was dispatched to. Never from the event's own time, which a late or imported report puts far back.",
+    ttr_clock: "From reception (受理: the hub received the report and dispatched it) to resolution (办结). " +
+      "Never from the event's own time, which a late or imported report puts far back.",
+    unit_min: "min",
     connecting: "connecting", live: "live", reconnecting: "reconnecting",
     incidents: "Incidents", figures: "Figures", plugins: "Plugins", fit: "Fit",
     by_category: "By category", by_street: "By street", events_per_minute: "Events per minute by source",
@@ -26,7 +31,10 @@ const TEXT = {
   },
   zh: {
     title: "城运中心 · CityHub", open: "待办", overdue: "超时",
-    tta: "受理用时（中位 / P90）", ttr: "办结用时（中位 / P90）", rate: "事件/分钟",
+    tta: "接单用时·分钟（中位 / P90）", ttr: "办结用时·分钟（中位 / P90）", rate: "事件/分钟",
+    tta_clock: "自受理（平台接收并派单）起，至责任人首次接单止；不按事件自身发生时间计算（迟报、补录的事件发生时间可能很早）。",
+    ttr_clock: "自受理（平台接收并派单）起，至办结止；不按事件自身发生时间计算（迟报、补录的事件发生时间可能很早）。",
+    unit_min: "分钟",
     connecting: "连接中", live: "实时", reconnecting: "重新连接中",
     incidents: "事件", figures: "指标", plugins: "插件", fit: "全览",
     by_category: "按类别", by_street: "按街道", events_per_minute: "各来源每分钟事件数",
@@ -38,7 +46,7 @@ const TEXT = {
     dispatch_orders: "派单", sources: "来源", opened: "立案时间", escalation: "升级期限",
     deadline: "期限", attempt: "次派单", none: "无", overdue_by: "已超时 {d}", in: "剩余 {d}",
     category: "类别", street: "街道", source: "来源", count: "件数", median: "中位", p90: "P90",
-    accept: "受理", resolve: "办结", last_minute: "上一整分钟", trend: "近30分钟",
+    accept: "接单", resolve: "办结", last_minute: "上一整分钟", trend: "近30分钟",
     enable: "启用", disable: "停用", enabled: "已启用", disabled: "已停用", calls: "调用",
     failures: "失败", last_error: "最近错误", need_token: "请先输入管理令牌。",
     plugin_unavailable: "未连接插件宿主。", done: "已完成。", unreadable: "无法解析的消息",
