@@ -418,6 +418,12 @@ when = 'category == "gas_leak"'
 actions = {{ severity = "critical", route = ["gridworker", "five_way"], escalate_after_s = 600 }}
 
 [[rules]]
+id = "fire-to-grid-worker"
+description = "The storyline's overdue order: the e-bike shed's grid worker never accepts; escalated after 50 s."
+when = 'category == "fire" || category == "smoke"'
+actions = {{ severity = "critical", route = ["gridworker", "five_way:fire"], escalate_after_s = 50 }}
+
+[[rules]]
 id = "elder-first-to-grid-worker"
 when = 'category == "elder_sos" || category == "elder_fall"'
 actions = {{ severity = "high", route = ["gridworker"], escalate_after_s = 300 }}
@@ -460,6 +466,17 @@ def demo_contacts(admin_grids: Path) -> str:
     return f"[plugins.enrichment]\ncontacts = [\n  {rows},\n]"
 
 
+# What a first look at the demo shows, printed under its banner; tests/test_demo.py checks each beat happens.
+DEMO_STORYLINE = (
+    "0:00  gas leak at 红星路三段1号 reported three ways (IoT gas alarm, 12345 call, citizen's photo): one incident",
+    "0:00  e-bike shed fire at 滨江东路9号: its grid worker never accepts the order",
+    "0:15  an elder's SOS (李建国, lives alone): the grid worker and a visit order to the eldercare platform",
+    "0:30  red flood warning (暴雨内涝预警) over several grids of 锦江区: an order per grid, drawn on the map",
+    "0:50  the shed's order is overdue: the incident escalates and is dispatched again",
+    "1:00  the grid worker app moves the order to the backup worker",
+)
+
+
 async def _demo_banner(hub: Hub, stop: asyncio.Event, *, config_path: Path, log_file: Path | None,
                        stop_after_s: float | None = None) -> None:
     simulators = [(plugin, sim) for plugin, sims in await hub.plugins.call("register_simulators") for sim in sims]
@@ -467,21 +484,32 @@ async def _demo_banner(hub: Hub, stop: asyncio.Event, *, config_path: Path, log_
         await simulator.start()
     if stop_after_s is not None:
         asyncio.get_running_loop().call_later(stop_after_s, stop.set)
-    secret = os.environ.get(DEMO_SECRET_VARIABLE, "")
-    print(f"\nCityHub demo running.\n  NATS:      {hub.nats_url}\n  admin API: {hub.admin_url}  (docs at /docs)\n"
-          f"  dashboard: {hub.admin_url}/dashboard\n"
-          f"  tap:       cityhub tap --server {hub.nats_url}\n  simulators: {len(simulators)}\n"
-          f"  config:    {config_path}  (check it: CITYHUB_DEMO_SECRET=x cityhub validate {config_path})\n"
-          f"  log:       {log_file or 'this terminal (--verbose)'}\n"
-          f"  connector secret: {secret[:4]}… (generated for this run)\n"
-          f"{'Press Ctrl-C to stop.' if stop_after_s is None else f'Stopping after {stop_after_s:g} s (or Ctrl-C).'}\n",
-          flush=True)
+    print(_banner_text(hub, len(simulators), config_path, log_file, stop_after_s), flush=True)
     tail = asyncio.create_task(_print_unified_stream(hub))
     try:
         await stop.wait()
     finally:
         tail.cancel()
         await stop_simulators(simulators)
+
+
+def _banner_text(hub: Hub, simulators: int, config_path: Path, log_file: Path | None, stop_after_s: float | None) -> str:
+    secret = os.environ.get(DEMO_SECRET_VARIABLE, "")
+    stopping = "Press Ctrl-C to stop." if stop_after_s is None else f"Stopping after {stop_after_s:g} s (or Ctrl-C)."
+    return "\n".join([
+        "", "CityHub demo running.",
+        f"  NATS:      {hub.nats_url}",
+        f"  admin API: {hub.admin_url}  (docs at /docs)",
+        f"  dashboard: {hub.admin_url}/dashboard",
+        f"  tap:       cityhub tap --server {hub.nats_url}",
+        f"  simulators: {simulators}",
+        f"  config:    {config_path}  (check it: CITYHUB_DEMO_SECRET=x cityhub validate {config_path})",
+        f"  log:       {log_file or 'this terminal (--verbose)'}",
+        f"  connector secret: {secret[:4]}… (generated for this run)",
+        "Storyline (then steady traffic from all seven systems):",
+        *(f"  {beat}" for beat in DEMO_STORYLINE),
+        stopping, "",
+    ])
 
 
 async def stop_simulators(simulators: list[tuple[str, Any]], timeout_s: float = SIMULATOR_STOP_S) -> None:
