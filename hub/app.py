@@ -424,6 +424,12 @@ when = 'category == "fire" || category == "smoke"'
 actions = {{ severity = "critical", route = ["gridworker", "five_way:fire"], escalate_after_s = 50 }}
 
 [[rules]]
+id = "area-warning-to-each-grid"
+description = "Every grid an area warning touches confirms it through its grid worker."
+when = 'category == "area_warning"'
+actions = {{ route = ["gridworker"], escalate_after_s = 900 }}
+
+[[rules]]
 id = "elder-first-to-grid-worker"
 when = 'category == "elder_sos" || category == "elder_fall"'
 actions = {{ severity = "high", route = ["gridworker"], escalate_after_s = 300 }}
@@ -471,7 +477,7 @@ DEMO_STORYLINE = (
     "0:00  gas leak at 红星路三段1号 reported three ways (IoT gas alarm, 12345 call, citizen's photo): one incident",
     "0:00  e-bike shed fire at 滨江东路9号: its grid worker never accepts the order",
     "0:15  an elder's SOS (李建国, lives alone): the grid worker and a visit order to the eldercare platform",
-    "0:30  red flood warning (暴雨内涝预警) over several grids of 锦江区: an order per grid, drawn on the map",
+    "0:30  red flood warning (暴雨内涝预警) over several grids around 合江亭: each grid's worker gets an order",
     "0:50  the shed's order is overdue: the incident escalates and is dispatched again",
     "1:00  the grid worker app moves the order to the backup worker",
 )
