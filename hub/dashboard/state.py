@@ -115,13 +115,17 @@ class IncidentView:
                 latest[order.order["target"]] = order
         return list(latest.values())
 
-    def received_at(self) -> datetime | None:
-        """When the hub received the incident (受理): its first dispatch order's creation (orders are created
-        at reception), else the incident's own ``received_at`` when the stream carries one."""
+    def response_clock_start(self) -> datetime | None:
+        """Where response times start (受理): when the hub received the incident's first report (its
+        ``received_at``), or, from a pipeline that does not record it, its first dispatch order's creation
+        (orders are created at reception). None for a late incident (a flushed buffer, an import), which the
+        figures leave out, and for one with neither time."""
+        incident = self.incident or {}
+        if incident.get("late"):
+            return None
         created = [o.order["created_at"] for o in self.orders.values() if o.order.get("created_at")]
-        if created:
-            return min(datetime.fromisoformat(value) for value in created)
-        return parse_time((self.incident or {}).get("received_at"))
+        first_order = min((datetime.fromisoformat(value) for value in created), default=None)
+        return parse_time(incident.get("received_at")) or first_order
 
     def next_deadline(self) -> str | None:
         """The earliest escalation deadline of the incident: its own or a current, unfinished order's."""
@@ -391,11 +395,10 @@ class LiveState:
 
     def _record_response_times(self, view: IncidentView) -> None:
         """Each incident counts once in each distribution, as the centres are measured (受理 → 办结): from its
-        reception, i.e. its first dispatch order's ``created_at`` (the hub's reception time) or, without an
-        order, the incident's ``received_at``; never from the event's own time, which a late or back-filled
-        report puts hours or years back. A sample is corrected when earlier evidence arrives later (the
-        streams are not ordered against each other)."""
-        received = view.received_at()
+        reception (:meth:`IncidentView.response_clock_start`), never from the event's own time, which a late
+        or back-filled report puts hours or years back. A sample is corrected when earlier evidence arrives
+        later (the streams are not ordered against each other)."""
+        received = view.response_clock_start()
         if received is None or view.incident is None:
             return
         keys = self._figure_keys(view)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from stream_samples import T0, make_incident, make_order, make_report, make_update
 from tests.waiting import wait_until
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from hub import topology, wire
 from hub.dashboard.figures import Durations, EventRates, nearest_rank
-from hub.dashboard.state import LiveState
+from hub.dashboard.state import IncidentView, LiveState, OrderView
 from hub.models import Category, DispatchStatus, IncidentChange, IncidentState, Severity, utcnow
 
 
@@ -68,6 +68,17 @@ async def test_response_times_never_count_from_an_old_event_time(state, writer):
     figures = state.figures()
     assert figures["time_to_accept"]["all"]["median_s"] == 240.0
     assert figures["time_to_resolve"]["by_category"]["noise"]["median_s"] == 1500.0
+
+
+def test_response_clock_starts_at_reception_and_not_for_a_late_incident():
+    """The incident's received_at when the stream carries it, else its first order's creation; none when late."""
+    received, dispatched = "2026-12-06T10:00:00+00:00", "2026-12-06T10:00:05+00:00"
+    orders = {"o1": OrderView({"id": "o1", "target": "gridworker", "created_at": dispatched})}
+    with_reception = IncidentView("i1", incident={"received_at": received}, orders=dict(orders))
+    assert with_reception.response_clock_start() == datetime.fromisoformat(received)
+    assert IncidentView("i2", incident={}, orders=dict(orders)).response_clock_start() == datetime.fromisoformat(dispatched)
+    late = IncidentView("i3", incident={"received_at": received, "late": True}, orders=dict(orders))
+    assert late.response_clock_start() is None and IncidentView("i4", incident={}).response_clock_start() is None
 
 
 async def test_an_incident_closed_before_any_dispatch_or_reception_time_counts_in_no_figure(state, writer):
