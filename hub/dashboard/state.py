@@ -26,7 +26,7 @@ from hub import topology, wire
 from hub.dashboard.figures import Durations, EventRates
 from hub.errors import InvalidEventError
 from hub.follower import Follower, Start
-from hub.models import DispatchStatus, IncidentChange, IncidentState, utcnow
+from hub.models import Category, DispatchStatus, IncidentChange, IncidentState, utcnow
 from hub.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -46,6 +46,9 @@ ACCEPTING_STATUSES = frozenset({DispatchStatus.ACCEPTED.value, DispatchStatus.ON
 FINISHED_ORDER_STATUSES = frozenset(
     {DispatchStatus.RESOLVED.value, DispatchStatus.EVALUATED.value, DispatchStatus.REJECTED.value}
 )
+AREA_WARNING = Category.AREA_WARNING.value
+GRID_WORKER = "gridworker"
+CONFIRMING_STATUSES = ACCEPTING_STATUSES | FINISHED_ORDER_STATUSES - {DispatchStatus.REJECTED.value}
 # Changes that carry only part of the incident, overlaid on what the view already holds: the escalation timer
 # knows the order, not the incident; a closed change carries the incident's summary, not its place.
 PARTIAL_CHANGES = {
@@ -107,12 +110,14 @@ class IncidentView:
         return tuple(cell.get("id") for cell in (self.incident or {}).get("grid_path", ()))
 
     def current_orders(self) -> list[OrderView]:
-        """The latest attempt per target: a re-dispatch (二次派单) supersedes the order before it."""
-        latest: dict[str, OrderView] = {}
+        """The latest attempt per target and grid cell (an area warning has an order per grid): a re-dispatch
+        (二次派单) supersedes the order before it."""
+        latest: dict[tuple[str, str | None], OrderView] = {}
         for order in self.orders.values():
-            known = latest.get(order.order["target"])
+            key = (order.order["target"], (order.order.get("grid_cell") or {}).get("id"))
+            known = latest.get(key)
             if known is None or order.order.get("attempt", 1) > known.order.get("attempt", 1):
-                latest[order.order["target"]] = order
+                latest[key] = order
         return list(latest.values())
 
     def response_clock_start(self) -> datetime | None:
@@ -161,7 +166,24 @@ class IncidentView:
             "deadline": self.next_deadline(),
             "order_status": latest_order.status if latest_order else None,
             "escalation_level": incident.get("escalation_level", 0),
+            "late": bool(incident.get("late")),
+            "area": incident.get("area"),
+            "confirmations": self.confirmations(),
         }
+
+    def confirmations(self) -> dict[str, Any] | None:
+        """For an area warning: how many of the grids it was dispatched to have confirmed it (their current
+        order accepted or done), and the ones that have not; None for other incidents."""
+        incident = self.incident or {}
+        if incident.get("category") != AREA_WARNING and not incident.get("area"):
+            return None
+        per_cell: dict[str, OrderView] = {}
+        for order in self.current_orders():
+            cell = (order.order.get("grid_cell") or {}).get("id")
+            if order.order.get("target") == GRID_WORKER and cell:
+                per_cell[cell] = order
+        unconfirmed = sorted(cell for cell, order in per_cell.items() if order.status not in CONFIRMING_STATUSES)
+        return {"confirmed": len(per_cell) - len(unconfirmed), "grids": len(per_cell), "unconfirmed": unconfirmed}
 
     def as_json(self) -> dict[str, Any]:
         """The incident page: snapshot, reports in time order, orders with their updates (``superseded``

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from stream_samples import T0, make_incident, make_order, make_report, make_update
+from stream_samples import T0, grid_cells, make_incident, make_order, make_report, make_update
 from tests.waiting import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -68,6 +68,24 @@ async def test_response_times_never_count_from_an_old_event_time(state, writer):
     figures = state.figures()
     assert figures["time_to_accept"]["all"]["median_s"] == 240.0
     assert figures["time_to_resolve"]["by_category"]["noise"]["median_s"] == 1500.0
+
+
+async def test_an_area_warning_shows_how_many_of_its_grids_confirmed_it(state, writer):
+    warning = make_incident(20, category=Category.AREA_WARNING)
+    cells = [grid for _, _, grid, _ in grid_cells()[:3]]
+    orders = [make_order(warning, number).model_copy(update={"id": f"ORD-W-{cell.id}", "grid_cell": cell, "attempt": 1})
+              for number, cell in enumerate(cells, start=1)]
+    await writer.incident(warning)
+    for order in orders:
+        await writer.order(order)
+    await writer.update(make_update(orders[0], DispatchStatus.ACCEPTED, 1))
+    await writer.update(make_update(orders[1], DispatchStatus.RESOLVED, 3))
+    await wait_until(lambda: state.messages == 6, "the warning, its orders and two confirmations")
+
+    confirmations = state.incident("INC000020")["summary"]["confirmations"]
+    assert confirmations == {"confirmed": 2, "grids": 3, "unconfirmed": [cells[2].id]}
+    assert len(state.incident("INC000020")["orders"]) == 3  # an order per grid, none superseding another
+    assert state.incident("INC000020")["summary"]["area"] is None  # drawn when the pipeline gives it one
 
 
 def test_response_clock_starts_at_reception_and_not_for_a_late_incident():

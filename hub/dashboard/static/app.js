@@ -122,7 +122,9 @@ function row(incident, index) {
   element("span", { class: `dot sev-${incident.severity}`, title: nameOf("severity", incident.severity) }),
   element("div", { class: "main" },
     element("div", { class: "what" }, nameOf("category", incident.category),
-      element("span", { class: "state" }, nameOf("state", incident.state))),
+      element("span", { class: "state" }, nameOf("state", incident.state)),
+      incident.late ? element("span", { class: "badge late-flag", title: t("late_title") }, t("late")) : "",
+      incident.confirmations ? element("span", { class: "badge confirmations" }, confirmedText(incident.confirmations)) : ""),
     element("div", { class: "where" }, place(incident) || incident.address || "", " · ", incident.sources.join(", "))),
   element("div", { class: "when" }, clock(incident.opened_at).slice(-8),
     element("div", { class: `countdown${overdue ? " late" : ""}` }, OPEN_STATES.has(incident.state) ? countdown(incident.deadline) : "")));
@@ -196,8 +198,10 @@ function renderDetail() {
       element("span", { class: `badge sev-${summary.severity}` }, nameOf("severity", summary.severity)),
       element("span", { class: "badge state" }, nameOf("state", summary.state))),
     element("p", { class: "id" }, summary.id),
+    summary.confirmations ? element("p", { class: "confirmations" }, confirmedText(summary.confirmations),
+      summary.confirmations.unconfirmed.length ? ` · ${t("unconfirmed")}: ${summary.confirmations.unconfirmed.join(", ")}` : "") : "",
     element("dl", {},
-      element("dt", {}, t("opened")), element("dd", {}, clock(summary.opened_at)),
+      element("dt", {}, t("opened")), element("dd", {}, clock(summary.opened_at), summary.late ? ` (${t("late")})` : ""),
       element("dt", {}, t("sources")), element("dd", {}, summary.sources.join(", ")),
       element("dt", {}, t("escalation")), element("dd", { class: "countdown", dataset: { deadline: incident.escalate_at || "" } },
         incident.escalate_at ? `${clock(incident.escalate_at)} (${countdown(incident.escalate_at)})` : t("none"))),
@@ -216,6 +220,11 @@ function renderDetail() {
         element("b", {}, report.source), " ", element("span", { class: `badge sev-${report.severity}` }, nameOf("severity", report.severity)),
         element("div", {}, report.text || report.address || nameOf("category", report.category))))),
   );
+}
+
+// "confirmed by 37 of 52 grids": an area warning's grids whose order is accepted or done.
+function confirmedText(confirmations) {
+  return t("confirmed_by", { n: confirmations.confirmed, total: confirmations.grids });
 }
 
 function orderItem(order) {
@@ -257,6 +266,7 @@ function renderFigures(figures) {
   page.figures = figures;
   $("#fig-open").textContent = figures.open;
   $("#fig-overdue").textContent = figures.overdue;
+  $("#fig-no-cell").textContent = figures.no_cell ?? "–";
   $("#fig-tta").textContent = pair(figures.time_to_accept.all);
   $("#fig-ttr").textContent = pair(figures.time_to_resolve.all);
   const rates = Object.values(figures.events_per_minute);

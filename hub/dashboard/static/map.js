@@ -46,6 +46,7 @@ class GridMap {
     this.levelSpans = [];
     this.origin = [0, 0];
     this.markers = [];
+    this.areas = [];
     this.cellCounts = new Map();
     this.selected = null;
     this.view = { x: 0.5, y: 0.5, scale: 1024 };
@@ -89,9 +90,15 @@ class GridMap {
     return path;
   }
 
-  // Open incidents to draw: [{id, severity, lon, lat}].
+  // Open incidents to draw: [{id, severity, lon, lat, area}]; an incident with an area (a warning's GeoJSON
+  // polygon, WGS-84 like the stream) is drawn as a shaded polygon under the markers.
   setMarkers(incidents, cellCounts) {
     this.markers = [];
+    this.areas = incidents.filter((incident) => incident.area).map((incident) => {
+      const rings = ringsOf(incident.area).map((ring) => ring.map(([lon, lat]) => mercator(lon, lat)));
+      return { id: incident.id, severity: incident.severity, rings };
+    });
+    this.canvas.dataset.areas = String(this.areas.length);  // what is drawn, for tests and assistive tools
     for (const incident of incidents) {
       if (incident.lon == null || incident.lat == null) continue;
       const [x, y] = mercator(incident.lon, incident.lat);
@@ -168,7 +175,33 @@ class GridMap {
     context.clearRect(0, 0, this.width, this.height);
     if (this.tileUrl) this.paintTiles();
     this.paintCells();
+    this.paintAreas();
     this.paintMarkers();
+  }
+
+  paintAreas() {
+    const context = this.context;
+    for (const area of this.areas) {
+      context.beginPath();
+      for (const ring of area.rings) {
+        ring.forEach(([x, y], index) => {
+          const [sx, sy] = this.toScreen(x, y);
+          if (index === 0) context.moveTo(sx, sy);
+          else context.lineTo(sx, sy);
+        });
+        context.closePath();
+      }
+      const colour = SEVERITY_COLOUR[area.severity] || SEVERITY_COLOUR.medium;
+      context.fillStyle = colour;
+      context.globalAlpha = area.id === this.selected ? 0.35 : 0.2;
+      context.fill("evenodd");
+      context.globalAlpha = 1;
+      context.setLineDash([6, 4]);
+      context.lineWidth = 2;
+      context.strokeStyle = colour;
+      context.stroke();
+      context.setLineDash([]);
+    }
   }
 
   paintTiles() {
