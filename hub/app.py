@@ -58,6 +58,9 @@ CONNECTORS = Path(connectors.__file__).parent
 DEMO_SECRET_VARIABLE = "CITYHUB_DEMO_SECRET"
 _DEMO_PORT = re.compile(r"\b18\d{3}\b")
 SIMULATOR_STOP_S = 10.0
+# An open dashboard holds a server-sent event stream that never ends by itself: on stop the admin server waits
+# this long for requests, then closes the rest (the page reconnects to the next hub).
+ADMIN_STOP_S = 2.0
 DEMO_LOG = "demo.log"
 DEMO_MARKER = ".cityhub-demo"
 
@@ -328,7 +331,8 @@ class Hub:
         app = create_admin_app(self, routers=[build_router(self.dashboard, token_check=require_token)])
         port = self.config.admin.port or _free_port(self.config.admin.host)
         server = uvicorn.Server(uvicorn.Config(app, host=self.config.admin.host, port=port, log_level="warning",
-                                               log_config=None, lifespan="off"))  # its records go to our handler
+                                               log_config=None, lifespan="off",  # its records go to our handler
+                                               timeout_graceful_shutdown=ADMIN_STOP_S))
         self._admin_server = server
         self._admin_task = asyncio.create_task(server.serve(), name="cityhub.admin")
         while not server.started:

@@ -159,14 +159,41 @@ class StreamWatch:
                    for connector in ("hotline12345", "eldercare"))
 
 
+async def start_demo(data_dir: Path) -> DemoProcess:
+    """``cityhub demo`` with its folder at ``data_dir``; ``--for``: a backstop should the test itself die."""
+    process = await asyncio.create_subprocess_exec(
+        _cityhub(), "demo", "--for", "280s", "--data-dir", str(data_dir),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+    )
+    return DemoProcess(process)
+
+
+async def watch_storyline(nats_url: str) -> StreamWatch:
+    """Follow the demo's unified stream from its start until every beat of its storyline has shown."""
+    watch = StreamWatch()
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        for subject, handler in ((f"{topology.PREFIX}.events.>", watch.on_event),
+                                 (f"{topology.PREFIX}.incidents.>", watch.on_incident),
+                                 (f"{topology.PREFIX}.dispatch.>", watch.on_dispatch)):
+            await js.subscribe(subject, cb=handler, ordered_consumer=True)  # from the start of each stream
+        await wait_until(lambda: SEVEN_SOURCES <= watch.sources, f"the demo showing all seven systems (so far: {watch.sources})", WAIT_S)
+        await wait_until(watch.gas_incident, "the gas alarm, the 12345 call and the citizen photo as one incident", WAIT_S)
+        await wait_until(watch.orders_naming_their_reports, "orders to the hotline and eldercare naming their reports", WAIT_S)
+        await wait_until(watch.storyline_sos_dispatched, "the storyline's SOS dispatched to the grid worker and eldercare", WAIT_S)
+        await wait_until(lambda: len({(o["grid_cell"] or {}).get("id") for o in watch.flood_warning_orders()}) >= 2,
+                         "the storyline's flood warning dispatched to several grids", WAIT_S)
+        await wait_until(watch.shed_escalated, "the shed's order escalated and moved to the backup worker", WAIT_S)
+    finally:
+        await nc.close()
+    return watch
+
+
 @pytest.mark.timeout(300)
 async def test_demo_shows_all_seven_systems_and_its_storyline_then_stops_on_ctrl_c(tmp_path):
     data_dir = tmp_path / "demo"
-    process = await asyncio.create_subprocess_exec(
-        _cityhub(), "demo", "--for", "280s", "--data-dir", str(data_dir),  # --for: a backstop should the test die
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
-    )
-    demo = DemoProcess(process)
+    demo = await start_demo(data_dir)
     try:
         nats_url = await demo.banner_value("NATS")
         admin_url = await demo.banner_value("admin API")
@@ -174,24 +201,8 @@ async def test_demo_shows_all_seven_systems_and_its_storyline_then_stops_on_ctrl
         assert any(line.strip() == f"tap:       cityhub tap --server {nats_url}" for line in demo.stdout)
         assert await demo.banner_value("log") == str(data_dir / "demo.log")
 
-        watch = StreamWatch()
-        nc = await nats.connect(nats_url)
-        try:
-            js = nc.jetstream()
-            for subject, handler in ((f"{topology.PREFIX}.events.>", watch.on_event),
-                                     (f"{topology.PREFIX}.incidents.>", watch.on_incident),
-                                     (f"{topology.PREFIX}.dispatch.>", watch.on_dispatch)):
-                await js.subscribe(subject, cb=handler, ordered_consumer=True)  # from the start of each stream
-            await wait_until(lambda: SEVEN_SOURCES <= watch.sources, f"the demo showing all seven systems (so far: {watch.sources})", WAIT_S)
-            await wait_until(watch.gas_incident, "the gas alarm, the 12345 call and the citizen photo as one incident", WAIT_S)
-            await wait_until(watch.orders_naming_their_reports, "orders to the hotline and eldercare naming their reports", WAIT_S)
-            await wait_until(watch.storyline_sos_dispatched, "the storyline's SOS dispatched to the grid worker and eldercare", WAIT_S)
-            await wait_until(lambda: len({(o["grid_cell"] or {}).get("id") for o in watch.flood_warning_orders()}) >= 2,
-                             "the storyline's flood warning dispatched to several grids", WAIT_S)
-            await wait_until(watch.shed_escalated, "the shed's order escalated and moved to the backup worker", WAIT_S)
-            health = httpx.get(f"{admin_url}/health", timeout=30).json()
-        finally:
-            await nc.close()
+        watch = await watch_storyline(nats_url)
+        health = httpx.get(f"{admin_url}/health", timeout=30).json()
 
         incident = watch.gas_incident()
         assert incident is not None and incident["report_count"] >= 3 and len(incident["sources"]) >= 3
