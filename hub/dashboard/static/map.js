@@ -3,6 +3,7 @@
 "use strict";
 
 const SEVERITY_ORDER = ["info", "low", "medium", "high", "critical"];
+const MARKER_FIT_MIN_SPAN = 12 / 40075;  // at least about 12 km across (in world units of the Web Mercator square)
 const SEVERITY_COLOUR = { info: "#9e9e9e", low: "#4f9fd6", medium: "#f2c12e", high: "#f07b28", critical: "#d7191c" };
 const LEVEL_ORDER = ["district", "street", "community", "grid", "micro_grid"];
 const SHADE_MIN_PX = 28;
@@ -74,6 +75,8 @@ class GridMap {
       return [level, spans[Math.floor(spans.length / 2)]];
     });
     this.fit();
+    this.fittedToMarkers = false;
+    this.fitMarkersOnce();
   }
 
   localPath(rings) {
@@ -105,6 +108,7 @@ class GridMap {
       this.markers.push({ id: incident.id, severity: incident.severity, x, y, rank: SEVERITY_ORDER.indexOf(incident.severity) });
     }
     this.cellCounts = cellCounts;
+    this.fitMarkersOnce();
     this.draw();
   }
 
@@ -121,6 +125,20 @@ class GridMap {
 
   fit() {
     const points = this.cells.length ? this.cells.flatMap((cell) => cell.rings.flat()) : this.markers.map((m) => [m.x, m.y]);
+    this.fitPoints(points);
+  }
+
+  // The first incidents to arrive are brought into view: a city's grids are far wider than where things happen.
+  fitMarkersOnce() {
+    if (this.fittedToMarkers || !this.markers.length) return;
+    this.fittedToMarkers = true;
+    const [cx, cy] = [this.markers.reduce((sum, m) => sum + m.x, 0) / this.markers.length,
+      this.markers.reduce((sum, m) => sum + m.y, 0) / this.markers.length];
+    const margin = MARKER_FIT_MIN_SPAN / 2;
+    this.fitPoints([...this.markers.map((m) => [m.x, m.y]), [cx - margin, cy - margin], [cx + margin, cy + margin]]);
+  }
+
+  fitPoints(points) {
     if (!points.length) return this.draw();
     const xs = points.map((p) => p[0]);
     const ys = points.map((p) => p[1]);
