@@ -41,7 +41,6 @@ DISTRICT_LEVEL = "district"
 STREET_LEVEL = "street"
 OPEN = IncidentState.OPEN.value
 OPEN_STATES = frozenset({IncidentState.OPEN.value, IncidentState.ACKNOWLEDGED.value})
-FINISHED_STATES = frozenset({IncidentState.RESOLVED.value, IncidentState.CLOSED.value})
 ACCEPTING_STATUSES = frozenset({DispatchStatus.ACCEPTED.value, DispatchStatus.ON_SITE.value})
 FINISHED_ORDER_STATUSES = frozenset(
     {DispatchStatus.RESOLVED.value, DispatchStatus.EVALUATED.value, DispatchStatus.REJECTED.value}
@@ -354,7 +353,7 @@ class LiveState:
         state = view.state
         if state == IncidentState.ACKNOWLEDGED.value:
             view.accepted_at = _earliest(view.accepted_at, parse_time(incident.get("updated_at")))
-        if state in FINISHED_STATES:
+        if state == IncidentState.RESOLVED.value:  # closed is not 办结: a sensor recovered, its window ran out
             view.resolved_at = _earliest(view.resolved_at, parse_time(incident.get("updated_at")))
         if state == IncidentState.CLOSED.value:
             self._remember_closed(view.id)
