@@ -27,8 +27,10 @@ $(INSTALLED): $(BIN)/python pyproject.toml $(RUST_SOURCES)
 
 test: test-rust test-python
 
-test-rust:
-	cargo test --manifest-path core_rs/Cargo.toml --release
+# --lib: the unit tests alone reuse the dependencies the extension's release build compiled (make install/demo);
+# building the examples or doc tests too wants them as object code and recompiles every one of them.
+test-rust: install
+	cargo test --manifest-path core_rs/Cargo.toml --release --lib
 
 test-python: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -37,6 +39,7 @@ demo: install
 	$(BIN)/cityhub demo
 
 bench: install
+	cargo build --manifest-path core_rs/Cargo.toml --release --examples  # the profiling examples still compile
 	mkdir -p .benchmarks
 	$(BIN)/python -m pytest benchmarks -o python_files="bench_*.py" --benchmark-only --benchmark-json=.benchmarks/latest.json -p no:cacheprovider
 	$(BIN)/python benchmarks/report.py .benchmarks/latest.json BENCHMARKS.md
