@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 RUST_SOURCES := $(shell find core_rs/src -name '*.rs') Cargo.toml core_rs/Cargo.toml
+# Every built-in connector and pipeline plugin is a distribution of its own, registered on the entry-point group
+# cityhub.plugins like any third-party plugin; each is installed editable beside the hub.
+PLUGIN_PROJECTS := $(sort $(dir $(wildcard connectors/*/pyproject.toml plugins/*/pyproject.toml)))
 PYTEST_ARGS ?=
 SHELL := /bin/bash
 
@@ -18,11 +21,13 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # pip -v shows cargo's "Compiling ..." lines as the Rust core builds: the progress of the long step.
-$(INSTALLED): $(BIN)/python pyproject.toml $(RUST_SOURCES)
+$(INSTALLED): $(BIN)/python pyproject.toml $(RUST_SOURCES) $(addsuffix pyproject.toml,$(PLUGIN_PROJECTS))
 	@echo "[set-up 2/2] dependencies and the Rust core (release build): about 4 minutes on 2 cores the first time, seconds after"
 	@start=$$(date +%s); $(BIN)/pip install -v -e '.[dev]' 2>&1 | grep -E --line-buffered '^ *(Compiling|Finished|Successfully|Collecting|error|ERROR|warning: unused)' ; \
 	  status=$${PIPESTATUS[0]}; [ $$status -eq 0 ] || { echo "set-up failed: run '$(BIN)/pip install -v -e .[dev]' to see why"; exit $$status; }; \
 	  echo "[set-up done in $$(( $$(date +%s) - start )) s]"
+	@echo "[set-up] the built-in connectors and plugins (editable, a few seconds)"
+	$(BIN)/pip install --quiet --no-build-isolation --no-deps $(addprefix -e ,$(PLUGIN_PROJECTS))
 	touch $@
 
 test: test-rust test-python
