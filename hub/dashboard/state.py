@@ -47,7 +47,9 @@ FINISHED_ORDER_STATUSES = frozenset(
 )
 AREA_WARNING = Category.AREA_WARNING.value
 GRID_WORKER = "gridworker"
-CONFIRMING_STATUSES = ACCEPTING_STATUSES | FINISHED_ORDER_STATUSES - {DispatchStatus.REJECTED.value}
+# An area warning's grid counts as confirmed once its grid worker's order reached one of these.
+CONFIRMING_STATUSES = frozenset({DispatchStatus.ACCEPTED.value, DispatchStatus.ON_SITE.value,
+                                 DispatchStatus.RESOLVED.value, DispatchStatus.EVALUATED.value})
 # Changes that carry only part of the incident, overlaid on what the view already holds: the escalation timer
 # knows the order, not the incident; a closed change carries the incident's summary, not its place.
 PARTIAL_CHANGES = {
@@ -166,23 +168,25 @@ class IncidentView:
             "order_status": latest_order.status if latest_order else None,
             "escalation_level": incident.get("escalation_level", 0),
             "late": bool(incident.get("late")),
-            "area": incident.get("area"),
-            "confirmations": self.confirmations(),
+            "area": (incident.get("area") or {}).get("geometry"),
+            "confirmation": self.confirmation(),
         }
 
-    def confirmations(self) -> dict[str, Any] | None:
-        """For an area warning: how many of the grids it was dispatched to have confirmed it (their current
-        order accepted or done), and the ones that have not; None for other incidents."""
+    def confirmation(self) -> dict[str, Any] | None:
+        """For an area warning: ``confirmed`` of ``cells`` grids whose grid worker's order (its latest attempt)
+        was accepted, on site, resolved or evaluated, and the ``unconfirmed`` cells (id, name); None for any
+        other incident."""
         incident = self.incident or {}
-        if incident.get("category") != AREA_WARNING and not incident.get("area"):
+        if incident.get("category") != AREA_WARNING:
             return None
-        per_cell: dict[str, OrderView] = {}
+        per_cell = {}
         for order in self.current_orders():
-            cell = (order.order.get("grid_cell") or {}).get("id")
-            if order.order.get("target") == GRID_WORKER and cell:
-                per_cell[cell] = order
-        unconfirmed = sorted(cell for cell, order in per_cell.items() if order.status not in CONFIRMING_STATUSES)
-        return {"confirmed": len(per_cell) - len(unconfirmed), "grids": len(per_cell), "unconfirmed": unconfirmed}
+            cell = order.order.get("grid_cell") or {}
+            if order.order.get("target") == GRID_WORKER and cell.get("id"):
+                per_cell[cell["id"]] = (cell, order.status)
+        unconfirmed = [{"id": cell["id"], "name": cell.get("name")} for cell, status in per_cell.values()
+                       if status not in CONFIRMING_STATUSES]
+        return {"confirmed": len(per_cell) - len(unconfirmed), "cells": len(per_cell), "unconfirmed": unconfirmed}
 
     def as_json(self) -> dict[str, Any]:
         """The incident page: snapshot, reports in time order, orders with their updates (``superseded``

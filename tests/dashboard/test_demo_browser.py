@@ -64,14 +64,15 @@ async def test_the_demos_dashboard_after_its_storyline(browser, screenshots, tmp
         await page.click("#detail-close")
 
         flood = [i for i in incidents(admin_url, category="area_warning") if i["id"] in watch.flood_incident_ids]
-        assert flood and all(i["confirmations"] and i["confirmations"]["grids"] >= 1 for i in flood)
+        assert flood and all(i["confirmation"] and i["confirmation"]["cells"] >= 1 for i in flood)
         await page.select_option("#f-category", "area_warning")
         if any(i["area"] for i in flood):  # the pipeline makes one incident of a warning, with its area
-            assert len(flood) == 1 and flood[0]["confirmations"]["grids"] >= 2
+            assert len(flood) == 1 and flood[0]["confirmation"]["cells"] >= 2
             await expect(page.locator("#map")).to_have_attribute("data-areas", re.compile(r"[1-9]\d*"))
         await page.locator(f'.row[data-id="{flood[0]["id"]}"]').click()
-        await expect(page.locator("#detail .confirmations")).to_contain_text(
-            f'confirmed by {flood[0]["confirmations"]["confirmed"]} of {flood[0]["confirmations"]["grids"]} grids')
+        confirmation = flood[0]["confirmation"]
+        await expect(page.locator("#detail .confirmation")).to_contain_text(
+            f'confirmed by {confirmation["confirmed"]} of {confirmation["cells"]} grids')
         await page.screenshot(path=str(screenshots / "dashboard-area-warning.png"))
 
         chinese = await open_dashboard(browser, admin_url, "zh-CN")

@@ -82,8 +82,8 @@ async def test_an_area_warning_shows_how_many_of_its_grids_confirmed_it(state, w
     await writer.update(make_update(orders[1], DispatchStatus.RESOLVED, 3))
     await wait_until(lambda: state.messages == 6, "the warning, its orders and two confirmations")
 
-    confirmations = state.incident("INC000020")["summary"]["confirmations"]
-    assert confirmations == {"confirmed": 2, "grids": 3, "unconfirmed": [cells[2].id]}
+    confirmation = state.incident("INC000020")["summary"]["confirmation"]
+    assert confirmation == {"confirmed": 2, "cells": 3, "unconfirmed": [{"id": cells[2].id, "name": cells[2].name}]}
     assert len(state.incident("INC000020")["orders"]) == 3  # an order per grid, none superseding another
     assert state.incident("INC000020")["summary"]["area"] is None  # drawn when the pipeline gives it one
 

@@ -124,7 +124,7 @@ function row(incident, index) {
     element("div", { class: "what" }, nameOf("category", incident.category),
       element("span", { class: "state" }, nameOf("state", incident.state)),
       incident.late ? element("span", { class: "badge late-flag", title: t("late_title") }, t("late")) : "",
-      incident.confirmations ? element("span", { class: "badge confirmations" }, confirmedText(incident.confirmations)) : ""),
+      incident.confirmation ? element("span", { class: "badge confirmation" }, confirmedText(incident.confirmation)) : ""),
     element("div", { class: "where" }, place(incident) || incident.address || "", " · ", incident.sources.join(", "))),
   element("div", { class: "when" }, clock(incident.opened_at).slice(-8),
     element("div", { class: `countdown${overdue ? " late" : ""}` }, OPEN_STATES.has(incident.state) ? countdown(incident.deadline) : "")));
@@ -198,8 +198,9 @@ function renderDetail() {
       element("span", { class: `badge sev-${summary.severity}` }, nameOf("severity", summary.severity)),
       element("span", { class: "badge state" }, nameOf("state", summary.state))),
     element("p", { class: "id" }, summary.id),
-    summary.confirmations ? element("p", { class: "confirmations" }, confirmedText(summary.confirmations),
-      summary.confirmations.unconfirmed.length ? ` · ${t("unconfirmed")}: ${summary.confirmations.unconfirmed.join(", ")}` : "") : "",
+    summary.confirmation ? element("p", { class: "confirmation" }, confirmedText(summary.confirmation),
+      summary.confirmation.unconfirmed.length
+        ? ` · ${t("unconfirmed")}: ${summary.confirmation.unconfirmed.map((cell) => cell.name || cell.id).join(", ")}` : "") : "",
     element("dl", {},
       element("dt", {}, t("opened")), element("dd", {}, clock(summary.opened_at), summary.late ? ` (${t("late")})` : ""),
       element("dt", {}, t("sources")), element("dd", {}, summary.sources.join(", ")),
@@ -223,8 +224,8 @@ function renderDetail() {
 }
 
 // "confirmed by 37 of 52 grids": an area warning's grids whose order is accepted or done.
-function confirmedText(confirmations) {
-  return t("confirmed_by", { n: confirmations.confirmed, total: confirmations.grids });
+function confirmedText(confirmation) {
+  return t("confirmed_by", { n: confirmation.confirmed, total: confirmation.cells });
 }
 
 function orderItem(order) {
