@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -206,4 +206,10 @@ def create_admin_app(hub: AdminHub, routers: Iterable[APIRouter] = ()) -> FastAP
             hub.metrics.add_collector(collector)
     for router in routers:
         app.include_router(router)
+    app.add_api_route("/", _api_docs, include_in_schema=False)  # after the routers: a dashboard's "/" comes first
     return app
+
+
+async def _api_docs() -> RedirectResponse:
+    """``GET /`` of an admin app without a dashboard: the API docs."""
+    return RedirectResponse("/docs")

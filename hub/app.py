@@ -20,15 +20,16 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
 import uvicorn
 from nats.aio.client import Client as NatsClient
 from nats.aio.subscription import Subscription
@@ -44,7 +45,7 @@ from hub.errors import ConfigError, HubError
 from hub.escalation import Escalator
 from hub.geofence import GridIndex
 from hub.incidents import Deduper, IncidentMerger, MergePolicy
-from hub.logs import configure_logging
+from hub.logs import LOG_FILE_VARIABLE, configure_logging
 from hub.metrics import Metrics
 from hub.models import CloseRequest, Event
 from hub.natslink import NatsLink
@@ -65,6 +66,11 @@ SAMPLE_GRIDS = Path(__file__).parent / "data" / "grids"
 DEMO_SECRET_VARIABLE = "CITYHUB_DEMO_SECRET"
 _DEMO_PORT = re.compile(r"\b18\d{3}\b")
 SIMULATOR_STOP_S = 10.0
+# An open dashboard holds a server-sent event stream that never ends by itself: on stop the admin server waits
+# this long for requests, then closes the rest (the page reconnects to the next hub).
+ADMIN_STOP_S = 2.0
+DEMO_LOG = "demo.log"
+DEMO_MARKER = ".cityhub-demo"
 PROBE_TIMEOUT_S = 1.0  # /ready's question to JetStream
 
 
@@ -470,7 +476,8 @@ class Hub:
         app = create_admin_app(self, routers=[build_router(self.dashboard, token_check=require_token)])
         port = self.config.admin.port or _free_port(self.config.admin.host)
         server = uvicorn.Server(uvicorn.Config(app, host=self.config.admin.host, port=port, log_level="warning",
-                                               log_config=None, lifespan="off"))  # its records go to our handler
+                                               log_config=None, lifespan="off",  # its records go to our handler
+                                               timeout_graceful_shutdown=ADMIN_STOP_S))
         self._admin_server = server
         self._admin_task = asyncio.create_task(server.serve(), name="cityhub.admin")
         while not server.started:
@@ -563,6 +570,18 @@ when = 'category == "gas_leak"'
 actions = {{ severity = "critical", route = ["gridworker", "five_way"], escalate_after_s = 600 }}
 
 [[rules]]
+id = "fire-to-grid-worker"
+description = "The storyline's overdue order: the e-bike shed's grid worker never accepts; escalated after 50 s."
+when = 'category == "fire" || category == "smoke"'
+actions = {{ severity = "critical", route = ["gridworker", "five_way:fire"], escalate_after_s = 50 }}
+
+[[rules]]
+id = "area-warning-to-each-grid"
+description = "Every grid an area warning touches confirms it through its grid worker."
+when = 'category == "area_warning"'
+actions = {{ route = ["gridworker"], escalate_after_s = 900 }}
+
+[[rules]]
 id = "elder-first-to-grid-worker"
 when = 'category == "elder_sos" || category == "elder_fall"'
 actions = {{ severity = "high", route = ["gridworker"], escalate_after_s = 300 }}
@@ -577,29 +596,78 @@ id = "answer-12345"
 when = 'source == "hotline12345" && payload.channel == "webhook"'
 actions = {{ route = ["connector:hotline12345"] }}
 
+{demo_contacts(admin)}
+
 {demo_sections(connectors)}
 """
 
 
-async def _demo_banner(hub: Hub, stop: asyncio.Event, stop_after_s: float | None = None) -> None:
+# Who answers for what in the demo, beside each district's duty desk (the enrichment plugin's contact table).
+DEMO_CITY_CONTACTS = (
+    '{ cell = "*", categories = ["gas_leak", "smoke"], name = "燃气抢修中心（演示）", role = "department", '
+    'department = "燃气公司" }',
+    '{ cell = "*", categories = ["flooding", "water_leak"], name = "排水抢险队（演示）", role = "department", '
+    'department = "水务局" }',
+    '{ cell = "*", categories = ["elder_sos", "elder_fall", "elder_vitals"], name = "社区卫生服务中心（演示）", '
+    'role = "department", department = "卫健委" }',
+    '{ cell = "*", name = "市城运中心值班台（演示）", role = "duty_desk" }',
+)
+
+
+def demo_contacts(admin_grids: Path) -> str:
+    """The demo's ``[plugins.enrichment]`` section: a duty desk per district of ``admin_grids`` and the
+    city's departments per category, so every event gets its responsible contacts."""
+    districts = [feature["properties"] for feature in orjson.loads(admin_grids.read_bytes())["features"]
+                 if feature["properties"]["level"] == "district"]
+    desks = [f'{{ cell = "{d["id"]}", name = "{d["name"]}城运中心值班台（演示）", role = "duty_desk" }}' for d in districts]
+    rows = ",\n  ".join([*desks, *DEMO_CITY_CONTACTS])
+    return f"[plugins.enrichment]\ncontacts = [\n  {rows},\n]"
+
+
+# What a first look at the demo shows, printed under its banner; tests/test_demo.py checks each beat happens.
+DEMO_STORYLINE = (
+    "0:00  gas leak at 红星路三段1号 reported three ways (IoT gas alarm, 12345 call, citizen's photo): one incident",
+    "0:00  e-bike shed fire at 滨江东路9号: its grid worker never accepts the order",
+    "0:15  an elder's SOS (李建国, lives alone): the grid worker and a visit order to the eldercare platform",
+    "0:30  red flood warning (暴雨内涝预警) over several grids around 合江亭: each grid's worker gets an order",
+    "0:50  the shed's order is overdue: the incident escalates and is dispatched again",
+    "1:00  the grid worker app moves the order to the backup worker",
+)
+
+
+async def _demo_banner(hub: Hub, stop: asyncio.Event, *, config_path: Path, log_file: Path | None,
+                       stop_after_s: float | None = None) -> None:
     simulators = [(plugin, sim) for plugin, sims in await hub.plugins.call("register_simulators") for sim in sims]
     for _, simulator in simulators:
         await simulator.start()
     if stop_after_s is not None:
         asyncio.get_running_loop().call_later(stop_after_s, stop.set)
-    secret = os.environ.get(DEMO_SECRET_VARIABLE, "")
-    print(f"\nCityHub demo running.\n  NATS:      {hub.nats_url}\n  admin API: {hub.admin_url}  (docs at /docs)\n"
-          f"  dashboard: {hub.admin_url}/dashboard\n"
-          f"  tap:       cityhub tap --server {hub.nats_url}\n  simulators: {len(simulators)}\n"
-          f"  connector secret: {secret[:4]}… (generated for this run)\n"
-          f"{'Press Ctrl-C to stop.' if stop_after_s is None else f'Stopping after {stop_after_s:g} s (or Ctrl-C).'}\n",
-          flush=True)
+    print(_banner_text(hub, len(simulators), config_path, log_file, stop_after_s), flush=True)
     tail = asyncio.create_task(_print_unified_stream(hub))
     try:
         await stop.wait()
     finally:
         tail.cancel()
         await stop_simulators(simulators)
+
+
+def _banner_text(hub: Hub, simulators: int, config_path: Path, log_file: Path | None, stop_after_s: float | None) -> str:
+    secret = os.environ.get(DEMO_SECRET_VARIABLE, "")
+    stopping = "Press Ctrl-C to stop." if stop_after_s is None else f"Stopping after {stop_after_s:g} s (or Ctrl-C)."
+    return "\n".join([
+        "", "CityHub demo running.",
+        f"  NATS:      {hub.nats_url}",
+        f"  admin API: {hub.admin_url}  (docs at /docs)",
+        f"  dashboard: {hub.admin_url}/dashboard",
+        f"  tap:       cityhub tap --server {hub.nats_url}",
+        f"  simulators: {simulators}",
+        f"  config:    {config_path}  (check it: CITYHUB_DEMO_SECRET=x cityhub validate {config_path})",
+        f"  log:       {log_file or 'this terminal (--verbose)'}",
+        f"  connector secret: {secret[:4]}… (generated for this run)",
+        "Storyline (then steady traffic from all seven systems):",
+        *(f"  {beat}" for beat in DEMO_STORYLINE),
+        stopping, "",
+    ])
 
 
 async def stop_simulators(simulators: list[tuple[str, Any]], timeout_s: float = SIMULATOR_STOP_S) -> None:
@@ -625,14 +693,32 @@ async def _print_each(subscription: Subscription, format_message: Callable[[byte
         print(format_message(message.data), flush=True)
 
 
-def demo(stop_after_s: float | None = None) -> int:
+def demo(stop_after_s: float | None = None, *, verbose: bool = False, data_dir: Path = Path(".cityhub/demo")) -> int:
     """``cityhub demo``: embedded NATS, sample grids, every connector with its simulator; Ctrl-C (or
-    ``stop_after_s``) stops everything. The connectors' webhook secret is generated for each run."""
-    configure_logging(logging.WARNING)
+    ``stop_after_s``) stops everything. ``data_dir`` (emptied first) holds the demo's config, NATS store and
+    log; the terminal shows the stream, the logs go to ``demo.log`` there (with ``verbose``, to the
+    terminal instead). The connectors' webhook secret is generated for each run."""
+    prepare_demo_folder(data_dir)
+    log_file = None if verbose else data_dir / DEMO_LOG
+    if log_file is not None:
+        os.environ[LOG_FILE_VARIABLE] = str(log_file)  # the environment: connector processes log there too
+    configure_logging(logging.INFO)
     os.environ[DEMO_SECRET_VARIABLE] = secrets.token_urlsafe(24)  # the environment: config reloads see it too
-    with tempfile.TemporaryDirectory(prefix="cityhub-demo-") as folder:
-        path = Path(folder) / "cityhub.toml"
-        path.write_text(demo_config(Path(folder)))
-        hub = Hub.from_file(path)
-        asyncio.run(_serve(hub, functools.partial(_demo_banner, stop_after_s=stop_after_s)))
+    path = data_dir / "cityhub.toml"
+    path.write_text(demo_config(data_dir.resolve()))
+    hub = Hub.from_file(path)
+    banner = functools.partial(_demo_banner, stop_after_s=stop_after_s, config_path=path, log_file=log_file)
+    asyncio.run(_serve(hub, banner))
     return 0
+
+
+def prepare_demo_folder(folder: Path) -> None:
+    """Empty ``folder`` for a fresh demo (a first look shows nothing older than the demo), refusing one that
+    holds something other than an earlier demo's files."""
+    marker = folder / DEMO_MARKER
+    if folder.exists() and any(folder.iterdir()) and not marker.exists():
+        raise HubError(f"{folder} is not empty and was not made by `cityhub demo`; "
+                       "choose another folder with --data-dir (the demo empties its folder at each start)")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    marker.write_text("made by `cityhub demo`, emptied at its next start\n")

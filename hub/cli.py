@@ -3,8 +3,8 @@ start a new connector.
 
     cityhub run [-c cityhub.toml] [--admin-port N]   run the hub (embedded nats-server when no servers are
                                          configured); run it twice for a standby (docs/operations.md)
-    cityhub demo [--for 40s] [--tiers]   everything, with simulators and sample grids (until Ctrl-C); --tiers:
-                                         city, district and street hubs, each on its own nats-server
+    cityhub demo [--for 40s] [--verbose] [--tiers]   everything, with simulators and sample grids (until Ctrl-C);
+                                         --tiers: city, district and street hubs, each on its own nats-server
     cityhub validate FILE                every config error as file:line: key: message (exit 1), else a summary
     cityhub nats-config --hub SCOPE=HOST:PORT:LEAFNODE_PORT ... --out DIR
                                          nats-server configs and credentials of the tiered hubs (docs/deployment.md)
@@ -39,14 +39,16 @@ from hub.scaffold import write_connector
 from hub.tap import events_subject, formatter, parse_since, replay, tap
 
 DEFAULT_CONFIG = "cityhub.toml"
+DEMO_DATA_DIR = Path(".cityhub/demo")
 
 
-def _summary(path: str, config: HubConfig, enabled: list[str]) -> str:
+def _summary(path: str, config: HubConfig, enabled: list[str], not_configured: list[str]) -> str:
     nats = ", ".join(redacted_servers(config.nats)) if config.nats.servers else "embedded nats-server"
+    unused = f"; not configured (no [plugins.<name>] section with its required keys): {', '.join(not_configured)}"
     return (
         f"{path}: valid. NATS: {nats}; admin API on {config.admin.host}:{config.admin.port}; "
         f"{len(config.geo.layers)} geo layer(s); {len(config.all_rules())} rule(s); "
-        f"plugins enabled: {', '.join(enabled) or 'none'}"
+        f"plugins enabled: {', '.join(enabled) or 'none'}{unused if not_configured else ''}"
     )
 
 
@@ -62,7 +64,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 1
     host.configure(config)
     enabled = [name for name in host.names() if host.is_enabled(name)]
-    print(_summary(args.file, config, enabled))
+    not_configured = [name for name in host.names() if host.state(name).disabled_reason == "not configured"]
+    print(_summary(args.file, config, enabled, not_configured))
     return 0
 
 
@@ -79,7 +82,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return demo_tiers(args.duration)
     from hub.app import demo
 
-    return demo(args.duration) or 0
+    return demo(args.duration, verbose=args.verbose, data_dir=args.data_dir) or 0
 
 
 def _duration_seconds(text: str) -> float:
@@ -266,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop by itself after this long (e.g. 40s, 5m), as on Ctrl-C; default: until Ctrl-C")
     demo.add_argument("--tiers", action="store_true",
                       help="a city hub and district and street hubs on their own linked nats-servers")
+    demo.add_argument("--verbose", action="store_true",
+                      help="show the hub's and connectors' logs on the terminal too (default: only in the data folder's demo.log)")
+    demo.add_argument("--data-dir", type=Path, default=DEMO_DATA_DIR,
+                      help=f"the demo's folder (config, NATS store, log), emptied at each start (default: {DEMO_DATA_DIR})")
     demo.set_defaults(handler=cmd_demo)
 
     validate = commands.add_parser("validate", help="check a config file and report every error")

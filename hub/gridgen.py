@@ -6,7 +6,11 @@ streets, each street into communities, then grids, then micro-grids, every piece
 The result nests exactly (children tile their parent) and is the same for the same input and seed.
 Every generated feature says so: property ``generated: true`` and a ``note``. Needs shapely (dev extra).
 
-    python -m hub.gridgen DISTRICTS.geojson OUT.geojson --ids 510104,510105 --sizes 4000,2000,1000,400
+    python -m hub.gridgen DISTRICTS.geojson OUT.geojson --ids 510104,510105,510112 --sizes 4000,2000,1000,400 \
+        --sizes-for 510112=12000,6000,3000,1500
+
+Districts are cut in the order of ``--ids`` with one random sequence, so appending districts to that list
+leaves the cells of the ones before unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import argparse
 import json
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +41,15 @@ def tessellate(
     districts: dict[str, Any],
     *,
     sizes_m: Sequence[float] = DEFAULT_SIZES_M,
+    sizes_by_district: Mapping[str, Sequence[float]] | None = None,
     seed: int = 0,
     id_property: str = "adcode",
     name_property: str = "name",
 ) -> dict[str, Any]:
     """Districts (real outlines) plus generated street → community → grid → micro-grid cells.
 
-    ``sizes_m`` is the approximate cell edge per generated level; the output uses properties ``id``,
+    ``sizes_m`` is the approximate cell edge per generated level, ``sizes_by_district`` the same for the
+    districts it names (coarser cells for a rural county); the output uses properties ``id``,
     ``name``, ``level``, ``parent``, ``generated`` (and ``note`` on generated cells), coordinates in the
     input's system.
     """
@@ -57,7 +63,7 @@ def tessellate(
             continue
         features.append(_feature(district_id, name, "district", None, outline, generated=False))
         parents = [(district_id, outline)]
-        for level, size in zip(ADMIN_LEVELS[1:], sizes_m):
+        for level, size in zip(ADMIN_LEVELS[1:], (sizes_by_district or {}).get(district_id, sizes_m)):
             parents = _subdivide(parents, level, size, rng, features)
     return {"type": "FeatureCollection", "features": features}
 
@@ -146,21 +152,37 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("districts", type=Path, help="GeoJSON FeatureCollection of district outlines")
     parser.add_argument("out", type=Path, help="output GeoJSON of all levels")
-    parser.add_argument("--ids", default="", help="comma-separated district ids to keep (default: all)")
+    parser.add_argument("--ids", default="", help="comma-separated district ids to keep, cut in this order (default: all)")
     parser.add_argument("--sizes", default=",".join(str(int(s)) for s in DEFAULT_SIZES_M), help="cell edge (m) per level")
+    parser.add_argument("--sizes-for", action="append", default=[], metavar="IDS=SIZES",
+                        help="cell edges for some districts, e.g. 510121,510129=12000,6000,3000,1500 (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overlays", type=Path, help="also write this many GENERATED overlay zones here")
     parser.add_argument("--overlay-count", type=int, default=40)
     args = parser.parse_args(argv)
     districts = json.loads(args.districts.read_text())
-    wanted = {i for i in args.ids.split(",") if i}
+    wanted = [i for i in args.ids.split(",") if i]
     if wanted:
-        districts["features"] = [f for f in districts["features"] if str(f["properties"]["adcode"]) in wanted]
-    grid = tessellate(districts, sizes_m=[float(s) for s in args.sizes.split(",")], seed=args.seed)
+        by_id = {str(f["properties"]["adcode"]): f for f in districts["features"]}
+        districts["features"] = [by_id[i] for i in wanted]
+    grid = tessellate(districts, sizes_m=_sizes(args.sizes), sizes_by_district=_sizes_for(args.sizes_for), seed=args.seed)
     args.out.write_text(json.dumps(grid, ensure_ascii=False, separators=(",", ":")))
     if args.overlays:
         zones = overlay_zones(grid, count=args.overlay_count, seed=args.seed)
         args.overlays.write_text(json.dumps(zones, ensure_ascii=False, separators=(",", ":")))
+
+
+def _sizes(text: str) -> list[float]:
+    return [float(size) for size in text.split(",")]
+
+
+def _sizes_for(options: list[str]) -> dict[str, list[float]]:
+    """``IDS=SIZES`` options as {district id: sizes}."""
+    sizes: dict[str, list[float]] = {}
+    for option in options:
+        ids, _, edges = option.partition("=")
+        sizes.update({district: _sizes(edges) for district in ids.split(",")})
+    return sizes
 
 
 if __name__ == "__main__":

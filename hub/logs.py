@@ -12,20 +12,25 @@ exception group, whose lines Python prints behind the group's ``|`` margin, line
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from collections.abc import Iterator
 from types import TracebackType
 
 from hub.control_characters import escaped
 
+LOG_FILE_VARIABLE = "CITYHUB_LOG_FILE"
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
 
 def configure_logging(level: int, *, process: str = "") -> None:
-    """Send every logger's records at ``level`` and above to stderr through :class:`EscapingFormatter`;
-    ``process`` (e.g. a connector's source) is shown in each line. Replaces any handler set up before."""
+    """Send every logger's records at ``level`` and above through :class:`EscapingFormatter` to stderr, or
+    appended to the file named by ``CITYHUB_LOG_FILE`` when it is set (the demo sets it, so its connector
+    processes log there too and the terminal keeps the stream); ``process`` (e.g. a connector's source) is
+    shown in each line. Replaces any handler set up before."""
     tag = f"[{process}] " if process else ""
-    handler = logging.StreamHandler()
+    log_file = os.environ.get(LOG_FILE_VARIABLE)
+    handler = logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler()
     handler.setFormatter(EscapingFormatter(f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
 

@@ -86,6 +86,11 @@ async def test_health_reports_plugins_and_degrades_on_a_failing_one(client):
     assert health["plugins"]["greeter"]["enabled"] is True and health["runtime"]["ok"] is True
 
 
+async def test_the_front_page_without_a_dashboard_leads_to_the_api_docs(client):
+    response = await client.get("/")
+    assert response.status_code == 307 and response.headers["location"] == "/docs"
+
+
 async def test_ready_follows_the_hub(client, hub):
     assert (await client.get("/ready")).status_code == 200
     hub.ready = False

@@ -54,6 +54,24 @@ def test_validate_summarises_a_valid_file():
     assert result.stdout.startswith("cityhub.toml: valid. NATS: embedded nats-server;")
 
 
+def test_validate_and_the_demo_agree_on_what_is_enabled(tmp_path):
+    from hub.app import demo_config
+
+    config = tmp_path / "cityhub.toml"
+    config.write_text(demo_config(tmp_path))
+    result = cityhub("validate", str(config), env={"CITYHUB_DEMO_SECRET": "x"})
+    assert result.returncode == 0, result.stderr
+    enabled = result.stdout.split("plugins enabled: ")[1].strip().split(", ")
+    connectors = {path.parents[2].name for path in (REPO / "connectors").glob("*/src/*/demo.toml")}
+    assert set(enabled) == connectors | {"enrichment", "redaction"} and "not configured" not in result.stdout
+
+
+def test_validate_names_the_plugins_a_file_leaves_not_configured():
+    result = cityhub("validate", "cityhub.toml")
+    not_configured = result.stdout.split("not configured (no [plugins.<name>] section with its required keys): ")[1]
+    assert set(not_configured.strip().split(", ")) == {"citybrain", "eldercare", "gridworker", "hotline12345"}
+
+
 # --- plugins, through a real admin server -------------------------------------------------------------
 
 class Toggle:

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from hub.admin import PathName, get_hub
@@ -53,6 +53,11 @@ def build_router(state: LiveState, *, token_check: Callable[..., Any]) -> APIRou
     router = APIRouter()
     drawing = GridDrawing()
     static_files = {path.name: path for path in STATIC_DIR.iterdir() if path.is_file()}
+
+    @router.get("/", include_in_schema=False)
+    async def front_page() -> RedirectResponse:
+        """The admin port's first URL (the demo's banner prints it) leads to the dashboard."""
+        return RedirectResponse("/dashboard")
 
     @router.get("/dashboard", include_in_schema=False)
     async def page() -> FileResponse:

@@ -26,7 +26,7 @@ from hub import topology, wire
 from hub.dashboard.figures import Durations, EventRates
 from hub.errors import InvalidEventError
 from hub.follower import Follower, Start
-from hub.models import DispatchStatus, IncidentChange, IncidentState, utcnow
+from hub.models import Category, DispatchStatus, IncidentChange, IncidentState, utcnow
 from hub.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -41,11 +41,15 @@ DISTRICT_LEVEL = "district"
 STREET_LEVEL = "street"
 OPEN = IncidentState.OPEN.value
 OPEN_STATES = frozenset({IncidentState.OPEN.value, IncidentState.ACKNOWLEDGED.value})
-FINISHED_STATES = frozenset({IncidentState.RESOLVED.value, IncidentState.CLOSED.value})
 ACCEPTING_STATUSES = frozenset({DispatchStatus.ACCEPTED.value, DispatchStatus.ON_SITE.value})
 FINISHED_ORDER_STATUSES = frozenset(
     {DispatchStatus.RESOLVED.value, DispatchStatus.EVALUATED.value, DispatchStatus.REJECTED.value}
 )
+AREA_WARNING = Category.AREA_WARNING.value
+GRID_WORKER = "gridworker"
+# An area warning's grid counts as confirmed once its grid worker's order reached one of these.
+CONFIRMING_STATUSES = frozenset({DispatchStatus.ACCEPTED.value, DispatchStatus.ON_SITE.value,
+                                 DispatchStatus.RESOLVED.value, DispatchStatus.EVALUATED.value})
 # Changes that carry only part of the incident, overlaid on what the view already holds: the escalation timer
 # knows the order, not the incident; a closed change carries the incident's summary, not its place.
 PARTIAL_CHANGES = {
@@ -107,13 +111,27 @@ class IncidentView:
         return tuple(cell.get("id") for cell in (self.incident or {}).get("grid_path", ()))
 
     def current_orders(self) -> list[OrderView]:
-        """The latest attempt per target: a re-dispatch (二次派单) supersedes the order before it."""
-        latest: dict[str, OrderView] = {}
+        """The latest attempt per target and grid cell (an area warning has an order per grid): a re-dispatch
+        (二次派单) supersedes the order before it."""
+        latest: dict[tuple[str, str | None], OrderView] = {}
         for order in self.orders.values():
-            known = latest.get(order.order["target"])
+            key = (order.order["target"], (order.order.get("grid_cell") or {}).get("id"))
+            known = latest.get(key)
             if known is None or order.order.get("attempt", 1) > known.order.get("attempt", 1):
-                latest[order.order["target"]] = order
+                latest[key] = order
         return list(latest.values())
+
+    def response_clock_start(self) -> datetime | None:
+        """Where response times start (受理): when the hub received the incident's first report (its
+        ``received_at``), or, from a pipeline that does not record it, its first dispatch order's creation
+        (orders are created at reception). None for a late incident (a flushed buffer, an import), which the
+        figures leave out, and for one with neither time."""
+        incident = self.incident or {}
+        if incident.get("late"):
+            return None
+        created = [o.order["created_at"] for o in self.orders.values() if o.order.get("created_at")]
+        first_order = min((datetime.fromisoformat(value) for value in created), default=None)
+        return parse_time(incident.get("received_at")) or first_order
 
     def next_deadline(self) -> str | None:
         """The earliest escalation deadline of the incident: its own or a current, unfinished order's."""
@@ -151,7 +169,26 @@ class IncidentView:
             "escalation_level": incident.get("escalation_level", 0),
             "escalated_to": incident.get("escalated_to"),  # a lower tier sent it up (docs/deployment.md)
             "escalation_cause": incident.get("escalation_cause"),
+            "late": bool(incident.get("late")),
+            "area": (incident.get("area") or {}).get("geometry"),
+            "confirmation": self.confirmation(),
         }
+
+    def confirmation(self) -> dict[str, Any] | None:
+        """For an area warning: ``confirmed`` of ``cells`` grids whose grid worker's order (its latest attempt)
+        was accepted, on site, resolved or evaluated, and the ``unconfirmed`` cells (id, name); None for any
+        other incident."""
+        incident = self.incident or {}
+        if incident.get("category") != AREA_WARNING:
+            return None
+        per_cell = {}
+        for order in self.current_orders():
+            cell = order.order.get("grid_cell") or {}
+            if order.order.get("target") == GRID_WORKER and cell.get("id"):
+                per_cell[cell["id"]] = (cell, order.status)
+        unconfirmed = [{"id": cell["id"], "name": cell.get("name")} for cell, status in per_cell.values()
+                       if status not in CONFIRMING_STATUSES]
+        return {"confirmed": len(per_cell) - len(unconfirmed), "cells": len(per_cell), "unconfirmed": unconfirmed}
 
     def as_json(self) -> dict[str, Any]:
         """The incident page: snapshot, reports in time order, orders with their updates (``superseded``
@@ -322,7 +359,7 @@ class LiveState:
         state = view.state
         if state == IncidentState.ACKNOWLEDGED.value:
             view.accepted_at = _earliest(view.accepted_at, parse_time(incident.get("updated_at")))
-        if state in FINISHED_STATES:
+        if state == IncidentState.RESOLVED.value:  # closed is not 办结: a sensor recovered, its window ran out
             view.resolved_at = _earliest(view.resolved_at, parse_time(incident.get("updated_at")))
         if state == IncidentState.CLOSED.value:
             self._remember_closed(view.id)
@@ -384,16 +421,19 @@ class LiveState:
         view.counted_cells = cells
 
     def _record_response_times(self, view: IncidentView) -> None:
-        """Each incident counts once in each distribution, as soon as its opening time is known; a sample is
-        corrected when earlier evidence arrives later (the streams are not ordered against each other)."""
-        if view.opened_at is None:
+        """Each incident counts once in each distribution, as the centres are measured (受理 → 办结): from its
+        reception (:meth:`IncidentView.response_clock_start`), never from the event's own time, which a late
+        or back-filled report puts hours or years back. A sample is corrected when earlier evidence arrives
+        later (the streams are not ordered against each other)."""
+        received = view.response_clock_start()
+        if received is None or view.incident is None:
             return
         keys = self._figure_keys(view)
         for name, durations, reached in (("accept", self._accept, view.accepted_at),
                                          ("resolve", self._resolve, view.resolved_at)):
             if reached is None:
                 continue
-            seconds = max(0.0, (reached - view.opened_at).total_seconds())
+            seconds = max(0.0, (reached - received).total_seconds())
             previous = view.recorded.get(name)
             if previous == (keys, seconds):
                 continue

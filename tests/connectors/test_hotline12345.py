@@ -4,14 +4,16 @@ real Boston 311 records, a real signed webhook sender), through a real nats-serv
 from __future__ import annotations
 
 import json
+import tomllib
 from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 import pytest
-from hub.testing import demo_section, dead_letters, ingested_events, publish_outbound
+from hub.testing import dead_letters, ingested_events, publish_outbound
 from tests.waiting import wait_until
 
+import cityhub_hotline12345
 from hub.connector_kit.http import RetrySettings
 from cityhub_hotline12345.connector import Hotline12345Connector
 from cityhub_hotline12345.open311 import request_to_event
@@ -26,7 +28,8 @@ from hub.models import Category, CoordSystem, DispatchOrder, DispatchStatus, Dis
 OPEN311_DATA = Path(__file__).resolve().parents[1] / "data" / "open311"
 WEBHOOK_SECRET = "webhook-secret"
 FEEDBACK_SECRET = "feedback-secret"
-SAMPLE_SERVICE_CATEGORIES = demo_section("hotline12345")["open311"]["service_categories"]
+BOSTON_CATEGORIES = Path(cityhub_hotline12345.__file__).parent / "data" / "boston_service_categories.toml"
+SAMPLE_SERVICE_CATEGORIES = tomllib.loads(BOSTON_CATEGORIES.read_text())["service_categories"]
 FAST_RETRY = RetrySettings(initial_s=0.05, max_s=0.2, attempts=2, timeout_s=5)
 
 

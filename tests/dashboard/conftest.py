@@ -1,9 +1,11 @@
-"""Fixtures for the dashboard: NATS with the CityHub streams, a LiveState following them, and a running admin
-app (real uvicorn server, real config and plugin host) with the dashboard router fed from NATS."""
+"""Fixtures for the dashboard: NATS with the CityHub streams, a LiveState following them, a running admin
+app (real uvicorn server, real config and plugin host) with the dashboard router fed from NATS, and a headless
+browser (Debian's chromium driven by Playwright) with the folder its screenshots go to."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 import uvicorn
+from playwright.async_api import async_playwright, expect
 from standin_hub import StandInHub
 from stream_samples import TOKEN, StreamWriter, grid_collection
 from tests.waiting import wait_until
@@ -20,6 +23,33 @@ from hub.dashboard import build_router, live_state
 from hub.dashboard.state import LiveState
 from hub.embedded import free_port
 from hub.hookspecs import hookimpl
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture
+async def browser():
+    """Debian's chromium (never `playwright install`); the test skips, saying why, where it is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (run .ci/install-browser)")
+    # Waiting, not timing: on a busy 2-core machine the page with 10,000 incidents can take several seconds.
+    expect.set_options(timeout=60_000)
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    """docs/screenshots/ when asked to refresh them (CITYHUB_SCREENSHOTS=1; the README and docs show them),
+    else a temporary folder, so a test run leaves the work tree as it was."""
+    if os.environ.get("CITYHUB_SCREENSHOTS") == "1":
+        return DOCS_SCREENSHOTS
+    return tmp_path_factory.mktemp("screenshots")
 
 
 @pytest.fixture

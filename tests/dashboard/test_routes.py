@@ -26,6 +26,12 @@ async def test_page_and_static_files_are_served(dashboard):
             "tile_url": None, "tier": {"scope": "city", "parent": None, "children": []}}
 
 
+async def test_the_admin_ports_front_page_leads_to_the_dashboard(dashboard):
+    async with httpx.AsyncClient(base_url=dashboard.url, follow_redirects=True) as client:
+        page = await client.get("/")
+    assert page.status_code == 200 and page.url.path == "/dashboard" and "/dashboard/static/app.js" in page.text
+
+
 async def test_incident_list_filters_and_incident_page(dashboard):
     gas = make_incident(1, category=Category.GAS_LEAK, severity=Severity.CRITICAL, sources=["iot_mqtt", "hotline_12345"])
     gas.id = GAS_ID  # the page's path takes only ids of the pipeline's shape

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from stream_samples import T0, make_incident, make_order, make_report, make_update
+from stream_samples import T0, grid_cells, make_incident, make_order, make_report, make_update
 from tests.waiting import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub import topology, wire
 from hub.dashboard.figures import Durations, EventRates, nearest_rank
-from hub.dashboard.state import LiveState
+from hub.dashboard.state import IncidentView, LiveState, OrderView
 from hub.models import Category, DispatchStatus, IncidentChange, IncidentState, Severity, utcnow
 
 
@@ -51,8 +51,59 @@ async def test_dispatch_orders_updates_and_response_times(state, writer):
     assert [u["status"] for u in shown["updates"]] == ["accepted", "resolved"]
     assert page["summary"]["deadline"] == (T0 + timedelta(minutes=15)).isoformat().replace("+00:00", "Z")
     figures = state.figures()
-    assert figures["time_to_accept"]["by_category"]["elder_fall"] == {"count": 1, "median_s": 180.0, "p90_s": 180.0}
-    assert figures["time_to_resolve"]["by_street"]["春熙路街道"]["median_s"] == 600.0
+    # counted from the order's creation (the hub's reception, 受理), one minute after the incident's own time
+    assert figures["time_to_accept"]["by_category"]["elder_fall"] == {"count": 1, "median_s": 120.0, "p90_s": 120.0}
+    assert figures["time_to_resolve"]["by_street"]["春熙路街道"]["median_s"] == 540.0
+
+
+async def test_response_times_never_count_from_an_old_event_time(state, writer):
+    """A work order imported from 2022 and received now: its figures are minutes from reception, not years."""
+    imported = make_incident(6, category=Category.NOISE, opened_at=utcnow() - timedelta(days=1500))
+    order = make_order(imported, minutes=1500 * 24 * 60)  # created at reception, i.e. now
+    await writer.incident(imported)
+    await writer.order(order)
+    await writer.update(make_update(order, DispatchStatus.ACCEPTED, 4))
+    await writer.update(make_update(order, DispatchStatus.RESOLVED, 25))
+    await wait_until(lambda: state.figures()["time_to_resolve"]["all"] is not None, "the resolution to count")
+    figures = state.figures()
+    assert figures["time_to_accept"]["all"]["median_s"] == 240.0
+    assert figures["time_to_resolve"]["by_category"]["noise"]["median_s"] == 1500.0
+
+
+async def test_an_area_warning_shows_how_many_of_its_grids_confirmed_it(state, writer):
+    warning = make_incident(20, category=Category.AREA_WARNING)
+    cells = [grid for _, _, grid, _ in grid_cells()[:3]]
+    orders = [make_order(warning, number).model_copy(update={"id": f"ORD-W-{cell.id}", "grid_cell": cell, "attempt": 1})
+              for number, cell in enumerate(cells, start=1)]
+    await writer.incident(warning)
+    for order in orders:
+        await writer.order(order)
+    await writer.update(make_update(orders[0], DispatchStatus.ACCEPTED, 1))
+    await writer.update(make_update(orders[1], DispatchStatus.RESOLVED, 3))
+    await wait_until(lambda: state.messages == 6, "the warning, its orders and two confirmations")
+
+    confirmation = state.incident("INC000020")["summary"]["confirmation"]
+    assert confirmation == {"confirmed": 2, "cells": 3, "unconfirmed": [{"id": cells[2].id, "name": cells[2].name}]}
+    assert len(state.incident("INC000020")["orders"]) == 3  # an order per grid, none superseding another
+    assert state.incident("INC000020")["summary"]["area"] is None  # drawn when the pipeline gives it one
+
+
+def test_response_clock_starts_at_reception_and_not_for_a_late_incident():
+    """The incident's received_at when the stream carries it, else its first order's creation; none when late."""
+    received, dispatched = "2026-12-06T10:00:00+00:00", "2026-12-06T10:00:05+00:00"
+    orders = {"o1": OrderView({"id": "o1", "target": "gridworker", "created_at": dispatched})}
+    with_reception = IncidentView("i1", incident={"received_at": received}, orders=dict(orders))
+    assert with_reception.response_clock_start() == datetime.fromisoformat(received)
+    assert IncidentView("i2", incident={}, orders=dict(orders)).response_clock_start() == datetime.fromisoformat(dispatched)
+    late = IncidentView("i3", incident={"received_at": received, "late": True}, orders=dict(orders))
+    assert late.response_clock_start() is None and IncidentView("i4", incident={}).response_clock_start() is None
+
+
+async def test_an_incident_closed_before_any_dispatch_or_reception_time_counts_in_no_figure(state, writer):
+    await writer.incident(make_incident(7, state=IncidentState.CLOSED))
+    await wait_until(lambda: state.messages == 1, "the incident")
+    figures = state.figures()
+    assert figures["time_to_accept"]["all"] is None and figures["time_to_resolve"]["all"] is None
 
 
 async def test_figures_count_open_overdue_and_events_per_source(state, writer):

@@ -124,7 +124,9 @@ function row(incident, index) {
     element("div", { class: "what" }, nameOf("category", incident.category),
       element("span", { class: "state" }, nameOf("state", incident.state)),
       incident.escalated_to ? element("span", { class: "escalated-up", title: nameOf("cause", incident.escalation_cause) },
-        `↑ ${incident.escalated_to}`) : ""),
+        `↑ ${incident.escalated_to}`) : "",
+      incident.late ? element("span", { class: "badge late-flag", title: t("late_title") }, t("late")) : "",
+      incident.confirmation ? element("span", { class: "badge confirmation" }, confirmedText(incident.confirmation)) : ""),
     element("div", { class: "where" }, place(incident) || incident.address || "", " · ", incident.sources.join(", "))),
   element("div", { class: "when" }, clock(incident.opened_at).slice(-8),
     element("div", { class: `countdown${overdue ? " late" : ""}` }, OPEN_STATES.has(incident.state) ? countdown(incident.deadline) : "")));
@@ -206,8 +208,11 @@ function renderDetail() {
       element("span", { class: `badge sev-${summary.severity}` }, nameOf("severity", summary.severity)),
       element("span", { class: "badge state" }, nameOf("state", summary.state))),
     element("p", { class: "id" }, summary.id),
+    summary.confirmation ? element("p", { class: "confirmation" }, confirmedText(summary.confirmation),
+      summary.confirmation.unconfirmed.length
+        ? ` · ${t("unconfirmed")}: ${summary.confirmation.unconfirmed.map((cell) => cell.name || cell.id).join(", ")}` : "") : "",
     element("dl", {},
-      element("dt", {}, t("opened")), element("dd", {}, clock(summary.opened_at)),
+      element("dt", {}, t("opened")), element("dd", {}, clock(summary.opened_at), summary.late ? ` (${t("late")})` : ""),
       element("dt", {}, t("sources")), element("dd", {}, summary.sources.join(", ")),
       element("dt", {}, t("escalation")), element("dd", { class: "countdown", dataset: { deadline: incident.escalate_at || "" } },
         incident.escalate_at ? `${clock(incident.escalate_at)} (${countdown(incident.escalate_at)})` : t("none"))),
@@ -226,6 +231,11 @@ function renderDetail() {
         element("b", {}, report.source), " ", element("span", { class: `badge sev-${report.severity}` }, nameOf("severity", report.severity)),
         element("div", {}, report.text || report.address || nameOf("category", report.category))))),
   );
+}
+
+// "confirmed by 37 of 52 grids": an area warning's grids whose order is accepted or done.
+function confirmedText(confirmation) {
+  return t("confirmed_by", { n: confirmation.confirmed, total: confirmation.cells });
 }
 
 function orderItem(order) {
@@ -253,33 +263,42 @@ function tick() {
 
 // --- figures ---------------------------------------------------------------------------------------
 
+// Response times are shown in minutes, the unit the centres are measured in (受理 → 办结).
+function minutes(seconds) {
+  const value = seconds / 60;
+  return value < 10 ? value.toFixed(1) : String(Math.round(value));
+}
+
 function pair(summary) {
-  return summary ? `${duration(summary.median_s)} / ${duration(summary.p90_s)}` : "–";
+  return summary ? `${minutes(summary.median_s)} / ${minutes(summary.p90_s)} ${t("unit_min")}` : "–";
 }
 
 function renderFigures(figures) {
   page.figures = figures;
   $("#fig-open").textContent = figures.open;
   $("#fig-overdue").textContent = figures.overdue;
+  $("#fig-no-cell").textContent = figures.no_cell ?? "–";
   $("#fig-tta").textContent = pair(figures.time_to_accept.all);
   $("#fig-ttr").textContent = pair(figures.time_to_resolve.all);
   const rates = Object.values(figures.events_per_minute);
   $("#fig-rate").textContent = Math.round(rates.reduce((sum, rate) => sum + rate.per_minute, 0));
   const categories = new Set([...Object.keys(figures.open_by_category), ...Object.keys(figures.time_to_accept.by_category),
     ...Object.keys(figures.time_to_resolve.by_category)]);
-  table($("#t-category"), [t("category"), t("open"), t("accept"), t("resolve")], [...categories].sort().map((category) =>
+  table($("#t-category"), [t("category"), t("open"), [t("accept"), t("tta_clock")], [t("resolve"), t("ttr_clock")]], [...categories].sort().map((category) =>
     [nameOf("category", category), figures.open_by_category[category] || 0,
       pair(figures.time_to_accept.by_category[category]), pair(figures.time_to_resolve.by_category[category])]));
   const streets = new Set([...Object.keys(figures.time_to_accept.by_street), ...Object.keys(figures.time_to_resolve.by_street)]);
-  table($("#t-street"), [t("street"), t("accept"), t("resolve")], [...streets].sort().map((street) =>
+  table($("#t-street"), [t("street"), [t("accept"), t("tta_clock")], [t("resolve"), t("ttr_clock")]], [...streets].sort().map((street) =>
     [street, pair(figures.time_to_accept.by_street[street]), pair(figures.time_to_resolve.by_street[street])]));
   table($("#t-rate"), [t("source"), t("rate"), t("last_minute"), t("trend")],
     Object.entries(figures.events_per_minute).sort().map(([source, rate]) =>
       [source, Math.round(rate.per_minute), rate.last_minute, sparkline(rate.series)]));
 }
 
+// A heading is its text, or [text, tooltip] (the clock a response-time column counts with).
 function table(node, headings, rows) {
-  node.replaceChildren(element("tr", {}, headings.map((h) => element("th", {}, h))),
+  const heading = (h) => Array.isArray(h) ? element("th", { title: h[1] }, h[0]) : element("th", {}, h);
+  node.replaceChildren(element("tr", {}, headings.map(heading)),
     ...rows.map((cells) => element("tr", {}, cells.map((cell) => element("td", {}, cell)))));
 }
 

@@ -3,6 +3,7 @@
 "use strict";
 
 const SEVERITY_ORDER = ["info", "low", "medium", "high", "critical"];
+const MARKER_FIT_MIN_SPAN = 12 / 40075;  // at least about 12 km across (in world units of the Web Mercator square)
 const SEVERITY_COLOUR = { info: "#9e9e9e", low: "#4f9fd6", medium: "#f2c12e", high: "#f07b28", critical: "#d7191c" };
 const LEVEL_ORDER = ["district", "street", "community", "grid", "micro_grid"];
 const SHADE_MIN_PX = 28;
@@ -46,6 +47,7 @@ class GridMap {
     this.levelSpans = [];
     this.origin = [0, 0];
     this.markers = [];
+    this.areas = [];
     this.cellCounts = new Map();
     this.selected = null;
     this.view = { x: 0.5, y: 0.5, scale: 1024 };
@@ -73,6 +75,8 @@ class GridMap {
       return [level, spans[Math.floor(spans.length / 2)]];
     });
     this.fit();
+    this.fittedToMarkers = false;
+    this.fitMarkersOnce();
   }
 
   localPath(rings) {
@@ -89,15 +93,22 @@ class GridMap {
     return path;
   }
 
-  // Open incidents to draw: [{id, severity, lon, lat}].
+  // Open incidents to draw: [{id, severity, lon, lat, area}]; an incident with an area (a warning's GeoJSON
+  // polygon, WGS-84 like the stream) is drawn as a shaded polygon under the markers.
   setMarkers(incidents, cellCounts) {
     this.markers = [];
+    this.areas = incidents.filter((incident) => incident.area).map((incident) => {
+      const rings = ringsOf(incident.area).map((ring) => ring.map(([lon, lat]) => mercator(lon, lat)));
+      return { id: incident.id, severity: incident.severity, rings };
+    });
+    this.canvas.dataset.areas = String(this.areas.length);  // what is drawn, for tests and assistive tools
     for (const incident of incidents) {
       if (incident.lon == null || incident.lat == null) continue;
       const [x, y] = mercator(incident.lon, incident.lat);
       this.markers.push({ id: incident.id, severity: incident.severity, x, y, rank: SEVERITY_ORDER.indexOf(incident.severity) });
     }
     this.cellCounts = cellCounts;
+    this.fitMarkersOnce();
     this.draw();
   }
 
@@ -114,6 +125,20 @@ class GridMap {
 
   fit() {
     const points = this.cells.length ? this.cells.flatMap((cell) => cell.rings.flat()) : this.markers.map((m) => [m.x, m.y]);
+    this.fitPoints(points);
+  }
+
+  // The first incidents to arrive are brought into view: a city's grids are far wider than where things happen.
+  fitMarkersOnce() {
+    if (this.fittedToMarkers || !this.markers.length) return;
+    this.fittedToMarkers = true;
+    const [cx, cy] = [this.markers.reduce((sum, m) => sum + m.x, 0) / this.markers.length,
+      this.markers.reduce((sum, m) => sum + m.y, 0) / this.markers.length];
+    const margin = MARKER_FIT_MIN_SPAN / 2;
+    this.fitPoints([...this.markers.map((m) => [m.x, m.y]), [cx - margin, cy - margin], [cx + margin, cy + margin]]);
+  }
+
+  fitPoints(points) {
     if (!points.length) return this.draw();
     const xs = points.map((p) => p[0]);
     const ys = points.map((p) => p[1]);
@@ -168,7 +193,33 @@ class GridMap {
     context.clearRect(0, 0, this.width, this.height);
     if (this.tileUrl) this.paintTiles();
     this.paintCells();
+    this.paintAreas();
     this.paintMarkers();
+  }
+
+  paintAreas() {
+    const context = this.context;
+    for (const area of this.areas) {
+      context.beginPath();
+      for (const ring of area.rings) {
+        ring.forEach(([x, y], index) => {
+          const [sx, sy] = this.toScreen(x, y);
+          if (index === 0) context.moveTo(sx, sy);
+          else context.lineTo(sx, sy);
+        });
+        context.closePath();
+      }
+      const colour = SEVERITY_COLOUR[area.severity] || SEVERITY_COLOUR.medium;
+      context.fillStyle = colour;
+      context.globalAlpha = area.id === this.selected ? 0.35 : 0.2;
+      context.fill("evenodd");
+      context.globalAlpha = 1;
+      context.setLineDash([6, 4]);
+      context.lineWidth = 2;
+      context.strokeStyle = colour;
+      context.stroke();
+      context.setLineDash([]);
+    }
   }
 
   paintTiles() {

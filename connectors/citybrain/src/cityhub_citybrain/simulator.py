@@ -31,6 +31,9 @@ SAMPLE_AREAS: tuple[tuple[str, str, float, float], ...] = (
     ("rainstorm", "暴雨预警", 104.0450, 30.6620),
     ("heat", "高温预警", 104.0630, 30.6590),
 )
+# The demo storyline's warning, the first of every run: a red rainstorm-flooding warning over about 2 km × 2 km of
+# 锦江区 around 合江亭, several grids at once.
+STORYLINE_FLOOD = ("flood", "暴雨内涝预警", "red", 104.0780, 30.6540, 0.010)
 
 
 def square(lon: float, lat: float, half_side_deg: float) -> dict[str, Any]:
@@ -128,9 +131,17 @@ class CityPlatformSimulator:
 
     def sample_warning(self, now: datetime | None = None) -> dict[str, Any]:
         """A seeded area warning: a square of 1–3 km around a Chengdu place."""
-        self.warnings_sent += 1
         kind, title, lon, lat = self.rng.choice(SAMPLE_AREAS)
         level = self.rng.choice(["blue", "yellow", "orange", "red"])
+        return self._warning(kind, title, level, square(lon, lat, self.rng.uniform(0.005, 0.015)), now)
+
+    def storyline_warning(self, now: datetime | None = None) -> dict[str, Any]:
+        """The demo storyline's flood warning (:data:`STORYLINE_FLOOD`)."""
+        kind, title, level, lon, lat, half_side = STORYLINE_FLOOD
+        return self._warning(kind, title, level, square(lon, lat, half_side), now)
+
+    def _warning(self, kind: str, title: str, level: str, area: dict[str, Any], now: datetime | None) -> dict[str, Any]:
+        self.warnings_sent += 1
         issued = (now or datetime.now(timezone.utc)).astimezone(timezone(timedelta(hours=8))).replace(microsecond=0)
         return {
             "warning_id": f"CB-{issued:%Y%m%d}-{self.warnings_sent:04d}",
@@ -138,7 +149,7 @@ class CityPlatformSimulator:
             "message": "请相关网格做好巡查和人员转移准备。",
             "level": level,
             "kind": kind,
-            "area": square(lon, lat, self.rng.uniform(0.005, 0.015)),
+            "area": area,
             "issued_at": issued.isoformat(),
             "expires_at": (issued + timedelta(hours=6)).isoformat(),
         }
@@ -155,7 +166,11 @@ class CityPlatformSimulator:
             return await client.post(self.warning_url, content=body, headers=headers, timeout=30)
 
     async def _warning_loop(self, interval_s: float) -> None:
-        """Demo traffic: one warning per interval; one the hub did not take is sent again next time."""
+        """Demo traffic: one warning per interval, the storyline's flood warning first; one the hub did not take
+        is sent again next time."""
         await send_demo_traffic(
-            interval_s, self.sample_warning, self.send_warning, lambda response: response.status_code >= 500, log
+            interval_s, self._next_demo_warning, self.send_warning, lambda response: response.status_code >= 500, log
         )
+
+    def _next_demo_warning(self) -> dict[str, Any]:
+        return self.storyline_warning() if self.warnings_sent == 0 else self.sample_warning()

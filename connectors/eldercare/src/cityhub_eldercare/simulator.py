@@ -25,6 +25,8 @@ from hub.tasks import cancel_and_wait
 
 CHINA_TIME = timezone(timedelta(hours=8))
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# The demo storyline's SOS, the first alert of every run: 李建国 (E0002, lives alone) presses his watch's button.
+STORYLINE_SOS: tuple[str, str, dict[str, Any]] = ("E0002", "sos", {"device_id": "WATCH-E0002"})
 
 
 class EldercarePlatformSimulator:
@@ -147,7 +149,8 @@ class EldercarePlatformSimulator:
         return elder_id, alert_type, fields
 
     async def start(self) -> None:
-        """Serve visit orders and send a seeded alert every ``interval_s`` (``cityhub demo``)."""
+        """Serve visit orders and send an alert every ``interval_s`` (``cityhub demo``): the storyline's SOS
+        first, then seeded ones."""
         await self.start_server()
         self._spawn(self._demo_loop())
 
@@ -163,7 +166,9 @@ class EldercarePlatformSimulator:
         task.add_done_callback(self._tasks.discard)
 
     async def _demo_loop(self) -> None:
+        """One alert per interval, the demo storyline's SOS first."""
+        elder_id, alert_type, fields = STORYLINE_SOS
         while True:
-            elder_id, alert_type, fields = self.next_alert()
-            await self.send_alert(elder_id, alert_type, **fields)
             await asyncio.sleep(self.settings.simulator.interval_s)
+            await self.send_alert(elder_id, alert_type, **fields)
+            elder_id, alert_type, fields = self.next_alert()

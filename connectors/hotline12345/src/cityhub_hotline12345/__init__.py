@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from cityhub_hotline12345.connector import Hotline12345Connector
 from cityhub_hotline12345.settings import Hotline12345Settings
-from cityhub_hotline12345.simulator import CHENGDU_CENTRE, HotlineSimulator
+from cityhub_hotline12345.simulator import HotlineSimulator
 from hub.connector_kit import HubHandle
 from hub.hookspecs import hookimpl
 
@@ -30,18 +30,20 @@ def register_connectors(hub: HubHandle, settings: Hotline12345Settings) -> list[
 
 @hookimpl
 def register_simulators(hub: HubHandle, settings: Hotline12345Settings) -> list[HotlineSimulator]:
-    """The simulated hotline on the host and port of ``open311.base_url``, posting work orders to the webhook
-    every few seconds, with its Boston records moved to Chengdu."""
-    open311 = urlsplit(settings.open311.base_url)
+    """The simulated hotline on the host and port of ``outbound.base_url`` (its feedback API; its Open311
+    endpoint is served there too), posting a Chinese work order (工单) of the current time to the webhook every
+    few seconds. Its Boston Open311 records are replayed only when ``open311`` is enabled: they are the
+    protocol's fixtures, not Chengdu's calls."""
+    feedback = urlsplit(settings.outbound.base_url)
     return [
         HotlineSimulator(
             feedback_secret=settings.outbound.secret.get_secret_value(),
             webhook_url=settings.webhook.listen.url(settings.webhook.path),
             webhook_secret=settings.webhook.secret.get_secret_value(),
-            host=open311.hostname or "127.0.0.1",
-            port=open311.port or 80,
-            relocate_to=CHENGDU_CENTRE,
-            released=10,
+            host=feedback.hostname or "127.0.0.1",
+            port=feedback.port or 80,
+            released=10 if settings.open311.enabled else 0,
+            replay_records=settings.open311.enabled,
             traffic_interval_s=2.0,
         )
     ]

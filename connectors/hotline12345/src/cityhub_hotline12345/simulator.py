@@ -3,10 +3,11 @@
 * an Open311 GeoReport v2 HTTP server (``services.json``, ``services/<code>.json``, ``requests.json`` with the
   ``updated_after``/``page``/``page_size`` extensions, ``requests/<id>.json``) replaying real Boston 311 records
   (``data/boston311_100.csv``, see ``data/SOURCES.md``): :meth:`HotlineSimulator.advance` opens and closes
-  requests in the order they really happened, optionally moved to another city (``relocate_to``);
+  requests in the order they really happened (the protocol's fixtures: the demo does not replay them);
 * the feedback API the hub posts accept / redispatch / resolve / evaluate to (signature checked, idempotency
   keys honoured, every accepted item kept in :attr:`HotlineSimulator.feedback`);
-* a work-order sender that posts signed 工单 to the connector's webhook, with seeded sample orders in Chengdu.
+* a work-order sender that posts signed 工单 to the connector's webhook: seeded sample orders in Chengdu with
+  Chinese categories and addresses, timed now (the demo's 12345 traffic).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ RECORDS_CSV = Path(__file__).parent / "data" / "boston311_100.csv"
 RECORDS_ZONE = ZoneInfo("America/New_York")
 OPEN311_PATH = "/open311/v2"
 FEEDBACK_PATH = "/12345/feedback"
-CHENGDU_CENTRE = (104.0665, 30.5723)
 
 
 def service_code(type_name: str) -> str:
@@ -103,8 +103,8 @@ class HotlineSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 12345,
-        relocate_to: tuple[float, float] | None = None,
         released: int = 0,
+        replay_records: bool = True,
         traffic_interval_s: float | None = None,
     ):
         self.feedback_secret = feedback_secret
@@ -112,12 +112,12 @@ class HotlineSimulator:
         self.webhook_secret = webhook_secret
         self.rng = random.Random(seed)
         self.traffic_interval_s = traffic_interval_s
+        self.replay_records = replay_records
         self.available = True
         self.feedback: list[dict[str, Any]] = []
         self.feedback_keys: set[str] = set()
         self.orders_sent = 0
         self._rows = list(csv.DictReader(records_csv.open(encoding="utf-8")))
-        self._shift = self._relocation(relocate_to)
         self._changes = self._timeline()
         self._applied = 0
         self._requests: dict[str, dict[str, Any]] = {}
@@ -150,14 +150,6 @@ class HotlineSimulator:
         return f"{self.server.url}{FEEDBACK_PATH}"
 
     # --- the replayed 311 records --------------------------------------------------------------------
-
-    def _relocation(self, target: tuple[float, float] | None) -> tuple[float, float]:
-        if target is None:
-            return (0.0, 0.0)
-        points = [(float(r["longitude"]), float(r["latitude"])) for r in self._rows if r["latitude"] and r["longitude"]]
-        lon = sum(p[0] for p in points) / len(points)
-        lat = sum(p[1] for p in points) / len(points)
-        return (target[0] - lon, target[1] - lat)
 
     def _timeline(self) -> list[_Change]:
         changes: list[_Change] = []
@@ -214,8 +206,8 @@ class HotlineSimulator:
             "media_url": row["submittedphoto"].strip() or None,
         }
         if row["latitude"] and row["longitude"]:
-            request["long"] = round(float(row["longitude"]) + self._shift[0], 7)
-            request["lat"] = round(float(row["latitude"]) + self._shift[1], 7)
+            request["long"] = float(row["longitude"])
+            request["lat"] = float(row["latitude"])
         return request
 
     def services(self) -> list[dict[str, Any]]:
@@ -368,14 +360,16 @@ class HotlineSimulator:
             return await client.post(self.webhook_url, content=body, headers=headers, timeout=10)
 
     async def _traffic_loop(self, interval_s: float) -> None:
-        """Demo traffic: replay one Open311 change per tick and send a work order every third tick; an order
-        the connector did not take (down, 5xx) is sent again on the next tick, as a real hotline retries."""
+        """Demo traffic: replay one Open311 change per tick (with ``replay_records``) and send a work order
+        every third tick; an order the connector did not take (down, 5xx) is sent again on the next tick, as a
+        real hotline retries."""
         pending: list[dict[str, Any]] = []
         tick = 0
         while True:
             await asyncio.sleep(interval_s)
             tick += 1
-            self.advance(1)
+            if self.replay_records:
+                self.advance(1)
             if self.webhook_url is None:
                 continue
             if tick % 3 == 0:
