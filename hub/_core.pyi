@@ -14,8 +14,6 @@ __all__ = [
     "MergeResult",
     "CompiledRules",
     "jsonlogic_apply",
-    "EventChecker",
-    "EventEncoder",
 ]
 
 def version() -> str: ...
@@ -133,36 +131,3 @@ class CompiledRules:
     def __len__(self) -> int: ...
 
 def jsonlogic_apply(logic: str, data: str, timezone: str) -> str: ...
-
-
-# --- ingest (core_rs/src/bindings/ingest.rs) -------------------------------------------------------
-@final
-class EventChecker:
-    """The event model's JSON Schema, compiled: decides batches of ingest messages (hub.pipeline.batch_decode)."""
-
-    def __new__(cls, schema: str, source_field: str, time_field: str, event_type: str) -> EventChecker: ...
-    def decode(
-        self,
-        payloads: Sequence[bytes],
-        subjects: Sequence[str],
-        received: Sequence[float],
-        max_bytes: int,
-        max_ahead_s: float,
-        max_age_s: float,
-        accept_out_of_range: bool,
-    ) -> tuple[list[int], list[int], dict[str, list[Any]]]: ...
-
-
-# --- outputs (core_rs/src/bindings/outputs.rs) -----------------------------------------------------
-@final
-class EventEncoder:
-    """Unified events as CloudEvents, a batch at a time, from EventChecker columns (hub.pipeline.batch_encode)."""
-
-    def __new__(cls, schema: str, time_field: str, source: str, type_: str) -> EventEncoder: ...
-    def encode(
-        self,
-        columns: dict[str, list[Any]],
-        ids: Sequence[str],
-        subjects: Sequence[str],
-        extensions: Sequence[tuple[str, Sequence[str | None]]],
-    ) -> tuple[bytes, list[int]]: ...

@@ -1,10 +1,4 @@
-"""Pipeline transforms: objects returned by the ``register_transforms`` hook and applied per batch.
-
-A transform may also offer ``apply_columns(columns: dict[str, list]) -> None``, changing the batch in place
-as the pipeline's column path holds it (``hub.pipeline.batch_decode``: ``text``, ``reporter.phone``, ...;
-``payload`` and other nested values as JSON text written as pydantic writes them). Batches run through the
-column path, without an :class:`Event` per event, only when every transform offers it; otherwise the batch
-gets :class:`Event` objects as before (docs/runtime.md, "The column path")."""
+"""Pipeline transforms: objects returned by the ``register_transforms`` hook and applied per batch."""
 
 from __future__ import annotations
 

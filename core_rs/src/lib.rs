@@ -4,9 +4,7 @@
 pub mod geo;
 pub mod ids;
 pub mod incidents;
-pub mod ingest;
 mod large_pages;
-pub mod outputs;
 pub mod rules;
 
 #[cfg(feature = "python")]

@@ -19,9 +19,7 @@ re-published outputs JetStream drops as duplicates. Messages at or below the las
 (redeliveries of a batch still being published) are acknowledged without processing.
 
 The modules, in the order a message meets them: :mod:`.engines` (what the pipeline is built from),
-:mod:`.batch_decode` (the Rust core's check, events as columns) and :mod:`.decode` (the model, for what the
-core leaves undecided), :mod:`.processor`, :mod:`.batch_encode` and :mod:`.outputs`, :mod:`.state`,
-:mod:`.isolation`, :mod:`.loop`.
+:mod:`.decode`, :mod:`.processor`, :mod:`.outputs`, :mod:`.state`, :mod:`.isolation`, :mod:`.loop`.
 """
 
 from hub.pipeline.decode import DecodedBatch, IngestMessage, Rejection, decode_event, decode_events, source_of

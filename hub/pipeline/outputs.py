@@ -19,7 +19,7 @@ from hub.rules import RuleMatch
 SOURCE = "/cityhub/pipeline"
 _SEVERITIES = list(Severity)
 
-event_subject = functools.lru_cache(maxsize=65_536)(topology.event_subject)
+_event_subject = functools.lru_cache(maxsize=65_536)(topology.event_subject)
 _incident_subject = functools.lru_cache(maxsize=65_536)(topology.incident_subject)
 
 
@@ -66,7 +66,7 @@ def build_order(
 
 def event_output(event: Event, incident_id: str, district: str | None, street: str | None) -> Message:
     """The unified event on ``cityhub.events.<district>.<street>.<category>.<severity>``."""
-    subject = event_subject(district, street, event.category, event.severity)
+    subject = _event_subject(district, street, event.category, event.severity)
     raw = wire.encode(
         type_=wire.TYPE_EVENT, id_=event.id or "", source=SOURCE, time=event.time, data=event, subject=subject,
         extensions={

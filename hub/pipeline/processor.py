@@ -1,11 +1,9 @@
 """The pure part of the pipeline: a batch of ingest messages → outputs, mutating :class:`PipelineState`.
 
 Per batch: decode + validate → dedup → coordinates to WGS-84 → geofence → rules → merge into incidents
-(closing the incidents whose window ran out as the watermark moves) → transforms → outputs, on columns from
-the Rust core when the batch allows it (the column path), else on :class:`Event` models (the model path);
-both give the same bytes. Every output is a function of its input and the state before it, not of where the
-input was cut into batches: each event gets its own incident update, and incidents expire at the event that
-moves the watermark past their deadline.
+(closing the incidents whose window ran out as the watermark moves) → transforms → outputs. Every output is a
+function of its input and the state before it, not of where the input was cut into batches: each event gets
+its own incident update, and incidents expire at the event that moves the watermark past their deadline.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -26,8 +24,6 @@ from hub.federation.ownership import KEEP, OutsideScope, Ownership
 from hub.geofence import GridIndex, Resolution
 from hub.incidents import ExpiringMerge
 from hub.models import CloseRequest, CoordSystem, Event, GridCell, IncidentChange, Severity
-from hub.pipeline.batch_decode import BatchDecoder, EventColumns
-from hub.pipeline.batch_encode import EventEncoder, grid_path_json
 from hub.pipeline.decode import IngestMessage, Rejection, decode_events
 from hub.pipeline.engines import Engines, PipelineOptions, TransformOutcome
 from hub.pipeline.outputs import (
@@ -47,7 +43,7 @@ from hub.transforms import Transform
 
 log = logging.getLogger("cityhub.pipeline")
 
-_Place = tuple[tuple[GridCell, ...], str, str, str]  # grid path, admin names and ids joined by "/", path as JSON
+_Place = tuple[tuple[GridCell, ...], str, str]  # grid path, admin names and admin ids joined by "/"
 _PLACE_CACHE_LIMIT = 100_000
 
 
@@ -90,18 +86,6 @@ class BatchResult:
             self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
 
 
-def _ingest_data(raw: bytes) -> dict[str, Any]:
-    """The event document of an ingest message the decoder accepted (a CloudEvent's ``data``, or the
-    message itself)."""
-    document = orjson.loads(raw)
-    return document["data"] if "specversion" in document else document
-
-
-def _input_grid_path(text: str) -> tuple[GridCell, ...]:
-    """A grid path as the event arrived with it (kept when the pipeline does not locate the event)."""
-    return () if text == "[]" else tuple(GridCell.model_validate(cell) for cell in orjson.loads(text))
-
-
 @dataclass
 class _Fresh:
     """The events of a batch that passed dedup, with what the stages add to each, index by index."""
@@ -119,36 +103,6 @@ class _Fresh:
                       [self.received[i] for i in indexes])
 
 
-def _raised(severity: Severity, matches: list[RuleMatch]) -> Severity:
-    """``severity`` raised by the matched rules' ``severity`` actions, never lowered."""
-    for match in matches:
-        raised = match.actions.get("severity")
-        if raised and Severity(raised).rank > severity.rank:
-            severity = Severity(raised)
-    return severity
-
-
-class _Point(NamedTuple):
-    """An event's location as the outputs read it."""
-
-    lon: float
-    lat: float
-    crs: str
-    accuracy_m: float | None
-
-
-class _Report(NamedTuple):
-    """What the outputs read of an event on the column path (in place of its :class:`Event`)."""
-
-    id: str
-    source_event_id: str
-    category: str
-    severity: Severity
-    grid_path: Sequence[GridCell]
-    location: _Point | None
-    address: str | None
-
-
 class BatchProcessor:
     """Processes batches of ingest messages against a :class:`PipelineState`; holds the engines and caches."""
 
@@ -158,8 +112,6 @@ class BatchProcessor:
         self._place_cache: dict[tuple[int, tuple[int, ...], tuple[float, ...]], _Place] = {}
         self.options = options
         self.on_transform_outcome = on_transform_outcome
-        self._decoder = BatchDecoder(taxonomy=engines.taxonomy)
-        self._encoder = EventEncoder()
 
     @property
     def engines(self) -> Engines:
@@ -170,15 +122,11 @@ class BatchProcessor:
         self._engines = engines
         self._grid_cells = {}  # new grids: new cells
         self._place_cache = {}
-        if engines.taxonomy is not self._decoder.taxonomy:
-            self._decoder = BatchDecoder(taxonomy=engines.taxonomy)
 
     def process(self, state: PipelineState, batch: Sequence[IngestMessage], evaluate: bool = False) -> BatchResult:
         """``batch``: messages in stream order. Raises whatever a stage raises, leaving ``state`` partly
         updated: :mod:`hub.pipeline.isolation` decides what to do about it."""
         result = BatchResult()
-        if self._columns_apply(evaluate) and self._process_columns(state, batch, result):
-            return result
         with result.timed("decode"):
             decoded = decode_events(batch, self.options.max_message_bytes, self.options.event_time, self.engines.taxonomy)
         result.rejected = decoded.rejected
@@ -193,134 +141,6 @@ class BatchProcessor:
         for rejection in result.rejected:
             result.outputs.append(dlq_output(rejection))
         return result
-
-    def _columns_apply(self, evaluate: bool) -> bool:
-        """Whether a batch may take the column path: not for a dry run (it reports models), and only when
-        every transform works on columns; a transform that wants :class:`Event` objects gets the batch on
-        the model path."""
-        return not evaluate and all(hasattr(transform, "apply_columns") for _, transform in self.engines.transforms)
-
-    def _process_columns(self, state: PipelineState, batch: Sequence[IngestMessage], result: BatchResult) -> bool:
-        """The batch decoded, processed and encoded on columns, without a model per event; False (and
-        nothing changed) when the model must decide part of it beyond rejecting it: a lax event, a close
-        request, an event without a source id (its dedup key hashes the model's JSON)."""
-        options = self.options
-        with result.timed("decode"):
-            fast, undecided = self._decoder.decode(batch, options.max_message_bytes, options.event_time)
-            rest = decode_events(undecided, options.max_message_bytes, options.event_time, self.engines.taxonomy)
-        if rest.events or rest.closes or not all(fast.columns["source_event_id"]):
-            return False
-        result.rejected = rest.rejected
-        if fast.positions:
-            self._column_stages(state, fast, [batch[position] for position in fast.positions], result)
-        for rejection in result.rejected:
-            result.outputs.append(dlq_output(rejection))
-        return True
-
-    def _column_stages(self, state: PipelineState, fast: EventColumns, messages: list[IngestMessage], result: BatchResult) -> None:
-        columns = fast.columns
-        window = self.options.event_time
-        with result.timed("dedup"):
-            keys = list(map(ids.source_key, columns["source"], columns["source_event_id"], columns["status"]))
-            clocks = [window.clock(at, message.received) for at, message in zip(columns["time"], messages, strict=True)]
-            kept = [i for i, duplicate in enumerate(state.deduper.check_many(keys, clocks)) if not duplicate]
-            result.duplicates += len(keys) - len(kept)
-            if len(kept) < len(keys):
-                columns = {name: [values[i] for i in kept] for name, values in columns.items()}
-                keys, clocks, messages = [keys[i] for i in kept], [clocks[i] for i in kept], [messages[i] for i in kept]
-        if not keys:
-            return
-        result.accepted += len(keys)
-        with result.timed("geo"):
-            places = self._locate_columns(columns)
-        with result.timed("rules"):
-            event_ids = columns["id"] = ids.time_ordered_ids(clocks, keys)
-            admin_paths = [(place[1], place[2]) if place else ("", "") for place in places]
-            documents = [_ingest_data(message.data) for message in messages] if len(self.engines.rules) else []
-            matches = self._rule_matches(documents, event_ids, columns["category"], columns["severity"], admin_paths)
-            severities = [_raised(Severity(severity), found) for severity, found in zip(columns["severity"], matches, strict=True)]
-            columns["severity"] = [severity.value for severity in severities]
-        with result.timed("merge"):
-            located = columns["location"]
-            merge = state.merger.add_columns_expiring(
-                event_ids, clocks, columns["category"],
-                [lon if present else None for lon, present in zip(columns["location.lon"], located, strict=True)],
-                [lat if present else None for lat, present in zip(columns["location.lat"], located, strict=True)],
-                columns["address"], columns["text"], state.watermark,
-            )
-            state.watermark = merge.watermark
-        result.merged += sum(1 for is_new in merge.merge.is_new if not is_new)
-        with result.timed("transforms"):
-            self._apply_column_transforms(columns)
-        with result.timed("encode"):
-            grid_paths = [place[0] if place else _input_grid_path(text) for place, text in zip(places, columns["grid_path"], strict=True)]
-            reports = [
-                _Report(event_id, reference, category, severity, path,
-                        _Point(lon, lat, crs, accuracy) if present else None, address)
-                for event_id, reference, category, severity, path, present, lon, lat, crs, accuracy, address in zip(
-                    event_ids, columns["source_event_id"], columns["category"], severities, grid_paths, located,
-                    columns["location.lon"],
-                    columns["location.lat"], columns["location.crs"], columns["location.accuracy_m"],
-                    columns["address"], strict=True)
-            ]
-            self._column_outputs(state, columns, reports, clocks, messages, merge, matches, result)
-
-    def _locate_columns(self, columns: dict[str, list[Any]]) -> list[_Place | None]:
-        """Every location converted to WGS-84 in its columns, and each event's place (None when it has no
-        location or there is no geofence); a located event's ``grid_path`` column becomes its place's."""
-        located = [row for row, present in enumerate(columns["location"]) if present]
-        lons, lats, systems = columns["location.lon"], columns["location.lat"], columns["location.crs"]
-        for system in {systems[row] for row in located} - {CoordSystem.WGS84.value}:
-            group = [row for row in located if systems[row] == system]
-            converted = convert([lons[row] for row in group], [lats[row] for row in group], system, CoordSystem.WGS84)
-            for row, lon, lat in zip(group, *converted, strict=True):
-                lons[row], lats[row], systems[row] = lon, lat, CoordSystem.WGS84.value
-        places: list[_Place | None] = [None] * len(lons)
-        if self.engines.geofence is None or not located:
-            return places
-        grid_paths = columns["grid_path"]
-        for row, place in zip(located, self._places(self.engines.geofence, [lons[r] for r in located], [lats[r] for r in located]), strict=True):
-            places[row] = place
-            grid_paths[row] = place[3]
-        return places
-
-    def _apply_column_transforms(self, columns: dict[str, list[Any]]) -> None:
-        for plugin, transform in sorted(self.engines.transforms, key=lambda item: (item[1].stage, item[1].order)):
-            try:
-                transform.apply_columns(columns)  # type: ignore[attr-defined]
-            except Exception as exc:  # contained: this transform is skipped for this batch, counted
-                self._report_transform(plugin, transform, exc)
-            else:
-                self._report_transform(plugin, transform, None)
-
-    def _column_outputs(
-        self, state: PipelineState, columns: dict[str, list[Any]], reports: list[_Report], clocks: list[float],
-        messages: list[IngestMessage], merge: ExpiringMerge, matches: list[list[RuleMatch]], result: BatchResult,
-    ) -> None:
-        """:meth:`_outputs` for the column path: the unified events encoded in one call."""
-        batch = merge.merge
-        places = [district_and_street(report.grid_path) for report in reports]
-        events = self._encoder.encode(
-            columns, columns["id"], batch.incident_ids, [place[0] for place in places], [place[1] for place in places],
-            [report.grid_path[0].id if report.grid_path else None for report in reports],
-        )
-        expired = iter(zip(*merge.closed, strict=True))
-        next_expired = next(expired, None)
-        for position, (report, incident_id, is_new, count, event_matches) in enumerate(zip(
-            reports, batch.incident_ids, batch.is_new, batch.report_counts, matches, strict=True
-        )):
-            while next_expired is not None and next_expired[0] == position:
-                self._expired(state, next_expired[1], next_expired[2], result)
-                next_expired = next(expired, None)
-            clock = clocks[position]
-            record = self._record(state, incident_id, clock, count, event_matches, places[position][0], report.category,
-                                  report.severity, columns["source"][position], report.source_event_id)
-            result.outputs.append(events[position])
-            if event_matches:
-                result.outputs.extend(self._dispatch_outputs(report, incident_id, record, event_matches,  # type: ignore[arg-type]
-                                                             messages[position].received))
-            change = IncidentChange.OPENED if is_new else IncidentChange.MERGED
-            result.outputs.append(incident_update_output(record, incident_id, report, change, count, utc(clock)))  # type: ignore[arg-type]
 
     def _close(self, state: PipelineState, request: CloseRequest, requester: str, received: float, result: BatchResult) -> None:
         """Close an open incident on request; one that is not open (closed before, expired, unknown) stays
@@ -427,8 +247,7 @@ class BatchProcessor:
                 next_expired = next(expired, None)
             district, street = district_and_street(event.grid_path)
             clock, received = fresh.clocks[position], fresh.received[position]
-            record = self._record(state, incident_id, clock, count, event_matches, district, event.category,
-                                  event.severity, event.source, event.source_event_id or event.id or "")
+            record = self._record(state, event, incident_id, clock, count, event_matches, district)
             result.outputs.append(event_output(event, incident_id, district, street))
             if event_matches:
                 result.outputs.extend(self._dispatch_outputs(event, incident_id, record, event_matches, received))
@@ -458,8 +277,7 @@ class BatchProcessor:
         if self.engines.geofence is None or not located:
             return [("", "")] * len(events)
         admin_paths = {id(event): ("", "") for event in events}
-        places = self._places(self.engines.geofence, [e.location.lon for e in located], [e.location.lat for e in located])  # type: ignore[union-attr]
-        for event, (grid_path, grid, grid_ids, _) in zip(located, places, strict=True):
+        for event, (grid_path, grid, grid_ids) in zip(located, self._places(self.engines.geofence, located), strict=True):
             event.grid_path = list(grid_path)
             admin_paths[id(event)] = grid, grid_ids
         return [admin_paths[id(event)] for event in events]
@@ -473,10 +291,12 @@ class BatchProcessor:
                 location = event.location  # decoded from this event's message: converted in place
                 location.lon, location.lat, location.crs = lon, lat, CoordSystem.WGS84  # type: ignore[union-attr]
 
-    def _places(self, geofence: GridIndex, lons: list[float], lats: list[float]) -> list[_Place]:
-        """Each WGS-84 point's place, from one geofence call for the batch. A place is built once per distinct
+    def _places(self, geofence: GridIndex, located: list[Event]) -> list[_Place]:
+        """Each event's place, from one geofence call for the batch. A place is built once per distinct
         geofence answer (cells and distances) and reused: events cluster on far fewer answers than points."""
-        arrays = geofence.locate_arrays(lons, lats, "wgs84")
+        arrays = geofence.locate_arrays(
+            [e.location.lon for e in located], [e.location.lat for e in located], "wgs84"  # type: ignore[union-attr]
+        )
         offsets, cells, distances = arrays.offsets.tolist(), arrays.cells.tolist(), arrays.distances_m.tolist()
         if len(self._place_cache) > _PLACE_CACHE_LIMIT:
             self._place_cache.clear()
@@ -494,8 +314,7 @@ class BatchProcessor:
         resolved = [geofence.cell(index, distance) for index, distance in zip(cells, distances, strict=True)]
         admin_path = resolved[:admin_count][::-1]
         grid_path = self._grid_path(Resolution(resolved, admin_path, not resolved))
-        return (tuple(grid_path), "/".join(cell.name for cell in admin_path), "/".join(cell.id for cell in admin_path),
-                grid_path_json(grid_path))
+        return (tuple(grid_path), "/".join(cell.name for cell in admin_path), "/".join(cell.id for cell in admin_path))
 
     def _grid_path(self, resolution: Resolution) -> list[GridCell]:
         """Admin path from the district down, then overlay cells. GridCell models are built once per cell
@@ -514,31 +333,22 @@ class BatchProcessor:
         self, events: list[Event], documents: list[dict[str, Any]], keys: list[str], times: list[float],
         admin_paths: list[tuple[str, str]],
     ) -> list[list[RuleMatch]]:
-        event_ids = ids.time_ordered_ids(times, keys)
-        for event, event_id in zip(events, event_ids, strict=True):
-            event.id = event_id
-        matches = self._rule_matches(documents, event_ids, [e.category for e in events], [e.severity for e in events],
-                                     admin_paths)
-        for event, event_matches in zip(events, matches, strict=True):
-            event.severity = _raised(event.severity, event_matches)
-        return matches
-
-    def _rule_matches(
-        self, documents: Sequence[dict[str, Any]], event_ids: list[str], categories: Sequence[str],
-        severities: Sequence[str], admin_paths: list[tuple[str, str]],
-    ) -> list[list[RuleMatch]]:
-        """The rules each event matches; rules see its ingest document with the hub's id, category,
-        severity and admin path (``grid`` names, ``grid_ids``) written in."""
-        if not len(self.engines.rules):
-            return [[] for _ in event_ids]
         rule_docs = []
-        for document, event_id, category, severity, (grid, grid_ids) in zip(
-            documents, event_ids, categories, severities, admin_paths, strict=True
-        ):
-            document["id"], document["category"], document["severity"] = event_id, category, severity
-            document["grid"], document["grid_ids"] = grid, grid_ids
+        event_ids = ids.time_ordered_ids(times, keys)
+        for event, event_id, document, (grid, grid_ids) in zip(events, event_ids, documents, admin_paths, strict=True):
+            event.id = document["id"] = event_id
+            document["category"] = event.category
+            document["severity"] = event.severity
+            document["grid"] = grid
+            document["grid_ids"] = grid_ids
             rule_docs.append(orjson.dumps(document))
-        return self.engines.rules.match_many(rule_docs)
+        matches = self.engines.rules.match_many(rule_docs) if len(self.engines.rules) else [[] for _ in events]
+        for event, event_matches in zip(events, matches, strict=True):
+            for match in event_matches:
+                raised = match.actions.get("severity")
+                if raised and Severity(raised).rank > event.severity.rank:
+                    event.severity = Severity(raised)
+        return matches
 
     def _apply_transforms(self, events: list[Event]) -> list[Event]:
         ordered = sorted(self.engines.transforms, key=lambda item: (item[1].stage, item[1].order))
@@ -555,23 +365,20 @@ class BatchProcessor:
         if self.on_transform_outcome is not None:
             self.on_transform_outcome(plugin, transform, exc)
 
-    @staticmethod
     def _record(
-        state: PipelineState, incident_id: str, clock: float, count: int, matches: list[RuleMatch],
-        district: str | None, category: str, severity: Severity, source: str, reference: str,
+        self, state: PipelineState, event: Event, incident_id: str, clock: float, count: int,
+        matches: list[RuleMatch], district: str | None,
     ) -> IncidentRecord:
-        """The incident's record after this report; ``reference`` is the report's source id (the hub's
-        event id when the source has none)."""
         record = state.incidents.get(incident_id)
         if record is None:
-            record = state.incidents[incident_id] = IncidentRecord(category, clock, severity.rank, [], [], [])
-        record.severity = max(record.severity, severity.rank)
+            record = state.incidents[incident_id] = IncidentRecord(event.category, clock, event.severity.rank, [], [], [])
+        record.severity = max(record.severity, event.severity.rank)
         record.district = district
         record.report_count = count
-        if source not in record.sources:
-            record.sources.append(source)
+        if event.source not in record.sources:
+            record.sources.append(event.source)
         if len(record.reports) < MAX_ORDER_REPORTS:
-            record.reports.append([source, reference])
+            record.reports.append([event.source, event.source_event_id or event.id or ""])  # no source id: the hub's
         for match in matches:
             if match.rule_id not in record.matched_rules:
                 record.matched_rules.append(match.rule_id)

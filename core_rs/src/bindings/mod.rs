@@ -6,8 +6,6 @@ use pyo3::prelude::*;
 mod geo;
 mod ids;
 mod incidents;
-mod ingest;
-mod outputs;
 mod rules;
 
 #[pyfunction]
@@ -21,8 +19,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     geo::register(m)?;
     ids::register(m)?;
     incidents::register(m)?;
-    ingest::register(m)?;
-    outputs::register(m)?;
     rules::register(m)?;
     Ok(())
 }

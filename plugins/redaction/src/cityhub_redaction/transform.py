@@ -8,9 +8,6 @@ import hmac
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import orjson
 
 from hub.models import Event
 from hub.transforms import Stage
@@ -183,27 +180,3 @@ class Redaction:
         for event in events:
             self.redact(event)
         return events
-
-    def apply_columns(self, columns: dict[str, list[Any]]) -> None:
-        """:meth:`redact` on a batch as the pipeline's columns hold it (``reporter.name``, ``text``, ...;
-        ``payload`` as JSON text), so the pipeline need not build an :class:`Event` per event."""
-        counts = self.counts
-        for _, field, operation in [*self._reporter_ops, *self._event_ops]:
-            values = columns[field]
-            for row, value in enumerate(values):
-                if value is not None:
-                    values[row] = operation(value)
-                    counts[field] += 1
-        if self._payload_ops:
-            payloads = columns["payload"]
-            for row, text in enumerate(payloads):
-                payload = orjson.loads(text)
-                for key, field, operation in self._payload_ops:
-                    if key in payload:
-                        changed = operation(str(payload[key]))
-                        counts[field] += 1
-                        if changed is None:
-                            del payload[key]
-                        else:
-                            payload[key] = changed
-                payloads[row] = orjson.dumps(payload).decode()
