@@ -90,6 +90,7 @@ def pipeline_options(config: HubConfig) -> PipelineOptions:
             max_ahead_s=config.pipeline.event_time.max_ahead.total_seconds(),
             max_age_s=config.pipeline.event_time.max_age.total_seconds(),
             accept_out_of_range=config.pipeline.event_time.out_of_range == "accept",
+            late_after_s=config.pipeline.event_time.late_after.total_seconds(),
         ),
     )
 

@@ -29,7 +29,10 @@ _EXTENSION_DOCS = {
     "gridcell": "Most specific admin cell id of the location.",
     "trimmed": "Data fields left out so the message fits the server's max_payload, with their sizes; "
                "absent when nothing was left out.",
+    "late": "true on an event received longer than [pipeline.event_time] late_after after its own time, and on the "
+            "incident it opened; absent otherwise.",
 }
+_EXTENSION_TYPES = {"late": "boolean"}
 
 
 def _parameter(description: str, enum: list[str] | None = None) -> dict[str, Any]:
@@ -63,7 +66,7 @@ def _envelope(title: str, type_schema: dict[str, Any], data_model: str, extensio
         "subject": {"type": "string"},
     }
     for name in extensions:
-        properties[name] = {"type": "string", "description": _EXTENSION_DOCS[name]}
+        properties[name] = {"type": _EXTENSION_TYPES.get(name, "string"), "description": _EXTENSION_DOCS[name]}
     properties["data"] = {"$ref": SCHEMA_REF.format(model=data_model)}
     return {
         "title": title,

@@ -391,6 +391,14 @@ class EventTimeConfig(Section):
             "events, their time held inside the window for the hub's clocks (the event keeps its own time)."
         ),
     )
+    late_after: Duration = Field(
+        timedelta(minutes=30), gt=timedelta(0),
+        description=(
+            "An event received longer than this after its own time is flagged late (field late, CloudEvents "
+            "extension late): it merges by its own time, its deadlines count from its reception, and response-time "
+            "figures leave out the incidents it opens."
+        ),
+    )
 
 
 class PipelineConfig(Section):

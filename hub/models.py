@@ -149,6 +149,11 @@ class Event(HubModel):
     payload: dict[str, Any] = Field(default_factory=dict, description="Source-specific fields, rule-visible.")
     device_id: str | None = None
     status: str | None = Field(None, description="Source-side status for updates (e.g. recovered, closed).")
+    received_at: datetime | None = Field(
+        None, description="Set by the pipeline: when the hub received it (the ingest stream stored it).")
+    late: bool = Field(
+        False, description="Set by the pipeline: received more than [pipeline.event_time] late_after after its time "
+                           "(a flushed buffer, an import); kept out of response-time figures.")
 
     @field_validator("time")
     @classmethod
@@ -183,8 +188,11 @@ class Incident(HubModel):
     category: Category
     severity: Severity
     state: IncidentState = IncidentState.OPEN
-    opened_at: datetime
+    opened_at: datetime = Field(description="When its first report happened (the event's time, as the hub's clock holds it).")
     updated_at: datetime
+    received_at: datetime | None = Field(
+        None, description="When the hub received its first report: response times count from here.")
+    late: bool = Field(False, description="Its first report was late (see Event.late): left out of response-time figures.")
     location: Location | None = None
     address: str | None = None
     grid_path: list[GridCell] = Field(default_factory=list)
@@ -267,8 +275,9 @@ class DispatchOrder(HubModel):
     category: Category
     severity: Severity
     summary: str
-    created_at: datetime
-    deadline: datetime | None = None
+    created_at: datetime = Field(description="When it was dispatched (the hub's reception of the report that caused it, "
+                                             "or the escalation that followed an overdue order).")
+    deadline: datetime | None = Field(None, description="created_at plus the rule's escalate_after.")
     attempt: int = Field(1, ge=1, description="2 and up for re-dispatch (二次派单).")
     reports: list[ReportRef] = Field(
         default_factory=list, description="The incident's reports when the order was made, oldest first."
@@ -281,7 +290,7 @@ class DispatchUpdate(HubModel):
     order_id: str
     incident_id: str
     status: DispatchStatus
-    time: datetime
+    time: datetime = Field(description="When the status changed (accepted, resolved, ...), by the reporting system.")
     actor: str | None = None
     note: str | None = Field(None, max_length=2048)
     attachments: list[Attachment] = Field(default_factory=list)

@@ -11,6 +11,9 @@ attributes (lower-case alphanumerics, as the spec requires) so consumers filter 
 ``gridcell``   most specific admin cell id
 ``trimmed``    data fields left out to fit the server's max_payload, and their
                sizes (:mod:`hub.trimming`); absent when nothing was left out
+``late``       true on an event received long after its own time, and on the
+               incident it opened (``[pipeline.event_time] late_after``);
+               absent otherwise
 =============  ===========================================================
 
 ``type`` says what ``data`` holds: ``cityhub.event`` (hub.models.Event), ``cityhub.incident.<change>``
@@ -37,7 +40,7 @@ TYPE_DISPATCH_ORDER = "cityhub.dispatch.order"
 TYPE_DISPATCH_UPDATE = "cityhub.dispatch.update"
 TYPE_CLOSE_REQUEST = "cityhub.close_request"
 
-EXTENSIONS = ("category", "severity", "incidentid", "district", "street", "gridcell", "trimmed")
+EXTENSIONS = ("category", "severity", "incidentid", "district", "street", "gridcell", "trimmed", "late")
 _EXTENSION_NAMES = frozenset(EXTENSIONS)
 _REQUIRED = ("specversion", "id", "source", "type")
 
@@ -50,7 +53,7 @@ def encode(
     time: datetime,
     data: BaseModel | dict[str, Any] | bytes,
     subject: str | None = None,
-    extensions: dict[str, str | None] | None = None,
+    extensions: dict[str, str | bool | None] | None = None,
 ) -> bytes:
     """One structured-mode CloudEvent as JSON bytes. Extensions whose value is None are left out; ``data``
     given as bytes must already be JSON."""

@@ -97,6 +97,14 @@ class IncidentView:
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
 
+    def response_clock_start(self) -> datetime | None:
+        """Where response times start: when the hub received the incident's first report (its opening time for
+        incidents published before the hub recorded receptions); None for a late incident, which the figures
+        leave out (its own time says when it happened, not when the centre could act)."""
+        if self.opened_at is None or (self.incident or {}).get("late"):
+            return None
+        return parse_time((self.incident or {}).get("received_at")) or self.opened_at
+
     def cell(self, level: str) -> dict[str, Any] | None:
         for cell in (self.incident or {}).get("grid_path", ()):
             if cell.get("level") == level:
@@ -384,14 +392,15 @@ class LiveState:
     def _record_response_times(self, view: IncidentView) -> None:
         """Each incident counts once in each distribution, as soon as its opening time is known; a sample is
         corrected when earlier evidence arrives later (the streams are not ordered against each other)."""
-        if view.opened_at is None:
+        start = view.response_clock_start()
+        if start is None:
             return
         keys = self._figure_keys(view)
         for name, durations, reached in (("accept", self._accept, view.accepted_at),
                                          ("resolve", self._resolve, view.resolved_at)):
             if reached is None:
                 continue
-            seconds = max(0.0, (reached - view.opened_at).total_seconds())
+            seconds = max(0.0, (reached - start).total_seconds())
             previous = view.recorded.get(name)
             if previous == (keys, seconds):
                 continue

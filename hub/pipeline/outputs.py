@@ -72,7 +72,7 @@ def event_output(event: Event, incident_id: str, district: str | None, street: s
         extensions={
             "category": event.category, "severity": event.severity, "incidentid": incident_id,
             "district": district, "street": street,
-            "gridcell": event.grid_path[0].id if event.grid_path else None,
+            "gridcell": event.grid_path[0].id if event.grid_path else None, "late": event.late or None,
         },
     )
     return Message(subject, raw, event.id or "")
@@ -93,7 +93,7 @@ def incident_update_output(
     if event.address is not None:
         data["address"] = event.address
     return incident_output(data, incident_id, record.category, data["severity"], record.district, change,
-                           f"{incident_id}:{count}", updated_at)
+                           f"{incident_id}:{count}", updated_at, late=record.late)
 
 
 def _summary(event: Event) -> str:
@@ -120,14 +120,15 @@ def _location_json(location: Location) -> dict[str, Any]:
 
 def incident_output(
     data: Incident | dict[str, Any], incident_id: str, category: str, severity: str, district: str | None,
-    change: IncidentChange, msg_id: str, time: datetime,
+    change: IncidentChange, msg_id: str, time: datetime, late: bool = False,
 ) -> Message:
     """An incident change on ``cityhub.incidents.<district>.<category>.<change>``."""
     subject = _incident_subject(district, category, change)
     raw = wire.encode(
         type_=f"{wire.TYPE_INCIDENT_PREFIX}{change}", id_=msg_id, source=SOURCE, time=time, data=data,
         subject=subject,
-        extensions={"category": category, "severity": severity, "incidentid": incident_id, "district": district},
+        extensions={"category": category, "severity": severity, "incidentid": incident_id, "district": district,
+                    "late": late or None},
     )
     return Message(subject, raw, f"{msg_id}:{change}")
 
@@ -138,7 +139,8 @@ def _incident_data(record: IncidentRecord, incident_id: str, state: IncidentStat
         "id": incident_id, "category": record.category, "severity": _SEVERITIES[record.severity], "state": state,
         "opened_at": utc(record.opened_at), "updated_at": updated_at,
         "report_count": max(1, record.report_count), "sources": record.sources,
-        "matched_rules": record.matched_rules, "escalation_level": 0,
+        "matched_rules": record.matched_rules, "escalation_level": 0, "late": record.late,
+        **({"received_at": utc(record.received_at)} if record.received_at is not None else {}),
     }
 
 
@@ -146,7 +148,7 @@ def closed_output(record: IncidentRecord, incident_id: str, closed_at: datetime,
     """The ``closed`` change of an incident, from what the pipeline remembers of it."""
     data = {**_incident_data(record, incident_id, IncidentState.CLOSED, closed_at), "closed_reason": reason}
     return incident_output(data, incident_id, record.category, data["severity"], record.district,
-                           IncidentChange.CLOSED, incident_id, closed_at)
+                           IncidentChange.CLOSED, incident_id, closed_at, late=record.late)
 
 
 def dlq_output(rejection: Rejection) -> Message:

@@ -150,6 +150,7 @@ class BatchProcessor:
         if not fresh.events:
             return
         result.accepted += len(fresh.events)
+        self._stamp_reception(fresh)
         with result.timed("geo"):
             admin_paths = self._normalise_and_locate(fresh.events)
         with result.timed("rules"):
@@ -174,6 +175,13 @@ class BatchProcessor:
         result.duplicates += len(events) - len(kept)
         return _Fresh([events[i] for i in kept], [documents[i] for i in kept], [keys[i] for i in kept],
                       [clocks[i] for i in kept], [received[i] for i in kept])
+
+    def _stamp_reception(self, fresh: _Fresh) -> None:
+        """Each event's second clock: when the hub received it, and whether that was late."""
+        window = self.options.event_time
+        for event, received in zip(fresh.events, fresh.received, strict=True):
+            event.received_at = utc(received)
+            event.late = window.is_late(event.time.timestamp(), received)
 
     @staticmethod
     def _merge(state: PipelineState, fresh: _Fresh) -> ExpiringMerge:
@@ -208,7 +216,7 @@ class BatchProcessor:
                 next_expired = next(expired, None)
             district, street = district_and_street(event.grid_path)
             clock, received = fresh.clocks[position], fresh.received[position]
-            record = self._record(state, event, incident_id, clock, count, event_matches, district)
+            record = self._record(state, event, incident_id, clock, received, count, event_matches, district)
             result.outputs.append(event_output(event, incident_id, district, street))
             if event_matches:
                 result.outputs.extend(self._dispatch_outputs(event, incident_id, record, event_matches, received))
@@ -327,12 +335,13 @@ class BatchProcessor:
             self.on_transform_outcome(plugin, transform, exc)
 
     def _record(
-        self, state: PipelineState, event: Event, incident_id: str, clock: float, count: int,
+        self, state: PipelineState, event: Event, incident_id: str, clock: float, received: float, count: int,
         matches: list[RuleMatch], district: str | None,
     ) -> IncidentRecord:
         record = state.incidents.get(incident_id)
         if record is None:
-            record = state.incidents[incident_id] = IncidentRecord(event.category, clock, event.severity.rank, [], [], [])
+            record = state.incidents[incident_id] = IncidentRecord(
+                event.category, clock, event.severity.rank, [], [], [], received_at=received, late=event.late)
         record.severity = max(record.severity, event.severity.rank)
         record.district = district
         record.report_count = count

@@ -28,10 +28,12 @@ class IncidentRecord:
     reports: list[list[str]] = field(default_factory=list)  # [source, source_event_id], the first MAX_ORDER_REPORTS
     district: str | None = None  # district cell id of the latest report: the subject of the closing update
     report_count: int = 0
+    received_at: float | None = None  # when the hub received the opening report
+    late: bool = False  # the opening report was late
 
     def dump(self) -> list[Any]:
         return [self.category, self.opened_at, self.severity, self.sources, self.dispatched, self.matched_rules,
-                self.reports, self.district, self.report_count]
+                self.reports, self.district, self.report_count, self.received_at, self.late]
 
 
 @dataclass

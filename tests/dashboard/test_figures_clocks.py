@@ -1,0 +1,31 @@
+"""Response-time figures count from the hub's reception of an incident's first report, and leave late
+incidents (a flushed buffer, an import from last year) out."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from stream_samples import T0, make_incident, make_order, make_update
+from tests.waiting import wait_until
+
+from hub.models import DispatchStatus
+
+
+async def test_response_times_count_from_reception_and_leave_late_incidents_out(state, writer):
+    received = T0 + timedelta(days=400)  # the source dated it long before the hub had it
+    on_time = make_incident(31, opened_at=T0).model_copy(update={"received_at": received})
+    late = make_incident(32, opened_at=T0).model_copy(update={"received_at": received, "late": True})
+    for number, incident in ((1, on_time), (2, late)):
+        order = make_order(incident, number).model_copy(update={"created_at": received})
+        await writer.incident(incident)
+        await writer.order(order)
+        await writer.update(make_update(order, DispatchStatus.RESOLVED, 10))
+
+    def both_resolved() -> bool:
+        pages = [state.incident(incident.id) for incident in (on_time, late)]
+        return all(page and page["orders"] and page["orders"][0]["status"] == "resolved" for page in pages)
+
+    await wait_until(both_resolved, "both orders resolved")
+
+    resolve = state.figures()["time_to_resolve"]["all"]
+    assert resolve == {"count": 1, "median_s": 600.0, "p90_s": 600.0}
