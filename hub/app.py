@@ -75,6 +75,7 @@ def build_engines(config: HubConfig, transforms: Iterable[tuple[str, Transform]]
         rules=config.rule_set,
         merge_policy=config.merge.policy(),
         geofence=geofence_from_config(config),
+        unplaced_route=tuple(config.geo.unplaced_route),
         transforms=tuple(transforms),
         dedup_window_s=config.dedup.window.total_seconds(),
         dedup_max_keys=config.dedup.max_keys,

@@ -31,6 +31,8 @@ _EXTENSION_DOCS = {
                "absent when nothing was left out.",
     "late": "true on an event received longer than [pipeline.event_time] late_after after its own time, and on the "
             "incident it opened; absent otherwise.",
+    "triage": "no_cell on an event that resolved to no grid cell and on its incident's updates: its orders go to "
+              "[geo] unplaced_route, not to a grid worker; absent otherwise.",
 }
 _EXTENSION_TYPES = {"late": "boolean"}
 

@@ -273,6 +273,13 @@ class GeoConfig(Section):
     tolerance_m: float = Field(
         30.0, ge=0, description="A point outside every cell but this close to one resolves to it (GPS jitter)."
     )
+    unplaced_route: list[str] = Field(
+        default_factory=lambda: ["dept:district_duty"], min_length=1,
+        description=(
+            "Where an event that resolves to no cell is dispatched instead of its rules' routes (a grid worker needs "
+            "a cell): route targets as in rules. Its incident is marked triage = no_cell."
+        ),
+    )
 
     @field_validator("layers")
     @classmethod

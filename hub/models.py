@@ -79,6 +79,12 @@ class Severity(StrEnum):
 _SEVERITY_RANK = {severity: rank for rank, severity in enumerate(Severity)}
 
 
+class Triage(StrEnum):
+    """Why an event or incident waits for a person rather than going to a grid worker."""
+
+    NO_CELL = "no_cell"  # its location resolved to no grid cell: dispatched to [geo] unplaced_route
+
+
 class CoordSystem(StrEnum):
     """WGS-84 (GPS, most IoT), GCJ-02 (Chinese web maps, WeChat) and BD-09 (Baidu maps)."""
 
@@ -154,6 +160,8 @@ class Event(HubModel):
     late: bool = Field(
         False, description="Set by the pipeline: received more than [pipeline.event_time] late_after after its time "
                            "(a flushed buffer, an import); kept out of response-time figures.")
+    triage: Triage | None = Field(
+        None, description="Set by the pipeline: no_cell when the hub has grids and the event resolved to no cell.")
 
     @field_validator("time")
     @classmethod
@@ -193,6 +201,8 @@ class Incident(HubModel):
     received_at: datetime | None = Field(
         None, description="When the hub received its first report: response times count from here.")
     late: bool = Field(False, description="Its first report was late (see Event.late): left out of response-time figures.")
+    triage: Triage | None = Field(
+        None, description="no_cell while its latest report resolved to no grid cell: its orders go to [geo] unplaced_route.")
     location: Location | None = None
     address: str | None = None
     grid_path: list[GridCell] = Field(default_factory=list)

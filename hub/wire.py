@@ -14,6 +14,8 @@ attributes (lower-case alphanumerics, as the spec requires) so consumers filter 
 ``late``       true on an event received long after its own time, and on the
                incident it opened (``[pipeline.event_time] late_after``);
                absent otherwise
+``triage``     ``no_cell`` on an event that resolved to no grid cell, and on
+               its incident's updates (``[geo] unplaced_route``)
 =============  ===========================================================
 
 ``type`` says what ``data`` holds: ``cityhub.event`` (hub.models.Event), ``cityhub.incident.<change>``
@@ -40,7 +42,7 @@ TYPE_DISPATCH_ORDER = "cityhub.dispatch.order"
 TYPE_DISPATCH_UPDATE = "cityhub.dispatch.update"
 TYPE_CLOSE_REQUEST = "cityhub.close_request"
 
-EXTENSIONS = ("category", "severity", "incidentid", "district", "street", "gridcell", "trimmed", "late")
+EXTENSIONS = ("category", "severity", "incidentid", "district", "street", "gridcell", "trimmed", "late", "triage")
 _EXTENSION_NAMES = frozenset(EXTENSIONS)
 _REQUIRED = ("specversion", "id", "source", "type")
 

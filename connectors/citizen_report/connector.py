@@ -21,6 +21,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from connectors._area import ServiceArea
 from connectors._http import HttpServer, WebhookRejected, oversize_summary, read_body, refuse, unavailable
 from connectors._validation import describe
 from connectors.citizen_report.settings import CitizenReportSettings
@@ -133,8 +134,9 @@ class CitizenReportConnector(Connector):
     source = "citizen_report"
     settings: CitizenReportSettings
 
-    def __init__(self, settings: CitizenReportSettings):
+    def __init__(self, settings: CitizenReportSettings, area: ServiceArea | None = None):
         super().__init__(settings)
+        self.area = area  # reports outside it are refused (422); None: every location is taken
         self.server: HttpServer | None = None
         self.photos = PhotoStore(settings.photo_dir)
         self.limiter = RateLimiter(settings.rate_limit.reports, settings.rate_limit.window_s)
@@ -152,6 +154,8 @@ class CitizenReportConnector(Connector):
         return self.server.url
 
     async def run(self, ctx: ConnectorContext) -> None:
+        if self.area is not None:
+            await asyncio.to_thread(self.area.load)
         listen = self.settings.listen
         self.server = await HttpServer(self._app(ctx), listen.host, listen.port).start()
         ctx.log.info("citizen reports on %s%s", self.server.url, self.settings.path)
@@ -186,6 +190,8 @@ class CitizenReportConnector(Connector):
             fields, photo = await self._parse(request.headers, raw)
             photo_type = self._check_photo(photo)
             event_fields = self._check_fields(fields)
+            if self.area is not None:
+                self.area.check(_location(fields))
         except WebhookRejected as rejection:
             return await refuse(ctx, request, rejection, self.settings.dlq_max_bytes, body=self._dlq_bytes(request, raw))
         wait_s = self.limiter.retry_after(fields.reporter)
@@ -292,7 +298,7 @@ class CitizenReportConnector(Connector):
             category=category,
             severity=self.settings.severity,
             time=reported_at,
-            location=Location(lon=fields.lng, lat=fields.lat, crs=CoordSystem.GCJ02),
+            location=_location(fields),
             reporter=Reporter(account=fields.reporter),
             attachments=attachments,
             text=fields.text or None,
@@ -304,6 +310,10 @@ class CitizenReportConnector(Connector):
         if 0 < len(raw) <= self.settings.dlq_max_bytes:
             return raw
         return oversize_summary(request, read=len(raw))
+
+
+def _location(fields: ReportFields) -> Location:
+    return Location(lon=fields.lng, lat=fields.lat, crs=CoordSystem.GCJ02)
 
 
 def _content_id(fields: ReportFields, reported_at: datetime, attachments: list[Attachment]) -> str:

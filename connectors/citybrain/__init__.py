@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from connectors._area import hub_layers
 from connectors.citybrain.connector import CitybrainConnector
 from connectors.citybrain.settings import CitybrainSettings
 from connectors.citybrain.simulator import CityPlatformSimulator
 from hub.errors import ConfigError
-from hub.geofence import LayerSpec
 from hub.hookspecs import hookimpl
 
 
@@ -31,19 +31,12 @@ def plugin_settings_model() -> type[CitybrainSettings]:
 @hookimpl
 def register_connectors(hub: Any, settings: CitybrainSettings) -> list[CitybrainConnector]:
     """The connector, fanning warnings out over ``southbound.layers`` or, when that is empty, the hub's [geo] layers."""
-    layers = settings.southbound.layers or _hub_layers(hub)
+    layers = settings.southbound.layers or hub_layers(hub)
     if settings.southbound.enabled and not layers:
         raise ConfigError(
             "plugins.citybrain.southbound.layers is empty and the hub has no [geo] layers: area warnings need grids"
         )
     return [CitybrainConnector(settings, layers)]
-
-
-def _hub_layers(hub: Any) -> list[LayerSpec]:
-    config = getattr(hub, "config", None)
-    if config is None:
-        return []
-    return [LayerSpec.model_validate(layer.model_dump()) for layer in config.geo.layers]
 
 
 @hookimpl

@@ -26,7 +26,7 @@ from hub import topology, wire
 from hub.dashboard.figures import Durations, EventRates
 from hub.errors import InvalidEventError
 from hub.follower import Follower, Start
-from hub.models import DispatchStatus, IncidentChange, IncidentState, utcnow
+from hub.models import DispatchStatus, IncidentChange, IncidentState, Triage, utcnow
 from hub.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -456,7 +456,7 @@ class LiveState:
         return self._figures[1]
 
     def _compute_figures(self, now: datetime) -> dict[str, Any]:
-        open_count = overdue = 0
+        open_count = overdue = no_cell = 0
         by_category: dict[str, int] = {}
         by_severity: dict[str, int] = {}
         for view in self.views.values():  # one plain loop: this runs over every incident
@@ -468,11 +468,13 @@ class LiveState:
                 overdue += 1
             by_category[incident["category"]] = by_category.get(incident["category"], 0) + 1
             by_severity[incident["severity"]] = by_severity.get(incident["severity"], 0) + 1
+            no_cell += incident.get("triage") == Triage.NO_CELL
         return {
             "now": now.isoformat(),
             "caught_up": self.caught_up,
             "open": open_count,
             "overdue": overdue,
+            "no_cell": no_cell,
             "open_by_category": by_category,
             "open_by_severity": by_severity,
             "time_to_accept": _durations_json(self._accept),

@@ -68,6 +68,7 @@ class Engines:
     rules: RuleSet
     merge_policy: MergePolicy
     geofence: GridIndex | None = None
+    unplaced_route: tuple[str, ...] = ("dept:district_duty",)  # route targets of events the geofence placed nowhere
     transforms: tuple[tuple[str, Transform], ...] = ()
     dedup_window_s: float = DAY_S
     dedup_max_keys: int = 1_000_000

@@ -48,13 +48,14 @@ def connector_for_target(target: str) -> str:
 
 
 def build_order(
-    event: Event, incident_id: str, target: str, match: RuleMatch, attempt: int, reports: Sequence[Sequence[str]],
-    dispatched_at: datetime,
+    event: Event, incident_id: str, target: str, match: RuleMatch | None, attempt: int,
+    reports: Sequence[Sequence[str]], dispatched_at: datetime,
 ) -> DispatchOrder:
-    """The order for ``target``; its escalation deadline counts from ``dispatched_at`` (the hub's clock when
-    the order was made), never from the event's own time."""
+    """The order for ``target``; its escalation deadline (the ``escalate_after_s`` of ``match``, none without
+    one) counts from ``dispatched_at`` (the hub's clock when the order was made), never from the event's own
+    time."""
     deepest = next((cell for cell in reversed(event.grid_path) if cell.layer), None)
-    after = match.actions.get("escalate_after_s")
+    after = match.actions.get("escalate_after_s") if match is not None else None
     return DispatchOrder(
         id=f"{incident_id}:{target}:{attempt}", incident_id=incident_id, target=target,
         connector=connector_for_target(target), grid_cell=deepest, category=event.category,
@@ -73,6 +74,7 @@ def event_output(event: Event, incident_id: str, district: str | None, street: s
             "category": event.category, "severity": event.severity, "incidentid": incident_id,
             "district": district, "street": street,
             "gridcell": event.grid_path[0].id if event.grid_path else None, "late": event.late or None,
+            "triage": event.triage,
         },
     )
     return Message(subject, raw, event.id or "")
@@ -92,8 +94,10 @@ def incident_update_output(
         data["location"] = _location_json(event.location)
     if event.address is not None:
         data["address"] = event.address
+    if event.triage is not None:
+        data["triage"] = event.triage
     return incident_output(data, incident_id, record.category, data["severity"], record.district, change,
-                           f"{incident_id}:{count}", updated_at, late=record.late)
+                           f"{incident_id}:{count}", updated_at, late=record.late, triage=event.triage)
 
 
 def _summary(event: Event) -> str:
@@ -120,7 +124,7 @@ def _location_json(location: Location) -> dict[str, Any]:
 
 def incident_output(
     data: Incident | dict[str, Any], incident_id: str, category: str, severity: str, district: str | None,
-    change: IncidentChange, msg_id: str, time: datetime, late: bool = False,
+    change: IncidentChange, msg_id: str, time: datetime, late: bool = False, triage: str | None = None,
 ) -> Message:
     """An incident change on ``cityhub.incidents.<district>.<category>.<change>``."""
     subject = _incident_subject(district, category, change)
@@ -128,7 +132,7 @@ def incident_output(
         type_=f"{wire.TYPE_INCIDENT_PREFIX}{change}", id_=msg_id, source=SOURCE, time=time, data=data,
         subject=subject,
         extensions={"category": category, "severity": severity, "incidentid": incident_id, "district": district,
-                    "late": late or None},
+                    "late": late or None, "triage": triage},
     )
     return Message(subject, raw, f"{msg_id}:{change}")
 

@@ -21,7 +21,7 @@ from hub import ids
 from hub.coords import convert
 from hub.geofence import GridIndex, Resolution
 from hub.incidents import ExpiringMerge
-from hub.models import CloseRequest, CoordSystem, Event, GridCell, IncidentChange, Severity
+from hub.models import CloseRequest, CoordSystem, Event, GridCell, IncidentChange, Severity, Triage
 from hub.pipeline.decode import IngestMessage, Rejection, decode_events
 from hub.pipeline.engines import Engines, PipelineOptions, TransformOutcome
 from hub.pipeline.outputs import (
@@ -153,6 +153,7 @@ class BatchProcessor:
         self._stamp_reception(fresh)
         with result.timed("geo"):
             admin_paths = self._normalise_and_locate(fresh.events)
+            self._triage_unplaced(fresh.events)
         with result.timed("rules"):
             matches = self._match_rules(fresh.events, fresh.documents, fresh.keys, fresh.clocks, admin_paths)
         with result.timed("merge"):
@@ -218,7 +219,7 @@ class BatchProcessor:
             clock, received = fresh.clocks[position], fresh.received[position]
             record = self._record(state, event, incident_id, clock, received, count, event_matches, district)
             result.outputs.append(event_output(event, incident_id, district, street))
-            if event_matches:
+            if event_matches or event.triage is not None:
                 result.outputs.extend(self._dispatch_outputs(event, incident_id, record, event_matches, received))
             change = IncidentChange.OPENED if is_new else IncidentChange.MERGED
             result.outputs.append(incident_update_output(record, incident_id, event, change, count, utc(clock)))
@@ -250,6 +251,14 @@ class BatchProcessor:
             event.grid_path = list(grid_path)
             admin_paths[id(event)] = grid, grid_ids
         return [admin_paths[id(event)] for event in events]
+
+    def _triage_unplaced(self, events: list[Event]) -> None:
+        """With grids, an event on no cell (outside them, or with no location or grid path) goes to triage."""
+        if self.engines.geofence is None:
+            return
+        for event in events:
+            if not event.grid_path:
+                event.triage = Triage.NO_CELL
 
     @staticmethod
     def _to_wgs84(located: list[Event]) -> None:
@@ -354,15 +363,21 @@ class BatchProcessor:
                 record.matched_rules.append(match.rule_id)
         return record
 
-    @staticmethod
     def _dispatch_outputs(
-        event: Event, incident_id: str, record: IncidentRecord, matches: list[RuleMatch], received: float
+        self, event: Event, incident_id: str, record: IncidentRecord, matches: list[RuleMatch], received: float
     ) -> Iterable[Message]:
-        for match in matches:
-            for target in match.actions.get("route", ()):
-                if target in record.dispatched:
-                    continue
-                record.dispatched.append(target)
-                order = build_order(event, incident_id, target, match, attempt=1, reports=record.reports,
-                                    dispatched_at=utc(received))
-                yield dispatch_output(order)
+        for target, match in self._routes(event, matches):
+            if target in record.dispatched:
+                continue
+            record.dispatched.append(target)
+            order = build_order(event, incident_id, target, match, attempt=1, reports=record.reports,
+                                dispatched_at=utc(received))
+            yield dispatch_output(order)
+
+    def _routes(self, event: Event, matches: list[RuleMatch]) -> list[tuple[str, RuleMatch | None]]:
+        """Each route target with the rule match that gives its deadline: the rules' routes, or for an event in
+        triage the unplaced route (with the first deadline its rules give), whether or not a rule matched."""
+        if event.triage is None:
+            return [(target, match) for match in matches for target in match.actions.get("route", ())]
+        timed = next((match for match in matches if match.actions.get("escalate_after_s")), None)
+        return [(target, timed) for target in self.engines.unplaced_route]

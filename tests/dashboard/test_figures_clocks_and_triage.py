@@ -1,5 +1,6 @@
-"""Response-time figures count from the hub's reception of an incident's first report, and leave late
-incidents (a flushed buffer, an import from last year) out."""
+"""Figures from the pipeline's fields: response times count from the hub's reception of an incident's first
+report and leave late incidents (a flushed buffer, an import from last year) out; open incidents in triage
+(no cell) are counted."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import timedelta
 from stream_samples import T0, make_incident, make_order, make_update
 from tests.waiting import wait_until
 
-from hub.models import DispatchStatus
+from hub.models import DispatchStatus, Triage
 
 
 async def test_response_times_count_from_reception_and_leave_late_incidents_out(state, writer):
@@ -29,3 +30,12 @@ async def test_response_times_count_from_reception_and_leave_late_incidents_out(
 
     resolve = state.figures()["time_to_resolve"]["all"]
     assert resolve == {"count": 1, "median_s": 600.0, "p90_s": 600.0}
+
+
+async def test_open_incidents_in_triage_are_counted(state, writer):
+    unplaced = make_incident(41).model_copy(update={"grid_path": [], "triage": Triage.NO_CELL})
+    await writer.incident(make_incident(40))
+    await writer.incident(unplaced)
+    await wait_until(lambda: state.figures()["open"] == 2, "both incidents shown")
+
+    assert state.figures()["no_cell"] == 1
