@@ -9,7 +9,12 @@ Subjects (token order is part of the public contract; subscribe with plain NATS 
 ``cityhub.dispatch.orders.<connector>``                         dispatch orders, for the connector that delivers them
 ``cityhub.dispatch.updates.<source>``                           dispatch status changes reported back
 ``cityhub.dlq.<source>``                                        rejected input: original bytes, reason in headers
+``cityhub.raw.>``                                               raw device traffic (not CloudEvents), e.g. MQTT
 ==============================================================  =============================================
+
+Inside ``cityhub.>`` every message is a CloudEvent (:mod:`hub.wire`) except under ``cityhub.raw.>``, the one
+prefix for raw traffic: the embedded server's MQTT maps topic ``cityhub/raw/iot/<device>/data`` onto subject
+``cityhub.raw.iot.<device>.data``.
 
 Grid tokens are cell ids (``_`` when the location resolved to no cell on that level). Examples: every critical
 event in one district: ``cityhub.events.510108.*.*.critical``; every gas leak: ``cityhub.events.*.*.gas_leak.>``.
@@ -20,6 +25,8 @@ from __future__ import annotations
 import re
 
 PREFIX = "cityhub"
+RAW_PREFIX = f"{PREFIX}.raw"  # raw, non-CloudEvents traffic (MQTT devices) lives under this prefix alone
+RAW_TOPIC_PREFIX = RAW_PREFIX.replace(".", "/")  # the same as an MQTT topic prefix
 NO_CELL = "_"
 
 INGEST_STREAM = "CITYHUB_INGEST"

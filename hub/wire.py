@@ -21,6 +21,14 @@ attributes (lower-case alphanumerics, as the spec requires) so consumers filter 
 ``type`` says what ``data`` holds: ``cityhub.event`` (hub.models.Event), ``cityhub.incident.<change>``
 (hub.models.Incident), ``cityhub.dispatch.order``, ``cityhub.dispatch.update`` and, on ingest,
 ``cityhub.close_request`` (hub.models.CloseRequest).
+
+``source`` names the system a message came from: ``/cityhub/sources/<source>`` for what a source system sent
+(its events in and on the unified stream, its dispatch updates, its dead letters), ``/cityhub/pipeline`` for what
+the hub itself makes (incident changes, dispatch orders).
+
+Dead letters keep the rejected bytes unchanged as their payload, so they are CloudEvents in *binary* mode (the
+NATS protocol binding): the attributes are ``ce-``-prefixed headers (:func:`dead_letter_headers`), type
+``cityhub.dead_letter``.
 """
 
 from __future__ import annotations
@@ -41,10 +49,26 @@ TYPE_INCIDENT_PREFIX = "cityhub.incident."
 TYPE_DISPATCH_ORDER = "cityhub.dispatch.order"
 TYPE_DISPATCH_UPDATE = "cityhub.dispatch.update"
 TYPE_CLOSE_REQUEST = "cityhub.close_request"
+TYPE_DEAD_LETTER = "cityhub.dead_letter"
+
+HUB_SOURCE = "/cityhub/pipeline"  # the source of what the hub itself makes: incident changes, dispatch orders
+SOURCES_PATH = "/cityhub/sources/"
 
 EXTENSIONS = ("category", "severity", "incidentid", "district", "street", "gridcell", "trimmed", "late", "triage")
 _EXTENSION_NAMES = frozenset(EXTENSIONS)
 _REQUIRED = ("specversion", "id", "source", "type")
+
+
+def source_uri(source: str) -> str:
+    """The CloudEvents ``source`` of what the source system ``source`` sent: ``/cityhub/sources/<source>``."""
+    return f"{SOURCES_PATH}{source}"
+
+
+def dead_letter_headers(id_: str, source: str) -> dict[str, str]:
+    """The binary-mode CloudEvents attributes of a dead letter, as NATS headers; ``source`` is the URI of the
+    system whose input was refused (:func:`source_uri`, or :data:`HUB_SOURCE` for the hub's own outputs)."""
+    return {"ce-specversion": SPEC_VERSION, "ce-id": id_, "ce-source": source, "ce-type": TYPE_DEAD_LETTER,
+            "content-type": "application/octet-stream"}
 
 
 def encode(

@@ -16,7 +16,6 @@ from hub.pipeline.state import IncidentRecord
 from hub.publisher import Message
 from hub.rules import RuleMatch
 
-SOURCE = "/cityhub/pipeline"
 _SEVERITIES = list(Severity)
 
 _event_subject = functools.lru_cache(maxsize=65_536)(topology.event_subject)
@@ -69,7 +68,8 @@ def event_output(event: Event, incident_id: str, district: str | None, street: s
     """The unified event on ``cityhub.events.<district>.<street>.<category>.<severity>``."""
     subject = _event_subject(district, street, event.category, event.severity)
     raw = wire.encode(
-        type_=wire.TYPE_EVENT, id_=event.id or "", source=SOURCE, time=event.time, data=event, subject=subject,
+        type_=wire.TYPE_EVENT, id_=event.id or "", source=wire.source_uri(event.source), time=event.time, data=event,
+        subject=subject,
         extensions={
             "category": event.category, "severity": event.severity, "incidentid": incident_id,
             "district": district, "street": street,
@@ -108,7 +108,7 @@ def _summary(event: Event) -> str:
 def dispatch_output(order: DispatchOrder) -> Message:
     subject = topology.dispatch_order_subject(order.connector or "gridworker")
     raw = wire.encode(
-        type_=wire.TYPE_DISPATCH_ORDER, id_=order.id, source=SOURCE, time=order.created_at, data=order,
+        type_=wire.TYPE_DISPATCH_ORDER, id_=order.id, source=wire.HUB_SOURCE, time=order.created_at, data=order,
         subject=subject, extensions={"category": order.category.value, "severity": order.severity.value,
                                      "incidentid": order.incident_id},
     )
@@ -129,7 +129,7 @@ def incident_output(
     """An incident change on ``cityhub.incidents.<district>.<category>.<change>``."""
     subject = _incident_subject(district, category, change)
     raw = wire.encode(
-        type_=f"{wire.TYPE_INCIDENT_PREFIX}{change}", id_=msg_id, source=SOURCE, time=time, data=data,
+        type_=f"{wire.TYPE_INCIDENT_PREFIX}{change}", id_=msg_id, source=wire.HUB_SOURCE, time=time, data=data,
         subject=subject,
         extensions={"category": category, "severity": severity, "incidentid": incident_id, "district": district,
                     "late": late or None, "triage": triage},
@@ -157,12 +157,13 @@ def closed_output(record: IncidentRecord, incident_id: str, closed_at: datetime,
 
 def dlq_output(rejection: Rejection) -> Message:
     source = source_of(rejection.subject)
+    msg_id = f"dlq:{rejection.seq}"
     headers = {
+        **wire.dead_letter_headers(msg_id, wire.source_uri(source)),
         topology.HEADER_REASON: " ".join(rejection.reason.split())[:1024],
         topology.HEADER_REASON_KIND: rejection.kind,
         topology.HEADER_ORIGINAL_SUBJECT: rejection.subject,
     }
-    msg_id = f"dlq:{rejection.seq}"
     return Message(topology.dlq_subject(source), rejection.raw, msg_id, headers)
 
 
