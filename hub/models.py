@@ -136,6 +136,17 @@ class GridCell(HubModel):
     distance_m: float = Field(0.0, ge=0, description="0 inside the cell; the gap when resolved by tolerance.")
 
 
+class Area(HubModel):
+    """The area an area event covers (a city-platform flood warning over a polygon) and the cells it touches.
+    Every report of one area (same source, same ``id``) is one incident: a resent or updated warning updates it."""
+
+    id: str = Field(min_length=1, max_length=128, description="The area's id in its source (the warning id).")
+    geometry: dict[str, Any] = Field(description="GeoJSON Polygon or MultiPolygon geometry, WGS-84.")
+    cells: list[GridCell] = Field(
+        default_factory=list, description="The cells it touches at the configured level: one dispatch order per cell.")
+    expires_at: datetime | None = Field(None, description="When it ends: its incident closes then.")
+
+
 class Event(HubModel):
     """The canonical event. ``id`` is assigned by the hub; ``(source, source_event_id)`` is the
     idempotency key (a content hash stands in when the source has no id)."""
@@ -162,6 +173,7 @@ class Event(HubModel):
                            "(a flushed buffer, an import); kept out of response-time figures.")
     triage: Triage | None = Field(
         None, description="Set by the pipeline: no_cell when the hub has grids and the event resolved to no cell.")
+    area: Area | None = Field(None, description="For an area event (an area warning): the area and its cells.")
 
     @field_validator("time")
     @classmethod
@@ -206,6 +218,7 @@ class Incident(HubModel):
     location: Location | None = None
     address: str | None = None
     grid_path: list[GridCell] = Field(default_factory=list)
+    area: Area | None = Field(None, description="An area incident's area and cells, as its latest report gave them.")
     report_count: int = Field(1, ge=1)
     event_ids: list[str] = Field(default_factory=list)
     sources: list[str] = Field(default_factory=list)

@@ -37,7 +37,7 @@ class NorthboundSettings(BaseModel):
 
 
 class SouthboundSettings(BaseModel):
-    """The endpoint the city platform pushes area warnings to, and the grids they fan out to."""
+    """The endpoint the city platform pushes area warnings to, and the grids whose cells they list."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -52,7 +52,8 @@ class SouthboundSettings(BaseModel):
         default_factory=list, description="Grid layers the warnings fan out over (empty: the hub's [geo] layers)."
     )
     levels: list[str] = Field(
-        default_factory=list, description="Fan out to cells of these levels only (empty: every touched cell)."
+        default_factory=lambda: ["grid"],
+        description="The levels of the touched cells a warning lists, one dispatch order each (empty: every touched cell).",
     )
     severities: dict[str, Severity] = Field(
         default_factory=lambda: dict(DEFAULT_WARNING_SEVERITIES), description="Warning level → event severity."

@@ -48,17 +48,17 @@ def connector_for_target(target: str) -> str:
 
 def build_order(
     event: Event, incident_id: str, target: str, match: RuleMatch | None, attempt: int,
-    reports: Sequence[Sequence[str]], dispatched_at: datetime,
+    reports: Sequence[Sequence[str]], dispatched_at: datetime, cell: GridCell | None = None,
 ) -> DispatchOrder:
-    """The order for ``target``; its escalation deadline (the ``escalate_after_s`` of ``match``, none without
-    one) counts from ``dispatched_at`` (the hub's clock when the order was made), never from the event's own
-    time."""
-    deepest = next((cell for cell in reversed(event.grid_path) if cell.layer), None)
+    """The order for ``target``, for ``cell`` (default: the event's deepest cell); its escalation deadline (the
+    ``escalate_after_s`` of ``match``, none without one) counts from ``dispatched_at`` (the hub's clock when the
+    order was made), never from the event's own time."""
+    where = cell or next((step for step in reversed(event.grid_path) if step.layer), None)
     after = match.actions.get("escalate_after_s") if match is not None else None
     return DispatchOrder(
         id=f"{incident_id}:{target}:{attempt}", incident_id=incident_id, target=target,
-        connector=connector_for_target(target), grid_cell=deepest, category=event.category,
-        severity=event.severity, summary=_summary(event), created_at=dispatched_at,
+        connector=connector_for_target(target), grid_cell=where, category=event.category,
+        severity=event.severity, summary=_summary(event, cell), created_at=dispatched_at,
         deadline=dispatched_at + timedelta(seconds=after) if after else None,
         attempt=attempt, reports=[ReportRef(source=source, source_event_id=ref) for source, ref in reports],
     )
@@ -96,12 +96,14 @@ def incident_update_output(
         data["address"] = event.address
     if event.triage is not None:
         data["triage"] = event.triage
+    if event.area is not None:
+        data["area"] = event.area.model_dump(mode="json", exclude_none=True)
     return incident_output(data, incident_id, record.category, data["severity"], record.district, change,
                            f"{incident_id}:{count}", updated_at, late=record.late, triage=event.triage)
 
 
-def _summary(event: Event) -> str:
-    where = event.address or (event.grid_path[-1].name if event.grid_path else "unknown location")
+def _summary(event: Event, cell: GridCell | None = None) -> str:
+    where = cell.name if cell else event.address or (event.grid_path[-1].name if event.grid_path else "unknown location")
     return f"{event.category.value} ({event.severity.value}) at {where}"
 
 
