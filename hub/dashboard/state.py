@@ -27,6 +27,7 @@ from hub.dashboard.figures import Durations, EventRates
 from hub.errors import InvalidEventError
 from hub.follower import Follower, Start
 from hub.models import DispatchStatus, IncidentChange, IncidentState, Triage, utcnow
+from hub.pipeline.areas import CELL_TARGET_PREFIX
 from hub.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ ACCEPTING_STATUSES = frozenset({DispatchStatus.ACCEPTED.value, DispatchStatus.ON
 FINISHED_ORDER_STATUSES = frozenset(
     {DispatchStatus.RESOLVED.value, DispatchStatus.EVALUATED.value, DispatchStatus.REJECTED.value}
 )
+# An area warning's grid counts as confirmed once its grid worker's order reached one of these.
+CONFIRMING_STATUSES = frozenset({DispatchStatus.ACCEPTED.value, DispatchStatus.ON_SITE.value,
+                                 DispatchStatus.RESOLVED.value, DispatchStatus.EVALUATED.value})
 # Changes that carry only part of the incident, overlaid on what the view already holds: the escalation timer
 # knows the order, not the incident; a closed change carries the incident's summary, not its place.
 PARTIAL_CHANGES = {
@@ -157,7 +161,21 @@ class IncidentView:
             "deadline": self.next_deadline(),
             "order_status": latest_order.status if latest_order else None,
             "escalation_level": incident.get("escalation_level", 0),
+            "confirmation": self.confirmation(),
         }
+
+    def confirmation(self) -> dict[str, Any] | None:
+        """For an area incident (a flood warning over several grids): ``confirmed`` of ``cells`` grids whose
+        grid worker's order (target ``cell:<id>``, its latest attempt) was accepted, on site, resolved or
+        evaluated, and the ``unconfirmed`` cells (id, name); None for any other incident."""
+        area = (self.incident or {}).get("area")
+        if not area:
+            return None
+        status = {order.order["target"]: order.status for order in self.current_orders()}
+        cells = area.get("cells", [])
+        unconfirmed = [{"id": cell["id"], "name": cell.get("name")} for cell in cells
+                       if status.get(f"{CELL_TARGET_PREFIX}{cell['id']}") not in CONFIRMING_STATUSES]
+        return {"confirmed": len(cells) - len(unconfirmed), "cells": len(cells), "unconfirmed": unconfirmed}
 
     def as_json(self) -> dict[str, Any]:
         """The incident page: snapshot, reports in time order, orders with their updates (``superseded``
