@@ -62,7 +62,10 @@ def _envelope(title: str, type_schema: dict[str, Any], data_model: str, extensio
     properties: dict[str, Any] = {
         "specversion": {"const": wire.SPEC_VERSION},
         "id": {"type": "string", "description": "Unique per message; also the Nats-Msg-Id header."},
-        "source": {"type": "string", "description": "The system the message came from: /cityhub/sources/<source> for what a source system sent (e.g. /cityhub/sources/hotline12345), /cityhub/pipeline for what the hub makes (incident changes, dispatch orders)."},
+        "source": {"type": "string", "description": (
+            f"The system the message came from: {wire.SOURCES_PATH}<source> for what a source system sent (e.g. "
+            f"{wire.source_uri('hotline12345')}), {wire.HUB_SOURCE} for what the hub makes (incident changes, "
+            "dispatch orders).")},
         "type": type_schema,
         "time": {"type": "string", "format": "date-time"},
         "datacontenttype": {"const": "application/json"},

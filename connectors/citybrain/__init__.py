@@ -5,8 +5,8 @@ over HTTPS, signed with HMAC-SHA256 over timestamp and body (:mod:`hub.signing`)
 incident version and retries with backoff; the connector reads incidents by declaring
 ``outbound_subjects = ("cityhub.incidents.>",)``.
 Southbound: the platform pushes signed area warnings (a GeoJSON polygon + message); the hub publishes one
-``area_warning`` event per grid cell the area touches (``hub.geofence.GridIndex.cells_intersecting_arrays``),
-placed in the hierarchy by the cell's admin path (``GridIndex.admin_path``).
+``area_warning`` event per warning carrying its area and the grid cells it touches at the configured levels
+(``hub.geofence.GridIndex.cells_intersecting_arrays``); the pipeline makes it one incident with one order per cell.
 Docs: docs/connectors/citybrain.md.
 """
 
@@ -30,7 +30,7 @@ def plugin_settings_model() -> type[CitybrainSettings]:
 
 @hookimpl
 def register_connectors(hub: Any, settings: CitybrainSettings) -> list[CitybrainConnector]:
-    """The connector, fanning warnings out over ``southbound.layers`` or, when that is empty, the hub's [geo] layers."""
+    """The connector, listing the cells warnings touch in ``southbound.layers`` or, when that is empty, the hub's [geo] layers."""
     layers = settings.southbound.layers or hub_layers(hub)
     if settings.southbound.enabled and not layers:
         raise ConfigError(

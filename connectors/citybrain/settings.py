@@ -49,7 +49,7 @@ class SouthboundSettings(BaseModel):
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Larger warnings get 413 and a DLQ entry.")
     crs: CoordSystem = Field(CoordSystem.WGS84, description="Coordinate system of the warning polygons.")
     layers: list[LayerSpec] = Field(
-        default_factory=list, description="Grid layers the warnings fan out over (empty: the hub's [geo] layers)."
+        default_factory=list, description="Grid layers whose cells the warnings list (empty: the hub's [geo] layers)."
     )
     levels: list[str] = Field(
         default_factory=lambda: ["grid"],
@@ -61,7 +61,7 @@ class SouthboundSettings(BaseModel):
 
 
 class CitybrainSettings(BaseModel):
-    """``[plugins.citybrain]``: incidents reported up, area warnings fanned out down."""
+    """``[plugins.citybrain]``: incidents reported up, area warnings in."""
 
     model_config = ConfigDict(extra="forbid")
 

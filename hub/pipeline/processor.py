@@ -426,5 +426,6 @@ class BatchProcessor:
         routes = [(target, match) for match in matches for target in match.actions.get("route", ())]
         if event.area is None:
             return [(target, match, None) for target, match in routes]
-        named = [(target, match, None) for target, match in routes if target.startswith(_NAMED_TARGETS)]
-        return [(areas.cell_target(cell), timed, cell) for cell in event.area.cells] + named
+        per_cell: list[tuple[str, RuleMatch | None, GridCell | None]] = [
+            (areas.cell_target(cell), timed, cell) for cell in event.area.cells]
+        return per_cell + [(target, match, None) for target, match in routes if target.startswith(_NAMED_TARGETS)]
