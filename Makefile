@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 RUST_SOURCES := $(shell find core_rs/src -name '*.rs') Cargo.toml core_rs/Cargo.toml
+# Every built-in connector and pipeline plugin is a distribution of its own, registered on the entry-point group
+# cityhub.plugins like any third-party plugin; each is installed editable beside the hub.
+PLUGIN_PROJECTS := $(sort $(dir $(wildcard connectors/*/pyproject.toml plugins/*/pyproject.toml)))
 PYTEST_ARGS ?=
 
 .PHONY: install test test-rust test-python demo bench clean
@@ -15,8 +18,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(INSTALLED): $(BIN)/python pyproject.toml $(RUST_SOURCES)
+$(INSTALLED): $(BIN)/python pyproject.toml $(RUST_SOURCES) $(addsuffix pyproject.toml,$(PLUGIN_PROJECTS))
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-build-isolation --no-deps $(addprefix -e ,$(PLUGIN_PROJECTS))
 	touch $@
 
 test: test-rust test-python

@@ -49,8 +49,8 @@ from hub.pipeline import Engines, Pipeline, PipelineOptions
 from hub.publisher import Message, Publisher
 from hub.rules import RuleSet
 from hub.streams import ensure_streams
-from plugins.redaction.settings import RedactionSettings
-from plugins.redaction.transform import Redaction
+from cityhub_redaction.settings import RedactionSettings
+from cityhub_redaction.transform import Redaction
 
 EVENTS = 30_000
 BATCH = 500

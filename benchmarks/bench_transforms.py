@@ -10,10 +10,10 @@ import pytest
 
 from hub.config import HubConfig
 from hub.models import Category, Event, GridCell, Reporter
-from plugins.enrichment.contacts import ContactBook, Enrichment
-from plugins.enrichment.settings import Contact, EnrichmentSettings
-from plugins.redaction.settings import RedactionSettings
-from plugins.redaction.transform import ID_CARD, LANDLINE, MOBILE, Redaction, mask_id_card, mask_middle, mask_name, mask_phone
+from cityhub_enrichment.contacts import ContactBook, Enrichment
+from cityhub_enrichment.settings import Contact, EnrichmentSettings
+from cityhub_redaction.settings import RedactionSettings
+from cityhub_redaction.transform import ID_CARD, LANDLINE, MOBILE, Redaction, mask_id_card, mask_middle, mask_name, mask_phone
 
 EVENTS = 10_000
 LEVELS = ("micro_grid", "grid", "community", "street", "district")

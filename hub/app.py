@@ -11,6 +11,7 @@ import asyncio
 import copy
 import functools
 import logging
+import dataclasses
 import os
 import re
 import secrets
@@ -18,7 +19,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,6 @@ import uvicorn
 from nats.aio.client import Client as NatsClient
 from nats.aio.subscription import Subscription
 
-import connectors
 from hub import topology
 from hub.config import HubConfig, load_config
 from hub.connector import Connector
@@ -37,23 +37,23 @@ from hub.embedded import EmbeddedNats
 from hub.errors import ConfigError, HubError
 from hub.escalation import Escalator
 from hub.geofence import GridIndex
-from hub.incidents import Deduper, IncidentMerger
+from hub.incidents import Deduper, IncidentMerger, MergePolicy
 from hub.logs import configure_logging
 from hub.metrics import Metrics
 from hub.models import CloseRequest, Event
 from hub.natslink import NatsLink
 from hub.pipeline import BatchProcessor, Engines, EventTimeWindow, IngestMessage, Pipeline, PipelineOptions, PipelineState
-from hub.plugins import PluginHost, build_plugin_host
+from hub.plugins import PluginHost, build_plugin_host, demo_section_file, installed_plugins
 from hub.reload import ConfigReloader
 from hub.streams import ensure_streams
 from hub.supervisor import Supervisor
 from hub.tap import format_dispatch, format_event
+from hub.taxonomy import BUILTIN_TAXONOMY, CategoryInfo, Taxonomy
 from hub.transforms import Transform
 
 log = logging.getLogger("cityhub")
 
 SAMPLE_GRIDS = Path(__file__).parent / "data" / "grids"
-CONNECTORS = Path(connectors.__file__).parent
 DEMO_SECRET_VARIABLE = "CITYHUB_DEMO_SECRET"
 _DEMO_PORT = re.compile(r"\b18\d{3}\b")
 SIMULATOR_STOP_S = 10.0
@@ -68,12 +68,42 @@ def geofence_from_config(config: HubConfig) -> GridIndex | None:
     return GridIndex.load([layer.spec() for layer in config.geo.layers], tolerance_m=config.geo.tolerance_m)
 
 
-def build_engines(config: HubConfig, transforms: Iterable[tuple[str, Transform]] = ()) -> Engines:
+def build_taxonomy(config: HubConfig, contributed: Iterable[tuple[str, Mapping[str, CategoryInfo]]] = ()) -> Taxonomy:
+    """The built-in categories, then each plugin's ``(plugin, categories)`` from ``register_categories``, then
+    ``[categories.<name>]`` of the config; a ConfigError names a merge setting that uses an unknown category."""
+    layers = [(f"plugin {plugin!r} (register_categories)", categories) for plugin, categories in contributed]
+    try:
+        taxonomy = BUILTIN_TAXONOMY.extended([*layers, ("[categories]", config.categories)])
+    except HubError as exc:
+        raise ConfigError(str(exc)) from None
+    named = [*(c for group in config.merge.category_groups.values() for c in group), *config.merge.per_category]
+    for category in named:
+        if category not in taxonomy:
+            raise ConfigError(f"[merge]: {taxonomy.unknown(category)}; add it under [categories.{category}]")
+    return taxonomy
+
+
+def merge_policy(config: HubConfig, taxonomy: Taxonomy) -> MergePolicy:
+    """``[merge]`` with the taxonomy's merge groups; a category that ``[merge].category_groups`` places
+    keeps that place."""
+    policy = config.merge.policy()
+    placed = {category for group in policy.groups.values() for category in group}
+    groups = {name: list(members) for name, members in policy.groups.items()}
+    for name, members in taxonomy.merge_groups().items():
+        if unplaced := [category for category in members if category not in placed]:
+            groups.setdefault(name, []).extend(unplaced)
+    return dataclasses.replace(policy, groups=groups)
+
+
+def build_engines(
+    config: HubConfig, transforms: Iterable[tuple[str, Transform]] = (), taxonomy: Taxonomy = BUILTIN_TAXONOMY
+) -> Engines:
     """Compile rules, load grids and build the merge policy; raises (HubError subclasses) on bad input, so a
     bad new config never replaces a running one."""
     return Engines(
         rules=config.rule_set,
-        merge_policy=config.merge.policy(),
+        merge_policy=merge_policy(config, taxonomy),
+        taxonomy=taxonomy,
         geofence=geofence_from_config(config),
         unplaced_route=tuple(config.geo.unplaced_route),
         transforms=tuple(transforms),
@@ -109,6 +139,7 @@ class Hub:
         self.plugins.configure(config)
         self.plugins.attach(self)
         self.log = log
+        self.taxonomy = build_taxonomy(config)  # plugins' categories join at start() and on reload
         self.embedded: EmbeddedNats | None = None
         self.link: NatsLink | None = None
         self.pipeline: Pipeline | None = None
@@ -160,7 +191,8 @@ class Hub:
         await ensure_streams(nc.jetstream(), nats_config.streams)
         await self.plugins.startup()
         transforms = await self._transforms()
-        self.pipeline = Pipeline(nc, build_engines(self.config, transforms), self.metrics,
+        self.taxonomy = build_taxonomy(self.config, await self.plugins.call("register_categories"))
+        self.pipeline = Pipeline(nc, build_engines(self.config, transforms, self.taxonomy), self.metrics,
                                  pipeline_options(self.config), self._transform_outcome)
         await self.pipeline.start()
         self.escalator = Escalator(nc)
@@ -238,10 +270,12 @@ class Hub:
         """Switch to a validated config without restart. New rules, grids and merge policy are built first
         (a failure leaves the running ones in place) and swapped in between two batches, so no in-flight
         event is lost or processed twice."""
-        engines = build_engines(config)
+        engines = build_engines(config, taxonomy=build_taxonomy(config, await self.plugins.call("register_categories")))
         self.config = config  # before the plugins rebuild: their hooks read hub.config (e.g. personal_data)
         await self.plugins.apply(config)
         transforms = await self._transforms()
+        self.taxonomy = build_taxonomy(config, await self.plugins.call("register_categories"))
+        engines = dataclasses.replace(engines, taxonomy=self.taxonomy, merge_policy=merge_policy(config, self.taxonomy))
         if self.pipeline is not None:
             self.pipeline.swap_engines(Engines(**{**engines.__dict__, "transforms": tuple(transforms)}))
         if self.nc is not None:
@@ -375,12 +409,13 @@ def run(config_path: str | Path = "cityhub.toml") -> int:
 
 
 def demo_sections(names: Iterable[str] | None = None) -> str:
-    """The ``[plugins.<name>]`` sections every built-in connector ships for the demo
-    (``connectors/<name>/demo.toml``; all of them, or just ``names``), each demo port (18000-18999) moved to
-    a free one so the demo runs beside anything else on the machine."""
+    """The ``[plugins.<name>]`` sections installed plugins ship for the demo (``demo.toml`` in the plugin's
+    package; of every plugin that has one, or just ``names``), each demo port (18000-18999) moved to a free
+    one so the demo runs beside anything else on the machine."""
+    plugins = installed_plugins()
     if names is None:
-        names = sorted(path.parent.name for path in CONNECTORS.glob("*/demo.toml"))
-    sections = "\n".join((CONNECTORS / name / "demo.toml").read_text() for name in names)
+        names = sorted(name for name, entry_point in plugins.items() if demo_section_file(entry_point).is_file())
+    sections = "\n".join(demo_section_file(plugins[name]).read_text(encoding="utf-8") for name in names)
     ports = {port: str(_free_port("127.0.0.1")) for port in sorted(set(_DEMO_PORT.findall(sections)))}
     return _DEMO_PORT.sub(lambda match: ports[match.group(0)], sections)
 

@@ -15,7 +15,8 @@ import orjson
 from pydantic.json_schema import models_json_schema
 
 from hub import topology, wire
-from hub.models import Category, CloseRequest, DispatchOrder, DispatchUpdate, Event, Incident, IncidentChange, Severity
+from hub.taxonomy import BUILTIN_TAXONOMY, Taxonomy
+from hub.models import CloseRequest, DispatchOrder, DispatchUpdate, Event, Incident, IncidentChange, Severity
 
 ASYNCAPI_VERSION = "3.0.0"
 SCHEMA_REF = "#/components/schemas/{model}"
@@ -44,12 +45,12 @@ def _parameter(description: str, enum: list[str] | None = None) -> dict[str, Any
     return parameter
 
 
-def _parameters() -> dict[str, dict[str, Any]]:
+def _parameters(taxonomy: Taxonomy) -> dict[str, dict[str, Any]]:
     return {
         "source": _parameter("Source (connector) name: lower-case letters, digits and underscores."),
         "district": _parameter(f"District cell id, or `{topology.NO_CELL}` when the location is in no district."),
         "street": _parameter(f"Street cell id, or `{topology.NO_CELL}` when the location is in no street."),
-        "category": _parameter("Canonical category.", [c.value for c in Category]),
+        "category": _parameter("Canonical category (the hub's taxonomy, hub.taxonomy).", list(taxonomy)),
         "severity": _parameter("Canonical severity, least to most urgent.", [s.value for s in Severity]),
         "change": _parameter("What happened to the incident.", [c.value for c in IncidentChange]),
         "connector": _parameter("Connector that delivers the order to its external system."),
@@ -154,8 +155,9 @@ def _messages() -> dict[str, Any]:
     }
 
 
-def _channel(address: str, description: str, messages: list[str], parameters: list[str]) -> dict[str, Any]:
-    every = _parameters()
+def _channel(
+    address: str, description: str, messages: list[str], parameters: list[str], every: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "address": address,
         "description": description,
@@ -164,32 +166,33 @@ def _channel(address: str, description: str, messages: list[str], parameters: li
     }
 
 
-def _channels() -> dict[str, Any]:
+def _channels(taxonomy: Taxonomy) -> dict[str, Any]:
     p = topology.PREFIX
+    every = _parameters(taxonomy)
     return {
         "ingest": _channel(f"{p}.ingest.{{source}}", "Canonical events in, from connectors or any program, and requests to "
                            "close an incident (applied in order with the reports).",
-                           ["ingestEvent", "closeRequest"], ["source"]),
+                           ["ingestEvent", "closeRequest"], ["source"], every),
         "events": _channel(
             f"{p}.events.{{district}}.{{street}}.{{category}}.{{severity}}",
             "The unified stream of enriched events. Subscribe by district, street, category and severity with "
             f"NATS wildcards, e.g. `{p}.events.510108.*.*.critical` or `{p}.events.*.*.gas_leak.>`.",
-            ["unifiedEvent"], ["district", "street", "category", "severity"],
+            ["unifiedEvent"], ["district", "street", "category", "severity"], every,
         ),
         "incidents": _channel(f"{p}.incidents.{{district}}.{{category}}.{{change}}",
                               "Incidents opened, merged, updated, escalated and closed.", ["incident"],
-                              ["district", "category", "change"]),
+                              ["district", "category", "change"], every),
         "dispatchOrders": _channel(f"{p}.dispatch.orders.{{connector}}",
                                    "Dispatch orders, for the connector that delivers them.", ["dispatchOrder"],
-                                   ["connector"]),
+                                   ["connector"], every),
         "dispatchUpdates": _channel(f"{p}.dispatch.updates.{{source}}", "Dispatch status changes reported back.",
-                                    ["dispatchUpdate"], ["source"]),
+                                    ["dispatchUpdate"], ["source"], every),
         "deadLetters": _channel(f"{p}.dlq.{{source}}", "Rejected input with the reason in headers.", ["deadLetter"],
-                                ["source"]),
+                                ["source"], every),
         "raw": _channel(f"{topology.RAW_PREFIX}.{{rest}}", f"The one prefix for raw traffic inside `{p}.>`: everything "
                         f"else there is a CloudEvent. The embedded server's MQTT maps topic `{topology.RAW_TOPIC_PREFIX}"
                         f"/iot/<device>/data` onto `{topology.RAW_PREFIX}.iot.<device>.data`.",
-                        ["rawDeviceMessage"], ["rest"]),
+                        ["rawDeviceMessage"], ["rest"], every),
     }
 
 
@@ -208,12 +211,19 @@ def _operations() -> dict[str, Any]:
     }
 
 
-def _schemas() -> dict[str, Any]:
+def _schemas(taxonomy: Taxonomy) -> dict[str, Any]:
     _, top = models_json_schema(
         [(model, "serialization") for model in (Event, Incident, DispatchOrder, DispatchUpdate, CloseRequest)],
         ref_template=SCHEMA_REF,
     )
     schemas: dict[str, Any] = dict(top["$defs"])
+    schemas["Category"] = {
+        "title": "Category", "type": "string", "enum": list(taxonomy),
+        "description": "The hub's taxonomy (hub.taxonomy): the built-in categories, those plugins register and "
+                       "[categories.<name>] of the config; an event of another category goes to the DLQ.",
+    }
+    for model in ("Event", "Incident", "DispatchOrder"):
+        schemas[model]["properties"]["category"] = {"$ref": SCHEMA_REF.format(model="Category")}
     every_extension = wire.EXTENSIONS
     schemas["IngestCloudEvent"] = _envelope(
         "Ingest CloudEvent", {"const": wire.TYPE_EVENT}, "Event", ("category", "severity"))
@@ -234,8 +244,9 @@ def _schemas() -> dict[str, Any]:
 
 
 @cache
-def asyncapi_document() -> dict[str, Any]:
-    """The whole AsyncAPI 3.0 document as a JSON-ready dict."""
+def asyncapi_document(taxonomy: Taxonomy = BUILTIN_TAXONOMY) -> dict[str, Any]:
+    """The whole AsyncAPI 3.0 document as a JSON-ready dict; the category enum is ``taxonomy``'s (the running
+    hub's at ``/asyncapi.json``, the built-in one in the committed ``docs/asyncapi.json``)."""
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
@@ -259,9 +270,9 @@ def asyncapi_document() -> dict[str, Any]:
                 "description": "The hub's nats-server with JetStream (`cityhub demo` prints the real port).",
             }
         },
-        "channels": _channels(),
+        "channels": _channels(taxonomy),
         "operations": _operations(),
-        "components": {"messages": _messages(), "schemas": _schemas()},
+        "components": {"messages": _messages(), "schemas": _schemas(taxonomy)},
     }
 
 

@@ -5,9 +5,11 @@ start a new connector.
     cityhub demo [--for 40s]             everything, with simulators and sample grids (until Ctrl-C)
     cityhub validate FILE                every config error as file:line: key: message (exit 1), else a summary
     cityhub plugins list|enable|disable  through the admin API, with the admin token
+    cityhub plugins list --installed     the plugins installed here (built-in and third-party), no hub needed
     cityhub tap [--district ...]         live tail of the unified stream
     cityhub replay --since 1h            re-read the unified stream from JetStream
-    cityhub new-connector NAME           a working connector skeleton with its simulator, test and docs page
+    cityhub new-connector NAME [--dir D] a pip-installable connector package: simulator, test, docs page
+    cityhub simulate NAME                one plugin's simulators against a running hub (until Ctrl-C)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from hub.config import HubConfig, NatsConfig, load_config, parse_duration
 from hub.errors import ConfigError, HubError
 from hub.logs import configure_logging
 from hub.natsconn import connect, redacted_servers
-from hub.plugins import build_plugin_host
+from hub.plugins import BUILTIN_PLUGINS, build_plugin_host, installed_plugins
 from hub.scaffold import write_connector
 from hub.tap import events_subject, formatter, parse_since, replay, tap
 
@@ -114,7 +116,21 @@ def _error_detail(response: httpx.Response) -> str:
         return response.text
 
 
+def _print_installed() -> None:
+    """Every plugin installed in this environment (no hub needed), built-ins and third-party alike."""
+    rows = [("PLUGIN", "KIND", "DISTRIBUTION", "MODULE")]
+    for name, entry_point in sorted(installed_plugins().items()):
+        distribution = f"{entry_point.dist.name} {entry_point.dist.version}" if entry_point.dist else "?"
+        rows.append((name, "built-in" if name in BUILTIN_PLUGINS else "third-party", distribution, entry_point.value))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
+    if args.installed:
+        _print_installed()
+        return 0
     url, token = _admin_target(args)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
@@ -190,11 +206,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_new_connector(args: argparse.Namespace) -> int:
-    written = write_connector(Path(args.root), args.name, args.port)
-    for path in written:
+    directory = Path(args.dir or args.name)
+    for path in write_connector(directory, args.name, args.port):
         print(f"wrote {path}")
-    print(f"next: .venv/bin/python -m pytest tests/connectors/test_{args.name}.py")
+    print(f"next: pip install -e '{directory}[test]' && (cd {directory} && pytest); "
+          f"then cityhub plugins list --installed shows {args.name}")
     return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from hub.simulate import simulate
+
+    return simulate(args.name, args.config, args.duration)
 
 
 def _add_stream_filters(parser: argparse.ArgumentParser) -> None:
@@ -227,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list, enable or disable plugins of a running hub")
     plugins.add_argument("action", choices=["list", "enable", "disable"])
     plugins.add_argument("name", nargs="?", help="plugin name (enable, disable)")
+    plugins.add_argument("--installed", action="store_true",
+                         help="list: the plugins installed in this environment, without a running hub")
     plugins.add_argument("--admin", help="admin API URL (default: CITYHUB_ADMIN_URL, then [admin] of the config)")
     plugins.add_argument("--token", help="admin token (default: CITYHUB_ADMIN_TOKEN, then [admin].token)")
     plugins.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: cityhub.toml)")
@@ -243,11 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
     replay_parser.add_argument("--follow", action="store_true", help="keep printing new events once caught up")
     replay_parser.set_defaults(handler=cmd_replay)
 
-    new = commands.add_parser("new-connector", help="write a working connector skeleton with its test and docs")
+    new = commands.add_parser("new-connector", help="write a pip-installable connector package with test and docs")
     new.add_argument("name", help="connector name: lower-case letters, digits and _")
-    new.add_argument("--root", default=".", help="project root to write into (default: .)")
+    new.add_argument("--dir", help="folder of the new package (default: ./NAME)")
     new.add_argument("--port", type=int, default=8800, help="default webhook port of the new connector")
     new.set_defaults(handler=cmd_new_connector)
+
+    simulate_parser = commands.add_parser("simulate", help="run one plugin's simulators against a running hub")
+    simulate_parser.add_argument("name", help="plugin name, e.g. iot_mqtt")
+    simulate_parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: cityhub.toml)")
+    simulate_parser.add_argument("--for", dest="duration", type=_duration_seconds, metavar="DURATION",
+                                 help="stop by itself after this long (e.g. 30s); default: until Ctrl-C")
+    simulate_parser.set_defaults(handler=cmd_simulate)
     return parser
 
 

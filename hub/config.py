@@ -42,7 +42,8 @@ from pydantic import (
 from hub.errors import ConfigError, ConfigIssue, RuleError
 from hub.geofence import LayerSpec
 from hub.incidents import CategoryPolicy, MergePolicy
-from hub.models import Category, CoordSystem
+from hub.models import CategoryName, CoordSystem
+from hub.taxonomy import CategoryInfo
 from hub.rules import Actions, Rule, RuleSet
 from hub.tomlpos import KeyPath, key_lines, line_of
 
@@ -313,13 +314,13 @@ class MergeDistance(Section):
 class MergeConfig(Section):
     """Incident merging: reports of the same incident become one incident with several reports."""
 
-    category_groups: dict[str, list[Category]] = Field(
+    category_groups: dict[str, list[CategoryName]] = Field(
         default_factory=dict,
         description="Named groups of categories that describe the same kind of incident (e.g. gas = gas_leak, smoke).",
     )
     distance_m: float = Field(100.0, gt=0, description="Default merge distance.")
     window: Duration = Field(timedelta(hours=1), description="Default merge window.")
-    per_category: dict[Category, MergeDistance] = Field(
+    per_category: dict[CategoryName, MergeDistance] = Field(
         default_factory=dict, description="Distance and window per category, overriding the defaults."
     )
     text_similarity: float = Field(
@@ -333,10 +334,10 @@ class MergeConfig(Section):
     def policy(self) -> MergePolicy:
         """The incident merger's policy (:class:`hub.incidents.MergePolicy`) for these settings."""
         return MergePolicy(
-            groups={name: [category.value for category in members] for name, members in self.category_groups.items()},
+            groups={name: list(members) for name, members in self.category_groups.items()},
             default=CategoryPolicy(self.distance_m, self.window.total_seconds()),
             per_category={
-                category.value: CategoryPolicy(rule.distance_m, rule.window.total_seconds())
+                category: CategoryPolicy(rule.distance_m, rule.window.total_seconds())
                 for category, rule in self.per_category.items()
             },
             text_similarity=self.text_similarity,
@@ -345,12 +346,12 @@ class MergeConfig(Section):
 
     @field_validator("category_groups")
     @classmethod
-    def _each_category_in_one_group(cls, groups: dict[str, list[Category]]) -> dict[str, list[Category]]:
-        seen: dict[Category, str] = {}
+    def _each_category_in_one_group(cls, groups: dict[str, list[str]]) -> dict[str, list[str]]:
+        seen: dict[str, str] = {}
         for group, categories in groups.items():
             for category in categories:
                 if category in seen and seen[category] != group:
-                    raise ValueError(f"category {category.value!r} is in both {seen[category]!r} and {group!r}")
+                    raise ValueError(f"category {category!r} is in both {seen[category]!r} and {group!r}")
                 seen[category] = group
         return groups
 
@@ -488,6 +489,11 @@ class HubConfig(Section):
     geo: GeoConfig = Field(default_factory=GeoConfig, description="Grids for the geofence.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact de-duplication.")
     merge: MergeConfig = Field(default_factory=MergeConfig, description="Incident merging.")
+    categories: dict[CategoryName, CategoryInfo] = Field(
+        default_factory=dict,
+        description="[categories.<name>]: categories added to the taxonomy (or built-in ones replaced): labels, "
+        "default severity, merge group. Built-in and plugin categories need no section.",
+    )
     rules: list[Rule] = Field(
         default_factory=list,
         description="Inline rules ([[rules]] tables: id, priority, when or jsonlogic, actions, description; "
@@ -809,12 +815,20 @@ def _ref_name(schema: dict[str, Any]) -> str | None:
     return schema["$ref"].rsplit("/", 1)[-1] if "$ref" in schema else None
 
 
+def _map_values(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The schema of a map's values: ``additionalProperties``, or the one pattern of keys with a pattern."""
+    if isinstance(schema.get("additionalProperties"), dict):
+        return schema["additionalProperties"]
+    patterns = list(schema.get("patternProperties", {}).values())
+    return patterns[0] if len(patterns) == 1 else None
+
+
 def _nested_model(schema: dict[str, Any], definitions: dict[str, Any]) -> tuple[str, str] | None:
     """(definition name, shape) when a property holds a section: a table, an array of tables or a map."""
     options = [option for option in schema.get("anyOf", [schema]) if option.get("type") != "null"]
     for option, shape in [(option, "table") for option in options] + [
         (schema.get("items", {}), "array"),
-        (schema.get("additionalProperties") if isinstance(schema.get("additionalProperties"), dict) else {}, "map"),
+        (_map_values(schema) or {}, "map"),
     ]:
         name = _ref_name(option)
         if name and "properties" in definitions[name]:
@@ -837,8 +851,8 @@ def _type_text(schema: dict[str, Any], definitions: dict[str, Any]) -> str:
     kind = schema.get("type", "any")
     if kind == "array":
         return f"list of {_type_text(schema.get('items', {}), definitions)}"
-    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
-        return f"table of {_type_text(schema['additionalProperties'], definitions)}"
+    if kind == "object" and (values := _map_values(schema)) is not None:
+        return f"table of {_type_text(values, definitions)}"
     if schema.get("format") == "password":
         return "secret string"
     if schema.get("examples") == ["90s", "15m", "1h30m", 3600]:

@@ -46,8 +46,12 @@ class ConnectorContext(Protocol):
         """Publish a dispatch status change reported by the external system."""
         ...
 
-    async def reject(self, raw: bytes, reason: str) -> None:
-        """Send input the connector cannot use to ``cityhub.dlq.<source>`` with the reason."""
+    async def reject(self, raw: bytes, reason: str, kind: str = "invalid", subject: str | None = None) -> None:
+        """Send input the connector cannot use to ``cityhub.dlq.<source>``, with the same headers as the
+        pipeline's dead letters: the reason in the sender's words (``CityHub-Reason``), its ``kind``
+        (``CityHub-Reason-Kind``: ``invalid``, ``missing_field``, ``unknown_category``, ``oversized``,
+        ``unauthorized``, ...) and the NATS subject the input came from or was bound for
+        (``CityHub-Original-Subject``: by default ``cityhub.ingest.<source>``)."""
         ...
 
     def count(self, name: str, amount: int = 1) -> None:

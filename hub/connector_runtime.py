@@ -71,7 +71,7 @@ def encode_ingest(event: Event) -> tuple[str, bytes]:
     msg_id = ids.idempotency_key(event)
     raw = wire.encode(
         type_=wire.TYPE_EVENT, id_=msg_id, source=wire.source_uri(event.source), time=event.time, data=event,
-        extensions={"category": event.category.value, "severity": event.severity.value},
+        extensions={"category": event.category, "severity": event.severity.value},
     )
     return msg_id, raw
 
@@ -158,7 +158,7 @@ class NatsConnectorContext:
         try:
             await self._publish_acked(topology.ingest_subject(self.source), raw, msg_id)
         except MaxPayloadError:
-            await self.reject(raw, f"oversized: {len(raw)} bytes exceeds the server's max_payload")
+            await self.reject(raw, f"oversized: {len(raw)} bytes exceeds the server's max_payload", "oversized")
             return
         self.count("published")
 
@@ -171,14 +171,16 @@ class NatsConnectorContext:
         await self._publish_acked(topology.dispatch_update_subject(self.source), raw, msg_id)
         self.count("updates_published")
 
-    async def reject(self, raw: bytes, reason: str) -> None:
-        """Dead-letter ``raw``; bytes that would not fit max_payload with the headers are kept in the object
-        store and referenced, like the pipeline's (:mod:`hub.sizes`), named by their digest."""
+    async def reject(self, raw: bytes, reason: str, kind: str = "invalid", subject: str | None = None) -> None:
+        """Dead-letter ``raw`` with the pipeline's headers (reason, kind, original subject: by default the
+        ingest subject the input was bound for); bytes that would not fit max_payload with the headers are kept
+        in the object store and referenced, like the pipeline's (:mod:`hub.sizes`), named by their digest."""
         digest = f"dlq:{self.source}:{hashlib.sha256(raw).hexdigest()}"
         headers = {
             **wire.dead_letter_headers(digest, wire.source_uri(self.source)),
             topology.HEADER_REASON: _header_value(reason),
-            topology.HEADER_ORIGINAL_SUBJECT: f"connector:{self.source}",
+            topology.HEADER_REASON_KIND: kind,
+            topology.HEADER_ORIGINAL_SUBJECT: subject or topology.ingest_subject(self.source),
         }
         subject = topology.dlq_subject(self.source)
         if size_on_the_wire(raw, headers) <= self._nc.max_payload:
@@ -278,7 +280,7 @@ class OutboundDelivery:
         try:
             item = decode_outbound(msg.data)
         except InvalidEventError as exc:
-            await self.ctx.reject(msg.data, f"undeliverable outbound message: {exc.reason}")
+            await self.ctx.reject(msg.data, f"undeliverable outbound message: {exc.reason}", "invalid", msg.subject)
             await msg.term()
             return
         try:
@@ -286,7 +288,7 @@ class OutboundDelivery:
         except asyncio.CancelledError:
             raise
         except DeliveryRejected as exc:  # refused for good: redelivery cannot help, keep it in the DLQ
-            await self.ctx.reject(msg.data, f"refused by the external system: {exc}")
+            await self.ctx.reject(msg.data, f"refused by the external system: {exc}", "delivery_refused", msg.subject)
             await msg.term()
             return
         except Exception as exc:  # the external system's failure, whatever its type: redeliver later

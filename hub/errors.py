@@ -34,11 +34,13 @@ class ConfigIssue:
 
 
 class InvalidEventError(HubError, ValueError):
-    """An incoming message cannot become a canonical event; ``reason`` goes to the DLQ headers."""
+    """An incoming message cannot become a canonical event; ``reason`` and ``kind`` go to the DLQ headers
+    (``CityHub-Reason``, ``CityHub-Reason-Kind``)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, kind: str = "invalid"):
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 class GeoError(HubError, ValueError):

@@ -7,7 +7,9 @@ order of an area warning (target ``cell:<id>``), which settles that grid only.
 Durable by construction: the :class:`Escalator` follows ``cityhub.dispatch.>`` with a durable consumer
 (:mod:`hub.follower`, so a NATS restart or a lost consumer costs no order and repeats none) and keeps one
 deadline per (incident, target) in the JetStream KV bucket ``CITYHUB_ESCALATIONS``; a hub that restarts finds
-its deadlines there and carries on. Re-dispatched orders have deterministic ids, so firing
+its deadlines there and carries on. The timer looks at a mirror of the bucket kept by following the bucket's
+own stream (one consumer for the life of the escalator, not one key listing per tick), and reads an entry
+from the bucket itself before it fires. Re-dispatched orders have deterministic ids, so firing
 twice (a crash between publishing and recording) is dropped by JetStream's duplicate window.
 """
 
@@ -23,7 +25,7 @@ from typing import Any
 
 import orjson
 from nats.aio.client import Client as NatsClient
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
@@ -41,6 +43,9 @@ from hub.tasks import cancel_and_wait
 log = logging.getLogger("cityhub.escalation")
 
 BUCKET = "CITYHUB_ESCALATIONS"
+BUCKET_STREAM = f"KV_{BUCKET}"
+BUCKET_SUBJECT_PREFIX = f"$KV.{BUCKET}."
+_REMOVED = {"DEL", "PURGE"}  # KV-Operation header values of an entry that is gone
 CONSUMER = "cityhub-escalation"
 UPWARD = {3: "level:street", 4: "level:district"}
 MAX_ATTEMPT = max(UPWARD)
@@ -103,6 +108,9 @@ class Escalator:
         self._kv: KeyValue | None = None
         self.follower = Follower(nc, topology.DISPATCH_STREAM, f"{topology.PREFIX}.dispatch.>", Start(seq=1),
                                  name="escalation", durable=CONSUMER, batch=100)
+        self.deadlines_follower = Follower(nc, BUCKET_STREAM, f"{BUCKET_SUBJECT_PREFIX}>", Start(seq=1),
+                                           name="escalation deadlines", batch=256)
+        self._due: dict[str, float] = {}  # the bucket's live keys → their deadline (epoch seconds), mirrored
         self._tasks: list[asyncio.Task[None]] = []
         self.sizes = SizeGuard(lambda: self.js)
         self._bind(nc)
@@ -117,12 +125,14 @@ class Escalator:
         await self.stop()
         self._bind(nc)
         self.follower.use_connection(nc)
+        self.deadlines_follower.use_connection(nc)
         await self.start()
 
     async def start(self) -> None:
         self._kv = await self.js.create_key_value(bucket=BUCKET, history=1)
         self._tasks = [
             asyncio.create_task(self._follow(), name="cityhub.escalation.follow"),
+            asyncio.create_task(self._mirror(), name="cityhub.escalation.mirror"),
             asyncio.create_task(self._timer(), name="cityhub.escalation.timer"),
         ]
 
@@ -132,7 +142,8 @@ class Escalator:
 
     def health(self) -> dict[str, Any]:
         return {"running": bool(self._tasks) and not any(task.done() for task in self._tasks), "fired": self.fired,
-                "consumer": self.follower.health()}
+                "deadlines": len(self._due), "consumer": self.follower.health(),
+                "deadlines_consumer": self.deadlines_follower.health()}
 
     # following orders and updates
 
@@ -167,6 +178,7 @@ class Escalator:
         if current is not None and current[0]["attempt"] > order.attempt:
             return
         await self._kv.put(key, orjson.dumps(order.model_dump(mode="json")))
+        self._due[key] = order.deadline.timestamp()  # the mirror confirms it when it reads the bucket
 
     async def _settle(self, update: DispatchUpdate) -> None:
         target = order_target(update)
@@ -175,26 +187,24 @@ class Escalator:
         key = deadline_key(update.incident_id, target)
         assert self._kv is not None
         if update.status in _DONE:
-            with contextlib.suppress(KeyNotFoundError):
-                await self._kv.delete(key)
+            await self._forget(key)
         elif update.status is DispatchStatus.REJECTED:
             current = await self._get(key)
             if current is not None:
                 await self._fire(key, DispatchOrder.model_validate(current[0]), current[1])
 
     async def _clear_incident(self, incident_id: str) -> None:
-        """A resolved incident closes: no order of it escalates any more. Scans the live deadlines, which
-        are few (one per unanswered order) and resolutions come at human pace."""
+        """A resolved incident closes: no order of it escalates any more."""
         assert self._kv is not None
         prefix = deadline_key(incident_id, "")
-        try:
-            keys = await self._kv.keys()
-        except NoKeysError:
-            return
-        for key in keys:
-            if key.startswith(prefix):
-                with contextlib.suppress(KeyNotFoundError):
-                    await self._kv.delete(key)
+        for key in [key for key in self._due if key.startswith(prefix)]:
+            await self._forget(key)
+
+    async def _forget(self, key: str) -> None:
+        assert self._kv is not None
+        with contextlib.suppress(KeyNotFoundError):
+            await self._kv.delete(key)
+        self._due.pop(key, None)
 
     async def _request_close(self, request: CloseRequest) -> None:
         """A resolved order closes its incident: the close request goes through ingest, in order with the
@@ -219,14 +229,21 @@ class Escalator:
             except Exception as exc:  # NATS away: the deadlines are still in KV for the next tick
                 log.warning("escalation tick failed (%s: %s)", type(exc).__name__, exc)
 
+    async def _mirror(self) -> None:
+        """Keep :attr:`_due` equal to the bucket: every put and delete, in order, through NATS restarts."""
+        async for message in self.deadlines_follower.messages():
+            key = message.subject[len(BUCKET_SUBJECT_PREFIX):]
+            deadline = None
+            if (message.msg.headers or {}).get("KV-Operation") not in _REMOVED:
+                deadline = orjson.loads(message.data).get("deadline")
+            if deadline is None:
+                self._due.pop(key, None)
+            else:
+                self._due[key] = datetime.fromisoformat(deadline).timestamp()
+
     async def _fire_due(self) -> None:
-        assert self._kv is not None
-        try:
-            keys = await self._kv.keys()
-        except NoKeysError:
-            return
         now = time.time()
-        for key in keys:
+        for key in [key for key, deadline in self._due.items() if deadline <= now]:
             current = await self._get(key)
             if current is None:
                 continue
@@ -253,8 +270,10 @@ class Escalator:
         try:
             if following is not None and following.target == order.target:
                 await self._kv.update(key, orjson.dumps(following.model_dump(mode="json")), last=revision)
+                self._due[key] = following.deadline.timestamp()
             else:
                 await self._kv.delete(key, last=revision)
+                self._due.pop(key, None)
         except KeyWrongLastSequenceError:
             pass  # the order was settled or re-tracked meanwhile: that newer state stands
         self.fired += 1

@@ -27,9 +27,15 @@ from pydantic import (
 from hub.control_characters import refuse_control_characters
 
 
+CATEGORY_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+# A category name; which names the hub accepts is its taxonomy's business (hub.taxonomy), not the model's.
+CategoryName = Annotated[str, Field(pattern=CATEGORY_NAME_PATTERN, max_length=64)]
+
+
 class Category(StrEnum):
-    """The documented event taxonomy. Connectors map their systems' codes onto these names (mapping in
-    config); an unknown category is rejected to the DLQ rather than guessed."""
+    """The names of the built-in categories, for code that uses them (``Category.GAS_LEAK``). The taxonomy
+    the hub accepts (:mod:`hub.taxonomy`) starts from these and grows through plugins and config; an event
+    of a category it does not know is rejected to the DLQ rather than guessed."""
 
     GAS_LEAK = "gas_leak"
     FIRE = "fire"
@@ -154,7 +160,7 @@ class Event(HubModel):
     id: str | None = Field(None, description="Hub-assigned id (ULID-like, time ordered).")
     source: Annotated[str, Field(pattern=r"^[a-z0-9_]+$", max_length=64)]
     source_event_id: str | None = Field(None, max_length=256)
-    category: Category
+    category: CategoryName
     severity: Severity = Severity.MEDIUM
     time: datetime = Field(description="When it happened, timezone-aware (naive times are rejected).")
     location: Location | None = None
@@ -205,7 +211,7 @@ class Incident(HubModel):
     citizen photo of the same leak are one incident with three reports)."""
 
     id: str
-    category: Category
+    category: CategoryName
     severity: Severity
     state: IncidentState = IncidentState.OPEN
     opened_at: datetime = Field(description="When its first report happened (the event's time, as the hub's clock holds it).")
@@ -295,7 +301,7 @@ class DispatchOrder(HubModel):
     target: str = Field(description="Route target, e.g. 'gridworker', 'dept:fire', 'level:grid'.")
     connector: str | None = Field(None, description="Connector that delivers it to the external system.")
     grid_cell: GridCell | None = None
-    category: Category
+    category: CategoryName
     severity: Severity
     summary: str
     created_at: datetime = Field(description="When it was dispatched (the hub's reception of the report that caused it, "

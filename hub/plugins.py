@@ -1,8 +1,9 @@
 """The plugin host: finds plugins, validates their settings and calls their hooks one plugin at a time,
 each call under a timeout, so a plugin that raises or hangs is reported and contained.
 
-Built-in plugins (every package in ``connectors/`` and ``plugins/``) come in through the same hooks as
-third-party plugins, which are found through the entry-point group ``cityhub.plugins``. Nothing happens at
+Every plugin is a distribution of its own registered in the entry-point group ``cityhub.plugins``; the
+built-ins (``connectors/<name>/`` and ``plugins/<name>/`` of the repository, installed by ``make install``)
+come in the same way as third-party plugins, and nothing is found by scanning folders. Nothing happens at
 import: :func:`build_plugin_host` does the discovery. Two environment variables help operators:
 
 ``CITYHUB_PLUGINS``       comma-separated allow-list: only these plugins are loaded (built-in or third-party)
@@ -22,17 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import importlib
 import inspect
 import logging
 import os
-import pkgutil
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
-from types import ModuleType
+from importlib.metadata import EntryPoint, entry_points
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any, NamedTuple
 
 import pluggy
@@ -40,10 +40,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hub import hookspecs
 from hub.errors import PluginError
+from hub.handle import HubHandle
 from hub.metrics import Metrics
 
 ENTRY_POINT_GROUP = "cityhub.plugins"
-BUILTIN_PACKAGES = ("connectors", "plugins")
+# The distributions this repository ships (connectors/<name>/, plugins/<name>/): only ``builtin`` in /plugins.
+BUILTIN_PLUGINS = frozenset({
+    "citizen_report", "citybrain", "eldercare", "gridworker", "hotline12345", "iot_mqtt", "recycling",
+    "enrichment", "redaction",
+})
+DEMO_SECTION_FILE = "demo.toml"
 ALLOW_LIST_ENV = "CITYHUB_PLUGINS"
 TRACE_ENV = "CITYHUB_TRACE_HOOKS"
 
@@ -120,13 +126,13 @@ def _run_in_daemon_thread(function: Callable[..., Any], kwargs: dict[str, Any]) 
 class PluginHost:
     """Plugins, their settings and their health; calls hooks per plugin with a timeout."""
 
-    def __init__(self, manager: pluggy.PluginManager, metrics: Metrics, builtin: set[str]):
+    def __init__(self, manager: pluggy.PluginManager, metrics: Metrics, builtin: frozenset[str]):
         self.manager = manager
         self.metrics = metrics
         self.timeout = 10.0
         self.max_consecutive_failures = 3
         self.trace = os.environ.get(TRACE_ENV, "") not in ("", "0")
-        self.hub: Any = None
+        self.hub: HubHandle | None = None
         self._listeners: list[Listener] = []
         self._plugins: dict[str, PluginState] = {}
         for name, plugin in manager.list_name_plugin():
@@ -218,8 +224,8 @@ class PluginHost:
             changed.append(name)
         return changed
 
-    def attach(self, hub: Any) -> None:
-        """The handle passed to every hook as ``hub=`` (a :class:`hub.app.Hub`)."""
+    def attach(self, hub: HubHandle) -> None:
+        """The handle passed to every hook as ``hub=`` (the running :class:`hub.app.Hub`)."""
         self.hub = hub
 
     def add_listener(self, listener: Listener) -> None:
@@ -379,32 +385,30 @@ def _allow_list() -> set[str] | None:
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
-def builtin_plugins() -> Iterable[tuple[str, ModuleType]]:
-    """Every package in ``connectors/`` and ``plugins/``, imported, with its folder name."""
-    for package_name in BUILTIN_PACKAGES:
-        try:
-            package = importlib.import_module(package_name)
-        except ModuleNotFoundError:
-            continue
-        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda found: found.name):
-            if info.ispkg and not info.name.startswith("_"):
-                yield info.name, importlib.import_module(f"{package_name}.{info.name}")
+def installed_plugins() -> dict[str, EntryPoint]:
+    """Every plugin installed in this environment, by name: the entry points of group ``cityhub.plugins``."""
+    return {entry_point.name: entry_point for entry_point in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def demo_section_file(entry_point: EntryPoint) -> Traversable:
+    """The ``demo.toml`` a plugin ships in its package: its ``[plugins.<name>]`` section for ``cityhub demo``."""
+    return files(entry_point.module) / DEMO_SECTION_FILE
 
 
 def _entry_point_plugins(wanted: Callable[[str], bool]) -> Iterable[tuple[str, object]]:
-    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
-        if wanted(entry_point.name):
-            yield entry_point.name, entry_point.load()
+    for name, entry_point in sorted(installed_plugins().items()):
+        if wanted(name):
+            yield name, entry_point.load()
 
 
 def build_plugin_host(
     metrics: Metrics | None = None,
     *,
     extra: Iterable[tuple[str, object]] = (),
-    builtins: bool = True,
+    installed: bool = True,
 ) -> PluginHost:
-    """Discover and register plugins: built-ins, then entry points, then ``extra`` (name, module) pairs
-    (tests and embedding). Applies ``CITYHUB_PLUGINS`` and ``CITYHUB_TRACE_HOOKS``; raises PluginError for an
+    """Register the ``installed`` plugins (entry points, built-ins included), then ``extra`` (name, module)
+    pairs (tests and embedding). Applies ``CITYHUB_PLUGINS`` and ``CITYHUB_TRACE_HOOKS``; raises PluginError for an
     implementation of a hook that does not exist (a misspelled hook name) or an allow-list naming nothing."""
     allowed = _allow_list()
 
@@ -413,20 +417,13 @@ def build_plugin_host(
 
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
-    builtin_names: set[str] = set()
-    sources = [
-        *(builtin_plugins() if builtins else ()),
-        *_entry_point_plugins(wanted),
-        *extra,
-    ]
+    sources = [*(_entry_point_plugins(wanted) if installed else ()), *extra]
     for name, plugin in sources:
         if not wanted(name):
             continue
         if manager.has_plugin(name):
-            raise PluginError(f"two plugins are named {name!r}; rename one (entry-point name or folder)")
+            raise PluginError(f"two plugins are named {name!r}; rename one (its entry-point name)")
         manager.register(plugin, name=name)
-        if isinstance(plugin, ModuleType) and plugin.__name__.split(".")[0] in BUILTIN_PACKAGES:
-            builtin_names.add(name)
     if allowed is not None and (missing := allowed - {name for name, _ in manager.list_name_plugin()}):
         raise PluginError(f"{ALLOW_LIST_ENV} names plugins that are not installed: {', '.join(sorted(missing))}")
     try:
@@ -437,4 +434,4 @@ def build_plugin_host(
     if os.environ.get(TRACE_ENV, "") not in ("", "0"):
         manager.trace.root.setwriter(log.info)
         manager.enable_tracing()
-    return PluginHost(manager, metrics or Metrics(), builtin_names)
+    return PluginHost(manager, metrics or Metrics(), BUILTIN_PLUGINS)

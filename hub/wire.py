@@ -3,7 +3,7 @@
 attributes (lower-case alphanumerics, as the spec requires) so consumers filter without parsing ``data``:
 
 =============  ===========================================================
-``category``   canonical category (hub.models.Category)
+``category``   canonical category (one of the hub's taxonomy, hub.taxonomy)
 ``severity``   canonical severity (hub.models.Severity)
 ``incidentid`` id of the incident the event belongs to
 ``district``   district cell id of the location (absent when outside)

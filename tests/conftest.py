@@ -1,8 +1,9 @@
-"""Shared fixtures. Every test that needs NATS gets a real nats-server on a free port with its own store."""
+"""Shared fixtures. Every test that needs NATS gets a real nats-server on a free port with its own store:
+``nats_server``, ``nats_url``, ``restart_nats`` and ``mqtt_broker`` come from cityhub's own pytest plugin
+(:mod:`hub.testing.pytest_plugin`, which third-party connectors get too); the ones below are the hub's own."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,13 +19,6 @@ DATA = Path(__file__).parent / "data"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-@pytest.fixture
-def nats_server(tmp_path: Path):
-    """A fresh JetStream-enabled nats-server for one test."""
-    with EmbeddedNats(store_dir=tmp_path / "nats") as server:
-        yield server
-
-
 SMALL_MAX_PAYLOAD = 64 * 1024  # keeps tests of messages at the limit fast (nats-server's default is 1 MiB)
 
 
@@ -33,24 +27,6 @@ def small_payload_server(tmp_path: Path):
     """A fresh JetStream-enabled nats-server that takes messages of at most ``SMALL_MAX_PAYLOAD`` bytes."""
     with EmbeddedNats(store_dir=tmp_path / "nats", extra_config=f"max_payload: {SMALL_MAX_PAYLOAD}") as server:
         yield server
-
-
-@pytest.fixture
-def restart_nats(nats_server: EmbeddedNats):
-    """An async function that restarts the test's nats-server on its port with its store (streams, consumers
-    and KV that the server keeps on disk survive; clients see a disconnect and reconnect)."""
-
-    async def restart() -> None:
-        await asyncio.to_thread(nats_server.stop)
-        nats_server.launch()  # from the event loop's thread, which lives as long as the test
-        await asyncio.to_thread(nats_server.wait_listening)
-
-    return restart
-
-
-@pytest.fixture
-def nats_url(nats_server: EmbeddedNats) -> str:
-    return nats_server.url
 
 
 @contextlib.asynccontextmanager

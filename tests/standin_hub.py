@@ -9,16 +9,18 @@ from typing import Any
 from hub.config import HubConfig, load_config
 from hub.metrics import Metrics
 from hub.models import Event
+from hub.app import build_taxonomy
 from hub.plugins import PluginHost, build_plugin_host
 
 
 class StandInHub:
-    def __init__(self, config_path: Path, plugins: dict[str, object], builtins: bool = False):
+    def __init__(self, config_path: Path, plugins: dict[str, object], installed: bool = False):
         self.metrics = Metrics()
-        self.plugins: PluginHost = build_plugin_host(self.metrics, extra=plugins.items(), builtins=builtins)
+        self.plugins: PluginHost = build_plugin_host(self.metrics, extra=plugins.items(), installed=installed)
         self.config: HubConfig = load_config(config_path, plugin_models=self.plugins.settings_models())
         self.plugins.configure(self.config)
         self.plugins.attach(self)
+        self.taxonomy = build_taxonomy(self.config)
         self.ready = True
         self.applied: list[HubConfig] = []
         self.close_requests: list[tuple[str, str]] = []

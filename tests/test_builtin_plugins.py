@@ -14,9 +14,9 @@ from hub.admin import create_admin_app
 from hub.errors import ConfigError
 from hub.models import Category, Event, GridCell, Reporter
 from hub.transforms import Stage
-from plugins.enrichment.contacts import read_contacts_csv
-from plugins.redaction.settings import RedactionSettings
-from plugins.redaction.transform import Redaction, mask_id_card, mask_name, mask_phone
+from cityhub_enrichment.contacts import read_contacts_csv
+from cityhub_redaction.settings import RedactionSettings
+from cityhub_redaction.transform import Redaction, mask_id_card, mask_name, mask_phone
 
 CHENGHUA = GridCell(layer="admin", level="district", id="510108", name="成华区")
 JIANSHE = GridCell(layer="admin", level="street", id="510108003", name="建设路街道")
@@ -67,7 +67,7 @@ def gas_report(**changes) -> Event:
 async def hub(tmp_path):
     path = tmp_path / "cityhub.toml"
     path.write_text(CONFIG, encoding="utf-8")
-    hub = StandInHub(path, {}, builtins=True)
+    hub = StandInHub(path, {}, installed=True)
     await hub.plugins.startup()
     return hub
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -188,36 +187,6 @@ async def test_replay_rereads_the_stream_from_a_start_time(nats_url):
 def test_tap_without_a_server_says_how_to_find_one(tmp_path):
     result = cityhub("tap", cwd=tmp_path, env={"CITYHUB_NATS_URL": ""})
     assert result.returncode == 1 and "pass --server nats://HOST:PORT" in result.stderr
-
-
-# --- new-connector -----------------------------------------------------------------------------------
-
-def test_new_connector_writes_a_skeleton_whose_test_passes(tmp_path):
-    (tmp_path / "tests").mkdir()
-    shutil.copy(REPO / "tests" / "conftest.py", tmp_path / "tests" / "conftest.py")
-    result = cityhub("new-connector", "smoke_panel", "--root", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    for relative in ("connectors/smoke_panel/__init__.py", "connectors/smoke_panel/settings.py",
-                     "connectors/smoke_panel/connector.py", "connectors/smoke_panel/simulator.py",
-                     "tests/connectors/test_smoke_panel.py", "docs/connectors/smoke_panel.md"):
-        assert (tmp_path / relative).is_file(), relative
-    env = {"PYTHONPATH": str(tmp_path), "CITYHUB_PLUGINS": "smoke_panel"}
-    discovered = subprocess.run(
-        [sys.executable, "-c", "from hub.plugins import build_plugin_host; h = build_plugin_host(); "
-         "print(h.names(), h.settings_models()['smoke_panel'].__name__)"],
-        cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
-    )
-    assert discovered.stdout.strip() == "['smoke_panel'] SmokePanelSettings", discovered.stderr
-    tested = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/connectors/test_smoke_panel.py", "-q", "-p", "no:cacheprovider",
-         "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"],
-        cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=180,
-    )
-    assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert "1 passed" in tested.stdout
-    again = cityhub("new-connector", "smoke_panel", "--root", str(tmp_path))
-    assert again.returncode == 1 and "not overwriting existing files" in again.stderr
-    assert cityhub("new-connector", "Bad-Name").returncode == 1
 
 
 def test_run_refuses_a_bad_config_with_every_error(tmp_path):

@@ -88,6 +88,8 @@ async def test_reject_puts_original_bytes_and_reason_in_dlq(nats_url):
     assert message.subject == "cityhub.dlq.test_queue"
     assert message.data == b"\xff not json"
     assert message.headers[topology.HEADER_REASON] == "payload is not JSON line two"
+    assert message.headers[topology.HEADER_REASON_KIND] == "invalid"  # the pipeline's headers, a real subject
+    assert message.headers[topology.HEADER_ORIGINAL_SUBJECT] == "cityhub.ingest.test_queue"
 
 
 async def test_an_event_or_a_dead_letter_near_max_payload_keeps_the_connection_and_its_bytes(small_payload_server):

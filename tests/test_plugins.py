@@ -13,7 +13,7 @@ from hub.config import HubConfig, load_config
 from hub.errors import PluginError
 from hub.hookspecs import hookimpl
 from hub.metrics import Metrics
-from hub.plugins import build_plugin_host
+from hub.plugins import BUILTIN_PLUGINS, build_plugin_host, installed_plugins
 
 
 class CounterSettings(BaseModel):
@@ -91,7 +91,7 @@ class Misspelled:
 
 
 def host_with(tmp_path: Path, toml: str, **plugins):
-    host = build_plugin_host(Metrics(), extra=plugins.items(), builtins=False)
+    host = build_plugin_host(Metrics(), extra=plugins.items(), installed=False)
     path = tmp_path / "cityhub.toml"
     path.write_text('[hooks]\ntimeout = "0.3s"\nmax_consecutive_failures = 2\n' + toml)
     host.configure(load_config(path, plugin_models=host.settings_models()))
@@ -185,7 +185,7 @@ def test_broken_settings_model_leaves_the_plugin_disabled(tmp_path):
 
 def test_misspelled_hook_is_an_error_at_start():
     with pytest.raises(PluginError, match="'misspelled' implements a hook that does not exist"):
-        build_plugin_host(extra=[("misspelled", Misspelled())], builtins=False)
+        build_plugin_host(extra=[("misspelled", Misspelled())], installed=False)
 
 
 def test_allow_list_and_tracing_from_the_environment(monkeypatch, tmp_path, caplog):
@@ -198,7 +198,7 @@ def test_allow_list_and_tracing_from_the_environment(monkeypatch, tmp_path, capl
     assert "hook register_transforms → counting: ok" in caplog.text
     monkeypatch.setenv("CITYHUB_PLUGINS", "counting,ghost")
     with pytest.raises(PluginError, match="not installed: ghost"):
-        build_plugin_host(extra=[("counting", Counting())], builtins=False)
+        build_plugin_host(extra=[("counting", Counting())], installed=False)
 
 
 def test_plugin_without_required_settings_is_not_configured(tmp_path):
@@ -216,9 +216,26 @@ def test_plugin_without_required_settings_is_not_configured(tmp_path):
 
 def test_a_config_built_in_code_still_gets_each_plugins_defaults():
     counting = Counting()
-    host = build_plugin_host(Metrics(), extra=[("counting", counting)], builtins=False)
+    host = build_plugin_host(Metrics(), extra=[("counting", counting)], installed=False)
     host.configure(HubConfig(plugins={"counting": {"step": 4}}))
     assert host.is_enabled("counting") and host.state("counting").settings == CounterSettings(step=4)
     host.configure(HubConfig(plugins={"counting": {"step": 0}}))
     state = host.state("counting")
     assert state.disabled_reason == "not configured" and "greater than or equal to 1" in state.last_error
+
+
+def test_built_in_plugins_come_in_through_their_entry_points_only(monkeypatch):
+    """The built-ins are distributions of their own (``connectors/<name>/``, ``plugins/<name>/``): the host
+    finds them in the entry-point group ``cityhub.plugins``, each one its own ``cityhub_<name>`` package."""
+    repository = Path(__file__).resolve().parents[1]
+    projects = [*repository.glob("connectors/*/pyproject.toml"), *repository.glob("plugins/*/pyproject.toml")]
+    assert {project.parent.name for project in projects} == BUILTIN_PLUGINS
+    installed = installed_plugins()
+    assert BUILTIN_PLUGINS <= set(installed)
+    for name in BUILTIN_PLUGINS:
+        assert installed[name].module == f"cityhub_{name}"
+        assert installed[name].dist.name == f"cityhub-{name.replace('_', '-')}"
+    monkeypatch.setenv("CITYHUB_PLUGINS", "redaction")
+    host = build_plugin_host(Metrics())
+    assert host.names() == ["redaction"]
+    assert host.state("redaction").builtin and host.state("redaction").module.__name__ == "cityhub_redaction"

@@ -17,8 +17,8 @@ from hub.pipeline import SNAPSHOT_BUCKET, SNAPSHOT_NAME, Pipeline, PipelineOptio
 from hub.publisher import Message, Publisher
 from hub.sizes import ORIGINALS_BUCKET, SizeGuard, wire_size
 from hub.trimming import EXTENSION, trimmed
-from plugins.enrichment.contacts import ContactBook, Enrichment
-from plugins.enrichment.settings import Contact, EnrichmentSettings
+from cityhub_enrichment.contacts import ContactBook, Enrichment
+from cityhub_enrichment.settings import Contact, EnrichmentSettings
 from tests.pipeline_support import engines, event, ingest_item, publish_raw, read_stream
 from tests.waiting import wait_until
 

@@ -127,8 +127,13 @@ def build_router(state: LiveState, *, token_check: Callable[..., Any]) -> APIRou
             state.close_feed(feed)
 
     @router.get("/asyncapi.json")
-    async def asyncapi() -> Response:
-        return json_response(asyncapi_document())
+    async def asyncapi(hub: Any = Depends(get_hub)) -> Response:
+        return json_response(asyncapi_document(hub.taxonomy))
+
+    @router.get("/api/categories")
+    async def categories(hub: Any = Depends(get_hub)) -> Response:
+        """The hub's taxonomy: every category with its zh/en labels, default severity and merge group."""
+        return json_response(hub.taxonomy.public())
 
     return router
 

@@ -1,8 +1,10 @@
 """Decoding and validating ingest messages: raw bytes → canonical events, close requests and rejections.
 
 A message is rejected (to ``cityhub.dlq.<source>``, with its original bytes) when it is too large, not JSON,
-not a valid event or close request, published on another source's subject, or dated outside the event-time
-window around its reception (:class:`~hub.pipeline.engines.EventTimeWindow`).
+not a valid event or close request, of a category the taxonomy does not know (:mod:`hub.taxonomy`; the reason
+names the known ones), published on another source's subject, or dated outside the event-time window around its
+reception (:class:`~hub.pipeline.engines.EventTimeWindow`). An event without a severity gets its category's
+default severity.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from hub import topology, wire
 from hub.errors import InvalidEventError
 from hub.models import CloseRequest, Event
 from hub.pipeline.engines import EventTimeWindow
+from hub.taxonomy import BUILTIN_TAXONOMY, Taxonomy
 
 _EVENTS = TypeAdapter(list[Event])
 _INGEST_TYPES = (wire.TYPE_EVENT, wire.TYPE_CLOSE_REQUEST)
@@ -62,13 +65,15 @@ def _validation_kind(error: ValidationError) -> tuple[str, str]:
     return kind, f"{where}: {first['msg']}" + (f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else "")
 
 
-def decode_event(raw: bytes, subject: str, max_bytes: int) -> tuple[Event, dict[str, Any]]:
+def decode_event(
+    raw: bytes, subject: str, max_bytes: int, taxonomy: Taxonomy = BUILTIN_TAXONOMY
+) -> tuple[Event, dict[str, Any]]:
     """One ingest message → its canonical event and the JSON object it came from. Accepts a bare Event
     JSON or a CloudEvent of type ``cityhub.event``. Raises :class:`InvalidEventError` with ``kind`` set."""
     type_, document = _ingest_document(raw, max_bytes)
     if type_ != wire.TYPE_EVENT:
         raise _invalid("invalid", f"CloudEvent type {type_!r} is not an event")
-    return _checked_event(_validate_event(document), subject), document
+    return _checked_event(_validate_event(_with_severity(document, taxonomy)), subject, taxonomy), document
 
 
 @dataclass
@@ -84,7 +89,9 @@ class DecodedBatch:
     rejected: list[Rejection] = field(default_factory=list)
 
 
-def decode_events(batch: Sequence[IngestMessage], max_bytes: int, window: EventTimeWindow) -> DecodedBatch:
+def decode_events(
+    batch: Sequence[IngestMessage], max_bytes: int, window: EventTimeWindow, taxonomy: Taxonomy = BUILTIN_TAXONOMY
+) -> DecodedBatch:
     """:func:`decode_event` for a batch, validating all its event documents in one pydantic call (half the
     cost of one call per event; a batch holding an invalid event is validated again event by event), and
     close requests (CloudEvents of type ``cityhub.close_request``) one by one. Events dated outside
@@ -105,14 +112,15 @@ def decode_events(batch: Sequence[IngestMessage], max_bytes: int, window: EventT
             continue
         documents.append(document)
         parsed.append(message)
+    completed = [_with_severity(document, taxonomy) for document in documents]
     try:
-        validated: list[Event | InvalidEventError] = list(_EVENTS.validate_python(documents))
+        validated: list[Event | InvalidEventError] = list(_EVENTS.validate_python(completed))
     except ValidationError:
-        validated = [_validated_or_error(document) for document in documents]
+        validated = [_validated_or_error(document) for document in completed]
     kept_before = [0]  # events kept among the first n parsed documents
     for message, document, event in zip(parsed, documents, validated, strict=True):
         try:
-            decoded.events.append(_in_window(_checked_event(event, message.subject), message.received, window))
+            decoded.events.append(_in_window(_checked_event(event, message.subject, taxonomy), message.received, window))
             decoded.documents.append(document)
             decoded.received.append(message.received)
         except InvalidEventError as exc:
@@ -167,10 +175,20 @@ def _validated_or_error(document: dict[str, Any]) -> Event | InvalidEventError:
         return exc
 
 
-def _checked_event(event: Event | InvalidEventError, subject: str) -> Event:
-    """``event`` when it came on its own source's subject; raises the validation error it stands for."""
+def _with_severity(document: dict[str, Any], taxonomy: Taxonomy) -> dict[str, Any]:
+    """The document with its category's default severity when it sets none (a new dict; the original stays)."""
+    if "severity" in document or not isinstance(document.get("category"), str):
+        return document
+    return {**document, "severity": taxonomy.default_severity(document["category"]).value}
+
+
+def _checked_event(event: Event | InvalidEventError, subject: str, taxonomy: Taxonomy) -> Event:
+    """``event`` when its category is known and it came on its own source's subject; raises the validation
+    error it stands for."""
     if isinstance(event, InvalidEventError):
         raise event
+    if event.category not in taxonomy:
+        raise _invalid("unknown_category", taxonomy.unknown(event.category))
     if event.source != source_of(subject):
         raise _invalid("source_mismatch", f"event source {event.source!r} published on {subject}")
     return event

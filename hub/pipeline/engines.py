@@ -10,6 +10,7 @@ from hub.geofence import GridIndex
 from hub.incidents import MergePolicy
 from hub.rules import RuleSet
 from hub.transforms import Transform
+from hub.taxonomy import BUILTIN_TAXONOMY, Taxonomy
 
 DAY_S = 86_400.0
 
@@ -72,6 +73,7 @@ class Engines:
     transforms: tuple[tuple[str, Transform], ...] = ()
     dedup_window_s: float = DAY_S
     dedup_max_keys: int = 1_000_000
+    taxonomy: Taxonomy = BUILTIN_TAXONOMY  # the categories events may carry
 
 
 # Told of each transform run: (plugin, transform, None) on success, the exception when it raised.

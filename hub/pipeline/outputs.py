@@ -104,14 +104,14 @@ def incident_update_output(
 
 def _summary(event: Event, cell: GridCell | None = None) -> str:
     where = cell.name if cell else event.address or (event.grid_path[-1].name if event.grid_path else "unknown location")
-    return f"{event.category.value} ({event.severity.value}) at {where}"
+    return f"{event.category} ({event.severity.value}) at {where}"
 
 
 def dispatch_output(order: DispatchOrder) -> Message:
     subject = topology.dispatch_order_subject(order.connector or "gridworker")
     raw = wire.encode(
         type_=wire.TYPE_DISPATCH_ORDER, id_=order.id, source=wire.HUB_SOURCE, time=order.created_at, data=order,
-        subject=subject, extensions={"category": order.category.value, "severity": order.severity.value,
+        subject=subject, extensions={"category": order.category, "severity": order.severity.value,
                                      "incidentid": order.incident_id},
     )
     return Message(subject, raw, order.id)

@@ -117,7 +117,7 @@ class BatchProcessor:
         updated: :mod:`hub.pipeline.isolation` decides what to do about it."""
         result = BatchResult()
         with result.timed("decode"):
-            decoded = decode_events(batch, self.options.max_message_bytes, self.options.event_time)
+            decoded = decode_events(batch, self.options.max_message_bytes, self.options.event_time, self.engines.taxonomy)
         result.rejected = decoded.rejected
         start = 0
         for end, request, requester, received in [*decoded.closes, (len(decoded.events), None, "", 0.0)]:

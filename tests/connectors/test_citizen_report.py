@@ -14,15 +14,15 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from connector_harness import dlq, ingested_events
+from hub.testing import dead_letters, ingested_events
 from tests.waiting import wait_until
 
-import connectors.citizen_report as citizen_report
-from connectors._area import ServiceArea
-from connectors.citizen_report.connector import CitizenReportConnector, RateLimiter
-from connectors.citizen_report.settings import CitizenReportSettings
-from connectors.citizen_report.simulator import CitizenAppSimulator, png_photo
+import cityhub_citizen_report as citizen_report
+from cityhub_citizen_report.connector import CitizenReportConnector, RateLimiter
+from cityhub_citizen_report.settings import CitizenReportSettings
+from cityhub_citizen_report.simulator import CitizenAppSimulator, png_photo
 from hub.connector_runtime import running_connector
+from hub.connector_kit import ServiceArea
 from hub.errors import ConfigError
 from hub.geofence import LayerSpec
 from hub.models import Category, CoordSystem
@@ -61,7 +61,7 @@ async def test_report_with_photo_is_published_with_the_photo_by_reference(nats_u
     assert event.location.crs is CoordSystem.GCJ02
     assert (event.location.lon, event.location.lat) == (report["lng"], report["lat"])
     assert event.reporter.account == report["reporter"] and event.text == report["text"]
-    assert event.category is Category(connector.settings.categories[report["type"]])
+    assert event.category == connector.settings.categories[report["type"]]
     [attachment] = event.attachments
     assert attachment.sha256 == hashlib.sha256(report["photo"]).hexdigest()
     assert (attachment.media_type, attachment.size_bytes) == ("image/png", len(report["photo"]))
@@ -87,7 +87,7 @@ async def test_bad_reports_get_a_clear_4xx_and_a_dlq_entry(nats_url, tmp_path, c
         response = await app.send_multipart({**app.sample_report(NOON), **change})
     assert response.status_code == status
     assert reason in response.json()["error"]
-    [(_, dlq_reason)] = await dlq(nats_url, "citizen_report")
+    [(_, dlq_reason)] = await dead_letters(nats_url, "citizen_report")
     assert reason in dlq_reason
     assert await ingested_events(nats_url, "citizen_report") == []
 
@@ -109,12 +109,12 @@ async def test_a_body_that_is_no_report_at_all_is_refused(nats_url, tmp_path):
             not_json = await client.post(url, content=b"{oops", headers={"content-type": "application/json"})
             plain = await client.post(url, content=b"gas!", headers={"content-type": "text/plain"})
     assert (not_json.status_code, plain.status_code) == (400, 415)
-    reasons = [reason for _, reason in await dlq(nats_url, "citizen_report")]
+    reasons = [reason for _, reason in await dead_letters(nats_url, "citizen_report")]
     assert reasons[0].startswith("body is not JSON") and reasons[1].startswith("send multipart/form-data or application/json")
 
 
 async def test_a_phone_that_drops_off_mid_upload_is_logged_and_the_next_report_goes_through(nats_url, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="connectors._http")
+    caplog.set_level(logging.INFO, logger="hub.connector_kit.http")
     connector = _connector(tmp_path)
     async with running_connector(connector, nats_url) as ctx:
         app = await _app(connector)
@@ -129,7 +129,7 @@ async def test_a_phone_that_drops_off_mid_upload_is_logged_and_the_next_report_g
         await wait_until(lambda: ctx.counters["published"] == 1)
     assert response.status_code == 201
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
-    assert await dlq(nats_url, "citizen_report") == []  # nothing arrived, so nothing to keep: the phone sends again
+    assert await dead_letters(nats_url, "citizen_report") == []  # nothing arrived, so nothing to keep: the phone sends again
 
 async def test_reporter_over_the_rate_limit_gets_429_with_retry_after(nats_url, tmp_path):
     connector = _connector(tmp_path, rate_limit={"reports": 2, "window_s": 600})
@@ -144,7 +144,7 @@ async def test_reporter_over_the_rate_limit_gets_429_with_retry_after(nats_url, 
     assert statuses == [201, 201, 201]
     assert limited.status_code == 429 and 0 < int(limited.headers["retry-after"]) <= 600
     assert ctx.counters["rate_limited"] == 1
-    assert await dlq(nats_url, "citizen_report") == []  # throttled, not bad: the phone keeps it and retries
+    assert await dead_letters(nats_url, "citizen_report") == []  # throttled, not bad: the phone keeps it and retries
 
 
 async def test_text_only_report_without_photo(nats_url, tmp_path):
@@ -194,7 +194,7 @@ async def test_a_source_set_to_reject_out_of_area_input_answers_422_saying_so(na
     assert inside.status_code == 201, inside.text
     assert outside.status_code == 422
     assert "is outside the area this hub serves (chengdu)" in outside.json()["error"]
-    [(_, reason)] = await dlq(nats_url, "citizen_report")
+    [(_, reason)] = await dead_letters(nats_url, "citizen_report")
     assert reason == outside.json()["error"]
     assert len(await ingested_events(nats_url, "citizen_report")) == 1
 

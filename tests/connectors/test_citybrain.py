@@ -11,13 +11,13 @@ from types import SimpleNamespace
 
 import pytest
 import trustme
-from connector_harness import dlq, ingested_events, publish_outbound
+from hub.testing import dead_letters, ingested_events, publish_outbound
 from tests.waiting import wait_until
 
-from connectors._http import RetrySettings
-from connectors.citybrain.connector import CitybrainConnector, shared_admin_path
-from connectors.citybrain.settings import CitybrainSettings
-from connectors.citybrain.simulator import CityPlatformSimulator, square
+from hub.connector_kit.http import RetrySettings
+from cityhub_citybrain.connector import CitybrainConnector, shared_admin_path
+from cityhub_citybrain.settings import CitybrainSettings
+from cityhub_citybrain.simulator import CityPlatformSimulator, square
 from hub import topology, wire
 from hub.connector_runtime import running_connector
 from hub.geofence import GridIndex, LayerSpec
@@ -126,7 +126,7 @@ async def test_bad_warnings_get_a_clear_4xx_and_a_dlq_entry(nats_url, platform, 
         response = await send(platform, platform.sample_warning(NOON))
     assert response.status_code == status, response.text
     assert reason in response.json()["error"]
-    [(_, dlq_reason)] = await dlq(nats_url, "citybrain")
+    [(_, dlq_reason)] = await dead_letters(nats_url, "citybrain")
     assert reason in dlq_reason
     assert await ingested_events(nats_url, "citybrain") == []
 
@@ -141,7 +141,7 @@ async def test_incidents_meeting_the_criteria_reach_the_platform_after_an_outage
     overdue = _incident("inc-overdue", Severity.LOW, escalate_at=NOON - timedelta(hours=1))
     async with running_connector(connector, nats_url) as ctx:
         for incident in (high, low, overdue):
-            subject = topology.incident_subject("510104", incident.category.value, "opened")
+            subject = topology.incident_subject("510104", incident.category, "opened")
             await publish_outbound(nats_url, subject, f"{wire.TYPE_INCIDENT_PREFIX}opened", incident.id, NOON, incident)
         await wait_until(lambda: ctx.counters["deliver_failed"] >= 2)
         assert trouble == "slow" or platform.reports == []
@@ -160,8 +160,8 @@ async def test_the_platform_refusing_a_report_moves_it_to_the_dlq(nats_url, plat
     connector.settings.northbound.secret = connector.settings.southbound.secret  # the platform will refuse us
     incident = _incident("inc-1", Severity.CRITICAL)
     async with running_connector(connector, nats_url) as ctx:
-        subject = topology.incident_subject("510104", incident.category.value, "opened")
+        subject = topology.incident_subject("510104", incident.category, "opened")
         await publish_outbound(nats_url, subject, f"{wire.TYPE_INCIDENT_PREFIX}opened", incident.id, NOON, incident)
         await wait_until(lambda: ctx.counters["rejected"] == 1)
-    [(_, reason)] = await dlq(nats_url, "citybrain")
+    [(_, reason)] = await dead_letters(nats_url, "citybrain")
     assert "refused by the external system" in reason and "401" in reason

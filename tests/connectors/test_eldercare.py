@@ -10,10 +10,10 @@ import httpx
 import orjson
 import pytest
 from pydantic import SecretStr
-from harness import dead_letters, dispatch_updates, ingested, send_order
+from hub.testing import dead_letters, dispatch_updates, ingested, send_order
 from tests.waiting import wait_until
 
-from connectors.eldercare import EldercareConnector, EldercarePlatformSimulator, EldercareSettings
+from cityhub_eldercare import EldercareConnector, EldercarePlatformSimulator, EldercareSettings
 from hub import signing
 from hub.connector_runtime import running_connector
 from hub.embedded import free_port

@@ -7,13 +7,13 @@ from datetime import datetime, timezone
 
 import orjson
 import pytest
-from harness import dead_letters, dispatch_updates, send_order
+from hub.testing import dead_letters, dispatch_updates, send_order
 from tests.waiting import wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from connectors.gridworker import GridworkerConnector, GridworkerSettings, GridWorkerAppSimulator
-from connectors.gridworker.connector import worker_token
+from cityhub_gridworker import GridworkerConnector, GridworkerSettings, GridWorkerAppSimulator
+from cityhub_gridworker.connector import worker_token
 from hub.connector_runtime import running_connector
 from hub.embedded import free_port
 from hub.models import Category, DispatchOrder, GridCell, Severity

@@ -9,18 +9,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from connector_harness import demo_section, dlq, ingested_events, publish_outbound
+from hub.testing import demo_section, dead_letters, ingested_events, publish_outbound
 from tests.waiting import wait_until
 
-from connectors._http import RetrySettings
-from connectors.hotline12345.connector import Hotline12345Connector
-from connectors.hotline12345.open311 import request_to_event
-from connectors.hotline12345.settings import Hotline12345Settings, Open311Settings
-from connectors.hotline12345.simulator import HotlineSimulator
-from connectors.hotline12345.workorder import feedback_for
+from hub.connector_kit.http import RetrySettings
+from cityhub_hotline12345.connector import Hotline12345Connector
+from cityhub_hotline12345.open311 import request_to_event
+from cityhub_hotline12345.settings import Hotline12345Settings, Open311Settings
+from cityhub_hotline12345.simulator import HotlineSimulator
+from cityhub_hotline12345.workorder import feedback_for
 from hub import topology, wire
 from hub.connector_runtime import running_connector
-from hub.errors import DeliveryRejected
+from hub.errors import DeliveryRejected, InvalidEventError
 from hub.models import Category, CoordSystem, DispatchOrder, DispatchStatus, DispatchUpdate, ReportRef, Severity
 
 OPEN311_DATA = Path(__file__).resolve().parents[1] / "data" / "open311"
@@ -78,7 +78,7 @@ async def test_open311_requests_and_status_changes_reach_ingest_once(nats_url, s
     reopened_as_closed = {e.source_event_id for _, e in events if e.status == "open"} & {e.source_event_id for e in closed}
     assert reopened_as_closed, "some requests seen open first must come again as closed: a status change"
     assert {event.location.crs for _, event in events if event.location} == {CoordSystem.WGS84}
-    rejected = await dlq(nats_url, "hotline12345")
+    rejected = await dead_letters(nats_url, "hotline12345")
     assert len(rejected) == len(unmapped)
     assert all("has no category mapping" in reason for _, reason in rejected)
     assert json.loads(rejected[0][0])["service_request_id"]
@@ -169,7 +169,7 @@ async def test_bad_work_orders_get_a_clear_4xx_and_a_dlq_entry(nats_url, sim, mu
         response = await mutate(sim, sim.sample_order())
     assert response.status_code == status
     assert reason in response.json()["error"]
-    [(_, dlq_reason)] = await dlq(nats_url, "hotline12345")
+    [(_, dlq_reason)] = await dead_letters(nats_url, "hotline12345")
     assert reason in dlq_reason
     assert await ingested_events(nats_url, "hotline12345") == []
 
@@ -205,7 +205,7 @@ async def test_feedback_refused_by_the_hotline_goes_to_the_dlq(nats_url, sim):
         await publish_outbound(nats_url, topology.dispatch_order_subject("hotline12345"), "cityhub.hotline12345.feedback",
                                "f-1", now, feedback)
         await wait_until(lambda: ctx.counters["rejected"] == 1)
-    [(_, reason)] = await dlq(nats_url, "hotline12345")
+    [(_, reason)] = await dead_letters(nats_url, "hotline12345")
     assert "refused by the external system" in reason and "401" in reason
 
 
@@ -216,10 +216,20 @@ def test_real_boston_open311_request_maps_to_an_event():
     settings = Open311Settings(service_categories={record["service_code"]: Category.SANITATION})
     event = request_to_event(record, settings)
     assert event.source_event_id == f"open311:{record['service_request_id']}"
-    assert event.status == "open" and event.category is Category.SANITATION
+    assert event.status == "open" and event.category == Category.SANITATION
     assert [a.url for a in event.attachments] == [m["url"] for m in record["media_url"]]
     assert event.time.utcoffset() is not None
     assert "contact" not in event.payload
+
+
+def test_a_request_the_hub_cannot_take_is_refused_in_open311_words():
+    """The reason names the sender's fields (``description``, ``requested_datetime``), never the hub's (``text``)."""
+    record = json.loads((OPEN311_DATA / "boston_open311_request.json").read_text())
+    settings = Open311Settings(service_categories={record["service_code"]: Category.SANITATION})
+    with pytest.raises(InvalidEventError) as refused:
+        request_to_event({**record, "description": "x" * 9000}, settings)
+    assert refused.value.reason.startswith(f"request {record['service_request_id']}: description: String should have")
+    assert refused.value.kind == "invalid" and "text" not in refused.value.reason
 
 
 async def test_open311_server_answers_bad_queries_with_the_spec_error_body(sim):

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import orjson
 import pytest
-from harness import dead_letters, ingested
+from hub.testing import dead_letters, ingested
 from tests.waiting import wait_until
 
-from connectors._mqtt import parse_broker_url
-from connectors.iot_mqtt import IotDeviceSimulator, IotMqttConnector, IotMqttSettings
-from connectors.iot_mqtt.registry import load_registry
+from hub.connector_kit.mqtt import parse_broker_url
+from cityhub_iot_mqtt import IotDeviceSimulator, IotMqttConnector, IotMqttSettings
+from cityhub_iot_mqtt.registry import load_registry
 from hub.backoff import BackoffSettings
 from hub.connector_runtime import running_connector
 from hub.embedded import EmbeddedNats

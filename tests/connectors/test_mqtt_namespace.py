@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from connectors.iot_mqtt.settings import IotMqttSettings
-from connectors.recycling.settings import RecyclingSettings
+from cityhub_iot_mqtt.settings import IotMqttSettings
+from cityhub_recycling.settings import RecyclingSettings
 
 
 @pytest.mark.parametrize("model", [IotMqttSettings, RecyclingSettings])

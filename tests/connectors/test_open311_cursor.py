@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.hotline12345.open311 import Cursor, pages_from
+from cityhub_hotline12345.open311 import Cursor, pages_from
 
 T0 = datetime(2026, 7, 1, tzinfo=timezone.utc)
 OVERLAP = timedelta(seconds=1)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from harness import dead_letters, ingested, wiretap
+from hub.testing import dead_letters, ingested, wiretap
 from tests.waiting import wait_until
 
-from connectors._mqtt import parse_broker_url
-from connectors.recycling import RecyclingConnector, RecyclingSettings, RecyclingStationSimulator
+from hub.connector_kit.mqtt import parse_broker_url
+from cityhub_recycling import RecyclingConnector, RecyclingSettings, RecyclingStationSimulator
 from hub.backoff import BackoffSettings
 from hub.connector_runtime import running_connector
 from hub.embedded import EmbeddedNats

@@ -1,4 +1,4 @@
-"""The demo sections the connectors ship (``connectors/<name>/demo.toml``) load through the real config loader and
+"""The demo sections the connectors ship (``demo.toml`` in each package) load through the real config loader and
 plugin host, and the simulators that ``register_simulators`` builds from them feed their connectors: events flow
 with no test code in between."""
 
@@ -8,19 +8,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from connector_harness import CONNECTORS, ingested_events
+from hub.testing import ingested_events
 from tests.waiting import wait_until
 
-import connectors.citybrain as citybrain
-from connectors.citybrain.settings import CitybrainSettings
-from hub.app import DEMO_SECRET_VARIABLE, demo_sections
+import cityhub_citybrain as citybrain
+from cityhub_citybrain.settings import CitybrainSettings
+from hub.app import DEMO_SECRET_VARIABLE, SAMPLE_GRIDS, demo_sections
 from hub.connector_runtime import running_connector
 from hub.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from standin_hub import StandInHub  # noqa: E402 - the control plane's real stand-in hub, one folder up
 
-GRIDS = CONNECTORS.parent / "hub" / "data" / "grids" / "chengdu_admin_gcj02.geojson"
+GRIDS = SAMPLE_GRIDS / "chengdu_admin_gcj02.geojson"
 DEMO_PLUGINS = ("hotline12345", "citizen_report", "citybrain")
 
 
@@ -37,7 +37,7 @@ def _demo_config(tmp_path: Path) -> Path:
 
 async def test_demo_sections_wire_simulators_to_their_connectors(nats_url, tmp_path, monkeypatch):
     monkeypatch.setenv(DEMO_SECRET_VARIABLE, "wiring-test-secret")
-    hub = StandInHub(_demo_config(tmp_path), plugins={}, builtins=True)
+    hub = StandInHub(_demo_config(tmp_path), plugins={}, installed=True)
     built = {result.plugin: result.value for result in await hub.plugins.call("register_connectors")}
     [hotline], [citizen], [city] = (built[name] for name in DEMO_PLUGINS)
     simulators = [sim for result in await hub.plugins.call("register_simulators") if result.plugin in DEMO_PLUGINS

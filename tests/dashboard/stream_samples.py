@@ -119,7 +119,7 @@ class StreamWriter:
     @staticmethod
     def _extensions(incident: Incident) -> dict[str, str | None]:
         levels = {cell.level: cell.id for cell in incident.grid_path}
-        return {"category": incident.category.value, "severity": incident.severity.value, "incidentid": incident.id,
+        return {"category": incident.category, "severity": incident.severity.value, "incidentid": incident.id,
                 "district": levels.get("district"), "street": levels.get("street"), "gridcell": levels.get("grid")}
 
     async def incident(self, incident: Incident, change: IncidentChange = IncidentChange.OPENED) -> None:
@@ -185,7 +185,7 @@ def make_order(incident: Incident, number: int = 1, *, minutes: float = 1, deadl
     return DispatchOrder(
         id=f"ORD{incident.id}-{number}", incident_id=incident.id, target=target, connector="gridworker",
         grid_cell=incident.grid_path[-1], category=incident.category, severity=incident.severity,
-        summary=f"{incident.category.value} at {incident.address}", created_at=created,
+        summary=f"{incident.category} at {incident.address}", created_at=created,
         deadline=created + timedelta(minutes=deadline_minutes), attempt=number,
     )
 

@@ -109,3 +109,12 @@ async def test_plugin_panel_and_token(dashboard):
 async def test_asyncapi_document_is_served(dashboard):
     async with httpx.AsyncClient(base_url=dashboard.url) as client:
         assert (await client.get("/asyncapi.json")).json() == asyncapi_document()
+
+
+async def test_category_labels_and_the_asyncapi_enum_come_from_the_hubs_taxonomy(dashboard):
+    async with httpx.AsyncClient(base_url=dashboard.url) as client:
+        categories = (await client.get("/api/categories")).json()
+        enum = (await client.get("/asyncapi.json")).json()["components"]["schemas"]["Category"]["enum"]
+    assert {"name": "gas_leak", "label_zh": "燃气泄漏", "label_en": "Gas leak", "default_severity": "medium",
+            "merge_group": None} in categories
+    assert enum == [category["name"] for category in categories]

@@ -374,6 +374,7 @@ function showTab(name) {
 async function start() {
   translatePage();
   const config = await (await fetch("/api/dashboard/config")).json();
+  setCategoryNames(await (await fetch("/api/categories")).json());
   page.map = new GridMap($("#map"), { onSelect: openIncident, tileUrl: config.tile_url });
   const grids = await fetch("/api/grids");
   if (grids.ok) page.map.setCells(await grids.json());

@@ -50,16 +50,7 @@ const TEXT = {
 
 const NAMES = {
   en: {
-    category: {
-      gas_leak: "Gas leak", fire: "Fire", smoke: "Smoke", water_leak: "Water leak", flooding: "Flooding",
-      manhole_cover: "Manhole cover", hydrant_pressure: "Hydrant pressure", elevator_fault: "Elevator fault",
-      door_alarm: "Door alarm", high_altitude_throwing: "High-altitude throwing", person_alert: "Person alert",
-      billboard_tilt: "Billboard tilt", device_offline: "Device offline", elder_sos: "Elder SOS",
-      elder_fall: "Elder fall", elder_vitals: "Elder vital signs", elder_inactivity: "Elder inactivity",
-      bin_full: "Bin full", station_fault: "Station fault", noise: "Noise", road_damage: "Road damage",
-      street_light: "Street light", sanitation: "Sanitation", illegal_parking: "Illegal parking", tree: "Tree",
-      environment: "Environment", area_warning: "Area warning", complaint: "Complaint", other: "Other",
-    },
+    category: {},  // from the hub's taxonomy: setCategoryNames()
     severity: { info: "Info", low: "Low", medium: "Medium", high: "High", critical: "Critical" },
     state: { open: "Open", acknowledged: "Acknowledged", resolved: "Resolved", closed: "Closed" },
     order: {
@@ -68,15 +59,7 @@ const NAMES = {
     },
   },
   zh: {
-    category: {
-      gas_leak: "燃气泄漏", fire: "火情", smoke: "烟雾", water_leak: "漏水", flooding: "积水内涝",
-      manhole_cover: "井盖异常", hydrant_pressure: "消火栓水压", elevator_fault: "电梯故障", door_alarm: "门磁告警",
-      high_altitude_throwing: "高空抛物", person_alert: "人员预警", billboard_tilt: "广告牌倾斜",
-      device_offline: "设备离线", elder_sos: "老人紧急呼叫", elder_fall: "老人跌倒", elder_vitals: "老人体征异常",
-      elder_inactivity: "独居老人无活动", bin_full: "垃圾桶满溢", station_fault: "回收站故障", noise: "噪音扰民",
-      road_damage: "道路破损", street_light: "路灯故障", sanitation: "环境卫生", illegal_parking: "违章停车",
-      tree: "树木倒伏", environment: "生态环境", area_warning: "区域预警", complaint: "投诉", other: "其他",
-    },
+    category: {},  // from the hub's taxonomy: setCategoryNames()
     severity: { info: "提示", low: "低", medium: "中", high: "高", critical: "紧急" },
     state: { open: "待处置", acknowledged: "已受理", resolved: "已办结", closed: "已关闭" },
     order: {
@@ -92,6 +75,15 @@ function t(key, values) {
   let text = TEXT[LANG][key] ?? TEXT.en[key] ?? key;
   for (const [name, value] of Object.entries(values || {})) text = text.replace(`{${name}}`, value);
   return text;
+}
+
+// The category labels come from the hub's taxonomy (GET /api/categories), the registry the pipeline,
+// the AsyncAPI document and the docs read too: categories plugins or the config add are named like built-ins.
+function setCategoryNames(categories) {
+  for (const { name, label_en, label_zh } of categories) {
+    NAMES.en.category[name] = label_en;
+    NAMES.zh.category[name] = label_zh;
+  }
 }
 
 // A display name for a code of one kind (category, severity, state, order); unknown codes show as they are.

@@ -1,0 +1,97 @@
+"""The contact book: which people and departments answer for a grid cell and a category, and the transform
+that writes them into each event (``Stage.ENRICH``, before redaction)."""
+
+from __future__ import annotations
+
+import csv
+import functools
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from hub.errors import ConfigError
+from hub.models import Category, Event, GridCell
+from hub.transforms import Stage
+from cityhub_enrichment.settings import Contact, EnrichmentSettings
+
+EVERY_CELL = "*"
+
+
+def read_contacts_csv(path: Path) -> list[Contact]:
+    """Contacts from a CSV file; a bad row is an error naming the file and line."""
+    contacts = []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        for row in reader:
+            values: dict[str, Any] = {key: value for key, value in row.items() if key and value}
+            values["categories"] = [part for part in values.get("categories", "").split("|") if part]
+            try:
+                contacts.append(Contact.model_validate(values))
+            except ValidationError as exc:
+                first = exc.errors(include_url=False)[0]
+                where = ".".join(str(part) for part in first["loc"])
+                raise ConfigError(f"{path}:{reader.line_num}: {where}: {first['msg']}") from None
+    return contacts
+
+
+class ContactBook:
+    """Contacts indexed by cell id; built once per config, looked up per event (and cached per grid path
+    and category: the events of a batch share few cells)."""
+
+    def __init__(self, contacts: list[Contact], cache_size: int = 65_536):
+        self._by_cell: dict[str, list[tuple[frozenset[Category], dict[str, Any]]]] = defaultdict(list)
+        for contact in contacts:
+            shown = contact.model_dump(exclude={"categories"}, exclude_none=True)
+            self._by_cell[contact.cell].append((frozenset(contact.categories), shown))
+        self._count = len(contacts)
+        self._cached = functools.lru_cache(maxsize=cache_size)(self._lookup)
+
+    @classmethod
+    def from_settings(cls, settings: EnrichmentSettings) -> ContactBook:
+        contacts = list(settings.contacts)
+        if settings.contacts_file is not None:
+            contacts += read_contacts_csv(settings.contacts_file)
+        return cls(contacts)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def lookup(self, grid_path: list[GridCell], category: Category, limit: int) -> list[dict[str, Any]]:
+        """Contacts of the most specific cell that has any for this category, then the fallback ones.
+        The answer is shared between calls: treat it as read-only."""
+        return self._cached(tuple((cell.id, cell.level) for cell in grid_path), category, limit)
+
+    def _lookup(self, cells: tuple[tuple[str, str], ...], category: Category, limit: int) -> list[dict[str, Any]]:
+        for cell_id, level in (*cells, (EVERY_CELL, None)):
+            found = [
+                {**shown, "level": level}
+                for categories, shown in self._by_cell.get(cell_id, ())
+                if not categories or category in categories
+            ]
+            if found:
+                return found[:limit]
+        return []
+
+
+class Enrichment:
+    """Writes the responsible contacts into ``event.payload[payload_key]``."""
+
+    name = "enrichment"
+    stage = Stage.ENRICH
+    order = 0
+
+    def __init__(self, book: ContactBook, settings: EnrichmentSettings):
+        self.book = book
+        self.key = settings.payload_key
+        self.limit = settings.max_contacts
+        self.counts: Counter[str] = Counter()
+
+    def apply(self, events: list[Event]) -> list[Event]:
+        for event in events:
+            contacts = self.book.lookup(event.grid_path, event.category, self.limit)
+            if contacts:
+                event.payload[self.key] = contacts
+            self.counts["enriched" if contacts else "no_contact"] += 1
+        return events
