@@ -88,7 +88,7 @@ async def test_an_area_warning_is_one_event_with_its_area_and_the_touched_grid_c
     expected = {f"{c.layer}:{c.id}" for c in index.cells_intersecting(warning["area"], crs="gcj02") if c.level == "grid"}
     assert set(cells) == expected and len(cells) > 1
     [(_, first), (_, second)] = await ingested_events(nats_url, "citybrain")
-    assert first.category is Category.AREA_WARNING and first.location is None
+    assert first.category == Category.AREA_WARNING and first.location is None
     assert first.area is not None and first.area.id == warning["warning_id"]
     assert {f"{cell.layer}:{cell.id}" for cell in first.area.cells} == expected
     assert all(cell.level == "grid" for cell in first.area.cells)
