@@ -9,7 +9,7 @@ import nats
 
 from hub import topology
 from hub.metrics import Metrics
-from hub.models import Category, Location
+from hub.models import Category, Location, Triage
 from hub.pipeline import Pipeline, PipelineOptions
 from hub.streams import ensure_streams
 from tests.pipeline_support import GAS_RULE, data_of, engines, event, ingest_item, publish_raw, read_stream
@@ -33,7 +33,7 @@ async def _processed(nats_url: str, items: list, unplaced_route: tuple[str, ...]
 async def test_an_out_of_area_event_lands_in_triage_and_takes_the_fallback_route(nats_url):
     outside = event(1).model_copy(update={"location": BEIJING})
     unlocated = event(2, category=Category.NOISE, offset_m=5000).model_copy(update={"location": None})
-    inside = event(3)
+    inside = event(3).model_copy(update={"triage": Triage.NO_CELL})  # the sender's word for it is not taken
     await _processed(nats_url, [ingest_item(e) for e in (outside, unlocated, inside)], ("dept:district_duty",))
 
     events = {data_of(m)["source_event_id"]: m for m in await read_stream(nats_url, topology.EVENTS_STREAM)}

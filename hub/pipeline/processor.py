@@ -291,11 +291,10 @@ class BatchProcessor:
     def _triage_unplaced(self, events: list[Event]) -> None:
         """With grids, an event on no cell (outside them, or with no location, grid path or area cells) goes to
         triage."""
-        if self.engines.geofence is None:
-            return
-        for event in events:
-            if not event.grid_path and not (event.area is not None and event.area.cells):
-                event.triage = Triage.NO_CELL
+        with_grids = self.engines.geofence is not None
+        for event in events:  # what a sender wrote in triage is not taken
+            placed = event.grid_path or (event.area is not None and event.area.cells)
+            event.triage = Triage.NO_CELL if with_grids and not placed else None
 
     @staticmethod
     def _to_wgs84(located: list[Event]) -> None:
