@@ -24,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from hub import __version__
 from hub.config import HubConfig
+from hub.errors import HubError
 from hub.metrics import CONTENT_TYPE, Metrics
 from hub.control_characters import refuse_control_characters
 from hub.models import CLOSE_REASON_MAX, Event, IncidentId
@@ -42,6 +43,8 @@ class AdminHub(Protocol):
     def ready(self) -> bool:
         """True once NATS is connected, streams exist and the pipeline consumes."""
         ...
+
+    # Optional: ``async waiting_for()``, what /ready says the hub waits for while it is not ready.
 
     def health(self) -> dict[str, Any]:
         """The runtime's own health (NATS connection, pipeline lag); ``ok`` False makes /health degraded."""
@@ -110,9 +113,15 @@ def _core_router() -> APIRouter:
                 "last_reload": last_reload.public() if last_reload else None}
         return JSONResponse(body)
 
-    @router.get("/ready", summary="200 when the hub is ready to process events, else 503")
+    @router.get("/ready", summary="200 when the hub is ready to do its job (active or standing by), else 503 "
+                "with what it waits for")
     async def ready(hub: Any = Depends(get_hub)) -> JSONResponse:
-        return JSONResponse({"ready": hub.ready}, status_code=200 if hub.ready else 503)
+        if hasattr(hub, "waiting_for"):
+            waiting = await hub.waiting_for()
+            ready = not waiting  # one look: ready exactly when nothing is awaited
+        else:
+            waiting, ready = [], hub.ready
+        return JSONResponse({"ready": ready, "waiting_for": waiting}, status_code=200 if ready else 503)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics(hub: Any = Depends(get_hub)) -> Response:
@@ -143,7 +152,10 @@ def _core_router() -> APIRouter:
 
     @router.post("/dry-run", summary="What the pipeline would do with this event (nothing is published)")
     async def dry_run(event: Event, hub: Any = Depends(get_hub)) -> dict[str, Any]:
-        return await hub.dry_run(event)
+        try:
+            return await hub.dry_run(event)
+        except HubError as exc:  # no pipeline here (a standby hub): say where it is
+            raise HTTPException(409, str(exc)) from None
 
     @router.post("/incidents/{incident_id}/close", dependencies=[Depends(require_token)], status_code=202,
                  summary="Close an open incident (applied by the pipeline in order with the reports)")

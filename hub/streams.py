@@ -3,6 +3,10 @@ with the retention and limits of ``[nats.streams.<name>]`` (:class:`hub.config.S
 
 The ingest stream must keep messages by limits: after a crash the pipeline rebuilds its state by re-reading
 ingest from its last snapshot, so acknowledged input has to stay there for a while.
+
+The hub's own state buckets (pipeline snapshots, escalation deadlines) are created here too, with the
+replicas of ``[nats.buckets]``; the parts that use them bind to them with :func:`open_object_store` and
+:func:`open_key_value`, which create a missing one with the defaults (a hub part run on its own, in tests).
 """
 
 from __future__ import annotations
@@ -12,12 +16,18 @@ import logging
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
 from nats.js.errors import NotFoundError
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
 
 from hub import topology
-from hub.config import StreamLimits, StreamsConfig
+from hub.config import BucketsConfig, StreamLimits, StreamsConfig
 from hub.errors import ConfigError
 
 log = logging.getLogger("cityhub.streams")
+
+# The hub's own buckets (the lease bucket is hub.availability's).
+SNAPSHOT_BUCKET = "CITYHUB_PIPELINE"
+ESCALATION_BUCKET = "CITYHUB_ESCALATIONS"
 
 _RETENTION = {
     "limits": RetentionPolicy.LIMITS,
@@ -52,6 +62,7 @@ def stream_config(name: str, limits: StreamLimits) -> StreamConfig:
         num_replicas=limits.replicas,
         duplicate_window=limits.duplicate_window.total_seconds(),
         allow_batched=True,  # the pipeline publishes with fast ingest (hub.publisher); older servers ignore it
+        allow_rollup_hdrs=True,  # a new fence mark replaces the one before it (hub.availability.fence)
     )
 
 
@@ -73,3 +84,29 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> StreamInf
         log.info("creating stream %s", config.name)
         return await js.add_stream(config)
     return await js.update_stream(config)
+
+
+async def ensure_buckets(js: JetStreamContext, config: BucketsConfig | None = None) -> None:
+    """Create the pipeline's snapshot store and the escalation deadlines bucket when missing, with
+    ``config.replicas`` copies."""
+    replicas = (config or BucketsConfig()).replicas
+    await open_object_store(js, SNAPSHOT_BUCKET, replicas=replicas)
+    await open_key_value(js, ESCALATION_BUCKET, replicas=replicas)
+
+
+async def open_object_store(js: JetStreamContext, bucket: str, replicas: int = 1) -> ObjectStore:
+    """Bind to object store ``bucket``; create it (with ``replicas``) when missing."""
+    try:
+        return await js.object_store(bucket)
+    except NotFoundError:
+        log.info("creating object store %s (replicas %d)", bucket, replicas)
+        return await js.create_object_store(bucket, replicas=replicas)
+
+
+async def open_key_value(js: JetStreamContext, bucket: str, replicas: int = 1) -> KeyValue:
+    """Bind to KV bucket ``bucket`` (one revision per key); create it (with ``replicas``) when missing."""
+    try:
+        return await js.key_value(bucket)
+    except NotFoundError:
+        log.info("creating key-value bucket %s (replicas %d)", bucket, replicas)
+        return await js.create_key_value(bucket=bucket, history=1, replicas=replicas)

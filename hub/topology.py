@@ -72,12 +72,22 @@ def dlq_subject(source: str) -> str:
     return f"{PREFIX}.dlq.{token(source)}"
 
 
-STREAM_SUBJECTS: dict[str, list[str]] = {
+# The streams the pipeline writes to. Each also holds one fence subject: the active hub's mark, which every
+# write of the active hub expects to be the latest on it (hub.availability.fence).
+OUTPUT_STREAMS = (EVENTS_STREAM, INCIDENTS_STREAM, DISPATCH_STREAM, DLQ_STREAM)
+
+
+def fence_subject(stream: str) -> str:
+    """The fence subject of an output stream: ``cityhub.fence.<events|incidents|dispatch|dlq>``."""
+    return f"{PREFIX}.fence.{stream.removeprefix(PREFIX.upper() + '_').lower()}"
+
+
+STREAM_SUBJECTS: dict[str, list[str]] = {  # the first subject of each is what its consumers read
     INGEST_STREAM: [f"{PREFIX}.ingest.>"],
-    EVENTS_STREAM: [f"{PREFIX}.events.>"],
-    INCIDENTS_STREAM: [f"{PREFIX}.incidents.>"],
-    DISPATCH_STREAM: [f"{PREFIX}.dispatch.>"],
-    DLQ_STREAM: [f"{PREFIX}.dlq.>"],
+    EVENTS_STREAM: [f"{PREFIX}.events.>", fence_subject(EVENTS_STREAM)],
+    INCIDENTS_STREAM: [f"{PREFIX}.incidents.>", fence_subject(INCIDENTS_STREAM)],
+    DISPATCH_STREAM: [f"{PREFIX}.dispatch.>", fence_subject(DISPATCH_STREAM)],
+    DLQ_STREAM: [f"{PREFIX}.dlq.>", fence_subject(DLQ_STREAM)],
 }
 _STREAM_OF_KIND = {patterns[0].split(".")[1]: name for name, patterns in STREAM_SUBJECTS.items()}
 

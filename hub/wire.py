@@ -28,7 +28,8 @@ the hub itself makes (incident changes, dispatch orders).
 
 Dead letters keep the rejected bytes unchanged as their payload, so they are CloudEvents in *binary* mode (the
 NATS protocol binding): the attributes are ``ce-``-prefixed headers (:func:`dead_letter_headers`), type
-``cityhub.dead_letter``.
+``cityhub.dead_letter``. So are the active hub's fence marks (``cityhub.fence.<stream>``, type
+``cityhub.fence_mark``, the payload the holder's name; :mod:`hub.availability.fence`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ TYPE_DISPATCH_ORDER = "cityhub.dispatch.order"
 TYPE_DISPATCH_UPDATE = "cityhub.dispatch.update"
 TYPE_CLOSE_REQUEST = "cityhub.close_request"
 TYPE_DEAD_LETTER = "cityhub.dead_letter"
+TYPE_FENCE_MARK = "cityhub.fence_mark"
 
 HUB_SOURCE = "/cityhub/pipeline"  # the source of what the hub itself makes: incident changes, dispatch orders
 SOURCES_PATH = "/cityhub/sources/"
@@ -64,11 +66,17 @@ def source_uri(source: str) -> str:
     return f"{SOURCES_PATH}{source}"
 
 
+def binary_mode_headers(id_: str, source: str, type_: str, content_type: str) -> dict[str, str]:
+    """The CloudEvents attributes of a message whose payload is not a CloudEvents envelope (binary mode of the
+    NATS protocol binding), as NATS headers."""
+    return {"ce-specversion": SPEC_VERSION, "ce-id": id_, "ce-source": source, "ce-type": type_,
+            "content-type": content_type}
+
+
 def dead_letter_headers(id_: str, source: str) -> dict[str, str]:
     """The binary-mode CloudEvents attributes of a dead letter, as NATS headers; ``source`` is the URI of the
     system whose input was refused (:func:`source_uri`, or :data:`HUB_SOURCE` for the hub's own outputs)."""
-    return {"ce-specversion": SPEC_VERSION, "ce-id": id_, "ce-source": source, "ce-type": TYPE_DEAD_LETTER,
-            "content-type": "application/octet-stream"}
+    return binary_mode_headers(id_, source, TYPE_DEAD_LETTER, "application/octet-stream")
 
 
 def encode(

@@ -12,7 +12,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from hub.embedded import EmbeddedNats
+from hub.embedded import EmbeddedCluster, EmbeddedNats
 from hub.streams import ensure_streams
 
 DATA = Path(__file__).parent / "data"
@@ -35,6 +35,13 @@ async def _client_with_streams(url: str) -> AsyncIterator[NatsClient]:
     await ensure_streams(client.jetstream())
     yield client
     await client.close()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path):
+    """A fresh 3-node JetStream cluster on loopback for one test (its meta leader may still be electing)."""
+    with EmbeddedCluster(tmp_path / "cluster") as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -101,12 +101,17 @@ def bare_item(e: Event) -> tuple[str, bytes]:
     return topology.ingest_subject(e.source), e.model_dump_json(exclude_none=True).encode()
 
 
+async def _count(js, stream: str) -> int:  # noqa: ANN001 - nats JetStreamContext
+    """Messages on the stream's own subjects (not on its fence subject: hub.availability.fence)."""
+    info = await js.stream_info(stream, subjects_filter=topology.STREAM_SUBJECTS[stream][0])
+    return sum((info.state.subjects or {}).values())
+
+
 async def read_stream(nats_url: str, stream: str) -> list:
-    """Every message of a stream, in order (an ordered, ack-less consumer)."""
+    """Every message on a stream's own subjects, in order (an ordered, ack-less consumer)."""
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
-    info = await js.stream_info(stream)
-    total = info.state.messages
+    total = await _count(js, stream)
     messages = []
     if total:
         sub = await js.pull_subscribe(topology.STREAM_SUBJECTS[stream][0], stream=stream,
@@ -120,9 +125,9 @@ async def read_stream(nats_url: str, stream: str) -> list:
 
 async def stream_count(nats_url: str, stream: str) -> int:
     nc = await nats.connect(nats_url)
-    info = await nc.jetstream().stream_info(stream)
+    count = await _count(nc.jetstream(), stream)
     await nc.close()
-    return info.state.messages
+    return count
 
 
 def data_of(message) -> dict:

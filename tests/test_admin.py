@@ -90,7 +90,7 @@ async def test_ready_follows_the_hub(client, hub):
     assert (await client.get("/ready")).status_code == 200
     hub.ready = False
     response = await client.get("/ready")
-    assert response.status_code == 503 and response.json() == {"ready": False}
+    assert response.status_code == 503 and response.json() == {"ready": False, "waiting_for": []}
 
 
 async def test_mutating_endpoints_need_the_token(client):

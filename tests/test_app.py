@@ -8,13 +8,12 @@ import logging
 from pathlib import Path
 
 import httpx
-import nats
 import pytest
 
 from hub import topology
 from hub.app import Hub, stop_simulators
 from hub.config import load_config
-from tests.pipeline_support import data_of, event, hub_toml, ingest_item, publish_raw, read_stream
+from tests.pipeline_support import data_of, event, hub_toml, ingest_item, publish_raw, read_stream, stream_count
 from tests.waiting import wait_until
 
 GAS_RULE = """
@@ -58,9 +57,7 @@ async def test_dry_run_shows_grid_incident_and_rules_without_publishing(hub, nat
     assert answer["matched_rules"] == ["gas"], answer
     assert answer["grid_path"][0]["id"] == "510104"
     assert answer["incident"]["is_new"]
-    nc = await nats.connect(nats_url)
-    assert (await nc.jetstream().stream_info(topology.EVENTS_STREAM)).state.messages == 0
-    await nc.close()
+    assert await stream_count(nats_url, topology.EVENTS_STREAM) == 0
 
 
 async def test_config_reload_applies_new_rules_to_later_events(hub, nats_url, tmp_path):

@@ -162,7 +162,7 @@ async def test_ensure_streams_creates_then_updates_limits(nats_url):
     await ensure_streams(js, StreamsConfig(events=StreamLimits(max_age=3600, max_msgs=1000)))
     info = await js.stream_info(topology.EVENTS_STREAM)
     assert (info.config.max_age, info.config.max_msgs) == (3600, 1000)
-    assert info.config.subjects == ["cityhub.events.>"]
+    assert info.config.subjects == ["cityhub.events.>", "cityhub.fence.events"]
     with pytest.raises(ConfigError, match="ingest.retention must be 'limits'"):
         await ensure_streams(js, StreamsConfig(ingest=StreamLimits(retention="workqueue")))
     await nc.close()

@@ -11,6 +11,7 @@
 ``GET /api/grids``                        GeoJSON of ``[[geo.layers]]``, simplified for drawing
 ``GET /api/figures``                      open, overdue, response times, events per minute, open per cell
 ``GET /api/plugins``                      each plugin's state, counters, last error and health details
+``GET /api/role``                         this hub's role (active, standby, …) and the active hub's admin URL
 ``GET /api/stream``                       server-sent events: ``snapshot`` first, then ``changes``, ``figures``
 ``GET /asyncapi.json``                    the AsyncAPI document of the unified stream
 ========================================  ==================================================================
@@ -106,6 +107,12 @@ def build_router(state: LiveState, *, token_check: Callable[..., Any]) -> APIRou
     async def plugins(hub: Any = Depends(get_hub)) -> Response:
         health = await hub.plugins.health()
         return json_response([{"name": name, **details} for name, details in sorted(health.items())])
+
+    @router.get("/api/role")
+    async def role(hub: Any = Depends(get_hub)) -> dict[str, Any]:
+        availability = hub.health().get("availability") or {}
+        holder = availability.get("holder") or {}
+        return {"role": availability.get("role", "active"), "active_admin_url": holder.get("admin_url")}
 
     @router.get("/api/stream", response_class=EventSourceResponse)
     async def stream() -> AsyncIterator[ServerSentEvent]:

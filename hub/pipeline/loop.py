@@ -29,13 +29,14 @@ from hub.pipeline.engines import Engines, PipelineOptions, TransformOutcome
 from hub.pipeline.isolation import IsolatingProcessor
 from hub.pipeline.processor import BatchProcessor, BatchResult
 from hub.pipeline.state import PipelineState
-from hub.publisher import Publisher
+from hub.availability.lease import LeaseLost
+from hub.publisher import UNFENCED, Fence, Publisher
 from hub.sizes import object_meta
+from hub.streams import SNAPSHOT_BUCKET, open_object_store
 
 log = logging.getLogger("cityhub.pipeline")
 
 PIPELINE_CONSUMER = "cityhub-pipeline"
-SNAPSHOT_BUCKET = "CITYHUB_PIPELINE"
 SNAPSHOT_NAME = "state"
 YOUNG_COLLECTION_EVERY = 50_000  # container allocations between young-generation garbage collections
 _INGEST_FILTER = topology.STREAM_SUBJECTS[topology.INGEST_STREAM][0]
@@ -61,11 +62,12 @@ class Pipeline:
 
     def __init__(
         self, nc: NatsClient, engines: Engines, metrics: Metrics, options: PipelineOptions | None = None,
-        on_transform_outcome: TransformOutcome | None = None,
+        on_transform_outcome: TransformOutcome | None = None, fence: Fence = UNFENCED,
     ):
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=10.0)
-        self.publisher = Publisher(nc)
+        self.fence = fence  # checked before every fetch, publish, ack and snapshot (hub.availability)
+        self.publisher = Publisher(nc, fence=fence)
         self.metrics = metrics
         self.options = options or PipelineOptions()
         self.processor = BatchProcessor(engines, self.options, on_transform_outcome)
@@ -148,6 +150,8 @@ class Pipeline:
             try:
                 await self._run()
                 return
+            except LeaseLost:
+                raise  # another hub is active now: this one stands down, it does not restart (hub.availability)
             except Exception as exc:
                 if self.counts["batches"] > batches_before:
                     backoff.reset()  # it ran between two failures: start the delays over
@@ -190,9 +194,10 @@ class Pipeline:
     # recovery
 
     async def _snapshot_store(self):  # noqa: ANN202 - nats ObjectStore
-        return await self.js.create_object_store(SNAPSHOT_BUCKET)
+        return await open_object_store(self.js, SNAPSHOT_BUCKET)
 
     async def _snapshot(self) -> None:
+        self.fence.check()
         blob = self.state.snapshot()
         self.isolation.checkpoint(self.state, blob)
         store = await self._snapshot_store()
@@ -315,6 +320,7 @@ class Pipeline:
 
     async def _fetch(self) -> list[Delivered]:
         assert self._consumer is not None, "start() creates the consumer"
+        self.fence.check()
         try:
             msgs = await self._consumer.fetch(self.options.batch_size, timeout=self.options.fetch_timeout_s)
         except ConsumerGone as exc:
@@ -362,6 +368,7 @@ class Pipeline:
     async def _ack(self, msgs: list[Delivered]) -> None:
         """AckAll: acknowledging the highest sequence acknowledges the whole batch; wait for the server."""
         last = max(msgs, key=lambda msg: msg.seq)
+        self.fence.check()
         try:
             await last.msg.ack_sync(timeout=5.0)
         except Exception as exc:  # the batch is redelivered and skipped as already processed

@@ -162,23 +162,24 @@ async def test_text_only_report_without_photo(nats_url, tmp_path):
 
 @settings(max_examples=200, deadline=None)
 @given(
-    calls=st.lists(st.tuples(st.sampled_from("abc"), st.floats(0, 5, allow_nan=False)), max_size=60),
+    calls=st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 5_000)), max_size=60),
     reports=st.integers(1, 4),
 )
 def test_rate_limiter_matches_a_sliding_window_oracle(calls, reports):
-    """Oracle: a report is accepted iff fewer than ``reports`` accepted ones of that reporter lie in the last window."""
-    limiter = RateLimiter(reports, window_s=10.0, sweep_every=7)
-    accepted: dict[str, list[float]] = {}
-    now = 0.0
+    """Oracle: a report is accepted iff fewer than ``reports`` accepted ones of that reporter lie in the last window.
+    Time runs in whole milliseconds so that the window's edge is exact for both (floats would round either way)."""
+    limiter = RateLimiter(reports, window_s=10_000, sweep_every=7)
+    accepted: dict[str, list[int]] = {}
+    now = 0
     for reporter, gap in calls:
         now += gap
-        recent = [t for t in accepted.get(reporter, []) if t > now - 10.0]
+        recent = [t for t in accepted.get(reporter, []) if t > now - 10_000]
         wait = limiter.retry_after(reporter, now)
         assert (wait == 0) == (len(recent) < reports)
         if wait == 0:
             accepted.setdefault(reporter, []).append(now)
         else:
-            assert wait == pytest.approx(min(recent) + 10.0 - now)
+            assert wait == min(recent) + 10_000 - now
     assert len(limiter) <= 3
 
 

@@ -43,6 +43,7 @@ async def test_the_hub_serves_the_dashboard_of_its_own_stream(hub, nats_url):
 
     async with httpx.AsyncClient(base_url=hub.admin_url) as client:
         assert (await client.get("/dashboard")).status_code == 200
+        assert (await client.get("/api/role")).json() == {"role": "active", "active_admin_url": hub.admin_url}
         (summary,) = (await client.get("/api/incidents")).json()["incidents"]
         page = (await client.get(f"/api/incidents/{summary['id']}")).json()
         grids = (await client.get("/api/grids")).json()

@@ -362,6 +362,18 @@ function connect() {
   source.addEventListener("figures", (message) => renderFigures(JSON.parse(message.data)));
 }
 
+// This hub's role among active and standby hubs; a standby links to the active hub's dashboard.
+async function showRole() {
+  const response = await fetch("/api/role");
+  if (!response.ok) return;
+  const { role, active_admin_url: activeUrl } = await response.json();
+  const badge = $("#role");
+  badge.textContent = t(`role_${role.replace(" ", "_")}`);
+  badge.className = `role ${role === "active" ? "on" : "off"}`;
+  if (role !== "active" && activeUrl) badge.href = `${activeUrl}/dashboard`;
+  else badge.removeAttribute("href");
+}
+
 // --- start -----------------------------------------------------------------------------------------
 
 function showTab(name) {
@@ -398,7 +410,9 @@ async function start() {
     element("span", {}, element("span", { class: `dot sev-${severity}` }), nameOf("severity", severity))));
   if (location.hash.startsWith("#incident/")) openIncident(decodeURIComponent(location.hash.slice("#incident/".length)));
   connect();
+  showRole();
   setInterval(tick, 1000);
+  setInterval(showRole, 5000);
 }
 
 start();

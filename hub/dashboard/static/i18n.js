@@ -23,6 +23,8 @@ const TEXT = {
     no_incident: "This incident is no longer in the dashboard's window.",
     token_ok: "Token accepted.", token_refused: "Token refused.",
     unit_s: "s", unit_m: "m", unit_h: "h", unit_d: "d",
+    role_active: "active hub", role_standby: "standby hub", role_activating: "taking over",
+    role_stepping_down: "stepping down",
   },
   zh: {
     title: "城运中心 · CityHub", open: "待办", overdue: "超时",
@@ -45,6 +47,7 @@ const TEXT = {
     no_incident: "该事件已不在看板的时间窗口内。",
     token_ok: "令牌有效。", token_refused: "令牌无效。",
     unit_s: "秒", unit_m: "分", unit_h: "时", unit_d: "天",
+    role_active: "主用", role_standby: "备用", role_activating: "接管中", role_stepping_down: "退为备用",
   },
 };
 

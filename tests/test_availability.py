@@ -1,0 +1,254 @@
+"""The lease and the election inside one process: take, renew, lose, refuse a different config, survive a
+deleted lease bucket; the server refuses a deposed hub's outputs. Failover between real ``cityhub run`` processes is in tests/test_failover.py."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from hub import topology
+from hub.app import Hub
+from hub.availability import LEASE_BUCKET, Holder, Lease, LeaseLost, OutputFence
+from hub.errors import ConfigError
+from hub.publisher import FLOW, WINDOW, Message, publish_fast_batch
+from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw, stream_count
+from tests.waiting import wait_until
+
+TTL_S = 1.0
+RULE = """
+[[rules]]
+id = "gas"
+when = 'category == "gas_leak"'
+actions = {{ severity = "{severity}", route = ["gridworker"] }}
+
+[availability]
+lease_ttl = "1s"
+"""
+
+
+def _hub(tmp_path: Path, nats_url: str, name: str, severity: str = "high") -> Hub:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(hub_toml(nats_url, RULE.format(severity=severity)))
+    return Hub.from_file(path)
+
+
+@pytest.fixture
+async def js(nats_url):
+    client = await nats.connect(nats_url)
+    yield client.jetstream()
+    await client.close()
+
+
+async def _lease(js, name: str) -> Lease:
+    lease = Lease(js, Holder(name, "same"), TTL_S)
+    await lease.open()
+    return lease
+
+
+async def test_one_holder_at_a_time_and_the_lease_moves_when_renewals_stop(js):
+    first, second = await _lease(js, "first"), await _lease(js, "second")
+    assert await first.acquire() and first.held
+    assert not await second.acquire()
+    first.check()  # the fence lets the holder write
+    with pytest.raises(LeaseLost):
+        second.check()
+    await first.renew()
+
+    # first stops renewing (paused, cut off): its own view of the lease ends before the server's
+    await wait_until(lambda: not first.held, "the holder's own view of the lease to end", timeout=10)
+    with pytest.raises(LeaseLost):
+        first.check()
+    for _ in range(100):
+        if await second.acquire():
+            break
+        await asyncio.sleep(0.05)
+    assert second.held and (await second.current())[0].instance == "second"
+    with pytest.raises(LeaseLost, match="moved to another hub"):
+        await first.renew()
+
+
+async def test_a_released_lease_is_taken_at_once(js):
+    first, second = await _lease(js, "first"), await _lease(js, "second")
+    assert await first.acquire()
+    await first.release()
+    assert await second.acquire()
+
+
+async def test_standby_takes_over_when_the_active_hub_stops(tmp_path, nats_url):
+    active, standby = _hub(tmp_path, nats_url, "a"), _hub(tmp_path, nats_url, "b")
+    await active.start()
+    await standby.start()
+    try:
+        assert active.health()["availability"]["role"] == "active" and active.pipeline is not None
+        assert standby.health()["availability"]["role"] == "standby" and standby.pipeline is None
+        assert standby.health()["ok"] and standby.ready
+        assert standby.health()["availability"]["holder"]["admin_url"] == active.admin_url
+        async with httpx.AsyncClient(base_url=standby.admin_url) as client:
+            dry_run = await client.post("/dry-run", json=event(9).model_dump(mode="json"))
+        assert dry_run.status_code == 409 and active.admin_url in dry_run.json()["detail"]
+        await publish_raw(nats_url, [ingest_item(event(1))])
+        await wait_until(lambda: active.pipeline.counts["out"] == 1)
+        await active.stop()
+        await wait_until(lambda: standby.health()["availability"]["role"] == "active", "the standby to take over")
+        await publish_raw(nats_url, [ingest_item(event(2, offset_m=5000))])
+        await wait_until(lambda: standby.pipeline is not None and standby.pipeline.counts["out"] == 1)
+        assert 'cityhub_role{role="active"} 1.0' in standby.metrics.render().decode()
+    finally:
+        await standby.stop()
+
+
+async def test_a_hub_with_different_rules_is_refused(tmp_path, nats_url):
+    active = _hub(tmp_path, nats_url, "a", severity="high")
+    await active.start()
+    different = _hub(tmp_path, nats_url, "b", severity="critical")
+    try:
+        with pytest.raises(ConfigError, match="runs a different pipeline config"):
+            await different.start()
+    finally:
+        await different.stop()
+        await active.stop()
+
+
+async def test_a_lease_bucket_deleted_by_hand_is_recreated(tmp_path, nats_url, js):
+    active, standby = _hub(tmp_path, nats_url, "a"), _hub(tmp_path, nats_url, "b")
+    await active.start()
+    await standby.start()
+    try:
+        await js.delete_key_value(LEASE_BUCKET)
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await _bucket_exists(js):
+            assert asyncio.get_running_loop().time() < deadline, "the lease bucket was never recreated"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(TTL_S * 3)  # a few leases later: exactly one active hub, neither crashed
+        roles = sorted(hub.health()["availability"]["role"] for hub in (active, standby))
+        assert roles == ["active", "standby"], roles
+        await publish_raw(nats_url, [ingest_item(event(3))])
+        await wait_until(lambda: sum(hub.pipeline.counts["out"] for hub in (active, standby) if hub.pipeline) >= 1)
+    finally:
+        await standby.stop()
+        await active.stop()
+
+
+async def _bucket_exists(js) -> bool:
+    try:
+        await js.key_value(LEASE_BUCKET)
+    except nats.js.errors.BucketNotFoundError:
+        return False
+    return True
+
+
+class _HandedOver:
+    """A deposed hub's writes that passed its lease check before it was paused: its fence headers, no check."""
+
+    def __init__(self, fence: OutputFence):
+        self.fence = fence
+
+    def check(self) -> None:
+        pass
+
+    def headers(self, stream: str) -> dict[str, str]:
+        return self.fence.headers(stream)
+
+    async def refresh(self) -> None:
+        pass
+
+
+def _outputs(prefix: str, count: int = 5) -> list[Message]:
+    return [Message(f"cityhub.events.510104.510104-01.fire.high", b"{}", f"{prefix}-{n}") for n in range(count)]
+
+
+async def test_outputs_of_a_deposed_hub_are_refused_by_the_server(nc, nats_url):
+    js = nc.jetstream()
+    first, second = await _lease(js, "first"), await _lease(js, "second")
+    assert await first.acquire()
+    deposed = OutputFence(js, first)
+    await deposed.mark()
+    stored, _ = await publish_fast_batch(nc, _outputs("before"), fence=deposed, stream=topology.EVENTS_STREAM)
+    assert stored == []  # no message left unstored
+
+    await first.release()  # the lease moves; the new holder marks the output streams
+    assert await second.acquire()
+    await OutputFence(js, second).mark()
+
+    late = _HandedOver(deposed)
+    unstored, reason = await publish_fast_batch(nc, _outputs("after"), fence=late, stream=topology.EVENTS_STREAM)
+    assert len(unstored) == 5 and "wrong last sequence" in reason
+    again, _ = await publish_fast_batch(nc, _outputs("before"), fence=late, stream=topology.EVENTS_STREAM)
+    assert again == []  # re-publications of what is stored are dropped as duplicates, as before
+    assert await stream_count(nats_url, topology.EVENTS_STREAM) == 5
+
+
+async def test_a_fence_mark_that_vanished_is_put_back_and_outputs_flow_again(tmp_path, nats_url, js):
+    hub = _hub(tmp_path, nats_url, "a")
+    await hub.start()
+    try:
+        await publish_raw(nats_url, [ingest_item(event(1))])
+        await wait_until(lambda: hub.pipeline.counts["out"] == 1)
+        await js.purge_stream(topology.EVENTS_STREAM, subject=topology.fence_subject(topology.EVENTS_STREAM))
+        await publish_raw(nats_url, [ingest_item(event(2, offset_m=5000))])
+        await wait_until(lambda: hub.pipeline.counts["out"] == 2, "the event after the mark was put back")
+    finally:
+        await hub.stop()
+    assert await stream_count(nats_url, topology.EVENTS_STREAM) == 2
+
+
+class _PausedMidBatch(_HandedOver):
+    """The deposed hub frozen (its whole event loop, like SIGSTOP) in the middle of a batch, past the server's
+    10 s limit for a fast-ingest batch without messages (jetstream.limits.max_batch_timeout)."""
+
+    def __init__(self, fence: OutputFence, at: int):
+        super().__init__(fence)
+        self.calls, self.at = 0, at
+
+    def check(self) -> None:
+        self.calls += 1
+        if self.calls == self.at:
+            time.sleep(12)
+
+
+@pytest.mark.slow
+async def test_the_rest_of_a_batch_begun_before_a_long_pause_is_refused(nc, nats_url):
+    js = nc.jetstream()
+    lease = await _lease(js, "first")
+    assert await lease.acquire()
+    fence = OutputFence(js, lease)
+    await fence.mark()
+    sent_before = FLOW * WINDOW  # the publisher waits for flow acks here, so these reach the server first
+    outputs = _outputs("paused", count=sent_before + 200)
+    unstored, reason = await publish_fast_batch(nc, outputs, fence=_PausedMidBatch(fence, at=sent_before + 50),
+                                                stream=topology.EVENTS_STREAM)
+    assert set(range(sent_before, len(outputs))) <= set(unstored), reason  # reported not stored: sent again
+    assert await stream_count(nats_url, topology.EVENTS_STREAM) == sent_before  # the server took none of the rest
+
+
+class _Lapsed:
+    """A fence that refuses every write, as the lease's did while it had lapsed."""
+
+    def check(self) -> None:
+        raise LeaseLost("lapsed")
+
+    def headers(self, stream: str) -> dict[str, str]:
+        return {}
+
+    async def refresh(self) -> None:
+        pass
+
+
+async def test_a_pipeline_that_ended_on_the_fence_is_started_over_while_the_lease_is_held(tmp_path, nats_url):
+    hub = _hub(tmp_path, nats_url, "a")
+    await hub.start()
+    try:
+        ended = hub.pipeline
+        ended.fence = _Lapsed()  # the lease lapsed and came back between two looks of the elector
+        await wait_until(lambda: hub.pipeline is not None and hub.pipeline is not ended and hub.pipeline.running,
+                         "a new pipeline")
+        assert hub.health()["availability"]["activations"] == 2
+        await publish_raw(nats_url, [ingest_item(event(1))])
+        await wait_until(lambda: hub.pipeline.counts["out"] == 1)
+    finally:
+        await hub.stop()
