@@ -153,6 +153,7 @@ class Hub:
         self.supervisor: Supervisor | None = None
         self.escalator: Escalator | None = None
         self.elector: Elector | None = None
+        self._fence: OutputFence | None = None  # the active hub's output fence
         self._engines: Engines | None = None  # built at start, so a standby takes over without loading grids
         self._run_connectors = True
         self.admin_url: str | None = None
@@ -237,6 +238,10 @@ class Hub:
 
     async def _use_connection(self, nc: NatsClient) -> None:
         """Move every part that works on NATS onto the client that replaced a closed one."""
+        if self.elector is not None:
+            self.elector.lease.use_connection(nc.jetstream(timeout=self.config.availability.lease_ttl.total_seconds() / 3))
+        if self._fence is not None:
+            self._fence.use_connection(nc.jetstream())
         if self.pipeline is not None:
             await self.pipeline.use_connection(nc)
         if self.escalator is not None:
@@ -259,7 +264,7 @@ class Hub:
     async def _activate(self) -> None:
         """Start what only the active hub runs: the pipeline (from the latest snapshot), escalation, connectors."""
         assert self.nc is not None and self.elector is not None and self._engines is not None
-        fence = OutputFence(self.nc.jetstream(), self.elector.lease)
+        fence = self._fence = OutputFence(self.nc.jetstream(), self.elector.lease)
         await fence.mark()
         self.pipeline = Pipeline(self.nc, self._engines, self.metrics, pipeline_options(self.config),
                                  self._transform_outcome, fence=fence)

@@ -46,6 +46,10 @@ class OutputFence:
         self._conditions: dict[str, dict[str, str]] = {}  # stream → the headers its outputs carry
         self._marks: dict[str, int] = {}  # stream → sequence of this hub's mark
 
+    def use_connection(self, js: JetStreamContext) -> None:
+        """Write the marks through ``js`` (the hub replaced a connection the server closed)."""
+        self.js = js
+
     def check(self) -> None:
         self.lease.check()
 

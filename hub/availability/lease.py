@@ -78,6 +78,12 @@ class Lease:
         self._kv: KeyValue | None = None
         self._recreated_at: float | None = None  # monotonic: when this process recreated a vanished bucket
 
+    def use_connection(self, js: JetStreamContext) -> None:
+        """Make the KV calls through ``js`` (the hub replaced a connection the server closed); the bucket is
+        bound again on the next call."""
+        self.js = js
+        self._kv = None
+
     # the fence
 
     @property
