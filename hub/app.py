@@ -120,6 +120,7 @@ def build_engines(
         merge_policy=merge_policy(config, taxonomy),
         taxonomy=taxonomy,
         geofence=geofence_from_config(config),
+        unplaced_route=tuple(config.geo.unplaced_route),
         transforms=tuple(transforms),
         dedup_window_s=config.dedup.window.total_seconds(),
         dedup_max_keys=config.dedup.max_keys,
@@ -136,6 +137,7 @@ def pipeline_options(config: HubConfig) -> PipelineOptions:
             max_ahead_s=config.pipeline.event_time.max_ahead.total_seconds(),
             max_age_s=config.pipeline.event_time.max_age.total_seconds(),
             accept_out_of_range=config.pipeline.event_time.out_of_range == "accept",
+            late_after_s=config.pipeline.event_time.late_after.total_seconds(),
         ),
     )
 

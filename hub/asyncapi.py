@@ -30,7 +30,12 @@ _EXTENSION_DOCS = {
     "gridcell": "Most specific admin cell id of the location.",
     "trimmed": "Data fields left out so the message fits the server's max_payload, with their sizes; "
                "absent when nothing was left out.",
+    "late": "true on an event received longer than [pipeline.event_time] late_after after its own time, and on the "
+            "incident it opened; absent otherwise.",
+    "triage": "no_cell on an event that resolved to no grid cell and on its incident's updates: its orders go to "
+              "[geo] unplaced_route, not to a grid worker; absent otherwise.",
 }
+_EXTENSION_TYPES = {"late": "boolean"}
 
 
 def _parameter(description: str, enum: list[str] | None = None) -> dict[str, Any]:
@@ -49,6 +54,7 @@ def _parameters(taxonomy: Taxonomy) -> dict[str, dict[str, Any]]:
         "severity": _parameter("Canonical severity, least to most urgent.", [s.value for s in Severity]),
         "change": _parameter("What happened to the incident.", [c.value for c in IncidentChange]),
         "connector": _parameter("Connector that delivers the order to its external system."),
+        "rest": _parameter("The rest of the subject: the MQTT topic below the raw prefix, `/` turned into `.`."),
     }
 
 
@@ -57,14 +63,17 @@ def _envelope(title: str, type_schema: dict[str, Any], data_model: str, extensio
     properties: dict[str, Any] = {
         "specversion": {"const": wire.SPEC_VERSION},
         "id": {"type": "string", "description": "Unique per message; also the Nats-Msg-Id header."},
-        "source": {"type": "string", "description": "URI reference of the producer, e.g. /cityhub/iot_mqtt."},
+        "source": {"type": "string", "description": (
+            f"The system the message came from: {wire.SOURCES_PATH}<source> for what a source system sent (e.g. "
+            f"{wire.source_uri('hotline12345')}), {wire.HUB_SOURCE} for what the hub makes (incident changes, "
+            "dispatch orders).")},
         "type": type_schema,
         "time": {"type": "string", "format": "date-time"},
         "datacontenttype": {"const": "application/json"},
         "subject": {"type": "string"},
     }
     for name in extensions:
-        properties[name] = {"type": "string", "description": _EXTENSION_DOCS[name]}
+        properties[name] = {"type": _EXTENSION_TYPES.get(name, "string"), "description": _EXTENSION_DOCS[name]}
     properties["data"] = {"$ref": SCHEMA_REF.format(model=data_model)}
     return {
         "title": title,
@@ -95,13 +104,24 @@ _MSG_ID_HEADERS = {
 }
 
 
+_DEAD_LETTER_CLOUDEVENT_HEADERS = {
+    "ce-specversion": {"const": wire.SPEC_VERSION},
+    "ce-id": {"type": "string", "description": "The dead letter's id (dlq:<ingest sequence> from the pipeline)."},
+    "ce-source": {"type": "string", "description": "The system whose input was refused: /cityhub/sources/<source>."},
+    "ce-type": {"const": wire.TYPE_DEAD_LETTER},
+    "content-type": {"const": "application/octet-stream"},
+}
+
+
 def _messages() -> dict[str, Any]:
     dead_letter = _message(
-        "deadLetter", "Rejected input", "The original bytes, unchanged; why and where in the headers.", "DeadLetter",
+        "deadLetter", "Rejected input", "The original bytes, unchanged, as a binary-mode CloudEvent (attributes in "
+        "ce- headers); why and where in the other headers.", "DeadLetter",
         {
             "type": "object",
-            "required": [topology.HEADER_REASON],
+            "required": ["ce-specversion", "ce-id", "ce-source", "ce-type", topology.HEADER_REASON],
             "properties": {
+                **_DEAD_LETTER_CLOUDEVENT_HEADERS,
                 topology.HEADER_REASON: {"type": "string", "description": "Why the message was rejected."},
                 topology.HEADER_ORIGINAL_SUBJECT: {"type": "string", "description": "Where it was received."},
                 topology.HEADER_ORIGINAL_OBJECT: {
@@ -126,6 +146,12 @@ def _messages() -> dict[str, Any]:
         "dispatchUpdate": _message("dispatchUpdate", "Dispatch status update", "Reported back by a connector.",
                                    "DispatchUpdateCloudEvent", _MSG_ID_HEADERS),
         "deadLetter": dead_letter,
+        "rawDeviceMessage": {
+            "name": "rawDeviceMessage", "title": "Raw device message",
+            "summary": "What a device published over MQTT, unchanged: not a CloudEvent. The iot_mqtt connector turns "
+                       "it into events on ingest.",
+            "contentType": "application/octet-stream", "payload": {"$ref": SCHEMA_REF.format(model="RawDeviceMessage")},
+        },
     }
 
 
@@ -163,6 +189,10 @@ def _channels(taxonomy: Taxonomy) -> dict[str, Any]:
                                     ["dispatchUpdate"], ["source"], every),
         "deadLetters": _channel(f"{p}.dlq.{{source}}", "Rejected input with the reason in headers.", ["deadLetter"],
                                 ["source"], every),
+        "raw": _channel(f"{topology.RAW_PREFIX}.{{rest}}", f"The one prefix for raw traffic inside `{p}.>`: everything "
+                        f"else there is a CloudEvent. The embedded server's MQTT maps topic `{topology.RAW_TOPIC_PREFIX}"
+                        f"/iot/<device>/data` onto `{topology.RAW_PREFIX}.iot.<device>.data`.",
+                        ["rawDeviceMessage"], ["rest"], every),
     }
 
 
@@ -209,6 +239,7 @@ def _schemas(taxonomy: Taxonomy) -> dict[str, Any]:
     schemas["CloseRequestCloudEvent"] = _envelope(
         "Close request CloudEvent", {"const": wire.TYPE_CLOSE_REQUEST}, "CloseRequest", ("incidentid",))
     schemas["DeadLetter"] = {"title": "Dead letter", "description": "The rejected message's original bytes."}
+    schemas["RawDeviceMessage"] = {"title": "Raw device message", "description": "A device's own bytes."}
     return schemas
 
 
@@ -222,9 +253,13 @@ def asyncapi_document(taxonomy: Taxonomy = BUILTIN_TAXONOMY) -> dict[str, Any]:
             "title": "CityHub unified stream",
             "version": "0.1.0",
             "description": (
-                "Every message is a CloudEvents 1.0 event in structured JSON mode. CityHub attributes are "
-                "CloudEvents extension attributes, so consumers filter without parsing `data`. Subjects carry "
-                f"cell ids as tokens; `{topology.NO_CELL}` marks a level the location resolved to no cell on."
+                "Every message is a CloudEvents 1.0 event: in structured JSON mode, except dead letters (binary "
+                "mode: the refused bytes with ce- headers) and the raw traffic under "
+                f"`{topology.RAW_PREFIX}.>`, which is not CloudEvents. `source` names the system a message came "
+                f"from: `{wire.SOURCES_PATH}<source>` for what a source system sent, `{wire.HUB_SOURCE}` for what "
+                "the hub makes. CityHub attributes are CloudEvents extension attributes, so consumers filter "
+                f"without parsing `data`. Subjects carry cell ids as tokens; `{topology.NO_CELL}` marks a level the "
+                "location resolved to no cell on."
             ),
         },
         "defaultContentType": wire.CONTENT_TYPE,

@@ -303,6 +303,13 @@ class GeoConfig(Section):
     tolerance_m: float = Field(
         30.0, ge=0, description="A point outside every cell but this close to one resolves to it (GPS jitter)."
     )
+    unplaced_route: list[str] = Field(
+        default_factory=lambda: ["dept:district_duty"], min_length=1,
+        description=(
+            "Where an event that resolves to no cell is dispatched instead of its rules' routes (a grid worker needs "
+            "a cell): route targets as in rules. Its incident is marked triage = no_cell."
+        ),
+    )
 
     @field_validator("layers")
     @classmethod
@@ -450,6 +457,14 @@ class EventTimeConfig(Section):
         description=(
             "dead_letter: out-of-range events go to the DLQ as time_out_of_range. accept: they are kept as late "
             "events, their time held inside the window for the hub's clocks (the event keeps its own time)."
+        ),
+    )
+    late_after: Duration = Field(
+        timedelta(minutes=30), gt=timedelta(0),
+        description=(
+            "An event received longer than this after its own time is flagged late (field late, CloudEvents "
+            "extension late): it merges by its own time, its deadlines count from its reception, and response-time "
+            "figures leave out the incidents it opens."
         ),
     )
 

@@ -71,7 +71,7 @@ def encode_ingest(event: Event) -> tuple[str, bytes]:
     """``(Nats-Msg-Id, CloudEvent bytes)`` of one event as a connector publishes it to ingest."""
     msg_id = ids.idempotency_key(event)
     raw = wire.encode(
-        type_=wire.TYPE_EVENT, id_=msg_id, source=f"/cityhub/{event.source}", time=event.time, data=event,
+        type_=wire.TYPE_EVENT, id_=msg_id, source=wire.source_uri(event.source), time=event.time, data=event,
         extensions={"category": event.category, "severity": event.severity.value},
     )
     return msg_id, raw
@@ -81,7 +81,7 @@ def encode_close_request(request: CloseRequest, requester: str) -> tuple[str, by
     """``(Nats-Msg-Id, CloudEvent bytes)`` of a close request as ``requester`` publishes it to ingest; one
     per incident, so a repeated request within the duplicate window is dropped."""
     msg_id = f"close:{request.incident_id}"
-    raw = wire.encode(type_=wire.TYPE_CLOSE_REQUEST, id_=msg_id, source=f"/cityhub/{requester}", time=request.time,
+    raw = wire.encode(type_=wire.TYPE_CLOSE_REQUEST, id_=msg_id, source=wire.source_uri(requester), time=request.time,
                       data=request, extensions={"incidentid": request.incident_id})
     return msg_id, raw
 
@@ -166,7 +166,7 @@ class NatsConnectorContext:
     async def publish_update(self, update: DispatchUpdate) -> None:
         msg_id = f"{self.source}:update:{update.order_id}:{update.status.value}:{update.time.isoformat()}"
         raw = wire.encode(
-            type_=wire.TYPE_DISPATCH_UPDATE, id_=msg_id, source=f"/cityhub/{self.source}", time=update.time,
+            type_=wire.TYPE_DISPATCH_UPDATE, id_=msg_id, source=wire.source_uri(self.source), time=update.time,
             data=update, extensions={"incidentid": update.incident_id},
         )
         await self._publish_acked(topology.dispatch_update_subject(self.source), raw, msg_id)
@@ -176,7 +176,9 @@ class NatsConnectorContext:
         """Dead-letter ``raw`` with the pipeline's headers (reason, kind, original subject: by default the
         ingest subject the input was bound for); bytes that would not fit max_payload with the headers are kept
         in the object store and referenced, like the pipeline's (:mod:`hub.sizes`), named by their digest."""
+        digest = f"dlq:{self.source}:{hashlib.sha256(raw).hexdigest()}"
         headers = {
+            **wire.dead_letter_headers(digest, wire.source_uri(self.source)),
             topology.HEADER_REASON: _header_value(reason),
             topology.HEADER_REASON_KIND: kind,
             topology.HEADER_ORIGINAL_SUBJECT: subject or topology.ingest_subject(self.source),
@@ -185,7 +187,6 @@ class NatsConnectorContext:
         if size_on_the_wire(raw, headers) <= self._nc.max_payload:
             await self._publish_acked(subject, raw, None, headers)
         else:
-            digest = f"dlq:{self.source}:{hashlib.sha256(raw).hexdigest()}"
             [kept] = await SizeGuard(lambda: self._js).fit([Message(subject, raw, digest, headers)], self._nc.max_payload)
             await self._publish_acked(kept.subject, kept.data, kept.msg_id, kept.headers)
         self.count("rejected")

@@ -1,7 +1,8 @@
 """Escalation: a dispatch order with a deadline (from a rule's ``escalate_after``) that is not accepted or
 resolved in time is re-dispatched (二次派单, attempt 2, same target), then escalated upward (attempt 3 to the
 street level, attempt 4 to the district level), each time with an ``escalated`` incident update. A resolved
-order closes its incident (a close request to ingest, which the pipeline applies in order).
+order closes its incident (a close request to ingest, which the pipeline applies in order), except one grid's
+order of an area warning (target ``cell:<id>``), which settles that grid only.
 
 Durable by construction: the :class:`Escalator` follows ``cityhub.dispatch.>`` with a durable consumer
 (:mod:`hub.follower`, so a NATS restart or a lost consumer costs no order and repeats none) and keeps one
@@ -36,6 +37,7 @@ from hub.fetcher import Delivered
 from hub.follower import NATS_TROUBLE, Follower, Start
 from hub.models import CLOSE_REASON_MAX, CloseRequest, DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
 from hub.pipeline import connector_for_target, dispatch_output, incident_output
+from hub.pipeline.areas import CELL_TARGET_PREFIX
 from hub.publisher import UNFENCED, Fence
 from hub.sizes import SizeGuard
 from hub.streams import ESCALATION_BUCKET as BUCKET, open_key_value
@@ -68,6 +70,21 @@ def close_request_for(update: DispatchUpdate, reporter: str) -> CloseRequest:
     time = update.time if update.time.tzinfo is not None else update.time.replace(tzinfo=timezone.utc)
     reason = f"order {update.order_id} resolved" + (f" by {update.actor}" if update.actor else "") + f" ({reporter})"
     return CloseRequest(incident_id=update.incident_id, time=time, reason=reason[:CLOSE_REASON_MAX])
+
+
+def order_target(update: DispatchUpdate) -> str | None:
+    """The route target in the id of the order ``update`` reports on (``<incident>:<target>:<attempt>``)."""
+    prefix = f"{update.incident_id}:"
+    if not update.order_id.startswith(prefix) or ":" not in update.order_id[len(prefix):]:
+        return None
+    return update.order_id[len(prefix) : update.order_id.rfind(":")]
+
+
+def _serves_one_cell_of_an_area(update: DispatchUpdate) -> bool:
+    """One grid's order of an area incident (a flood warning's ``cell:<id>``): resolving it closes that grid's
+    part, not the warning, which closes when it expires or on request."""
+    target = order_target(update)
+    return target is not None and target.startswith(CELL_TARGET_PREFIX)
 
 
 def next_order(order: DispatchOrder, now: datetime) -> DispatchOrder | None:
@@ -152,7 +169,7 @@ class Escalator:
             elif envelope["type"] == wire.TYPE_DISPATCH_UPDATE:
                 update = DispatchUpdate.model_validate(envelope["data"])
                 await self._settle(update)
-                if update.status is DispatchStatus.RESOLVED:
+                if update.status is DispatchStatus.RESOLVED and not _serves_one_cell_of_an_area(update):
                     request = close_request_for(update, reporter=msg.subject.rsplit(".", 1)[-1])
                     await self._clear_incident(update.incident_id)
                     await self._request_close(request)
@@ -171,10 +188,9 @@ class Escalator:
         self._due[key] = order.deadline.timestamp()  # the mirror confirms it when it reads the bucket
 
     async def _settle(self, update: DispatchUpdate) -> None:
-        prefix = f"{update.incident_id}:"
-        if not update.order_id.startswith(prefix) or ":" not in update.order_id[len(prefix):]:
+        target = order_target(update)
+        if target is None:
             return
-        target = update.order_id[len(prefix) : update.order_id.rfind(":")]
         key = deadline_key(update.incident_id, target)
         assert self._kv is not None
         if update.status in _DONE:

@@ -85,6 +85,12 @@ class Severity(StrEnum):
 _SEVERITY_RANK = {severity: rank for rank, severity in enumerate(Severity)}
 
 
+class Triage(StrEnum):
+    """Why an event or incident waits for a person rather than going to a grid worker."""
+
+    NO_CELL = "no_cell"  # its location resolved to no grid cell: dispatched to [geo] unplaced_route
+
+
 class CoordSystem(StrEnum):
     """WGS-84 (GPS, most IoT), GCJ-02 (Chinese web maps, WeChat) and BD-09 (Baidu maps)."""
 
@@ -136,6 +142,17 @@ class GridCell(HubModel):
     distance_m: float = Field(0.0, ge=0, description="0 inside the cell; the gap when resolved by tolerance.")
 
 
+class Area(HubModel):
+    """The area an area event covers (a city-platform flood warning over a polygon) and the cells it touches.
+    Every report of one area (same source, same ``id``) is one incident: a resent or updated warning updates it."""
+
+    id: str = Field(min_length=1, max_length=128, description="The area's id in its source (the warning id).")
+    geometry: dict[str, Any] = Field(description="GeoJSON Polygon or MultiPolygon geometry, WGS-84.")
+    cells: list[GridCell] = Field(
+        default_factory=list, description="The cells it touches at the configured level: one dispatch order per cell.")
+    expires_at: datetime | None = Field(None, description="When it ends: its incident closes then.")
+
+
 class Event(HubModel):
     """The canonical event. ``id`` is assigned by the hub; ``(source, source_event_id)`` is the
     idempotency key (a content hash stands in when the source has no id)."""
@@ -155,6 +172,14 @@ class Event(HubModel):
     payload: dict[str, Any] = Field(default_factory=dict, description="Source-specific fields, rule-visible.")
     device_id: str | None = None
     status: str | None = Field(None, description="Source-side status for updates (e.g. recovered, closed).")
+    received_at: datetime | None = Field(
+        None, description="Set by the pipeline: when the hub received it (the ingest stream stored it).")
+    late: bool = Field(
+        False, description="Set by the pipeline: received more than [pipeline.event_time] late_after after its time "
+                           "(a flushed buffer, an import); kept out of response-time figures.")
+    triage: Triage | None = Field(
+        None, description="Set by the pipeline: no_cell when the hub has grids and the event resolved to no cell.")
+    area: Area | None = Field(None, description="For an area event (an area warning): the area and its cells.")
 
     @field_validator("time")
     @classmethod
@@ -198,11 +223,17 @@ class Incident(HubModel):
     category: CategoryName
     severity: Severity
     state: IncidentState = IncidentState.OPEN
-    opened_at: datetime
+    opened_at: datetime = Field(description="When its first report happened (the event's time, as the hub's clock holds it).")
     updated_at: datetime
+    received_at: datetime | None = Field(
+        None, description="When the hub received its first report: response times count from here.")
+    late: bool = Field(False, description="Its first report was late (see Event.late): left out of response-time figures.")
+    triage: Triage | None = Field(
+        None, description="no_cell while its latest report resolved to no grid cell: its orders go to [geo] unplaced_route.")
     location: Location | None = None
     address: str | None = None
     grid_path: list[GridCell] = Field(default_factory=list)
+    area: Area | None = Field(None, description="An area incident's area and cells, as its latest report gave them.")
     report_count: int = Field(1, ge=1)
     event_ids: list[str] = Field(default_factory=list)
     sources: list[str] = Field(default_factory=list)
@@ -304,8 +335,9 @@ class DispatchOrder(HubModel):
     category: CategoryName
     severity: Severity
     summary: str
-    created_at: datetime
-    deadline: datetime | None = None
+    created_at: datetime = Field(description="When it was dispatched (the hub's reception of the report that caused it, "
+                                             "or the escalation that followed an overdue order).")
+    deadline: datetime | None = Field(None, description="created_at plus the rule's escalate_after.")
     attempt: int = Field(1, ge=1, description="2 and up for re-dispatch (二次派单).")
     reports: list[ReportRef] = Field(
         default_factory=list, description="The incident's reports when the order was made, oldest first."
@@ -318,7 +350,7 @@ class DispatchUpdate(HubModel):
     order_id: str
     incident_id: str
     status: DispatchStatus
-    time: datetime
+    time: datetime = Field(description="When the status changed (accepted, resolved, ...), by the reporting system.")
     actor: str | None = None
     note: str | None = Field(None, max_length=2048)
     attachments: list[Attachment] = Field(default_factory=list)

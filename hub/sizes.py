@@ -32,7 +32,7 @@ from nats.js.api import ObjectMeta, ObjectMetaOptions
 from nats.js.errors import NotFoundError, ObjectNotFoundError
 from nats.js.object_store import OBJ_DEFAULT_CHUNK_SIZE, OBJ_DIGEST_TEMPLATE, ObjectStore
 
-from hub import topology, trimming
+from hub import topology, trimming, wire
 
 if TYPE_CHECKING:
     from hub.publisher import Message  # which uses this module: copies are made with dataclasses.replace
@@ -135,6 +135,7 @@ def _digest(data: bytes) -> str:
 def _dead_letter(message: Message, max_payload: int) -> Message:
     """An output that cannot be trimmed to fit, as a dead letter of kind ``oversized``."""
     headers = {
+        **wire.dead_letter_headers(f"dlq:{message.msg_id}", wire.HUB_SOURCE),
         topology.HEADER_REASON: f"output of {len(message.data)} bytes does not fit max_payload {max_payload} even "
                                 "with every optional field left out",
         topology.HEADER_REASON_KIND: "oversized",

@@ -12,7 +12,12 @@ Subjects (token order is part of the public contract; subscribe with plain NATS 
 ``cityhub.handoff.<child>.<source>``                            events handed to the hub one tier down (docs/deployment.md)
 ``cityhub.coordination.<child>.<connector>``                    orders for a connector of the hub one tier down
 ``cityhub.links.<maker>.<side>.<category>``                      a cross-scope incident made by hub ``<maker>``, for one side
+``cityhub.raw.>``                                               raw device traffic (not CloudEvents), e.g. MQTT
 ==============================================================  =============================================
+
+Inside ``cityhub.>`` every message is a CloudEvent (:mod:`hub.wire`) except under ``cityhub.raw.>``, the one
+prefix for raw traffic: the embedded server's MQTT maps topic ``cityhub/raw/iot/<device>/data`` onto subject
+``cityhub.raw.iot.<device>.data``.
 
 Grid tokens are cell ids (``_`` when the location resolved to no cell on that level). Examples: every critical
 event in one district: ``cityhub.events.510108.*.*.critical``; every gas leak: ``cityhub.events.*.*.gas_leak.>``.
@@ -23,6 +28,8 @@ from __future__ import annotations
 import re
 
 PREFIX = "cityhub"
+RAW_PREFIX = f"{PREFIX}.raw"  # raw, non-CloudEvents traffic (MQTT devices) lives under this prefix alone
+RAW_TOPIC_PREFIX = RAW_PREFIX.replace(".", "/")  # the same as an MQTT topic prefix
 NO_CELL = "_"
 
 INGEST_STREAM = "CITYHUB_INGEST"

@@ -13,7 +13,7 @@ from hub import topology
 from hub.connector_runtime import encode_ingest
 from hub.geofence import GridIndex, LayerSpec
 from hub.incidents import MergePolicy
-from hub.models import Category, CoordSystem, Event, Location, Severity
+from hub.models import Area, Category, CoordSystem, Event, GridCell, Location, Severity
 from hub.pipeline import Engines
 from hub.rules import RuleSet
 
@@ -64,6 +64,23 @@ def event(n: int, *, source: str = "iot_mqtt", category: Category = Category.GAS
         time=T0 + timedelta(seconds=n if seconds is None else seconds),
         location=Location(lon=lon + offset_m / 96_000, lat=lat, crs=CoordSystem.GCJ02),
         address=f"{n} Hongxing Rd", text=f"alarm {n}",
+    )
+
+
+WARNING_CELLS = [GridCell(layer="admin", level="grid", id=f"510104-01-01-0{n}", name=f"网格{n}") for n in (1, 2, 3)]
+SQUARE = {"type": "Polygon", "coordinates": [[[104.07, 30.57], [104.08, 30.57], [104.08, 30.58], [104.07, 30.58], [104.07, 30.57]]]}
+
+
+def area_warning(n: int, *, warning: str = "CB-1", seconds: float = 0.0, cells: int = 3,
+                 expires_in_s: float | None = 3600.0, time: datetime | None = None) -> Event:
+    """Report ``n`` of the city platform's area warning ``warning`` (``n`` makes a new version of it), touching
+    the first ``cells`` of WARNING_CELLS."""
+    happened = time or T0 + timedelta(seconds=seconds)
+    return Event(
+        source="citybrain", source_event_id=f"{warning}:v{n}", category=Category.AREA_WARNING, severity=Severity.HIGH,
+        time=happened, text=f"暴雨内涝预警 {warning} v{n}", payload={"warning_id": warning},
+        area=Area(id=warning, geometry=SQUARE, cells=WARNING_CELLS[:cells],
+                  expires_at=happened + timedelta(seconds=expires_in_s) if expires_in_s is not None else None),
     )
 
 

@@ -14,7 +14,7 @@ from hub.incidents import CategoryPolicy, MergePolicy
 from hub.models import Category
 from hub.pipeline import BatchProcessor, IngestMessage, IsolatingProcessor, PipelineOptions, PipelineState
 from hub.pipeline import processor as processor_module
-from tests.pipeline_support import engines, event, ingest_item
+from tests.pipeline_support import area_warning, engines, event, ingest_item
 
 RECEIVED = time.time()
 CATEGORIES = [Category.GAS_LEAK, Category.SMOKE, Category.ELDER_SOS]
@@ -22,10 +22,16 @@ POISON = 999  # the event number whose processing raises (injected)
 POLICY = MergePolicy(groups={"gas": ["gas_leak", "smoke"]}, default=CategoryPolicy(distance_m=150.0, window_s=120.0))
 
 
+def _item(n: int, seconds: int, metres: float, category: int) -> tuple[str, bytes]:
+    """One report; past the CATEGORIES, a version of one of three area warnings that expire after 200 s."""
+    if category == len(CATEGORIES):
+        return ingest_item(area_warning(n, warning=f"CB-{n % 3}", seconds=seconds, cells=1 + n % 3, expires_in_s=200))
+    return ingest_item(event(n, seconds=seconds, offset_m=metres, category=CATEGORIES[category]))
+
+
 def _stream(specs: list[tuple[int, int, float, int]]) -> list[IngestMessage]:
     """(event number, seconds after T0, metres east, category) → ingest messages; equal numbers re-send."""
-    items = [ingest_item(event(n, seconds=seconds, offset_m=metres, category=CATEGORIES[category]))
-             for n, seconds, metres, category in specs]
+    items = [_item(*spec) for spec in specs]
     return [IngestMessage(seq, subject, raw, RECEIVED) for seq, (subject, raw) in enumerate(items, start=1)]
 
 
@@ -56,7 +62,7 @@ def _outputs(stream: list[IngestMessage], cuts: list[int], crash_at: int | None 
 
 
 event_specs = st.lists(
-    st.tuples(st.integers(0, 40), st.integers(0, 900), st.floats(0, 400), st.integers(0, len(CATEGORIES) - 1)),
+    st.tuples(st.integers(0, 40), st.integers(0, 900), st.floats(0, 400), st.integers(0, len(CATEGORIES))),
     min_size=1, max_size=60,
 )
 

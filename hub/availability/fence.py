@@ -21,7 +21,7 @@ import logging
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
-from hub import topology
+from hub import topology, wire
 from hub.availability.lease import Lease
 
 log = logging.getLogger("cityhub.availability")
@@ -29,6 +29,12 @@ log = logging.getLogger("cityhub.availability")
 EXPECTED_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
 EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 _WRONG_LAST_SEQUENCE = 10071
+
+
+def _mark_attributes(stream: str, after: int) -> dict[str, str]:
+    """A mark is a binary-mode CloudEvent like everything under ``cityhub.>`` (:mod:`hub.wire`): its payload is
+    the holder's name."""
+    return wire.binary_mode_headers(f"fence:{stream}:{after}", wire.HUB_SOURCE, wire.TYPE_FENCE_MARK, "text/plain")
 
 
 class OutputFence:
@@ -71,7 +77,7 @@ class OutputFence:
             latest = await self._latest(stream)
             try:
                 ack = await self.js.publish(subject, self.lease.me.encode(), stream=stream, headers={
-                    EXPECTED_SEQUENCE: str(latest), "Nats-Rollup": "sub"})
+                    **_mark_attributes(stream, latest), EXPECTED_SEQUENCE: str(latest), "Nats-Rollup": "sub"})
             except APIError as exc:
                 if exc.err_code == _WRONG_LAST_SEQUENCE:
                     continue  # another mark landed in between: read it and try again

@@ -7,6 +7,7 @@ third-party connectors (``pip install cityhub``; ``cityhub new-connector NAME`` 
   and DLQ answers, signed POSTs outward, once or retried with backoff;
 * MQTT 3.1.1 (:mod:`hub.connector_kit.mqtt`): broker URLs, the embedded broker as default, a receive loop that
   reconnects with backoff and acknowledges only what was handled;
+* the hub's area (:class:`ServiceArea`): refuse out-of-area input at the door with a clear reply;
 * liveness (:class:`SilenceWatch`), loops that always stop when cancelled (:func:`every`), registry imports that
   report every bad row at once (:func:`load_records`), and validation errors in one wording (:func:`describe`);
 * testing: :func:`running_connector` runs a connector against a real nats-server; the fixtures (a nats-server
@@ -23,6 +24,7 @@ everything else under ``hub`` may change in any version. The page ``docs/connect
 from __future__ import annotations
 
 from hub.connector import Connector, ConnectorContext, StateStore
+from hub.connector_kit.area import ServiceArea, hub_layers, required_layers
 from hub.connector_kit.http import (
     IDEMPOTENCY_HEADER,
     KIND_OF_STATUS,
@@ -43,7 +45,14 @@ from hub.connector_kit.http import (
 )
 from hub.connector_kit.liveness import SilenceWatch
 from hub.connector_kit.loops import every, stop_if_cancelled
-from hub.connector_kit.mqtt import BrokerAddress, broker_for, consume, disconnect, parse_broker_url
+from hub.connector_kit.mqtt import (
+    BrokerAddress,
+    broker_for,
+    consume,
+    disconnect,
+    outside_the_unified_namespace,
+    parse_broker_url,
+)
 from hub.connector_kit.registry import SitedRecord, load_records
 from hub.connector_kit.validation import describe, error_kind, event_from
 from hub.connector_runtime import running_connector
@@ -59,6 +68,7 @@ __all__ = [
     "HubHandle",
     "ListenSettings",
     "RetrySettings",
+    "ServiceArea",
     "SilenceWatch",
     "SitedRecord",
     "StateStore",
@@ -71,13 +81,16 @@ __all__ = [
     "error_kind",
     "event_from",
     "every",
+    "hub_layers",
     "load_records",
+    "outside_the_unified_namespace",
     "oversize_summary",
     "parse_broker_url",
     "post_signed",
     "post_signed_with_retry",
     "read_body",
     "refuse",
+    "required_layers",
     "running_connector",
     "send_demo_traffic",
     "serve",

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 
 from hub.connector_kit.loops import stop_if_cancelled
+from hub import topology
 from hub.backoff import Backoff
 from hub.connector import ConnectorContext
 from hub.errors import ConfigError
@@ -23,6 +24,17 @@ from hub.handle import HubHandle
 DISCONNECT_TIMEOUT_S = 5.0
 
 MessageHandler = Callable[[str, bytes], Awaitable[None]]
+
+
+def outside_the_unified_namespace(topic_prefix: str) -> str:
+    """``topic_prefix`` unless it would put raw device messages among CityHub's CloudEvents: an MQTT topic
+    ``a/b`` is NATS subject ``a.b`` on the embedded server, and inside ``cityhub/`` only ``cityhub/raw/`` is raw."""
+    inside = topic_prefix == topology.PREFIX or topic_prefix.startswith(f"{topology.PREFIX}/")
+    raw = topic_prefix == topology.RAW_TOPIC_PREFIX or topic_prefix.startswith(f"{topology.RAW_TOPIC_PREFIX}/")
+    if inside and not raw:
+        raise ValueError(f"{topic_prefix!r} would publish raw device messages among CityHub's CloudEvents "
+                         f"(cityhub.>); use a prefix under {topology.RAW_TOPIC_PREFIX}/ or outside {topology.PREFIX}/")
+    return topic_prefix
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ from hub import topology, wire
 from hub.dashboard.figures import Durations, EventRates
 from hub.errors import InvalidEventError
 from hub.follower import Follower, Start
-from hub.models import Category, DispatchStatus, IncidentChange, IncidentState, utcnow
+from hub.models import DispatchStatus, IncidentChange, IncidentState, Triage, utcnow
+from hub.pipeline.areas import CELL_TARGET_PREFIX
 from hub.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ ACCEPTING_STATUSES = frozenset({DispatchStatus.ACCEPTED.value, DispatchStatus.ON
 FINISHED_ORDER_STATUSES = frozenset(
     {DispatchStatus.RESOLVED.value, DispatchStatus.EVALUATED.value, DispatchStatus.REJECTED.value}
 )
-AREA_WARNING = Category.AREA_WARNING.value
-GRID_WORKER = "gridworker"
 # An area warning's grid counts as confirmed once its grid worker's order reached one of these.
 CONFIRMING_STATUSES = frozenset({DispatchStatus.ACCEPTED.value, DispatchStatus.ON_SITE.value,
                                  DispatchStatus.RESOLVED.value, DispatchStatus.EVALUATED.value})
@@ -100,6 +99,14 @@ class IncidentView:
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+    def response_clock_start(self) -> datetime | None:
+        """Where response times start: when the hub received the incident's first report (its opening time for
+        incidents published before the hub recorded receptions); None for a late incident, which the figures
+        leave out (its own time says when it happened, not when the centre could act)."""
+        if self.opened_at is None or (self.incident or {}).get("late"):
+            return None
+        return parse_time((self.incident or {}).get("received_at")) or self.opened_at
 
     def cell(self, level: str) -> dict[str, Any] | None:
         for cell in (self.incident or {}).get("grid_path", ()):
@@ -175,20 +182,17 @@ class IncidentView:
         }
 
     def confirmation(self) -> dict[str, Any] | None:
-        """For an area warning: ``confirmed`` of ``cells`` grids whose grid worker's order (its latest attempt)
-        was accepted, on site, resolved or evaluated, and the ``unconfirmed`` cells (id, name); None for any
-        other incident."""
-        incident = self.incident or {}
-        if incident.get("category") != AREA_WARNING:
+        """For an area incident (a flood warning over several grids): ``confirmed`` of ``cells`` grids whose
+        grid worker's order (target ``cell:<id>``, its latest attempt) was accepted, on site, resolved or
+        evaluated, and the ``unconfirmed`` cells (id, name); None for any other incident."""
+        area = (self.incident or {}).get("area")
+        if not area:
             return None
-        per_cell = {}
-        for order in self.current_orders():
-            cell = order.order.get("grid_cell") or {}
-            if order.order.get("target") == GRID_WORKER and cell.get("id"):
-                per_cell[cell["id"]] = (cell, order.status)
-        unconfirmed = [{"id": cell["id"], "name": cell.get("name")} for cell, status in per_cell.values()
-                       if status not in CONFIRMING_STATUSES]
-        return {"confirmed": len(per_cell) - len(unconfirmed), "cells": len(per_cell), "unconfirmed": unconfirmed}
+        status = {order.order["target"]: order.status for order in self.current_orders()}
+        cells = area.get("cells", [])
+        unconfirmed = [{"id": cell["id"], "name": cell.get("name")} for cell in cells
+                       if status.get(f"{CELL_TARGET_PREFIX}{cell['id']}") not in CONFIRMING_STATUSES]
+        return {"confirmed": len(cells) - len(unconfirmed), "cells": len(cells), "unconfirmed": unconfirmed}
 
     def as_json(self) -> dict[str, Any]:
         """The incident page: snapshot, reports in time order, orders with their updates (``superseded``
@@ -489,7 +493,7 @@ class LiveState:
         return self._figures[1]
 
     def _compute_figures(self, now: datetime) -> dict[str, Any]:
-        open_count = overdue = 0
+        open_count = overdue = no_cell = 0
         by_category: dict[str, int] = {}
         by_severity: dict[str, int] = {}
         for view in self.views.values():  # one plain loop: this runs over every incident
@@ -501,11 +505,13 @@ class LiveState:
                 overdue += 1
             by_category[incident["category"]] = by_category.get(incident["category"], 0) + 1
             by_severity[incident["severity"]] = by_severity.get(incident["severity"], 0) + 1
+            no_cell += incident.get("triage") == Triage.NO_CELL
         return {
             "now": now.isoformat(),
             "caught_up": self.caught_up,
             "open": open_count,
             "overdue": overdue,
+            "no_cell": no_cell,
             "open_by_category": by_category,
             "open_by_severity": by_severity,
             "time_to_accept": _durations_json(self._accept),

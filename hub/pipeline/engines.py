@@ -26,6 +26,7 @@ class EventTimeWindow:
     max_ahead_s: float = DAY_S
     max_age_s: float = 365 * DAY_S
     accept_out_of_range: bool = False
+    late_after_s: float = 1800.0
 
     def out_of_range(self, event_time: float, received: float) -> str | None:
         """Why ``event_time`` is outside the window around ``received`` (epoch seconds), or None."""
@@ -39,6 +40,11 @@ class EventTimeWindow:
         """The time the hub's clocks use for an event: its own, held inside the window's past side and never
         later than its reception (an event accepted out of range counts as late, not as a new now)."""
         return min(max(event_time, received - self.max_age_s), received)
+
+    def is_late(self, event_time: float, received: float) -> bool:
+        """Whether an event reached the hub more than ``late_after_s`` after it happened (a sensor buffer
+        flushed hours later, a work order imported from last year): flagged, kept out of the figures."""
+        return received - event_time > self.late_after_s
 
     @staticmethod
     def _days(seconds: float) -> str:
@@ -64,6 +70,7 @@ class Engines:
     rules: RuleSet
     merge_policy: MergePolicy
     geofence: GridIndex | None = None
+    unplaced_route: tuple[str, ...] = ("dept:district_duty",)  # route targets of events the geofence placed nowhere
     transforms: tuple[tuple[str, Transform], ...] = ()
     dedup_window_s: float = DAY_S
     dedup_max_keys: int = 1_000_000

@@ -16,7 +16,6 @@ from hub.pipeline.state import IncidentRecord
 from hub.publisher import Message
 from hub.rules import RuleMatch
 
-SOURCE = "/cityhub/pipeline"
 _SEVERITIES = list(Severity)
 
 _event_subject = functools.lru_cache(maxsize=65_536)(topology.event_subject)
@@ -48,17 +47,18 @@ def connector_for_target(target: str) -> str:
 
 
 def build_order(
-    event: Event, incident_id: str, target: str, match: RuleMatch, attempt: int, reports: Sequence[Sequence[str]],
-    dispatched_at: datetime,
+    event: Event, incident_id: str, target: str, match: RuleMatch | None, attempt: int,
+    reports: Sequence[Sequence[str]], dispatched_at: datetime, cell: GridCell | None = None,
 ) -> DispatchOrder:
-    """The order for ``target``; its escalation deadline counts from ``dispatched_at`` (the hub's clock when
-    the order was made), never from the event's own time."""
-    deepest = next((cell for cell in reversed(event.grid_path) if cell.layer), None)
-    after = match.actions.get("escalate_after_s")
+    """The order for ``target``, for ``cell`` (default: the event's deepest cell); its escalation deadline (the
+    ``escalate_after_s`` of ``match``, none without one) counts from ``dispatched_at`` (the hub's clock when the
+    order was made), never from the event's own time."""
+    where = cell or next((step for step in reversed(event.grid_path) if step.layer), None)
+    after = match.actions.get("escalate_after_s") if match is not None else None
     return DispatchOrder(
         id=f"{incident_id}:{target}:{attempt}", incident_id=incident_id, target=target,
-        connector=connector_for_target(target), grid_cell=deepest, category=event.category,
-        severity=event.severity, summary=_summary(event), created_at=dispatched_at,
+        connector=connector_for_target(target), grid_cell=where, category=event.category,
+        severity=event.severity, summary=_summary(event, cell), created_at=dispatched_at,
         deadline=dispatched_at + timedelta(seconds=after) if after else None,
         attempt=attempt, reports=[ReportRef(source=source, source_event_id=ref) for source, ref in reports],
     )
@@ -68,11 +68,13 @@ def event_output(event: Event, incident_id: str, district: str | None, street: s
     """The unified event on ``cityhub.events.<district>.<street>.<category>.<severity>``."""
     subject = _event_subject(district, street, event.category, event.severity)
     raw = wire.encode(
-        type_=wire.TYPE_EVENT, id_=event.id or "", source=SOURCE, time=event.time, data=event, subject=subject,
+        type_=wire.TYPE_EVENT, id_=event.id or "", source=wire.source_uri(event.source), time=event.time, data=event,
+        subject=subject,
         extensions={
             "category": event.category, "severity": event.severity, "incidentid": incident_id,
             "district": district, "street": street,
-            "gridcell": event.grid_path[0].id if event.grid_path else None,
+            "gridcell": event.grid_path[0].id if event.grid_path else None, "late": event.late or None,
+            "triage": event.triage,
         },
     )
     return Message(subject, raw, event.id or "")
@@ -92,19 +94,23 @@ def incident_update_output(
         data["location"] = _location_json(event.location)
     if event.address is not None:
         data["address"] = event.address
+    if event.triage is not None:
+        data["triage"] = event.triage
+    if event.area is not None:
+        data["area"] = event.area.model_dump(mode="json", exclude_none=True)
     return incident_output(data, incident_id, record.category, data["severity"], record.district, change,
-                           f"{incident_id}:{count}", updated_at)
+                           f"{incident_id}:{count}", updated_at, late=record.late, triage=event.triage)
 
 
-def _summary(event: Event) -> str:
-    where = event.address or (event.grid_path[-1].name if event.grid_path else "unknown location")
+def _summary(event: Event, cell: GridCell | None = None) -> str:
+    where = cell.name if cell else event.address or (event.grid_path[-1].name if event.grid_path else "unknown location")
     return f"{event.category} ({event.severity.value}) at {where}"
 
 
 def dispatch_output(order: DispatchOrder) -> Message:
     subject = topology.dispatch_order_subject(order.connector or "gridworker")
     raw = wire.encode(
-        type_=wire.TYPE_DISPATCH_ORDER, id_=order.id, source=SOURCE, time=order.created_at, data=order,
+        type_=wire.TYPE_DISPATCH_ORDER, id_=order.id, source=wire.HUB_SOURCE, time=order.created_at, data=order,
         subject=subject, extensions={"category": order.category, "severity": order.severity.value,
                                      "incidentid": order.incident_id},
     )
@@ -120,14 +126,15 @@ def _location_json(location: Location) -> dict[str, Any]:
 
 def incident_output(
     data: Incident | dict[str, Any], incident_id: str, category: str, severity: str, district: str | None,
-    change: IncidentChange, msg_id: str, time: datetime,
+    change: IncidentChange, msg_id: str, time: datetime, late: bool = False, triage: str | None = None,
 ) -> Message:
     """An incident change on ``cityhub.incidents.<district>.<category>.<change>``."""
     subject = _incident_subject(district, category, change)
     raw = wire.encode(
-        type_=f"{wire.TYPE_INCIDENT_PREFIX}{change}", id_=msg_id, source=SOURCE, time=time, data=data,
+        type_=f"{wire.TYPE_INCIDENT_PREFIX}{change}", id_=msg_id, source=wire.HUB_SOURCE, time=time, data=data,
         subject=subject,
-        extensions={"category": category, "severity": severity, "incidentid": incident_id, "district": district},
+        extensions={"category": category, "severity": severity, "incidentid": incident_id, "district": district,
+                    "late": late or None, "triage": triage},
     )
     return Message(subject, raw, f"{msg_id}:{change}")
 
@@ -138,7 +145,8 @@ def _incident_data(record: IncidentRecord, incident_id: str, state: IncidentStat
         "id": incident_id, "category": record.category, "severity": _SEVERITIES[record.severity], "state": state,
         "opened_at": utc(record.opened_at), "updated_at": updated_at,
         "report_count": max(1, record.report_count), "sources": record.sources,
-        "matched_rules": record.matched_rules, "escalation_level": 0,
+        "matched_rules": record.matched_rules, "escalation_level": 0, "late": record.late,
+        **({"received_at": utc(record.received_at)} if record.received_at is not None else {}),
     }
 
 
@@ -146,17 +154,18 @@ def closed_output(record: IncidentRecord, incident_id: str, closed_at: datetime,
     """The ``closed`` change of an incident, from what the pipeline remembers of it."""
     data = {**_incident_data(record, incident_id, IncidentState.CLOSED, closed_at), "closed_reason": reason}
     return incident_output(data, incident_id, record.category, data["severity"], record.district,
-                           IncidentChange.CLOSED, incident_id, closed_at)
+                           IncidentChange.CLOSED, incident_id, closed_at, late=record.late)
 
 
 def dlq_output(rejection: Rejection) -> Message:
     source = source_of(rejection.subject)
+    msg_id = f"dlq:{rejection.seq}"
     headers = {
+        **wire.dead_letter_headers(msg_id, wire.source_uri(source)),
         topology.HEADER_REASON: " ".join(rejection.reason.split())[:1024],
         topology.HEADER_REASON_KIND: rejection.kind,
         topology.HEADER_ORIGINAL_SUBJECT: rejection.subject,
     }
-    msg_id = f"dlq:{rejection.seq}"
     return Message(topology.dlq_subject(source), rejection.raw, msg_id, headers)
 
 

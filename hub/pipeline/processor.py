@@ -22,8 +22,9 @@ from hub.coords import convert
 from hub.federation.handoff import handoff_output, outside_scope_output
 from hub.federation.ownership import KEEP, OutsideScope, Ownership
 from hub.geofence import GridIndex, Resolution
-from hub.incidents import ExpiringMerge
-from hub.models import CloseRequest, CoordSystem, Event, GridCell, IncidentChange, Severity
+from hub.incidents import ExpiredIncidents, ExpiringMerge, MergeBatch
+from hub.models import CloseRequest, CoordSystem, Event, GridCell, IncidentChange, Severity, Triage
+from hub.pipeline import areas
 from hub.pipeline.decode import IngestMessage, Rejection, decode_events
 from hub.pipeline.engines import Engines, PipelineOptions, TransformOutcome
 from hub.pipeline.outputs import (
@@ -45,6 +46,7 @@ log = logging.getLogger("cityhub.pipeline")
 
 _Place = tuple[tuple[GridCell, ...], str, str]  # grid path, admin names and admin ids joined by "/"
 _PLACE_CACHE_LIMIT = 100_000
+_NAMED_TARGETS = ("dept:", "connector:")  # route targets that name who serves them rather than a cell
 
 
 @dataclass
@@ -146,10 +148,12 @@ class BatchProcessor:
         """Close an open incident on request; one that is not open (closed before, expired, unknown) stays
         as it is."""
         record = state.incidents.get(request.incident_id)
-        if not state.merger.close(request.incident_id) or record is None:
+        is_area = record is not None and record.area_key is not None
+        if not (state.merger.close(request.incident_id) or is_area) or record is None:
             log.info("close request for %s from %s: not an open incident", request.incident_id, requester)
             return
         del state.incidents[request.incident_id]
+        areas.forget(state, record)
         result.closed += 1
         closed_at = utc(self.options.event_time.clock(request.time.timestamp(), received))
         result.outputs.append(closed_output(record, request.incident_id, closed_at, f"{request.reason} ({requester})"))
@@ -170,11 +174,14 @@ class BatchProcessor:
             if not fresh.events:
                 return
         result.accepted += len(fresh.events)
+        self._stamp_reception(fresh)
+        self._triage_unplaced(fresh.events)
         with result.timed("rules"):
             matches = self._match_rules(fresh.events, fresh.documents, fresh.keys, fresh.clocks, admin_paths)
         with result.timed("merge"):
             merge = self._merge(state, fresh)
-        result.merged += sum(1 for is_new in merge.merge.is_new if not is_new)
+        result.merged += sum(1 for event, is_new in zip(fresh.events, merge.merge.is_new, strict=True)
+                             if not is_new and event.area is None)  # area reports count as they join, in _outputs
         with result.timed("transforms"):
             fresh.events = self._apply_transforms(fresh.events)
         with result.timed("encode"):
@@ -214,12 +221,36 @@ class BatchProcessor:
                 result.handed_down += 1
         return fresh.subset(kept), [admin_paths[index] for index in kept]
 
+    def _stamp_reception(self, fresh: _Fresh) -> None:
+        """Each event's second clock: when the hub received it, and whether that was late."""
+        window = self.options.event_time
+        for event, received in zip(fresh.events, fresh.received, strict=True):
+            event.received_at = utc(received)
+            event.late = window.is_late(event.time.timestamp(), received)
+
+    def _merge(self, state: PipelineState, fresh: _Fresh) -> ExpiringMerge:
+        """Every report but an area's goes through the merger, whose results and expiry positions are mapped back
+        onto the whole batch; an area report's place holds ``("", False, 0)`` until :meth:`_outputs` joins it to
+        its area's incident (:mod:`hub.pipeline.areas`) in stream order, after the expiries before it."""
+        merged = [position for position, event in enumerate(fresh.events) if event.area is None]
+        if len(merged) == len(fresh.events):
+            return self._merge_reports(state, fresh.events, fresh.clocks)
+        merge = self._merge_reports(state, [fresh.events[i] for i in merged], [fresh.clocks[i] for i in merged])
+        results = iter(zip(*merge.merge, strict=True))
+        incident_ids, is_new, counts = zip(*[("", False, 0) if event.area is not None else next(results)
+                                             for event in fresh.events], strict=True)
+        expired = merge.closed
+        return ExpiringMerge(
+            MergeBatch(list(incident_ids), list(is_new), list(counts)),
+            ExpiredIncidents([merged[p] for p in expired.positions], expired.incident_ids, expired.closed_at),
+            merge.watermark,
+        )
+
     @staticmethod
-    def _merge(state: PipelineState, fresh: _Fresh) -> ExpiringMerge:
-        events = fresh.events
+    def _merge_reports(state: PipelineState, events: list[Event], clocks: list[float]) -> ExpiringMerge:
         merge = state.merger.add_columns_expiring(
             [event.id or "" for event in events],
-            fresh.clocks,
+            clocks,
             [event.category for event in events],  # StrEnum members are str
             [event.location.lon if event.location else None for event in events],
             [event.location.lat if event.location else None for event in events],
@@ -234,8 +265,8 @@ class BatchProcessor:
         self, state: PipelineState, fresh: _Fresh, merge: ExpiringMerge, matches: list[list[RuleMatch]],
         result: BatchResult, evaluate: bool,
     ) -> None:
-        """Per event, in order: the incidents that expired before it, its unified event, its dispatch orders
-        and its incident's update."""
+        """Per event, in order: the incidents that expired before it, its unified event, its dispatch orders,
+        its incident's update and the area incidents whose area expired by its clock."""
         batch = merge.merge
         expired = iter(zip(*merge.closed, strict=True))
         next_expired = next(expired, None)
@@ -245,14 +276,18 @@ class BatchProcessor:
             while next_expired is not None and next_expired[0] == position:
                 self._expired(state, next_expired[1], next_expired[2], result)
                 next_expired = next(expired, None)
+            if event.area is not None:
+                incident_id, is_new, count = areas.join(state, event)
+                result.merged += not is_new
             district, street = district_and_street(event.grid_path)
             clock, received = fresh.clocks[position], fresh.received[position]
-            record = self._record(state, event, incident_id, clock, count, event_matches, district)
+            record = self._record(state, event, incident_id, clock, received, count, event_matches, district)
             result.outputs.append(event_output(event, incident_id, district, street))
-            if event_matches:
+            if event_matches or event.triage is not None or event.area is not None:
                 result.outputs.extend(self._dispatch_outputs(event, incident_id, record, event_matches, received))
             change = IncidentChange.OPENED if is_new else IncidentChange.MERGED
             result.outputs.append(incident_update_output(record, incident_id, event, change, count, utc(clock)))
+            self._expire_areas(state, clock, result)
             if evaluate:
                 result.evaluations.append({
                     "event": event.model_dump(mode="json", exclude_none=True),
@@ -269,6 +304,16 @@ class BatchProcessor:
         if record is not None:
             result.outputs.append(closed_output(record, incident_id, utc(closed_at), "no report within the merge window"))
 
+    def _expire_areas(self, state: PipelineState, clock: float, result: BatchResult) -> None:
+        """After each report: close the area incidents whose area expired by the latest clock seen."""
+        state.area_watermark = max(state.area_watermark, clock)
+        if not state.areas:
+            return
+        for incident_id, expires_at in list(areas.expired(state, state.area_watermark)):
+            record = state.incidents.pop(incident_id)
+            areas.forget(state, record)
+            result.outputs.append(closed_output(record, incident_id, utc(expires_at), "the area warning expired"))
+
     def _normalise_and_locate(self, events: list[Event]) -> list[tuple[str, str]]:
         """Convert every location to WGS-84 and resolve its grid path; returns each event's admin path as
         (names, ids) joined by ``/``, the ``grid`` and ``grid_ids`` fields rules see."""
@@ -281,6 +326,14 @@ class BatchProcessor:
             event.grid_path = list(grid_path)
             admin_paths[id(event)] = grid, grid_ids
         return [admin_paths[id(event)] for event in events]
+
+    def _triage_unplaced(self, events: list[Event]) -> None:
+        """With grids, an event on no cell (outside them, or with no location, grid path or area cells) goes to
+        triage."""
+        with_grids = self.engines.geofence is not None
+        for event in events:  # what a sender wrote in triage is not taken
+            placed = event.grid_path or (event.area is not None and event.area.cells)
+            event.triage = Triage.NO_CELL if with_grids and not placed else None
 
     @staticmethod
     def _to_wgs84(located: list[Event]) -> None:
@@ -366,12 +419,16 @@ class BatchProcessor:
             self.on_transform_outcome(plugin, transform, exc)
 
     def _record(
-        self, state: PipelineState, event: Event, incident_id: str, clock: float, count: int,
+        self, state: PipelineState, event: Event, incident_id: str, clock: float, received: float, count: int,
         matches: list[RuleMatch], district: str | None,
     ) -> IncidentRecord:
         record = state.incidents.get(incident_id)
         if record is None:
-            record = state.incidents[incident_id] = IncidentRecord(event.category, clock, event.severity.rank, [], [], [])
+            record = state.incidents[incident_id] = IncidentRecord(
+                event.category, clock, event.severity.rank, [], [], [], received_at=received, late=event.late,
+                area_key=areas.area_key(event) if event.area is not None else None)
+        if event.area is not None:
+            record.expires_at = event.area.expires_at.timestamp() if event.area.expires_at else None
         record.severity = max(record.severity, event.severity.rank)
         record.district = district
         record.report_count = count
@@ -384,15 +441,29 @@ class BatchProcessor:
                 record.matched_rules.append(match.rule_id)
         return record
 
-    @staticmethod
     def _dispatch_outputs(
-        event: Event, incident_id: str, record: IncidentRecord, matches: list[RuleMatch], received: float
+        self, event: Event, incident_id: str, record: IncidentRecord, matches: list[RuleMatch], received: float
     ) -> Iterable[Message]:
-        for match in matches:
-            for target in match.actions.get("route", ()):
-                if target in record.dispatched:
-                    continue
-                record.dispatched.append(target)
-                order = build_order(event, incident_id, target, match, attempt=1, reports=record.reports,
-                                    dispatched_at=utc(received))
-                yield dispatch_output(order)
+        for target, match, cell in self._routes(event, matches):
+            if target in record.dispatched:
+                continue
+            record.dispatched.append(target)
+            order = build_order(event, incident_id, target, match, attempt=1, reports=record.reports,
+                                dispatched_at=utc(received), cell=cell)
+            yield dispatch_output(order)
+
+    def _routes(self, event: Event, matches: list[RuleMatch]) -> list[tuple[str, RuleMatch | None, GridCell | None]]:
+        """Each route target with the rule match that gives its deadline and the cell it serves. The rules'
+        routes; for an event in triage the unplaced route instead; for an area event one ``cell:<id>`` order per
+        cell of its area instead of the rules' cell-served targets (grid workers, grid levels, five-way), beside
+        their departments and connectors. Triage and area orders go out whether or not a rule matched, with the
+        first deadline its rules give."""
+        timed = next((match for match in matches if match.actions.get("escalate_after_s")), None)
+        if event.triage is not None:
+            return [(target, timed, None) for target in self.engines.unplaced_route]
+        routes = [(target, match) for match in matches for target in match.actions.get("route", ())]
+        if event.area is None:
+            return [(target, match, None) for target, match in routes]
+        per_cell: list[tuple[str, RuleMatch | None, GridCell | None]] = [
+            (areas.cell_target(cell), timed, cell) for cell in event.area.cells]
+        return per_cell + [(target, match, None) for target, match in routes if target.startswith(_NAMED_TARGETS)]

@@ -28,10 +28,15 @@ class IncidentRecord:
     reports: list[list[str]] = field(default_factory=list)  # [source, source_event_id], the first MAX_ORDER_REPORTS
     district: str | None = None  # district cell id of the latest report: the subject of the closing update
     report_count: int = 0
+    received_at: float | None = None  # when the hub received the opening report
+    late: bool = False  # the opening report was late
+    area_key: str | None = None  # an area incident's key in PipelineState.areas (hub.pipeline.areas)
+    expires_at: float | None = None  # when an area incident's area expires, as its latest report says
 
     def dump(self) -> list[Any]:
         return [self.category, self.opened_at, self.severity, self.sources, self.dispatched, self.matched_rules,
-                self.reports, self.district, self.report_count]
+                self.reports, self.district, self.report_count, self.received_at, self.late, self.area_key,
+                self.expires_at]
 
 
 @dataclass
@@ -42,7 +47,9 @@ class PipelineState:
     merger: IncidentMerger
     incidents: dict[str, IncidentRecord] = field(default_factory=dict)
     last_seq: int = 0
-    watermark: float = -math.inf  # the latest event clock seen: incidents expire by it
+    watermark: float = -math.inf  # the latest clock of the reports the merger saw: merged incidents expire by it
+    areas: dict[str, list[Any]] = field(default_factory=dict)  # area key → [incident id, report count]
+    area_watermark: float = -math.inf  # the latest clock of every report: area incidents expire by it
 
     @classmethod
     def fresh(cls, engines: Engines) -> PipelineState:
@@ -53,6 +60,8 @@ class PipelineState:
             "last_seq": self.last_seq,
             "watermark": self.watermark if math.isfinite(self.watermark) else None,
             "incidents": {key: record.dump() for key, record in self.incidents.items()},
+            "areas": self.areas,
+            "area_watermark": self.area_watermark if math.isfinite(self.area_watermark) else None,
         })
         dedup, merger = self.deduper.snapshot(), self.merger.snapshot()
         lengths = orjson.dumps([len(header), len(dedup), len(merger)])
@@ -72,6 +81,8 @@ class PipelineState:
             {key: IncidentRecord(*value) for key, value in header["incidents"].items()},
             header["last_seq"],
             -math.inf if header.get("watermark") is None else header["watermark"],
+            header.get("areas", {}),
+            -math.inf if header.get("area_watermark") is None else header["area_watermark"],
         )
 
     def copy(self, engines: Engines) -> PipelineState:

@@ -8,6 +8,7 @@ import hashlib
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -16,10 +17,14 @@ from hypothesis import strategies as st
 from hub.testing import dead_letters, ingested_events
 from tests.waiting import wait_until
 
+import cityhub_citizen_report as citizen_report
 from cityhub_citizen_report.connector import CitizenReportConnector, RateLimiter
 from cityhub_citizen_report.settings import CitizenReportSettings
 from cityhub_citizen_report.simulator import CitizenAppSimulator, png_photo
 from hub.connector_runtime import running_connector
+from hub.connector_kit import ServiceArea
+from hub.errors import ConfigError
+from hub.geofence import LayerSpec
 from hub.models import Category, CoordSystem
 
 NOON = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
@@ -176,3 +181,27 @@ def test_rate_limiter_matches_a_sliding_window_oracle(calls, reports):
         else:
             assert wait == min(recent) + 10_000 - now
     assert len(limiter) <= 3
+
+
+async def test_a_source_set_to_reject_out_of_area_input_answers_422_saying_so(nats_url, tmp_path):
+    admin = Path(__file__).resolve().parents[2] / "hub" / "data" / "grids" / "chengdu_admin_gcj02.geojson"
+    area = ServiceArea([LayerSpec(name="chengdu", path=admin, crs="gcj02")])
+    connector = CitizenReportConnector(_connector(tmp_path, reject_outside_area=True).settings, area)
+    async with running_connector(connector, nats_url) as ctx:
+        app = await _app(connector)
+        inside = await app.send_multipart(app.sample_report(NOON))  # the first sample: 红星路, 锦江区
+        outside = await app.send_multipart({**app.sample_report(NOON), "lng": 116.397, "lat": 39.909})
+        await wait_until(lambda: ctx.counters["published"] == 1)
+    assert inside.status_code == 201, inside.text
+    assert outside.status_code == 422
+    assert "is outside the area this hub serves (chengdu)" in outside.json()["error"]
+    [(_, reason)] = await dead_letters(nats_url, "citizen_report")
+    assert reason == outside.json()["error"]
+    assert len(await ingested_events(nats_url, "citizen_report")) == 1
+
+
+def test_rejecting_out_of_area_input_needs_the_hubs_grids():
+    hub = SimpleNamespace(config=SimpleNamespace(data_dir=None, geo=SimpleNamespace(layers=[])))
+    settings = CitizenReportSettings(reject_outside_area=True)
+    with pytest.raises(ConfigError, match="reject_outside_area needs grids"):
+        citizen_report.register_connectors(hub=hub, settings=settings)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import ssl
 from datetime import datetime, timedelta, timezone
-from itertools import pairwise
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import trustme
@@ -15,7 +15,7 @@ from hub.testing import dead_letters, ingested_events, publish_outbound
 from tests.waiting import wait_until
 
 from hub.connector_kit.http import RetrySettings
-from cityhub_citybrain.connector import CitybrainConnector
+from cityhub_citybrain.connector import CitybrainConnector, shared_admin_path
 from cityhub_citybrain.settings import CitybrainSettings
 from cityhub_citybrain.simulator import CityPlatformSimulator, square
 from hub import topology, wire
@@ -70,30 +70,43 @@ def _incident(incident_id: str, severity: Severity, escalate_at: datetime | None
                     escalate_at=escalate_at, state=IncidentState.OPEN)
 
 
-async def test_area_warning_fans_out_to_every_touched_grid_cell_once(nats_url, platform, tls):
-    connector = _connector(platform, tls[1])
+async def test_an_area_warning_is_one_event_with_its_area_and_the_touched_grid_cells(nats_url, platform, tls):
+    connector = _connector(platform, tls[1], crs="gcj02")
     warning = platform.sample_warning(NOON)
     warning["area"] = square(104.0780, 30.6540, 0.006)
+    updated = {**warning, "message": "水位上涨，请立即转移低洼处人员。"}
     async with running_connector(connector, nats_url) as ctx:
         await _warnings_ready(connector, platform)
         response = await platform.send_warning(warning)
         assert response.status_code == 202, response.text
-        assert (await platform.send_warning(warning)).status_code == 202  # the platform resends: no new events
+        assert (await platform.send_warning(warning)).status_code == 202  # the platform resends: no new event
+        assert (await platform.send_warning(updated)).status_code == 202  # same warning id, new content
         cells = response.json()["cells"]
-        await wait_until(lambda: ctx.counters["published"] == 2 * len(cells))
+        await wait_until(lambda: ctx.counters["published"] == 3)
 
     index = GridIndex.load([LayerSpec.model_validate(LAYER)])
-    expected = {f"{c.layer}:{c.id}" for c in index.cells_intersecting(warning["area"], crs="wgs84") if c.level == "grid"}
+    expected = {f"{c.layer}:{c.id}" for c in index.cells_intersecting(warning["area"], crs="gcj02") if c.level == "grid"}
     assert set(cells) == expected and len(cells) > 1
-    events = await ingested_events(nats_url, "citybrain")
-    assert len(events) == len(cells)
-    assert {f"{e.grid_path[-1].layer}:{e.grid_path[-1].id}" for _, e in events} == expected
-    for _, event in events:  # placed in the hierarchy like a located event: district and street down to the grid
-        assert [cell.level for cell in event.grid_path] == ["district", "street", "community", "grid"]
-        assert all(child.id.startswith(parent.id) for parent, child in pairwise(event.grid_path))
-    assert {e.category for _, e in events} == {Category.AREA_WARNING}
-    assert {e.source_event_id.split(":")[0] for _, e in events} == {warning["warning_id"]}
-    assert all(warning["message"] in (e.text or "") for _, e in events)
+    [(_, first), (_, second)] = await ingested_events(nats_url, "citybrain")
+    assert first.category == Category.AREA_WARNING and first.location is None
+    assert first.area is not None and first.area.id == warning["warning_id"]
+    assert {f"{cell.layer}:{cell.id}" for cell in first.area.cells} == expected
+    assert all(cell.level == "grid" for cell in first.area.cells)
+    assert {cell.id[:6] for cell in first.area.cells} == {"510104", "510105"}
+    assert first.grid_path == []  # two districts: no admin path shared by every touched cell
+    ring = first.area.geometry["coordinates"][0]  # sent in GCJ-02, carried in WGS-84 (a few hundred metres west)
+    assert first.area.geometry["type"] == "Polygon" and 0.001 < warning["area"]["coordinates"][0][0][0] - ring[0][0] < 0.01
+    assert warning["message"] in (first.text or "") and updated["message"] in (second.text or "")
+    assert second.area is not None and second.area.id == first.area.id
+    assert first.source_event_id != second.source_event_id  # an update passes dedup and updates the incident
+
+
+def test_the_shared_admin_path_of_touched_cells():
+    district, street_a, street_b, grid_a, grid_b = (SimpleNamespace(id=i) for i in ("D", "D-1", "D-2", "D-1-1", "D-2-1"))
+    assert shared_admin_path([[district, street_a, grid_a], [district, street_b, grid_b]]) == [district]
+    assert shared_admin_path([[district, street_a, grid_a]]) == [district, street_a, grid_a]
+    assert shared_admin_path([[district, street_a, grid_a], [SimpleNamespace(id="school")]]) == []
+    assert shared_admin_path([]) == []
 
 
 @pytest.mark.parametrize(

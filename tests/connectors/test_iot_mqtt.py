@@ -101,10 +101,10 @@ async def test_bad_messages_go_to_the_dlq_with_their_reason(settings, nats_url):
         await wait_until(lambda: ctx.counters["mqtt_connects"] >= 1)
         simulator = await _simulator(settings)
         await simulator.send("GAS-XX-9999", lel_pct=30.0)
-        await simulator.send_raw("cityhub/iot/GAS-JJ-0002/data", b'{"lel_pct": "high"')
+        await simulator.send_raw("cityhub/raw/iot/GAS-JJ-0002/data", b'{"lel_pct": "high"')
         await simulator.send("GAS-JJ-0002", lel_pct=150.0)
         await simulator.send_raw(
-            "cityhub/iot/GAS-JJ-0002/data", orjson.dumps({"lel_pct": 30, "ts": "2026-05-01T08:00:00"})
+            "cityhub/raw/iot/GAS-JJ-0002/data", orjson.dumps({"lel_pct": 30, "ts": "2026-05-01T08:00:00"})
         )
         await simulator.send("GAS-JJ-0002", lel=30.0)
         await simulator.send("GAS-JJ-0002", lel_pct=1.0)

@@ -12,6 +12,7 @@ from cityhub_citizen_report.connector import CitizenReportConnector
 from cityhub_citizen_report.settings import CitizenReportSettings
 from cityhub_citizen_report.simulator import CitizenAppSimulator
 from hub.connector_kit import HubHandle
+from hub.connector_kit import ServiceArea, required_layers
 from hub.hookspecs import hookimpl
 
 
@@ -22,11 +23,15 @@ def plugin_settings_model() -> type[CitizenReportSettings]:
 
 @hookimpl
 def register_connectors(hub: HubHandle, settings: CitizenReportSettings) -> list[CitizenReportConnector]:
-    """The intake; a relative ``photo_dir`` lives under the hub's ``data_dir``."""
+    """The intake; a relative ``photo_dir`` lives under the hub's ``data_dir``; ``reject_outside_area`` checks
+    locations against the hub's [geo] layers."""
     data_dir = getattr(getattr(hub, "config", None), "data_dir", None)
     if data_dir is not None and not settings.photo_dir.is_absolute():
         settings = settings.model_copy(update={"photo_dir": data_dir / settings.photo_dir})
-    return [CitizenReportConnector(settings)]
+    area = None
+    if settings.reject_outside_area:
+        area = ServiceArea(required_layers(hub, "plugins.citizen_report.reject_outside_area"))
+    return [CitizenReportConnector(settings, area)]
 
 
 @hookimpl

@@ -25,6 +25,7 @@ from hub.connector_kit import (
     Connector,
     ConnectorContext,
     HttpServer,
+    ServiceArea,
     WebhookRejected,
     describe,
     oversize_summary,
@@ -141,8 +142,9 @@ class CitizenReportConnector(Connector):
     source = "citizen_report"
     settings: CitizenReportSettings
 
-    def __init__(self, settings: CitizenReportSettings):
+    def __init__(self, settings: CitizenReportSettings, area: ServiceArea | None = None):
         super().__init__(settings)
+        self.area = area  # reports outside it are refused (422); None: every location is taken
         self.server: HttpServer | None = None
         self.photos = PhotoStore(settings.photo_dir)
         self.limiter = RateLimiter(settings.rate_limit.reports, settings.rate_limit.window_s)
@@ -160,6 +162,8 @@ class CitizenReportConnector(Connector):
         return self.server.url
 
     async def run(self, ctx: ConnectorContext) -> None:
+        if self.area is not None:
+            await asyncio.to_thread(self.area.load)
         listen = self.settings.listen
         self.server = await HttpServer(self._app(ctx), listen.host, listen.port).start()
         ctx.log.info("citizen reports on %s%s", self.server.url, self.settings.path)
@@ -194,6 +198,8 @@ class CitizenReportConnector(Connector):
             fields, photo = await self._parse(request.headers, raw)
             photo_type = self._check_photo(photo)
             event_fields = self._check_fields(fields)
+            if self.area is not None:
+                self.area.check(_location(fields))
         except WebhookRejected as rejection:
             return await refuse(ctx, request, rejection, self.settings.dlq_max_bytes, body=self._dlq_bytes(request, raw))
         wait_s = self.limiter.retry_after(fields.reporter)
@@ -300,7 +306,7 @@ class CitizenReportConnector(Connector):
             category=category,
             severity=self.settings.severity,
             time=reported_at,
-            location=Location(lon=fields.lng, lat=fields.lat, crs=CoordSystem.GCJ02),
+            location=_location(fields),
             reporter=Reporter(account=fields.reporter),
             attachments=attachments,
             text=fields.text or None,
@@ -312,6 +318,10 @@ class CitizenReportConnector(Connector):
         if 0 < len(raw) <= self.settings.dlq_max_bytes:
             return raw
         return oversize_summary(request, read=len(raw))
+
+
+def _location(fields: ReportFields) -> Location:
+    return Location(lon=fields.lng, lat=fields.lat, crs=CoordSystem.GCJ02)
 
 
 def _content_id(fields: ReportFields, reported_at: datetime, attachments: list[Attachment]) -> str:

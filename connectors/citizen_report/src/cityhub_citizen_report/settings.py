@@ -62,6 +62,13 @@ class CitizenReportSettings(BaseModel):
     )
     default_type: str = Field("other", description="Report type assumed when the report names none.")
     severity: Severity = Field(Severity.LOW, description="Severity of citizen reports (rules may raise it).")
+    reject_outside_area: bool = Field(
+        False,
+        description=(
+            "Refuse a report whose location is in no cell of the hub's [geo] layers with 422 saying so (the "
+            "mini-program shows it). Off: it reaches the hub and goes to triage (no_cell)."
+        ),
+    )
     dlq_max_bytes: int = Field(
         256 * 1024, ge=1024, description="Refused bodies up to this size go to the DLQ verbatim; larger ones as a summary."
     )

@@ -5,8 +5,8 @@ over HTTPS, signed with HMAC-SHA256 over timestamp and body (:mod:`hub.signing`)
 incident version and retries with backoff; the connector reads incidents by declaring
 ``outbound_subjects = ("cityhub.incidents.>",)``.
 Southbound: the platform pushes signed area warnings (a GeoJSON polygon + message); the hub publishes one
-``area_warning`` event per grid cell the area touches (``hub.geofence.GridIndex.cells_intersecting_arrays``),
-placed in the hierarchy by the cell's admin path (``GridIndex.admin_path``).
+``area_warning`` event per warning carrying its area and the grid cells it touches at the configured levels
+(``hub.geofence.GridIndex.cells_intersecting_arrays``); the pipeline makes it one incident with one order per cell.
 Docs: docs/connectors/citybrain.md.
 """
 
@@ -18,8 +18,7 @@ from cityhub_citybrain.connector import CitybrainConnector
 from cityhub_citybrain.settings import CitybrainSettings
 from cityhub_citybrain.simulator import CityPlatformSimulator
 from hub.errors import ConfigError
-from hub.geofence import LayerSpec
-from hub.connector_kit import HubHandle
+from hub.connector_kit import HubHandle, hub_layers
 from hub.hookspecs import hookimpl
 
 
@@ -30,20 +29,13 @@ def plugin_settings_model() -> type[CitybrainSettings]:
 
 @hookimpl
 def register_connectors(hub: HubHandle, settings: CitybrainSettings) -> list[CitybrainConnector]:
-    """The connector, fanning warnings out over ``southbound.layers`` or, when that is empty, the hub's [geo] layers."""
-    layers = settings.southbound.layers or _hub_layers(hub)
+    """The connector, listing the cells warnings touch in ``southbound.layers`` or, else, the hub's [geo] layers."""
+    layers = settings.southbound.layers or hub_layers(hub)
     if settings.southbound.enabled and not layers:
         raise ConfigError(
             "plugins.citybrain.southbound.layers is empty and the hub has no [geo] layers: area warnings need grids"
         )
     return [CitybrainConnector(settings, layers)]
-
-
-def _hub_layers(hub: HubHandle) -> list[LayerSpec]:
-    config = getattr(hub, "config", None)
-    if config is None:
-        return []
-    return [LayerSpec.model_validate(layer.model_dump()) for layer in config.geo.layers]
 
 
 @hookimpl

@@ -1,8 +1,10 @@
-"""The city-brain connector: incidents reported up over signed HTTPS, area warnings fanned out to grid cells."""
+"""The city-brain connector: incidents reported up over signed HTTPS, area warnings in as one event each, with
+the area and the grid cells it touches."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ssl
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -29,7 +31,8 @@ from cityhub_citybrain.settings import CitybrainSettings
 from hub import topology
 from hub.errors import GeoError
 from hub.geofence import Cell, GridIndex, LayerSpec
-from hub.models import Category, DispatchOrder, DispatchUpdate, Event, Incident, IncidentState
+from hub.coords import convert
+from hub.models import Area, Category, CoordSystem, DispatchOrder, DispatchUpdate, Event, Incident, IncidentState
 
 SOURCE = "citybrain"
 _OPEN_STATES = (IncidentState.OPEN, IncidentState.ACKNOWLEDGED)
@@ -50,6 +53,32 @@ class AreaWarning(BaseModel):
     expires_at: AwareDatetime | None = None
 
 
+def shared_admin_path(paths: list[list[Cell]]) -> list[Cell]:
+    """The path every touched cell's path starts with (the district, when they are all in one; the cell's whole
+    path when there is one cell; none when there is no cell)."""
+    shared: list[Cell] = []
+    for steps in zip(*paths):
+        if any(step.id != steps[0].id for step in steps):
+            break
+        shared.append(steps[0])
+    return shared
+
+
+def wgs84_geometry(area: dict[str, Any], crs: CoordSystem) -> dict[str, Any]:
+    """The Polygon or MultiPolygon of ``area`` (a geometry, or a Feature holding one) in WGS-84."""
+    geometry = area.get("geometry", area) if area.get("type") == "Feature" else area
+    if crs is CoordSystem.WGS84:
+        return geometry
+    polygons = geometry["coordinates"] if geometry["type"] == "MultiPolygon" else [geometry["coordinates"]]
+    converted = [[_ring_to_wgs84(ring, crs) for ring in polygon] for polygon in polygons]
+    return {"type": geometry["type"], "coordinates": converted if geometry["type"] == "MultiPolygon" else converted[0]}
+
+
+def _ring_to_wgs84(ring: list[list[float]], crs: CoordSystem) -> list[list[float]]:
+    lons, lats = convert([point[0] for point in ring], [point[1] for point in ring], crs, CoordSystem.WGS84)
+    return [[lon, lat] for lon, lat in zip(lons, lats, strict=True)]
+
+
 def report_reasons(incident: Incident, settings: Any, now: datetime) -> list[str]:
     """Why an incident must go up (empty: it need not): severity, overdue."""
     if settings.categories and incident.category not in settings.categories:
@@ -65,7 +94,8 @@ def report_reasons(incident: Incident, settings: Any, now: datetime) -> list[str
 
 class CitybrainConnector(Connector):
     """Northbound: :meth:`deliver` gets every incident change and reports those meeting the criteria.
-    Southbound: an HTTP endpoint takes signed area warnings and publishes one event per touched grid cell."""
+    Southbound: an HTTP endpoint takes signed area warnings and publishes one event per warning, carrying its
+    area and the touched grid cells (the pipeline makes it one incident with one order per cell)."""
 
     source = SOURCE
     outbound_subjects: ClassVar[tuple[str, ...]] = (f"{topology.PREFIX}.incidents.>",)
@@ -159,17 +189,17 @@ class CitybrainConnector(Connector):
             raw = await signed_body(request, secret=south.secret.get_secret_value(), tolerance_s=south.window_s,
                                     max_bytes=south.max_body_bytes)
             warning = self.parse_warning(raw)
-            paths = self.grid_paths_of(warning)
+            event = self.warning_event(warning, self.grid_paths_of(warning))
         except WebhookRejected as rejection:
             return await refuse(ctx, request, rejection, south.max_body_bytes)
         try:
-            for path in paths:
-                await ctx.publish(self._cell_event(warning, path))
-        except Exception as exc:  # NATS down: the platform resends; events already stored dedup by msg id
+            await ctx.publish(event)
+        except Exception as exc:  # NATS down: the platform resends; an event already stored dedups by msg id
             return unavailable(ctx, exc)
-        ctx.count("warning_cells", len(paths))
+        assert event.area is not None
+        ctx.count("warning_cells", len(event.area.cells))
         return JSONResponse(
-            {"warning_id": warning.warning_id, "cells": [f"{path[-1].layer}:{path[-1].id}" for path in paths]},
+            {"warning_id": warning.warning_id, "cells": [f"{cell.layer}:{cell.id}" for cell in event.area.cells]},
             status_code=202,
         )
 
@@ -183,9 +213,8 @@ class CitybrainConnector(Connector):
         return warning
 
     def grid_paths_of(self, warning: AreaWarning) -> list[list[Cell]]:
-        """The grid path of every configured cell the warning's area touches (422 for an unusable polygon):
-        the admin path from the district down to the cell, so the event carries district and street like a
-        located one, or an overlay cell alone."""
+        """The grid path of every cell of the configured levels the warning's area touches (422 for an unusable
+        polygon): the admin path from the district down to the cell, or an overlay cell alone."""
         grids = self.grids
         if grids is None:
             raise RuntimeError("grid layers are not loaded: the connector is not running")
@@ -197,22 +226,27 @@ class CitybrainConnector(Connector):
         paths = [grids.admin_path(index) or [grids.cell(index)] for index in touched.tolist()]
         return [path for path in paths if not levels or path[-1].level in levels]
 
-    def _cell_event(self, warning: AreaWarning, path: list[Cell]) -> Event:
-        cell = path[-1]
+    def warning_event(self, warning: AreaWarning, paths: list[list[Cell]]) -> Event:
+        """The one event of a warning: its area (in WGS-84) with the touched cells, placed on the admin path the
+        cells share. Its id is the warning id and a digest of its content, so a resent warning is dropped as a
+        duplicate and an updated one (same warning id) updates the warning's incident."""
         payload: dict[str, Any] = {"warning_id": warning.warning_id, "level": warning.level, "title": warning.title}
         if warning.kind:
             payload["kind"] = warning.kind
         if warning.expires_at is not None:
             payload["expires_at"] = warning.expires_at.isoformat()
+        digest = hashlib.sha256(warning.model_dump_json().encode()).hexdigest()[:16]
         return Event(
             source=SOURCE,
-            source_event_id=f"{warning.warning_id}:{cell.layer}:{cell.id}",
+            source_event_id=f"{warning.warning_id}:{digest}",
             category=Category.AREA_WARNING,
             severity=self.settings.southbound.severities[warning.level],
             time=warning.issued_at,
-            grid_path=[step.to_grid_cell() for step in path],
+            grid_path=[cell.to_grid_cell() for cell in shared_admin_path(paths)],
             text=f"{warning.title}：{warning.message}",
             payload=payload,
+            area=Area(id=warning.warning_id, geometry=wgs84_geometry(warning.area, self.settings.southbound.crs),
+                      cells=[path[-1].to_grid_cell() for path in paths], expires_at=warning.expires_at),
         )
 
     def health(self) -> dict[str, Any]:

@@ -37,7 +37,7 @@ class NorthboundSettings(BaseModel):
 
 
 class SouthboundSettings(BaseModel):
-    """The endpoint the city platform pushes area warnings to, and the grids they fan out to."""
+    """The endpoint the city platform pushes area warnings to, and the grids whose cells they list."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -49,10 +49,11 @@ class SouthboundSettings(BaseModel):
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Larger warnings get 413 and a DLQ entry.")
     crs: CoordSystem = Field(CoordSystem.WGS84, description="Coordinate system of the warning polygons.")
     layers: list[LayerSpec] = Field(
-        default_factory=list, description="Grid layers the warnings fan out over (empty: the hub's [geo] layers)."
+        default_factory=list, description="Grid layers whose cells the warnings list (empty: the hub's [geo] layers)."
     )
     levels: list[str] = Field(
-        default_factory=list, description="Fan out to cells of these levels only (empty: every touched cell)."
+        default_factory=lambda: ["grid"],
+        description="The levels of the touched cells a warning lists, one dispatch order each (empty: every touched cell).",
     )
     severities: dict[str, Severity] = Field(
         default_factory=lambda: dict(DEFAULT_WARNING_SEVERITIES), description="Warning level → event severity."
@@ -60,7 +61,7 @@ class SouthboundSettings(BaseModel):
 
 
 class CitybrainSettings(BaseModel):
-    """``[plugins.citybrain]``: incidents reported up, area warnings fanned out down."""
+    """``[plugins.citybrain]``: incidents reported up, area warnings in."""
 
     model_config = ConfigDict(extra="forbid")
 

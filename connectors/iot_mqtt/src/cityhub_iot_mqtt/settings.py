@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from hub.connector_kit import outside_the_unified_namespace
 from hub.backoff import BackoffSettings
 
 SAMPLE_REGISTRY = Path(__file__).with_name("sample_devices.csv")
@@ -65,8 +67,13 @@ class IotMqttSettings(BaseModel):
     client_id: str = Field(
         "cityhub-iot", description="MQTT client id; the broker keeps this id's session while the hub is away."
     )
-    topic_prefix: str = Field(
-        "cityhub/iot", description="Devices publish to <prefix>/<device_id>/data and <prefix>/<device_id>/heartbeat."
+    topic_prefix: Annotated[str, AfterValidator(outside_the_unified_namespace)] = Field(
+        "cityhub/raw/iot",
+        description=(
+            "Devices publish to <prefix>/<device_id>/data and <prefix>/<device_id>/heartbeat. Inside cityhub/ it "
+            "must be under cityhub/raw/: the embedded server maps MQTT topics onto NATS subjects, and cityhub.> "
+            "outside cityhub.raw.> holds CloudEvents only."
+        ),
     )
     registry_path: Path = Field(
         SAMPLE_REGISTRY, description="Device registry, CSV or JSON (see docs/connectors/iot_mqtt.md)."

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from hub.connector_kit import outside_the_unified_namespace
 from hub.backoff import BackoffSettings
 
 SAMPLE_STATIONS = Path(__file__).with_name("sample_stations.csv")
@@ -35,7 +37,7 @@ class RecyclingSettings(BaseModel):
     client_id: str = Field(
         "cityhub-recycling", description="MQTT client id; the broker keeps this id's session while the hub is away."
     )
-    topic_prefix: str = Field(
+    topic_prefix: Annotated[str, AfterValidator(outside_the_unified_namespace)] = Field(
         "recycling", description="Stations publish to <prefix>/<station_id>/telemetry|drop|status."
     )
     stations_path: Path = Field(
