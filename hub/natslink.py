@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from hub.backoff import Backoff, retry
@@ -51,7 +52,10 @@ class NatsLink:
         if self._replacing is not None:
             await cancel_and_wait(self._replacing)
         if self.client is not None:
-            await self.client.close()
+            try:
+                await self.client.close()
+            except (OSError, nats.errors.Error) as exc:  # the server is away: nothing left to flush to
+                log.warning("closing the nats connection: %s: %s", type(exc).__name__, exc)
 
     async def _on_closed(self, client: NatsClient) -> None:
         if client is not self.client or self._closing:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ import orjson
 
 from hub import topology
 from hub.app import Hub
+from hub.embedded import EmbeddedNats
+from hub.plugins import ALLOW_LIST_ENV
 from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw, read_stream, stream_count
 from tests.waiting import wait_until
 
@@ -117,3 +120,28 @@ async def _both_incidents_escalated(url: str) -> bool:
     orders = [orjson.loads(m.data)["data"] for m in await read_stream(url, topology.DISPATCH_STREAM)
               if ".orders." in m.subject]
     return len({order["incident_id"] for order in orders if order["attempt"] >= 2}) == 2
+
+
+async def test_cityhub_run_stops_on_sigterm_while_nats_is_away(tmp_path):
+    """A stop never hangs on NATS: the lease, the pipeline and every follower retry while NATS is away, and a
+    cancellation swallowed by one of nats-py's timeouts is sent again until their loops end."""
+    server = EmbeddedNats(store_dir=tmp_path / "nats")
+    server.launch()
+    await asyncio.to_thread(server.wait_listening)
+    config = tmp_path / "cityhub.toml"
+    config.write_text(hub_toml(server.url))
+    log = tmp_path / "hub.log"
+    environment = {**os.environ, ALLOW_LIST_ENV: "redaction"}  # no connectors: they listen on fixed ports
+    hub = subprocess.Popen([sys.executable, "-c", f"from hub.app import run; run({str(config)!r})"], cwd=REPO,
+                           stdout=subprocess.DEVNULL, stderr=log.open("wb"), env=environment)
+    try:
+        await wait_until(lambda: "hub started" in log.read_text(), "the hub started")
+        await asyncio.to_thread(server.stop)
+        await wait_until(lambda: "reconnecting" in log.read_text(), "the hub noticed NATS is away")
+        hub.send_signal(signal.SIGTERM)
+        returncode = await asyncio.to_thread(hub.wait, 120)  # a bound for a hang, not a speed check
+    finally:
+        if hub.poll() is None:
+            hub.kill()
+            hub.wait()
+    assert returncode == 0, log.read_text()
