@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hub import topology, wire
 from hub.dashboard.figures import Durations, EventRates, nearest_rank
 from hub.dashboard.state import IncidentView, LiveState, OrderView
-from hub.models import Category, DispatchStatus, IncidentChange, IncidentState, Severity, utcnow
+from hub.models import Area, Category, DispatchStatus, IncidentChange, IncidentState, Severity, utcnow
 
 
 async def test_reports_join_their_incident_in_time_order_whatever_arrives_first(state, writer):
@@ -70,11 +70,16 @@ async def test_response_times_never_count_from_an_old_event_time(state, writer):
     assert figures["time_to_resolve"]["by_category"]["noise"]["median_s"] == 1500.0
 
 
+SQUARE = {"type": "Polygon", "coordinates": [[[104.0, 30.6], [104.1, 30.6], [104.1, 30.7], [104.0, 30.6]]]}
+
+
 async def test_an_area_warning_shows_how_many_of_its_grids_confirmed_it(state, writer):
-    warning = make_incident(20, category=Category.AREA_WARNING)
     cells = [grid for _, _, grid, _ in grid_cells()[:3]]
-    orders = [make_order(warning, number).model_copy(update={"id": f"ORD-W-{cell.id}", "grid_cell": cell, "attempt": 1})
-              for number, cell in enumerate(cells, start=1)]
+    area = Area(id="flood-1", geometry=SQUARE, cells=cells)
+    warning = make_incident(20, category=Category.AREA_WARNING).model_copy(update={"area": area})
+    orders = [make_order(warning, number).model_copy(update={
+        "id": f"ORD-W-{cell.id}", "target": f"cell:{cell.id}", "grid_cell": cell, "attempt": 1})
+        for number, cell in enumerate(cells, start=1)]
     await writer.incident(warning)
     for order in orders:
         await writer.order(order)
@@ -85,7 +90,7 @@ async def test_an_area_warning_shows_how_many_of_its_grids_confirmed_it(state, w
     confirmation = state.incident("INC000020")["summary"]["confirmation"]
     assert confirmation == {"confirmed": 2, "cells": 3, "unconfirmed": [{"id": cells[2].id, "name": cells[2].name}]}
     assert len(state.incident("INC000020")["orders"]) == 3  # an order per grid, none superseding another
-    assert state.incident("INC000020")["summary"]["area"] is None  # drawn when the pipeline gives it one
+    assert state.incident("INC000020")["summary"]["area"] == SQUARE  # the map draws it
 
 
 def test_response_clock_starts_at_reception_and_not_for_a_late_incident():
