@@ -37,7 +37,8 @@ PACE_PER_S = 2_000  # a steady load across every disruption
 REPLICATED = "\n".join(f"[nats.streams.{name}]\nreplicas = 3\n" for name in ("ingest", "events", "incidents",
                                                                               "dispatch", "dlq"))
 REPLICATED += "\n[nats.buckets]\nreplicas = 3\n"
-ALL_STREAMS = [*topology.STREAM_SUBJECTS, f"KV_{LEASE_BUCKET}", f"KV_{ESCALATION_BUCKET}", f"OBJ_{SNAPSHOT_BUCKET}"]
+ALL_STREAMS = [topology.INGEST_STREAM, *topology.OUTPUT_STREAMS,  # a hub without [tier] makes no tier streams
+               f"KV_{LEASE_BUCKET}", f"KV_{ESCALATION_BUCKET}", f"OBJ_{SNAPSHOT_BUCKET}"]
 
 Disruption = Callable[[EmbeddedCluster], Awaitable[None]]
 

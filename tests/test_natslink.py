@@ -20,7 +20,7 @@ from hub.app import Hub
 from hub.embedded import EmbeddedNats
 from hub.plugins import ALLOW_LIST_ENV
 from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw, read_stream, stream_count
-from tests.waiting import wait_until
+from tests.waiting import holds_within, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 FOLLOWED_BY_THE_DASHBOARD = (topology.EVENTS_STREAM, topology.INCIDENTS_STREAM, topology.DISPATCH_STREAM)
@@ -100,7 +100,8 @@ async def test_cityhub_run_stops_cleanly_on_sigterm_after_the_server_closed_its_
     hub = subprocess.Popen([sys.executable, "-c", script, str(config)], cwd=REPO, stdout=subprocess.DEVNULL,
                            stderr=log.open("wb"))
     try:
-        await wait_until(lambda: "moving the hub onto it" in log.read_text(), "the hub replaced its connection")
+        replaced = await holds_within(lambda: "moving the hub onto it" in log.read_text(), 120)
+        assert replaced, f"the hub never replaced its connection:\n{log.read_text()}"
         await publish_raw(url, [ingest_item(event(0))])
         while await stream_count(url, topology.EVENTS_STREAM) < 1:  # wait_until polls sync conditions only
             await asyncio.sleep(0.05)
