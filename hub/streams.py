@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
-from nats.js.errors import NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -122,3 +122,12 @@ async def open_key_value(js: JetStreamContext, bucket: str, replicas: int = 1) -
     except NotFoundError:
         log.info("creating key-value bucket %s (replicas %d)", bucket, replicas)
         return await js.create_key_value(bucket=bucket, history=1, replicas=replicas)
+
+
+async def has_key(kv: KeyValue, key: str) -> bool:
+    """Whether ``key`` holds a value in ``kv`` (a get: no consumer is created)."""
+    try:
+        await kv.get(key)
+    except KeyNotFoundError:
+        return False
+    return True

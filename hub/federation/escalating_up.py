@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from hub import topology, wire
@@ -36,6 +36,7 @@ from hub.fetcher import Delivered
 from hub.follower import NATS_TROUBLE, Follower, Start, next_sequence
 from hub.models import EscalationCause, IncidentChange, Severity
 from hub.pipeline import incident_output
+from hub.streams import has_key
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.escalation.up")
@@ -119,7 +120,7 @@ class UpwardEscalation:
         and remembered after: a crash between the two publishes again on the next try, with the same id."""
         assert self._kv is not None
         key = _key(incident["id"])
-        if await self._went_up(key):
+        if await has_key(self._kv, key):
             return False
         now = datetime.now(timezone.utc)
         data = {**incident, "escalated_to": self.parent, "escalation_cause": cause.value, "updated_at": now.isoformat()}
@@ -130,14 +131,6 @@ class UpwardEscalation:
             await self._kv.create(key, cause.value.encode())
         self.escalated += 1
         log.warning("incident %s escalated to %s (%s)", incident["id"], self.parent, cause.value)
-        return True
-
-    async def _went_up(self, key: str) -> bool:
-        assert self._kv is not None
-        try:
-            await self._kv.get(key)
-        except KeyNotFoundError:
-            return False
         return True
 
     @staticmethod

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from hub import topology, wire
@@ -33,6 +33,7 @@ from hub.fetcher import Delivered
 from hub.follower import NATS_TROUBLE, Follower, Start
 from hub.incidents import IncidentMerger, MergePolicy
 from hub.models import CrossScopeIncident, LinkedIncident
+from hub.streams import has_key
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.linking")
@@ -130,21 +131,13 @@ class CrossScopeLinker:
                 self._seen.discard(member.id)
         return merge.merge.incident_ids[0]
 
-    async def _published(self, key: str) -> bool:
-        assert self._kv is not None
-        try:
-            await self._kv.get(key)
-        except KeyNotFoundError:
-            return False
-        return True
-
     async def _publish(self, link: CrossScopeIncident) -> None:
         assert self._kv is not None
         js = self.nc.jetstream(timeout=10.0)
         for side in dict.fromkeys(member.scope for member in link.incidents):
             msg_id = f"{link.id}:{len(link.incidents)}:{side}"
             key = msg_id.replace("~", "_").replace(":", ".")
-            if await self._published(key):  # before a restart: the re-read after it links it again
+            if await has_key(self._kv, key):  # before a restart: the re-read after it links it again
                 continue
             subject = topology.link_subject(self.scope, side, link.category)
             raw = wire.encode(type_=TYPE_LINK, id_=msg_id, source=f"/cityhub/{self.scope}", time=link.updated_at,
