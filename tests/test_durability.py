@@ -47,17 +47,19 @@ actions = { severity = "critical", route = ["gridworker"] }
 def city_events(count: int, places: int) -> list[Event]:
     """``count`` reports spread over ``places`` spots about 300 m apart, so most of them merge; every 50th
     is a re-delivery of an earlier report (dropped by dedup)."""
+    return [city_event(n, places) for n in range(count)]
+
+
+def city_event(n: int, places: int) -> Event:
+    """The ``n``-th report of :func:`city_events`."""
     lon0, lat0 = INSIDE_GCJ02
-    events = []
-    for n in range(count):
-        original = n - 7 if n % 50 == 49 else n
-        place = original % places
-        events.append(Event(
-            source="iot_mqtt", source_event_id=f"r-{original}", category=CATEGORIES[place % len(CATEGORIES)],
-            time=T0 + timedelta(milliseconds=10 * original),
-            location=Location(lon=lon0 + (place % 40) * 0.003, lat=lat0 + (place // 40) * 0.003, crs=CoordSystem.GCJ02),
-        ))
-    return events
+    original = n - 7 if n % 50 == 49 else n
+    place = original % places
+    return Event(
+        source="iot_mqtt", source_event_id=f"r-{original}", category=CATEGORIES[place % len(CATEGORIES)],
+        time=T0 + timedelta(milliseconds=10 * original),
+        location=Location(lon=lon0 + (place % 40) * 0.003, lat=lat0 + (place // 40) * 0.003, crs=CoordSystem.GCJ02),
+    )
 
 
 async def publish_events(nats_url: str, events: list[Event], chunk: int = 2000) -> None:

@@ -27,13 +27,13 @@ from hub.models import Event
 from hub.streams import ESCALATION_BUCKET, SNAPSHOT_BUCKET
 from tests.hub_processes import HubProcess
 from tests.pipeline_support import hub_toml, read_stream, stream_count
-from tests.test_durability import GAS_RULE, city_events, consumer_done, oracle, unified_assignment
+from tests.test_durability import GAS_RULE, city_event, consumer_done, oracle, unified_assignment
 from tests.test_failover import _assert_exactly_once_in_the_same_incidents
 
 pytestmark = pytest.mark.slow
 
-EVENTS = 24_000
-PACE_PER_S = 2_000  # a steady load across every disruption
+PLACES = 600
+PACE_PER_S = 2_000  # a steady load from before the disruption until after the hub's recovery from it
 REPLICATED = "\n".join(f"[nats.streams.{name}]\nreplicas = 3\n" for name in ("ingest", "events", "incidents",
                                                                               "dispatch", "dlq"))
 REPLICATED += "\n[nats.buckets]\nreplicas = 3\n"
@@ -68,15 +68,18 @@ async def _jetstream_ready(urls: list[str]) -> None:
         await nc.close()
 
 
-async def _publish_paced(urls: list[str], events: list[Event]) -> None:
-    """Publish every event to ingest at ``PACE_PER_S``, re-sending (same Nats-Msg-Id) whatever is not
-    acknowledged, however the cluster changes meanwhile."""
+async def _publish_paced(urls: list[str], stop: asyncio.Event) -> list[Event]:
+    """Publish events to ingest at ``PACE_PER_S`` until ``stop`` is set, re-sending (same Nats-Msg-Id)
+    whatever is not acknowledged, however the cluster changes meanwhile; returns the events published."""
     nc = await _connect(urls)
     js = nc.jetstream(timeout=5)
     chunk = PACE_PER_S // 10
+    published: list[Event] = []
     try:
-        for start in range(0, len(events), chunk):
-            pending = list(enumerate(events[start : start + chunk], start))
+        while not stop.is_set():
+            start = len(published)
+            pending = [(index, city_event(index, PLACES)) for index in range(start, start + chunk)]
+            published.extend(event for _, event in pending)
             while pending:
                 results = await asyncio.gather(*(_publish_one(js, index, event) for index, event in pending))
                 pending = [item for item, stored in zip(pending, results, strict=True) if not stored]
@@ -85,6 +88,7 @@ async def _publish_paced(urls: list[str], events: list[Event]) -> None:
             await asyncio.sleep(0.1)
     finally:
         await nc.close()
+    return published
 
 
 async def _publish_one(js, index: int, event: Event) -> bool:  # noqa: ANN001 - nats JetStreamContext
@@ -152,24 +156,26 @@ async def _all_replicas_current(urls: list[str]) -> None:
 async def _under_load(nats_cluster: EmbeddedCluster, tmp_path: Path, disrupt: Disruption) -> None:
     urls = nats_cluster.urls
     await _jetstream_ready(urls)
-    events = city_events(EVENTS, places=600)
     config = _config(tmp_path, urls)
     hub = HubProcess(config, "hub").start()
     seen: list[tuple[int, list[str]]] = []
+    stop_loading = asyncio.Event()
+    loading = asyncio.create_task(_publish_paced(urls, stop_loading))
+    watching = asyncio.create_task(_watch_ready(hub, seen))
     try:
         await hub.wait_for_role("active")
-        loading = asyncio.create_task(_publish_paced(urls, events))
-        watching = asyncio.create_task(_watch_ready(hub, seen))
         await _progress(urls)
         await disrupt(nats_cluster)
-        await loading
+        stop_loading.set()
+        events = await loading
         async with asyncio.timeout(180):
             while not await _answer(functools.partial(consumer_done, urls)):
                 await asyncio.sleep(0.2)
-        watching.cancel()
         assert hub.alive, f"the hub exited; see {hub.log}"
         expected = await _expected_in_stream_order(urls, events, config)
     finally:
+        stop_loading.set()
+        watching.cancel()
         hub.stop()
     _assert_exactly_once_in_the_same_incidents(await unified_assignment(urls), expected)
     assert seen and seen[-1] == (200, []), seen[-5:]
