@@ -245,9 +245,8 @@ async def test_a_pipeline_that_ended_on_the_fence_is_started_over_while_the_leas
     try:
         ended = hub.pipeline
         ended.fence = _Lapsed()  # the lease lapsed and came back between two looks of the elector
-        await wait_until(lambda: hub.pipeline is not None and hub.pipeline is not ended and hub.pipeline.running,
-                         "a new pipeline")
-        assert hub.health()["availability"]["activations"] == 2
+        await wait_until(lambda: hub.health()["availability"]["activations"] == 2, "a second activation")
+        assert hub.pipeline is not None and hub.pipeline is not ended and hub.pipeline.running
         await publish_raw(nats_url, [ingest_item(event(1))])
         await wait_until(lambda: hub.pipeline.counts["out"] == 1)
     finally:
