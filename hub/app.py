@@ -40,7 +40,7 @@ from hub.config import HubConfig, load_config
 from hub.connector import Connector
 from hub.connector_runtime import publish_close_request
 from hub.dashboard.state import LiveState
-from hub.embedded import EmbeddedNats
+from hub.nats.embedded import EmbeddedNats
 from hub.errors import ConfigError, HubError
 from hub.escalation import Escalator
 from hub.geofence import GridIndex
@@ -48,13 +48,13 @@ from hub.incidents import Deduper, IncidentMerger, MergePolicy
 from hub.logs import LOG_FILE_VARIABLE, configure_logging
 from hub.metrics import Metrics
 from hub.models import CloseRequest, Event
-from hub.natslink import NatsLink
+from hub.nats.natslink import NatsLink
 from hub.pipeline import BatchProcessor, Engines, EventTimeWindow, IngestMessage, Pipeline, PipelineOptions, PipelineState
 from hub.plugins import PluginHost, build_plugin_host, demo_section_file, installed_plugins
 from hub.reload import ConfigReloader
 from hub.federation.ownership import ownership_from_config
 from hub.federation.services import TierServices
-from hub.streams import ensure_buckets, ensure_streams
+from hub.nats.streams import ensure_buckets, ensure_streams
 from hub.supervisor import Supervisor
 from hub.tap import format_dispatch, format_event
 from hub.taxonomy import BUILTIN_TAXONOMY, CategoryInfo, Taxonomy
@@ -188,7 +188,7 @@ class Hub:
 
     @property
     def nc(self) -> NatsClient | None:
-        """The current NATS client (a new one after the server closed the last, :mod:`hub.natslink`)."""
+        """The current NATS client (a new one after the server closed the last, :mod:`hub.nats.natslink`)."""
         return self.link.client if self.link is not None else None
 
     @property

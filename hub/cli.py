@@ -33,7 +33,7 @@ import httpx
 from hub.config import HubConfig, NatsConfig, load_config, parse_duration
 from hub.errors import ConfigError, HubError
 from hub.logs import configure_logging
-from hub.natsconn import connect, redacted_servers
+from hub.nats.natsconn import connect, redacted_servers
 from hub.plugins import BUILTIN_PLUGINS, build_plugin_host, installed_plugins
 from hub.scaffold import write_connector
 from hub.tap import events_subject, formatter, parse_since, replay, tap

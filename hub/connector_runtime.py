@@ -42,10 +42,10 @@ from hub.errors import DeliveryRejected, InvalidEventError
 from hub.federation.sourcing import from_below
 from hub.models import CloseRequest, DispatchOrder, DispatchUpdate, Event
 from hub.config import NatsConfig, StreamsConfig
-from hub.natsconn import connect
-from hub.publisher import Message
-from hub.sizes import SizeGuard, size_on_the_wire
-from hub.streams import ensure_streams
+from hub.nats.natsconn import connect
+from hub.nats.publisher import Message
+from hub.nats.sizes import SizeGuard, size_on_the_wire
+from hub.nats.streams import ensure_streams
 from hub.tasks import cancel_and_wait
 
 _TRANSIENT = (NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ConnectionClosedError)
@@ -175,7 +175,7 @@ class NatsConnectorContext:
     async def reject(self, raw: bytes, reason: str, kind: str = "invalid", subject: str | None = None) -> None:
         """Dead-letter ``raw`` with the pipeline's headers (reason, kind, original subject: by default the
         ingest subject the input was bound for); bytes that would not fit max_payload with the headers are kept
-        in the object store and referenced, like the pipeline's (:mod:`hub.sizes`), named by their digest."""
+        in the object store and referenced, like the pipeline's (:mod:`hub.nats.sizes`), named by their digest."""
         digest = f"dlq:{self.source}:{hashlib.sha256(raw).hexdigest()}"
         headers = {
             **wire.dead_letter_headers(digest, wire.source_uri(self.source)),

@@ -24,7 +24,7 @@ from hub.config import NatsConfig, StreamsConfig
 from hub.connector import Connector
 from hub.connector_runtime import backoff_delay, open_context, serve_connector
 from hub.logs import configure_logging
-from hub.natsconn import connect
+from hub.nats.natsconn import connect
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.supervisor")

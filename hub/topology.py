@@ -136,7 +136,7 @@ CLOSE_REQUESTERS = (OPS_REQUESTER, DISPATCH_REQUESTER)
 HEADER_REASON = "CityHub-Reason"
 HEADER_REASON_KIND = "CityHub-Reason-Kind"  # not_json, invalid, unknown_category, coordinates, oversized, ...
 HEADER_ORIGINAL_SUBJECT = "CityHub-Original-Subject"
-# A dead letter too large to carry its original bytes: where they are kept instead (hub.sizes), and how many.
+# A dead letter too large to carry its original bytes: where they are kept instead (hub.nats.sizes), and how many.
 HEADER_ORIGINAL_OBJECT = "CityHub-Original-Object"  # <object store bucket>/<object name>
 HEADER_ORIGINAL_SIZE = "CityHub-Original-Size"
 HEADER_MSG_ID = "Nats-Msg-Id"

@@ -15,7 +15,7 @@ from hub import topology
 from hub.app import Hub
 from hub.availability import LEASE_BUCKET, Holder, Lease, LeaseLost, OutputFence
 from hub.errors import ConfigError
-from hub.publisher import FLOW, WINDOW, Message, publish_fast_batch
+from hub.nats.publisher import FLOW, WINDOW, Message, publish_fast_batch
 from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw, stream_count
 from tests.waiting import wait_until
 

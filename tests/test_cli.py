@@ -18,10 +18,10 @@ from standin_hub import StandInHub
 
 from hub import topology, wire
 from hub.admin import create_admin_app
-from hub.embedded import free_port
+from hub.nats.embedded import free_port
 from hub.hookspecs import hookimpl
 from hub.models import Category, Event, GridCell, Severity
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,7 @@ from hub.errors import ConfigError
 from hub.connector_runtime import backoff_delay, encode_ingest, running_connector
 from hub.models import Category, DispatchOrder, Event, Location, Severity
 from hub.config import StreamLimits, StreamsConfig
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 from tests.waiting import wait_until
 
 

@@ -68,7 +68,7 @@ def parse_broker_url(url: str) -> BrokerAddress:
 
 def broker_for(hub: HubHandle, broker_url: str | None, plugin: str) -> BrokerAddress:
     """The plugin's configured broker, else the MQTT listener of the hub's embedded nats-server
-    (``hub.embedded``, an :class:`hub.embedded.EmbeddedNats` started with an ``mqtt_port``)."""
+    (``hub.nats.embedded``, an :class:`hub.nats.embedded.EmbeddedNats` started with an ``mqtt_port``)."""
     embedded_port = getattr(getattr(hub, "embedded", None), "mqtt_port", None)
     if broker_url:
         return parse_broker_url(broker_url)

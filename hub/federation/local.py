@@ -11,7 +11,7 @@ import nats
 from nats.aio.client import Client
 
 from hub.config import TierConfig, TierParent
-from hub.embedded import EmbeddedNats, free_port
+from hub.nats.embedded import EmbeddedNats, free_port
 from hub.federation.deployment import Deployment, Keys, Placement, hub_user, write_deployment
 from hub.federation.permissions import inbox_prefix, viewer_name
 from hub.federation.scope import GridHierarchy, Scope

@@ -8,7 +8,7 @@ import orjson
 from nats.js.api import ConsumerConfig
 
 from hub.federation.permissions import inbox_prefix
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 from tests.waiting import wait_until
 
 OWN = "cityhub.events.510104.510104-01.gas_leak.high"
