@@ -80,7 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from hub.federation.demo import demo_tiers
 
         return demo_tiers(args.duration)
-    from hub.app import demo
+    from hub.demo import demo
 
     return demo(args.duration, verbose=args.verbose, data_dir=args.data_dir) or 0
 

@@ -55,7 +55,7 @@ def test_validate_summarises_a_valid_file():
 
 
 def test_validate_and_the_demo_agree_on_what_is_enabled(tmp_path):
-    from hub.app import demo_config
+    from hub.demo.config import demo_config
 
     config = tmp_path / "cityhub.toml"
     config.write_text(demo_config(tmp_path))
