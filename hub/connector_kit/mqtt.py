@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from hub.connector_kit.loops import stop_if_cancelled
 from hub import topology
 from hub.backoff import Backoff
+from hub.tasks import stop_if_cancelled
 from hub.connector import ConnectorContext
 from hub.errors import ConfigError
 from hub.handle import HubHandle

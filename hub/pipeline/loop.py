@@ -21,7 +21,7 @@ from nats.js.errors import NotFoundError, ObjectNotFoundError
 
 from hub import topology
 from hub.backoff import Backoff
-from hub.connector_runtime import raise_if_cancelled
+from hub.tasks import stop_if_cancelled
 from hub.federation.handoff import OUT_OF_SCOPE
 from hub.nats.fetcher import ConsumerGone, Delivered, Fetcher
 from hub.metrics import Metrics
@@ -332,7 +332,7 @@ class Pipeline:
             log.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
             await asyncio.sleep(0.5)
             msgs = []
-        raise_if_cancelled()
+        stop_if_cancelled()
         return msgs
 
     def _process(self, msgs: list[Delivered]) -> tuple[asyncio.Task[None], BatchResult, int] | None:

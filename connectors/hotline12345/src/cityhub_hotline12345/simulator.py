@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, Response
 
 from hub.connector_kit import HttpServer, IDEMPOTENCY_HEADER
 from hub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, signed_headers, verify
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.sim.hotline12345")
 
@@ -135,10 +136,8 @@ class HotlineSimulator:
         return self
 
     async def stop(self) -> None:
-        if self._traffic is not None:
-            self._traffic.cancel()
-            await asyncio.gather(self._traffic, return_exceptions=True)
-            self._traffic = None
+        await cancel_and_wait(self._traffic)
+        self._traffic = None
         await self.server.stop()
 
     @property

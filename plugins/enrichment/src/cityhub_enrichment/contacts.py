@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hub.errors import ConfigError
+from hub.errors import ConfigError, validation_problems
 from hub.models import Category, Event, GridCell
 from hub.transforms import Stage
 from cityhub_enrichment.settings import Contact, EnrichmentSettings
@@ -30,9 +30,8 @@ def read_contacts_csv(path: Path) -> list[Contact]:
             try:
                 contacts.append(Contact.model_validate(values))
             except ValidationError as exc:
-                first = exc.errors(include_url=False)[0]
-                where = ".".join(str(part) for part in first["loc"])
-                raise ConfigError(f"{path}:{reader.line_num}: {where}: {first['msg']}") from None
+                where, message = validation_problems(exc, "row")[0]
+                raise ConfigError(f"{path}:{reader.line_num}: {where}: {message}") from None
     return contacts
 
 
