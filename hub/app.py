@@ -55,7 +55,7 @@ log = logging.getLogger("cityhub")
 
 # An open dashboard holds a server-sent event stream that never ends by itself: on stop the admin server waits
 # this long for requests, then closes the rest (the page reconnects to the next hub).
-ADMIN_STOP_S = 2.0
+ADMIN_STOP_S = 2
 PROBE_TIMEOUT_S = 1.0  # /ready's question to JetStream
 
 
@@ -187,8 +187,8 @@ class Hub:
         nats_config = self.config.nats
         if not nats_config.servers:
             embedded = nats_config.embedded
-            self.embedded = EmbeddedNats(store_dir=embedded.store_dir, mqtt_port=embedded.mqtt_port,
-                                         **({"port": embedded.port} if embedded.port else {}))
+            self.embedded = EmbeddedNats(store_dir=embedded.store_dir, port=embedded.port or free_port(),
+                                         mqtt_port=embedded.mqtt_port)
             self.embedded.launch()  # from the event loop's thread, which lives as long as the hub
             await asyncio.to_thread(self.embedded.wait_listening)
             nats_config = nats_config.model_copy(update={"servers": [self.embedded.url]})

@@ -116,7 +116,7 @@ def _print_plugins(plugins: list[dict[str, Any]]) -> None:
         rows.append((plugin["name"], state, str(plugin["calls"]), str(plugin["failures"]), plugin["last_error"] or ""))
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4])
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -135,7 +135,7 @@ def _print_installed() -> None:
         rows.append((name, "built-in" if name in BUILTIN_PLUGINS else "third-party", distribution, entry_point.value))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[3])
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from hub import ids, topology, wire
 from hub.backoff import Backoff, retry
-from hub.connector import Connector
+from hub.connector import Connector, StateStore
 from hub.errors import DeliveryRejected, InvalidEventError
 from hub.federation.sourcing import from_below
 from hub.models import CloseRequest, DispatchOrder, DispatchUpdate, Event
@@ -136,7 +136,7 @@ class NatsConnectorContext:
     def __init__(self, source: str, nc: NatsClient, state: KvStateStore, *, publish_timeout_s: float = 5.0):
         self.source = source
         self.log = logging.getLogger(f"cityhub.connector.{source}")
-        self.state = state
+        self.state: StateStore = state
         self.counters: Counter[str] = Counter()
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream(timeout=publish_timeout_s)

@@ -113,5 +113,5 @@ def validation_kind(error: ValidationError) -> str:
     first = error.errors(include_url=False)[0]
     if first["type"] == "missing":
         return "missing_field"
-    field = first["loc"][0] if first["loc"] else None
+    field = str(first["loc"][0]) if first["loc"] else ""
     return _KIND_OF_FIELD.get(field, "invalid")

@@ -224,7 +224,9 @@ class Escalator:
             entry = await self._kv.get(key)
         except KeyNotFoundError:
             return None
-        return (orjson.loads(entry.value), entry.revision) if entry.value else None
+        if not entry.value or entry.revision is None:
+            return None
+        return orjson.loads(entry.value), entry.revision
 
     # firing
 
@@ -280,6 +282,7 @@ class Escalator:
         try:
             if following is not None and following.target == order.target:
                 await self._kv.update(key, orjson.dumps(following.model_dump(mode="json")), last=revision)
+                assert following.deadline is not None  # next_order always sets one
                 self._due[key] = following.deadline.timestamp()
             else:
                 await self._kv.delete(key, last=revision)

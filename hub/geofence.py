@@ -110,10 +110,10 @@ class LocateArrays(NamedTuple):
     ``cells[offsets[i]:offsets[i+1]]`` (cell indices for :meth:`GridIndex.cell`) and the same range of
     ``distances_m``; its first ``admin_counts[i]`` cells are the admin chain, deepest first."""
 
-    offsets: memoryview
-    cells: memoryview
-    distances_m: memoryview
-    admin_counts: memoryview
+    offsets: memoryview[int]
+    cells: memoryview[int]
+    distances_m: memoryview[float]
+    admin_counts: memoryview[int]
 
 
 class AreaCells(NamedTuple):
@@ -126,7 +126,8 @@ class AreaCells(NamedTuple):
 
 class GridIndex:
     """An immutable, thread-safe index over all layers. Build with :meth:`load`; a running hub reloads by
-    building a new one and using it from the next batch on (``Pipeline.swap_engines``). Queries release the GIL while Rust works."""
+    building a new one and using it from the next batch on (``Pipeline.swap_engines``). Queries release the
+    GIL while Rust works."""
 
     def __init__(self, core: _core.GeoIndex, layers: Sequence[LayerSpec]):
         self._core = core
@@ -199,7 +200,7 @@ class GridIndex:
             start, end = offsets[point], offsets[point + 1]
             resolved = [
                 (cache.get(c) or cell(c)) if d == 0.0 else cell(c, d)
-                for c, d in zip(cells[start:end], distances[start:end])
+                for c, d in zip(cells[start:end], distances[start:end], strict=True)
             ]
             admin_path = resolved[:admin_count]
             admin_path.reverse()

@@ -200,8 +200,9 @@ def _with_bytes(method: Callable[..., T], events: Sequence[EventInput], *args: b
 
 class RuleSet:
     """A compiled, indexed, immutable rule set. Build with :meth:`compile`; a running hub replaces its
-    set between two batches (``Pipeline.swap_engines``). Events are the canonical event as JSON (``Event.model_dump(mode="json")``)
-    plus ``grid`` and ``grid_ids`` (admin path names / ids joined by ``/``), as bytes, str or dict."""
+    set between two batches (``Pipeline.swap_engines``). Events are the canonical event as JSON
+    (``Event.model_dump(mode="json")``) plus ``grid`` and ``grid_ids`` (admin path names / ids joined by
+    ``/``), as bytes, str or dict."""
 
     __slots__ = ("_compiled", "rules", "timezone")
 

@@ -84,7 +84,7 @@ def test_overlay_within_tolerance_reports_its_distance(small_index):
 def test_locate_many_equals_single_and_cell_converts_to_grid_cell(small_index):
     lons, lats = [0.0016, 0.0005, 1.0], [0.0006, 0.0005, 1.0]
     batch = small_index.locate_many(np.array(lons), np.array(lats))
-    assert batch == [small_index.locate(x, y) for x, y in zip(lons, lats)]
+    assert batch == [small_index.locate(x, y) for x, y in zip(lons, lats, strict=True)]
     assert batch[0].cells[0].to_grid_cell() == GridCell(layer="admin", level="street", id="s2", name="name s2")
 
 

@@ -4,8 +4,9 @@ hub's active parts on and off to follow it.
 Two tasks, so a slow switch never delays a renewal: ``keep`` talks to the lease (a campaign every
 ``POLL_SHARE`` of the TTL while standing by, a renewal every third of it while active) and ``follow``
 compares what the hub runs with what the lease says and calls ``activate`` / ``deactivate``, one switch at
-a time (and starts the active parts over when they ended on the fence while the lease lapsed and came back). Deactivation happens when a renewal finds the lease moved, or when the lease's validity runs out on
-this process's clock (paused, cut off from NATS) — whichever comes first.
+a time (and starts the active parts over when they ended on the fence while the lease lapsed and came back).
+Deactivation happens when a renewal finds the lease moved, or when the lease's validity runs out on this
+process's clock (paused, cut off from NATS) — whichever comes first.
 """
 
 from __future__ import annotations

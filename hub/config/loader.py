@@ -177,7 +177,7 @@ def _plugin_issues(
     """Validate each ``[plugins.<name>]`` section against the plugin's own settings model."""
     settings: dict[str, BaseModel | None] = {}
     issues: list[ConfigIssue] = []
-    for name, section in config.plugins.items():
+    for name in config.plugins:
         if name not in plugin_models:
             known = ", ".join(sorted(plugin_models)) or "none"
             issues.append(document.issue(("plugins", name), f"no plugin named {name!r} is installed (installed: {known})"))
@@ -218,7 +218,7 @@ def _compile_rules(config: HubConfig, places: list[tuple[_Document, int]]) -> li
     try:
         config._rule_set = RuleSet.compile(config.all_rules(), timezone=config.timezone)
     except RuleError as exc:
-        where = {rule.id: place for rule, place in zip(config.all_rules(), places)}
+        where = {rule.id: place for rule, place in zip(config.all_rules(), places, strict=True)}
         issues = []
         for rule_id, position, reason in exc.problems:
             document, index = where[rule_id]

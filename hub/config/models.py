@@ -368,7 +368,8 @@ class MergeConfig(Section):
     )
     text_similarity: float = Field(
         0.7, ge=0, le=1,
-        description="Events at the same address whose texts are at least this similar (character-bigram Jaccard) merge.",
+        description="Events at the same address whose texts are at least this similar (character-bigram Jaccard) "
+        "merge.",
     )
     incident_ttl: Duration | None = Field(
         None, description="Close incidents with no new report for this long (default: the category's window)."

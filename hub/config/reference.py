@@ -111,11 +111,11 @@ def config_reference() -> str:
     out = [
         "# Configuration reference (`cityhub.toml`)",
         "",
-        "Generated from the models in `hub/config/models.py` by `python -m hub.config > docs/config.md`; a test keeps it",
-        "in sync. Unknown keys are errors. String values may use `${NAME}` or `${NAME:-default}` to read the",
-        "environment (put secrets there). Durations are written `\"90s\"`, `\"15m\"`, `\"1h30m\"`, `\"2d\"` or as seconds.",
-        "Relative paths are relative to the directory of the config file. Check a file with `cityhub validate FILE`.",
-        "`cityhub.toml` at the root of the repository is a complete example.",
+        "Generated from the models in `hub/config/models.py` by `python -m hub.config > docs/config.md`; a test",
+        "keeps it in sync. Unknown keys are errors. String values may use `${NAME}` or `${NAME:-default}` to read",
+        "the environment (put secrets there). Durations are written `\"90s\"`, `\"15m\"`, `\"1h30m\"`, `\"2d\"` or",
+        "as seconds. Relative paths are relative to the directory of the config file. Check a file with",
+        "`cityhub validate FILE`. `cityhub.toml` at the root of the repository is a complete example.",
         "",
     ]
 

@@ -84,7 +84,6 @@ class UpwardEscalation:
     @classmethod
     def from_config(cls, config: HubConfig, nc: NatsClient) -> UpwardEscalation | None:
         """The hub's upward escalation (None for a hub with no parent)."""
-        parent = config.tier.parent
         tier = config.tier
         return cls(nc, tier.scope, tier.parent.scope, tier.escalate_severity) if tier.parent is not None else None
 

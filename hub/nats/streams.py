@@ -88,6 +88,7 @@ async def ensure_streams(
 
 
 async def ensure_stream(js: JetStreamContext, config: StreamConfig, keep_sources: bool = False) -> StreamInfo:
+    assert config.name is not None, "every stream of the subject contract has a name"
     try:
         existing = await js.stream_info(config.name)
     except NotFoundError:

@@ -118,7 +118,8 @@ def decode_events(
         except InvalidEventError as exc:
             decoded.rejected.append(_rejection(message, exc))
         kept_before.append(len(decoded.events))
-    decoded.closes = [(kept_before[position], *close) for position, *close in close_at]
+    decoded.closes = [(kept_before[position], request, requester, received)
+                      for position, request, requester, received in close_at]
     decoded.rejected.sort(key=lambda rejection: rejection.seq)
     return decoded
 
@@ -208,6 +209,4 @@ def _validate_close(document: dict[str, Any], subject: str) -> CloseRequest:
 
 
 def _invalid(kind: str, reason: str) -> InvalidEventError:
-    error = InvalidEventError(reason)
-    error.kind = kind  # type: ignore[attr-defined]
-    return error
+    return InvalidEventError(reason, kind)

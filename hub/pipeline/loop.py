@@ -18,6 +18,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.object_store import ObjectStore
 
 from hub import topology
 from hub.backoff import Backoff
@@ -194,7 +195,7 @@ class Pipeline:
 
     # recovery
 
-    async def _snapshot_store(self):  # noqa: ANN202 - nats ObjectStore
+    async def _snapshot_store(self) -> ObjectStore:
         return await open_object_store(self.js, SNAPSHOT_BUCKET)
 
     async def _snapshot(self) -> None:

@@ -27,6 +27,7 @@ import httpx
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.middleware.base import RequestResponseEndpoint
 
 from hub.connector_kit import HttpServer, IDEMPOTENCY_HEADER
 from hub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, signed_headers, verify
@@ -266,7 +267,7 @@ class HotlineSimulator:
         app = FastAPI(title="12345 hotline simulator (Open311 GeoReport v2)", docs_url=None, redoc_url=None)
 
         @app.middleware("http")
-        async def outage(request: Request, call_next):  # noqa: ANN001, ANN202 - starlette middleware
+        async def outage(request: Request, call_next: RequestResponseEndpoint) -> Response:
             if not self.available:
                 return _open311_error(503, "service temporarily unavailable (simulated outage)")
             return await call_next(request)
