@@ -73,9 +73,8 @@ def group_table(title: str, rows: list[Row]) -> list[str]:
     lines = [f"### {title}", "", "| benchmark | role | items/s | median per round | CityHub ÷ this | note |", "|---|---|---|---|---|---|"]
     for row in sorted(rows, key=lambda row: -row.items_per_s):
         ratio = f"{reference.items_per_s / row.items_per_s:.1f}×" if reference and row.role != "cityhub" else "—"
-        lines.append(
-            f"| `{row.name}` | {row.role} | {format_rate(row.items_per_s)} | {row.median_s * 1e3:.3f} ms | {ratio} | {row.note} |"
-        )
+        rate, median = format_rate(row.items_per_s), f"{row.median_s * 1e3:.3f} ms"
+        lines.append(f"| `{row.name}` | {row.role} | {rate} | {median} | {ratio} | {row.note} |")
     return [*lines, ""]
 
 

@@ -3,6 +3,8 @@
 from collections.abc import Iterable, Sequence
 from typing import Any, final
 
+from hub.incidents import DedupStats, MergerStats
+
 __all__ = [
     "version",
     "time_ordered_ids",
@@ -28,7 +30,7 @@ def convert_coords(lons: object, lats: object, src: str, dst: str) -> tuple[list
 class GeoIndex:
     @staticmethod
     def build(
-        layers: list[tuple[str, str, bytes, str, str, str, str, str, bool]], tolerance_m: float
+        layers: Sequence[tuple[str, str, bytes, str, str, str, str, str, bool]], tolerance_m: float
     ) -> GeoIndex: ...
     def locate_many(self, lons: object, lats: object, crs: str) -> tuple[bytes, bytes, bytes, bytes]: ...
     def cells_intersecting(self, geometry: bytes, crs: str) -> list[int]: ...
@@ -51,7 +53,7 @@ class Deduper:
     @staticmethod
     def restore(data: bytes, deltas: Sequence[bytes] = ...) -> Deduper: ...
     @property
-    def stats(self) -> dict[str, int]: ...
+    def stats(self) -> DedupStats: ...
     @property
     def window_s(self) -> float: ...
     @property
@@ -114,7 +116,7 @@ class IncidentMerger:
     @staticmethod
     def restore(data: bytes, policy: CompiledMergePolicy, deltas: Sequence[bytes] = ...) -> IncidentMerger: ...
     @property
-    def stats(self) -> dict[str, int]: ...
+    def stats(self) -> MergerStats: ...
 
 # --- rules (core_rs/src/bindings/rules.rs) ---------------------------------------------------------
 @final

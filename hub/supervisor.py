@@ -22,9 +22,10 @@ from nats.aio.client import Client as NatsClient
 
 from hub.config import NatsConfig, StreamsConfig
 from hub.connector import Connector
-from hub.connector_runtime import backoff_delay, open_context, serve_connector
+from hub.backoff import Backoff
+from hub.connector_runtime import open_context, serve_connector
 from hub.logs import configure_logging
-from hub.natsconn import connect
+from hub.nats.natsconn import connect
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.supervisor")
@@ -190,14 +191,14 @@ class Supervisor:
             child.reports = None
 
     async def _watch(self, child: ConnectorProcess) -> None:
-        failures = 0
+        restarts = Backoff(initial_s=0.5, max_s=30.0)
         while True:
             await asyncio.sleep(0.2)
             process = child.process
             hung = self._hung(child)
             if process.is_alive() and not hung:
                 if time.monotonic() - child.started_at > STABLE_AFTER_S:
-                    failures = 0
+                    restarts.reset()
                 continue
             if hung and process.is_alive():
                 log.error("connector %s sent no health report in time (event loop blocked?): killing it", child.name)
@@ -206,9 +207,8 @@ class Supervisor:
             await asyncio.to_thread(process.join)
             child.last_exit = child.last_exit if hung else f"exit code {process.exitcode}"
             self._close_reports(child)
-            failures += 1
             child.restarts += 1
-            delay = backoff_delay(failures, base_s=0.5, cap_s=30.0)
+            delay = restarts.next_delay()
             log.error("connector %s stopped (%s); restart %d in %.1fs", child.name, child.last_exit, child.restarts, delay)
             await asyncio.sleep(delay)
             self._spawn(child)

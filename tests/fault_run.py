@@ -33,7 +33,7 @@ from nats.js.api import PubAck
 from nats.js.errors import NotFoundError
 
 from hub import topology
-from hub.embedded import EmbeddedNats, free_port
+from hub.nats.embedded import EmbeddedNats, free_port
 from hub.pipeline import PIPELINE_CONSUMER, PipelineOptions
 from hub.plugins import ALLOW_LIST_ENV
 from tests.fault_load import FaultLoad, Sent, Shadow, ValidInput, probe

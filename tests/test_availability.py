@@ -1,5 +1,6 @@
 """The lease and the election inside one process: take, renew, lose, refuse a different config, survive a
-deleted lease bucket; the server refuses a deposed hub's outputs. Failover between real ``cityhub run`` processes is in tests/test_failover.py."""
+deleted lease bucket; the server refuses a deposed hub's outputs. Failover between real ``cityhub run``
+processes is in tests/test_failover.py."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from hub import topology
 from hub.app import Hub
 from hub.availability import LEASE_BUCKET, Holder, Lease, LeaseLost, OutputFence
 from hub.errors import ConfigError
-from hub.publisher import FLOW, WINDOW, Message, publish_fast_batch
+from hub.nats.publisher import FLOW, WINDOW, Message, publish_fast_batch
 from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw, stream_count
 from tests.waiting import wait_until
 
@@ -159,7 +160,7 @@ class _HandedOver:
 
 
 def _outputs(prefix: str, count: int = 5) -> list[Message]:
-    return [Message(f"cityhub.events.510104.510104-01.fire.high", b"{}", f"{prefix}-{n}") for n in range(count)]
+    return [Message("cityhub.events.510104.510104-01.fire.high", b"{}", f"{prefix}-{n}") for n in range(count)]
 
 
 async def test_outputs_of_a_deposed_hub_are_refused_by_the_server(nc, nats_url):

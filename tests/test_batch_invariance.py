@@ -5,6 +5,7 @@ processing raises is dead-lettered and the others get the outputs they would hav
 
 from __future__ import annotations
 
+import itertools
 import time
 
 from hypothesis import HealthCheck, given, settings
@@ -49,7 +50,7 @@ def _outputs(stream: list[IngestMessage], cuts: list[int], crash_at: int | None 
     isolation.checkpoint(state)
     outputs: dict[str, bytes] = {}
     bounds = [0, *sorted(set(cuts)), len(stream)]
-    for start, end in zip(bounds, bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         if start == crash_at:
             isolation = _processor()
             state = PipelineState.restore(state.snapshot(), isolation.processor.engines)

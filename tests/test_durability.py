@@ -30,7 +30,7 @@ from hub.app import build_engines
 from hub.config import load_config
 from hub.plugins import ALLOW_LIST_ENV
 from hub.pipeline import BatchProcessor, Engines, IngestMessage, Pipeline, PipelineOptions, PipelineState
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 from tests.pipeline_support import INSIDE_GCJ02, T0, engines, hub_toml, read_stream, stream_count
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ from hub import topology
 from hub.app import build_engines
 from hub.availability import LEASE_BUCKET
 from hub.config import load_config
-from hub.streams import SNAPSHOT_BUCKET
+from hub.nats.streams import SNAPSHOT_BUCKET
 from tests.hub_processes import HubProcess, active_of, with_client_name
 from tests.pipeline_support import hub_toml, stream_count
 from tests.test_durability import GAS_RULE, city_events, consumer_done, oracle, publish_events, unified_assignment

@@ -17,7 +17,7 @@ import orjson
 
 from hub import topology
 from hub.app import Hub
-from hub.embedded import EmbeddedNats
+from hub.nats.embedded import EmbeddedNats
 from hub.plugins import ALLOW_LIST_ENV
 from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw, read_stream, stream_count
 from tests.waiting import holds_within, wait_until

@@ -14,7 +14,7 @@ from hub.errors import InvalidEventError
 from hub.metrics import Metrics
 from hub.models import Category, Incident
 from hub.pipeline import BatchProcessor, IngestMessage, Pipeline, PipelineOptions, PipelineState, decode_event
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 from tests.pipeline_support import (
     bare_item, data_of, engines, event, ingest_item, publish_raw, read_stream, stream_count,
 )

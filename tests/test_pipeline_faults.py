@@ -18,7 +18,7 @@ from hub.pipeline import (
     BatchProcessor, EventTimeWindow, IngestMessage, Pipeline, PipelineOptions, PipelineState,
 )
 from hub.pipeline import processor as processor_module
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 from tests.pipeline_support import data_of, engines, event, ingest_item, publish_raw, read_stream
 from tests.waiting import wait_until
 

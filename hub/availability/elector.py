@@ -4,8 +4,9 @@ hub's active parts on and off to follow it.
 Two tasks, so a slow switch never delays a renewal: ``keep`` talks to the lease (a campaign every
 ``POLL_SHARE`` of the TTL while standing by, a renewal every third of it while active) and ``follow``
 compares what the hub runs with what the lease says and calls ``activate`` / ``deactivate``, one switch at
-a time (and starts the active parts over when they ended on the fence while the lease lapsed and came back). Deactivation happens when a renewal finds the lease moved, or when the lease's validity runs out on
-this process's clock (paused, cut off from NATS) — whichever comes first.
+a time (and starts the active parts over when they ended on the fence while the lease lapsed and came back).
+Deactivation happens when a renewal finds the lease moved, or when the lease's validity runs out on this
+process's clock (paused, cut off from NATS) — whichever comes first.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hub.availability.lease import Holder, Lease, LeaseLost
-from hub.connector_runtime import raise_if_cancelled
 from hub.errors import ConfigError, HubError
-from hub.tasks import cancel_and_wait
+from hub.tasks import cancel_and_wait, stop_if_cancelled
 
 log = logging.getLogger("cityhub.availability")
 
@@ -115,7 +115,7 @@ class Elector:
         except LeaseLost as exc:
             log.warning("%s", exc)
         except Exception as exc:  # NATS away or JetStream without a leader
-            raise_if_cancelled()  # a stop that nats-py's timeout swallowed: the loop must end, not retry
+            stop_if_cancelled()  # a stop that nats-py's timeout swallowed: the loop must end, not retry
             self.trouble = f"{type(exc).__name__}: {exc}"
             log.warning("lease call failed (%s)", self.trouble)
 
@@ -146,7 +146,7 @@ class Elector:
 
     async def _follow(self) -> None:
         while True:
-            raise_if_cancelled()  # a stop that a step down swallowed (nats-py's timeouts do): end here
+            stop_if_cancelled()  # a stop that a step down swallowed (nats-py's timeouts do): end here
             wanted = self.lease.held
             if self._active and wanted and not self._running():
                 log.warning("the active parts stopped by themselves (the lease lapsed and came back); restarting them")

@@ -17,7 +17,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from hub import topology, wire
-from hub.errors import InvalidEventError
+from hub.errors import InvalidEventError, validation_kind, validation_problems
 from hub.models import CloseRequest, Event
 from hub.pipeline.engines import EventTimeWindow
 from hub.taxonomy import BUILTIN_TAXONOMY, Taxonomy
@@ -52,17 +52,9 @@ def source_of(subject: str) -> str:
 
 
 def _validation_kind(error: ValidationError) -> tuple[str, str]:
-    first = error.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(event)"
-    if first["type"] == "missing":
-        kind = "missing_field"
-    elif first["loc"][:1] == ("category",):
-        kind = "unknown_category"
-    elif first["loc"][:1] == ("location",):
-        kind = "coordinates"
-    else:
-        kind = "invalid"
-    return kind, f"{where}: {first['msg']}" + (f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else "")
+    where, message = validation_problems(error, "(event)")[0]
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return validation_kind(error), f"{where}: {message}{more}"
 
 
 def decode_event(
@@ -126,7 +118,8 @@ def decode_events(
         except InvalidEventError as exc:
             decoded.rejected.append(_rejection(message, exc))
         kept_before.append(len(decoded.events))
-    decoded.closes = [(kept_before[position], *close) for position, *close in close_at]
+    decoded.closes = [(kept_before[position], request, requester, received)
+                      for position, request, requester, received in close_at]
     decoded.rejected.sort(key=lambda rejection: rejection.seq)
     return decoded
 
@@ -216,6 +209,4 @@ def _validate_close(document: dict[str, Any], subject: str) -> CloseRequest:
 
 
 def _invalid(kind: str, reason: str) -> InvalidEventError:
-    error = InvalidEventError(reason)
-    error.kind = kind  # type: ignore[attr-defined]
-    return error
+    return InvalidEventError(reason, kind)

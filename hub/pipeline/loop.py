@@ -18,12 +18,13 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.object_store import ObjectStore
 
 from hub import topology
 from hub.backoff import Backoff
-from hub.connector_runtime import raise_if_cancelled
+from hub.tasks import stop_if_cancelled
 from hub.federation.handoff import OUT_OF_SCOPE
-from hub.fetcher import ConsumerGone, Delivered, Fetcher
+from hub.nats.fetcher import ConsumerGone, Delivered, Fetcher
 from hub.metrics import Metrics
 from hub.pipeline.decode import IngestMessage, source_of
 from hub.pipeline.engines import Engines, PipelineOptions, TransformOutcome
@@ -31,9 +32,9 @@ from hub.pipeline.isolation import IsolatingProcessor
 from hub.pipeline.processor import BatchProcessor, BatchResult
 from hub.pipeline.state import PipelineState
 from hub.availability.lease import LeaseLost
-from hub.publisher import UNFENCED, Fence, Publisher
-from hub.sizes import object_meta
-from hub.streams import SNAPSHOT_BUCKET, open_object_store
+from hub.nats.publisher import UNFENCED, Fence, Publisher
+from hub.nats.sizes import object_meta
+from hub.nats.streams import SNAPSHOT_BUCKET, open_object_store
 
 log = logging.getLogger("cityhub.pipeline")
 
@@ -100,7 +101,7 @@ class Pipeline:
         self.isolation.checkpoint(self.state)  # batches before the swap are not processed again with new engines
 
     async def use_connection(self, nc: NatsClient) -> None:
-        """Carry on with ``nc`` (the hub replaced a connection the server closed, :mod:`hub.natslink`):
+        """Carry on with ``nc`` (the hub replaced a connection the server closed, :mod:`hub.nats.natslink`):
         outputs not yet stored are published on it, the ingest consumer is read through it. Deliveries lost
         with the closed client show as a gap, which re-reads from the next unprocessed sequence."""
         self.nc, self.js = nc, nc.jetstream(timeout=10.0)
@@ -194,7 +195,7 @@ class Pipeline:
 
     # recovery
 
-    async def _snapshot_store(self):  # noqa: ANN202 - nats ObjectStore
+    async def _snapshot_store(self) -> ObjectStore:
         return await open_object_store(self.js, SNAPSHOT_BUCKET)
 
     async def _snapshot(self) -> None:
@@ -332,7 +333,7 @@ class Pipeline:
             log.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
             await asyncio.sleep(0.5)
             msgs = []
-        raise_if_cancelled()
+        stop_if_cancelled()
         return msgs
 
     def _process(self, msgs: list[Delivered]) -> tuple[asyncio.Task[None], BatchResult, int] | None:

@@ -13,7 +13,7 @@ from hub import topology, wire
 from hub.models import DispatchOrder, Event, GridCell, Incident, IncidentChange, IncidentState, Location, ReportRef, Severity
 from hub.pipeline.decode import Rejection, source_of
 from hub.pipeline.state import IncidentRecord
-from hub.publisher import Message
+from hub.nats.publisher import Message
 from hub.rules import RuleMatch
 
 _SEVERITIES = list(Severity)

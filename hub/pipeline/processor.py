@@ -38,7 +38,7 @@ from hub.pipeline.outputs import (
     utc,
 )
 from hub.pipeline.state import MAX_ORDER_REPORTS, IncidentRecord, PipelineState
-from hub.publisher import Message
+from hub.nats.publisher import Message
 from hub.rules import RuleMatch
 from hub.transforms import Transform
 

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from hub.embedded import free_port
+from hub.nats.embedded import free_port
 
 
 class CuttableLink:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -156,7 +157,7 @@ class Hotline12345Connector(Connector):
         app.add_api_route(self.settings.webhook.path, self._order_handler(ctx), methods=["POST"])
         return app
 
-    def _order_handler(self, ctx: ConnectorContext):  # noqa: ANN202 - a FastAPI endpoint
+    def _order_handler(self, ctx: ConnectorContext) -> Callable[[Request], Awaitable[JSONResponse]]:
         settings = self.settings.webhook
 
         async def receive_order(request: Request) -> JSONResponse:

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hub.errors import ConfigError
-from hub.models import Category, Event, GridCell
+from hub.errors import ConfigError, validation_problems
+from hub.models import Event, GridCell
 from hub.transforms import Stage
 from cityhub_enrichment.settings import Contact, EnrichmentSettings
 
@@ -30,9 +30,8 @@ def read_contacts_csv(path: Path) -> list[Contact]:
             try:
                 contacts.append(Contact.model_validate(values))
             except ValidationError as exc:
-                first = exc.errors(include_url=False)[0]
-                where = ".".join(str(part) for part in first["loc"])
-                raise ConfigError(f"{path}:{reader.line_num}: {where}: {first['msg']}") from None
+                where, message = validation_problems(exc, "row")[0]
+                raise ConfigError(f"{path}:{reader.line_num}: {where}: {message}") from None
     return contacts
 
 
@@ -41,7 +40,7 @@ class ContactBook:
     and category: the events of a batch share few cells)."""
 
     def __init__(self, contacts: list[Contact], cache_size: int = 65_536):
-        self._by_cell: dict[str, list[tuple[frozenset[Category], dict[str, Any]]]] = defaultdict(list)
+        self._by_cell: dict[str, list[tuple[frozenset[str], dict[str, Any]]]] = defaultdict(list)
         for contact in contacts:
             shown = contact.model_dump(exclude={"categories"}, exclude_none=True)
             self._by_cell[contact.cell].append((frozenset(contact.categories), shown))
@@ -58,12 +57,12 @@ class ContactBook:
     def __len__(self) -> int:
         return self._count
 
-    def lookup(self, grid_path: list[GridCell], category: Category, limit: int) -> list[dict[str, Any]]:
+    def lookup(self, grid_path: list[GridCell], category: str, limit: int) -> list[dict[str, Any]]:
         """Contacts of the most specific cell that has any for this category, then the fallback ones.
         The answer is shared between calls: treat it as read-only."""
         return self._cached(tuple((cell.id, cell.level) for cell in grid_path), category, limit)
 
-    def _lookup(self, cells: tuple[tuple[str, str], ...], category: Category, limit: int) -> list[dict[str, Any]]:
+    def _lookup(self, cells: tuple[tuple[str, str], ...], category: str, limit: int) -> list[dict[str, Any]]:
         for cell_id, level in (*cells, (EVERY_CELL, None)):
             found = [
                 {**shown, "level": level}
