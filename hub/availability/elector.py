@@ -16,14 +16,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from hub.availability.lease import Holder, Lease, LeaseLost
+from hub.availability.lease import VALID_SHARE, Holder, Lease, LeaseLost
 from hub.connector_runtime import raise_if_cancelled
 from hub.errors import ConfigError, HubError
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.availability")
 
-POLL_SHARE = 0.1  # of the lease TTL: how often a standby looks for an expired lease
+POLL_SHARE = 0.05  # of the lease TTL: how often a standby looks for an expired lease (a KV get)
 FOLLOW_EVERY_S = 0.05  # how often ``follow`` compares the hub's role with the lease
 RETRY_ACTIVATION_S = 1.0
 
@@ -47,7 +47,8 @@ class Elector:
         self.trouble: str | None = None  # why the last lease call failed, until one succeeds
         self.became_active_at: float | None = None  # epoch seconds
         self._active = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self._keeping: asyncio.Task[None] | None = None
+        self._following: asyncio.Task[None] | None = None
 
     async def join(self, wait_s: float = 30.0) -> None:
         """Open the lease bucket, then raise :class:`ConfigError` when the current holder runs a pipeline
@@ -64,23 +65,26 @@ class Elector:
                 "one NATS account; deploy the same cityhub.toml to every hub, then start this one again")
 
     async def start(self) -> None:
-        """Campaign once (a hub that finds no holder becomes active before this returns), then keep the
-        role in the background."""
+        """Campaign once (a hub that finds no holder becomes active before this returns, its lease renewed
+        meanwhile however long that takes), then keep the role in the background."""
         await self._step()
+        self._keeping = asyncio.create_task(self._keep(), name="cityhub.availability.keep")
         if self.lease.held:
-            await self._switch(True)
-        self._tasks = [asyncio.create_task(self._keep(), name="cityhub.availability.keep"),
-                       asyncio.create_task(self._follow(), name="cityhub.availability.follow")]
+            try:
+                await self._switch(True)
+            except BaseException:
+                await cancel_and_wait(self._keeping)
+                raise
+        self._following = asyncio.create_task(self._follow(), name="cityhub.availability.follow")
 
     async def stop(self) -> None:
         """Stop following, step down while the lease is still renewed (so the last snapshot is fenced in),
         then release the lease so a standby takes over without waiting for the TTL."""
-        keep, follow = self._tasks or (None, None)
-        await cancel_and_wait(follow)
+        await cancel_and_wait(self._following)
         if self._active:
             await self._switch(False)
-        await cancel_and_wait(keep)
-        self._tasks = []
+        await cancel_and_wait(self._keeping)
+        self._keeping = self._following = None
         await self.lease.release()
 
     def health(self) -> dict[str, Any]:
@@ -98,10 +102,21 @@ class Elector:
     # talking to the lease
 
     async def _keep(self) -> None:
+        """Renewals every third of the TTL counted from when the last one was sent (not from its answer, which
+        a busy event loop delays), campaigns every ``POLL_SHARE`` of it."""
         renew_every = self.lease.ttl_s / 3
+        sent = time.monotonic()
         while True:
+            holding = self.lease.revision is not None
+            due = sent + (renew_every if holding else self.lease.ttl_s * POLL_SHARE)
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            sent = time.monotonic()
             await self._step()
-            await asyncio.sleep(renew_every if self.lease.revision is not None else self.lease.ttl_s * POLL_SHARE)
+            late, took = sent - due, time.monotonic() - sent
+            if holding and late + took > renew_every:
+                log.warning("the lease renewal was sent %.2f s late and answered after %.2f s (the event loop was "
+                            "busy, or JetStream slow); the lease lapses %.1f s after a renewal is sent", late, took,
+                            self.lease.ttl_s * VALID_SHARE)
 
     async def _step(self) -> None:
         """One lease call: a campaign while standing by, a renewal while holding. Failures are recorded

@@ -88,7 +88,12 @@ class Lease:
 
     @property
     def held(self) -> bool:
-        return self.revision is not None and time.monotonic() < self._valid_until
+        return time.monotonic() < self.valid_until
+
+    @property
+    def valid_until(self) -> float:
+        """The monotonic moment this hub's own view of its lease ends (0 while it holds none)."""
+        return self._valid_until if self.revision is not None else 0.0
 
     def check(self) -> None:
         """Raise :class:`LeaseLost` unless this hub holds the lease now. The pipeline calls it right before
