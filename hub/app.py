@@ -36,7 +36,7 @@ from nats.aio.subscription import Subscription
 
 from hub import topology
 from hub.availability import Elector, Holder, Lease, LeaseLost, OutputFence, pipeline_fingerprint
-from hub.config import HubConfig, load_config
+from hub.config import HubConfig, NatsConfig, load_config
 from hub.connector import Connector
 from hub.connector_runtime import publish_close_request
 from hub.dashboard.state import LiveState
@@ -215,7 +215,7 @@ class Hub:
         self.link.add_listener(self._use_connection)
         await ensure_streams(nc.jetstream(), nats_config.streams, self.config.tier)
         await ensure_buckets(nc.jetstream(), nats_config.buckets)
-        self.elector = await self._join_election()
+        self.elector = await self._join_election(nats_config)
         await self.plugins.startup()
         self.taxonomy = build_taxonomy(self.config, await self.plugins.call("register_categories"))
         self._engines = build_engines(self.config, await self._transforms(), self.taxonomy)
@@ -261,8 +261,6 @@ class Hub:
 
     async def _use_connection(self, nc: NatsClient) -> None:
         """Move every part that works on NATS onto the client that replaced a closed one."""
-        if self.elector is not None:
-            self.elector.lease.use_connection(nc.jetstream(timeout=self.config.availability.lease_ttl.total_seconds() / 3))
         if self._fence is not None:
             self._fence.use_connection(nc.jetstream())
         for pipeline in (self.pipeline, self._standby):
@@ -277,12 +275,10 @@ class Hub:
 
     # active and standby
 
-    async def _join_election(self) -> Elector:
-        assert self.nc is not None
+    async def _join_election(self, nats_config: NatsConfig) -> Elector:
         me = Holder.of_this_process(pipeline_fingerprint(self.config))
-        lease = Lease(self.nc.jetstream(timeout=self.config.availability.lease_ttl.total_seconds() / 3), me,
-                      self.config.availability.lease_ttl.total_seconds(), self.config.nats.buckets.replicas)
-        elector = Elector(lease, self._activate, self._deactivate, self.metrics.role,
+        lease = Lease(None, me, self.config.availability.lease_ttl.total_seconds(), self.config.nats.buckets.replicas)
+        elector = Elector(lease, nats_config, self._activate, self._deactivate, self.metrics.role,
                           running=lambda: self.pipeline is not None and self.pipeline.running)
         await elector.join()
         return elector

@@ -68,8 +68,8 @@ class Lease:
     """One process's view of the lease: whether it holds it (and at which revision), and the KV calls that
     take, renew and give it back. ``ttl_s`` and ``replicas`` configure the bucket when it is (re)created."""
 
-    def __init__(self, js: JetStreamContext, me: Holder, ttl_s: float, replicas: int = 1):
-        self.js = js
+    def __init__(self, js: JetStreamContext | None, me: Holder, ttl_s: float, replicas: int = 1):
+        self.js = js  # None until a connection is given (use_connection)
         self.me = me
         self.ttl_s = ttl_s
         self.replicas = replicas

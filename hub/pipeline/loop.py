@@ -53,8 +53,11 @@ def _tune_garbage_collector() -> None:
     With CPython's default threshold it still ran every 700 allocations and its older generations walked every
     long-lived object (open incidents, grid cells, rules): a third of the pipeline's CPU per event
     (docs/runtime.md). What is alive once the state is restored is frozen out of collection, and young
-    collections run every ``YOUNG_COLLECTION_EVERY`` allocations; cycles are still collected."""
-    gc.collect()
+    collections run every ``YOUNG_COLLECTION_EVERY`` allocations; cycles are still collected. Once tuned (a
+    standby's pipeline tuned it when it began standing by) a takeover only freezes: a full collection of a
+    hub's heap would hold its event loop for a noticeable part of the takeover."""
+    if gc.get_threshold()[0] != YOUNG_COLLECTION_EVERY:
+        gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION_EVERY, 20, 20)
 
@@ -128,7 +131,7 @@ class Pipeline:
         self._standing_by = asyncio.create_task(self._stand_by(), name="cityhub.pipeline.standby")
 
     async def start(self) -> None:
-        await self._stop_standing_by()
+        await self._stop_standing_by(keep_reading=True)
         self.status = "starting"
         self._publishing = None
         await self._recover()
@@ -182,11 +185,13 @@ class Pipeline:
                 self._standby_trouble = f"{type(exc).__name__}: {exc}"
             await asyncio.sleep(STANDBY_LOOK_EVERY_S)
 
-    async def _stop_standing_by(self) -> None:
+    async def _stop_standing_by(self, keep_reading: bool = False) -> None:
+        """Stop following the active pipeline; ``keep_reading`` keeps the reader for the catch-up of a takeover."""
         if self._standing_by is not None:
             await cancel_and_wait(self._standing_by)
             self._standing_by = None
-            await self.rebuild.close()
+            if not keep_reading:
+                await self.rebuild.close()
 
     # supervision
 
@@ -254,10 +259,9 @@ class Pipeline:
         """The state up to the ack floor (the stored snapshot, if the state is behind it, and the acknowledged
         input after it), then the durable consumer from the next sequence."""
         started, before = time.monotonic(), self.state.last_seq
-        restored = await self.rebuild.restore_newer_snapshot()
-        replayed = await self.rebuild.catch_up(await self._ack_floor())
-        await self.rebuild.close()
-        self._consumer = await self._durable_consumer(self.state.last_seq + 1)
+        restored, ack_floor = await asyncio.gather(self.rebuild.restore_newer_snapshot(), self._ack_floor())
+        replayed = await self.rebuild.catch_up(ack_floor)
+        self._consumer, _ = await asyncio.gather(self._durable_consumer(self.state.last_seq + 1), self.rebuild.close())
         self._last_snapshot = time.monotonic()
         log.info("pipeline state at ingest sequence %d in %.2f s: %s, then %d acknowledged messages processed again",
                  self.state.last_seq, time.monotonic() - started,

@@ -20,6 +20,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, ObjectMeta
 from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.object_store import ObjectStore
 
 from hub import topology
 from hub.fetcher import ConsumerGone, Delivered, Fetcher
@@ -59,6 +60,7 @@ class StateRebuild:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=10.0)
         self._looked_at: str | None = None  # the stored snapshot (its nuid) last restored or found not ahead
+        self._store: ObjectStore | None = None
         self._reader: Fetcher | None = None  # an ephemeral consumer delivering from just after `_ahead`
         self._reader_name: str | None = None
         self._ahead: list[IngestMessage] = []  # read, not yet acknowledged by the active pipeline
@@ -70,6 +72,7 @@ class StateRebuild:
     def use_connection(self, nc: NatsClient) -> None:
         """Read through ``nc`` (the hub replaced a connection the server closed); the reader is created anew."""
         self.nc, self.js = nc, nc.jetstream(timeout=10.0)
+        self._store = None
         self._forget_reader()
 
     async def reset(self) -> None:
@@ -81,7 +84,9 @@ class StateRebuild:
 
     async def restore_newer_snapshot(self) -> bool:
         """Restore the stored snapshot when it covers more input than the state; True when it did."""
-        store = await open_object_store(self.js, SNAPSHOT_BUCKET)
+        if self._store is None:
+            self._store = await open_object_store(self.js, SNAPSHOT_BUCKET)
+        store = self._store
         try:
             info = await store.get_info(SNAPSHOT_NAME)
         except (ObjectNotFoundError, NotFoundError):
