@@ -98,7 +98,9 @@ class Elector:
 
     async def stop(self) -> None:
         """Stop following, step down while the lease is still renewed (so the last snapshot is fenced in),
-        then release the lease so a standby takes over without waiting for the TTL."""
+        then release the lease so a standby takes over without waiting for the TTL. Once is enough."""
+        if not self._thread.running:
+            return
         await cancel_and_wait(self._following)
         if self._active:
             await self._switch(False)

@@ -51,8 +51,12 @@ class LeaseThread:
 
         return await self.run(spawn())
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     async def stop(self) -> None:
-        if not self._thread.is_alive():
+        if not self.running:
             return
         await self.run(self.link.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
