@@ -33,6 +33,7 @@ from hub import topology
 from hub.connector_runtime import encode_ingest
 from hub.embedded import EmbeddedCluster, EmbeddedNats
 from hub.models import Category, CoordSystem, Event, Location
+from hub.pipeline import PIPELINE_CONSUMER
 from hub.plugins import ALLOW_LIST_ENV
 from tests.hub_processes import HubProcess
 
@@ -41,7 +42,7 @@ NODE_LOSS_GROUP = "Always on: a hub on a 3-node NATS cluster, events/s with ever
 PACE = 2_000  # events/s into ingest while hubs are killed
 KILLS = 10
 RESTARTS = 5
-ROUND_EVENTS = 15_000
+ROUND_EVENTS = 10_000
 ROUNDS = 3
 GRIDS = Path(__file__).resolve().parents[1] / "hub" / "data" / "grids"
 ORIGIN = (104.0756, 30.5717)  # GCJ-02, in Jinjiang district
@@ -223,6 +224,7 @@ class _Pair:
         return active["counts"].get("out", 0) > 0 and active["last_sequence"] - standby["last_sequence"] < PACE
 
 
+@pytest.mark.timeout(900)
 def test_standby_takes_over(benchmark, server, no_connectors, tmp_path):
     with _steady_load([server.url]):
         pair = _Pair(_config(tmp_path, [server.url]), [server.url])
@@ -238,6 +240,7 @@ def test_standby_takes_over(benchmark, server, no_connectors, tmp_path):
         f"longest {rounds.max:.2f} s"))
 
 
+@pytest.mark.timeout(900)
 def test_restart_without_a_standby(benchmark, server, no_connectors, tmp_path):
     urls = [server.url]
     with _steady_load(urls):
@@ -264,3 +267,130 @@ def test_restart_without_a_standby(benchmark, server, no_connectors, tmp_path):
     label(benchmark, TAKEOVER_GROUP, "peer", 1, measure="duration",
           note=f"{RESTARTS} kills under {PACE:,} events/s, each followed at once by a new cityhub run (a process "
                "supervisor's restart), which loads its grids, restores the snapshot and replays the input since")
+
+
+# --- node loss -----------------------------------------------------------------------------------------
+
+
+class _ClusterHub:
+    """One ``cityhub run`` on a 3-node cluster, with a backlog in ingest topped up before each round."""
+
+    def __init__(self, folder: Path):
+        self.cluster = EmbeddedCluster(folder / "cluster").start()
+        self.urls = self.cluster.urls
+        asyncio.run(_answering(self.urls))
+        config = _config(folder, self.urls, REPLICATED + "[nats.buckets]\nreplicas = 3\n")
+        self.hub = HubProcess(config, "hub")
+        self.hub.start()  # creates the replicated streams; the backlog follows
+        _wait(lambda: _health(self.hub).get("availability", {}).get("role") == "active", "the hub")
+        self.published = 0
+        self.killed: EmbeddedNats | None = None
+
+    def every_node_up(self) -> None:
+        """Bring a killed node back, wait until every replica is current, and leave a backlog of at least two
+        rounds in ingest."""
+        if self.killed is not None:
+            self.cluster.restart(self.killed)
+            self.killed = None
+        asyncio.run(_replicas_current(self.urls))
+        while (backlog := asyncio.run(_ask(self.urls, _unprocessed))) < 2 * ROUND_EVENTS:
+            self.published = asyncio.run(_publish(self.urls, self.published, 3 * ROUND_EVENTS - backlog))
+
+    def grow(self) -> None:
+        asyncio.run(_grown(self.urls, ROUND_EVENTS))
+
+    def kill_ingest_leader_and_grow(self) -> None:
+        leader = asyncio.run(_ingest_leader(self.urls))
+        self.killed = self.cluster.node_named(leader)
+        self.killed.kill()
+        self.grow()
+
+    def stop(self) -> None:
+        self.hub.stop()
+        self.cluster.stop()
+
+
+async def _answering(urls: list[str]) -> None:
+    nc = await nats.connect(servers=urls, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                with contextlib.suppress(Exception):
+                    await nc.jetstream(timeout=2).account_info()
+                    return
+                await asyncio.sleep(0.2)
+    finally:
+        await nc.close()
+
+
+async def _ask(urls: list[str], question):  # noqa: ANN001, ANN202 - a coroutine function of a JetStreamContext
+    """Ask until the cluster answers (a stream may be electing its leader)."""
+    nc = await nats.connect(servers=urls, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    try:
+        while True:
+            with contextlib.suppress(Exception):
+                return await question(nc.jetstream(timeout=2))
+            await asyncio.sleep(0.1)
+    finally:
+        await nc.close()
+
+
+async def _unprocessed(js) -> int:  # noqa: ANN001 - nats JetStreamContext
+    """Ingest messages past the pipeline's acknowledgements."""
+    last = (await js.stream_info(topology.INGEST_STREAM)).state.last_seq
+    acknowledged = (await js.consumer_info(topology.INGEST_STREAM, PIPELINE_CONSUMER)).ack_floor.stream_seq
+    return last - acknowledged
+
+
+async def _ingest_leader(urls: list[str]) -> str:
+    return (await _ask(urls, lambda js: js.stream_info(topology.INGEST_STREAM))).cluster.leader
+
+
+async def _grown(urls: list[str], more: int) -> None:
+    """Wait until the unified stream holds ``more`` messages than now."""
+    async def count(js) -> int:  # noqa: ANN001
+        return (await js.stream_info(topology.EVENTS_STREAM)).state.messages
+
+    start = await _ask(urls, count)
+    async with asyncio.timeout(300):
+        while await _ask(urls, count) < start + more:
+            await asyncio.sleep(0.05)
+
+
+async def _replicas_current(urls: list[str]) -> None:
+    async def current(js) -> bool:  # noqa: ANN001
+        for stream in (topology.INGEST_STREAM, *topology.OUTPUT_STREAMS):
+            cluster = (await js.stream_info(stream)).cluster
+            if not cluster.leader or len(cluster.replicas or []) != 2 or not all(r.current for r in cluster.replicas):
+                return False
+        return True
+
+    while not await _ask(urls, current):
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def cluster_hub(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ALLOW_LIST_ENV, "redaction")
+        running = _ClusterHub(tmp_path_factory.mktemp("always_on"))
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+@pytest.mark.timeout(900)
+def test_every_node_up(benchmark, cluster_hub):
+    benchmark.pedantic(cluster_hub.grow, setup=cluster_hub.every_node_up, rounds=ROUNDS, iterations=1)
+    label(benchmark, NODE_LOSS_GROUP, "peer", ROUND_EVENTS,
+          note="3 of 3 nodes, every CityHub stream and bucket at 3 replicas, a backlog in ingest: the steady state")
+
+
+@pytest.mark.timeout(900)
+def test_ingest_leader_killed(benchmark, cluster_hub):
+    benchmark.pedantic(cluster_hub.kill_ingest_leader_and_grow, setup=cluster_hub.every_node_up, rounds=ROUNDS,
+                       iterations=1)
+    label(benchmark, NODE_LOSS_GROUP, "cityhub", ROUND_EVENTS,
+          note="from kill -9 of the node leading CITYHUB_INGEST: the stream elects a new leader, the hub reconnects "
+               "if that node was its server, and carries on with 2 of 3 nodes (the node comes back between rounds)")

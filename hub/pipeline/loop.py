@@ -141,11 +141,16 @@ class Pipeline:
         self._task = asyncio.create_task(self._supervised(), name="cityhub.pipeline")
 
     async def stop(self) -> None:
-        """Finish the batch in hand, snapshot, and stop (a standby just stops)."""
+        """Finish the batch in hand, snapshot, and stop (a standby just stops). A pipeline whose lease is gone
+        stops at once: nothing it would still write could be stored."""
         await self._stop_standing_by()
         if self._task is None:
             return
         self._stopping.set()
+        if self._deposed():
+            task, self._task, self.status = self._task, None, "stopped"
+            await cancel_and_wait(task)
+            self.fence.check()  # raises: the caller says why there is no final snapshot
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout=self.options.fetch_timeout_s + 15)
         except asyncio.TimeoutError:
@@ -154,6 +159,14 @@ class Pipeline:
         if self.status == "running":  # a pipeline that failed and did not recover has no state worth keeping
             await self._snapshot_retrying()
         self.status = "stopped"
+
+    def _deposed(self) -> bool:
+        """The lease this pipeline writes under is gone (an unfenced pipeline is never deposed)."""
+        try:
+            self.fence.check()
+        except LeaseLost:
+            return True
+        return False
 
     @property
     def running(self) -> bool:
