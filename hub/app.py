@@ -28,7 +28,7 @@ from nats.aio.client import Client as NatsClient
 
 from hub import topology
 from hub.availability import Elector, Holder, Lease, LeaseLost, OutputFence, pipeline_fingerprint
-from hub.config import HubConfig, load_config
+from hub.config import HubConfig, NatsConfig, load_config
 from hub.connector import Connector
 from hub.connector_runtime import publish_close_request
 from hub.dashboard.state import LiveState
@@ -147,9 +147,12 @@ class Hub:
         self.supervisor: Supervisor | None = None
         self.escalator: Escalator | None = None
         self.elector: Elector | None = None
-        self._fence: OutputFence | None = None  # the active hub's output fence
+        self._fence: OutputFence | None = None  # the output fence, marked each time this hub becomes active
         self._engines: Engines | None = None  # built at start, so a standby takes over without loading grids
+        self._standby: Pipeline | None = None  # the pipeline that takes over, keeping its state current meanwhile
+        self._stopping = False
         self._run_connectors = True
+        self._connectors_run = False  # the gate the connector processes follow is open (the hub is active)
         self.tiers: TierServices | None = None  # the active hub's tier services (hand-offs up and down)
         self.admin_url: str | None = None
         self._admin_server: uvicorn.Server | None = None
@@ -197,16 +200,20 @@ class Hub:
         self.link.add_listener(self._use_connection)
         await ensure_streams(nc.jetstream(), nats_config.streams, self.config.tier)
         await ensure_buckets(nc.jetstream(), nats_config.buckets)
-        self.elector = await self._join_election()
+        self.elector = await self._join_election(nats_config)
         await self.plugins.startup()
         self.taxonomy = build_taxonomy(self.config, await self.plugins.call("register_categories"))
         self._engines = build_engines(self.config, await self._transforms(), self.taxonomy)
-        self.supervisor = Supervisor(nats_config, nats_config.streams, on_counters=self._connector_counters)
+        self.supervisor = Supervisor(nats_config, nats_config.streams, on_counters=self._connector_counters,
+                                     until=self._connectors_until)
         self.plugins.add_listener(self._plugin_changed)
         self._run_connectors = connectors
+        await self._start_every_connector()  # waiting for this hub to become active
         if admin:
             await self._start_admin()
             self.elector.lease.me = dataclasses.replace(self.elector.lease.me, admin_url=self.admin_url)
+        self._fence = OutputFence(self.nc.jetstream(), self.elector.lease)
+        await self._stand_by()
         await self.elector.start()
         if self.config.source is not None:
             self._watch_task = asyncio.create_task(self.reloader.watch(self._stop_watching), name="cityhub.watch")
@@ -215,6 +222,7 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop in reverse order; the pipeline finishes its batch and snapshots."""
+        self._stopping = True
         if self._watch_task is not None:
             self._stop_watching.set()
             await self._watch_task
@@ -225,6 +233,11 @@ class Hub:
             await self.dashboard.stop()
         if self.elector is not None:
             await self.elector.stop()  # steps down (pipeline, escalation, connectors), then releases the lease
+        if self.supervisor is not None:
+            await self.supervisor.stop_all()
+        if self._standby is not None:
+            standby, self._standby = self._standby, None
+            await standby.stop()
         await self.plugins.shutdown()
         if self.link is not None:
             await self.link.close()
@@ -233,12 +246,11 @@ class Hub:
 
     async def _use_connection(self, nc: NatsClient) -> None:
         """Move every part that works on NATS onto the client that replaced a closed one."""
-        if self.elector is not None:
-            self.elector.lease.use_connection(nc.jetstream(timeout=self.config.availability.lease_ttl.total_seconds() / 3))
         if self._fence is not None:
             self._fence.use_connection(nc.jetstream())
-        if self.pipeline is not None:
-            await self.pipeline.use_connection(nc)
+        for pipeline in (self.pipeline, self._standby):
+            if pipeline is not None:
+                await pipeline.use_connection(nc)
         if self.escalator is not None:
             await self.escalator.use_connection(nc)
         if self.tiers is not None:
@@ -248,40 +260,54 @@ class Hub:
 
     # active and standby
 
-    async def _join_election(self) -> Elector:
-        assert self.nc is not None
+    async def _join_election(self, nats_config: NatsConfig) -> Elector:
         me = Holder.of_this_process(pipeline_fingerprint(self.config))
-        lease = Lease(self.nc.jetstream(timeout=self.config.availability.lease_ttl.total_seconds() / 3), me,
-                      self.config.availability.lease_ttl.total_seconds(), self.config.nats.buckets.replicas)
-        elector = Elector(lease, self._activate, self._deactivate, self.metrics.role,
+        lease = Lease(None, me, self.config.availability.lease_ttl.total_seconds(), self.config.nats.buckets.replicas)
+        elector = Elector(lease, nats_config, self._activate, self._deactivate, self.metrics.role,
                           running=lambda: self.pipeline is not None and self.pipeline.running)
         await elector.join()
         return elector
 
+    async def _stand_by(self) -> None:
+        """Build the pipeline that takes over when this hub becomes active, and keep its state current."""
+        assert self.nc is not None and self._fence is not None and self._engines is not None
+        self._standby = Pipeline(self.nc, self._engines, self.metrics, pipeline_options(self.config),
+                                 self._transform_outcome, fence=self._fence)
+        await self._standby.stand_by()
+
     async def _activate(self) -> None:
-        """Start what only the active hub runs: the pipeline (from the latest snapshot), escalation, connectors."""
-        assert self.nc is not None and self.elector is not None and self._engines is not None
-        fence = self._fence = OutputFence(self.nc.jetstream(), self.elector.lease)
-        await fence.mark()
-        self.pipeline = Pipeline(self.nc, self._engines, self.metrics, pipeline_options(self.config),
-                                 self._transform_outcome, fence=fence)
+        """Start what only the active hub runs: the pipeline (its state kept current while standing by),
+        escalation, connectors. Logs how long each part took."""
+        assert self.nc is not None and self._fence is not None and self._standby is not None
+        laps = _Laps()
+        await self._fence.mark()
+        laps.lap("fence marks")
+        self.pipeline, self._standby = self._standby, None
         await self.pipeline.start()
-        self.escalator = Escalator(self.nc, fence=fence)
+        laps.lap("pipeline")
+        self.escalator = Escalator(self.nc, fence=self._fence)
         await self.escalator.start()
         self.tiers = TierServices(self.config, self.nc)
         await self.tiers.start()
-        if self._run_connectors:
-            for plugin in self.plugins.names():
-                if self.plugins.is_enabled(plugin):
-                    await self._start_connectors(plugin)
+        laps.lap("escalation and tiers")
+        self._connectors_run = True
+        if self.supervisor is not None:
+            self.supervisor.gate.refresh()  # the connector processes, waiting since the start, run from now
+        log.info("active %s", laps)
+
+    def _connectors_until(self) -> float:
+        """Until when (monotonic) this hub's connectors may run: while it is active, as long as its lease holds."""
+        if not self._connectors_run or self.elector is None:
+            return 0.0
+        return self.elector.lease.valid_until
 
     async def _deactivate(self) -> None:
         """Stop connectors, escalation and the pipeline; never raises, so the hub always ends up standing by.
         A pipeline whose lease is gone (or whose NATS is away) stops without its final snapshot: the next
         active hub restores an earlier one and replays from there."""
+        self._connectors_run = False
         if self.supervisor is not None:
-            await self.supervisor.stop_all()
-            self._connectors.clear()
+            await (self.supervisor.stop_all() if self._stopping else self.supervisor.stand_down())
         if self.tiers is not None:
             tiers, self.tiers = self.tiers, None
             await tiers.stop()
@@ -295,6 +321,8 @@ class Hub:
                 await pipeline.stop()
             except Exception as exc:
                 log.warning("pipeline stopped without its final snapshot (%s: %s)", type(exc).__name__, exc)
+        if self._standby is None and not self._stopping:
+            await self._stand_by()  # afresh: the old pipeline's state may hold input whose outputs were never stored
 
     # the AdminHub protocol
 
@@ -341,17 +369,22 @@ class Hub:
             "nats": {"connected": connected, "embedded": self.embedded is not None,
                      "max_payload": self.nc.max_payload if self.nc else None,
                      "replaced": self.link.replaced if self.link else 0},
-            "pipeline": {
-                **(pipeline.health() if pipeline else {"running": False, "status": "stopped"}),
-                "counts": dict(pipeline.counts) if pipeline else {},
-                "last_sequence": pipeline.state.last_seq if pipeline else 0,
-                "open_incidents": len(pipeline.state.incidents) if pipeline else 0,
-            },
+            "pipeline": self._pipeline_health(),
             "connectors": self.supervisor.health() if self.supervisor else {},
             "escalation": self.escalator.health() if self.escalator else {},
             "tiers": self.tiers.health() if self.tiers else {},
             "dashboard": self.dashboard.health() if self.dashboard else {},
         }
+
+    def _pipeline_health(self) -> dict[str, Any]:
+        """The active pipeline's health; on a standby, what the state it keeps current covers."""
+        if self.pipeline is not None:
+            pipeline = self.pipeline
+            return {**pipeline.health(), "counts": dict(pipeline.counts), "last_sequence": pipeline.state.last_seq,
+                    "open_incidents": len(pipeline.state.incidents)}
+        if self._standby is not None:
+            return {"running": False, "counts": {}, **self._standby.standby_health()}
+        return {"running": False, "status": "stopped", "counts": {}, "last_sequence": 0, "open_incidents": 0}
 
     async def apply_config(self, config: HubConfig) -> None:
         """Switch to a validated config without restart. New rules, grids and merge policy are built first
@@ -366,8 +399,9 @@ class Hub:
         self._engines = Engines(**{**engines.__dict__, "transforms": tuple(transforms)})
         if self.elector is not None:  # renewals carry the new fingerprint: a standby compares against it
             self.elector.lease.me = dataclasses.replace(self.elector.lease.me, fingerprint=pipeline_fingerprint(config))
-        if self.pipeline is not None:
-            self.pipeline.swap_engines(self._engines)
+        for pipeline in (self.pipeline, self._standby):
+            if pipeline is not None:
+                pipeline.swap_engines(self._engines)
         if self.nc is not None:
             await ensure_streams(self.nc.jetstream(), config.nats.streams, config.tier)
 
@@ -428,14 +462,21 @@ class Hub:
         if self._engines is not None:
             transforms = await self._transforms()
             self._engines = Engines(**{**self._engines.__dict__, "transforms": tuple(transforms)})
-        if self.pipeline is not None and self._engines is not None:
-            self.pipeline.swap_engines(self._engines)
+        for pipeline in (self.pipeline, self._standby):
+            if pipeline is not None and self._engines is not None:
+                pipeline.swap_engines(self._engines)
         if self.supervisor is None:
             return
         for name in self._connectors.pop(plugin, []):
             await self.supervisor.stop(name)
-        if enabled and self._run_connectors and self.pipeline is not None:  # connectors run on the active hub
+        if enabled and self._run_connectors:  # they run while this hub is active (the supervisor's gate)
             await self._start_connectors(plugin)
+
+    async def _start_every_connector(self) -> None:
+        if self._run_connectors:
+            for plugin in self.plugins.names():
+                if self.plugins.is_enabled(plugin):
+                    await self._start_connectors(plugin)
 
     async def _start_connectors(self, plugin: str) -> None:
         assert self.supervisor is not None
@@ -472,6 +513,23 @@ class Hub:
                 self._admin_task.result()
             await asyncio.sleep(0.05)
         self.admin_url = f"http://{self.config.admin.host}:{port}"
+
+
+class _Laps:
+    """How long each step of a sequence took: ``lap(name)`` at the end of each; ``str`` lists them."""
+
+    def __init__(self) -> None:
+        self._started = self._last = time.monotonic()
+        self._laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self._laps.append((name, now - self._last))
+        self._last = now
+
+    def __str__(self) -> str:
+        steps = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self._laps)
+        return f"in {self._last - self._started:.2f} s ({steps})"
 
 
 # --- entry points ------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from hub.app import Hub
 from hub.availability import LEASE_BUCKET, Holder, Lease, LeaseLost, OutputFence
 from hub.errors import ConfigError
 from hub.nats.publisher import FLOW, WINDOW, Message, publish_fast_batch
+from hub.plugins import ALLOW_LIST_ENV
 from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw, stream_count
 from tests.waiting import wait_until
 
@@ -30,6 +31,13 @@ actions = {{ severity = "{severity}", route = ["gridworker"] }}
 [availability]
 lease_ttl = "1s"
 """
+
+
+@pytest.fixture(autouse=True)
+def _no_connectors(monkeypatch):
+    """Two hubs in one process: their connector processes (started waiting on the standby too) would only
+    slow the one event loop both hubs share; tests/test_failover.py runs them."""
+    monkeypatch.setenv(ALLOW_LIST_ENV, "redaction")
 
 
 def _hub(tmp_path: Path, nats_url: str, name: str, severity: str = "high") -> Hub:
@@ -101,6 +109,31 @@ async def test_standby_takes_over_when_the_active_hub_stops(tmp_path, nats_url):
         assert 'cityhub_role{role="active"} 1.0' in standby.metrics.render().decode()
     finally:
         await standby.stop()
+
+
+def _incidents(hub_state) -> dict:  # noqa: ANN001 - PipelineState
+    return {incident_id: record.dump() for incident_id, record in hub_state.incidents.items()}
+
+
+async def test_a_standby_keeps_its_pipeline_state_at_the_input_the_active_hub_acknowledged(tmp_path, nats_url):
+    active, standby = _hub(tmp_path, nats_url, "a"), _hub(tmp_path, nats_url, "b")
+    await active.start()
+    await standby.start()
+    try:
+        await publish_raw(nats_url, [ingest_item(event(n, offset_m=(n % 7) * 400)) for n in range(60)])
+        await wait_until(lambda: active.pipeline.counts["out"] == 60, "the active hub's outputs")
+        waiting = standby.health()["pipeline"]
+        assert waiting["status"] == "standing by" and not waiting["running"]
+        await wait_until(lambda: standby.health()["pipeline"]["last_sequence"] == 60, "the standby's state")
+        assert _incidents(standby._standby.state) == _incidents(active.pipeline.state)  # the same incidents, unpublished
+        await active.stop()
+        await wait_until(lambda: standby.pipeline is not None and standby.pipeline.running, "the takeover")
+        assert standby.pipeline.state.last_seq == 60 and standby.pipeline.counts["out"] == 0  # nothing processed again
+        await publish_raw(nats_url, [ingest_item(event(60, offset_m=0))])  # joins the first place's incident
+        await wait_until(lambda: standby.pipeline.counts["merged"] == 1, "the report merged into a known incident")
+    finally:
+        await standby.stop()
+        await active.stop()
 
 
 async def test_a_hub_with_different_rules_is_refused(tmp_path, nats_url):

@@ -16,6 +16,7 @@ what makes the server enforce it. The escalator's single publishes carry the sam
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from nats.js import JetStreamContext
@@ -57,9 +58,8 @@ class OutputFence:
         return self._conditions.get(stream, {})
 
     async def mark(self) -> None:
-        """Put this hub's mark on every output stream (on taking over, before the first output)."""
-        for stream in topology.OUTPUT_STREAMS:
-            await self._mark(stream)
+        """Put this hub's mark on every output stream (on taking over, before the first output), all at once."""
+        await asyncio.gather(*(self._mark(stream) for stream in topology.OUTPUT_STREAMS))
 
     async def refresh(self) -> None:
         """Mark again the streams whose mark is no longer the latest on its subject and this hub still holds

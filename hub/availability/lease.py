@@ -68,8 +68,8 @@ class Lease:
     """One process's view of the lease: whether it holds it (and at which revision), and the KV calls that
     take, renew and give it back. ``ttl_s`` and ``replicas`` configure the bucket when it is (re)created."""
 
-    def __init__(self, js: JetStreamContext, me: Holder, ttl_s: float, replicas: int = 1):
-        self.js = js
+    def __init__(self, js: JetStreamContext | None, me: Holder, ttl_s: float, replicas: int = 1):
+        self.js = js  # None until a connection is given (use_connection)
         self.me = me
         self.ttl_s = ttl_s
         self.replicas = replicas
@@ -88,7 +88,12 @@ class Lease:
 
     @property
     def held(self) -> bool:
-        return self.revision is not None and time.monotonic() < self._valid_until
+        return time.monotonic() < self.valid_until
+
+    @property
+    def valid_until(self) -> float:
+        """The monotonic moment this hub's own view of its lease ends (0 while it holds none)."""
+        return self._valid_until if self.revision is not None else 0.0
 
     def check(self) -> None:
         """Raise :class:`LeaseLost` unless this hub holds the lease now. The pipeline calls it right before
