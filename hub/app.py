@@ -212,6 +212,7 @@ class Hub:
         if admin:
             await self._start_admin()
             self.elector.lease.me = dataclasses.replace(self.elector.lease.me, admin_url=self.admin_url)
+        assert self.nc is not None
         self._fence = OutputFence(self.nc.jetstream(), self.elector.lease)
         await self._stand_by()
         await self.elector.start()

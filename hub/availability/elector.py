@@ -19,6 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from nats.aio.client import Client as NatsClient
+
 from hub.availability.keeper import LeaseThread
 from hub.availability.lease import VALID_SHARE, Holder, Lease, LeaseLost
 from hub.config import NatsConfig
@@ -123,10 +125,10 @@ class Elector:
 
     # talking to the lease (on the lease's thread)
 
-    def _use(self, nc) -> None:  # noqa: ANN001 - nats Client
+    def _use(self, nc: NatsClient) -> None:
         self.lease.use_connection(nc.jetstream(timeout=self.lease.ttl_s / 3))
 
-    async def _replaced(self, nc) -> None:  # noqa: ANN001 - nats Client
+    async def _replaced(self, nc: NatsClient) -> None:
         self._use(nc)
 
     async def _stop_keeping(self) -> None:

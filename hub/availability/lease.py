@@ -84,6 +84,11 @@ class Lease:
         self.js = js
         self._kv = None
 
+    def _jetstream(self) -> JetStreamContext:
+        if self.js is None:
+            raise HubError("the lease has no NATS connection yet")
+        return self.js
+
     # the fence
 
     @property
@@ -107,7 +112,7 @@ class Lease:
     async def open(self) -> None:
         """Create the bucket (or bind to it): max_age = lease TTL, one revision kept per key."""
         try:
-            self._kv = await self.js.create_key_value(bucket=LEASE_BUCKET, history=1, ttl=self.ttl_s,
+            self._kv = await self._jetstream().create_key_value(bucket=LEASE_BUCKET, history=1, ttl=self.ttl_s,
                                                       replicas=self.replicas, description="CityHub active hub lease")
         except nats.js.errors.BadRequestError as exc:
             raise HubError(f"the lease bucket {LEASE_BUCKET} exists with other settings ({exc.description}): every "
@@ -176,7 +181,7 @@ class Lease:
         """The bucket, recreated when somebody deleted it (a standby then waits one TTL before it campaigns)."""
         if self._kv is not None:
             try:
-                await self.js.stream_info(f"KV_{LEASE_BUCKET}")
+                await self._jetstream().stream_info(f"KV_{LEASE_BUCKET}")
                 return self._kv
             except (BucketNotFoundError, NotFoundError):
                 log.warning("the lease bucket %s was deleted; recreating it", LEASE_BUCKET)

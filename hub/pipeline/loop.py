@@ -144,17 +144,18 @@ class Pipeline:
         """Finish the batch in hand, snapshot, and stop (a standby just stops). A pipeline whose lease is gone
         stops at once: nothing it would still write could be stored."""
         await self._stop_standing_by()
-        if self._task is None:
+        task = self._task
+        if task is None:
             return
         self._stopping.set()
         if self._deposed():
-            task, self._task, self.status = self._task, None, "stopped"
+            self._task, self.status = None, "stopped"
             await cancel_and_wait(task)
             self.fence.check()  # raises: the caller says why there is no final snapshot
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout=self.options.fetch_timeout_s + 15)
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.options.fetch_timeout_s + 15)
         except asyncio.TimeoutError:
-            self._task.cancel()
+            task.cancel()
         self._task = None
         if self.status == "running":  # a pipeline that failed and did not recover has no state worth keeping
             await self._snapshot_retrying()

@@ -98,6 +98,8 @@ class StateRebuild:
             blob = (await store.get(SNAPSHOT_NAME)).data
         except (ObjectNotFoundError, NotFoundError):  # replaced meanwhile: the next look takes the new one
             return False
+        if blob is None:
+            return False
         state = PipelineState.restore(blob, self.engines)
         self._looked_at = info.nuid
         if state.last_seq <= self.state.last_seq:
@@ -176,6 +178,6 @@ def _covers(headers: dict | None) -> float:
     if isinstance(value, list):
         value = value[0] if value else None
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        return int(str(value)) if value is not None else float("inf")
+    except ValueError:
         return float("inf")
