@@ -1,67 +1,59 @@
-"""A leafnode link the test can cut and restore: a TCP forwarder between a child's nats-server and its parent's
-leafnode listener (the servers themselves keep running)."""
+"""A hub's leafnode link up to its parent, taken down and brought back by the child's own nats-server: the
+remote of its generated config marked ``"disabled": true`` (nats-server >= 2.12) and the config reloaded
+(SIGHUP). The server closes the link and does not try again until the remote is enabled and reloaded; both
+servers, their clients and their JetStream keep running meanwhile."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from pathlib import Path
+import json
+import signal
 
-from hub.nats.embedded import free_port
+import nats
+
+from hub.federation.local import LocalTiers
+
+_REMOTES = "  remotes: [ "
 
 
-class CuttableLink:
-    def __init__(self, target_port: int):
-        self.port = free_port()
-        self.target_port = target_port
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._up = False
+class LeafnodeLink:
+    """The link of the hub ``child`` of ``tiers`` to its parent's server."""
 
-    @staticmethod
-    def route(config: Path, parent_leafnode_port: int, link_port: int) -> None:
-        """Point the leafnode remote of a generated server config at ``link_port`` instead of the parent."""
-        text = config.read_text()
-        config.write_text(text.replace(f"nats-leaf://127.0.0.1:{parent_leafnode_port}", f"nats-leaf://127.0.0.1:{link_port}"))
+    def __init__(self, tiers: LocalTiers, child: str):
+        self.tiers = tiers
+        self.child = child
+        self.parent = tiers.deployment.parent_of(tiers.scope(child)).scope.code
 
-    async def restore(self) -> None:
-        self._up = True
-        self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port)
+    def cut(self) -> None:
+        self._set_disabled(True)
 
-    async def cut(self) -> None:
-        """Stop accepting and drop every connection, as a broken line would."""
-        assert self._server is not None
-        self._up = False
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
+    def restore(self) -> None:
+        self._set_disabled(False)
 
-    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _set_disabled(self, disabled: bool) -> None:
+        server = self.tiers.servers[self.child]
+        lines = server.config_file.read_text().splitlines()
+        at = next(index for index, line in enumerate(lines) if line.startswith(_REMOTES))
+        remote = json.loads(lines[at].removeprefix(_REMOTES).removesuffix(" ]"))
+        lines[at] = f"{_REMOTES}{json.dumps(remote | {'disabled': disabled})} ]"
+        server.config_file.write_text("\n".join(lines) + "\n")
+        server.process.send_signal(signal.SIGHUP)
+
+    async def is_up(self) -> bool:
+        return await self._reaches_child() is True
+
+    async def is_cut(self) -> bool:
+        return await self._reaches_child() is False
+
+    async def _reaches_child(self) -> bool | None:
+        """Whether the parent's server reaches the child's JetStream: True when it answers, False when nothing
+        there listens (no link), None when the answer is late (a loaded machine: neither is known)."""
+        client = await self.tiers.connect_hub(self.parent)
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        if not self._up:  # cut while this connection was being made
-            writer.transport.abort()
-            upstream_writer.transport.abort()
-            return
-        self._writers |= {writer, upstream_writer}
-        try:
-            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+            await client.request(f"$JS.{self.tiers.scope(self.child).domain}.API.INFO", b"", timeout=2)
+            return True
+        except nats.errors.NoRespondersError:
+            return False
+        except nats.errors.TimeoutError:
+            return None
         finally:
-            self._writers -= {writer, upstream_writer}
-
-    @property
-    def is_cut(self) -> bool:
-        """No connection passes: none is open and none is accepted."""
-        return not self._up and not self._writers
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError, OSError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    writer.transport.abort()
+            await client.close()
