@@ -30,6 +30,7 @@ import pytest
 
 from benchmarks.report import label
 from hub import topology
+from hub.availability import terms
 from hub.connector_runtime import encode_ingest
 from hub.nats.embedded import EmbeddedCluster, EmbeddedNats
 from hub.models import Category, CoordSystem, Event, Location
@@ -338,8 +339,7 @@ async def _ask(urls: list[str], question):  # noqa: ANN001, ANN202 - a coroutine
 async def _unprocessed(js) -> int:  # noqa: ANN001 - nats JetStreamContext
     """Ingest messages past the pipeline's acknowledgements."""
     last = (await js.stream_info(topology.INGEST_STREAM)).state.last_seq
-    acknowledged = (await js.consumer_info(topology.INGEST_STREAM, PIPELINE_CONSUMER)).ack_floor.stream_seq
-    return last - acknowledged
+    return last - await terms.acknowledged(js, topology.INGEST_STREAM, PIPELINE_CONSUMER)
 
 
 async def _ingest_leader(urls: list[str]) -> str:

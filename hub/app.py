@@ -279,14 +279,16 @@ class Hub:
     async def _activate(self) -> None:
         """Start what only the active hub runs: the pipeline (its state kept current while standing by),
         escalation, connectors. Logs how long each part took."""
-        assert self.nc is not None and self._fence is not None and self._standby is not None
+        assert self.nc is not None and self.elector is not None and self._fence is not None
+        assert self._standby is not None
         laps = _Laps()
         await self._fence.mark()
         laps.lap("fence marks")
+        term = self.elector.lease.term  # names the durable consumers: a deposed hub's acks reach none of ours
         self.pipeline, self._standby = self._standby, None
-        await self.pipeline.start()
+        await self.pipeline.start(term)
         laps.lap("pipeline")
-        self.escalator = Escalator(self.nc, fence=self._fence)
+        self.escalator = Escalator(self.nc, fence=self._fence, term=term)
         await self.escalator.start()
         self.tiers = TierServices(self.config, self.nc)
         await self.tiers.start()

@@ -30,6 +30,7 @@ from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from hub import topology, wire
+from hub.availability import terms
 from hub.backoff import Backoff, retry
 from hub.connector_runtime import publish_close_request
 from hub.federation.sourcing import from_below
@@ -104,13 +105,14 @@ def next_order(order: DispatchOrder, now: datetime) -> DispatchOrder | None:
 class Escalator:
     """Tracks order deadlines and fires re-dispatch / escalation when they pass."""
 
-    def __init__(self, nc: NatsClient, tick_s: float = 1.0, fence: Fence = UNFENCED):
+    def __init__(self, nc: NatsClient, tick_s: float = 1.0, fence: Fence = UNFENCED, term: int | None = None):
+        """``term``: the lease term of the active hub, which names its durable consumer (hub.availability.terms)."""
         self.fence = fence  # checked before every ack, deadline write and publish (hub.availability)
         self.tick_s = tick_s
         self.fired = 0
         self._kv: KeyValue | None = None
         self.follower = Follower(nc, topology.DISPATCH_STREAM, f"{topology.PREFIX}.dispatch.>", Start(seq=1),
-                                 name="escalation", durable=CONSUMER, batch=100)
+                                 name="escalation", durable=terms.named(CONSUMER, term), batch=100)
         self.deadlines_follower = Follower(nc, BUCKET_STREAM, f"{BUCKET_SUBJECT_PREFIX}>", Start(seq=1),
                                            name="escalation deadlines", batch=256)
         self._due: dict[str, float] = {}  # the bucket's live keys → their deadline (epoch seconds), mirrored
@@ -132,7 +134,11 @@ class Escalator:
         await self.start()
 
     async def start(self) -> None:
+        """Take over from the consumers of earlier terms (where their acknowledgements end), then follow."""
         self._kv = await open_key_value(self.js, BUCKET)
+        earlier = await terms.retire(self.js, topology.DISPATCH_STREAM, CONSUMER, keep=self.follower.durable or "")
+        if earlier and self.follower.next_seq is not None:
+            self.follower.next_seq = max(self.follower.next_seq, earlier + 1)
         self._tasks = [
             asyncio.create_task(self._follow(), name="cityhub.escalation.follow"),
             asyncio.create_task(self._mirror(), name="cityhub.escalation.mirror"),

@@ -11,11 +11,14 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from hub import topology
 from hub.app import Hub
-from hub.availability import LEASE_BUCKET, Holder, Lease, LeaseLost, OutputFence
+from hub.availability import LEASE_BUCKET, Holder, Lease, LeaseLost, OutputFence, terms
 from hub.errors import ConfigError
+from hub.nats.fetcher import Fetcher
+from hub.pipeline import PIPELINE_CONSUMER
 from hub.nats.publisher import FLOW, WINDOW, Message, publish_fast_batch
 from hub.plugins import ALLOW_LIST_ENV
 from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw, stream_count
@@ -285,3 +288,47 @@ async def test_a_pipeline_that_ended_on_the_fence_is_started_over_while_the_leas
         await wait_until(lambda: hub.pipeline.counts["out"] == 1)
     finally:
         await hub.stop()
+
+
+async def _durable(js, name: str, first_seq: int) -> None:  # noqa: ANN001 - nats JetStreamContext
+    await js.add_consumer(topology.INGEST_STREAM, ConsumerConfig(
+        durable_name=name, ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=first_seq, filter_subject="cityhub.ingest.>"))
+
+
+async def _paused_with_a_batch_in_hand(nc, name: str):  # noqa: ANN001, ANN202 - nats Client, Delivered list
+    """The deposed hub: its consumer delivered sequences 1-5, it acknowledged 1-2, then it was paused."""
+    await _durable(nc.jetstream(), name, 1)
+    fetcher = await Fetcher(nc, topology.INGEST_STREAM, name).start()
+    held = await fetcher.fetch(5, timeout=5)
+    await held[1].msg.ack_sync()
+    return held
+
+
+async def test_a_deposed_hubs_acknowledgement_reaches_no_consumer_of_the_hub_that_took_over(nc, nats_url):
+    js = nc.jetstream()
+    await publish_raw(nats_url, [ingest_item(event(n, offset_m=n * 1000)) for n in range(10)])
+    deposed, successor = terms.named(PIPELINE_CONSUMER, 1), terms.named(PIPELINE_CONSUMER, 2)
+    held = await _paused_with_a_batch_in_hand(nc, deposed)
+    assert await terms.acknowledged(js, topology.INGEST_STREAM, PIPELINE_CONSUMER) == 2
+    floor = await terms.retire(js, topology.INGEST_STREAM, PIPELINE_CONSUMER, keep=successor)
+    await _durable(js, successor, floor + 1)
+    await held[-1].msg.ack()  # the deposed hub resumes and acknowledges its batch
+    await nc.flush()
+    info = await js.consumer_info(topology.INGEST_STREAM, successor)
+    assert floor == 2 and info.ack_floor.stream_seq == 2 and info.num_pending == 8  # 3-10 all still to come
+    assert [c.name for c in await js.consumers_info(topology.INGEST_STREAM)] == [successor]
+
+    # Why not one name for every hub: the same acknowledgement, reaching a successor's consumer of that name
+    # while the successor has sequences 3-7 in hand, acknowledges 3-5 for it before their outputs are stored; a
+    # crash of the successor then would lose them.
+    await js.delete_consumer(topology.INGEST_STREAM, successor)
+    shared = "shared"
+    held = await _paused_with_a_batch_in_hand(nc, shared)
+    await js.delete_consumer(topology.INGEST_STREAM, shared)
+    await _durable(js, shared, 3)
+    in_hand = await (await Fetcher(nc, topology.INGEST_STREAM, shared).start()).fetch(5, timeout=5)
+    await held[-1].msg.ack()
+    await nc.flush()
+    assert [m.seq for m in in_hand] == [3, 4, 5, 6, 7]
+    assert (await js.consumer_info(topology.INGEST_STREAM, shared)).ack_floor.stream_seq == 5

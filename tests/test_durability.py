@@ -23,13 +23,14 @@ import orjson
 import pytest
 
 from hub import topology
+from hub.availability import terms
 from hub.connector_runtime import encode_ingest
 from hub.metrics import Metrics
 from hub.models import Category, CoordSystem, Event, Location
 from hub.app import build_engines
 from hub.config import load_config
 from hub.plugins import ALLOW_LIST_ENV
-from hub.pipeline import BatchProcessor, Engines, IngestMessage, Pipeline, PipelineOptions, PipelineState
+from hub.pipeline import PIPELINE_CONSUMER, BatchProcessor, Engines, IngestMessage, Pipeline, PipelineOptions, PipelineState
 from hub.nats.streams import ensure_streams
 from tests.pipeline_support import INSIDE_GCJ02, T0, engines, hub_toml, read_stream, stream_count
 
@@ -107,12 +108,12 @@ async def consumer_done(nats_url: str) -> bool:
     try:
         js = nc.jetstream()
         last = (await js.stream_info(topology.INGEST_STREAM)).state.last_seq
-        info = await js.consumer_info(topology.INGEST_STREAM, "cityhub-pipeline")
+        acknowledged = await terms.acknowledged(js, topology.INGEST_STREAM, PIPELINE_CONSUMER)
     except nats.js.errors.NotFoundError:
         return False
     finally:
         await nc.close()
-    return info.ack_floor.stream_seq >= last
+    return last > 0 and acknowledged >= last
 
 
 async def unified_assignment(nats_url: str) -> list[tuple[str, str]]:

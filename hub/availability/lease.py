@@ -74,6 +74,7 @@ class Lease:
         self.ttl_s = ttl_s
         self.replicas = replicas
         self.revision: int | None = None  # the revision of our lease key while we believe we hold it
+        self.term: int | None = None  # the revision at which we took the lease last (hub.availability.terms)
         self._valid_until = 0.0  # monotonic
         self._kv: KeyValue | None = None
         self._recreated_at: float | None = None  # monotonic: when this process recreated a vanished bucket
@@ -136,6 +137,7 @@ class Lease:
             revision = await (await self._bucket()).create(LEASE_KEY, self.me.encode())
         except KeyWrongLastSequenceError:
             return False
+        self.term = revision
         self._hold(revision, sent)
         return True
 
@@ -175,6 +177,7 @@ class Lease:
         except KeyWrongLastSequenceError:
             self.revision = None
             raise LeaseLost(f"the lease {LEASE_BUCKET}/{LEASE_KEY} lapsed and another hub took it") from None
+        self.term = revision
         self._hold(revision, sent)
 
     async def _bucket(self) -> KeyValue:

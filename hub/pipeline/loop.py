@@ -21,6 +21,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from hub import topology
+from hub.availability import terms
 from hub.backoff import Backoff
 from hub.tasks import stop_if_cancelled
 from hub.federation.handoff import OUT_OF_SCOPE
@@ -92,6 +93,7 @@ class Pipeline:
         self._last_snapshot = time.monotonic()
         self._fresh_consumer = True
         self._consumer: Fetcher | None = None
+        self.consumer_name = PIPELINE_CONSUMER  # per lease term on a hub among several (hub.availability.terms)
 
     @property
     def engines(self) -> Engines:
@@ -121,7 +123,7 @@ class Pipeline:
         self.publisher.use_connection(nc)
         self.rebuild.use_connection(nc)
         if self._consumer is not None:
-            self._consumer = await Fetcher(nc, topology.INGEST_STREAM, PIPELINE_CONSUMER, prefetch=True).start()
+            self._consumer = await Fetcher(nc, topology.INGEST_STREAM, self.consumer_name, prefetch=True).start()
 
     async def stand_by(self) -> None:
         """Keep the state current while another hub's pipeline consumes: restore each snapshot that covers more
@@ -130,7 +132,9 @@ class Pipeline:
         self.status = "standing by"
         self._standing_by = asyncio.create_task(self._stand_by(), name="cityhub.pipeline.standby")
 
-    async def start(self) -> None:
+    async def start(self, term: int | None = None) -> None:
+        """Recover the state and consume; ``term``: the lease term this hub holds, which names its consumer."""
+        self.consumer_name = terms.named(PIPELINE_CONSUMER, term)
         await self._stop_standing_by(keep_reading=True)
         self.status = "starting"
         self._publishing = None
@@ -282,11 +286,8 @@ class Pipeline:
                  "snapshot restored" if restored else f"kept from sequence {before}", replayed)
 
     async def _ack_floor(self) -> int:
-        try:
-            info = await self.js.consumer_info(topology.INGEST_STREAM, PIPELINE_CONSUMER)
-        except NotFoundError:
-            return 0
-        return info.ack_floor.stream_seq if info.ack_floor else 0
+        """Where the acknowledgements of the pipeline consumers of every term end (their outputs are stored)."""
+        return await terms.acknowledged(self.js, topology.INGEST_STREAM, PIPELINE_CONSUMER)
 
     async def _durable_consumer(self, first_seq: int) -> Fetcher:
         """The durable consumer, re-created to deliver from ``first_seq`` in stream order. A consumer left by
@@ -295,18 +296,19 @@ class Pipeline:
         if self._consumer is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._consumer.stop()
+        await terms.retire(self.js, topology.INGEST_STREAM, PIPELINE_CONSUMER, keep=self.consumer_name)
         try:
-            await self.js.delete_consumer(topology.INGEST_STREAM, PIPELINE_CONSUMER)
+            await self.js.delete_consumer(topology.INGEST_STREAM, self.consumer_name)
         except NotFoundError:
             pass
         self._fresh_consumer = True
         await self.js.add_consumer(topology.INGEST_STREAM, ConsumerConfig(
-            durable_name=PIPELINE_CONSUMER, filter_subject=INGEST_FILTER,
+            durable_name=self.consumer_name, filter_subject=INGEST_FILTER,
             ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first_seq,
             ack_wait=self.options.ack_wait_s, max_deliver=-1,
             max_ack_pending=max(10_000, self.options.batch_size * 4), max_waiting=16,
         ))
-        return await Fetcher(self.nc, topology.INGEST_STREAM, PIPELINE_CONSUMER, prefetch=True).start()
+        return await Fetcher(self.nc, topology.INGEST_STREAM, self.consumer_name, prefetch=True).start()
 
     # the loop
 
