@@ -97,6 +97,7 @@ class Pipeline:
         self.consumer_name = PIPELINE_CONSUMER  # per lease term on a hub among several (hub.availability.terms)
         self.stored = StoredOutputs()  # outputs stored before an outage longer than the duplicate window
         self._look_for_stored = False  # at the first input after a recovery
+        self._acknowledged_at: float | None = None  # when the server took the last acknowledgement (recovery)
 
     @property
     def engines(self) -> Engines:
@@ -279,7 +280,9 @@ class Pipeline:
         """The state up to the ack floor (the stored snapshot, if the state is behind it, and the acknowledged
         input after it), then the durable consumer from the next sequence."""
         started, before = time.monotonic(), self.state.last_seq
-        restored, ack_floor = await asyncio.gather(self.rebuild.restore_newer_snapshot(), self._ack_floor())
+        restored, (ack_floor, self._acknowledged_at) = await asyncio.gather(
+            self.rebuild.restore_newer_snapshot(),
+            terms.last_acknowledgement(self.js, topology.INGEST_STREAM, PIPELINE_CONSUMER))
         replayed = await self.rebuild.catch_up(ack_floor)
         self._consumer, _ = await asyncio.gather(self._durable_consumer(self.state.last_seq + 1), self.rebuild.close())
         self._last_snapshot = time.monotonic()
@@ -332,7 +335,7 @@ class Pipeline:
             unprocessed = [msg.stored_at for msg in msgs if msg.seq > self.state.last_seq]
             if unprocessed and self._look_for_stored:
                 self._look_for_stored = False
-                await self.stored.look(self.nc, min(unprocessed))
+                await self.stored.look(self.nc, min(unprocessed), self._acknowledged_at)
             started = time.monotonic()
             publishing = self._process(msgs) if msgs else None
             if in_flight is not None:

@@ -6,10 +6,13 @@ they are younger than it. A hub that stayed down longer, restarted by hand, woul
 longer window does not fix it for any outage: JetStream keeps every message id of the window in memory, about
 220 bytes each (measured on nats-server 2.15), so a day of 1,000 outputs/s would hold 19 GB.
 
-So on taking over, when the first unacknowledged input was stored longer ago than half an output stream's
-duplicate window, the pipeline reads the ``Nats-Msg-Id`` of every message that stream stored since then
-(headers only: every output of that input and after it was stored later) and leaves those out of what it
-publishes again, until it has processed the input that was in the ingest stream when it looked.
+The outputs of unacknowledged input were stored after that input was (a bound that can be long ago when the
+hub worked through a backlog), and no earlier than about when the server took the last acknowledgement: a
+batch's outputs are published once the batch before is stored, which is when that batch is acknowledged;
+``ACK_MARGIN`` allows for the time between the two. So on taking over, when the later of those two moments is
+longer ago than half an output stream's duplicate window, the pipeline reads the ``Nats-Msg-Id`` of every
+message that stream stored since (headers only) and leaves those out of what it publishes again, until it has
+processed the input that was in the ingest stream when it looked. A takeover within seconds reads nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from hub.publisher import Message
 log = logging.getLogger("cityhub.pipeline")
 
 READ_BATCH = 1_000
+ACK_MARGIN_S = 30.0
 
 
 class StoredOutputs:
@@ -40,11 +44,13 @@ class StoredOutputs:
         self.ids: set[str] = set()
         self.until_seq = 0  # the last ingest sequence whose outputs may be among them
 
-    async def look(self, nc: NatsClient, first_unacknowledged_at: float) -> None:
-        """Read the ids stored since ``first_unacknowledged_at`` (epoch seconds) in each output stream whose
-        duplicate window no longer covers that moment safely."""
+    async def look(self, nc: NatsClient, first_unacknowledged_at: float, acknowledged_at: float | None) -> None:
+        """Read the ids stored since the outputs of unacknowledged input may have been (see the module) in each
+        output stream whose duplicate window no longer covers that moment safely. Times in epoch seconds:
+        when the first unacknowledged input was stored, when the server took the last acknowledgement."""
         js = nc.jetstream(timeout=10.0)
-        age = time.time() - first_unacknowledged_at
+        since = max(first_unacknowledged_at, (acknowledged_at or 0.0) - ACK_MARGIN_S)
+        age = time.time() - since
         self.until_seq = (await js.stream_info(topology.INGEST_STREAM)).state.last_seq
         for stream in _output_streams():
             try:
@@ -52,11 +58,11 @@ class StoredOutputs:
             except NotFoundError:  # a tier stream this hub does not have
                 continue
             if age > window / 2:
-                self.ids |= await _ids_since(nc, stream, first_unacknowledged_at)
+                self.ids |= await _ids_since(nc, stream, since)
         if self.ids:
-            log.warning("the first unacknowledged input is %.0f s old, beyond the duplicate window of an output "
-                        "stream: %d outputs stored since then are left out when that input is processed again",
-                        age, len(self.ids))
+            log.warning("outputs of unacknowledged input may be %.0f s old, beyond the duplicate window of an "
+                        "output stream: %d outputs stored since then are left out when that input is processed "
+                        "again", age, len(self.ids))
 
     def unpublished(self, outputs: Sequence[Message], last_seq: int) -> Sequence[Message]:
         """``outputs`` of input up to ``last_seq`` without those found stored; forgets them past ``until_seq``."""
