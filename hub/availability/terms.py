@@ -32,9 +32,18 @@ def _of(name: str, consumer: str) -> bool:
 
 async def acknowledged(js: JetStreamContext, stream: str, name: str) -> int:
     """The highest stream sequence any term's consumer ``name`` on ``stream`` acknowledged (0: none)."""
-    floors = [info.ack_floor.stream_seq if info.ack_floor else 0
-              for info in await js.consumers_info(stream) if _of(name, info.name)]
-    return max(floors, default=0)
+    return (await last_acknowledgement(js, stream, name))[0]
+
+
+async def last_acknowledgement(js: JetStreamContext, stream: str, name: str) -> tuple[int, float | None]:
+    """The highest stream sequence any term's consumer ``name`` on ``stream`` acknowledged, and when the server
+    took that acknowledgement (epoch seconds; None when it does not say)."""
+    latest: tuple[int, float | None] = (0, None)
+    for info in await js.consumers_info(stream):
+        floor = info.ack_floor
+        if _of(name, info.name) and floor is not None and floor.stream_seq >= latest[0]:
+            latest = (floor.stream_seq, floor.last_active.timestamp() if floor.last_active else None)
+    return latest
 
 
 async def retire(js: JetStreamContext, stream: str, name: str, keep: str) -> int:

@@ -33,6 +33,7 @@ from hub.pipeline.isolation import IsolatingProcessor
 from hub.pipeline.processor import BatchProcessor, BatchResult
 from hub.pipeline.recovery import INGEST_FILTER, SNAPSHOT_NAME, StateRebuild, ingest_message, snapshot_meta
 from hub.pipeline.state import PipelineState
+from hub.pipeline.stored import StoredOutputs
 from hub.availability.lease import LeaseLost
 from hub.nats.publisher import UNFENCED, Fence, Publisher
 from hub.nats.streams import SNAPSHOT_BUCKET, open_object_store
@@ -94,6 +95,9 @@ class Pipeline:
         self._fresh_consumer = True
         self._consumer: Fetcher | None = None
         self.consumer_name = PIPELINE_CONSUMER  # per lease term on a hub among several (hub.availability.terms)
+        self.stored = StoredOutputs()  # outputs stored before an outage longer than the duplicate window
+        self._look_for_stored = False  # at the first input after a recovery
+        self._acknowledged_at: float | None = None  # when the server took the last acknowledgement (recovery)
 
     @property
     def engines(self) -> Engines:
@@ -277,10 +281,13 @@ class Pipeline:
         """The state up to the ack floor (the stored snapshot, if the state is behind it, and the acknowledged
         input after it), then the durable consumer from the next sequence."""
         started, before = time.monotonic(), self.state.last_seq
-        restored, ack_floor = await asyncio.gather(self.rebuild.restore_newer_snapshot(), self._ack_floor())
+        restored, (ack_floor, self._acknowledged_at) = await asyncio.gather(
+            self.rebuild.restore_newer_snapshot(),
+            terms.last_acknowledgement(self.js, topology.INGEST_STREAM, PIPELINE_CONSUMER))
         replayed = await self.rebuild.catch_up(ack_floor)
         self._consumer, _ = await asyncio.gather(self._durable_consumer(self.state.last_seq + 1), self.rebuild.close())
         self._last_snapshot = time.monotonic()
+        self._look_for_stored = True
         log.info("pipeline state at ingest sequence %d in %.2f s: %s, then %d acknowledged messages processed again",
                  self.state.last_seq, time.monotonic() - started,
                  "snapshot restored" if restored else f"kept from sequence {before}", replayed)
@@ -326,6 +333,10 @@ class Pipeline:
                             "restart); re-reading from there", self.state.last_seq + 1)
                 await self._reopen_consumer()
                 continue
+            unprocessed = [msg.stored_at for msg in msgs if msg.seq > self.state.last_seq]
+            if unprocessed and self._look_for_stored:
+                self._look_for_stored = False
+                await self.stored.look(self.nc, min(unprocessed), self._acknowledged_at)
             started = time.monotonic()
             publishing = self._process(msgs) if msgs else None
             if in_flight is not None:
@@ -382,7 +393,7 @@ class Pipeline:
             return None
         self.state, result = self.isolation.process(self.state, batch)
         self.state.last_seq = max(self.state.last_seq, batch[-1].seq)
-        self._publishing = asyncio.create_task(self._publish_all(result, after=self._publishing))
+        self._publishing = asyncio.create_task(self._publish_all(result, batch[-1].seq, after=self._publishing))
         return self._publishing, result, len(batch)
 
     async def _complete(
@@ -396,7 +407,7 @@ class Pipeline:
         await self._ack(msgs)
         self.last_batch_at = time.time()
 
-    async def _publish_all(self, result: BatchResult, after: asyncio.Task[None] | None) -> None:
+    async def _publish_all(self, result: BatchResult, last_seq: int, after: asyncio.Task[None] | None) -> None:
         """Publish every output and wait until JetStream has stored them all; retry the ones not known to
         be stored (same msg ids, so nothing is stored twice), however long NATS is away. Starts once the
         previous batch's outputs (``after``) are stored, so an incident's changes reach the stream in order
@@ -404,7 +415,7 @@ class Pipeline:
         if after is not None:
             await after
         with result.timed("publish"):
-            await self.publisher.publish_until_stored(result.outputs)
+            await self.publisher.publish_until_stored(self.stored.unpublished(result.outputs, last_seq))
 
     async def _ack(self, msgs: list[Delivered]) -> None:
         """AckAll: acknowledging the highest sequence acknowledges the whole batch; wait for the server."""
