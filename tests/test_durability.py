@@ -30,7 +30,7 @@ from hub.models import Category, CoordSystem, Event, Location
 from hub.app import build_engines
 from hub.config import StreamLimits, StreamsConfig, load_config
 from hub.plugins import ALLOW_LIST_ENV
-from hub.publisher import Publisher
+from hub.nats.publisher import Publisher
 from hub.pipeline import PIPELINE_CONSUMER, BatchProcessor, Engines, IngestMessage, Pipeline, PipelineOptions, PipelineState
 from hub.nats.streams import ensure_streams
 from tests.pipeline_support import INSIDE_GCJ02, T0, engines, hub_toml, read_stream, stream_count

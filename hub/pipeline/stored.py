@@ -28,8 +28,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from hub import topology
-from hub.fetcher import Fetcher
-from hub.publisher import Message
+from hub.nats.fetcher import Fetcher
+from hub.nats.publisher import Message
 
 log = logging.getLogger("cityhub.pipeline")
 
