@@ -88,14 +88,14 @@ async def _ids_since(nc: NatsClient, stream: str, since: float) -> set[str]:
     fetcher = await Fetcher(nc, stream, info.name).start()
     ids: set[str] = set()
     try:
-        pending = info.num_pending
+        pending = info.num_pending or 0
         while pending > 0:
             msgs = await fetcher.fetch(min(READ_BATCH, pending), timeout=5.0)
             if not msgs:  # the pipeline restarts and looks again: an id missed here would be stored twice
                 raise TimeoutError(f"reading the message ids stored in {stream} since the outage stopped")
             ids.update(msg.msg.headers[topology.HEADER_MSG_ID] for msg in msgs
                        if msg.msg.headers and topology.HEADER_MSG_ID in msg.msg.headers)
-            pending = msgs[-1].pending
+            pending = msgs[-1].pending or 0
     finally:
         await fetcher.stop()
         with contextlib.suppress(NotFoundError):
