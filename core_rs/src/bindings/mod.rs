@@ -6,6 +6,9 @@ use pyo3::prelude::*;
 mod geo;
 mod ids;
 mod incidents;
+mod ingest;
+mod masking;
+mod outputs;
 mod rules;
 
 #[pyfunction]
@@ -19,6 +22,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     geo::register(m)?;
     ids::register(m)?;
     incidents::register(m)?;
+    ingest::register(m)?;
+    masking::register(m)?;
+    outputs::register(m)?;
     rules::register(m)?;
     Ok(())
 }
