@@ -193,3 +193,22 @@ def test_columns_read_back_as_the_events_they_hold() -> None:
     assert events == decode_events(_batch(payloads), MAX_BYTES, WINDOW).events
     _assert_same_columns(EventColumns.from_events(events, layout()), decoded.events)
     assert orjson.loads(events[0].model_dump_json())["payload"] == {"a": [1, 2.5, None]}
+
+
+def test_rules_see_each_event_as_it_arrived_whichever_decoder_took_it() -> None:
+    """A rule document is the ingest document with the pipeline's fields set: written by the core for what it
+    accepted, by orjson for what the model decided (here a repeated name, whose last value orjson keeps)."""
+    from hub.pipeline import BatchProcessor, PipelineOptions, PipelineState  # noqa: PLC0415
+    from tests.pipeline_support import engines  # noqa: PLC0415
+
+    rule = {"id": "deep", "when": "payload.level >= 3 && grid_ids != ''", "actions": {"severity": "critical"}}
+    pipeline_engines = engines([rule])
+    head = b'{"source":"iot","category":"fire","time":"2026-05-01T08:00:00Z","location":{"lon":104.0756,"lat":30.5717,"crs":"gcj02"},'
+    batch = _batch([head + b'"source_event_id":"a","payload":{"level":5}}',
+                    head + b'"source_event_id":"b","payload":{"level":5,"level":1}}',
+                    head + b'"source_event_id":"c","payload":{"level":1,"level":5}}'])
+    assert DECODER.fast_path(batch, MAX_BYTES, WINDOW)[:2] == ([0], [1, 2])
+    result = BatchProcessor(pipeline_engines, PipelineOptions()).process(PipelineState.fresh(pipeline_engines), batch)
+    unified = [orjson.loads(output.data)["data"] for output in result.outputs if output.subject.startswith("cityhub.events.")]
+    assert [(data["source_event_id"], data["severity"]) for data in unified] == [
+        ("a", "critical"), ("b", "medium"), ("c", "critical")]

@@ -37,6 +37,7 @@ class DecodedColumns:
 
     events: EventColumns
     messages: list[IngestMessage]
+    checked: list[bool] = field(default_factory=list)  # per event: accepted by the core (else by the model)
     closes: list[tuple[int, CloseRequest, str, IngestMessage]] = field(default_factory=list)  # (events before, request, requester, message)
     rejected: list[Rejection] = field(default_factory=list)
 
@@ -57,7 +58,7 @@ class BatchDecoder:
     def decode(self, batch: Sequence[IngestMessage], max_bytes: int, window: EventTimeWindow) -> DecodedColumns:
         accepted, undecided, fast = self.fast_path(batch, max_bytes, window)
         if not undecided:
-            return DecodedColumns(fast, list(batch))
+            return DecodedColumns(fast, list(batch), [True] * len(batch))
         by_model = decode_events([batch[position] for position in undecided], max_bytes, window, self.taxonomy)
         return self._joined(batch, accepted, fast, by_model)
 
@@ -72,9 +73,10 @@ class BatchDecoder:
             window.accept_out_of_range,
         )
         severities = values[_SEVERITY]
-        for row, (category, severity) in enumerate(zip(values[_CATEGORY], severities, strict=True)):
-            if severity is None:
-                severities[row] = self.taxonomy.default_severity(category).value
+        if None in severities:
+            for row, (category, severity) in enumerate(zip(values[_CATEGORY], severities, strict=True)):
+                if severity is None:
+                    severities[row] = self.taxonomy.default_severity(category).value
         return accepted, undecided, EventColumns(self.layout, values, len(accepted))
 
     def _joined(self, batch: Sequence[IngestMessage], accepted: list[int], fast: EventColumns,
@@ -88,4 +90,6 @@ class BatchDecoder:
         kept = sorted([*accepted, *by_model_at])
         closes = [(bisect.bisect_left(kept, position_of[message.seq]), request, requester, message)
                   for _, request, requester, message in by_model.closes]
-        return DecodedColumns(events, [batch[position] for position in kept], closes, by_model.rejected)
+        checked = set(accepted)
+        return DecodedColumns(events, [batch[position] for position in kept], [position in checked for position in kept],
+                              closes, by_model.rejected)

@@ -23,6 +23,7 @@ model decided (lax input, :mod:`hub.pipeline.decode`).
 from __future__ import annotations
 
 import functools
+import operator
 import types
 import typing
 from collections.abc import Iterator, Sequence
@@ -71,8 +72,10 @@ class EventColumns:
 
     def take(self, rows: Sequence[int]) -> EventColumns:
         """The events at ``rows``, in that order."""
-        return EventColumns(self.layout, {name: [values[row] for row in rows] for name, values in self.values.items()},
-                            len(rows))
+        if len(rows) == 1:
+            return EventColumns(self.layout, {name: [values[rows[0]]] for name, values in self.values.items()}, 1)
+        pick = operator.itemgetter(*rows) if rows else (lambda values: ())
+        return EventColumns(self.layout, {name: list(pick(values)) for name, values in self.values.items()}, len(rows))
 
     @classmethod
     def interleaved(cls, layout: Layout, parts: Sequence[tuple[Sequence[int], EventColumns]]) -> EventColumns:

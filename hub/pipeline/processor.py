@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ from hub.transforms import Transform
 log = logging.getLogger("cityhub.pipeline")
 
 _Place = tuple[tuple[GridCell, ...], str, str, str]  # grid path, admin names and ids joined by "/", path as JSON
+_PlaceKey = tuple[int, bytes, bytes]  # a geofence answer: admin cell count, cell indices and distances (raw)
 _PLACE_CACHE_LIMIT = 100_000
 _NAMED_TARGETS = ("dept:", "connector:")  # route targets that name who serves them rather than a cell
 _SEVERITIES = {severity.value: severity for severity in Severity}
@@ -106,6 +108,7 @@ class _Rows:
 
     columns: EventColumns
     messages: list[IngestMessage]  # the message each came in: its bytes, subject and reception
+    checked: list[bool]  # accepted by the core's decoder (else decided by the model: lax input)
     times: list[float] = field(default_factory=list)  # its own time, epoch seconds
     keys: list[str] = field(default_factory=list)
     clocks: list[float] = field(default_factory=list)  # the hub's time for it (EventTimeWindow.clock)
@@ -115,11 +118,13 @@ class _Rows:
         """The events at ``rows``, with what belongs to each."""
         if len(rows) == len(self.messages):
             return self
-        def pick(values: list[Any]) -> list[Any]:  # what a stage has not filled in yet stays empty
-            return [values[row] for row in rows] if values else []
+        getter = operator.itemgetter(*rows) if len(rows) > 1 else (lambda values: tuple(values[row] for row in rows))
 
-        return _Rows(self.columns.take(rows), pick(self.messages), pick(self.times), pick(self.keys),
-                     pick(self.clocks), pick(self.admin_paths))
+        def pick(values: list[Any]) -> list[Any]:  # what a stage has not filled in yet stays empty
+            return list(getter(values)) if values else []
+
+        return _Rows(self.columns.take(rows), pick(self.messages), pick(self.checked), pick(self.times),
+                     pick(self.keys), pick(self.clocks), pick(self.admin_paths))
 
 
 class Report(NamedTuple):
@@ -137,14 +142,27 @@ class Report(NamedTuple):
     area: Area | None
 
 
+class _Path(NamedTuple):
+    """A ``grid_path`` column value's cells, with what the outputs read of them."""
+
+    cells: tuple[GridCell, ...]
+    district: str | None
+    street: str | None
+    gridcell: str | None  # the most specific cell's id (the ``gridcell`` extension)
+
+    @classmethod
+    def of(cls, cells: tuple[GridCell, ...]) -> _Path:
+        return cls(cells, *district_and_street(cells), cells[0].id if cells else None)
+
+
 class BatchProcessor:
     """Processes batches of ingest messages against a :class:`PipelineState`; holds the engines and caches."""
 
     def __init__(self, engines: Engines, options: PipelineOptions, on_transform_outcome: TransformOutcome | None = None):
         self._engines = engines
         self._grid_cells: dict[Any, GridCell] = {}
-        self._place_cache: dict[tuple[int, tuple[int, ...], tuple[float, ...]], _Place] = {}
-        self._paths: dict[str, tuple[GridCell, ...]] = {}  # grid path JSON → its cells
+        self._place_cache: dict[_PlaceKey, _Place] = {}
+        self._paths: dict[str, _Path] = {}  # grid path JSON → its cells
         self.options = options
         self.on_transform_outcome = on_transform_outcome
         self._decoder = BatchDecoder(engines.taxonomy)
@@ -169,7 +187,7 @@ class BatchProcessor:
         with result.timed("decode"):
             decoded = self._decoder.decode(batch, self.options.max_message_bytes, self.options.event_time)
         result.rejected = decoded.rejected
-        rows = _Rows(decoded.events, decoded.messages)
+        rows = _Rows(decoded.events, decoded.messages, decoded.checked)
         start = 0
         for end, request, requester, message in [*decoded.closes, (len(rows.messages), None, "", None)]:
             if end > start:  # the events before a close request may still merge into its incident
@@ -251,7 +269,8 @@ class BatchProcessor:
             rows.columns["source"], rows.columns["grid_path"], rows.messages, rows.keys, strict=True
         )):
             try:
-                child = ownership.route(*district_and_street(self._path(path)))
+                place = self._path(path)
+                child = ownership.route(place.district, place.street)
             except OutsideScope as exc:
                 result.outputs.append(outside_scope_output(source, event_document(message.data), key, str(exc)))
                 result.outside_scope.append((source, str(exc)))
@@ -325,15 +344,17 @@ class BatchProcessor:
         its incident's update and the area incidents whose area expired by its clock. The unified events and
         incident changes are encoded for the whole batch at the end and put in their places."""
         columns = rows.columns
-        reports = self._reports(columns)
-        places = [district_and_street(report.grid_path) for report in reports]
+        paths = [self._path(path) for path in columns["grid_path"]]
+        reports = self._reports(columns, paths)
         incident_ids = list(merge.merge.incident_ids)
-        changes: list[tuple[int, Change]] = []  # (slot in result.outputs, change)
+        outputs = result.outputs
+        changes: list[tuple[int, Change]] = []  # (place in outputs, change)
         event_slots = []
         expired = iter(zip(*merge.closed, strict=True))
         next_expired = next(expired, None)
-        for row, (report, is_new, count, event_matches, message) in enumerate(zip(
-            reports, merge.merge.is_new, merge.merge.report_counts, matches, rows.messages, strict=True
+        for row, (report, path, is_new, count, event_matches, message, clock) in enumerate(zip(
+            reports, paths, merge.merge.is_new, merge.merge.report_counts, matches, rows.messages, rows.clocks,
+            strict=True,
         )):
             while next_expired is not None and next_expired[0] == row:
                 self._expired(state, next_expired[1], next_expired[2], result, changes)
@@ -341,51 +362,58 @@ class BatchProcessor:
             if report.area is not None:
                 incident_ids[row], is_new, count = areas.join(state, report)
                 result.merged += not is_new
-            incident_id, (district, _), clock = incident_ids[row], places[row], rows.clocks[row]
-            record = record_report(state, report, incident_id, clock, message.received, count, event_matches, district)
-            event_slots.append(_slot(result))
+            incident_id = incident_ids[row]
+            record = record_report(state, report, incident_id, clock, message.received, count, event_matches, path.district)
+            event_slots.append(len(outputs))
+            outputs.append(None)  # type: ignore[arg-type]  # the unified event, encoded below
             if event_matches or report.triage is not None or report.area is not None:
-                result.outputs.extend(self._dispatch_outputs(report, incident_id, record, event_matches, message.received))
+                outputs.extend(self._dispatch_outputs(report, incident_id, record, event_matches, message.received))
             change = IncidentChange.OPENED if is_new else IncidentChange.MERGED
-            changes.append((_slot(result), _update(record, incident_id, change, count, clock, row)))
-            self._expire_areas(state, clock, result, changes)
-        self._fill(result, rows, reports, places, incident_ids, event_slots, changes)
+            changes.append((len(outputs), _update(record, incident_id, change, count, clock, row)))
+            outputs.append(None)  # type: ignore[arg-type]
+            state.area_watermark = max(state.area_watermark, clock)
+            if state.areas:
+                self._expire_areas(state, result, changes)
+        self._fill(result, rows, paths, incident_ids, event_slots, changes)
         if evaluate:
             self._evaluations(result, reports, incident_ids, merge, matches, event_slots)
 
-    def _reports(self, columns: EventColumns) -> list[Report]:
+    def _reports(self, columns: EventColumns, paths: list[_Path]) -> list[Report]:
         """Each event as the bookkeeping reads it, with its grid path's cells; the area of an area event."""
         area_rows = [row for row, present in enumerate(columns["area"]) if present is not None]
-        area_of = dict(zip(area_rows, [event.area for event in columns.take(area_rows).events()], strict=True))
+        area_of = dict(zip(area_rows, [event.area for event in columns.take(area_rows).events()], strict=True)) \
+            if area_rows else {}
         return [
-            Report(event_id, source, source_event_id, category, _SEVERITIES[severity], self._path(path), address,
+            Report(event_id, source, source_event_id, category, _SEVERITIES[severity], path.cells, address,
                    late, triage, area_of.get(row))
             for row, (event_id, source, source_event_id, category, severity, path, address, late, triage) in enumerate(zip(
                 columns["id"], columns["source"], columns["source_event_id"], columns["category"], columns["severity"],
-                columns["grid_path"], columns["address"], columns["late"], columns["triage"], strict=True))
+                paths, columns["address"], columns["late"], columns["triage"], strict=True))
         ]
 
+    @staticmethod
     def _fill(
-        self, result: BatchResult, rows: _Rows, reports: list[Report], places: list[tuple[str | None, str | None]],
-        incident_ids: list[str], event_slots: list[int], changes: list[tuple[int, Change]],
+        result: BatchResult, rows: _Rows, paths: list[_Path], incident_ids: list[str], event_slots: list[int],
+        changes: list[tuple[int, Change]],
     ) -> None:
-        """The unified events and incident changes of the batch, encoded, in the slots kept for them."""
+        """The unified events and incident changes of the batch, encoded, in the places kept for them."""
         columns = rows.columns
-        subjects = [event_subject(district, street, report.category, report.severity)
-                    for (district, street), report in zip(places, reports, strict=True)]
+        subjects = list(map(event_subject, [path.district for path in paths], [path.street for path in paths],
+                            columns["category"], columns["severity"]))
         extensions = [
             Extension("category", columns["category"]), Extension("severity", columns["severity"]),
-            Extension("incidentid", incident_ids), Extension("district", [district for district, _ in places]),
-            Extension("street", [street for _, street in places]),
-            Extension("gridcell", [report.grid_path[0].id if report.grid_path else None for report in reports]),
+            Extension("incidentid", incident_ids), Extension("district", [path.district for path in paths]),
+            Extension("street", [path.street for path in paths]),
+            Extension("gridcell", [path.gridcell for path in paths]),
             Extension("late", [late or None for late in columns["late"]]), Extension("triage", columns["triage"]),
         ]
+        outputs = result.outputs
         for slot, message in zip(event_slots, event_messages(columns, subjects, extensions), strict=True):
-            result.outputs[slot] = message
+            outputs[slot] = message
         if changes:
             slots, batch = zip(*changes, strict=True)
             for slot, message in zip(slots, incident_messages(batch, columns), strict=True):
-                result.outputs[slot] = message
+                outputs[slot] = message
 
     @staticmethod
     def _evaluations(
@@ -410,18 +438,17 @@ class BatchProcessor:
         ran out (by the hub's clock, so a replay after a crash closes the same incidents at the same time)."""
         record = state.incidents.pop(incident_id, None)
         if record is not None:
-            changes.append((_slot(result), _closed(record, incident_id, closed_at, "no report within the merge window")))
+            changes.append((len(result.outputs), _closed(record, incident_id, closed_at, "no report within the merge window")))
+            result.outputs.append(None)  # type: ignore[arg-type]  # encoded with the batch's other changes
 
-    def _expire_areas(self, state: PipelineState, clock: float, result: BatchResult,
-                      changes: list[tuple[int, Change]]) -> None:
-        """After each report: close the area incidents whose area expired by the latest clock seen."""
-        state.area_watermark = max(state.area_watermark, clock)
-        if not state.areas:
-            return
+    @staticmethod
+    def _expire_areas(state: PipelineState, result: BatchResult, changes: list[tuple[int, Change]]) -> None:
+        """After a report: close the area incidents whose area expired by the latest clock seen."""
         for incident_id, expires_at in list(areas.expired(state, state.area_watermark)):
             record = state.incidents.pop(incident_id)
             areas.forget(state, record)
-            changes.append((_slot(result), _closed(record, incident_id, expires_at, "the area warning expired")))
+            changes.append((len(result.outputs), _closed(record, incident_id, expires_at, "the area warning expired")))
+            result.outputs.append(None)  # type: ignore[arg-type]
 
     def _normalise_and_locate(self, rows: _Rows) -> None:
         """Convert every location to WGS-84 and resolve its grid path (the ``grid_path`` column); each event's
@@ -450,28 +477,30 @@ class BatchProcessor:
 
     def _places(self, geofence: GridIndex, lons: list[float], lats: list[float]) -> list[_Place]:
         """Each WGS-84 point's place, from one geofence call for the batch. A place is built once per distinct
-        geofence answer (cells and distances) and reused: events cluster on far fewer answers than points."""
+        geofence answer (cells and distances, keyed by their raw bytes) and reused: events cluster on far fewer
+        answers than points."""
         arrays = geofence.locate_arrays(lons, lats, "wgs84")
-        offsets, cells, distances = arrays.offsets.tolist(), arrays.cells.tolist(), arrays.distances_m.tolist()
+        offsets, cells, distances = arrays.offsets.tolist(), arrays.cells.tobytes(), arrays.distances_m.tobytes()
         if len(self._place_cache) > _PLACE_CACHE_LIMIT:
             self._place_cache.clear()
             self._paths.clear()
-        places = []
+        cache, places = self._place_cache, []
         for point, admin_count in enumerate(arrays.admin_counts.tolist()):
             start, end = offsets[point], offsets[point + 1]
-            key = (admin_count, tuple(cells[start:end]), tuple(distances[start:end]))
-            place = self._place_cache.get(key)
+            key = (admin_count, cells[start * 4 : end * 4], distances[start * 8 : end * 8])
+            place = cache.get(key)
             if place is None:
-                place = self._place_cache[key] = self._place(geofence, *key)
+                place = cache[key] = self._place(geofence, key)
             places.append(place)
         return places
 
-    def _place(self, geofence: GridIndex, admin_count: int, cells: tuple[int, ...], distances: tuple[float, ...]) -> _Place:
+    def _place(self, geofence: GridIndex, key: _PlaceKey) -> _Place:
+        admin_count, cells, distances = key[0], memoryview(key[1]).cast("I"), memoryview(key[2]).cast("d")
         resolved = [geofence.cell(index, distance) for index, distance in zip(cells, distances, strict=True)]
         admin_path = resolved[:admin_count][::-1]
         grid_path = tuple(self._grid_path(Resolution(resolved, admin_path, not resolved)))
         path_json = _GRID_PATH.dump_json(list(grid_path), exclude_none=True).decode()
-        self._paths[path_json] = grid_path
+        self._paths[path_json] = _Path.of(grid_path)
         return (grid_path, "/".join(cell.name for cell in admin_path), "/".join(cell.id for cell in admin_path), path_json)
 
     def _grid_path(self, resolution: Resolution) -> list[GridCell]:
@@ -487,12 +516,14 @@ class BatchProcessor:
             path.append(grid_cell)
         return path
 
-    def _path(self, path_json: str) -> tuple[GridCell, ...]:
+    def _path(self, path_json: str) -> _Path:
         """The cells of a ``grid_path`` column value: a place the geofence resolved, or what the event came with."""
-        cells = self._paths.get(path_json)
-        if cells is None:
-            cells = self._paths[path_json] = tuple(_GRID_PATH.validate_json(path_json))
-        return cells
+        path = self._paths.get(path_json)
+        if path is None:
+            if len(self._paths) > _PLACE_CACHE_LIMIT:
+                self._paths.clear()
+            path = self._paths[path_json] = _Path.of(tuple(_GRID_PATH.validate_json(path_json)))
+        return path
 
     def _match_rules(self, rows: _Rows) -> list[list[RuleMatch]]:
         """Each event's id, and the rules it matches; a rule's ``severity`` action raises the event's severity."""
@@ -502,9 +533,11 @@ class BatchProcessor:
             return [[] for _ in event_ids]
         fields = [("id", event_ids), ("category", columns["category"]), ("severity", columns["severity"]),
                   ("grid", [grid for grid, _ in rows.admin_paths]), ("grid_ids", [grid_ids for _, grid_ids in rows.admin_paths])]
-        documents = _core.rule_documents([message.data for message in rows.messages], fields)
+        documents = _core.rule_documents(
+            [message.data if checked else None for message, checked in zip(rows.messages, rows.checked, strict=True)],
+            fields)
         for row, document in enumerate(documents):
-            if document is None:  # a document the core's parser does not take: patched as parsed by orjson
+            if document is None:  # lax input the model decided: patched as orjson parsed it
                 patched = event_document(rows.messages[row].data)
                 patched.update((name, values[row]) for name, values in fields)
                 documents[row] = orjson.dumps(patched)
@@ -608,9 +641,3 @@ def _closed(record: IncidentRecord, incident_id: str, closed_at: float, reason: 
         record.opened_at, closed_at, record.received_at, tuple(record.sources), tuple(record.matched_rules),
         max(1, record.report_count), reason,
     )
-
-
-def _slot(result: BatchResult) -> int:
-    """A place in ``result.outputs`` for an output encoded later with the rest of the batch's."""
-    result.outputs.append(None)  # type: ignore[arg-type]
-    return len(result.outputs) - 1

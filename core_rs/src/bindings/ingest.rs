@@ -111,12 +111,13 @@ impl EventChecker {
 }
 
 /// The documents rules match: each message's event document (a CloudEvent's `data`, or the message) with
-/// `fields` set, given as `(name, values)` with one str per message. None for a message whose document the
-/// core's parser does not take (a repeated member name, nesting deeper than 128): the caller builds that one.
+/// `fields` set, given as `(name, values)` with one str per message. Give only messages the checker accepted
+/// (None for the others). None for a message not given, or whose document the core's parser does not take:
+/// the caller builds that one.
 #[pyfunction]
 fn rule_documents<'py>(
     py: Python<'py>,
-    payloads: Vec<PyBackedBytes>,
+    payloads: Vec<Option<PyBackedBytes>>,
     fields: Vec<(String, Vec<PyBackedStr>)>,
 ) -> PyResult<Bound<'py, PyList>> {
     if let Some((name, values)) = fields.iter().find(|(_, values)| values.len() != payloads.len()) {
@@ -130,7 +131,7 @@ fn rule_documents<'py>(
         (0..payloads.len())
             .map(|row| {
                 let row_fields: Vec<(&str, &str)> = fields.iter().map(|(name, values)| (name.as_str(), &*values[row])).collect();
-                patched_document(&payloads[row], &row_fields)
+                patched_document(payloads[row].as_deref()?, &row_fields)
             })
             .collect::<Vec<_>>()
     });

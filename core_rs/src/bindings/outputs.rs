@@ -47,7 +47,11 @@ fn extract(value: &Bound<'_, PyAny>) -> PyResult<Extracted> {
 }
 
 fn extract_all(values: &Bound<'_, PyAny>) -> PyResult<Vec<Extracted>> {
-    values.try_iter()?.map(|value| extract(&value?)).collect()
+    let mut extracted = Vec::with_capacity(values.len().unwrap_or(0));
+    for value in values.try_iter()? {
+        extracted.push(extract(&value?)?);
+    }
+    Ok(extracted)
 }
 
 /// The columns, or those of the top-level properties named in `only` (`location` brings `location.lon`...).

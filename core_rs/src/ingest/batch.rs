@@ -157,7 +157,7 @@ fn cell<'a>(value: Option<&Json<'a>>, shape: &Shape) -> Value<'a> {
         (_, Json::Null) => Value::Null,
         (Shape::Object(object), Json::Object(_)) if !object.fields.is_empty() => Value::Bool(true),
         (Shape::Array(_) | Shape::Object(_) | Shape::Any, _) => {
-            let mut text = Vec::new();
+            let mut text = Vec::with_capacity(64);
             write_shaped(&mut text, shape, value);
             Value::Json(String::from_utf8(text).unwrap_or_default())
         }
@@ -172,9 +172,13 @@ fn cell<'a>(value: Option<&Json<'a>>, shape: &Shape) -> Value<'a> {
 
 /// The cells of one admitted object, appended to `columns` from `next` on in [`columns_of`] order.
 fn fill<'a>(object: &ObjectShape, value: Option<&Json<'a>>, columns: &mut [Column<'a>], next: &mut usize) {
-    for field in &object.fields {
+    let values = match value {
+        Some(Json::Object(members)) => object.values(members),
+        _ => Vec::new(),
+    };
+    for (index, field) in object.fields.iter().enumerate() {
         // Inside an absent object every property is absent too, defaults included.
-        let item = value.and_then(|value| value.get(&field.name).or(field.default.as_ref()));
+        let item = value.and_then(|_| values.get(index).copied().flatten().or(field.default.as_ref()));
         columns[*next].values.push(cell(item, &field.shape));
         *next += 1;
         if let Some(inner) = declared_object(&field.shape) {
@@ -223,7 +227,8 @@ fn accepted_event<'a>(message: &IngestMessage<'a>, rules: &EventRules<'_>) -> Op
 /// Decode a batch. A panic while decoding one message (there should be none) leaves that message to
 /// pydantic instead of unwinding into the caller.
 pub fn decode_batch<'a>(messages: &[IngestMessage<'a>], rules: &EventRules<'_>) -> Result<Decoded<'a>, ShapeError> {
-    let columns = columns_of(rules.shape)?.into_iter().map(|(name, kind)| Column { name, kind, values: Vec::new() });
+    let count = messages.len();
+    let columns = columns_of(rules.shape)?.into_iter().map(|(name, kind)| Column { name, kind, values: Vec::with_capacity(count) });
     let mut decoded = Decoded { columns: columns.collect(), ..Decoded::default() };
     let Shape::Object(root) = rules.shape else { return Ok(decoded) };
     for (position, message) in messages.iter().enumerate() {

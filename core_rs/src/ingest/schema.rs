@@ -190,21 +190,43 @@ fn keeps_every_number(value: &Json<'_>) -> bool {
     }
 }
 
+/// Objects with more declared properties than this are checked for missing required ones field by field.
+const MASKED_FIELDS: usize = 64;
+
 impl ObjectShape {
     fn admits(&self, members: &[(std::borrow::Cow<'_, str>, Json<'_>)]) -> bool {
-        let declared = self.fields.iter().all(|field| match members.iter().find(|(name, _)| name == &field.name) {
-            Some((_, value)) => field.shape.admits(value),
-            None => !field.required,
-        });
-        declared
-            && members.iter().all(|(name, value)| {
-                self.field(name).is_some() || self.extra.as_ref().is_some_and(|extra| extra.admits(value))
-            })
+        let mut present = 0u64;
+        for (name, value) in members {
+            match self.index(name) {
+                Some(index) if self.fields[index].shape.admits(value) => present |= 1 << index.min(MASKED_FIELDS - 1),
+                Some(_) => return false,
+                None if self.extra.as_ref().is_some_and(|extra| extra.admits(value)) => {}
+                None => return false,
+            }
+        }
+        self.fields.iter().enumerate().all(|(index, field)| {
+            !field.required
+                || match index < MASKED_FIELDS - 1 {
+                    true => present & (1 << index) != 0,
+                    false => members.iter().any(|(name, _)| *name == field.name),
+                }
+        })
     }
 
-    /// The property called `name`.
-    pub fn field(&self, name: &str) -> Option<&Field> {
-        self.fields.iter().find(|field| field.name == name)
+    /// Where the property called `name` is among the fields.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|field| field.name.len() == name.len() && field.name == name)
+    }
+
+    /// Each field's value among `members` (None where absent), in field order.
+    pub fn values<'m, 'a>(&self, members: &'m [(std::borrow::Cow<'a, str>, Json<'a>)]) -> Vec<Option<&'m Json<'a>>> {
+        let mut values = vec![None; self.fields.len()];
+        for (name, value) in members {
+            if let Some(index) = self.index(name) {
+                values[index] = Some(value);
+            }
+        }
+        values
     }
 }
 

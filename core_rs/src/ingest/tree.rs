@@ -101,7 +101,8 @@ impl<'a> Json<'a> {
     }
 }
 
-struct Key<'a>(Cow<'a, str>);
+/// A member name, borrowed from the document where it holds no escape.
+pub(super) struct Key<'a>(pub(super) Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

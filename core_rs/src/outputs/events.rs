@@ -219,7 +219,7 @@ pub fn encode_events(
         return Err(format!("encode_events: {count} events but ids, subjects or extensions of another length"));
     }
     let (source_at, time_at) = (rows.index(source_field, Some(ColumnKind::Value))?, rows.index(time_field, Some(ColumnKind::Time))?);
-    let mut out = Vec::with_capacity(count * 768);
+    let mut out = Vec::with_capacity(count * 1024);
     let mut offsets = Vec::with_capacity(count + 1);
     offsets.push(0);
     for row in 0..count {

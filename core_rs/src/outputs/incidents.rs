@@ -155,7 +155,7 @@ fn write_change(out: &mut Vec<u8>, change: &IncidentChange<'_>, reports: &Report
 /// change is an update).
 pub fn encode_incident_changes(changes: &[IncidentChange<'_>], rows: Option<&EventRows<'_, '_>>) -> Result<(Vec<u8>, Vec<usize>), String> {
     let reports = rows.map(|rows| Ok::<_, String>((rows, ReportProperties::of(rows)?))).transpose()?;
-    let mut out = Vec::with_capacity(changes.len() * 640);
+    let mut out = Vec::with_capacity(changes.len() * 1024);
     let mut offsets = Vec::with_capacity(changes.len() + 1);
     offsets.push(0);
     for change in changes {
