@@ -163,6 +163,7 @@ class BatchProcessor:
         self._grid_cells: dict[Any, GridCell] = {}
         self._place_cache: dict[_PlaceKey, _Place] = {}
         self._paths: dict[str, _Path] = {}  # grid path JSON → its cells
+        self._routes_of: dict[tuple[int, ...], list[tuple[str, RuleMatch | None, GridCell | None]]] = {}
         self.options = options
         self.on_transform_outcome = on_transform_outcome
         self._decoder = BatchDecoder(engines.taxonomy)
@@ -177,6 +178,7 @@ class BatchProcessor:
         self._grid_cells = {}  # new grids: new cells
         self._place_cache = {}
         self._paths = {}
+        self._routes_of = {}  # new rules: new match objects
         if engines.taxonomy is not self._decoder.taxonomy:
             self._decoder = BatchDecoder(engines.taxonomy)
 
@@ -587,15 +589,27 @@ class BatchProcessor:
         cell of its area instead of the rules' cell-served targets (grid workers, grid levels, five-way), beside
         their departments and connectors. Triage and area orders go out whether or not a rule matched, with the
         first deadline its rules give."""
+        if report.triage is None and report.area is None:
+            return self._rule_routes(matches)
         timed = next((match for match in matches if match.actions.get("escalate_after_s")), None)
         if report.triage is not None:
             return [(target, timed, None) for target in self.engines.unplaced_route]
         routes = [(target, match) for match in matches for target in match.actions.get("route", ())]
-        if report.area is None:
-            return [(target, match, None) for target, match in routes]
         per_cell: list[tuple[str, RuleMatch | None, GridCell | None]] = [
             (areas.cell_target(cell), timed, cell) for cell in report.area.cells]
         return per_cell + [(target, match, None) for target, match in routes if target.startswith(_NAMED_TARGETS)]
+
+    def _rule_routes(self, matches: list[RuleMatch]) -> list[tuple[str, RuleMatch | None, GridCell | None]]:
+        """The routes of the rules matched, per set of rules (a rule's match is one object for as long as the
+        rule set lives)."""
+        key = tuple(map(id, matches))
+        routes = self._routes_of.get(key)
+        if routes is None:
+            if len(self._routes_of) > _PLACE_CACHE_LIMIT:
+                self._routes_of.clear()
+            routes = self._routes_of[key] = [(target, match, None) for match in matches
+                                             for target in match.actions.get("route", ())]
+        return routes
 
 
 def record_report(
