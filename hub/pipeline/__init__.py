@@ -19,7 +19,8 @@ re-published outputs JetStream drops as duplicates. Messages at or below the las
 (redeliveries of a batch still being published) are acknowledged without processing.
 
 The modules, in the order a message meets them: :mod:`.engines` (what the pipeline is built from),
-:mod:`.decode`, :mod:`.processor`, :mod:`.outputs`, :mod:`.state`, :mod:`.isolation`, :mod:`.recovery`,
+:mod:`.batch_decode` (the Rust core decides a batch into :mod:`.columns`, :mod:`.decode` the model the rest),
+:mod:`.processor`, :mod:`.batch_encode` and :mod:`.outputs`, :mod:`.state`, :mod:`.isolation`, :mod:`.recovery`,
 :mod:`.loop`.
 """
 
@@ -29,7 +30,6 @@ from hub.pipeline.isolation import IsolatingProcessor
 from hub.pipeline.loop import PIPELINE_CONSUMER, SNAPSHOT_BUCKET, Pipeline
 from hub.pipeline.outputs import (
     build_order,
-    closed_output,
     connector_for_target,
     dispatch_output,
     dlq_output,
@@ -58,7 +58,6 @@ __all__ = [
     "StateRebuild",
     "TransformOutcome",
     "build_order",
-    "closed_output",
     "connector_for_target",
     "decode_event",
     "decode_events",

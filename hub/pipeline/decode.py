@@ -70,14 +70,13 @@ def decode_event(
 
 @dataclass
 class DecodedBatch:
-    """A batch of ingest messages, decoded: the events with the JSON objects they came from and their
-    reception times, the close requests with the number of events that precede each (the order decides what
-    a close applies to), and what was rejected."""
+    """A batch of ingest messages, decoded: the events with the messages they came in, the close requests with
+    the number of events that precede each (the order decides what a close applies to) and the message each came
+    in, and what was rejected."""
 
     events: list[Event] = field(default_factory=list)
-    documents: list[dict[str, Any]] = field(default_factory=list)
-    received: list[float] = field(default_factory=list)
-    closes: list[tuple[int, CloseRequest, str, float]] = field(default_factory=list)  # (events before, request, requester, received)
+    messages: list[IngestMessage] = field(default_factory=list)
+    closes: list[tuple[int, CloseRequest, str, IngestMessage]] = field(default_factory=list)  # (events before, request, requester, message)
     rejected: list[Rejection] = field(default_factory=list)
 
 
@@ -91,13 +90,13 @@ def decode_events(
     decoded = DecodedBatch()
     parsed: list[IngestMessage] = []
     documents: list[dict[str, Any]] = []
-    close_at: list[tuple[int, CloseRequest, str, float]] = []  # (parsed documents before it, request, requester, received)
+    close_at: list[tuple[int, CloseRequest, str, IngestMessage]] = []  # (parsed documents before it, request, requester, message)
     for message in batch:
         try:
             type_, document = _ingest_document(message.data, max_bytes)
             if type_ == wire.TYPE_CLOSE_REQUEST:
                 request = _validate_close(document, message.subject)
-                close_at.append((len(parsed), request, source_of(message.subject), message.received))
+                close_at.append((len(parsed), request, source_of(message.subject), message))
                 continue
         except InvalidEventError as exc:
             decoded.rejected.append(_rejection(message, exc))
@@ -110,11 +109,10 @@ def decode_events(
     except ValidationError:
         validated = [_validated_or_error(document) for document in completed]
     kept_before = [0]  # events kept among the first n parsed documents
-    for message, document, event in zip(parsed, documents, validated, strict=True):
+    for message, event in zip(parsed, validated, strict=True):
         try:
             decoded.events.append(_in_window(_checked_event(event, message.subject, taxonomy), message.received, window))
-            decoded.documents.append(document)
-            decoded.received.append(message.received)
+            decoded.messages.append(message)
         except InvalidEventError as exc:
             decoded.rejected.append(_rejection(message, exc))
         kept_before.append(len(decoded.events))
@@ -122,6 +120,11 @@ def decode_events(
                       for position, request, requester, received in close_at]
     decoded.rejected.sort(key=lambda rejection: rejection.seq)
     return decoded
+
+
+def event_document(raw: bytes) -> dict[str, Any]:
+    """The JSON object of an accepted event's ingest message (the ``data`` of a CloudEvent), as it arrived."""
+    return _ingest_document(raw, len(raw))[1]
 
 
 def _rejection(message: IngestMessage, exc: InvalidEventError) -> Rejection:

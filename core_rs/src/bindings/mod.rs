@@ -8,6 +8,9 @@ use pyo3::prelude::*;
 mod geo;
 mod ids;
 mod incidents;
+mod ingest;
+mod masking;
+mod outputs;
 mod rules;
 
 /// `hub.errors.<class>` called with `args` (the message first), or a `ValueError` carrying `message` when that
@@ -36,6 +39,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     geo::register(m)?;
     ids::register(m)?;
     incidents::register(m)?;
+    ingest::register(m)?;
+    masking::register(m)?;
+    outputs::register(m)?;
     rules::register(m)?;
     Ok(())
 }
