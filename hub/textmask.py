@@ -30,7 +30,7 @@ class TextShape(NamedTuple):
 class TextMasker:
     def __init__(self, run: str, shapes: Sequence[TextShape], mask_char: str):
         self.names = [shape.name for shape in shapes]
-        self._masker = _core.TextMasker(run, [tuple(shape) for shape in shapes], mask_char)
+        self._masker = _core.TextMasker(run, list(shapes), mask_char)
 
     def mask_many(self, texts: Sequence[str | None]) -> tuple[list[str | None], dict[str, int], list[int]]:
         """Per text its masked form (None when unchanged or None), the matches masked per shape name, and the

@@ -24,7 +24,7 @@ def event_messages(
 ) -> list[Message]:
     """Each event of ``columns`` as its unified event on its subject, named by its id."""
     ids = columns["id"]
-    encoded = encoder().encode(columns.values, ids, subjects, [tuple(extension) for extension in extensions])
+    encoded = encoder().encode(columns.values, ids, subjects, list(extensions))
     return [Message(subject, data, event_id) for subject, data, event_id in zip(subjects, encoded, ids, strict=True)]
 
 

@@ -170,6 +170,7 @@ def checker_schema(model: type[BaseModel]) -> dict[str, Any]:
             prop = target["properties"][field.alias or name]
             if field.default_factory is not None and "default" not in prop:
                 default = field.get_default(call_default_factory=True)
+                assert field.annotation is not None  # a field with a default factory is annotated
                 prop["default"] = orjson.loads(TypeAdapter(field.annotation).dump_json(default))
     return schema
 
@@ -178,8 +179,8 @@ def refuse_uncovered_validators(model: type[BaseModel]) -> None:
     """Raise ValueError naming a validator of ``model`` (or a nested model) the Rust check does not cover."""
     for each in _models_in(model):
         decorators = each.__pydantic_decorators__
-        found = [decorator.func for decorator in [*decorators.field_validators.values(),
-                                                  *decorators.model_validators.values()]]
+        found = [decorator.func for decorator in decorators.field_validators.values()]
+        found += [decorator.func for decorator in decorators.model_validators.values()]
         found += [meta.func for field in each.model_fields.values() for meta in field.metadata if hasattr(meta, "func")]
         for validator in found:
             name = getattr(validator, "__qualname__", repr(validator))

@@ -18,7 +18,7 @@ import operator
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 from pydantic import TypeAdapter
@@ -543,7 +543,7 @@ class BatchProcessor:
                 patched = event_document(rows.messages[row].data)
                 patched.update((name, values[row]) for name, values in fields)
                 documents[row] = orjson.dumps(patched)
-        matches = self.engines.rules.match_many(documents)
+        matches = self.engines.rules.match_many(cast("list[bytes]", documents))  # every row has its document now
         severities = columns["severity"]
         for row, event_matches in enumerate(matches):
             for match in event_matches:
@@ -595,6 +595,7 @@ class BatchProcessor:
         if report.triage is not None:
             return [(target, timed, None) for target in self.engines.unplaced_route]
         routes = [(target, match) for match in matches for target in match.actions.get("route", ())]
+        assert report.area is not None  # neither in triage nor without an area
         per_cell: list[tuple[str, RuleMatch | None, GridCell | None]] = [
             (areas.cell_target(cell), timed, cell) for cell in report.area.cells]
         return per_cell + [(target, match, None) for target, match in routes if target.startswith(_NAMED_TARGETS)]
