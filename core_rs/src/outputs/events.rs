@@ -124,6 +124,10 @@ impl<'s, 'c> EventRows<'s, 'c> {
         self.count
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     /// Where the top-level property `name` (of `kind`, if given) is, to read or write it by row.
     pub fn index(&self, name: &str, kind: Option<ColumnKind>) -> Result<usize, String> {
         self.data
