@@ -45,6 +45,7 @@ PIPELINE_CONSUMER = "cityhub-pipeline"
 YOUNG_COLLECTION_EVERY = 50_000  # container allocations between young-generation garbage collections
 RESTART_BACKOFF = (1.0, 60.0)  # first and longest delay before the pipeline is restarted after a failure
 STANDBY_LOOK_EVERY_S = 0.2  # how often a standby's pipeline looks for newly acknowledged input
+STANDBY_STEP_BATCHES = 10  # a standby that is behind looks for a newer snapshot after this many batches
 
 Status = Literal["standing by", "starting", "running", "restarting", "stopped"]
 
@@ -194,10 +195,17 @@ class Pipeline:
     # standing by
 
     async def _stand_by(self) -> None:
+        """Look every ``STANDBY_LOOK_EVERY_S``; while behind, in steps of ``STANDBY_STEP_BATCHES`` batches, each
+        after a look for a newer snapshot: a standby far behind (just started, while the active hub works off a
+        backlog) jumps ahead by the snapshots instead of chasing the active hub at the same speed."""
+        step = STANDBY_STEP_BATCHES * self.options.batch_size
         while True:
+            behind = False
             try:
                 await self.rebuild.restore_newer_snapshot()
-                await self.rebuild.catch_up(await self._ack_floor())
+                ack_floor = await self._ack_floor()
+                await self.rebuild.catch_up(min(ack_floor, self.state.last_seq + step))
+                behind = self.state.last_seq < ack_floor
                 self._standby_trouble = None
             except Exception as exc:  # NATS away, a stream electing its leader: look again
                 stop_if_cancelled()
@@ -205,7 +213,7 @@ class Pipeline:
                     log.warning("the standby could not follow the active pipeline (%s: %s); trying again",
                                 type(exc).__name__, exc)
                 self._standby_trouble = f"{type(exc).__name__}: {exc}"
-            await asyncio.sleep(STANDBY_LOOK_EVERY_S)
+            await asyncio.sleep(0 if behind else STANDBY_LOOK_EVERY_S)
 
     async def _stop_standing_by(self, keep_reading: bool = False) -> None:
         """Stop following the active pipeline; ``keep_reading`` keeps the reader for the catch-up of a takeover."""
