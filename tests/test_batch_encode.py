@@ -4,6 +4,7 @@ orjson), for events the model accepts, with what the pipeline stamps on them."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -106,3 +107,13 @@ def test_times_the_hub_stamps_round_to_microseconds_as_python_does():
     data = [message.data for message in event_messages(columns, ["s"] * 4, [])]
     for raw, at in zip(data, seconds, strict=True):
         assert f'"received_at":"{utc(at).isoformat().replace("+00:00", "Z")}"'.encode() in raw
+
+
+def test_a_time_no_datetime_can_hold_is_an_error_not_a_panic():
+    """A column transform that writes nonsense into a time: the batch raises a ValueError (the pipeline then
+    isolates it), never a panic."""
+    for received in (1e300, float("nan"), -1e13):
+        columns, _ = _decoded([as_json({"source": "iot", "category": "fire", "time": "2026-05-01T08:00:00Z"})])
+        columns["received_at"], columns["received_at.utcoffset"], columns["id"] = [received], [0], ["E"]
+        with pytest.raises(ValueError, match="received_at"):
+            event_messages(columns, ["s"], [])

@@ -91,17 +91,24 @@ fn properties<'s, 'c>(
 
 /// The instant of a date-time cell: exact microseconds (Int) or epoch seconds the hub stamped (Float,
 /// rounded as `datetime.fromtimestamp` rounds), with the offset of its offsets cell.
+/// None for a time Python's `datetime` cannot hold either (outside years 1 to 9999, an offset of a day or more).
 fn instant(cell: &Cell<'_>, offset: Option<&Cell<'_>>) -> Option<Instant> {
     let offset_s = match offset {
-        Some(Cell::Int(offset)) => i32::try_from(*offset).ok()?,
+        Some(Cell::Int(offset)) if offset.abs() < 86_400 => *offset as i32,
+        Some(Cell::Int(_)) => return None,
         _ => 0,
     };
-    match cell {
-        Cell::Int(micros) => Some(Instant { epoch_us: *micros, offset_s }),
-        Cell::Float(seconds) if seconds.is_finite() => Some(Instant { offset_s, ..instant_from_seconds(*seconds) }),
-        _ => None,
-    }
+    let epoch_us = match cell {
+        Cell::Int(micros) => *micros,
+        Cell::Float(seconds) if seconds.is_finite() && seconds.abs() < 1e12 => instant_from_seconds(*seconds).epoch_us,
+        _ => return None,
+    };
+    (FIRST_US..=LAST_US).contains(&epoch_us.saturating_add(i64::from(offset_s) * 1_000_000)).then_some(Instant { epoch_us, offset_s })
 }
+
+/// 0001-01-01T00:00:00 and 9999-12-31T23:59:59.999999, local time, in microseconds since the epoch.
+const FIRST_US: i64 = -62_135_596_800_000_000;
+const LAST_US: i64 = 253_402_300_799_999_999;
 
 /// The event columns of a batch resolved against the model's shape, to write each event's `data` (or one
 /// of its properties) as pydantic writes it.
