@@ -203,7 +203,7 @@ class _Pair:
         for index, hub in enumerate(self.hubs):
             if not hub.alive:
                 self.hubs[index] = HubProcess(hub.config, hub.name).start()
-        _wait(self._both, "an active hub with outputs and a standby that has caught up")
+        _wait(self._both, "an active hub with outputs and a standby that has caught up", timeout=300)
         self.mark = _current_mark(self.urls)
 
     def kill_active(self) -> None:

@@ -196,13 +196,14 @@ class Pipeline:
 
     async def _stand_by(self) -> None:
         """Look every ``STANDBY_LOOK_EVERY_S``; while behind, in steps of ``STANDBY_STEP_BATCHES`` batches, each
-        after a look for a newer snapshot: a standby far behind (just started, while the active hub works off a
-        backlog) jumps ahead by the snapshots instead of chasing the active hub at the same speed."""
+        after a look for a snapshot more than a step ahead: a standby far behind (just started, while the active
+        hub works off a backlog) jumps ahead by the snapshots instead of chasing the active hub at the same speed,
+        and one a little behind processes on rather than restoring every snapshot."""
         step = STANDBY_STEP_BATCHES * self.options.batch_size
         while True:
             behind = False
             try:
-                await self.rebuild.restore_newer_snapshot()
+                await self.rebuild.restore_newer_snapshot(ahead_by=step)
                 ack_floor = await self._ack_floor()
                 await self.rebuild.catch_up(min(ack_floor, self.state.last_seq + step))
                 behind = self.state.last_seq < ack_floor

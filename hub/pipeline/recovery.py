@@ -82,8 +82,9 @@ class StateRebuild:
         self.isolation.checkpoint(self.state)
         self._looked_at = None
 
-    async def restore_newer_snapshot(self) -> bool:
-        """Restore the stored snapshot when it covers more input than the state; True when it did."""
+    async def restore_newer_snapshot(self, ahead_by: int = 0) -> bool:
+        """Restore the stored snapshot when it covers more than ``ahead_by`` messages of input beyond the state
+        (fewer are processed sooner than a large state is restored); True when it did."""
         if self._store is None:
             self._store = await open_object_store(self.js, SNAPSHOT_BUCKET)
         store = self._store
@@ -91,7 +92,7 @@ class StateRebuild:
             info = await store.get_info(SNAPSHOT_NAME)
         except (ObjectNotFoundError, NotFoundError):
             return False
-        if info.nuid == self._looked_at or _covers(info.headers) <= self.state.last_seq:
+        if info.nuid == self._looked_at or _covers(info.headers) <= self.state.last_seq + ahead_by:
             self._looked_at = info.nuid
             return False
         try:
