@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import resource
 import statistics
 import tempfile
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -49,6 +47,8 @@ from hub.pipeline import Engines, Pipeline, PipelineOptions
 from hub.nats.publisher import Message, Publisher
 from hub.rules import RuleSet
 from hub.nats.streams import ensure_streams
+from benchmarks.loading import publish_load
+from benchmarks.observing import cpu_seconds, p50_p99, stored_times
 from cityhub_redaction.settings import RedactionSettings
 from cityhub_redaction.transform import Redaction
 
@@ -113,17 +113,8 @@ async def _fresh_streams(url: str) -> None:
 
 
 async def _load(url: str, raws: list[bytes], pace_per_s: float | None = None) -> None:
-    """Publish ``raws`` to ingest: as fast as possible, or paced at ``pace_per_s`` in steps of 20 events
-    (bursts of a whole batch would measure the burst, not the pipeline)."""
     nc = await nats.connect(url)
-    js = nc.jetstream()
-    step = 20 if pace_per_s else 500
-    started = time.monotonic()
-    for start in range(0, len(raws), step):
-        futures = [await js.publish_async("cityhub.ingest.iot_mqtt", raw) for raw in raws[start : start + step]]
-        await asyncio.gather(*futures)
-        if pace_per_s:
-            await asyncio.sleep(max(0.0, started + (start + step) / pace_per_s - time.monotonic()))
+    await publish_load(nc.jetstream(), "cityhub.ingest.iot_mqtt", raws, pace_per_s=pace_per_s)
     await nc.close()
 
 
@@ -206,13 +197,8 @@ def _own_cpu_s() -> float:
 
 
 def _process_cpu_s(server: EmbeddedNats) -> float:
-    """User + system CPU seconds of the server process so far (Linux /proc; 0 elsewhere)."""
     assert server.process is not None
-    try:
-        fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(server.process.pid)
 
 
 def _cpu_note(cpu: list[tuple[float, float]]) -> str:
@@ -266,24 +252,8 @@ async def _latency_at(url: str, rate: float) -> tuple[float, float]:
         await asyncio.sleep(0.01)
     await pipeline.stop()
     js = nc.jetstream()
-    ingested, unified = await _stored_times(js, topology.INGEST_STREAM), await _stored_times(js, topology.EVENTS_STREAM)
+    ingested, unified = await stored_times(js, topology.INGEST_STREAM), await stored_times(js, topology.EVENTS_STREAM)
     await nc.close()
-    latencies = sorted(stored - ingested[key] for key, stored in unified.items() if key in ingested)
-    return statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
+    return p50_p99([stored - ingested[key] for key, stored in unified.items() if key in ingested])
 
 
-async def _stored_times(js, stream: str) -> dict[str, float]:  # noqa: ANN001
-    """source_event_id → when the server stored the message (first occurrence)."""
-    total = (await js.stream_info(stream)).state.messages
-    subscription = await js.pull_subscribe(topology.STREAM_SUBJECTS[stream][0], stream=stream,
-                                           config=ConsumerConfig(ack_policy=AckPolicy.NONE))
-    times: dict[str, float] = {}
-    seen = 0
-    while seen < total:
-        msgs = await subscription.fetch(min(5_000, total - seen), timeout=10)
-        seen += len(msgs)
-        for msg in msgs:
-            key = orjson.loads(msg.data)["data"]["source_event_id"]
-            times.setdefault(key, msg.metadata.timestamp.timestamp())
-    await subscription.unsubscribe()
-    return times

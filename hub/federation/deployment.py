@@ -128,7 +128,7 @@ def server_config(deployment: Deployment, placement: Placement, keys: Keys, stor
                        viewer_permissions(viewer, scope))
     for child in deployment.children_of(scope):
         users += _user(keys, link_user(child.scope), f"the leafnode link of the {child.scope.level} hub {child.scope.code}",
-                       link_permissions())
+                       link_permissions(child.scope, scope))
     lines = [
         f"# nats-server config of the {scope.level} hub {scope.code}, written by `cityhub nats-config`",
         f'server_name: "cityhub-{scope.code}"',

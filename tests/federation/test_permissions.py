@@ -4,7 +4,9 @@ buckets, object stores, other clients' inboxes — is refused by the server."""
 
 from __future__ import annotations
 
+import nats
 import orjson
+import pytest
 from nats.js.api import ConsumerConfig
 
 from hub.federation.permissions import inbox_prefix
@@ -102,3 +104,51 @@ async def _replay(client, subject: str) -> str:
         "CITYHUB_EVENTS", ConsumerConfig(name="replay", filter_subject=subject, deliver_subject=inbox,
                                          ack_policy="none", inactive_threshold=60))
     return (await delivered.next_msg(timeout=60)).subject
+
+
+# Every hub's server has these, under the same names: were they to cross the link, one tier's writes would
+# be stored (or its acks taken) by the other's — a district's lease, pipeline snapshot and ack floor moved by
+# the city's.
+KEPT_OFF_THE_LINK = ["$KV.CITYHUB_LEASE.pipeline", "$O.CITYHUB_PIPELINE.M.c25hcHNob3Q", "$JS.ACK.CITYHUB_INGEST.cityhub-pipeline.1.500.500.0.0",
+                     "cityhub.events.510104.510104-01.gas_leak.high", "cityhub.ingest.hotline_12345"]
+
+
+async def test_the_link_carries_what_sourcing_needs_and_nothing_of_a_tiers_own_state(tiers):
+    city, district = await tiers.connect_hub("city"), await tiers.connect_hub("510104")
+    try:
+        leaked = await district.subscribe(">")
+        await district.flush()
+        for subject in KEPT_OFF_THE_LINK:
+            await city.publish(subject, b"{}")
+        # The link delivers in order: once the district's JetStream answered a request sent after them, and the
+        # subscriber's connection is flushed, whatever of them crossed has reached it.
+        await city.request(f"$JS.{tiers.scope('510104').domain}.API.INFO", b"", timeout=30)
+        await district.flush()
+        crossed = []
+        while leaked.pending_msgs:
+            crossed.append((await leaked.next_msg()).subject)
+        assert not [subject for subject in crossed if subject in KEPT_OFF_THE_LINK]
+    finally:
+        await city.close()
+        await district.close()
+
+
+async def test_a_districts_link_creates_consumers_on_its_own_hand_offs_only(tiers):
+    city, district = await tiers.connect_hub("city"), await tiers.connect_hub("510104")
+    try:
+        await ensure_streams(city.jetstream(), tier=tiers.tier_config("city"))
+        own = await _create_consumer_at_city(district, "cityhub.handoff.510104.*")
+        assert orjson.loads(own.data)["type"] == "io.nats.jetstream.api.v1.consumer_create_response"
+        for other in ("cityhub.handoff.510105.*", "cityhub.handoff.>"):
+            with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):
+                await _create_consumer_at_city(district, other)
+    finally:
+        await city.close()
+        await district.close()
+
+
+async def _create_consumer_at_city(client, subjects: str):
+    """The request a district's server makes for its source of the city's hand-off stream, filtered to ``subjects``."""
+    body = {"stream_name": "CITYHUB_HANDOFF",
+            "config": {"name": "probe", "filter_subject": subjects, "ack_policy": "none", "inactive_threshold": 10**10}}
+    return await client.request(f"$JS.city.API.CONSUMER.CREATE.CITYHUB_HANDOFF.probe.{subjects}", orjson.dumps(body), timeout=5)
