@@ -39,7 +39,6 @@ from hub.tasks import cancel_and_wait
 log = logging.getLogger("cityhub.linking")
 
 BUCKET = "CITYHUB_LINKS_PUBLISHED"
-TYPE_LINK = "cityhub.link"
 
 
 def side_of(incident: dict[str, Any], children_level: str) -> str | None:
@@ -140,7 +139,7 @@ class CrossScopeLinker:
             if await has_key(self._kv, key):  # before a restart: the re-read after it links it again
                 continue
             subject = topology.link_subject(self.scope, side, link.category)
-            raw = wire.encode(type_=TYPE_LINK, id_=msg_id, source=f"/cityhub/{self.scope}", time=link.updated_at,
+            raw = wire.encode(type_=wire.TYPE_LINK, id_=msg_id, source=f"/cityhub/{self.scope}", time=link.updated_at,
                               data=link, subject=subject,
                               extensions={"category": link.category, "incidentid": link.id})
             await js.publish(subject, raw, headers={topology.HEADER_MSG_ID: msg_id})
