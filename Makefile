@@ -11,7 +11,7 @@ PLUGIN_PROJECTS := $(sort $(dir $(wildcard connectors/*/pyproject.toml plugins/*
 PYTEST_ARGS ?=
 SHELL := /bin/bash
 
-.PHONY: install test test-rust test-python demo bench clean
+.PHONY: install test test-rust test-python test-fast lint typecheck format demo bench clean
 
 install: $(INSTALLED)
 
@@ -39,6 +39,29 @@ test-rust: install
 
 test-python: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The tests without those marked slow (clusters, failover, durability, the browser): minutes instead of twenty.
+test-fast: test-rust
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The house checks (configured in pyproject.toml and rustfmt.toml); .ci/run runs lint and typecheck before the tests.
+# clippy lints the core with its Python binding, with the venv's Python as the build's (PYO3_PYTHON), in the same
+# target directory as the release build.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	cargo fmt --manifest-path core_rs/Cargo.toml --check
+	PYO3_PYTHON=$(abspath $(BIN)/python) cargo clippy --manifest-path core_rs/Cargo.toml --release --lib --features python -- -D warnings
+
+typecheck: install
+	$(BIN)/python -m mypy
+
+# Rewrites files: the safe lint fixes first (they can shorten lines), then the formatters. What is left is printed
+# and fails `make lint`.
+format: install
+	$(BIN)/ruff check --fix --exit-zero .
+	$(BIN)/ruff format .
+	cargo fmt --manifest-path core_rs/Cargo.toml
 
 demo: install
 	$(BIN)/cityhub demo

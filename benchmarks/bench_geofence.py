@@ -57,10 +57,11 @@ def memory_note(index: GridIndex) -> str:
     memory = index.memory_use()
     raw = memory["raw_vertex_bytes"]
     core = memory["geometry"] + memory["spatial_index"]
+    with_metadata = core + memory["metadata"]
     return (
         f"{len(index):,} cells; raw vertex data {raw / 1e6:.1f} MB; geometry + spatial index "
-        f"{core / 1e6:.1f} MB = {core / raw:.2f}x raw; with ids/names/levels {(core + memory['metadata']) / 1e6:.1f} MB "
-        f"= {(core + memory['metadata']) / raw:.2f}x raw"
+        f"{core / 1e6:.1f} MB = {core / raw:.2f}x raw; "
+        f"with ids/names/levels {with_metadata / 1e6:.1f} MB = {with_metadata / raw:.2f}x raw"
     )
 
 

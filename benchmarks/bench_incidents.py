@@ -129,7 +129,7 @@ def merge_day_with_cityhub(day) -> tuple[list, list[str]]:
 
 
 def as_rows(batches: list) -> list[tuple[str, bool, int]]:
-    return [row for batch in batches for row in zip(*batch)]
+    return [row for batch in batches for row in zip(*batch, strict=True)]
 
 
 def merge_day_with_python(day) -> tuple[list, list[str]]:
@@ -160,7 +160,7 @@ def test_merge_python_grid_hash(benchmark, day, outcomes):
 
 def test_merge_cityhub_rows(benchmark, day):
     benchmark.group = "incident merging: 1M events, one day, 30 x 30 km"
-    rows = [MergeInput(*fields) for fields in zip(*day)]
+    rows = [MergeInput(*fields) for fields in zip(*day, strict=True)]
 
     def run():
         merger = IncidentMerger(POLICY)
@@ -197,7 +197,7 @@ class DictDequeDeduper:
     def check_many(self, keys: list[str], times: list[float]) -> list[bool]:
         out = []
         live, order, window = self.live, self.order, self.window_s
-        for key, time in zip(keys, times):
+        for key, time in zip(keys, times, strict=True):
             while order and (order[0][0] < time - window or len(live) >= self.max_keys):
                 old_time, old_key = order.popleft()
                 if live.get(old_key) == old_time:

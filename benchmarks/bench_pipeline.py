@@ -1,9 +1,9 @@
 """End-to-end pipeline throughput through JetStream, beside a nats-py passthrough on the same server.
 
 Both read the same 30,000 canonical events (CloudEvents, 2,000 places around Chengdu, every 50th a
-re-delivery) from the ingest stream with a durable pull consumer and :class:`hub.fetcher.Fetcher` (batch
+re-delivery) from the ingest stream with a durable pull consumer and :class:`hub.nats.fetcher.Fetcher` (batch
 500, the next batch requested as soon as one arrives, AckAll acknowledged once per batch after the outputs
-are stored) and publish with :class:`hub.publisher.Publisher` (JetStream fast
+are stored) and publish with :class:`hub.nats.publisher.Publisher` (JetStream fast
 ingest) and ``Nats-Msg-Id``:
 
 - peer: a passthrough with no processing — fetch, ``orjson.loads``, republish each message, ack — on nats-py
@@ -37,16 +37,16 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from hub import topology
 from hub.config import PipelineConfig
 from hub.connector_runtime import encode_ingest
-from hub.embedded import EmbeddedNats
-from hub.fetcher import Fetcher
+from hub.nats.embedded import EmbeddedNats
+from hub.nats.fetcher import Fetcher
 from hub.geofence import GridIndex, LayerSpec
 from hub.incidents import MergePolicy
 from hub.metrics import Metrics
 from hub.models import Category, CoordSystem, Event, Location
 from hub.pipeline import Engines, Pipeline, PipelineOptions
-from hub.publisher import Message, Publisher
+from hub.nats.publisher import Message, Publisher
 from hub.rules import RuleSet
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 from benchmarks.loading import publish_load
 from benchmarks.observing import cpu_seconds, p50_p99, stored_times
 from cityhub_redaction.settings import RedactionSettings
@@ -119,8 +119,8 @@ async def _load(url: str, raws: list[bytes], pace_per_s: float | None = None) ->
 
 
 async def _passthrough(url: str, total: int, fast_ingest: bool, outputs_per_event: int = 1) -> None:
-    """The peer: same consumer, fetch, ack and publish settings as the hub (:class:`hub.fetcher.Fetcher`,
-    fast-ingest batches through :class:`hub.publisher.Publisher`; per-message ``publish_async`` as a sanity
+    """The peer: same consumer, fetch, ack and publish settings as the hub (:class:`hub.nats.fetcher.Fetcher`,
+    fast-ingest batches through :class:`hub.nats.publisher.Publisher`; per-message ``publish_async`` as a sanity
     line), no processing. Tuned like the hub's loop: the next batch is fetched
     and republished while the previous batch's outputs are being stored, and a batch is acknowledged once
     its outputs are stored. With ``outputs_per_event=2`` every event is republished twice, as the pipeline

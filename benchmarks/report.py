@@ -2,7 +2,9 @@
 throughput beside each peer measured in the same run, as ratios.
 
 Each benchmark declares ``benchmark.group``, ``extra_info["items"]`` (items per round),
-``extra_info["role"]`` (cityhub, peer or sanity) and optionally ``extra_info["note"]``.
+``extra_info["role"]`` (cityhub, peer or sanity) and optionally ``extra_info["note"]``. A group whose rounds
+are durations to compare (a takeover, not a throughput) says ``extra_info["measure"] = "duration"``: its table
+gives each row's median and longest round, and how many times CityHub's median each row's is.
 
 Usage: python benchmarks/report.py .benchmarks/latest.json BENCHMARKS.md
 """
@@ -20,12 +22,14 @@ COMMAND = "make bench"
 
 
 
-def label(benchmark, group: str, role: str, items: int, note: str = "") -> None:
-    """Declare a benchmark's comparison ``group``, ``role`` (cityhub, peer or sanity), items per round and
-    optional note, as this report reads them."""
+def label(benchmark, group: str, role: str, items: int, note: str = "", measure: str = "throughput") -> None:
+    """Declare a benchmark's comparison ``group``, ``role`` (cityhub, peer or sanity), items per round, optional
+    note and ``measure`` (``throughput``, or ``duration`` for rounds compared by how long they take), as this
+    report reads them."""
     benchmark.group = group
     benchmark.extra_info["items"] = items
     benchmark.extra_info["role"] = role
+    benchmark.extra_info["measure"] = measure
     if note:
         benchmark.extra_info["note"] = note
 
@@ -37,6 +41,8 @@ class Row:
     items_per_s: float
     median_s: float
     note: str
+    max_s: float = 0.0
+    duration: bool = False  # compared by how long a round takes (lower is better), not by throughput
 
 
 def load_rows(path: Path) -> tuple[dict, dict[str, list[Row]]]:
@@ -51,6 +57,8 @@ def load_rows(path: Path) -> tuple[dict, dict[str, list[Row]]]:
             items_per_s=info.get("items", 1) / median,
             median_s=median,
             note=str(info.get("note", "")),
+            max_s=bench["stats"].get("max", median),
+            duration=info.get("measure") == "duration",
         )
         groups.setdefault(bench.get("group") or bench["name"], []).append(row)
     return report, groups
@@ -69,13 +77,24 @@ def format_rate(value: float) -> str:
 
 
 def group_table(title: str, rows: list[Row]) -> list[str]:
+    if all(row.duration for row in rows):
+        return duration_table(title, rows)
     reference = best_cityhub(rows)
     lines = [f"### {title}", "", "| benchmark | role | items/s | median per round | CityHub ÷ this | note |", "|---|---|---|---|---|---|"]
     for row in sorted(rows, key=lambda row: -row.items_per_s):
         ratio = f"{reference.items_per_s / row.items_per_s:.1f}×" if reference and row.role != "cityhub" else "—"
-        lines.append(
-            f"| `{row.name}` | {row.role} | {format_rate(row.items_per_s)} | {row.median_s * 1e3:.3f} ms | {ratio} | {row.note} |"
-        )
+        rate, median = format_rate(row.items_per_s), f"{row.median_s * 1e3:.3f} ms"
+        lines.append(f"| `{row.name}` | {row.role} | {rate} | {median} | {ratio} | {row.note} |")
+    return [*lines, ""]
+
+
+def duration_table(title: str, rows: list[Row]) -> list[str]:
+    ours = [row for row in rows if row.role == "cityhub"]
+    reference = min(ours, key=lambda row: row.median_s) if ours else None
+    lines = [f"### {title}", "", "| benchmark | role | median | longest | this ÷ CityHub | note |", "|---|---|---|---|---|---|"]
+    for row in sorted(rows, key=lambda row: row.median_s):
+        ratio = f"{row.median_s / reference.median_s:.1f}×" if reference and row.role != "cityhub" else "—"
+        lines.append(f"| `{row.name}` | {row.role} | {row.median_s:.2f} s | {row.max_s:.2f} s | {ratio} | {row.note} |")
     return [*lines, ""]
 
 
@@ -89,7 +108,8 @@ def render(report: dict, groups: dict[str, list[Row]]) -> str:
         f"Python {machine.get('python_version', platform.python_version())}.",
         "Every CityHub figure is measured beside the peer a user would otherwise pick, in the same run; "
         "figures use the median round (robust to the shared machine's load spikes); 'CityHub ÷ this' is the best "
-        "CityHub throughput in the group divided by that row's.",
+        "CityHub throughput in the group divided by that row's; in a table of durations (lower is better), 'this ÷ "
+        "CityHub' is that row's median divided by CityHub's.",
         "",
     ]
     body = [line for title in sorted(groups) for line in group_table(title, groups[title])]

@@ -3,6 +3,8 @@
 from collections.abc import Iterable, Sequence
 from typing import Any, final
 
+from hub.incidents import DedupStats, MergerStats
+
 __all__ = [
     "version",
     "time_ordered_ids",
@@ -14,6 +16,10 @@ __all__ = [
     "MergeResult",
     "CompiledRules",
     "jsonlogic_apply",
+    "EventChecker",
+    "rule_documents",
+    "EventEncoder",
+    "TextMasker",
 ]
 
 def version() -> str: ...
@@ -28,7 +34,7 @@ def convert_coords(lons: object, lats: object, src: str, dst: str) -> tuple[list
 class GeoIndex:
     @staticmethod
     def build(
-        layers: list[tuple[str, str, bytes, str, str, str, str, str, bool]], tolerance_m: float
+        layers: Sequence[tuple[str, str, bytes, str, str, str, str, str, bool]], tolerance_m: float
     ) -> GeoIndex: ...
     def locate_many(self, lons: object, lats: object, crs: str) -> tuple[bytes, bytes, bytes, bytes]: ...
     def cells_intersecting(self, geometry: bytes, crs: str) -> list[int]: ...
@@ -51,7 +57,7 @@ class Deduper:
     @staticmethod
     def restore(data: bytes, deltas: Sequence[bytes] = ...) -> Deduper: ...
     @property
-    def stats(self) -> dict[str, int]: ...
+    def stats(self) -> DedupStats: ...
     @property
     def window_s(self) -> float: ...
     @property
@@ -114,7 +120,7 @@ class IncidentMerger:
     @staticmethod
     def restore(data: bytes, policy: CompiledMergePolicy, deltas: Sequence[bytes] = ...) -> IncidentMerger: ...
     @property
-    def stats(self) -> dict[str, int]: ...
+    def stats(self) -> MergerStats: ...
 
 # --- rules (core_rs/src/bindings/rules.rs) ---------------------------------------------------------
 @final
@@ -131,3 +137,40 @@ class CompiledRules:
     def __len__(self) -> int: ...
 
 def jsonlogic_apply(logic: str, data: str, timezone: str) -> str: ...
+
+# --- ingest (core_rs/src/bindings/ingest.rs) -------------------------------------------------------
+@final
+class EventChecker:
+    """The event model's JSON Schema compiled: decides batches of ingest messages into columns."""
+
+    def __new__(cls, schema: str, source_field: str, time_field: str, event_type: str) -> EventChecker: ...
+    def columns(self) -> list[tuple[str, str]]: ...
+    def decode(
+        self, payloads: Sequence[bytes], subjects: Sequence[str], received: Sequence[float], max_bytes: int,
+        max_ahead_s: float, max_age_s: float, accept_out_of_range: bool,
+    ) -> tuple[list[int], list[int], dict[str, list[Any]]]: ...
+
+def rule_documents(payloads: Sequence[bytes | None], fields: Sequence[tuple[str, Sequence[str]]]) -> list[bytes | None]: ...
+
+# --- outputs (core_rs/src/bindings/outputs.rs) -----------------------------------------------------
+@final
+class EventEncoder:
+    """Unified events and incident changes written from event columns, as the Python encoders wrote them."""
+
+    def __new__(cls, schema: str, time_field: str, source_field: str, source_prefix: str, type_: str) -> EventEncoder: ...
+    def encode(
+        self, columns: dict[str, list[Any]], ids: Sequence[str], subjects: Sequence[str],
+        extensions: Sequence[tuple[str, Sequence[str | bool | None]]],
+    ) -> list[bytes]: ...
+    def encode_data(self, columns: dict[str, list[Any]], count: int) -> list[bytes]: ...
+    def encode_incident_changes(
+        self, changes: list[tuple[Any, ...]], columns: dict[str, list[Any]] | None, count: int
+    ) -> list[bytes]: ...
+
+# --- masking (core_rs/src/bindings/masking.rs) -----------------------------------------------------
+@final
+class TextMasker:
+    """Personal data masked in free text with the caller's own (Python-syntax) patterns."""
+
+    def __new__(cls, run: str, shapes: Sequence[tuple[str, str, str, int, int]], mask_char: str) -> TextMasker: ...
+    def mask_many(self, texts: Sequence[str | None]) -> tuple[list[str | None], list[int], list[int]]: ...

@@ -14,7 +14,7 @@ body above ``[admin].max_body_bytes`` is answered 413 before it is read (FastAPI
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response
@@ -184,7 +184,7 @@ class CloseBody(BaseModel):
     reason: str = Field(min_length=1, max_length=CLOSE_REASON_MAX, examples=["duplicate of a resolved case"])
 
 
-def _plugin_enabled(name: str):  # noqa: ANN202 - a FastAPI dependency factory
+def _plugin_enabled(name: str) -> Callable[..., None]:
     def check(hub: Any = Depends(get_hub)) -> None:
         if not hub.plugins.is_enabled(name):
             raise HTTPException(404, f"plugin {name!r} is disabled")
@@ -201,7 +201,7 @@ def create_admin_app(hub: AdminHub, routers: Iterable[APIRouter] = ()) -> FastAP
     app.include_router(_core_router())
     for plugin, router in hub.plugins.call_blocking("register_routes"):
         app.include_router(router, prefix=f"/plugins/{plugin}", dependencies=[Depends(_plugin_enabled(plugin))])
-    for plugin, collectors in hub.plugins.call_blocking("register_metrics"):
+    for _, collectors in hub.plugins.call_blocking("register_metrics"):
         for collector in collectors:
             hub.metrics.add_collector(collector)
     for router in routers:

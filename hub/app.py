@@ -6,7 +6,7 @@ Several hubs with the same config elect one active hub through a lease in NATS (
 the active one runs the pipeline, escalation and connectors; the others stand by with their engines built
 and take over when the lease expires.
 
-``cityhub run`` calls :func:`run`; ``cityhub demo`` calls :func:`demo`.
+``cityhub run`` calls :func:`run`; ``cityhub demo`` is :mod:`hub.demo`.
 """
 
 from __future__ import annotations
@@ -15,62 +15,47 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
-import functools
 import logging
-import os
-import re
-import secrets
-import shutil
 import signal
-import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import orjson
 import uvicorn
 from nats.aio.client import Client as NatsClient
-from nats.aio.subscription import Subscription
 
 from hub import topology
 from hub.availability import Elector, Holder, Lease, LeaseLost, OutputFence, pipeline_fingerprint
-from hub.config import HubConfig, load_config
+from hub.config import HubConfig, NatsConfig, load_config
 from hub.connector import Connector
 from hub.connector_runtime import publish_close_request
 from hub.dashboard.state import LiveState
-from hub.embedded import EmbeddedNats
+from hub.nats.embedded import EmbeddedNats, free_port
 from hub.errors import ConfigError, HubError
 from hub.escalation import Escalator
 from hub.geofence import GridIndex
 from hub.incidents import Deduper, IncidentMerger, MergePolicy
-from hub.logs import LOG_FILE_VARIABLE, configure_logging
+from hub.logs import configure_logging
 from hub.metrics import Metrics
 from hub.models import CloseRequest, Event
-from hub.natslink import NatsLink
+from hub.nats.natslink import NatsLink
 from hub.pipeline import BatchProcessor, Engines, EventTimeWindow, IngestMessage, Pipeline, PipelineOptions, PipelineState
-from hub.plugins import PluginHost, build_plugin_host, demo_section_file, installed_plugins
+from hub.plugins import PluginHost, build_plugin_host
 from hub.reload import ConfigReloader
 from hub.federation.ownership import ownership_from_config
 from hub.federation.services import TierServices
-from hub.streams import ensure_buckets, ensure_streams
+from hub.nats.streams import ensure_buckets, ensure_streams
 from hub.supervisor import Supervisor
-from hub.tap import format_dispatch, format_event
 from hub.taxonomy import BUILTIN_TAXONOMY, CategoryInfo, Taxonomy
 from hub.transforms import Transform
 
 log = logging.getLogger("cityhub")
 
-SAMPLE_GRIDS = Path(__file__).parent / "data" / "grids"
-DEMO_SECRET_VARIABLE = "CITYHUB_DEMO_SECRET"
-_DEMO_PORT = re.compile(r"\b18\d{3}\b")
-SIMULATOR_STOP_S = 10.0
 # An open dashboard holds a server-sent event stream that never ends by itself: on stop the admin server waits
 # this long for requests, then closes the rest (the page reconnects to the next hub).
-ADMIN_STOP_S = 2.0
-DEMO_LOG = "demo.log"
-DEMO_MARKER = ".cityhub-demo"
+ADMIN_STOP_S = 2
 PROBE_TIMEOUT_S = 1.0  # /ready's question to JetStream
 
 
@@ -162,9 +147,12 @@ class Hub:
         self.supervisor: Supervisor | None = None
         self.escalator: Escalator | None = None
         self.elector: Elector | None = None
-        self._fence: OutputFence | None = None  # the active hub's output fence
+        self._fence: OutputFence | None = None  # the output fence, marked each time this hub becomes active
         self._engines: Engines | None = None  # built at start, so a standby takes over without loading grids
+        self._standby: Pipeline | None = None  # the pipeline that takes over, keeping its state current meanwhile
+        self._stopping = False
         self._run_connectors = True
+        self._connectors_run = False  # the gate the connector processes follow is open (the hub is active)
         self.tiers: TierServices | None = None  # the active hub's tier services (hand-offs up and down)
         self.admin_url: str | None = None
         self._admin_server: uvicorn.Server | None = None
@@ -188,7 +176,7 @@ class Hub:
 
     @property
     def nc(self) -> NatsClient | None:
-        """The current NATS client (a new one after the server closed the last, :mod:`hub.natslink`)."""
+        """The current NATS client (a new one after the server closed the last, :mod:`hub.nats.natslink`)."""
         return self.link.client if self.link is not None else None
 
     @property
@@ -202,8 +190,8 @@ class Hub:
         nats_config = self.config.nats
         if not nats_config.servers:
             embedded = nats_config.embedded
-            self.embedded = EmbeddedNats(store_dir=embedded.store_dir, mqtt_port=embedded.mqtt_port,
-                                         **({"port": embedded.port} if embedded.port else {}))
+            self.embedded = EmbeddedNats(store_dir=embedded.store_dir, port=embedded.port or free_port(),
+                                         mqtt_port=embedded.mqtt_port)
             self.embedded.launch()  # from the event loop's thread, which lives as long as the hub
             await asyncio.to_thread(self.embedded.wait_listening)
             nats_config = nats_config.model_copy(update={"servers": [self.embedded.url]})
@@ -212,16 +200,21 @@ class Hub:
         self.link.add_listener(self._use_connection)
         await ensure_streams(nc.jetstream(), nats_config.streams, self.config.tier)
         await ensure_buckets(nc.jetstream(), nats_config.buckets)
-        self.elector = await self._join_election()
+        self.elector = await self._join_election(nats_config)
         await self.plugins.startup()
         self.taxonomy = build_taxonomy(self.config, await self.plugins.call("register_categories"))
         self._engines = build_engines(self.config, await self._transforms(), self.taxonomy)
-        self.supervisor = Supervisor(nats_config, nats_config.streams, on_counters=self._connector_counters)
+        self.supervisor = Supervisor(nats_config, nats_config.streams, on_counters=self._connector_counters,
+                                     until=self._connectors_until)
         self.plugins.add_listener(self._plugin_changed)
         self._run_connectors = connectors
+        await self._start_every_connector()  # waiting for this hub to become active
         if admin:
             await self._start_admin()
             self.elector.lease.me = dataclasses.replace(self.elector.lease.me, admin_url=self.admin_url)
+        assert self.nc is not None
+        self._fence = OutputFence(self.nc.jetstream(), self.elector.lease)
+        await self._stand_by()
         await self.elector.start()
         if self.config.source is not None:
             self._watch_task = asyncio.create_task(self.reloader.watch(self._stop_watching), name="cityhub.watch")
@@ -230,6 +223,7 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop in reverse order; the pipeline finishes its batch and snapshots."""
+        self._stopping = True
         if self._watch_task is not None:
             self._stop_watching.set()
             await self._watch_task
@@ -240,6 +234,11 @@ class Hub:
             await self.dashboard.stop()
         if self.elector is not None:
             await self.elector.stop()  # steps down (pipeline, escalation, connectors), then releases the lease
+        if self.supervisor is not None:
+            await self.supervisor.stop_all()
+        if self._standby is not None:
+            standby, self._standby = self._standby, None
+            await standby.stop()
         await self.plugins.shutdown()
         if self.link is not None:
             await self.link.close()
@@ -248,12 +247,11 @@ class Hub:
 
     async def _use_connection(self, nc: NatsClient) -> None:
         """Move every part that works on NATS onto the client that replaced a closed one."""
-        if self.elector is not None:
-            self.elector.lease.use_connection(nc.jetstream(timeout=self.config.availability.lease_ttl.total_seconds() / 3))
         if self._fence is not None:
             self._fence.use_connection(nc.jetstream())
-        if self.pipeline is not None:
-            await self.pipeline.use_connection(nc)
+        for pipeline in (self.pipeline, self._standby):
+            if pipeline is not None:
+                await pipeline.use_connection(nc)
         if self.escalator is not None:
             await self.escalator.use_connection(nc)
         if self.tiers is not None:
@@ -263,40 +261,56 @@ class Hub:
 
     # active and standby
 
-    async def _join_election(self) -> Elector:
-        assert self.nc is not None
+    async def _join_election(self, nats_config: NatsConfig) -> Elector:
         me = Holder.of_this_process(pipeline_fingerprint(self.config))
-        lease = Lease(self.nc.jetstream(timeout=self.config.availability.lease_ttl.total_seconds() / 3), me,
-                      self.config.availability.lease_ttl.total_seconds(), self.config.nats.buckets.replicas)
-        elector = Elector(lease, self._activate, self._deactivate, self.metrics.role,
+        lease = Lease(None, me, self.config.availability.lease_ttl.total_seconds(), self.config.nats.buckets.replicas)
+        elector = Elector(lease, nats_config, self._activate, self._deactivate, self.metrics.role,
                           running=lambda: self.pipeline is not None and self.pipeline.running)
         await elector.join()
         return elector
 
+    async def _stand_by(self) -> None:
+        """Build the pipeline that takes over when this hub becomes active, and keep its state current."""
+        assert self.nc is not None and self._fence is not None and self._engines is not None
+        self._standby = Pipeline(self.nc, self._engines, self.metrics, pipeline_options(self.config),
+                                 self._transform_outcome, fence=self._fence)
+        await self._standby.stand_by()
+
     async def _activate(self) -> None:
-        """Start what only the active hub runs: the pipeline (from the latest snapshot), escalation, connectors."""
-        assert self.nc is not None and self.elector is not None and self._engines is not None
-        fence = self._fence = OutputFence(self.nc.jetstream(), self.elector.lease)
-        await fence.mark()
-        self.pipeline = Pipeline(self.nc, self._engines, self.metrics, pipeline_options(self.config),
-                                 self._transform_outcome, fence=fence)
-        await self.pipeline.start()
-        self.escalator = Escalator(self.nc, fence=fence)
+        """Start what only the active hub runs: the pipeline (its state kept current while standing by),
+        escalation, connectors. Logs how long each part took."""
+        assert self.nc is not None and self.elector is not None and self._fence is not None
+        assert self._standby is not None
+        laps = _Laps()
+        await self._fence.mark()
+        laps.lap("fence marks")
+        term = self.elector.lease.term  # names the durable consumers: a deposed hub's acks reach none of ours
+        self.pipeline, self._standby = self._standby, None
+        await self.pipeline.start(term)
+        laps.lap("pipeline")
+        self.escalator = Escalator(self.nc, fence=self._fence, term=term)
         await self.escalator.start()
         self.tiers = TierServices(self.config, self.nc)
         await self.tiers.start()
-        if self._run_connectors:
-            for plugin in self.plugins.names():
-                if self.plugins.is_enabled(plugin):
-                    await self._start_connectors(plugin)
+        laps.lap("escalation and tiers")
+        self._connectors_run = True
+        if self.supervisor is not None:
+            self.supervisor.gate.refresh()  # the connector processes, waiting since the start, run from now
+        log.info("active %s", laps)
+
+    def _connectors_until(self) -> float:
+        """Until when (monotonic) this hub's connectors may run: while it is active, as long as its lease holds."""
+        if not self._connectors_run or self.elector is None:
+            return 0.0
+        return self.elector.lease.valid_until
 
     async def _deactivate(self) -> None:
         """Stop connectors, escalation and the pipeline; never raises, so the hub always ends up standing by.
         A pipeline whose lease is gone (or whose NATS is away) stops without its final snapshot: the next
         active hub restores an earlier one and replays from there."""
+        self._connectors_run = False
         if self.supervisor is not None:
-            await self.supervisor.stop_all()
-            self._connectors.clear()
+            await (self.supervisor.stop_all() if self._stopping else self.supervisor.stand_down())
         if self.tiers is not None:
             tiers, self.tiers = self.tiers, None
             await tiers.stop()
@@ -310,6 +324,8 @@ class Hub:
                 await pipeline.stop()
             except Exception as exc:
                 log.warning("pipeline stopped without its final snapshot (%s: %s)", type(exc).__name__, exc)
+        if self._standby is None and not self._stopping:
+            await self._stand_by()  # afresh: the old pipeline's state may hold input whose outputs were never stored
 
     # the AdminHub protocol
 
@@ -356,17 +372,22 @@ class Hub:
             "nats": {"connected": connected, "embedded": self.embedded is not None,
                      "max_payload": self.nc.max_payload if self.nc else None,
                      "replaced": self.link.replaced if self.link else 0},
-            "pipeline": {
-                **(pipeline.health() if pipeline else {"running": False, "status": "stopped"}),
-                "counts": dict(pipeline.counts) if pipeline else {},
-                "last_sequence": pipeline.state.last_seq if pipeline else 0,
-                "open_incidents": len(pipeline.state.incidents) if pipeline else 0,
-            },
+            "pipeline": self._pipeline_health(),
             "connectors": self.supervisor.health() if self.supervisor else {},
             "escalation": self.escalator.health() if self.escalator else {},
             "tiers": self.tiers.health() if self.tiers else {},
             "dashboard": self.dashboard.health() if self.dashboard else {},
         }
+
+    def _pipeline_health(self) -> dict[str, Any]:
+        """The active pipeline's health; on a standby, what the state it keeps current covers."""
+        if self.pipeline is not None:
+            pipeline = self.pipeline
+            return {**pipeline.health(), "counts": dict(pipeline.counts), "last_sequence": pipeline.state.last_seq,
+                    "open_incidents": len(pipeline.state.incidents)}
+        if self._standby is not None:
+            return {"running": False, "counts": {}, **self._standby.standby_health()}
+        return {"running": False, "status": "stopped", "counts": {}, "last_sequence": 0, "open_incidents": 0}
 
     async def apply_config(self, config: HubConfig) -> None:
         """Switch to a validated config without restart. New rules, grids and merge policy are built first
@@ -381,8 +402,9 @@ class Hub:
         self._engines = Engines(**{**engines.__dict__, "transforms": tuple(transforms)})
         if self.elector is not None:  # renewals carry the new fingerprint: a standby compares against it
             self.elector.lease.me = dataclasses.replace(self.elector.lease.me, fingerprint=pipeline_fingerprint(config))
-        if self.pipeline is not None:
-            self.pipeline.swap_engines(self._engines)
+        for pipeline in (self.pipeline, self._standby):
+            if pipeline is not None:
+                pipeline.swap_engines(self._engines)
         if self.nc is not None:
             await ensure_streams(self.nc.jetstream(), config.nats.streams, config.tier)
 
@@ -443,14 +465,21 @@ class Hub:
         if self._engines is not None:
             transforms = await self._transforms()
             self._engines = Engines(**{**self._engines.__dict__, "transforms": tuple(transforms)})
-        if self.pipeline is not None and self._engines is not None:
-            self.pipeline.swap_engines(self._engines)
+        for pipeline in (self.pipeline, self._standby):
+            if pipeline is not None and self._engines is not None:
+                pipeline.swap_engines(self._engines)
         if self.supervisor is None:
             return
         for name in self._connectors.pop(plugin, []):
             await self.supervisor.stop(name)
-        if enabled and self._run_connectors and self.pipeline is not None:  # connectors run on the active hub
+        if enabled and self._run_connectors:  # they run while this hub is active (the supervisor's gate)
             await self._start_connectors(plugin)
+
+    async def _start_every_connector(self) -> None:
+        if self._run_connectors:
+            for plugin in self.plugins.names():
+                if self.plugins.is_enabled(plugin):
+                    await self._start_connectors(plugin)
 
     async def _start_connectors(self, plugin: str) -> None:
         assert self.supervisor is not None
@@ -476,7 +505,7 @@ class Hub:
         self.dashboard = live_state(self.config.dashboard, links=self.config.tier.among_tiers)
         await self.dashboard.start(self.nc)
         app = create_admin_app(self, routers=[build_router(self.dashboard, token_check=require_token)])
-        port = self.config.admin.port or _free_port(self.config.admin.host)
+        port = self.config.admin.port or free_port(self.config.admin.host)
         server = uvicorn.Server(uvicorn.Config(app, host=self.config.admin.host, port=port, log_level="warning",
                                                log_config=None, lifespan="off",  # its records go to our handler
                                                timeout_graceful_shutdown=ADMIN_STOP_S))
@@ -489,17 +518,30 @@ class Hub:
         self.admin_url = f"http://{self.config.admin.host}:{port}"
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+class _Laps:
+    """How long each step of a sequence took: ``lap(name)`` at the end of each; ``str`` lists them."""
+
+    def __init__(self) -> None:
+        self._started = self._last = time.monotonic()
+        self._laps: list[tuple[str, float]] = []
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self._laps.append((name, now - self._last))
+        self._last = now
+
+    def __str__(self) -> str:
+        steps = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self._laps)
+        return f"in {self._last - self._started:.2f} s ({steps})"
 
 
 # --- entry points ------------------------------------------------------------------------------------
 
 
-async def _serve(hub: Hub, banner: Any = None, until: asyncio.Event | None = None) -> None:
-    stop = until or asyncio.Event()
+async def serve(hub: Hub, banner: Callable[[Hub, asyncio.Event], Awaitable[None]] | None = None) -> None:
+    """Start ``hub`` and run it until SIGINT/SIGTERM; ``banner`` (the demo's terminal) runs meanwhile and may
+    set the event it is given to stop the hub."""
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
@@ -525,202 +567,5 @@ def run(config_path: str | Path = "cityhub.toml", admin_port: int | None = None)
         return 1
     if admin_port is not None:
         hub.config.admin.port = admin_port
-    asyncio.run(_serve(hub))
+    asyncio.run(serve(hub))
     return 0
-
-
-def demo_sections(names: Iterable[str] | None = None) -> str:
-    """The ``[plugins.<name>]`` sections installed plugins ship for the demo (``demo.toml`` in the plugin's
-    package; of every plugin that has one, or just ``names``), each demo port (18000-18999) moved to a free
-    one so the demo runs beside anything else on the machine."""
-    plugins = installed_plugins()
-    if names is None:
-        names = sorted(name for name, entry_point in plugins.items() if demo_section_file(entry_point).is_file())
-    sections = "\n".join(demo_section_file(plugins[name]).read_text(encoding="utf-8") for name in names)
-    ports = {port: str(_free_port("127.0.0.1")) for port in sorted(set(_DEMO_PORT.findall(sections)))}
-    return _DEMO_PORT.sub(lambda match: ports[match.group(0)], sections)
-
-
-def demo_config(data_dir: Path, placement: str | None = None, connectors: Iterable[str] | None = None) -> str:
-    """The demo's ``cityhub.toml``: embedded NATS with MQTT (or the ``placement`` tables: ``[nats]`` and
-    ``[tier]`` of a hub among tiers), the shipped sample grids, a few rules and the demo section of every
-    connector (or of ``connectors``). Their secrets are ``${CITYHUB_DEMO_SECRET}``, which :func:`demo` generates."""
-    admin = SAMPLE_GRIDS / "chengdu_admin_gcj02.geojson"
-    overlays = SAMPLE_GRIDS / "chengdu_overlays_gcj02.geojson"
-    embedded = f"[nats.embedded]\nstore_dir = \"{data_dir / 'nats'}\"\nmqtt_port = {_free_port('127.0.0.1')}\n"
-    return f"""
-timezone = "Asia/Shanghai"
-data_dir = "{data_dir}"
-
-{placement or embedded}
-
-[admin]
-port = 0
-
-[geo]
-layers = [
-  {{ name = "admin", path = "{admin}", crs = "gcj02", kind = "admin" }},
-  {{ name = "overlays", path = "{overlays}", crs = "gcj02", kind = "overlay" }},
-]
-
-[merge]
-category_groups = {{ gas = ["gas_leak", "smoke", "fire"], elder = ["elder_sos", "elder_fall", "elder_vitals"] }}
-
-[[rules]]
-id = "gas-critical"
-when = 'category == "gas_leak"'
-actions = {{ severity = "critical", route = ["gridworker", "five_way"], escalate_after_s = 600 }}
-
-[[rules]]
-id = "fire-to-grid-worker"
-description = "The storyline's overdue order: the e-bike shed's grid worker never accepts; escalated after 50 s."
-when = 'category == "fire" || category == "smoke"'
-actions = {{ severity = "critical", route = ["gridworker", "five_way:fire"], escalate_after_s = 50 }}
-
-[[rules]]
-id = "area-warning-to-each-grid"
-description = "Every grid an area warning touches confirms it through its grid worker."
-when = 'category == "area_warning"'
-actions = {{ route = ["gridworker"], escalate_after_s = 900 }}
-
-[[rules]]
-id = "elder-first-to-grid-worker"
-when = 'category == "elder_sos" || category == "elder_fall"'
-actions = {{ severity = "high", route = ["gridworker"], escalate_after_s = 300 }}
-
-[[rules]]
-id = "eldercare-visit"
-when = 'source == "eldercare"'
-actions = {{ route = ["connector:eldercare"] }}
-
-[[rules]]
-id = "answer-12345"
-when = 'source == "hotline12345" && payload.channel == "webhook"'
-actions = {{ route = ["connector:hotline12345"] }}
-
-{demo_contacts(admin)}
-
-{demo_sections(connectors)}
-"""
-
-
-# Who answers for what in the demo, beside each district's duty desk (the enrichment plugin's contact table).
-DEMO_CITY_CONTACTS = (
-    '{ cell = "*", categories = ["gas_leak", "smoke"], name = "燃气抢修中心（演示）", role = "department", '
-    'department = "燃气公司" }',
-    '{ cell = "*", categories = ["flooding", "water_leak"], name = "排水抢险队（演示）", role = "department", '
-    'department = "水务局" }',
-    '{ cell = "*", categories = ["elder_sos", "elder_fall", "elder_vitals"], name = "社区卫生服务中心（演示）", '
-    'role = "department", department = "卫健委" }',
-    '{ cell = "*", name = "市城运中心值班台（演示）", role = "duty_desk" }',
-)
-
-
-def demo_contacts(admin_grids: Path) -> str:
-    """The demo's ``[plugins.enrichment]`` section: a duty desk per district of ``admin_grids`` and the
-    city's departments per category, so every event gets its responsible contacts."""
-    districts = [feature["properties"] for feature in orjson.loads(admin_grids.read_bytes())["features"]
-                 if feature["properties"]["level"] == "district"]
-    desks = [f'{{ cell = "{d["id"]}", name = "{d["name"]}城运中心值班台（演示）", role = "duty_desk" }}' for d in districts]
-    rows = ",\n  ".join([*desks, *DEMO_CITY_CONTACTS])
-    return f"[plugins.enrichment]\ncontacts = [\n  {rows},\n]"
-
-
-# What a first look at the demo shows, printed under its banner; tests/test_demo.py checks each beat happens.
-DEMO_STORYLINE = (
-    "0:00  gas leak at 红星路三段1号 reported three ways (IoT gas alarm, 12345 call, citizen's photo): one incident",
-    "0:00  e-bike shed fire at 滨江东路9号: its grid worker never accepts the order",
-    "0:15  an elder's SOS (李建国, lives alone): the grid worker and a visit order to the eldercare platform",
-    "0:30  red flood warning (暴雨内涝预警) over several grids around 合江亭: each grid's worker gets an order",
-    "0:50  the shed's order is overdue: the incident escalates and is dispatched again",
-    "1:00  the grid worker app moves the order to the backup worker",
-)
-
-
-async def _demo_banner(hub: Hub, stop: asyncio.Event, *, config_path: Path, log_file: Path | None,
-                       stop_after_s: float | None = None) -> None:
-    simulators = [(plugin, sim) for plugin, sims in await hub.plugins.call("register_simulators") for sim in sims]
-    for _, simulator in simulators:
-        await simulator.start()
-    if stop_after_s is not None:
-        asyncio.get_running_loop().call_later(stop_after_s, stop.set)
-    print(_banner_text(hub, len(simulators), config_path, log_file, stop_after_s), flush=True)
-    tail = asyncio.create_task(_print_unified_stream(hub))
-    try:
-        await stop.wait()
-    finally:
-        tail.cancel()
-        await stop_simulators(simulators)
-
-
-def _banner_text(hub: Hub, simulators: int, config_path: Path, log_file: Path | None, stop_after_s: float | None) -> str:
-    secret = os.environ.get(DEMO_SECRET_VARIABLE, "")
-    stopping = "Press Ctrl-C to stop." if stop_after_s is None else f"Stopping after {stop_after_s:g} s (or Ctrl-C)."
-    return "\n".join([
-        "", "CityHub demo running.",
-        f"  NATS:      {hub.nats_url}",
-        f"  admin API: {hub.admin_url}  (docs at /docs)",
-        f"  dashboard: {hub.admin_url}/dashboard",
-        f"  tap:       cityhub tap --server {hub.nats_url}",
-        f"  simulators: {simulators}",
-        f"  config:    {config_path}  (check it: CITYHUB_DEMO_SECRET=x cityhub validate {config_path})",
-        f"  log:       {log_file or 'this terminal (--verbose)'}",
-        f"  connector secret: {secret[:4]}… (generated for this run)",
-        "Storyline (then steady traffic from all seven systems):",
-        *(f"  {beat}" for beat in DEMO_STORYLINE),
-        stopping, "",
-    ])
-
-
-async def stop_simulators(simulators: list[tuple[str, Any]], timeout_s: float = SIMULATOR_STOP_S) -> None:
-    """Stop each ``(plugin, simulator)``, the last started first. One that raises or hangs past ``timeout_s``
-    is logged with its plugin, class and traceback, and the rest are still stopped: the demo must end."""
-    for plugin, simulator in reversed(simulators):
-        try:
-            await asyncio.wait_for(simulator.stop(), timeout_s)
-        except Exception:
-            log.exception("simulator %s of plugin %s did not stop cleanly", type(simulator).__name__, plugin)
-
-
-async def _print_unified_stream(hub: Hub) -> None:
-    """Every unified event, dispatch order and status update, one line each, until cancelled."""
-    assert hub.nc is not None
-    events = await hub.nc.subscribe(f"{topology.PREFIX}.events.>")
-    dispatch = await hub.nc.subscribe(f"{topology.PREFIX}.dispatch.>")
-    await asyncio.gather(_print_each(events, format_event), _print_each(dispatch, format_dispatch))
-
-
-async def _print_each(subscription: Subscription, format_message: Callable[[bytes], str]) -> None:
-    async for message in subscription.messages:
-        print(format_message(message.data), flush=True)
-
-
-def demo(stop_after_s: float | None = None, *, verbose: bool = False, data_dir: Path = Path(".cityhub/demo")) -> int:
-    """``cityhub demo``: embedded NATS, sample grids, every connector with its simulator; Ctrl-C (or
-    ``stop_after_s``) stops everything. ``data_dir`` (emptied first) holds the demo's config, NATS store and
-    log; the terminal shows the stream, the logs go to ``demo.log`` there (with ``verbose``, to the
-    terminal instead). The connectors' webhook secret is generated for each run."""
-    prepare_demo_folder(data_dir)
-    log_file = None if verbose else data_dir / DEMO_LOG
-    if log_file is not None:
-        os.environ[LOG_FILE_VARIABLE] = str(log_file)  # the environment: connector processes log there too
-    configure_logging(logging.INFO)
-    os.environ[DEMO_SECRET_VARIABLE] = secrets.token_urlsafe(24)  # the environment: config reloads see it too
-    path = data_dir / "cityhub.toml"
-    path.write_text(demo_config(data_dir.resolve()))
-    hub = Hub.from_file(path)
-    banner = functools.partial(_demo_banner, stop_after_s=stop_after_s, config_path=path, log_file=log_file)
-    asyncio.run(_serve(hub, banner))
-    return 0
-
-
-def prepare_demo_folder(folder: Path) -> None:
-    """Empty ``folder`` for a fresh demo (a first look shows nothing older than the demo), refusing one that
-    holds something other than an earlier demo's files."""
-    marker = folder / DEMO_MARKER
-    if folder.exists() and any(folder.iterdir()) and not marker.exists():
-        raise HubError(f"{folder} is not empty and was not made by `cityhub demo`; "
-                       "choose another folder with --data-dir (the demo empties its folder at each start)")
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    marker.write_text("made by `cityhub demo`, emptied at its next start\n")

@@ -42,9 +42,14 @@ class Backoff:
     attempt: int = 0
 
     def next_delay(self) -> float:
-        ceiling = min(self.max_s, self.initial_s * self.factor**self.attempt)
         self.attempt += 1
+        ceiling = self.ceiling(self.attempt)
         return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+
+    def ceiling(self, failures: int) -> float:
+        """The longest delay after ``failures`` failed attempts (1: the first), without jitter: for a count kept
+        elsewhere (a message's delivery count) where retries must come back in their order."""
+        return min(self.max_s, self.initial_s * self.factor ** max(0, failures - 1))
 
     def reset(self) -> None:
         self.attempt = 0

@@ -33,7 +33,7 @@ import httpx
 from hub.config import HubConfig, NatsConfig, load_config, parse_duration
 from hub.errors import ConfigError, HubError
 from hub.logs import configure_logging
-from hub.natsconn import connect, redacted_servers
+from hub.nats.natsconn import connect, redacted_servers
 from hub.plugins import BUILTIN_PLUGINS, build_plugin_host, installed_plugins
 from hub.scaffold import write_connector
 from hub.tap import events_subject, formatter, parse_since, replay, tap
@@ -80,7 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from hub.federation.demo import demo_tiers
 
         return demo_tiers(args.duration)
-    from hub.app import demo
+    from hub.demo import demo
 
     return demo(args.duration, verbose=args.verbose, data_dir=args.data_dir) or 0
 
@@ -116,7 +116,7 @@ def _print_plugins(plugins: list[dict[str, Any]]) -> None:
         rows.append((plugin["name"], state, str(plugin["calls"]), str(plugin["failures"]), plugin["last_error"] or ""))
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[4])
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -135,7 +135,7 @@ def _print_installed() -> None:
         rows.append((name, "built-in" if name in BUILTIN_PLUGINS else "third-party", distribution, entry_point.value))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[3])
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

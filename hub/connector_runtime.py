@@ -37,26 +37,23 @@ from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from hub import ids, topology, wire
-from hub.connector import Connector
+from hub.backoff import Backoff, retry
+from hub.connector import Connector, StateStore
 from hub.errors import DeliveryRejected, InvalidEventError
 from hub.federation.sourcing import from_below
 from hub.models import CloseRequest, DispatchOrder, DispatchUpdate, Event
 from hub.config import NatsConfig, StreamsConfig
-from hub.natsconn import connect
-from hub.publisher import Message
-from hub.sizes import SizeGuard, size_on_the_wire
-from hub.streams import ensure_streams
-from hub.tasks import cancel_and_wait
+from hub.nats.natsconn import connect
+from hub.nats.publisher import Message
+from hub.nats.sizes import SizeGuard, size_on_the_wire
+from hub.nats.streams import ensure_streams
+from hub.tasks import cancel_and_wait, stop_if_cancelled
 
 _TRANSIENT = (NatsTimeoutError, asyncio.TimeoutError, NoRespondersError, NoStreamResponseError, ConnectionClosedError)
 _VALID_KV_KEY = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
 
-MAX_BACKOFF_S = 60.0
-
-
-def backoff_delay(attempt: int, base_s: float = 0.5, cap_s: float = MAX_BACKOFF_S) -> float:
-    """Exponential backoff: ``base_s`` after the first failure, doubling, capped at ``cap_s``."""
-    return min(cap_s, base_s * 2 ** max(0, attempt - 1))
+PUBLISH_RETRY_MAX_S = 5.0
+REDELIVERY_MAX_S = 60.0
 
 
 def state_bucket(source: str) -> str:
@@ -109,14 +106,6 @@ def decode_outbound(raw: bytes) -> DispatchOrder | DispatchUpdate | dict[str, An
     return data
 
 
-def raise_if_cancelled() -> None:
-    """Re-raise a cancellation that a library call swallowed (Python 3.11's ``asyncio.wait_for`` loses a
-    cancel that arrives as its inner future completes; nats-py's fetch uses it)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 class KvStateStore:
     """A connector's durable key/value state in its own JetStream KV bucket. Keys outside the KV key
     alphabet are stored base64url-encoded, so any string works as a key."""
@@ -147,7 +136,7 @@ class NatsConnectorContext:
     def __init__(self, source: str, nc: NatsClient, state: KvStateStore, *, publish_timeout_s: float = 5.0):
         self.source = source
         self.log = logging.getLogger(f"cityhub.connector.{source}")
-        self.state = state
+        self.state: StateStore = state
         self.counters: Counter[str] = Counter()
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream(timeout=publish_timeout_s)
@@ -175,7 +164,7 @@ class NatsConnectorContext:
     async def reject(self, raw: bytes, reason: str, kind: str = "invalid", subject: str | None = None) -> None:
         """Dead-letter ``raw`` with the pipeline's headers (reason, kind, original subject: by default the
         ingest subject the input was bound for); bytes that would not fit max_payload with the headers are kept
-        in the object store and referenced, like the pipeline's (:mod:`hub.sizes`), named by their digest."""
+        in the object store and referenced, like the pipeline's (:mod:`hub.nats.sizes`), named by their digest."""
         digest = f"dlq:{self.source}:{hashlib.sha256(raw).hexdigest()}"
         headers = {
             **wire.dead_letter_headers(digest, wire.source_uri(self.source)),
@@ -204,18 +193,15 @@ class NatsConnectorContext:
             headers[topology.HEADER_MSG_ID] = msg_id
         if size_on_the_wire(raw, headers) > self._nc.max_payload:
             raise MaxPayloadError  # nats-py checks the payload alone; the server would close the connection
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self._js.publish(subject, raw, headers=headers)
-                return
-            except _TRANSIENT as exc:
-                delay = backoff_delay(attempt, cap_s=5.0)
-                self.count("publish_retries")
-                self.log.warning("publish to %s failed (%s); retry %d in %.1fs", subject, exc or type(exc).__name__,
-                                 attempt, delay)
-                await asyncio.sleep(delay)
+        backoff = Backoff(max_s=PUBLISH_RETRY_MAX_S)
+
+        def retrying(exc: BaseException, delay: float) -> None:
+            self.count("publish_retries")
+            self.log.warning("publish to %s failed (%s); retry %d in %.1fs", subject, exc or type(exc).__name__,
+                             backoff.attempt, delay)
+
+        await retry(lambda: self._js.publish(subject, raw, headers=headers), retry_on=_TRANSIENT, backoff=backoff,
+                    on_retry=retrying)
 
 
 def _header_value(text: str) -> str:
@@ -248,6 +234,7 @@ class OutboundDelivery:
         self._js = js
         self._batch = batch
         self._deliver_timeout_s = deliver_timeout_s
+        self._redelivery = Backoff(max_s=REDELIVERY_MAX_S)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -273,7 +260,7 @@ class OutboundDelivery:
                 msgs = await subscription.fetch(self._batch, timeout=1.0)
             except _TRANSIENT:
                 msgs = []
-            raise_if_cancelled()
+            stop_if_cancelled()
             for msg in msgs:
                 await self._deliver_one(msg)
 
@@ -297,7 +284,7 @@ class OutboundDelivery:
             return
         except Exception as exc:  # the external system's failure, whatever its type: redeliver later
             attempt = msg.metadata.num_delivered
-            delay = backoff_delay(attempt)
+            delay = self._redelivery.ceiling(attempt)  # no jitter: messages refused together come back in order
             self.ctx.count("deliver_failed")
             self.ctx.log.warning("delivery attempt %d failed (%s: %s); retry in %.1fs",
                                  attempt, type(exc).__name__, exc, delay)

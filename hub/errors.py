@@ -3,6 +3,12 @@ only know Python's builtins still catch it (``except ValueError`` catches a :cla
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class HubError(Exception):
     """Root of every error CityHub raises on purpose."""
@@ -79,3 +85,33 @@ class DeliveryRejected(HubError, ValueError):
 class SnapshotError(HubError, ValueError):
     """Bytes given to a ``restore`` are not a snapshot of that component, are corrupted, or a delta does not
     follow the state it is applied to."""
+
+
+# --- pydantic's validation errors in CityHub's words ------------------------------------------------------
+
+
+def validation_problems(
+    error: ValidationError, whole: str, fields: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """Each problem of a validation error as ``(where, message)``: ``where`` is the dotted location, its first
+    key renamed through ``fields`` (the model's field names to the sender's, ``{"time": "ts"}``), or ``whole``
+    for a problem of the input as a whole."""
+    problems = []
+    for problem in error.errors(include_url=False):
+        first, *rest = problem["loc"] or (None,)
+        where = whole if first is None else ".".join([(fields or {}).get(str(first), str(first)), *map(str, rest)])
+        problems.append((where, problem["msg"]))
+    return problems
+
+
+_KIND_OF_FIELD = {"category": "unknown_category", "location": "coordinates"}
+
+
+def validation_kind(error: ValidationError) -> str:
+    """The DLQ kind (``CityHub-Reason-Kind``) of an event's validation error, named after its first problem:
+    ``missing_field``, ``unknown_category``, ``coordinates`` or ``invalid``."""
+    first = error.errors(include_url=False)[0]
+    if first["type"] == "missing":
+        return "missing_field"
+    field = str(first["loc"][0]) if first["loc"] else ""
+    return _KIND_OF_FIELD.get(field, "invalid")

@@ -5,7 +5,7 @@ order closes its incident (a close request to ingest, which the pipeline applies
 order of an area warning (target ``cell:<id>``), which settles that grid only.
 
 Durable by construction: the :class:`Escalator` follows ``cityhub.dispatch.>`` with a durable consumer
-(:mod:`hub.follower`, so a NATS restart or a lost consumer costs no order and repeats none) and keeps one
+(:mod:`hub.nats.follower`, so a NATS restart or a lost consumer costs no order and repeats none) and keeps one
 deadline per (incident, target) in the JetStream KV bucket ``CITYHUB_ESCALATIONS``; a hub that restarts finds
 its deadlines there and carries on. The timer looks at a mirror of the bucket kept by following the bucket's
 own stream (one consumer for the life of the escalator, not one key listing per tick), and reads an entry
@@ -30,17 +30,18 @@ from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from hub import topology, wire
+from hub.availability import terms
 from hub.backoff import Backoff, retry
 from hub.connector_runtime import publish_close_request
 from hub.federation.sourcing import from_below
-from hub.fetcher import Delivered
-from hub.follower import NATS_TROUBLE, Follower, Start
+from hub.nats.fetcher import Delivered
+from hub.nats.follower import NATS_TROUBLE, Follower, Start
 from hub.models import CLOSE_REASON_MAX, CloseRequest, DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
 from hub.pipeline import connector_for_target, dispatch_output, incident_output
 from hub.pipeline.areas import CELL_TARGET_PREFIX
-from hub.publisher import UNFENCED, Fence
-from hub.sizes import SizeGuard
-from hub.streams import ESCALATION_BUCKET as BUCKET, open_key_value
+from hub.nats.publisher import UNFENCED, Fence
+from hub.nats.sizes import SizeGuard
+from hub.nats.streams import ESCALATION_BUCKET as BUCKET, open_key_value
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.escalation")
@@ -104,13 +105,14 @@ def next_order(order: DispatchOrder, now: datetime) -> DispatchOrder | None:
 class Escalator:
     """Tracks order deadlines and fires re-dispatch / escalation when they pass."""
 
-    def __init__(self, nc: NatsClient, tick_s: float = 1.0, fence: Fence = UNFENCED):
+    def __init__(self, nc: NatsClient, tick_s: float = 1.0, fence: Fence = UNFENCED, term: int | None = None):
+        """``term``: the lease term of the active hub, which names its durable consumer (hub.availability.terms)."""
         self.fence = fence  # checked before every ack, deadline write and publish (hub.availability)
         self.tick_s = tick_s
         self.fired = 0
         self._kv: KeyValue | None = None
         self.follower = Follower(nc, topology.DISPATCH_STREAM, f"{topology.PREFIX}.dispatch.>", Start(seq=1),
-                                 name="escalation", durable=CONSUMER, batch=100)
+                                 name="escalation", durable=terms.named(CONSUMER, term), batch=100)
         self.deadlines_follower = Follower(nc, BUCKET_STREAM, f"{BUCKET_SUBJECT_PREFIX}>", Start(seq=1),
                                            name="escalation deadlines", batch=256)
         self._due: dict[str, float] = {}  # the bucket's live keys → their deadline (epoch seconds), mirrored
@@ -123,7 +125,7 @@ class Escalator:
         self.js = nc.jetstream(timeout=10.0)
 
     async def use_connection(self, nc: NatsClient) -> None:
-        """Carry on with ``nc`` (the hub replaced a connection the server closed, :mod:`hub.natslink`): the
+        """Carry on with ``nc`` (the hub replaced a connection the server closed, :mod:`hub.nats.natslink`): the
         deadlines bucket and the durable consumer are opened again through it."""
         await self.stop()
         self._bind(nc)
@@ -132,7 +134,11 @@ class Escalator:
         await self.start()
 
     async def start(self) -> None:
+        """Take over from the consumers of earlier terms (where their acknowledgements end), then follow."""
         self._kv = await open_key_value(self.js, BUCKET)
+        earlier = await terms.retire(self.js, topology.DISPATCH_STREAM, CONSUMER, keep=self.follower.durable or "")
+        if earlier and self.follower.next_seq is not None:
+            self.follower.next_seq = max(self.follower.next_seq, earlier + 1)
         self._tasks = [
             asyncio.create_task(self._follow(), name="cityhub.escalation.follow"),
             asyncio.create_task(self._mirror(), name="cityhub.escalation.mirror"),
@@ -151,7 +157,7 @@ class Escalator:
     # following orders and updates
 
     async def _follow(self) -> None:
-        """Every order and update once, in stream order (:mod:`hub.follower`: through NATS restarts and a lost
+        """Every order and update once, in stream order (:mod:`hub.nats.follower`: through NATS restarts and a lost
         consumer); one that cannot be acted on while NATS is away is retried until it can. The fence is checked
         before each: a deposed hub acts on nothing more (its consumer's acks stop with it)."""
         async for message in self.follower.messages():
@@ -224,7 +230,9 @@ class Escalator:
             entry = await self._kv.get(key)
         except KeyNotFoundError:
             return None
-        return (orjson.loads(entry.value), entry.revision) if entry.value else None
+        if not entry.value or entry.revision is None:
+            return None
+        return orjson.loads(entry.value), entry.revision
 
     # firing
 
@@ -280,6 +288,7 @@ class Escalator:
         try:
             if following is not None and following.target == order.target:
                 await self._kv.update(key, orjson.dumps(following.model_dump(mode="json")), last=revision)
+                assert following.deadline is not None  # next_order always sets one
                 self._due[key] = following.deadline.timestamp()
             else:
                 await self._kv.delete(key, last=revision)

@@ -36,10 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hub import _core
 from hub.coords import coord_system
 from hub.errors import GeoError
-from hub.live import LiveEngine
 from hub.models import CoordSystem, GridCell
 
-__all__ = ["AreaCells", "Cell", "GeofenceHolder", "GridIndex", "LayerSpec", "LocateArrays", "Resolution"]
+__all__ = ["AreaCells", "Cell", "GridIndex", "LayerSpec", "LocateArrays", "Resolution"]
 
 DEFAULT_TOLERANCE_M = 30.0
 
@@ -111,10 +110,10 @@ class LocateArrays(NamedTuple):
     ``cells[offsets[i]:offsets[i+1]]`` (cell indices for :meth:`GridIndex.cell`) and the same range of
     ``distances_m``; its first ``admin_counts[i]`` cells are the admin chain, deepest first."""
 
-    offsets: memoryview
-    cells: memoryview
-    distances_m: memoryview
-    admin_counts: memoryview
+    offsets: memoryview[int]
+    cells: memoryview[int]
+    distances_m: memoryview[float]
+    admin_counts: memoryview[int]
 
 
 class AreaCells(NamedTuple):
@@ -126,8 +125,9 @@ class AreaCells(NamedTuple):
 
 
 class GridIndex:
-    """An immutable, thread-safe index over all layers. Build with :meth:`load`; reload by building a new
-    one and swapping it in (:class:`GeofenceHolder`). Queries release the GIL while Rust works."""
+    """An immutable, thread-safe index over all layers. Build with :meth:`load`; a running hub reloads by
+    building a new one and using it from the next batch on (``Pipeline.swap_engines``). Queries release the
+    GIL while Rust works."""
 
     def __init__(self, core: _core.GeoIndex, layers: Sequence[LayerSpec]):
         self._core = core
@@ -200,7 +200,7 @@ class GridIndex:
             start, end = offsets[point], offsets[point + 1]
             resolved = [
                 (cache.get(c) or cell(c)) if d == 0.0 else cell(c, d)
-                for c, d in zip(cells[start:end], distances[start:end])
+                for c, d in zip(cells[start:end], distances[start:end], strict=True)
             ]
             admin_path = resolved[:admin_count]
             admin_path.reverse()
@@ -237,21 +237,3 @@ class GridIndex:
     def memory_use(self) -> dict[str, int]:
         """Bytes held by geometry, spatial index and metadata, beside the raw GeoJSON vertex bytes."""
         return self._core.memory_use()
-
-
-class GeofenceHolder(LiveEngine[GridIndex]):
-    """Holds the live :class:`GridIndex` for hot reload. :meth:`swap` replaces it atomically: a query
-    that already fetched :attr:`current` finishes on the old index, every later one sees the new one.
-    Build the new index first (that is the slow part, and it does not block queries), then swap."""
-
-    def reload(self, layers: Iterable[LayerSpec], tolerance_m: float | None = None) -> GridIndex:
-        """Builds an index from ``layers`` (keeping the current tolerance unless given) and swaps it in.
-        On a load error the current index stays in place and the :class:`GeoError` propagates."""
-        tolerance = self.current.tolerance_m if tolerance_m is None else tolerance_m
-        return self.swap(GridIndex.load(layers, tolerance))
-
-    def locate(self, lon: float, lat: float, crs: CoordSystem | str = CoordSystem.WGS84) -> Resolution:
-        return self.current.locate(lon, lat, crs)
-
-    def locate_many(self, lons: Any, lats: Any, crs: CoordSystem | str = CoordSystem.WGS84) -> list[Resolution]:
-        return self.current.locate_many(lons, lats, crs)

@@ -16,6 +16,7 @@ leaves the cells of the ones before unchanged.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import random
@@ -63,7 +64,7 @@ def tessellate(
             continue
         features.append(_feature(district_id, name, "district", None, outline, generated=False))
         parents = [(district_id, outline)]
-        for level, size in zip(ADMIN_LEVELS[1:], (sizes_by_district or {}).get(district_id, sizes_m)):
+        for level, size in zip(ADMIN_LEVELS[1:], (sizes_by_district or {}).get(district_id, sizes_m), strict=False):
             parents = _subdivide(parents, level, size, rng, features)
     return {"type": "FeatureCollection", "features": features}
 
@@ -77,7 +78,7 @@ def _subdivide(
 ) -> list[tuple[str, BaseGeometry]]:
     children = []
     for parent_id, parent_shape in parents:
-        boxes = shapely.box(*zip(*_split(parent_shape.bounds, size_m, rng)))
+        boxes = shapely.box(*zip(*_split(parent_shape.bounds, size_m, rng), strict=True))
         pieces = shapely.intersection(boxes, parent_shape)
         number = 0
         for piece in pieces:
@@ -99,7 +100,7 @@ def _split(bounds: tuple[float, float, float, float], size_m: float, rng: random
     rows = max(1, round((north - south) * _METRES_PER_DEGREE / size_m))
     xs = _cuts(west, east, columns, rng)
     ys = _cuts(south, north, rows, rng)
-    return [(x0, y0, x1, y1) for x0, x1 in zip(xs, xs[1:]) for y0, y1 in zip(ys, ys[1:])]
+    return [(x0, y0, x1, y1) for x0, x1 in itertools.pairwise(xs) for y0, y1 in itertools.pairwise(ys)]
 
 
 def _cuts(start: float, end: float, parts: int, rng: random.Random) -> list[float]:

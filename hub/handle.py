@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from hub.config import HubConfig
-    from hub.embedded import EmbeddedNats
+    from hub.nats.embedded import EmbeddedNats
     from hub.metrics import Metrics
     from hub.plugins import PluginHost
     from hub.taxonomy import Taxonomy

@@ -18,10 +18,15 @@ def idempotency_key(event: Event) -> str:
     change is a new version of the same report, not a re-delivery); a content hash stands in when the source has
     no id."""
     if event.source_event_id:
-        key = f"{event.source}:{event.source_event_id}"
-        return f"{key}:{event.status}" if event.status else key
+        return source_key(event.source, event.source_event_id, event.status)
     content = event.model_dump_json(exclude={"id", "grid_path"}).encode()
     return f"{event.source}:sha256:{hashlib.sha256(content).hexdigest()[:32]}"
+
+
+def source_key(source: str, source_event_id: str, status: str | None) -> str:
+    """:func:`idempotency_key` of an event whose source gave it an id."""
+    key = f"{source}:{source_event_id}"
+    return f"{key}:{status}" if status else key
 
 
 def time_ordered_ids(times: Sequence[float], keys: Sequence[str]) -> list[str]:

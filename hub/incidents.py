@@ -106,7 +106,7 @@ class Deduper:
     @property
     def stats(self) -> DedupStats:
         """live_keys, evicted (by max_keys), expired (by window) and duplicates so far."""
-        return DedupStats(**self._core.stats)
+        return self._core.stats
 
     @property
     def window_s(self) -> float:
@@ -328,4 +328,4 @@ class IncidentMerger:
     @property
     def stats(self) -> MergerStats:
         """events, opened, merged, closed so far, and open_incidents now."""
-        return MergerStats(**self._core.stats)
+        return self._core.stats

@@ -348,7 +348,8 @@ class PluginHost:
         listeners. A plugin that is not configured or broken cannot be enabled."""
         state = self.state(name)
         if state.disabled_reason in ("broken", "not configured"):
-            raise PluginError(f"plugin {name!r} cannot be enabled: {state.disabled_reason} ({state.last_error or 'add its [plugins.' + name + '] section'})")
+            why = state.last_error or f"add its [plugins.{name}] section"
+            raise PluginError(f"plugin {name!r} cannot be enabled: {state.disabled_reason} ({why})")
         if not state.enabled:
             await self._change(state, True, reason)
 

@@ -24,8 +24,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
 
 from hub import _core
-from hub.errors import RuleError
-from hub.live import LiveEngine
+from hub.errors import RuleError, validation_problems
 from hub.models import Severity
 
 __all__ = [
@@ -36,7 +35,6 @@ __all__ = [
     "Rule",
     "RuleMatch",
     "RuleSet",
-    "RuleSetHolder",
     "jsonlogic_apply",
 ]
 
@@ -151,9 +149,8 @@ def _shape_problems(rule: Rule) -> list[tuple[str, str, str]]:
     try:
         Actions.model_validate(rule.actions)
     except ValidationError as error:
-        for issue in error.errors():
-            where = ".".join(["actions", *(str(part) for part in issue["loc"])])
-            problems.append((rule.id, where, issue["msg"]))
+        for where, message in validation_problems(error, ""):
+            problems.append((rule.id, ".".join(filter(None, ["actions", where])), message))
     return problems
 
 
@@ -169,8 +166,7 @@ def _parse_rules(rules: Iterable[Rule | Mapping[str, Any]]) -> tuple[tuple[Rule,
             parsed.append(Rule.model_validate(rule))
         except ValidationError as error:
             rule_id = str(rule.get("id") or f"#{index}") if isinstance(rule, Mapping) else f"#{index}"
-            for issue in error.errors():
-                problems.append((rule_id, ".".join(str(part) for part in issue["loc"]) or "rule", issue["msg"]))
+            problems += [(rule_id, where, message) for where, message in validation_problems(error, "rule")]
     return tuple(parsed), problems
 
 
@@ -203,9 +199,10 @@ def _with_bytes(method: Callable[..., T], events: Sequence[EventInput], *args: b
 
 
 class RuleSet:
-    """A compiled, indexed, immutable rule set. Build with :meth:`compile`; replace a live set with
-    :class:`RuleSetHolder`. Events are the canonical event as JSON (``Event.model_dump(mode="json")``)
-    plus ``grid`` and ``grid_ids`` (admin path names / ids joined by ``/``), as bytes, str or dict."""
+    """A compiled, indexed, immutable rule set. Build with :meth:`compile`; a running hub replaces its
+    set between two batches (``Pipeline.swap_engines``). Events are the canonical event as JSON
+    (``Event.model_dump(mode="json")``) plus ``grid`` and ``grid_ids`` (admin path names / ids joined by
+    ``/``), as bytes, str or dict."""
 
     __slots__ = ("_compiled", "rules", "timezone")
 
@@ -267,24 +264,6 @@ class RuleSet:
 
     def __len__(self) -> int:
         return len(self.rules)
-
-
-class RuleSetHolder(LiveEngine[RuleSet]):
-    """The live rule set of a running pipeline. :meth:`swap` replaces it atomically: a batch being
-    matched finishes on the set it started with, the next batch uses the new one."""
-
-    def match(self, event: EventInput, first_only: bool = False) -> list[RuleMatch]:
-        return self.current.match(event, first_only)
-
-    def match_many(
-        self, events: Sequence[EventInput], first_only: bool = False, *, parallel: bool = False
-    ) -> list[list[RuleMatch]]:
-        return self.current.match_many(events, first_only, parallel=parallel)
-
-    def match_indices(
-        self, events: Sequence[EventInput], first_only: bool = False, *, parallel: bool = False
-    ) -> MatchIndices:
-        return self.current.match_indices(events, first_only, parallel=parallel)
 
 
 def jsonlogic_apply(logic: Any, data: Any = None, timezone: str = DEFAULT_TIMEZONE) -> Any:

@@ -18,7 +18,7 @@ from nats.aio.client import Client as NatsClient
 from hub import topology, wire
 from hub.config import parse_duration
 from hub.errors import HubError
-from hub.follower import Follower, Start, next_sequence
+from hub.nats.follower import Follower, Start, next_sequence
 
 
 def events_subject(
@@ -102,7 +102,7 @@ async def tap(
     nc: NatsClient, subject: str, limit: int | None = None, on_ready: Callable[[], None] | None = None
 ) -> AsyncIterator[bytes]:
     """Messages stored on ``subject`` from now on, without a gap across NATS restarts (an ephemeral consumer,
-    :mod:`hub.follower`); ``on_ready`` is called once the start is fixed, so nothing stored after it is missed."""
+    :mod:`hub.nats.follower`); ``on_ready`` is called once the start is fixed, so nothing stored after it is missed."""
     start = Start(seq=await next_sequence(nc, topology.EVENTS_STREAM))
     if on_ready is not None:
         on_ready()
@@ -118,7 +118,7 @@ async def tap(
 
 async def replay(nc: NatsClient, subject: str, since: datetime, *, follow: bool = False) -> AsyncIterator[bytes]:
     """Stored messages on ``subject`` from ``since`` on; stops once caught up (or, with ``follow``, keeps going
-    with new messages, without a gap across NATS restarts: :mod:`hub.follower`)."""
+    with new messages, without a gap across NATS restarts: :mod:`hub.nats.follower`)."""
     follower = Follower(nc, topology.EVENTS_STREAM, subject, Start(time=since), name="replay")
     async with contextlib.aclosing(follower.messages(until_caught_up=not follow)) as messages:
         async for message in messages:

@@ -9,9 +9,9 @@ Subjects (token order is part of the public contract; subscribe with plain NATS 
 ``cityhub.dispatch.orders.<connector>``                         dispatch orders, for the connector that delivers them
 ``cityhub.dispatch.updates.<source>``                           dispatch status changes reported back
 ``cityhub.dlq.<source>``                                        rejected input: original bytes, reason in headers
-``cityhub.handoff.<child>.<source>``                            events handed to the hub one tier down (docs/deployment.md)
+``cityhub.handoff.<child>.<source>``                            events for the hub one tier down (docs/deployment.md)
 ``cityhub.coordination.<child>.<connector>``                    orders for a connector of the hub one tier down
-``cityhub.links.<maker>.<side>.<category>``                      a cross-scope incident made by hub ``<maker>``, for one side
+``cityhub.links.<maker>.<side>.<category>``                     a cross-scope incident by hub ``<maker>``, for one side
 ``cityhub.raw.>``                                               raw device traffic (not CloudEvents), e.g. MQTT
 ==============================================================  =============================================
 
@@ -136,7 +136,7 @@ CLOSE_REQUESTERS = (OPS_REQUESTER, DISPATCH_REQUESTER)
 HEADER_REASON = "CityHub-Reason"
 HEADER_REASON_KIND = "CityHub-Reason-Kind"  # not_json, invalid, unknown_category, coordinates, oversized, ...
 HEADER_ORIGINAL_SUBJECT = "CityHub-Original-Subject"
-# A dead letter too large to carry its original bytes: where they are kept instead (hub.sizes), and how many.
+# A dead letter too large to carry its original bytes: where they are kept instead (hub.nats.sizes), and how many.
 HEADER_ORIGINAL_OBJECT = "CityHub-Original-Object"  # <object store bucket>/<object name>
 HEADER_ORIGINAL_SIZE = "CityHub-Original-Size"
 HEADER_MSG_ID = "Nats-Msg-Id"

@@ -17,6 +17,10 @@ class Stage(IntEnum):
 
 
 class Transform(Protocol):
+    """A pipeline transform. One that also defines ``apply_columns(columns)`` is given the batch as the
+    pipeline's columns (:class:`hub.pipeline.columns.EventColumns`) instead, in place, without an
+    :class:`Event` object per event (docs/plugin_hooks.md)."""
+
     name: str
     stage: Stage
     order: int

@@ -12,8 +12,8 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from hub.embedded import EmbeddedCluster, EmbeddedNats
-from hub.streams import ensure_streams
+from hub.nats.embedded import EmbeddedCluster, EmbeddedNats
+from hub.nats.streams import ensure_streams
 
 DATA = Path(__file__).parent / "data"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

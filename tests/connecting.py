@@ -8,7 +8,7 @@ import pytest
 
 from hub.config import NatsConfig
 from hub.errors import NatsConnectError
-from hub.natsconn import connect
+from hub.nats.natsconn import connect
 
 HANG_GUARD_S = 60.0  # only stops a hung test: a wait of an hour that is never reached shows the error is immediate
 AN_HOUR = "1h"

@@ -33,7 +33,8 @@ from nats.js.api import PubAck
 from nats.js.errors import NotFoundError
 
 from hub import topology
-from hub.embedded import EmbeddedNats, free_port
+from hub.availability import terms
+from hub.nats.embedded import EmbeddedNats, free_port
 from hub.pipeline import PIPELINE_CONSUMER, PipelineOptions
 from hub.plugins import ALLOW_LIST_ENV
 from tests.fault_load import FaultLoad, Sent, Shadow, ValidInput, probe
@@ -428,11 +429,11 @@ async def unified_count(js: JetStreamContext, at_least: int) -> bool:
 
 
 async def ack_floor(js: JetStreamContext) -> int:
+    """Where the pipeline's acknowledgements end (its consumer is named after the hub's lease term)."""
     try:
-        info = await js.consumer_info(topology.INGEST_STREAM, PIPELINE_CONSUMER)
+        return await terms.acknowledged(js, topology.INGEST_STREAM, PIPELINE_CONSUMER)
     except (NotFoundError, nats.errors.Error):
         return -1
-    return info.ack_floor.stream_seq if info.ack_floor else 0
 
 
 async def ingest_drained(js: JetStreamContext) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from hub.embedded import free_port
+from hub.nats.embedded import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -62,9 +62,10 @@ class Operator:
 
     def server_config(self) -> str:
         operator_jwt = signed_jwt(self.operator, self.operator.public_key, {"type": "operator"})
+        claims = [(self.account, {"type": "account", "limits": {**_UNLIMITED, **_JETSTREAM}}),
+                  (self.system, {"type": "account", "limits": _UNLIMITED})]
         accounts = ", ".join(
-            f"{account.public_key}: {signed_jwt(self.operator, account.public_key, {'type': 'account', 'limits': limits})}"
-            for account, limits in ((self.account, {**_UNLIMITED, **_JETSTREAM}), (self.system, _UNLIMITED))
+            f"{account.public_key}: {signed_jwt(self.operator, account.public_key, claim)}" for account, claim in claims
         )
         return (f"operator: {operator_jwt}\nsystem_account: {self.system.public_key}\nresolver: MEMORY\n"
                 f"resolver_preload: {{ {accounts} }}\n")

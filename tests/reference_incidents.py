@@ -144,7 +144,7 @@ class ReferenceMerger:
             if haversine_m(event.lon, event.lat, *incident.anchor) <= distance:
                 return True
         if text_key is not None and incident.text_key is not None and text_key[0] == incident.text_key[0]:
-            matching = sum(a == b for a, b in zip(text_key[1], incident.text_key[1]))
+            matching = sum(a == b for a, b in zip(text_key[1], incident.text_key[1], strict=False))
             return matching >= self.min_slots
         return False
 

@@ -16,7 +16,7 @@ from tests.waiting import wait_until
 
 from hub.admin import create_admin_app
 from hub.config import AdminConfig, PipelineConfig
-from hub.embedded import free_port
+from hub.nats.embedded import free_port
 from hub.hookspecs import hookimpl
 
 LIMIT = 4096

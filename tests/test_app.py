@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from hub import topology
-from hub.app import Hub, stop_simulators
+from hub.app import Hub
+from hub.simulate import stop_simulators
 from hub.config import load_config
 from tests.pipeline_support import data_of, event, hub_toml, ingest_item, publish_raw, read_stream, stream_count
 from tests.waiting import wait_until

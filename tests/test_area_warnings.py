@@ -16,7 +16,7 @@ from hub.escalation import Escalator
 from hub.metrics import Metrics
 from hub.models import CloseRequest, DispatchStatus, DispatchUpdate, Incident, utcnow
 from hub.pipeline import BatchProcessor, IngestMessage, Pipeline, PipelineOptions, PipelineState
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 from tests.pipeline_support import (
     T0, WARNING_CELLS, area_warning, data_of, engines, event, ingest_item, publish_raw, read_stream,
 )

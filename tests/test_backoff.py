@@ -18,6 +18,7 @@ def test_delays_stay_in_the_upper_half_of_a_capped_exponential(initial, cap, fac
     for attempt in range(12):
         ceiling = min(cap, initial * factor**attempt)
         assert ceiling / 2 <= backoff.next_delay() <= ceiling
+        assert backoff.ceiling(attempt + 1) == ceiling
     backoff.reset()
     assert backoff.next_delay() <= min(cap, initial)
 

@@ -5,6 +5,7 @@ processing raises is dead-lettered and the others get the outputs they would hav
 
 from __future__ import annotations
 
+import itertools
 import time
 
 from hypothesis import HealthCheck, given, settings
@@ -49,7 +50,7 @@ def _outputs(stream: list[IngestMessage], cuts: list[int], crash_at: int | None 
     isolation.checkpoint(state)
     outputs: dict[str, bytes] = {}
     bounds = [0, *sorted(set(cuts)), len(stream)]
-    for start, end in zip(bounds, bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         if start == crash_at:
             isolation = _processor()
             state = PipelineState.restore(state.snapshot(), isolation.processor.engines)
@@ -84,14 +85,14 @@ def test_a_message_that_raises_is_dead_lettered_and_the_rest_flow_on_unchanged(s
     seconds, metres = data.draw(st.integers(0, 900)), data.draw(st.floats(0, 400))
     stream = _stream([*specs[:poison_at], (POISON, seconds, metres, 0), *specs[poison_at:]])
     without = _outputs(_stream(specs), [])
-    real_event_output = processor_module.event_output
+    real_record_report = processor_module.record_report
 
-    def event_output_failing_on_poison(event, *args):  # noqa: ANN001, ANN002, ANN202 - the stage's own signature
-        if event.source_event_id == f"e-{POISON}":
+    def record_report_failing_on_poison(state, report, *args):  # noqa: ANN001, ANN002, ANN202 - the stage's own signature
+        if report.source_event_id == f"e-{POISON}":
             raise ValueError("injected fault")
-        return real_event_output(event, *args)
+        return real_record_report(state, report, *args)
 
-    monkeypatch.setattr(processor_module, "event_output", event_output_failing_on_poison)
+    monkeypatch.setattr(processor_module, "record_report", record_report_failing_on_poison)
     cuts = data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=4))
     with_poison = _outputs(stream, cuts)
     assert with_poison.pop(f"dlq:{poison_at + 1}") == stream[poison_at].data

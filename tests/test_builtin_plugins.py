@@ -14,7 +14,9 @@ from hub.admin import create_admin_app
 from hub.errors import ConfigError
 from hub.models import Category, Event, GridCell, Reporter
 from hub.transforms import Stage
-from cityhub_enrichment.contacts import read_contacts_csv
+from hub.pipeline.columns import EventColumns, layout
+from cityhub_enrichment.contacts import ContactBook, Enrichment, read_contacts_csv
+from cityhub_enrichment.settings import Contact, EnrichmentSettings
 from cityhub_redaction.settings import RedactionSettings
 from cityhub_redaction.transform import Redaction, mask_id_card, mask_name, mask_phone
 
@@ -169,3 +171,41 @@ def test_numbers_in_every_shape_are_masked(extra):
         assert secret not in masked
     assert masked.startswith("分机138****5678-1234，")
     assert ("川A*****" in masked) == bool(extra)
+
+
+NUMBERISH = st.text(alphabet="0123456789-+86 Xx１٣", min_size=1, max_size=22)
+TEXTS = st.lists(st.one_of(FILLER, MOBILES, ID_CARDS, NUMBERISH, st.sampled_from(
+    ["028-85551234", "13812345678-1234", "+86 13912345678", "8613812345678", "2026-05-01", "0028-8555123456"])),
+    max_size=6).map("".join)
+REPORTERS = st.none() | st.builds(Reporter, name=st.none() | st.text(max_size=5), phone=st.none() | NUMBERISH,
+                                  id_card=st.none() | ID_CARDS, account=st.none() | st.text(max_size=6))
+
+
+CONTACTS = [Contact(cell="510108003-007", name="王网格员", phone="13900001111"),
+            Contact(cell="510108", categories=[Category.GAS_LEAK], name="成华区燃气抢修", role="department"),
+            Contact(cell="*", name="城运中心值班", role="duty_desk")]
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=st.lists(st.none() | TEXTS, min_size=1, max_size=6), data=st.data(),
+       policy=st.sampled_from(["mask", "hash", "drop"]), extra=st.booleans())
+def test_both_transforms_give_the_same_events_on_columns_as_on_models(texts, data, policy, extra):
+    """The pipeline runs the built-in transforms on its columns (text masking in the Rust core): the same events
+    and the same counts as on Event objects."""
+    settings_ = RedactionSettings(text_patterns=[{"name": "plate", "regex": "川[A-Z][0-9A-Z]{5}"}] if extra else [])
+    policies = {"reporter.account": policy, "address": policy, "payload.plate": policy, "payload.caller_id": "hash"}
+    paths = [[GRID_7, JIANSHE, CHENGHUA], [JIANSHE], []]
+    events = [gas_report(text=text, reporter=data.draw(REPORTERS), address=data.draw(st.none() | TEXTS),
+                         category=data.draw(st.sampled_from([Category.GAS_LEAK, Category.NOISE])),
+                         grid_path=data.draw(st.sampled_from(paths)),
+                         payload=data.draw(st.sampled_from([{}, {"plate": "川A12345", "n": 1.5}, {"caller_id": 7}])))
+              for text in texts]
+    on_models = [Enrichment(ContactBook(CONTACTS), EnrichmentSettings()), Redaction(policies, settings_)]
+    on_columns = [Enrichment(ContactBook(CONTACTS), EnrichmentSettings()), Redaction(policies, settings_)]
+    columns = EventColumns.from_events(events, layout())
+    for transform in on_models:
+        events = transform.apply(events)
+    for transform in on_columns:
+        transform.apply_columns(columns)
+    assert columns.events() == events
+    assert [t.counts for t in on_columns] == [t.counts for t in on_models]

@@ -18,10 +18,10 @@ from standin_hub import StandInHub
 
 from hub import topology, wire
 from hub.admin import create_admin_app
-from hub.embedded import free_port
+from hub.nats.embedded import free_port
 from hub.hookspecs import hookimpl
 from hub.models import Category, Event, GridCell, Severity
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_validate_summarises_a_valid_file():
 
 
 def test_validate_and_the_demo_agree_on_what_is_enabled(tmp_path):
-    from hub.app import demo_config
+    from hub.demo.config import demo_config
 
     config = tmp_path / "cityhub.toml"
     config.write_text(demo_config(tmp_path))

@@ -14,10 +14,10 @@ from pydantic import BaseModel
 from hub import topology, wire
 from hub.connector import Connector, ConnectorContext
 from hub.errors import ConfigError
-from hub.connector_runtime import backoff_delay, encode_ingest, running_connector
+from hub.connector_runtime import encode_ingest, running_connector
 from hub.models import Category, DispatchOrder, Event, Location, Severity
 from hub.config import StreamLimits, StreamsConfig
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 from tests.waiting import wait_until
 
 
@@ -166,10 +166,6 @@ async def test_ensure_streams_creates_then_updates_limits(nats_url):
     with pytest.raises(ConfigError, match="ingest.retention must be 'limits'"):
         await ensure_streams(js, StreamsConfig(ingest=StreamLimits(retention="workqueue")))
     await nc.close()
-
-
-def test_backoff_doubles_and_is_capped():
-    assert [backoff_delay(n, base_s=1, cap_s=5) for n in range(1, 6)] == [1, 2, 4, 5, 5]
 
 
 async def test_publish_from_wrong_source_is_refused(nats_url):

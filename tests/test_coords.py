@@ -103,7 +103,7 @@ def test_664_chinese_cities(src, dst, tolerance_deg):
     assert len(rows) == 664
     lons, lats = convert(*city_columns(rows, src), src, dst)
     expected_lons, expected_lats = city_columns(rows, dst)
-    worst = max(max(abs(a - b), abs(c - d)) for a, b, c, d in zip(lons, expected_lons, lats, expected_lats))
+    worst = max(max(abs(a - b), abs(c - d)) for a, b, c, d in zip(lons, expected_lons, lats, expected_lats, strict=True))
     assert worst <= tolerance_deg
 
 

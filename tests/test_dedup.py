@@ -46,7 +46,7 @@ def test_snapshot_and_deltas_restore_the_same_future(stream, config, cuts):
     marks = sorted({min(c, len(stream)) for c in cuts} | {0})
     full = b""
     deltas: list[bytes] = []
-    for i, (start, end) in enumerate(zip(marks, [*marks[1:], len(stream)])):
+    for i, (start, end) in enumerate(zip(marks, [*marks[1:], len(stream)], strict=True)):
         if i == 0:
             full = original.snapshot()
         else:

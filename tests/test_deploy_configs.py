@@ -15,8 +15,8 @@ import nats
 import pytest
 
 from hub.config import load_config
-from hub.embedded import free_port, nats_server_binary
-from hub.streams import ensure_buckets, ensure_streams, streams_by_name
+from hub.nats.embedded import free_port, nats_server_binary
+from hub.nats.streams import ensure_buckets, ensure_streams, streams_by_name
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 NODE_CONFIGS = sorted((DEPLOY / "nats").glob("nats-*.conf"))

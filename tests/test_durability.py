@@ -23,14 +23,16 @@ import orjson
 import pytest
 
 from hub import topology
+from hub.availability import terms
 from hub.connector_runtime import encode_ingest
 from hub.metrics import Metrics
 from hub.models import Category, CoordSystem, Event, Location
 from hub.app import build_engines
-from hub.config import load_config
+from hub.config import StreamLimits, StreamsConfig, load_config
 from hub.plugins import ALLOW_LIST_ENV
-from hub.pipeline import BatchProcessor, Engines, IngestMessage, Pipeline, PipelineOptions, PipelineState
-from hub.streams import ensure_streams
+from hub.nats.publisher import Publisher
+from hub.pipeline import PIPELINE_CONSUMER, BatchProcessor, Engines, IngestMessage, Pipeline, PipelineOptions, PipelineState
+from hub.nats.streams import ensure_streams
 from tests.pipeline_support import INSIDE_GCJ02, T0, engines, hub_toml, read_stream, stream_count
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,12 +109,12 @@ async def consumer_done(nats_url: str) -> bool:
     try:
         js = nc.jetstream()
         last = (await js.stream_info(topology.INGEST_STREAM)).state.last_seq
-        info = await js.consumer_info(topology.INGEST_STREAM, "cityhub-pipeline")
+        acknowledged = await terms.acknowledged(js, topology.INGEST_STREAM, PIPELINE_CONSUMER)
     except nats.js.errors.NotFoundError:
         return False
     finally:
         await nc.close()
-    return info.ack_floor.stream_seq >= last
+    return last > 0 and acknowledged >= last
 
 
 async def unified_assignment(nats_url: str) -> list[tuple[str, str]]:
@@ -211,3 +213,32 @@ async def test_storm_of_malformed_messages_all_in_dlq_and_hub_healthy(nats_url):
     assert pipeline.counts["dlq"] == 20_000
     assert await stream_count(nats_url, topology.DLQ_STREAM) == 20_000
     assert await stream_count(nats_url, topology.EVENTS_STREAM) == len({e.source_event_id for e in good})
+
+
+async def test_outputs_stored_before_an_outage_longer_than_the_duplicate_window_are_stored_once(nats_url):
+    """The crashed hub stored the outputs of its last batch and never acknowledged it, and came back after the
+    output streams' duplicate window (one second here) had passed: processing that input again stores nothing
+    twice."""
+    window = StreamLimits(duplicate_window=timedelta(seconds=1))
+    streams = StreamsConfig(ingest=window, events=window, incidents=window, dispatch=window, dlq=window)
+    events = city_events(300, places=40)
+    await publish_events(nats_url, events)
+    nc = await nats.connect(nats_url)
+    await ensure_streams(nc.jetstream(), streams)
+    stored = [IngestMessage(msg.metadata.sequence.stream, msg.subject, msg.data, msg.metadata.timestamp.timestamp())
+              for msg in await read_stream(nats_url, topology.INGEST_STREAM)]
+    crashed = BatchProcessor(engines(), PipelineOptions()).process(PipelineState.fresh(engines()), stored[:200])
+    await Publisher(nc).publish_until_stored(crashed.outputs)
+    await asyncio.sleep(1.5)  # the outage outlasts the duplicate window
+    pipeline = Pipeline(nc, engines(), Metrics(), PipelineOptions(batch_size=100, fetch_timeout_s=0.05))
+    await pipeline.start()
+    try:
+        async with asyncio.timeout(60):
+            while not await consumer_done(nats_url):
+                await asyncio.sleep(0.05)
+    finally:
+        await pipeline.stop()
+        await nc.close()
+    unified = await unified_assignment(nats_url)
+    assert len(unified) == len({e for e, _ in unified}) == len(events) - len(events) // 50
+    assert dict(unified) == oracle(events, engines())

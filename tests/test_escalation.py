@@ -11,7 +11,7 @@ from hub import topology, wire
 from hub.escalation import CONSUMER, Escalator, close_request_for, next_order
 from hub.models import CLOSE_REASON_MAX, Category, DispatchOrder, DispatchStatus, DispatchUpdate, Severity
 from hub.pipeline import dispatch_output
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 from tests.pipeline_support import data_of, read_stream, stream_count
 from tests.waiting import wait_until
 

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import nats
 import pytest
 
@@ -20,7 +21,9 @@ from hub import topology
 from hub.app import build_engines
 from hub.availability import LEASE_BUCKET
 from hub.config import load_config
-from hub.streams import SNAPSHOT_BUCKET
+from hub.nats.embedded import EmbeddedNats, free_port
+from hub.nats.streams import SNAPSHOT_BUCKET
+from hub.plugins import ALLOW_LIST_ENV
 from tests.hub_processes import HubProcess, active_of, with_client_name
 from tests.pipeline_support import hub_toml, stream_count
 from tests.test_durability import GAS_RULE, city_events, consumer_done, oracle, publish_events, unified_assignment
@@ -150,3 +153,60 @@ async def test_a_paused_active_hub_stores_nothing_after_its_lease_moved(nats_url
     handed_over = sum(msg.subject.startswith(OUTPUTS) for msg in deposed)
     print(f"after the lease moved, from the deposed hub: {late}, outputs refused or dropped: {handed_over}")
     _assert_exactly_once_in_the_same_incidents(await unified_assignment(nats_url), expected)
+
+
+async def _sample_connector_connections(monitor_url: str, samples: list[list[str]]) -> None:
+    """Every 50 ms, the names of the connector processes' NATS connections (``<hub>-connector-<source>``), from
+    the server's monitoring endpoint."""
+    async with httpx.AsyncClient(base_url=monitor_url, timeout=2.0) as client:
+        while True:
+            connections = (await client.get("/connz", params={"limit": 1024})).json().get("connections") or []
+            samples.append([c["name"] for c in connections if "-connector-" in c.get("name", "")])
+            await asyncio.sleep(0.05)
+
+
+async def _until_sampled(samples: list[list[str]], name: str) -> None:
+    async with asyncio.timeout(60):
+        while not any(name in sample for sample in samples):
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.slow
+async def test_a_paused_active_hubs_connectors_stop_before_the_new_active_hubs_start(tmp_path, monkeypatch):
+    """A connector runs as a process of the active hub; when that hub is paused past its lease, its connectors
+    stop by themselves before the standby takes over and starts its own, and stay stopped when it resumes."""
+    monkeypatch.setenv(ALLOW_LIST_ENV, "citizen_report")  # a connector that needs nothing outside
+    monitor = free_port()
+    with EmbeddedNats(store_dir=tmp_path / "nats", extra_config=f"http_port: {monitor}") as server:
+        config = _config(tmp_path, server.url)
+        first, second = HubProcess(config, "hub-a"), HubProcess(config, "hub-b")
+        ours, theirs = "hub-a-connector-citizen_report", "hub-b-connector-citizen_report"
+        samples: list[list[str]] = []
+        sampling = asyncio.create_task(_sample_connector_connections(f"http://127.0.0.1:{monitor}", samples))
+        try:
+            first.start()
+            await first.wait_for_role("active")
+            second.start()
+            await second.wait_for_role("standby")
+            await _until_sampled(samples, ours)
+
+            first.signal(signal.SIGSTOP)
+            await second.wait_for_role("active")
+            await _until_sampled(samples, theirs)
+            first.signal(signal.SIGCONT)
+            async with asyncio.timeout(60):  # stepped down, its connector process started again, waiting
+                while (await first.health() or {}).get("connectors", {}).get("citizen_report", {}).get(
+                        "details") != {"waiting": "lease"}:
+                    await asyncio.sleep(0.05)
+            resumed = len(samples)
+            async with asyncio.timeout(30):
+                while len(samples) < resumed + 20:
+                    await asyncio.sleep(0.05)
+        finally:
+            sampling.cancel()
+            first.stop()
+            second.stop()
+    assert all(sample.count(ours) + sample.count(theirs) <= 1 for sample in samples), "a connector ran twice"
+    last_ours = max(index for index, sample in enumerate(samples) if ours in sample)
+    first_theirs = min(index for index, sample in enumerate(samples) if theirs in sample)
+    assert last_ours < first_theirs, "the paused hub's connector ran on after the new active hub's started"

@@ -210,7 +210,8 @@ def test_a_publish_over_max_payload_closes_only_its_own_connection(outcome: Faul
     problems = [problem for broken, problem in [
         (not sent.client_refused, "nats-py published a message over max_payload instead of refusing it"),
         (b"maximum payload" not in sent.server_reply.lower(),
-         f"the server answered the raw over-limit HPUB with {shown(sent.server_reply, 120)}, not a max payload error"),
+         f"the server answered the raw over-limit HPUB with {shown(sent.server_reply, 120)}, "
+         "not a max payload error"),
         (not sent.raw_connection_closed, "the server kept the raw connection that sent it open"),
         (not sent.publisher_connected_after, "the publisher's own connection was lost too"),
         (any(marker in (copy.original or b"") for copy in outcome.dlq), "it reached the DLQ"),

@@ -1,4 +1,4 @@
-"""Fetching batches from a pull consumer (hub.fetcher) against a real nats-server."""
+"""Fetching batches from a pull consumer (hub.nats.fetcher) against a real nats-server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from hub.fetcher import ConsumerGone, Fetcher
+from hub.nats.fetcher import ConsumerGone, Fetcher
 
 
 @pytest.fixture(params=[False, True], ids=["on_demand", "prefetch"])

@@ -1,5 +1,5 @@
 """Following a stream through a nats-server restart, a deleted consumer and a restart of the follower itself:
-every message once, in stream order (hub.follower)."""
+every message once, in stream order (hub.nats.follower)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import nats
 import pytest
 
 from hub import topology
-from hub.follower import Follower, Start
+from hub.nats.follower import Follower, Start
 from tests.waiting import wait_until
 
 SUBJECT = "cityhub.events.510104.510104-01.gas_leak.critical"

@@ -40,7 +40,7 @@ class Oracle:
             "type": "FeatureCollection",
             "features": [
                 {"type": "Feature", "properties": {"id": i, "level": "cell"}, "geometry": f["geometry"]}
-                for i, f in zip(self.ids.tolist(), features)
+                for i, f in zip(self.ids.tolist(), features, strict=True)
             ],
         }
         self.index = GridIndex.load([LayerSpec(name="flat", geojson=flat)], tolerance_m=0.0)
@@ -52,7 +52,7 @@ class Oracle:
         for predicate, overrides in (("intersects", False), ("within", True)):
             point_idx, poly_idx = self.tree.query(points, predicate=predicate)
             best: dict[int, str] = {}
-            for p, cell_id in zip(point_idx.tolist(), self.ids[poly_idx].tolist()):
+            for p, cell_id in zip(point_idx.tolist(), self.ids[poly_idx].tolist(), strict=True):
                 if p not in best or cell_id < best[p]:
                     best[p] = cell_id
             for p, cell_id in best.items():
@@ -71,7 +71,7 @@ class Oracle:
         lons, lats = np.asarray(lons, dtype=float), np.asarray(lats, dtype=float)
         return [
             (x, y, e, a)
-            for x, y, e, a in zip(lons.tolist(), lats.tolist(), self.expected(lons, lats), self.actual(lons, lats))
+            for x, y, e, a in zip(lons.tolist(), lats.tolist(), self.expected(lons, lats), self.actual(lons, lats), strict=True)
             if e != a
         ]
 

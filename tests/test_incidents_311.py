@@ -63,7 +63,7 @@ def merge_in_time_order(events: list[MergeInput], policy: MergePolicy) -> tuple[
         assert merger.expire(batch[0].time) == reference.expire(batch[0].time)
         results = merger.add_many(batch)
         assert [(r.incident_id, r.is_new, r.report_count) for r in results] == [reference.add(e) for e in batch]
-        pairs += zip(batch, results)
+        pairs += zip(batch, results, strict=True)
     return merger, pairs
 
 

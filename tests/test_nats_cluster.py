@@ -22,9 +22,9 @@ from hub.app import build_engines
 from hub.availability import LEASE_BUCKET
 from hub.config import load_config
 from hub.connector_runtime import encode_ingest
-from hub.embedded import EmbeddedCluster
+from hub.nats.embedded import EmbeddedCluster
 from hub.models import Event
-from hub.streams import ESCALATION_BUCKET, SNAPSHOT_BUCKET
+from hub.nats.streams import ESCALATION_BUCKET, SNAPSHOT_BUCKET
 from tests.hub_processes import HubProcess
 from tests.pipeline_support import hub_toml, read_stream, stream_count
 from tests.test_durability import GAS_RULE, city_event, consumer_done, oracle, unified_assignment

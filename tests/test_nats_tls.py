@@ -11,8 +11,8 @@ import pytest
 import trustme
 
 from hub.config import NatsConfig
-from hub.embedded import EmbeddedNats
-from hub.natsconn import connect
+from hub.nats.embedded import EmbeddedNats
+from hub.nats.natsconn import connect
 from tests.connecting import AN_HOUR, HANG_GUARD_S, connect_error
 
 

@@ -14,9 +14,9 @@ import pytest
 from pydantic import ValidationError
 
 from hub.config import NatsConfig
-from hub.embedded import EmbeddedNats, free_port
+from hub.nats.embedded import EmbeddedNats, free_port
 from hub.errors import ConfigError
-from hub.natsconn import connect, connect_kwargs, redacted_servers
+from hub.nats.natsconn import connect, connect_kwargs, redacted_servers
 from tests.connecting import AN_HOUR, HANG_GUARD_S, connect_error
 from tests.natsjwt import Identity, Operator
 

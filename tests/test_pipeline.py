@@ -13,8 +13,10 @@ from hub import topology
 from hub.errors import InvalidEventError
 from hub.metrics import Metrics
 from hub.models import Category, Incident
-from hub.pipeline import BatchProcessor, IngestMessage, Pipeline, PipelineOptions, PipelineState, decode_event
-from hub.streams import ensure_streams
+from hub.pipeline import (
+    BatchProcessor, IngestMessage, IsolatingProcessor, Pipeline, PipelineOptions, PipelineState, StateRebuild, decode_event,
+)
+from hub.nats.streams import ensure_streams
 from tests.pipeline_support import (
     bare_item, data_of, engines, event, ingest_item, publish_raw, read_stream, stream_count,
 )
@@ -147,6 +149,29 @@ async def test_restart_continues_without_reprocessing(nats_url):
     await nc.close()
     assert pipeline.counts["duplicates"] == 5  # e-5..e-9 were seen before the restart (state restored)
     assert await stream_count(nats_url, topology.EVENTS_STREAM) == 15
+
+
+async def test_a_rebuild_restores_a_stored_snapshot_only_when_it_covers_more_input(nats_url):
+    pipeline, nc = await _start(nats_url)
+    await publish_raw(nats_url, [ingest_item(event(n, offset_m=n * 1000)) for n in range(10)])
+    await wait_until(lambda: pipeline.counts["in"] == 10)
+    await pipeline.stop()  # its final snapshot covers sequence 10
+    await publish_raw(nats_url, [ingest_item(event(n, offset_m=n * 1000)) for n in range(10, 15)])
+    try:
+        behind = StateRebuild(nc, IsolatingProcessor(BatchProcessor(engines(), OPTIONS)), batch_size=4)
+        assert await behind.restore_newer_snapshot() and behind.state.last_seq == 10
+        assert not await behind.restore_newer_snapshot()  # the same snapshot: looked at once
+        assert await behind.catch_up(15) == 5 and behind.state.last_seq == 15
+
+        ahead = StateRebuild(nc, IsolatingProcessor(BatchProcessor(engines(), OPTIONS)), batch_size=4)
+        assert await ahead.catch_up(12) == 12  # from the first message, without the snapshot
+        assert not await ahead.restore_newer_snapshot() and ahead.state.last_seq == 12  # the snapshot is behind it
+        assert await ahead.catch_up(15) == 3
+        assert sorted(ahead.state.incidents) == sorted(behind.state.incidents)
+        await behind.close()
+        await ahead.close()
+    finally:
+        await nc.close()
 
 
 @pytest.mark.parametrize("raw", [b"{}", b'{"specversion": "1.0", "id": "x", "source": "/s", "type": "other"}'])

@@ -18,7 +18,7 @@ from hub.pipeline import (
     BatchProcessor, EventTimeWindow, IngestMessage, Pipeline, PipelineOptions, PipelineState,
 )
 from hub.pipeline import processor as processor_module
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 from tests.pipeline_support import data_of, engines, event, ingest_item, publish_raw, read_stream
 from tests.waiting import wait_until
 
@@ -81,14 +81,14 @@ def test_accepted_out_of_range_times_cannot_move_the_clocks():
 
 
 async def test_a_message_whose_processing_raises_is_dead_lettered_with_the_exception(nats_url, monkeypatch):
-    real_event_output = processor_module.event_output
+    real_record_report = processor_module.record_report
 
-    def failing_on_event_2(e, *args):  # noqa: ANN001, ANN002, ANN202 - the stage's own signature
-        if e.source_event_id == "e-2":
+    def failing_on_event_2(state, report, *args):  # noqa: ANN001, ANN002, ANN202 - the stage's own signature
+        if report.source_event_id == "e-2":
             raise ValueError("injected fault")
-        return real_event_output(e, *args)
+        return real_record_report(state, report, *args)
 
-    monkeypatch.setattr(processor_module, "event_output", failing_on_event_2)
+    monkeypatch.setattr(processor_module, "record_report", failing_on_event_2)
     pipeline, nc = await _running(nats_url)
     items = [ingest_item(event(n, offset_m=n * 1000)) for n in range(5)]
     await publish_raw(nats_url, items)

@@ -1,4 +1,4 @@
-"""Publishing with JetStream fast ingest (hub.publisher) against a real nats-server: everything stored once,
+"""Publishing with JetStream fast ingest (hub.nats.publisher) against a real nats-server: everything stored once,
 re-publication dropped as duplicates, refused messages handed back, and the per-message fallback."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import nats
 from nats.js.api import StreamConfig
 
 from hub import topology
-from hub.publisher import Message, Publisher
+from hub.nats.publisher import Message, Publisher
 
 
 def _events(count: int, prefix: str = "e") -> list[Message]:

@@ -3,7 +3,6 @@ missing fields, local time, grid globs, bad rules, wrong-shape events and atomic
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -12,7 +11,7 @@ import pytest
 
 from hub.errors import InvalidEventError, RuleError
 from hub.models import Category, Event, Location
-from hub.rules import Rule, RuleMatch, RuleSet, RuleSetHolder, jsonlogic_apply
+from hub.rules import Rule, RuleMatch, RuleSet, jsonlogic_apply
 
 GAS_NIGHT = Rule(
     id="gas-night",
@@ -181,30 +180,6 @@ def test_events_of_the_wrong_shape_match_nothing(rule_set: RuleSet, event: bytes
 def test_bytes_that_are_not_json_raise_invalid_event_naming_the_batch_index(rule_set: RuleSet, event: bytes) -> None:
     with pytest.raises(InvalidEventError, match="event 1 is not valid JSON"):
         rule_set.match_many([b"{}", event])
-
-
-def test_holder_swaps_atomically_while_batches_run() -> None:
-    old = RuleSet.compile([Rule(id="old", when="true")])
-    new = RuleSet.compile([Rule(id="new", when="true")])
-    holder = RuleSetHolder(old)
-    seen: set[tuple[str, ...]] = set()
-    batch = [b"{}"] * 200
-    stop = threading.Event()
-
-    def match_continuously() -> None:
-        while not stop.is_set():
-            seen.update(tuple(ids(matches)) for matches in holder.match_many(batch))
-
-    worker = threading.Thread(target=match_continuously)
-    worker.start()
-    for _ in range(50):
-        assert holder.swap(new) in (old, new)
-        holder.swap(old)
-    holder.swap(new)
-    stop.set()
-    worker.join()
-    assert seen <= {("old",), ("new",)}
-    assert holder.current is new and ids(holder.match({})) == ["new"]
 
 
 def test_rules_load_from_config_dicts() -> None:

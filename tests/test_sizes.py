@@ -14,8 +14,8 @@ from hub import topology, wire
 from hub.metrics import Metrics
 from hub.models import Event, Incident
 from hub.pipeline import SNAPSHOT_BUCKET, SNAPSHOT_NAME, Pipeline, PipelineOptions, PipelineState
-from hub.publisher import Message, Publisher
-from hub.sizes import ORIGINALS_BUCKET, SizeGuard, wire_size
+from hub.nats.publisher import Message, Publisher
+from hub.nats.sizes import ORIGINALS_BUCKET, SizeGuard, wire_size
 from hub.trimming import EXTENSION, trimmed
 from cityhub_enrichment.contacts import ContactBook, Enrichment
 from cityhub_enrichment.settings import Contact, EnrichmentSettings

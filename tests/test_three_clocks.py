@@ -14,7 +14,7 @@ from hub.escalation import Escalator
 from hub.metrics import Metrics
 from hub.models import utcnow
 from hub.pipeline import EventTimeWindow, Pipeline, PipelineOptions
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 from tests.pipeline_support import GAS_RULE, data_of, engines, event, ingest_item, publish_raw, read_stream
 from tests.waiting import wait_until
 

@@ -11,7 +11,7 @@ from hub import topology
 from hub.metrics import Metrics
 from hub.models import Category, Location, Triage
 from hub.pipeline import Pipeline, PipelineOptions
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 from tests.pipeline_support import GAS_RULE, data_of, engines, event, ingest_item, publish_raw, read_stream
 from tests.waiting import wait_until
 

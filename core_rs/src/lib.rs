@@ -4,7 +4,10 @@
 pub mod geo;
 pub mod ids;
 pub mod incidents;
+pub mod ingest;
 mod large_pages;
+pub mod masking;
+pub mod outputs;
 pub mod rules;
 
 #[cfg(feature = "python")]

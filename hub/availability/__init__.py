@@ -5,6 +5,11 @@
   the fence every pipeline write is gated on.
 - :mod:`.elector` — the role loop: campaign while standing by, renew while active, and switch the hub's
   active parts (pipeline, escalation, connectors) on and off to follow the lease.
+- :mod:`.keeper` — the lease's calls on a thread and a NATS connection of their own, so a busy event loop
+  never delays a renewal.
+- :mod:`.gate` — the lease shared with the hub's connector processes: they run only while it lets them.
+- :mod:`.terms` — durable consumers named after the lease term, so a deposed hub's acknowledgements reach none
+  of its successor's.
 - :mod:`.fence` — the active hub's mark on every output stream, which JetStream checks on each of its
   outputs, so a deposed hub's outputs are refused by the server.
 - :mod:`.fingerprint` — what must be equal between the hubs that share one set of streams.

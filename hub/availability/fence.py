@@ -4,11 +4,11 @@ On taking over, the active hub puts a mark on the fence subject of every output 
 (:func:`hub.topology.fence_subject`), each conditional on the mark before it, and a roll-up so only the
 latest mark stays. From then on the first message of each fast-ingest batch it publishes carries
 ``Nats-Expected-Last-Subject-Sequence`` (the sequence of its mark) with
-``Nats-Expected-Last-Subject-Sequence-Subject`` (the fence subject) (:func:`hub.publisher.publish_fast_batch`): JetStream takes the batch
-only while that mark is still the latest. Once another hub has taken over and put its own mark, every batch of
-the old one is refused by the server — however long it was paused, and whatever it had already handed to its
-NATS client. (A re-publication of an output that is already stored is still dropped as a duplicate first, so
-nothing is stored twice either way.)
+``Nats-Expected-Last-Subject-Sequence-Subject`` (the fence subject) (:func:`hub.nats.publisher.publish_fast_batch`):
+JetStream takes the batch only while that mark is still the latest. Once another hub has taken over and put its
+own mark, every batch of the old one is refused by the server — however long it was paused, and whatever it had
+already handed to its NATS client. (A re-publication of an output that is already stored is still dropped as a
+duplicate first, so nothing is stored twice either way.)
 
 The lease check (:meth:`hub.availability.lease.Lease.check`) comes first, before every write; the mark is
 what makes the server enforce it. The escalator's single publishes carry the same headers.
@@ -16,6 +16,7 @@ what makes the server enforce it. The escalator's single publishes carry the sam
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from nats.js import JetStreamContext
@@ -38,7 +39,7 @@ def _mark_attributes(stream: str, after: int) -> dict[str, str]:
 
 
 class OutputFence:
-    """The :class:`hub.publisher.Fence` of the active hub: its lease, and its marks on the output streams."""
+    """The :class:`hub.nats.publisher.Fence` of the active hub: its lease, and its marks on the output streams."""
 
     def __init__(self, js: JetStreamContext, lease: Lease):
         self.js = js
@@ -57,9 +58,8 @@ class OutputFence:
         return self._conditions.get(stream, {})
 
     async def mark(self) -> None:
-        """Put this hub's mark on every output stream (on taking over, before the first output)."""
-        for stream in topology.OUTPUT_STREAMS:
-            await self._mark(stream)
+        """Put this hub's mark on every output stream (on taking over, before the first output), all at once."""
+        await asyncio.gather(*(self._mark(stream) for stream in topology.OUTPUT_STREAMS))
 
     async def refresh(self) -> None:
         """Mark again the streams whose mark is no longer the latest on its subject and this hub still holds

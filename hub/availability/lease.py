@@ -68,12 +68,13 @@ class Lease:
     """One process's view of the lease: whether it holds it (and at which revision), and the KV calls that
     take, renew and give it back. ``ttl_s`` and ``replicas`` configure the bucket when it is (re)created."""
 
-    def __init__(self, js: JetStreamContext, me: Holder, ttl_s: float, replicas: int = 1):
-        self.js = js
+    def __init__(self, js: JetStreamContext | None, me: Holder, ttl_s: float, replicas: int = 1):
+        self.js = js  # None until a connection is given (use_connection)
         self.me = me
         self.ttl_s = ttl_s
         self.replicas = replicas
         self.revision: int | None = None  # the revision of our lease key while we believe we hold it
+        self.term: int | None = None  # the revision at which we took the lease last (hub.availability.terms)
         self._valid_until = 0.0  # monotonic
         self._kv: KeyValue | None = None
         self._recreated_at: float | None = None  # monotonic: when this process recreated a vanished bucket
@@ -84,11 +85,21 @@ class Lease:
         self.js = js
         self._kv = None
 
+    def _jetstream(self) -> JetStreamContext:
+        if self.js is None:
+            raise HubError("the lease has no NATS connection yet")
+        return self.js
+
     # the fence
 
     @property
     def held(self) -> bool:
-        return self.revision is not None and time.monotonic() < self._valid_until
+        return time.monotonic() < self.valid_until
+
+    @property
+    def valid_until(self) -> float:
+        """The monotonic moment this hub's own view of its lease ends (0 while it holds none)."""
+        return self._valid_until if self.revision is not None else 0.0
 
     def check(self) -> None:
         """Raise :class:`LeaseLost` unless this hub holds the lease now. The pipeline calls it right before
@@ -102,7 +113,7 @@ class Lease:
     async def open(self) -> None:
         """Create the bucket (or bind to it): max_age = lease TTL, one revision kept per key."""
         try:
-            self._kv = await self.js.create_key_value(bucket=LEASE_BUCKET, history=1, ttl=self.ttl_s,
+            self._kv = await self._jetstream().create_key_value(bucket=LEASE_BUCKET, history=1, ttl=self.ttl_s,
                                                       replicas=self.replicas, description="CityHub active hub lease")
         except nats.js.errors.BadRequestError as exc:
             raise HubError(f"the lease bucket {LEASE_BUCKET} exists with other settings ({exc.description}): every "
@@ -126,6 +137,7 @@ class Lease:
             revision = await (await self._bucket()).create(LEASE_KEY, self.me.encode())
         except KeyWrongLastSequenceError:
             return False
+        self.term = revision
         self._hold(revision, sent)
         return True
 
@@ -165,13 +177,14 @@ class Lease:
         except KeyWrongLastSequenceError:
             self.revision = None
             raise LeaseLost(f"the lease {LEASE_BUCKET}/{LEASE_KEY} lapsed and another hub took it") from None
+        self.term = revision
         self._hold(revision, sent)
 
     async def _bucket(self) -> KeyValue:
         """The bucket, recreated when somebody deleted it (a standby then waits one TTL before it campaigns)."""
         if self._kv is not None:
             try:
-                await self.js.stream_info(f"KV_{LEASE_BUCKET}")
+                await self._jetstream().stream_info(f"KV_{LEASE_BUCKET}")
                 return self._kv
             except (BucketNotFoundError, NotFoundError):
                 log.warning("the lease bucket %s was deleted; recreating it", LEASE_BUCKET)

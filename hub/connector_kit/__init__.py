@@ -44,7 +44,7 @@ from hub.connector_kit.http import (
     unavailable,
 )
 from hub.connector_kit.liveness import SilenceWatch
-from hub.connector_kit.loops import every, stop_if_cancelled
+from hub.connector_kit.loops import every
 from hub.connector_kit.mqtt import (
     BrokerAddress,
     broker_for,
@@ -57,6 +57,7 @@ from hub.connector_kit.registry import SitedRecord, load_records
 from hub.connector_kit.validation import describe, error_kind, event_from
 from hub.connector_runtime import running_connector
 from hub.handle import HubHandle
+from hub.tasks import stop_if_cancelled
 
 __all__ = [
     "IDEMPOTENCY_HEADER",

@@ -9,14 +9,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import aiomqtt
 
-from hub.connector_kit.loops import stop_if_cancelled
 from hub import topology
 from hub.backoff import Backoff
+from hub.tasks import stop_if_cancelled
 from hub.connector import ConnectorContext
 from hub.errors import ConfigError
 from hub.handle import HubHandle
@@ -68,7 +68,7 @@ def parse_broker_url(url: str) -> BrokerAddress:
 
 def broker_for(hub: HubHandle, broker_url: str | None, plugin: str) -> BrokerAddress:
     """The plugin's configured broker, else the MQTT listener of the hub's embedded nats-server
-    (``hub.embedded``, an :class:`hub.embedded.EmbeddedNats` started with an ``mqtt_port``)."""
+    (``hub.nats.embedded``, an :class:`hub.nats.embedded.EmbeddedNats` started with an ``mqtt_port``)."""
     embedded_port = getattr(getattr(hub, "embedded", None), "mqtt_port", None)
     if broker_url:
         return parse_broker_url(broker_url)

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hub.errors import ConfigError, ConfigIssue
+from hub.errors import ConfigError, ConfigIssue, validation_problems
 from hub.models import CoordSystem, Location
 
 RecordT = TypeVar("RecordT", bound=BaseModel)
@@ -58,10 +58,7 @@ def load_records(path: Path, model: type[RecordT], key: str) -> dict[str, Record
         try:
             record = model.model_validate(row)
         except ValidationError as error:
-            issues.extend(
-                ConfigIssue(str(path), line, ".".join(map(str, problem["loc"])) or "row", problem["msg"])
-                for problem in error.errors()
-            )
+            issues += [ConfigIssue(str(path), line, where, message) for where, message in validation_problems(error, "row")]
             continue
         record_key = str(getattr(record, key))
         if record_key in records:

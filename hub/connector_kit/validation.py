@@ -8,30 +8,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hub.errors import InvalidEventError
+from hub.errors import InvalidEventError, validation_kind, validation_problems
 from hub.models import Event
-
-
-def _where(location: tuple[int | str, ...], whole: str, fields: Mapping[str, str]) -> str:
-    if not location:
-        return whole
-    first, *rest = location
-    return ".".join([fields.get(str(first), str(first)), *map(str, rest)])
 
 
 def describe(error: ValidationError, whole: str = "body", fields: Mapping[str, str] | None = None) -> str:
     """A validation error as one line a sender can act on: ``field.path: problem; ...``. ``fields`` maps the
     validated model's field names to the sender's (``{"time": "ts"}``) where they differ; a problem of the
     input as a whole (empty location) is named ``whole``."""
-    return "; ".join(
-        f"{_where(tuple(problem['loc']), whole, fields or {})}: {problem['msg']}" for problem in error.errors()
-    )
+    return "; ".join(f"{where}: {message}" for where, message in validation_problems(error, whole, fields))
 
 
-def error_kind(error: ValidationError) -> str:
-    """The DLQ kind (``CityHub-Reason-Kind``) of a validation error, as the pipeline names it:
-    ``missing_field`` when a required field is absent, else ``invalid``."""
-    return "missing_field" if error.errors()[0]["type"] == "missing" else "invalid"
+error_kind = validation_kind  # the DLQ kind of a validation error, as the pipeline names it
 
 
 def event_from(fields: Mapping[str, str], /, *, what: str = "", **values: Any) -> Event:

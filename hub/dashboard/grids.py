@@ -43,7 +43,7 @@ class GridDrawing:
         Work is redone only for a layer whose settings or file changed."""
         keys = tuple((layer.model_dump_json(), _modified(layer)) for layer in layers)
         if self._encoded is None or self._encoded[0] != keys:
-            features = [feature for layer, (_, modified) in zip(layers, keys) for feature in self._layer(layer, modified)]
+            features = [feature for layer, (_, modified) in zip(layers, keys, strict=True) for feature in self._layer(layer, modified)]
             self._encoded = (keys, orjson.dumps({"type": "FeatureCollection", "features": features}))
         return self._encoded[1]
 
@@ -64,7 +64,7 @@ class GridDrawing:
             geometries = list(shapely.transform(geometries, partial(_to_wgs84, layer.crs)))
         return [
             {"type": "Feature", "properties": _properties(layer, number, feature), "geometry": _rounded(mapping(geometry))}
-            for number, (feature, geometry) in enumerate(zip(features, geometries))
+            for number, (feature, geometry) in enumerate(zip(features, geometries, strict=True))
         ]
 
     def _geometry(self, layer: GeoLayer, number: int, feature: dict[str, Any]) -> BaseGeometry:

@@ -2,10 +2,11 @@
 
 It follows ``cityhub.events.>``, ``cityhub.incidents.>`` and ``cityhub.dispatch.>`` — and, on a hub among
 tiers, the cross-scope incidents of ``cityhub.links.>`` (docs/deployment.md), which mark the incidents they
-link — from a time window back (``window``) with :class:`hub.follower.Follower`, so a restarted dashboard replays the recent stream and shows
-the open incidents again, and a NATS restart or a lost consumer costs no message and repeats none. Messages are CloudEvents as written by :mod:`hub.wire`; the three streams are
-not ordered against each other, so a report or dispatch order may arrive before its incident and is held on a
-view that becomes visible once the incident itself arrives.
+link — from a time window back (``window``) with :class:`hub.nats.follower.Follower`, so a restarted dashboard
+replays the recent stream and shows the open incidents again, and a NATS restart or a lost consumer costs no
+message and repeats none. Messages are CloudEvents as written by :mod:`hub.wire`; the three streams are not
+ordered against each other, so a report or dispatch order may arrive before its incident and is held on a view
+that becomes visible once the incident itself arrives.
 
 Everything a request needs is kept ready: a cached summary per incident, open-incident counts per grid cell,
 sorted response-time samples (:mod:`hub.dashboard.figures`), so 10,000 open incidents cost a scan at most.
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from hub import topology, wire
 from hub.dashboard.figures import Durations, EventRates
 from hub.errors import InvalidEventError
-from hub.follower import Follower, Start
+from hub.nats.follower import Follower, Start
 from hub.models import DispatchStatus, IncidentChange, IncidentState, Triage, utcnow
 from hub.pipeline.areas import CELL_TARGET_PREFIX
 from hub.tasks import cancel_and_wait
@@ -101,14 +102,6 @@ class IncidentView:
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
-
-    def response_clock_start(self) -> datetime | None:
-        """Where response times start: when the hub received the incident's first report (its opening time for
-        incidents published before the hub recorded receptions); None for a late incident, which the figures
-        leave out (its own time says when it happened, not when the centre could act)."""
-        if self.opened_at is None or (self.incident or {}).get("late"):
-            return None
-        return parse_time((self.incident or {}).get("received_at")) or self.opened_at
 
     def cell(self, level: str) -> dict[str, Any] | None:
         for cell in (self.incident or {}).get("grid_path", ()):
@@ -274,7 +267,7 @@ class LiveState:
 
     async def start(self, nc: Client) -> None:
         """Follow the unified stream on ``nc`` from ``window`` back. Each stream is followed through NATS
-        restarts and lost consumers (:mod:`hub.follower`), waiting while the hub has not created it yet."""
+        restarts and lost consumers (:mod:`hub.nats.follower`), waiting while the hub has not created it yet."""
         since = Start(time=self.clock() - self.window)
         self._followers = [Follower(nc, stream, topology.STREAM_SUBJECTS[stream][0], since, name="dashboard")
                            for stream in self.streams]

@@ -19,7 +19,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from hub import topology
-from hub.app import DEMO_SECRET_VARIABLE, SAMPLE_GRIDS, Hub, demo_config, stop_simulators
+from hub.app import Hub
+from hub.demo.config import DEMO_SECRET_VARIABLE, SAMPLE_GRIDS, demo_config
+from hub.simulate import start_simulators, stop_simulators
 from hub.federation.local import LocalTiers
 from hub.federation.scope import GridHierarchy
 from hub.geofence import LayerSpec
@@ -66,10 +68,7 @@ async def run_tiers(folder: Path, stop: asyncio.Event) -> None:
         await tiers.wait_linked()
         async with AsyncExitStack() as stack:
             hubs = {code: await stack.enter_async_context(_running(tiers, code, folder)) for code in HUBS}
-            simulators = [(plugin, simulator) for hub in hubs.values()
-                          for plugin, sims in await hub.plugins.call("register_simulators") for simulator in sims]
-            for _, simulator in simulators:
-                await simulator.start()
+            simulators = [started for hub in hubs.values() for started in await start_simulators(hub)]
             stack.push_async_callback(stop_simulators, simulators)
             _print_banner(tiers, hubs)
             tail = asyncio.create_task(_print_city_stream(hubs["city"]))

@@ -32,11 +32,11 @@ from hub import topology, wire
 from hub.backoff import Backoff, retry
 from hub.config import HubConfig
 from hub.federation.sourcing import from_below
-from hub.fetcher import Delivered
-from hub.follower import NATS_TROUBLE, Follower, Start, next_sequence
+from hub.nats.fetcher import Delivered
+from hub.nats.follower import NATS_TROUBLE, Follower, Start, next_sequence
 from hub.models import EscalationCause, IncidentChange, Severity
 from hub.pipeline import incident_output
-from hub.streams import has_key
+from hub.nats.streams import has_key
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.escalation.up")
@@ -84,7 +84,6 @@ class UpwardEscalation:
     @classmethod
     def from_config(cls, config: HubConfig, nc: NatsClient) -> UpwardEscalation | None:
         """The hub's upward escalation (None for a hub with no parent)."""
-        parent = config.tier.parent
         tier = config.tier
         return cls(nc, tier.scope, tier.parent.scope, tier.escalate_severity) if tier.parent is not None else None
 

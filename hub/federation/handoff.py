@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from hub import topology
-from hub.publisher import Message
+from hub.nats.publisher import Message
 
 OUT_OF_SCOPE = "out_of_scope"  # the DLQ reason kind
 

@@ -29,11 +29,11 @@ from hub import topology, wire
 from hub.backoff import Backoff, retry
 from hub.config import HubConfig
 from hub.federation.sourcing import from_below
-from hub.fetcher import Delivered
-from hub.follower import NATS_TROUBLE, Follower, Start
+from hub.nats.fetcher import Delivered
+from hub.nats.follower import NATS_TROUBLE, Follower, Start
 from hub.incidents import IncidentMerger, MergePolicy
 from hub.models import CrossScopeIncident, LinkedIncident
-from hub.streams import has_key
+from hub.nats.streams import has_key
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.linking")

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import nats
 from nats.aio.client import Client
 
 from hub.config import TierConfig, TierParent
-from hub.embedded import EmbeddedNats, free_port
+from hub.nats.embedded import EmbeddedNats, free_port
 from hub.federation.deployment import Deployment, Keys, Placement, hub_user, write_deployment
 from hub.federation.permissions import inbox_prefix, viewer_name
 from hub.federation.scope import GridHierarchy, Scope
@@ -62,10 +63,10 @@ class LocalTiers:
         for server in reversed(list(self.servers.values())):
             server.stop()
 
-    async def connect_hub(self, code: str, **options) -> Client:
+    async def connect_hub(self, code: str, **options: Any) -> Client:
         return await nats.connect(self.url(code), nkeys_seed=str(self.hub_credentials(code)), **options)
 
-    async def connect_viewer(self, viewer: str, server: str, **options) -> Client:
+    async def connect_viewer(self, viewer: str, server: str, **options: Any) -> Client:
         """A client of ``server``'s nats-server with ``viewer``'s credentials and inbox prefix."""
         scope = self.deployment.hierarchy.scope(viewer)
         return await nats.connect(self.url(server), nkeys_seed=str(self.viewer_credentials(viewer)),
@@ -74,7 +75,7 @@ class LocalTiers:
     async def wait_linked(self, timeout: float = 60.0) -> None:
         """Until every hub's JetStream answers through its parent's server (the leafnode links are up)."""
         async with asyncio.timeout(timeout):
-            for code, placement in self.deployment.placements.items():
+            for placement in self.deployment.placements.values():
                 parent = self.deployment.parent_of(placement.scope)
                 if parent is not None:
                     await self._wait_api(parent.scope.code, placement.scope.domain)

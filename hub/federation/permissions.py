@@ -42,7 +42,7 @@ def inbox_prefix(scope: Scope) -> str:
 def scoped_subjects(scope: Scope) -> dict[str, str]:
     """The subject filter of each unified stream that holds only ``scope``'s messages, on a server above it."""
     if scope.level == "city":
-        return dict(zip(UNIFIED_STREAMS, _UNIFIED_SUBJECTS))
+        return dict(zip(UNIFIED_STREAMS, _UNIFIED_SUBJECTS, strict=True))
     if scope.level == "district":
         return {topology.EVENTS_STREAM: f"{topology.PREFIX}.events.{scope.code}.>",
                 topology.INCIDENTS_STREAM: f"{topology.PREFIX}.incidents.{scope.code}.>"}
@@ -52,7 +52,7 @@ def scoped_subjects(scope: Scope) -> dict[str, str]:
 def viewer_permissions(viewer: Scope, server: Scope) -> Permissions:
     """What ``viewer``'s credentials may do on ``server``'s nats-server (``server`` holds ``viewer``)."""
     on_its_own = viewer == server
-    subjects = dict(zip(UNIFIED_STREAMS, _UNIFIED_SUBJECTS)) if on_its_own else scoped_subjects(viewer)
+    subjects = dict(zip(UNIFIED_STREAMS, _UNIFIED_SUBJECTS, strict=True)) if on_its_own else scoped_subjects(viewer)
     creates = [f"$JS.API.CONSUMER.CREATE.{stream}.*.{subject}" for stream, subject in subjects.items()]
     return {
         "publish": {"allow": creates},

@@ -19,22 +19,24 @@ re-published outputs JetStream drops as duplicates. Messages at or below the las
 (redeliveries of a batch still being published) are acknowledged without processing.
 
 The modules, in the order a message meets them: :mod:`.engines` (what the pipeline is built from),
-:mod:`.decode`, :mod:`.processor`, :mod:`.outputs`, :mod:`.state`, :mod:`.isolation`, :mod:`.loop`.
+:mod:`.batch_decode` (the Rust core decides a batch into :mod:`.columns`, :mod:`.decode` the model the rest),
+:mod:`.processor`, :mod:`.batch_encode` and :mod:`.outputs`, :mod:`.state`, :mod:`.isolation`, :mod:`.recovery`,
+:mod:`.loop`.
 """
 
 from hub.pipeline.decode import DecodedBatch, IngestMessage, Rejection, decode_event, decode_events, source_of
 from hub.pipeline.engines import Engines, EventTimeWindow, PipelineOptions, TransformOutcome
 from hub.pipeline.isolation import IsolatingProcessor
-from hub.pipeline.loop import PIPELINE_CONSUMER, SNAPSHOT_BUCKET, SNAPSHOT_NAME, Pipeline
+from hub.pipeline.loop import PIPELINE_CONSUMER, SNAPSHOT_BUCKET, Pipeline
 from hub.pipeline.outputs import (
     build_order,
-    closed_output,
     connector_for_target,
     dispatch_output,
     dlq_output,
     incident_output,
 )
 from hub.pipeline.processor import BatchProcessor, BatchResult
+from hub.pipeline.recovery import SNAPSHOT_NAME, StateRebuild
 from hub.pipeline.state import IncidentRecord, PipelineState
 
 __all__ = [
@@ -53,9 +55,9 @@ __all__ = [
     "PipelineOptions",
     "PipelineState",
     "Rejection",
+    "StateRebuild",
     "TransformOutcome",
     "build_order",
-    "closed_output",
     "connector_for_target",
     "decode_event",
     "decode_events",

@@ -7,17 +7,27 @@ the area touches gets its own dispatch order (target ``cell:<cell id>``, the gri
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
-from hub.models import Event, GridCell
+from hub.models import Area, Event, GridCell
 from hub.pipeline.state import IncidentRecord, PipelineState
 
 CELL_TARGET_PREFIX = "cell:"
 
 
-def area_key(event: Event) -> str:
+class AreaReport(Protocol):
+    """An event or a row of the batch's columns, as far as its area goes."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def area(self) -> Area | None: ...
+
+
+def area_key(report: AreaReport) -> str:
     """What makes two reports the same area: their source and the area's id there."""
-    assert event.area is not None
-    return f"{event.source}\x1f{event.area.id}"
+    assert report.area is not None
+    return f"{report.source}\x1f{report.area.id}"
 
 
 def join(state: PipelineState, event: Event) -> tuple[str, bool, int]:

@@ -17,7 +17,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from hub import topology, wire
-from hub.errors import InvalidEventError
+from hub.errors import InvalidEventError, validation_kind, validation_problems
 from hub.models import CloseRequest, Event
 from hub.pipeline.engines import EventTimeWindow
 from hub.taxonomy import BUILTIN_TAXONOMY, Taxonomy
@@ -52,17 +52,9 @@ def source_of(subject: str) -> str:
 
 
 def _validation_kind(error: ValidationError) -> tuple[str, str]:
-    first = error.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(event)"
-    if first["type"] == "missing":
-        kind = "missing_field"
-    elif first["loc"][:1] == ("category",):
-        kind = "unknown_category"
-    elif first["loc"][:1] == ("location",):
-        kind = "coordinates"
-    else:
-        kind = "invalid"
-    return kind, f"{where}: {first['msg']}" + (f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else "")
+    where, message = validation_problems(error, "(event)")[0]
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return validation_kind(error), f"{where}: {message}{more}"
 
 
 def decode_event(
@@ -78,14 +70,13 @@ def decode_event(
 
 @dataclass
 class DecodedBatch:
-    """A batch of ingest messages, decoded: the events with the JSON objects they came from and their
-    reception times, the close requests with the number of events that precede each (the order decides what
-    a close applies to), and what was rejected."""
+    """A batch of ingest messages, decoded: the events with the messages they came in, the close requests with
+    the number of events that precede each (the order decides what a close applies to) and the message each came
+    in, and what was rejected."""
 
     events: list[Event] = field(default_factory=list)
-    documents: list[dict[str, Any]] = field(default_factory=list)
-    received: list[float] = field(default_factory=list)
-    closes: list[tuple[int, CloseRequest, str, float]] = field(default_factory=list)  # (events before, request, requester, received)
+    messages: list[IngestMessage] = field(default_factory=list)
+    closes: list[tuple[int, CloseRequest, str, IngestMessage]] = field(default_factory=list)  # (events before, request, requester, message)
     rejected: list[Rejection] = field(default_factory=list)
 
 
@@ -99,13 +90,13 @@ def decode_events(
     decoded = DecodedBatch()
     parsed: list[IngestMessage] = []
     documents: list[dict[str, Any]] = []
-    close_at: list[tuple[int, CloseRequest, str, float]] = []  # (parsed documents before it, request, requester, received)
+    close_at: list[tuple[int, CloseRequest, str, IngestMessage]] = []  # (parsed documents before it, request, requester, message)
     for message in batch:
         try:
             type_, document = _ingest_document(message.data, max_bytes)
             if type_ == wire.TYPE_CLOSE_REQUEST:
                 request = _validate_close(document, message.subject)
-                close_at.append((len(parsed), request, source_of(message.subject), message.received))
+                close_at.append((len(parsed), request, source_of(message.subject), message))
                 continue
         except InvalidEventError as exc:
             decoded.rejected.append(_rejection(message, exc))
@@ -118,17 +109,22 @@ def decode_events(
     except ValidationError:
         validated = [_validated_or_error(document) for document in completed]
     kept_before = [0]  # events kept among the first n parsed documents
-    for message, document, event in zip(parsed, documents, validated, strict=True):
+    for message, event in zip(parsed, validated, strict=True):
         try:
             decoded.events.append(_in_window(_checked_event(event, message.subject, taxonomy), message.received, window))
-            decoded.documents.append(document)
-            decoded.received.append(message.received)
+            decoded.messages.append(message)
         except InvalidEventError as exc:
             decoded.rejected.append(_rejection(message, exc))
         kept_before.append(len(decoded.events))
-    decoded.closes = [(kept_before[position], *close) for position, *close in close_at]
+    decoded.closes = [(kept_before[position], request, requester, received)
+                      for position, request, requester, received in close_at]
     decoded.rejected.sort(key=lambda rejection: rejection.seq)
     return decoded
+
+
+def event_document(raw: bytes) -> dict[str, Any]:
+    """The JSON object of an accepted event's ingest message (the ``data`` of a CloudEvent), as it arrived."""
+    return _ingest_document(raw, len(raw))[1]
 
 
 def _rejection(message: IngestMessage, exc: InvalidEventError) -> Rejection:
@@ -216,6 +212,4 @@ def _validate_close(document: dict[str, Any], subject: str) -> CloseRequest:
 
 
 def _invalid(kind: str, reason: str) -> InvalidEventError:
-    error = InvalidEventError(reason)
-    error.kind = kind  # type: ignore[attr-defined]
-    return error
+    return InvalidEventError(reason, kind)

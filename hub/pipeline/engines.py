@@ -31,9 +31,11 @@ class EventTimeWindow:
     def out_of_range(self, event_time: float, received: float) -> str | None:
         """Why ``event_time`` is outside the window around ``received`` (epoch seconds), or None."""
         if event_time > received + self.max_ahead_s:
-            return f"{(event_time - received) / DAY_S:,.1f} days after its reception (at most {self._days(self.max_ahead_s)})"
+            ahead = (event_time - received) / DAY_S
+            return f"{ahead:,.1f} days after its reception (at most {self._days(self.max_ahead_s)})"
         if event_time < received - self.max_age_s:
-            return f"{(received - event_time) / DAY_S:,.1f} days before its reception (at most {self._days(self.max_age_s)})"
+            before = (received - event_time) / DAY_S
+            return f"{before:,.1f} days before its reception (at most {self._days(self.max_age_s)})"
         return None
 
     def clock(self, event_time: float, received: float) -> float:

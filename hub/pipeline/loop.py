@@ -1,6 +1,7 @@
 """The consume loop: :class:`Pipeline` runs the batch processor over the durable ingest consumer, publishes
 every batch's outputs and acknowledges its input once they are stored, snapshots the state, recovers it
-after a crash, and restarts itself (with backoff, loudly) when anything in the loop fails."""
+after a crash (:mod:`.recovery`), and restarts itself (with backoff, loudly) when anything in the loop fails.
+A standby hub's pipeline keeps its state current without consuming (:meth:`Pipeline.stand_by`)."""
 
 from __future__ import annotations
 
@@ -17,33 +18,36 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.errors import NotFoundError
 
 from hub import topology
+from hub.availability import terms
 from hub.backoff import Backoff
-from hub.connector_runtime import raise_if_cancelled
+from hub.tasks import stop_if_cancelled
 from hub.federation.handoff import OUT_OF_SCOPE
-from hub.fetcher import ConsumerGone, Delivered, Fetcher
+from hub.nats.fetcher import ConsumerGone, Delivered, Fetcher
 from hub.metrics import Metrics
-from hub.pipeline.decode import IngestMessage, source_of
+from hub.pipeline.decode import source_of
 from hub.pipeline.engines import Engines, PipelineOptions, TransformOutcome
 from hub.pipeline.isolation import IsolatingProcessor
 from hub.pipeline.processor import BatchProcessor, BatchResult
+from hub.pipeline.recovery import INGEST_FILTER, SNAPSHOT_NAME, StateRebuild, ingest_message, snapshot_meta
 from hub.pipeline.state import PipelineState
+from hub.pipeline.stored import StoredOutputs
 from hub.availability.lease import LeaseLost
-from hub.publisher import UNFENCED, Fence, Publisher
-from hub.sizes import object_meta
-from hub.streams import SNAPSHOT_BUCKET, open_object_store
+from hub.nats.publisher import UNFENCED, Fence, Publisher
+from hub.nats.streams import SNAPSHOT_BUCKET, open_object_store
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.pipeline")
 
 PIPELINE_CONSUMER = "cityhub-pipeline"
-SNAPSHOT_NAME = "state"
 YOUNG_COLLECTION_EVERY = 50_000  # container allocations between young-generation garbage collections
-_INGEST_FILTER = topology.STREAM_SUBJECTS[topology.INGEST_STREAM][0]
 RESTART_BACKOFF = (1.0, 60.0)  # first and longest delay before the pipeline is restarted after a failure
+STANDBY_LOOK_EVERY_S = 0.2  # how often a standby's pipeline looks for newly acknowledged input
+STANDBY_STEP_BATCHES = 10  # a standby that is behind looks for a newer snapshot after this many batches
 
-Status = Literal["starting", "running", "restarting", "stopped"]
+Status = Literal["standing by", "starting", "running", "restarting", "stopped"]
 
 
 def _tune_garbage_collector() -> None:
@@ -52,8 +56,11 @@ def _tune_garbage_collector() -> None:
     With CPython's default threshold it still ran every 700 allocations and its older generations walked every
     long-lived object (open incidents, grid cells, rules): a third of the pipeline's CPU per event
     (docs/runtime.md). What is alive once the state is restored is frozen out of collection, and young
-    collections run every ``YOUNG_COLLECTION_EVERY`` allocations; cycles are still collected."""
-    gc.collect()
+    collections run every ``YOUNG_COLLECTION_EVERY`` allocations; cycles are still collected. Once tuned (a
+    standby's pipeline tuned it when it began standing by) a takeover only freezes: a full collection of a
+    hub's heap would hold its event loop for a noticeable part of the takeover."""
+    if gc.get_threshold()[0] != YOUNG_COLLECTION_EVERY:
+        gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION_EVERY, 20, 20)
 
@@ -73,7 +80,7 @@ class Pipeline:
         self.options = options or PipelineOptions()
         self.processor = BatchProcessor(engines, self.options, on_transform_outcome)
         self.isolation = IsolatingProcessor(self.processor)
-        self.state = PipelineState.fresh(engines)
+        self.rebuild = StateRebuild(nc, self.isolation, self.options.batch_size)
         self.counts: dict[str, int] = {"in": 0, "out": 0, "dlq": 0, "duplicates": 0, "merged": 0, "closed": 0,
                                        "handed_down": 0, "batches": 0}
         self.last_batch_at: float | None = None
@@ -81,15 +88,29 @@ class Pipeline:
         self.restarts = 0
         self.last_error: str | None = None  # the failure that made the pipeline restart last, with its time
         self._task: asyncio.Task[None] | None = None
+        self._standing_by: asyncio.Task[None] | None = None
+        self._standby_trouble: str | None = None  # why the standby's last look failed, until one succeeds
         self._publishing: asyncio.Task[None] | None = None  # the latest batch's outputs on their way
         self._stopping = asyncio.Event()
         self._last_snapshot = time.monotonic()
         self._fresh_consumer = True
         self._consumer: Fetcher | None = None
+        self.consumer_name = PIPELINE_CONSUMER  # per lease term on a hub among several (hub.availability.terms)
+        self.stored = StoredOutputs()  # outputs stored before an outage longer than the duplicate window
+        self._look_for_stored = False  # at the first input after a recovery
+        self._acknowledged_at: float | None = None  # when the server took the last acknowledgement (recovery)
 
     @property
     def engines(self) -> Engines:
         return self.processor.engines
+
+    @property
+    def state(self) -> PipelineState:
+        return self.rebuild.state
+
+    @state.setter
+    def state(self, state: PipelineState) -> None:
+        self.rebuild.state = state
 
     def swap_engines(self, engines: Engines) -> None:
         """Use new rules / grids / merge policy / transforms from the next batch on (the loop is between
@@ -100,15 +121,26 @@ class Pipeline:
         self.isolation.checkpoint(self.state)  # batches before the swap are not processed again with new engines
 
     async def use_connection(self, nc: NatsClient) -> None:
-        """Carry on with ``nc`` (the hub replaced a connection the server closed, :mod:`hub.natslink`):
+        """Carry on with ``nc`` (the hub replaced a connection the server closed, :mod:`hub.nats.natslink`):
         outputs not yet stored are published on it, the ingest consumer is read through it. Deliveries lost
         with the closed client show as a gap, which re-reads from the next unprocessed sequence."""
         self.nc, self.js = nc, nc.jetstream(timeout=10.0)
         self.publisher.use_connection(nc)
+        self.rebuild.use_connection(nc)
         if self._consumer is not None:
-            self._consumer = await Fetcher(nc, topology.INGEST_STREAM, PIPELINE_CONSUMER, prefetch=True).start()
+            self._consumer = await Fetcher(nc, topology.INGEST_STREAM, self.consumer_name, prefetch=True).start()
 
-    async def start(self) -> None:
+    async def stand_by(self) -> None:
+        """Keep the state current while another hub's pipeline consumes: restore each snapshot that covers more
+        input than the state, and process the input that pipeline acknowledges, without publishing."""
+        _tune_garbage_collector()
+        self.status = "standing by"
+        self._standing_by = asyncio.create_task(self._stand_by(), name="cityhub.pipeline.standby")
+
+    async def start(self, term: int | None = None) -> None:
+        """Recover the state and consume; ``term``: the lease term this hub holds, which names its consumer."""
+        self.consumer_name = terms.named(PIPELINE_CONSUMER, term)
+        await self._stop_standing_by(keep_reading=True)
         self.status = "starting"
         self._publishing = None
         await self._recover()
@@ -118,18 +150,33 @@ class Pipeline:
         self._task = asyncio.create_task(self._supervised(), name="cityhub.pipeline")
 
     async def stop(self) -> None:
-        """Finish the batch in hand, snapshot, and stop."""
-        if self._task is None:
+        """Finish the batch in hand, snapshot, and stop (a standby just stops). A pipeline whose lease is gone
+        stops at once: nothing it would still write could be stored."""
+        await self._stop_standing_by()
+        task = self._task
+        if task is None:
             return
         self._stopping.set()
+        if self._deposed():
+            self._task, self.status = None, "stopped"
+            await cancel_and_wait(task)
+            self.fence.check()  # raises: the caller says why there is no final snapshot
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout=self.options.fetch_timeout_s + 15)
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.options.fetch_timeout_s + 15)
         except asyncio.TimeoutError:
-            self._task.cancel()
+            task.cancel()
         self._task = None
         if self.status == "running":  # a pipeline that failed and did not recover has no state worth keeping
             await self._snapshot_retrying()
         self.status = "stopped"
+
+    def _deposed(self) -> bool:
+        """The lease this pipeline writes under is gone (an unfenced pipeline is never deposed)."""
+        try:
+            self.fence.check()
+        except LeaseLost:
+            return True
+        return False
 
     @property
     def running(self) -> bool:
@@ -139,6 +186,43 @@ class Pipeline:
     def health(self) -> dict[str, Any]:
         return {"running": self.running, "status": self.status, "restarts": self.restarts,
                 "last_error": self.last_error, "poisoned_messages": self.isolation.poisoned}
+
+    def standby_health(self) -> dict[str, Any]:
+        """A standby's view: the input its state covers, and why its last look failed (None when it did not)."""
+        return {"status": self.status, "last_sequence": self.state.last_seq,
+                "open_incidents": len(self.state.incidents), "trouble": self._standby_trouble}
+
+    # standing by
+
+    async def _stand_by(self) -> None:
+        """Look every ``STANDBY_LOOK_EVERY_S``; while behind, in steps of ``STANDBY_STEP_BATCHES`` batches, each
+        after a look for a snapshot more than a step ahead: a standby far behind (just started, while the active
+        hub works off a backlog) jumps ahead by the snapshots instead of chasing the active hub at the same speed,
+        and one a little behind processes on rather than restoring every snapshot."""
+        step = STANDBY_STEP_BATCHES * self.options.batch_size
+        while True:
+            behind = False
+            try:
+                await self.rebuild.restore_newer_snapshot(ahead_by=step)
+                ack_floor = await self._ack_floor()
+                await self.rebuild.catch_up(min(ack_floor, self.state.last_seq + step))
+                behind = self.state.last_seq < ack_floor
+                self._standby_trouble = None
+            except Exception as exc:  # NATS away, a stream electing its leader: look again
+                stop_if_cancelled()
+                if self._standby_trouble is None:
+                    log.warning("the standby could not follow the active pipeline (%s: %s); trying again",
+                                type(exc).__name__, exc)
+                self._standby_trouble = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(0 if behind else STANDBY_LOOK_EVERY_S)
+
+    async def _stop_standing_by(self, keep_reading: bool = False) -> None:
+        """Stop following the active pipeline; ``keep_reading`` keeps the reader for the catch-up of a takeover."""
+        if self._standing_by is not None:
+            await cancel_and_wait(self._standing_by)
+            self._standing_by = None
+            if not keep_reading:
+                await self.rebuild.close()
 
     # supervision
 
@@ -189,44 +273,37 @@ class Pipeline:
             with contextlib.suppress(BaseException):
                 await self._publishing
             self._publishing = None
-        self.state = PipelineState.fresh(self.engines)
+        await self.rebuild.reset()
         await self._recover()
 
     # recovery
-
-    async def _snapshot_store(self):  # noqa: ANN202 - nats ObjectStore
-        return await open_object_store(self.js, SNAPSHOT_BUCKET)
 
     async def _snapshot(self) -> None:
         self.fence.check()
         blob = self.state.snapshot()
         self.isolation.checkpoint(self.state, blob)
-        store = await self._snapshot_store()
-        await store.put(SNAPSHOT_NAME, blob, meta=object_meta(SNAPSHOT_NAME, self.nc.max_payload))
+        store = await open_object_store(self.js, SNAPSHOT_BUCKET)
+        await store.put(SNAPSHOT_NAME, blob, meta=snapshot_meta(self.state.last_seq, self.nc.max_payload))
         self._last_snapshot = time.monotonic()
 
     async def _recover(self) -> None:
-        store = await self._snapshot_store()
-        try:
-            blob = (await store.get(SNAPSHOT_NAME)).data
-        except (ObjectNotFoundError, NotFoundError):
-            blob = None
-        if blob:
-            self.state = PipelineState.restore(blob, self.engines)
-        self.isolation.checkpoint(self.state, blob or None)
-        ack_floor = await self._ack_floor()
-        if ack_floor > self.state.last_seq:
-            replayed = await self._replay(self.state.last_seq + 1, ack_floor)
-            log.info("recovered pipeline state: snapshot at %d, replayed %d acknowledged messages up to %d",
-                     self.state.last_seq - replayed, replayed, ack_floor)
-        self._consumer = await self._durable_consumer(self.state.last_seq + 1)
+        """The state up to the ack floor (the stored snapshot, if the state is behind it, and the acknowledged
+        input after it), then the durable consumer from the next sequence."""
+        started, before = time.monotonic(), self.state.last_seq
+        restored, (ack_floor, self._acknowledged_at) = await asyncio.gather(
+            self.rebuild.restore_newer_snapshot(),
+            terms.last_acknowledgement(self.js, topology.INGEST_STREAM, PIPELINE_CONSUMER))
+        replayed = await self.rebuild.catch_up(ack_floor)
+        self._consumer, _ = await asyncio.gather(self._durable_consumer(self.state.last_seq + 1), self.rebuild.close())
+        self._last_snapshot = time.monotonic()
+        self._look_for_stored = True
+        log.info("pipeline state at ingest sequence %d in %.2f s: %s, then %d acknowledged messages processed again",
+                 self.state.last_seq, time.monotonic() - started,
+                 "snapshot restored" if restored else f"kept from sequence {before}", replayed)
 
     async def _ack_floor(self) -> int:
-        try:
-            info = await self.js.consumer_info(topology.INGEST_STREAM, PIPELINE_CONSUMER)
-        except NotFoundError:
-            return 0
-        return info.ack_floor.stream_seq if info.ack_floor else 0
+        """Where the acknowledgements of the pipeline consumers of every term end (their outputs are stored)."""
+        return await terms.acknowledged(self.js, topology.INGEST_STREAM, PIPELINE_CONSUMER)
 
     async def _durable_consumer(self, first_seq: int) -> Fetcher:
         """The durable consumer, re-created to deliver from ``first_seq`` in stream order. A consumer left by
@@ -235,40 +312,19 @@ class Pipeline:
         if self._consumer is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._consumer.stop()
+        await terms.retire(self.js, topology.INGEST_STREAM, PIPELINE_CONSUMER, keep=self.consumer_name)
         try:
-            await self.js.delete_consumer(topology.INGEST_STREAM, PIPELINE_CONSUMER)
+            await self.js.delete_consumer(topology.INGEST_STREAM, self.consumer_name)
         except NotFoundError:
             pass
         self._fresh_consumer = True
         await self.js.add_consumer(topology.INGEST_STREAM, ConsumerConfig(
-            durable_name=PIPELINE_CONSUMER, filter_subject=_INGEST_FILTER,
+            durable_name=self.consumer_name, filter_subject=INGEST_FILTER,
             ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first_seq,
             ack_wait=self.options.ack_wait_s, max_deliver=-1,
             max_ack_pending=max(10_000, self.options.batch_size * 4), max_waiting=16,
         ))
-        return await Fetcher(self.nc, topology.INGEST_STREAM, PIPELINE_CONSUMER, prefetch=True).start()
-
-    async def _replay(self, first: int, last: int) -> int:
-        """Rebuild state from stream sequences ``first..last`` without publishing (their outputs are stored)."""
-        consumer = await self.js.add_consumer(topology.INGEST_STREAM, ConsumerConfig(
-            filter_subject=_INGEST_FILTER, ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first, inactive_threshold=30.0,
-        ))
-        fetcher = await Fetcher(self.nc, topology.INGEST_STREAM, consumer.name).start()
-        replayed = 0
-        try:
-            while self.state.last_seq < last:
-                msgs = await fetcher.fetch(min(self.options.batch_size, last - self.state.last_seq), timeout=5.0)
-                batch = [_ingest(m) for m in msgs if self.state.last_seq < m.seq <= last]
-                if batch:
-                    self.state, _ = self.isolation.process(self.state, batch)
-                    self.state.last_seq = batch[-1].seq
-                    replayed += len(batch)
-        finally:
-            await fetcher.stop()
-            with contextlib.suppress(nats.errors.Error, NotFoundError):
-                await self.js.delete_consumer(topology.INGEST_STREAM, consumer.name)
-        return replayed
+        return await Fetcher(self.nc, topology.INGEST_STREAM, self.consumer_name, prefetch=True).start()
 
     # the loop
 
@@ -286,6 +342,10 @@ class Pipeline:
                             "restart); re-reading from there", self.state.last_seq + 1)
                 await self._reopen_consumer()
                 continue
+            unprocessed = [msg.stored_at for msg in msgs if msg.seq > self.state.last_seq]
+            if unprocessed and self._look_for_stored:
+                self._look_for_stored = False
+                await self.stored.look(self.nc, min(unprocessed), self._acknowledged_at)
             started = time.monotonic()
             publishing = self._process(msgs) if msgs else None
             if in_flight is not None:
@@ -332,17 +392,17 @@ class Pipeline:
             log.warning("fetch failed (%s: %s); retrying", type(exc).__name__, exc)
             await asyncio.sleep(0.5)
             msgs = []
-        raise_if_cancelled()
+        stop_if_cancelled()
         return msgs
 
     def _process(self, msgs: list[Delivered]) -> tuple[asyncio.Task[None], BatchResult, int] | None:
         """Process a batch (skipping what was processed before) and start publishing its outputs."""
-        batch = [_ingest(msg) for msg in msgs if msg.seq > self.state.last_seq]
+        batch = [ingest_message(msg) for msg in msgs if msg.seq > self.state.last_seq]
         if not batch:
             return None
         self.state, result = self.isolation.process(self.state, batch)
         self.state.last_seq = max(self.state.last_seq, batch[-1].seq)
-        self._publishing = asyncio.create_task(self._publish_all(result, after=self._publishing))
+        self._publishing = asyncio.create_task(self._publish_all(result, batch[-1].seq, after=self._publishing))
         return self._publishing, result, len(batch)
 
     async def _complete(
@@ -356,7 +416,7 @@ class Pipeline:
         await self._ack(msgs)
         self.last_batch_at = time.time()
 
-    async def _publish_all(self, result: BatchResult, after: asyncio.Task[None] | None) -> None:
+    async def _publish_all(self, result: BatchResult, last_seq: int, after: asyncio.Task[None] | None) -> None:
         """Publish every output and wait until JetStream has stored them all; retry the ones not known to
         be stored (same msg ids, so nothing is stored twice), however long NATS is away. Starts once the
         previous batch's outputs (``after``) are stored, so an incident's changes reach the stream in order
@@ -364,7 +424,7 @@ class Pipeline:
         if after is not None:
             await after
         with result.timed("publish"):
-            await self.publisher.publish_until_stored(result.outputs)
+            await self.publisher.publish_until_stored(self.stored.unpublished(result.outputs, last_seq))
 
     async def _ack(self, msgs: list[Delivered]) -> None:
         """AckAll: acknowledging the highest sequence acknowledges the whole batch; wait for the server."""
@@ -421,6 +481,3 @@ class Pipeline:
             return result.accepted, len(result.outputs)
         return result.accepted, result.accepted
 
-
-def _ingest(msg: Delivered) -> IngestMessage:
-    return IngestMessage(msg.seq, msg.subject, msg.data, msg.stored_at)

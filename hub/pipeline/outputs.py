@@ -1,25 +1,36 @@
-"""The messages the pipeline publishes, encoded as CloudEvents: unified events' companions — incident
-changes, dispatch orders — and dead letters. Each is named by its input (``Nats-Msg-Id``) so re-publication
-after a crash is dropped by JetStream's duplicate window."""
+"""The messages the pipeline publishes one at a time, encoded as CloudEvents: dispatch orders, incident changes
+of the hub's other services (escalation, tiers) and dead letters; unified events and the pipeline's incident
+changes are encoded a batch at a time (:mod:`hub.pipeline.batch_encode`). Each is named by its input
+(``Nats-Msg-Id``) so re-publication after a crash is dropped by JetStream's duplicate window."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from hub import topology, wire
-from hub.models import DispatchOrder, Event, GridCell, Incident, IncidentChange, IncidentState, Location, ReportRef, Severity
+from hub.models import DispatchOrder, GridCell, Incident, IncidentChange, ReportRef, Severity
 from hub.pipeline.decode import Rejection, source_of
-from hub.pipeline.state import IncidentRecord
-from hub.publisher import Message
+from hub.nats.publisher import Message
 from hub.rules import RuleMatch
 
-_SEVERITIES = list(Severity)
+event_subject = functools.lru_cache(maxsize=65_536)(topology.event_subject)
+incident_subject = functools.lru_cache(maxsize=65_536)(topology.incident_subject)
 
-_event_subject = functools.lru_cache(maxsize=65_536)(topology.event_subject)
-_incident_subject = functools.lru_cache(maxsize=65_536)(topology.incident_subject)
+
+class Reported(Protocol):
+    """What an order is made from: the reported event's category, severity, place and address."""
+
+    @property
+    def category(self) -> str: ...
+    @property
+    def severity(self) -> Severity: ...
+    @property
+    def grid_path(self) -> Sequence[GridCell]: ...
+    @property
+    def address(self) -> str | None: ...
 
 
 def district_and_street(path: Sequence[GridCell]) -> tuple[str | None, str | None]:
@@ -47,7 +58,7 @@ def connector_for_target(target: str) -> str:
 
 
 def build_order(
-    event: Event, incident_id: str, target: str, match: RuleMatch | None, attempt: int,
+    event: Reported, incident_id: str, target: str, match: RuleMatch | None, attempt: int,
     reports: Sequence[Sequence[str]], dispatched_at: datetime, cell: GridCell | None = None,
 ) -> DispatchOrder:
     """The order for ``target``, for ``cell`` (default: the event's deepest cell); its escalation deadline (the
@@ -64,45 +75,7 @@ def build_order(
     )
 
 
-def event_output(event: Event, incident_id: str, district: str | None, street: str | None) -> Message:
-    """The unified event on ``cityhub.events.<district>.<street>.<category>.<severity>``."""
-    subject = _event_subject(district, street, event.category, event.severity)
-    raw = wire.encode(
-        type_=wire.TYPE_EVENT, id_=event.id or "", source=wire.source_uri(event.source), time=event.time, data=event,
-        subject=subject,
-        extensions={
-            "category": event.category, "severity": event.severity, "incidentid": incident_id,
-            "district": district, "street": street,
-            "gridcell": event.grid_path[0].id if event.grid_path else None, "late": event.late or None,
-            "triage": event.triage,
-        },
-    )
-    return Message(subject, raw, event.id or "")
-
-
-def incident_update_output(
-    record: IncidentRecord, incident_id: str, event: Event, change: IncidentChange, count: int, updated_at: datetime
-) -> Message:
-    """The incident as it stands after its ``count``-th report (``event``), as :class:`Incident` JSON written
-    directly from validated parts (a test checks it against the model): one per report, named by the report
-    count, so the updates do not depend on how the reports were cut into batches."""
-    data = _incident_data(record, incident_id, IncidentState.OPEN, updated_at)
-    data["report_count"] = count
-    data["grid_path"] = [cell.__dict__ for cell in event.grid_path]  # str/float fields only
-    data["event_ids"] = [event.id]
-    if event.location is not None:
-        data["location"] = _location_json(event.location)
-    if event.address is not None:
-        data["address"] = event.address
-    if event.triage is not None:
-        data["triage"] = event.triage
-    if event.area is not None:
-        data["area"] = event.area.model_dump(mode="json", exclude_none=True)
-    return incident_output(data, incident_id, record.category, data["severity"], record.district, change,
-                           f"{incident_id}:{count}", updated_at, late=record.late, triage=event.triage)
-
-
-def _summary(event: Event, cell: GridCell | None = None) -> str:
+def _summary(event: Reported, cell: GridCell | None = None) -> str:
     where = cell.name if cell else event.address or (event.grid_path[-1].name if event.grid_path else "unknown location")
     return f"{event.category} ({event.severity.value}) at {where}"
 
@@ -117,19 +90,12 @@ def dispatch_output(order: DispatchOrder) -> Message:
     return Message(subject, raw, order.id)
 
 
-def _location_json(location: Location) -> dict[str, Any]:
-    data: dict[str, Any] = {"lon": location.lon, "lat": location.lat, "crs": location.crs}
-    if location.accuracy_m is not None:
-        data["accuracy_m"] = location.accuracy_m
-    return data
-
-
 def incident_output(
     data: Incident | dict[str, Any], incident_id: str, category: str, severity: str, district: str | None,
     change: IncidentChange, msg_id: str, time: datetime, late: bool = False, triage: str | None = None,
 ) -> Message:
     """An incident change on ``cityhub.incidents.<district>.<category>.<change>``."""
-    subject = _incident_subject(district, category, change)
+    subject = incident_subject(district, category, change)
     raw = wire.encode(
         type_=f"{wire.TYPE_INCIDENT_PREFIX}{change}", id_=msg_id, source=wire.HUB_SOURCE, time=time, data=data,
         subject=subject,
@@ -137,24 +103,6 @@ def incident_output(
                     "late": late or None, "triage": triage},
     )
     return Message(subject, raw, f"{msg_id}:{change}")
-
-
-def _incident_data(record: IncidentRecord, incident_id: str, state: IncidentState, updated_at: datetime) -> dict[str, Any]:
-    """The :class:`Incident` fields the pipeline remembers of an incident, as JSON-ready values."""
-    return {
-        "id": incident_id, "category": record.category, "severity": _SEVERITIES[record.severity], "state": state,
-        "opened_at": utc(record.opened_at), "updated_at": updated_at,
-        "report_count": max(1, record.report_count), "sources": record.sources,
-        "matched_rules": record.matched_rules, "escalation_level": 0, "late": record.late,
-        **({"received_at": utc(record.received_at)} if record.received_at is not None else {}),
-    }
-
-
-def closed_output(record: IncidentRecord, incident_id: str, closed_at: datetime, reason: str) -> Message:
-    """The ``closed`` change of an incident, from what the pipeline remembers of it."""
-    data = {**_incident_data(record, incident_id, IncidentState.CLOSED, closed_at), "closed_reason": reason}
-    return incident_output(data, incident_id, record.category, data["severity"], record.district,
-                           IncidentChange.CLOSED, incident_id, closed_at, late=record.late)
 
 
 def dlq_output(rejection: Rejection) -> Message:

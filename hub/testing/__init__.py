@@ -9,7 +9,7 @@ connector itself. These names are under the same compatibility promise as :mod:`
 
 from __future__ import annotations
 
-from hub.embedded import free_port
+from hub.nats.embedded import free_port
 from hub.testing.docs import undocumented_settings
 from hub.testing.harness import (
     Simulator,

@@ -33,7 +33,7 @@ async def stream_messages(nats_url: str, stream: str, subject: str) -> list[Any]
     try:
         js = nc.jetstream()
         info = await js.stream_info(stream)
-        found = []
+        found: list[Any] = []
         if info.state.messages == 0:
             return found
         for seq in range(info.state.first_seq, info.state.last_seq + 1):

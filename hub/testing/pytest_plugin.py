@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.embedded import EmbeddedNats, free_port
+from hub.nats.embedded import EmbeddedNats, free_port
 
 
 @pytest.fixture

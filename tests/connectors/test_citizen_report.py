@@ -25,7 +25,7 @@ from hub.connector_runtime import running_connector
 from hub.connector_kit import ServiceArea
 from hub.errors import ConfigError
 from hub.geofence import LayerSpec
-from hub.models import Category, CoordSystem
+from hub.models import CoordSystem
 
 NOON = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -16,7 +16,7 @@ from tests.waiting import wait_until
 from cityhub_eldercare import EldercareConnector, EldercarePlatformSimulator, EldercareSettings
 from hub import signing
 from hub.connector_runtime import running_connector
-from hub.embedded import free_port
+from hub.nats.embedded import free_port
 from hub.models import Category, DispatchOrder, GridCell, ReportRef, Severity
 
 SECRET = "test-secret-不要用在生产"

@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from cityhub_gridworker import GridworkerConnector, GridworkerSettings, GridWorkerAppSimulator
 from cityhub_gridworker.connector import worker_token
 from hub.connector_runtime import running_connector
-from hub.embedded import free_port
+from hub.nats.embedded import free_port
 from hub.models import Category, DispatchOrder, GridCell, Severity
 
 SECRET = "grid-secret"

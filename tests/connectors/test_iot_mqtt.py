@@ -15,7 +15,7 @@ from cityhub_iot_mqtt import IotDeviceSimulator, IotMqttConnector, IotMqttSettin
 from cityhub_iot_mqtt.registry import load_registry
 from hub.backoff import BackoffSettings
 from hub.connector_runtime import running_connector
-from hub.embedded import EmbeddedNats
+from hub.nats.embedded import EmbeddedNats
 from hub.errors import ConfigError
 
 FAST = BackoffSettings(initial_s=0.05, max_s=0.5)

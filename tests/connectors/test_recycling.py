@@ -12,7 +12,7 @@ from hub.connector_kit.mqtt import parse_broker_url
 from cityhub_recycling import RecyclingConnector, RecyclingSettings, RecyclingStationSimulator
 from hub.backoff import BackoffSettings
 from hub.connector_runtime import running_connector
-from hub.embedded import EmbeddedNats
+from hub.nats.embedded import EmbeddedNats
 
 FAST = BackoffSettings(initial_s=0.05, max_s=0.5)
 STATION = "RS-JJ-001"

@@ -13,7 +13,7 @@ from tests.waiting import wait_until
 
 import cityhub_citybrain as citybrain
 from cityhub_citybrain.settings import CitybrainSettings
-from hub.app import DEMO_SECRET_VARIABLE, SAMPLE_GRIDS, demo_sections
+from hub.demo.config import DEMO_SECRET_VARIABLE, SAMPLE_GRIDS, demo_sections
 from hub.connector_runtime import running_connector
 from hub.errors import ConfigError
 from hub.models import utcnow

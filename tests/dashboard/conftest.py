@@ -21,7 +21,7 @@ from tests.waiting import wait_until
 from hub.admin import create_admin_app, require_token
 from hub.dashboard import build_router, live_state
 from hub.dashboard.state import LiveState
-from hub.embedded import free_port
+from hub.nats.embedded import free_port
 from hub.hookspecs import hookimpl
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -25,7 +25,7 @@ from hub.models import (
     Severity,
     utcnow,
 )
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 
 
 async def test_reports_join_their_incident_in_time_order_whatever_arrives_first(state, writer):

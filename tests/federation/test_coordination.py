@@ -12,7 +12,7 @@ from hub.connector import Connector, ConnectorContext
 from hub.connector_runtime import running_connector
 from hub.models import Category, DispatchOrder, Severity
 from hub.pipeline import dispatch_output
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 from hub.topology import coordination_subject, dispatch_order_subject
 from tests.federation.tier_hubs import count
 from tests.waiting import wait_until

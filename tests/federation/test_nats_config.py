@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from hub.cli import main
-from hub.embedded import nats_server_binary
+from hub.nats.embedded import nats_server_binary
 
 REPO = Path(__file__).resolve().parents[2]
 HUBS = ["city=10.0.0.1:4222:7422", "510104=10.1.0.1:4222:7422", "510104-01=10.1.1.1:4222:7422"]

@@ -10,7 +10,7 @@ import pytest
 from nats.js.api import ConsumerConfig
 
 from hub.federation.permissions import inbox_prefix
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 from tests.waiting import wait_until
 
 OWN = "cityhub.events.510104.510104-01.gas_leak.high"
@@ -66,10 +66,12 @@ async def test_a_streets_credentials_read_its_street_and_nothing_else(tiers):
 
         for subject in REFUSED_SUBSCRIPTIONS:
             await street.subscribe(subject)
-            await wait_until(lambda: violations.refused("subscription", subject), f"subscribing {subject} refused")
+            await wait_until(lambda subject=subject: violations.refused("subscription", subject),
+                             f"subscribing {subject} refused")
         for subject in REFUSED_PUBLICATIONS:
             await street.publish(subject, b"{}", reply=f"{inbox_prefix(tiers.scope('510104-01'))}.x")
-            await wait_until(lambda: violations.refused("publish", subject), f"publishing to {subject} refused")
+            await wait_until(lambda subject=subject: violations.refused("publish", subject),
+                             f"publishing to {subject} refused")
     finally:
         await street.close()
         await hub.close()

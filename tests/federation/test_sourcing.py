@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from hub.federation.sourcing import from_below
 from hub.topology import HANDOFF_STREAM, coordination_subject, handoff_subject
-from hub.streams import ensure_streams
+from hub.nats.streams import ensure_streams
 from tests.waiting import wait_until
 
 DEPLOYED = ("city", "510104", "510104-01", "510105")

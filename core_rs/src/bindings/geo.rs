@@ -5,21 +5,14 @@ use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use super::hub_error;
 use crate::geo::coords::convert_in_place;
 use crate::geo::geojson::PropertyNames;
 use crate::geo::{CoordSystem, GeoError, GridIndex, LayerKind, LayerSource};
 
 /// `hub.errors.GeoError` carrying the core's message.
 fn geo_error(error: GeoError) -> PyErr {
-    Python::attach(|py| {
-        match py.import("hub.errors").and_then(|module| module.getattr("GeoError")) {
-            Ok(class) => match class.call1((error.to_string(),)) {
-                Ok(instance) => PyErr::from_value(instance),
-                Err(err) => err,
-            },
-            Err(err) => err,
-        }
-    })
+    Python::attach(|py| hub_error(py, "GeoError", error.to_string()))
 }
 
 fn coord_system(name: &str) -> PyResult<CoordSystem> {

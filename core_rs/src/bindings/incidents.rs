@@ -5,13 +5,13 @@
 //! results are built as Python lists.
 
 use hashbrown::HashMap;
-use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 use pyo3::Borrowed;
 
+use super::hub_error;
 use crate::incidents::{
     idempotency_key, CategoryLimits, Closed, DedupStats, Deduper, ExpiringBatch, IncidentError,
     IncidentId, IncidentMerger, MergeEvent, MergeOutcome, MergePolicy, MergerStats,
@@ -34,14 +34,7 @@ fn to_py_err(py: Python<'_>, error: IncidentError) -> PyErr {
         IncidentError::InvalidConfig { .. } => "ConfigError",
         IncidentError::InvalidSnapshot(_) => "SnapshotError",
     };
-    let message = error.to_string();
-    match py
-        .import("hub.errors")
-        .and_then(|errors| errors.getattr(class)?.call1((message.as_str(),)))
-    {
-        Ok(exception) => PyErr::from_value(exception),
-        Err(_) => PyValueError::new_err(message),
-    }
+    hub_error(py, class, error.to_string())
 }
 
 /// Runs `work` (a snapshot or delta of a core object) without the GIL and hands its bytes to Python.

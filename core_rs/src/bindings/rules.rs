@@ -2,23 +2,12 @@
 //! batches of event JSON with the GIL released. Match results are the per-rule Python objects given
 //! at compile time, so a match costs no allocation on the Python side beyond the result lists.
 
+use super::{hub_error, hub_error_with};
 use crate::rules::{apply_jsonlogic, BatchMatches, CompileFailure, Condition, EventError, RuleSet, RuleSpec};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyList};
-
-/// An instance of `hub.errors.<class>` built from `args` (the message first).
-fn hub_error<'py, A>(py: Python<'py>, class: &str, message: String, args: A) -> PyErr
-where
-    A: pyo3::call::PyCallArgs<'py>,
-{
-    let built = py.import("hub.errors").and_then(|module| module.getattr(class)).and_then(|c| c.call1(args));
-    match built {
-        Ok(instance) => PyErr::from_value(instance),
-        Err(_) => PyValueError::new_err(message),
-    }
-}
 
 /// `hub.errors.RuleError` whose `problems` lists `(rule_id, position, reason)`.
 fn rule_error(py: Python<'_>, failure: CompileFailure) -> PyErr {
@@ -30,12 +19,11 @@ fn rule_error(py: Python<'_>, failure: CompileFailure) -> PyErr {
         CompileFailure::Timezone(reason) => vec![(String::new(), "timezone".into(), reason.clone())],
     };
     let message = failure.to_string();
-    hub_error(py, "RuleError", message.clone(), (message, problems))
+    hub_error_with(py, "RuleError", &message, (message.as_str(), problems))
 }
 
 fn event_error(py: Python<'_>, error: EventError) -> PyErr {
-    let message = error.to_string();
-    hub_error(py, "InvalidEventError", message.clone(), (message,))
+    hub_error(py, "InvalidEventError", error.to_string())
 }
 
 fn condition(kind: &str, source: String) -> PyResult<Condition> {
@@ -190,7 +178,7 @@ fn jsonlogic_apply(py: Python<'_>, logic: &str, data: &str, timezone: &str) -> P
         serde_json::from_str::<serde_json::Value>(text).map_err(|e| PyValueError::new_err(format!("{what} is not JSON: {e}")))
     };
     let (logic, data) = (parse(logic, "logic")?, parse(data, "data")?);
-    let result = apply_jsonlogic(&logic, &data, timezone).map_err(|e| hub_error(py, "RuleError", e.clone(), (e,)))?;
+    let result = apply_jsonlogic(&logic, &data, timezone).map_err(|e| hub_error(py, "RuleError", e))?;
     Ok(result.to_string())
 }
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from hub.connector_kit import send_demo_traffic
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.sim.citizen_report")
 
@@ -62,10 +63,8 @@ class CitizenAppSimulator:
         return self
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def sample_report(self, now: datetime | None = None) -> dict[str, Any]:
         """The fields of the next seeded report (photo bytes under ``photo``)."""

@@ -57,7 +57,7 @@ def shared_admin_path(paths: list[list[Cell]]) -> list[Cell]:
     """The path every touched cell's path starts with (the district, when they are all in one; the cell's whole
     path when there is one cell; none when there is no cell)."""
     shared: list[Cell] = []
-    for steps in zip(*paths):
+    for steps in zip(*paths, strict=False):
         if any(step.id != steps[0].id for step in steps):
             break
         shared.append(steps[0])

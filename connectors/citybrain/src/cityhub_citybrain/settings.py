@@ -53,7 +53,8 @@ class SouthboundSettings(BaseModel):
     )
     levels: list[str] = Field(
         default_factory=lambda: ["grid"],
-        description="The levels of the touched cells a warning lists, one dispatch order each (empty: every touched cell).",
+        description="The levels of the touched cells a warning lists, one dispatch order each "
+        "(empty: every touched cell).",
     )
     severities: dict[str, Severity] = Field(
         default_factory=lambda: dict(DEFAULT_WARNING_SEVERITIES), description="Warning level → event severity."

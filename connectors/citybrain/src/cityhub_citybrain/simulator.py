@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 
 from hub.connector_kit import HttpServer, IDEMPOTENCY_HEADER, send_demo_traffic
 from hub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, signed_headers, verify
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.sim.citybrain")
 
@@ -85,10 +86,8 @@ class CityPlatformSimulator:
         return self
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self.server.stop()
 
     @property

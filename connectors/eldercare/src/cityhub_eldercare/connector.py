@@ -24,6 +24,7 @@ from hub.connector_kit import (
     SitedRecord,
     WebhookRejected,
     dead_letter,
+    describe,
     load_records,
     post_signed,
     serve,
@@ -117,10 +118,6 @@ class Ignored(Exception):
     """A well-formed alert that does not call for a response under the configured rules."""
 
 
-def _problems(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, p['loc'])) or 'body'}: {p['msg']}" for p in error.errors())
-
-
 class EldercareConnector(Connector):
     """Serves ``POST /alerts`` and ``POST /visit-outcomes``; delivers dispatch orders as visit orders."""
 
@@ -185,7 +182,7 @@ class EldercareConnector(Connector):
         try:
             alert = Alert.model_validate_json(body)
         except ValidationError as error:
-            raise WebhookRejected(400, f"alert: {_problems(error)}") from None
+            raise WebhookRejected(400, f"alert: {describe(error)}") from None
         elder = self.elders.get(alert.elder_id)
         if elder is None:
             raise WebhookRejected(422, f"alert {alert.alert_id}: unknown elder id {alert.elder_id!r}")
@@ -252,7 +249,7 @@ class EldercareConnector(Connector):
         try:
             outcome = VisitOutcome.model_validate_json(body)
         except ValidationError as error:
-            raise WebhookRejected(400, f"visit outcome: {_problems(error)}") from None
+            raise WebhookRejected(400, f"visit outcome: {describe(error)}") from None
         return DispatchUpdate(
             order_id=outcome.order_id,
             incident_id=outcome.incident_id,

@@ -155,9 +155,7 @@ class EldercarePlatformSimulator:
         self._spawn(self._demo_loop())
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         await self.stop_server()
 
     def _spawn(self, coroutine: Any) -> None:

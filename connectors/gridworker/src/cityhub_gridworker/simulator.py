@@ -23,6 +23,7 @@ from hub.connector_kit import load_records
 from cityhub_gridworker.connector import CellRoster, worker_token
 from cityhub_gridworker.settings import GridworkerSettings
 from hub.backoff import Backoff
+from hub.tasks import cancel_and_wait
 
 CHINA_TIME = timezone(timedelta(hours=8))
 CHENGDU_CENTRE = (104.0665, 30.6595)
@@ -51,10 +52,7 @@ class GridWorkerAppSimulator:
         self._apps = [asyncio.create_task(self._app(worker)) for worker in self.workers]
 
     async def stop(self) -> None:
-        tasks = [*self._apps, *self._work.values()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*self._apps, *self._work.values())
         self._apps.clear()
         self._work.clear()
 

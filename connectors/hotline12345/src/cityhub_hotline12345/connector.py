@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -120,11 +121,12 @@ class Hotline12345Connector(Connector):
         async for records in pages:
             ctx.count("polled", len(records))
             for record in records:
-                await self._take_request(ctx, record, cursor, overlap)
+                await self._take_request(ctx, record, cursor)
             await ctx.state.put(CURSOR_KEY, cursor.dump())
+        await ctx.state.put(CURSOR_KEY, cursor.dump())  # settled at the end of the poll
         self.last_poll = datetime.now(timezone.utc)
 
-    async def _take_request(self, ctx: ConnectorContext, record: Any, cursor: Cursor, overlap: timedelta) -> None:
+    async def _take_request(self, ctx: ConnectorContext, record: Any, cursor: Cursor) -> None:
         """Publish one request version unless the cursor has passed it. A version that cannot become an event
         goes to the DLQ once and the cursor moves past it."""
         try:
@@ -142,7 +144,7 @@ class Hotline12345Connector(Connector):
         else:
             await ctx.publish(event)
             ctx.count(f"open311_{event.status}")
-        cursor.advance(rid, updated, overlap)
+        cursor.advance(rid, updated)
 
     @staticmethod
     async def _reject_request(ctx: ConnectorContext, record: Any, exc: InvalidEventError) -> None:
@@ -155,7 +157,7 @@ class Hotline12345Connector(Connector):
         app.add_api_route(self.settings.webhook.path, self._order_handler(ctx), methods=["POST"])
         return app
 
-    def _order_handler(self, ctx: ConnectorContext):  # noqa: ANN202 - a FastAPI endpoint
+    def _order_handler(self, ctx: ConnectorContext) -> Callable[[Request], Awaitable[JSONResponse]]:
         settings = self.settings.webhook
 
         async def receive_order(request: Request) -> JSONResponse:

@@ -64,10 +64,13 @@ class Open311Client:
 class Cursor:
     """How far the poller has read: the newest ``updated_datetime`` seen, plus the requests updated within
     ``overlap`` before it, so a re-read of that overlap (needed when several requests share one second, or a
-    server commits late) publishes nothing twice. Stored in the connector's state as JSON."""
+    server commits late) publishes nothing twice. While a poll pages past page 1, ``pinned`` holds the query start
+    of that poll (see :func:`pages_from`), so a restart in the middle reads from there again. Stored in the
+    connector's state as JSON."""
 
     updated: datetime
     recent: dict[str, str] = field(default_factory=dict)
+    pinned: datetime | None = None
     taken: int = field(default=0, compare=False)
 
     @classmethod
@@ -75,21 +78,28 @@ class Cursor:
         if raw is None:
             return cls(updated=start)
         stored = orjson.loads(raw)
-        return cls(updated=datetime.fromisoformat(stored["updated"]), recent=dict(stored["recent"]))
+        pinned = stored.get("pinned")
+        return cls(updated=datetime.fromisoformat(stored["updated"]), recent=dict(stored["recent"]),
+                   pinned=datetime.fromisoformat(pinned) if pinned else None)
 
     def dump(self) -> bytes:
-        return orjson.dumps({"updated": self.updated.isoformat(), "recent": self.recent})
+        return orjson.dumps({"updated": self.updated.isoformat(), "recent": self.recent,
+                             "pinned": self.pinned.isoformat() if self.pinned else None})
 
     def query_from(self, overlap: timedelta) -> datetime:
-        return self.updated - overlap
+        return self.pinned or self.updated - overlap
 
     def is_new(self, request_id: str, updated: datetime) -> bool:
         return updated > self.updated or self.recent.get(request_id) != updated.isoformat()
 
-    def advance(self, request_id: str, updated: datetime, overlap: timedelta) -> None:
+    def advance(self, request_id: str, updated: datetime) -> None:
         self.taken += 1
         self.updated = max(self.updated, updated)
         self.recent[request_id] = updated.isoformat()
+
+    def settle(self, overlap: timedelta) -> None:
+        """End of a poll: unpin, and forget the requests taken before the overlap window."""
+        self.pinned = None
         horizon = self.updated - overlap
         self.recent = {rid: ts for rid, ts in self.recent.items() if datetime.fromisoformat(ts) >= horizon}
 
@@ -104,23 +114,32 @@ async def pages_from(
     """Pages of requests updated after the cursor, read as the caller takes them and advances the cursor.
     ``fetch(updated_after, page, page_size)`` is one requests.json query.
 
-    Keyset pagination: each query starts again from the moved cursor and reads page 1, a consistent prefix of
-    the server's order, so a request updated while we page (it moves to the end) cannot slip between two pages.
-    A full page with nothing new (more requests inside the overlap window than fit a page) is asked again with a
-    doubled page size; only at ``max_page_size`` is the next page number asked for. Ends after a short page."""
-    size, page = page_size, 1
+    Keyset pagination: after a page that brought something new the query starts again from the moved cursor and
+    reads page 1, a consistent prefix of the server's order, so a request updated while we page (it moves to the
+    end) cannot slip between two pages. A full page with nothing new (more requests inside the overlap window
+    than fit a page) is asked again with a doubled page size; only at ``max_page_size`` are page numbers used.
+    Then a request that moves to the end while we page shifts the others back by one, and one of them can cross
+    to a page already read: so the query start stays pinned and the pages are read again from page 1 until a
+    whole pass brings nothing new. Ends after a short page of a quiet pass."""
+    size, page, start = page_size, 1, cursor.query_from(overlap)
+    taken_in_pass = False
     while True:
         taken_before = cursor.taken
-        records = await fetch(cursor.query_from(overlap), page, size)
+        records = await fetch(start, page, size)
         yield records
+        took = cursor.taken != taken_before
+        taken_in_pass |= took
         if len(records) < size:
-            return
-        if cursor.taken != taken_before:
-            size, page = page_size, 1
-        elif size < max_page_size:
+            if not (cursor.pinned and taken_in_pass):
+                cursor.settle(overlap)
+                return
+            size, page, taken_in_pass = page_size, 1, False
+        elif took and not cursor.pinned:
+            size, start, taken_in_pass = page_size, cursor.query_from(overlap), False
+        elif page == 1 and size < max_page_size:
             size = min(2 * size, max_page_size)
         else:
-            page += 1
+            page, cursor.pinned = page + 1, start
 
 
 def parse_time(record: dict[str, Any], name: str) -> datetime:

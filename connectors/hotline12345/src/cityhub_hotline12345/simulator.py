@@ -27,9 +27,11 @@ import httpx
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.middleware.base import RequestResponseEndpoint
 
 from hub.connector_kit import HttpServer, IDEMPOTENCY_HEADER
 from hub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, signed_headers, verify
+from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.sim.hotline12345")
 
@@ -135,10 +137,8 @@ class HotlineSimulator:
         return self
 
     async def stop(self) -> None:
-        if self._traffic is not None:
-            self._traffic.cancel()
-            await asyncio.gather(self._traffic, return_exceptions=True)
-            self._traffic = None
+        await cancel_and_wait(self._traffic)
+        self._traffic = None
         await self.server.stop()
 
     @property
@@ -267,7 +267,7 @@ class HotlineSimulator:
         app = FastAPI(title="12345 hotline simulator (Open311 GeoReport v2)", docs_url=None, redoc_url=None)
 
         @app.middleware("http")
-        async def outage(request: Request, call_next):  # noqa: ANN001, ANN202 - starlette middleware
+        async def outage(request: Request, call_next: RequestResponseEndpoint) -> Response:
             if not self.available:
                 return _open311_error(503, "service temporarily unavailable (simulated outage)")
             return await call_next(request)

@@ -144,10 +144,10 @@ def feedback_for(item: DispatchOrder | DispatchUpdate | dict[str, Any]) -> Feedb
         return Feedback(order_no=hotline_number(ours[0]), action=action, time=item.created_at, note=item.summary,
                         handler=item.target, attempt=item.attempt)
     if isinstance(item, DispatchUpdate):
-        action = _ACTION_OF_STATUS.get(item.status)
-        if action is None:
+        answer = _ACTION_OF_STATUS.get(item.status)
+        if answer is None:
             return None
-        return Feedback(order_no=item.order_id, action=action, time=item.time, note=item.note,
+        return Feedback(order_no=item.order_id, action=answer, time=item.time, note=item.note,
                         handler=item.actor, evaluation=item.evaluation)
     return Feedback.model_validate(item)
 

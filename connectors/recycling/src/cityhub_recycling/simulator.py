@@ -114,7 +114,7 @@ class RecyclingStationSimulator:
         collected: dict[str, float] = {}
         for fraction, level in self.fill[station_id].items():
             if level >= EMPTY_AT_PCT:
-                collected[fraction] = round(BIN_CAPACITY_KG[fraction] * level / 100, 1)
+                collected[fraction] = round(BIN_CAPACITY_KG[Fraction(fraction)] * level / 100, 1)
                 level = self.rng.uniform(2, 8)
             self.fill[station_id][fraction] = min(100.0, level + self.rng.uniform(3, 15))
         faults = ["E11"] if self.rng.random() < 0.05 else []

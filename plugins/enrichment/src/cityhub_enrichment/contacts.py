@@ -6,15 +6,20 @@ from __future__ import annotations
 import csv
 import functools
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from pydantic import ValidationError
 
-from hub.errors import ConfigError
-from hub.models import Category, Event, GridCell
+from hub.errors import ConfigError, validation_problems
+from hub.models import Event, GridCell
 from hub.transforms import Stage
 from cityhub_enrichment.settings import Contact, EnrichmentSettings
+
+if TYPE_CHECKING:
+    from hub.pipeline.columns import EventColumns
 
 EVERY_CELL = "*"
 
@@ -30,9 +35,8 @@ def read_contacts_csv(path: Path) -> list[Contact]:
             try:
                 contacts.append(Contact.model_validate(values))
             except ValidationError as exc:
-                first = exc.errors(include_url=False)[0]
-                where = ".".join(str(part) for part in first["loc"])
-                raise ConfigError(f"{path}:{reader.line_num}: {where}: {first['msg']}") from None
+                where, message = validation_problems(exc, "row")[0]
+                raise ConfigError(f"{path}:{reader.line_num}: {where}: {message}") from None
     return contacts
 
 
@@ -41,12 +45,13 @@ class ContactBook:
     and category: the events of a batch share few cells)."""
 
     def __init__(self, contacts: list[Contact], cache_size: int = 65_536):
-        self._by_cell: dict[str, list[tuple[frozenset[Category], dict[str, Any]]]] = defaultdict(list)
+        self._by_cell: dict[str, list[tuple[frozenset[str], dict[str, Any]]]] = defaultdict(list)
         for contact in contacts:
             shown = contact.model_dump(exclude={"categories"}, exclude_none=True)
             self._by_cell[contact.cell].append((frozenset(contact.categories), shown))
         self._count = len(contacts)
         self._cached = functools.lru_cache(maxsize=cache_size)(self._lookup)
+        self._cached_json = functools.lru_cache(maxsize=cache_size)(self._lookup_json)
 
     @classmethod
     def from_settings(cls, settings: EnrichmentSettings) -> ContactBook:
@@ -58,12 +63,22 @@ class ContactBook:
     def __len__(self) -> int:
         return self._count
 
-    def lookup(self, grid_path: list[GridCell], category: Category, limit: int) -> list[dict[str, Any]]:
+    def lookup(self, grid_path: Sequence[GridCell], category: str, limit: int) -> list[dict[str, Any]]:
         """Contacts of the most specific cell that has any for this category, then the fallback ones.
         The answer is shared between calls: treat it as read-only."""
         return self._cached(tuple((cell.id, cell.level) for cell in grid_path), category, limit)
 
-    def _lookup(self, cells: tuple[tuple[str, str], ...], category: Category, limit: int) -> list[dict[str, Any]]:
+    def lookup_json(self, grid_path: str, category: str, limit: int) -> bytes | None:
+        """:meth:`lookup` for a grid path as JSON (the pipeline's ``grid_path`` column), the answer as JSON;
+        None when nobody answers."""
+        return self._cached_json(grid_path, category, limit)
+
+    def _lookup_json(self, grid_path: str, category: str, limit: int) -> bytes | None:
+        cells = tuple((cell["id"], cell["level"]) for cell in orjson.loads(grid_path))
+        found = self._cached(cells, category, limit)
+        return orjson.dumps(found) if found else None
+
+    def _lookup(self, cells: tuple[tuple[str, str], ...], category: str, limit: int) -> list[dict[str, Any]]:
         for cell_id, level in (*cells, (EVERY_CELL, None)):
             found = [
                 {**shown, "level": level}
@@ -95,3 +110,16 @@ class Enrichment:
                 event.payload[self.key] = contacts
             self.counts["enriched" if contacts else "no_contact"] += 1
         return events
+
+    def apply_columns(self, columns: EventColumns) -> None:
+        """:meth:`apply` for a batch of events as the pipeline's columns: the contacts looked up by each
+        event's grid path (JSON, cached per path and category) and written into its ``payload`` (JSON)."""
+        payloads = list(columns["payload"])
+        for row, (grid_path, category) in enumerate(zip(columns["grid_path"], columns["category"], strict=True)):
+            contacts = self.book.lookup_json(grid_path, category, self.limit)
+            if contacts is not None:
+                payload = orjson.loads(payloads[row])
+                payload[self.key] = orjson.Fragment(contacts)
+                payloads[row] = orjson.dumps(payload).decode()
+            self.counts["enriched" if contacts is not None else "no_contact"] += 1
+        columns["payload"] = payloads

@@ -8,10 +8,17 @@ import hmac
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from hub.models import Event
+from hub.textmask import TextMasker, TextShape
 from hub.transforms import Stage
 from cityhub_redaction.settings import RedactionSettings
+
+if TYPE_CHECKING:
+    from hub.pipeline.columns import EventColumns
 
 # Mainland mobile numbers (11 digits from 13x-19x), landlines with area code, and 18-character resident
 # ID-card numbers (17 digits and a check digit or X), not glued to other digits (a longer digit run is an
@@ -21,6 +28,13 @@ LANDLINE = re.compile(r"(?<!\d)0\d{2,3}-\d{7,8}(?!\d)")
 ID_CARD = re.compile(r"(?<!\d)\d{17}[\dXx](?!\d)")
 # Every place one of them can start: a whole run of digits and dashes (with an optional +86 and X).
 _DIGIT_RUN = re.compile(r"(?:\+?86[- ]?)?\d[\d-]{6,}[\dXx]?")
+# The built-in kinds of personal data in free text and how each is masked (mask_phone, mask_middle(4, 2),
+# mask_id_card): in the Rust core for a batch of texts (hub.textmask), in Python for one text.
+BUILT_IN_SHAPES = (
+    TextShape("mobile", MOBILE.pattern, "phone"),
+    TextShape("landline", LANDLINE.pattern, "middle", 4, 2),
+    TextShape("id_card", ID_CARD.pattern, "stripped_middle", 6, 4),
+)
 
 
 def mask_middle(value: str, keep_start: int, keep_end: int, char: str = "*") -> str:
@@ -54,6 +68,15 @@ def mask_generic(value: str, char: str = "*") -> str:
     return mask_middle(value, len(value) // 3, 0, char)
 
 
+def shape_mask(shape: TextShape, char: str = "*") -> Callable[[str], str]:
+    """How a match of ``shape`` is masked, in Python (the Rust core reads the same ``TextShape``)."""
+    if shape.mask == "phone":
+        return lambda found: mask_phone(found, char)
+    if shape.mask == "stripped_middle":
+        return lambda found: mask_middle(found.strip(), shape.keep_start, shape.keep_end, char)
+    return lambda found: mask_middle(found, shape.keep_start, shape.keep_end, char)
+
+
 _FIELD_MASKS: dict[str, Callable[[str, str], str]] = {
     "reporter.name": mask_name,
     "reporter.phone": mask_phone,
@@ -65,9 +88,10 @@ _PSEUDONYM_CACHE = 100_000
 
 
 class Redaction:
-    """Applies ``[pipeline].personal_data`` to each event of a batch, in place. Everything that depends
-    on the policy is decided once here; per event only the fields that change are touched, and free text is
-    scanned once for every pattern together."""
+    """Applies ``[pipeline].personal_data`` to each event of a batch, in place: on the pipeline's columns
+    (:meth:`apply_columns`) or on :class:`Event` objects (:meth:`apply`). Everything that depends on the policy
+    is decided once here; per event only the fields that change are touched, and free text is scanned once for
+    every pattern together, in the Rust core when the patterns are the built-in ones."""
 
     name = "redaction"
     stage = Stage.REDACT
@@ -78,17 +102,11 @@ class Redaction:
         self.char = settings.mask_char
         self._key = settings.hash_key.get_secret_value().encode()
         self._pseudonyms: dict[str, str] = {}
-        patterns: list[tuple[str, str, Callable[[str], str]]] = [
-            ("mobile", MOBILE.pattern, lambda found: mask_phone(found, self.char)),
-            ("landline", LANDLINE.pattern, lambda found: mask_middle(found, 4, 2, self.char)),
-            ("id_card", ID_CARD.pattern, lambda found: mask_id_card(found, self.char)),
-            *(
-                (pattern.name, pattern.regex,
-                 lambda found, p=pattern: mask_middle(found, p.keep_start, p.keep_end, self.char))
-                for pattern in settings.text_patterns
-            ),
-        ]
+        shapes = [*BUILT_IN_SHAPES, *(TextShape(pattern.name, pattern.regex, "middle", pattern.keep_start,
+                                                 pattern.keep_end) for pattern in settings.text_patterns)]
+        patterns = [(shape.name, shape.pattern, shape_mask(shape, self.char)) for shape in shapes]
         self._extra_patterns = bool(settings.text_patterns)
+        self._masker = None if self._extra_patterns else TextMasker(_DIGIT_RUN.pattern, BUILT_IN_SHAPES, self.char)
         self._whole_shapes = [(name, re.compile(regex), mask) for name, regex, mask in patterns[:3]]
         self._text_masks = {f"cityhub_p{index}": (name, mask) for index, (name, _, mask) in enumerate(patterns)}
         self._text_pattern = re.compile(
@@ -107,6 +125,7 @@ class Redaction:
             (field.removeprefix("payload."), field, self._operation(field))
             for field, policy in self.policies.items() if field.startswith("payload.") and policy != "keep"
         ]
+        self._payload_keys = [orjson.dumps(key).decode() for key, _, _ in self._payload_ops]
         self.counts: Counter[str] = Counter()
 
     def _operation(self, field: str) -> Callable[[str], str | None]:
@@ -166,11 +185,13 @@ class Redaction:
             if value is not None:
                 setattr(event, name, operation(value))
                 counts[field] += 1
-        payload = event.payload
+        self._redact_payload(event.payload)
+
+    def _redact_payload(self, payload: dict[str, Any]) -> None:
         for key, field, operation in self._payload_ops:
             if key in payload:
                 changed = operation(str(payload[key]))
-                counts[field] += 1
+                self.counts[field] += 1
                 if changed is None:
                     del payload[key]
                 else:
@@ -180,3 +201,41 @@ class Redaction:
         for event in events:
             self.redact(event)
         return events
+
+    def apply_columns(self, columns: EventColumns) -> None:
+        """:meth:`redact` for a batch of events as the pipeline's columns (``reporter.phone``, ``text``,
+        ``payload`` as JSON text, ...): each field's column at once, the texts in one call to the core."""
+        for _, field, operation in [*self._reporter_ops, *self._event_ops]:
+            values = columns[field]
+            present = len(values) - values.count(None)
+            if not present:
+                continue
+            self.counts[field] += present
+            if operation == self.mask_text:
+                columns[field] = self.mask_texts(values)
+            else:
+                columns[field] = [None if value is None else operation(value) for value in values]
+        if self._payload_ops:
+            columns["payload"] = [self._redacted_payload_json(payload) for payload in columns["payload"]]
+
+    def mask_texts(self, texts: list[str | None]) -> list[str | None]:
+        """:meth:`mask_text` for a batch of texts; the built-in patterns run in the Rust core."""
+        if self._masker is None:
+            return [None if text is None else self.mask_text(text) for text in texts]
+        masked, counts, undecided = self._masker.mask_many(texts)
+        for name, count in counts.items():
+            if count:
+                self.counts[f"text.{name}"] += count
+        result = [text if changed is None else changed for text, changed in zip(texts, masked, strict=True)]
+        for row in undecided:
+            result[row] = self.mask_text(texts[row])  # type: ignore[arg-type]
+        return result
+
+    def _redacted_payload_json(self, payload: str) -> str:
+        """A payload column's JSON with the payload policies applied (parsed only when it holds one of their
+        keys)."""
+        if not any(key in payload for key in self._payload_keys):
+            return payload
+        parsed = orjson.loads(payload)
+        self._redact_payload(parsed)
+        return orjson.dumps(parsed).decode()

@@ -1,7 +1,7 @@
 """Following a stream: reading one JetStream stream in order, and carrying on through whatever happens to the
 consumer on the way — a nats-server restart, a deleted consumer, deliveries lost in flight.
 
-A :class:`Follower` reads through a pull consumer (:mod:`hub.fetcher`) and remembers the stream sequence of
+A :class:`Follower` reads through a pull consumer (:mod:`hub.nats.fetcher`) and remembers the stream sequence of
 the last message its caller took. Whenever delivery breaks it creates a new consumer that starts at the next
 sequence, retrying with backoff while NATS is away, so the caller gets every message once, in stream order,
 with no gap. Each consumer's configuration is built anew (nats-py's ordered consumer re-uses and mutates one:
@@ -30,7 +30,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from hub.backoff import Backoff
-from hub.fetcher import ConsumerGone, Delivered, Fetcher
+from hub.nats.fetcher import ConsumerGone, Delivered, Fetcher
 
 log = logging.getLogger("cityhub.follower")
 

@@ -34,7 +34,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from hub import topology
-from hub.sizes import SizeGuard
+from hub.nats.sizes import SizeGuard
 
 log = logging.getLogger("cityhub.publisher")
 
@@ -237,7 +237,7 @@ class Publisher:
         self.js = nc.jetstream(timeout=self.timeout)
 
     async def publish_until_stored(self, messages: Sequence[Message]) -> None:
-        """Publish ``messages``, each made to fit the server's max_payload first (:mod:`hub.sizes`), and retry
+        """Publish ``messages``, each made to fit the server's max_payload first (:mod:`hub.nats.sizes`), and retry
         the ones not known to be stored (same msg ids, so nothing is stored twice), with a growing pause, until
         JetStream has stored them all, however long NATS is away."""
         pending = list(await self.sizes.fit(messages, self.nc.max_payload))

@@ -35,7 +35,7 @@ from nats.js.object_store import OBJ_DEFAULT_CHUNK_SIZE, OBJ_DIGEST_TEMPLATE, Ob
 from hub import topology, trimming, wire
 
 if TYPE_CHECKING:
-    from hub.publisher import Message  # which uses this module: copies are made with dataclasses.replace
+    from hub.nats.publisher import Message  # which uses this module: copies are made with dataclasses.replace
 
 log = logging.getLogger("cityhub.sizes")
 

@@ -19,7 +19,7 @@ from nats.aio.client import Client as NatsClient
 
 from hub.backoff import Backoff, retry
 from hub.config import NatsConfig
-from hub.natsconn import connect, redacted_servers
+from hub.nats.natsconn import connect, redacted_servers
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.nats")
@@ -39,7 +39,7 @@ class NatsLink:
         self._closing = False
 
     async def open(self) -> NatsClient:
-        """Connect the first client (see :func:`hub.natsconn.connect` for how it fails)."""
+        """Connect the first client (see :func:`hub.nats.natsconn.connect` for how it fails)."""
         self.client = await connect(self.config, on_closed=self._on_closed)
         return self.client
 

@@ -63,7 +63,7 @@ def stream_config(name: str, limits: StreamLimits) -> StreamConfig:
         storage=StorageType.FILE if limits.storage == "file" else StorageType.MEMORY,
         num_replicas=limits.replicas,
         duplicate_window=limits.duplicate_window.total_seconds(),
-        allow_batched=True,  # the pipeline publishes with fast ingest (hub.publisher); older servers ignore it
+        allow_batched=True,  # the pipeline publishes with fast ingest (hub.nats.publisher); older servers ignore it
         allow_rollup_hdrs=True,  # a new fence mark replaces the one before it (hub.availability.fence)
     )
 
@@ -88,6 +88,7 @@ async def ensure_streams(
 
 
 async def ensure_stream(js: JetStreamContext, config: StreamConfig, keep_sources: bool = False) -> StreamInfo:
+    assert config.name is not None, "every stream of the subject contract has a name"
     try:
         existing = await js.stream_info(config.name)
     except NotFoundError:
