@@ -21,19 +21,19 @@ import contextlib
 import statistics
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
-from nats.js.errors import NotFoundError
 import pytest
+from nats.js.errors import NotFoundError
 
 from benchmarks.report import label
 from hub import topology
 from hub.availability import terms
 from hub.connector_runtime import encode_ingest
-from hub.nats.embedded import EmbeddedCluster, EmbeddedNats
 from hub.models import Category, CoordSystem, Event, Location
+from hub.nats.embedded import EmbeddedCluster, EmbeddedNats
 from hub.pipeline import PIPELINE_CONSUMER
 from hub.plugins import ALLOW_LIST_ENV
 from tests.hub_processes import HubProcess
@@ -48,7 +48,9 @@ ROUNDS = 3
 GRIDS = Path(__file__).resolve().parents[1] / "hub" / "data" / "grids"
 ORIGIN = (104.0756, 30.5717)  # GCJ-02, in Jinjiang district
 CATEGORIES = [Category.GAS_LEAK, Category.WATER_LEAK, Category.NOISE, Category.FIRE]
-REPLICATED = "".join(f"[nats.streams.{name}]\nreplicas = 3\n" for name in ("ingest", "events", "incidents", "dispatch", "dlq"))
+REPLICATED = "".join(
+    f"[nats.streams.{name}]\nreplicas = 3\n" for name in ("ingest", "events", "incidents", "dispatch", "dlq")
+)
 _lease_waits: list[float] = []
 
 
@@ -78,26 +80,36 @@ actions = {{ severity = "critical", route = ["gridworker"] }}
 
 def _event(n: int, start: datetime) -> tuple[str, bytes]:
     place = n % 2_000
-    event = Event(source="iot_mqtt", source_event_id=f"b-{n}", category=CATEGORIES[place % 4],
-                  time=start + timedelta(milliseconds=n),
-                  location=Location(lon=ORIGIN[0] + (place % 40) * 0.003, lat=ORIGIN[1] + (place // 40) * 0.003,
-                                    crs=CoordSystem.GCJ02))
+    event = Event(
+        source="iot_mqtt",
+        source_event_id=f"b-{n}",
+        category=CATEGORIES[place % 4],
+        time=start + timedelta(milliseconds=n),
+        location=Location(
+            lon=ORIGIN[0] + (place % 40) * 0.003, lat=ORIGIN[1] + (place // 40) * 0.003, crs=CoordSystem.GCJ02
+        ),
+    )
     return encode_ingest(event)
 
 
-async def _publish(urls: list[str], first: int, count: int, pace_per_s: float | None = None,
-                   stop: threading.Event | None = None) -> int:
+async def _publish(
+    urls: list[str], first: int, count: int, pace_per_s: float | None = None, stop: threading.Event | None = None
+) -> int:
     """Publish events ``first``.. to ingest (in steps of 20, paced at ``pace_per_s`` when given) until ``count``
     are stored or ``stop`` is set, re-sending what is not acknowledged; returns the next event number."""
     nc = await nats.connect(servers=urls, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     js = nc.jetstream(timeout=5)
-    start, began, n = datetime.now(timezone.utc), time.monotonic(), first
+    start, began, n = datetime.now(UTC), time.monotonic(), first
     try:
         while n < first + count and not (stop and stop.is_set()):
             step = [_event(index, start) for index in range(n, n + 20)]
             with contextlib.suppress(Exception):  # a node lost, a leader electing: sent again
-                futures = [await js.publish_async(topology.ingest_subject("iot_mqtt"), raw,
-                                                  headers={topology.HEADER_MSG_ID: msg_id}) for msg_id, raw in step]
+                futures = [
+                    await js.publish_async(
+                        topology.ingest_subject("iot_mqtt"), raw, headers={topology.HEADER_MSG_ID: msg_id}
+                    )
+                    for msg_id, raw in step
+                ]
                 await asyncio.gather(*futures)
                 n += len(step)
             if pace_per_s:
@@ -234,11 +246,19 @@ def test_standby_takes_over(benchmark, server, no_connectors, tmp_path):
         finally:
             pair.stop()
     rounds = benchmark.stats.stats
-    label(benchmark, TAKEOVER_GROUP, "cityhub", 1, measure="duration", note=(
-        f"{KILLS} kills under {PACE:,} events/s, until the first output stored after the new active hub's fence "
-        f"mark; kill to that mark (the lease expiring, lease_ttl 3 s, and the takeover's first step): median "
-        f"{statistics.median(_lease_waits):.2f} s, longest {max(_lease_waits):.2f} s; median {rounds.median:.2f} s, "
-        f"longest {rounds.max:.2f} s"))
+    label(
+        benchmark,
+        TAKEOVER_GROUP,
+        "cityhub",
+        1,
+        measure="duration",
+        note=(
+            f"{KILLS} kills under {PACE:,} events/s, until the first output stored after the new active hub's fence "
+            f"mark; kill to that mark (the lease expiring, lease_ttl 3 s, and the takeover's first step): median "
+            f"{statistics.median(_lease_waits):.2f} s, longest {max(_lease_waits):.2f} s; median {rounds.median:.2f} s, "
+            f"longest {rounds.max:.2f} s"
+        ),
+    )
 
 
 @pytest.mark.timeout(900)
@@ -265,9 +285,15 @@ def test_restart_without_a_standby(benchmark, server, no_connectors, tmp_path):
             benchmark.pedantic(kill_and_restart, setup=ready, rounds=RESTARTS, iterations=1)
         finally:
             hub.stop()
-    label(benchmark, TAKEOVER_GROUP, "peer", 1, measure="duration",
-          note=f"{RESTARTS} kills under {PACE:,} events/s, each followed at once by a new cityhub run (a process "
-               "supervisor's restart), which loads its grids, restores the snapshot and replays the input since")
+    label(
+        benchmark,
+        TAKEOVER_GROUP,
+        "peer",
+        1,
+        measure="duration",
+        note=f"{RESTARTS} kills under {PACE:,} events/s, each followed at once by a new cityhub run (a process "
+        "supervisor's restart), which loads its grids, restores the snapshot and replays the input since",
+    )
 
 
 # --- node loss -----------------------------------------------------------------------------------------
@@ -348,6 +374,7 @@ async def _ingest_leader(urls: list[str]) -> str:
 
 async def _grown(urls: list[str], more: int) -> None:
     """Wait until the unified stream holds ``more`` messages than now."""
+
     async def count(js) -> int:  # noqa: ANN001
         return (await js.stream_info(topology.EVENTS_STREAM)).state.messages
 
@@ -383,14 +410,25 @@ def cluster_hub(tmp_path_factory):
 @pytest.mark.timeout(900)
 def test_every_node_up(benchmark, cluster_hub):
     benchmark.pedantic(cluster_hub.grow, setup=cluster_hub.every_node_up, rounds=ROUNDS, iterations=1)
-    label(benchmark, NODE_LOSS_GROUP, "peer", ROUND_EVENTS,
-          note="3 of 3 nodes, every CityHub stream and bucket at 3 replicas, a backlog in ingest: the steady state")
+    label(
+        benchmark,
+        NODE_LOSS_GROUP,
+        "peer",
+        ROUND_EVENTS,
+        note="3 of 3 nodes, every CityHub stream and bucket at 3 replicas, a backlog in ingest: the steady state",
+    )
 
 
 @pytest.mark.timeout(900)
 def test_ingest_leader_killed(benchmark, cluster_hub):
-    benchmark.pedantic(cluster_hub.kill_ingest_leader_and_grow, setup=cluster_hub.every_node_up, rounds=ROUNDS,
-                       iterations=1)
-    label(benchmark, NODE_LOSS_GROUP, "cityhub", ROUND_EVENTS,
-          note="from kill -9 of the node leading CITYHUB_INGEST: the stream elects a new leader, the hub reconnects "
-               "if that node was its server, and carries on with 2 of 3 nodes (the node comes back between rounds)")
+    benchmark.pedantic(
+        cluster_hub.kill_ingest_leader_and_grow, setup=cluster_hub.every_node_up, rounds=ROUNDS, iterations=1
+    )
+    label(
+        benchmark,
+        NODE_LOSS_GROUP,
+        "cityhub",
+        ROUND_EVENTS,
+        note="from kill -9 of the node leading CITYHUB_INGEST: the stream elects a new leader, the hub reconnects "
+        "if that node was its server, and carries on with 2 of 3 nodes (the node comes back between rounds)",
+    )

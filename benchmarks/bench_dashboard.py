@@ -27,12 +27,31 @@ def stream_messages() -> list[tuple[str, bytes]]:
     for number in range(INCIDENTS):
         incident = make_incident(number, cell=number, severity=list(Severity)[number % 5])
         report = make_report(incident, 1, "iot_mqtt", 0)
-        messages.append(("cityhub.incidents.x.gas_leak.opened", wire.encode(
-            type_="cityhub.incident.opened", id_=incident.id, source="/cityhub/pipeline", time=incident.opened_at,
-            data=incident)))
-        messages.append(("cityhub.events.x.y.gas_leak.high", wire.encode(
-            type_=wire.TYPE_EVENT, id_=report.id or "", source="/cityhub/iot_mqtt", time=report.time, data=report,
-            extensions={"incidentid": incident.id})))
+        messages.append(
+            (
+                "cityhub.incidents.x.gas_leak.opened",
+                wire.encode(
+                    type_="cityhub.incident.opened",
+                    id_=incident.id,
+                    source="/cityhub/pipeline",
+                    time=incident.opened_at,
+                    data=incident,
+                ),
+            )
+        )
+        messages.append(
+            (
+                "cityhub.events.x.y.gas_leak.high",
+                wire.encode(
+                    type_=wire.TYPE_EVENT,
+                    id_=report.id or "",
+                    source="/cityhub/iot_mqtt",
+                    time=report.time,
+                    data=report,
+                    extensions={"incidentid": incident.id},
+                ),
+            )
+        )
     return messages
 
 
@@ -59,14 +78,16 @@ def test_livestate_follows_the_stream(benchmark, messages):
         return state
 
     benchmark.group = STREAM_GROUP
-    benchmark.extra_info.update(items=len(messages), role="cityhub",
-                                note="reports in time order, orders, cell counts, response-time figures")
+    benchmark.extra_info.update(
+        items=len(messages), role="cityhub", note="reports in time order, orders, cell counts, response-time figures"
+    )
     state = benchmark.pedantic(follow, rounds=5, iterations=1)
     assert state.figures()["open"] == INCIDENTS
 
 
 def test_sdk_and_pydantic_consumer(benchmark, messages):
     """The peer: parse each message with the CloudEvents SDK, validate its data with the pydantic model."""
+
     def follow() -> dict[str, dict[str, Any]]:
         incidents: dict[str, dict[str, Any]] = {}
         reader = JSONFormat()
@@ -82,8 +103,9 @@ def test_sdk_and_pydantic_consumer(benchmark, messages):
         return incidents
 
     benchmark.group = STREAM_GROUP
-    benchmark.extra_info.update(items=len(messages), role="peer",
-                                note="latest incident + its reports only; no figures, no cell counts")
+    benchmark.extra_info.update(
+        items=len(messages), role="peer", note="latest incident + its reports only; no figures, no cell counts"
+    )
     incidents = benchmark.pedantic(follow, rounds=5, iterations=1)
     assert len(incidents) == INCIDENTS
 

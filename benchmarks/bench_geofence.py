@@ -84,8 +84,16 @@ def test_cityhub_locate_many_python_objects(benchmark, index, points):
 @pytest.mark.parametrize("predicate", ["within", "intersects"])
 def test_shapely_strtree_query(benchmark, shapely_tree, points, predicate):
     shapely_points = shapely.points(*points)
-    label(benchmark, POINT_GROUP, "peer", POINTS, f"shapely {shapely.__version__} STRtree.query(points, predicate={predicate!r}), prepared")
-    pairs = benchmark.pedantic(shapely_tree.query, args=(shapely_points,), kwargs={"predicate": predicate}, rounds=2, iterations=1)
+    label(
+        benchmark,
+        POINT_GROUP,
+        "peer",
+        POINTS,
+        f"shapely {shapely.__version__} STRtree.query(points, predicate={predicate!r}), prepared",
+    )
+    pairs = benchmark.pedantic(
+        shapely_tree.query, args=(shapely_points,), kwargs={"predicate": predicate}, rounds=2, iterations=1
+    )
     assert pairs.shape[0] == 2
 
 
@@ -122,7 +130,13 @@ def areas_geojson(areas) -> list:
 
 
 def test_cityhub_cells_intersecting_arrays(benchmark, index, areas_geojson):
-    label(benchmark, AREA_GROUP, "cityhub", AREAS, "cells_intersecting_arrays: all areas in one crossing, cell indices (like shapely)")
+    label(
+        benchmark,
+        AREA_GROUP,
+        "cityhub",
+        AREAS,
+        "cells_intersecting_arrays: all areas in one crossing, cell indices (like shapely)",
+    )
     result = benchmark.pedantic(index.cells_intersecting_arrays, args=(areas_geojson,), rounds=3, iterations=1)
     assert len(result.offsets) == AREAS + 1
 
@@ -139,13 +153,21 @@ def test_cityhub_cells_intersecting_cells(benchmark, index, areas_geojson):
 
 def test_shapely_cells_intersecting(benchmark, shapely_tree, areas):
     label(benchmark, AREA_GROUP, "peer", AREAS, "shapely STRtree.query(areas, predicate='intersects'), prepared cells")
-    result = benchmark.pedantic(shapely_tree.query, args=(np.array(areas),), kwargs={"predicate": "intersects"}, rounds=3, iterations=1)
+    result = benchmark.pedantic(
+        shapely_tree.query, args=(np.array(areas),), kwargs={"predicate": "intersects"}, rounds=3, iterations=1
+    )
     assert result.shape[0] == 2
 
 
 def test_cityhub_load(benchmark, tessellation):
     text = json.dumps(tessellation).encode()
-    label(benchmark, "geofence: load 150k cells from GeoJSON", "cityhub", len(tessellation["features"]), f"{len(text) / 1e6:.0f} MB of GeoJSON")
+    label(
+        benchmark,
+        "geofence: load 150k cells from GeoJSON",
+        "cityhub",
+        len(tessellation["features"]),
+        f"{len(text) / 1e6:.0f} MB of GeoJSON",
+    )
 
     def load():
         return GridIndex.load([LayerSpec(name="admin", geojson=tessellation)])
@@ -154,7 +176,13 @@ def test_cityhub_load(benchmark, tessellation):
 
 
 def test_shapely_load(benchmark, tessellation):
-    label(benchmark, "geofence: load 150k cells from GeoJSON", "peer", len(tessellation["features"]), "shapely.from_geojson + STRtree")
+    label(
+        benchmark,
+        "geofence: load 150k cells from GeoJSON",
+        "peer",
+        len(tessellation["features"]),
+        "shapely.from_geojson + STRtree",
+    )
 
     def load():
         geometries = shapely.from_geojson([json.dumps(f["geometry"]) for f in tessellation["features"]])

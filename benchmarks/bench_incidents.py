@@ -84,7 +84,9 @@ class GridHashMerger:
                         continue
                     d2, t2 = self.limits(inc_cat)
                     window = max(t1, t2)
-                    if first - window <= time <= last + window and haversine_m(lon, lat, inc_lon, inc_lat) <= max(d1, d2):
+                    if first - window <= time <= last + window and haversine_m(lon, lat, inc_lon, inc_lat) <= max(
+                        d1, d2
+                    ):
                         best = inc
         if best is not None:
             best[3], best[4], best[7] = min(best[3], time), max(best[4], time), best[7] + 1
@@ -97,7 +99,9 @@ class GridHashMerger:
 
     def expire(self, now: float) -> list[str]:
         due = sorted(
-            (inc[4] + self.limits(inc[2])[1], seq) for seq, inc in self.open.items() if inc[4] + self.limits(inc[2])[1] < now
+            (inc[4] + self.limits(inc[2])[1], seq)
+            for seq, inc in self.open.items()
+            if inc[4] + self.limits(inc[2])[1] < now
         )
         closed = []
         for _, seq in due:
@@ -124,7 +128,11 @@ def merge_day_with_cityhub(day) -> tuple[list, list[str]]:
     for start in range(0, len(ids), BATCH):
         end = start + BATCH
         closed += merger.expire(times[start])
-        batches.append(merger.add_columns(ids[start:end], times[start:end], categories[start:end], lons[start:end], lats[start:end]))
+        batches.append(
+            merger.add_columns(
+                ids[start:end], times[start:end], categories[start:end], lons[start:end], lats[start:end]
+            )
+        )
     return batches, closed
 
 
@@ -148,7 +156,9 @@ def test_merge_cityhub(benchmark, day, outcomes):
     result = benchmark.pedantic(merge_day_with_cityhub, args=(day,), rounds=3, iterations=1)
     outcomes["cityhub"] = (as_rows(result[0]), result[1])
     merged = sum(1 for batch in result[0] for is_new in batch.is_new if not is_new)
-    benchmark.extra_info.update(items=EVENTS, role="cityhub", note=f"add_columns in batches of {BATCH:,}, expire per batch; {merged:,} merged")
+    benchmark.extra_info.update(
+        items=EVENTS, role="cityhub", note=f"add_columns in batches of {BATCH:,}, expire per batch; {merged:,} merged"
+    )
 
 
 def test_merge_python_grid_hash(benchmark, day, outcomes):
@@ -283,8 +293,13 @@ def busy_merger(day) -> IncidentMerger:
     end = next(i for i, t in enumerate(times) if t > 7_200)
     for start in range(0, end, BATCH):
         merger.expire(times[start])
-        merger.add_columns(ids[start : start + BATCH], times[start : start + BATCH], categories[start : start + BATCH],
-                           lons[start : start + BATCH], lats[start : start + BATCH])
+        merger.add_columns(
+            ids[start : start + BATCH],
+            times[start : start + BATCH],
+            categories[start : start + BATCH],
+            lons[start : start + BATCH],
+            lats[start : start + BATCH],
+        )
     return merger
 
 
@@ -293,8 +308,13 @@ def test_merger_snapshot_per_batch(benchmark, busy_merger, day, kind):
     benchmark.group = "merger snapshot after a 10,000-event batch"
     ids, times, categories, lons, lats = day
     start = next(i for i, t in enumerate(times) if t > 7_200)
-    batch = [ids[start : start + BATCH], times[start : start + BATCH], categories[start : start + BATCH],
-             lons[start : start + BATCH], lats[start : start + BATCH]]
+    batch = [
+        ids[start : start + BATCH],
+        times[start : start + BATCH],
+        categories[start : start + BATCH],
+        lons[start : start + BATCH],
+        lats[start : start + BATCH],
+    ]
     take = busy_merger.snapshot_delta if kind == "delta" else busy_merger.snapshot
     rounds = iter(range(1_000))
 

@@ -26,7 +26,7 @@ import functools
 import resource
 import statistics
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
@@ -34,23 +34,23 @@ import orjson
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from hub import topology
-from hub.config import PipelineConfig
-from hub.connector_runtime import encode_ingest
-from hub.nats.embedded import EmbeddedNats
-from hub.nats.fetcher import Fetcher
-from hub.geofence import GridIndex, LayerSpec
-from hub.incidents import MergePolicy
-from hub.metrics import Metrics
-from hub.models import Category, CoordSystem, Event, Location
-from hub.pipeline import Engines, Pipeline, PipelineOptions
-from hub.nats.publisher import Message, Publisher
-from hub.rules import RuleSet
-from hub.nats.streams import ensure_streams
 from benchmarks.loading import publish_load
 from benchmarks.observing import cpu_seconds, p50_p99, stored_times
 from cityhub_redaction.settings import RedactionSettings
 from cityhub_redaction.transform import Redaction
+from hub import topology
+from hub.config import PipelineConfig
+from hub.connector_runtime import encode_ingest
+from hub.geofence import GridIndex, LayerSpec
+from hub.incidents import MergePolicy
+from hub.metrics import Metrics
+from hub.models import Category, CoordSystem, Event, Location
+from hub.nats.embedded import EmbeddedNats
+from hub.nats.fetcher import Fetcher
+from hub.nats.publisher import Message, Publisher
+from hub.nats.streams import ensure_streams
+from hub.pipeline import Engines, Pipeline, PipelineOptions
+from hub.rules import RuleSet
 
 EVENTS = 30_000
 BATCH = 500
@@ -63,16 +63,19 @@ _results: dict[str, float] = {}
 
 
 def city_events(count: int, first: int = 0) -> list[bytes]:
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
     raws = []
     for n in range(first, first + count):
         original = n - 7 if n % 50 == 49 else n
         place = original % 2_000
         event = Event(
-            source="iot_mqtt", source_event_id=f"r-{original}", category=CATEGORIES[place % 4],
+            source="iot_mqtt",
+            source_event_id=f"r-{original}",
+            category=CATEGORIES[place % 4],
             time=start + timedelta(milliseconds=original),
-            location=Location(lon=ORIGIN[0] + (place % 40) * 0.003, lat=ORIGIN[1] + (place // 40) * 0.003,
-                              crs=CoordSystem.GCJ02),
+            location=Location(
+                lon=ORIGIN[0] + (place % 40) * 0.003, lat=ORIGIN[1] + (place // 40) * 0.003, crs=CoordSystem.GCJ02
+            ),
         )
         raws.append(encode_ingest(event)[1])
     return raws
@@ -84,8 +87,12 @@ def engines() -> Engines:
     redaction plugin runs with the default personal-data policy, as a hub does unless told otherwise."""
     geofence = GridIndex.load([LayerSpec(name="admin", path=GRIDS / "chengdu_admin_gcj02.geojson", crs="gcj02")])
     redaction = Redaction(PipelineConfig().personal_data, RedactionSettings())
-    return Engines(rules=RuleSet.compile(RULES), merge_policy=MergePolicy(), geofence=geofence,
-                   transforms=(("redaction", redaction),))
+    return Engines(
+        rules=RuleSet.compile(RULES),
+        merge_policy=MergePolicy(),
+        geofence=geofence,
+        transforms=(("redaction", redaction),),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +115,9 @@ async def _fresh_streams(url: str) -> None:
         except nats.js.errors.NotFoundError:
             pass
     await ensure_streams(js)
-    await js.add_stream(StreamConfig(name="PASSTHROUGH", subjects=["passthrough.>"], duplicate_window=120, allow_batched=True))
+    await js.add_stream(
+        StreamConfig(name="PASSTHROUGH", subjects=["passthrough.>"], duplicate_window=120, allow_batched=True)
+    )
     await nc.close()
 
 
@@ -128,10 +137,16 @@ async def _passthrough(url: str, total: int, fast_ingest: bool, outputs_per_even
     nc = await nats.connect(url)
     js = nc.jetstream()
     publisher = Publisher(nc, stream_of=lambda subject: "PASSTHROUGH", fast_ingest=fast_ingest)
-    await js.add_consumer(topology.INGEST_STREAM, ConsumerConfig(
-        durable_name="passthrough", filter_subject="cityhub.ingest.>", ack_policy=AckPolicy.ALL,
-        max_ack_pending=10_000, max_waiting=16,
-    ))
+    await js.add_consumer(
+        topology.INGEST_STREAM,
+        ConsumerConfig(
+            durable_name="passthrough",
+            filter_subject="cityhub.ingest.>",
+            ack_policy=AckPolicy.ALL,
+            max_ack_pending=10_000,
+            max_waiting=16,
+        ),
+    )
     fetcher = await Fetcher(nc, topology.INGEST_STREAM, "passthrough", prefetch=True).start()
     done = 0
     in_flight = None
@@ -141,8 +156,13 @@ async def _passthrough(url: str, total: int, fast_ingest: bool, outputs_per_even
         for msg in msgs:
             document = orjson.loads(msg.data)
             for copy in range(outputs_per_event):
-                outputs.append(Message(f"passthrough.{copy}.{msg.subject}", orjson.dumps(document),
-                                       f"{document['id']}:{msg.seq}:{copy}"))
+                outputs.append(
+                    Message(
+                        f"passthrough.{copy}.{msg.subject}",
+                        orjson.dumps(document),
+                        f"{document['id']}:{msg.seq}:{copy}",
+                    )
+                )
         publishing = asyncio.create_task(publisher.publish_until_stored(outputs))
         if in_flight is not None:
             await _stored_then_ack(*in_flight)
@@ -165,8 +185,9 @@ _stage_us: dict[str, float] = {}  # per event, from the last round's stage metri
 async def _pipeline(url: str, total: int) -> None:
     nc = await nats.connect(url)
     metrics = Metrics()
-    pipeline = Pipeline(nc, engines(), metrics, PipelineOptions(batch_size=BATCH, fetch_timeout_s=0.05,
-                                                                snapshot_interval_s=5.0))
+    pipeline = Pipeline(
+        nc, engines(), metrics, PipelineOptions(batch_size=BATCH, fetch_timeout_s=0.05, snapshot_interval_s=5.0)
+    )
     await pipeline.start()
     while pipeline.counts["in"] < total:
         await asyncio.sleep(0.005)
@@ -206,20 +227,32 @@ def _cpu_note(cpu: list[tuple[float, float]]) -> str:
     return f"CPU per event: consumer {consumer:.0f} µs, nats-server {server:.0f} µs"
 
 
-@pytest.mark.parametrize(("fast_ingest", "outputs_per_event"), [(True, 1), (False, 1), (True, 2)],
-                         ids=["fast_ingest", "publish_async", "fast_ingest_two_outputs"])
+@pytest.mark.parametrize(
+    ("fast_ingest", "outputs_per_event"),
+    [(True, 1), (False, 1), (True, 2)],
+    ids=["fast_ingest", "publish_async", "fast_ingest_two_outputs"],
+)
 def test_nats_py_passthrough(benchmark, server, fast_ingest, outputs_per_event):
     benchmark.group = GROUP
-    publishing = ("fast-ingest batch publish, AckAll once per batch after its final publish ack" if fast_ingest else
-                  "publish_async per message, AckAll once per batch after gathering its publish acks")
-    copies = ("" if outputs_per_event == 1 else
-              f"{outputs_per_event} messages per event as the pipeline publishes (event + incident update), ")
+    publishing = (
+        "fast-ingest batch publish, AckAll once per batch after its final publish ack"
+        if fast_ingest
+        else "publish_async per message, AckAll once per batch after gathering its publish acks"
+    )
+    copies = (
+        ""
+        if outputs_per_event == 1
+        else f"{outputs_per_event} messages per event as the pipeline publishes (event + incident update), "
+    )
     peer = fast_ingest and outputs_per_event == 1
     consume = functools.partial(_passthrough, fast_ingest=fast_ingest, outputs_per_event=outputs_per_event)
     cpu: list[tuple[float, float]] = []
     benchmark.pedantic(_run, setup=lambda: _round(server, consume, cpu), rounds=3, iterations=1)
-    benchmark.extra_info.update(items=EVENTS, role="peer" if peer else "sanity",
-                                note=f"fetch 500 with prefetch, orjson.loads, {copies}{publishing}; {_cpu_note(cpu)}")
+    benchmark.extra_info.update(
+        items=EVENTS,
+        role="peer" if peer else "sanity",
+        note=f"fetch 500 with prefetch, orjson.loads, {copies}{publishing}; {_cpu_note(cpu)}",
+    )
     if peer:
         _results["peer"] = EVENTS / benchmark.stats.stats.median
 
@@ -233,10 +266,12 @@ def test_cityhub_pipeline(benchmark, server):
     p50, p99 = asyncio.run(_latency_at(server.url, rate / 2))
     ratio = f"{rate / _results['peer']:.0%} of the passthrough; " if "peer" in _results else ""
     benchmark.extra_info.update(
-        items=EVENTS, role="cityhub",
+        items=EVENTS,
+        role="cityhub",
         note=f"{ratio}latency at half load ({rate / 2:,.0f}/s): p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms; "
-             "µs per event by stage: " + ", ".join(f"{stage} {_stage_us[stage]:.0f}" for stage in STAGES)
-             + f" (publish overlaps the next batch's processing); {_cpu_note(cpu)}",
+        "µs per event by stage: "
+        + ", ".join(f"{stage} {_stage_us[stage]:.0f}" for stage in STAGES)
+        + f" (publish overlaps the next batch's processing); {_cpu_note(cpu)}",
     )
 
 
@@ -255,5 +290,3 @@ async def _latency_at(url: str, rate: float) -> tuple[float, float]:
     ingested, unified = await stored_times(js, topology.INGEST_STREAM), await stored_times(js, topology.EVENTS_STREAM)
     await nc.close()
     return p50_p99([stored - ingested[key] for key, stored in unified.items() if key in ingested])
-
-

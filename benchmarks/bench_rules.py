@@ -60,9 +60,12 @@ def events() -> tuple[list[bytes], list[dict[str, Any]]]:
 @cache
 def cityhub_rules() -> RuleSet:
     rules = [
-        Rule(id=f"r{i}", priority=i % 7,
-             when=f'category == "{c}" && payload.level >= {t} && payload.zone == "{z}"',
-             actions={"severity": "high", "route": ["gridworker"]})
+        Rule(
+            id=f"r{i}",
+            priority=i % 7,
+            when=f'category == "{c}" && payload.level >= {t} && payload.zone == "{z}"',
+            actions={"severity": "high", "route": ["gridworker"]},
+        )
         for i, (c, t, z) in ((i, rule_parts(i)) for i in range(RULE_COUNT))
     ]
     return RuleSet.compile(rules, timezone="Asia/Shanghai")
@@ -70,16 +73,24 @@ def cityhub_rules() -> RuleSet:
 
 def jsonlogic_rule(index: int) -> dict[str, Any]:
     c, t, z = rule_parts(index)
-    return {"and": [{"==": [{"var": "category"}, c]}, {">=": [{"var": "payload.level"}, t]},
-                    {"==": [{"var": "payload.zone"}, z]}]}
+    return {
+        "and": [
+            {"==": [{"var": "category"}, c]},
+            {">=": [{"var": "payload.level"}, t]},
+            {"==": [{"var": "payload.zone"}, z]},
+        ]
+    }
 
 
 def reference_matches(event: dict[str, Any]) -> int:
     """How many rules an event matches (for the correctness column)."""
     payload = event["payload"]
     return sum(
-        1 for i in range(RULE_COUNT)
-        if (parts := rule_parts(i))[0] == event["category"] and payload["level"] >= parts[1] and payload["zone"] == parts[2]
+        1
+        for i in range(RULE_COUNT)
+        if (parts := rule_parts(i))[0] == event["category"]
+        and payload["level"] >= parts[1]
+        and payload["zone"] == parts[2]
     )
 
 
@@ -104,7 +115,13 @@ def test_cityhub_all_matches(benchmark) -> None:
 def test_cityhub_all_matches_columnar(benchmark) -> None:
     payloads, _ = events()
     rule_set = cityhub_rules()
-    label(benchmark, ALL_MATCHES, "cityhub", EVENT_COUNT, "match_indices on JSON bytes: flat buffers of rule positions, no list per event")
+    label(
+        benchmark,
+        ALL_MATCHES,
+        "cityhub",
+        EVENT_COUNT,
+        "match_indices on JSON bytes: flat buffers of rule positions, no list per event",
+    )
     result = benchmark(rule_set.match_indices, payloads)
     assert len(result.rule_indices) == expected_total(EVENT_COUNT)
 
@@ -119,12 +136,16 @@ def test_datalogic_py_all_rules_per_event(benchmark) -> None:
 
     def run() -> int:
         return sum(
-            result == "true"
-            for text in texts
-            for result in session.evaluate_many(compiled, datalogic.DataHandle(text))
+            result == "true" for text in texts for result in session.evaluate_many(compiled, datalogic.DataHandle(text))
         )
 
-    label(benchmark, ALL_MATCHES, "peer", count, "datalogic-py 5.9: DataHandle + Session.evaluate_many (1,000 rules, one call per event)")
+    label(
+        benchmark,
+        ALL_MATCHES,
+        "peer",
+        count,
+        "datalogic-py 5.9: DataHandle + Session.evaluate_many (1,000 rules, one call per event)",
+    )
     assert benchmark.pedantic(run, rounds=3, iterations=1) == expected_total(count)
 
 
@@ -146,8 +167,16 @@ def test_panzi_json_logic_all_rules_per_event(benchmark) -> None:
     rules = [jsonlogic_rule(i) for i in range(RULE_COUNT)]
     count = 50
     batch = events()[1][:count]
-    label(benchmark, ALL_MATCHES, "peer", count, "panzi-json-logic 1.0 (pure Python), every rule per event; events given parsed")
-    total = benchmark.pedantic(lambda: sum(bool(json_logic.jsonLogic(r, e)) for e in batch for r in rules), rounds=3, iterations=1)
+    label(
+        benchmark,
+        ALL_MATCHES,
+        "peer",
+        count,
+        "panzi-json-logic 1.0 (pure Python), every rule per event; events given parsed",
+    )
+    total = benchmark.pedantic(
+        lambda: sum(bool(json_logic.jsonLogic(r, e)) for e in batch for r in rules), rounds=3, iterations=1
+    )
     assert total == expected_total(count)
 
 
@@ -177,7 +206,13 @@ class HandIndexed:
 def test_hand_indexed_python_all_matches(benchmark) -> None:
     payloads, _ = events()
     matcher = HandIndexed()
-    label(benchmark, ALL_MATCHES, "sanity", EVENT_COUNT, "pure Python, rules indexed by category by hand, orjson.loads per event")
+    label(
+        benchmark,
+        ALL_MATCHES,
+        "sanity",
+        EVENT_COUNT,
+        "pure Python, rules indexed by category by hand, orjson.loads per event",
+    )
     result = benchmark(lambda: [matcher.match(p, False) for p in payloads])
     assert sum(map(len, result)) == expected_total(EVENT_COUNT)
 
@@ -219,8 +254,13 @@ def test_durable_rules_first_match(benchmark) -> None:
             except MessageNotHandledException:
                 pass
 
-    label(benchmark, FIRST_MATCH, "peer", count,
-           "durable_rules 2.0 (Rete, C core): an event is consumed by one rule; events given parsed and flattened")
+    label(
+        benchmark,
+        FIRST_MATCH,
+        "peer",
+        count,
+        "durable_rules 2.0 (Rete, C core): an event is consumed by one rule; events given parsed and flattened",
+    )
     fired.clear()
     benchmark.pedantic(run, rounds=3, iterations=1)
     assert len(fired) == 3 * sum(1 for e in events()[1][:count] if reference_matches(e))

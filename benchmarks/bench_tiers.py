@@ -22,7 +22,7 @@ import asyncio
 import functools
 import itertools
 import statistics
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,9 @@ SOURCE = "hotline_12345"
 GROUP = f"Three tiers: a city-wide load entered at the city, carried down to {len(DISTRICTS)} district hubs (events/s end to end)"
 CATEGORIES = [Category.GAS_LEAK, Category.WATER_LEAK, Category.NOISE, Category.FIRE]
 # The connectors that run without a section of their own; the benchmark is the only source of events.
-CONNECTORS_OFF = "".join(f"\n[plugins.{name}]\nenabled = false\n" for name in ("citizen_report", "iot_mqtt", "recycling"))
+CONNECTORS_OFF = "".join(
+    f"\n[plugins.{name}]\nenabled = false\n" for name in ("citizen_report", "iot_mqtt", "recycling")
+)
 _tiers_rate: dict[str, float] = {}
 
 
@@ -56,7 +58,9 @@ _tiers_rate: dict[str, float] = {}
 def places() -> dict[str, list[tuple[float, float]]]:
     """Points (GCJ-02) of a 200 m lattice over central Chengdu, by the district that holds them."""
     grids = GridIndex.load([LayerSpec(name="admin", path=GRIDS, crs="gcj02")])
-    lons, lats = (axis.ravel() for axis in np.meshgrid(np.arange(103.90, 104.25, 0.002), np.arange(30.55, 30.80, 0.002)))
+    lons, lats = (
+        axis.ravel() for axis in np.meshgrid(np.arange(103.90, 104.25, 0.002), np.arange(30.55, 30.80, 0.002))
+    )
     held: dict[str, list[tuple[float, float]]] = {code: [] for code in DISTRICTS}
     for lon, lat, where in zip(lons, lats, grids.locate_many(lons, lats, crs="gcj02"), strict=True):
         if where.admin_path and where.admin_path[0].id in held:
@@ -66,13 +70,18 @@ def places() -> dict[str, list[tuple[float, float]]]:
 
 def city_wide(tag: str, count: int) -> tuple[list[str], list[bytes]]:
     """``count`` 12345 reports taking turns over the districts: their ingest ids and CloudEvents."""
-    start = datetime.now(timezone.utc)
+    start = datetime.now(UTC)
     ids, raws = [], []
     for n in range(count):
         district = places()[DISTRICTS[n % len(DISTRICTS)]]
         lon, lat = district[(n // len(DISTRICTS)) % len(district)]
-        event = Event(source=SOURCE, source_event_id=f"{tag}-{n}", category=CATEGORIES[(n // 7) % len(CATEGORIES)],
-                      time=start + timedelta(milliseconds=n), location=Location(lon=lon, lat=lat, crs=CoordSystem.GCJ02))
+        event = Event(
+            source=SOURCE,
+            source_event_id=f"{tag}-{n}",
+            category=CATEGORIES[(n // 7) % len(CATEGORIES)],
+            time=start + timedelta(milliseconds=n),
+            location=Location(lon=lon, lat=lat, crs=CoordSystem.GCJ02),
+        )
         msg_id, raw = encode_ingest(event)
         ids.append(msg_id)
         raws.append(raw)
@@ -141,9 +150,15 @@ async def _carry(running: RunningTiers, ids: list[str], raws: list[bytes], pace_
     (counted by a consumer of the new unified events that reads none: its pending count)."""
     city = await running.connect()
     js = city.jetstream()
-    counter = await js.add_consumer(topology.EVENTS_STREAM, ConsumerConfig(
-        filter_subject=f"{topology.PREFIX}.events.>", deliver_policy=DeliverPolicy.NEW, ack_policy=AckPolicy.NONE,
-        inactive_threshold=600.0))
+    counter = await js.add_consumer(
+        topology.EVENTS_STREAM,
+        ConsumerConfig(
+            filter_subject=f"{topology.PREFIX}.events.>",
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=600.0,
+        ),
+    )
     await publish_load(js, f"{topology.PREFIX}.ingest.{SOURCE}", raws, ids, pace_per_s)
     while (await js.consumer_info(topology.EVENTS_STREAM, counter.name)).num_pending < len(raws):
         await asyncio.sleep(0.02)
@@ -164,16 +179,23 @@ def _measure(benchmark, running: RunningTiers) -> tuple[float, dict[str, float]]
     benchmark.group = GROUP  # before the rounds: pytest-benchmark files a benchmark under the group it had then
     rounds = itertools.count()
     cpu: list[dict[str, float]] = []
-    benchmark.pedantic(_round, setup=lambda: ((running, *city_wide(f"r{next(rounds)}", EVENTS), cpu), {}),
-                       rounds=3, iterations=1)
-    return EVENTS / benchmark.stats.stats.median, {name: statistics.median(r[name] for r in cpu) * 1e6 for name in cpu[0]}
+    benchmark.pedantic(
+        _round, setup=lambda: ((running, *city_wide(f"r{next(rounds)}", EVENTS), cpu), {}), rounds=3, iterations=1
+    )
+    return EVENTS / benchmark.stats.stats.median, {
+        name: statistics.median(r[name] for r in cpu) * 1e6 for name in cpu[0]
+    }
 
 
 async def _first_sequences(running: RunningTiers) -> dict[tuple[str, str], int]:
     """The sequence the next message of each stream the latency is read from will have."""
     where = [("city", topology.INGEST_STREAM), ("city", topology.EVENTS_STREAM)]
-    where += [(code, stream) for code in running.hubs if code != "city"
-              for stream in (topology.INGEST_STREAM, topology.EVENTS_STREAM)]
+    where += [
+        (code, stream)
+        for code in running.hubs
+        if code != "city"
+        for stream in (topology.INGEST_STREAM, topology.EVENTS_STREAM)
+    ]
     first = {}
     for code, stream in where:
         client = await running.connect(code)
@@ -196,26 +218,39 @@ async def _latency(running: RunningTiers, rate: float) -> dict[str, tuple[float,
     ingested = times.pop(("city", topology.INGEST_STREAM))
     legs = {"city": times.pop(("city", topology.EVENTS_STREAM))}
     for leg, stream in (("handed down", topology.INGEST_STREAM), ("district", topology.EVENTS_STREAM)):
-        at_districts = {key: stored for (_, kind), stored_at in times.items() if kind == stream for key, stored in stored_at.items()}
+        at_districts = {
+            key: stored for (_, kind), stored_at in times.items() if kind == stream for key, stored in stored_at.items()
+        }
         if at_districts:
             legs[leg] = at_districts
-    return {leg: p50_p99([stored - ingested[key] for key, stored in unified.items() if key in ingested])
-            for leg, unified in legs.items()}
+    return {
+        leg: p50_p99([stored - ingested[key] for key, stored in unified.items() if key in ingested])
+        for leg, unified in legs.items()
+    }
 
 
-_LEGS = {"handed down": "city ingest → district's ingest", "district": "city ingest → district's unified event",
-         "city": "city ingest → visible at the city"}
+_LEGS = {
+    "handed down": "city ingest → district's ingest",
+    "district": "city ingest → district's unified event",
+    "city": "city ingest → visible at the city",
+}
 
 
 def _latency_note(rate: float, latencies: dict[str, tuple[float, float]], pace: str = "half the tiers' rate") -> str:
-    legs = "; ".join(f"{_LEGS[leg]} p50 {latencies[leg][0] * 1000:.1f} ms, p99 {latencies[leg][1] * 1000:.1f} ms"
-                     for leg in _LEGS if leg in latencies)
+    legs = "; ".join(
+        f"{_LEGS[leg]} p50 {latencies[leg][0] * 1000:.1f} ms, p99 {latencies[leg][1] * 1000:.1f} ms"
+        for leg in _LEGS
+        if leg in latencies
+    )
     return f"latency at {rate:,.0f}/s ({pace}): {legs}"
 
 
 def _cpu_note(cpu_us: dict[str, float]) -> str:
-    return "CPU per event: " + ", ".join(f"{name} {us:.0f} µs" for name, us in cpu_us.items()) + \
-        f"; all processes {sum(cpu_us.values()):.0f} µs"
+    return (
+        "CPU per event: "
+        + ", ".join(f"{name} {us:.0f} µs" for name, us in cpu_us.items())
+        + f"; all processes {sum(cpu_us.values()):.0f} µs"
+    )
 
 
 @pytest.mark.timeout(900)  # eight processes on a shared machine
@@ -224,9 +259,14 @@ def test_tiers_city_and_three_districts(benchmark, tiers):
     rate, cpu_us = _measure(benchmark, tiers)
     _tiers_rate["tiers"] = rate
     latencies = asyncio.run(_latency(tiers, rate / 2))
-    label(benchmark, GROUP, "cityhub", EVENTS,
-          f"city hub hands each report down, its district hub handles it, the city sees it sourced up; "
-          f"{_latency_note(rate / 2, latencies)}; {_cpu_note(cpu_us)}")
+    label(
+        benchmark,
+        GROUP,
+        "cityhub",
+        EVENTS,
+        f"city hub hands each report down, its district hub handles it, the city sees it sourced up; "
+        f"{_latency_note(rate / 2, latencies)}; {_cpu_note(cpu_us)}",
+    )
 
 
 @pytest.mark.timeout(900)
@@ -236,5 +276,11 @@ def test_single_hub_same_load(benchmark, single_hub):
     pace = _tiers_rate.get("tiers", rate) / 2
     latencies = asyncio.run(_latency(single_hub, pace))
     paced_as = "half the tiers' rate" if "tiers" in _tiers_rate else "half its own rate: the tiers did not run"
-    label(benchmark, GROUP, "sanity", EVENTS, f"the baseline: one hub handles every report itself; "
-          f"{_latency_note(pace, latencies, paced_as)}; {_cpu_note(cpu_us)}")
+    label(
+        benchmark,
+        GROUP,
+        "sanity",
+        EVENTS,
+        f"the baseline: one hub handles every report itself; "
+        f"{_latency_note(pace, latencies, paced_as)}; {_cpu_note(cpu_us)}",
+    )

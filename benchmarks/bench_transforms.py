@@ -4,16 +4,25 @@ the unified stream, so their events/s bound the pipeline's."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from hub.config import HubConfig
-from hub.models import Category, Event, GridCell, Reporter
 from cityhub_enrichment.contacts import ContactBook, Enrichment
 from cityhub_enrichment.settings import Contact, EnrichmentSettings
 from cityhub_redaction.settings import RedactionSettings
-from cityhub_redaction.transform import ID_CARD, LANDLINE, MOBILE, Redaction, mask_id_card, mask_middle, mask_name, mask_phone
+from cityhub_redaction.transform import (
+    ID_CARD,
+    LANDLINE,
+    MOBILE,
+    Redaction,
+    mask_id_card,
+    mask_middle,
+    mask_name,
+    mask_phone,
+)
+from hub.config import HubConfig
+from hub.models import Category, Event, GridCell, Reporter
 
 EVENTS = 10_000
 LEVELS = ("micro_grid", "grid", "community", "street", "district")
@@ -28,13 +37,23 @@ def batch() -> list[Event]:
     events = []
     for n in range(EVENTS):
         cell = n % 500
-        grid_path = [GridCell(layer="admin", level=level, id=f"{level}-{cell // (i + 1)}", name=level)
-                     for i, level in enumerate(LEVELS)]
-        events.append(Event(
-            source="hotline12345", source_event_id=str(n), category=list(Category)[n % 8],
-            time=datetime(2026, 5, 1, tzinfo=timezone.utc), grid_path=grid_path, text=TEXTS[n % 3],
-            reporter=Reporter(name="张三", phone="13812345678", id_card="51010419900307123X", account=f"wx-{n % 900}"),
-        ))
+        grid_path = [
+            GridCell(layer="admin", level=level, id=f"{level}-{cell // (i + 1)}", name=level)
+            for i, level in enumerate(LEVELS)
+        ]
+        events.append(
+            Event(
+                source="hotline12345",
+                source_event_id=str(n),
+                category=list(Category)[n % 8],
+                time=datetime(2026, 5, 1, tzinfo=UTC),
+                grid_path=grid_path,
+                text=TEXTS[n % 3],
+                reporter=Reporter(
+                    name="张三", phone="13812345678", id_card="51010419900307123X", account=f"wx-{n % 900}"
+                ),
+            )
+        )
     return events
 
 
@@ -73,8 +92,11 @@ def hand_written_enrichment(table: list[Contact]):
     def apply(events: list[Event]) -> list[Event]:
         for event in events:
             for cell_id, level in [(cell.id, cell.level) for cell in event.grid_path] + [("*", None)]:
-                found = [{**c.model_dump(exclude={"categories"}, exclude_none=True), "level": level}
-                         for c in by_cell.get(cell_id, ()) if not c.categories or event.category in c.categories]
+                found = [
+                    {**c.model_dump(exclude={"categories"}, exclude_none=True), "level": level}
+                    for c in by_cell.get(cell_id, ())
+                    if not c.categories or event.category in c.categories
+                ]
                 if found:
                     event.payload["responsible"] = found[:3]
                     break

@@ -27,9 +27,12 @@ async def stored_times(js, stream: str, first_seq: int = 1) -> dict[str, float]:
     """source_event_id → when ``stream`` stored it (first occurrence), for its messages from ``first_seq`` on
     (CloudEvents, or canonical events as a hub hands them down)."""
     subscription = await js.pull_subscribe(
-        topology.STREAM_SUBJECTS[stream][0], stream=stream,
-        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                              opt_start_seq=first_seq))
+        topology.STREAM_SUBJECTS[stream][0],
+        stream=stream,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first_seq
+        ),
+    )
     total = (await subscription.consumer_info()).num_pending
     times: dict[str, float] = {}
     seen = 0

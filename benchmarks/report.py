@@ -21,7 +21,6 @@ import orjson
 COMMAND = "make bench"
 
 
-
 def label(benchmark, group: str, role: str, items: int, note: str = "", measure: str = "throughput") -> None:
     """Declare a benchmark's comparison ``group``, ``role`` (cityhub, peer or sanity), items per round, optional
     note and ``measure`` (``throughput``, or ``duration`` for rounds compared by how long they take), as this
@@ -80,7 +79,12 @@ def group_table(title: str, rows: list[Row]) -> list[str]:
     if all(row.duration for row in rows):
         return duration_table(title, rows)
     reference = best_cityhub(rows)
-    lines = [f"### {title}", "", "| benchmark | role | items/s | median per round | CityHub ÷ this | note |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| benchmark | role | items/s | median per round | CityHub ÷ this | note |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in sorted(rows, key=lambda row: -row.items_per_s):
         ratio = f"{reference.items_per_s / row.items_per_s:.1f}×" if reference and row.role != "cityhub" else "—"
         rate, median = format_rate(row.items_per_s), f"{row.median_s * 1e3:.3f} ms"
@@ -91,7 +95,12 @@ def group_table(title: str, rows: list[Row]) -> list[str]:
 def duration_table(title: str, rows: list[Row]) -> list[str]:
     ours = [row for row in rows if row.role == "cityhub"]
     reference = min(ours, key=lambda row: row.median_s) if ours else None
-    lines = [f"### {title}", "", "| benchmark | role | median | longest | this ÷ CityHub | note |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| benchmark | role | median | longest | this ÷ CityHub | note |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in sorted(rows, key=lambda row: row.median_s):
         ratio = f"{row.median_s / reference.median_s:.1f}×" if reference and row.role != "cityhub" else "—"
         lines.append(f"| `{row.name}` | {row.role} | {row.median_s:.2f} s | {row.max_s:.2f} s | {ratio} | {row.note} |")

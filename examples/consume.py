@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import re
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import nats
 from cloudevents.core.exceptions import BaseCloudEventException
@@ -49,10 +49,18 @@ def describe(subject: str, raw: bytes) -> tuple[str | None, str]:
     attributes = event.get_attributes()
     data = event.get_data() or {}
     what = data.get("text") or data.get("summary") or data.get("address") or data.get("status") or ""
-    line = " ".join(str(part) for part in (
-        attributes.get("time", ""), attributes["type"], attributes.get("severity", "-"),
-        attributes.get("category", "-"), attributes.get("incidentid", "-"), subject, what,
-    ))
+    line = " ".join(
+        str(part)
+        for part in (
+            attributes.get("time", ""),
+            attributes["type"],
+            attributes.get("severity", "-"),
+            attributes.get("category", "-"),
+            attributes.get("incidentid", "-"),
+            subject,
+            what,
+        )
+    )
     return attributes.get("severity"), line
 
 
@@ -77,13 +85,14 @@ async def consume(options: argparse.Namespace) -> int:
             done.set()
 
     if options.since:
-        start = datetime.now(timezone.utc) - options.since
+        start = datetime.now(UTC) - options.since
         config = ConsumerConfig(opt_start_time=start)
         policy = DeliverPolicy.BY_START_TIME
     else:
         config, policy = None, DeliverPolicy.NEW
-    subscription = await js.subscribe(options.subject, cb=on_message, ordered_consumer=True,
-                                      deliver_policy=policy, config=config)
+    subscription = await js.subscribe(
+        options.subject, cb=on_message, ordered_consumer=True, deliver_policy=policy, config=config
+    )
     try:
         await done.wait()
     finally:

@@ -146,20 +146,33 @@ class EventChecker:
     def __new__(cls, schema: str, source_field: str, time_field: str, event_type: str) -> EventChecker: ...
     def columns(self) -> list[tuple[str, str]]: ...
     def decode(
-        self, payloads: Sequence[bytes], subjects: Sequence[str], received: Sequence[float], max_bytes: int,
-        max_ahead_s: float, max_age_s: float, accept_out_of_range: bool,
+        self,
+        payloads: Sequence[bytes],
+        subjects: Sequence[str],
+        received: Sequence[float],
+        max_bytes: int,
+        max_ahead_s: float,
+        max_age_s: float,
+        accept_out_of_range: bool,
     ) -> tuple[list[int], list[int], dict[str, list[Any]]]: ...
 
-def rule_documents(payloads: Sequence[bytes | None], fields: Sequence[tuple[str, Sequence[str]]]) -> list[bytes | None]: ...
+def rule_documents(
+    payloads: Sequence[bytes | None], fields: Sequence[tuple[str, Sequence[str]]]
+) -> list[bytes | None]: ...
 
 # --- outputs (core_rs/src/bindings/outputs.rs) -----------------------------------------------------
 @final
 class EventEncoder:
     """Unified events and incident changes written from event columns, as the Python encoders wrote them."""
 
-    def __new__(cls, schema: str, time_field: str, source_field: str, source_prefix: str, type_: str) -> EventEncoder: ...
+    def __new__(
+        cls, schema: str, time_field: str, source_field: str, source_prefix: str, type_: str
+    ) -> EventEncoder: ...
     def encode(
-        self, columns: dict[str, list[Any]], ids: Sequence[str], subjects: Sequence[str],
+        self,
+        columns: dict[str, list[Any]],
+        ids: Sequence[str],
+        subjects: Sequence[str],
         extensions: Sequence[tuple[str, Sequence[str | bool | None]]],
     ) -> list[bytes]: ...
     def encode_data(self, columns: dict[str, list[Any]], count: int) -> list[bytes]: ...

@@ -24,9 +24,9 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from hub import __version__
 from hub.config import HubConfig
+from hub.control_characters import refuse_control_characters
 from hub.errors import HubError
 from hub.metrics import CONTENT_TYPE, Metrics
-from hub.control_characters import refuse_control_characters
 from hub.models import CLOSE_REASON_MAX, Event, IncidentId
 from hub.plugins import PluginHost
 from hub.reload import ConfigReloader
@@ -78,9 +78,7 @@ def get_hub(request: Request) -> Any:
     return request.app.state.hub
 
 
-def require_token(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
-) -> None:
+def require_token(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
     """Dependency of every mutating endpoint: the bearer token must equal ``[admin].token``."""
     configured = request.app.state.hub.config.admin.token
     if configured is None:
@@ -112,13 +110,21 @@ def _core_router() -> APIRouter:
         plugins = await hub.plugins.health()
         failing = [name for name, state in plugins.items() if state["disabled_reason"] in ("failures", "broken")]
         healthy = runtime.get("ok", True) and not failing
-        body = {"status": "ok" if healthy else "degraded", "version": __version__, "ready": hub.ready,
-                "runtime": runtime, "failing_plugins": failing, "plugins": plugins,
-                "last_reload": last_reload.public() if last_reload else None}
+        body = {
+            "status": "ok" if healthy else "degraded",
+            "version": __version__,
+            "ready": hub.ready,
+            "runtime": runtime,
+            "failing_plugins": failing,
+            "plugins": plugins,
+            "last_reload": last_reload.public() if last_reload else None,
+        }
         return JSONResponse(body)
 
-    @router.get("/ready", summary="200 when the hub is ready to do its job (active or standing by), else 503 "
-                "with what it waits for")
+    @router.get(
+        "/ready",
+        summary="200 when the hub is ready to do its job (active or standing by), else 503 with what it waits for",
+    )
     async def ready(hub: Any = Depends(get_hub)) -> JSONResponse:
         if hasattr(hub, "waiting_for"):
             waiting = await hub.waiting_for()
@@ -161,15 +167,20 @@ def _core_router() -> APIRouter:
         except HubError as exc:  # no pipeline here (a standby hub): say where it is
             raise HTTPException(409, str(exc)) from None
 
-    @router.post("/incidents/{incident_id}/close", dependencies=[Depends(require_token)], status_code=202,
-                 summary="Close an open incident (applied by the pipeline in order with the reports)")
-    async def close_incident(
-        incident_id: IncidentId, body: CloseBody, hub: Any = Depends(get_hub)
-    ) -> dict[str, Any]:
+    @router.post(
+        "/incidents/{incident_id}/close",
+        dependencies=[Depends(require_token)],
+        status_code=202,
+        summary="Close an open incident (applied by the pipeline in order with the reports)",
+    )
+    async def close_incident(incident_id: IncidentId, body: CloseBody, hub: Any = Depends(get_hub)) -> dict[str, Any]:
         return {"incident_id": incident_id, "request_id": await hub.request_close(incident_id, body.reason)}
 
-    @router.post("/incidents/{incident_id}/escalate", dependencies=[Depends(require_token)],
-                 summary="Escalate an incident to the hub one tier up (docs/deployment.md)")
+    @router.post(
+        "/incidents/{incident_id}/escalate",
+        dependencies=[Depends(require_token)],
+        summary="Escalate an incident to the hub one tier up (docs/deployment.md)",
+    )
     async def escalate_incident(incident_id: IncidentId, hub: Any = Depends(get_hub)) -> dict[str, Any]:
         try:
             sent = await hub.escalate_up(incident_id)
@@ -194,8 +205,12 @@ def _plugin_enabled(name: str) -> Callable[..., None]:
 
 def create_admin_app(hub: AdminHub, routers: Iterable[APIRouter] = ()) -> FastAPI:
     """The admin API of ``hub``, with each plugin's routes and any extra ``routers`` (the dashboard)."""
-    app = FastAPI(title="CityHub admin API", version=__version__, description=__doc__,
-                  max_body_size=hub.config.admin.max_body_bytes)
+    app = FastAPI(
+        title="CityHub admin API",
+        version=__version__,
+        description=__doc__,
+        max_body_size=hub.config.admin.max_body_bytes,
+    )
     app.state.hub = hub
     app.state.reloader = getattr(hub, "reloader", None) or ConfigReloader(hub)
     app.include_router(_core_router())

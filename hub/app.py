@@ -19,7 +19,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +32,29 @@ from hub.config import HubConfig, NatsConfig, load_config
 from hub.connector import Connector
 from hub.connector_runtime import publish_close_request
 from hub.dashboard.state import LiveState
-from hub.nats.embedded import EmbeddedNats, free_port
 from hub.errors import ConfigError, HubError
 from hub.escalation import Escalator
+from hub.federation.ownership import ownership_from_config
+from hub.federation.services import TierServices
 from hub.geofence import GridIndex
 from hub.incidents import Deduper, IncidentMerger, MergePolicy
 from hub.logs import configure_logging
 from hub.metrics import Metrics
 from hub.models import CloseRequest, Event
+from hub.nats.embedded import EmbeddedNats, free_port
 from hub.nats.natslink import NatsLink
-from hub.pipeline import BatchProcessor, Engines, EventTimeWindow, IngestMessage, Pipeline, PipelineOptions, PipelineState
+from hub.nats.streams import ensure_buckets, ensure_streams
+from hub.pipeline import (
+    BatchProcessor,
+    Engines,
+    EventTimeWindow,
+    IngestMessage,
+    Pipeline,
+    PipelineOptions,
+    PipelineState,
+)
 from hub.plugins import PluginHost, build_plugin_host
 from hub.reload import ConfigReloader
-from hub.federation.ownership import ownership_from_config
-from hub.federation.services import TierServices
-from hub.nats.streams import ensure_buckets, ensure_streams
 from hub.supervisor import Supervisor
 from hub.taxonomy import BUILTIN_TAXONOMY, CategoryInfo, Taxonomy
 from hub.transforms import Transform
@@ -190,8 +198,9 @@ class Hub:
         nats_config = self.config.nats
         if not nats_config.servers:
             embedded = nats_config.embedded
-            self.embedded = EmbeddedNats(store_dir=embedded.store_dir, port=embedded.port or free_port(),
-                                         mqtt_port=embedded.mqtt_port)
+            self.embedded = EmbeddedNats(
+                store_dir=embedded.store_dir, port=embedded.port or free_port(), mqtt_port=embedded.mqtt_port
+            )
             self.embedded.launch()  # from the event loop's thread, which lives as long as the hub
             await asyncio.to_thread(self.embedded.wait_listening)
             nats_config = nats_config.model_copy(update={"servers": [self.embedded.url]})
@@ -204,8 +213,9 @@ class Hub:
         await self.plugins.startup()
         self.taxonomy = build_taxonomy(self.config, await self.plugins.call("register_categories"))
         self._engines = build_engines(self.config, await self._transforms(), self.taxonomy)
-        self.supervisor = Supervisor(nats_config, nats_config.streams, on_counters=self._connector_counters,
-                                     until=self._connectors_until)
+        self.supervisor = Supervisor(
+            nats_config, nats_config.streams, on_counters=self._connector_counters, until=self._connectors_until
+        )
         self.plugins.add_listener(self._plugin_changed)
         self._run_connectors = connectors
         await self._start_every_connector()  # waiting for this hub to become active
@@ -218,8 +228,11 @@ class Hub:
         await self.elector.start()
         if self.config.source is not None:
             self._watch_task = asyncio.create_task(self.reloader.watch(self._stop_watching), name="cityhub.watch")
-        log.info("hub started: NATS %s, admin %s", self.nats_url if self.embedded else "configured servers",
-                 self.admin_url or "off")
+        log.info(
+            "hub started: NATS %s, admin %s",
+            self.nats_url if self.embedded else "configured servers",
+            self.admin_url or "off",
+        )
 
     async def stop(self) -> None:
         """Stop in reverse order; the pipeline finishes its batch and snapshots."""
@@ -264,16 +277,28 @@ class Hub:
     async def _join_election(self, nats_config: NatsConfig) -> Elector:
         me = Holder.of_this_process(pipeline_fingerprint(self.config))
         lease = Lease(None, me, self.config.availability.lease_ttl.total_seconds(), self.config.nats.buckets.replicas)
-        elector = Elector(lease, nats_config, self._activate, self._deactivate, self.metrics.role,
-                          running=lambda: self.pipeline is not None and self.pipeline.running)
+        elector = Elector(
+            lease,
+            nats_config,
+            self._activate,
+            self._deactivate,
+            self.metrics.role,
+            running=lambda: self.pipeline is not None and self.pipeline.running,
+        )
         await elector.join()
         return elector
 
     async def _stand_by(self) -> None:
         """Build the pipeline that takes over when this hub becomes active, and keep its state current."""
         assert self.nc is not None and self._fence is not None and self._engines is not None
-        self._standby = Pipeline(self.nc, self._engines, self.metrics, pipeline_options(self.config),
-                                 self._transform_outcome, fence=self._fence)
+        self._standby = Pipeline(
+            self.nc,
+            self._engines,
+            self.metrics,
+            pipeline_options(self.config),
+            self._transform_outcome,
+            fence=self._fence,
+        )
         await self._standby.stand_by()
 
     async def _activate(self) -> None:
@@ -342,8 +367,10 @@ class Hub:
             try:
                 await self.nc.jetstream(timeout=PROBE_TIMEOUT_S).stream_info(topology.INGEST_STREAM)
             except Exception as exc:
-                waiting.append(f"the ingest stream {topology.INGEST_STREAM} to answer ({type(exc).__name__}: "
-                               f"{exc}; a NATS cluster elects a new stream leader within seconds)")
+                waiting.append(
+                    f"the ingest stream {topology.INGEST_STREAM} to answer ({type(exc).__name__}: "
+                    f"{exc}; a NATS cluster elects a new stream leader within seconds)"
+                )
         return waiting
 
     def _waiting_here(self) -> list[str]:
@@ -369,9 +396,12 @@ class Hub:
         return {
             "ok": connected and (standby or (pipeline is not None and pipeline.running)),
             "availability": self.elector.health() if self.elector else {},
-            "nats": {"connected": connected, "embedded": self.embedded is not None,
-                     "max_payload": self.nc.max_payload if self.nc else None,
-                     "replaced": self.link.replaced if self.link else 0},
+            "nats": {
+                "connected": connected,
+                "embedded": self.embedded is not None,
+                "max_payload": self.nc.max_payload if self.nc else None,
+                "replaced": self.link.replaced if self.link else 0,
+            },
             "pipeline": self._pipeline_health(),
             "connectors": self.supervisor.health() if self.supervisor else {},
             "escalation": self.escalator.health() if self.escalator else {},
@@ -383,8 +413,12 @@ class Hub:
         """The active pipeline's health; on a standby, what the state it keeps current covers."""
         if self.pipeline is not None:
             pipeline = self.pipeline
-            return {**pipeline.health(), "counts": dict(pipeline.counts), "last_sequence": pipeline.state.last_seq,
-                    "open_incidents": len(pipeline.state.incidents)}
+            return {
+                **pipeline.health(),
+                "counts": dict(pipeline.counts),
+                "last_sequence": pipeline.state.last_seq,
+                "open_incidents": len(pipeline.state.incidents),
+            }
         if self._standby is not None:
             return {"running": False, "counts": {}, **self._standby.standby_health()}
         return {"running": False, "status": "stopped", "counts": {}, "last_sequence": 0, "open_incidents": 0}
@@ -414,13 +448,23 @@ class Hub:
         (sources, reports, matched rules), and those of the live incidents must not change."""
         if self.pipeline is None:
             holder = self.elector.holder if self.elector is not None else None
-            raise HubError("the pipeline is not running" + (
-                f": this hub stands by; ask the active hub ({holder.admin_url})" if holder and holder.admin_url else ""))
+            raise HubError(
+                "the pipeline is not running"
+                + (
+                    f": this hub stands by; ask the active hub ({holder.admin_url})"
+                    if holder and holder.admin_url
+                    else ""
+                )
+            )
         engines = self.pipeline.engines
         live = self.pipeline.state
-        state = PipelineState(Deduper(engines.dedup_window_s, 16),
-                              IncidentMerger.restore(live.merger.snapshot(), engines.merge_policy),
-                              copy.deepcopy(live.incidents), live.last_seq, live.watermark)
+        state = PipelineState(
+            Deduper(engines.dedup_window_s, 16),
+            IncidentMerger.restore(live.merger.snapshot(), engines.merge_policy),
+            copy.deepcopy(live.incidents),
+            live.last_seq,
+            live.watermark,
+        )
         processor = BatchProcessor(engines, self.pipeline.options)
         subject = topology.ingest_subject(event.source)
         message = IngestMessage(0, subject, event.model_dump_json().encode(), time.time())
@@ -434,7 +478,7 @@ class Hub:
         ``cityhub.ingest.ops``, applied in order with the reports. Returns its message id."""
         if self.nc is None:
             raise HubError("not connected to NATS")
-        request = CloseRequest(incident_id=incident_id, reason=reason, time=datetime.now(timezone.utc))
+        request = CloseRequest(incident_id=incident_id, reason=reason, time=datetime.now(UTC))
         return await publish_close_request(self.nc.jetstream(), request, topology.OPS_REQUESTER)
 
     async def escalate_up(self, incident_id: str) -> bool:
@@ -448,8 +492,11 @@ class Hub:
     # plugins → pipeline and supervisor
 
     async def _transforms(self) -> list[tuple[str, Transform]]:
-        return [(plugin, transform) for plugin, transforms in await self.plugins.call("register_transforms")
-                for transform in transforms]
+        return [
+            (plugin, transform)
+            for plugin, transforms in await self.plugins.call("register_transforms")
+            for transform in transforms
+        ]
 
     def _transform_outcome(self, plugin: str, transform: Transform, exc: BaseException | None) -> None:
         what = f"transform:{transform.name}"
@@ -486,7 +533,9 @@ class Hub:
         for _, provided in await self.plugins.call("register_connectors", only=plugin):
             for connector in provided:
                 if not isinstance(connector, Connector):
-                    raise HubError(f"plugin {plugin!r} returned {connector!r} from register_connectors, not a Connector")
+                    raise HubError(
+                        f"plugin {plugin!r} returned {connector!r} from register_connectors, not a Connector"
+                    )
                 await self.supervisor.start(connector)
                 self._connectors.setdefault(plugin, []).append(connector.source)
 
@@ -506,9 +555,17 @@ class Hub:
         await self.dashboard.start(self.nc)
         app = create_admin_app(self, routers=[build_router(self.dashboard, token_check=require_token)])
         port = self.config.admin.port or free_port(self.config.admin.host)
-        server = uvicorn.Server(uvicorn.Config(app, host=self.config.admin.host, port=port, log_level="warning",
-                                               log_config=None, lifespan="off",  # its records go to our handler
-                                               timeout_graceful_shutdown=ADMIN_STOP_S))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=self.config.admin.host,
+                port=port,
+                log_level="warning",
+                log_config=None,
+                lifespan="off",  # its records go to our handler
+                timeout_graceful_shutdown=ADMIN_STOP_S,
+            )
+        )
         self._admin_server = server
         self._admin_task = asyncio.create_task(server.serve(), name="cityhub.admin")
         while not server.started:

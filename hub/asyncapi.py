@@ -15,8 +15,8 @@ import orjson
 from pydantic.json_schema import models_json_schema
 
 from hub import topology, wire
-from hub.taxonomy import BUILTIN_TAXONOMY, Taxonomy
 from hub.models import CloseRequest, DispatchOrder, DispatchUpdate, Event, Incident, IncidentChange, Severity
+from hub.taxonomy import BUILTIN_TAXONOMY, Taxonomy
 
 ASYNCAPI_VERSION = "3.0.0"
 SCHEMA_REF = "#/components/schemas/{model}"
@@ -29,11 +29,11 @@ _EXTENSION_DOCS = {
     "street": "Street cell id of the location; absent when it resolved to no street.",
     "gridcell": "Most specific admin cell id of the location.",
     "trimmed": "Data fields left out so the message fits the server's max_payload, with their sizes; "
-               "absent when nothing was left out.",
+    "absent when nothing was left out.",
     "late": "true on an event received longer than [pipeline.event_time] late_after after its own time, and on the "
-            "incident it opened; absent otherwise.",
+    "incident it opened; absent otherwise.",
     "triage": "no_cell on an event that resolved to no grid cell and on its incident's updates: its orders go to "
-              "[geo] unplaced_route, not to a grid worker; absent otherwise.",
+    "[geo] unplaced_route, not to a grid worker; absent otherwise.",
 }
 _EXTENSION_TYPES = {"late": "boolean"}
 
@@ -63,10 +63,14 @@ def _envelope(title: str, type_schema: dict[str, Any], data_model: str, extensio
     properties: dict[str, Any] = {
         "specversion": {"const": wire.SPEC_VERSION},
         "id": {"type": "string", "description": "Unique per message; also the Nats-Msg-Id header."},
-        "source": {"type": "string", "description": (
-            f"The system the message came from: {wire.SOURCES_PATH}<source> for what a source system sent (e.g. "
-            f"{wire.source_uri('hotline12345')}), {wire.HUB_SOURCE} for what the hub makes (incident changes, "
-            "dispatch orders).")},
+        "source": {
+            "type": "string",
+            "description": (
+                f"The system the message came from: {wire.SOURCES_PATH}<source> for what a source system sent (e.g. "
+                f"{wire.source_uri('hotline12345')}), {wire.HUB_SOURCE} for what the hub makes (incident changes, "
+                "dispatch orders)."
+            ),
+        },
         "type": type_schema,
         "time": {"type": "string", "format": "date-time"},
         "datacontenttype": {"const": "application/json"},
@@ -83,7 +87,9 @@ def _envelope(title: str, type_schema: dict[str, Any], data_model: str, extensio
     }
 
 
-def _message(name: str, title: str, summary: str, payload: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+def _message(
+    name: str, title: str, summary: str, payload: str, headers: dict[str, Any] | None = None
+) -> dict[str, Any]:
     message: dict[str, Any] = {
         "name": name,
         "title": title,
@@ -99,7 +105,10 @@ def _message(name: str, title: str, summary: str, payload: str, headers: dict[st
 _MSG_ID_HEADERS = {
     "type": "object",
     "properties": {
-        topology.HEADER_MSG_ID: {"type": "string", "description": "JetStream de-duplication id (drops re-publications)."}
+        topology.HEADER_MSG_ID: {
+            "type": "string",
+            "description": "JetStream de-duplication id (drops re-publications).",
+        }
     },
 }
 
@@ -115,8 +124,11 @@ _DEAD_LETTER_CLOUDEVENT_HEADERS = {
 
 def _messages() -> dict[str, Any]:
     dead_letter = _message(
-        "deadLetter", "Rejected input", "The original bytes, unchanged, as a binary-mode CloudEvent (attributes in "
-        "ce- headers); why and where in the other headers.", "DeadLetter",
+        "deadLetter",
+        "Rejected input",
+        "The original bytes, unchanged, as a binary-mode CloudEvent (attributes in "
+        "ce- headers); why and where in the other headers.",
+        "DeadLetter",
         {
             "type": "object",
             "required": ["ce-specversion", "ce-id", "ce-source", "ce-type", topology.HEADER_REASON],
@@ -125,32 +137,66 @@ def _messages() -> dict[str, Any]:
                 topology.HEADER_REASON: {"type": "string", "description": "Why the message was rejected."},
                 topology.HEADER_ORIGINAL_SUBJECT: {"type": "string", "description": "Where it was received."},
                 topology.HEADER_ORIGINAL_OBJECT: {
-                    "type": "string", "description": "<bucket>/<name> of the object store entry holding the original "
-                                                     "bytes when they would not fit with the headers (empty payload)."},
+                    "type": "string",
+                    "description": "<bucket>/<name> of the object store entry holding the original "
+                    "bytes when they would not fit with the headers (empty payload).",
+                },
                 topology.HEADER_ORIGINAL_SIZE: {"type": "string", "description": "Size of that original, in bytes."},
             },
         },
     )
     dead_letter["contentType"] = "application/octet-stream"
     return {
-        "ingestEvent": _message("ingestEvent", "Canonical event in", "An event as a connector publishes it.",
-                                "IngestCloudEvent", _MSG_ID_HEADERS),
-        "unifiedEvent": _message("unifiedEvent", "Enriched event", "An event with grid path, incident and rules.",
-                                 "EventCloudEvent", _MSG_ID_HEADERS),
-        "incident": _message("incident", "Incident change", "The incident's full state after the change.",
-                             "IncidentCloudEvent", _MSG_ID_HEADERS),
-        "closeRequest": _message("closeRequest", "Close an incident", "Sent by the hub when an order is resolved, "
-                                 "or by ops; a repeated request is dropped.", "CloseRequestCloudEvent", _MSG_ID_HEADERS),
-        "dispatchOrder": _message("dispatchOrder", "Dispatch order", "An order to a responsible party.",
-                                  "DispatchOrderCloudEvent", _MSG_ID_HEADERS),
-        "dispatchUpdate": _message("dispatchUpdate", "Dispatch status update", "Reported back by a connector.",
-                                   "DispatchUpdateCloudEvent", _MSG_ID_HEADERS),
+        "ingestEvent": _message(
+            "ingestEvent",
+            "Canonical event in",
+            "An event as a connector publishes it.",
+            "IngestCloudEvent",
+            _MSG_ID_HEADERS,
+        ),
+        "unifiedEvent": _message(
+            "unifiedEvent",
+            "Enriched event",
+            "An event with grid path, incident and rules.",
+            "EventCloudEvent",
+            _MSG_ID_HEADERS,
+        ),
+        "incident": _message(
+            "incident",
+            "Incident change",
+            "The incident's full state after the change.",
+            "IncidentCloudEvent",
+            _MSG_ID_HEADERS,
+        ),
+        "closeRequest": _message(
+            "closeRequest",
+            "Close an incident",
+            "Sent by the hub when an order is resolved, or by ops; a repeated request is dropped.",
+            "CloseRequestCloudEvent",
+            _MSG_ID_HEADERS,
+        ),
+        "dispatchOrder": _message(
+            "dispatchOrder",
+            "Dispatch order",
+            "An order to a responsible party.",
+            "DispatchOrderCloudEvent",
+            _MSG_ID_HEADERS,
+        ),
+        "dispatchUpdate": _message(
+            "dispatchUpdate",
+            "Dispatch status update",
+            "Reported back by a connector.",
+            "DispatchUpdateCloudEvent",
+            _MSG_ID_HEADERS,
+        ),
         "deadLetter": dead_letter,
         "rawDeviceMessage": {
-            "name": "rawDeviceMessage", "title": "Raw device message",
+            "name": "rawDeviceMessage",
+            "title": "Raw device message",
             "summary": "What a device published over MQTT, unchanged: not a CloudEvent. The iot_mqtt connector turns "
-                       "it into events on ingest.",
-            "contentType": "application/octet-stream", "payload": {"$ref": SCHEMA_REF.format(model="RawDeviceMessage")},
+            "it into events on ingest.",
+            "contentType": "application/octet-stream",
+            "payload": {"$ref": SCHEMA_REF.format(model="RawDeviceMessage")},
         },
     }
 
@@ -170,29 +216,55 @@ def _channels(taxonomy: Taxonomy) -> dict[str, Any]:
     p = topology.PREFIX
     every = _parameters(taxonomy)
     return {
-        "ingest": _channel(f"{p}.ingest.{{source}}", "Canonical events in, from connectors or any program, and requests to "
-                           "close an incident (applied in order with the reports).",
-                           ["ingestEvent", "closeRequest"], ["source"], every),
+        "ingest": _channel(
+            f"{p}.ingest.{{source}}",
+            "Canonical events in, from connectors or any program, and requests to "
+            "close an incident (applied in order with the reports).",
+            ["ingestEvent", "closeRequest"],
+            ["source"],
+            every,
+        ),
         "events": _channel(
             f"{p}.events.{{district}}.{{street}}.{{category}}.{{severity}}",
             "The unified stream of enriched events. Subscribe by district, street, category and severity with "
             f"NATS wildcards, e.g. `{p}.events.510108.*.*.critical` or `{p}.events.*.*.gas_leak.>`.",
-            ["unifiedEvent"], ["district", "street", "category", "severity"], every,
+            ["unifiedEvent"],
+            ["district", "street", "category", "severity"],
+            every,
         ),
-        "incidents": _channel(f"{p}.incidents.{{district}}.{{category}}.{{change}}",
-                              "Incidents opened, merged, updated, escalated and closed.", ["incident"],
-                              ["district", "category", "change"], every),
-        "dispatchOrders": _channel(f"{p}.dispatch.orders.{{connector}}",
-                                   "Dispatch orders, for the connector that delivers them.", ["dispatchOrder"],
-                                   ["connector"], every),
-        "dispatchUpdates": _channel(f"{p}.dispatch.updates.{{source}}", "Dispatch status changes reported back.",
-                                    ["dispatchUpdate"], ["source"], every),
-        "deadLetters": _channel(f"{p}.dlq.{{source}}", "Rejected input with the reason in headers.", ["deadLetter"],
-                                ["source"], every),
-        "raw": _channel(f"{topology.RAW_PREFIX}.{{rest}}", f"The one prefix for raw traffic inside `{p}.>`: everything "
-                        f"else there is a CloudEvent. The embedded server's MQTT maps topic `{topology.RAW_TOPIC_PREFIX}"
-                        f"/iot/<device>/data` onto `{topology.RAW_PREFIX}.iot.<device>.data`.",
-                        ["rawDeviceMessage"], ["rest"], every),
+        "incidents": _channel(
+            f"{p}.incidents.{{district}}.{{category}}.{{change}}",
+            "Incidents opened, merged, updated, escalated and closed.",
+            ["incident"],
+            ["district", "category", "change"],
+            every,
+        ),
+        "dispatchOrders": _channel(
+            f"{p}.dispatch.orders.{{connector}}",
+            "Dispatch orders, for the connector that delivers them.",
+            ["dispatchOrder"],
+            ["connector"],
+            every,
+        ),
+        "dispatchUpdates": _channel(
+            f"{p}.dispatch.updates.{{source}}",
+            "Dispatch status changes reported back.",
+            ["dispatchUpdate"],
+            ["source"],
+            every,
+        ),
+        "deadLetters": _channel(
+            f"{p}.dlq.{{source}}", "Rejected input with the reason in headers.", ["deadLetter"], ["source"], every
+        ),
+        "raw": _channel(
+            f"{topology.RAW_PREFIX}.{{rest}}",
+            f"The one prefix for raw traffic inside `{p}.>`: everything "
+            f"else there is a CloudEvent. The embedded server's MQTT maps topic `{topology.RAW_TOPIC_PREFIX}"
+            f"/iot/<device>/data` onto `{topology.RAW_PREFIX}.iot.<device>.data`.",
+            ["rawDeviceMessage"],
+            ["rest"],
+            every,
+        ),
     }
 
 
@@ -218,26 +290,34 @@ def _schemas(taxonomy: Taxonomy) -> dict[str, Any]:
     )
     schemas: dict[str, Any] = dict(top["$defs"])
     schemas["Category"] = {
-        "title": "Category", "type": "string", "enum": list(taxonomy),
+        "title": "Category",
+        "type": "string",
+        "enum": list(taxonomy),
         "description": "The hub's taxonomy (hub.taxonomy): the built-in categories, those plugins register and "
-                       "[categories.<name>] of the config; an event of another category goes to the DLQ.",
+        "[categories.<name>] of the config; an event of another category goes to the DLQ.",
     }
     for model in ("Event", "Incident", "DispatchOrder"):
         schemas[model]["properties"]["category"] = {"$ref": SCHEMA_REF.format(model="Category")}
     every_extension = wire.EXTENSIONS
     schemas["IngestCloudEvent"] = _envelope(
-        "Ingest CloudEvent", {"const": wire.TYPE_EVENT}, "Event", ("category", "severity"))
+        "Ingest CloudEvent", {"const": wire.TYPE_EVENT}, "Event", ("category", "severity")
+    )
     schemas["EventCloudEvent"] = _envelope("Event CloudEvent", {"const": wire.TYPE_EVENT}, "Event", every_extension)
     schemas["IncidentCloudEvent"] = _envelope(
-        "Incident CloudEvent", {"enum": [wire.TYPE_INCIDENT_PREFIX + c.value for c in IncidentChange]}, "Incident",
+        "Incident CloudEvent",
+        {"enum": [wire.TYPE_INCIDENT_PREFIX + c.value for c in IncidentChange]},
+        "Incident",
         every_extension,
     )
     schemas["DispatchOrderCloudEvent"] = _envelope(
-        "Dispatch order CloudEvent", {"const": wire.TYPE_DISPATCH_ORDER}, "DispatchOrder", every_extension)
+        "Dispatch order CloudEvent", {"const": wire.TYPE_DISPATCH_ORDER}, "DispatchOrder", every_extension
+    )
     schemas["DispatchUpdateCloudEvent"] = _envelope(
-        "Dispatch update CloudEvent", {"const": wire.TYPE_DISPATCH_UPDATE}, "DispatchUpdate", ("incidentid",))
+        "Dispatch update CloudEvent", {"const": wire.TYPE_DISPATCH_UPDATE}, "DispatchUpdate", ("incidentid",)
+    )
     schemas["CloseRequestCloudEvent"] = _envelope(
-        "Close request CloudEvent", {"const": wire.TYPE_CLOSE_REQUEST}, "CloseRequest", ("incidentid",))
+        "Close request CloudEvent", {"const": wire.TYPE_CLOSE_REQUEST}, "CloseRequest", ("incidentid",)
+    )
     schemas["DeadLetter"] = {"title": "Dead letter", "description": "The rejected message's original bytes."}
     schemas["RawDeviceMessage"] = {"title": "Raw device message", "description": "A device's own bytes."}
     return schemas

@@ -233,8 +233,10 @@ def cmd_new_connector(args: argparse.Namespace) -> int:
     directory = Path(args.dir or args.name)
     for path in write_connector(directory, args.name, args.port):
         print(f"wrote {path}")
-    print(f"next: pip install -e '{directory}[test]' && (cd {directory} && pytest); "
-          f"then cityhub plugins list --installed shows {args.name}")
+    print(
+        f"next: pip install -e '{directory}[test]' && (cd {directory} && pytest); "
+        f"then cityhub plugins list --installed shows {args.name}"
+    )
     return 0
 
 
@@ -260,19 +262,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the hub")
     run.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: cityhub.toml)")
-    run.add_argument("--admin-port", type=int, metavar="PORT",
-                     help="admin API port of this process, instead of [admin].port (a second hub on the same machine)")
+    run.add_argument(
+        "--admin-port",
+        type=int,
+        metavar="PORT",
+        help="admin API port of this process, instead of [admin].port (a second hub on the same machine)",
+    )
     run.set_defaults(handler=cmd_run)
 
     demo = commands.add_parser("demo", help="run everything with simulators and sample grids")
-    demo.add_argument("--for", dest="duration", type=_duration_seconds, metavar="DURATION",
-                      help="stop by itself after this long (e.g. 40s, 5m), as on Ctrl-C; default: until Ctrl-C")
-    demo.add_argument("--tiers", action="store_true",
-                      help="a city hub and district and street hubs on their own linked nats-servers")
-    demo.add_argument("--verbose", action="store_true",
-                      help="show the hub's and connectors' logs on the terminal too (default: only in the data folder's demo.log)")
-    demo.add_argument("--data-dir", type=Path, default=DEMO_DATA_DIR,
-                      help=f"the demo's folder (config, NATS store, log), emptied at each start (default: {DEMO_DATA_DIR})")
+    demo.add_argument(
+        "--for",
+        dest="duration",
+        type=_duration_seconds,
+        metavar="DURATION",
+        help="stop by itself after this long (e.g. 40s, 5m), as on Ctrl-C; default: until Ctrl-C",
+    )
+    demo.add_argument(
+        "--tiers", action="store_true", help="a city hub and district and street hubs on their own linked nats-servers"
+    )
+    demo.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the hub's and connectors' logs on the terminal too (default: only in the data folder's demo.log)",
+    )
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEMO_DATA_DIR,
+        help=f"the demo's folder (config, NATS store, log), emptied at each start (default: {DEMO_DATA_DIR})",
+    )
     demo.set_defaults(handler=cmd_demo)
 
     validate = commands.add_parser("validate", help="check a config file and report every error")
@@ -282,8 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list, enable or disable plugins of a running hub")
     plugins.add_argument("action", choices=["list", "enable", "disable"])
     plugins.add_argument("name", nargs="?", help="plugin name (enable, disable)")
-    plugins.add_argument("--installed", action="store_true",
-                         help="list: the plugins installed in this environment, without a running hub")
+    plugins.add_argument(
+        "--installed",
+        action="store_true",
+        help="list: the plugins installed in this environment, without a running hub",
+    )
     plugins.add_argument("--admin", help="admin API URL (default: CITYHUB_ADMIN_URL, then [admin] of the config)")
     plugins.add_argument("--token", help="admin token (default: CITYHUB_ADMIN_TOKEN, then [admin].token)")
     plugins.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: cityhub.toml)")
@@ -301,12 +323,19 @@ def build_parser() -> argparse.ArgumentParser:
     replay_parser.set_defaults(handler=cmd_replay)
 
     nats_config = commands.add_parser(
-        "nats-config", help="write the nats-server configs and credentials of a deployment of tiered hubs")
-    nats_config.add_argument("--hub", action="append", required=True, metavar="SCOPE=HOST:PORT:LEAFNODE_PORT",
-                             help="one hub: its scope (city, a district or street code) and where its server listens")
+        "nats-config", help="write the nats-server configs and credentials of a deployment of tiered hubs"
+    )
+    nats_config.add_argument(
+        "--hub",
+        action="append",
+        required=True,
+        metavar="SCOPE=HOST:PORT:LEAFNODE_PORT",
+        help="one hub: its scope (city, a district or street code) and where its server listens",
+    )
     nats_config.add_argument("--out", required=True, help="folder to write <scope>/nats-server.conf and creds/ into")
-    nats_config.add_argument("--store-root", default="/var/lib/cityhub/nats",
-                             help="JetStream store of each server: STORE_ROOT/<scope>")
+    nats_config.add_argument(
+        "--store-root", default="/var/lib/cityhub/nats", help="JetStream store of each server: STORE_ROOT/<scope>"
+    )
     nats_config.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file whose admin grids to read")
     nats_config.set_defaults(handler=cmd_nats_config)
 
@@ -319,8 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_parser = commands.add_parser("simulate", help="run one plugin's simulators against a running hub")
     simulate_parser.add_argument("name", help="plugin name, e.g. iot_mqtt")
     simulate_parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: cityhub.toml)")
-    simulate_parser.add_argument("--for", dest="duration", type=_duration_seconds, metavar="DURATION",
-                                 help="stop by itself after this long (e.g. 30s); default: until Ctrl-C")
+    simulate_parser.add_argument(
+        "--for",
+        dest="duration",
+        type=_duration_seconds,
+        metavar="DURATION",
+        help="stop by itself after this long (e.g. 30s); default: until Ctrl-C",
+    )
     simulate_parser.set_defaults(handler=cmd_simulate)
     return parser
 

@@ -29,7 +29,8 @@ from typing import Any
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError, MaxPayloadError, NoRespondersError, TimeoutError as NatsTimeoutError
+from nats.errors import ConnectionClosedError, MaxPayloadError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NoStreamResponseError
@@ -38,11 +39,11 @@ from pydantic import ValidationError
 
 from hub import ids, topology, wire
 from hub.backoff import Backoff, retry
+from hub.config import NatsConfig, StreamsConfig
 from hub.connector import Connector, StateStore
 from hub.errors import DeliveryRejected, InvalidEventError
 from hub.federation.sourcing import from_below
 from hub.models import CloseRequest, DispatchOrder, DispatchUpdate, Event
-from hub.config import NatsConfig, StreamsConfig
 from hub.nats.natsconn import connect
 from hub.nats.publisher import Message
 from hub.nats.sizes import SizeGuard, size_on_the_wire
@@ -68,7 +69,11 @@ def encode_ingest(event: Event) -> tuple[str, bytes]:
     """``(Nats-Msg-Id, CloudEvent bytes)`` of one event as a connector publishes it to ingest."""
     msg_id = ids.idempotency_key(event)
     raw = wire.encode(
-        type_=wire.TYPE_EVENT, id_=msg_id, source=wire.source_uri(event.source), time=event.time, data=event,
+        type_=wire.TYPE_EVENT,
+        id_=msg_id,
+        source=wire.source_uri(event.source),
+        time=event.time,
+        data=event,
         extensions={"category": event.category, "severity": event.severity.value},
     )
     return msg_id, raw
@@ -78,8 +83,14 @@ def encode_close_request(request: CloseRequest, requester: str) -> tuple[str, by
     """``(Nats-Msg-Id, CloudEvent bytes)`` of a close request as ``requester`` publishes it to ingest; one
     per incident, so a repeated request within the duplicate window is dropped."""
     msg_id = f"close:{request.incident_id}"
-    raw = wire.encode(type_=wire.TYPE_CLOSE_REQUEST, id_=msg_id, source=wire.source_uri(requester), time=request.time,
-                      data=request, extensions={"incidentid": request.incident_id})
+    raw = wire.encode(
+        type_=wire.TYPE_CLOSE_REQUEST,
+        id_=msg_id,
+        source=wire.source_uri(requester),
+        time=request.time,
+        data=request,
+        extensions={"incidentid": request.incident_id},
+    )
     return msg_id, raw
 
 
@@ -155,8 +166,12 @@ class NatsConnectorContext:
     async def publish_update(self, update: DispatchUpdate) -> None:
         msg_id = f"{self.source}:update:{update.order_id}:{update.status.value}:{update.time.isoformat()}"
         raw = wire.encode(
-            type_=wire.TYPE_DISPATCH_UPDATE, id_=msg_id, source=wire.source_uri(self.source), time=update.time,
-            data=update, extensions={"incidentid": update.incident_id},
+            type_=wire.TYPE_DISPATCH_UPDATE,
+            id_=msg_id,
+            source=wire.source_uri(self.source),
+            time=update.time,
+            data=update,
+            extensions={"incidentid": update.incident_id},
         )
         await self._publish_acked(topology.dispatch_update_subject(self.source), raw, msg_id)
         self.count("updates_published")
@@ -176,7 +191,9 @@ class NatsConnectorContext:
         if size_on_the_wire(raw, headers) <= self._nc.max_payload:
             await self._publish_acked(subject, raw, None, headers)
         else:
-            [kept] = await SizeGuard(lambda: self._js).fit([Message(subject, raw, digest, headers)], self._nc.max_payload)
+            [kept] = await SizeGuard(lambda: self._js).fit(
+                [Message(subject, raw, digest, headers)], self._nc.max_payload
+            )
             await self._publish_acked(kept.subject, kept.data, kept.msg_id, kept.headers)
         self.count("rejected")
         self.log.warning("rejected %d bytes to the DLQ: %s", len(raw), reason)
@@ -197,11 +214,20 @@ class NatsConnectorContext:
 
         def retrying(exc: BaseException, delay: float) -> None:
             self.count("publish_retries")
-            self.log.warning("publish to %s failed (%s); retry %d in %.1fs", subject, exc or type(exc).__name__,
-                             backoff.attempt, delay)
+            self.log.warning(
+                "publish to %s failed (%s); retry %d in %.1fs",
+                subject,
+                exc or type(exc).__name__,
+                backoff.attempt,
+                delay,
+            )
 
-        await retry(lambda: self._js.publish(subject, raw, headers=headers), retry_on=_TRANSIENT, backoff=backoff,
-                    on_retry=retrying)
+        await retry(
+            lambda: self._js.publish(subject, raw, headers=headers),
+            retry_on=_TRANSIENT,
+            backoff=backoff,
+            on_retry=retrying,
+        )
 
 
 def _header_value(text: str) -> str:
@@ -226,8 +252,13 @@ class OutboundDelivery:
     """Feeds ``connector.deliver`` from a durable consumer per outbound subject; failures are retried with backoff."""
 
     def __init__(
-        self, connector: Connector, ctx: NatsConnectorContext, js: JetStreamContext, *,
-        batch: int = 16, deliver_timeout_s: float = 30.0,
+        self,
+        connector: Connector,
+        ctx: NatsConnectorContext,
+        js: JetStreamContext,
+        *,
+        batch: int = 16,
+        deliver_timeout_s: float = 30.0,
     ):
         self.connector = connector
         self.ctx = ctx
@@ -286,8 +317,9 @@ class OutboundDelivery:
             attempt = msg.metadata.num_delivered
             delay = self._redelivery.ceiling(attempt)  # no jitter: messages refused together come back in order
             self.ctx.count("deliver_failed")
-            self.ctx.log.warning("delivery attempt %d failed (%s: %s); retry in %.1fs",
-                                 attempt, type(exc).__name__, exc, delay)
+            self.ctx.log.warning(
+                "delivery attempt %d failed (%s: %s); retry in %.1fs", attempt, type(exc).__name__, exc, delay
+            )
             await msg.nak(delay=delay)
             return
         await msg.ack()
@@ -315,7 +347,9 @@ async def serve_connector(connector: Connector, ctx: NatsConnectorContext, nc: N
     async with asyncio.TaskGroup() as group:
         group.create_task(connector.run(ctx), name=f"{connector.source}.run")
         if has_outbound(connector):
-            group.create_task(OutboundDelivery(connector, ctx, nc.jetstream()).run(), name=f"{connector.source}.deliver")
+            group.create_task(
+                OutboundDelivery(connector, ctx, nc.jetstream()).run(), name=f"{connector.source}.deliver"
+            )
 
 
 def _client_config(nats: str | NatsConfig, source: str) -> NatsConfig:

@@ -31,8 +31,10 @@ def refuse_control_characters(what: str) -> Callable[[str], str]:
     def check(value: str) -> str:
         found = CONTROL_CHARACTER.search(value)
         if found is not None:
-            raise ValueError(f"{what} contains the control character U+{ord(found.group()):04X} at position "
-                             f"{found.start()}; control characters are never part of one")
+            raise ValueError(
+                f"{what} contains the control character U+{ord(found.group()):04X} at position "
+                f"{found.start()}; control characters are never part of one"
+            )
         return value
 
     return check

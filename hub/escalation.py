@@ -20,7 +20,7 @@ import contextlib
 import functools
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -34,14 +34,23 @@ from hub.availability import terms
 from hub.backoff import Backoff, retry
 from hub.connector_runtime import publish_close_request
 from hub.federation.sourcing import from_below
+from hub.models import (
+    CLOSE_REASON_MAX,
+    CloseRequest,
+    DispatchOrder,
+    DispatchStatus,
+    DispatchUpdate,
+    Incident,
+    IncidentChange,
+)
 from hub.nats.fetcher import Delivered
 from hub.nats.follower import NATS_TROUBLE, Follower, Start
-from hub.models import CLOSE_REASON_MAX, CloseRequest, DispatchOrder, DispatchStatus, DispatchUpdate, Incident, IncidentChange
-from hub.pipeline import connector_for_target, dispatch_output, incident_output
-from hub.pipeline.areas import CELL_TARGET_PREFIX
 from hub.nats.publisher import UNFENCED, Fence
 from hub.nats.sizes import SizeGuard
-from hub.nats.streams import ESCALATION_BUCKET as BUCKET, open_key_value
+from hub.nats.streams import ESCALATION_BUCKET as BUCKET
+from hub.nats.streams import open_key_value
+from hub.pipeline import connector_for_target, dispatch_output, incident_output
+from hub.pipeline.areas import CELL_TARGET_PREFIX
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.escalation")
@@ -56,8 +65,14 @@ _DONE = {DispatchStatus.ACCEPTED, DispatchStatus.ON_SITE, DispatchStatus.RESOLVE
 
 
 def _retrying(message: Delivered, error: BaseException, delay: float) -> None:
-    log.warning("escalation could not act on %s (stream sequence %d: %s: %s); retrying in %.1f s",
-                message.subject, message.seq, type(error).__name__, error, delay)
+    log.warning(
+        "escalation could not act on %s (stream sequence %d: %s: %s); retrying in %.1f s",
+        message.subject,
+        message.seq,
+        type(error).__name__,
+        error,
+        delay,
+    )
 
 
 def deadline_key(incident_id: str, target: str) -> str:
@@ -68,7 +83,7 @@ def deadline_key(incident_id: str, target: str) -> str:
 def close_request_for(update: DispatchUpdate, reporter: str) -> CloseRequest:
     """The close request of an incident whose order ``update`` reports resolved; ``reporter`` is the connector
     that reported it. A time without an offset is taken as UTC, like the rest of the hub does."""
-    time = update.time if update.time.tzinfo is not None else update.time.replace(tzinfo=timezone.utc)
+    time = update.time if update.time.tzinfo is not None else update.time.replace(tzinfo=UTC)
     reason = f"order {update.order_id} resolved" + (f" by {update.actor}" if update.actor else "") + f" ({reporter})"
     return CloseRequest(incident_id=update.incident_id, time=time, reason=reason[:CLOSE_REASON_MAX])
 
@@ -76,7 +91,7 @@ def close_request_for(update: DispatchUpdate, reporter: str) -> CloseRequest:
 def order_target(update: DispatchUpdate) -> str | None:
     """The route target in the id of the order ``update`` reports on (``<incident>:<target>:<attempt>``)."""
     prefix = f"{update.incident_id}:"
-    if not update.order_id.startswith(prefix) or ":" not in update.order_id[len(prefix):]:
+    if not update.order_id.startswith(prefix) or ":" not in update.order_id[len(prefix) :]:
         return None
     return update.order_id[len(prefix) : update.order_id.rfind(":")]
 
@@ -95,11 +110,17 @@ def next_order(order: DispatchOrder, now: datetime) -> DispatchOrder | None:
         return None
     interval = (order.deadline - order.created_at) if order.deadline else timedelta(minutes=10)
     target = UPWARD.get(attempt, order.target)
-    return order.model_copy(update={
-        "id": f"{order.incident_id}:{target}:{attempt}", "target": target, "connector": connector_for_target(target),
-        "attempt": attempt, "created_at": now, "deadline": now + interval,
-        "summary": f"{'re-dispatch' if target == order.target else 'escalated'}: {order.summary}",
-    })
+    return order.model_copy(
+        update={
+            "id": f"{order.incident_id}:{target}:{attempt}",
+            "target": target,
+            "connector": connector_for_target(target),
+            "attempt": attempt,
+            "created_at": now,
+            "deadline": now + interval,
+            "summary": f"{'re-dispatch' if target == order.target else 'escalated'}: {order.summary}",
+        }
+    )
 
 
 class Escalator:
@@ -111,10 +132,18 @@ class Escalator:
         self.tick_s = tick_s
         self.fired = 0
         self._kv: KeyValue | None = None
-        self.follower = Follower(nc, topology.DISPATCH_STREAM, f"{topology.PREFIX}.dispatch.>", Start(seq=1),
-                                 name="escalation", durable=terms.named(CONSUMER, term), batch=100)
-        self.deadlines_follower = Follower(nc, BUCKET_STREAM, f"{BUCKET_SUBJECT_PREFIX}>", Start(seq=1),
-                                           name="escalation deadlines", batch=256)
+        self.follower = Follower(
+            nc,
+            topology.DISPATCH_STREAM,
+            f"{topology.PREFIX}.dispatch.>",
+            Start(seq=1),
+            name="escalation",
+            durable=terms.named(CONSUMER, term),
+            batch=100,
+        )
+        self.deadlines_follower = Follower(
+            nc, BUCKET_STREAM, f"{BUCKET_SUBJECT_PREFIX}>", Start(seq=1), name="escalation deadlines", batch=256
+        )
         self._due: dict[str, float] = {}  # the bucket's live keys → their deadline (epoch seconds), mirrored
         self._tasks: list[asyncio.Task[None]] = []
         self.sizes = SizeGuard(lambda: self.js)
@@ -150,9 +179,13 @@ class Escalator:
         self._tasks = []
 
     def health(self) -> dict[str, Any]:
-        return {"running": bool(self._tasks) and not any(task.done() for task in self._tasks), "fired": self.fired,
-                "deadlines": len(self._due), "consumer": self.follower.health(),
-                "deadlines_consumer": self.deadlines_follower.health()}
+        return {
+            "running": bool(self._tasks) and not any(task.done() for task in self._tasks),
+            "fired": self.fired,
+            "deadlines": len(self._due),
+            "consumer": self.follower.health(),
+            "deadlines_consumer": self.deadlines_follower.health(),
+        }
 
     # following orders and updates
 
@@ -162,8 +195,12 @@ class Escalator:
         before each: a deposed hub acts on nothing more (its consumer's acks stop with it)."""
         async for message in self.follower.messages():
             self.fence.check()
-            await retry(functools.partial(self._observe, message), retry_on=NATS_TROUBLE,
-                        backoff=Backoff(initial_s=0.2, max_s=5.0), on_retry=functools.partial(_retrying, message))
+            await retry(
+                functools.partial(self._observe, message),
+                retry_on=NATS_TROUBLE,
+                backoff=Backoff(initial_s=0.2, max_s=5.0),
+                on_retry=functools.partial(_retrying, message),
+            )
 
     async def _observe(self, msg: Delivered) -> None:
         if from_below(msg.msg.headers):  # a lower tier's order or update: its own escalator acts on it
@@ -248,7 +285,7 @@ class Escalator:
     async def _mirror(self) -> None:
         """Keep :attr:`_due` equal to the bucket: every put and delete, in order, through NATS restarts."""
         async for message in self.deadlines_follower.messages():
-            key = message.subject[len(BUCKET_SUBJECT_PREFIX):]
+            key = message.subject[len(BUCKET_SUBJECT_PREFIX) :]
             deadline = None
             if (message.msg.headers or {}).get("KV-Operation") not in _REMOVED:
                 deadline = orjson.loads(message.data).get("deadline")
@@ -269,16 +306,31 @@ class Escalator:
 
     async def _fire(self, key: str, order: DispatchOrder, revision: int) -> None:
         assert self._kv is not None
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         following = next_order(order, now)
         incident = Incident(
-            id=order.incident_id, category=order.category, severity=order.severity, opened_at=order.created_at,
-            updated_at=now, grid_path=[order.grid_cell] if order.grid_cell else [], escalation_level=order.attempt,
+            id=order.incident_id,
+            category=order.category,
+            severity=order.severity,
+            opened_at=order.created_at,
+            updated_at=now,
+            grid_path=[order.grid_cell] if order.grid_cell else [],
+            escalation_level=order.attempt,
             escalate_at=following.deadline if following else None,
         )
         district = order.grid_cell.id if order.grid_cell and order.grid_cell.level == "district" else None
-        outputs = [incident_output(incident, incident.id, incident.category, incident.severity, district,
-                                   IncidentChange.ESCALATED, f"{order.incident_id}:escalated:{order.attempt}", now)]
+        outputs = [
+            incident_output(
+                incident,
+                incident.id,
+                incident.category,
+                incident.severity,
+                district,
+                IncidentChange.ESCALATED,
+                f"{order.incident_id}:escalated:{order.attempt}",
+                now,
+            )
+        ]
         if following is not None:
             outputs.append(dispatch_output(following))
         self.fence.check()
@@ -296,5 +348,10 @@ class Escalator:
         except KeyWrongLastSequenceError:
             pass  # the order was settled or re-tracked meanwhile: that newer state stands
         self.fired += 1
-        log.warning("incident %s: order to %s overdue (attempt %d); %s", order.incident_id, order.target,
-                    order.attempt, f"sent attempt {following.attempt} to {following.target}" if following else "ladder exhausted")
+        log.warning(
+            "incident %s: order to %s overdue (attempt %d); %s",
+            order.incident_id,
+            order.target,
+            order.attempt,
+            f"sent attempt {following.attempt} to {following.target}" if following else "ladder exhausted",
+        )

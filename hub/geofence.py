@@ -21,7 +21,7 @@ Example::
 
     index = GridIndex.load([LayerSpec(name="admin", path="grids.geojson", crs="gcj02")])
     res = index.locate(104.08, 30.66, crs="wgs84")
-    [c.name for c in res.admin_path]      # district first
+    [c.name for c in res.admin_path]  # district first
 """
 
 from __future__ import annotations

@@ -153,10 +153,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("districts", type=Path, help="GeoJSON FeatureCollection of district outlines")
     parser.add_argument("out", type=Path, help="output GeoJSON of all levels")
-    parser.add_argument("--ids", default="", help="comma-separated district ids to keep, cut in this order (default: all)")
-    parser.add_argument("--sizes", default=",".join(str(int(s)) for s in DEFAULT_SIZES_M), help="cell edge (m) per level")
-    parser.add_argument("--sizes-for", action="append", default=[], metavar="IDS=SIZES",
-                        help="cell edges for some districts, e.g. 510121,510129=12000,6000,3000,1500 (repeatable)")
+    parser.add_argument(
+        "--ids", default="", help="comma-separated district ids to keep, cut in this order (default: all)"
+    )
+    parser.add_argument(
+        "--sizes", default=",".join(str(int(s)) for s in DEFAULT_SIZES_M), help="cell edge (m) per level"
+    )
+    parser.add_argument(
+        "--sizes-for",
+        action="append",
+        default=[],
+        metavar="IDS=SIZES",
+        help="cell edges for some districts, e.g. 510121,510129=12000,6000,3000,1500 (repeatable)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overlays", type=Path, help="also write this many GENERATED overlay zones here")
     parser.add_argument("--overlay-count", type=int, default=40)
@@ -166,7 +175,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if wanted:
         by_id = {str(f["properties"]["adcode"]): f for f in districts["features"]}
         districts["features"] = [by_id[i] for i in wanted]
-    grid = tessellate(districts, sizes_m=_sizes(args.sizes), sizes_by_district=_sizes_for(args.sizes_for), seed=args.seed)
+    grid = tessellate(
+        districts, sizes_m=_sizes(args.sizes), sizes_by_district=_sizes_for(args.sizes_for), seed=args.seed
+    )
     args.out.write_text(json.dumps(grid, ensure_ascii=False, separators=(",", ":")))
     if args.overlays:
         zones = overlay_zones(grid, count=args.overlay_count, seed=args.seed)

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from hub.config import HubConfig
-    from hub.nats.embedded import EmbeddedNats
     from hub.metrics import Metrics
+    from hub.nats.embedded import EmbeddedNats
     from hub.plugins import PluginHost
     from hub.taxonomy import Taxonomy
 

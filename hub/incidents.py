@@ -149,7 +149,10 @@ class MergePolicy:
         for name, members in self.groups.items():
             if isinstance(members, str):
                 raise ConfigError(f"groups[{name!r}]: expected a list of categories, got the string {members!r}")
-        for key, value in [("default", self.default), *((f"per_category[{n!r}]", p) for n, p in self.per_category.items())]:
+        for key, value in [
+            ("default", self.default),
+            *((f"per_category[{n!r}]", p) for n, p in self.per_category.items()),
+        ]:
             if not isinstance(value, CategoryPolicy):
                 raise ConfigError(f"{key}: expected a CategoryPolicy, got {type(value).__name__}")
         try:

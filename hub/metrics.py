@@ -41,25 +41,34 @@ class Metrics:
             registry=self.registry,
         )
         self._dead_letters = Counter(
-            "cityhub_dlq_messages", "Messages sent to the DLQ, by source and reason class.", ["source", "kind"],
+            "cityhub_dlq_messages",
+            "Messages sent to the DLQ, by source and reason class.",
+            ["source", "kind"],
             registry=self.registry,
         )
         self._plugin_calls = Counter(
-            "cityhub_plugin_calls", "Hook and transform calls per plugin, by outcome (ok, error, timeout).",
+            "cityhub_plugin_calls",
+            "Hook and transform calls per plugin, by outcome (ok, error, timeout).",
             ["plugin", "hook", "outcome"],
             registry=self.registry,
         )
         self._plugin_enabled = Gauge(
-            "cityhub_plugin_enabled", "1 while a plugin is enabled, 0 while disabled.", ["plugin"],
+            "cityhub_plugin_enabled",
+            "1 while a plugin is enabled, 0 while disabled.",
+            ["plugin"],
             registry=self.registry,
         )
         self._current_role: str | None = None
         self._role = Gauge(
-            "cityhub_role", "1 for this hub's current role (standby, activating, active, stepping down), 0 for the others.",
-            ["role"], registry=self.registry,
+            "cityhub_role",
+            "1 for this hub's current role (standby, activating, active, stepping down), 0 for the others.",
+            ["role"],
+            registry=self.registry,
         )
         self._connector_counts = Counter(
-            "cityhub_connector_events", "Connector-specific counts (ctx.count).", ["source", "name"],
+            "cityhub_connector_events",
+            "Connector-specific counts (ctx.count).",
+            ["source", "name"],
             registry=self.registry,
         )
 

@@ -9,7 +9,7 @@ these models for the docs and the AsyncAPI document.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -25,7 +25,6 @@ from pydantic import (
 )
 
 from hub.control_characters import refuse_control_characters
-
 
 CATEGORY_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 # A category name; which names the hub accepts is its taxonomy's business (hub.taxonomy), not the model's.
@@ -149,7 +148,8 @@ class Area(HubModel):
     id: str = Field(min_length=1, max_length=128, description="The area's id in its source (the warning id).")
     geometry: dict[str, Any] = Field(description="GeoJSON Polygon or MultiPolygon geometry, WGS-84.")
     cells: list[GridCell] = Field(
-        default_factory=list, description="The cells it touches at the configured level: one dispatch order per cell.")
+        default_factory=list, description="The cells it touches at the configured level: one dispatch order per cell."
+    )
     expires_at: datetime | None = Field(None, description="When it ends: its incident closes then.")
 
 
@@ -173,12 +173,16 @@ class Event(HubModel):
     device_id: str | None = None
     status: str | None = Field(None, description="Source-side status for updates (e.g. recovered, closed).")
     received_at: datetime | None = Field(
-        None, description="Set by the pipeline: when the hub received it (the ingest stream stored it).")
+        None, description="Set by the pipeline: when the hub received it (the ingest stream stored it)."
+    )
     late: bool = Field(
-        False, description="Set by the pipeline: received more than [pipeline.event_time] late_after after its time "
-                           "(a flushed buffer, an import); kept out of response-time figures.")
+        False,
+        description="Set by the pipeline: received more than [pipeline.event_time] late_after after its time "
+        "(a flushed buffer, an import); kept out of response-time figures.",
+    )
     triage: Triage | None = Field(
-        None, description="Set by the pipeline: no_cell when the hub has grids and the event resolved to no cell.")
+        None, description="Set by the pipeline: no_cell when the hub has grids and the event resolved to no cell."
+    )
     area: Area | None = Field(None, description="For an area event (an area warning): the area and its cells.")
 
     @field_validator("time")
@@ -223,13 +227,20 @@ class Incident(HubModel):
     category: CategoryName
     severity: Severity
     state: IncidentState = IncidentState.OPEN
-    opened_at: datetime = Field(description="When its first report happened (the event's time, as the hub's clock holds it).")
+    opened_at: datetime = Field(
+        description="When its first report happened (the event's time, as the hub's clock holds it)."
+    )
     updated_at: datetime
     received_at: datetime | None = Field(
-        None, description="When the hub received its first report: response times count from here.")
-    late: bool = Field(False, description="Its first report was late (see Event.late): left out of response-time figures.")
+        None, description="When the hub received its first report: response times count from here."
+    )
+    late: bool = Field(
+        False, description="Its first report was late (see Event.late): left out of response-time figures."
+    )
     triage: Triage | None = Field(
-        None, description="no_cell while its latest report resolved to no grid cell: its orders go to [geo] unplaced_route.")
+        None,
+        description="no_cell while its latest report resolved to no grid cell: its orders go to [geo] unplaced_route.",
+    )
     location: Location | None = None
     address: str | None = None
     grid_path: list[GridCell] = Field(default_factory=list)
@@ -275,8 +286,10 @@ INCIDENT_ID_EXAMPLE = "inc-01M83RDEXVGSK35WXJH6BQ1DDC"
 
 def _incident_id_shape(value: str) -> str:
     if _INCIDENT_ID.fullmatch(value) is None:
-        raise ValueError(f"{value[:80]!r} is not an incident id: expected inc-<26-character event id>, maybe "
-                         f"followed by ~<n> or ~<n>.<n>, e.g. {INCIDENT_ID_EXAMPLE}")
+        raise ValueError(
+            f"{value[:80]!r} is not an incident id: expected inc-<26-character event id>, maybe "
+            f"followed by ~<n> or ~<n>.<n>, e.g. {INCIDENT_ID_EXAMPLE}"
+        )
     return value
 
 
@@ -335,8 +348,10 @@ class DispatchOrder(HubModel):
     category: CategoryName
     severity: Severity
     summary: str
-    created_at: datetime = Field(description="When it was dispatched (the hub's reception of the report that caused it, "
-                                             "or the escalation that followed an overdue order).")
+    created_at: datetime = Field(
+        description="When it was dispatched (the hub's reception of the report that caused it, "
+        "or the escalation that followed an overdue order)."
+    )
     deadline: datetime | None = Field(None, description="created_at plus the rule's escalate_after.")
     attempt: int = Field(1, ge=1, description="2 and up for re-dispatch (二次派单).")
     reports: list[ReportRef] = Field(
@@ -365,4 +380,4 @@ class DispatchUpdate(HubModel):
 
 def utcnow() -> datetime:
     """The hub's clock, timezone-aware."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

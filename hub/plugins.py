@@ -14,9 +14,10 @@ Typical use by the runtime::
     host = build_plugin_host(metrics)
     config = load_config(path, plugin_models=host.settings_models())
     host.configure(config)
-    host.attach(hub)                      # passed to every hook as ``hub=``
+    host.attach(hub)  # passed to every hook as ``hub=``
     await host.startup()
-    for plugin, transforms in await host.call("register_transforms"): ...
+    for plugin, transforms in await host.call("register_transforms"):
+        ...
 """
 
 from __future__ import annotations
@@ -45,10 +46,19 @@ from hub.metrics import Metrics
 
 ENTRY_POINT_GROUP = "cityhub.plugins"
 # The distributions this repository ships (connectors/<name>/, plugins/<name>/): only ``builtin`` in /plugins.
-BUILTIN_PLUGINS = frozenset({
-    "citizen_report", "citybrain", "eldercare", "gridworker", "hotline12345", "iot_mqtt", "recycling",
-    "enrichment", "redaction",
-})
+BUILTIN_PLUGINS = frozenset(
+    {
+        "citizen_report",
+        "citybrain",
+        "eldercare",
+        "gridworker",
+        "hotline12345",
+        "iot_mqtt",
+        "recycling",
+        "enrichment",
+        "redaction",
+    }
+)
 DEMO_SECTION_FILE = "demo.toml"
 ALLOW_LIST_ENV = "CITYHUB_PLUGINS"
 TRACE_ENV = "CITYHUB_TRACE_HOOKS"
@@ -201,7 +211,9 @@ class PluginHost:
         try:
             return state.settings_model.model_validate(section.options() if section else {})
         except ValidationError as exc:
-            state.last_error = f"settings: {exc.errors(include_url=False)[0]['msg']} (validate the config with its plugins)"
+            state.last_error = (
+                f"settings: {exc.errors(include_url=False)[0]['msg']} (validate the config with its plugins)"
+            )
             return None
 
     async def apply(self, config: Any) -> list[str]:

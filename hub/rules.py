@@ -5,9 +5,14 @@ language, or ``jsonlogic``) and ``actions`` returned as data. :meth:`RuleSet.com
 compiles a whole set once (the Rust core indexes it by category); :meth:`RuleSet.match_many` then
 matches batches of events in one call with the GIL released. See ``docs/rules.md`` for the language.
 
-    >>> rules = [Rule(id="gas-night", priority=10,
-    ...               when='category == "gas_leak" && payload.ppm >= 5000 && hour(time) >= 22',
-    ...               actions={"severity": "critical", "route": ["dept:fire", "five_way"]})]
+    >>> rules = [
+    ...     Rule(
+    ...         id="gas-night",
+    ...         priority=10,
+    ...         when='category == "gas_leak" && payload.ppm >= 5000 && hour(time) >= 22',
+    ...         actions={"severity": "critical", "route": ["dept:fire", "five_way"]},
+    ...     )
+    ... ]
     >>> rule_set = RuleSet.compile(rules, timezone="Asia/Shanghai")
     >>> event = {"category": "gas_leak", "payload": {"ppm": 6200}, "time": "2026-05-01T23:10:00+08:00"}
     >>> [m.rule_id for m in rule_set.match(event)]

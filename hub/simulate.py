@@ -21,8 +21,11 @@ SIMULATOR_STOP_S = 10.0
 
 async def start_simulators(hub: Hub, only: str | None = None) -> list[tuple[str, Any]]:
     """Build and start the simulators of every plugin (or of plugin ``only``): ``(plugin, simulator)`` pairs."""
-    simulators = [(plugin, simulator) for plugin, found in await hub.plugins.call("register_simulators", only=only)
-                  for simulator in found]
+    simulators = [
+        (plugin, simulator)
+        for plugin, found in await hub.plugins.call("register_simulators", only=only)
+        for simulator in found
+    ]
     for _, simulator in simulators:
         await simulator.start()
     return simulators
@@ -38,7 +41,6 @@ async def stop_simulators(simulators: list[tuple[str, Any]], timeout_s: float = 
             log.exception("simulator %s of plugin %s did not stop cleanly", type(simulator).__name__, plugin)
 
 
-
 async def _simulate(hub: Hub, name: str, stop_after_s: float | None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -46,10 +48,15 @@ async def _simulate(hub: Hub, name: str, stop_after_s: float | None) -> int:
         loop.add_signal_handler(signal_number, stop.set)
     simulators = await start_simulators(hub, only=name)
     if not simulators:
-        raise PluginError(f"plugin {name!r} built no simulator (is its [plugins.{name}] section complete? "
-                          f"{hub.plugins.state(name).last_error or 'it implements no register_simulators hook'})")
-    print(f"simulating {name}: {len(simulators)} simulator(s); "
-          f"{'Ctrl-C stops' if stop_after_s is None else f'stopping after {stop_after_s:g} s'}", flush=True)
+        raise PluginError(
+            f"plugin {name!r} built no simulator (is its [plugins.{name}] section complete? "
+            f"{hub.plugins.state(name).last_error or 'it implements no register_simulators hook'})"
+        )
+    print(
+        f"simulating {name}: {len(simulators)} simulator(s); "
+        f"{'Ctrl-C stops' if stop_after_s is None else f'stopping after {stop_after_s:g} s'}",
+        flush=True,
+    )
     try:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), stop_after_s)

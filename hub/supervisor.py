@@ -28,9 +28,9 @@ from typing import Any
 from nats.aio.client import Client as NatsClient
 
 from hub.availability import gate
+from hub.backoff import Backoff
 from hub.config import NatsConfig, StreamsConfig
 from hub.connector import Connector
-from hub.backoff import Backoff
 from hub.connector_runtime import open_context, serve_connector
 from hub.logs import configure_logging
 from hub.nats.natsconn import connect
@@ -47,8 +47,9 @@ _SPAWN = multiprocessing.get_context("spawn")
 # --- the child ---------------------------------------------------------------------------------------
 
 
-def _child_main(connector: Connector, nats: NatsConfig, streams: StreamsConfig, reports: Connection,
-                shared_gate: object) -> None:
+def _child_main(
+    connector: Connector, nats: NatsConfig, streams: StreamsConfig, reports: Connection, shared_gate: object
+) -> None:
     configure_logging(logging.INFO, process=connector.source)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when children stop (SIGTERM)
     asyncio.run(_child_async(connector, nats, streams, reports, shared_gate))
@@ -56,8 +57,9 @@ def _child_main(connector: Connector, nats: NatsConfig, streams: StreamsConfig, 
         sys.exit(STOOD_DOWN)
 
 
-async def _child_async(connector: Connector, nats: NatsConfig, streams: StreamsConfig, reports: Connection,
-                       shared_gate: object) -> None:
+async def _child_async(
+    connector: Connector, nats: NatsConfig, streams: StreamsConfig, reports: Connection, shared_gate: object
+) -> None:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None
@@ -86,13 +88,15 @@ async def _serve(connector: Connector, nats: NatsConfig, streams: StreamsConfig,
 
     async def closed_by_server(client: NatsClient) -> None:
         if serving:  # not our own close(): end the process, the supervisor restarts it with a new connection
-            log.error("nats-server closed the connection of connector %s (%s); exiting", connector.source,
-                      client.last_error)
+            log.error(
+                "nats-server closed the connection of connector %s (%s); exiting", connector.source, client.last_error
+            )
             main.cancel()
 
     # named after the hub's own client name: the server's connection list says whose connector it is
-    nc = await connect(nats.model_copy(update={"name": f"{nats.name}-connector-{connector.source}"}),
-                       on_closed=closed_by_server)
+    nc = await connect(
+        nats.model_copy(update={"name": f"{nats.name}-connector-{connector.source}"}), on_closed=closed_by_server
+    )
     try:
         ctx = await open_context(connector, nc, streams)
         _send_report(connector, ctx, reports)  # ready: from here on the hang timeout applies
@@ -159,8 +163,16 @@ class ConnectorProcess:
 class Supervisor:
     """Starts, watches and restarts connector processes."""
 
-    def __init__(self, nats: NatsConfig, streams: StreamsConfig | None = None, *, hang_timeout_s: float = 30.0,
-                 startup_timeout_s: float = 60.0, on_counters: Any = None, until: Callable[[], float] | None = None):
+    def __init__(
+        self,
+        nats: NatsConfig,
+        streams: StreamsConfig | None = None,
+        *,
+        hang_timeout_s: float = 30.0,
+        startup_timeout_s: float = 60.0,
+        on_counters: Any = None,
+        until: Callable[[], float] | None = None,
+    ):
         """``until``: the monotonic moment until which connectors may run (:mod:`hub.availability.gate`);
         without it they always may."""
         self.nats = nats
@@ -211,8 +223,10 @@ class Supervisor:
     def _spawn(self, child: ConnectorProcess) -> None:
         receiver, sender = _SPAWN.Pipe(duplex=False)
         process = _SPAWN.Process(
-            target=_child_main, args=(child.connector, self.nats, self.streams, sender, self.gate.shared),
-            name=f"cityhub-connector-{child.name}", daemon=True,
+            target=_child_main,
+            args=(child.connector, self.nats, self.streams, sender, self.gate.shared),
+            name=f"cityhub-connector-{child.name}",
+            daemon=True,
         )
         process.start()
         sender.close()
@@ -262,10 +276,11 @@ class Supervisor:
             child.last_exit = child.last_exit if hung else f"exit code {process.exitcode}"
             child.restarts += 1
             delay = restarts.next_delay()
-            log.error("connector %s stopped (%s); restart %d in %.1fs", child.name, child.last_exit, child.restarts, delay)
+            log.error(
+                "connector %s stopped (%s); restart %d in %.1fs", child.name, child.last_exit, child.restarts, delay
+            )
             await asyncio.sleep(delay)
             self._spawn(child)
-
 
     def _hung(self, child: ConnectorProcess) -> bool:
         """No report within the hang timeout (or, before the first report, within the start-up timeout:

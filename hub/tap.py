@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from nats.aio.client import Client as NatsClient
@@ -31,14 +31,16 @@ def events_subject(
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """``--since``: a duration back from now (``90s``, ``15m``, ``2h``, ``1d``) or an ISO 8601 time with offset."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     try:
         start = datetime.fromisoformat(text)
     except ValueError:
         try:
             back = parse_duration(text)
         except ValueError:
-            raise HubError(f"--since {text!r}: give a duration such as 2h or a time such as 2026-05-01T08:00:00+08:00") from None
+            raise HubError(
+                f"--since {text!r}: give a duration such as 2h or a time such as 2026-05-01T08:00:00+08:00"
+            ) from None
         return now - (back if isinstance(back, timedelta) else timedelta(seconds=float(back)))
     if start.tzinfo is None:
         raise HubError(f"--since {text!r}: add a timezone offset, e.g. {text}+08:00")
@@ -84,11 +86,18 @@ def format_dispatch(raw: bytes) -> str:
         return f"(not a CloudEvent: {_shorten(raw.decode('utf-8', 'replace'))})"
     if envelope.get("type") == wire.TYPE_DISPATCH_ORDER:
         reports = ",".join(sorted({report.get("source", "?") for report in data.get("reports", [])}))
-        return (f"{data.get('created_at', '')}  ORDER     {data.get('target', '?')} via [{data.get('connector', '?')}]"
-                f"  order={data.get('id', '?')}  reports from {reports or 'none'}")
+        return (
+            f"{data.get('created_at', '')}  ORDER     {data.get('target', '?')} via [{data.get('connector', '?')}]"
+            f"  order={data.get('id', '?')}  reports from {reports or 'none'}"
+        )
     reporter = str(envelope.get("source", "?")).rpartition("/")[2]
-    parts = [str(data.get("time", "")), "UPDATE   ", str(data.get("status", "?")).ljust(16), f"[{reporter}]",
-             f"order={data.get('order_id', '?')}"]
+    parts = [
+        str(data.get("time", "")),
+        "UPDATE   ",
+        str(data.get("status", "?")).ljust(16),
+        f"[{reporter}]",
+        f"order={data.get('order_id', '?')}",
+    ]
     if data.get("actor"):
         parts.append(f"by {data['actor']}")
     return "  ".join(parts)

@@ -33,7 +33,8 @@ class CategoryInfo(BaseModel):
         Severity.MEDIUM, description="Severity of an event of this category whose source sets none."
     )
     merge_group: str | None = Field(
-        None, pattern=CATEGORY_NAME_PATTERN,
+        None,
+        pattern=CATEGORY_NAME_PATTERN,
         description="Categories of one merge group may describe one incident (merged like [merge].category_groups).",
     )
 
@@ -144,7 +145,6 @@ class Taxonomy(Mapping[str, CategoryInfo]):
 BUILTIN_TAXONOMY = Taxonomy(BUILTIN_CATEGORIES)
 
 
-
 def categories_page(taxonomy: Taxonomy = BUILTIN_TAXONOMY) -> str:
     """``docs/categories.md``: the built-in taxonomy as a table, generated from the registry (a test keeps the
     committed page in step)."""
@@ -152,21 +152,23 @@ def categories_page(taxonomy: Taxonomy = BUILTIN_TAXONOMY) -> str:
         f"| `{name}` | {info.label_zh} | {info.label_en} | `{info.default_severity.value}` | {info.merge_group or ''} |"
         for name, info in taxonomy.items()
     ]
-    return "\n".join([
-        "# Event categories",
-        "",
-        "Generated from `hub.taxonomy` (`python -m hub.taxonomy > docs/categories.md`). These are the built-in",
-        "categories, the default set. Plugins add categories or replace built-in ones through the",
-        "`register_categories` hook ([plugin hooks](plugin_hooks.md#register_categorieshub)), and the config",
-        "through `[categories.<name>]` sections ([config](config.md)); the running hub shows its whole taxonomy at",
-        "`GET /api/categories` and in the category enum of `/asyncapi.json`. An event of a category the hub does",
-        "not know goes to the DLQ (`CityHub-Reason-Kind: unknown_category`) with a reason naming the known ones.",
-        "",
-        "| name | 中文 | English | default severity | merge group |",
-        "| --- | --- | --- | --- | --- |",
-        *rows,
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Event categories",
+            "",
+            "Generated from `hub.taxonomy` (`python -m hub.taxonomy > docs/categories.md`). These are the built-in",
+            "categories, the default set. Plugins add categories or replace built-in ones through the",
+            "`register_categories` hook ([plugin hooks](plugin_hooks.md#register_categorieshub)), and the config",
+            "through `[categories.<name>]` sections ([config](config.md)); the running hub shows its whole taxonomy at",
+            "`GET /api/categories` and in the category enum of `/asyncapi.json`. An event of a category the hub does",
+            "not know goes to the DLQ (`CityHub-Reason-Kind: unknown_category`) with a reason naming the known ones.",
+            "",
+            "| name | 中文 | English | default severity | merge group |",
+            "| --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,9 @@ def trimmed(raw: bytes, budget: int) -> bytes | None:
 
 def _trimmable(type_: Any, data: dict[str, Any]) -> dict[str, Any]:
     """Each field of ``data`` that may be left out, by its path (``payload.<key>`` for payload entries)."""
-    kind = wire.TYPE_INCIDENT_PREFIX if isinstance(type_, str) and type_.startswith(wire.TYPE_INCIDENT_PREFIX) else type_
+    kind = (
+        wire.TYPE_INCIDENT_PREFIX if isinstance(type_, str) and type_.startswith(wire.TYPE_INCIDENT_PREFIX) else type_
+    )
     fields: dict[str, Any] = {}
     for name in TRIMMABLE.get(kind, ()):
         if name == _EACH_PAYLOAD_KEY:

@@ -70,8 +70,13 @@ def source_uri(source: str) -> str:
 def binary_mode_headers(id_: str, source: str, type_: str, content_type: str) -> dict[str, str]:
     """The CloudEvents attributes of a message whose payload is not a CloudEvents envelope (binary mode of the
     NATS protocol binding), as NATS headers."""
-    return {"ce-specversion": SPEC_VERSION, "ce-id": id_, "ce-source": source, "ce-type": type_,
-            "content-type": content_type}
+    return {
+        "ce-specversion": SPEC_VERSION,
+        "ce-id": id_,
+        "ce-source": source,
+        "ce-type": type_,
+        "content-type": content_type,
+    }
 
 
 def dead_letter_headers(id_: str, source: str) -> dict[str, str]:

@@ -111,8 +111,12 @@ def place_location(place: int) -> dict[str, Any]:
 def event_fields(source: str, source_event_id: str, place: int, at: datetime) -> dict[str, Any]:
     """A valid event document (source_event_id first, so a cut copy still names it)."""
     return {
-        "source_event_id": source_event_id, "source": source, "category": CATEGORIES[place % len(CATEGORIES)],
-        "severity": "medium", "time": at.isoformat(), "location": place_location(place),
+        "source_event_id": source_event_id,
+        "source": source,
+        "category": CATEGORIES[place % len(CATEGORIES)],
+        "severity": "medium",
+        "time": at.isoformat(),
+        "location": place_location(place),
         "payload": {"variant": "original"},
     }
 
@@ -154,8 +158,9 @@ def adversaries(max_message_bytes: int, max_payload: int) -> list[Adversary]:
         Adversary("raw_control_characters", NOT_JSON, lambda w: w.event(text=Raw(b'"bell\x07 escape\x1b[31m"'))),
         Adversary("nan_token", NOT_JSON, lambda w: w.event(location=w.location(lon=Raw(b"NaN")))),
         Adversary("infinity_token", NOT_JSON, lambda w: w.event(location=w.location(lat=Raw(b"Infinity")))),
-        Adversary("minus_infinity_token", NOT_JSON,
-                  lambda w: w.event(location=w.location(accuracy_m=Raw(b"-Infinity")))),
+        Adversary(
+            "minus_infinity_token", NOT_JSON, lambda w: w.event(location=w.location(accuracy_m=Raw(b"-Infinity")))
+        ),
         Adversary("number_beyond_double", NOT_JSON, lambda w: w.event(location=w.location(lon=Raw(b"1e400")))),
         Adversary("nested_10000_arrays", NOT_JSON, lambda w: w.event(payload={"deep": nested(10_000)})),
         # JSON, but not an event object, or fields of the wrong type
@@ -170,9 +175,19 @@ def adversaries(max_message_bytes: int, max_payload: int) -> list[Adversary]:
         Adversary("unknown_field", INVALID, lambda w: w.event(colour="red")),
         Adversary("source_control_characters", INVALID, lambda w: w.event(source=w.source + "\r\n")),
         Adversary("source_event_id_too_long", INVALID, lambda w: w.event(source_event_id=w.marker + "x" * 300)),
-        Adversary("cloudevent_of_another_type", INVALID, lambda w: orjson.dumps({
-            "specversion": "1.0", "type": "com.example.other", "source": "/outside", "id": w.marker,
-            "data": w.fields()})),
+        Adversary(
+            "cloudevent_of_another_type",
+            INVALID,
+            lambda w: orjson.dumps(
+                {
+                    "specversion": "1.0",
+                    "type": "com.example.other",
+                    "source": "/outside",
+                    "id": w.marker,
+                    "data": w.fields(),
+                }
+            ),
+        ),
         # a number where a time goes: epoch seconds, 1970 (old beyond any window, or refused as the wrong type)
         Adversary("time_epoch_number", frozenset({"time_out_of_range", "invalid"}), lambda w: w.event(time=12345)),
         Adversary("missing_category", MISSING, lambda w: w.event(category=None), names_field="category"),
@@ -184,8 +199,11 @@ def adversaries(max_message_bytes: int, max_payload: int) -> list[Adversary]:
         Adversary("location_list", COORDINATES, lambda w: w.event(location=[104.07, 30.57])),
         Adversary("unknown_category", UNKNOWN_CATEGORY, lambda w: w.event(category="ufo_sighting")),
         Adversary("category_control_characters", UNKNOWN_CATEGORY, lambda w: w.event(category="fire\n\x00")),
-        Adversary("source_mismatch", frozenset({"source_mismatch"}),
-                  lambda w: w.event(source=SOURCES[(SOURCES.index(w.source) + 1) % len(SOURCES)])),
+        Adversary(
+            "source_mismatch",
+            frozenset({"source_mismatch"}),
+            lambda w: w.event(source=SOURCES[(SOURCES.index(w.source) + 1) % len(SOURCES)]),
+        ),
         # times an outside clock can send: far future and far past in several offsets, a day or more off
         Adversary("time_9999_minus_8h", TIME_OUT_OF_RANGE, lambda w: w.event(time="9999-12-31T23:59:59.999-08:00")),
         Adversary("time_9999_utc", TIME_OUT_OF_RANGE, lambda w: w.event(time="9999-12-31T23:59:59Z")),
@@ -193,14 +211,19 @@ def adversaries(max_message_bytes: int, max_payload: int) -> list[Adversary]:
         Adversary("time_0001_plus_1h", TIME_OUT_OF_RANGE, lambda w: w.event(time="0001-01-01T00:00:00+01:00")),
         Adversary("time_0001_utc", TIME_OUT_OF_RANGE, lambda w: w.event(time="0001-01-01T00:00:00Z")),
         Adversary("time_1900_plus_8h", TIME_OUT_OF_RANGE, lambda w: w.event(time="1900-01-01T00:00:00+08:00")),
-        Adversary("time_two_days_ahead", TIME_OUT_OF_RANGE,
-                  lambda w: w.event(time=(w.now + timedelta(days=2)).isoformat())),
-        Adversary("time_400_days_old", TIME_OUT_OF_RANGE,
-                  lambda w: w.event(time=(w.now - timedelta(days=400)).isoformat())),
+        Adversary(
+            "time_two_days_ahead", TIME_OUT_OF_RANGE, lambda w: w.event(time=(w.now + timedelta(days=2)).isoformat())
+        ),
+        Adversary(
+            "time_400_days_old", TIME_OUT_OF_RANGE, lambda w: w.event(time=(w.now - timedelta(days=400)).isoformat())
+        ),
         # JSON the parser takes but that is too deep to encode again: poison for whatever re-encodes the event
         # (internal_error, the contract's kind for an input that raises), unless validation bounds the depth
-        Adversary("nested_300_arrays", frozenset({"internal_error", "invalid"}),
-                  lambda w: w.event(payload={"deep": nested(300)})),
+        Adversary(
+            "nested_300_arrays",
+            frozenset({"internal_error", "invalid"}),
+            lambda w: w.event(payload={"deep": nested(300)}),
+        ),
         Adversary("over_message_limit", OVERSIZED, lambda w: padded(w, max_message_bytes + 1000), copies=2),
         # fits the server's limit (sent without headers, which count too); the DLQ copy with its headers cannot
         Adversary("near_max_payload", OVERSIZED, lambda w: padded(w, max_payload - 4), copies=1, headers=False),
@@ -219,12 +242,18 @@ def valid_specials(writer_for: Callable[[str], Writer], now: datetime) -> list[t
     specials: list[tuple[str, Writer, dict[str, Any]]] = []
     for copy in range(2):
         specials += [
-            ("control_characters", writer_for(f"ok-ctl-{copy}\r\n\x00\x1b[2J"),
-             {"text": "line\r\n2026-12-06 ERROR forged log line\x1b[31m\x00\u2028", "address": "tab\there\x7f"}),
+            (
+                "control_characters",
+                writer_for(f"ok-ctl-{copy}\r\n\x00\x1b[2J"),
+                {"text": "line\r\n2026-12-06 ERROR forged log line\x1b[31m\x00\u2028", "address": "tab\there\x7f"},
+            ),
             ("offset_plus_14h", writer_for(f"ok-plus14-{copy}"), {"time": in_offset(now, hours=14)}),
             ("offset_minus_12h", writer_for(f"ok-minus12-{copy}"), {"time": in_offset(now, hours=-12)}),
-            ("nested_100_arrays", writer_for(f"ok-nested-{copy}"),
-             {"payload": {"variant": "original", "deep": nested(100)}}),
+            (
+                "nested_100_arrays",
+                writer_for(f"ok-nested-{copy}"),
+                {"payload": {"variant": "original", "deep": nested(100)}},
+            ),
             ("longest_text", writer_for(f"ok-text-{copy}"), {"text": "界" * 8192}),
         ]
     return specials
@@ -254,8 +283,10 @@ class FaultLoad:
         for n in range(count):
             writer = Writer(f"ok-{n}", SOURCES[n % len(SOURCES)], start + LOAD_SPAN * n / count, n % PLACES)
             load.valid.append(valid_input("valid", writer))
-        edges = [valid_input(label, writer, **changes) for label, writer, changes
-                 in valid_specials(lambda marker: Writer(marker, SOURCES[0], now, place=7), now)]
+        edges = [
+            valid_input(label, writer, **changes)
+            for label, writer, changes in valid_specials(lambda marker: Writer(marker, SOURCES[0], now, place=7), now)
+        ]
         kinds = adversaries(max_message_bytes, max_payload)
         for copy in range(max(adversary.copies for adversary in kinds)):
             for adversary in kinds:
@@ -275,24 +306,47 @@ class FaultLoad:
 def valid_input(label: str, writer: Writer, **changes: Any) -> ValidInput:
     data = writer.event(**changes)
     safe_id = writer.marker.encode("unicode_escape").decode()  # a header value holds no CR/LF
-    return ValidInput(label, topology.ingest_subject(writer.source), data, f"{writer.source}:{safe_id}",
-                      writer.marker, (writer.source, writer.marker))
+    return ValidInput(
+        label,
+        topology.ingest_subject(writer.source),
+        data,
+        f"{writer.source}:{safe_id}",
+        writer.marker,
+        (writer.source, writer.marker),
+    )
 
 
 def bad_input(adversary: Adversary, writer: Writer) -> BadInput:
     msg_id = f"{writer.source}:{writer.marker}" if adversary.headers else None
-    return BadInput(adversary.label, topology.ingest_subject(writer.source), adversary.write(writer), msg_id,
-                    writer.marker, adversary.kinds, adversary.names_field)
+    return BadInput(
+        adversary.label,
+        topology.ingest_subject(writer.source),
+        adversary.write(writer),
+        msg_id,
+        writer.marker,
+        adversary.kinds,
+        adversary.names_field,
+    )
 
 
 def shadows_of(original: ValidInput, now: datetime) -> list[Shadow]:
     """Other content under ``original``'s key: once with its Nats-Msg-Id, once with a new one."""
     source, source_event_id = original.key
     other = Writer(source_event_id, source, now, place=3).event(payload={"variant": "other"})
-    return [Shadow("same_msg_id_other_content", original.subject, other, original.msg_id, source_event_id,
-                   original.key, True),
-            Shadow("same_source_event_id_other_content", original.subject, other, f"{original.msg_id}:again",
-                   source_event_id, original.key, False)]
+    return [
+        Shadow(
+            "same_msg_id_other_content", original.subject, other, original.msg_id, source_event_id, original.key, True
+        ),
+        Shadow(
+            "same_source_event_id_other_content",
+            original.subject,
+            other,
+            f"{original.msg_id}:again",
+            source_event_id,
+            original.key,
+            False,
+        ),
+    ]
 
 
 def interleaved(valid: list[ValidInput], others: list[Sent]) -> list[Sent]:
@@ -318,6 +372,8 @@ def interleaved(valid: list[ValidInput], others: list[Sent]) -> list[Sent]:
 
 def probe(now: datetime) -> ValidInput:
     """A valid event at a place no other event is near: it opens a new incident at the end of the test."""
-    return valid_input("dashboard_probe", Writer("ok-probe", SOURCES[1], now, place=0),
-                       location=place_location(0) | {"lon": place_location(0)["lon"] + 0.06,
-                                                     "lat": place_location(0)["lat"] + 0.04})
+    return valid_input(
+        "dashboard_probe",
+        Writer("ok-probe", SOURCES[1], now, place=0),
+        location=place_location(0) | {"lon": place_location(0)["lon"] + 0.06, "lat": place_location(0)["lat"] + 0.04},
+    )

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,8 @@ PROGRESS_S = 30.0
 STALL_S = 20.0  # a drain wait gives up when the pipeline acknowledged nothing new for this long
 DASHBOARD_S = 20.0
 HUB_LOG_PROBLEM = re.compile(
-    r"\b(WARNING|ERROR|CRITICAL)\b|^\s*Traceback|^\s*\w+(Error|Exception|Group):|^\s*File \".*/(hub|plugins)/")
+    r"\b(WARNING|ERROR|CRITICAL)\b|^\s*Traceback|^\s*\w+(Error|Exception|Group):|^\s*File \".*/(hub|plugins)/"
+)
 LOG_TIME = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ ")
 
 RULES_AND_STREAMS = f"""
@@ -82,8 +83,13 @@ class HubProcess:
     def start(self) -> None:
         environment = {**os.environ, ALLOW_LIST_ENV: HUB_PLUGINS}
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "hub.cli", "run", "-c", str(self.config)],
-                                            cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "hub.cli", "run", "-c", str(self.config)],
+                cwd=REPO,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def kill(self) -> None:
         """SIGKILL: no snapshot, no acknowledgement, nothing flushed."""
@@ -166,8 +172,10 @@ class FaultOutcome:
 
     def context(self) -> str:
         """What went wrong while the scenario ran, for failure messages."""
-        parts = [f"scenario notes: {'; '.join(self.notes)}" if self.notes else "",
-                 "hub log (warnings and errors):\n  " + "\n  ".join(self.hub_problems) if self.hub_problems else ""]
+        parts = [
+            f"scenario notes: {'; '.join(self.notes)}" if self.notes else "",
+            "hub log (warnings and errors):\n  " + "\n  ".join(self.hub_problems) if self.hub_problems else "",
+        ]
         return "\n".join(part for part in parts if part)
 
 
@@ -195,8 +203,9 @@ class Scenario:
 
     def __init__(self, server: EmbeddedNats, hub: HubProcess, admin_url: str):
         self.server, self.hub = server, hub
-        self.http = httpx.AsyncClient(base_url=admin_url, timeout=10.0,
-                                      headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        self.http = httpx.AsyncClient(
+            base_url=admin_url, timeout=10.0, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
         self.notes: list[str] = []
 
     async def run(self) -> FaultOutcome:
@@ -211,7 +220,7 @@ class Scenario:
                 await nc.close()
 
     async def drive(self, nc: nats.NATS, js: JetStreamContext) -> FaultOutcome:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         load = FaultLoad.build(now, VALID_EVENTS, nc.max_payload, MAX_MESSAGE_BYTES)
         outcome = FaultOutcome(load, probe(now), notes=self.notes)
         first_sent_at, acks = await self.send_through_faults(nc, js, load)
@@ -274,8 +283,10 @@ class Scenario:
             self.notes.append(f"fewer than {KILL_AFTER_UNIFIED} unified events {PROGRESS_S:g} s into the load")
         self.hub.kill()
         unified, drained = await stream_messages(js, topology.EVENTS_STREAM), await ingest_drained(js)
-        self.notes.append(f"hub killed (SIGKILL) at {unified} unified events, "
-                          f"{'with nothing' if drained else 'with input'} left to process")
+        self.notes.append(
+            f"hub killed (SIGKILL) at {unified} unified events, "
+            f"{'with nothing' if drained else 'with input'} left to process"
+        )
 
     async def restart_hub(self) -> None:
         """Start the hub again and wait until its admin API answers (whether it is ready is checked at the end)."""
@@ -288,8 +299,9 @@ class Scenario:
     async def restart_server_mid_stream(self, js: JetStreamContext, nc: nats.NATS) -> None:
         target = await stream_messages(js, topology.EVENTS_STREAM) + RESTART_AFTER_UNIFIED
         if not await holds_within(lambda: unified_count(js, target), PROGRESS_S, interval=0.05):
-            self.notes.append(f"the restarted hub published fewer than {RESTART_AFTER_UNIFIED} events "
-                              f"in {PROGRESS_S:g} s")
+            self.notes.append(
+                f"the restarted hub published fewer than {RESTART_AFTER_UNIFIED} events in {PROGRESS_S:g} s"
+            )
         drained_before = await ingest_drained(js)
         await asyncio.to_thread(self.server.stop)
         self.server.launch()  # from this thread, which lives as long as the server should (see EmbeddedNats)
@@ -317,9 +329,11 @@ class Scenario:
         outcome.ack_floor = await ack_floor(js)
         outcome.unified = [orjson.loads(message.data) for message in await read_stream(url, topology.EVENTS_STREAM)]
         outcome.dlq = [await dlq_copy(js, message) for message in await read_stream(url, topology.DLQ_STREAM)]
-        outcome.opened = Counter(orjson.loads(message.data).get("incidentid")
-                                 for message in await read_stream(url, topology.INCIDENTS_STREAM)
-                                 if message.subject.endswith(".opened"))
+        outcome.opened = Counter(
+            orjson.loads(message.data).get("incidentid")
+            for message in await read_stream(url, topology.INCIDENTS_STREAM)
+            if message.subject.endswith(".opened")
+        )
         outcome.ready_status = await self.status("/ready")
         outcome.health = await self.health()
         probe_copies = outcome.unified_by_key().get(outcome.probe.key, [])
@@ -389,8 +403,11 @@ async def raw_hpub(port: int, subject: str, size: int) -> tuple[bytes, bool]:
     reply = b""
     try:
         await reader.readline()  # INFO
-        writer.write(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"protocol":1}\r\n'
-                     + f"HPUB {subject} {len(OVER_LIMIT_HEADERS)} {size}\r\n".encode() + OVER_LIMIT_HEADERS)
+        writer.write(
+            b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"protocol":1}\r\n'
+            + f"HPUB {subject} {len(OVER_LIMIT_HEADERS)} {size}\r\n".encode()
+            + OVER_LIMIT_HEADERS
+        )
         await writer.drain()
         async with asyncio.timeout(10):
             while chunk := await reader.read(65536):
@@ -406,8 +423,13 @@ async def raw_hpub(port: int, subject: str, size: int) -> tuple[bytes, bool]:
 
 async def dlq_copy(js: JetStreamContext, message: Any) -> DlqCopy:
     headers = message.headers or {}
-    copy = DlqCopy(message.subject, headers.get(topology.HEADER_REASON_KIND), headers.get(topology.HEADER_REASON),
-                   message.data, headers.get(topology.HEADER_ORIGINAL_OBJECT))
+    copy = DlqCopy(
+        message.subject,
+        headers.get(topology.HEADER_REASON_KIND),
+        headers.get(topology.HEADER_REASON),
+        message.data,
+        headers.get(topology.HEADER_ORIGINAL_OBJECT),
+    )
     if copy.object_ref is not None:
         bucket, _, name = copy.object_ref.partition("/")
         try:

@@ -39,10 +39,17 @@ class HubProcess:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self) -> HubProcess:
-        code = ("import sys; from hub.cli import main; "
-                f"sys.exit(main(['run', '-c', {str(self.config)!r}, '--admin-port', '{self.admin_port}']))")
-        self.process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL,
-                                        stderr=open(self.log, "ab"), env={**os.environ, "HUB_NAME": self.name})
+        code = (
+            "import sys; from hub.cli import main; "
+            f"sys.exit(main(['run', '-c', {str(self.config)!r}, '--admin-port', '{self.admin_port}']))"
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.log, "ab"),
+            env={**os.environ, "HUB_NAME": self.name},
+        )
         return self
 
     async def health(self) -> dict[str, Any] | None:

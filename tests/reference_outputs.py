@@ -10,9 +10,9 @@ from typing import Any
 
 from hub import wire
 from hub.models import Event, IncidentChange, IncidentState, Location, Severity
+from hub.nats.publisher import Message
 from hub.pipeline.outputs import event_subject, incident_output, utc
 from hub.pipeline.state import IncidentRecord
-from hub.nats.publisher import Message
 
 _SEVERITIES = list(Severity)
 
@@ -21,12 +21,20 @@ def event_output(event: Event, incident_id: str, district: str | None, street: s
     """The unified event on ``cityhub.events.<district>.<street>.<category>.<severity>``."""
     subject = event_subject(district, street, event.category, event.severity)
     raw = wire.encode(
-        type_=wire.TYPE_EVENT, id_=event.id or "", source=wire.source_uri(event.source), time=event.time, data=event,
+        type_=wire.TYPE_EVENT,
+        id_=event.id or "",
+        source=wire.source_uri(event.source),
+        time=event.time,
+        data=event,
         subject=subject,
         extensions={
-            "category": event.category, "severity": event.severity, "incidentid": incident_id,
-            "district": district, "street": street,
-            "gridcell": event.grid_path[0].id if event.grid_path else None, "late": event.late or None,
+            "category": event.category,
+            "severity": event.severity,
+            "incidentid": incident_id,
+            "district": district,
+            "street": street,
+            "gridcell": event.grid_path[0].id if event.grid_path else None,
+            "late": event.late or None,
             "triage": event.triage,
         },
     )
@@ -51,8 +59,18 @@ def incident_update_output(
         data["triage"] = event.triage
     if event.area is not None:
         data["area"] = event.area.model_dump(mode="json", exclude_none=True)
-    return incident_output(data, incident_id, record.category, data["severity"], record.district, change,
-                           f"{incident_id}:{count}", updated_at, late=record.late, triage=event.triage)
+    return incident_output(
+        data,
+        incident_id,
+        record.category,
+        data["severity"],
+        record.district,
+        change,
+        f"{incident_id}:{count}",
+        updated_at,
+        late=record.late,
+        triage=event.triage,
+    )
 
 
 def _location_json(location: Location) -> dict[str, Any]:
@@ -62,13 +80,22 @@ def _location_json(location: Location) -> dict[str, Any]:
     return data
 
 
-def _incident_data(record: IncidentRecord, incident_id: str, state: IncidentState, updated_at: datetime) -> dict[str, Any]:
+def _incident_data(
+    record: IncidentRecord, incident_id: str, state: IncidentState, updated_at: datetime
+) -> dict[str, Any]:
     """The :class:`Incident` fields the pipeline remembers of an incident, as JSON-ready values."""
     return {
-        "id": incident_id, "category": record.category, "severity": _SEVERITIES[record.severity], "state": state,
-        "opened_at": utc(record.opened_at), "updated_at": updated_at,
-        "report_count": max(1, record.report_count), "sources": record.sources,
-        "matched_rules": record.matched_rules, "escalation_level": 0, "late": record.late,
+        "id": incident_id,
+        "category": record.category,
+        "severity": _SEVERITIES[record.severity],
+        "state": state,
+        "opened_at": utc(record.opened_at),
+        "updated_at": updated_at,
+        "report_count": max(1, record.report_count),
+        "sources": record.sources,
+        "matched_rules": record.matched_rules,
+        "escalation_level": 0,
+        "late": record.late,
         **({"received_at": utc(record.received_at)} if record.received_at is not None else {}),
     }
 
@@ -76,7 +103,14 @@ def _incident_data(record: IncidentRecord, incident_id: str, state: IncidentStat
 def closed_output(record: IncidentRecord, incident_id: str, closed_at: datetime, reason: str) -> Message:
     """The ``closed`` change of an incident, from what the pipeline remembers of it."""
     data = {**_incident_data(record, incident_id, IncidentState.CLOSED, closed_at), "closed_reason": reason}
-    return incident_output(data, incident_id, record.category, data["severity"], record.district,
-                           IncidentChange.CLOSED, incident_id, closed_at, late=record.late)
-
-
+    return incident_output(
+        data,
+        incident_id,
+        record.category,
+        data["severity"],
+        record.district,
+        IncidentChange.CLOSED,
+        incident_id,
+        closed_at,
+        late=record.late,
+    )

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hub.app import build_taxonomy
 from hub.config import HubConfig, load_config
 from hub.metrics import Metrics
 from hub.models import Event
-from hub.app import build_taxonomy
 from hub.plugins import PluginHost, build_plugin_host
 
 

@@ -28,8 +28,9 @@ class TickingConnector(Connector):
         n = 0
         while True:
             n += 1
-            await ctx.publish(Event(source=self.source, source_event_id=f"{os.getpid()}-{n}", category=Category.NOISE,
-                                    time=utcnow()))
+            await ctx.publish(
+                Event(source=self.source, source_event_id=f"{os.getpid()}-{n}", category=Category.NOISE, time=utcnow())
+            )
             await asyncio.sleep(0.05)
 
 
@@ -42,8 +43,9 @@ class CrashingConnector(Connector):
         super().__init__(NoSettings())
 
     async def run(self, ctx: ConnectorContext) -> None:
-        await ctx.publish(Event(source=self.source, source_event_id=str(os.getpid()), category=Category.FIRE,
-                                time=utcnow()))
+        await ctx.publish(
+            Event(source=self.source, source_event_id=str(os.getpid()), category=Category.FIRE, time=utcnow())
+        )
         await asyncio.sleep(0.2)
         raise RuntimeError("the vendor SDK crashed")
 
@@ -71,8 +73,9 @@ class ClosedByTheServerConnector(Connector):
         super().__init__(NoSettings())
 
     async def run(self, ctx: ConnectorContext) -> None:
-        await ctx.publish(Event(source=self.source, source_event_id=str(os.getpid()), category=Category.FIRE,
-                                time=utcnow()))
+        await ctx.publish(
+            Event(source=self.source, source_event_id=str(os.getpid()), category=Category.FIRE, time=utcnow())
+        )
         nc = ctx._nc  # type: ignore[attr-defined]
         await nc.publish("cityhub.test", b"x" * (nc.max_payload - 10), headers={"Reason": "y" * 100})
         await asyncio.sleep(3600)

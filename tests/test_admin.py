@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-
 import httpx
 import pytest
 from fastapi import APIRouter
-from prometheus_client import Counter, CollectorRegistry
-from standin_hub import StandInHub
+from prometheus_client import CollectorRegistry, Counter
 
 from hub.admin import create_admin_app, require_token
 from hub.hookspecs import hookimpl
+from standin_hub import StandInHub
 
 TOKEN = "test-token-123"
 
@@ -140,11 +139,17 @@ async def test_reload_rejects_a_bad_config_and_keeps_the_running_one(client, hub
     assert response.status_code == 422
     assert response.json() == {
         "applied": False,
-        "issues": [{"file": str(config_path), "line": 14, "key": "dedup.window",
-                    "message": "'later' is not a duration: write e.g. '90s', '15m', '1h30m', '2d' or seconds"}],
+        "issues": [
+            {
+                "file": str(config_path),
+                "line": 14,
+                "key": "dedup.window",
+                "message": "'later' is not a duration: write e.g. '90s', '15m', '1h30m', '2d' or seconds",
+            }
+        ],
     }
     assert hub.applied == []
-    config_path.write_text(CONFIG + '\n[plugins.greeter]\nenabled = false\n')
+    config_path.write_text(CONFIG + "\n[plugins.greeter]\nenabled = false\n")
     response = await client.post("/config/reload", headers=AUTH)
     assert response.json() == {"applied": True, "issues": []}
     assert hub.applied and not hub.plugins.is_enabled("greeter")
@@ -161,15 +166,21 @@ async def test_dry_run_delegates_to_the_hub_and_validates_the_event(client):
 INCIDENT = "inc-01M83RDEXVGSK35WXJH6BQ1DDC"
 
 
-@pytest.mark.parametrize(("path", "complaint"), [
-    (f"/incidents/{INCIDENT}%0D%0AINFO forged/close", "an incident id contains the control character U+000D at position 30"),
-    (f"/incidents/{INCIDENT}%E2%80%A8/close", "control character U+2028"),
-    ("/incidents/INC000001/close", "'INC000001' is not an incident id: expected inc-<26-character event id>"),
-    (f"/incidents/{INCIDENT}~one/close", "is not an incident id"),
-    (f"/incidents/{INCIDENT}{'0' * 300}/close", "is not an incident id"),
-    ("/plugins/greeter%1B%5B2J/enable", "a name in the path contains the control character U+001B at position 7"),
-    ("/plugins/greeter%0A/disable", "control character U+000A"),
-])
+@pytest.mark.parametrize(
+    ("path", "complaint"),
+    [
+        (
+            f"/incidents/{INCIDENT}%0D%0AINFO forged/close",
+            "an incident id contains the control character U+000D at position 30",
+        ),
+        (f"/incidents/{INCIDENT}%E2%80%A8/close", "control character U+2028"),
+        ("/incidents/INC000001/close", "'INC000001' is not an incident id: expected inc-<26-character event id>"),
+        (f"/incidents/{INCIDENT}~one/close", "is not an incident id"),
+        (f"/incidents/{INCIDENT}{'0' * 300}/close", "is not an incident id"),
+        ("/plugins/greeter%1B%5B2J/enable", "a name in the path contains the control character U+001B at position 7"),
+        ("/plugins/greeter%0A/disable", "control character U+000A"),
+    ],
+)
 async def test_path_parameters_are_refused_with_what_is_wrong(client, hub, path, complaint):
     response = await client.post(path, json={"reason": "duplicate"}, headers=AUTH)
     assert response.status_code == 422 and complaint in response.json()["detail"][0]["msg"]
@@ -185,8 +196,17 @@ async def test_ops_close_an_incident_of_the_pipelines_shape(client, hub):
 
 async def test_openapi_documents_every_endpoint_and_secrets_never_appear(client):
     spec = (await client.get("/openapi.json")).json()
-    assert {"/health", "/ready", "/metrics", "/plugins", "/plugins/{name}/enable", "/plugins/{name}/disable",
-            "/config/reload", "/dry-run", "/plugins/greeter/hello"} <= set(spec["paths"])
+    assert {
+        "/health",
+        "/ready",
+        "/metrics",
+        "/plugins",
+        "/plugins/{name}/enable",
+        "/plugins/{name}/disable",
+        "/config/reload",
+        "/dry-run",
+        "/plugins/greeter/hello",
+    } <= set(spec["paths"])
     for path in ("/health", "/plugins", "/openapi.json", "/metrics"):
         assert TOKEN not in (await client.get(path)).text
 

@@ -11,13 +11,13 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import APIRouter
-from standin_hub import StandInHub
-from tests.waiting import wait_until
 
 from hub.admin import create_admin_app
 from hub.config import AdminConfig, PipelineConfig
-from hub.nats.embedded import free_port
 from hub.hookspecs import hookimpl
+from hub.nats.embedded import free_port
+from standin_hub import StandInHub
+from tests.waiting import wait_until
 
 LIMIT = 4096
 TOKEN = "limit-token"
@@ -46,8 +46,9 @@ async def admin_url(tmp_path) -> AsyncIterator[str]:
     config.write_text(f'[admin]\ntoken = "{TOKEN}"\nmax_body_bytes = {LIMIT}\n')
     app = create_admin_app(StandInHub(config, {"echo": Echo()}))
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1)
+    )
     serving = asyncio.create_task(server.serve())
     await wait_until(lambda: server.started, "uvicorn to start")
     yield f"http://127.0.0.1:{port}"
@@ -106,5 +107,7 @@ async def test_httpx_sending_a_large_body_gets_413(admin_url, body):
 
 
 def _head(path: str, length_header: str) -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {TOKEN}\r\n"
-            f"Content-Type: application/json\r\n{length_header}\r\n\r\n").encode()
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: application/json\r\n{length_header}\r\n\r\n"
+    ).encode()

@@ -12,8 +12,8 @@ import pytest
 
 from hub import topology
 from hub.app import Hub
-from hub.simulate import stop_simulators
 from hub.config import load_config
+from hub.simulate import stop_simulators
 from tests.pipeline_support import data_of, event, hub_toml, ingest_item, publish_raw, read_stream, stream_count
 from tests.waiting import wait_until
 
@@ -64,8 +64,11 @@ async def test_dry_run_shows_grid_incident_and_rules_without_publishing(hub, nat
 async def test_config_reload_applies_new_rules_to_later_events(hub, nats_url, tmp_path):
     await publish_raw(nats_url, [ingest_item(event(1, offset_m=0))])
     await wait_until(lambda: hub.pipeline.counts["out"] == 1)
-    await hub.apply_config(load_config(_write(tmp_path / "cityhub.toml", nats_url, "critical"),
-                                       plugin_models=hub.plugins.settings_models()))
+    await hub.apply_config(
+        load_config(
+            _write(tmp_path / "cityhub.toml", nats_url, "critical"), plugin_models=hub.plugins.settings_models()
+        )
+    )
     await publish_raw(nats_url, [ingest_item(event(2, offset_m=5000))])
     await wait_until(lambda: hub.pipeline.counts["out"] == 2)
     severities = [data_of(m)["severity"] for m in await read_stream(nats_url, topology.EVENTS_STREAM)]

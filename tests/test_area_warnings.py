@@ -6,7 +6,7 @@ escalator."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import nats
 
@@ -15,15 +15,27 @@ from hub.connector_runtime import encode_close_request
 from hub.escalation import Escalator
 from hub.metrics import Metrics
 from hub.models import CloseRequest, DispatchStatus, DispatchUpdate, Incident, utcnow
-from hub.pipeline import BatchProcessor, IngestMessage, Pipeline, PipelineOptions, PipelineState
 from hub.nats.streams import ensure_streams
+from hub.pipeline import BatchProcessor, IngestMessage, Pipeline, PipelineOptions, PipelineState
 from tests.pipeline_support import (
-    T0, WARNING_CELLS, area_warning, data_of, engines, event, ingest_item, publish_raw, read_stream,
+    T0,
+    WARNING_CELLS,
+    area_warning,
+    data_of,
+    engines,
+    event,
+    ingest_item,
+    publish_raw,
+    read_stream,
 )
 from tests.waiting import wait_until
 
-AREA_RULE = {"id": "area", "priority": 5, "when": 'category == "area_warning"',
-             "actions": {"route": ["gridworker", "dept:emergency"], "escalate_after_s": 1}}
+AREA_RULE = {
+    "id": "area",
+    "priority": 5,
+    "when": 'category == "area_warning"',
+    "actions": {"route": ["gridworker", "dept:emergency"], "escalate_after_s": 1},
+}
 CELL_TARGETS = [f"cell:{cell.id}" for cell in WARNING_CELLS]
 
 
@@ -35,8 +47,11 @@ def _process(items: list[tuple[str, bytes]]):  # noqa: ANN202
 
 
 def _published(result, kind: str) -> list[tuple[str, dict]]:  # noqa: ANN001
-    return [(output.subject, wire.decode(output.data)["data"]) for output in result.outputs
-            if output.subject.startswith(f"cityhub.{kind}.")]
+    return [
+        (output.subject, wire.decode(output.data)["data"])
+        for output in result.outputs
+        if output.subject.startswith(f"cityhub.{kind}.")
+    ]
 
 
 def test_a_warning_resent_and_updated_is_one_incident_with_one_order_per_cell():
@@ -55,7 +70,9 @@ def test_a_warning_resent_and_updated_is_one_incident_with_one_order_per_cell():
     assert {order["incident_id"] for order in orders} == {opened["id"]}
     for order in orders:  # each cell's order names its cell and goes to that cell's grid worker
         if order["target"].startswith("cell:"):
-            assert order["grid_cell"]["id"] == order["target"].removeprefix("cell:") and order["connector"] == "gridworker"
+            assert (
+                order["grid_cell"]["id"] == order["target"].removeprefix("cell:") and order["connector"] == "gridworker"
+            )
     assert len(state.incidents) == 1
 
 
@@ -68,7 +85,9 @@ def test_a_warning_closes_when_it_expires_and_an_expired_update_closes_it_at_onc
     closed = [data for subject, data in _published(result, "incidents") if subject.endswith(".closed")]
     assert [data["closed_reason"] for data in closed] == ["the area warning expired"] * 2
     assert datetime.fromisoformat(closed[0]["updated_at"]) == T0 + timedelta(seconds=60)  # dated by the expiry
-    incident_of = {data["event_ids"][0]: data["id"] for _, data in _published(result, "incidents") if data.get("event_ids")}
+    incident_of = {
+        data["event_ids"][0]: data["id"] for _, data in _published(result, "incidents") if data.get("event_ids")
+    }
     events = {data["source_event_id"]: data["id"] for _, data in _published(result, "events")}
     assert [data["id"] for data in closed] == [incident_of[events["CB-1:v1"]], incident_of[events["CB-2:v1"]]]
 
@@ -77,8 +96,13 @@ def test_a_close_request_closes_a_warning_and_its_next_report_opens_a_new_one():
     state, opened = _process([ingest_item(area_warning(1))])
     [(_, incident)] = _published(opened, "incidents")
     request = CloseRequest(incident_id=incident["id"], reason="lifted", time=T0 + timedelta(seconds=30))
-    _, result = _process([ingest_item(area_warning(1)), (topology.ingest_subject("ops"), encode_close_request(request, "ops")[1]),
-                          ingest_item(area_warning(2, seconds=60))])
+    _, result = _process(
+        [
+            ingest_item(area_warning(1)),
+            (topology.ingest_subject("ops"), encode_close_request(request, "ops")[1]),
+            ingest_item(area_warning(2, seconds=60)),
+        ]
+    )
     changes = [(subject.rsplit(".", 1)[1], data["id"]) for subject, data in _published(result, "incidents")]
     assert changes[:2] == [("opened", incident["id"]), ("closed", incident["id"])]
     assert changes[2][0] == "opened" and changes[2][1] != incident["id"]
@@ -119,9 +143,13 @@ async def test_unconfirmed_grids_escalate_on_their_deadline_and_one_grid_resolvi
     await pipeline.stop()
     await nc.close()
 
-    requests = [m for m in await read_stream(nats_url, topology.INGEST_STREAM) if m.subject == "cityhub.ingest.dispatch"]
+    requests = [
+        m for m in await read_stream(nats_url, topology.INGEST_STREAM) if m.subject == "cityhub.ingest.dispatch"
+    ]
     assert len(requests) == 1 and "dept:emergency" in data_of(requests[0])["reason"]
-    escalation = next(m for m in await read_stream(nats_url, topology.INCIDENTS_STREAM) if m.subject.endswith(".escalated"))
+    escalation = next(
+        m for m in await read_stream(nats_url, topology.INCIDENTS_STREAM) if m.subject.endswith(".escalated")
+    )
     deadline = datetime.fromisoformat(first[unconfirmed]["deadline"])
     assert datetime.fromisoformat(wire.decode(escalation.data)["time"]) >= deadline
 
@@ -135,8 +163,14 @@ async def _closed(nats_url: str) -> bool:
 
 
 async def _report(js, order: dict, status: DispatchStatus) -> None:  # noqa: ANN001
-    update = DispatchUpdate(order_id=order["id"], incident_id=order["incident_id"], status=status,
-                            time=datetime.now(timezone.utc), actor="网格员")
-    raw = wire.encode(type_=wire.TYPE_DISPATCH_UPDATE, id_=f"{order['id']}:{status}", source=wire.source_uri("gridworker"),
-                      time=update.time, data=update)
+    update = DispatchUpdate(
+        order_id=order["id"], incident_id=order["incident_id"], status=status, time=datetime.now(UTC), actor="网格员"
+    )
+    raw = wire.encode(
+        type_=wire.TYPE_DISPATCH_UPDATE,
+        id_=f"{order['id']}:{status}",
+        source=wire.source_uri("gridworker"),
+        time=update.time,
+        data=update,
+    )
     await js.publish(topology.dispatch_update_subject("gridworker"), raw)

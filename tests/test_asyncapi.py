@@ -4,7 +4,7 @@ messages the hub actually publishes."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -76,11 +76,17 @@ def test_subject_parameters_list_the_taxonomy():
 
 
 def test_envelope_schema_describes_what_the_wire_writes():
-    event = Event(source="iot_mqtt", category=Category.GAS_LEAK, time=datetime(2026, 5, 1, tzinfo=timezone.utc))
-    envelope = orjson.loads(wire.encode(
-        type_=wire.TYPE_EVENT, id_="e1", source="/cityhub/iot_mqtt", time=event.time, data=event,
-        extensions={"category": "gas_leak", "severity": "medium", "incidentid": "INC1", "district": "510104"},
-    ))
+    event = Event(source="iot_mqtt", category=Category.GAS_LEAK, time=datetime(2026, 5, 1, tzinfo=UTC))
+    envelope = orjson.loads(
+        wire.encode(
+            type_=wire.TYPE_EVENT,
+            id_="e1",
+            source="/cityhub/iot_mqtt",
+            time=event.time,
+            data=event,
+            extensions={"category": "gas_leak", "severity": "medium", "incidentid": "INC1", "district": "510104"},
+        )
+    )
     schema = asyncapi_document()["components"]["schemas"]["EventCloudEvent"]
     assert set(envelope) <= set(schema["properties"])
     assert set(schema["required"]) <= set(envelope)

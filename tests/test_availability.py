@@ -18,8 +18,8 @@ from hub.app import Hub
 from hub.availability import LEASE_BUCKET, Holder, Lease, LeaseLost, OutputFence, terms
 from hub.errors import ConfigError
 from hub.nats.fetcher import Fetcher
-from hub.pipeline import PIPELINE_CONSUMER
 from hub.nats.publisher import FLOW, WINDOW, Message, publish_fast_batch
+from hub.pipeline import PIPELINE_CONSUMER
 from hub.plugins import ALLOW_LIST_ENV
 from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw, stream_count
 from tests.waiting import wait_until
@@ -128,7 +128,9 @@ async def test_a_standby_keeps_its_pipeline_state_at_the_input_the_active_hub_ac
         waiting = standby.health()["pipeline"]
         assert waiting["status"] == "standing by" and not waiting["running"]
         await wait_until(lambda: standby.health()["pipeline"]["last_sequence"] == 60, "the standby's state")
-        assert _incidents(standby._standby.state) == _incidents(active.pipeline.state)  # the same incidents, unpublished
+        assert _incidents(standby._standby.state) == _incidents(
+            active.pipeline.state
+        )  # the same incidents, unpublished
         await active.stop()
         await wait_until(lambda: standby.pipeline is not None and standby.pipeline.running, "the takeover")
         assert standby.pipeline.state.last_seq == 60 and standby.pipeline.counts["out"] == 0  # nothing processed again
@@ -257,8 +259,9 @@ async def test_the_rest_of_a_batch_begun_before_a_long_pause_is_refused(nc, nats
     await fence.mark()
     sent_before = FLOW * WINDOW  # the publisher waits for flow acks here, so these reach the server first
     outputs = _outputs("paused", count=sent_before + 200)
-    unstored, reason = await publish_fast_batch(nc, outputs, fence=_PausedMidBatch(fence, at=sent_before + 50),
-                                                stream=topology.EVENTS_STREAM)
+    unstored, reason = await publish_fast_batch(
+        nc, outputs, fence=_PausedMidBatch(fence, at=sent_before + 50), stream=topology.EVENTS_STREAM
+    )
     assert set(range(sent_before, len(outputs))) <= set(unstored), reason  # reported not stored: sent again
     assert await stream_count(nats_url, topology.EVENTS_STREAM) == sent_before  # the server took none of the rest
 
@@ -291,9 +294,16 @@ async def test_a_pipeline_that_ended_on_the_fence_is_started_over_while_the_leas
 
 
 async def _durable(js, name: str, first_seq: int) -> None:  # noqa: ANN001 - nats JetStreamContext
-    await js.add_consumer(topology.INGEST_STREAM, ConsumerConfig(
-        durable_name=name, ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=first_seq, filter_subject="cityhub.ingest.>"))
+    await js.add_consumer(
+        topology.INGEST_STREAM,
+        ConsumerConfig(
+            durable_name=name,
+            ack_policy=AckPolicy.ALL,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=first_seq,
+            filter_subject="cityhub.ingest.>",
+        ),
+    )
 
 
 async def _paused_with_a_batch_in_hand(nc, name: str):  # noqa: ANN001, ANN202 - nats Client, Delivered list

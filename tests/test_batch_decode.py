@@ -77,7 +77,9 @@ def _assert_conforms(payloads: list[bytes], subject: str = "cityhub.ingest.iot")
     assert sorted([*accepted, *undecided]) == list(range(len(batch)))
     model_seqs = [message.seq for message in by_model.messages]
     for position in accepted:
-        assert batch[position].seq in model_seqs, f"the fast path accepted what the model rejects: {payloads[position]!r}"
+        assert batch[position].seq in model_seqs, (
+            f"the fast path accepted what the model rejects: {payloads[position]!r}"
+        )
     fast_events = [by_model.events[model_seqs.index(batch[position].seq)] for position in accepted]
     _assert_same_columns(fast, EventColumns.from_events(fast_events, layout()))
 
@@ -95,21 +97,35 @@ def test_fast_path_accepts_only_what_the_model_accepts_with_the_same_values(payl
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.just(as_json(_as_cloudevent(_CLOSE, wire.TYPE_CLOSE_REQUEST))) | valid_events.map(
-    lambda e: as_json({**e, "source": "ops"})), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.just(as_json(_as_cloudevent(_CLOSE, wire.TYPE_CLOSE_REQUEST)))
+        | valid_events.map(lambda e: as_json({**e, "source": "ops"})),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_close_requests_keep_their_place_among_the_events(payloads: list[bytes]) -> None:
     _assert_conforms(payloads, subject="cityhub.ingest.ops")
 
 
 def test_canonical_events_take_the_fast_path() -> None:
     """The fast path is worth having only if events as connectors write them take it."""
-    canonical = Event(source="iot", source_event_id="r-1", category=Category.GAS_LEAK, severity=Severity.HIGH,
-                      time=datetime.fromisoformat("2026-05-01T08:00:00.250+08:00"),
-                      location={"lon": 104.07, "lat": 30.57, "crs": "gcj02"}, address="人民南路 1 号",
-                      reporter={"name": "张三", "phone": "13800138000"}, payload={"ppm": 420, "ok": [1.5, None]})
+    canonical = Event(
+        source="iot",
+        source_event_id="r-1",
+        category=Category.GAS_LEAK,
+        severity=Severity.HIGH,
+        time=datetime.fromisoformat("2026-05-01T08:00:00.250+08:00"),
+        location={"lon": 104.07, "lat": 30.57, "crs": "gcj02"},
+        address="人民南路 1 号",
+        reporter={"name": "张三", "phone": "13800138000"},
+        payload={"ppm": 420, "ok": [1.5, None]},
+    )
     bare = canonical.model_dump_json(exclude_none=True).encode()
-    envelope = wire.encode(type_=wire.TYPE_EVENT, id_="iot:r-1", source="/cityhub/iot", time=canonical.time,
-                           data=canonical)
+    envelope = wire.encode(
+        type_=wire.TYPE_EVENT, id_="iot:r-1", source="/cityhub/iot", time=canonical.time, data=canonical
+    )
     accepted, undecided, fast = DECODER.fast_path(_batch([bare, envelope]), MAX_BYTES, WINDOW)
     assert (accepted, undecided) == ([0, 1], [])
     _assert_conforms([bare, envelope])
@@ -166,11 +182,14 @@ def test_a_validator_the_rust_check_does_not_apply_stops_the_decoder_from_being_
 
 
 def test_categories_and_default_severities_are_the_taxonomy_s() -> None:
-    taxonomy = BUILTIN_TAXONOMY.extended([("test", {"bee_swarm": CategoryInfo(
-        label_zh="蜂群", label_en="Bee swarm", default_severity=Severity.HIGH)})])
+    taxonomy = BUILTIN_TAXONOMY.extended(
+        [("test", {"bee_swarm": CategoryInfo(label_zh="蜂群", label_en="Bee swarm", default_severity=Severity.HIGH)})]
+    )
     decoder = BatchDecoder(taxonomy=taxonomy)
     head = b'{"source":"iot","time":"2026-05-01T08:00:00Z","category":'
-    batch = _batch([head + b'"bee_swarm"}', head + b'"bee_swarm","severity":"low"}', head + b'"lava"}', head + b'"fire"}'])
+    batch = _batch(
+        [head + b'"bee_swarm"}', head + b'"bee_swarm","severity":"low"}', head + b'"lava"}', head + b'"fire"}']
+    )
     accepted, undecided, fast = decoder.fast_path(batch, MAX_BYTES, WINDOW)
     assert accepted == [0, 1, 3] and undecided == [2]
     assert fast["severity"] == ["high", "low", "medium"]
@@ -182,12 +201,30 @@ def test_categories_and_default_severities_are_the_taxonomy_s() -> None:
 
 def test_columns_read_back_as_the_events_they_hold() -> None:
     """The adapter for transforms that want models: columns → Event objects → columns, unchanged."""
-    payloads = [as_json(document) for document in (
-        {"source": "iot", "category": "fire", "time": "2026-05-01T08:00:00.5+08:00", "location": {"lon": 104, "lat": 30.5},
-         "reporter": {"name": "张三"}, "payload": {"a": [1, 2.5, None]}, "area": {
-             "id": "w", "geometry": {"type": "Point", "coordinates": [104.0, 30.0]}, "expires_at": "2026-05-02T00:00:00Z"}},
-        {"source": "iot", "category": "noise", "time": "2026-05-01T00:00:00Z", "received_at": "2026-05-01T00:00:01Z"},
-    )]
+    payloads = [
+        as_json(document)
+        for document in (
+            {
+                "source": "iot",
+                "category": "fire",
+                "time": "2026-05-01T08:00:00.5+08:00",
+                "location": {"lon": 104, "lat": 30.5},
+                "reporter": {"name": "张三"},
+                "payload": {"a": [1, 2.5, None]},
+                "area": {
+                    "id": "w",
+                    "geometry": {"type": "Point", "coordinates": [104.0, 30.0]},
+                    "expires_at": "2026-05-02T00:00:00Z",
+                },
+            },
+            {
+                "source": "iot",
+                "category": "noise",
+                "time": "2026-05-01T00:00:00Z",
+                "received_at": "2026-05-01T00:00:01Z",
+            },
+        )
+    ]
     decoded = DECODER.decode(_batch(payloads), MAX_BYTES, WINDOW)
     events = decoded.events.events()
     assert events == decode_events(_batch(payloads), MAX_BYTES, WINDOW).events
@@ -204,11 +241,20 @@ def test_rules_see_each_event_as_it_arrived_whichever_decoder_took_it() -> None:
     rule = {"id": "deep", "when": "payload.level >= 3 && grid_ids != ''", "actions": {"severity": "critical"}}
     pipeline_engines = engines([rule])
     head = b'{"source":"iot","category":"fire","time":"2026-05-01T08:00:00Z","location":{"lon":104.0756,"lat":30.5717,"crs":"gcj02"},'
-    batch = _batch([head + b'"source_event_id":"a","payload":{"level":5}}',
-                    head + b'"source_event_id":"b","payload":{"level":5,"level":1}}',
-                    head + b'"source_event_id":"c","payload":{"level":1,"level":5}}'])
+    batch = _batch(
+        [
+            head + b'"source_event_id":"a","payload":{"level":5}}',
+            head + b'"source_event_id":"b","payload":{"level":5,"level":1}}',
+            head + b'"source_event_id":"c","payload":{"level":1,"level":5}}',
+        ]
+    )
     assert DECODER.fast_path(batch, MAX_BYTES, WINDOW)[:2] == ([0], [1, 2])
     result = BatchProcessor(pipeline_engines, PipelineOptions()).process(PipelineState.fresh(pipeline_engines), batch)
-    unified = [orjson.loads(output.data)["data"] for output in result.outputs if output.subject.startswith("cityhub.events.")]
+    unified = [
+        orjson.loads(output.data)["data"] for output in result.outputs if output.subject.startswith("cityhub.events.")
+    ]
     assert [(data["source_event_id"], data["severity"]) for data in unified] == [
-        ("a", "critical"), ("b", "medium"), ("c", "critical")]
+        ("a", "critical"),
+        ("b", "medium"),
+        ("c", "critical"),
+    ]

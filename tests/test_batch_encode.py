@@ -23,19 +23,37 @@ DECODER = BatchDecoder()
 WINDOW = EventTimeWindow(accept_out_of_range=True)
 RECEIVED = 1_777_593_600.0
 
-cells = st.builds(GridCell, layer=st.sampled_from(["admin", "overlay"]), level=st.sampled_from(["district", "street", "grid"]),
-                  id=st.text(min_size=1, max_size=6), name=st.text(max_size=6), distance_m=st.floats(0, 1e4))
-stamps = st.fixed_dictionaries({
-    "id": st.text(alphabet="0123456789ABCDEFGHJKMNPQRSTVWXYZ", min_size=26, max_size=26),
-    "received": st.floats(1e9, 2e9), "late": st.booleans(), "triage": st.booleans(),
-    "grid_path": st.lists(cells, max_size=3), "incident_id": st.text(min_size=1, max_size=12),
-})
+cells = st.builds(
+    GridCell,
+    layer=st.sampled_from(["admin", "overlay"]),
+    level=st.sampled_from(["district", "street", "grid"]),
+    id=st.text(min_size=1, max_size=6),
+    name=st.text(max_size=6),
+    distance_m=st.floats(0, 1e4),
+)
+stamps = st.fixed_dictionaries(
+    {
+        "id": st.text(alphabet="0123456789ABCDEFGHJKMNPQRSTVWXYZ", min_size=26, max_size=26),
+        "received": st.floats(1e9, 2e9),
+        "late": st.booleans(),
+        "triage": st.booleans(),
+        "grid_path": st.lists(cells, max_size=3),
+        "incident_id": st.text(min_size=1, max_size=12),
+    }
+)
 records = st.builds(
-    IncidentRecord, category=st.sampled_from(["gas_leak", "fire"]), opened_at=st.floats(0, 2e9),
-    severity=st.integers(0, len(Severity) - 1), sources=st.lists(st.text(max_size=5), max_size=3),
-    dispatched=st.just([]), matched_rules=st.lists(st.text(max_size=5), max_size=3), reports=st.just([]),
-    district=st.none() | st.text(min_size=1, max_size=6), report_count=st.integers(0, 9),
-    received_at=st.none() | st.floats(0, 2e9), late=st.booleans(),
+    IncidentRecord,
+    category=st.sampled_from(["gas_leak", "fire"]),
+    opened_at=st.floats(0, 2e9),
+    severity=st.integers(0, len(Severity) - 1),
+    sources=st.lists(st.text(max_size=5), max_size=3),
+    dispatched=st.just([]),
+    matched_rules=st.lists(st.text(max_size=5), max_size=3),
+    reports=st.just([]),
+    district=st.none() | st.text(min_size=1, max_size=6),
+    report_count=st.integers(0, 9),
+    received_at=st.none() | st.floats(0, 2e9),
+    late=st.booleans(),
 )
 
 
@@ -50,8 +68,9 @@ def _stamped(columns, models, stamp_list) -> None:  # noqa: ANN001 - the pipelin
     columns["received_at.utcoffset"] = [0] * len(stamp_list)
     columns["late"] = [stamp["late"] for stamp in stamp_list]
     columns["triage"] = [Triage.NO_CELL.value if stamp["triage"] else None for stamp in stamp_list]
-    columns["grid_path"] = [processor._GRID_PATH.dump_json(stamp["grid_path"], exclude_none=True).decode()
-                            for stamp in stamp_list]
+    columns["grid_path"] = [
+        processor._GRID_PATH.dump_json(stamp["grid_path"], exclude_none=True).decode() for stamp in stamp_list
+    ]
     for event, stamp in zip(models, stamp_list, strict=True):
         event.id, event.received_at, event.late = stamp["id"], utc(stamp["received"]), stamp["late"]
         event.triage = Triage.NO_CELL if stamp["triage"] else None
@@ -68,15 +87,20 @@ def test_unified_events_are_byte_identical(documents, data):
     subjects = [event_subject(d, s, e.category, e.severity) for (d, s), e in zip(places, models, strict=True)]
     incident_ids = [stamp["incident_id"] for stamp in stamp_list]
     extensions = [
-        Extension("category", columns["category"]), Extension("severity", columns["severity"]),
-        Extension("incidentid", incident_ids), Extension("district", [d for d, _ in places]),
+        Extension("category", columns["category"]),
+        Extension("severity", columns["severity"]),
+        Extension("incidentid", incident_ids),
+        Extension("district", [d for d, _ in places]),
         Extension("street", [s for _, s in places]),
         Extension("gridcell", [stamp["grid_path"][0].id if stamp["grid_path"] else None for stamp in stamp_list]),
-        Extension("late", [late or None for late in columns["late"]]), Extension("triage", columns["triage"]),
+        Extension("late", [late or None for late in columns["late"]]),
+        Extension("triage", columns["triage"]),
     ]
     encoded = event_messages(columns, subjects, extensions)
-    expected = [event_output(event, incident_id, d, s)
-                for event, incident_id, (d, s) in zip(models, incident_ids, places, strict=True)]
+    expected = [
+        event_output(event, incident_id, d, s)
+        for event, incident_id, (d, s) in zip(models, incident_ids, places, strict=True)
+    ]
     assert [(m.subject, m.data, m.msg_id) for m in encoded] == [(m.subject, m.data, m.msg_id) for m in expected]
 
 

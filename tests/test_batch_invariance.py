@@ -58,13 +58,16 @@ def _outputs(stream: list[IngestMessage], cuts: list[int], crash_at: int | None 
         if end > start:
             state, result = isolation.process(state, stream[start:end])
             for output in result.outputs:
-                assert outputs.setdefault(output.msg_id, output.data) == output.data, f"{output.msg_id} published twice, differently"
+                assert outputs.setdefault(output.msg_id, output.data) == output.data, (
+                    f"{output.msg_id} published twice, differently"
+                )
     return outputs
 
 
 event_specs = st.lists(
     st.tuples(st.integers(0, 40), st.integers(0, 900), st.floats(0, 400), st.integers(0, len(CATEGORIES))),
-    min_size=1, max_size=60,
+    min_size=1,
+    max_size=60,
 )
 
 
@@ -78,7 +81,9 @@ def test_outputs_do_not_depend_on_batch_boundaries_or_a_crash(specs, data):
     assert _outputs(stream, cuts, crash_at) == whole
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(specs=event_specs, data=st.data())
 def test_a_message_that_raises_is_dead_lettered_and_the_rest_flow_on_unchanged(specs, data, monkeypatch):
     poison_at = data.draw(st.integers(0, len(specs)))

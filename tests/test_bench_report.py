@@ -8,8 +8,18 @@ def test_report_shows_ratio_to_peer_in_same_group(tmp_path):
         "datetime": "2026-11-23T11:00:00",
         "machine_info": {"cpu": {"brand_raw": "test cpu"}, "python_version": "3.11"},
         "benchmarks": [
-            {"name": "test_ours", "group": "dedup", "stats": {"median": 0.01}, "extra_info": {"items": 1000, "role": "cityhub"}},
-            {"name": "test_peer", "group": "dedup", "stats": {"median": 0.1}, "extra_info": {"items": 1000, "role": "peer", "note": "dict"}},
+            {
+                "name": "test_ours",
+                "group": "dedup",
+                "stats": {"median": 0.01},
+                "extra_info": {"items": 1000, "role": "cityhub"},
+            },
+            {
+                "name": "test_peer",
+                "group": "dedup",
+                "stats": {"median": 0.1},
+                "extra_info": {"items": 1000, "role": "peer", "note": "dict"},
+            },
         ],
     }
     path = tmp_path / "bench.json"
@@ -25,10 +35,18 @@ def test_report_gives_durations_with_their_longest_round_and_ratio_to_ours(tmp_p
         "datetime": "2026-12-06T11:00:00",
         "machine_info": {},
         "benchmarks": [
-            {"name": "test_takeover", "group": "failover", "stats": {"median": 3.2, "max": 4.1},
-             "extra_info": {"items": 1, "role": "cityhub", "measure": "duration"}},
-            {"name": "test_restart", "group": "failover", "stats": {"median": 8.0, "max": 9.5},
-             "extra_info": {"items": 1, "role": "peer", "measure": "duration", "note": "systemd"}},
+            {
+                "name": "test_takeover",
+                "group": "failover",
+                "stats": {"median": 3.2, "max": 4.1},
+                "extra_info": {"items": 1, "role": "cityhub", "measure": "duration"},
+            },
+            {
+                "name": "test_restart",
+                "group": "failover",
+                "stats": {"median": 8.0, "max": 9.5},
+                "extra_info": {"items": 1, "role": "peer", "measure": "duration", "note": "systemd"},
+            },
         ],
     }
     path = tmp_path / "bench.json"

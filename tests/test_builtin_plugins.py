@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from standin_hub import StandInHub
 
-from hub.admin import create_admin_app
-from hub.errors import ConfigError
-from hub.models import Category, Event, GridCell, Reporter
-from hub.transforms import Stage
-from hub.pipeline.columns import EventColumns, layout
 from cityhub_enrichment.contacts import ContactBook, Enrichment, read_contacts_csv
 from cityhub_enrichment.settings import Contact, EnrichmentSettings
 from cityhub_redaction.settings import RedactionSettings
 from cityhub_redaction.transform import Redaction, mask_id_card, mask_name, mask_phone
+from hub.admin import create_admin_app
+from hub.errors import ConfigError
+from hub.models import Category, Event, GridCell, Reporter
+from hub.pipeline.columns import EventColumns, layout
+from hub.transforms import Stage
+from standin_hub import StandInHub
 
 CHENGHUA = GridCell(layer="admin", level="district", id="510108", name="成华区")
 JIANSHE = GridCell(layer="admin", level="street", id="510108003", name="建设路街道")
@@ -55,8 +55,11 @@ role = "duty_desk"
 
 def gas_report(**changes) -> Event:
     values = dict(
-        source="hotline12345", source_event_id="GD-1", category=Category.GAS_LEAK,
-        time=datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc), grid_path=[GRID_7, JIANSHE, CHENGHUA],
+        source="hotline12345",
+        source_event_id="GD-1",
+        category=Category.GAS_LEAK,
+        time=datetime(2026, 5, 1, 8, 0, tzinfo=UTC),
+        grid_path=[GRID_7, JIANSHE, CHENGHUA],
         reporter=Reporter(name="张三", phone="13812345678", id_card="51010419900307123X", account="wx-openid-42"),
         text="居民张三来电(13812345678)，称楼道有燃气味，身份证51010419900307123X，座机028-85551234",
         payload={"plate": "川A12345", "caller_id": "C-9", "ppm": 5200},
@@ -92,8 +95,14 @@ async def test_enrichment_then_redaction_on_a_batch(hub):
     assert first.text == "居民张三来电(138****5678)，称楼道有燃气味，身份证510104********123X，座机028-******34"
     assert "plate" not in first.payload and first.payload["caller_id"].startswith("h:") and first.payload["ppm"] == 5200
     assert first.payload["responsible"] == [
-        {"cell": "510108003-007", "name": "王网格员", "role": "grid_worker", "phone": "13900001111",
-         "department": "建设路街道办", "level": "grid"}
+        {
+            "cell": "510108003-007",
+            "name": "王网格员",
+            "role": "grid_worker",
+            "phone": "13900001111",
+            "department": "建设路街道办",
+            "level": "grid",
+        }
     ]
     assert [c["name"] for c in noise.payload["responsible"]] == ["城运中心值班"]  # gas desk is gas-only
     assert nowhere.payload["responsible"][0]["role"] == "duty_desk"
@@ -107,7 +116,9 @@ async def test_health_metrics_and_contact_route(hub):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://admin") as client:
         health = (await client.get("/health")).json()["plugins"]
         metrics = (await client.get("/metrics")).text
-        contacts = (await client.get("/plugins/enrichment/contacts", params={"cell": "510108", "category": "gas_leak"})).json()
+        contacts = (
+            await client.get("/plugins/enrichment/contacts", params={"cell": "510108", "category": "gas_leak"})
+        ).json()
     assert health["enrichment"]["details"] == {"contacts": 3, "events": {"enriched": 1}}
     assert health["redaction"]["details"]["redacted"]["text.mobile"] == 1
     assert 'cityhub_redacted_fields_total{field="reporter.phone"} 1.0' in metrics
@@ -118,8 +129,11 @@ async def test_health_metrics_and_contact_route(hub):
 async def test_keep_policy_and_reload_rebuilds_with_new_policy(hub, tmp_path):
     path = tmp_path / "cityhub.toml"
     path.write_text(CONFIG.replace('"payload.plate" = "drop"', '"payload.plate" = "drop"\n"reporter.phone" = "keep"'))
-    await hub.apply_config(__import__("hub.config", fromlist=["load_config"]).load_config(
-        path, plugin_models=hub.plugins.settings_models()))
+    await hub.apply_config(
+        __import__("hub.config", fromlist=["load_config"]).load_config(
+            path, plugin_models=hub.plugins.settings_models()
+        )
+    )
     [_, redaction] = await pipeline_transforms(hub)
     [event] = redaction.apply([gas_report()])
     assert event.reporter.phone == "13812345678" and event.reporter.name == "张*"
@@ -127,8 +141,10 @@ async def test_keep_policy_and_reload_rebuilds_with_new_policy(hub, tmp_path):
 
 def test_contacts_csv_and_its_errors(tmp_path):
     good = tmp_path / "contacts.csv"
-    good.write_text("cell,categories,name,role,phone,department\n510108,gas_leak|fire,燃气抢修,department,028-1,\n",
-                    encoding="utf-8")
+    good.write_text(
+        "cell,categories,name,role,phone,department\n510108,gas_leak|fire,燃气抢修,department,028-1,\n",
+        encoding="utf-8",
+    )
     [contact] = read_contacts_csv(good)
     assert contact.categories == [Category.GAS_LEAK, Category.FIRE] and contact.department is None
     bad = tmp_path / "bad.csv"
@@ -174,32 +190,58 @@ def test_numbers_in_every_shape_are_masked(extra):
 
 
 NUMBERISH = st.text(alphabet="0123456789-+86 Xx１٣", min_size=1, max_size=22)
-TEXTS = st.lists(st.one_of(FILLER, MOBILES, ID_CARDS, NUMBERISH, st.sampled_from(
-    ["028-85551234", "13812345678-1234", "+86 13912345678", "8613812345678", "2026-05-01", "0028-8555123456"])),
-    max_size=6).map("".join)
-REPORTERS = st.none() | st.builds(Reporter, name=st.none() | st.text(max_size=5), phone=st.none() | NUMBERISH,
-                                  id_card=st.none() | ID_CARDS, account=st.none() | st.text(max_size=6))
+TEXTS = st.lists(
+    st.one_of(
+        FILLER,
+        MOBILES,
+        ID_CARDS,
+        NUMBERISH,
+        st.sampled_from(
+            ["028-85551234", "13812345678-1234", "+86 13912345678", "8613812345678", "2026-05-01", "0028-8555123456"]
+        ),
+    ),
+    max_size=6,
+).map("".join)
+REPORTERS = st.none() | st.builds(
+    Reporter,
+    name=st.none() | st.text(max_size=5),
+    phone=st.none() | NUMBERISH,
+    id_card=st.none() | ID_CARDS,
+    account=st.none() | st.text(max_size=6),
+)
 
 
-CONTACTS = [Contact(cell="510108003-007", name="王网格员", phone="13900001111"),
-            Contact(cell="510108", categories=[Category.GAS_LEAK], name="成华区燃气抢修", role="department"),
-            Contact(cell="*", name="城运中心值班", role="duty_desk")]
+CONTACTS = [
+    Contact(cell="510108003-007", name="王网格员", phone="13900001111"),
+    Contact(cell="510108", categories=[Category.GAS_LEAK], name="成华区燃气抢修", role="department"),
+    Contact(cell="*", name="城运中心值班", role="duty_desk"),
+]
 
 
 @settings(max_examples=150, deadline=None)
-@given(texts=st.lists(st.none() | TEXTS, min_size=1, max_size=6), data=st.data(),
-       policy=st.sampled_from(["mask", "hash", "drop"]), extra=st.booleans())
+@given(
+    texts=st.lists(st.none() | TEXTS, min_size=1, max_size=6),
+    data=st.data(),
+    policy=st.sampled_from(["mask", "hash", "drop"]),
+    extra=st.booleans(),
+)
 def test_both_transforms_give_the_same_events_on_columns_as_on_models(texts, data, policy, extra):
     """The pipeline runs the built-in transforms on its columns (text masking in the Rust core): the same events
     and the same counts as on Event objects."""
     settings_ = RedactionSettings(text_patterns=[{"name": "plate", "regex": "川[A-Z][0-9A-Z]{5}"}] if extra else [])
     policies = {"reporter.account": policy, "address": policy, "payload.plate": policy, "payload.caller_id": "hash"}
     paths = [[GRID_7, JIANSHE, CHENGHUA], [JIANSHE], []]
-    events = [gas_report(text=text, reporter=data.draw(REPORTERS), address=data.draw(st.none() | TEXTS),
-                         category=data.draw(st.sampled_from([Category.GAS_LEAK, Category.NOISE])),
-                         grid_path=data.draw(st.sampled_from(paths)),
-                         payload=data.draw(st.sampled_from([{}, {"plate": "川A12345", "n": 1.5}, {"caller_id": 7}])))
-              for text in texts]
+    events = [
+        gas_report(
+            text=text,
+            reporter=data.draw(REPORTERS),
+            address=data.draw(st.none() | TEXTS),
+            category=data.draw(st.sampled_from([Category.GAS_LEAK, Category.NOISE])),
+            grid_path=data.draw(st.sampled_from(paths)),
+            payload=data.draw(st.sampled_from([{}, {"plate": "川A12345", "n": 1.5}, {"caller_id": 7}])),
+        )
+        for text in texts
+    ]
     on_models = [Enrichment(ContactBook(CONTACTS), EnrichmentSettings()), Redaction(policies, settings_)]
     on_columns = [Enrichment(ContactBook(CONTACTS), EnrichmentSettings()), Redaction(policies, settings_)]
     columns = EventColumns.from_events(events, layout())

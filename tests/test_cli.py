@@ -14,14 +14,14 @@ from pathlib import Path
 import nats
 import pytest
 import uvicorn
-from standin_hub import StandInHub
 
 from hub import topology, wire
 from hub.admin import create_admin_app
-from hub.nats.embedded import free_port
 from hub.hookspecs import hookimpl
 from hub.models import Category, Event, GridCell, Severity
+from hub.nats.embedded import free_port
 from hub.nats.streams import ensure_streams
+from standin_hub import StandInHub
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,11 @@ def cityhub(
     *args: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hub.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "hub.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
 
@@ -74,6 +78,7 @@ def test_validate_names_the_plugins_a_file_leaves_not_configured():
 
 # --- plugins, through a real admin server -------------------------------------------------------------
 
+
 class Toggle:
     """A plugin to switch on and off."""
 
@@ -113,19 +118,36 @@ def test_plugins_list_disable_enable_through_the_admin_api(admin_url):
 
 # --- tap and replay, against a real nats-server -------------------------------------------------------
 
+
 def unified(number: int, category: Category, severity: Severity) -> tuple[str, bytes]:
     event = Event(
-        id=f"evt-{number}", source="iot_mqtt", source_event_id=f"alarm-{number}", category=category,
-        severity=severity, time=datetime(2026, 5, 1, 8, 0, number, tzinfo=timezone(timedelta(hours=8))),
-        address="成华区建设路街道 1 号", text=f"报警 {number}，联系电话 138****5678",
-        grid_path=[GridCell(layer="admin", level="district", id="510108", name="成华区"),
-                   GridCell(layer="admin", level="street", id="510108003", name="建设路街道")],
+        id=f"evt-{number}",
+        source="iot_mqtt",
+        source_event_id=f"alarm-{number}",
+        category=category,
+        severity=severity,
+        time=datetime(2026, 5, 1, 8, 0, number, tzinfo=timezone(timedelta(hours=8))),
+        address="成华区建设路街道 1 号",
+        text=f"报警 {number}，联系电话 138****5678",
+        grid_path=[
+            GridCell(layer="admin", level="district", id="510108", name="成华区"),
+            GridCell(layer="admin", level="street", id="510108003", name="建设路街道"),
+        ],
     )
     subject = topology.event_subject("510108", "510108003", category.value, severity.value)
     raw = wire.encode(
-        type_=wire.TYPE_EVENT, id_=event.id, source="cityhub/iot_mqtt", time=event.time, data=event,
-        extensions={"category": category.value, "severity": severity.value, "incidentid": f"inc-{number}",
-                    "district": "510108", "street": "510108003"},
+        type_=wire.TYPE_EVENT,
+        id_=event.id,
+        source="cityhub/iot_mqtt",
+        time=event.time,
+        data=event,
+        extensions={
+            "category": category.value,
+            "severity": severity.value,
+            "incidentid": f"inc-{number}",
+            "district": "510108",
+            "street": "510108003",
+        },
     )
     return subject, raw
 
@@ -139,8 +161,19 @@ STORY = [
 
 async def test_tap_prints_live_events_matching_the_filters(nats_url):
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", "tap", "--server", nats_url, "--category", "gas_leak", "--limit", "2",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "hub.cli",
+        "tap",
+        "--server",
+        nats_url,
+        "--category",
+        "gas_leak",
+        "--limit",
+        "2",
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     assert (await process.stderr.readline()).decode().startswith("# tapping cityhub.events.*.*.gas_leak.*")
     nc = await nats.connect(nats_url)
@@ -153,7 +186,12 @@ async def test_tap_prints_live_events_matching_the_filters(nats_url):
     lines = stdout.decode().splitlines()
     assert process.returncode == 0 and len(lines) == 2
     assert [part.strip() for part in lines[0].split("  ") if part.strip()][:6] == [
-        "2026-05-01T08:00:01+08:00", "CRITICAL", "gas_leak", "成华区/建设路街道", "[iot_mqtt]", "成华区建设路街道 1 号"
+        "2026-05-01T08:00:01+08:00",
+        "CRITICAL",
+        "gas_leak",
+        "成华区/建设路街道",
+        "[iot_mqtt]",
+        "成华区建设路街道 1 号",
     ]
     assert "incident=inc-1" in lines[0] and '"报警 1，联系电话 138****5678"' in lines[0]
     assert "MEDIUM" in lines[1] and "incident=inc-3" in lines[1]
@@ -161,8 +199,16 @@ async def test_tap_prints_live_events_matching_the_filters(nats_url):
 
 async def test_tap_keeps_printing_new_events_across_a_nats_restart(nats_url, restart_nats):
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", "tap", "--server", nats_url, "--json",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "hub.cli",
+        "tap",
+        "--server",
+        nats_url,
+        "--json",
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert (await process.stderr.readline()).startswith(b"# tapping")

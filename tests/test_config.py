@@ -132,8 +132,12 @@ def test_secrets_come_from_the_environment_and_never_print(tmp_path):
 
 def test_rule_files_are_checked_with_their_own_lines(tmp_path):
     (tmp_path / "rules").mkdir()
-    write(tmp_path, '[[rules]]\nid = "night-gas"\nwhen = "hour(time) >= 22"\nactions = { route = ["dept:fire"] }\n\n'
-          '[[rules]]\nid = "inline"\nwhen = "true"\n', "rules/extra.toml")
+    write(
+        tmp_path,
+        '[[rules]]\nid = "night-gas"\nwhen = "hour(time) >= 22"\nactions = { route = ["dept:fire"] }\n\n'
+        '[[rules]]\nid = "inline"\nwhen = "true"\n',
+        "rules/extra.toml",
+    )
     path = write(tmp_path, 'rule_files = ["rules/extra.toml"]\n\n[[rules]]\nid = "inline"\nwhen = "true"\n')
     rules_file = tmp_path / "rules" / "extra.toml"
     assert issues_of(path) == [f"{rules_file}:7: rules[1].id: rule id 'inline' is already defined in {path}"]
@@ -185,7 +189,7 @@ def test_plugin_sections_are_validated_against_each_plugins_model(tmp_path):
     path = write(
         tmp_path,
         '[plugins.greeter]\nenabled = true\ngreeting = "hi"\ntimes = 0\nvolume = 11\n\n'
-        "[plugins.ghost]\nenabled = false\n\n[plugins.plain]\ncolour = \"red\"\n",
+        '[plugins.ghost]\nenabled = false\n\n[plugins.plain]\ncolour = "red"\n',
     )
     models = {"greeter": GreeterSettings, "plain": None}
     assert issues_of(path, plugin_models=models) == [
@@ -247,8 +251,9 @@ def test_example_config_is_valid_and_its_grids_load():
     index = GridIndex.load([layer.spec() for layer in config.geo.layers])
     located = index.locate(104.10, 30.67, crs="gcj02")
     assert located.admin_path[0].name == "成华区"
-    matches = config.rule_set.match({"category": "gas_leak", "source": "iot_mqtt", "payload": {"lel_pct": 30},
-                                     "time": "2026-05-01T12:00:00+08:00"})
+    matches = config.rule_set.match(
+        {"category": "gas_leak", "source": "iot_mqtt", "payload": {"lel_pct": 30}, "time": "2026-05-01T12:00:00+08:00"}
+    )
     assert [match.rule_id for match in matches] == ["gas-critical", "gas-default"]
 
 

@@ -4,7 +4,7 @@ delivery with redelivery, stream set-up."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import nats
 import pytest
@@ -12,11 +12,11 @@ from cloudevents.core.formats.json import JSONFormat
 from pydantic import BaseModel
 
 from hub import topology, wire
-from hub.connector import Connector, ConnectorContext
-from hub.errors import ConfigError
-from hub.connector_runtime import encode_ingest, running_connector
-from hub.models import Category, DispatchOrder, Event, Location, Severity
 from hub.config import StreamLimits, StreamsConfig
+from hub.connector import Connector, ConnectorContext
+from hub.connector_runtime import encode_ingest, running_connector
+from hub.errors import ConfigError
+from hub.models import Category, DispatchOrder, Event, Location, Severity
 from hub.nats.streams import ensure_streams
 from tests.waiting import wait_until
 
@@ -50,8 +50,12 @@ class QueueConnector(Connector):
 
 def _event(n: int) -> Event:
     return Event(
-        source="test_queue", source_event_id=f"alarm-{n}", category=Category.GAS_LEAK, severity=Severity.HIGH,
-        time=datetime(2026, 5, 1, 8, 0, n, tzinfo=timezone.utc), location=Location(lon=104.06, lat=30.66),
+        source="test_queue",
+        source_event_id=f"alarm-{n}",
+        category=Category.GAS_LEAK,
+        severity=Severity.HIGH,
+        time=datetime(2026, 5, 1, 8, 0, n, tzinfo=UTC),
+        location=Location(lon=104.06, lat=30.66),
     )
 
 
@@ -127,14 +131,21 @@ async def test_state_survives_a_restart_of_the_connector(nats_url):
 
 async def test_failed_delivery_is_redelivered_until_it_succeeds(nats_url):
     order = DispatchOrder(
-        id="o-1", incident_id="i-1", target="gridworker", connector="test_queue", category=Category.GAS_LEAK,
-        severity=Severity.HIGH, summary="gas alarm, 3 Wuhou Rd", created_at=datetime(2026, 5, 1, tzinfo=timezone.utc),
+        id="o-1",
+        incident_id="i-1",
+        target="gridworker",
+        connector="test_queue",
+        category=Category.GAS_LEAK,
+        severity=Severity.HIGH,
+        summary="gas alarm, 3 Wuhou Rd",
+        created_at=datetime(2026, 5, 1, tzinfo=UTC),
     )
     connector = QueueConnector(failures=2)
     async with running_connector(connector, nats_url) as ctx:
         nc = await nats.connect(nats_url)
-        raw = wire.encode(type_=wire.TYPE_DISPATCH_ORDER, id_=order.id, source="/cityhub", time=order.created_at,
-                          data=order)
+        raw = wire.encode(
+            type_=wire.TYPE_DISPATCH_ORDER, id_=order.id, source="/cityhub", time=order.created_at, data=order
+        )
         await nc.jetstream().publish(topology.dispatch_order_subject("test_queue"), raw)
         await nc.close()
         await wait_until(lambda: connector.delivered)

@@ -54,8 +54,17 @@ async def hub(tmp_path, nats_url):
 
 async def test_masking_enrichment_live_policy_and_plugin_toggle(hub, nats_url, tmp_path):
     tap = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.cli", "tap", "--server", nats_url, "--json", "--limit", "3",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "hub.cli",
+        "tap",
+        "--server",
+        nats_url,
+        "--json",
+        "--limit",
+        "3",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     await tap.stderr.readline()  # subscribed
 
@@ -123,7 +132,9 @@ async def test_a_transform_that_raises_is_contained_counted_and_disabled(tmp_pat
         await hub.stop()
     assert health["status"] == "degraded" and health["failing_plugins"] == ["broken"]
     assert health["plugins"]["broken"]["last_error"] == "transform:broken: RuntimeError: lookup table corrupt"
-    failed = re.search(r'cityhub_plugin_calls_total\{hook="transform:broken",outcome="error",plugin="broken"\} (\d+)', text)
+    failed = re.search(
+        r'cityhub_plugin_calls_total\{hook="transform:broken",outcome="error",plugin="broken"\} (\d+)', text
+    )
     assert failed and int(failed.group(1)) >= 2  # the batch in flight when it was disabled may count too
     unified = [data_of(message) for message in await read_stream(nats_url, topology.EVENTS_STREAM)]
     assert len(unified) == 3 and all(event["reporter"]["phone"] == "138****5678" for event in unified)

@@ -54,7 +54,9 @@ def vector_rows() -> list:
             if "VARIANT" in note:
                 marks.append(pytest.mark.skip(reason="eviltransform's non-standard π-variant BD-09 (SOURCES.md #1)"))
             elif "DISPUTED" in note and off_m > 0.5:
-                marks.append(pytest.mark.skip(reason="old hutool variant, 7.6 m off every other library (SOURCES.md #2)"))
+                marks.append(
+                    pytest.mark.skip(reason="old hutool variant, 7.6 m off every other library (SOURCES.md #2)")
+                )
             params.append(pytest.param(row, id=f"{number}-{row['conversion']}-{row['label'] or 'hutool'}", marks=marks))
     return params
 
@@ -103,7 +105,9 @@ def test_664_chinese_cities(src, dst, tolerance_deg):
     assert len(rows) == 664
     lons, lats = convert(*city_columns(rows, src), src, dst)
     expected_lons, expected_lats = city_columns(rows, dst)
-    worst = max(max(abs(a - b), abs(c - d)) for a, b, c, d in zip(lons, expected_lons, lats, expected_lats, strict=True))
+    worst = max(
+        max(abs(a - b), abs(c - d)) for a, b, c, d in zip(lons, expected_lons, lats, expected_lats, strict=True)
+    )
     assert worst <= tolerance_deg
 
 

@@ -47,8 +47,10 @@ class DemoProcess:
         self.process = process
         self.stdout: list[str] = []
         self.stderr: list[str] = []
-        self._readers = [asyncio.create_task(self._collect(process.stdout, self.stdout)),
-                         asyncio.create_task(self._collect(process.stderr, self.stderr))]
+        self._readers = [
+            asyncio.create_task(self._collect(process.stdout, self.stdout)),
+            asyncio.create_task(self._collect(process.stderr, self.stderr)),
+        ]
 
     @staticmethod
     async def _collect(stream: asyncio.StreamReader | None, lines: list[str]) -> None:
@@ -140,7 +142,9 @@ class StreamWatch:
 
     def storyline_sos_dispatched(self) -> bool:
         """The elder's SOS: an order to the grid worker and a visit order to the eldercare platform."""
-        return bool(self.orders_of(self.sos_incident_ids, "gridworker") and self.orders_of(self.sos_incident_ids, "eldercare"))
+        return bool(
+            self.orders_of(self.sos_incident_ids, "gridworker") and self.orders_of(self.sos_incident_ids, "eldercare")
+        )
 
     def flood_warning_orders(self) -> list[dict[str, Any]]:
         """The storyline's flood warning: one order per grid it touches."""
@@ -155,15 +159,24 @@ class StreamWatch:
     def orders_naming_their_reports(self) -> bool:
         """An order back to the 12345 hotline and a visit order to the eldercare platform, each naming its
         own system's report (the 工单, the alert)."""
-        return all(any(report["source"] == connector for order in self.orders[connector] for report in order["reports"])
-                   for connector in ("hotline12345", "eldercare"))
+        return all(
+            any(report["source"] == connector for order in self.orders[connector] for report in order["reports"])
+            for connector in ("hotline12345", "eldercare")
+        )
 
 
 async def start_demo(data_dir: Path) -> DemoProcess:
     """``cityhub demo`` with its folder at ``data_dir``; ``--for``: a backstop should the test itself die."""
     process = await asyncio.create_subprocess_exec(
-        _cityhub(), "demo", "--for", "280s", "--data-dir", str(data_dir),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        _cityhub(),
+        "demo",
+        "--for",
+        "280s",
+        "--data-dir",
+        str(data_dir),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
     )
     return DemoProcess(process)
 
@@ -174,16 +187,31 @@ async def watch_storyline(nats_url: str) -> StreamWatch:
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        for subject, handler in ((f"{topology.PREFIX}.events.>", watch.on_event),
-                                 (f"{topology.PREFIX}.incidents.>", watch.on_incident),
-                                 (f"{topology.PREFIX}.dispatch.>", watch.on_dispatch)):
+        for subject, handler in (
+            (f"{topology.PREFIX}.events.>", watch.on_event),
+            (f"{topology.PREFIX}.incidents.>", watch.on_incident),
+            (f"{topology.PREFIX}.dispatch.>", watch.on_dispatch),
+        ):
             await js.subscribe(subject, cb=handler, ordered_consumer=True)  # from the start of each stream
-        await wait_until(lambda: SEVEN_SOURCES <= watch.sources, f"the demo showing all seven systems (so far: {watch.sources})", WAIT_S)
-        await wait_until(watch.gas_incident, "the gas alarm, the 12345 call and the citizen photo as one incident", WAIT_S)
-        await wait_until(watch.orders_naming_their_reports, "orders to the hotline and eldercare naming their reports", WAIT_S)
-        await wait_until(watch.storyline_sos_dispatched, "the storyline's SOS dispatched to the grid worker and eldercare", WAIT_S)
-        await wait_until(lambda: len({(o["grid_cell"] or {}).get("id") for o in watch.flood_warning_orders()}) >= 2,
-                         "the storyline's flood warning dispatched to several grids", WAIT_S)
+        await wait_until(
+            lambda: SEVEN_SOURCES <= watch.sources,
+            f"the demo showing all seven systems (so far: {watch.sources})",
+            WAIT_S,
+        )
+        await wait_until(
+            watch.gas_incident, "the gas alarm, the 12345 call and the citizen photo as one incident", WAIT_S
+        )
+        await wait_until(
+            watch.orders_naming_their_reports, "orders to the hotline and eldercare naming their reports", WAIT_S
+        )
+        await wait_until(
+            watch.storyline_sos_dispatched, "the storyline's SOS dispatched to the grid worker and eldercare", WAIT_S
+        )
+        await wait_until(
+            lambda: len({(o["grid_cell"] or {}).get("id") for o in watch.flood_warning_orders()}) >= 2,
+            "the storyline's flood warning dispatched to several grids",
+            WAIT_S,
+        )
         await wait_until(watch.shed_escalated, "the shed's order escalated and moved to the backup worker", WAIT_S)
     finally:
         await nc.close()

@@ -53,8 +53,13 @@ class NamespaceWatch:
 @pytest.mark.timeout(300)
 async def test_every_message_under_cityhub_outside_the_raw_prefix_is_a_cloudevent_naming_its_system():
     process = await asyncio.create_subprocess_exec(
-        _cityhub(), "demo", "--for", "280s",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        _cityhub(),
+        "demo",
+        "--for",
+        "280s",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
     )
     demo = DemoProcess(process)
     live = NamespaceWatch()
@@ -64,7 +69,9 @@ async def test_every_message_under_cityhub_outside_the_raw_prefix_is_a_cloudeven
         try:
             await nc.subscribe(f"{topology.PREFIX}.>", cb=live.on_message)
             seen_systems = lambda: {wire.source_uri(name) for name in SEVEN_SOURCES} <= set(live.sources)  # noqa: E731
-            await wait_until(lambda: seen_systems() and live.raw > 0, "events of all seven systems and raw MQTT", WAIT_S)
+            await wait_until(
+                lambda: seen_systems() and live.raw > 0, "events of all seven systems and raw MQTT", WAIT_S
+            )
         finally:
             await nc.close()
         stored = NamespaceWatch()  # what the streams kept, from before the subscription too

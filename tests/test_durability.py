@@ -23,16 +23,24 @@ import orjson
 import pytest
 
 from hub import topology
+from hub.app import build_engines
 from hub.availability import terms
+from hub.config import StreamLimits, StreamsConfig, load_config
 from hub.connector_runtime import encode_ingest
 from hub.metrics import Metrics
 from hub.models import Category, CoordSystem, Event, Location
-from hub.app import build_engines
-from hub.config import StreamLimits, StreamsConfig, load_config
-from hub.plugins import ALLOW_LIST_ENV
 from hub.nats.publisher import Publisher
-from hub.pipeline import PIPELINE_CONSUMER, BatchProcessor, Engines, IngestMessage, Pipeline, PipelineOptions, PipelineState
 from hub.nats.streams import ensure_streams
+from hub.pipeline import (
+    PIPELINE_CONSUMER,
+    BatchProcessor,
+    Engines,
+    IngestMessage,
+    Pipeline,
+    PipelineOptions,
+    PipelineState,
+)
+from hub.plugins import ALLOW_LIST_ENV
 from tests.pipeline_support import INSIDE_GCJ02, T0, engines, hub_toml, read_stream, stream_count
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +66,9 @@ def city_event(n: int, places: int) -> Event:
     original = n - 7 if n % 50 == 49 else n
     place = original % places
     return Event(
-        source="iot_mqtt", source_event_id=f"r-{original}", category=CATEGORIES[place % len(CATEGORIES)],
+        source="iot_mqtt",
+        source_event_id=f"r-{original}",
+        category=CATEGORIES[place % len(CATEGORIES)],
         time=T0 + timedelta(milliseconds=10 * original),
         location=Location(lon=lon0 + (place % 40) * 0.003, lat=lat0 + (place // 40) * 0.003, crs=CoordSystem.GCJ02),
     )
@@ -73,8 +83,11 @@ async def publish_events(nats_url: str, events: list[Event], chunk: int = 2000) 
         for index, event in enumerate(events[start : start + chunk], start):
             msg_id, raw = encode_ingest(event)
             # Distinct msg ids even for re-deliveries: the pipeline's own dedup must catch them.
-            futures.append(await js.publish_async(topology.ingest_subject(event.source), raw,
-                                                  headers={topology.HEADER_MSG_ID: f"{msg_id}@{index}"}))
+            futures.append(
+                await js.publish_async(
+                    topology.ingest_subject(event.source), raw, headers={topology.HEADER_MSG_ID: f"{msg_id}@{index}"}
+                )
+            )
         await asyncio.gather(*futures)
     await nc.close()
 
@@ -85,8 +98,10 @@ def oracle(events: list[Event], pipeline_engines: Engines) -> dict[str, str]:
     state = PipelineState.fresh(processor.engines)
     assignment = {}
     received = time.time()
-    raws = [IngestMessage(seq, topology.ingest_subject(e.source), encode_ingest(e)[1], received)
-            for seq, e in enumerate(events, 1)]
+    raws = [
+        IngestMessage(seq, topology.ingest_subject(e.source), encode_ingest(e)[1], received)
+        for seq, e in enumerate(events, 1)
+    ]
     for start in range(0, len(raws), 1000):
         result = processor.process(state, raws[start : start + 1000])
         for output in result.outputs:
@@ -99,8 +114,13 @@ def oracle(events: list[Event], pipeline_engines: Engines) -> dict[str, str]:
 def start_hub(config: Path) -> subprocess.Popen[bytes]:
     code = f"from hub.app import run; run({str(config)!r})"
     environment = {**os.environ, ALLOW_LIST_ENV: "redaction"}  # no connectors: they listen on fixed ports
-    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=open(config.with_suffix(".log"), "ab"), env=environment)
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=open(config.with_suffix(".log"), "ab"),
+        env=environment,
+    )
 
 
 async def consumer_done(nats_url: str) -> bool:
@@ -118,8 +138,10 @@ async def consumer_done(nats_url: str) -> bool:
 
 
 async def unified_assignment(nats_url: str) -> list[tuple[str, str]]:
-    return [(orjson.loads(m.data)["id"], orjson.loads(m.data)["incidentid"])
-            for m in await read_stream(nats_url, topology.EVENTS_STREAM)]
+    return [
+        (orjson.loads(m.data)["id"], orjson.loads(m.data)["incidentid"])
+        for m in await read_stream(nats_url, topology.EVENTS_STREAM)
+    ]
 
 
 @pytest.mark.slow
@@ -184,11 +206,21 @@ async def test_nats_server_restart_mid_stream_loses_nothing(nats_server, nats_ur
 async def test_storm_of_malformed_messages_all_in_dlq_and_hub_healthy(nats_url):
     good = city_events(1_000, places=100)
     storm_kinds = [
-        b"\x00\x01 binary", b"not json at all", b"[]", b'{"source": "iot_mqtt"}', b'"a string"',
+        b"\x00\x01 binary",
+        b"not json at all",
+        b"[]",
+        b'{"source": "iot_mqtt"}',
+        b'"a string"',
         orjson.dumps({"source": "iot_mqtt", "category": "ufo", "time": "2026-05-01T08:00:00Z"}),
         orjson.dumps({"source": "iot_mqtt", "category": "fire", "time": "2026-05-01T08:00:00"}),  # naive time
-        orjson.dumps({"source": "iot_mqtt", "category": "fire", "time": "2026-05-01T08:00:00Z",
-                      "location": {"lon": 10.0, "lat": 95.0}}),
+        orjson.dumps(
+            {
+                "source": "iot_mqtt",
+                "category": "fire",
+                "time": "2026-05-01T08:00:00Z",
+                "location": {"lon": 10.0, "lat": 95.0},
+            }
+        ),
         b"{" * 300_000,
     ]
     nc = await nats.connect(nats_url)
@@ -225,8 +257,10 @@ async def test_outputs_stored_before_an_outage_longer_than_the_duplicate_window_
     await publish_events(nats_url, events)
     nc = await nats.connect(nats_url)
     await ensure_streams(nc.jetstream(), streams)
-    stored = [IngestMessage(msg.metadata.sequence.stream, msg.subject, msg.data, msg.metadata.timestamp.timestamp())
-              for msg in await read_stream(nats_url, topology.INGEST_STREAM)]
+    stored = [
+        IngestMessage(msg.metadata.sequence.stream, msg.subject, msg.data, msg.metadata.timestamp.timestamp())
+        for msg in await read_stream(nats_url, topology.INGEST_STREAM)
+    ]
     crashed = BatchProcessor(engines(), PipelineOptions()).process(PipelineState.fresh(engines()), stored[:200])
     await Publisher(nc).publish_until_stored(crashed.outputs)
     await asyncio.sleep(1.5)  # the outage outlasts the duplicate window

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import nats
 
 from hub import topology, wire
 from hub.escalation import CONSUMER, Escalator, close_request_for, next_order
 from hub.models import CLOSE_REASON_MAX, Category, DispatchOrder, DispatchStatus, DispatchUpdate, Severity
-from hub.pipeline import dispatch_output
 from hub.nats.streams import ensure_streams
+from hub.pipeline import dispatch_output
 from tests.pipeline_support import data_of, read_stream, stream_count
 from tests.waiting import wait_until
 
@@ -20,10 +20,16 @@ INC_D, INC_E = ("inc-" + "0" * 25 + letter for letter in "DE")
 
 
 def _order(incident: str, due_in_s: float) -> DispatchOrder:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return DispatchOrder(
-        id=f"{incident}:gridworker:1", incident_id=incident, target="gridworker", connector="gridworker",
-        category=Category.GAS_LEAK, severity=Severity.CRITICAL, summary="gas leak", created_at=now,
+        id=f"{incident}:gridworker:1",
+        incident_id=incident,
+        target="gridworker",
+        connector="gridworker",
+        category=Category.GAS_LEAK,
+        severity=Severity.CRITICAL,
+        summary="gas leak",
+        created_at=now,
         deadline=now + timedelta(seconds=due_in_s),
     )
 
@@ -61,8 +67,9 @@ async def test_overdue_order_is_redispatched_and_acceptance_stops_the_clock(nats
     await _until_async(second_attempt_sent)
     [second] = [order for order in await _orders(nats_url) if order["attempt"] == 2]
     assert second["id"] == "inc-A:gridworker:2" and second["target"] == "gridworker"
-    update = DispatchUpdate(order_id=second["id"], incident_id="inc-A", status=DispatchStatus.ACCEPTED,
-                            time=datetime.now(timezone.utc))
+    update = DispatchUpdate(
+        order_id=second["id"], incident_id="inc-A", status=DispatchStatus.ACCEPTED, time=datetime.now(UTC)
+    )
     raw = wire.encode(type_=wire.TYPE_DISPATCH_UPDATE, id_="u1", source="/test", time=update.time, data=update)
     await js.publish(topology.dispatch_update_subject("gridworker"), raw)
     await asyncio.sleep(1.5)  # the second deadline (0.5 s after the first fired) has passed
@@ -103,8 +110,13 @@ async def test_a_resolved_order_stops_every_clock_of_its_incident_and_asks_to_cl
     fire = gridworker.model_copy(update={"id": f"{INC_D}:dept:fire:1", "target": "dept:fire", "connector": "dept_fire"})
     for order in (gridworker, fire):
         await _publish(js, dispatch_output(order))
-    update = DispatchUpdate(order_id=gridworker.id, incident_id=INC_D, status=DispatchStatus.RESOLVED,
-                            time=datetime.now(timezone.utc), actor="王网格员")
+    update = DispatchUpdate(
+        order_id=gridworker.id,
+        incident_id=INC_D,
+        status=DispatchStatus.RESOLVED,
+        time=datetime.now(UTC),
+        actor="王网格员",
+    )
     raw = wire.encode(type_=wire.TYPE_DISPATCH_UPDATE, id_="u-D", source="/test", time=update.time, data=update)
     await js.publish(topology.dispatch_update_subject("gridworker"), raw)
 
@@ -118,8 +130,11 @@ async def test_a_resolved_order_stops_every_clock_of_its_incident_and_asks_to_cl
     assert escalator.fired == 0 and [order["attempt"] for order in await _orders(nats_url)] == [1, 1]
     [request] = await read_stream(nats_url, topology.INGEST_STREAM)
     assert request.subject == "cityhub.ingest.dispatch" and request.headers[topology.HEADER_MSG_ID] == f"close:{INC_D}"
-    assert data_of(request) == {"incident_id": INC_D, "reason": f"order {INC_D}:gridworker:1 resolved by 王网格员 (gridworker)",
-                                "time": data_of(request)["time"]}
+    assert data_of(request) == {
+        "incident_id": INC_D,
+        "reason": f"order {INC_D}:gridworker:1 resolved by 王网格员 (gridworker)",
+        "time": data_of(request)["time"],
+    }
 
 
 async def test_a_deadline_due_after_a_nats_restart_or_a_lost_consumer_escalates_exactly_once(nats_url, restart_nats):
@@ -156,18 +171,28 @@ def _long_order(incident: str, due_in_s: float) -> DispatchOrder:
 
 
 def test_a_resolved_update_without_an_offset_still_closes_and_a_long_reason_is_cut():
-    update = DispatchUpdate(order_id=f"{INC_E}:gridworker:1", incident_id=INC_E, status=DispatchStatus.RESOLVED,
-                            time=datetime(2026, 5, 1, 8, 30), actor="王" * 600)
+    update = DispatchUpdate(
+        order_id=f"{INC_E}:gridworker:1",
+        incident_id=INC_E,
+        status=DispatchStatus.RESOLVED,
+        time=datetime(2026, 5, 1, 8, 30),
+        actor="王" * 600,
+    )
     request = close_request_for(update, reporter="gridworker")
-    assert request.time == datetime(2026, 5, 1, 8, 30, tzinfo=timezone.utc)
-    assert len(request.reason) == CLOSE_REASON_MAX and request.reason.startswith(f"order {INC_E}:gridworker:1 resolved by 王")
+    assert request.time == datetime(2026, 5, 1, 8, 30, tzinfo=UTC)
+    assert len(request.reason) == CLOSE_REASON_MAX and request.reason.startswith(
+        f"order {INC_E}:gridworker:1 resolved by 王"
+    )
 
 
 def test_the_ladder_redispatches_then_goes_upward_then_stops():
     order = _order("inc-C", due_in_s=600)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ladder = []
     while (order := next_order(order, now)) is not None:
         ladder.append((order.attempt, order.target, order.connector))
-    assert ladder == [(2, "gridworker", "gridworker"), (3, "level:street", "gridworker"),
-                      (4, "level:district", "gridworker")]
+    assert ladder == [
+        (2, "gridworker", "gridworker"),
+        (3, "level:street", "gridworker"),
+        (4, "level:district", "gridworker"),
+    ]

@@ -29,12 +29,23 @@ from tests.pipeline_support import hub_toml, stream_count
 from tests.test_durability import GAS_RULE, city_events, consumer_done, oracle, publish_events, unified_assignment
 
 # What only the active hub may write: outputs, acknowledgements of input and dispatch, state snapshots.
-WRITES = ("cityhub.events.", "cityhub.incidents.", "cityhub.dispatch.", "cityhub.dlq.", "$JS.ACK.",
-          f"$O.{SNAPSHOT_BUCKET}.", "$KV.CITYHUB_ESCALATIONS.")
+WRITES = (
+    "cityhub.events.",
+    "cityhub.incidents.",
+    "cityhub.dispatch.",
+    "cityhub.dlq.",
+    "$JS.ACK.",
+    f"$O.{SNAPSHOT_BUCKET}.",
+    "$KV.CITYHUB_ESCALATIONS.",
+)
 LEASE_SUBJECT = f"$KV.{LEASE_BUCKET}.pipeline"
 OUTPUTS = ("cityhub.events.", "cityhub.incidents.", "cityhub.dispatch.", "cityhub.dlq.")
-LATE_WRITERS = {"input acks": "$JS.ACK.CITYHUB_INGEST.", "dispatch acks": "$JS.ACK.CITYHUB_DISPATCH.",
-                "snapshots": f"$O.{SNAPSHOT_BUCKET}.M.", "escalation deadlines": "$KV.CITYHUB_ESCALATIONS."}
+LATE_WRITERS = {
+    "input acks": "$JS.ACK.CITYHUB_INGEST.",
+    "dispatch acks": "$JS.ACK.CITYHUB_DISPATCH.",
+    "snapshots": f"$O.{SNAPSHOT_BUCKET}.M.",
+    "escalation deadlines": "$KV.CITYHUB_ESCALATIONS.",
+}
 
 
 def _written(msg: nats.aio.msg.Msg) -> bool:
@@ -92,8 +103,10 @@ async def test_kill_9_of_the_active_hub_under_load_the_standby_takes_over_and_ev
     finally:
         for hub in hubs:
             hub.stop()
-    print("takeovers after kill -9 (to active, to first output), s:",
-          ", ".join(f"({role:.2f}, {output:.2f})" for role, output in takeovers))
+    print(
+        "takeovers after kill -9 (to active, to first output), s:",
+        ", ".join(f"({role:.2f}, {output:.2f})" for role, output in takeovers),
+    )
     _assert_exactly_once_in_the_same_incidents(await unified_assignment(nats_url), expected)
 
 
@@ -140,9 +153,13 @@ async def test_a_paused_active_hub_stores_nothing_after_its_lease_moved(nats_url
         second.stop()
 
     window = seen[resumed_at:]
-    retaken = next(index for index, msg in enumerate(window) if msg.subject == LEASE_SUBJECT
-                   and first_instance.encode() in msg.data
-                   and (msg.headers or {}).get("Nats-Expected-Last-Subject-Sequence") == "0")
+    retaken = next(
+        index
+        for index, msg in enumerate(window)
+        if msg.subject == LEASE_SUBJECT
+        and first_instance.encode() in msg.data
+        and (msg.headers or {}).get("Nats-Expected-Last-Subject-Sequence") == "0"
+    )
     deposed = [msg for msg in window[:retaken] if _written(msg)]
     # Each writer checks the lease right before it hands a write to the NATS client: after the pause at most
     # the one write it had already handed over goes out (docs/operations.md says why that one is harmless).
@@ -195,8 +212,9 @@ async def test_a_paused_active_hubs_connectors_stop_before_the_new_active_hubs_s
             await _until_sampled(samples, theirs)
             first.signal(signal.SIGCONT)
             async with asyncio.timeout(60):  # stepped down, its connector process started again, waiting
-                while (await first.health() or {}).get("connectors", {}).get("citizen_report", {}).get(
-                        "details") != {"waiting": "lease"}:
+                while (await first.health() or {}).get("connectors", {}).get("citizen_report", {}).get("details") != {
+                    "waiting": "lease"
+                }:
                     await asyncio.sleep(0.05)
             resumed = len(samples)
             async with asyncio.timeout(30):

@@ -52,7 +52,9 @@ async def publish(nc, numbers: range) -> list[bytes]:
     return sent
 
 
-async def test_following_across_a_nats_restart_and_a_deleted_consumer_gives_every_message_once_in_order(nc, client, restart_nats):
+async def test_following_across_a_nats_restart_and_a_deleted_consumer_gives_every_message_once_in_order(
+    nc, client, restart_nats
+):
     follower = Follower(client, topology.EVENTS_STREAM, "cityhub.events.>", Start(seq=1), name="test")
     reader = Reader(follower)
     sent = await publish(client, range(0, 50))

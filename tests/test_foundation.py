@@ -32,7 +32,8 @@ async def test_embedded_nats_has_jetstream(nats_url):
 @pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's prctl")
 async def test_embedded_nats_stops_when_the_process_that_started_it_is_killed(tmp_path):
     owner = await asyncio.create_subprocess_exec(
-        sys.executable, "-c",
+        sys.executable,
+        "-c",
         "import sys, time; from pathlib import Path; from hub.nats.embedded import EmbeddedNats\n"
         f"server = EmbeddedNats(store_dir=Path({str(tmp_path)!r})).start()\n"
         "print(server.process.pid, flush=True); time.sleep(600)",

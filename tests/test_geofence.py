@@ -106,17 +106,24 @@ def test_polygon_query_matches_shapely_intersects():
     for _ in range(30):
         x, y = rng.uniform(west, east), rng.uniform(south, north)
         area = shapely.Point(x, y).buffer(rng.uniform(0.001, 0.02), 6)
-        expected = {grid["features"][i]["properties"]["id"] for i in np.flatnonzero(shapely.intersects(geometries, area))}
+        expected = {
+            grid["features"][i]["properties"]["id"] for i in np.flatnonzero(shapely.intersects(geometries, area))
+        }
         actual = {cell.id for cell in index.cells_intersecting(json.loads(shapely.to_geojson(area)))}
         assert actual == expected
     for number in rng.integers(0, len(grid["features"]), 40):
         area = grid["features"][number]["geometry"]  # touches its neighbours exactly along shared edges
-        expected = {grid["features"][i]["properties"]["id"] for i in np.flatnonzero(shapely.intersects(geometries, shapely.from_geojson(json.dumps(area))))}
+        expected = {
+            grid["features"][i]["properties"]["id"]
+            for i in np.flatnonzero(shapely.intersects(geometries, shapely.from_geojson(json.dumps(area))))
+        }
         assert {cell.id for cell in index.cells_intersecting(area)} == expected
     ring = shapely.Point(104.08, 30.66).buffer(0.02, 8).difference(shapely.Point(104.08, 30.66).buffer(0.01, 8))
     holey = shapely.MultiPolygon([ring, shapely.Point(104.0, 30.7).buffer(0.005, 4)])
     expected = {grid["features"][i]["properties"]["id"] for i in np.flatnonzero(shapely.intersects(geometries, holey))}
-    assert {cell.id for cell in index.cells_intersecting(json.loads(shapely.to_geojson(holey)), crs="wgs84")} == expected
+    assert {
+        cell.id for cell in index.cells_intersecting(json.loads(shapely.to_geojson(holey)), crs="wgs84")
+    } == expected
     line = {"type": "LineString", "coordinates": [[west, south], [east, north]]}
     assert {c.id for c in index.cells_intersecting(line)} == {
         grid["features"][i]["properties"]["id"]
@@ -135,17 +142,29 @@ def feature(geometry, **properties):
     ("geojson", "message"),
     [
         ({"type": "Topology"}, "expected a FeatureCollection or a Feature"),
-        ({"type": "FeatureCollection"}, "no \"features\" array"),
+        ({"type": "FeatureCollection"}, 'no "features" array'),
         (collection(feature({"type": "Point", "coordinates": [1, 2]})), r"feature #0 \(id \"a\"\).*not a Polygon"),
-        (collection(feature(None)), "no \"type\""),
-        (collection(square("a", "x", 0, 0, 1), feature({"type": "Polygon", "coordinates": [[[0, 0], [1, float("nan")], [1, 1], [0, 0]]]}, id="b")), r"feature #1 \(id \"b\"\).*not a number"),
+        (collection(feature(None)), 'no "type"'),
+        (
+            collection(
+                square("a", "x", 0, 0, 1),
+                feature({"type": "Polygon", "coordinates": [[[0, 0], [1, float("nan")], [1, 1], [0, 0]]]}, id="b"),
+            ),
+            r"feature #1 \(id \"b\"\).*not a number",
+        ),
         (collection(feature({"type": "Polygon", "coordinates": [[[0, 0], [1, 95], [1, 1], [0, 0]]]})), "out of range"),
         (collection(feature({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]})), "not closed"),
         (collection(feature({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]})), "at least 4"),
         (collection(square("a", "x", 0, 0, 1), square("a", "x", 2, 0, 1)), "id is used twice"),
-        (collection(square("a", "x", 0, 0, 1, parent="zz")), "parent id \"zz\" is not a cell"),
+        (collection(square("a", "x", 0, 0, 1, parent="zz")), 'parent id "zz" is not a cell'),
         (collection(square("a", "x", 0, 0, 1, parent="b"), square("b", "x", 0, 0, 1, parent="a")), "cycle"),
-        ({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"level": "x"}, "geometry": BOWTIE}]}, "no id"),
+        (
+            {
+                "type": "FeatureCollection",
+                "features": [{"type": "Feature", "properties": {"level": "x"}, "geometry": BOWTIE}],
+            },
+            "no id",
+        ),
     ],
 )
 def test_bad_layers_raise_geo_error_naming_layer_and_feature(geojson, message):
@@ -183,7 +202,14 @@ def test_bad_query_points_name_their_position(small_index):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=5),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.sampled_from(["type", "coordinates", "features", "geometry", "properties", "id", "level"]), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(
+            st.sampled_from(["type", "coordinates", "features", "geometry", "properties", "id", "level"]),
+            children,
+            max_size=5,
+        )
+    ),
     max_leaves=30,
 )
 
@@ -262,7 +288,9 @@ def test_polygon_batch_equals_one_area_at_a_time(shipped_cells):
     rng = np.random.default_rng(3)
     west, south, east, north = shapely.total_bounds(geometries)
     areas = [
-        json.loads(shapely.to_geojson(shapely.Point(rng.uniform(west, east), rng.uniform(south, north)).buffer(0.01, 6)))
+        json.loads(
+            shapely.to_geojson(shapely.Point(rng.uniform(west, east), rng.uniform(south, north)).buffer(0.01, 6))
+        )
         for _ in range(20)
     ]
     areas.append({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]})  # far away: no cells

@@ -71,7 +71,9 @@ class Oracle:
         lons, lats = np.asarray(lons, dtype=float), np.asarray(lats, dtype=float)
         return [
             (x, y, e, a)
-            for x, y, e, a in zip(lons.tolist(), lats.tolist(), self.expected(lons, lats), self.actual(lons, lats), strict=True)
+            for x, y, e, a in zip(
+                lons.tolist(), lats.tolist(), self.expected(lons, lats), self.actual(lons, lats), strict=True
+            )
             if e != a
         ]
 

@@ -21,8 +21,10 @@ def shipped() -> list[dict]:
 def outlines(*ids: str) -> dict:
     """Real district outlines from the shipped file, in the order asked, as tessellate's input."""
     by_id = {f["properties"]["id"]: f for f in shipped() if f["properties"]["level"] == "district"}
-    return {"type": "FeatureCollection",
-            "features": [{**by_id[i], "properties": {"adcode": i, "name": by_id[i]["properties"]["name"]}} for i in ids]}
+    return {
+        "type": "FeatureCollection",
+        "features": [{**by_id[i], "properties": {"adcode": i, "name": by_id[i]["properties"]["name"]}} for i in ids],
+    }
 
 
 def test_the_shipped_grids_cover_every_district_and_county_of_chengdu_on_every_level():
@@ -36,9 +38,12 @@ def test_the_shipped_grids_cover_every_district_and_county_of_chengdu_on_every_l
 
 def test_appending_districts_keeps_the_cells_before_and_sizes_apply_per_district():
     alone = tessellate(outlines("510104"), sizes_m=(4000, 2000, 1000, 800))["features"]
-    appended = tessellate(outlines("510104", "510121"), sizes_m=(4000, 2000, 1000, 800),
-                          sizes_by_district={"510121": (20000, 10000, 8000, 6000)})["features"]
+    appended = tessellate(
+        outlines("510104", "510121"),
+        sizes_m=(4000, 2000, 1000, 800),
+        sizes_by_district={"510121": (20000, 10000, 8000, 6000)},
+    )["features"]
     assert appended[: len(alone)] == alone
-    county = Counter(f["properties"]["level"] for f in appended[len(alone):])
+    county = Counter(f["properties"]["level"] for f in appended[len(alone) :])
     city = Counter(f["properties"]["level"] for f in alone)
     assert county["micro_grid"] < city["micro_grid"]  # 金堂县 is ten times 锦江区's area, cut far coarser

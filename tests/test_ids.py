@@ -3,7 +3,7 @@ output only when its id is the same as before the crash or upgrade)."""
 
 import base64
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -13,7 +13,7 @@ from hub.ids import time_ordered_id, time_ordered_ids
 from hub.incidents import IncidentMerger, MergePolicy
 from hub.models import CloseRequest
 
-MOMENT = datetime(2026, 11, 23, 8, 30, 0, 123000, tzinfo=timezone.utc)
+MOMENT = datetime(2026, 11, 23, 8, 30, 0, 123000, tzinfo=UTC)
 
 
 def test_id_is_pinned() -> None:
@@ -36,7 +36,15 @@ def _first_release_id(time: float, key: str) -> str:
 
 
 @settings(max_examples=500)
-@given(st.lists(st.tuples(st.floats(-1e3, 253_402_300_799.0, allow_nan=False), st.text(st.characters(exclude_categories=("Cs",)), max_size=40)), max_size=20))
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(-1e3, 253_402_300_799.0, allow_nan=False),
+            st.text(st.characters(exclude_categories=("Cs",)), max_size=40),
+        ),
+        max_size=20,
+    )
+)
 def test_batch_ids_match_the_first_release_encoder(pairs: list[tuple[float, str]]) -> None:
     times, keys = [time for time, _ in pairs], [key for _, key in pairs]
     assert time_ordered_ids(times, keys) == [_first_release_id(time, key) for time, key in pairs]
@@ -51,8 +59,11 @@ def test_every_incident_id_the_merger_makes_has_the_shape_close_requests_accept(
     event_ids = time_ordered_ids([1_795_422_600.0 + n for n in range(3)], ["a", "b", "c"])
     repeated = [event_ids[n % 3] for n in range(9)]  # the same opening event id, still open: ~<n> suffixes
     categories = ["fire", "noise", "tree", "smoke", "sanitation", "bin_full", "elder_sos", "complaint", "other"]
-    merged = IncidentMerger(MergePolicy()).add_columns(repeated, [float(n) for n in range(9)], categories,
-                                                        *([[None] * 9] * 4))
+    merged = IncidentMerger(MergePolicy()).add_columns(
+        repeated, [float(n) for n in range(9)], categories, *([[None] * 9] * 4)
+    )
     assert len(set(merged.incident_ids)) == 9 and any("~" in incident_id for incident_id in merged.incident_ids)
-    assert [CloseRequest(incident_id=incident_id, reason="r", time=MOMENT).incident_id
-            for incident_id in merged.incident_ids] == merged.incident_ids
+    assert [
+        CloseRequest(incident_id=incident_id, reason="r", time=MOMENT).incident_id
+        for incident_id in merged.incident_ids
+    ] == merged.incident_ids

@@ -17,7 +17,6 @@ from hub.pipeline import BatchProcessor, IngestMessage, PipelineOptions, Pipelin
 from tests.pipeline_support import T0, data_of, engines, event, hub_toml, ingest_item, publish_raw, read_stream
 from tests.waiting import wait_until
 
-
 GAS_TO_GRIDWORKER = """
 [[rules]]
 id = "gas"
@@ -34,7 +33,9 @@ def _close_item(incident_id: str, requester: str = "ops") -> tuple[str, bytes]:
 def _process(items: list[tuple[str, bytes]]):  # noqa: ANN202
     processor = BatchProcessor(engines(), PipelineOptions())
     state = PipelineState.fresh(processor.engines)
-    result = processor.process(state, [IngestMessage(seq, subject, raw, time.time()) for seq, (subject, raw) in enumerate(items, start=1)])
+    result = processor.process(
+        state, [IngestMessage(seq, subject, raw, time.time()) for seq, (subject, raw) in enumerate(items, start=1)]
+    )
     return state, result
 
 
@@ -48,8 +49,14 @@ def test_reports_before_a_close_join_the_incident_and_reports_after_it_open_a_ne
     [(_, opened)] = _incident_changes(first)
     incident_id = opened["id"]
 
-    state, result = _process([ingest_item(event(0)), ingest_item(event(1, offset_m=5)), _close_item(incident_id),
-                              ingest_item(event(2, offset_m=10))])
+    state, result = _process(
+        [
+            ingest_item(event(0)),
+            ingest_item(event(1, offset_m=5)),
+            _close_item(incident_id),
+            ingest_item(event(2, offset_m=10)),
+        ]
+    )
     changes = _incident_changes(result)
     closed = [data for change, data in changes if change == "closed"]
     assert len(closed) == 1 and closed[0]["id"] == incident_id
@@ -75,10 +82,13 @@ def test_a_close_request_from_a_source_that_may_not_close_lands_in_the_dlq():
     assert result.closed == 0 and incident["id"] in state.incidents
 
 
-@pytest.mark.parametrize(("incident_id", "why"), [
-    ("inc-unknown", "'inc-unknown' is not an incident id"),
-    ("inc-" + "0" * 26 + "\r\nforged", "control character U+000D at position 30"),
-])
+@pytest.mark.parametrize(
+    ("incident_id", "why"),
+    [
+        ("inc-unknown", "'inc-unknown' is not an incident id"),
+        ("inc-" + "0" * 26 + "\r\nforged", "control character U+000D at position 30"),
+    ],
+)
 def test_a_close_request_for_what_is_not_an_incident_id_lands_in_the_dlq_saying_why(incident_id, why):
     data = {"incident_id": incident_id, "reason": "handled", "time": T0.isoformat()}
     raw = wire.encode(type_=wire.TYPE_CLOSE_REQUEST, id_="c1", source="/x", time=T0, data=data)
@@ -117,15 +127,24 @@ async def test_a_resolved_order_and_an_ops_request_close_their_incidents(hub, na
     resolved_order = next(order for order in orders if order["connector"] == "gridworker")
     by_ops = next(incident for incident in hub.pipeline.state.incidents if incident != resolved_order["incident_id"])
 
-    update = DispatchUpdate(order_id=resolved_order["id"], incident_id=resolved_order["incident_id"],
-                            status=DispatchStatus.RESOLVED, time=T0 + timedelta(minutes=20), actor="王网格员")
-    raw = wire.encode(type_=wire.TYPE_DISPATCH_UPDATE, id_="u-1", source="/cityhub/gridworker", time=update.time,
-                      data=update)
+    update = DispatchUpdate(
+        order_id=resolved_order["id"],
+        incident_id=resolved_order["incident_id"],
+        status=DispatchStatus.RESOLVED,
+        time=T0 + timedelta(minutes=20),
+        actor="王网格员",
+    )
+    raw = wire.encode(
+        type_=wire.TYPE_DISPATCH_UPDATE, id_="u-1", source="/cityhub/gridworker", time=update.time, data=update
+    )
     await hub.nc.jetstream().publish(topology.dispatch_update_subject("gridworker"), raw)
     async with httpx.AsyncClient(base_url=hub.admin_url) as client:
         refused = await client.post(f"/incidents/{by_ops}/close", json={"reason": "false alarm"})
-        accepted = await client.post(f"/incidents/{by_ops}/close", json={"reason": "false alarm"},
-                                     headers={"Authorization": "Bearer close-token"})
+        accepted = await client.post(
+            f"/incidents/{by_ops}/close",
+            json={"reason": "false alarm"},
+            headers={"Authorization": "Bearer close-token"},
+        )
     assert refused.status_code == 401 and accepted.status_code == 202
     await wait_until(lambda: hub.pipeline.counts["closed"] == 2, "both incidents closed")
 

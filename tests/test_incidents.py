@@ -106,7 +106,11 @@ def apply(ops: list[tuple], merger: IncidentMerger, reference: ReferenceMerger) 
         elif kind == "add_expiring":
             merged = merger.add_columns_expiring(*columns(arg), watermark)
             results, closed, watermark = reference.add_expiring(arg, watermark)
-            assert (list(zip(*merged.merge, strict=True)), list(zip(*merged.closed, strict=True)), merged.watermark) == (results, closed, watermark)
+            assert (
+                list(zip(*merged.merge, strict=True)),
+                list(zip(*merged.closed, strict=True)),
+                merged.watermark,
+            ) == (results, closed, watermark)
         elif kind == "close":
             assert merger.close(arg) == reference.close(arg)
         elif kind == "expire":
@@ -171,7 +175,9 @@ def merge_in_batches(
             merger = IncidentMerger.restore(full if use_delta else merger.snapshot(), POLICY, deltas)
         merged = merger.add_columns_expiring(*columns(stream[start:end]), watermark)
         results += zip(*merged.merge, strict=True)
-        closed += [(start + position, incident_id, at) for position, incident_id, at in zip(*merged.closed, strict=True)]
+        closed += [
+            (start + position, incident_id, at) for position, incident_id, at in zip(*merged.closed, strict=True)
+        ]
         watermark = merged.watermark
     return results, closed, watermark
 
@@ -268,11 +274,15 @@ def test_replaying_the_same_stream_gives_the_same_incidents():
 
 
 def test_columns_and_rows_give_the_same_results():
-    stream = [MergeInput(f"e{i}", float(i * 50), "gas_leak", BASE_LON, BASE_LAT + i * 10 * METRE_LAT) for i in range(30)]
+    stream = [
+        MergeInput(f"e{i}", float(i * 50), "gas_leak", BASE_LON, BASE_LAT + i * 10 * METRE_LAT) for i in range(30)
+    ]
     rows = IncidentMerger(POLICY).add_many(stream)
     columns = IncidentMerger(POLICY).add_columns(*map(list, zip(*stream, strict=True)))
     assert isinstance(columns, MergeBatch)
-    assert columns == MergeBatch([r.incident_id for r in rows], [r.is_new for r in rows], [r.report_count for r in rows])
+    assert columns == MergeBatch(
+        [r.incident_id for r in rows], [r.is_new for r in rows], [r.report_count for r in rows]
+    )
 
 
 def test_policy_update_keeps_open_incidents():
@@ -382,7 +392,9 @@ def test_columns_read_any_str_and_number_like_rows_do():
     categories = ["fire", Tag("fire"), "noise", "fire", "fire"]
     lons = [BASE_LON, BASE_LON + 0.1, None, 104, BASE_LON]
     lats = [BASE_LAT, BASE_LAT, None, 30, BASE_LAT]
-    by_rows = IncidentMerger(POLICY).add_many([MergeInput(*row) for row in zip(ids, times, categories, lons, lats, strict=True)])
+    by_rows = IncidentMerger(POLICY).add_many(
+        [MergeInput(*row) for row in zip(ids, times, categories, lons, lats, strict=True)]
+    )
     merger = IncidentMerger(POLICY)
     batch = merger.add_columns(ids, tuple(times), categories, lons, lats)
     assert [MergeResult(*row) for row in zip(*batch, strict=True)] == by_rows

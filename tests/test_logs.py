@@ -55,7 +55,7 @@ def test_the_configured_handler_keeps_every_record_on_its_own_line_and_traceback
     assert len(records) == len(BREAKERS) + 1 and not any(line.startswith(FORGED) for line in lines)
     assert records[0].endswith(f"cityhub.test: incident inc-1\\r\\n{FORGED} closed")
     assert records[-1].endswith(f"cityhub.test: close failed for x\\u2028{FORGED}")
-    traceback = lines[lines.index(records[-1]) + 1:]
+    traceback = lines[lines.index(records[-1]) + 1 :]
     assert traceback[0] == "Traceback (most recent call last):" and traceback[1].startswith('  File "<string>", line')
     assert f"KeyError: 'inner\\n{FORGED}'" in traceback  # the repr of a KeyError's key escapes it already
     assert "The above exception was the direct cause of the following exception:" in traceback
@@ -66,27 +66,37 @@ async def test_outside_values_reach_the_log_of_cityhub_run_escaped(tmp_path, nat
     config, log_file = tmp_path / "cityhub.toml", tmp_path / "hub.log"
     config.write_text(hub_toml(nats_url, token="log-token"))
     with log_file.open("wb") as stderr:
-        hub = subprocess.Popen([sys.executable, "-m", "hub.cli", "run", "-c", str(config)], cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=stderr,
-                               env={**os.environ, "CITYHUB_PLUGINS": "redaction"})  # no connector processes
+        hub = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "run", "-c", str(config)],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "CITYHUB_PLUGINS": "redaction"},
+        )  # no connector processes
     try:
         await wait_until(lambda: "hub started" in log_file.read_text(), "the hub to start")
         admin_url = re.search(r"admin (http://\S+)", log_file.read_text()).group(1)
         auth = {"Authorization": "Bearer log-token"}
         incident = "inc-01M83RDEXVGSK35WXJH6BQ1DDC"
         async with httpx.AsyncClient(base_url=admin_url) as client:
-            forged_id = await client.post(f"/incidents/{incident}%0D%0A{FORGED}/close", json={"reason": "x"},
-                                          headers=auth)
-            unknown = await client.post(f"/incidents/{incident}/close", json={"reason": f"dup\r\n{FORGED}"},
-                                        headers=auth)
+            forged_id = await client.post(
+                f"/incidents/{incident}%0D%0A{FORGED}/close", json={"reason": "x"}, headers=auth
+            )
+            unknown = await client.post(
+                f"/incidents/{incident}/close", json={"reason": f"dup\r\n{FORGED}"}, headers=auth
+            )
         assert forged_id.status_code == 422 and unknown.status_code == 202
         forged_source = "evil\u2028" + FORGED.replace(" ", "_") + "\x85\x1b[2J"  # a subject holds no spaces
         client_nc = await nats.connect(nats_url)
-        await client_nc.jetstream().publish(f"cityhub.ingest.{forged_source}", orjson.dumps(
-            {"source": "iot_mqtt", "category": "fire", "time": "2026-05-01T08:00:00Z"}))
+        await client_nc.jetstream().publish(
+            f"cityhub.ingest.{forged_source}",
+            orjson.dumps({"source": "iot_mqtt", "category": "fire", "time": "2026-05-01T08:00:00Z"}),
+        )
         await client_nc.close()
-        await wait_until(lambda: "rejected to DLQ" in log_file.read_text()
-                         and "not an open incident" in log_file.read_text(), "both to be logged")
+        await wait_until(
+            lambda: "rejected to DLQ" in log_file.read_text() and "not an open incident" in log_file.read_text(),
+            "both to be logged",
+        )
     finally:
         hub.send_signal(signal.SIGTERM)
         hub.wait(timeout=60)

@@ -22,8 +22,8 @@ from hub.app import build_engines
 from hub.availability import LEASE_BUCKET
 from hub.config import load_config
 from hub.connector_runtime import encode_ingest
-from hub.nats.embedded import EmbeddedCluster
 from hub.models import Event
+from hub.nats.embedded import EmbeddedCluster
 from hub.nats.streams import ESCALATION_BUCKET, SNAPSHOT_BUCKET
 from tests.hub_processes import HubProcess
 from tests.pipeline_support import hub_toml, read_stream, stream_count
@@ -34,11 +34,17 @@ pytestmark = pytest.mark.slow
 
 PLACES = 600
 PACE_PER_S = 2_000  # a steady load from before the disruption until after the hub's recovery from it
-REPLICATED = "\n".join(f"[nats.streams.{name}]\nreplicas = 3\n" for name in ("ingest", "events", "incidents",
-                                                                              "dispatch", "dlq"))
+REPLICATED = "\n".join(
+    f"[nats.streams.{name}]\nreplicas = 3\n" for name in ("ingest", "events", "incidents", "dispatch", "dlq")
+)
 REPLICATED += "\n[nats.buckets]\nreplicas = 3\n"
-ALL_STREAMS = [topology.INGEST_STREAM, *topology.OUTPUT_STREAMS,  # a hub without [tier] makes no tier streams
-               f"KV_{LEASE_BUCKET}", f"KV_{ESCALATION_BUCKET}", f"OBJ_{SNAPSHOT_BUCKET}"]
+ALL_STREAMS = [
+    topology.INGEST_STREAM,
+    *topology.OUTPUT_STREAMS,  # a hub without [tier] makes no tier streams
+    f"KV_{LEASE_BUCKET}",
+    f"KV_{ESCALATION_BUCKET}",
+    f"OBJ_{SNAPSHOT_BUCKET}",
+]
 
 Disruption = Callable[[EmbeddedCluster], Awaitable[None]]
 
@@ -95,7 +101,9 @@ async def _publish_one(js, index: int, event: Event) -> bool:  # noqa: ANN001 - 
     msg_id, raw = encode_ingest(event)
     try:
         # Distinct msg ids for the input's re-deliveries: the pipeline's own dedup must catch those.
-        await js.publish(topology.ingest_subject(event.source), raw, headers={topology.HEADER_MSG_ID: f"{msg_id}@{index}"})
+        await js.publish(
+            topology.ingest_subject(event.source), raw, headers={topology.HEADER_MSG_ID: f"{msg_id}@{index}"}
+        )
     except Exception:  # no leader, no connection: sent again
         return False
     return True
@@ -145,8 +153,11 @@ async def _all_replicas_current(urls: list[str]) -> None:
                 while True:
                     with contextlib.suppress(Exception):
                         cluster = (await js.stream_info(stream)).cluster
-                        if cluster.leader and len(cluster.replicas or []) == 2 and all(
-                                replica.current for replica in cluster.replicas):
+                        if (
+                            cluster.leader
+                            and len(cluster.replicas or []) == 2
+                            and all(replica.current for replica in cluster.replicas)
+                        ):
                             break
                     await asyncio.sleep(0.2)
     finally:

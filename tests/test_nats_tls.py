@@ -16,7 +16,6 @@ from hub.nats.natsconn import connect
 from tests.connecting import AN_HOUR, HANG_GUARD_S, connect_error
 
 
-
 @dataclass(frozen=True)
 class Certificates:
     ca: Path
@@ -32,11 +31,15 @@ def certificates(tmp_path_factory) -> Certificates:
     folder = tmp_path_factory.mktemp("tls")
     ca, other = trustme.CA(), trustme.CA()
     server, client = ca.issue_cert("127.0.0.1"), ca.issue_cert("cityhub-client")
-    files = Certificates(*(folder / name for name in (
-        "ca.pem", "server.pem", "server.key", "client.pem", "client.key", "other-ca.pem")))
+    files = Certificates(
+        *(folder / name for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key", "other-ca.pem"))
+    )
     ca.cert_pem.write_to_path(str(files.ca))
     other.cert_pem.write_to_path(str(files.other_ca))
-    for issued, cert, key in ((server, files.server_cert, files.server_key), (client, files.client_cert, files.client_key)):
+    for issued, cert, key in (
+        (server, files.server_cert, files.server_key),
+        (client, files.client_cert, files.client_key),
+    ):
         cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
         issued.private_key_pem.write_to_path(str(key))
     return files
@@ -77,19 +80,23 @@ async def test_the_ca_from_config_connects_to_a_tls_server_and_messages_flow(tls
 
 
 async def test_a_client_certificate_from_config_passes_mutual_tls(mutual_tls_url, certificates):
-    settings = NatsConfig(servers=[mutual_tls_url], tls={
-        "ca": certificates.ca, "cert": certificates.client_cert, "key": certificates.client_key})
+    settings = NatsConfig(
+        servers=[mutual_tls_url],
+        tls={"ca": certificates.ca, "cert": certificates.client_cert, "key": certificates.client_key},
+    )
     assert await _round_trip(settings) == b"over tls"
 
 
 async def test_a_wrong_ca_fails_at_once_saying_the_certificate_was_not_accepted(tls_url, certificates):
-    message = await connect_error(NatsConfig(servers=[tls_url], tls={"ca": certificates.other_ca},
-                                              initial_connect_wait=AN_HOUR))
+    message = await connect_error(
+        NatsConfig(servers=[tls_url], tls={"ca": certificates.other_ca}, initial_connect_wait=AN_HOUR)
+    )
     assert message.startswith(f"the TLS certificate of NATS server {tls_url} was not accepted: ")
     assert "nats.tls.ca" in message
 
 
 async def test_no_client_certificate_for_mutual_tls_fails_at_once(mutual_tls_url, certificates):
-    message = await connect_error(NatsConfig(servers=[mutual_tls_url], tls={"ca": certificates.ca},
-                                              initial_connect_wait=AN_HOUR))
+    message = await connect_error(
+        NatsConfig(servers=[mutual_tls_url], tls={"ca": certificates.ca}, initial_connect_wait=AN_HOUR)
+    )
     assert message.startswith(f"the TLS handshake with NATS server {mutual_tls_url} failed: ")

@@ -14,8 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from hub.config import NatsConfig
-from hub.nats.embedded import EmbeddedNats, free_port
 from hub.errors import ConfigError
+from hub.nats.embedded import EmbeddedNats, free_port
 from hub.nats.natsconn import connect, connect_kwargs, redacted_servers
 from tests.connecting import AN_HOUR, HANG_GUARD_S, connect_error
 from tests.natsjwt import Identity, Operator
@@ -48,16 +48,18 @@ def nkey_user(tmp_path):
 
 async def test_nkey_seed_file_connects_to_a_server_that_knows_the_public_key(tmp_path, nkey_user):
     seed_file, public_key = nkey_user
-    with EmbeddedNats(tmp_path / "nats", extra_config=f"authorization {{ users = [ {{ nkey: {public_key} }} ] }}") as server:
+    with EmbeddedNats(
+        tmp_path / "nats", extra_config=f"authorization {{ users = [ {{ nkey: {public_key} }} ] }}"
+    ) as server:
         nc = await connect(NatsConfig(servers=[server.url], nkey_seed_file=seed_file))
         assert nc.is_connected
         await nc.close()
         other_seed = tmp_path / "other.nk"
         other_seed.write_bytes(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER))
-        message = await connect_error(NatsConfig(servers=[server.url], nkey_seed_file=other_seed,
-                                                  initial_connect_wait=AN_HOUR))
+        message = await connect_error(
+            NatsConfig(servers=[server.url], nkey_seed_file=other_seed, initial_connect_wait=AN_HOUR)
+        )
     assert "rejected the credentials" in message and "nkey_seed_file" in message
-
 
 
 async def test_creds_file_connects_to_a_server_in_operator_mode(tmp_path):
@@ -67,10 +69,15 @@ async def test_creds_file_connects_to_a_server_in_operator_mode(tmp_path):
         assert (await nc.jetstream().account_info()).limits.max_streams == -1  # the account's JetStream is there
         await nc.close()
         stranger = Identity.fresh(nkeys.PREFIX_BYTE_ACCOUNT)  # an account the operator never signed
-        message = await connect_error(NatsConfig(
-            servers=[server.url], creds_file=authority.creds(tmp_path / "other.creds", signed_by=stranger),
-            initial_connect_wait=AN_HOUR))
+        message = await connect_error(
+            NatsConfig(
+                servers=[server.url],
+                creds_file=authority.creds(tmp_path / "other.creds", signed_by=stranger),
+                initial_connect_wait=AN_HOUR,
+            )
+        )
     assert "rejected the credentials" in message and "creds_file" in message
+
 
 async def test_user_password_connects_and_secret_is_not_logged(password_server, caplog):
     settings = NatsConfig(servers=[password_server], user="ops", password="s3cret-pw")
@@ -86,9 +93,9 @@ def test_kwargs_cover_token_creds_nkey_and_several_urls(tmp_path):
     token = connect_kwargs(NatsConfig(servers=["nats://a:4222", "nats://b:4222"], token="t0k"))
     assert token["servers"] == ["nats://a:4222", "nats://b:4222"]
     assert token["token"] == "t0k"
-    assert connect_kwargs(NatsConfig(servers=["nats://a:4222"], creds_file=tmp_path / "u.creds"))["user_credentials"] == str(
-        tmp_path / "u.creds"
-    )
+    assert connect_kwargs(NatsConfig(servers=["nats://a:4222"], creds_file=tmp_path / "u.creds"))[
+        "user_credentials"
+    ] == str(tmp_path / "u.creds")
     assert connect_kwargs(NatsConfig(servers=["nats://a:4222"], nkey_seed_file=tmp_path / "seed"))["nkeys_seed"] == str(
         tmp_path / "seed"
     )
@@ -111,11 +118,14 @@ def test_no_url_is_a_config_error():
 
 def test_credentials_in_urls_are_redacted():
     assert redacted_servers(NatsConfig(servers=["nats://ops:pw@host:4222", "nats://h2:4222"])) == [
-        "nats://***@host:4222", "nats://h2:4222",
+        "nats://***@host:4222",
+        "nats://h2:4222",
     ]
 
 
-async def test_a_wrong_password_fails_the_first_connect_at_once_naming_the_server_not_the_secret(password_server, caplog):
+async def test_a_wrong_password_fails_the_first_connect_at_once_naming_the_server_not_the_secret(
+    password_server, caplog
+):
     settings = NatsConfig(servers=[password_server], user="ops", password="wr0ng-pw", initial_connect_wait=AN_HOUR)
     with caplog.at_level(logging.DEBUG, logger="cityhub.nats"):
         message = await connect_error(settings)
@@ -133,8 +143,10 @@ async def test_a_wrong_token_fails_the_first_connect_at_once(token_server):
 async def test_credentials_in_the_url_are_redacted_when_rejected(password_server):
     url = password_server.replace("nats://", "nats://ops:wr0ng-pw@")
     message = await connect_error(NatsConfig(servers=[url], initial_connect_wait=AN_HOUR))
-    assert message.startswith(f"NATS server {password_server.replace('nats://', 'nats://***@')} rejected the "
-                              "credentials (the user:password@ in nats.servers)")
+    assert message.startswith(
+        f"NATS server {password_server.replace('nats://', 'nats://***@')} rejected the "
+        "credentials (the user:password@ in nats.servers)"
+    )
     assert "wr0ng-pw" not in message
 
 
@@ -167,11 +179,17 @@ async def test_a_server_that_comes_up_during_the_initial_wait_is_connected_to(tm
 
 def test_cityhub_run_with_a_rejected_password_exits_1_saying_so(password_server, tmp_path):
     config = tmp_path / "cityhub.toml"
-    config.write_text(f'[nats]\nservers = ["{password_server}"]\nuser = "ops"\npassword = "${{NATS_PASSWORD}}"\n'
-                      "initial_connect_wait = \"1h\"\n\n[admin]\nport = 0\n")
+    config.write_text(
+        f'[nats]\nservers = ["{password_server}"]\nuser = "ops"\npassword = "${{NATS_PASSWORD}}"\n'
+        'initial_connect_wait = "1h"\n\n[admin]\nport = 0\n'
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "run", "-c", str(config)], cwd=REPO, capture_output=True, text=True,
-        timeout=HANG_GUARD_S, env={**os.environ, "PYTHONPATH": str(REPO), "NATS_PASSWORD": "wr0ng-pw"},
+        [sys.executable, "-m", "hub.cli", "run", "-c", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+        env={**os.environ, "PYTHONPATH": str(REPO), "NATS_PASSWORD": "wr0ng-pw"},
     )
     assert result.returncode == 1
     assert f"cityhub run: NATS server {password_server} rejected the credentials" in result.stderr

@@ -58,8 +58,9 @@ async def publish_over_max_payload(nc) -> None:
     await nc.publish("cityhub.dlq.test", b"x" * (nc.max_payload - 10), headers={"CityHub-Reason": "y" * 100})
 
 
-async def test_a_hub_whose_connection_the_server_closes_moves_onto_a_new_one_and_carries_on(small_payload_server,
-                                                                                           tmp_path):
+async def test_a_hub_whose_connection_the_server_closes_moves_onto_a_new_one_and_carries_on(
+    small_payload_server, tmp_path
+):
     url = small_payload_server.url
     (tmp_path / "cityhub.toml").write_text(hub_toml(url, ESCALATING_RULE))
     hub = Hub.from_file(tmp_path / "cityhub.toml")
@@ -73,9 +74,13 @@ async def test_a_hub_whose_connection_the_server_closes_moves_onto_a_new_one_and
 
         await publish_raw(url, [ingest_item(event(1, offset_m=5_000))])
         await wait_until(lambda: hub.pipeline.counts["out"] == 2, "an event processed on the new connection")
-        await wait_until(lambda: len([v for v in hub.dashboard.views.values() if v.incident]) == 2,
-                         "the dashboard shows the incident opened after the replacement")
-        await wait_until(lambda: _both_incidents_escalated(url), "both orders escalated, the second on the new connection")
+        await wait_until(
+            lambda: len([v for v in hub.dashboard.views.values() if v.incident]) == 2,
+            "the dashboard shows the incident opened after the replacement",
+        )
+        await wait_until(
+            lambda: _both_incidents_escalated(url), "both orders escalated, the second on the new connection"
+        )
         published = sum([await stream_count(url, stream) for stream in FOLLOWED_BY_THE_DASHBOARD])
         await wait_until(lambda: hub.dashboard.messages >= published, "the dashboard saw every message")
         seen_by_the_dashboard = hub.dashboard.messages
@@ -86,22 +91,28 @@ async def test_a_hub_whose_connection_the_server_closes_moves_onto_a_new_one_and
         await hub.stop()
 
     assert closed.is_closed and "maximum payload" in str(closed.last_error).lower()
-    assert ready.status_code == 200 and health["nats"] == {"connected": True, "embedded": False, "max_payload": 64 * 1024,
-                                                         "replaced": 1}
+    assert ready.status_code == 200 and health["nats"] == {
+        "connected": True,
+        "embedded": False,
+        "max_payload": 64 * 1024,
+        "replaced": 1,
+    }
     assert health["escalation"]["running"] and health["pipeline"]["running"]
     assert await stream_count(url, topology.EVENTS_STREAM) == 2
     assert seen_by_the_dashboard == published  # followed on from where it was, nothing applied twice
 
 
-async def test_cityhub_run_stops_cleanly_on_sigterm_after_the_server_closed_its_connection(small_payload_server,
-                                                                                         tmp_path):
+async def test_cityhub_run_stops_cleanly_on_sigterm_after_the_server_closed_its_connection(
+    small_payload_server, tmp_path
+):
     url = small_payload_server.url
     config = tmp_path / "cityhub.toml"
     config.write_text(hub_toml(url, ESCALATING_RULE))
     script = HUB_CLOSED_BY_THE_SERVER.format(publish_over_max_payload=inspect.getsource(publish_over_max_payload))
     log = tmp_path / "hub.log"
-    hub = subprocess.Popen([sys.executable, "-c", script, str(config)], cwd=REPO, stdout=subprocess.DEVNULL,
-                           stderr=log.open("wb"))
+    hub = subprocess.Popen(
+        [sys.executable, "-c", script, str(config)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=log.open("wb")
+    )
     try:
         # nats-py closes the connection for good when it reads the server's -ERR first, and reconnects when it
         # sees the reset socket first: the hub must carry on after either.
@@ -123,8 +134,11 @@ async def test_cityhub_run_stops_cleanly_on_sigterm_after_the_server_closed_its_
 
 async def _both_incidents_escalated(url: str) -> bool:
     """Each of the two incidents has a re-dispatched order (attempt 2) in the dispatch stream."""
-    orders = [orjson.loads(m.data)["data"] for m in await read_stream(url, topology.DISPATCH_STREAM)
-              if ".orders." in m.subject]
+    orders = [
+        orjson.loads(m.data)["data"]
+        for m in await read_stream(url, topology.DISPATCH_STREAM)
+        if ".orders." in m.subject
+    ]
     return len({order["incident_id"] for order in orders if order["attempt"] >= 2}) == 2
 
 
@@ -138,8 +152,13 @@ async def test_cityhub_run_stops_on_sigterm_while_nats_is_away(tmp_path):
     config.write_text(hub_toml(server.url))
     log = tmp_path / "hub.log"
     environment = {**os.environ, ALLOW_LIST_ENV: "redaction"}  # no connectors: they listen on fixed ports
-    hub = subprocess.Popen([sys.executable, "-c", f"from hub.app import run; run({str(config)!r})"], cwd=REPO,
-                           stdout=subprocess.DEVNULL, stderr=log.open("wb"), env=environment)
+    hub = subprocess.Popen(
+        [sys.executable, "-c", f"from hub.app import run; run({str(config)!r})"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+        env=environment,
+    )
     try:
         await wait_until(lambda: "hub started" in log.read_text(), "the hub started")
         await asyncio.to_thread(server.stop)

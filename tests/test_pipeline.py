@@ -13,19 +13,35 @@ from hub import topology
 from hub.errors import InvalidEventError
 from hub.metrics import Metrics
 from hub.models import Category, Incident
-from hub.pipeline import (
-    BatchProcessor, IngestMessage, IsolatingProcessor, Pipeline, PipelineOptions, PipelineState, StateRebuild, decode_event,
-)
 from hub.nats.streams import ensure_streams
+from hub.pipeline import (
+    BatchProcessor,
+    IngestMessage,
+    IsolatingProcessor,
+    Pipeline,
+    PipelineOptions,
+    PipelineState,
+    StateRebuild,
+    decode_event,
+)
 from tests.pipeline_support import (
-    bare_item, data_of, engines, event, ingest_item, publish_raw, read_stream, stream_count,
+    bare_item,
+    data_of,
+    engines,
+    event,
+    ingest_item,
+    publish_raw,
+    read_stream,
+    stream_count,
 )
 from tests.waiting import wait_until
 
 OPTIONS = PipelineOptions(batch_size=100, fetch_timeout_s=0.1, max_message_bytes=4096, snapshot_interval_s=0.5)
 
 
-async def _start(nats_url: str, options: PipelineOptions = OPTIONS, rules: list[dict] | None = None) -> tuple[Pipeline, object]:
+async def _start(
+    nats_url: str, options: PipelineOptions = OPTIONS, rules: list[dict] | None = None
+) -> tuple[Pipeline, object]:
     nc = await nats.connect(nats_url)
     await ensure_streams(nc.jetstream())
     pipeline = Pipeline(nc, engines(rules), Metrics(), options)
@@ -36,11 +52,20 @@ async def _start(nats_url: str, options: PipelineOptions = OPTIONS, rules: list[
 BAD_INPUT = {
     "not_json": b"\xff\xfe not json",
     "invalid": b"[1, 2, 3]",
-    "unknown_category": orjson.dumps({"source": "iot_mqtt", "category": "alien_landing", "time": "2026-05-01T08:00:00Z"}),
-    "coordinates": orjson.dumps({"source": "iot_mqtt", "category": "fire", "time": "2026-05-01T08:00:00Z",
-                                 "location": {"lon": 204.0, "lat": 30.0}}),
-    "oversized": orjson.dumps({"source": "iot_mqtt", "category": "fire", "time": "2026-05-01T08:00:00Z",
-                               "text": "x" * 5000}),
+    "unknown_category": orjson.dumps(
+        {"source": "iot_mqtt", "category": "alien_landing", "time": "2026-05-01T08:00:00Z"}
+    ),
+    "coordinates": orjson.dumps(
+        {
+            "source": "iot_mqtt",
+            "category": "fire",
+            "time": "2026-05-01T08:00:00Z",
+            "location": {"lon": 204.0, "lat": 30.0},
+        }
+    ),
+    "oversized": orjson.dumps(
+        {"source": "iot_mqtt", "category": "fire", "time": "2026-05-01T08:00:00Z", "text": "x" * 5000}
+    ),
     "source_mismatch": orjson.dumps({"source": "eldercare", "category": "fire", "time": "2026-05-01T08:00:00Z"}),
     "missing_field": orjson.dumps({"source": "iot_mqtt", "time": "2026-05-01T08:00:00Z"}),
 }
@@ -50,7 +75,21 @@ async def test_good_events_flow_and_bad_input_lands_in_dlq(nats_url):
     pipeline, nc = await _start(nats_url)
     good = [ingest_item(event(n, offset_m=n * 1000)) for n in range(5)] + [bare_item(event(5, category=Category.FIRE))]
     bad = [("cityhub.ingest.iot_mqtt", raw) for raw in BAD_INPUT.values()]
-    items = [good[0], bad[0], good[1], bad[1], bad[2], good[2], bad[3], good[3], bad[4], bad[5], good[4], bad[6], good[5]]
+    items = [
+        good[0],
+        bad[0],
+        good[1],
+        bad[1],
+        bad[2],
+        good[2],
+        bad[3],
+        good[3],
+        bad[4],
+        bad[5],
+        good[4],
+        bad[6],
+        good[5],
+    ]
     await publish_raw(nats_url, items + [good[0]])  # the last one re-sent: dropped as a duplicate
     await wait_until(lambda: pipeline.counts["in"] == len(items) + 1)
     await pipeline.stop()
@@ -91,12 +130,17 @@ async def test_reports_close_together_merge_and_dispatch_once(nats_url):
     await nc.close()
 
     incidents = await read_stream(nats_url, topology.INCIDENTS_STREAM)
-    assert {data_of(m)["id"] for m in incidents} == {"inc-" + data_of((await read_stream(nats_url, topology.EVENTS_STREAM))[0])["id"]}
+    assert {data_of(m)["id"] for m in incidents} == {
+        "inc-" + data_of((await read_stream(nats_url, topology.EVENTS_STREAM))[0])["id"]
+    }
     assert max(data_of(m)["report_count"] for m in incidents) == 4
     assert incidents[0].subject == "cityhub.incidents.510104.gas_leak.opened"
     assert all(Incident.model_validate(data_of(m)).grid_path for m in incidents)  # written without the model
     orders = await read_stream(nats_url, topology.DISPATCH_STREAM)
-    assert sorted(m.subject for m in orders) == ["cityhub.dispatch.orders.dept_fire", "cityhub.dispatch.orders.gridworker"]
+    assert sorted(m.subject for m in orders) == [
+        "cityhub.dispatch.orders.dept_fire",
+        "cityhub.dispatch.orders.gridworker",
+    ]
     assert data_of(orders[0])["deadline"]
 
 
@@ -131,8 +175,10 @@ async def test_orders_name_their_connector_and_carry_the_incidents_reports(nats_
     assert order.subject == "cityhub.dispatch.orders.eldercare"
     assert data_of(order)["connector"] == "eldercare" and data_of(order)["target"] == "connector:eldercare"
     # made when the eldercare alert joined the incident the IoT alarm opened: both reports, oldest first
-    assert data_of(order)["reports"] == [{"source": "iot_mqtt", "source_event_id": "e-0"},
-                                         {"source": "eldercare", "source_event_id": "e-1"}]
+    assert data_of(order)["reports"] == [
+        {"source": "iot_mqtt", "source_event_id": "e-0"},
+        {"source": "eldercare", "source_event_id": "e-1"},
+    ]
 
 
 async def test_restart_continues_without_reprocessing(nats_url):
@@ -180,11 +226,16 @@ def test_decode_refuses_what_is_not_an_event(raw):
         decode_event(raw, "cityhub.ingest.iot_mqtt", 1024)
 
 
-@pytest.mark.parametrize(("document", "reason"), [
-    ({"source": "iot_mqtt", "time": "2026-05-01T08:00:00Z"}, "category: Field required"),
-    ({"source": "iot_mqtt", "category": "fire", "time": "2026-05-01T08:00:00Z", "location": {"lon": 104.0}},
-     "location.lat: Field required"),
-])
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ({"source": "iot_mqtt", "time": "2026-05-01T08:00:00Z"}, "category: Field required"),
+        (
+            {"source": "iot_mqtt", "category": "fire", "time": "2026-05-01T08:00:00Z", "location": {"lon": 104.0}},
+            "location.lat: Field required",
+        ),
+    ],
+)
 def test_a_missing_field_is_named_as_missing_not_as_wrong(document, reason):
     with pytest.raises(InvalidEventError) as refused:
         decode_event(orjson.dumps(document), "cityhub.ingest.iot_mqtt", 1024)
@@ -200,8 +251,13 @@ def test_decode_accepts_a_cloudevent_and_a_bare_event():
 def test_an_event_without_a_source_id_is_named_in_orders_by_its_hub_id():
     processor = BatchProcessor(engines(), PipelineOptions())
     anonymous = event(7).model_copy(update={"source_event_id": None})
-    result = processor.process(PipelineState.fresh(processor.engines), [IngestMessage(1, *bare_item(anonymous), time.time())])
+    result = processor.process(
+        PipelineState.fresh(processor.engines), [IngestMessage(1, *bare_item(anonymous), time.time())]
+    )
     orders = [orjson.loads(output.data)["data"] for output in result.outputs if ".orders." in output.subject]
-    unified = [orjson.loads(output.data)["data"] for output in result.outputs if output.subject.startswith("cityhub.events.")]
-    assert orders and all(order["reports"] == [{"source": "iot_mqtt", "source_event_id": unified[0]["id"]}]
-                          for order in orders)
+    unified = [
+        orjson.loads(output.data)["data"] for output in result.outputs if output.subject.startswith("cityhub.events.")
+    ]
+    assert orders and all(
+        order["reports"] == [{"source": "iot_mqtt", "source_event_id": unified[0]["id"]}] for order in orders
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import nats
 import orjson
@@ -14,27 +14,38 @@ import orjson
 from hub import topology
 from hub.metrics import Metrics
 from hub.models import Category
+from hub.nats.streams import ensure_streams
 from hub.pipeline import (
-    BatchProcessor, EventTimeWindow, IngestMessage, Pipeline, PipelineOptions, PipelineState,
+    BatchProcessor,
+    EventTimeWindow,
+    IngestMessage,
+    Pipeline,
+    PipelineOptions,
+    PipelineState,
 )
 from hub.pipeline import processor as processor_module
-from hub.nats.streams import ensure_streams
 from tests.pipeline_support import data_of, engines, event, ingest_item, publish_raw, read_stream
 from tests.waiting import wait_until
 
 OPTIONS = PipelineOptions(batch_size=100, fetch_timeout_s=0.1, snapshot_interval_s=0.5)
-FAR_TIMES = ["9999-12-31T23:59:59.999-08:00", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00",
-             "0001-01-01T00:00:00-01:00", "1900-01-01T00:00:00+08:00"]
+FAR_TIMES = [
+    "9999-12-31T23:59:59.999-08:00",
+    "9999-12-31T23:59:59Z",
+    "0001-01-01T00:00:00+01:00",
+    "0001-01-01T00:00:00-01:00",
+    "1900-01-01T00:00:00+08:00",
+]
 
 
 def _dated(n: int, when: str) -> tuple[str, bytes]:
     return "cityhub.ingest.iot_mqtt", orjson.dumps(
-        {"source": "iot_mqtt", "source_event_id": f"far-{n}", "category": "gas_leak", "time": when})
+        {"source": "iot_mqtt", "source_event_id": f"far-{n}", "category": "gas_leak", "time": when}
+    )
 
 
 def _recent(n: int, seconds_ago: float) -> tuple[str, bytes]:
     e = event(n)
-    e.time = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
+    e.time = datetime.now(UTC) - timedelta(seconds=seconds_ago)
     return ingest_item(e)
 
 
@@ -69,8 +80,10 @@ def test_accepted_out_of_range_times_cannot_move_the_clocks():
     now = time.time()
     early = _recent(1, seconds_ago=3 * 3600)
     batches = [[early], [_dated(n, when) for n, when in enumerate(FAR_TIMES)], [early]]
-    results = [processor.process(state, [IngestMessage(seq, *item, now) for seq, item in enumerate(batch, 1)])
-               for batch in batches]
+    results = [
+        processor.process(state, [IngestMessage(seq, *item, now) for seq, item in enumerate(batch, 1)])
+        for batch in batches
+    ]
 
     assert [result.accepted for result in results] == [1, len(FAR_TIMES), 0]
     assert results[2].duplicates == 1  # the early event's key is still remembered: no outlier moved dedup's clock

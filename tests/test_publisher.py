@@ -56,8 +56,9 @@ async def test_republishing_after_a_crash_stores_nothing_twice(nc):
 
 async def _one_too_large(nc, stream: str, count: int, large_at: int) -> tuple[Publisher, list[Message]]:  # noqa: ANN001
     """A publisher for a stream that refuses messages over 100 bytes, and ``count`` messages, one of them larger."""
-    await nc.jetstream().add_stream(StreamConfig(name=stream, subjects=[f"{stream}.>"], max_msg_size=100,
-                                                     allow_batched=True))
+    await nc.jetstream().add_stream(
+        StreamConfig(name=stream, subjects=[f"{stream}.>"], max_msg_size=100, allow_batched=True)
+    )
     messages = [Message(f"{stream}.{n}", b"x" * (500 if n == large_at else 10), f"m{n}") for n in range(count)]
     return Publisher(nc, stream_of=lambda subject: stream), messages
 

@@ -13,4 +13,6 @@ def test_readme_core_example_runs(monkeypatch):
     namespace: dict = {}
     exec(compile(example, "README.md", "exec"), namespace)
     assert namespace["where"].admin_path[0].name == "锦江区"
-    assert namespace["rules"].match({"category": "gas_leak", "payload": {"lel_pct": 30}, "time": "2026-01-01T23:00:00+08:00"})
+    assert namespace["rules"].match(
+        {"category": "gas_leak", "payload": {"lel_pct": 30}, "time": "2026-01-01T23:00:00+08:00"}
+    )

@@ -6,10 +6,10 @@ import asyncio
 import logging
 
 import pytest
-from standin_hub import StandInHub
 
 from hub.errors import GeoError
 from hub.reload import ConfigReloader, watched_files
+from standin_hub import StandInHub
 from tests.waiting import wait_until
 
 GOOD = 'rule_files = ["rules.toml"]\n\n[dedup]\nwindow = "10m"\n'
@@ -60,6 +60,10 @@ async def test_a_config_the_hub_cannot_apply_is_reported_and_the_running_one_kep
     hub = RefusingHub(config_dir / "cityhub.toml", {})
     outcome = await ConfigReloader(hub).reload()
     assert not outcome.applied and outcome.public()["issues"] == [
-        {"file": str(config_dir / "cityhub.toml"), "line": None, "key": "(apply)",
-         "message": "layer 'admin': polygon 17 has 2 points"}
+        {
+            "file": str(config_dir / "cityhub.toml"),
+            "line": None,
+            "key": "(apply)",
+            "message": "layer 'admin': polygon 17 has 2 points",
+        }
     ]

@@ -17,11 +17,19 @@ GAS_NIGHT = Rule(
     id="gas-night",
     priority=10,
     when='category == "gas_leak" && payload.ppm >= 5000 && hour(time) >= 22',
-    actions={"severity": "critical", "route": ["dept:fire", "level:grid", "five_way"], "tags": ["gas"],
-             "escalate_after_s": 600},
+    actions={
+        "severity": "critical",
+        "route": ["dept:fire", "level:grid", "five_way"],
+        "tags": ["gas"],
+        "escalate_after_s": 600,
+    },
 )
-GAS_ANY = Rule(id="gas-any", priority=5, jsonlogic={"==": [{"var": "category"}, "gas_leak"]},
-               actions={"severity": "high", "route": ["gridworker"]})
+GAS_ANY = Rule(
+    id="gas-any",
+    priority=5,
+    jsonlogic={"==": [{"var": "category"}, "gas_leak"]},
+    actions={"severity": "high", "route": ["gridworker"]},
+)
 CHENGHUA = Rule(id="chenghua", priority=1, when='in_grid("成华区/*")', actions={"tags": ["chenghua"]})
 
 
@@ -86,9 +94,13 @@ def test_missing_field_does_not_match_and_is_counted(rule_set: RuleSet) -> None:
 
 
 def test_kleene_logic_lets_a_present_field_decide() -> None:
-    rules = RuleSet.compile([Rule(id="either", when='payload.ppm > 100 || payload.alarm == "high"'),
-                             Rule(id="negated", when="!(payload.ppm > 100)"),
-                             Rule(id="guarded", when="!has(payload.ppm) || payload.ppm < 10")])
+    rules = RuleSet.compile(
+        [
+            Rule(id="either", when='payload.ppm > 100 || payload.alarm == "high"'),
+            Rule(id="negated", when="!(payload.ppm > 100)"),
+            Rule(id="guarded", when="!has(payload.ppm) || payload.ppm < 10"),
+        ]
+    )
     assert ids(rules.match({"payload": {"alarm": "high"}})) == ["either", "guarded"]
     assert rules.stats["rules"]["negated"] == {"matches": 0, "missing": 1}
 
@@ -128,8 +140,11 @@ def test_every_bad_rule_is_reported_with_id_position_and_reason() -> None:
         Rule(id="unknown-fn", when="frobnicate(time) > 1"),
         Rule(id="jsonlogic-op", jsonlogic={"and": [{"==": [1, 1]}, {"frob": [1]}]}),
         Rule(id="jsonlogic-text", jsonlogic='{"==": [1, }'),
-        Rule(id="actions", when="true", actions={"severity": "apocalyptic", "route": ["dept:fire", "level:moon"],
-                                                 "colour": "red"}),
+        Rule(
+            id="actions",
+            when="true",
+            actions={"severity": "apocalyptic", "route": ["dept:fire", "level:moon"], "colour": "red"},
+        ),
         Rule(id="both", when="true", jsonlogic=True),
         Rule(id="syntax", when="true"),
     ]
@@ -149,8 +164,12 @@ def test_every_bad_rule_is_reported_with_id_position_and_reason() -> None:
 
 
 def test_config_entries_that_are_not_rules_are_reported_with_the_rest() -> None:
-    config = [{"id": "typo", "whn": "true"}, {"priority": 1, "when": "true"}, {"id": "ok", "when": "true"},
-              {"id": "bad", "when": "(("}]
+    config = [
+        {"id": "typo", "whn": "true"},
+        {"priority": 1, "when": "true"},
+        {"id": "ok", "when": "true"},
+        {"id": "bad", "when": "(("},
+    ]
     with pytest.raises(RuleError) as caught:
         RuleSet.compile(config)
     where = {(rule_id, position) for rule_id, position, _ in caught.value.problems}
@@ -170,8 +189,17 @@ def test_unknown_timezone_is_a_rule_error() -> None:
         RuleSet.compile([GAS_ANY], timezone="Mars/Olympus")
 
 
-@pytest.mark.parametrize("event", [b"[]", b"42", b'"text"', b"null", b'{"category": 7, "payload": "flat"}',
-                                   b'{"payload": {"ppm": "lots"}, "time": "yesterday"}'])
+@pytest.mark.parametrize(
+    "event",
+    [
+        b"[]",
+        b"42",
+        b'"text"',
+        b"null",
+        b'{"category": 7, "payload": "flat"}',
+        b'{"payload": {"ppm": "lots"}, "time": "yesterday"}',
+    ],
+)
 def test_events_of_the_wrong_shape_match_nothing(rule_set: RuleSet, event: bytes) -> None:
     assert rule_set.match(event) == []
 
@@ -183,8 +211,14 @@ def test_bytes_that_are_not_json_raise_invalid_event_naming_the_batch_index(rule
 
 
 def test_rules_load_from_config_dicts() -> None:
-    config = [{"id": "flood", "priority": 3, "when": 'category == "flooding"',
-               "actions": {"severity": "high", "route": ["five_way:police", "five_way:street"]}}]
+    config = [
+        {
+            "id": "flood",
+            "priority": 3,
+            "when": 'category == "flooding"',
+            "actions": {"severity": "high", "route": ["five_way:police", "five_way:street"]},
+        }
+    ]
     assert ids(RuleSet.compile(config).match({"category": "flooding"})) == ["flood"]
 
 

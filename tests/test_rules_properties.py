@@ -25,8 +25,14 @@ KINDS = ["a", "b", "c"]
 GRID_NAMES = ["成都市/成华区/府青路街道/社区A/网格3", "成都市/成华区/猛追湾街道/社区B/网格1", "成都市/金牛区/x/y/z"]
 GRID_PATTERNS = ["成华区/*", "成华区", "社区?", "*街道/社区A", "网格*", "金牛区/x/y", "成都市/*/x"]
 UNKNOWN = "unknown"  # the reference's third truth value
-COMPARISONS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-               ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+COMPARISONS = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
 JSONLOGIC_COMPARISONS = {"==": "===", "!=": "!=="}
 
 settings.register_profile("rules", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -104,7 +110,9 @@ def _leaf(kind: str, parts: tuple[Any, ...]) -> Condition:
     if kind == "compare":
         field, op, number = parts
         logic_op = JSONLOGIC_COMPARISONS.get(op, op)
-        return Condition(f"payload.{field} {op} {number}", {logic_op: [{"var": f"payload.{field}"}, number]}, kind, parts)
+        return Condition(
+            f"payload.{field} {op} {number}", {logic_op: [{"var": f"payload.{field}"}, number]}, kind, parts
+        )
     if kind == "kind":
         kinds = parts[0]
         if len(kinds) == 1:
@@ -116,7 +124,9 @@ def _leaf(kind: str, parts: tuple[Any, ...]) -> Condition:
     if kind == "in_grid":
         return Condition(f'in_grid("{parts[0]}")', {"in_grid": parts[0]}, kind, parts)
     op, hour = parts
-    return Condition(f"hour(time) {op} {hour}", {JSONLOGIC_COMPARISONS.get(op, op): [{"hour": {"var": "time"}}, hour]}, kind, parts)
+    return Condition(
+        f"hour(time) {op} {hour}", {JSONLOGIC_COMPARISONS.get(op, op): [{"hour": {"var": "time"}}, hour]}, kind, parts
+    )
 
 
 leaves = st.one_of(
@@ -271,9 +281,50 @@ def test_arithmetic_values_equal_python(expression: str, a: int, b: int) -> None
 
 # --- fuzzing: the parsers never crash, every failure is a RuleError ----------------------------------
 
-TOKENS = ['"x"', "'y'", "1", "2.5", "-", "+", "*", "/", "%", "(", ")", "[", "]", ",", ".", "==", "!=", "<",
-          ">=", "&&", "||", "!", "not", "in", "and", "or", "payload", "category", "hour", "in_grid", "has",
-          "matches", "time_between", "true", "null", "成华区", "\\", '"', "1e999", "9" * 30, " ", "\n"]
+TOKENS = [
+    '"x"',
+    "'y'",
+    "1",
+    "2.5",
+    "-",
+    "+",
+    "*",
+    "/",
+    "%",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    ".",
+    "==",
+    "!=",
+    "<",
+    ">=",
+    "&&",
+    "||",
+    "!",
+    "not",
+    "in",
+    "and",
+    "or",
+    "payload",
+    "category",
+    "hour",
+    "in_grid",
+    "has",
+    "matches",
+    "time_between",
+    "true",
+    "null",
+    "成华区",
+    "\\",
+    '"',
+    "1e999",
+    "9" * 30,
+    " ",
+    "\n",
+]
 
 
 @given(source=st.one_of(st.text(max_size=80), st.lists(st.sampled_from(TOKENS), max_size=25).map("".join)))
@@ -288,15 +339,57 @@ def test_expression_parser_never_crashes(source: str) -> None:
 
 
 json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False, allow_infinity=False),
-              st.sampled_from(["a", "a.b", "", "x", "0", "成华区/*", "22:00", "payload.ppm"])),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-3, 3),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.sampled_from(["a", "a.b", "", "x", "0", "成华区/*", "22:00", "payload.ppm"]),
+    ),
     lambda inner: st.one_of(
         st.lists(inner, max_size=4),
-        st.dictionaries(st.sampled_from([
-            "var", "and", "or", "!", "if", "==", "<", "+", "*", "map", "reduce", "filter", "all", "merge", "in",
-            "cat", "substr", "missing", "missing_some", "in_grid", "hour", "has", "matches", "max", "min", "-",
-            "/", "%", "nope", "time_between", "len", "some", "none",
-        ]), inner, min_size=1, max_size=1),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "var",
+                    "and",
+                    "or",
+                    "!",
+                    "if",
+                    "==",
+                    "<",
+                    "+",
+                    "*",
+                    "map",
+                    "reduce",
+                    "filter",
+                    "all",
+                    "merge",
+                    "in",
+                    "cat",
+                    "substr",
+                    "missing",
+                    "missing_some",
+                    "in_grid",
+                    "hour",
+                    "has",
+                    "matches",
+                    "max",
+                    "min",
+                    "-",
+                    "/",
+                    "%",
+                    "nope",
+                    "time_between",
+                    "len",
+                    "some",
+                    "none",
+                ]
+            ),
+            inner,
+            min_size=1,
+            max_size=1,
+        ),
     ),
     max_leaves=12,
 )

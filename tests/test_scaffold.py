@@ -37,7 +37,17 @@ def installed_package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
     run(*CITYHUB, "new-connector", NAME, "--dir", "pkg", cwd=outside)
     package = outside / "pkg"
     # No build isolation: hatchling comes with cityhub's dev extras, so no network is needed.
-    run(sys.executable, "-m", "pip", "install", "--quiet", "--no-build-isolation", "--no-deps", str(package), cwd=outside)
+    run(
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-build-isolation",
+        "--no-deps",
+        str(package),
+        cwd=outside,
+    )
     importlib.invalidate_caches()
     try:
         yield package
@@ -61,8 +71,9 @@ async def test_cityhub_simulate_feeds_the_running_connector(installed_package, n
     plugin = importlib.import_module(f"cityhub_{NAME}")
     port = free_port()
     config = tmp_path / "cityhub.toml"
-    config.write_text(f'[plugins.{NAME}]\nsecret = "s3cret"\nlisten = {{ port = {port} }}\n'
-                      "simulator = { interval_s = 0.2 }\n")
+    config.write_text(
+        f'[plugins.{NAME}]\nsecret = "s3cret"\nlisten = {{ port = {port} }}\nsimulator = {{ interval_s = 0.2 }}\n'
+    )
     settings = plugin.plugin_settings_model().model_validate({"secret": "s3cret", "listen": {"port": port}})
     [connector] = plugin.register_connectors(hub=None, settings=settings)
     async with running_connector(connector, nats_url):
@@ -75,9 +86,15 @@ async def test_cityhub_simulate_feeds_the_running_connector(installed_package, n
 
 
 def test_new_connector_refuses_to_overwrite_and_bad_names(installed_package):
-    again = subprocess.run([*CITYHUB, "new-connector", NAME, "--dir", str(installed_package)],
-                           capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [*CITYHUB, "new-connector", NAME, "--dir", str(installed_package)], capture_output=True, text=True, timeout=60
+    )
     assert again.returncode == 1 and "not overwriting existing files" in again.stderr
-    bad = subprocess.run([*CITYHUB, "new-connector", "Bad-Name"], capture_output=True, text=True, timeout=60,
-                         cwd=installed_package.parent)
+    bad = subprocess.run(
+        [*CITYHUB, "new-connector", "Bad-Name"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=installed_package.parent,
+    )
     assert bad.returncode == 1 and "lower-case letters" in bad.stderr

@@ -23,9 +23,11 @@ def test_signed_body_verifies(secret, body):
 def test_any_changed_byte_is_refused(body, position, flip):
     headers = signing.signed_headers("s3cret", body, now=NOW)
     index = position % len(body)
-    tampered = body[:index] + bytes([body[index] ^ flip]) + body[index + 1:]
+    tampered = body[:index] + bytes([body[index] ^ flip]) + body[index + 1 :]
     with pytest.raises(signing.SignatureError, match="does not match"):
-        signing.verify("s3cret", headers[signing.TIMESTAMP_HEADER], headers[signing.SIGNATURE_HEADER], tampered, now=NOW)
+        signing.verify(
+            "s3cret", headers[signing.TIMESTAMP_HEADER], headers[signing.SIGNATURE_HEADER], tampered, now=NOW
+        )
 
 
 @pytest.mark.parametrize(

@@ -10,15 +10,15 @@ import nats
 import orjson
 import pytest
 
+from cityhub_enrichment.contacts import ContactBook, Enrichment
+from cityhub_enrichment.settings import Contact, EnrichmentSettings
 from hub import topology, wire
 from hub.metrics import Metrics
 from hub.models import Event, Incident
-from hub.pipeline import SNAPSHOT_BUCKET, SNAPSHOT_NAME, Pipeline, PipelineOptions, PipelineState
 from hub.nats.publisher import Message, Publisher
 from hub.nats.sizes import ORIGINALS_BUCKET, SizeGuard, wire_size
+from hub.pipeline import SNAPSHOT_BUCKET, SNAPSHOT_NAME, Pipeline, PipelineOptions, PipelineState
 from hub.trimming import EXTENSION, trimmed
-from cityhub_enrichment.contacts import ContactBook, Enrichment
-from cityhub_enrichment.settings import Contact, EnrichmentSettings
 from tests.pipeline_support import engines, event, ingest_item, publish_raw, read_stream
 from tests.waiting import wait_until
 
@@ -31,13 +31,17 @@ async def _original(nc, reference: str) -> bytes:
 
 
 def _dead_letter(data: bytes, seq: int) -> Message:
-    headers = {topology.HEADER_REASON: "message too large", topology.HEADER_REASON_KIND: "oversized",
-               topology.HEADER_ORIGINAL_SUBJECT: "cityhub.ingest.iot_mqtt"}
+    headers = {
+        topology.HEADER_REASON: "message too large",
+        topology.HEADER_REASON_KIND: "oversized",
+        topology.HEADER_ORIGINAL_SUBJECT: "cityhub.ingest.iot_mqtt",
+    }
     return Message(topology.dlq_subject("iot_mqtt"), data, f"dlq:{seq}", headers)
 
 
-async def test_the_server_takes_a_message_of_exactly_max_payload_and_closes_the_connection_one_byte_over(small_payload_nc,
-                                                                                                    small_payload_server):
+async def test_the_server_takes_a_message_of_exactly_max_payload_and_closes_the_connection_one_byte_over(
+    small_payload_nc, small_payload_server
+):
     limit = small_payload_nc.max_payload
     headers = {topology.HEADER_REASON: "why"}
     at_limit = Message("cityhub.dlq.x", b"", "dlq:1", headers)
@@ -58,13 +62,18 @@ async def test_the_server_takes_a_message_of_exactly_max_payload_and_closes_the_
 
 
 async def test_a_message_at_max_payload_ends_as_a_dead_letter_whose_object_holds_it_and_the_batch_flows_on(
-        small_payload_nc, small_payload_server):
+    small_payload_nc, small_payload_server
+):
     url = small_payload_server.url
     pipeline = Pipeline(small_payload_nc, engines(), Metrics(), OPTIONS)
     await pipeline.start()
     big = b"x" * (small_payload_nc.max_payload - 8)
-    items = [ingest_item(event(0)), ("cityhub.ingest.iot_mqtt", big), ingest_item(event(1, offset_m=5000)),
-             ingest_item(event(2, offset_m=10_000))]
+    items = [
+        ingest_item(event(0)),
+        ("cityhub.ingest.iot_mqtt", big),
+        ingest_item(event(1, offset_m=5000)),
+        ingest_item(event(2, offset_m=10_000)),
+    ]
     await publish_raw(url, items)
     await wait_until(lambda: pipeline.counts["in"] == len(items), "the pipeline read every message")
     await pipeline.stop()
@@ -81,7 +90,9 @@ async def test_a_message_at_max_payload_ends_as_a_dead_letter_whose_object_holds
     assert small_payload_nc.is_connected
 
 
-async def test_a_republished_large_dead_letter_names_the_same_object_and_stores_it_once(small_payload_nc, small_payload_server):
+async def test_a_republished_large_dead_letter_names_the_same_object_and_stores_it_once(
+    small_payload_nc, small_payload_server
+):
     big = bytes(range(256)) * (small_payload_nc.max_payload // 256)
     await Publisher(small_payload_nc).publish_until_stored([_dead_letter(big, 7)])
     store = await small_payload_nc.jetstream().object_store(ORIGINALS_BUCKET)
@@ -96,8 +107,9 @@ async def test_a_republished_large_dead_letter_names_the_same_object_and_stores_
 async def test_enrichment_cannot_push_a_unified_event_over_max_payload(small_payload_nc, small_payload_server):
     contacts = [Contact(cell="*", name=f"duty desk {n} " + "值" * 8_000) for n in range(3)]  # ~72 KB together
     enrichment = Enrichment(ContactBook(contacts), EnrichmentSettings(max_contacts=3))
-    pipeline = Pipeline(small_payload_nc, dataclasses.replace(engines(), transforms=(("enrichment", enrichment),)),
-                        Metrics(), OPTIONS)
+    pipeline = Pipeline(
+        small_payload_nc, dataclasses.replace(engines(), transforms=(("enrichment", enrichment),)), Metrics(), OPTIONS
+    )
     await pipeline.start()
     await publish_raw(small_payload_server.url, [ingest_item(event(0)), ingest_item(event(1, offset_m=5000))])
     await wait_until(lambda: pipeline.counts["out"] == 2, "both events processed")
@@ -114,10 +126,21 @@ async def test_enrichment_cannot_push_a_unified_event_over_max_payload(small_pay
 
 
 async def test_an_output_that_cannot_be_trimmed_is_dead_lettered_with_its_bytes_kept(small_payload_nc):
-    incident = {"id": "inc-1", "category": "fire", "severity": "high", "opened_at": "2026-05-01T08:00:00Z",
-                "updated_at": "2026-05-01T08:00:00Z", "sources": [f"source_{n}" for n in range(8_000)]}
-    raw = wire.encode(type_=f"{wire.TYPE_INCIDENT_PREFIX}merged", id_="inc-1:2", source="/cityhub/pipeline",
-                      time=Incident.model_validate(incident).updated_at, data=incident)
+    incident = {
+        "id": "inc-1",
+        "category": "fire",
+        "severity": "high",
+        "opened_at": "2026-05-01T08:00:00Z",
+        "updated_at": "2026-05-01T08:00:00Z",
+        "sources": [f"source_{n}" for n in range(8_000)],
+    }
+    raw = wire.encode(
+        type_=f"{wire.TYPE_INCIDENT_PREFIX}merged",
+        id_="inc-1:2",
+        source="/cityhub/pipeline",
+        time=Incident.model_validate(incident).updated_at,
+        data=incident,
+    )
     output = Message("cityhub.incidents.510104.fire.merged", raw, "inc-1:2:merged")
 
     [fitted] = await SizeGuard(small_payload_nc.jetstream).fit([output], small_payload_nc.max_payload)
@@ -128,11 +151,14 @@ async def test_an_output_that_cannot_be_trimmed_is_dead_lettered_with_its_bytes_
     assert await _original(small_payload_nc, fitted.headers[topology.HEADER_ORIGINAL_OBJECT]) == raw
 
 
-async def test_a_pipeline_snapshot_larger_than_max_payload_is_stored_in_chunks_that_fit(small_payload_nc, small_payload_server):
+async def test_a_pipeline_snapshot_larger_than_max_payload_is_stored_in_chunks_that_fit(
+    small_payload_nc, small_payload_server
+):
     pipeline = Pipeline(small_payload_nc, engines(), Metrics(), OPTIONS)
     await pipeline.start()
-    long_ids = [event(n, offset_m=n * 500).model_copy(update={"source_event_id": f"{n}-" + "k" * 250})
-                for n in range(400)]  # an incident each, remembering its report by that long id
+    long_ids = [
+        event(n, offset_m=n * 500).model_copy(update={"source_event_id": f"{n}-" + "k" * 250}) for n in range(400)
+    ]  # an incident each, remembering its report by that long id
     await publish_raw(small_payload_server.url, [ingest_item(e) for e in long_ids])
     await wait_until(lambda: pipeline.counts["in"] == len(long_ids), "every event processed")
     await pipeline.stop()
@@ -143,10 +169,13 @@ async def test_a_pipeline_snapshot_larger_than_max_payload_is_stored_in_chunks_t
     assert PipelineState.restore(snapshot.data, engines()).last_seq == len(long_ids)
 
 
-@pytest.mark.parametrize(("type_", "data", "left_out"), [
-    (f"{wire.TYPE_INCIDENT_PREFIX}merged", {"id": "inc-1", "address": "a" * 900, "event_ids": ["e1"]}, "address"),
-    (wire.TYPE_DISPATCH_ORDER, {"id": "o-1", "summary": "gas", "reports": [{"source": "s" * 900}]}, "reports"),
-])
+@pytest.mark.parametrize(
+    ("type_", "data", "left_out"),
+    [
+        (f"{wire.TYPE_INCIDENT_PREFIX}merged", {"id": "inc-1", "address": "a" * 900, "event_ids": ["e1"]}, "address"),
+        (wire.TYPE_DISPATCH_ORDER, {"id": "o-1", "summary": "gas", "reports": [{"source": "s" * 900}]}, "reports"),
+    ],
+)
 def test_incident_changes_and_dispatch_orders_are_trimmed_of_their_optional_fields(type_, data, left_out):
     raw = orjson.dumps({"specversion": "1.0", "id": "x", "source": "/s", "type": type_, "data": data})
     envelope = orjson.loads(trimmed(raw, len(raw) - 500))
@@ -154,8 +183,13 @@ def test_incident_changes_and_dispatch_orders_are_trimmed_of_their_optional_fiel
 
 
 def test_trimming_leaves_out_the_largest_fields_first_and_the_same_way_every_time():
-    data = {"source": "iot_mqtt", "category": "fire", "time": "2026-05-01T08:00:00Z", "text": "t" * 300,
-            "payload": {"small": 1, "big": "b" * 900}}
+    data = {
+        "source": "iot_mqtt",
+        "category": "fire",
+        "time": "2026-05-01T08:00:00Z",
+        "text": "t" * 300,
+        "payload": {"small": 1, "big": "b" * 900},
+    }
     raw = orjson.dumps({"specversion": "1.0", "id": "e", "source": "/s", "type": wire.TYPE_EVENT, "data": data})
 
     once = trimmed(raw, len(raw) - 500)

@@ -10,12 +10,15 @@ import nats
 from hub import topology
 from hub.config import NatsConfig
 from hub.metrics import Metrics
-from hub.pipeline import Pipeline, PipelineOptions
 from hub.nats.streams import ensure_streams
+from hub.pipeline import Pipeline, PipelineOptions
 from hub.supervisor import Supervisor
 from tests.pipeline_support import engines, event, ingest_item, publish_raw, stream_count
 from tests.supervised_connectors import (
-    BlockingConnector, ClosedByTheServerConnector, CrashingConnector, TickingConnector,
+    BlockingConnector,
+    ClosedByTheServerConnector,
+    CrashingConnector,
+    TickingConnector,
 )
 from tests.waiting import wait_until
 

@@ -5,7 +5,7 @@ the one registry, and an unknown category goes to the DLQ with a reason naming t
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -22,10 +22,12 @@ from hub.taxonomy import BUILTIN_TAXONOMY, CategoryInfo, categories_page
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "categories.md"
 WATERLOGGING = CategoryInfo(label_zh="积水", label_en="Waterlogging", default_severity="high", merge_group="water")
-CONFIG = HubConfig.model_validate({
-    "categories": {"road_collapse": {"label_zh": "路面塌陷", "label_en": "Road collapse", "merge_group": "water"}},
-    "merge": {"category_groups": {"gas": ["gas_leak", "smoke"]}},
-})
+CONFIG = HubConfig.model_validate(
+    {
+        "categories": {"road_collapse": {"label_zh": "路面塌陷", "label_en": "Road collapse", "merge_group": "water"}},
+        "merge": {"category_groups": {"gas": ["gas_leak", "smoke"]}},
+    }
+)
 
 
 def taxonomy():
@@ -33,7 +35,7 @@ def taxonomy():
 
 
 def message(seq: int, **event) -> IngestMessage:
-    document = {"source": "drainage", "time": datetime.now(timezone.utc).isoformat(), **event}
+    document = {"source": "drainage", "time": datetime.now(UTC).isoformat(), **event}
     return IngestMessage(seq, "cityhub.ingest.drainage", orjson.dumps(document), time.time())
 
 
@@ -45,10 +47,20 @@ def test_the_built_in_list_is_the_default_and_plugins_and_config_add_to_it():
 
 
 def test_the_decoder_accepts_registered_categories_and_sends_unknown_ones_to_the_dlq_naming_the_known():
-    decoded = decode_events([message(1, category="waterlogging"), message(2, category="road_collapse", severity="low"),
-                             message(3, category="sinkhole")], 1 << 20, EventTimeWindow(), taxonomy())
-    assert [(event.category, event.severity) for event in decoded.events] == [("waterlogging", "high"),
-                                                                              ("road_collapse", "low")]
+    decoded = decode_events(
+        [
+            message(1, category="waterlogging"),
+            message(2, category="road_collapse", severity="low"),
+            message(3, category="sinkhole"),
+        ],
+        1 << 20,
+        EventTimeWindow(),
+        taxonomy(),
+    )
+    assert [(event.category, event.severity) for event in decoded.events] == [
+        ("waterlogging", "high"),
+        ("road_collapse", "low"),
+    ]
     [rejected] = decoded.rejected
     assert rejected.kind == "unknown_category"
     assert rejected.reason.startswith("unknown category 'sinkhole'; known: ")
@@ -61,13 +73,17 @@ def test_the_built_in_decoder_still_refuses_what_only_a_plugin_registers():
 
 
 def test_merge_groups_of_the_taxonomy_join_the_configured_ones():
-    assert merge_policy(CONFIG, taxonomy()).groups == {"gas": ["gas_leak", "smoke"],
-                                                        "water": ["waterlogging", "road_collapse"]}
+    assert merge_policy(CONFIG, taxonomy()).groups == {
+        "gas": ["gas_leak", "smoke"],
+        "water": ["waterlogging", "road_collapse"],
+    }
 
 
 def test_a_merge_setting_naming_an_unknown_category_says_which_are_known():
     config = HubConfig.model_validate({"merge": {"category_groups": {"wet": ["waterlogging"]}}})
-    with pytest.raises(ConfigError, match=r"\[merge\]: unknown category 'waterlogging'; known: .*gas_leak.*\[categories"):
+    with pytest.raises(
+        ConfigError, match=r"\[merge\]: unknown category 'waterlogging'; known: .*gas_leak.*\[categories"
+    ):
         build_taxonomy(config)
 
 
@@ -79,19 +95,27 @@ def test_a_bad_category_name_from_a_plugin_names_the_plugin():
 def test_asyncapi_enum_and_dashboard_labels_come_from_the_registry():
     grown = taxonomy()
     assert asyncapi_document(grown)["components"]["schemas"]["Category"]["enum"] == list(grown)
-    assert {"name": "waterlogging", "label_zh": "积水", "label_en": "Waterlogging", "default_severity": "high",
-            "merge_group": "water"} in grown.public()
+    assert {
+        "name": "waterlogging",
+        "label_zh": "积水",
+        "label_en": "Waterlogging",
+        "default_severity": "high",
+        "merge_group": "water",
+    } in grown.public()
 
 
 async def test_eldercare_puts_its_alerts_in_one_merge_group_through_the_hook(monkeypatch):
     monkeypatch.setenv("CITYHUB_PLUGINS", "eldercare")
     host = build_plugin_host(Metrics())
-    [(plugin, categories)] = [(result.plugin, result.value) for result in await host.call("register_categories",
-                                                                                              only="eldercare")]
+    [(plugin, categories)] = [
+        (result.plugin, result.value) for result in await host.call("register_categories", only="eldercare")
+    ]
     grown = build_taxonomy(HubConfig(), [(plugin, categories)])
     assert grown.merge_groups() == {"elder": ["elder_sos", "elder_fall", "elder_vitals"]}
     assert grown["elder_sos"].label_zh == BUILTIN_TAXONOMY["elder_sos"].label_zh
 
 
 def test_the_categories_page_is_generated_from_the_registry():
-    assert DOCS.read_text(encoding="utf-8") == categories_page(), "regenerate: python -m hub.taxonomy > docs/categories.md"
+    assert DOCS.read_text(encoding="utf-8") == categories_page(), (
+        "regenerate: python -m hub.taxonomy > docs/categories.md"
+    )

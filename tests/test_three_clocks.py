@@ -4,7 +4,7 @@ received now — is flagged late and escalates on its deadline counted from its 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import nats
 from cloudevents.core.formats.json import JSONFormat
@@ -13,15 +13,17 @@ from hub import topology
 from hub.escalation import Escalator
 from hub.metrics import Metrics
 from hub.models import utcnow
-from hub.pipeline import EventTimeWindow, Pipeline, PipelineOptions
 from hub.nats.streams import ensure_streams
+from hub.pipeline import EventTimeWindow, Pipeline, PipelineOptions
 from tests.pipeline_support import GAS_RULE, data_of, engines, event, ingest_item, publish_raw, read_stream
 from tests.waiting import wait_until
 
 ESCALATE_AFTER_S = 1
 OPTIONS = PipelineOptions(batch_size=100, fetch_timeout_s=0.1, event_time=EventTimeWindow(late_after_s=1800))
-QUICK_GAS_RULE = {**GAS_RULE, "actions": {**GAS_RULE["actions"], "route": ["gridworker"],
-                                          "escalate_after_s": ESCALATE_AFTER_S}}
+QUICK_GAS_RULE = {
+    **GAS_RULE,
+    "actions": {**GAS_RULE["actions"], "route": ["gridworker"], "escalate_after_s": ESCALATE_AFTER_S},
+}
 
 
 def _time(message) -> datetime:  # noqa: ANN001
@@ -80,4 +82,4 @@ async def test_an_event_on_time_is_not_late(nats_url):
     assert data_of(unified)["late"] is False and JSONFormat().read(None, unified.data).get_extension("late") is None
     [opened] = await read_stream(nats_url, topology.INCIDENTS_STREAM)
     assert data_of(opened)["late"] is False
-    assert datetime.fromisoformat(data_of(opened)["received_at"]).tzinfo == timezone.utc
+    assert datetime.fromisoformat(data_of(opened)["received_at"]).tzinfo == UTC

@@ -17,7 +17,8 @@ KEYS = st.one_of(
     st.text(alphabet="网格街道 .=#\"'", min_size=1, max_size=6),  # needs quoting: dots, spaces, quotes
 )
 SCALARS = st.one_of(
-    st.integers(-10**6, 10**6), st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.booleans(),
     st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=12),
 )
 

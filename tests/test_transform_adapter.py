@@ -36,12 +36,17 @@ class Drop:
 def _unified(transforms, outcomes):  # noqa: ANN001, ANN202
     pipeline_engines = engines()
     pipeline_engines = type(pipeline_engines)(**{**pipeline_engines.__dict__, "transforms": transforms})
-    processor = BatchProcessor(pipeline_engines, PipelineOptions(),
-                               on_transform_outcome=lambda plugin, transform, exc: outcomes.append((plugin, exc)))
+    processor = BatchProcessor(
+        pipeline_engines,
+        PipelineOptions(),
+        on_transform_outcome=lambda plugin, transform, exc: outcomes.append((plugin, exc)),
+    )
     now = time.time()
     batch = [IngestMessage(n, *ingest_item(event(n, offset_m=n * 500)), now) for n in range(1, 4)]
     result = processor.process(PipelineState.fresh(pipeline_engines), batch)
-    return [orjson.loads(output.data)["data"] for output in result.outputs if output.subject.startswith("cityhub.events.")]
+    return [
+        orjson.loads(output.data)["data"] for output in result.outputs if output.subject.startswith("cityhub.events.")
+    ]
 
 
 def test_a_transform_on_models_gets_events_and_its_changes_are_published():
@@ -49,7 +54,9 @@ def test_a_transform_on_models_gets_events_and_its_changes_are_published():
     unified = _unified((("annotate", Annotate()),), outcomes)
     assert [data["text"] for data in unified] == ["ALARM 1", "ALARM 2", "ALARM 3"]
     assert all(data["payload"] == {"seen_by": ["annotate", 1.5]} and "address" not in data for data in unified)
-    assert all(data["severity"] == Severity.CRITICAL and data["grid_path"] for data in unified)  # rules and geofence ran
+    assert all(
+        data["severity"] == Severity.CRITICAL and data["grid_path"] for data in unified
+    )  # rules and geofence ran
     assert outcomes == [("annotate", None)]
 
 

@@ -10,8 +10,8 @@ import nats
 from hub import topology
 from hub.metrics import Metrics
 from hub.models import Category, Location, Triage
-from hub.pipeline import Pipeline, PipelineOptions
 from hub.nats.streams import ensure_streams
+from hub.pipeline import Pipeline, PipelineOptions
 from tests.pipeline_support import GAS_RULE, data_of, engines, event, ingest_item, publish_raw, read_stream
 from tests.waiting import wait_until
 
@@ -45,11 +45,15 @@ async def test_an_out_of_area_event_lands_in_triage_and_takes_the_fallback_route
     orders = [(m.subject, data_of(m)) for m in await read_stream(nats_url, topology.DISPATCH_STREAM)]
     by_event = {incident["event_ids"][0]: incident["id"] for incident in incidents}
     ids = {data_of(m)["source_event_id"]: by_event[data_of(m)["id"]] for m in events.values()}
-    targets = {source_id: sorted(o["target"] for _, o in orders if o["incident_id"] == incident_id)
-               for source_id, incident_id in ids.items()}
-    assert targets == {"e-1": ["dept:district_duty"],  # the gas rule's gridworker and dept:fire replaced
-                       "e-2": ["dept:district_duty"],  # no rule matched: triage still needs someone
-                       "e-3": ["dept:fire", "gridworker"]}
+    targets = {
+        source_id: sorted(o["target"] for _, o in orders if o["incident_id"] == incident_id)
+        for source_id, incident_id in ids.items()
+    }
+    assert targets == {
+        "e-1": ["dept:district_duty"],  # the gas rule's gridworker and dept:fire replaced
+        "e-2": ["dept:district_duty"],  # no rule matched: triage still needs someone
+        "e-3": ["dept:fire", "gridworker"],
+    }
     triage_orders = [(subject, o) for subject, o in orders if o["target"] == "dept:district_duty"]
     assert all(subject == "cityhub.dispatch.orders.dept_district_duty" for subject, _ in triage_orders)
     gas_triage = next(o for _, o in triage_orders if o["incident_id"] == ids["e-1"])

@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from cloudevents.core.formats.json import JSONFormat
@@ -13,7 +13,7 @@ def _event() -> Event:
         source="iot_mqtt",
         source_event_id="dev-1:42",
         category=Category.GAS_LEAK,
-        time=datetime(2026, 5, 1, 22, 30, tzinfo=timezone.utc),
+        time=datetime(2026, 5, 1, 22, 30, tzinfo=UTC),
         location=Location(lon=104.1, lat=30.67),
         payload={"lel_percent": 27.5},
     )
@@ -21,7 +21,11 @@ def _event() -> Event:
 
 def test_encoded_event_parses_with_official_sdk():
     raw = wire.encode(
-        type_=wire.TYPE_EVENT, id_="e1", source="/cityhub/iot_mqtt", time=_event().time, data=_event(),
+        type_=wire.TYPE_EVENT,
+        id_="e1",
+        source="/cityhub/iot_mqtt",
+        time=_event().time,
+        data=_event(),
         extensions={"category": "gas_leak", "severity": "high", "district": "510108", "street": None},
     )
     parsed = JSONFormat().read(None, raw)

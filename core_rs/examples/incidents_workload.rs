@@ -13,23 +13,13 @@
 
 use std::time::Instant;
 
-use cityhub_core::incidents::{
-    idempotency_key, CategoryLimits, Deduper, IncidentMerger, MergeEvent, MergePolicy,
-};
+use cityhub_core::incidents::{idempotency_key, CategoryLimits, Deduper, IncidentMerger, MergeEvent, MergePolicy};
 
 const DAY_S: f64 = 86_400.0;
 const BATCH: usize = 10_000;
 const METRE_LAT: f64 = 1.0 / 111_195.0;
-const CATEGORIES: [&str; 8] = [
-    "gas_leak",
-    "smell_gas",
-    "water_leak",
-    "flooding",
-    "noise",
-    "road_damage",
-    "fire",
-    "sanitation",
-];
+const CATEGORIES: [&str; 8] =
+    ["gas_leak", "smell_gas", "water_leak", "flooding", "noise", "road_damage", "fire", "sanitation"];
 
 /// splitmix64: a small deterministic generator, enough for a synthetic workload.
 struct Rng(u64);
@@ -64,17 +54,8 @@ fn policy() -> MergePolicy {
             ("gas".into(), vec!["gas_leak".into(), "smell_gas".into()]),
             ("water".into(), vec!["water_leak".into(), "flooding".into()]),
         ],
-        CategoryLimits {
-            distance_m: 100.0,
-            window_s: 3_600.0,
-        },
-        vec![(
-            "gas_leak".into(),
-            CategoryLimits {
-                distance_m: 200.0,
-                window_s: 7_200.0,
-            },
-        )],
+        CategoryLimits { distance_m: 100.0, window_s: 3_600.0 },
+        vec![("gas_leak".into(), CategoryLimits { distance_m: 200.0, window_s: 7_200.0 })],
         0.7,
         None,
     )
@@ -92,9 +73,7 @@ fn city_day(count: usize) -> CityDay {
     let (base_lon, base_lat, side_m) = (104.0665_f64, 30.5728_f64, 30_000.0);
     let lon_scale = METRE_LAT / base_lat.to_radians().cos();
     let mut rng = Rng(7);
-    let hot_spots: Vec<(f64, f64)> = (0..2_000)
-        .map(|_| (rng.uniform(0.0, side_m), rng.uniform(0.0, side_m)))
-        .collect();
+    let hot_spots: Vec<(f64, f64)> = (0..2_000).map(|_| (rng.uniform(0.0, side_m), rng.uniform(0.0, side_m))).collect();
     let mut times: Vec<f64> = (0..count).map(|_| rng.uniform(0.0, DAY_S)).collect();
     times.sort_by(f64::total_cmp);
     let mut day = CityDay {
@@ -112,8 +91,7 @@ fn city_day(count: usize) -> CityDay {
         };
         day.ids.push(format!("evt-{i:07}"));
         day.categories.push(CATEGORIES[rng.below(CATEGORIES.len())]);
-        day.points
-            .push((base_lon + x * lon_scale, base_lat + y * METRE_LAT));
+        day.points.push((base_lon + x * lon_scale, base_lat + y * METRE_LAT));
     }
     day
 }
@@ -138,9 +116,7 @@ fn merge(count: usize) {
             .collect();
         for outcome in merger.add_many(&events).expect("valid events") {
             merged += usize::from(!outcome.is_new);
-            let id = merger
-                .incident_id(&outcome)
-                .map_or(&[][..], |id| id.as_bytes());
+            let id = merger.incident_id(&outcome).map_or(&[][..], |id| id.as_bytes());
             checksum = checksum.rotate_left(5) ^ idempotency_key(id) as u64;
             checksum ^= u64::from(outcome.report_count);
         }
@@ -162,14 +138,11 @@ fn dedup(count: usize) {
             keys.push(format!("hotline\x1fWO-2026-{i:08}"));
         }
     }
-    let times: Vec<f64> = (0..count)
-        .map(|i| i as f64 * DAY_S / count as f64)
-        .collect();
+    let times: Vec<f64> = (0..count).map(|i| i as f64 * DAY_S / count as f64).collect();
     let started = Instant::now();
     let mut deduper = Deduper::new(DAY_S, 1_000_000).expect("valid settings");
     let mut batch = deduper.batch(count);
-    keys.iter()
-        .for_each(|key| batch.push_key(idempotency_key(key.as_bytes())));
+    keys.iter().for_each(|key| batch.push_key(idempotency_key(key.as_bytes())));
     times.iter().for_each(|&time| batch.push_time(time));
     let duplicates = batch.check().expect("valid keys");
     println!(
@@ -181,10 +154,7 @@ fn dedup(count: usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let count = args
-        .get(2)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
+    let count = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
     match args.get(1).map(String::as_str) {
         Some("merge") => merge(count),
         Some("dedup") => dedup(count),

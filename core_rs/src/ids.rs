@@ -22,9 +22,7 @@ fn entropy(key: &[u8]) -> u128 {
     let mut digest = [0u8; ENTROPY_BYTES];
     let mut hasher = Blake2bVar::new(ENTROPY_BYTES).expect("10 bytes is a valid BLAKE2b output size");
     hasher.update(key);
-    hasher
-        .finalize_variable(&mut digest)
-        .expect("the buffer has the requested output size");
+    hasher.finalize_variable(&mut digest).expect("the buffer has the requested output size");
     digest.iter().fold(0u128, |value, byte| (value << 8) | u128::from(*byte))
 }
 

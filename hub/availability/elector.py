@@ -43,8 +43,15 @@ class Elector:
     lease. ``activate`` starts what only the active hub runs; ``deactivate`` stops it. The lease's calls go
     through a connection of their own made with ``nats``."""
 
-    def __init__(self, lease: Lease, nats: NatsConfig, activate: Switch, deactivate: Switch,
-                 on_role: Callable[[str], None] | None = None, running: Callable[[], bool] = lambda: True):
+    def __init__(
+        self,
+        lease: Lease,
+        nats: NatsConfig,
+        activate: Switch,
+        deactivate: Switch,
+        on_role: Callable[[str], None] | None = None,
+        running: Callable[[], bool] = lambda: True,
+    ):
         self.lease = lease
         self._thread = LeaseThread(nats)
         self._activate = activate
@@ -81,7 +88,8 @@ class Elector:
                 f"the active hub {holder.instance} (admin {holder.admin_url or 'off'}) runs a different pipeline "
                 f"config (fingerprint {holder.fingerprint}, ours {self.lease.me.fingerprint}): rules, grids, "
                 "dedup, merging, [pipeline], enabled plugins and [availability] must be the same on every hub of "
-                "one NATS account; deploy the same cityhub.toml to every hub, then start this one again")
+                "one NATS account; deploy the same cityhub.toml to every hub, then start this one again"
+            )
 
     async def start(self) -> None:
         """Campaign once (a hub that finds no holder becomes active before this returns, its lease renewed
@@ -151,9 +159,13 @@ class Elector:
             await self._step()
             late, took = sent - due, time.monotonic() - sent
             if holding and late + took > renew_every:
-                log.warning("the lease renewal was sent %.2f s late and answered after %.2f s (JetStream slow); "
-                            "the lease lapses %.1f s after a renewal is sent", late, took,
-                            self.lease.ttl_s * VALID_SHARE)
+                log.warning(
+                    "the lease renewal was sent %.2f s late and answered after %.2f s (JetStream slow); "
+                    "the lease lapses %.1f s after a renewal is sent",
+                    late,
+                    took,
+                    self.lease.ttl_s * VALID_SHARE,
+                )
 
     def _loop_stuck(self) -> bool:
         silent = time.monotonic() - self._beat_at
@@ -161,8 +173,11 @@ class Elector:
         if stalled != self._stalled:
             self._stalled = stalled
             if stalled:
-                log.error("the hub's event loop has not run for %.1f s: this hub neither renews nor takes the lease "
-                          "until it runs again", silent)
+                log.error(
+                    "the hub's event loop has not run for %.1f s: this hub neither renews nor takes the lease "
+                    "until it runs again",
+                    silent,
+                )
             else:
                 log.warning("the hub's event loop runs again")
         return stalled

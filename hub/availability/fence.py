@@ -76,8 +76,12 @@ class OutputFence:
             self.lease.check()
             latest = await self._latest(stream)
             try:
-                ack = await self.js.publish(subject, self.lease.me.encode(), stream=stream, headers={
-                    **_mark_attributes(stream, latest), EXPECTED_SEQUENCE: str(latest), "Nats-Rollup": "sub"})
+                ack = await self.js.publish(
+                    subject,
+                    self.lease.me.encode(),
+                    stream=stream,
+                    headers={**_mark_attributes(stream, latest), EXPECTED_SEQUENCE: str(latest), "Nats-Rollup": "sub"},
+                )
             except APIError as exc:
                 if exc.err_code == _WRONG_LAST_SEQUENCE:
                     continue  # another mark landed in between: read it and try again

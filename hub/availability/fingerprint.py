@@ -32,8 +32,10 @@ def pipeline_fingerprint(config: HubConfig) -> str:
 
 
 def _geo(config: HubConfig) -> dict[str, Any]:
-    layers = [{**layer.model_dump(mode="json", exclude={"path"}), "content": _file_digest(layer.path)}
-              for layer in config.geo.layers]
+    layers = [
+        {**layer.model_dump(mode="json", exclude={"path"}), "content": _file_digest(layer.path)}
+        for layer in config.geo.layers
+    ]
     return {"layers": layers, "tolerance_m": config.geo.tolerance_m}
 
 

@@ -46,6 +46,7 @@ class LeaseThread:
 
     async def background(self, call: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Start ``call`` as a task on the thread's loop; cancel it with ``run(cancel_and_wait(task))``."""
+
         async def spawn() -> asyncio.Task[None]:
             return asyncio.create_task(call)
 

@@ -105,20 +105,29 @@ class Lease:
         """Raise :class:`LeaseLost` unless this hub holds the lease now. The pipeline calls it right before
         every publish, acknowledgement, snapshot and fetch."""
         if not self.held:
-            raise LeaseLost(f"hub {self.me.instance} does not hold the lease {LEASE_BUCKET}/{LEASE_KEY} "
-                            "(expired or taken by another hub); standing by")
+            raise LeaseLost(
+                f"hub {self.me.instance} does not hold the lease {LEASE_BUCKET}/{LEASE_KEY} "
+                "(expired or taken by another hub); standing by"
+            )
 
     # the KV calls
 
     async def open(self) -> None:
         """Create the bucket (or bind to it): max_age = lease TTL, one revision kept per key."""
         try:
-            self._kv = await self._jetstream().create_key_value(bucket=LEASE_BUCKET, history=1, ttl=self.ttl_s,
-                                                      replicas=self.replicas, description="CityHub active hub lease")
+            self._kv = await self._jetstream().create_key_value(
+                bucket=LEASE_BUCKET,
+                history=1,
+                ttl=self.ttl_s,
+                replicas=self.replicas,
+                description="CityHub active hub lease",
+            )
         except nats.js.errors.BadRequestError as exc:
-            raise HubError(f"the lease bucket {LEASE_BUCKET} exists with other settings ({exc.description}): every "
-                           "hub on these streams needs the same [availability] lease_ttl and [nats.buckets] "
-                           "replicas; delete the bucket (nats kv rm) once all hubs run the new config") from None
+            raise HubError(
+                f"the lease bucket {LEASE_BUCKET} exists with other settings ({exc.description}): every "
+                "hub on these streams needs the same [availability] lease_ttl and [nats.buckets] "
+                "replicas; delete the bucket (nats kv rm) once all hubs run the new config"
+            ) from None
 
     async def current(self) -> tuple[Holder, int] | None:
         """The lease's holder and revision, or None when nobody holds it."""
@@ -164,8 +173,9 @@ class Lease:
         try:
             await self._kv.delete(LEASE_KEY, last=revision)
         except Exception as exc:  # it expires by itself within the TTL
-            log.warning("could not release the lease (%s: %s); it expires within %g s", type(exc).__name__, exc,
-                        self.ttl_s)
+            log.warning(
+                "could not release the lease (%s: %s); it expires within %g s", type(exc).__name__, exc, self.ttl_s
+            )
 
     def _hold(self, revision: int, sent: float) -> None:
         self.revision = revision

@@ -27,7 +27,7 @@ def named(name: str, term: int | None) -> str:
 
 def _of(name: str, consumer: str) -> bool:
     """Whether ``consumer`` is ``name`` of some term (or of none)."""
-    return consumer == name or (consumer.startswith(f"{name}-") and consumer[len(name) + 1:].isdigit())
+    return consumer == name or (consumer.startswith(f"{name}-") and consumer[len(name) + 1 :].isdigit())
 
 
 async def acknowledged(js: JetStreamContext, stream: str, name: str) -> int:

@@ -85,7 +85,9 @@ def _read_document(path: Path) -> _Document:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", [ConfigIssue(str(path), None, "(file)", str(exc.strerror))]) from None
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror}", [ConfigIssue(str(path), None, "(file)", str(exc.strerror))]
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -164,7 +166,9 @@ def _load_rule_files(
             continue
         for index, rule in enumerate(loaded):
             if rule.id in seen:
-                issues.append(document.issue(("rules", index, "id"), f"rule id {rule.id!r} is already defined in {seen[rule.id]}"))
+                issues.append(
+                    document.issue(("rules", index, "id"), f"rule id {rule.id!r} is already defined in {seen[rule.id]}")
+                )
             seen[rule.id] = str(path)
             places.append((document, index))
         rules += loaded
@@ -180,14 +184,18 @@ def _plugin_issues(
     for name in config.plugins:
         if name not in plugin_models:
             known = ", ".join(sorted(plugin_models)) or "none"
-            issues.append(document.issue(("plugins", name), f"no plugin named {name!r} is installed (installed: {known})"))
+            issues.append(
+                document.issue(("plugins", name), f"no plugin named {name!r} is installed (installed: {known})")
+            )
     for name, model in plugin_models.items():
         section = config.plugins.get(name)
         options = section.options() if section else {}
         if model is None:
             settings[name] = None
             if options:
-                issues.append(document.issue(("plugins", name, next(iter(options))), f"plugin {name!r} takes no settings"))
+                issues.append(
+                    document.issue(("plugins", name, next(iter(options))), f"plugin {name!r} takes no settings")
+                )
             continue
         try:
             settings[name] = model.model_validate(options, context={"base_dir": document.path.parent})

@@ -29,8 +29,8 @@ from pydantic import (
 from hub.geofence import LayerSpec
 from hub.incidents import CategoryPolicy, MergePolicy
 from hub.models import CategoryName, CoordSystem, Severity
-from hub.taxonomy import CategoryInfo
 from hub.rules import Rule, RuleSet
+from hub.taxonomy import CategoryInfo
 
 # --- Field types -----------------------------------------------------------------------------------
 
@@ -108,10 +108,13 @@ class StreamLimits(Section):
     """Retention and limits of one JetStream stream (created or updated on start-up)."""
 
     retention: Literal["limits", "interest", "workqueue"] = Field(
-        "limits", description="JetStream retention policy: keep to the limits, while consumers are interested, or until acked."
+        "limits",
+        description="JetStream retention policy: keep to the limits, while consumers are interested, or until acked.",
     )
     storage: Literal["file", "memory"] = Field("file", description="Where the stream keeps messages.")
-    max_age: Duration | None = Field(None, description="Drop messages older than this (none: keep by the other limits).")
+    max_age: Duration | None = Field(
+        None, description="Drop messages older than this (none: keep by the other limits)."
+    )
     max_bytes: int = Field(-1, ge=-1, description="Maximum bytes kept; -1 is unlimited.")
     max_msgs: int = Field(-1, ge=-1, description="Maximum messages kept; -1 is unlimited.")
     replicas: int = Field(1, ge=1, le=5, description="Copies kept in a NATS cluster.")
@@ -127,13 +130,15 @@ class StreamsConfig(Section):
         default_factory=lambda: StreamLimits(max_age=timedelta(days=1)), description="cityhub.ingest.> (connectors in)."
     )
     events: StreamLimits = Field(
-        default_factory=lambda: StreamLimits(max_age=timedelta(days=7)), description="cityhub.events.> (the unified stream)."
+        default_factory=lambda: StreamLimits(max_age=timedelta(days=7)),
+        description="cityhub.events.> (the unified stream).",
     )
     incidents: StreamLimits = Field(
         default_factory=lambda: StreamLimits(max_age=timedelta(days=30)), description="cityhub.incidents.>."
     )
     dispatch: StreamLimits = Field(
-        default_factory=lambda: StreamLimits(max_age=timedelta(days=30)), description="cityhub.dispatch.> (orders and updates)."
+        default_factory=lambda: StreamLimits(max_age=timedelta(days=30)),
+        description="cityhub.dispatch.> (orders and updates).",
     )
     dlq: StreamLimits = Field(
         default_factory=lambda: StreamLimits(max_age=timedelta(days=14)), description="cityhub.dlq.> (rejected input)."
@@ -287,7 +292,8 @@ class GeoConfig(Section):
         30.0, ge=0, description="A point outside every cell but this close to one resolves to it (GPS jitter)."
     )
     unplaced_route: list[str] = Field(
-        default_factory=lambda: ["dept:district_duty"], min_length=1,
+        default_factory=lambda: ["dept:district_duty"],
+        min_length=1,
         description=(
             "Where an event that resolves to no cell is dispatched instead of its rules' routes (a grid worker needs "
             "a cell): route targets as in rules. Its incident is marked triage = no_cell."
@@ -312,7 +318,9 @@ class TierParent(Section):
     to it: its nats-server's leafnode link does (``cityhub nats-config`` writes it), and the hub's streams
     source from the parent's JetStream domain, named after its scope."""
 
-    scope: str = Field(description="The parent hub's scope: 'city', or the code of the district that holds this street.")
+    scope: str = Field(
+        description="The parent hub's scope: 'city', or the code of the district that holds this street."
+    )
 
 
 class TierConfig(Section):
@@ -372,7 +380,9 @@ class MergeConfig(Section):
         default_factory=dict, description="Distance and window per category, overriding the defaults."
     )
     text_similarity: float = Field(
-        0.7, ge=0, le=1,
+        0.7,
+        ge=0,
+        le=1,
         description="Events at the same address whose texts are at least this similar (character-bigram Jaccard) "
         "merge.",
     )
@@ -437,9 +447,13 @@ class EventTimeConfig(Section):
     incident expiry, event ids, escalation deadlines) never run ahead of the reception time, whatever an
     event says; this window decides which events are taken at all."""
 
-    max_ahead: Duration = Field(timedelta(days=1), description="Events dated further ahead of their reception are out of range.")
+    max_ahead: Duration = Field(
+        timedelta(days=1), description="Events dated further ahead of their reception are out of range."
+    )
     max_age: Duration = Field(
-        timedelta(days=365), le=timedelta(days=36_500), description="Events dated longer before their reception are out of range."
+        timedelta(days=365),
+        le=timedelta(days=36_500),
+        description="Events dated longer before their reception are out of range.",
     )
     out_of_range: Literal["dead_letter", "accept"] = Field(
         "dead_letter",
@@ -449,7 +463,8 @@ class EventTimeConfig(Section):
         ),
     )
     late_after: Duration = Field(
-        timedelta(minutes=30), gt=timedelta(0),
+        timedelta(minutes=30),
+        gt=timedelta(0),
         description=(
             "An event received longer than this after its own time is flagged late (field late, CloudEvents "
             "extension late): it merges by its own time, its deadlines count from its reception, and response-time "
@@ -527,7 +542,9 @@ class HubConfig(Section):
     timezone: Annotated[str, AfterValidator(_known_timezone)] = Field(
         "Asia/Shanghai", description="IANA time zone of the city; rules' hour(time) and daily figures use it."
     )
-    data_dir: ConfigPath = Field(Path(".cityhub"), description="Local state (escalation deadlines, embedded NATS store).")
+    data_dir: ConfigPath = Field(
+        Path(".cityhub"), description="Local state (escalation deadlines, embedded NATS store)."
+    )
     rule_files: list[ConfigPath] = Field(
         default_factory=list, description="Files with more [[rules]] tables, loaded after the inline rules."
     )

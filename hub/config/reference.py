@@ -96,7 +96,11 @@ def _section_rows(model_schema: dict[str, Any], instance: BaseModel | None, defi
         elif instance is not None:
             default = _value_text(getattr(instance, key))
         else:
-            default = _value_text(field["default"]) if "default" in field else ("`{}`" if field.get("type") == "object" else "`[]`")
+            default = (
+                _value_text(field["default"])
+                if "default" in field
+                else ("`{}`" if field.get("type") == "object" else "`[]`")
+            )
         description = field.get("description", "").replace("|", "\\|").replace("\n", " ")
         rows.append(f"| `{key}` | {_type_text(field, definitions)} | {default} | {description} |")
     return rows
@@ -113,7 +117,7 @@ def config_reference() -> str:
         "",
         "Generated from the models in `hub/config/models.py` by `python -m hub.config > docs/config.md`; a test",
         "keeps it in sync. Unknown keys are errors. String values may use `${NAME}` or `${NAME:-default}` to read",
-        "the environment (put secrets there). Durations are written `\"90s\"`, `\"15m\"`, `\"1h30m\"`, `\"2d\"` or",
+        'the environment (put secrets there). Durations are written `"90s"`, `"15m"`, `"1h30m"`, `"2d"` or',
         "as seconds. Relative paths are relative to the directory of the config file. Check a file with",
         "`cityhub validate FILE`. `cityhub.toml` at the root of the repository is a complete example.",
         "",
@@ -129,14 +133,30 @@ def config_reference() -> str:
             name, shape = nested
             child = f"{path}.{key}" if path else key
             child_instance = getattr(instance, key, None) if shape == "table" and instance is not None else None
-            heading = {"table": f"[{child}]", "array": f"[[{child}]]",
-                       "map": f"[{child}.{_MAP_PLACEHOLDERS.get(key, '<key>')}]"}[shape]
-            visit(f"`{heading}`", child, definitions[name], child_instance if isinstance(child_instance, BaseModel) else None)
+            heading = {
+                "table": f"[{child}]",
+                "array": f"[[{child}]]",
+                "map": f"[{child}.{_MAP_PLACEHOLDERS.get(key, '<key>')}]",
+            }[shape]
+            visit(
+                f"`{heading}`",
+                child,
+                definitions[name],
+                child_instance if isinstance(child_instance, BaseModel) else None,
+            )
 
     visit("Top level", "", schema, HubConfig())
     visit("`[rules.actions]`", "rules.actions", actions, None)
     for name, definition in sorted(definitions.items()):
         if "enum" in definition and len(definition["enum"]) > _SHORT_ENUM:
-            out.extend([f"## {name}", "", " ".join(definition.get("description", "").split()), "",
-                        ", ".join(f"`{value}`" for value in definition["enum"]), ""])
+            out.extend(
+                [
+                    f"## {name}",
+                    "",
+                    " ".join(definition.get("description", "").split()),
+                    "",
+                    ", ".join(f"`{value}`" for value in definition["enum"]),
+                    "",
+                ]
+            )
     return "\n".join(out).rstrip() + "\n"

@@ -46,7 +46,8 @@ class ServiceArea:
             raise RuntimeError("the service area is not loaded: call load() when the connector starts")
         if self._grids.locate(location.lon, location.lat, location.crs).outside:
             raise WebhookRejected(
-                422, f"location {location.lon:.6f}, {location.lat:.6f} ({location.crs.value}) is outside the area this "
-                     f"hub serves ({', '.join(layer.name for layer in self.layers)}); send it to the hub responsible "
-                     f"for that place",
+                422,
+                f"location {location.lon:.6f}, {location.lat:.6f} ({location.crs.value}) is outside the area this "
+                f"hub serves ({', '.join(layer.name for layer in self.layers)}); send it to the hub responsible "
+                f"for that place",
             )

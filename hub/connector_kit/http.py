@@ -59,13 +59,15 @@ def _embedded_server(app: FastAPI, tls: ssl.SSLContext | None = None) -> _Embedd
     """The uvicorn server every embedded app runs on: quiet, no lifespan, and a client that disconnects
     mid-request logged rather than a traceback."""
     app.add_exception_handler(ClientDisconnect, _client_gone)
-    return _EmbeddedServer(uvicorn.Config(
-        app,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
-    ))
+    return _EmbeddedServer(
+        uvicorn.Config(
+            app,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
+        )
+    )
 
 
 async def serve(app: FastAPI, host: str, port: int) -> None:
@@ -126,8 +128,13 @@ class HttpServer:
 
 
 # The DLQ kind (CityHub-Reason-Kind) of a refused request, by its HTTP status; any other refusal is "invalid".
-KIND_OF_STATUS = {401: "unauthorized", 403: "unauthorized", 413: "oversized", 415: "unsupported_media_type",
-                  429: "rate_limited"}
+KIND_OF_STATUS = {
+    401: "unauthorized",
+    403: "unauthorized",
+    413: "oversized",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
 
 
 class WebhookRejected(HubError, ValueError):
@@ -155,8 +162,13 @@ async def signed_body(request: Request, *, secret: str, tolerance_s: float, max_
     if len(body) > max_bytes:
         raise WebhookRejected(413, f"body of {len(body)} bytes exceeds the limit of {max_bytes}")
     try:
-        signing.verify(secret, request.headers.get(signing.TIMESTAMP_HEADER),
-                       request.headers.get(signing.SIGNATURE_HEADER), body, tolerance_s=tolerance_s)
+        signing.verify(
+            secret,
+            request.headers.get(signing.TIMESTAMP_HEADER),
+            request.headers.get(signing.SIGNATURE_HEADER),
+            body,
+            tolerance_s=tolerance_s,
+        )
     except signing.SignatureError as error:
         raise WebhookRejected(401, f"bad signature: {error}") from None
     return body
@@ -184,12 +196,14 @@ async def dead_letter(ctx: ConnectorContext, body: bytes, rejection: WebhookReje
 
 def oversize_summary(request: Request, read: int = 0) -> bytes:
     """What the DLQ keeps of a body refused for its size: a description, not the bytes that were the problem."""
-    return orjson.dumps({
-        "summary": "body refused for its size and not kept",
-        "content_type": request.headers.get("content-type"),
-        "content_length": request.headers.get("content-length"),
-        "bytes_read": read,
-    })
+    return orjson.dumps(
+        {
+            "summary": "body refused for its size and not kept",
+            "content_type": request.headers.get("content-type"),
+            "content_length": request.headers.get("content-length"),
+            "bytes_read": read,
+        }
+    )
 
 
 async def refuse(
@@ -211,7 +225,9 @@ def unavailable(ctx: ConnectorContext, exc: BaseException) -> JSONResponse:
     """503 with Retry-After: the hub could not store the request, the sender should send it again."""
     ctx.count("unavailable")
     ctx.log.warning("could not store a request, answered 503: %s: %s", type(exc).__name__, exc)
-    return JSONResponse({"error": "hub temporarily unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"})
+    return JSONResponse(
+        {"error": "hub temporarily unavailable, retry later"}, status_code=503, headers={"Retry-After": "5"}
+    )
 
 
 async def post_signed(

@@ -16,10 +16,10 @@ import aiomqtt
 
 from hub import topology
 from hub.backoff import Backoff
-from hub.tasks import stop_if_cancelled
 from hub.connector import ConnectorContext
 from hub.errors import ConfigError
 from hub.handle import HubHandle
+from hub.tasks import stop_if_cancelled
 
 DISCONNECT_TIMEOUT_S = 5.0
 
@@ -32,8 +32,10 @@ def outside_the_unified_namespace(topic_prefix: str) -> str:
     inside = topic_prefix == topology.PREFIX or topic_prefix.startswith(f"{topology.PREFIX}/")
     raw = topic_prefix == topology.RAW_TOPIC_PREFIX or topic_prefix.startswith(f"{topology.RAW_TOPIC_PREFIX}/")
     if inside and not raw:
-        raise ValueError(f"{topic_prefix!r} would publish raw device messages among CityHub's CloudEvents "
-                         f"(cityhub.>); use a prefix under {topology.RAW_TOPIC_PREFIX}/ or outside {topology.PREFIX}/")
+        raise ValueError(
+            f"{topic_prefix!r} would publish raw device messages among CityHub's CloudEvents "
+            f"(cityhub.>); use a prefix under {topology.RAW_TOPIC_PREFIX}/ or outside {topology.PREFIX}/"
+        )
     return topic_prefix
 
 

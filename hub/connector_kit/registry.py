@@ -58,7 +58,9 @@ def load_records(path: Path, model: type[RecordT], key: str) -> dict[str, Record
         try:
             record = model.model_validate(row)
         except ValidationError as error:
-            issues += [ConfigIssue(str(path), line, where, message) for where, message in validation_problems(error, "row")]
+            issues += [
+                ConfigIssue(str(path), line, where, message) for where, message in validation_problems(error, "row")
+            ]
             continue
         record_key = str(getattr(record, key))
         if record_key in records:

@@ -5,7 +5,7 @@
 wires both in::
 
     state = live_state(hub.config.dashboard)
-    await state.start(nc)                      # the hub's NATS connection
+    await state.start(nc)  # the hub's NATS connection
     app = create_admin_app(hub, routers=[build_router(state, token_check=require_token)])
     ...
     await state.stop()

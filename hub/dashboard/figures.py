@@ -77,6 +77,10 @@ class EventRates:
             first = int(this_minute) - RATE_HISTORY_MIN + 1
             series = [buckets.get(minute, 0) for minute in range(first, int(this_minute) + 1)]
             per_minute = series[-1] + series[-2] * (1 - seconds_into / 60)
-            result[source] = {"per_minute": round(per_minute, 1), "last_minute": series[-2], "current": series[-1],
-                              "series": series}
+            result[source] = {
+                "per_minute": round(per_minute, 1),
+                "last_minute": series[-2],
+                "current": series[-1],
+                "series": series,
+            }
         return result

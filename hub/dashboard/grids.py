@@ -43,7 +43,11 @@ class GridDrawing:
         Work is redone only for a layer whose settings or file changed."""
         keys = tuple((layer.model_dump_json(), _modified(layer)) for layer in layers)
         if self._encoded is None or self._encoded[0] != keys:
-            features = [feature for layer, (_, modified) in zip(layers, keys, strict=True) for feature in self._layer(layer, modified)]
+            features = [
+                feature
+                for layer, (_, modified) in zip(layers, keys, strict=True)
+                for feature in self._layer(layer, modified)
+            ]
             self._encoded = (keys, orjson.dumps({"type": "FeatureCollection", "features": features}))
         return self._encoded[1]
 
@@ -59,11 +63,17 @@ class GridDrawing:
             features = orjson.loads(layer.path.read_bytes())["features"]
             geometries = [self._geometry(layer, number, feature) for number, feature in enumerate(features)]
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            raise GeoError(f"grid layer {layer.name!r}: {layer.path} is not a GeoJSON FeatureCollection: {exc}") from None
+            raise GeoError(
+                f"grid layer {layer.name!r}: {layer.path} is not a GeoJSON FeatureCollection: {exc}"
+            ) from None
         if layer.crs is not CoordSystem.WGS84:
             geometries = list(shapely.transform(geometries, partial(_to_wgs84, layer.crs)))
         return [
-            {"type": "Feature", "properties": _properties(layer, number, feature), "geometry": _rounded(mapping(geometry))}
+            {
+                "type": "Feature",
+                "properties": _properties(layer, number, feature),
+                "geometry": _rounded(mapping(geometry)),
+            }
             for number, (feature, geometry) in enumerate(zip(features, geometries, strict=True))
         ]
 
@@ -71,7 +81,9 @@ class GridDrawing:
         try:
             return shape(feature["geometry"]).simplify(self.tolerance_deg, preserve_topology=True)
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
-            raise GeoError(f"grid layer {layer.name!r}: feature {number} in {layer.path} has no usable geometry: {exc}") from None
+            raise GeoError(
+                f"grid layer {layer.name!r}: feature {number} in {layer.path} has no usable geometry: {exc}"
+            ) from None
 
 
 def _modified(layer: GeoLayer) -> float:

@@ -72,9 +72,14 @@ def build_router(state: LiveState, *, token_check: Callable[..., Any]) -> APIRou
     @router.get("/api/dashboard/config")
     async def config(hub: Any = Depends(get_hub)) -> dict[str, Any]:
         tier = hub.config.tier
-        return {"tile_url": hub.config.dashboard.tile_url,
-                "tier": {"scope": tier.scope, "parent": tier.parent.scope if tier.parent else None,
-                         "children": tier.children}}
+        return {
+            "tile_url": hub.config.dashboard.tile_url,
+            "tier": {
+                "scope": tier.scope,
+                "parent": tier.parent.scope if tier.parent else None,
+                "children": tier.children,
+            },
+        }
 
     @router.get("/api/dashboard/token", status_code=204, dependencies=[Depends(token_check)])
     async def token() -> Response:
@@ -90,8 +95,14 @@ def build_router(state: LiveState, *, token_check: Callable[..., Any]) -> APIRou
         source: str | None = None,
         limit: int | None = Query(None, ge=1),
     ) -> Response:
-        filters = {"district": district, "street": street, "category": category, "severity": severity,
-                   "status": status, "source": source}
+        filters = {
+            "district": district,
+            "street": street,
+            "category": category,
+            "severity": severity,
+            "status": status,
+            "source": source,
+        }
         found = state.incidents(filters)
         return json_response({"total": len(found), "incidents": found[:limit]})
 

@@ -21,14 +21,14 @@ import logging
 from bisect import insort
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from hub import topology, wire
 from hub.dashboard.figures import Durations, EventRates
 from hub.errors import InvalidEventError
-from hub.nats.follower import Follower, Start
 from hub.models import DispatchStatus, IncidentChange, IncidentState, Triage, utcnow
+from hub.nats.follower import Follower, Start
 from hub.pipeline.areas import CELL_TARGET_PREFIX
 from hub.tasks import cancel_and_wait
 
@@ -49,12 +49,24 @@ FINISHED_ORDER_STATUSES = frozenset(
     {DispatchStatus.RESOLVED.value, DispatchStatus.EVALUATED.value, DispatchStatus.REJECTED.value}
 )
 # An area warning's grid counts as confirmed once its grid worker's order reached one of these.
-CONFIRMING_STATUSES = frozenset({DispatchStatus.ACCEPTED.value, DispatchStatus.ON_SITE.value,
-                                 DispatchStatus.RESOLVED.value, DispatchStatus.EVALUATED.value})
+CONFIRMING_STATUSES = frozenset(
+    {
+        DispatchStatus.ACCEPTED.value,
+        DispatchStatus.ON_SITE.value,
+        DispatchStatus.RESOLVED.value,
+        DispatchStatus.EVALUATED.value,
+    }
+)
 # Changes that carry only part of the incident, overlaid on what the view already holds: the escalation timer
 # knows the order, not the incident; a closed change carries the incident's summary, not its place.
 PARTIAL_CHANGES = {
-    IncidentChange.ESCALATED.value: ("escalation_level", "escalate_at", "updated_at", "escalated_to", "escalation_cause"),
+    IncidentChange.ESCALATED.value: (
+        "escalation_level",
+        "escalate_at",
+        "updated_at",
+        "escalated_to",
+        "escalation_cause",
+    ),
     IncidentChange.CLOSED.value: ("state", "updated_at", "report_count", "sources", "matched_rules", "closed_reason"),
 }
 
@@ -186,8 +198,11 @@ class IncidentView:
             return None
         status = {order.order["target"]: order.status for order in self.current_orders()}
         cells = area.get("cells", [])
-        unconfirmed = [{"id": cell["id"], "name": cell.get("name")} for cell in cells
-                       if status.get(f"{CELL_TARGET_PREFIX}{cell['id']}") not in CONFIRMING_STATUSES]
+        unconfirmed = [
+            {"id": cell["id"], "name": cell.get("name")}
+            for cell in cells
+            if status.get(f"{CELL_TARGET_PREFIX}{cell['id']}") not in CONFIRMING_STATUSES
+        ]
         return {"confirmed": len(cells) - len(unconfirmed), "cells": len(cells), "unconfirmed": unconfirmed}
 
     def as_json(self) -> dict[str, Any]:
@@ -269,10 +284,14 @@ class LiveState:
         """Follow the unified stream on ``nc`` from ``window`` back. Each stream is followed through NATS
         restarts and lost consumers (:mod:`hub.nats.follower`), waiting while the hub has not created it yet."""
         since = Start(time=self.clock() - self.window)
-        self._followers = [Follower(nc, stream, topology.STREAM_SUBJECTS[stream][0], since, name="dashboard")
-                           for stream in self.streams]
-        self._tasks = [asyncio.create_task(self._follow(follower), name=f"cityhub.dashboard.{follower.stream}")
-                       for follower in self._followers]
+        self._followers = [
+            Follower(nc, stream, topology.STREAM_SUBJECTS[stream][0], since, name="dashboard")
+            for stream in self.streams
+        ]
+        self._tasks = [
+            asyncio.create_task(self._follow(follower), name=f"cityhub.dashboard.{follower.stream}")
+            for follower in self._followers
+        ]
 
     async def use_connection(self, nc: Client) -> None:
         """Follow the stream on ``nc`` (the hub replaced a connection the server closed): each stream is
@@ -280,8 +299,10 @@ class LiveState:
         await self.stop()
         for follower in self._followers:
             follower.use_connection(nc)
-        self._tasks = [asyncio.create_task(self._follow(follower), name=f"cityhub.dashboard.{follower.stream}")
-                       for follower in self._followers]
+        self._tasks = [
+            asyncio.create_task(self._follow(follower), name=f"cityhub.dashboard.{follower.stream}")
+            for follower in self._followers
+        ]
 
     async def stop(self) -> None:
         await cancel_and_wait(*self._tasks)
@@ -294,12 +315,16 @@ class LiveState:
 
     def health(self) -> dict[str, Any]:
         """Whether the dashboard is current: its consumers, and the last error of any that had to recover."""
-        return {"caught_up": self.caught_up, "messages": self.messages, "unreadable": self.unreadable,
-                "consumers": [follower.health() for follower in self._followers]}
+        return {
+            "caught_up": self.caught_up,
+            "messages": self.messages,
+            "unreadable": self.unreadable,
+            "consumers": [follower.health() for follower in self._followers],
+        }
 
     async def _follow(self, follower: Follower) -> None:
         async for message in follower.messages():
-            self.apply(message.subject, message.data, datetime.fromtimestamp(message.stored_at, timezone.utc))
+            self.apply(message.subject, message.data, datetime.fromtimestamp(message.stored_at, UTC))
 
     # --- applying messages -------------------------------------------------------------------------
 
@@ -356,7 +381,10 @@ class LiveState:
             raise ValueError(f"incident {incident['id']!r} has no opened_at")
         view = self._view(incident["id"])
         if change in PARTIAL_CHANGES and view.incident is not None:
-            incident = {**view.incident, **{name: incident[name] for name in PARTIAL_CHANGES[change] if name in incident}}
+            incident = {
+                **view.incident,
+                **{name: incident[name] for name in PARTIAL_CHANGES[change] if name in incident},
+            }
         else:
             view.opened_at = opened_at
         view.incident = incident
@@ -394,8 +422,11 @@ class LiveState:
     def _apply_link(self, link: dict[str, Any]) -> None:
         """Mark every incident a cross-scope incident links with it. A link grows (one more side's incident
         joins) by a new publication, which names more incidents: the one naming the most stays."""
-        mark = {"id": link["id"], "linked_by": link["linked_by"],
-                "incidents": [{"id": linked["id"], "scope": linked["scope"]} for linked in link["incidents"]]}
+        mark = {
+            "id": link["id"],
+            "linked_by": link["linked_by"],
+            "incidents": [{"id": linked["id"], "scope": linked["scope"]} for linked in link["incidents"]],
+        }
         for linked in mark["incidents"]:
             view = self._view(linked["id"])
             if view.cross_scope is None or len(view.cross_scope["incidents"]) <= len(mark["incidents"]):
@@ -445,8 +476,10 @@ class LiveState:
         if received is None or view.incident is None:
             return
         keys = self._figure_keys(view)
-        for name, durations, reached in (("accept", self._accept, view.accepted_at),
-                                         ("resolve", self._resolve, view.resolved_at)):
+        for name, durations, reached in (
+            ("accept", self._accept, view.accepted_at),
+            ("resolve", self._resolve, view.resolved_at),
+        ):
             if reached is None:
                 continue
             seconds = max(0.0, (reached - received).total_seconds())

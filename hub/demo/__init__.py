@@ -46,8 +46,10 @@ def prepare_demo_folder(folder: Path) -> None:
     holds something other than an earlier demo's files."""
     marker = folder / DEMO_MARKER
     if folder.exists() and any(folder.iterdir()) and not marker.exists():
-        raise HubError(f"{folder} is not empty and was not made by `cityhub demo`; "
-                       "choose another folder with --data-dir (the demo empties its folder at each start)")
+        raise HubError(
+            f"{folder} is not empty and was not made by `cityhub demo`; "
+            "choose another folder with --data-dir (the demo empties its folder at each start)"
+        )
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     marker.write_text("made by `cityhub demo`, emptied at its next start\n")

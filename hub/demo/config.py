@@ -35,7 +35,7 @@ def demo_config(data_dir: Path, placement: str | None = None, connectors: Iterab
     connector (or of ``connectors``). Their secrets are ``${CITYHUB_DEMO_SECRET}``, which :func:`demo` generates."""
     admin = SAMPLE_GRIDS / "chengdu_admin_gcj02.geojson"
     overlays = SAMPLE_GRIDS / "chengdu_overlays_gcj02.geojson"
-    embedded = f"[nats.embedded]\nstore_dir = \"{data_dir / 'nats'}\"\nmqtt_port = {free_port()}\n"
+    embedded = f'[nats.embedded]\nstore_dir = "{data_dir / "nats"}"\nmqtt_port = {free_port()}\n'
     return f"""
 timezone = "Asia/Shanghai"
 data_dir = "{data_dir}"
@@ -107,8 +107,13 @@ DEMO_CITY_CONTACTS = (
 def demo_contacts(admin_grids: Path) -> str:
     """The demo's ``[plugins.enrichment]`` section: a duty desk per district of ``admin_grids`` and the
     city's departments per category, so every event gets its responsible contacts."""
-    districts = [feature["properties"] for feature in orjson.loads(admin_grids.read_bytes())["features"]
-                 if feature["properties"]["level"] == "district"]
-    desks = [f'{{ cell = "{d["id"]}", name = "{d["name"]}城运中心值班台（演示）", role = "duty_desk" }}' for d in districts]
+    districts = [
+        feature["properties"]
+        for feature in orjson.loads(admin_grids.read_bytes())["features"]
+        if feature["properties"]["level"] == "district"
+    ]
+    desks = [
+        f'{{ cell = "{d["id"]}", name = "{d["name"]}城运中心值班台（演示）", role = "duty_desk" }}' for d in districts
+    ]
     rows = ",\n  ".join([*desks, *DEMO_CITY_CONTACTS])
     return f"[plugins.enrichment]\ncontacts = [\n  {rows},\n]"

@@ -27,8 +27,9 @@ DEMO_STORYLINE = (
 )
 
 
-async def show_demo(hub: Hub, stop: asyncio.Event, *, config_path: Path, log_file: Path | None,
-                    stop_after_s: float | None = None) -> None:
+async def show_demo(
+    hub: Hub, stop: asyncio.Event, *, config_path: Path, log_file: Path | None, stop_after_s: float | None = None
+) -> None:
     """Run every plugin's simulators and show the banner, then the unified stream, until ``stop`` is set (by
     Ctrl-C, or after ``stop_after_s``)."""
     simulators = await start_simulators(hub)
@@ -43,23 +44,29 @@ async def show_demo(hub: Hub, stop: asyncio.Event, *, config_path: Path, log_fil
         await stop_simulators(simulators)
 
 
-def _banner_text(hub: Hub, simulators: int, config_path: Path, log_file: Path | None, stop_after_s: float | None) -> str:
+def _banner_text(
+    hub: Hub, simulators: int, config_path: Path, log_file: Path | None, stop_after_s: float | None
+) -> str:
     secret = os.environ.get(DEMO_SECRET_VARIABLE, "")
     stopping = "Press Ctrl-C to stop." if stop_after_s is None else f"Stopping after {stop_after_s:g} s (or Ctrl-C)."
-    return "\n".join([
-        "", "CityHub demo running.",
-        f"  NATS:      {hub.nats_url}",
-        f"  admin API: {hub.admin_url}  (docs at /docs)",
-        f"  dashboard: {hub.admin_url}/dashboard",
-        f"  tap:       cityhub tap --server {hub.nats_url}",
-        f"  simulators: {simulators}",
-        f"  config:    {config_path}  (check it: CITYHUB_DEMO_SECRET=x cityhub validate {config_path})",
-        f"  log:       {log_file or 'this terminal (--verbose)'}",
-        f"  connector secret: {secret[:4]}… (generated for this run)",
-        "Storyline (then steady traffic from all seven systems):",
-        *(f"  {beat}" for beat in DEMO_STORYLINE),
-        stopping, "",
-    ])
+    return "\n".join(
+        [
+            "",
+            "CityHub demo running.",
+            f"  NATS:      {hub.nats_url}",
+            f"  admin API: {hub.admin_url}  (docs at /docs)",
+            f"  dashboard: {hub.admin_url}/dashboard",
+            f"  tap:       cityhub tap --server {hub.nats_url}",
+            f"  simulators: {simulators}",
+            f"  config:    {config_path}  (check it: CITYHUB_DEMO_SECRET=x cityhub validate {config_path})",
+            f"  log:       {log_file or 'this terminal (--verbose)'}",
+            f"  connector secret: {secret[:4]}… (generated for this run)",
+            "Storyline (then steady traffic from all seven systems):",
+            *(f"  {beat}" for beat in DEMO_STORYLINE),
+            stopping,
+            "",
+        ]
+    )
 
 
 async def _print_unified_stream(hub: Hub) -> None:

@@ -21,12 +21,12 @@ from pydantic import ValidationError
 from hub import topology
 from hub.app import Hub
 from hub.demo.config import DEMO_SECRET_VARIABLE, SAMPLE_GRIDS, demo_config
-from hub.simulate import start_simulators, stop_simulators
 from hub.federation.local import LocalTiers
 from hub.federation.scope import GridHierarchy
 from hub.geofence import LayerSpec
 from hub.logs import configure_logging
 from hub.plugins import build_plugin_host, demo_section_file, installed_plugins
+from hub.simulate import start_simulators, stop_simulators
 from hub.tap import format_event, tap
 
 # The hubs, each with the connectors of the systems that reach it (IoT and recycling stations publish over MQTT,
@@ -47,8 +47,10 @@ def placement(tiers: LocalTiers, code: str) -> str:
     with_demo = {name for name, entry_point in installed_plugins().items() if demo_section_file(entry_point).is_file()}
     elsewhere = sorted(with_demo - set(HUBS[code]))  # the connectors: each demo section is a connector's
     switched_off = "".join(f"\n[plugins.{name}]\nenabled = false\n" for name in elsewhere if _runs_unconfigured(name))
-    return (f'[nats]\nservers = ["{tiers.url(code)}"]\nnkey_seed_file = "{tiers.hub_credentials(code)}"\n\n'
-            f'[tier]\nscope = "{code}"\nchildren = [{children}]\n{parent}{switched_off}')
+    return (
+        f'[nats]\nservers = ["{tiers.url(code)}"]\nnkey_seed_file = "{tiers.hub_credentials(code)}"\n\n'
+        f'[tier]\nscope = "{code}"\nchildren = [{children}]\n{parent}{switched_off}'
+    )
 
 
 def _runs_unconfigured(plugin: str) -> bool:
@@ -61,8 +63,9 @@ def _runs_unconfigured(plugin: str) -> bool:
 
 
 async def run_tiers(folder: Path, stop: asyncio.Event) -> None:
-    hierarchy = GridHierarchy.from_layers([LayerSpec(name="admin", path=SAMPLE_GRIDS / "chengdu_admin_gcj02.geojson",
-                                                     crs="gcj02")])
+    hierarchy = GridHierarchy.from_layers(
+        [LayerSpec(name="admin", path=SAMPLE_GRIDS / "chengdu_admin_gcj02.geojson", crs="gcj02")]
+    )
     tiers = LocalTiers(folder / "tiers", hierarchy, HUBS).start()
     try:
         await tiers.wait_linked()

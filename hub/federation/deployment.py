@@ -41,8 +41,9 @@ class Placement:
             host, port, leafnode_port = address.rsplit(":", 2)
             return cls(hierarchy.scope(code), host, int(port), int(leafnode_port))
         except ValueError as exc:
-            raise ConfigError(f"--hub {text!r}: {exc} (write SCOPE=HOST:PORT:LEAFNODE_PORT, "
-                              "e.g. 510104=10.1.0.5:4222:7422)") from None
+            raise ConfigError(
+                f"--hub {text!r}: {exc} (write SCOPE=HOST:PORT:LEAFNODE_PORT, e.g. 510104=10.1.0.5:4222:7422)"
+            ) from None
 
 
 class Deployment:
@@ -57,20 +58,27 @@ class Deployment:
     def _check_parent(self, scope: Scope) -> None:
         code = parent_code(scope)
         if scope.level == "street" and code not in self.placements:
-            raise ConfigError(f"street {scope.code} has a hub but its district {code} has none: a street hub links "
-                              f"to its district's (add --hub {code}=HOST:PORT:LEAFNODE_PORT)")
+            raise ConfigError(
+                f"street {scope.code} has a hub but its district {code} has none: a street hub links "
+                f"to its district's (add --hub {code}=HOST:PORT:LEAFNODE_PORT)"
+            )
 
     def parent_of(self, scope: Scope) -> Placement | None:
         code = parent_code(scope)
         return self.placements.get(code) if code else None
 
     def children_of(self, scope: Scope) -> list[Placement]:
-        return [placement for placement in self.placements.values()
-                if (parent := self.parent_of(placement.scope)) is not None and parent.scope == scope]
+        return [
+            placement
+            for placement in self.placements.values()
+            if (parent := self.parent_of(placement.scope)) is not None and parent.scope == scope
+        ]
 
     def viewers_of(self, scope: Scope) -> list[Scope]:
         """Every scope whose viewer may use ``scope``'s server: itself and every district and street inside it."""
-        inside = [self.hierarchy.scope(code) for level in ("district", "street") for code in self.hierarchy.codes_on(level)]
+        inside = [
+            self.hierarchy.scope(code) for level in ("district", "street") for code in self.hierarchy.codes_on(level)
+        ]
         return [scope, *(other for other in inside if other != scope and _within(other, scope))]
 
 
@@ -124,11 +132,19 @@ def server_config(deployment: Deployment, placement: Placement, keys: Keys, stor
     scope = placement.scope
     users = _user(keys, hub_user(scope), "this hub and its connectors, anything on this server")
     for viewer in deployment.viewers_of(scope):
-        users += _user(keys, viewer_name(viewer), f"the {viewer.level} centre {viewer.code}'s screens and systems",
-                       viewer_permissions(viewer, scope))
+        users += _user(
+            keys,
+            viewer_name(viewer),
+            f"the {viewer.level} centre {viewer.code}'s screens and systems",
+            viewer_permissions(viewer, scope),
+        )
     for child in deployment.children_of(scope):
-        users += _user(keys, link_user(child.scope), f"the leafnode link of the {child.scope.level} hub {child.scope.code}",
-                       link_permissions(child.scope, scope))
+        users += _user(
+            keys,
+            link_user(child.scope),
+            f"the leafnode link of the {child.scope.level} hub {child.scope.code}",
+            link_permissions(child.scope, scope),
+        )
     lines = [
         f"# nats-server config of the {scope.level} hub {scope.code}, written by `cityhub nats-config`",
         f'server_name: "cityhub-{scope.code}"',

@@ -21,7 +21,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -32,11 +32,11 @@ from hub import topology, wire
 from hub.backoff import Backoff, retry
 from hub.config import HubConfig
 from hub.federation.sourcing import from_below
+from hub.models import EscalationCause, IncidentChange, Severity
 from hub.nats.fetcher import Delivered
 from hub.nats.follower import NATS_TROUBLE, Follower, Start, next_sequence
-from hub.models import EscalationCause, IncidentChange, Severity
-from hub.pipeline import incident_output
 from hub.nats.streams import has_key
+from hub.pipeline import incident_output
 from hub.tasks import cancel_and_wait
 
 log = logging.getLogger("cityhub.escalation.up")
@@ -92,14 +92,29 @@ class UpwardEscalation:
         self._kv = await js.create_key_value(bucket=BUCKET, history=1)
         links = f"{topology.PREFIX}.links.{topology.token(self.parent)}.{topology.token(self.scope)}.*"
         self.followers = [
-            Follower(self.nc, topology.INCIDENTS_STREAM, f"{topology.PREFIX}.incidents.>",
-                     Start(seq=await next_sequence(self.nc, topology.INCIDENTS_STREAM)),
-                     name="escalation-up", durable=CONSUMER, batch=100),
-            Follower(self.nc, topology.LINKS_STREAM, links, Start(seq=await next_sequence(self.nc, topology.LINKS_STREAM)),
-                     name="escalation-up-links", durable=LINKS_CONSUMER, batch=100),
+            Follower(
+                self.nc,
+                topology.INCIDENTS_STREAM,
+                f"{topology.PREFIX}.incidents.>",
+                Start(seq=await next_sequence(self.nc, topology.INCIDENTS_STREAM)),
+                name="escalation-up",
+                durable=CONSUMER,
+                batch=100,
+            ),
+            Follower(
+                self.nc,
+                topology.LINKS_STREAM,
+                links,
+                Start(seq=await next_sequence(self.nc, topology.LINKS_STREAM)),
+                name="escalation-up-links",
+                durable=LINKS_CONSUMER,
+                batch=100,
+            ),
         ]
-        self._tasks = [asyncio.create_task(self._follow(follower, observe), name=f"cityhub.{follower.name}")
-                       for follower, observe in zip(self.followers, (self._observe, self._observe_link), strict=True)]
+        self._tasks = [
+            asyncio.create_task(self._follow(follower, observe), name=f"cityhub.{follower.name}")
+            for follower, observe in zip(self.followers, (self._observe, self._observe_link), strict=True)
+        ]
 
     async def stop(self) -> None:
         await cancel_and_wait(*self._tasks)
@@ -111,8 +126,11 @@ class UpwardEscalation:
         await self.start()
 
     def health(self) -> dict[str, Any]:
-        return {"parent": self.parent, "escalated": self.escalated,
-                "consumers": [follower.health() for follower in self.followers]}
+        return {
+            "parent": self.parent,
+            "escalated": self.escalated,
+            "consumers": [follower.health() for follower in self.followers],
+        }
 
     async def escalate(self, incident: dict[str, Any], cause: EscalationCause) -> bool:
         """Send ``incident`` (its latest data) up for ``cause``; False when it went up before. Published first
@@ -121,10 +139,18 @@ class UpwardEscalation:
         key = _key(incident["id"])
         if await has_key(self._kv, key):
             return False
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         data = {**incident, "escalated_to": self.parent, "escalation_cause": cause.value, "updated_at": now.isoformat()}
-        output = incident_output(data, incident["id"], incident["category"], incident["severity"], district_of(incident),
-                                 IncidentChange.ESCALATED, f"{incident['id']}:up", now)
+        output = incident_output(
+            data,
+            incident["id"],
+            incident["category"],
+            incident["severity"],
+            district_of(incident),
+            IncidentChange.ESCALATED,
+            f"{incident['id']}:up",
+            now,
+        )
         await self.nc.jetstream(timeout=10.0).publish(output.subject, output.data, headers=output.all_headers())
         with contextlib.suppress(KeyWrongLastSequenceError):  # remembered by a concurrent request already
             await self._kv.create(key, cause.value.encode())
@@ -135,7 +161,9 @@ class UpwardEscalation:
     @staticmethod
     async def _follow(follower: Follower, observe: Callable[[Delivered], Awaitable[None]]) -> None:
         async for message in follower.messages():
-            await retry(functools.partial(observe, message), retry_on=NATS_TROUBLE, backoff=Backoff(initial_s=0.2, max_s=5.0))
+            await retry(
+                functools.partial(observe, message), retry_on=NATS_TROUBLE, backoff=Backoff(initial_s=0.2, max_s=5.0)
+            )
 
     async def _observe(self, message: Delivered) -> None:
         if from_below(message.msg.headers):  # a lower tier's incident: that tier escalates it
@@ -160,7 +188,11 @@ class UpwardEscalation:
                 continue
             incident = self._latest.get(linked["id"])
             if incident is None:
-                log.warning("cross-scope incident %s links %s, which this hub does not know (changed only before a "
-                            "restart, or closed): not escalated for it", link["id"], linked["id"])
+                log.warning(
+                    "cross-scope incident %s links %s, which this hub does not know (changed only before a "
+                    "restart, or closed): not escalated for it",
+                    link["id"],
+                    linked["id"],
+                )
                 continue
             await self.escalate(incident, EscalationCause.CROSS_SCOPE)

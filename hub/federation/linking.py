@@ -18,7 +18,7 @@ import contextlib
 import functools
 import logging
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -29,10 +29,10 @@ from hub import topology, wire
 from hub.backoff import Backoff, retry
 from hub.config import HubConfig
 from hub.federation.sourcing import from_below
-from hub.nats.fetcher import Delivered
-from hub.nats.follower import NATS_TROUBLE, Follower, Start
 from hub.incidents import IncidentMerger, MergePolicy
 from hub.models import CrossScopeIncident, LinkedIncident
+from hub.nats.fetcher import Delivered
+from hub.nats.follower import NATS_TROUBLE, Follower, Start
 from hub.nats.streams import has_key
 from hub.tasks import cancel_and_wait
 
@@ -76,9 +76,14 @@ class CrossScopeLinker:
 
     async def start(self) -> None:
         self._kv = await self.nc.jetstream(timeout=10.0).create_key_value(bucket=BUCKET, history=1)
-        since = datetime.now(timezone.utc) - self.replay
-        self.follower = Follower(self.nc, topology.INCIDENTS_STREAM, f"{topology.PREFIX}.incidents.*.*.opened",
-                                 Start(time=since), name="linking")
+        since = datetime.now(UTC) - self.replay
+        self.follower = Follower(
+            self.nc,
+            topology.INCIDENTS_STREAM,
+            f"{topology.PREFIX}.incidents.*.*.opened",
+            Start(time=since),
+            name="linking",
+        )
         self._task = asyncio.create_task(self._follow(), name="cityhub.linking")
 
     async def stop(self) -> None:
@@ -99,8 +104,11 @@ class CrossScopeLinker:
     async def _follow(self) -> None:
         assert self.follower is not None
         async for message in self.follower.messages():
-            await retry(functools.partial(self._observe, message), retry_on=NATS_TROUBLE,
-                        backoff=Backoff(initial_s=0.2, max_s=5.0))
+            await retry(
+                functools.partial(self._observe, message),
+                retry_on=NATS_TROUBLE,
+                backoff=Backoff(initial_s=0.2, max_s=5.0),
+            )
 
     async def _observe(self, message: Delivered) -> None:
         if not from_below(message.msg.headers):
@@ -114,16 +122,29 @@ class CrossScopeLinker:
         members = self._members[group]
         members.append(LinkedIncident(id=incident["id"], scope=side))
         if len({member.scope for member in members}) > 1:
-            await self._publish(CrossScopeIncident(
-                id=f"xs-{members[0].id}", category=incident["category"], linked_by=self.scope, incidents=list(members),
-                updated_at=datetime.now(timezone.utc)))
+            await self._publish(
+                CrossScopeIncident(
+                    id=f"xs-{members[0].id}",
+                    category=incident["category"],
+                    linked_by=self.scope,
+                    incidents=list(members),
+                    updated_at=datetime.now(UTC),
+                )
+            )
 
     def _merge(self, incident: dict[str, Any]) -> str:
         """The merger's incident for a child's incident: the same for incidents that are one real incident."""
         location = incident.get("location") or {}
         merge = self._merger.add_columns_expiring(
-            [incident["id"]], [datetime.fromisoformat(incident["opened_at"]).timestamp()], [incident["category"]],
-            [location.get("lon")], [location.get("lat")], [incident.get("address")], [None], self._watermark)
+            [incident["id"]],
+            [datetime.fromisoformat(incident["opened_at"]).timestamp()],
+            [incident["category"]],
+            [location.get("lon")],
+            [location.get("lat")],
+            [incident.get("address")],
+            [None],
+            self._watermark,
+        )
         self._watermark = merge.watermark
         for _, closed_id, _ in zip(*merge.closed, strict=True):
             for member in self._members.pop(closed_id, []):
@@ -139,9 +160,15 @@ class CrossScopeLinker:
             if await has_key(self._kv, key):  # before a restart: the re-read after it links it again
                 continue
             subject = topology.link_subject(self.scope, side, link.category)
-            raw = wire.encode(type_=wire.TYPE_LINK, id_=msg_id, source=f"/cityhub/{self.scope}", time=link.updated_at,
-                              data=link, subject=subject,
-                              extensions={"category": link.category, "incidentid": link.id})
+            raw = wire.encode(
+                type_=wire.TYPE_LINK,
+                id_=msg_id,
+                source=f"/cityhub/{self.scope}",
+                time=link.updated_at,
+                data=link,
+                subject=subject,
+                extensions={"category": link.category, "incidentid": link.id},
+            )
             await js.publish(subject, raw, headers={topology.HEADER_MSG_ID: msg_id})
             with contextlib.suppress(KeyWrongLastSequenceError):
                 await self._kv.create(key, b"")

@@ -12,10 +12,10 @@ import nats
 from nats.aio.client import Client
 
 from hub.config import TierConfig, TierParent
-from hub.nats.embedded import EmbeddedNats, free_port
 from hub.federation.deployment import Deployment, Keys, Placement, hub_user, write_deployment
 from hub.federation.permissions import inbox_prefix, viewer_name
 from hub.federation.scope import GridHierarchy, Scope
+from hub.nats.embedded import EmbeddedNats, free_port
 
 
 class LocalTiers:
@@ -28,8 +28,11 @@ class LocalTiers:
         self.keys = Keys(root / "config" / "creds")
         write_deployment(self.deployment, root / "config", root / "store")
         self.servers = {
-            code: EmbeddedNats(store_dir=root / "store" / code, port=placement.port,
-                               config_file=root / "config" / code / "nats-server.conf")
+            code: EmbeddedNats(
+                store_dir=root / "store" / code,
+                port=placement.port,
+                config_file=root / "config" / code / "nats-server.conf",
+            )
             for code, placement in self.deployment.placements.items()
         }
 
@@ -40,8 +43,11 @@ class LocalTiers:
         """The ``[tier]`` of the hub ``code``: its parent and children in this deployment."""
         scope = self.scope(code)
         parent = self.deployment.parent_of(scope)
-        return TierConfig(scope=code, parent=TierParent(scope=parent.scope.code) if parent else None,
-                          children=[child.scope.code for child in self.deployment.children_of(scope)])
+        return TierConfig(
+            scope=code,
+            parent=TierParent(scope=parent.scope.code) if parent else None,
+            children=[child.scope.code for child in self.deployment.children_of(scope)],
+        )
 
     def url(self, code: str) -> str:
         return self.servers[code].url
@@ -69,8 +75,12 @@ class LocalTiers:
     async def connect_viewer(self, viewer: str, server: str, **options: Any) -> Client:
         """A client of ``server``'s nats-server with ``viewer``'s credentials and inbox prefix."""
         scope = self.deployment.hierarchy.scope(viewer)
-        return await nats.connect(self.url(server), nkeys_seed=str(self.viewer_credentials(viewer)),
-                                  inbox_prefix=inbox_prefix(scope), **options)
+        return await nats.connect(
+            self.url(server),
+            nkeys_seed=str(self.viewer_credentials(viewer)),
+            inbox_prefix=inbox_prefix(scope),
+            **options,
+        )
 
     async def wait_linked(self, timeout: float = 60.0) -> None:
         """Until every hub's JetStream answers through its parent's server (the leafnode links are up)."""

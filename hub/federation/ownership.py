@@ -34,8 +34,10 @@ class OutsideScope(ValueError):
 
     def __init__(self, scope: Scope, district: str | None, street: str | None):
         place = f"street {street}" if street else f"district {district}"
-        super().__init__(f"located in {place}, outside this hub's scope ({scope.level} {scope.code}): "
-                         f"send it to the city hub, which hands it to the hub that owns it")
+        super().__init__(
+            f"located in {place}, outside this hub's scope ({scope.level} {scope.code}): "
+            f"send it to the city hub, which hands it to the hub that owns it"
+        )
 
 
 def ownership_from_config(config: HubConfig) -> Ownership | None:

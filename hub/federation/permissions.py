@@ -44,8 +44,10 @@ def scoped_subjects(scope: Scope) -> dict[str, str]:
     if scope.level == "city":
         return dict(zip(UNIFIED_STREAMS, _UNIFIED_SUBJECTS, strict=True))
     if scope.level == "district":
-        return {topology.EVENTS_STREAM: f"{topology.PREFIX}.events.{scope.code}.>",
-                topology.INCIDENTS_STREAM: f"{topology.PREFIX}.incidents.{scope.code}.>"}
+        return {
+            topology.EVENTS_STREAM: f"{topology.PREFIX}.events.{scope.code}.>",
+            topology.INCIDENTS_STREAM: f"{topology.PREFIX}.incidents.{scope.code}.>",
+        }
     return {topology.EVENTS_STREAM: f"{topology.PREFIX}.events.{scope.district}.{scope.code}.>"}
 
 

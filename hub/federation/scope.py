@@ -73,8 +73,10 @@ class GridHierarchy:
         cell = self._codes.get(code)
         if cell is None:
             known = ", ".join(self.codes_on("district")) or "none"
-            raise ValueError(f"{code!r} is not a cell of the admin grids (write 'city', a district code such as "
-                             f"one of {known}, or a street code)")
+            raise ValueError(
+                f"{code!r} is not a cell of the admin grids (write 'city', a district code such as "
+                f"one of {known}, or a street code)"
+            )
         if cell.level == "district":
             return Scope("district", code, code)
         if cell.level == "street":
@@ -92,7 +94,9 @@ def _layer_codes(layer: LayerSpec) -> dict[str, GridCode]:
         properties = feature.get("properties") or {}
         code = properties.get(layer.id_property, feature.get("id"))
         if code is not None:
-            codes[str(code)] = GridCode(str(properties.get(layer.level_property)), properties.get(layer.parent_property))
+            codes[str(code)] = GridCode(
+                str(properties.get(layer.level_property)), properties.get(layer.parent_property)
+            )
     return codes
 
 

@@ -35,8 +35,10 @@ class TierServices:
             await service.use_connection(nc)
 
     def health(self) -> dict[str, Any]:
-        return {"escalation_up": self.escalating_up.health() if self.escalating_up else None,
-                "linking": self.linker.health() if self.linker else None}
+        return {
+            "escalation_up": self.escalating_up.health() if self.escalating_up else None,
+            "linking": self.linker.health() if self.linker else None,
+        }
 
     async def escalate(self, incident: dict[str, Any] | None, incident_id: str) -> bool:
         """Escalate ``incident`` (what the dashboard knows of ``incident_id``) up at an operator's request."""

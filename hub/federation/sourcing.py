@@ -47,9 +47,18 @@ def reads_of_parent(scope: str, parent: str) -> list[Read]:
     coordination orders for it (into its dispatch stream) and the parent's links on its side."""
     own = topology.token(scope)
     return [
-        Read(topology.HANDOFF_STREAM, f"{topology.PREFIX}.handoff.{own}.*", topology.INGEST_STREAM, f"{topology.PREFIX}.ingest"),
-        Read(topology.COORDINATION_STREAM, f"{topology.PREFIX}.coordination.{own}.*", topology.DISPATCH_STREAM,
-             f"{topology.PREFIX}.dispatch.orders"),
+        Read(
+            topology.HANDOFF_STREAM,
+            f"{topology.PREFIX}.handoff.{own}.*",
+            topology.INGEST_STREAM,
+            f"{topology.PREFIX}.ingest",
+        ),
+        Read(
+            topology.COORDINATION_STREAM,
+            f"{topology.PREFIX}.coordination.{own}.*",
+            topology.DISPATCH_STREAM,
+            f"{topology.PREFIX}.dispatch.orders",
+        ),
         Read(topology.LINKS_STREAM, f"{topology.PREFIX}.links.{topology.token(parent)}.{own}.*", topology.LINKS_STREAM),
     ]
 
@@ -58,7 +67,10 @@ def reads_of_child(child: str) -> list[Read]:
     """What a hub sources from each child's domain: its unified streams (not their fence marks) and the links
     it made."""
     unified = [Read(name, topology.STREAM_SUBJECTS[name][0], name) for name in UNIFIED_STREAMS]
-    return [*unified, Read(topology.LINKS_STREAM, f"{topology.PREFIX}.links.{topology.token(child)}.>", topology.LINKS_STREAM)]
+    return [
+        *unified,
+        Read(topology.LINKS_STREAM, f"{topology.PREFIX}.links.{topology.token(child)}.>", topology.LINKS_STREAM),
+    ]
 
 
 def from_below(headers: Mapping[str, str] | None) -> bool:
@@ -71,8 +83,11 @@ def _source(read: Read, domain: str) -> StreamSource:
     external = ExternalStream(api=f"$JS.{domain}.API")
     if read.rename is None:
         return StreamSource(name=read.stream, external=external, filter_subject=read.subjects)
-    return StreamSource(name=read.stream, external=external, subject_transforms=[
-        SubjectTransform(src=read.subjects, dest=f"{read.rename}.{{{{wildcard(1)}}}}")])
+    return StreamSource(
+        name=read.stream,
+        external=external,
+        subject_transforms=[SubjectTransform(src=read.subjects, dest=f"{read.rename}.{{{{wildcard(1)}}}}")],
+    )
 
 
 def federate(configs: list[StreamConfig], scope: str, parent: str | None, children: list[str]) -> list[StreamConfig]:
@@ -87,8 +102,10 @@ def federate(configs: list[StreamConfig], scope: str, parent: str | None, childr
         sources.setdefault(read.into, []).append(_source(read, domain))
     federated = [replace(config, sources=sources.get(config.name or "") or None) for config in configs]
     if children:
-        federated += [_down_stream(configs, topology.INGEST_STREAM, topology.HANDOFF_STREAM, "hand-off of events"),
-                      _down_stream(configs, topology.DISPATCH_STREAM, topology.COORDINATION_STREAM, "coordination orders")]
+        federated += [
+            _down_stream(configs, topology.INGEST_STREAM, topology.HANDOFF_STREAM, "hand-off of events"),
+            _down_stream(configs, topology.DISPATCH_STREAM, topology.COORDINATION_STREAM, "coordination orders"),
+        ]
     if children or parent is not None:
         federated.append(_links_stream(configs, sources.get(topology.LINKS_STREAM)))
     return federated
@@ -99,12 +116,22 @@ def _links_stream(configs: list[StreamConfig], sources: list[StreamSource] | Non
     and the parent's for this hub's side (``cityhub.links.<parent>.<scope>.*``). The subjects name who made a
     link, so what one hub sources from the other never comes back to it."""
     model = next(config for config in configs if config.name == topology.INCIDENTS_STREAM)
-    return replace(model, name=topology.LINKS_STREAM, subjects=topology.STREAM_SUBJECTS[topology.LINKS_STREAM],
-                   sources=sources, description="CityHub cross-scope incidents")
+    return replace(
+        model,
+        name=topology.LINKS_STREAM,
+        subjects=topology.STREAM_SUBJECTS[topology.LINKS_STREAM],
+        sources=sources,
+        description="CityHub cross-scope incidents",
+    )
 
 
 def _down_stream(configs: list[StreamConfig], like: str, name: str, what: str) -> StreamConfig:
     """A stream the children source from, kept like the hub's stream ``like``: a child that is away catches up."""
     model = next(config for config in configs if config.name == like)
-    return replace(model, name=name, sources=None, subjects=topology.STREAM_SUBJECTS[name],
-                   description=f"CityHub {what} to the hubs one tier down")
+    return replace(
+        model,
+        name=name,
+        sources=None,
+        subjects=topology.STREAM_SUBJECTS[name],
+        description=f"CityHub {what} to the hubs one tier down",
+    )

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from hub.errors import HubError
 
-
 _PR_SET_PDEATHSIG = 1
 
 
@@ -103,7 +102,10 @@ class EmbeddedNats:
         log = open(self.store_dir / "nats-server.log", "ab")
         # Its own session: a Ctrl-C at the terminal reaches the hub, which stops the server last, in order.
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-c", str(config)], stdout=log, stderr=log, start_new_session=True,
+            [nats_server_binary(), "-c", str(config)],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
             preexec_fn=_stop_with_parent() if sys.platform == "linux" else None,
         )
 
@@ -111,7 +113,9 @@ class EmbeddedNats:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise HubError(f"nats-server exited with {self.process.returncode}; see {self.store_dir}/nats-server.log")
+                raise HubError(
+                    f"nats-server exited with {self.process.returncode}; see {self.store_dir}/nats-server.log"
+                )
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return
@@ -151,8 +155,12 @@ class EmbeddedCluster:
     def __init__(self, store_dir: Path, size: int = 3):
         cluster_ports = [free_port() for _ in range(size)]
         self.nodes = [
-            EmbeddedNats(store_dir=store_dir / f"n{index}", name=f"cityhub-n{index}", cluster_port=port,
-                         routes=tuple(other for other in cluster_ports if other != port))
+            EmbeddedNats(
+                store_dir=store_dir / f"n{index}",
+                name=f"cityhub-n{index}",
+                cluster_port=port,
+                routes=tuple(other for other in cluster_ports if other != port),
+            )
             for index, port in enumerate(cluster_ports)
         ]
 

@@ -146,7 +146,7 @@ class Fetcher:
     async def _collect(self, current: _Request, timeout: float) -> list[Delivered]:
         try:
             await asyncio.wait_for(asyncio.shield(current.done), timeout + 1.0)  # the server ends it by then
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass  # connection trouble: return what came; later replies go to the next fetch, in order
         finally:
             self._request = None
@@ -167,7 +167,6 @@ class Fetcher:
         current.received.append(delivered(msg))
         if len(current.received) >= current.wanted:
             _finish(current)
-
 
     @staticmethod
     def _end(request: _Request, status: str, description: str) -> None:

@@ -68,8 +68,17 @@ class Follower:
     (see the module docstring). ``name`` says whose follower it is in logs and health."""
 
     def __init__(
-        self, nc: NatsClient, stream: str, subject: str, start: Start, *, name: str, durable: str | None = None,
-        batch: int = 256, idle_s: float = 5.0, ack_wait_s: float = 30.0,
+        self,
+        nc: NatsClient,
+        stream: str,
+        subject: str,
+        start: Start,
+        *,
+        name: str,
+        durable: str | None = None,
+        batch: int = 256,
+        idle_s: float = 5.0,
+        ack_wait_s: float = 30.0,
     ):
         self.nc = nc
         self.js = nc.jetstream(timeout=10.0)
@@ -118,9 +127,13 @@ class Follower:
         """For /health: ``following`` is false while the consumer is being re-created, ``recoveries`` counts
         the outages, ``last_error`` says what broke last (kept after recovery)."""
         return {
-            "stream": self.stream, "subject": self.subject, "consumer": self._consumer,
+            "stream": self.stream,
+            "subject": self.subject,
+            "consumer": self._consumer,
             "following": not self._broken and self.failing_since is None,
-            "next_sequence": self.next_seq, "pending": self.pending, "recoveries": self.recoveries,
+            "next_sequence": self.next_seq,
+            "pending": self.pending,
+            "recoveries": self.recoveries,
             "last_error": self.last_error,
             "failing_for_s": round(time.monotonic() - self.failing_since, 1) if self.failing_since else None,
         }
@@ -210,10 +223,21 @@ class Follower:
         else:
             start = {"deliver_policy": DeliverPolicy.BY_START_TIME, "opt_start_time": self.start_time}
         if self.durable is None:
-            return ConsumerConfig(filter_subject=self.subject, ack_policy=AckPolicy.NONE, mem_storage=True,
-                                  inactive_threshold=EPHEMERAL_INACTIVE_S, **start)
-        return ConsumerConfig(durable_name=self.durable, filter_subject=self.subject, ack_policy=AckPolicy.ALL,
-                              ack_wait=self.ack_wait_s, max_deliver=-1, **start)
+            return ConsumerConfig(
+                filter_subject=self.subject,
+                ack_policy=AckPolicy.NONE,
+                mem_storage=True,
+                inactive_threshold=EPHEMERAL_INACTIVE_S,
+                **start,
+            )
+        return ConsumerConfig(
+            durable_name=self.durable,
+            filter_subject=self.subject,
+            ack_policy=AckPolicy.ALL,
+            ack_wait=self.ack_wait_s,
+            max_deliver=-1,
+            **start,
+        )
 
     def _drop(self, reason: str) -> None:
         """Give up on the consumer: the next fetch creates a new one at the next sequence."""
@@ -230,16 +254,28 @@ class Follower:
         if self.failing_since is None:
             self.failing_since = time.monotonic()
             self.recoveries += 1
-            log.warning("%s: cannot follow %s (%s) from sequence %s: %s; re-creating its consumer there until "
-                        "that works", self.name, self.stream, self.subject, self.next_seq or "(first)", reason)
+            log.warning(
+                "%s: cannot follow %s (%s) from sequence %s: %s; re-creating its consumer there until that works",
+                self.name,
+                self.stream,
+                self.subject,
+                self.next_seq or "(first)",
+                reason,
+            )
         else:
             log.debug("%s: following %s still failing: %s", self.name, self.stream, reason)
 
     def _recovered(self) -> None:
         self._backoff.reset()
         if self.failing_since is not None:
-            log.warning("%s: following %s again from sequence %s (consumer %s) after %.1f s",
-                        self.name, self.stream, self.next_seq, self._consumer, time.monotonic() - self.failing_since)
+            log.warning(
+                "%s: following %s again from sequence %s (consumer %s) after %.1f s",
+                self.name,
+                self.stream,
+                self.next_seq,
+                self._consumer,
+                time.monotonic() - self.failing_since,
+            )
             self.failing_since = None
 
     async def _release(self) -> None:

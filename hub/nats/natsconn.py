@@ -104,20 +104,28 @@ async def connect(config: NatsConfig, on_closed: Callable[[NatsClient], Awaitabl
         if on_closed is not None:
             await on_closed(client)
 
-    attempt = asyncio.create_task(client.connect(
-        **connect_kwargs(config),
-        error_cb=on_error,
-        disconnected_cb=on_disconnected,
-        reconnected_cb=on_reconnected,
-        closed_cb=closed,
-    ), name="cityhub.nats.connect")
+    attempt = asyncio.create_task(
+        client.connect(
+            **connect_kwargs(config),
+            error_cb=on_error,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+            closed_cb=closed,
+        ),
+        name="cityhub.nats.connect",
+    )
     await _first_connection(client, attempt, refusal, config.initial_connect_wait.total_seconds(), servers)
     log.info("connected to nats %s", servers)
     return client
 
 
-async def _first_connection(client: NatsClient, attempt: asyncio.Task[None],
-                            refusal: asyncio.Future[NatsConnectError], wait_s: float, servers: str) -> None:
+async def _first_connection(
+    client: NatsClient,
+    attempt: asyncio.Task[None],
+    refusal: asyncio.Future[NatsConnectError],
+    wait_s: float,
+    servers: str,
+) -> None:
     """Wait for ``attempt`` to connect; give up at once on a ``refusal``, or after ``wait_s``."""
     try:
         await asyncio.wait((attempt, refusal), timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
@@ -130,23 +138,31 @@ async def _first_connection(client: NatsClient, attempt: asyncio.Task[None],
         return
     if refusal.done():
         raise refusal.result()
-    raise NatsConnectError(f"no NATS server answered within {wait_s:g} s: {servers} (last error: "
-                           f"{client.last_error}); is nats-server running and reachable? "
-                           "nats.initial_connect_wait sets how long start-up waits")
+    raise NatsConnectError(
+        f"no NATS server answered within {wait_s:g} s: {servers} (last error: "
+        f"{client.last_error}); is nats-server running and reachable? "
+        "nats.initial_connect_wait sets how long start-up waits"
+    )
 
 
 def _refusal(config: NatsConfig, servers: str, exc: Exception) -> NatsConnectError | None:
     """The error that ends the first connection at once, if ``exc`` is one retrying cannot fix."""
     if isinstance(exc, AuthorizationError) or any(text in str(exc).lower() for text in _AUTH_REFUSALS):
-        return NatsConnectError(f"NATS server {servers} rejected the credentials ({_credentials(config)}): "
-                                f"{exc}; check them and the environment variables they come from")
+        return NatsConnectError(
+            f"NATS server {servers} rejected the credentials ({_credentials(config)}): "
+            f"{exc}; check them and the environment variables they come from"
+        )
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return NatsConnectError(f"the TLS certificate of NATS server {servers} was not accepted: "
-                                f"{exc.verify_message}; check nats.tls.ca is the CA that signed it and the "
-                                "URL's host is in it")
+        return NatsConnectError(
+            f"the TLS certificate of NATS server {servers} was not accepted: "
+            f"{exc.verify_message}; check nats.tls.ca is the CA that signed it and the "
+            "URL's host is in it"
+        )
     if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
-        return NatsConnectError(f"the TLS handshake with NATS server {servers} failed: {exc.reason or exc}; "
-                                "check nats.tls (client certificate and key) and that the server speaks TLS")
+        return NatsConnectError(
+            f"the TLS handshake with NATS server {servers} failed: {exc.reason or exc}; "
+            "check nats.tls (client certificate and key) and that the server speaks TLS"
+        )
     return None
 
 

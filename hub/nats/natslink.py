@@ -60,17 +60,26 @@ class NatsLink:
     async def _on_closed(self, client: NatsClient) -> None:
         if client is not self.client or self._closing:
             return  # an earlier client, or our own close()
-        log.error("nats-server %s closed the connection (%s); opening a new one",
-                  ", ".join(redacted_servers(self.config)), client.last_error)
+        log.error(
+            "nats-server %s closed the connection (%s); opening a new one",
+            ", ".join(redacted_servers(self.config)),
+            client.last_error,
+        )
         # nats-py awaits this callback while it tears the client down: replace it outside of that
         self._replacing = asyncio.get_running_loop().create_task(self._replace(), name="cityhub.nats.replace")
 
     async def _replace(self) -> None:
         def retrying(exc: BaseException, delay: float) -> None:
-            log.error("opening a new nats connection failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)
+            log.error(
+                "opening a new nats connection failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay
+            )
 
-        client = await retry(lambda: connect(self.config, on_closed=self._on_closed), retry_on=(Exception,),
-                             backoff=Backoff(initial_s=0.5, max_s=10.0), on_retry=retrying)
+        client = await retry(
+            lambda: connect(self.config, on_closed=self._on_closed),
+            retry_on=(Exception,),
+            backoff=Backoff(initial_s=0.5, max_s=10.0),
+            on_retry=retrying,
+        )
         self.client = client
         self.replaced += 1
         log.warning("new nats connection open; moving the hub onto it")
@@ -78,4 +87,6 @@ class NatsLink:
             try:
                 await listener(client)
             except Exception:  # one part that cannot move must not keep the others on the closed client
-                log.exception("moving %s onto the new nats connection failed", getattr(listener, "__qualname__", listener))
+                log.exception(
+                    "moving %s onto the new nats connection failed", getattr(listener, "__qualname__", listener)
+                )

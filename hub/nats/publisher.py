@@ -190,19 +190,26 @@ async def publish_fast_batch(
                 break  # the server ended the batch (refused a message); its final ack says how far it got
             fence.check()
             operation = _COMMIT if sequence == len(messages) else _START if sequence == 1 else _APPEND
-            await nc.publish(message.subject, message.data, reply=f"{prefix}{sequence}.{operation}.$FI",
-                             headers=message.all_headers(conditions))
+            await nc.publish(
+                message.subject,
+                message.data,
+                reply=f"{prefix}{sequence}.{operation}.$FI",
+                headers=message.all_headers(conditions),
+            )
             conditions = None
         final = await asyncio.wait_for(replies.final, timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise BatchFailed(f"no final ack within {timeout:g} s") from None
     finally:
         await subscription.unsubscribe()
     # A refusal ends the batch in gap mode "fail"; counting from the first refusal guards against one that
     # would not, so a refused message is never reported stored.
     taken = min([int(final.get("count", 0)), *(sequence - 1 for sequence in replies.refused if sequence > 0)])
-    refusals = [f"{messages[sequence - 1].msg_id} refused: {reason}" for sequence, reason in sorted(replies.refused.items())
-                if 0 < sequence <= len(messages)]
+    refusals = [
+        f"{messages[sequence - 1].msg_id} refused: {reason}"
+        for sequence, reason in sorted(replies.refused.items())
+        if 0 < sequence <= len(messages)
+    ]
     not_taken = list(range(taken, len(messages)))
     return not_taken, ("; ".join(refusals) or "batch ended early") if not_taken else None
 
@@ -213,7 +220,7 @@ async def _window_open(replies: _Replies, sequence: int, timeout: float) -> bool
         replies.progress.clear()
         try:
             await asyncio.wait_for(replies.progress.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise BatchFailed(f"no flow ack within {timeout:g} s") from None
     return not replies.final.done()
 
@@ -222,8 +229,14 @@ class Publisher:
     """Publishes messages to their streams, one fast-ingest batch per stream and call, concurrently; falls
     back to per-message ``publish_async`` for good once the server shows it cannot take fast ingest."""
 
-    def __init__(self, nc: NatsClient, stream_of: Callable[[str], str] = topology.stream_of, timeout: float = 10.0,
-                 fast_ingest: bool = True, fence: Fence = UNFENCED):
+    def __init__(
+        self,
+        nc: NatsClient,
+        stream_of: Callable[[str], str] = topology.stream_of,
+        timeout: float = 10.0,
+        fast_ingest: bool = True,
+        fence: Fence = UNFENCED,
+    ):
         self.fence = fence
         self.stream_of = stream_of
         self.timeout = timeout
@@ -267,8 +280,13 @@ class Publisher:
         for message in messages:
             by_stream.setdefault(self.stream_of(message.subject), []).append(message)
         groups = list(by_stream.values())
-        outcomes = await asyncio.gather(*(publish_fast_batch(self.nc, group, self.timeout, self.fence, stream)
-                                          for stream, group in by_stream.items()), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(
+                publish_fast_batch(self.nc, group, self.timeout, self.fence, stream)
+                for stream, group in by_stream.items()
+            ),
+            return_exceptions=True,
+        )
         self.fence.check()  # a batch the fence stopped ends the publication here, not in a retry
         failed, reasons = [], []
         for group, outcome in zip(groups, outcomes, strict=True):
@@ -289,16 +307,25 @@ class Publisher:
         for message in messages:
             self.fence.check()
             try:
-                futures.append(await self.js.publish_async(message.subject, message.data, headers=message.all_headers()))
+                futures.append(
+                    await self.js.publish_async(message.subject, message.data, headers=message.all_headers())
+                )
             except Exception as exc:  # not connected: report it as not stored
                 futures.append(_failed_future(exc))
         done, waiting = await asyncio.wait(futures, timeout=self.timeout) if futures else (set(), set())
         for future in waiting:
             future.cancel()
-        failed = [message for message, future in zip(messages, futures, strict=True)
-                  if future not in done or future.exception() is not None]
+        failed = [
+            message
+            for message, future in zip(messages, futures, strict=True)
+            if future not in done or future.exception() is not None
+        ]
         errors = [future.exception() for future in done if future.exception() is not None]
-        reason = f"{type(errors[0]).__name__}: {errors[0]}" if errors else (f"no ack within {self.timeout:g} s" if failed else None)
+        reason = (
+            f"{type(errors[0]).__name__}: {errors[0]}"
+            if errors
+            else (f"no ack within {self.timeout:g} s" if failed else None)
+        )
         return failed, reason
 
 

@@ -77,8 +77,10 @@ class SizeGuard:
         a re-publication. Keeping an original in the object store is retried until it is stored."""
         if all(wire_size(message) <= max_payload for message in messages):
             return messages
-        return [message if wire_size(message) <= max_payload else await self._fitted(message, max_payload)
-                for message in messages]
+        return [
+            message if wire_size(message) <= max_payload else await self._fitted(message, max_payload)
+            for message in messages
+        ]
 
     async def _fitted(self, message: Message, max_payload: int) -> Message:
         if topology.stream_of(message.subject) == topology.DLQ_STREAM:
@@ -86,18 +88,31 @@ class SizeGuard:
         headers = wire_size(message) - len(message.data)
         shorter = trimming.trimmed(message.data, max_payload - headers)
         if shorter is not None:
-            log.warning("%s: %d bytes over max_payload %d; published trimmed to %d bytes", message.msg_id,
-                        wire_size(message) - max_payload, max_payload, len(shorter))
+            log.warning(
+                "%s: %d bytes over max_payload %d; published trimmed to %d bytes",
+                message.msg_id,
+                wire_size(message) - max_payload,
+                max_payload,
+                len(shorter),
+            )
             return dataclasses.replace(message, data=shorter)
         return await self._by_reference(_dead_letter(message, max_payload), max_payload)
 
     async def _by_reference(self, message: Message, max_payload: int) -> Message:
         """The dead letter with its original bytes in the object store, named by its message id."""
         reference = await self._keep_until_stored(message.msg_id, message.data, max_payload)
-        log.warning("%s: dead letter of %d bytes does not fit max_payload %d; original kept in %s", message.msg_id,
-                    len(message.data), max_payload, reference)
-        headers = {**(message.headers or {}), topology.HEADER_ORIGINAL_OBJECT: reference,
-                   topology.HEADER_ORIGINAL_SIZE: str(len(message.data))}
+        log.warning(
+            "%s: dead letter of %d bytes does not fit max_payload %d; original kept in %s",
+            message.msg_id,
+            len(message.data),
+            max_payload,
+            reference,
+        )
+        headers = {
+            **(message.headers or {}),
+            topology.HEADER_ORIGINAL_OBJECT: reference,
+            topology.HEADER_ORIGINAL_SIZE: str(len(message.data)),
+        }
         return dataclasses.replace(message, data=b"", headers=headers)
 
     async def _keep_until_stored(self, name: str, data: bytes, max_payload: int) -> str:
@@ -107,8 +122,14 @@ class SizeGuard:
                 return await self._keep(name, data, max_payload)
             except Exception as exc:  # NATS away or JetStream not answering: like publishing, retried
                 attempt += 1
-                log.warning("keeping %s in %s failed (%s: %s); retry %d", name, ORIGINALS_BUCKET,
-                            type(exc).__name__, exc, attempt)
+                log.warning(
+                    "keeping %s in %s failed (%s: %s); retry %d",
+                    name,
+                    ORIGINALS_BUCKET,
+                    type(exc).__name__,
+                    exc,
+                    attempt,
+                )
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
 
     async def _keep(self, name: str, data: bytes, max_payload: int) -> str:
@@ -137,9 +158,10 @@ def _dead_letter(message: Message, max_payload: int) -> Message:
     headers = {
         **wire.dead_letter_headers(f"dlq:{message.msg_id}", wire.HUB_SOURCE),
         topology.HEADER_REASON: f"output of {len(message.data)} bytes does not fit max_payload {max_payload} even "
-                                "with every optional field left out",
+        "with every optional field left out",
         topology.HEADER_REASON_KIND: "oversized",
         topology.HEADER_ORIGINAL_SUBJECT: message.subject,
     }
-    return dataclasses.replace(message, subject=topology.dlq_subject(OVERSIZED_SOURCE), msg_id=f"dlq:{message.msg_id}",
-                               headers=headers)
+    return dataclasses.replace(
+        message, subject=topology.dlq_subject(OVERSIZED_SOURCE), msg_id=f"dlq:{message.msg_id}", headers=headers
+    )

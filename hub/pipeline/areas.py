@@ -49,8 +49,11 @@ def forget(state: PipelineState, record: IncidentRecord) -> None:
 
 def expired(state: PipelineState, watermark: float) -> Iterator[tuple[str, float]]:
     """(incident id, expiry) of every open area incident whose area expired by ``watermark``, oldest first."""
-    due = [(record.expires_at, incident_id) for incident_id, record in state.incidents.items()
-           if record.area_key is not None and record.expires_at is not None and record.expires_at <= watermark]
+    due = [
+        (record.expires_at, incident_id)
+        for incident_id, record in state.incidents.items()
+        if record.area_key is not None and record.expires_at is not None and record.expires_at <= watermark
+    ]
     for expires_at, incident_id in sorted(due):
         yield incident_id, expires_at
 

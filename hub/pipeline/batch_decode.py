@@ -38,7 +38,9 @@ class DecodedColumns:
     events: EventColumns
     messages: list[IngestMessage]
     checked: list[bool] = field(default_factory=list)  # per event: accepted by the core (else by the model)
-    closes: list[tuple[int, CloseRequest, str, IngestMessage]] = field(default_factory=list)  # (events before, request, requester, message)
+    closes: list[tuple[int, CloseRequest, str, IngestMessage]] = field(
+        default_factory=list
+    )  # (events before, request, requester, message)
     rejected: list[Rejection] = field(default_factory=list)
 
 
@@ -68,8 +70,12 @@ class BatchDecoder:
         """The positions of the messages the core accepted and of those it left undecided, and the accepted
         events as columns."""
         accepted, undecided, values = self._checker.decode(
-            [message.data for message in batch], [message.subject for message in batch],
-            [message.received for message in batch], max_bytes, window.max_ahead_s, window.max_age_s,
+            [message.data for message in batch],
+            [message.subject for message in batch],
+            [message.received for message in batch],
+            max_bytes,
+            window.max_ahead_s,
+            window.max_age_s,
             window.accept_out_of_range,
         )
         severities = values[_SEVERITY]
@@ -79,17 +85,26 @@ class BatchDecoder:
                     severities[row] = self.taxonomy.default_severity(category).value
         return accepted, undecided, EventColumns(self.layout, values, len(accepted))
 
-    def _joined(self, batch: Sequence[IngestMessage], accepted: list[int], fast: EventColumns,
-                by_model: DecodedBatch) -> DecodedColumns:
+    def _joined(
+        self, batch: Sequence[IngestMessage], accepted: list[int], fast: EventColumns, by_model: DecodedBatch
+    ) -> DecodedColumns:
         """The events the model accepted joined to the fast path's in stream order, and each close request
         with the number of those events before it."""
         position_of = {message.seq: position for position, message in enumerate(batch)}
         by_model_at = [position_of[message.seq] for message in by_model.messages]
-        events = EventColumns.interleaved(self.layout, [
-            (accepted, fast), (by_model_at, EventColumns.from_events(by_model.events, self.layout))])
+        events = EventColumns.interleaved(
+            self.layout, [(accepted, fast), (by_model_at, EventColumns.from_events(by_model.events, self.layout))]
+        )
         kept = sorted([*accepted, *by_model_at])
-        closes = [(bisect.bisect_left(kept, position_of[message.seq]), request, requester, message)
-                  for _, request, requester, message in by_model.closes]
+        closes = [
+            (bisect.bisect_left(kept, position_of[message.seq]), request, requester, message)
+            for _, request, requester, message in by_model.closes
+        ]
         checked = set(accepted)
-        return DecodedColumns(events, [batch[position] for position in kept], [position in checked for position in kept],
-                              closes, by_model.rejected)
+        return DecodedColumns(
+            events,
+            [batch[position] for position in kept],
+            [position in checked for position in kept],
+            closes,
+            by_model.rejected,
+        )

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from hub.models import IncidentChange
-from hub.pipeline.columns import EventColumns, encoder
 from hub.nats.publisher import Message
+from hub.pipeline.columns import EventColumns, encoder
 
 
 class Extension(NamedTuple):
@@ -19,9 +19,7 @@ class Extension(NamedTuple):
     values: Sequence[str | bool | None]
 
 
-def event_messages(
-    columns: EventColumns, subjects: Sequence[str], extensions: Sequence[Extension]
-) -> list[Message]:
+def event_messages(columns: EventColumns, subjects: Sequence[str], extensions: Sequence[Extension]) -> list[Message]:
     """Each event of ``columns`` as its unified event on its subject, named by its id."""
     ids = columns["id"]
     encoded = encoder().encode(columns.values, ids, subjects, list(extensions))
@@ -54,5 +52,7 @@ def incident_messages(changes: Sequence[Change], columns: EventColumns | None) -
     update writes its report's place, location, address, triage and area from ``columns``."""
     values, rows = (columns.values, len(columns)) if columns is not None else (None, 0)
     encoded = encoder().encode_incident_changes(list(changes), values, rows)
-    return [Message(change.subject, data, f"{change.msg_id}:{change.change}")
-            for change, data in zip(changes, encoded, strict=True)]
+    return [
+        Message(change.subject, data, f"{change.msg_id}:{change.change}")
+        for change, data in zip(changes, encoded, strict=True)
+    ]

@@ -27,7 +27,7 @@ import operator
 import types
 import typing
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -39,7 +39,7 @@ from hub import _core, wire
 from hub.models import Event
 
 Layout = tuple[tuple[str, str], ...]  # (column name, kind), in the model's order
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 # Validators written in Python that the schema does not show, each with how the Rust check covers it. A
@@ -81,8 +81,9 @@ class EventColumns:
     def interleaved(cls, layout: Layout, parts: Sequence[tuple[Sequence[int], EventColumns]]) -> EventColumns:
         """One batch from parts whose events sit at the given positions of a sequence (the whole batch, in
         the positions' order)."""
-        order = sorted((position, part, row) for part, (positions, _) in enumerate(parts)
-                       for row, position in enumerate(positions))
+        order = sorted(
+            (position, part, row) for part, (positions, _) in enumerate(parts) for row, position in enumerate(positions)
+        )
         values = {name: [parts[part][1].values[name][row] for _, part, row in order] for name in parts[0][1].values}
         return cls(layout, values, len(order))
 
@@ -99,8 +100,9 @@ class EventColumns:
             cells = [_attribute(event, path) for event in events]
             if kind == "time":
                 values[name] = [None if value is None else (value - _EPOCH) // _MICROSECOND for value in cells]
-                values[f"{name}.utcoffset"] = [None if value is None else int(value.utcoffset().total_seconds())
-                                               for value in cells]
+                values[f"{name}.utcoffset"] = [
+                    None if value is None else int(value.utcoffset().total_seconds()) for value in cells
+                ]
             else:
                 values[name] = [_cell(value, kind) for value in cells]
         return cls(layout, values, len(events))
@@ -108,8 +110,10 @@ class EventColumns:
     def set_events(self, events: Sequence[Event]) -> None:
         """Replace every event with ``events`` (as many)."""
         if len(events) != self.rows:
-            raise ValueError(f"{len(events)} events given back for {self.rows}: a transform may change events, "
-                             "not add or remove them")
+            raise ValueError(
+                f"{len(events)} events given back for {self.rows}: a transform may change events, "
+                "not add or remove them"
+            )
         self.values = EventColumns.from_events(events, self.layout).values
 
 
@@ -164,8 +168,10 @@ def checker_schema(model: type[BaseModel]) -> dict[str, Any]:
     for each in _models_in(model):
         target = schema if each is model else schema.get("$defs", {}).get(each.__name__)
         if target is None:
-            raise ValueError(f"{model.__name__}'s JSON Schema has no $defs entry for {each.__name__}; "
-                             f"give the nested model a unique name")
+            raise ValueError(
+                f"{model.__name__}'s JSON Schema has no $defs entry for {each.__name__}; "
+                f"give the nested model a unique name"
+            )
         for name, field in each.model_fields.items():
             prop = target["properties"][field.alias or name]
             if field.default_factory is not None and "default" not in prop:

@@ -76,7 +76,9 @@ class DecodedBatch:
 
     events: list[Event] = field(default_factory=list)
     messages: list[IngestMessage] = field(default_factory=list)
-    closes: list[tuple[int, CloseRequest, str, IngestMessage]] = field(default_factory=list)  # (events before, request, requester, message)
+    closes: list[tuple[int, CloseRequest, str, IngestMessage]] = field(
+        default_factory=list
+    )  # (events before, request, requester, message)
     rejected: list[Rejection] = field(default_factory=list)
 
 
@@ -90,7 +92,9 @@ def decode_events(
     decoded = DecodedBatch()
     parsed: list[IngestMessage] = []
     documents: list[dict[str, Any]] = []
-    close_at: list[tuple[int, CloseRequest, str, IngestMessage]] = []  # (parsed documents before it, request, requester, message)
+    close_at: list[
+        tuple[int, CloseRequest, str, IngestMessage]
+    ] = []  # (parsed documents before it, request, requester, message)
     for message in batch:
         try:
             type_, document = _ingest_document(message.data, max_bytes)
@@ -111,13 +115,16 @@ def decode_events(
     kept_before = [0]  # events kept among the first n parsed documents
     for message, event in zip(parsed, validated, strict=True):
         try:
-            decoded.events.append(_in_window(_checked_event(event, message.subject, taxonomy), message.received, window))
+            decoded.events.append(
+                _in_window(_checked_event(event, message.subject, taxonomy), message.received, window)
+            )
             decoded.messages.append(message)
         except InvalidEventError as exc:
             decoded.rejected.append(_rejection(message, exc))
         kept_before.append(len(decoded.events))
-    decoded.closes = [(kept_before[position], request, requester, received)
-                      for position, request, requester, received in close_at]
+    decoded.closes = [
+        (kept_before[position], request, requester, received) for position, request, requester, received in close_at
+    ]
     decoded.rejected.sort(key=lambda rejection: rejection.seq)
     return decoded
 
@@ -193,8 +200,10 @@ def _checked_event(event: Event | InvalidEventError, subject: str, taxonomy: Tax
 def _cloudevent_data(envelope: dict[str, Any]) -> dict[str, Any]:
     wire.check_envelope(envelope)
     if envelope["type"] not in _INGEST_TYPES:
-        raise _invalid("invalid", f"CloudEvent type {envelope['type']!r} on ingest; expected one of "
-                                  f"{', '.join(map(repr, _INGEST_TYPES))}")
+        raise _invalid(
+            "invalid",
+            f"CloudEvent type {envelope['type']!r} on ingest; expected one of {', '.join(map(repr, _INGEST_TYPES))}",
+        )
     data = envelope.get("data")
     if not isinstance(data, dict):
         raise _invalid("invalid", "CloudEvent data must be a JSON object")
@@ -203,8 +212,11 @@ def _cloudevent_data(envelope: dict[str, Any]) -> dict[str, Any]:
 
 def _validate_close(document: dict[str, Any], subject: str) -> CloseRequest:
     if source_of(subject) not in topology.CLOSE_REQUESTERS:
-        raise _invalid("invalid", "close requests are taken only on " + " and ".join(
-            topology.ingest_subject(requester) for requester in topology.CLOSE_REQUESTERS))
+        raise _invalid(
+            "invalid",
+            "close requests are taken only on "
+            + " and ".join(topology.ingest_subject(requester) for requester in topology.CLOSE_REQUESTERS),
+        )
     try:
         return CloseRequest.model_validate(document)
     except ValidationError as exc:

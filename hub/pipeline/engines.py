@@ -10,8 +10,8 @@ from hub.federation.ownership import Ownership
 from hub.geofence import GridIndex
 from hub.incidents import MergePolicy
 from hub.rules import RuleSet
-from hub.transforms import Transform
 from hub.taxonomy import BUILTIN_TAXONOMY, Taxonomy
+from hub.transforms import Transform
 
 DAY_S = 86_400.0
 

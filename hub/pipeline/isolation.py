@@ -45,8 +45,12 @@ class IsolatingProcessor:
         try:
             result = self.processor.process(state, batch)
         except Exception:
-            log.exception("a batch of %d messages (stream sequences %d..%d) raised; isolating the messages that "
-                          "raise", len(batch), batch[0].seq, batch[-1].seq)
+            log.exception(
+                "a batch of %d messages (stream sequences %d..%d) raised; isolating the messages that raise",
+                len(batch),
+                batch[0].seq,
+                batch[-1].seq,
+            )
             return self._isolated(self._rebuilt(), batch)
         self._journal_part(state, batch)
         return state, result
@@ -108,5 +112,5 @@ def _short(filename: str) -> str:
     parts = filename.replace("\\", "/").split("/")
     for root in ("hub", "plugins", "connectors"):
         if root in parts:
-            return "/".join(parts[len(parts) - 1 - parts[::-1].index(root):])
+            return "/".join(parts[len(parts) - 1 - parts[::-1].index(root) :])
     return parts[-1]

@@ -22,11 +22,13 @@ from nats.js.errors import NotFoundError
 
 from hub import topology
 from hub.availability import terms
+from hub.availability.lease import LeaseLost
 from hub.backoff import Backoff
-from hub.tasks import stop_if_cancelled
 from hub.federation.handoff import OUT_OF_SCOPE
-from hub.nats.fetcher import ConsumerGone, Delivered, Fetcher
 from hub.metrics import Metrics
+from hub.nats.fetcher import ConsumerGone, Delivered, Fetcher
+from hub.nats.publisher import UNFENCED, Fence, Publisher
+from hub.nats.streams import SNAPSHOT_BUCKET, open_object_store
 from hub.pipeline.decode import source_of
 from hub.pipeline.engines import Engines, PipelineOptions, TransformOutcome
 from hub.pipeline.isolation import IsolatingProcessor
@@ -34,10 +36,7 @@ from hub.pipeline.processor import BatchProcessor, BatchResult
 from hub.pipeline.recovery import INGEST_FILTER, SNAPSHOT_NAME, StateRebuild, ingest_message, snapshot_meta
 from hub.pipeline.state import PipelineState
 from hub.pipeline.stored import StoredOutputs
-from hub.availability.lease import LeaseLost
-from hub.nats.publisher import UNFENCED, Fence, Publisher
-from hub.nats.streams import SNAPSHOT_BUCKET, open_object_store
-from hub.tasks import cancel_and_wait
+from hub.tasks import cancel_and_wait, stop_if_cancelled
 
 log = logging.getLogger("cityhub.pipeline")
 
@@ -69,8 +68,13 @@ class Pipeline:
     """Runs :class:`BatchProcessor` over the durable ingest consumer, with snapshots and crash recovery."""
 
     def __init__(
-        self, nc: NatsClient, engines: Engines, metrics: Metrics, options: PipelineOptions | None = None,
-        on_transform_outcome: TransformOutcome | None = None, fence: Fence = UNFENCED,
+        self,
+        nc: NatsClient,
+        engines: Engines,
+        metrics: Metrics,
+        options: PipelineOptions | None = None,
+        on_transform_outcome: TransformOutcome | None = None,
+        fence: Fence = UNFENCED,
     ):
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=10.0)
@@ -81,8 +85,16 @@ class Pipeline:
         self.processor = BatchProcessor(engines, self.options, on_transform_outcome)
         self.isolation = IsolatingProcessor(self.processor)
         self.rebuild = StateRebuild(nc, self.isolation, self.options.batch_size)
-        self.counts: dict[str, int] = {"in": 0, "out": 0, "dlq": 0, "duplicates": 0, "merged": 0, "closed": 0,
-                                       "handed_down": 0, "batches": 0}
+        self.counts: dict[str, int] = {
+            "in": 0,
+            "out": 0,
+            "dlq": 0,
+            "duplicates": 0,
+            "merged": 0,
+            "closed": 0,
+            "handed_down": 0,
+            "batches": 0,
+        }
         self.last_batch_at: float | None = None
         self.status: Status = "stopped"
         self.restarts = 0
@@ -163,7 +175,7 @@ class Pipeline:
             self.fence.check()  # raises: the caller says why there is no final snapshot
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=self.options.fetch_timeout_s + 15)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             task.cancel()
         self._task = None
         if self.status == "running":  # a pipeline that failed and did not recover has no state worth keeping
@@ -184,13 +196,22 @@ class Pipeline:
         return self._task is not None and not self._task.done() and self.status == "running"
 
     def health(self) -> dict[str, Any]:
-        return {"running": self.running, "status": self.status, "restarts": self.restarts,
-                "last_error": self.last_error, "poisoned_messages": self.isolation.poisoned}
+        return {
+            "running": self.running,
+            "status": self.status,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "poisoned_messages": self.isolation.poisoned,
+        }
 
     def standby_health(self) -> dict[str, Any]:
         """A standby's view: the input its state covers, and why its last look failed (None when it did not)."""
-        return {"status": self.status, "last_sequence": self.state.last_seq,
-                "open_incidents": len(self.state.incidents), "trouble": self._standby_trouble}
+        return {
+            "status": self.status,
+            "last_sequence": self.state.last_seq,
+            "open_incidents": len(self.state.incidents),
+            "trouble": self._standby_trouble,
+        }
 
     # standing by
 
@@ -211,8 +232,11 @@ class Pipeline:
             except Exception as exc:  # NATS away, a stream electing its leader: look again
                 stop_if_cancelled()
                 if self._standby_trouble is None:
-                    log.warning("the standby could not follow the active pipeline (%s: %s); trying again",
-                                type(exc).__name__, exc)
+                    log.warning(
+                        "the standby could not follow the active pipeline (%s: %s); trying again",
+                        type(exc).__name__,
+                        exc,
+                    )
                 self._standby_trouble = f"{type(exc).__name__}: {exc}"
             await asyncio.sleep(0 if behind else STANDBY_LOOK_EVERY_S)
 
@@ -248,8 +272,12 @@ class Pipeline:
         self.status = "restarting"
         self.restarts += 1
         self.last_error = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {type(exc).__name__}: {exc}"
-        log.error("the pipeline stopped: %s; restarting it in %.1f s\n%s", self.last_error, delay,
-                  "".join(traceback.format_exception(exc)))
+        log.error(
+            "the pipeline stopped: %s; restarting it in %.1f s\n%s",
+            self.last_error,
+            delay,
+            "".join(traceback.format_exception(exc)),
+        )
         while not self._stopping.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=delay)
@@ -258,8 +286,12 @@ class Pipeline:
             try:
                 await self._recover_afresh()
             except Exception as again:  # NATS still away, say: keep trying, never give up
-                log.error("restarting the pipeline failed (%s: %s); trying again in %.1f s",
-                          type(again).__name__, again, delay)
+                log.error(
+                    "restarting the pipeline failed (%s: %s); trying again in %.1f s",
+                    type(again).__name__,
+                    again,
+                    delay,
+                )
                 continue
             self.status = "running"
             log.warning("the pipeline runs again from stream sequence %d", self.state.last_seq + 1)
@@ -292,14 +324,19 @@ class Pipeline:
         started, before = time.monotonic(), self.state.last_seq
         restored, (ack_floor, self._acknowledged_at) = await asyncio.gather(
             self.rebuild.restore_newer_snapshot(),
-            terms.last_acknowledgement(self.js, topology.INGEST_STREAM, PIPELINE_CONSUMER))
+            terms.last_acknowledgement(self.js, topology.INGEST_STREAM, PIPELINE_CONSUMER),
+        )
         replayed = await self.rebuild.catch_up(ack_floor)
         self._consumer, _ = await asyncio.gather(self._durable_consumer(self.state.last_seq + 1), self.rebuild.close())
         self._last_snapshot = time.monotonic()
         self._look_for_stored = True
-        log.info("pipeline state at ingest sequence %d in %.2f s: %s, then %d acknowledged messages processed again",
-                 self.state.last_seq, time.monotonic() - started,
-                 "snapshot restored" if restored else f"kept from sequence {before}", replayed)
+        log.info(
+            "pipeline state at ingest sequence %d in %.2f s: %s, then %d acknowledged messages processed again",
+            self.state.last_seq,
+            time.monotonic() - started,
+            "snapshot restored" if restored else f"kept from sequence {before}",
+            replayed,
+        )
 
     async def _ack_floor(self) -> int:
         """Where the acknowledgements of the pipeline consumers of every term end (their outputs are stored)."""
@@ -318,12 +355,20 @@ class Pipeline:
         except NotFoundError:
             pass
         self._fresh_consumer = True
-        await self.js.add_consumer(topology.INGEST_STREAM, ConsumerConfig(
-            durable_name=self.consumer_name, filter_subject=INGEST_FILTER,
-            ack_policy=AckPolicy.ALL, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first_seq,
-            ack_wait=self.options.ack_wait_s, max_deliver=-1,
-            max_ack_pending=max(10_000, self.options.batch_size * 4), max_waiting=16,
-        ))
+        await self.js.add_consumer(
+            topology.INGEST_STREAM,
+            ConsumerConfig(
+                durable_name=self.consumer_name,
+                filter_subject=INGEST_FILTER,
+                ack_policy=AckPolicy.ALL,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=first_seq,
+                ack_wait=self.options.ack_wait_s,
+                max_deliver=-1,
+                max_ack_pending=max(10_000, self.options.batch_size * 4),
+                max_waiting=16,
+            ),
+        )
         return await Fetcher(self.nc, topology.INGEST_STREAM, self.consumer_name, prefetch=True).start()
 
     # the loop
@@ -338,8 +383,11 @@ class Pipeline:
                 if in_flight is not None:
                     await self._complete(*in_flight)
                     in_flight = None
-                log.warning("ingest delivery skipped past sequence %d (messages lost in flight, e.g. by a server "
-                            "restart); re-reading from there", self.state.last_seq + 1)
+                log.warning(
+                    "ingest delivery skipped past sequence %d (messages lost in flight, e.g. by a server "
+                    "restart); re-reading from there",
+                    self.state.last_seq + 1,
+                )
                 await self._reopen_consumer()
                 continue
             unprocessed = [msg.stored_at for msg in msgs if msg.seq > self.state.last_seq]
@@ -385,7 +433,9 @@ class Pipeline:
         try:
             msgs = await self._consumer.fetch(self.options.batch_size, timeout=self.options.fetch_timeout_s)
         except ConsumerGone as exc:
-            log.warning("the ingest consumer is gone (%s); re-creating it from sequence %d", exc, self.state.last_seq + 1)
+            log.warning(
+                "the ingest consumer is gone (%s); re-creating it from sequence %d", exc, self.state.last_seq + 1
+            )
             await self._reopen_consumer()
             msgs = []
         except Exception as exc:  # connection trouble: nats-py reconnects; try again shortly
@@ -480,4 +530,3 @@ class Pipeline:
         if stage == "publish":
             return result.accepted, len(result.outputs)
         return result.accepted, result.accepted
-

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from hub import topology, wire
 from hub.models import DispatchOrder, GridCell, Incident, IncidentChange, ReportRef, Severity
-from hub.pipeline.decode import Rejection, source_of
 from hub.nats.publisher import Message
+from hub.pipeline.decode import Rejection, source_of
 from hub.rules import RuleMatch
 
 event_subject = functools.lru_cache(maxsize=65_536)(topology.event_subject)
@@ -58,8 +58,14 @@ def connector_for_target(target: str) -> str:
 
 
 def build_order(
-    event: Reported, incident_id: str, target: str, match: RuleMatch | None, attempt: int,
-    reports: Sequence[Sequence[str]], dispatched_at: datetime, cell: GridCell | None = None,
+    event: Reported,
+    incident_id: str,
+    target: str,
+    match: RuleMatch | None,
+    attempt: int,
+    reports: Sequence[Sequence[str]],
+    dispatched_at: datetime,
+    cell: GridCell | None = None,
 ) -> DispatchOrder:
     """The order for ``target``, for ``cell`` (default: the event's deepest cell); its escalation deadline (the
     ``escalate_after_s`` of ``match``, none without one) counts from ``dispatched_at`` (the hub's clock when the
@@ -67,40 +73,71 @@ def build_order(
     where = cell or next((step for step in reversed(event.grid_path) if step.layer), None)
     after = match.actions.get("escalate_after_s") if match is not None else None
     return DispatchOrder(
-        id=f"{incident_id}:{target}:{attempt}", incident_id=incident_id, target=target,
-        connector=connector_for_target(target), grid_cell=where, category=event.category,
-        severity=event.severity, summary=_summary(event, cell), created_at=dispatched_at,
+        id=f"{incident_id}:{target}:{attempt}",
+        incident_id=incident_id,
+        target=target,
+        connector=connector_for_target(target),
+        grid_cell=where,
+        category=event.category,
+        severity=event.severity,
+        summary=_summary(event, cell),
+        created_at=dispatched_at,
         deadline=dispatched_at + timedelta(seconds=after) if after else None,
-        attempt=attempt, reports=[ReportRef(source=source, source_event_id=ref) for source, ref in reports],
+        attempt=attempt,
+        reports=[ReportRef(source=source, source_event_id=ref) for source, ref in reports],
     )
 
 
 def _summary(event: Reported, cell: GridCell | None = None) -> str:
-    where = cell.name if cell else event.address or (event.grid_path[-1].name if event.grid_path else "unknown location")
+    where = (
+        cell.name if cell else event.address or (event.grid_path[-1].name if event.grid_path else "unknown location")
+    )
     return f"{event.category} ({event.severity.value}) at {where}"
 
 
 def dispatch_output(order: DispatchOrder) -> Message:
     subject = topology.dispatch_order_subject(order.connector or "gridworker")
     raw = wire.encode(
-        type_=wire.TYPE_DISPATCH_ORDER, id_=order.id, source=wire.HUB_SOURCE, time=order.created_at, data=order,
-        subject=subject, extensions={"category": order.category, "severity": order.severity.value,
-                                     "incidentid": order.incident_id},
+        type_=wire.TYPE_DISPATCH_ORDER,
+        id_=order.id,
+        source=wire.HUB_SOURCE,
+        time=order.created_at,
+        data=order,
+        subject=subject,
+        extensions={"category": order.category, "severity": order.severity.value, "incidentid": order.incident_id},
     )
     return Message(subject, raw, order.id)
 
 
 def incident_output(
-    data: Incident | dict[str, Any], incident_id: str, category: str, severity: str, district: str | None,
-    change: IncidentChange, msg_id: str, time: datetime, late: bool = False, triage: str | None = None,
+    data: Incident | dict[str, Any],
+    incident_id: str,
+    category: str,
+    severity: str,
+    district: str | None,
+    change: IncidentChange,
+    msg_id: str,
+    time: datetime,
+    late: bool = False,
+    triage: str | None = None,
 ) -> Message:
     """An incident change on ``cityhub.incidents.<district>.<category>.<change>``."""
     subject = incident_subject(district, category, change)
     raw = wire.encode(
-        type_=f"{wire.TYPE_INCIDENT_PREFIX}{change}", id_=msg_id, source=wire.HUB_SOURCE, time=time, data=data,
+        type_=f"{wire.TYPE_INCIDENT_PREFIX}{change}",
+        id_=msg_id,
+        source=wire.HUB_SOURCE,
+        time=time,
+        data=data,
         subject=subject,
-        extensions={"category": category, "severity": severity, "incidentid": incident_id, "district": district,
-                    "late": late or None, "triage": triage},
+        extensions={
+            "category": category,
+            "severity": severity,
+            "incidentid": incident_id,
+            "district": district,
+            "late": late or None,
+            "triage": triage,
+        },
     )
     return Message(subject, raw, f"{msg_id}:{change}")
 
@@ -119,4 +156,4 @@ def dlq_output(rejection: Rejection) -> Message:
 
 def utc(clock: float) -> datetime:
     """A hub clock (epoch seconds, always within the event-time window of a reception) as a UTC datetime."""
-    return datetime.fromtimestamp(clock, timezone.utc)
+    return datetime.fromtimestamp(clock, UTC)

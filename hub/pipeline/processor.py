@@ -30,6 +30,7 @@ from hub.federation.ownership import KEEP, OutsideScope, Ownership
 from hub.geofence import GridIndex, Resolution
 from hub.incidents import ExpiredIncidents, ExpiringMerge, MergeBatch
 from hub.models import Area, CloseRequest, CoordSystem, GridCell, IncidentChange, Severity, Triage
+from hub.nats.publisher import Message
 from hub.pipeline import areas
 from hub.pipeline.batch_decode import BatchDecoder
 from hub.pipeline.batch_encode import Change, Extension, event_messages, incident_messages
@@ -46,7 +47,6 @@ from hub.pipeline.outputs import (
     utc,
 )
 from hub.pipeline.state import MAX_ORDER_REPORTS, IncidentRecord, PipelineState
-from hub.nats.publisher import Message
 from hub.rules import RuleMatch
 from hub.transforms import Transform
 
@@ -75,7 +75,7 @@ class BatchResult:
     closed: int = 0  # incidents closed on request
     handed_down: int = 0  # events located in a child hub's scope, handed to it
     outside_scope: list[tuple[str, str]] = field(default_factory=list)  # (source, reason) of each event dead-lettered
-                                                                         # for being outside this hub's scope
+    # for being outside this hub's scope
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # processing time per pipeline stage
 
@@ -123,8 +123,15 @@ class _Rows:
         def pick(values: list[Any]) -> list[Any]:  # what a stage has not filled in yet stays empty
             return list(getter(values)) if values else []
 
-        return _Rows(self.columns.take(rows), pick(self.messages), pick(self.checked), pick(self.times),
-                     pick(self.keys), pick(self.clocks), pick(self.admin_paths))
+        return _Rows(
+            self.columns.take(rows),
+            pick(self.messages),
+            pick(self.checked),
+            pick(self.times),
+            pick(self.keys),
+            pick(self.clocks),
+            pick(self.admin_paths),
+        )
 
 
 class Report(NamedTuple):
@@ -158,7 +165,9 @@ class _Path(NamedTuple):
 class BatchProcessor:
     """Processes batches of ingest messages against a :class:`PipelineState`; holds the engines and caches."""
 
-    def __init__(self, engines: Engines, options: PipelineOptions, on_transform_outcome: TransformOutcome | None = None):
+    def __init__(
+        self, engines: Engines, options: PipelineOptions, on_transform_outcome: TransformOutcome | None = None
+    ):
         self._engines = engines
         self._grid_cells: dict[Any, GridCell] = {}
         self._place_cache: dict[_PlaceKey, _Place] = {}
@@ -201,7 +210,9 @@ class BatchProcessor:
             result.outputs.append(dlq_output(rejection))
         return result
 
-    def _close(self, state: PipelineState, request: CloseRequest, requester: str, received: float, result: BatchResult) -> None:
+    def _close(
+        self, state: PipelineState, request: CloseRequest, requester: str, received: float, result: BatchResult
+    ) -> None:
         """Close an open incident on request; one that is not open (closed before, expired, unknown) stays
         as it is."""
         record = state.incidents.get(request.incident_id)
@@ -235,8 +246,11 @@ class BatchProcessor:
             matches = self._match_rules(rows)
         with result.timed("merge"):
             merge = self._merge(state, rows)
-        result.merged += sum(1 for is_new, area in zip(merge.merge.is_new, rows.columns["area"], strict=True)
-                             if not is_new and area is None)  # area reports count as they join, in _outputs
+        result.merged += sum(
+            1
+            for is_new, area in zip(merge.merge.is_new, rows.columns["area"], strict=True)
+            if not is_new and area is None
+        )  # area reports count as they join, in _outputs
         with result.timed("transforms"):
             self._apply_transforms(rows.columns)
         with result.timed("encode"):
@@ -246,7 +260,9 @@ class BatchProcessor:
         window = self.options.event_time
         rows.times = [micros / 1_000_000 for micros in rows.columns["time"]]
         rows.keys = self._keys(rows.columns)
-        rows.clocks = [window.clock(at, message.received) for at, message in zip(rows.times, rows.messages, strict=True)]
+        rows.clocks = [
+            window.clock(at, message.received) for at, message in zip(rows.times, rows.messages, strict=True)
+        ]
         duplicate = state.deduper.check_many(rows.keys, rows.clocks)
         kept = [i for i, dup in enumerate(duplicate) if not dup]
         result.duplicates += len(duplicate) - len(kept)
@@ -267,9 +283,9 @@ class BatchProcessor:
         """The events this hub handles. The others are handed down to the child hub that owns their place, or
         dead-lettered when it is outside this hub's scope (:mod:`hub.federation`), as they arrived."""
         kept = []
-        for row, (source, path, message, key) in enumerate(zip(
-            rows.columns["source"], rows.columns["grid_path"], rows.messages, rows.keys, strict=True
-        )):
+        for row, (source, path, message, key) in enumerate(
+            zip(rows.columns["source"], rows.columns["grid_path"], rows.messages, rows.keys, strict=True)
+        ):
             try:
                 place = self._path(path)
                 child = ownership.route(place.district, place.street)
@@ -313,8 +329,9 @@ class BatchProcessor:
             return self._merge_reports(state, rows.columns, rows.clocks)
         merge = self._merge_reports(state, rows.columns.take(merged), [rows.clocks[i] for i in merged])
         results = iter(zip(*merge.merge, strict=True))
-        incident_ids, is_new, counts = zip(*[("", False, 0) if present is not None else next(results)
-                                             for present in area], strict=True)
+        incident_ids, is_new, counts = zip(
+            *[("", False, 0) if present is not None else next(results) for present in area], strict=True
+        )
         expired = merge.closed
         return ExpiringMerge(
             MergeBatch(list(incident_ids), list(is_new), list(counts)),
@@ -339,8 +356,13 @@ class BatchProcessor:
         return merge
 
     def _outputs(
-        self, state: PipelineState, rows: _Rows, merge: ExpiringMerge, matches: list[list[RuleMatch]],
-        result: BatchResult, evaluate: bool,
+        self,
+        state: PipelineState,
+        rows: _Rows,
+        merge: ExpiringMerge,
+        matches: list[list[RuleMatch]],
+        result: BatchResult,
+        evaluate: bool,
     ) -> None:
         """Per event, in order: the incidents that expired before it, its unified event, its dispatch orders,
         its incident's update and the area incidents whose area expired by its clock. The unified events and
@@ -354,10 +376,18 @@ class BatchProcessor:
         event_slots = []
         expired = iter(zip(*merge.closed, strict=True))
         next_expired = next(expired, None)
-        for row, (report, path, is_new, count, event_matches, message, clock) in enumerate(zip(
-            reports, paths, merge.merge.is_new, merge.merge.report_counts, matches, rows.messages, rows.clocks,
-            strict=True,
-        )):
+        for row, (report, path, is_new, count, event_matches, message, clock) in enumerate(
+            zip(
+                reports,
+                paths,
+                merge.merge.is_new,
+                merge.merge.report_counts,
+                matches,
+                rows.messages,
+                rows.clocks,
+                strict=True,
+            )
+        ):
             while next_expired is not None and next_expired[0] == row:
                 self._expired(state, next_expired[1], next_expired[2], result, changes)
                 next_expired = next(expired, None)
@@ -365,7 +395,9 @@ class BatchProcessor:
                 incident_ids[row], is_new, count = areas.join(state, report)
                 result.merged += not is_new
             incident_id = incident_ids[row]
-            record = record_report(state, report, incident_id, clock, message.received, count, event_matches, path.district)
+            record = record_report(
+                state, report, incident_id, clock, message.received, count, event_matches, path.district
+            )
             event_slots.append(len(outputs))
             outputs.append(None)  # type: ignore[arg-type]  # the unified event, encoded below
             if event_matches or report.triage is not None or report.area is not None:
@@ -383,31 +415,69 @@ class BatchProcessor:
     def _reports(self, columns: EventColumns, paths: list[_Path]) -> list[Report]:
         """Each event as the bookkeeping reads it, with its grid path's cells; the area of an area event."""
         area_rows = [row for row, present in enumerate(columns["area"]) if present is not None]
-        area_of = dict(zip(area_rows, [event.area for event in columns.take(area_rows).events()], strict=True)) \
-            if area_rows else {}
+        area_of = (
+            dict(zip(area_rows, [event.area for event in columns.take(area_rows).events()], strict=True))
+            if area_rows
+            else {}
+        )
         return [
-            Report(event_id, source, source_event_id, category, _SEVERITIES[severity], path.cells, address,
-                   late, triage, area_of.get(row))
-            for row, (event_id, source, source_event_id, category, severity, path, address, late, triage) in enumerate(zip(
-                columns["id"], columns["source"], columns["source_event_id"], columns["category"], columns["severity"],
-                paths, columns["address"], columns["late"], columns["triage"], strict=True))
+            Report(
+                event_id,
+                source,
+                source_event_id,
+                category,
+                _SEVERITIES[severity],
+                path.cells,
+                address,
+                late,
+                triage,
+                area_of.get(row),
+            )
+            for row, (event_id, source, source_event_id, category, severity, path, address, late, triage) in enumerate(
+                zip(
+                    columns["id"],
+                    columns["source"],
+                    columns["source_event_id"],
+                    columns["category"],
+                    columns["severity"],
+                    paths,
+                    columns["address"],
+                    columns["late"],
+                    columns["triage"],
+                    strict=True,
+                )
+            )
         ]
 
     @staticmethod
     def _fill(
-        result: BatchResult, rows: _Rows, paths: list[_Path], incident_ids: list[str], event_slots: list[int],
+        result: BatchResult,
+        rows: _Rows,
+        paths: list[_Path],
+        incident_ids: list[str],
+        event_slots: list[int],
         changes: list[tuple[int, Change]],
     ) -> None:
         """The unified events and incident changes of the batch, encoded, in the places kept for them."""
         columns = rows.columns
-        subjects = list(map(event_subject, [path.district for path in paths], [path.street for path in paths],
-                            columns["category"], columns["severity"]))
+        subjects = list(
+            map(
+                event_subject,
+                [path.district for path in paths],
+                [path.street for path in paths],
+                columns["category"],
+                columns["severity"],
+            )
+        )
         extensions = [
-            Extension("category", columns["category"]), Extension("severity", columns["severity"]),
-            Extension("incidentid", incident_ids), Extension("district", [path.district for path in paths]),
+            Extension("category", columns["category"]),
+            Extension("severity", columns["severity"]),
+            Extension("incidentid", incident_ids),
+            Extension("district", [path.district for path in paths]),
             Extension("street", [path.street for path in paths]),
             Extension("gridcell", [path.gridcell for path in paths]),
-            Extension("late", [late or None for late in columns["late"]]), Extension("triage", columns["triage"]),
+            Extension("late", [late or None for late in columns["late"]]),
+            Extension("triage", columns["triage"]),
         ]
         outputs = result.outputs
         for slot, message in zip(event_slots, event_messages(columns, subjects, extensions), strict=True):
@@ -419,28 +489,37 @@ class BatchProcessor:
 
     @staticmethod
     def _evaluations(
-        result: BatchResult, reports: list[Report], incident_ids: list[str], merge: ExpiringMerge,
-        matches: list[list[RuleMatch]], event_slots: list[int],
+        result: BatchResult,
+        reports: list[Report],
+        incident_ids: list[str],
+        merge: ExpiringMerge,
+        matches: list[list[RuleMatch]],
+        event_slots: list[int],
     ) -> None:
         """What ``Hub.dry_run`` shows of each event: the unified event's data, its place, incident and rules."""
         for report, incident_id, is_new, count, event_matches, slot in zip(
             reports, incident_ids, merge.merge.is_new, merge.merge.report_counts, matches, event_slots, strict=True
         ):
-            result.evaluations.append({
-                "event": orjson.loads(result.outputs[slot].data)["data"],
-                "grid_path": [cell.model_dump(mode="json") for cell in report.grid_path],
-                "incident": {"id": incident_id, "is_new": is_new, "report_count": count},
-                "matched_rules": [match.rule_id for match in event_matches],
-            })
+            result.evaluations.append(
+                {
+                    "event": orjson.loads(result.outputs[slot].data)["data"],
+                    "grid_path": [cell.model_dump(mode="json") for cell in report.grid_path],
+                    "incident": {"id": incident_id, "is_new": is_new, "report_count": count},
+                    "matched_rules": [match.rule_id for match in event_matches],
+                }
+            )
 
     @staticmethod
-    def _expired(state: PipelineState, incident_id: str, closed_at: float, result: BatchResult,
-                 changes: list[tuple[int, Change]]) -> None:
+    def _expired(
+        state: PipelineState, incident_id: str, closed_at: float, result: BatchResult, changes: list[tuple[int, Change]]
+    ) -> None:
         """An incident no report joined within its merge window: its ``closed`` change, dated when the window
         ran out (by the hub's clock, so a replay after a crash closes the same incidents at the same time)."""
         record = state.incidents.pop(incident_id, None)
         if record is not None:
-            changes.append((len(result.outputs), _closed(record, incident_id, closed_at, "no report within the merge window")))
+            changes.append(
+                (len(result.outputs), _closed(record, incident_id, closed_at, "no report within the merge window"))
+            )
             result.outputs.append(None)  # type: ignore[arg-type]  # encoded with the batch's other changes
 
     @staticmethod
@@ -503,7 +582,12 @@ class BatchProcessor:
         grid_path = tuple(self._grid_path(Resolution(resolved, admin_path, not resolved)))
         path_json = _GRID_PATH.dump_json(list(grid_path), exclude_none=True).decode()
         self._paths[path_json] = _Path.of(grid_path)
-        return (grid_path, "/".join(cell.name for cell in admin_path), "/".join(cell.id for cell in admin_path), path_json)
+        return (
+            grid_path,
+            "/".join(cell.name for cell in admin_path),
+            "/".join(cell.id for cell in admin_path),
+            path_json,
+        )
 
     def _grid_path(self, resolution: Resolution) -> list[GridCell]:
         """Admin path from the district down, then overlay cells. GridCell models are built once per cell
@@ -533,11 +617,17 @@ class BatchProcessor:
         event_ids = columns["id"] = ids.time_ordered_ids(rows.clocks, rows.keys)
         if not len(self.engines.rules):
             return [[] for _ in event_ids]
-        fields = [("id", event_ids), ("category", columns["category"]), ("severity", columns["severity"]),
-                  ("grid", [grid for grid, _ in rows.admin_paths]), ("grid_ids", [grid_ids for _, grid_ids in rows.admin_paths])]
+        fields = [
+            ("id", event_ids),
+            ("category", columns["category"]),
+            ("severity", columns["severity"]),
+            ("grid", [grid for grid, _ in rows.admin_paths]),
+            ("grid_ids", [grid_ids for _, grid_ids in rows.admin_paths]),
+        ]
         documents = _core.rule_documents(
             [message.data if checked else None for message, checked in zip(rows.messages, rows.checked, strict=True)],
-            fields)
+            fields,
+        )
         for row, document in enumerate(documents):
             if document is None:  # lax input the model decided: patched as orjson parsed it
                 patched = event_document(rows.messages[row].data)
@@ -579,8 +669,16 @@ class BatchProcessor:
             if target in record.dispatched:
                 continue
             record.dispatched.append(target)
-            order = build_order(report, incident_id, target, match, attempt=1, reports=record.reports,
-                                dispatched_at=utc(received), cell=cell)
+            order = build_order(
+                report,
+                incident_id,
+                target,
+                match,
+                attempt=1,
+                reports=record.reports,
+                dispatched_at=utc(received),
+                cell=cell,
+            )
             yield dispatch_output(order)
 
     def _routes(self, report: Report, matches: list[RuleMatch]) -> list[tuple[str, RuleMatch | None, GridCell | None]]:
@@ -597,7 +695,8 @@ class BatchProcessor:
         routes = [(target, match) for match in matches for target in match.actions.get("route", ())]
         assert report.area is not None  # neither in triage nor without an area
         per_cell: list[tuple[str, RuleMatch | None, GridCell | None]] = [
-            (areas.cell_target(cell), timed, cell) for cell in report.area.cells]
+            (areas.cell_target(cell), timed, cell) for cell in report.area.cells
+        ]
         return per_cell + [(target, match, None) for target, match in routes if target.startswith(_NAMED_TARGETS)]
 
     def _rule_routes(self, matches: list[RuleMatch]) -> list[tuple[str, RuleMatch | None, GridCell | None]]:
@@ -608,21 +707,36 @@ class BatchProcessor:
         if routes is None:
             if len(self._routes_of) > _PLACE_CACHE_LIMIT:
                 self._routes_of.clear()
-            routes = self._routes_of[key] = [(target, match, None) for match in matches
-                                             for target in match.actions.get("route", ())]
+            routes = self._routes_of[key] = [
+                (target, match, None) for match in matches for target in match.actions.get("route", ())
+            ]
         return routes
 
 
 def record_report(
-    state: PipelineState, report: Report, incident_id: str, clock: float, received: float, count: int,
-    matches: list[RuleMatch], district: str | None,
+    state: PipelineState,
+    report: Report,
+    incident_id: str,
+    clock: float,
+    received: float,
+    count: int,
+    matches: list[RuleMatch],
+    district: str | None,
 ) -> IncidentRecord:
     """What the pipeline remembers of ``report``'s incident, updated by it (opened by it when new)."""
     record = state.incidents.get(incident_id)
     if record is None:
         record = state.incidents[incident_id] = IncidentRecord(
-            report.category, clock, report.severity.rank, [], [], [], received_at=received, late=report.late,
-            area_key=areas.area_key(report) if report.area is not None else None)
+            report.category,
+            clock,
+            report.severity.rank,
+            [],
+            [],
+            [],
+            received_at=received,
+            late=report.late,
+            area_key=areas.area_key(report) if report.area is not None else None,
+        )
     if report.area is not None:
         record.expires_at = report.area.expires_at.timestamp() if report.area.expires_at else None
     record.severity = max(record.severity, report.severity.rank)
@@ -638,21 +752,46 @@ def record_report(
     return record
 
 
-def _update(record: IncidentRecord, incident_id: str, change: IncidentChange, count: int, clock: float, row: int) -> Change:
+def _update(
+    record: IncidentRecord, incident_id: str, change: IncidentChange, count: int, clock: float, row: int
+) -> Change:
     """The incident as it stands after its ``count``-th report (the event at ``row``): one update per report,
     named by the report count, so the updates do not depend on how the reports were cut into batches."""
     return Change(
-        incident_subject(record.district, record.category, change), f"{incident_id}:{count}", change, incident_id,
-        record.category, _SEVERITY_NAMES[record.severity], record.district, record.late, record.opened_at, clock,
-        record.received_at, tuple(record.sources), tuple(record.matched_rules), count, row,
+        incident_subject(record.district, record.category, change),
+        f"{incident_id}:{count}",
+        change,
+        incident_id,
+        record.category,
+        _SEVERITY_NAMES[record.severity],
+        record.district,
+        record.late,
+        record.opened_at,
+        clock,
+        record.received_at,
+        tuple(record.sources),
+        tuple(record.matched_rules),
+        count,
+        row,
     )
 
 
 def _closed(record: IncidentRecord, incident_id: str, closed_at: float, reason: str) -> Change:
     """The ``closed`` change of an incident, from what the pipeline remembers of it."""
     return Change(
-        incident_subject(record.district, record.category, IncidentChange.CLOSED), incident_id, IncidentChange.CLOSED,
-        incident_id, record.category, _SEVERITY_NAMES[record.severity], record.district, record.late,
-        record.opened_at, closed_at, record.received_at, tuple(record.sources), tuple(record.matched_rules),
-        max(1, record.report_count), reason,
+        incident_subject(record.district, record.category, IncidentChange.CLOSED),
+        incident_id,
+        IncidentChange.CLOSED,
+        incident_id,
+        record.category,
+        _SEVERITY_NAMES[record.severity],
+        record.district,
+        record.late,
+        record.opened_at,
+        closed_at,
+        record.received_at,
+        tuple(record.sources),
+        tuple(record.matched_rules),
+        max(1, record.report_count),
+        reason,
     )

@@ -24,12 +24,12 @@ from nats.js.object_store import ObjectStore
 
 from hub import topology
 from hub.nats.fetcher import ConsumerGone, Delivered, Fetcher
+from hub.nats.sizes import object_meta
+from hub.nats.streams import SNAPSHOT_BUCKET, open_object_store
 from hub.pipeline.decode import IngestMessage
 from hub.pipeline.engines import Engines
 from hub.pipeline.isolation import IsolatingProcessor
 from hub.pipeline.state import PipelineState
-from hub.nats.sizes import object_meta
-from hub.nats.streams import SNAPSHOT_BUCKET, open_object_store
 
 SNAPSHOT_NAME = "state"
 COVERS_HEADER = "CityHub-Last-Sequence"  # object header: the ingest stream sequence a snapshot covers
@@ -141,7 +141,7 @@ class StateRebuild:
             if not self._ahead and await self._first_stored() > up_to:
                 return []
         taken = list(itertools.takewhile(lambda message: message.seq <= up_to, self._ahead))
-        self._ahead = self._ahead[len(taken):]
+        self._ahead = self._ahead[len(taken) :]
         return taken
 
     async def _first_stored(self) -> int:
@@ -160,10 +160,16 @@ class StateRebuild:
         return [ingest_message(msg) for msg in msgs if msg.seq > self.state.last_seq]
 
     async def _new_reader(self, first_seq: int) -> Fetcher:
-        info = await self.js.add_consumer(topology.INGEST_STREAM, ConsumerConfig(
-            filter_subject=INGEST_FILTER, ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=first_seq, inactive_threshold=READER_INACTIVE_S,
-        ))
+        info = await self.js.add_consumer(
+            topology.INGEST_STREAM,
+            ConsumerConfig(
+                filter_subject=INGEST_FILTER,
+                ack_policy=AckPolicy.NONE,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=first_seq,
+                inactive_threshold=READER_INACTIVE_S,
+            ),
+        )
         self._reader_name = info.name
         self._reader = await Fetcher(self.nc, topology.INGEST_STREAM, info.name).start()
         return self._reader

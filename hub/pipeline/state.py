@@ -34,9 +34,21 @@ class IncidentRecord:
     expires_at: float | None = None  # when an area incident's area expires, as its latest report says
 
     def dump(self) -> list[Any]:
-        return [self.category, self.opened_at, self.severity, self.sources, self.dispatched, self.matched_rules,
-                self.reports, self.district, self.report_count, self.received_at, self.late, self.area_key,
-                self.expires_at]
+        return [
+            self.category,
+            self.opened_at,
+            self.severity,
+            self.sources,
+            self.dispatched,
+            self.matched_rules,
+            self.reports,
+            self.district,
+            self.report_count,
+            self.received_at,
+            self.late,
+            self.area_key,
+            self.expires_at,
+        ]
 
 
 @dataclass
@@ -56,13 +68,15 @@ class PipelineState:
         return cls(Deduper(engines.dedup_window_s, engines.dedup_max_keys), IncidentMerger(engines.merge_policy))
 
     def snapshot(self) -> bytes:
-        header = orjson.dumps({
-            "last_seq": self.last_seq,
-            "watermark": self.watermark if math.isfinite(self.watermark) else None,
-            "incidents": {key: record.dump() for key, record in self.incidents.items()},
-            "areas": self.areas,
-            "area_watermark": self.area_watermark if math.isfinite(self.area_watermark) else None,
-        })
+        header = orjson.dumps(
+            {
+                "last_seq": self.last_seq,
+                "watermark": self.watermark if math.isfinite(self.watermark) else None,
+                "incidents": {key: record.dump() for key, record in self.incidents.items()},
+                "areas": self.areas,
+                "area_watermark": self.area_watermark if math.isfinite(self.area_watermark) else None,
+            }
+        )
         dedup, merger = self.deduper.snapshot(), self.merger.snapshot()
         lengths = orjson.dumps([len(header), len(dedup), len(merger)])
         return len(lengths).to_bytes(4, "big") + lengths + header + dedup + merger
@@ -88,4 +102,3 @@ class PipelineState:
     def copy(self, engines: Engines) -> PipelineState:
         """An independent copy (through the snapshot format), to try a batch on without touching this one."""
         return PipelineState.restore(self.snapshot(), engines)
-

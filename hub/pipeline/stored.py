@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -60,9 +60,13 @@ class StoredOutputs:
             if age > window / 2:
                 self.ids |= await _ids_since(nc, stream, since)
         if self.ids:
-            log.warning("outputs of unacknowledged input may be %.0f s old, beyond the duplicate window of an "
-                        "output stream: %d outputs stored since then are left out when that input is processed "
-                        "again", age, len(self.ids))
+            log.warning(
+                "outputs of unacknowledged input may be %.0f s old, beyond the duplicate window of an "
+                "output stream: %d outputs stored since then are left out when that input is processed "
+                "again",
+                age,
+                len(self.ids),
+            )
 
     def unpublished(self, outputs: Sequence[Message], last_seq: int) -> Sequence[Message]:
         """``outputs`` of input up to ``last_seq`` without those found stored; forgets them past ``until_seq``."""
@@ -81,10 +85,17 @@ def _output_streams() -> list[str]:
 async def _ids_since(nc: NatsClient, stream: str, since: float) -> set[str]:
     """The ``Nats-Msg-Id`` of every message ``stream`` stored at or after ``since``."""
     js = nc.jetstream(timeout=10.0)
-    info = await js.add_consumer(stream, ConsumerConfig(
-        deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=datetime.fromtimestamp(since, timezone.utc),
-        ack_policy=AckPolicy.NONE, headers_only=True, mem_storage=True, inactive_threshold=30.0,
-    ))
+    info = await js.add_consumer(
+        stream,
+        ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_TIME,
+            opt_start_time=datetime.fromtimestamp(since, UTC),
+            ack_policy=AckPolicy.NONE,
+            headers_only=True,
+            mem_storage=True,
+            inactive_threshold=30.0,
+        ),
+    )
     fetcher = await Fetcher(nc, stream, info.name).start()
     ids: set[str] = set()
     try:
@@ -93,8 +104,11 @@ async def _ids_since(nc: NatsClient, stream: str, since: float) -> set[str]:
             msgs = await fetcher.fetch(min(READ_BATCH, pending), timeout=5.0)
             if not msgs:  # the pipeline restarts and looks again: an id missed here would be stored twice
                 raise TimeoutError(f"reading the message ids stored in {stream} since the outage stopped")
-            ids.update(msg.msg.headers[topology.HEADER_MSG_ID] for msg in msgs
-                       if msg.msg.headers and topology.HEADER_MSG_ID in msg.msg.headers)
+            ids.update(
+                msg.msg.headers[topology.HEADER_MSG_ID]
+                for msg in msgs
+                if msg.msg.headers and topology.HEADER_MSG_ID in msg.msg.headers
+            )
             pending = msgs[-1].pending or 0
     finally:
         await fetcher.stop()

@@ -40,7 +40,9 @@ def _template_files(folder: Traversable = TEMPLATE, prefix: str = "") -> dict[st
 def connector_files(name: str, port: int = 8800) -> dict[str, str]:
     """The files of a new connector package ``name``, keyed by their path relative to the package folder."""
     if not _NAME.match(name):
-        raise HubError(f"connector name {name!r}: use lower-case letters, digits and _ (2-41 characters, a letter first)")
+        raise HubError(
+            f"connector name {name!r}: use lower-case letters, digits and _ (2-41 characters, a letter first)"
+        )
     values = {
         "name": name,
         "dist": name.replace("_", "-"),

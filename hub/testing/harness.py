@@ -76,12 +76,19 @@ async def dispatch_updates(nats_url: str, source: str) -> list[dict[str, Any]]:
 
 async def send_order(nats_url: str, order: DispatchOrder, connector: str) -> None:
     """Publish a dispatch order for ``connector`` the way the pipeline does (CloudEvent, msg id)."""
-    raw = wire.encode(type_=wire.TYPE_DISPATCH_ORDER, id_=order.id, source="/cityhub/pipeline",
-                      time=order.created_at, data=order, extensions={"incidentid": order.incident_id})
+    raw = wire.encode(
+        type_=wire.TYPE_DISPATCH_ORDER,
+        id_=order.id,
+        source="/cityhub/pipeline",
+        time=order.created_at,
+        data=order,
+        extensions={"incidentid": order.incident_id},
+    )
     nc = await nats.connect(nats_url)
     try:
-        await nc.jetstream().publish(topology.dispatch_order_subject(connector), raw,
-                                     headers={topology.HEADER_MSG_ID: f"order:{order.id}"})
+        await nc.jetstream().publish(
+            topology.dispatch_order_subject(connector), raw, headers={topology.HEADER_MSG_ID: f"order:{order.id}"}
+        )
     finally:
         await nc.close()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,20 +14,20 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hub.testing import dead_letters, ingested_events
-from tests.waiting import wait_until
 
 import cityhub_citizen_report as citizen_report
 from cityhub_citizen_report.connector import CitizenReportConnector, RateLimiter
 from cityhub_citizen_report.settings import CitizenReportSettings
 from cityhub_citizen_report.simulator import CitizenAppSimulator, png_photo
-from hub.connector_runtime import running_connector
 from hub.connector_kit import ServiceArea
+from hub.connector_runtime import running_connector
 from hub.errors import ConfigError
 from hub.geofence import LayerSpec
 from hub.models import CoordSystem
+from hub.testing import dead_letters, ingested_events
+from tests.waiting import wait_until
 
-NOON = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+NOON = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
 
 
 def _connector(tmp_path: Path, **overrides: object) -> CitizenReportConnector:
@@ -110,7 +110,9 @@ async def test_a_body_that_is_no_report_at_all_is_refused(nats_url, tmp_path):
             plain = await client.post(url, content=b"gas!", headers={"content-type": "text/plain"})
     assert (not_json.status_code, plain.status_code) == (400, 415)
     reasons = [reason for _, reason in await dead_letters(nats_url, "citizen_report")]
-    assert reasons[0].startswith("body is not JSON") and reasons[1].startswith("send multipart/form-data or application/json")
+    assert reasons[0].startswith("body is not JSON") and reasons[1].startswith(
+        "send multipart/form-data or application/json"
+    )
 
 
 async def test_a_phone_that_drops_off_mid_upload_is_logged_and_the_next_report_goes_through(nats_url, tmp_path, caplog):
@@ -119,8 +121,10 @@ async def test_a_phone_that_drops_off_mid_upload_is_logged_and_the_next_report_g
     async with running_connector(connector, nats_url) as ctx:
         app = await _app(connector)
         _, writer = await asyncio.open_connection(connector.server.host, connector.server.port)
-        writer.write(f"POST {connector.settings.path} HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
-                     "content-length: 4000\r\n\r\n{\"type\": ".encode())
+        writer.write(
+            f"POST {connector.settings.path} HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            'content-length: 4000\r\n\r\n{"type": '.encode()
+        )
         await writer.drain()
         await wait_until(lambda: ctx.counters["received"] == 1)
         writer.close()
@@ -129,7 +133,10 @@ async def test_a_phone_that_drops_off_mid_upload_is_logged_and_the_next_report_g
         await wait_until(lambda: ctx.counters["published"] == 1)
     assert response.status_code == 201
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
-    assert await dead_letters(nats_url, "citizen_report") == []  # nothing arrived, so nothing to keep: the phone sends again
+    assert (
+        await dead_letters(nats_url, "citizen_report") == []
+    )  # nothing arrived, so nothing to keep: the phone sends again
+
 
 async def test_reporter_over_the_rate_limit_gets_429_with_retry_after(nats_url, tmp_path):
     connector = _connector(tmp_path, rate_limit={"reports": 2, "window_s": 600})

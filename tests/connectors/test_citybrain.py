@@ -5,29 +5,29 @@ a real nats-server."""
 from __future__ import annotations
 
 import ssl
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import trustme
-from hub.testing import dead_letters, ingested_events, publish_outbound
-from tests.waiting import wait_until
 
-from hub.connector_kit.http import RetrySettings
 from cityhub_citybrain.connector import CitybrainConnector, shared_admin_path
 from cityhub_citybrain.settings import CitybrainSettings
 from cityhub_citybrain.simulator import CityPlatformSimulator, square
 from hub import topology, wire
+from hub.connector_kit.http import RetrySettings
 from hub.connector_runtime import running_connector
 from hub.geofence import GridIndex, LayerSpec
 from hub.models import Category, Incident, IncidentState, Severity
+from hub.testing import dead_letters, ingested_events, publish_outbound
+from tests.waiting import wait_until
 
 GRIDS = Path(__file__).resolve().parents[2] / "hub" / "data" / "grids" / "chengdu_admin_gcj02.geojson"
 LAYER = {"name": "admin", "path": str(GRIDS), "crs": "gcj02"}
 REPORT_SECRET = "north-secret"
 WARNING_SECRET = "south-secret"
-NOON = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+NOON = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -43,20 +43,37 @@ def tls(tmp_path_factory) -> tuple[ssl.SSLContext, Path]:
 
 @pytest.fixture
 async def platform(tls):
-    simulator = await CityPlatformSimulator(report_secret=REPORT_SECRET, warning_secret=WARNING_SECRET, tls=tls[0]).start()
+    simulator = await CityPlatformSimulator(
+        report_secret=REPORT_SECRET, warning_secret=WARNING_SECRET, tls=tls[0]
+    ).start()
     yield simulator
     await simulator.stop()
 
 
 def _connector(platform: CityPlatformSimulator, ca_file: Path, **south: object) -> CitybrainConnector:
-    return CitybrainConnector(CitybrainSettings.model_validate({
-        "northbound": {
-            "url": platform.incidents_url, "secret": REPORT_SECRET, "ca_file": str(ca_file), "hub_id": "510104",
-            "min_severity": "high", "categories": [], "report_overdue": True,
-            "retry": RetrySettings(initial_s=0.05, max_s=0.2, attempts=2, timeout_s=5),
-        },
-        "southbound": {"secret": WARNING_SECRET, "listen": {"port": 0}, "layers": [LAYER], "levels": ["grid"], **south},
-    }))
+    return CitybrainConnector(
+        CitybrainSettings.model_validate(
+            {
+                "northbound": {
+                    "url": platform.incidents_url,
+                    "secret": REPORT_SECRET,
+                    "ca_file": str(ca_file),
+                    "hub_id": "510104",
+                    "min_severity": "high",
+                    "categories": [],
+                    "report_overdue": True,
+                    "retry": RetrySettings(initial_s=0.05, max_s=0.2, attempts=2, timeout_s=5),
+                },
+                "southbound": {
+                    "secret": WARNING_SECRET,
+                    "listen": {"port": 0},
+                    "layers": [LAYER],
+                    "levels": ["grid"],
+                    **south,
+                },
+            }
+        )
+    )
 
 
 async def _warnings_ready(connector: CitybrainConnector, platform: CityPlatformSimulator) -> None:
@@ -65,9 +82,18 @@ async def _warnings_ready(connector: CitybrainConnector, platform: CityPlatformS
 
 
 def _incident(incident_id: str, severity: Severity, escalate_at: datetime | None = None) -> Incident:
-    return Incident(id=incident_id, category=Category.GAS_LEAK, severity=severity, opened_at=NOON, updated_at=NOON,
-                    address="成都市锦江区春熙路", report_count=3, sources=["iot_mqtt", "hotline12345"],
-                    escalate_at=escalate_at, state=IncidentState.OPEN)
+    return Incident(
+        id=incident_id,
+        category=Category.GAS_LEAK,
+        severity=severity,
+        opened_at=NOON,
+        updated_at=NOON,
+        address="成都市锦江区春熙路",
+        report_count=3,
+        sources=["iot_mqtt", "hotline12345"],
+        escalate_at=escalate_at,
+        state=IncidentState.OPEN,
+    )
 
 
 async def test_an_area_warning_is_one_event_with_its_area_and_the_touched_grid_cells(nats_url, platform, tls):
@@ -85,7 +111,9 @@ async def test_an_area_warning_is_one_event_with_its_area_and_the_touched_grid_c
         await wait_until(lambda: ctx.counters["published"] == 3)
 
     index = GridIndex.load([LayerSpec.model_validate(LAYER)])
-    expected = {f"{c.layer}:{c.id}" for c in index.cells_intersecting(warning["area"], crs="gcj02") if c.level == "grid"}
+    expected = {
+        f"{c.layer}:{c.id}" for c in index.cells_intersecting(warning["area"], crs="gcj02") if c.level == "grid"
+    }
     assert set(cells) == expected and len(cells) > 1
     [(_, first), (_, second)] = await ingested_events(nats_url, "citybrain")
     assert first.category == Category.AREA_WARNING and first.location is None
@@ -95,14 +123,18 @@ async def test_an_area_warning_is_one_event_with_its_area_and_the_touched_grid_c
     assert {cell.id[:6] for cell in first.area.cells} == {"510104", "510105"}
     assert first.grid_path == []  # two districts: no admin path shared by every touched cell
     ring = first.area.geometry["coordinates"][0]  # sent in GCJ-02, carried in WGS-84 (a few hundred metres west)
-    assert first.area.geometry["type"] == "Polygon" and 0.001 < warning["area"]["coordinates"][0][0][0] - ring[0][0] < 0.01
+    assert (
+        first.area.geometry["type"] == "Polygon" and 0.001 < warning["area"]["coordinates"][0][0][0] - ring[0][0] < 0.01
+    )
     assert warning["message"] in (first.text or "") and updated["message"] in (second.text or "")
     assert second.area is not None and second.area.id == first.area.id
     assert first.source_event_id != second.source_event_id  # an update passes dedup and updates the incident
 
 
 def test_the_shared_admin_path_of_touched_cells():
-    district, street_a, street_b, grid_a, grid_b = (SimpleNamespace(id=i) for i in ("D", "D-1", "D-2", "D-1-1", "D-2-1"))
+    district, street_a, street_b, grid_a, grid_b = (
+        SimpleNamespace(id=i) for i in ("D", "D-1", "D-2", "D-1-1", "D-2-1")
+    )
     assert shared_admin_path([[district, street_a, grid_a], [district, street_b, grid_b]]) == [district]
     assert shared_admin_path([[district, street_a, grid_a]]) == [district, street_a, grid_a]
     assert shared_admin_path([[district, street_a, grid_a], [SimpleNamespace(id="school")]]) == []
@@ -114,7 +146,11 @@ def test_the_shared_admin_path_of_touched_cells():
     [
         (lambda p, w: p.send_warning(w, secret="wrong"), 401, "does not match"),
         (lambda p, w: p.send_warning({**w, "level": "purple"}), 422, "level"),
-        (lambda p, w: p.send_warning({**w, "area": {"type": "Polygon", "coordinates": [[[104.0, 30.0]]]}}), 422, "area"),
+        (
+            lambda p, w: p.send_warning({**w, "area": {"type": "Polygon", "coordinates": [[[104.0, 30.0]]]}}),
+            422,
+            "area",
+        ),
         (lambda p, w: p.send_warning(b"[]"), 422, "area warning rejected"),
     ],
     ids=["bad-signature", "unknown-level", "broken-polygon", "not-an-object"],
@@ -149,7 +185,9 @@ async def test_incidents_meeting_the_criteria_reach_the_platform_after_an_outage
         await wait_until(lambda: ctx.counters["delivered"] == 3)
 
     assert [(r["incident"]["id"], r["reasons"]) for r in platform.reports] == [
-        ("inc-high", ["severity"]), ("inc-overdue", ["overdue"])]
+        ("inc-high", ["severity"]),
+        ("inc-overdue", ["overdue"]),
+    ]
     assert {r["hub_id"] for r in platform.reports} == {"510104"}
     assert ctx.counters["incidents_reported"] == 2 and ctx.counters["incidents_not_reported"] == 1
     assert platform.attempts > 2  # the outage was retried, each attempt signed afresh over HTTPS

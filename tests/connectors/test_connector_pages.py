@@ -72,4 +72,3 @@ def test_mqtt_connectors_default_to_the_embedded_broker_and_say_so_when_there_is
     assert broker_for(HUB_WITH_MQTT, "mqtt://user:pw@broker.example:1884", "iot_mqtt").host == "broker.example"
     with pytest.raises(ConfigError, match=r"\[plugins.recycling\] broker_url"):
         broker_for(SimpleNamespace(embedded=None), None, "recycling")
-

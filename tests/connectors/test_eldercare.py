@@ -4,20 +4,20 @@ through the real NATS runtime (ingest, DLQ, dispatch orders and updates)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import orjson
 import pytest
 from pydantic import SecretStr
-from hub.testing import dead_letters, dispatch_updates, ingested, send_order
-from tests.waiting import wait_until
 
 from cityhub_eldercare import EldercareConnector, EldercarePlatformSimulator, EldercareSettings
 from hub import signing
 from hub.connector_runtime import running_connector
-from hub.nats.embedded import free_port
 from hub.models import Category, DispatchOrder, GridCell, ReportRef, Severity
+from hub.nats.embedded import free_port
+from hub.testing import dead_letters, dispatch_updates, ingested, send_order
+from tests.waiting import wait_until
 
 SECRET = "test-secret-不要用在生产"
 
@@ -124,7 +124,7 @@ async def test_alerts_wait_at_the_platform_while_the_hub_is_down(configured, pla
 
 
 def _order(order_id: str, reports: tuple[ReportRef, ...] = ()) -> DispatchOrder:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return DispatchOrder(
         id=order_id,
         incident_id=f"INC-{order_id}",
@@ -143,8 +143,10 @@ async def test_visit_orders_wait_in_jetstream_until_the_platform_is_back(configu
     connector = EldercareConnector(configured)
     async with running_connector(connector, nats_url) as ctx:
         alert_id = (await platform.send_alert("E0002", "fall")).json()["accepted"]
-        reports = (ReportRef(source="eldercare", source_event_id=alert_id),
-                   ReportRef(source="iot_mqtt", source_event_id="SMOKE-0001:alarm:1"))
+        reports = (
+            ReportRef(source="eldercare", source_event_id=alert_id),
+            ReportRef(source="iot_mqtt", source_event_id="SMOKE-0001:alarm:1"),
+        )
         await send_order(nats_url, _order("VO-1", reports), "eldercare")
         await wait_until(lambda: ctx.counters["deliver_failed"] >= 2)
         assert platform.visit_orders == []

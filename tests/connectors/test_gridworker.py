@@ -3,20 +3,20 @@ the real NATS runtime: orders in from JetStream, dispatch updates and DLQ entrie
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
-from hub.testing import dead_letters, dispatch_updates, send_order
-from tests.waiting import wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from cityhub_gridworker import GridworkerConnector, GridworkerSettings, GridWorkerAppSimulator
+from cityhub_gridworker import GridWorkerAppSimulator, GridworkerConnector, GridworkerSettings
 from cityhub_gridworker.connector import worker_token
 from hub.connector_runtime import running_connector
-from hub.nats.embedded import free_port
 from hub.models import Category, DispatchOrder, GridCell, Severity
+from hub.nats.embedded import free_port
+from hub.testing import dead_letters, dispatch_updates, send_order
+from tests.waiting import wait_until
 
 SECRET = "grid-secret"
 CELL = "510104-03-05-01"
@@ -51,7 +51,7 @@ def _order(order_id: str, cell: str = CELL) -> DispatchOrder:
         category=Category.GAS_LEAK,
         severity=Severity.HIGH,
         summary="燃气泄漏，请立即到场",
-        created_at=datetime.now(timezone.utc),
+        created_at=datetime.now(UTC),
     )
 
 
@@ -158,7 +158,7 @@ async def test_bad_worker_input_gets_an_error_and_a_dlq_entry(nats_url):
                 orjson.dumps({"type": "hello", "worker_id": BACKUP, "token": worker_token(SECRET, BACKUP)}).decode()
             )
             assert orjson.loads(await app.recv())["type"] == "welcome"
-            now = datetime.now(timezone.utc).isoformat()
+            now = datetime.now(UTC).isoformat()
             for message in (
                 b"{broken",
                 orjson.dumps({"type": "status", "order_id": "GO-404", "status": "accepted", "time": now}),
@@ -189,7 +189,7 @@ async def test_resolved_without_photo_is_refused(nats_url, apps):
             )
             await app.recv()
             pushed = orjson.loads(await app.recv())
-            now = datetime.now(timezone.utc).isoformat()
+            now = datetime.now(UTC).isoformat()
             await app.send(
                 orjson.dumps({"type": "status", "order_id": "GO-6", "status": "resolved", "time": now}).decode()
             )

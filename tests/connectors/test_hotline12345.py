@@ -5,25 +5,25 @@ from __future__ import annotations
 
 import json
 import tomllib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from hub.testing import dead_letters, ingested_events, publish_outbound
-from tests.waiting import wait_until
 
 import cityhub_hotline12345
-from hub.connector_kit.http import RetrySettings
 from cityhub_hotline12345.connector import Hotline12345Connector
 from cityhub_hotline12345.open311 import request_to_event
 from cityhub_hotline12345.settings import Hotline12345Settings, Open311Settings
 from cityhub_hotline12345.simulator import HotlineSimulator
 from cityhub_hotline12345.workorder import feedback_for
 from hub import topology, wire
+from hub.connector_kit.http import RetrySettings
 from hub.connector_runtime import running_connector
 from hub.errors import DeliveryRejected, InvalidEventError
 from hub.models import Category, CoordSystem, DispatchOrder, DispatchStatus, DispatchUpdate, ReportRef, Severity
+from hub.testing import dead_letters, ingested_events, publish_outbound
+from tests.waiting import wait_until
 
 OPEN311_DATA = Path(__file__).resolve().parents[1] / "data" / "open311"
 WEBHOOK_SECRET = "webhook-secret"
@@ -34,19 +34,28 @@ FAST_RETRY = RetrySettings(initial_s=0.05, max_s=0.2, attempts=2, timeout_s=5)
 
 
 def _settings(sim: HotlineSimulator, **open311: object) -> Hotline12345Settings:
-    return Hotline12345Settings.model_validate({
-        "open311": {
-            "base_url": sim.open311_url, "poll_interval_s": 0.1, "page_size": 7, "timeout_s": 5,
-            "backoff": {"initial_s": 0.05, "max_s": 0.2}, "service_categories": SAMPLE_SERVICE_CATEGORIES, **open311,
-        },
-        "webhook": {"secret": WEBHOOK_SECRET, "listen": {"port": 0}},
-        "outbound": {"base_url": sim.feedback_url, "secret": FEEDBACK_SECRET, "retry": FAST_RETRY},
-    })
+    return Hotline12345Settings.model_validate(
+        {
+            "open311": {
+                "base_url": sim.open311_url,
+                "poll_interval_s": 0.1,
+                "page_size": 7,
+                "timeout_s": 5,
+                "backoff": {"initial_s": 0.05, "max_s": 0.2},
+                "service_categories": SAMPLE_SERVICE_CATEGORIES,
+                **open311,
+            },
+            "webhook": {"secret": WEBHOOK_SECRET, "listen": {"port": 0}},
+            "outbound": {"base_url": sim.feedback_url, "secret": FEEDBACK_SECRET, "retry": FAST_RETRY},
+        }
+    )
 
 
 @pytest.fixture
 async def sim():
-    simulator = await HotlineSimulator(feedback_secret=FEEDBACK_SECRET, webhook_secret=WEBHOOK_SECRET, released=40).start()
+    simulator = await HotlineSimulator(
+        feedback_secret=FEEDBACK_SECRET, webhook_secret=WEBHOOK_SECRET, released=40
+    ).start()
     yield simulator
     await simulator.stop()
 
@@ -72,21 +81,28 @@ async def test_open311_requests_and_status_changes_reach_ingest_once(nats_url, s
         sim.advance(sim.remaining)  # the rest of January: new requests and closings
         later_ids, later_unmapped = _current_versions(sim)
         all_ids, unmapped = first_ids | later_ids, first_unmapped | later_unmapped
-        await wait_until(lambda: ctx.counters["published"] >= len(all_ids) and ctx.counters["rejected"] >= len(unmapped))
+        await wait_until(
+            lambda: ctx.counters["published"] >= len(all_ids) and ctx.counters["rejected"] >= len(unmapped)
+        )
 
     events = await ingested_events(nats_url, "hotline12345")
     assert {msg_id for msg_id, _ in events} == all_ids
     assert len(events) == len(all_ids)
     closed = [event for _, event in events if event.status == "closed"]
-    reopened_as_closed = {e.source_event_id for _, e in events if e.status == "open"} & {e.source_event_id for e in closed}
+    reopened_as_closed = {e.source_event_id for _, e in events if e.status == "open"} & {
+        e.source_event_id for e in closed
+    }
     assert reopened_as_closed, "some requests seen open first must come again as closed: a status change"
     assert {event.location.crs for _, event in events if event.location} == {CoordSystem.WGS84}
     rejected = await dead_letters(nats_url, "hotline12345")
     assert len(rejected) == len(unmapped)
     assert all("has no category mapping" in reason for _, reason in rejected)
     assert json.loads(rejected[0][0])["service_request_id"]
-    assert sorted(connector.unmapped_services) == ["ANIMAL_GENERIC_REQUEST", "GENERAL_COMMENTS_FOR_A_PROGRAM_OR_POLICY",
-                                                    "SHORT_TERM_RENTAL"]
+    assert sorted(connector.unmapped_services) == [
+        "ANIMAL_GENERIC_REQUEST",
+        "GENERAL_COMMENTS_FOR_A_PROGRAM_OR_POLICY",
+        "SHORT_TERM_RENTAL",
+    ]
 
 
 async def test_cursor_survives_a_restart_nothing_twice_nothing_lost(nats_url, sim):
@@ -130,14 +146,16 @@ async def test_nats_restart_mid_stream_loses_nothing(nats_server, sim):
         await wait_until(lambda: ctx.counters["poll_errors"] >= 1)
         nats_server.start()
         await wait_until(lambda: ctx.counters["published"] >= len(first_ids | later_ids))
-    assert sorted(msg_id for msg_id, _ in await ingested_events(nats_server.url, "hotline12345")) == sorted(first_ids | later_ids)
+    assert sorted(msg_id for msg_id, _ in await ingested_events(nats_server.url, "hotline12345")) == sorted(
+        first_ids | later_ids
+    )
 
 
 async def test_signed_work_order_becomes_an_event_with_caller_as_reporter(nats_url, sim):
     connector = Hotline12345Connector(_settings(sim, enabled=False))
     async with running_connector(connector, nats_url) as ctx:
         await _webhook_ready(connector, sim)
-        order = sim.sample_order(datetime(2026, 7, 1, 9, 30, tzinfo=timezone.utc))
+        order = sim.sample_order(datetime(2026, 7, 1, 9, 30, tzinfo=UTC))
         response = await sim.send_order(order)
         assert response.status_code == 200, response.text
         assert (await sim.send_order(order)).status_code == 200  # the hotline resends: stored once
@@ -179,10 +197,16 @@ async def test_bad_work_orders_get_a_clear_4xx_and_a_dlq_entry(nats_url, sim, mu
 
 async def test_feedback_waits_in_jetstream_while_the_hotline_is_down(nats_url, sim):
     sim.available = False
-    now = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
     subject = topology.dispatch_order_subject("hotline12345")
-    resolved = DispatchUpdate(order_id="CD12345-20260701-000001", incident_id="inc-1", status=DispatchStatus.RESOLVED,
-                              time=now, actor="成华区网格员", note="已修复")
+    resolved = DispatchUpdate(
+        order_id="CD12345-20260701-000001",
+        incident_id="inc-1",
+        status=DispatchStatus.RESOLVED,
+        time=now,
+        actor="成华区网格员",
+        note="已修复",
+    )
     evaluation = {"order_no": "CD12345-20260701-000001", "action": "evaluate", "time": now.isoformat(), "evaluation": 5}
     on_site = resolved.model_copy(update={"status": DispatchStatus.ON_SITE})
     async with running_connector(Hotline12345Connector(_settings(sim, enabled=False)), nats_url) as ctx:
@@ -195,18 +219,26 @@ async def test_feedback_waits_in_jetstream_while_the_hotline_is_down(nats_url, s
         await wait_until(lambda: ctx.counters["delivered"] == 3)
 
     assert [(item["action"], item["order_no"]) for item in sim.feedback] == [
-        ("resolve", "CD12345-20260701-000001"), ("evaluate", "CD12345-20260701-000001")]
+        ("resolve", "CD12345-20260701-000001"),
+        ("evaluate", "CD12345-20260701-000001"),
+    ]
     assert sim.feedback[0]["handler"] == "成华区网格员" and sim.feedback[1]["evaluation"] == 5
 
 
 async def test_feedback_refused_by_the_hotline_goes_to_the_dlq(nats_url, sim):
     settings = _settings(sim, enabled=False)
     settings.outbound.secret = settings.webhook.secret  # the hotline will not recognise our signature
-    now = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
     feedback = {"order_no": "CD-1", "action": "accept", "time": now.isoformat()}
     async with running_connector(Hotline12345Connector(settings), nats_url) as ctx:
-        await publish_outbound(nats_url, topology.dispatch_order_subject("hotline12345"), "cityhub.hotline12345.feedback",
-                               "f-1", now, feedback)
+        await publish_outbound(
+            nats_url,
+            topology.dispatch_order_subject("hotline12345"),
+            "cityhub.hotline12345.feedback",
+            "f-1",
+            now,
+            feedback,
+        )
         await wait_until(lambda: ctx.counters["rejected"] == 1)
     [(_, reason)] = await dead_letters(nats_url, "hotline12345")
     assert "refused by the external system" in reason and "401" in reason
@@ -244,18 +276,30 @@ async def test_open311_server_answers_bad_queries_with_the_spec_error_body(sim):
 
 
 def _order_with(reports: list[ReportRef], attempt: int = 1) -> DispatchOrder:
-    return DispatchOrder(id=f"inc-1:connector:hotline12345:{attempt}", incident_id="inc-1",
-                         target="connector:hotline12345", connector="hotline12345", category=Category.GAS_LEAK,
-                         severity=Severity.CRITICAL, summary="gas_leak (critical) at 红星路三段1号",
-                         created_at=datetime(2026, 7, 1, 9, 31, tzinfo=timezone.utc), attempt=attempt, reports=reports)
+    return DispatchOrder(
+        id=f"inc-1:connector:hotline12345:{attempt}",
+        incident_id="inc-1",
+        target="connector:hotline12345",
+        connector="hotline12345",
+        category=Category.GAS_LEAK,
+        severity=Severity.CRITICAL,
+        summary="gas_leak (critical) at 红星路三段1号",
+        created_at=datetime(2026, 7, 1, 9, 31, tzinfo=UTC),
+        attempt=attempt,
+        reports=reports,
+    )
 
 
 def test_a_dispatch_order_answers_the_work_order_among_its_reports():
-    reports = [ReportRef(source="iot_mqtt", source_event_id="GAS-JJ-0001:alarm:1"),
-               ReportRef(source="hotline12345", source_event_id="order:CD12345-20260701-000001:2")]
+    reports = [
+        ReportRef(source="iot_mqtt", source_event_id="GAS-JJ-0001:alarm:1"),
+        ReportRef(source="hotline12345", source_event_id="order:CD12345-20260701-000001:2"),
+    ]
     accept = feedback_for(_order_with(reports))
     assert accept is not None and (accept.order_no, accept.action) == ("CD12345-20260701-000001", "accept")
-    redispatch = feedback_for(_order_with([ReportRef(source="hotline12345", source_event_id="open311:101004113371")], 2))
+    redispatch = feedback_for(
+        _order_with([ReportRef(source="hotline12345", source_event_id="open311:101004113371")], 2)
+    )
     assert redispatch is not None and (redispatch.order_no, redispatch.action) == ("101004113371", "redispatch")
     with pytest.raises(DeliveryRejected, match="no 12345 report"):
         feedback_for(_order_with(reports[:1]))

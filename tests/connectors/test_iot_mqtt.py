@@ -7,16 +7,16 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hub.testing import dead_letters, ingested
-from tests.waiting import wait_until
 
-from hub.connector_kit.mqtt import parse_broker_url
 from cityhub_iot_mqtt import IotDeviceSimulator, IotMqttConnector, IotMqttSettings
 from cityhub_iot_mqtt.registry import load_registry
 from hub.backoff import BackoffSettings
+from hub.connector_kit.mqtt import parse_broker_url
 from hub.connector_runtime import running_connector
-from hub.nats.embedded import EmbeddedNats
 from hub.errors import ConfigError
+from hub.nats.embedded import EmbeddedNats
+from hub.testing import dead_letters, ingested
+from tests.waiting import wait_until
 
 FAST = BackoffSettings(initial_s=0.05, max_s=0.5)
 # A QoS 1 message the broker handed to a connection that was closing is redelivered after nats-server's MQTT

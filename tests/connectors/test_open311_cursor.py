@@ -6,14 +6,14 @@ semantics (updated_after is exclusive, ordered by updated time then id, page/pag
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cityhub_hotline12345.open311 import Cursor, pages_from
 
-T0 = datetime(2026, 7, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 7, 1, tzinfo=UTC)
 OVERLAP = timedelta(seconds=1)
 SERVER_MAX_PAGE = 4
 
@@ -62,8 +62,10 @@ async def _poll(server: Server, cursor: Cursor, page_size: int, mid_poll: list[t
 @settings(max_examples=300, deadline=None)
 @given(steps=st.lists(step, max_size=12), final_page_size=st.integers(1, 4))
 # Paging past page 1 of a full overlap window while r0 moves to the end shifts r1 back onto the page already read.
-@example(steps=[("update", [(0, 0), (2, 0), (3, 0), (4, 0)]), ("poll", 1, []), ("poll", 4, [(1, 1), (0, 1)])],
-         final_page_size=1)
+@example(
+    steps=[("update", [(0, 0), (2, 0), (3, 0), (4, 0)]), ("poll", 1, []), ("poll", 4, [(1, 1), (0, 1)])],
+    final_page_size=1,
+)
 def test_every_visible_version_is_taken_exactly_once(steps, final_page_size):
     server, cursor, taken = Server(), Cursor(updated=T0 - timedelta(days=1)), []
     must_take: set[tuple[str, str]] = set()

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from hub.testing import dead_letters, ingested, wiretap
-from tests.waiting import wait_until
 
-from hub.connector_kit.mqtt import parse_broker_url
 from cityhub_recycling import RecyclingConnector, RecyclingSettings, RecyclingStationSimulator
 from hub.backoff import BackoffSettings
+from hub.connector_kit.mqtt import parse_broker_url
 from hub.connector_runtime import running_connector
 from hub.nats.embedded import EmbeddedNats
+from hub.testing import dead_letters, ingested, wiretap
+from tests.waiting import wait_until
 
 FAST = BackoffSettings(initial_s=0.05, max_s=0.5)
 STATION = "RS-JJ-001"

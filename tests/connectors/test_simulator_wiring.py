@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from hub.testing import ingested_events
-from tests.waiting import wait_until
 
 import cityhub_citybrain as citybrain
 from cityhub_citybrain.settings import CitybrainSettings
-from hub.demo.config import DEMO_SECRET_VARIABLE, SAMPLE_GRIDS, demo_sections
 from hub.connector_runtime import running_connector
+from hub.demo.config import DEMO_SECRET_VARIABLE, SAMPLE_GRIDS, demo_sections
 from hub.errors import ConfigError
 from hub.models import utcnow
+from hub.testing import ingested_events
+from tests.waiting import wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from standin_hub import StandInHub  # noqa: E402 - the control plane's real stand-in hub, one folder up
@@ -41,8 +41,12 @@ async def test_demo_sections_wire_simulators_to_their_connectors(nats_url, tmp_p
     hub = StandInHub(_demo_config(tmp_path), plugins={}, installed=True)
     built = {result.plugin: result.value for result in await hub.plugins.call("register_connectors")}
     [hotline], [citizen], [city] = (built[name] for name in DEMO_PLUGINS)
-    simulators = [sim for result in await hub.plugins.call("register_simulators") if result.plugin in DEMO_PLUGINS
-                  for sim in result.value]
+    simulators = [
+        sim
+        for result in await hub.plugins.call("register_simulators")
+        if result.plugin in DEMO_PLUGINS
+        for sim in result.value
+    ]
     assert len(simulators) == 3
     assert [layer.name for layer in city.layers] == ["admin"]  # the hub's [geo] layers, as the section names none
     assert citizen.settings.photo_dir == tmp_path / "data" / "citizen_report" / "photos"
@@ -51,7 +55,9 @@ async def test_demo_sections_wire_simulators_to_their_connectors(nats_url, tmp_p
         for simulator in simulators:
             await simulator.start()
         try:
-            await wait_until(lambda: hotline_ctx.counters["orders_published"] >= 1 and citizen_ctx.counters["published"] >= 1)
+            await wait_until(
+                lambda: hotline_ctx.counters["orders_published"] >= 1 and citizen_ctx.counters["published"] >= 1
+            )
         finally:
             for simulator in simulators:
                 await simulator.stop()

@@ -14,19 +14,26 @@ import orjson
 import pytest
 import uvicorn
 from playwright.async_api import async_playwright, expect
-from standin_hub import StandInHub
 from stream_samples import TOKEN, StreamWriter, grid_collection
-from tests.waiting import wait_until
 
 from hub.admin import create_admin_app, require_token
 from hub.dashboard import build_router, live_state
 from hub.dashboard.state import LiveState
-from hub.nats.embedded import free_port
 from hub.hookspecs import hookimpl
+from hub.nats.embedded import free_port
+from standin_hub import StandInHub
+from tests.waiting import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
@@ -120,8 +127,9 @@ async def dashboard(nc, hub, writer):
     await live.start(nc)
     app = create_admin_app(hub, routers=[build_router(live, token_check=require_token)])
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1)
+    )
     serving = asyncio.create_task(server.serve())
     await wait_until(lambda: server.started, "uvicorn to start")
     yield Dashboard(f"http://127.0.0.1:{port}", live, hub, writer)

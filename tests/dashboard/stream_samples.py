@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
 
@@ -34,7 +34,7 @@ SAMPLE_LAYERS_TOML = (
     'kind = "overlay"\n'
 )
 TOKEN = "dashboard-test-token"
-T0 = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 # Two districts side by side, each cut into 2 x 2 streets, each street into 2 x 2 grid cells.
 DISTRICTS = [("510104", "锦江区", 104.05), ("510105", "青羊区", 104.11)]
@@ -51,8 +51,11 @@ def _box(west: float, south: float, size: float) -> dict:
 
 
 def _feature(cell_id: str, name: str, level: str, parent: str | None, geometry: dict) -> dict:
-    return {"type": "Feature", "properties": {"id": cell_id, "name": name, "level": level, "parent": parent},
-            "geometry": geometry}
+    return {
+        "type": "Feature",
+        "properties": {"id": cell_id, "name": name, "level": level, "parent": parent},
+        "geometry": geometry,
+    }
 
 
 def _layout():
@@ -82,10 +85,14 @@ def grid_collection() -> dict:
     for district, street, grid, district_corner, street_corner, grid_corner in _layout():
         if district.id not in seen:
             seen.add(district.id)
-            features.append(_feature(district.id, district.name, "district", None, _box(*district_corner, DISTRICT_SIZE)))
+            features.append(
+                _feature(district.id, district.name, "district", None, _box(*district_corner, DISTRICT_SIZE))
+            )
         if street.id not in seen:
             seen.add(street.id)
-            features.append(_feature(street.id, street.name, "street", district.id, _box(*street_corner, DISTRICT_SIZE / 2)))
+            features.append(
+                _feature(street.id, street.name, "street", district.id, _box(*street_corner, DISTRICT_SIZE / 2))
+            )
         features.append(_feature(grid.id, grid.name, "grid", street.id, _box(*grid_corner, DISTRICT_SIZE / 4)))
     return {"type": "FeatureCollection", "features": features}
 
@@ -93,10 +100,12 @@ def grid_collection() -> dict:
 def sample_city_places(count: int, seed: int = 7) -> list[tuple[list[GridCell], float, float]]:
     """``count`` WGS-84 points inside the shipped sample grids (three Chengdu districts) with the grid path
     the real geofence resolves for each."""
-    index = GridIndex.load([
-        LayerSpec(name="admin", path=GRIDS / "chengdu_admin_gcj02.geojson", crs="gcj02"),
-        LayerSpec(name="zones", path=GRIDS / "chengdu_overlays_gcj02.geojson", crs="gcj02", kind="overlay"),
-    ])
+    index = GridIndex.load(
+        [
+            LayerSpec(name="admin", path=GRIDS / "chengdu_admin_gcj02.geojson", crs="gcj02"),
+            LayerSpec(name="zones", path=GRIDS / "chengdu_overlays_gcj02.geojson", crs="gcj02", kind="overlay"),
+        ]
+    )
     rng = random.Random(seed)
     places = []
     while len(places) < count:
@@ -120,86 +129,157 @@ class StreamWriter:
     @staticmethod
     def _extensions(incident: Incident) -> dict[str, str | None]:
         levels = {cell.level: cell.id for cell in incident.grid_path}
-        return {"category": incident.category, "severity": incident.severity.value, "incidentid": incident.id,
-                "district": levels.get("district"), "street": levels.get("street"), "gridcell": levels.get("grid")}
+        return {
+            "category": incident.category,
+            "severity": incident.severity.value,
+            "incidentid": incident.id,
+            "district": levels.get("district"),
+            "street": levels.get("street"),
+            "gridcell": levels.get("grid"),
+        }
 
     async def incident(self, incident: Incident, change: IncidentChange = IncidentChange.OPENED) -> None:
         extensions = self._extensions(incident)
         msg_id = f"{incident.id}:{change.value}:{next(self._numbers)}"
-        raw = wire.encode(type_=wire.TYPE_INCIDENT_PREFIX + change.value, id_=msg_id, source="/cityhub/pipeline",
-                          time=incident.updated_at, data=incident, extensions=extensions)
+        raw = wire.encode(
+            type_=wire.TYPE_INCIDENT_PREFIX + change.value,
+            id_=msg_id,
+            source="/cityhub/pipeline",
+            time=incident.updated_at,
+            data=incident,
+            extensions=extensions,
+        )
         await self._publish(topology.incident_subject(extensions["district"], incident.category, change), raw, msg_id)
 
     async def report(self, incident: Incident, event: Event) -> None:
         extensions = {**self._extensions(incident), "severity": event.severity.value}
-        raw = wire.encode(type_=wire.TYPE_EVENT, id_=event.id, source=f"/cityhub/{event.source}", time=event.time,
-                          data=event, extensions=extensions)
+        raw = wire.encode(
+            type_=wire.TYPE_EVENT,
+            id_=event.id,
+            source=f"/cityhub/{event.source}",
+            time=event.time,
+            data=event,
+            extensions=extensions,
+        )
         subject = topology.event_subject(extensions["district"], extensions["street"], event.category, event.severity)
         await self._publish(subject, raw, event.id)
 
     async def order(self, order: DispatchOrder) -> None:
-        raw = wire.encode(type_=wire.TYPE_DISPATCH_ORDER, id_=order.id, source="/cityhub/pipeline",
-                          time=order.created_at, data=order, extensions={"incidentid": order.incident_id})
+        raw = wire.encode(
+            type_=wire.TYPE_DISPATCH_ORDER,
+            id_=order.id,
+            source="/cityhub/pipeline",
+            time=order.created_at,
+            data=order,
+            extensions={"incidentid": order.incident_id},
+        )
         await self._publish(topology.dispatch_order_subject(order.connector or "_"), raw, order.id)
 
     async def update(self, update: DispatchUpdate, source: str = "gridworker") -> None:
         msg_id = f"{update.order_id}:{update.status.value}"
-        raw = wire.encode(type_=wire.TYPE_DISPATCH_UPDATE, id_=msg_id, source=f"/cityhub/{source}", time=update.time,
-                          data=update, extensions={"incidentid": update.incident_id})
+        raw = wire.encode(
+            type_=wire.TYPE_DISPATCH_UPDATE,
+            id_=msg_id,
+            source=f"/cityhub/{source}",
+            time=update.time,
+            data=update,
+            extensions={"incidentid": update.incident_id},
+        )
         await self._publish(topology.dispatch_update_subject(source), raw, msg_id)
 
     async def link(self, link: CrossScopeIncident) -> None:
         """A cross-scope incident, as the linker of the hub ``link.linked_by`` publishes it for its first side."""
         msg_id = f"{link.id}:{len(link.incidents)}:{link.incidents[0].scope}"
         subject = topology.link_subject(link.linked_by, link.incidents[0].scope, link.category)
-        raw = wire.encode(type_=wire.TYPE_LINK, id_=msg_id, source=f"/cityhub/{link.linked_by}", time=link.updated_at,
-                          data=link, subject=subject, extensions={"category": link.category, "incidentid": link.id})
+        raw = wire.encode(
+            type_=wire.TYPE_LINK,
+            id_=msg_id,
+            source=f"/cityhub/{link.linked_by}",
+            time=link.updated_at,
+            data=link,
+            subject=subject,
+            extensions={"category": link.category, "incidentid": link.id},
+        )
         await self._publish(subject, raw, msg_id)
 
     async def raw(self, subject: str, data: bytes) -> None:
         await self.js.publish(subject, data)
 
 
-def make_incident(number: int, *, cell: int = 0, category: Category = Category.GAS_LEAK,
-                  severity: Severity = Severity.HIGH, state: IncidentState = IncidentState.OPEN,
-                  sources: list[str] | None = None, opened_at: datetime = T0,
-                  escalate_at: datetime | None = None, rules: list[str] | None = None,
-                  updated_at: datetime | None = None,
-                  place: tuple[list[GridCell], float, float] | None = None) -> Incident:
+def make_incident(
+    number: int,
+    *,
+    cell: int = 0,
+    category: Category = Category.GAS_LEAK,
+    severity: Severity = Severity.HIGH,
+    state: IncidentState = IncidentState.OPEN,
+    sources: list[str] | None = None,
+    opened_at: datetime = T0,
+    escalate_at: datetime | None = None,
+    rules: list[str] | None = None,
+    updated_at: datetime | None = None,
+    place: tuple[list[GridCell], float, float] | None = None,
+) -> Incident:
     """An incident in synthetic grid cell ``cell``, or at ``place`` (grid path, lon, lat)."""
     if place is None:
         district, street, grid, (lon, lat) = grid_cells()[cell % len(grid_cells())]
         place = ([district, street, grid], lon, lat)
     grid_path, lon, lat = place
     return Incident(
-        id=f"INC{number:06d}", category=category, severity=severity, state=state, opened_at=opened_at,
-        updated_at=updated_at or opened_at, location=Location(lon=lon, lat=lat),
-        address=f"{grid_path[min(1, len(grid_path) - 1)].name} {number}号", grid_path=grid_path,
-        sources=sources or ["iot_mqtt"], matched_rules=rules or [],
+        id=f"INC{number:06d}",
+        category=category,
+        severity=severity,
+        state=state,
+        opened_at=opened_at,
+        updated_at=updated_at or opened_at,
+        location=Location(lon=lon, lat=lat),
+        address=f"{grid_path[min(1, len(grid_path) - 1)].name} {number}号",
+        grid_path=grid_path,
+        sources=sources or ["iot_mqtt"],
+        matched_rules=rules or [],
         escalate_at=escalate_at,
     )
 
 
 def make_report(incident: Incident, number: int, source: str, minutes: float, text: str | None = None) -> Event:
     return Event(
-        id=f"EV{incident.id}-{number}", source=source, source_event_id=f"{source}-{number}", category=incident.category,
-        severity=incident.severity, time=incident.opened_at + timedelta(minutes=minutes), location=incident.location,
-        address=incident.address, grid_path=incident.grid_path, text=text,
+        id=f"EV{incident.id}-{number}",
+        source=source,
+        source_event_id=f"{source}-{number}",
+        category=incident.category,
+        severity=incident.severity,
+        time=incident.opened_at + timedelta(minutes=minutes),
+        location=incident.location,
+        address=incident.address,
+        grid_path=incident.grid_path,
+        text=text,
     )
 
 
-def make_order(incident: Incident, number: int = 1, *, minutes: float = 1, deadline_minutes: float = 30,
-               target: str = "gridworker") -> DispatchOrder:
+def make_order(
+    incident: Incident, number: int = 1, *, minutes: float = 1, deadline_minutes: float = 30, target: str = "gridworker"
+) -> DispatchOrder:
     created = incident.opened_at + timedelta(minutes=minutes)
     return DispatchOrder(
-        id=f"ORD{incident.id}-{number}", incident_id=incident.id, target=target, connector="gridworker",
-        grid_cell=incident.grid_path[-1], category=incident.category, severity=incident.severity,
-        summary=f"{incident.category} at {incident.address}", created_at=created,
-        deadline=created + timedelta(minutes=deadline_minutes), attempt=number,
+        id=f"ORD{incident.id}-{number}",
+        incident_id=incident.id,
+        target=target,
+        connector="gridworker",
+        grid_cell=incident.grid_path[-1],
+        category=incident.category,
+        severity=incident.severity,
+        summary=f"{incident.category} at {incident.address}",
+        created_at=created,
+        deadline=created + timedelta(minutes=deadline_minutes),
+        attempt=number,
     )
 
 
 def make_update(order: DispatchOrder, status: DispatchStatus, minutes: float) -> DispatchUpdate:
-    return DispatchUpdate(order_id=order.id, incident_id=order.incident_id, status=status,
-                          time=order.created_at + timedelta(minutes=minutes), actor="网格员 王")
-
+    return DispatchUpdate(
+        order_id=order.id,
+        incident_id=order.incident_id,
+        status=status,
+        time=order.created_at + timedelta(minutes=minutes),
+        actor="网格员 王",
+    )

@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import pytest
 from playwright.async_api import Page, expect
-from standin_hub import StandInHub
 from stream_samples import (
     SAMPLE_LAYERS_TOML,
     TOKEN,
@@ -21,10 +20,19 @@ from stream_samples import (
 )
 
 from hub.models import Category, DispatchStatus, IncidentState, Severity, utcnow
+from standin_hub import StandInHub
 from tests.waiting import wait_until
 
-CATEGORIES = [Category.GAS_LEAK, Category.ELDER_FALL, Category.FLOODING, Category.NOISE, Category.MANHOLE_COVER,
-              Category.BIN_FULL, Category.FIRE, Category.ROAD_DAMAGE]
+CATEGORIES = [
+    Category.GAS_LEAK,
+    Category.ELDER_FALL,
+    Category.FLOODING,
+    Category.NOISE,
+    Category.MANHOLE_COVER,
+    Category.BIN_FULL,
+    Category.FIRE,
+    Category.ROAD_DAMAGE,
+]
 SOURCES = ["iot_mqtt", "hotline_12345", "citizen_app", "eldercare"]
 LEAK_ID = "inc-01M83RDEXVGSK35WXJH6BQ1900"
 
@@ -51,9 +59,14 @@ async def publish_city(dashboard, count: int = 40) -> None:
     for number, place in enumerate(sample_city_places(count)):
         opened = now - timedelta(minutes=3 * (count - number))
         incident = make_incident(
-            number, place=place, category=CATEGORIES[number % len(CATEGORIES)],
-            severity=list(Severity)[number % 5], sources=[SOURCES[number % 4], SOURCES[(number + 1) % 4]],
-            opened_at=opened, escalate_at=opened + timedelta(minutes=45), rules=[f"route-{CATEGORIES[number % 8].value}"],
+            number,
+            place=place,
+            category=CATEGORIES[number % len(CATEGORIES)],
+            severity=list(Severity)[number % 5],
+            sources=[SOURCES[number % 4], SOURCES[(number + 1) % 4]],
+            opened_at=opened,
+            escalate_at=opened + timedelta(minutes=45),
+            rules=[f"route-{CATEGORIES[number % 8].value}"],
             state=IncidentState.RESOLVED if number % 9 == 0 else IncidentState.OPEN,
             updated_at=opened + timedelta(minutes=17 + number % 13),
         )
@@ -74,13 +87,21 @@ async def test_operator_sees_filters_opens_and_switches(dashboard, browser, scre
     await expect(page.locator("#fig-open")).to_have_text(str(len(dashboard.state.incidents())))
 
     # A new critical gas leak appears without reloading.
-    leak = make_incident(900, place=sample_city_places(1, seed=900)[0], category=Category.GAS_LEAK, severity=Severity.CRITICAL,
-                         sources=["iot_mqtt", "hotline_12345", "citizen_app"], opened_at=utcnow(),
-                         escalate_at=utcnow() + timedelta(minutes=10), rules=["gas-critical", "five-way-response"])
+    leak = make_incident(
+        900,
+        place=sample_city_places(1, seed=900)[0],
+        category=Category.GAS_LEAK,
+        severity=Severity.CRITICAL,
+        sources=["iot_mqtt", "hotline_12345", "citizen_app"],
+        opened_at=utcnow(),
+        escalate_at=utcnow() + timedelta(minutes=10),
+        rules=["gas-critical", "five-way-response"],
+    )
     leak.id = LEAK_ID  # the incident page's path takes only ids of the pipeline's shape
     await dashboard.writer.incident(leak)
-    for number, (source, text) in enumerate([("iot_mqtt", "LEL 27%"), ("hotline_12345", "居民来电：楼道有燃气味"),
-                                             ("citizen_app", "照片：燃气表附近")]):
+    for number, (source, text) in enumerate(
+        [("iot_mqtt", "LEL 27%"), ("hotline_12345", "居民来电：楼道有燃气味"), ("citizen_app", "照片：燃气表附近")]
+    ):
         await dashboard.writer.report(leak, make_report(leak, number, source, number * 2, text))
     order = make_order(leak, minutes=0, deadline_minutes=10, target="dept:gas")
     await dashboard.writer.order(order)
@@ -138,12 +159,20 @@ async def test_ten_thousand_open_incidents_stay_a_short_document(dashboard, brow
     """The list is virtualised and markers are drawn on canvas: the document holds a screenful of rows."""
     places = sample_city_places(10_000)
     for number in range(10_000):
-        await dashboard.writer.incident(make_incident(number, place=places[number], severity=list(Severity)[number % 5],
-                                                      category=CATEGORIES[number % len(CATEGORIES)]))
+        await dashboard.writer.incident(
+            make_incident(
+                number,
+                place=places[number],
+                severity=list(Severity)[number % 5],
+                category=CATEGORIES[number % len(CATEGORIES)],
+            )
+        )
     await wait_until(lambda: dashboard.state.figures()["open"] == 10_000, "10,000 open incidents", timeout=120)
     page = await open_page(browser, dashboard.url)
     await expect(page.locator("#list-count")).to_have_text("10000 of 10000 incidents")
     assert await page.locator(".row").count() < 60
-    await page.locator("#list").evaluate("list => { list.scrollTop = 46 * 5000; list.dispatchEvent(new Event('scroll')); }")
+    await page.locator("#list").evaluate(
+        "list => { list.scrollTop = 46 * 5000; list.dispatchEvent(new Event('scroll')); }"
+    )
     await expect(page.locator(".row").first).to_have_attribute("style", "top:" + str(46 * 4995) + "px")
     await page.screenshot(path=str(screenshots / "dashboard-10k.png"))

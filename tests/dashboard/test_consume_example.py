@@ -21,8 +21,20 @@ async def test_example_consumer_replays_and_filters_by_severity(nats_url, writer
     await writer.report(leak, make_report(leak, 2, "hotline_12345", 2, "楼道有燃气味"))
 
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(EXAMPLE), "--server", nats_url, "--subject", "cityhub.events.>", "--since", "1d",
-        "--severity", "critical", "--count", "2", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        str(EXAMPLE),
+        "--server",
+        nats_url,
+        "--subject",
+        "cityhub.events.>",
+        "--since",
+        "1d",
+        "--severity",
+        "critical",
+        "--count",
+        "2",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, stderr.decode()
@@ -38,8 +50,16 @@ async def test_example_consumer_reports_unreadable_messages_and_goes_on(nats_url
     await writer.report(leak, make_report(leak, 1, "iot_mqtt", 0, "LEL 31%"))
 
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(EXAMPLE), "--server", nats_url, "--since", "1h", "--count", "1",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        str(EXAMPLE),
+        "--server",
+        nats_url,
+        "--since",
+        "1h",
+        "--count",
+        "1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0

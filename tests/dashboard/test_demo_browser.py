@@ -48,7 +48,10 @@ async def test_the_demos_dashboard_after_its_storyline(browser, screenshots, tmp
         await expect(page.locator("#fig-tta")).to_have_text(MINUTES)  # the gas leak's orders were accepted
         assert "reception" in await page.locator("#fig-tta").locator("xpath=..").get_attribute("title")
         assert "reception" in await page.locator("#fig-ttr").locator("xpath=..").get_attribute("title")
-        assert MINUTES.match(await page.locator("#fig-ttr").inner_text()) or await page.locator("#fig-ttr").inner_text() == "–"
+        assert (
+            MINUTES.match(await page.locator("#fig-ttr").inner_text())
+            or await page.locator("#fig-ttr").inner_text() == "–"
+        )
         await page.screenshot(path=str(screenshots / "dashboard-overview.png"))
 
         shown = incidents(admin_url)
@@ -72,13 +75,16 @@ async def test_the_demos_dashboard_after_its_storyline(browser, screenshots, tmp
         await page.locator(f'.row[data-id="{flood[0]["id"]}"]').click()
         confirmation = flood[0]["confirmation"]
         await expect(page.locator("#detail .confirmation")).to_contain_text(
-            f'confirmed by {confirmation["confirmed"]} of {confirmation["cells"]} grids')
+            f"confirmed by {confirmation['confirmed']} of {confirmation['cells']} grids"
+        )
         await page.screenshot(path=str(screenshots / "dashboard-area-warning.png"))
 
         chinese = await open_dashboard(browser, admin_url, "zh-CN")
         await chinese.click('#tabs button[data-tab="figures"]')
         accept_cells = await chinese.locator("#t-category tr td:nth-child(3)").all_inner_texts()
-        assert [cell for cell in accept_cells if cell != "–"] and all(MINUTES.match(c) for c in accept_cells if c != "–")
+        assert [cell for cell in accept_cells if cell != "–"] and all(
+            MINUTES.match(c) for c in accept_cells if c != "–"
+        )
         await chinese.screenshot(path=str(screenshots / "dashboard-figures-zh.png"))
         assert await demo.ctrl_c() == 0
     finally:

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from stream_samples import T0, make_incident, make_order, make_update
-from tests.waiting import wait_until
 
 from hub.models import Area, DispatchStatus, GridCell, Triage
+from tests.waiting import wait_until
 
 
 async def test_response_times_count_from_reception_and_leave_late_incidents_out(state, writer):
@@ -43,11 +43,14 @@ async def test_open_incidents_in_triage_are_counted(state, writer):
 
 async def test_an_area_warning_shows_how_many_grids_confirmed_and_which_did_not(state, writer):
     cells = [GridCell(layer="admin", level="grid", id=f"G{n}", name=f"网格{n}") for n in range(3)]
-    warning = make_incident(50).model_copy(update={
-        "area": Area(id="CB-1", geometry={"type": "Polygon", "coordinates": []}, cells=cells)})
+    warning = make_incident(50).model_copy(
+        update={"area": Area(id="CB-1", geometry={"type": "Polygon", "coordinates": []}, cells=cells)}
+    )
     await writer.incident(warning)
-    orders = [make_order(warning, n + 1).model_copy(update={"target": f"cell:{cell.id}", "grid_cell": cell, "attempt": 1})
-              for n, cell in enumerate(cells)]
+    orders = [
+        make_order(warning, n + 1).model_copy(update={"target": f"cell:{cell.id}", "grid_cell": cell, "attempt": 1})
+        for n, cell in enumerate(cells)
+    ]
     for order in orders:
         await writer.order(order)
     await writer.update(make_update(orders[0], DispatchStatus.ACCEPTED, 1))
@@ -58,8 +61,11 @@ async def test_an_area_warning_shows_how_many_grids_confirmed_and_which_did_not(
         return page["summary"]["confirmation"] if page and len(page["orders"]) == 3 else None
 
     await wait_until(lambda: (confirmation() or {}).get("confirmed") == 1, "the first grid's confirmation")
-    assert confirmation() == {"confirmed": 1, "cells": 3,
-                              "unconfirmed": [{"id": "G1", "name": "网格1"}, {"id": "G2", "name": "网格2"}]}
+    assert confirmation() == {
+        "confirmed": 1,
+        "cells": 3,
+        "unconfirmed": [{"id": "G1", "name": "网格1"}, {"id": "G2", "name": "网格2"}],
+    }
     await writer.incident(make_incident(51))
     await wait_until(lambda: state.incident("INC000051") is not None, "an incident that is no area warning")
     assert state.incident("INC000051")["summary"]["confirmation"] is None

@@ -16,10 +16,13 @@ from hub.errors import GeoError
 from tests.pipeline_support import GRIDS
 
 
-
 def _vertices(collection: dict) -> int:
-    return sum(len(shape(f["geometry"]).exterior.coords) if f["geometry"]["type"] == "Polygon"
-               else sum(len(p.exterior.coords) for p in shape(f["geometry"]).geoms) for f in collection["features"])
+    return sum(
+        len(shape(f["geometry"]).exterior.coords)
+        if f["geometry"]["type"] == "Polygon"
+        else sum(len(p.exterior.coords) for p in shape(f["geometry"]).geoms)
+        for f in collection["features"]
+    )
 
 
 def test_sample_grids_are_drawn_in_wgs84_with_fewer_vertices():
@@ -42,7 +45,9 @@ def test_wgs84_layers_keep_their_coordinates(tmp_path):
     path = tmp_path / "grid.geojson"
     path.write_bytes(orjson.dumps(grid_collection()))
     drawn = orjson.loads(GridDrawing().geojson([GeoLayer(name="admin", path=path)]))
-    assert drawn["features"][0]["geometry"]["coordinates"] == grid_collection()["features"][0]["geometry"]["coordinates"]
+    assert (
+        drawn["features"][0]["geometry"]["coordinates"] == grid_collection()["features"][0]["geometry"]["coordinates"]
+    )
 
 
 def test_a_changed_file_is_drawn_again(tmp_path):
@@ -59,8 +64,10 @@ def test_a_changed_file_is_drawn_again(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"{not json", "is not a GeoJSON FeatureCollection"),
-     (b'{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}}]}', "feature 0")],
+    [
+        (b"{not json", "is not a GeoJSON FeatureCollection"),
+        (b'{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}}]}', "feature 0"),
+    ],
 )
 def test_bad_layer_files_say_which_layer_and_file(tmp_path, content, message):
     path = tmp_path / "broken.geojson"

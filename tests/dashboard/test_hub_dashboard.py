@@ -3,7 +3,7 @@ the dashboard the Hub serves shows the merged incident with its reports, grid pa
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import nats
@@ -50,10 +50,15 @@ async def test_the_hub_serves_the_dashboard_of_its_own_stream(hub, nats_url):
     assert summary["district"] == "510104" and summary["severity"] == "critical"
     assert [report["source"] for report in page["reports"]] == ["iot_mqtt", "hotline_12345"]
     assert page["incident"]["matched_rules"] == ["gas-critical"]
-    assert [(order["target"], order["attempt"]) for order in page["orders"]][:2] == [("gridworker", 1), ("gridworker", 2)]
+    assert [(order["target"], order["attempt"]) for order in page["orders"]][:2] == [
+        ("gridworker", 1),
+        ("gridworker", 2),
+    ]
     assert page["orders"][0]["superseded"] and not page["orders"][-1]["superseded"]
     assert summary["escalation_level"] >= 1 and summary["deadline"] == page["orders"][-1]["deadline"]
-    assert {feature["properties"]["id"] for feature in grids["features"]} >= {cell["id"] for cell in page["incident"]["grid_path"]}
+    assert {feature["properties"]["id"] for feature in grids["features"]} >= {
+        cell["id"] for cell in page["incident"]["grid_path"]
+    }
 
 
 def _redispatched_with_two_reports(hub) -> bool:
@@ -92,7 +97,7 @@ async def _all_following(client: httpx.AsyncClient) -> bool:
 
 async def _open_incident(client: httpx.AsyncClient, nats_url: str, number: int, category: Category) -> dict:
     """Publish a report that opens a new incident; wait until the dashboard's API serves that incident."""
-    report = event(number, category=category).model_copy(update={"time": datetime.now(timezone.utc)})
+    report = event(number, category=category).model_copy(update={"time": datetime.now(UTC)})
     await publish_raw(nats_url, [ingest_item(report)])
     found: dict = {}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import orjson
 from stream_samples import TOKEN, grid_collection, make_incident, make_order, make_report
-from tests.waiting import wait_until
 
 from hub.asyncapi import asyncapi_document
 from hub.models import Category, IncidentState, Severity
+from tests.waiting import wait_until
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 GAS_ID = "inc-01M83RDEXVGSK35WXJH6BQ1DDC"
@@ -23,7 +23,9 @@ async def test_page_and_static_files_are_served(dashboard):
         assert (await client.get("/dashboard/static/..%2F__init__.py")).status_code == 404
         assert (await client.get("/dashboard/static/app.js%0D")).status_code == 422
         assert (await client.get("/api/dashboard/config")).json() == {
-            "tile_url": None, "tier": {"scope": "city", "parent": None, "children": []}}
+            "tile_url": None,
+            "tier": {"scope": "city", "parent": None, "children": []},
+        }
 
 
 async def test_the_admin_ports_front_page_leads_to_the_dashboard(dashboard):
@@ -33,7 +35,9 @@ async def test_the_admin_ports_front_page_leads_to_the_dashboard(dashboard):
 
 
 async def test_incident_list_filters_and_incident_page(dashboard):
-    gas = make_incident(1, category=Category.GAS_LEAK, severity=Severity.CRITICAL, sources=["iot_mqtt", "hotline_12345"])
+    gas = make_incident(
+        1, category=Category.GAS_LEAK, severity=Severity.CRITICAL, sources=["iot_mqtt", "hotline_12345"]
+    )
     gas.id = GAS_ID  # the page's path takes only ids of the pipeline's shape
     noise = make_incident(2, cell=20, category=Category.NOISE, severity=Severity.LOW, sources=["hotline_12345"])
     for incident in (gas, noise):
@@ -47,7 +51,9 @@ async def test_incident_list_filters_and_incident_page(dashboard):
         assert every["total"] == 2
         critical = (await client.get("/api/incidents", params={"severity": "critical"})).json()
         assert [i["id"] for i in critical["incidents"]] == [GAS_ID]
-        in_qingyang = (await client.get("/api/incidents", params={"district": "青羊区", "source": "hotline_12345"})).json()
+        in_qingyang = (
+            await client.get("/api/incidents", params={"district": "青羊区", "source": "hotline_12345"})
+        ).json()
         assert [i["id"] for i in in_qingyang["incidents"]] == ["INC000002"]
         assert (await client.get("/api/incidents", params={"status": "closed"})).json()["total"] == 0
         assert len((await client.get("/api/incidents", params={"limit": 1})).json()["incidents"]) == 1
@@ -122,6 +128,11 @@ async def test_category_labels_and_the_asyncapi_enum_come_from_the_hubs_taxonomy
     async with httpx.AsyncClient(base_url=dashboard.url) as client:
         categories = (await client.get("/api/categories")).json()
         enum = (await client.get("/asyncapi.json")).json()["components"]["schemas"]["Category"]["enum"]
-    assert {"name": "gas_leak", "label_zh": "燃气泄漏", "label_en": "Gas leak", "default_severity": "medium",
-            "merge_group": None} in categories
+    assert {
+        "name": "gas_leak",
+        "label_zh": "燃气泄漏",
+        "label_en": "Gas leak",
+        "default_severity": "medium",
+        "merge_group": None,
+    } in categories
     assert enum == [category["name"] for category in categories]

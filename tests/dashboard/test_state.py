@@ -5,15 +5,14 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from stream_samples import T0, grid_cells, make_incident, make_order, make_report, make_update
-from tests.waiting import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from stream_samples import T0, grid_cells, make_incident, make_order, make_report, make_update
 
 from hub import topology, wire
+from hub.config import TierConfig
 from hub.dashboard.figures import Durations, EventRates, nearest_rank
 from hub.dashboard.state import IncidentView, LiveState, OrderView
-from hub.config import TierConfig
 from hub.models import (
     Area,
     Category,
@@ -26,12 +25,16 @@ from hub.models import (
     utcnow,
 )
 from hub.nats.streams import ensure_streams
+from tests.waiting import wait_until
 
 
 async def test_reports_join_their_incident_in_time_order_whatever_arrives_first(state, writer):
     incident = make_incident(1, sources=["iot_mqtt", "hotline_12345", "citizen_app"], rules=["gas-critical"])
-    late, early, middle = (make_report(incident, 3, "citizen_app", 9, "楼道有燃气味"),
-                           make_report(incident, 1, "iot_mqtt", 0), make_report(incident, 2, "hotline_12345", 4))
+    late, early, middle = (
+        make_report(incident, 3, "citizen_app", 9, "楼道有燃气味"),
+        make_report(incident, 1, "iot_mqtt", 0),
+        make_report(incident, 2, "hotline_12345", 4),
+    )
     for report in (late, early):
         await writer.report(incident, report)
     await writer.incident(incident)
@@ -89,9 +92,12 @@ async def test_an_area_warning_shows_how_many_of_its_grids_confirmed_it(state, w
     cells = [grid for _, _, grid, _ in grid_cells()[:3]]
     area = Area(id="flood-1", geometry=SQUARE, cells=cells)
     warning = make_incident(20, category=Category.AREA_WARNING).model_copy(update={"area": area})
-    orders = [make_order(warning, number).model_copy(update={
-        "id": f"ORD-W-{cell.id}", "target": f"cell:{cell.id}", "grid_cell": cell, "attempt": 1})
-        for number, cell in enumerate(cells, start=1)]
+    orders = [
+        make_order(warning, number).model_copy(
+            update={"id": f"ORD-W-{cell.id}", "target": f"cell:{cell.id}", "grid_cell": cell, "attempt": 1}
+        )
+        for number, cell in enumerate(cells, start=1)
+    ]
     await writer.incident(warning)
     for order in orders:
         await writer.order(order)
@@ -111,7 +117,9 @@ def test_response_clock_starts_at_reception_and_not_for_a_late_incident():
     orders = {"o1": OrderView({"id": "o1", "target": "gridworker", "created_at": dispatched})}
     with_reception = IncidentView("i1", incident={"received_at": received}, orders=dict(orders))
     assert with_reception.response_clock_start() == datetime.fromisoformat(received)
-    assert IncidentView("i2", incident={}, orders=dict(orders)).response_clock_start() == datetime.fromisoformat(dispatched)
+    assert IncidentView("i2", incident={}, orders=dict(orders)).response_clock_start() == datetime.fromisoformat(
+        dispatched
+    )
     late = IncidentView("i3", incident={"received_at": received, "late": True}, orders=dict(orders))
     assert late.response_clock_start() is None and IncidentView("i4", incident={}).response_clock_start() is None
 
@@ -139,7 +147,9 @@ async def test_figures_count_open_overdue_and_events_per_source(state, writer):
     assert (figures["open"], figures["overdue"]) == (2, 1)
     assert figures["open_by_severity"] == {"high": 2}
     assert {source: sum(rate["series"]) for source, rate in figures["events_per_minute"].items()} == {
-        "iot_mqtt": 3, "hotline_12345": 1}
+        "iot_mqtt": 3,
+        "hotline_12345": 1,
+    }
     assert [s["id"] for s in state.incidents({"status": "overdue"})] == ["INC000003"]
 
 
@@ -147,8 +157,14 @@ async def test_filters(state, writer):
     incidents = [
         make_incident(10, cell=0, category=Category.GAS_LEAK, severity=Severity.CRITICAL, sources=["iot_mqtt"]),
         make_incident(11, cell=4, category=Category.NOISE, severity=Severity.LOW, sources=["hotline_12345"]),
-        make_incident(12, cell=16, category=Category.GAS_LEAK, severity=Severity.HIGH,
-                      sources=["hotline_12345", "iot_mqtt"], state=IncidentState.ACKNOWLEDGED),
+        make_incident(
+            12,
+            cell=16,
+            category=Category.GAS_LEAK,
+            severity=Severity.HIGH,
+            sources=["hotline_12345", "iot_mqtt"],
+            state=IncidentState.ACKNOWLEDGED,
+        ),
         make_incident(13, cell=17, category=Category.FIRE, state=IncidentState.RESOLVED),
     ]
     for incident in incidents:
@@ -194,10 +210,17 @@ async def test_an_escalation_updates_deadline_and_level_and_keeps_the_rest(state
     incident = make_incident(25, sources=["iot_mqtt", "hotline_12345"], escalate_at=T0 + timedelta(minutes=10))
     await writer.incident(incident)
     # What the escalation timer knows: the order's cell, its own clock, the next deadline.
-    escalation = incident.model_copy(update={
-        "grid_path": incident.grid_path[-1:], "sources": [], "location": None, "opened_at": T0 + timedelta(minutes=1),
-        "updated_at": T0 + timedelta(minutes=10), "escalation_level": 1, "escalate_at": T0 + timedelta(minutes=20),
-    })
+    escalation = incident.model_copy(
+        update={
+            "grid_path": incident.grid_path[-1:],
+            "sources": [],
+            "location": None,
+            "opened_at": T0 + timedelta(minutes=1),
+            "updated_at": T0 + timedelta(minutes=10),
+            "escalation_level": 1,
+            "escalate_at": T0 + timedelta(minutes=20),
+        }
+    )
     await writer.incident(escalation, IncidentChange.ESCALATED)
     await wait_until(lambda: state.messages == 2, "both messages")
     summary = state.incident("INC000025")["summary"]
@@ -210,10 +233,15 @@ async def test_a_closed_change_closes_the_incident_and_keeps_its_place(state, wr
     incident = make_incident(26)
     await writer.incident(incident)
     # What the pipeline remembers when it closes an incident: its summary, not its place.
-    closed = incident.model_copy(update={
-        "grid_path": [], "location": None, "state": IncidentState.CLOSED, "updated_at": T0 + timedelta(minutes=30),
-        "closed_reason": "order INC000026:gridworker:1 resolved (gridworker)",
-    })
+    closed = incident.model_copy(
+        update={
+            "grid_path": [],
+            "location": None,
+            "state": IncidentState.CLOSED,
+            "updated_at": T0 + timedelta(minutes=30),
+            "closed_reason": "order INC000026:gridworker:1 resolved (gridworker)",
+        }
+    )
     await writer.incident(closed, IncidentChange.CLOSED)
     await wait_until(lambda: state.messages == 2, "both messages")
     shown = state.incident("INC000026")
@@ -224,8 +252,10 @@ async def test_a_closed_change_closes_the_incident_and_keeps_its_place(state, wr
 
 async def test_unreadable_messages_are_counted_and_the_feed_goes_on(state, writer):
     await writer.raw("cityhub.events.x.y.gas_leak.high", b"{not json")
-    await writer.raw("cityhub.incidents.x.gas_leak.opened", b'{"specversion": "1.0", "id": "1", "source": "/x", '
-                     b'"type": "cityhub.incident.opened", "data": {"id": "INC9"}}')
+    await writer.raw(
+        "cityhub.incidents.x.gas_leak.opened",
+        b'{"specversion": "1.0", "id": "1", "source": "/x", "type": "cityhub.incident.opened", "data": {"id": "INC9"}}',
+    )
     await writer.incident(make_incident(30))
     await wait_until(lambda: state.incident("INC000030") is not None, "the good incident")
     await wait_until(lambda: state.unreadable == 2, "both bad messages counted")  # the streams are not ordered
@@ -243,8 +273,13 @@ async def test_ten_thousand_open_incidents(state, writer):
 
 
 def _incident_message(incident):
-    raw = wire.encode(type_="cityhub.incident.opened", id_=incident.id, source="/cityhub/pipeline",
-                      time=incident.opened_at, data=incident)
+    raw = wire.encode(
+        type_="cityhub.incident.opened",
+        id_=incident.id,
+        source="/cityhub/pipeline",
+        time=incident.opened_at,
+        data=incident,
+    )
     return topology.incident_subject(incident.grid_path[0].id, incident.category, "opened"), raw
 
 
@@ -255,8 +290,11 @@ def test_durations_match_a_sorted_oracle(samples):
     for sample in samples:
         durations.add(["all"], sample)
     ordered = sorted(samples)
-    assert durations.summary("all") == {"count": len(samples), "median_s": nearest_rank(ordered, 0.5),
-                                        "p90_s": nearest_rank(ordered, 0.9)}
+    assert durations.summary("all") == {
+        "count": len(samples),
+        "median_s": nearest_rank(ordered, 0.5),
+        "p90_s": nearest_rank(ordered, 0.9),
+    }
     assert nearest_rank(ordered, 0.5) == ordered[(len(ordered) + 1) // 2 - 1]
 
 
@@ -298,19 +336,61 @@ def _conversation() -> list[tuple[str, bytes]]:
     for incident in (first, second):
         for number, source in enumerate(("iot_mqtt", "hotline_12345", "citizen_app")):
             event = make_report(incident, number, source, number * 2)
-            messages.append(("cityhub.events.a.b.c.d", wire.encode(
-                type_=wire.TYPE_EVENT, id_=event.id, source="/x", time=event.time, data=event,
-                extensions={"incidentid": incident.id})))
+            messages.append(
+                (
+                    "cityhub.events.a.b.c.d",
+                    wire.encode(
+                        type_=wire.TYPE_EVENT,
+                        id_=event.id,
+                        source="/x",
+                        time=event.time,
+                        data=event,
+                        extensions={"incidentid": incident.id},
+                    ),
+                )
+            )
         order = make_order(incident)
-        messages.append(("cityhub.dispatch.orders.gridworker", wire.encode(
-            type_=wire.TYPE_DISPATCH_ORDER, id_=order.id, source="/x", time=order.created_at, data=order)))
-        for status, minutes in ((DispatchStatus.ACCEPTED, 3), (DispatchStatus.ON_SITE, 8), (DispatchStatus.RESOLVED, 20)):
+        messages.append(
+            (
+                "cityhub.dispatch.orders.gridworker",
+                wire.encode(
+                    type_=wire.TYPE_DISPATCH_ORDER, id_=order.id, source="/x", time=order.created_at, data=order
+                ),
+            )
+        )
+        for status, minutes in (
+            (DispatchStatus.ACCEPTED, 3),
+            (DispatchStatus.ON_SITE, 8),
+            (DispatchStatus.RESOLVED, 20),
+        ):
             update = make_update(order, status, minutes)
-            messages.append(("cityhub.dispatch.updates.gridworker", wire.encode(
-                type_=wire.TYPE_DISPATCH_UPDATE, id_=f"{order.id}{status}", source="/x", time=update.time, data=update)))
-    acknowledged = first.model_copy(update={"state": IncidentState.ACKNOWLEDGED, "updated_at": T0 + timedelta(minutes=5)})
-    messages.append(("cityhub.incidents.a.gas_leak.updated", wire.encode(
-        type_="cityhub.incident.updated", id_="ack", source="/x", time=acknowledged.updated_at, data=acknowledged)))
+            messages.append(
+                (
+                    "cityhub.dispatch.updates.gridworker",
+                    wire.encode(
+                        type_=wire.TYPE_DISPATCH_UPDATE,
+                        id_=f"{order.id}{status}",
+                        source="/x",
+                        time=update.time,
+                        data=update,
+                    ),
+                )
+            )
+    acknowledged = first.model_copy(
+        update={"state": IncidentState.ACKNOWLEDGED, "updated_at": T0 + timedelta(minutes=5)}
+    )
+    messages.append(
+        (
+            "cityhub.incidents.a.gas_leak.updated",
+            wire.encode(
+                type_="cityhub.incident.updated",
+                id_="ack",
+                source="/x",
+                time=acknowledged.updated_at,
+                data=acknowledged,
+            ),
+        )
+    )
     return messages
 
 
@@ -336,14 +416,24 @@ async def test_a_cross_scope_incident_marks_each_incident_it_links_and_grows(nc,
         sides = [make_incident(number, cell=number) for number in (41, 42, 43)]
         for incident in sides:
             await writer.incident(incident)
-        linked = [LinkedIncident(id=incident.id, scope=scope) for incident, scope in zip(sides, ("510104", "510105", "510106"))]
-        first = CrossScopeIncident(id=f"xs-{sides[0].id}", category=Category.GAS_LEAK, linked_by="city",
-                                   incidents=linked[:2], updated_at=T0)
+        linked = [
+            LinkedIncident(id=incident.id, scope=scope)
+            for incident, scope in zip(sides, ("510104", "510105", "510106"))
+        ]
+        first = CrossScopeIncident(
+            id=f"xs-{sides[0].id}", category=Category.GAS_LEAK, linked_by="city", incidents=linked[:2], updated_at=T0
+        )
         await writer.link(first)
         await wait_until(lambda: _cross_scope(live, sides[1].id) is not None, "the link on the second incident")
-        assert _cross_scope(live, sides[0].id) == _cross_scope(live, sides[1].id) == {
-            "id": first.id, "linked_by": "city", "incidents": [{"id": sides[0].id, "scope": "510104"},
-                                                               {"id": sides[1].id, "scope": "510105"}]}
+        assert (
+            _cross_scope(live, sides[0].id)
+            == _cross_scope(live, sides[1].id)
+            == {
+                "id": first.id,
+                "linked_by": "city",
+                "incidents": [{"id": sides[0].id, "scope": "510104"}, {"id": sides[1].id, "scope": "510105"}],
+            }
+        )
         assert _cross_scope(live, sides[2].id) is None
 
         await writer.link(first.model_copy(update={"incidents": linked}))

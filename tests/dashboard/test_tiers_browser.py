@@ -30,23 +30,40 @@ async def tiers(tmp_path):
 
 def incident_of(hub, street: str, category: Category) -> str | None:
     """The id of the incident ``hub``'s dashboard shows in ``street`` of ``category``."""
-    return next((summary["id"] for summary in hub.dashboard.incidents({"status": "all"})
-                 if summary["street"] and summary["street"].startswith(street) and summary["category"] == category), None)
+    return next(
+        (
+            summary["id"]
+            for summary in hub.dashboard.incidents({"status": "all"})
+            if summary["street"] and summary["street"].startswith(street) and summary["category"] == category
+        ),
+        None,
+    )
 
 
 @pytest.mark.slow
 async def test_the_city_marks_cross_scope_incidents_filters_by_hub_and_a_district_escalates(browser, tiers, tmp_path):
     city_client, district_client = await tiers.connect_hub("city"), await tiers.connect_hub("510104")
-    async with (running_hub(tiers, "city", tmp_path / "city", admin=True) as city,
-                running_hub(tiers, "510104", tmp_path / "104", admin=True) as district,
-                running_hub(tiers, "510105", tmp_path / "105")):
+    async with (
+        running_hub(tiers, "city", tmp_path / "city", admin=True) as city,
+        running_hub(tiers, "510104", tmp_path / "104", admin=True) as district,
+        running_hub(tiers, "510105", tmp_path / "105"),
+    ):
         # A leak on both sides of the 锦江区 / 青羊区 border; noise in 成华区, which has no hub (the city keeps it);
         # noise a district sensor reports in 510104-01.
-        await send(city_client, report(0, "510104-03"), report(0, "510105-08"),
-                   report(1, "510108-03", source="citizen_report", category=Category.NOISE))
+        await send(
+            city_client,
+            report(0, "510104-03"),
+            report(0, "510105-08"),
+            report(1, "510108-03", source="citizen_report", category=Category.NOISE),
+        )
         await send(district_client, report(2, "510104-01", source="iot_mqtt", category=Category.NOISE))
-        await wait_until(lambda: len(city.dashboard.incidents({"status": "all"})) == 4, "four incidents at the city", 120)
-        leak_104, leak_105 = incident_of(city, "510104", Category.GAS_LEAK), incident_of(city, "510105", Category.GAS_LEAK)
+        await wait_until(
+            lambda: len(city.dashboard.incidents({"status": "all"})) == 4, "four incidents at the city", 120
+        )
+        leak_104, leak_105 = (
+            incident_of(city, "510104", Category.GAS_LEAK),
+            incident_of(city, "510105", Category.GAS_LEAK),
+        )
         kept, noise_104 = incident_of(city, "510108", Category.NOISE), incident_of(city, "510104", Category.NOISE)
 
         page = await open_page(browser, city.admin_url)

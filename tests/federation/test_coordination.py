@@ -3,7 +3,7 @@ city's own grid-worker connector sees it come back up and leaves it to the distr
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
@@ -11,8 +11,8 @@ from hub.config import NatsConfig
 from hub.connector import Connector, ConnectorContext
 from hub.connector_runtime import running_connector
 from hub.models import Category, DispatchOrder, Severity
-from hub.pipeline import dispatch_output
 from hub.nats.streams import ensure_streams
+from hub.pipeline import dispatch_output
 from hub.topology import coordination_subject, dispatch_order_subject
 from tests.federation.tier_hubs import count
 from tests.waiting import wait_until
@@ -40,9 +40,16 @@ class GridWorkers(Connector):
 
 
 def order(order_id: str) -> DispatchOrder:
-    return DispatchOrder(id=order_id, incident_id="inc-01KQH8TFZ8CH7A33S9AAPE9MQG", target="five_way:police",
-                         connector="gridworker", category=Category.GAS_LEAK, severity=Severity.CRITICAL,
-                         summary="five-way joint response", created_at=datetime(2026, 5, 1, tzinfo=timezone.utc))
+    return DispatchOrder(
+        id=order_id,
+        incident_id="inc-01KQH8TFZ8CH7A33S9AAPE9MQG",
+        target="five_way:police",
+        connector="gridworker",
+        category=Category.GAS_LEAK,
+        severity=Severity.CRITICAL,
+        summary="five-way joint response",
+        created_at=datetime(2026, 5, 1, tzinfo=UTC),
+    )
 
 
 async def test_a_coordination_order_reaches_the_districts_connector_and_no_other(city_and_two_districts):
@@ -51,17 +58,25 @@ async def test_a_coordination_order_reaches_the_districts_connector_and_no_other
     for code, client in clients.items():
         await ensure_streams(client.jetstream(), tier=tiers.tier_config(code))
     at_district, at_city = GridWorkers(), GridWorkers()
-    settings = {code: NatsConfig(servers=[tiers.url(code)], nkey_seed_file=tiers.hub_credentials(code))
-                for code in ("city", "510104")}
+    settings = {
+        code: NatsConfig(servers=[tiers.url(code)], nkey_seed_file=tiers.hub_credentials(code))
+        for code in ("city", "510104")
+    }
     async with running_connector(at_district, settings["510104"]), running_connector(at_city, settings["city"]):
         joint = dispatch_output(order("joint-1"))
-        await clients["city"].jetstream().publish(coordination_subject("510104", "gridworker"), joint.data,
-                                                  headers={"Nats-Msg-Id": joint.msg_id})
+        await (
+            clients["city"]
+            .jetstream()
+            .publish(coordination_subject("510104", "gridworker"), joint.data, headers={"Nats-Msg-Id": joint.msg_id})
+        )
         await wait_until(lambda: at_district.delivered == ["joint-1"], "the order delivered at the district")
         await wait_until(lambda: _has(clients["city"], 1), "the order back at the city")
         own = dispatch_output(order("city-1"))  # after it in the city's stream: delivered once it is passed
-        await clients["city"].jetstream().publish(dispatch_order_subject("gridworker"), own.data,
-                                                  headers={"Nats-Msg-Id": own.msg_id})
+        await (
+            clients["city"]
+            .jetstream()
+            .publish(dispatch_order_subject("gridworker"), own.data, headers={"Nats-Msg-Id": own.msg_id})
+        )
         await wait_until(lambda: at_city.delivered == ["city-1"], "the city's own order delivered, the other left")
         assert await count(clients["510105"], "CITYHUB_DISPATCH") == 0
     for client in clients.values():

@@ -27,9 +27,11 @@ async def test_severity_an_exhausted_ladder_and_an_operator_each_send_an_inciden
 ):
     tiers = city_and_two_districts
     city, district = await tiers.connect_hub("city"), await tiers.connect_hub("510104")
-    async with (running_hub(tiers, "city", tmp_path / "city", admin=True) as city_hub,
-                running_hub(tiers, "510104", tmp_path / "104", RULES, admin=True) as hub):
-        gas = [report(n, "510104-01", source="iot_mqtt") for n in (1, 2)]           # one critical incident
+    async with (
+        running_hub(tiers, "city", tmp_path / "city", admin=True) as city_hub,
+        running_hub(tiers, "510104", tmp_path / "104", RULES, admin=True) as hub,
+    ):
+        gas = [report(n, "510104-01", source="iot_mqtt") for n in (1, 2)]  # one critical incident
         fall = report(3, "510104-02", source="eldercare", category=Category.ELDER_FALL)
         noise = report(4, "510104-01", source="citizen_report", category=Category.NOISE)
         await send(district, *gas, fall, noise)
@@ -45,7 +47,11 @@ async def test_severity_an_exhausted_ladder_and_an_operator_each_send_an_inciden
         assert unknown.status_code == 409 and "no such incident here" in unknown.json()["detail"]
         await wait_until(lambda: _escalated_up(city, 3), "the operator's escalation at the city")
 
-        up = {change["data"]["id"]: change["data"] for change in await _changes(city) if change["data"].get("escalated_to")}
+        up = {
+            change["data"]["id"]: change["data"]
+            for change in await _changes(city)
+            if change["data"].get("escalated_to")
+        }
         causes = sorted(incident["escalation_cause"] for incident in up.values())
         assert causes == ["deadline", "operator", "severity"] and {i["escalated_to"] for i in up.values()} == {"city"}
         for incident_id in up:  # the city holds each one's history: it opened before it went up

@@ -3,7 +3,7 @@ is handled there, exactly once, and the city sees it on the same subjects with t
 
 from __future__ import annotations
 
-from tests.federation.tier_hubs import count, cloud_event, report, running_hub, send, stored
+from tests.federation.tier_hubs import cloud_event, count, report, running_hub, send, stored
 from tests.waiting import wait_until
 
 
@@ -12,18 +12,24 @@ async def test_a_12345_report_at_the_city_is_handled_once_by_its_district_and_se
 ):
     tiers = city_and_two_districts
     city, d104, d105 = [await tiers.connect_hub(code) for code in ("city", "510104", "510105")]
-    async with (running_hub(tiers, "city", tmp_path / "city") as city_hub,
-                running_hub(tiers, "510104", tmp_path / "104"), running_hub(tiers, "510105", tmp_path / "105")):
+    async with (
+        running_hub(tiers, "city", tmp_path / "city") as city_hub,
+        running_hub(tiers, "510104", tmp_path / "104"),
+        running_hub(tiers, "510105", tmp_path / "105"),
+    ):
         await send(city, report(1, "510104-01"), report(2, "510105-02"), report(3, "510108-03"))
-        await send(city, report(1, "510104-01"))   # the hotline sends the same work order again
-        await send(city, report(4, "510104-01"))   # after it in the hand-off stream: once it is there, so is all before
+        await send(city, report(1, "510104-01"))  # the hotline sends the same work order again
+        await send(city, report(4, "510104-01"))  # after it in the hand-off stream: once it is there, so is all before
         await wait_until(lambda: _has(d104, "CITYHUB_EVENTS", 2), "both 510104 reports at the district")
         await wait_until(lambda: _has(d105, "CITYHUB_EVENTS", 1), "the 510105 report at its district")
         await wait_until(lambda: _has(city, "CITYHUB_EVENTS", 4), "every report at the city")
 
         at_district = [cloud_event(m) for m in await stored(d104, "CITYHUB_EVENTS")]
         assert [e["data"]["source_event_id"] for e in at_district] == ["510104-01-1", "510104-01-4"]
-        at_city = {cloud_event(m)["data"]["source_event_id"]: (m.subject, cloud_event(m)) for m in await stored(city, "CITYHUB_EVENTS")}
+        at_city = {
+            cloud_event(m)["data"]["source_event_id"]: (m.subject, cloud_event(m))
+            for m in await stored(city, "CITYHUB_EVENTS")
+        }
         assert sorted(at_city) == ["510104-01-1", "510104-01-4", "510105-02-2", "510108-03-3"]
         subject, seen = at_city["510104-01-1"]
         assert subject == "cityhub.events.510104.510104-01.gas_leak.high"
@@ -47,7 +53,8 @@ async def test_a_district_dead_letters_an_event_located_in_another_district(city
         [dead] = await stored(district, "CITYHUB_DLQ")
         assert dead.headers["CityHub-Reason-Kind"] == "out_of_scope"
         assert dead.headers["CityHub-Reason"].startswith(
-            "located in street 510105-02, outside this hub's scope (district 510104)")
+            "located in street 510105-02, outside this hub's scope (district 510104)"
+        )
         assert cloud_event(dead)["source_event_id"] == "510105-02-1"
         await wait_until(lambda: hub.pipeline.counts["dlq"] == 1, "the misrouted event counted as dead-lettered")
     await district.close()

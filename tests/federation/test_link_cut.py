@@ -81,13 +81,18 @@ async def test_nothing_is_lost_or_doubled_across_a_cut_link(city_and_district, t
         handed.phase = local.phase = "cut"
         await asyncio.sleep(CUT_S)
         local_so_far = list(local.every_id)
-        await wait_until(lambda: _holds(district, "cityhub.events.510104.510104-02.>", len(local_so_far)),
-                         "the district handling its own sensors alone", timeout=120)
+        await wait_until(
+            lambda: _holds(district, "cityhub.events.510104.510104-02.>", len(local_so_far)),
+            "the district handling its own sensors alone",
+            timeout=120,
+        )
         assert await link.is_cut()
         at_district = await _ids_on(district, "cityhub.events.510104.510104-01.")
         assert not at_district & set(handed.sent["cut"]), "a hand-off crossed the cut link"
-        await wait_until(lambda: _holds(city, "cityhub.handoff.510104.>", len(handed.every_id), stream="CITYHUB_HANDOFF"),
-                         "the city keeping the hand-offs for the district")
+        await wait_until(
+            lambda: _holds(city, "cityhub.handoff.510104.>", len(handed.every_id), stream="CITYHUB_HANDOFF"),
+            "the city keeping the hand-offs for the district",
+        )
 
         link.restore()
         await wait_until(link.is_up, "the link back")
@@ -101,11 +106,17 @@ async def test_nothing_is_lost_or_doubled_across_a_cut_link(city_and_district, t
         expected = Counter([*handed.every_id, *local.every_id, sentinel.source_event_id])
         assert all(handed.sent[phase] and local.sent[phase] for phase in ("before", "cut", "after"))
         for client in (district, city):
-            await wait_until(lambda client=client: _is_last(client, "cityhub.events.510104.510104-01.>", sentinel.source_event_id),
-                             "the sentinel", timeout=240)
-            await wait_until(lambda client=client: _holds(client, "cityhub.events.>", expected.total()),
-                             "every event", timeout=240)
-            ids = Counter(cloud_event(message)["data"]["source_event_id"] for message in await stored(client, "CITYHUB_EVENTS"))
+            await wait_until(
+                lambda client=client: _is_last(client, "cityhub.events.510104.510104-01.>", sentinel.source_event_id),
+                "the sentinel",
+                timeout=240,
+            )
+            await wait_until(
+                lambda client=client: _holds(client, "cityhub.events.>", expected.total()), "every event", timeout=240
+            )
+            ids = Counter(
+                cloud_event(message)["data"]["source_event_id"] for message in await stored(client, "CITYHUB_EVENTS")
+            )
             assert ids == expected
     await city.close()
     await district.close()
@@ -119,8 +130,11 @@ async def _holds(client: Client, subjects: str, expected: int, stream: str = "CI
 
 async def _ids_on(client: Client, prefix: str) -> set[str]:
     """The source event ids of the unified events on the subjects that begin with ``prefix``."""
-    return {cloud_event(message)["data"]["source_event_id"] for message in await stored(client, "CITYHUB_EVENTS")
-            if message.subject.startswith(prefix)}
+    return {
+        cloud_event(message)["data"]["source_event_id"]
+        for message in await stored(client, "CITYHUB_EVENTS")
+        if message.subject.startswith(prefix)
+    }
 
 
 async def _is_last(client: Client, subjects: str, event_id: str) -> bool:

@@ -23,11 +23,12 @@ def test_every_hub_gets_a_config_the_server_accepts_with_its_domain_and_links(tm
     assert 'domain: "510104"' in district and 'listen: "10.1.0.1:4222"' in district
     assert '"url": "nats-leaf://10.0.0.1:7422", "account": "CITYHUB"' in district  # the link up to the city
     assert district.count('"nkey": "U') == 1 + 1 + 8 + 1  # its hub, its viewer, its 8 streets' viewers, one link
-    assert '# link-510104-01: the leafnode link of the street hub 510104-01' in district
+    assert "# link-510104-01: the leafnode link of the street hub 510104-01" in district
     assert (tmp_path / "510104" / "nats-server.conf").stat().st_mode & 0o077 == 0  # holds the link's seed
     for hub in ("city", "510104", "510104-01"):
-        checked = subprocess.run([nats_server_binary(), "-t", "-c", str(tmp_path / hub / "nats-server.conf")],
-                                 capture_output=True, text=True)
+        checked = subprocess.run(
+            [nats_server_binary(), "-t", "-c", str(tmp_path / hub / "nats-server.conf")], capture_output=True, text=True
+        )
         assert checked.returncode == 0, checked.stderr
     assert "credentials (NKey seeds, one per user)" in capsys.readouterr().out
 

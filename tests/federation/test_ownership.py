@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.federation.ownership import KEEP, Ownership, OutsideScope
+from hub.federation.ownership import KEEP, OutsideScope, Ownership
 from hub.federation.scope import CITY_SCOPE, Scope
 
 DISTRICT = Scope("district", "510104", "510104")
@@ -23,7 +23,9 @@ def test_a_district_hands_its_streets_events_down_and_refuses_another_districts(
     assert district.route("510104", "510104-01") == "510104-01"
     assert district.route("510104", "510104-02") == KEEP
     assert district.route(None, None) == KEEP  # located nowhere: stays where it entered
-    with pytest.raises(OutsideScope, match=r"located in street 510105-02, outside this hub's scope \(district 510104\)"):
+    with pytest.raises(
+        OutsideScope, match=r"located in street 510105-02, outside this hub's scope \(district 510104\)"
+    ):
         district.route("510105", "510105-02")
 
 

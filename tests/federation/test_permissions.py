@@ -15,22 +15,22 @@ from tests.waiting import wait_until
 
 OWN = "cityhub.events.510104.510104-01.gas_leak.high"
 REFUSED_SUBSCRIPTIONS = [
-    "cityhub.events.510104.510104-02.>",   # another street of the same district
-    "cityhub.events.510105.>",             # another district
+    "cityhub.events.510104.510104-02.>",  # another street of the same district
+    "cityhub.events.510105.>",  # another district
     "cityhub.events.>",
-    "cityhub.incidents.510104.>",          # the district's incidents are not the street's
+    "cityhub.incidents.510104.>",  # the district's incidents are not the street's
     "cityhub.ingest.>",
     "cityhub.dlq.>",
     "cityhub.dispatch.>",
-    "_INBOX.>",                            # other clients' replies
+    "_INBOX.>",  # other clients' replies
 ]
 REFUSED_PUBLICATIONS = [
     "cityhub.ingest.hotline_12345",
-    "$JS.API.STREAM.INFO.KV_CITYHUB_ESCALATIONS",       # a KV bucket
+    "$JS.API.STREAM.INFO.KV_CITYHUB_ESCALATIONS",  # a KV bucket
     "$JS.API.DIRECT.GET.KV_CITYHUB_ESCALATIONS",
-    "$JS.API.STREAM.INFO.OBJ_CITYHUB_PIPELINE",          # an object store
+    "$JS.API.STREAM.INFO.OBJ_CITYHUB_PIPELINE",  # an object store
     "$JS.API.STREAM.MSG.GET.CITYHUB_EVENTS",
-    "$JS.API.CONSUMER.CREATE.CITYHUB_EVENTS",             # an unfiltered consumer
+    "$JS.API.CONSUMER.CREATE.CITYHUB_EVENTS",  # an unfiltered consumer
     "$JS.API.CONSUMER.CREATE.CITYHUB_EVENTS.c.cityhub.events.510104.510104-02.>",
     "$JS.API.CONSUMER.CREATE.CITYHUB_INGEST.c.cityhub.ingest.>",
 ]
@@ -46,8 +46,10 @@ class Violations:
         self.messages.append(str(error).lower())
 
     def refused(self, kind: str, subject: str) -> bool:
-        return any(f"permissions violation for {kind} to" in message and subject.lower() in message
-                   for message in self.messages)
+        return any(
+            f"permissions violation for {kind} to" in message and subject.lower() in message
+            for message in self.messages
+        )
 
 
 async def test_a_streets_credentials_read_its_street_and_nothing_else(tiers):
@@ -66,12 +68,14 @@ async def test_a_streets_credentials_read_its_street_and_nothing_else(tiers):
 
         for subject in REFUSED_SUBSCRIPTIONS:
             await street.subscribe(subject)
-            await wait_until(lambda subject=subject: violations.refused("subscription", subject),
-                             f"subscribing {subject} refused")
+            await wait_until(
+                lambda subject=subject: violations.refused("subscription", subject), f"subscribing {subject} refused"
+            )
         for subject in REFUSED_PUBLICATIONS:
             await street.publish(subject, b"{}", reply=f"{inbox_prefix(tiers.scope('510104-01'))}.x")
-            await wait_until(lambda subject=subject: violations.refused("publish", subject),
-                             f"publishing to {subject} refused")
+            await wait_until(
+                lambda subject=subject: violations.refused("publish", subject), f"publishing to {subject} refused"
+            )
     finally:
         await street.close()
         await hub.close()
@@ -90,7 +94,9 @@ async def test_a_districts_credentials_read_its_district_and_a_street_reads_all_
         await wait_until(lambda: violations.refused("subscription", "cityhub.events.510105.>"), "510105 refused")
         await own_street.subscribe("cityhub.ingest.>")
         await wait_until(lambda: violations.refused("subscription", "cityhub.ingest.>"), "ingest refused")
-        assert not any("cityhub.events.510104.>" in m or "incidents" in m or "dispatch" in m for m in violations.messages)
+        assert not any(
+            "cityhub.events.510104.>" in m or "incidents" in m or "dispatch" in m for m in violations.messages
+        )
     finally:
         await district.close()
         await own_street.close()
@@ -101,16 +107,24 @@ async def _replay(client, subject: str) -> str:
     inbox = client.new_inbox()
     delivered = await client.subscribe(inbox)
     await client.jetstream()._jsm.add_consumer(
-        "CITYHUB_EVENTS", ConsumerConfig(name="replay", filter_subject=subject, deliver_subject=inbox,
-                                         ack_policy="none", inactive_threshold=60))
+        "CITYHUB_EVENTS",
+        ConsumerConfig(
+            name="replay", filter_subject=subject, deliver_subject=inbox, ack_policy="none", inactive_threshold=60
+        ),
+    )
     return (await delivered.next_msg(timeout=60)).subject
 
 
 # Every hub's server has these, under the same names: were they to cross the link, one tier's writes would
 # be stored (or its acks taken) by the other's — a district's lease, pipeline snapshot and ack floor moved by
 # the city's.
-KEPT_OFF_THE_LINK = ["$KV.CITYHUB_LEASE.pipeline", "$O.CITYHUB_PIPELINE.M.c25hcHNob3Q", "$JS.ACK.CITYHUB_INGEST.cityhub-pipeline.1.500.500.0.0",
-                     "cityhub.events.510104.510104-01.gas_leak.high", "cityhub.ingest.hotline_12345"]
+KEPT_OFF_THE_LINK = [
+    "$KV.CITYHUB_LEASE.pipeline",
+    "$O.CITYHUB_PIPELINE.M.c25hcHNob3Q",
+    "$JS.ACK.CITYHUB_INGEST.cityhub-pipeline.1.500.500.0.0",
+    "cityhub.events.510104.510104-01.gas_leak.high",
+    "cityhub.ingest.hotline_12345",
+]
 
 
 async def test_the_link_carries_what_sourcing_needs_and_nothing_of_a_tiers_own_state(tiers):
@@ -149,6 +163,10 @@ async def test_a_districts_link_creates_consumers_on_its_own_hand_offs_only(tier
 
 async def _create_consumer_at_city(client, subjects: str):
     """The request a district's server makes for its source of the city's hand-off stream, filtered to ``subjects``."""
-    body = {"stream_name": "CITYHUB_HANDOFF",
-            "config": {"name": "probe", "filter_subject": subjects, "ack_policy": "none", "inactive_threshold": 10**10}}
-    return await client.request(f"$JS.city.API.CONSUMER.CREATE.CITYHUB_HANDOFF.probe.{subjects}", orjson.dumps(body), timeout=5)
+    body = {
+        "stream_name": "CITYHUB_HANDOFF",
+        "config": {"name": "probe", "filter_subject": subjects, "ack_policy": "none", "inactive_threshold": 10**10},
+    }
+    return await client.request(
+        f"$JS.city.API.CONSUMER.CREATE.CITYHUB_HANDOFF.probe.{subjects}", orjson.dumps(body), timeout=5
+    )

@@ -5,8 +5,8 @@ same subjects."""
 from __future__ import annotations
 
 from hub.federation.sourcing import from_below
-from hub.topology import HANDOFF_STREAM, coordination_subject, handoff_subject
 from hub.nats.streams import ensure_streams
+from hub.topology import HANDOFF_STREAM, coordination_subject, handoff_subject
 from tests.waiting import wait_until
 
 DEPLOYED = ("city", "510104", "510104-01", "510105")
@@ -25,9 +25,14 @@ async def test_hand_off_reaches_only_its_child_and_unified_streams_reach_every_t
         for code in DEPLOYED:
             await ensure_streams(js[code], tier=tiers.tier_config(code))
         for child in ("510104", "510105", "510104"):  # the second 510104 publication is a re-send
-            await js["city"].publish(handoff_subject(child, "hotline_12345"), child.encode(),
-                                     headers={"Nats-Msg-Id": f"hotline_12345:{child}"})
-        await js["city"].publish(coordination_subject("510104", "gridworker"), b"five-way", headers={"Nats-Msg-Id": "o1"})
+            await js["city"].publish(
+                handoff_subject(child, "hotline_12345"),
+                child.encode(),
+                headers={"Nats-Msg-Id": f"hotline_12345:{child}"},
+            )
+        await js["city"].publish(
+            coordination_subject("510104", "gridworker"), b"five-way", headers={"Nats-Msg-Id": "o1"}
+        )
         street_event = "cityhub.events.510104.510104-01.gas_leak.high"
         await js["510104-01"].publish(street_event, b"{}", headers={"Nats-Msg-Id": "e1"})
 
@@ -36,7 +41,10 @@ async def test_hand_off_reaches_only_its_child_and_unified_streams_reach_every_t
         await wait_until(lambda: _count(js["city"], "CITYHUB_EVENTS", 1), "the street's event at the city")
         [handed] = await stored(js["510104"], "CITYHUB_INGEST")
         assert (handed.subject, handed.data, handed.headers["Nats-Msg-Id"]) == (
-            "cityhub.ingest.hotline_12345", b"510104", "hotline_12345:510104")
+            "cityhub.ingest.hotline_12345",
+            b"510104",
+            "hotline_12345:510104",
+        )
         [seen] = await stored(js["city"], "CITYHUB_EVENTS")
         assert seen.subject == street_event and from_below(seen.headers)
         assert (await js["city"].stream_info(HANDOFF_STREAM)).state.messages == 2

@@ -31,9 +31,11 @@ def issues_of(path: Path) -> list[str]:
 def test_a_street_under_its_district_and_a_district_with_its_streets_are_valid(tmp_path):
     street = load_config(config_with(tmp_path, '[tier]\nscope = "510104-01"\nparent = { scope = "510104" }\n'))
     assert street.tier.parent.scope == "510104"
-    district = load_config(config_with(
-        tmp_path, '[tier]\nscope = "510104"\nchildren = ["510104-01", "510104-02"]\n'
-                  '[tier.parent]\nscope = "city"\n'))
+    district = load_config(
+        config_with(
+            tmp_path, '[tier]\nscope = "510104"\nchildren = ["510104-01", "510104-02"]\n[tier.parent]\nscope = "city"\n'
+        )
+    )
     assert district.tier.children == ["510104-01", "510104-02"]
 
 
@@ -47,8 +49,9 @@ def test_an_unknown_code_is_an_error_at_its_line(tmp_path):
 def test_a_street_whose_district_is_not_the_parents_scope_is_an_error_at_its_line(tmp_path):
     path = config_with(tmp_path, '[tier]\nscope = "510104-01"\n\n[tier.parent]\nscope = "510105"\n')
     [issue] = issues_of(path)
-    assert issue == (f"{path}:10: tier.parent.scope: street 510104-01 is in district 510104, "
-                     "not in the parent's scope '510105'")
+    assert issue == (
+        f"{path}:10: tier.parent.scope: street 510104-01 is in district 510104, not in the parent's scope '510105'"
+    )
 
 
 def test_a_community_a_city_with_a_parent_and_a_foreign_child_are_errors(tmp_path):
@@ -68,4 +71,3 @@ def test_scopes_hold_their_own_places():
     assert street.holds("510104", "510104-01") and not street.holds("510104", "510104-02")
     assert district.holds("510104", None) and not district.holds("510105", "510105-01")
     assert hierarchy.scope("city").holds(None, None)
-

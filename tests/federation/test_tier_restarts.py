@@ -26,11 +26,11 @@ async def test_hand_offs_survive_restarts_of_either_sides_server(city_and_two_di
         await city.close()
         await restart(tiers.servers["510104"])
         city = await tiers.connect_hub("city")
-        await send(city, *handed[TOTAL // 3: 2 * TOTAL // 3])
+        await send(city, *handed[TOTAL // 3 : 2 * TOTAL // 3])
         await city.close()
         await restart(tiers.servers["city"])
         city, district = await tiers.connect_hub("city"), await tiers.connect_hub("510104")
-        await send(city, *handed[2 * TOTAL // 3:])
+        await send(city, *handed[2 * TOTAL // 3 :])
         await wait_until(lambda: _has(district, TOTAL), "every hand-off at the district", timeout=240)
         await send(city, report(TOTAL, "510104-01"))  # a sentinel: what came before it is there once it is
         await wait_until(lambda: _has(city, TOTAL + 1), "every event back at the city", timeout=240)

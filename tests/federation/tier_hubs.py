@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -26,7 +26,7 @@ PLACES = {
     "510104-03": (104.069102, 30.658765),
     "510105-08": (104.068702, 30.658765),
 }
-T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 
 FENCE_PREFIX = f"{topology.PREFIX}.fence."
 
@@ -81,17 +81,27 @@ async def running_hub(tiers: LocalTiers, code: str, folder: Path, rules: str = G
 def report(n: int, street: str, source: str = "hotline_12345", category: Category = Category.GAS_LEAK) -> Event:
     """Report ``n`` at the centre of a micro-grid of ``street``; reports of one street are 10 m apart."""
     lon, lat = PLACES[street]
-    return Event(source=source, source_event_id=f"{street}-{n}", category=category, severity=Severity.MEDIUM,
-                 time=T0 + timedelta(seconds=n), address=f"{street} {n}", text=f"report {n}",
-                 location=Location(lon=lon + (n % 5) * 10 / 96_000, lat=lat, crs=CoordSystem.GCJ02))
+    return Event(
+        source=source,
+        source_event_id=f"{street}-{n}",
+        category=category,
+        severity=Severity.MEDIUM,
+        time=T0 + timedelta(seconds=n),
+        address=f"{street} {n}",
+        text=f"report {n}",
+        location=Location(lon=lon + (n % 5) * 10 / 96_000, lat=lat, crs=CoordSystem.GCJ02),
+    )
 
 
 async def send(client: Client, *events: Event) -> None:
     """Each event to ``cityhub.ingest.<source>``, as the ingest contract says, waiting for the acks."""
     js = client.jetstream()
     for event in events:
-        await js.publish(f"cityhub.ingest.{event.source}", event.model_dump_json(exclude_none=True).encode(),
-                         headers={"Nats-Msg-Id": f"{event.source}:{event.source_event_id}"})
+        await js.publish(
+            f"cityhub.ingest.{event.source}",
+            event.model_dump_json(exclude_none=True).encode(),
+            headers={"Nats-Msg-Id": f"{event.source}:{event.source_event_id}"},
+        )
 
 
 async def stored(client: Client, stream: str) -> list:

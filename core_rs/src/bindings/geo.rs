@@ -142,10 +142,8 @@ impl GeoIndex {
 
     /// (layer, level, id, name) of a cell index.
     fn cell(&self, index: usize) -> PyResult<(String, String, String, String)> {
-        let view = self
-            .inner
-            .cell(index)
-            .ok_or_else(|| PyIndexError::new_err(format!("cell index {index} out of range")))?;
+        let view =
+            self.inner.cell(index).ok_or_else(|| PyIndexError::new_err(format!("cell index {index} out of range")))?;
         Ok((view.layer.to_owned(), view.level.to_owned(), view.id.to_owned(), view.name.to_owned()))
     }
 

@@ -15,23 +15,11 @@ fn time_ordered_ids<'py>(
     keys: Vec<PyBackedStr>,
 ) -> PyResult<Vec<Bound<'py, PyString>>> {
     if times.len() != keys.len() {
-        return Err(PyValueError::new_err(format!(
-            "time_ordered_ids: {} times but {} keys",
-            times.len(),
-            keys.len()
-        )));
+        return Err(PyValueError::new_err(format!("time_ordered_ids: {} times but {} keys", times.len(), keys.len())));
     }
-    let ids: Vec<_> = py.detach(|| {
-        times
-            .iter()
-            .zip(&keys)
-            .map(|(time, key)| time_ordered_id(*time, key.as_bytes()))
-            .collect()
-    });
-    Ok(ids
-        .iter()
-        .map(|id| PyString::new(py, std::str::from_utf8(id).unwrap_or_default()))
-        .collect())
+    let ids: Vec<_> =
+        py.detach(|| times.iter().zip(&keys).map(|(time, key)| time_ordered_id(*time, key.as_bytes())).collect());
+    Ok(ids.iter().map(|id| PyString::new(py, std::str::from_utf8(id).unwrap_or_default())).collect())
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -13,8 +13,8 @@ use pyo3::Borrowed;
 
 use super::hub_error;
 use crate::incidents::{
-    idempotency_key, CategoryLimits, Closed, DedupStats, Deduper, ExpiringBatch, IncidentError,
-    IncidentId, IncidentMerger, MergeEvent, MergeOutcome, MergePolicy, MergerStats,
+    idempotency_key, CategoryLimits, Closed, DedupStats, Deduper, ExpiringBatch, IncidentError, IncidentId,
+    IncidentMerger, MergeEvent, MergeOutcome, MergePolicy, MergerStats,
 };
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -28,9 +28,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// Maps a core error to the matching `hub.errors` class.
 fn to_py_err(py: Python<'_>, error: IncidentError) -> PyErr {
     let class = match error {
-        IncidentError::InvalidEvent { .. } | IncidentError::InvalidArgument(_) => {
-            "InvalidEventError"
-        }
+        IncidentError::InvalidEvent { .. } | IncidentError::InvalidArgument(_) => "InvalidEventError",
         IncidentError::InvalidConfig { .. } => "ConfigError",
         IncidentError::InvalidSnapshot(_) => "SnapshotError",
     };
@@ -56,34 +54,16 @@ fn restore_detached<T: Send>(
 ) -> PyResult<T> {
     py.detach(|| {
         let mut restored = restore()?;
-        deltas
-            .iter()
-            .try_for_each(|delta| apply(&mut restored, delta))?;
+        deltas.iter().try_for_each(|delta| apply(&mut restored, delta))?;
         Ok(restored)
     })
     .map_err(|e| to_py_err(py, e))
 }
 
 #[cold]
-fn bad_item(
-    py: Python<'_>,
-    index: usize,
-    field: &str,
-    expected: &str,
-    item: &Bound<'_, PyAny>,
-) -> PyErr {
-    let got = item
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".into());
-    to_py_err(
-        py,
-        IncidentError::InvalidEvent {
-            index,
-            reason: format!("{field}: expected {expected}, got {got}"),
-        },
-    )
+fn bad_item(py: Python<'_>, index: usize, field: &str, expected: &str, item: &Bound<'_, PyAny>) -> PyErr {
+    let got = item.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+    to_py_err(py, IncidentError::InvalidEvent { index, reason: format!("{field}: expected {expected}, got {got}") })
 }
 
 /// Calls `each(index, item)` for every item of a list, tuple or other iterable.
@@ -101,15 +81,8 @@ fn for_each_item<'py>(
     }
     let py = sequence.py();
     let iterator = sequence.try_iter().map_err(|_| {
-        let got = sequence
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_default();
-        to_py_err(
-            py,
-            IncidentError::InvalidArgument(format!("{field}: expected a sequence, got {got}")),
-        )
+        let got = sequence.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+        to_py_err(py, IncidentError::InvalidArgument(format!("{field}: expected a sequence, got {got}")))
     })?;
     for_each_counted(iterator, each)
 }
@@ -131,12 +104,8 @@ fn for_each_item_lent<'py>(
     while index < list.len() {
         // SAFETY: the GIL is held and `index` is in bounds; the item stays alive while it is in the list,
         // and the list does not change before `each` returns (no Python code runs with the lent item).
-        let item = unsafe {
-            Borrowed::from_ptr_or_err(
-                py,
-                ffi::PyList_GetItem(list.as_ptr(), index as ffi::Py_ssize_t),
-            )?
-        };
+        let item =
+            unsafe { Borrowed::from_ptr_or_err(py, ffi::PyList_GetItem(list.as_ptr(), index as ffi::Py_ssize_t))? };
         each(index, &item)?;
         index += 1;
     }
@@ -165,32 +134,22 @@ fn size_hint(sequence: &Bound<'_, PyAny>) -> usize {
 fn not_unicode(py: Python<'_>, index: usize, field: &str) -> PyErr {
     to_py_err(
         py,
-        IncidentError::InvalidEvent {
-            index,
-            reason: format!("{field}: not valid Unicode (a lone surrogate?)"),
-        },
+        IncidentError::InvalidEvent { index, reason: format!("{field}: not valid Unicode (a lone surrogate?)") },
     )
 }
 
 /// The string's UTF-8, or an error naming the event for strings that have none.
 fn utf8<'a>(text: &'a Bound<'_, PyString>, index: usize, field: &str) -> PyResult<&'a str> {
-    text.to_str()
-        .map_err(|_| not_unicode(text.py(), index, field))
+    text.to_str().map_err(|_| not_unicode(text.py(), index, field))
 }
 
 fn extract_f64(item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<f64> {
-    item.extract::<f64>()
-        .map_err(|_| bad_item(item.py(), index, field, "a number", item))
+    item.extract::<f64>().map_err(|_| bad_item(item.py(), index, field, "a number", item))
 }
 
-fn extract_optional_f64(
-    item: &Bound<'_, PyAny>,
-    index: usize,
-    field: &str,
-) -> PyResult<Option<f64>> {
+fn extract_optional_f64(item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<Option<f64>> {
     unless_none(item, |item| {
-        item.extract::<f64>()
-            .map_err(|_| bad_item(item.py(), index, field, "a number or None", item))
+        item.extract::<f64>().map_err(|_| bad_item(item.py(), index, field, "a number or None", item))
     })
 }
 
@@ -222,10 +181,7 @@ fn mostly_list<'py, T>(
 where
     T: Copy + PartialEq + IntoPyObject<'py>,
 {
-    let list = PyList::new(py, [usual])?
-        .as_any()
-        .mul(values.len())?
-        .cast_into::<PyList>()?;
+    let list = PyList::new(py, [usual])?.as_any().mul(values.len())?.cast_into::<PyList>()?;
     for (index, value) in values.enumerate().filter(|&(_, value)| value != usual) {
         list.set_item(index, value)?;
     }
@@ -250,9 +206,7 @@ struct PyDeduper {
 impl PyDeduper {
     #[new]
     fn new(py: Python<'_>, window_s: f64, max_keys: u64) -> PyResult<Self> {
-        Deduper::new(window_s, max_keys)
-            .map(|inner| Self { inner })
-            .map_err(|e| to_py_err(py, e))
+        Deduper::new(window_s, max_keys).map(|inner| Self { inner }).map_err(|e| to_py_err(py, e))
     }
 
     /// One bool per key, true for duplicates; new keys are recorded. Keys are str or bytes.
@@ -303,26 +257,15 @@ impl PyDeduper {
     #[staticmethod]
     #[pyo3(signature = (data, deltas = Vec::new()))]
     fn restore(py: Python<'_>, data: &[u8], deltas: Vec<Vec<u8>>) -> PyResult<Self> {
-        restore_detached(py, || Deduper::restore(data), &deltas, Deduper::apply)
-            .map(|inner| Self { inner })
+        restore_detached(py, || Deduper::restore(data), &deltas, Deduper::apply).map(|inner| Self { inner })
     }
 
     #[getter]
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let DedupStats {
-            live_keys,
-            evicted,
-            expired,
-            duplicates,
-        } = self.inner.stats();
+        let DedupStats { live_keys, evicted, expired, duplicates } = self.inner.stats();
         stats_dict(
             py,
-            &[
-                ("live_keys", live_keys),
-                ("evicted", evicted),
-                ("expired", expired),
-                ("duplicates", duplicates),
-            ],
+            &[("live_keys", live_keys), ("evicted", evicted), ("expired", expired), ("duplicates", duplicates)],
         )
     }
 
@@ -355,23 +298,11 @@ impl PyCompiledMergePolicy {
         text_similarity: f64,
         incident_ttl_s: Option<f64>,
     ) -> PyResult<Self> {
-        let limits = |(distance_m, window_s): (f64, f64)| CategoryLimits {
-            distance_m,
-            window_s,
-        };
-        let per_category = per_category
-            .into_iter()
-            .map(|(name, d, w)| (name, limits((d, w))))
-            .collect();
-        MergePolicy::new(
-            groups,
-            limits(default),
-            per_category,
-            text_similarity,
-            incident_ttl_s,
-        )
-        .map(|inner| Self { inner })
-        .map_err(|e| to_py_err(py, e))
+        let limits = |(distance_m, window_s): (f64, f64)| CategoryLimits { distance_m, window_s };
+        let per_category = per_category.into_iter().map(|(name, d, w)| (name, limits((d, w)))).collect();
+        MergePolicy::new(groups, limits(default), per_category, text_similarity, incident_ttl_s)
+            .map(|inner| Self { inner })
+            .map_err(|e| to_py_err(py, e))
     }
 
     /// The largest merge distance of any category, in metres.
@@ -382,14 +313,7 @@ impl PyCompiledMergePolicy {
 }
 
 /// The outcome for one event: the incident it belongs to, whether it opened it, and the report count.
-#[pyclass(
-    module = "hub.incidents",
-    name = "MergeResult",
-    frozen,
-    eq,
-    hash,
-    get_all
-)]
+#[pyclass(module = "hub.incidents", name = "MergeResult", frozen, eq, hash, get_all)]
 #[derive(PartialEq, Eq, Hash)]
 struct PyMergeResult {
     incident_id: String,
@@ -401,11 +325,7 @@ struct PyMergeResult {
 impl PyMergeResult {
     #[new]
     fn new(incident_id: String, is_new: bool, report_count: u32) -> Self {
-        Self {
-            incident_id,
-            is_new,
-            report_count,
-        }
+        Self { incident_id, is_new, report_count }
     }
 
     fn __repr__(&self) -> String {
@@ -454,24 +374,13 @@ impl Batch {
 
 /// The item as a held str, or an error naming the event.
 #[inline]
-fn held_str(
-    item: &Bound<'_, PyAny>,
-    index: usize,
-    field: &str,
-    expected: &str,
-) -> PyResult<PyBackedStr> {
-    let text = item
-        .cast::<PyString>()
-        .map_err(|_| bad_item(item.py(), index, field, expected, item))?;
+fn held_str(item: &Bound<'_, PyAny>, index: usize, field: &str, expected: &str) -> PyResult<PyBackedStr> {
+    let text = item.cast::<PyString>().map_err(|_| bad_item(item.py(), index, field, expected, item))?;
     PyBackedStr::try_from(text.to_owned()).map_err(|_| not_unicode(item.py(), index, field))
 }
 
 #[inline]
-fn held_optional_str(
-    item: &Bound<'_, PyAny>,
-    index: usize,
-    field: &str,
-) -> PyResult<Option<PyBackedStr>> {
+fn held_optional_str(item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<Option<PyBackedStr>> {
     unless_none(item, |item| held_str(item, index, field, "str or None"))
 }
 
@@ -481,18 +390,13 @@ fn held_optional_str(
 fn lent_f64(item: &Bound<'_, PyAny>, index: usize, field: &str, expected: &str) -> PyResult<f64> {
     match item.cast_exact::<PyFloat>() {
         Ok(float) => Ok(float.value()),
-        Err(_) => item
-            .to_owned()
-            .extract::<f64>()
-            .map_err(|_| bad_item(item.py(), index, field, expected, item)),
+        Err(_) => item.to_owned().extract::<f64>().map_err(|_| bad_item(item.py(), index, field, expected, item)),
     }
 }
 
 #[inline]
 fn lent_optional_f64(item: &Bound<'_, PyAny>, index: usize, field: &str) -> PyResult<Option<f64>> {
-    unless_none(item, |item| {
-        lent_f64(item, index, field, "a number or None")
-    })
+    unless_none(item, |item| lent_f64(item, index, field, "a number or None"))
 }
 
 /// The distinct category str objects of a batch, recognised by identity: events of one category then share
@@ -513,12 +417,7 @@ impl Categories {
 
     /// The index in `held` of the item's category, adding it when new.
     #[inline(always)]
-    fn index(
-        &mut self,
-        held: &mut Vec<PyBackedStr>,
-        item: &Bound<'_, PyAny>,
-        index: usize,
-    ) -> PyResult<usize> {
+    fn index(&mut self, held: &mut Vec<PyBackedStr>, item: &Bound<'_, PyAny>, index: usize) -> PyResult<usize> {
         let address = item.as_ptr() as usize;
         if let Some(&(_, known)) = self.seen.iter().find(|(seen, _)| *seen == address) {
             return Ok(known);
@@ -532,12 +431,7 @@ impl Categories {
 }
 
 #[inline]
-fn location(
-    py: Python<'_>,
-    index: usize,
-    lon: Option<f64>,
-    lat: Option<f64>,
-) -> PyResult<Option<(f64, f64)>> {
+fn location(py: Python<'_>, index: usize, lon: Option<f64>, lat: Option<f64>) -> PyResult<Option<(f64, f64)>> {
     match (lon, lat) {
         (Some(lon), Some(lat)) => Ok(Some((lon, lat))),
         (None, None) => Ok(None),
@@ -549,32 +443,26 @@ fn location(
 fn unpaired_location(py: Python<'_>, index: usize) -> PyErr {
     to_py_err(
         py,
-        IncidentError::InvalidEvent {
-            index,
-            reason: "lon and lat must both be given or both be None".into(),
-        },
+        IncidentError::InvalidEvent { index, reason: "lon and lat must both be given or both be None".into() },
     )
 }
 
 /// Reads rows `(event_id, time, category[, lon, lat, address, text])`, e.g. hub.incidents.MergeInput.
 fn rows_to_batch(rows: &Bound<'_, PyAny>) -> PyResult<Batch> {
     let py = rows.py();
-    let mut batch = Batch {
-        categories: Vec::new(),
-        events: Vec::with_capacity(size_hint(rows)),
-    };
+    let mut batch = Batch { categories: Vec::new(), events: Vec::with_capacity(size_hint(rows)) };
     let mut categories = Categories::new();
     for_each_item(rows, "events", |index, row| {
-        let row = row
-            .cast::<PyTuple>()
-            .map_err(|_| bad_item(py, index, "event", "a MergeInput (tuple)", row))?;
+        let row = row.cast::<PyTuple>().map_err(|_| bad_item(py, index, "event", "a MergeInput (tuple)", row))?;
         let len = row.len();
         if !(3..=7).contains(&len) {
             return Err(to_py_err(
                 py,
                 IncidentError::InvalidEvent {
                     index,
-                    reason: format!("expected 3 to 7 fields (event_id, time, category, lon, lat, address, text), got {len}"),
+                    reason: format!(
+                        "expected 3 to 7 fields (event_id, time, category, lon, lat, address, text), got {len}"
+                    ),
                 },
             ));
         }
@@ -594,14 +482,7 @@ fn rows_to_batch(rows: &Bound<'_, PyAny>) -> PyResult<Batch> {
         let address = held_optional_str(&field(5)?, index, "address")?;
         let text = held_optional_str(&field(6)?, index, "text")?;
         let location = location(py, index, lon, lat)?;
-        batch.events.push(RawEvent {
-            event_id,
-            time,
-            category,
-            location,
-            address,
-            text,
-        });
+        batch.events.push(RawEvent { event_id, time, category, location, address, text });
         Ok(())
     })?;
     Ok(batch)
@@ -653,10 +534,7 @@ fn columns_to_batch(
     texts: &Bound<'_, PyAny>,
 ) -> PyResult<Batch> {
     let py = event_ids.py();
-    let mut batch = Batch {
-        categories: Vec::new(),
-        events: Vec::with_capacity(size_hint(event_ids)),
-    };
+    let mut batch = Batch { categories: Vec::new(), events: Vec::with_capacity(size_hint(event_ids)) };
     for_each_item_lent(event_ids, "event_ids", |i, item| {
         batch.events.push(RawEvent {
             event_id: held_str(item, i, "event_id", "str")?,
@@ -718,29 +596,19 @@ struct PyIncidentMerger {
 
 impl PyIncidentMerger {
     fn wrap(inner: IncidentMerger) -> Self {
-        Self {
-            inner,
-            id_strings: Vec::new(),
-        }
+        Self { inner, id_strings: Vec::new() }
     }
 
     fn merge(&mut self, py: Python<'_>, batch: &Batch) -> PyResult<Vec<MergeOutcome>> {
         let inner = &mut self.inner;
         let events = batch.views();
-        py.detach(|| inner.add_many(&events))
-            .map_err(|e| to_py_err(py, e))
+        py.detach(|| inner.add_many(&events)).map_err(|e| to_py_err(py, e))
     }
 
-    fn merge_expiring(
-        &mut self,
-        py: Python<'_>,
-        batch: &Batch,
-        watermark: f64,
-    ) -> PyResult<ExpiringBatch> {
+    fn merge_expiring(&mut self, py: Python<'_>, batch: &Batch, watermark: f64) -> PyResult<ExpiringBatch> {
         let inner = &mut self.inner;
         let events = batch.views();
-        py.detach(|| inner.add_many_expiring(&events, watermark))
-            .map_err(|e| to_py_err(py, e))
+        py.detach(|| inner.add_many_expiring(&events, watermark)).map_err(|e| to_py_err(py, e))
     }
 
     /// The id of the outcome's incident as a Python str, made on first use. `closed_later` knows the ids
@@ -773,11 +641,7 @@ impl PyIncidentMerger {
     }
 
     /// The id of an incident that expired, taken from the cache when it is there.
-    fn closed_id<'py>(
-        &mut self,
-        py: Python<'py>,
-        closed: &Closed,
-    ) -> PyResult<Bound<'py, PyString>> {
+    fn closed_id<'py>(&mut self, py: Python<'py>, closed: &Closed) -> PyResult<Bound<'py, PyString>> {
         let cached = self
             .id_strings
             .get_mut(closed.incident as usize)
@@ -809,18 +673,13 @@ impl PyIncidentMerger {
         }
         let positions = merged.closed.iter().map(|&(position, _)| position);
         let deadlines = merged.closed.iter().map(|(_, closed)| closed.deadline);
-        let closed = (
-            PyList::new(py, positions)?,
-            PyList::new(py, closed_ids)?,
-            PyList::new(py, deadlines)?,
-        );
+        let closed = (PyList::new(py, positions)?, PyList::new(py, closed_ids)?, PyList::new(py, deadlines)?);
         Ok((PyList::new(py, ids)?, closed))
     }
 
     fn expire_detached(&mut self, py: Python<'_>, now: f64) -> PyResult<Vec<Closed>> {
         let inner = &mut self.inner;
-        py.detach(|| inner.expire(now))
-            .map_err(|e| to_py_err(py, e))
+        py.detach(|| inner.expire(now)).map_err(|e| to_py_err(py, e))
     }
 }
 
@@ -836,18 +695,12 @@ struct ClosedLater<'a> {
 
 impl<'a> ClosedLater<'a> {
     fn new(closed: &'a [(usize, Closed)]) -> Self {
-        Self {
-            closed,
-            by_seq: None,
-        }
+        Self { closed, by_seq: None }
     }
 
     fn id(&mut self, seq: u64) -> Option<&'a IncidentId> {
         let closed = self.closed;
-        self.by_seq
-            .get_or_insert_with(|| closed.iter().map(|(_, c)| (c.seq, &c.id)).collect())
-            .get(&seq)
-            .copied()
+        self.by_seq.get_or_insert_with(|| closed.iter().map(|(_, c)| (c.seq, &c.id)).collect()).get(&seq).copied()
     }
 }
 
@@ -870,19 +723,12 @@ impl PyIncidentMerger {
     }
 
     /// Merges rows (MergeInput tuples) in order; one MergeResult per row.
-    fn add_many(
-        &mut self,
-        py: Python<'_>,
-        events: &Bound<'_, PyAny>,
-    ) -> PyResult<Vec<PyMergeResult>> {
+    fn add_many(&mut self, py: Python<'_>, events: &Bound<'_, PyAny>) -> PyResult<Vec<PyMergeResult>> {
         let outcomes = self.merge(py, &rows_to_batch(events)?)?;
         Ok(outcomes
             .iter()
             .map(|o| PyMergeResult {
-                incident_id: self
-                    .inner
-                    .incident_id(o)
-                    .map_or_else(String::new, |id| id.as_str().to_owned()),
+                incident_id: self.inner.incident_id(o).map_or_else(String::new, |id| id.as_str().to_owned()),
                 is_new: o.is_new,
                 report_count: o.report_count,
             })
@@ -904,8 +750,7 @@ impl PyIncidentMerger {
         texts: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>, Bound<'py, PyList>)> {
         let none = py.None().into_bound(py);
-        let or_none =
-            |column: Option<&Bound<'py, PyAny>>| column.cloned().unwrap_or_else(|| none.clone());
+        let or_none = |column: Option<&Bound<'py, PyAny>>| column.cloned().unwrap_or_else(|| none.clone());
         let batch = columns_to_batch(
             event_ids,
             times,
@@ -917,10 +762,7 @@ impl PyIncidentMerger {
         )?;
         let outcomes = self.merge(py, &batch)?;
         let mut no_closes = ClosedLater::new(&[]);
-        let ids = outcomes
-            .iter()
-            .map(|o| self.incident_id(py, o, &mut no_closes))
-            .collect::<PyResult<Vec<_>>>()?;
+        let ids = outcomes.iter().map(|o| self.incident_id(py, o, &mut no_closes)).collect::<PyResult<Vec<_>>>()?;
         let (new, counts) = outcome_lists(py, &outcomes)?;
         Ok((PyList::new(py, ids)?, new, counts))
     }
@@ -939,13 +781,7 @@ impl PyIncidentMerger {
         addresses: &Bound<'py, PyAny>,
         texts: &Bound<'py, PyAny>,
         watermark: f64,
-    ) -> PyResult<(
-        Bound<'py, PyList>,
-        Bound<'py, PyList>,
-        Bound<'py, PyList>,
-        ClosedLists<'py>,
-        f64,
-    )> {
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>, Bound<'py, PyList>, ClosedLists<'py>, f64)> {
         let batch = columns_to_batch(event_ids, times, categories, lons, lats, addresses, texts)?;
         let merged = self.merge_expiring(py, &batch, watermark)?;
         let (ids, closed) = self.expiring_ids(py, &merged)?;
@@ -961,24 +797,14 @@ impl PyIncidentMerger {
     /// Closes incidents whose last report is older than their time-to-live at `now`; their ids.
     fn expire<'py>(&mut self, py: Python<'py>, now: f64) -> PyResult<Bound<'py, PyList>> {
         let closed = self.expire_detached(py, now)?;
-        let ids = closed
-            .iter()
-            .map(|c| self.closed_id(py, c))
-            .collect::<PyResult<Vec<_>>>()?;
+        let ids = closed.iter().map(|c| self.closed_id(py, c)).collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, ids)
     }
 
     /// `expire` that gives (incident_id, deadline) for each incident it closed.
-    fn expire_with_deadlines<'py>(
-        &mut self,
-        py: Python<'py>,
-        now: f64,
-    ) -> PyResult<Bound<'py, PyList>> {
+    fn expire_with_deadlines<'py>(&mut self, py: Python<'py>, now: f64) -> PyResult<Bound<'py, PyList>> {
         let closed = self.expire_detached(py, now)?;
-        let closes = closed
-            .iter()
-            .map(|c| Ok((self.closed_id(py, c)?, c.deadline)))
-            .collect::<PyResult<Vec<_>>>()?;
+        let closes = closed.iter().map(|c| Ok((self.closed_id(py, c)?, c.deadline))).collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, closes)
     }
 
@@ -1001,31 +827,14 @@ impl PyIncidentMerger {
 
     #[staticmethod]
     #[pyo3(signature = (data, policy, deltas = Vec::new()))]
-    fn restore(
-        py: Python<'_>,
-        data: &[u8],
-        policy: &PyCompiledMergePolicy,
-        deltas: Vec<Vec<u8>>,
-    ) -> PyResult<Self> {
+    fn restore(py: Python<'_>, data: &[u8], policy: &PyCompiledMergePolicy, deltas: Vec<Vec<u8>>) -> PyResult<Self> {
         let policy = policy.inner.clone();
-        restore_detached(
-            py,
-            || IncidentMerger::restore(data, policy),
-            &deltas,
-            IncidentMerger::apply,
-        )
-        .map(Self::wrap)
+        restore_detached(py, || IncidentMerger::restore(data, policy), &deltas, IncidentMerger::apply).map(Self::wrap)
     }
 
     #[getter]
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let MergerStats {
-            events,
-            opened,
-            merged,
-            closed,
-            open_incidents,
-        } = self.inner.stats();
+        let MergerStats { events, opened, merged, closed, open_incidents } = self.inner.stats();
         stats_dict(
             py,
             &[

@@ -2,7 +2,8 @@
 //! deciding whole batches of ingest messages with the GIL released.
 
 use crate::ingest::{
-    columns_of, decode_batch, patched_document, ColumnKind, ColumnValue, Decoded, EventRules, IngestMessage, Shape, TimeWindow,
+    columns_of, decode_batch, patched_document, ColumnKind, ColumnValue, Decoded, EventRules, IngestMessage, Shape,
+    TimeWindow,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -104,7 +105,8 @@ impl EventChecker {
             .zip(&received)
             .map(|((data, subject), received)| IngestMessage { data, subject, received: *received })
             .collect();
-        let decoded = py.detach(|| decode_batch(&messages, &rules)).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let decoded =
+            py.detach(|| decode_batch(&messages, &rules)).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let columns = columns_dict(py, &decoded)?;
         Ok((decoded.accepted, decoded.undecided, columns))
     }
@@ -130,7 +132,8 @@ fn rule_documents<'py>(
     let documents = py.detach(|| {
         (0..payloads.len())
             .map(|row| {
-                let row_fields: Vec<(&str, &str)> = fields.iter().map(|(name, values)| (name.as_str(), &*values[row])).collect();
+                let row_fields: Vec<(&str, &str)> =
+                    fields.iter().map(|(name, values)| (name.as_str(), &*values[row])).collect();
                 patched_document(payloads[row].as_deref()?, &row_fields)
             })
             .collect::<Vec<_>>()

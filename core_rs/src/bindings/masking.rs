@@ -29,7 +29,9 @@ impl TextMasker {
         let count = shapes.len();
         let shapes = shapes
             .into_iter()
-            .map(|(name, pattern, kind, keep_start, keep_end)| Ok(Shape { name, pattern, mask: mask(&kind, keep_start, keep_end)? }))
+            .map(|(name, pattern, kind, keep_start, keep_end)| {
+                Ok(Shape { name, pattern, mask: mask(&kind, keep_start, keep_end)? })
+            })
             .collect::<PyResult<Vec<_>>>()?;
         let masker = Masker::new(run, &shapes, mask_char).map_err(PyValueError::new_err)?;
         Ok(TextMasker { masker, shapes: count })
@@ -37,7 +39,11 @@ impl TextMasker {
 
     /// `(masked, counts, undecided)`: per text its masked form (None when unchanged, or None given), the
     /// number of matches masked per shape, and the positions of the texts left to the caller.
-    fn mask_many(&self, py: Python<'_>, texts: Vec<Option<PyBackedStr>>) -> (Vec<Option<String>>, Vec<u64>, Vec<usize>) {
+    fn mask_many(
+        &self,
+        py: Python<'_>,
+        texts: Vec<Option<PyBackedStr>>,
+    ) -> (Vec<Option<String>>, Vec<u64>, Vec<usize>) {
         py.detach(|| {
             let mut counts = vec![0; self.shapes];
             let mut undecided = Vec::new();

@@ -2,7 +2,9 @@
 //! the event columns the checker returned (after the pipeline's stages changed them).
 
 use crate::ingest::Shape;
-use crate::outputs::{encode_events, encode_incident_changes, Cell, Envelope, EventRows, Extension, IncidentChange, REPORT_PROPERTIES};
+use crate::outputs::{
+    encode_events, encode_incident_changes, Cell, Envelope, EventRows, Extension, IncidentChange, REPORT_PROPERTIES,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
@@ -121,13 +123,20 @@ fn change_fields(change: &Bound<'_, PyAny>) -> PyResult<ChangeFields> {
     if tuple.len() != CHANGE_FIELDS {
         return Err(PyValueError::new_err(format!("an incident change is a tuple of {CHANGE_FIELDS} values")));
     }
-    let values = tuple.iter().enumerate().filter(|(i, _)| !matches!(i, 11 | 12)).map(|(_, v)| extract(&v)).collect::<PyResult<_>>()?;
+    let values = tuple
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !matches!(i, 11 | 12))
+        .map(|(_, v)| extract(&v))
+        .collect::<PyResult<_>>()?;
     Ok(ChangeFields { values, sources: tuple.get_item(11)?.extract()?, matched_rules: tuple.get_item(12)?.extract()? })
 }
 
 fn change(fields: &ChangeFields) -> PyResult<IncidentChange<'_>> {
     let v = &fields.values;
-    let text = |i: usize| optional_str(&v[i])?.ok_or_else(|| PyValueError::new_err(format!("incident change field {i} must be a str")));
+    let text = |i: usize| {
+        optional_str(&v[i])?.ok_or_else(|| PyValueError::new_err(format!("incident change field {i} must be a str")))
+    };
     let report = match &v[12] {
         Extracted::Int(row) => Some(usize::try_from(*row).map_err(|_| PyValueError::new_err("a report row is >= 0"))?),
         Extracted::Str(_) => None,
@@ -172,7 +181,13 @@ impl EventEncoder {
     /// the CloudEvent's `time`, `source_field` the one whose value ends its `source` (after
     /// `source_prefix`); `type_` is the CloudEvent type of every event.
     #[new]
-    fn new(schema: &str, time_field: String, source_field: String, source_prefix: String, type_: String) -> PyResult<Self> {
+    fn new(
+        schema: &str,
+        time_field: String,
+        source_field: String,
+        source_prefix: String,
+        type_: String,
+    ) -> PyResult<Self> {
         let shape = Shape::compile(schema).map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(Self { shape, time_field, source_field, source_prefix, type_ })
     }
@@ -190,16 +205,23 @@ impl EventEncoder {
     ) -> PyResult<Bound<'py, PyList>> {
         let extracted = extracted(columns, None)?;
         let columns = cells(&extracted);
-        let extension_values =
-            extensions.iter().map(|(name, values)| Ok((name.clone(), extract_all(values)?))).collect::<PyResult<Vec<_>>>()?;
+        let extension_values = extensions
+            .iter()
+            .map(|(name, values)| Ok((name.clone(), extract_all(values)?)))
+            .collect::<PyResult<Vec<_>>>()?;
         let extensions = extension_values
             .iter()
             .map(|(name, values)| Ok((name.clone(), values.iter().map(extension).collect::<PyResult<Vec<_>>>()?)))
             .collect::<PyResult<Vec<_>>>()?;
         let ids: Vec<&str> = ids.iter().map(|id| &**id).collect();
         let subjects: Vec<&str> = subjects.iter().map(|subject| &**subject).collect();
-        let envelope =
-            Envelope { type_: &self.type_, source_prefix: &self.source_prefix, ids: &ids, subjects: &subjects, extensions: &extensions };
+        let envelope = Envelope {
+            type_: &self.type_,
+            source_prefix: &self.source_prefix,
+            ids: &ids,
+            subjects: &subjects,
+            extensions: &extensions,
+        };
         let (buffer, offsets) = py
             .detach(|| {
                 let rows = EventRows::new(&self.shape, &columns, ids.len(), None)?;
@@ -210,7 +232,12 @@ impl EventEncoder {
     }
 
     /// Each event's `data` alone, as bytes (JSON the event model reads back).
-    fn encode_data<'py>(&self, py: Python<'py>, columns: &Bound<'py, PyDict>, count: usize) -> PyResult<Bound<'py, PyList>> {
+    fn encode_data<'py>(
+        &self,
+        py: Python<'py>,
+        columns: &Bound<'py, PyDict>,
+        count: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
         let extracted = extracted(columns, None)?;
         let columns = cells(&extracted);
         let (buffer, offsets) = py
@@ -240,7 +267,8 @@ impl EventEncoder {
         columns: Option<&Bound<'py, PyDict>>,
         count: usize,
     ) -> PyResult<Bound<'py, PyList>> {
-        let extracted = columns.map(|columns| extracted(columns, Some(&REPORT_PROPERTIES))).transpose()?.unwrap_or_default();
+        let extracted =
+            columns.map(|columns| extracted(columns, Some(&REPORT_PROPERTIES))).transpose()?.unwrap_or_default();
         let columns = cells(&extracted);
         let fields = changes.iter().map(|change| change_fields(&change)).collect::<PyResult<Vec<_>>>()?;
         let changes = fields.iter().map(change).collect::<PyResult<Vec<_>>>()?;

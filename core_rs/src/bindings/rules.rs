@@ -12,10 +12,9 @@ use pyo3::types::{PyBytes, PyList};
 /// `hub.errors.RuleError` whose `problems` lists `(rule_id, position, reason)`.
 fn rule_error(py: Python<'_>, failure: CompileFailure) -> PyErr {
     let problems: Vec<(String, String, String)> = match &failure {
-        CompileFailure::Rules(problems) => problems
-            .iter()
-            .map(|p| (p.rule_id.clone(), p.error.position.to_string(), p.error.reason.clone()))
-            .collect(),
+        CompileFailure::Rules(problems) => {
+            problems.iter().map(|p| (p.rule_id.clone(), p.error.position.to_string(), p.error.reason.clone())).collect()
+        }
         CompileFailure::Timezone(reason) => vec![(String::new(), "timezone".into(), reason.clone())],
     };
     let message = failure.to_string();
@@ -175,7 +174,8 @@ impl CompiledRules {
 #[pyfunction]
 fn jsonlogic_apply(py: Python<'_>, logic: &str, data: &str, timezone: &str) -> PyResult<String> {
     let parse = |text: &str, what: &str| {
-        serde_json::from_str::<serde_json::Value>(text).map_err(|e| PyValueError::new_err(format!("{what} is not JSON: {e}")))
+        serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|e| PyValueError::new_err(format!("{what} is not JSON: {e}")))
     };
     let (logic, data) = (parse(logic, "logic")?, parse(data, "data")?);
     let result = apply_jsonlogic(&logic, &data, timezone).map_err(|e| hub_error(py, "RuleError", e))?;

@@ -144,9 +144,7 @@ pub fn coordinate_problem(lng: f64, lat: f64) -> Option<String> {
         return Some(format!("coordinate ({lng}, {lat}) is not finite"));
     }
     if !(-180.0..=180.0).contains(&lng) || !(-90.0..=90.0).contains(&lat) {
-        return Some(format!(
-            "coordinate ({lng}, {lat}) is out of range (longitude -180..180, latitude -90..90)"
-        ));
+        return Some(format!("coordinate ({lng}, {lat}) is out of range (longitude -180..180, latitude -90..90)"));
     }
     None
 }
@@ -204,8 +202,7 @@ mod tests {
     fn batch_rejects_nan_with_position() {
         let mut lngs = [104.0, f64::NAN];
         let mut lats = [30.0, 30.0];
-        let err = convert_in_place(&mut lngs, &mut lats, CoordSystem::Wgs84, CoordSystem::Gcj02)
-            .unwrap_err();
+        let err = convert_in_place(&mut lngs, &mut lats, CoordSystem::Wgs84, CoordSystem::Gcj02).unwrap_err();
         assert!(err.to_string().contains("point #1"));
     }
 }

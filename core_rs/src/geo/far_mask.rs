@@ -141,7 +141,14 @@ impl FarMask {
 
 /// Grows marks along `line_count` lines of `length` cells (line `i` starts at `i * line_stride`, cells
 /// `step` apart): a cell is marked when a marked cell lies within `reach` of it on its line.
-fn grow_lines(marks: &[bool], length: usize, step: usize, line_count: usize, line_stride: usize, reach: usize) -> Vec<bool> {
+fn grow_lines(
+    marks: &[bool],
+    length: usize,
+    step: usize,
+    line_count: usize,
+    line_stride: usize,
+    reach: usize,
+) -> Vec<bool> {
     let mut grown = vec![false; marks.len()];
     let mut marked_before = vec![0u32; length + 1];
     for line in 0..line_count {

@@ -38,24 +38,16 @@ impl ParsedFeature {
 
 /// Parses a FeatureCollection (or a single Feature) of Polygon / MultiPolygon cells.
 pub fn parse_layer(bytes: &[u8], names: &PropertyNames) -> Result<Vec<ParsedFeature>, GeoError> {
-    let document: Value = serde_json::from_slice(bytes)
-        .map_err(|e| GeoError::new(format!("not valid JSON: {e}")))?;
+    let document: Value = serde_json::from_slice(bytes).map_err(|e| GeoError::new(format!("not valid JSON: {e}")))?;
     let features = feature_list(&document)?;
-    features
-        .iter()
-        .enumerate()
-        .map(|(position, feature)| parse_feature(position, feature, names))
-        .collect()
+    features.iter().enumerate().map(|(position, feature)| parse_feature(position, feature, names)).collect()
 }
 
 /// Parses one GeoJSON geometry (or a Feature wrapping one) of any type, for area queries.
 pub fn parse_geometry(bytes: &[u8]) -> Result<Geometry<f64>, GeoError> {
-    let document: Value = serde_json::from_slice(bytes)
-        .map_err(|e| GeoError::new(format!("not valid JSON: {e}")))?;
+    let document: Value = serde_json::from_slice(bytes).map_err(|e| GeoError::new(format!("not valid JSON: {e}")))?;
     let geometry = match type_name(&document) {
-        Some("Feature") => document
-            .get("geometry")
-            .ok_or_else(|| GeoError::new("feature has no \"geometry\""))?,
+        Some("Feature") => document.get("geometry").ok_or_else(|| GeoError::new("feature has no \"geometry\""))?,
         _ => &document,
     };
     geometry_value(geometry).map_err(|problem| GeoError::new(format!("geometry: {problem}")))
@@ -72,20 +64,12 @@ fn feature_list(document: &Value) -> Result<Vec<&Value>, GeoError> {
             _ => Err(GeoError::new("FeatureCollection has no \"features\" array")),
         },
         Some("Feature") => Ok(vec![document]),
-        Some(other) => Err(GeoError::new(format!(
-            "expected a FeatureCollection or a Feature, got type {other:?}"
-        ))),
-        None => Err(GeoError::new(
-            "expected a GeoJSON object with \"type\": \"FeatureCollection\" or \"Feature\"",
-        )),
+        Some(other) => Err(GeoError::new(format!("expected a FeatureCollection or a Feature, got type {other:?}"))),
+        None => Err(GeoError::new("expected a GeoJSON object with \"type\": \"FeatureCollection\" or \"Feature\"")),
     }
 }
 
-fn parse_feature(
-    position: usize,
-    feature: &Value,
-    names: &PropertyNames,
-) -> Result<ParsedFeature, GeoError> {
+fn parse_feature(position: usize, feature: &Value, names: &PropertyNames) -> Result<ParsedFeature, GeoError> {
     let empty = Map::new();
     let properties = match feature.get("properties") {
         Some(Value::Object(properties)) => properties,
@@ -94,18 +78,13 @@ fn parse_feature(
     };
     let id = required_text(properties, &names.id)
         .or_else(|| feature.get("id").and_then(scalar_text))
-        .ok_or_else(|| {
-            GeoError::new(format!("feature #{position}: no id (property {:?})", names.id))
-        })?;
+        .ok_or_else(|| GeoError::new(format!("feature #{position}: no id (property {:?})", names.id)))?;
     let where_ = format!("feature #{position} (id {id:?})");
-    let level = required_text(properties, &names.level).ok_or_else(|| {
-        GeoError::new(format!("{where_}: no level (property {:?})", names.level))
-    })?;
+    let level = required_text(properties, &names.level)
+        .ok_or_else(|| GeoError::new(format!("{where_}: no level (property {:?})", names.level)))?;
     let name = required_text(properties, &names.name).unwrap_or_else(|| id.clone());
     let parent = required_text(properties, &names.parent);
-    let geometry = feature
-        .get("geometry")
-        .ok_or_else(|| GeoError::new(format!("{where_}: no \"geometry\"")))?;
+    let geometry = feature.get("geometry").ok_or_else(|| GeoError::new(format!("{where_}: no \"geometry\"")))?;
     let shape = polygonal(geometry).map_err(|problem| GeoError::new(format!("{where_}: {problem}")))?;
     Ok(ParsedFeature { position, id, name, level, parent, shape })
 }
@@ -127,10 +106,7 @@ fn polygonal(geometry: &Value) -> Result<MultiPolygon<f64>, String> {
     match geometry_value(geometry)? {
         Geometry::Polygon(polygon) => Ok(MultiPolygon(vec![polygon])),
         Geometry::MultiPolygon(polygons) => Ok(polygons),
-        _ => Err(format!(
-            "geometry type {:?} is not a Polygon or MultiPolygon",
-            type_name(geometry).unwrap_or("?")
-        )),
+        _ => Err(format!("geometry type {:?} is not a Polygon or MultiPolygon", type_name(geometry).unwrap_or("?"))),
     }
 }
 

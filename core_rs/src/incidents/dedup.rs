@@ -88,10 +88,7 @@ struct Record {
 
 impl Record {
     fn new(key: KeyHash, time: f64) -> Self {
-        Self {
-            key: [key as u64, (key >> 64) as u64],
-            time,
-        }
+        Self { key: [key as u64, (key >> 64) as u64], time }
     }
 
     fn key(&self) -> KeyHash {
@@ -155,19 +152,11 @@ pub struct Deduper {
 impl Deduper {
     pub fn new(window_s: f64, max_keys: u64) -> Result<Self, IncidentError> {
         if !window_s.is_finite() || window_s < 0.0 {
-            return Err(config_error(
-                "window_s",
-                format!("must be a finite number >= 0, got {window_s}"),
-            ));
+            return Err(config_error("window_s", format!("must be a finite number >= 0, got {window_s}")));
         }
-        let max_keys = usize::try_from(max_keys)
-            .ok()
-            .filter(|&n| (1..=MAX_KEYS as usize).contains(&n))
-            .ok_or_else(|| {
-                config_error(
-                    "max_keys",
-                    format!("must be between 1 and 2**30 ({MAX_KEYS}), got {max_keys}"),
-                )
+        let max_keys =
+            usize::try_from(max_keys).ok().filter(|&n| (1..=MAX_KEYS as usize).contains(&n)).ok_or_else(|| {
+                config_error("max_keys", format!("must be between 1 and 2**30 ({MAX_KEYS}), got {max_keys}"))
             })?;
         Ok(Self {
             window_s,
@@ -195,19 +184,12 @@ impl Deduper {
     }
 
     pub fn stats(&self) -> DedupStats {
-        DedupStats {
-            live_keys: self.live.len() as u64,
-            ..self.counters
-        }
+        DedupStats { live_keys: self.live.len() as u64, ..self.counters }
     }
 
     /// Checks a batch; `out[i]` is true when `keys[i]` is a duplicate. New keys are recorded.
     /// The batch is validated first: on error nothing was recorded.
-    pub fn check_many(
-        &mut self,
-        keys: &[KeyHash],
-        times: &[f64],
-    ) -> Result<Vec<bool>, IncidentError> {
+    pub fn check_many(&mut self, keys: &[KeyHash], times: &[f64]) -> Result<Vec<bool>, IncidentError> {
         let mut batch = self.batch(keys.len());
         keys.iter().for_each(|&key| batch.push_key(key));
         times.iter().for_each(|&time| batch.push_time(time));
@@ -218,12 +200,7 @@ impl Deduper {
     /// no buffers of its own, and each key checked makes room for the record it may become.
     pub fn batch(&mut self, size: usize) -> DedupBatch<'_> {
         self.records.reserve(size);
-        DedupBatch {
-            deduper: self,
-            keys: 0,
-            times: 0,
-            first_bad_time: None,
-        }
+        DedupBatch { deduper: self, keys: 0, times: 0, first_bad_time: None }
     }
 
     fn record(&self, number: u64) -> &Record {
@@ -243,8 +220,7 @@ impl Deduper {
                 self.check_one(staged.key(), staged.time)
             })
             .collect();
-        self.records
-            .truncate((self.next_record - self.first_record) as usize);
+        self.records.truncate((self.next_record - self.first_record) as usize);
         self.compact();
         out
     }
@@ -303,9 +279,7 @@ impl Deduper {
         let hash = table_hash(&self.seed, key);
         let first = self.first_record;
         let records = &self.records;
-        match self.live.probe(hash, |slot| {
-            records[index_in_slot(first, slot)].key() == key
-        }) {
+        match self.live.probe(hash, |slot| records[index_in_slot(first, slot)].key() == key) {
             Probe::Found(at) => {
                 let earlier = &mut self.records[index_in_slot(first, self.live.number_at(at))];
                 if (time - earlier.time).abs() <= window_s {
@@ -346,16 +320,14 @@ impl Deduper {
         if self.stale > self.live.len() + SLACK {
             self.drop_stale();
         } else if self.front - self.first_record > (self.live.len() + SLACK) as u64 {
-            self.records
-                .drain(..(self.front - self.first_record) as usize);
+            self.records.drain(..(self.front - self.first_record) as usize);
             self.first_record = self.front;
         }
     }
 
     /// Keeps only live records, renumbered so that the newest keeps its number, and points the table at them.
     fn drop_stale(&mut self) {
-        self.records
-            .drain(..(self.front - self.first_record) as usize);
+        self.records.drain(..(self.front - self.first_record) as usize);
         self.records.retain(|record| !record.is_stale());
         self.first_record = self.next_record - self.records.len() as u64;
         self.front = self.first_record;
@@ -401,8 +373,7 @@ impl Deduper {
 
     /// Removes the front record, live and holding `key`, and its table slot (the one holding its number).
     fn remove_front(&mut self, key: KeyHash) {
-        self.live
-            .remove(table_hash(&self.seed, key), slot_of(self.front));
+        self.live.remove(table_hash(&self.seed, key), slot_of(self.front));
         self.front += 1;
     }
 
@@ -426,8 +397,7 @@ impl Deduper {
     pub fn snapshot(&mut self) -> Result<Vec<u8>, IncidentError> {
         self.generation += 1;
         self.journal = Some(Vec::new());
-        let records: Vec<(KeyHash, f64)> = self.records
-            [(self.front - self.first_record) as usize..]
+        let records: Vec<(KeyHash, f64)> = self.records[(self.front - self.first_record) as usize..]
             .iter()
             .filter(|record| !record.is_stale())
             .map(|record| (record.key(), record.time))
@@ -439,13 +409,7 @@ impl Deduper {
             counters: self.counters,
             records,
         };
-        snapshot::seal(
-            Component::Deduper,
-            &DedupImage::Full {
-                generation: self.generation,
-                state,
-            },
-        )
+        snapshot::seal(Component::Deduper, &DedupImage::Full { generation: self.generation, state })
     }
 
     /// The changes since the last snapshot or delta (cost proportional to the keys recorded and forgotten
@@ -457,19 +421,8 @@ impl Deduper {
         };
         let follows = self.generation;
         self.generation += 1;
-        let changes = Changes {
-            watermark: self.watermark,
-            counters: self.counters,
-            log,
-        };
-        snapshot::seal(
-            Component::Deduper,
-            &DedupImage::Delta {
-                follows,
-                generation: self.generation,
-                changes,
-            },
-        )
+        let changes = Changes { watermark: self.watermark, counters: self.counters, log };
+        snapshot::seal(Component::Deduper, &DedupImage::Delta { follows, generation: self.generation, changes })
     }
 
     /// Rebuilds a deduper from a full snapshot.
@@ -477,8 +430,7 @@ impl Deduper {
         match snapshot::open::<DedupImage>(Component::Deduper, bytes)? {
             DedupImage::Full { generation, state } => Self::from_full(generation, state),
             DedupImage::Delta { .. } => Err(IncidentError::InvalidSnapshot(
-                "these bytes are a delta; restore from a full snapshot, then apply the deltas"
-                    .into(),
+                "these bytes are a delta; restore from a full snapshot, then apply the deltas".into(),
             )),
         }
     }
@@ -487,11 +439,7 @@ impl Deduper {
     pub fn apply(&mut self, bytes: &[u8]) -> Result<(), IncidentError> {
         match snapshot::open::<DedupImage>(Component::Deduper, bytes)? {
             DedupImage::Full { generation, state } => *self = Self::from_full(generation, state)?,
-            DedupImage::Delta {
-                follows,
-                generation,
-                changes,
-            } => {
+            DedupImage::Delta { follows, generation, changes } => {
                 check_follows(self.generation, follows)?;
                 for change in changes.log {
                     self.replay(change)?;
@@ -533,9 +481,8 @@ impl Deduper {
     }
 
     fn from_full(generation: u64, state: FullState) -> Result<Self, IncidentError> {
-        let mut deduper = Self::new(state.window_s, state.max_keys).map_err(|e| {
-            IncidentError::InvalidSnapshot(format!("settings in the snapshot: {e}"))
-        })?;
+        let mut deduper = Self::new(state.window_s, state.max_keys)
+            .map_err(|e| IncidentError::InvalidSnapshot(format!("settings in the snapshot: {e}")))?;
         deduper.watermark = state.watermark;
         deduper.counters = state.counters;
         deduper.generation = generation;
@@ -550,9 +497,7 @@ impl Deduper {
         deduper.reserve_table(state.records.len());
         for (key, time) in state.records {
             if !time.is_finite() {
-                return Err(IncidentError::InvalidSnapshot(
-                    "a record in the snapshot has no finite time".into(),
-                ));
+                return Err(IncidentError::InvalidSnapshot("a record in the snapshot has no finite time".into()));
             }
             deduper.insert_newest(key, time);
         }
@@ -597,10 +542,7 @@ impl DedupBatch<'_> {
             });
         }
         if let Some(index) = self.first_bad_time {
-            return Err(IncidentError::InvalidEvent {
-                index,
-                reason: "time is not a finite number".into(),
-            });
+            return Err(IncidentError::InvalidEvent { index, reason: "time is not a finite number".into() });
         }
         if self.keys > MAX_BATCH {
             return Err(IncidentError::InvalidEvent {
@@ -625,18 +567,13 @@ mod tests {
     use super::*;
 
     fn keys(names: &[&str]) -> Vec<KeyHash> {
-        names
-            .iter()
-            .map(|n| idempotency_key(n.as_bytes()))
-            .collect()
+        names.iter().map(|n| idempotency_key(n.as_bytes())).collect()
     }
 
     #[test]
     fn repeats_within_the_window_are_duplicates() {
         let mut d = Deduper::new(10.0, 100).unwrap();
-        let out = d
-            .check_many(&keys(&["a", "b", "a", "a"]), &[0.0, 1.0, 5.0, 20.0])
-            .unwrap();
+        let out = d.check_many(&keys(&["a", "b", "a", "a"]), &[0.0, 1.0, 5.0, 20.0]).unwrap();
         assert_eq!(out, vec![false, false, true, false]);
         assert_eq!(d.stats().duplicates, 1);
     }
@@ -644,12 +581,7 @@ mod tests {
     #[test]
     fn oldest_key_is_evicted_first() {
         let mut d = Deduper::new(1e9, 2).unwrap();
-        let out = d
-            .check_many(
-                &keys(&["a", "b", "c", "b", "a"]),
-                &[0.0, 1.0, 2.0, 3.0, 4.0],
-            )
-            .unwrap();
+        let out = d.check_many(&keys(&["a", "b", "c", "b", "a"]), &[0.0, 1.0, 2.0, 3.0, 4.0]).unwrap();
         assert_eq!(out, vec![false, false, false, true, false]);
         assert_eq!(d.stats().evicted, 2);
         assert_eq!(d.stats().live_keys, 2);
@@ -660,17 +592,13 @@ mod tests {
         let mut d = Deduper::new(5.0, 3).unwrap();
         d.check_many(&keys(&["a", "b"]), &[0.0, 1.0]).unwrap();
         let full = d.snapshot().unwrap();
-        d.check_many(&keys(&["c", "d", "e"]), &[2.0, 3.0, 9.0])
-            .unwrap();
+        d.check_many(&keys(&["c", "d", "e"]), &[2.0, 3.0, 9.0]).unwrap();
         let delta = d.snapshot_delta().unwrap();
         let mut restored = Deduper::restore(&full).unwrap();
         restored.apply(&delta).unwrap();
         let probe = keys(&["a", "c", "d", "e", "f"]);
         let times = [9.5, 9.5, 9.5, 9.5, 9.5];
-        assert_eq!(
-            restored.check_many(&probe, &times).unwrap(),
-            d.check_many(&probe, &times).unwrap()
-        );
+        assert_eq!(restored.check_many(&probe, &times).unwrap(), d.check_many(&probe, &times).unwrap());
         assert_eq!(restored.stats(), d.stats());
     }
 
@@ -695,10 +623,7 @@ mod tests {
         let start = u64::from(u32::MAX) - 5_000;
         (wrapping.first_record, wrapping.front, wrapping.next_record) = (start, start, start);
         for (keys, times) in keys.chunks(999).zip(times.chunks(999)) {
-            assert_eq!(
-                wrapping.check_many(keys, times).unwrap(),
-                plain.check_many(keys, times).unwrap()
-            );
+            assert_eq!(wrapping.check_many(keys, times).unwrap(), plain.check_many(keys, times).unwrap());
         }
         assert!(wrapping.next_record > 1 << 32);
         assert_eq!(wrapping.stats(), plain.stats());
@@ -717,9 +642,6 @@ mod tests {
         snap.truncate(snap.len() - 1);
         assert!(Deduper::restore(&snap).is_err());
         let delta = d.snapshot_delta().unwrap();
-        assert!(
-            d.apply(&delta).is_err(),
-            "a delta applied twice must be refused"
-        );
+        assert!(d.apply(&delta).is_err(), "a delta applied twice must be refused");
     }
 }

@@ -27,10 +27,7 @@ impl PartialOrd for Deadline {
 
 impl Ord for Deadline {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.0
-            .total_cmp(&other.0)
-            .then(self.1.cmp(&other.1))
-            .then(self.2.cmp(&other.2))
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1)).then(self.2.cmp(&other.2))
     }
 }
 
@@ -47,24 +44,14 @@ pub(crate) struct Deadlines {
 
 impl Default for Deadlines {
     fn default() -> Self {
-        Self {
-            ttls: Vec::new(),
-            queues: Vec::new(),
-            late: BinaryHeap::new(),
-            len: 0,
-            earliest: f64::INFINITY,
-        }
+        Self { ttls: Vec::new(), queues: Vec::new(), late: BinaryHeap::new(), len: 0, earliest: f64::INFINITY }
     }
 }
 
 impl Deadlines {
     /// The queue for deadlines `ttl_s` after a report (added when new).
     pub fn queue_for(&mut self, ttl_s: f64) -> usize {
-        if let Some(queue) = self
-            .ttls
-            .iter()
-            .position(|t| t.to_bits() == ttl_s.to_bits())
-        {
+        if let Some(queue) = self.ttls.iter().position(|t| t.to_bits() == ttl_s.to_bits()) {
             return queue;
         }
         self.ttls.push(ttl_s);
@@ -76,9 +63,7 @@ impl Deadlines {
         self.len += 1;
         self.earliest = self.earliest.min(deadline.0);
         match self.queues.get_mut(queue) {
-            Some(entries) if entries.back().is_none_or(|last| last.0 <= deadline.0) => {
-                entries.push_back(deadline)
-            }
+            Some(entries) if entries.back().is_none_or(|last| last.0 <= deadline.0) => entries.push_back(deadline),
             _ => self.late.push(Reverse(deadline)),
         }
     }
@@ -95,12 +80,7 @@ impl Deadlines {
 
     /// Removes every entry due before `now`; fills `due` (a buffer kept by the caller, so taking allocates
     /// nothing once it has grown) with the current ones in deadline order.
-    pub fn take_due(
-        &mut self,
-        now: f64,
-        is_current: impl Fn(&Deadline) -> bool,
-        due: &mut Vec<Deadline>,
-    ) {
+    pub fn take_due(&mut self, now: f64, is_current: impl Fn(&Deadline) -> bool, due: &mut Vec<Deadline>) {
         due.clear();
         if !self.any_due(now) {
             return;
@@ -149,10 +129,7 @@ impl Deadlines {
     /// The earliest deadline held: the front of a queue or the top of the heap.
     fn find_earliest(&self) -> f64 {
         let fronts = self.queues.iter().filter_map(VecDeque::front);
-        fronts
-            .chain(self.late.peek().map(|Reverse(d)| d))
-            .map(|d| d.0)
-            .fold(f64::INFINITY, f64::min)
+        fronts.chain(self.late.peek().map(|Reverse(d)| d)).map(|d| d.0).fold(f64::INFINITY, f64::min)
     }
 
     /// Forgets every entry and every queue (the time-to-lives change with the policy).
@@ -178,14 +155,7 @@ mod tests {
         assert!(deadlines.any_due(11.5) && !deadlines.any_due(11.0));
         let mut due = vec![Deadline(1.0, 9, 9)]; // left from an earlier call: replaced
         deadlines.take_due(20.0, |d| d.1 != 1, &mut due);
-        assert_eq!(
-            due,
-            vec![
-                Deadline(11.0, 2, 2),
-                Deadline(15.0, 0, 0),
-                Deadline(15.0, 3, 3)
-            ]
-        );
+        assert_eq!(due, vec![Deadline(11.0, 2, 2), Deadline(15.0, 0, 0), Deadline(15.0, 3, 3)]);
         assert_eq!(deadlines.len(), 1);
         assert!(!deadlines.any_due(40.0) && deadlines.any_due(40.5));
         deadlines.retain(|_| false);

@@ -19,11 +19,7 @@ pub(crate) struct Located {
 
 impl Located {
     pub fn new((lon, lat): (f64, f64)) -> Self {
-        Self {
-            lon,
-            lat,
-            cos_lat: lat.to_radians().cos(),
-        }
+        Self { lon, lat, cos_lat: lat.to_radians().cos() }
     }
 
     /// Great-circle distance in metres by the haversine formula, the expression the Python reference
@@ -48,10 +44,8 @@ impl Located {
         }
         let dlon = (other.lon - self.lon).abs();
         let half = dlon.min(360.0 - dlon).to_radians() / 2.0;
-        let east_west_m = 2.0
-            * EARTH_RADIUS_M
-            * (self.cos_lat * other.cos_lat).sqrt()
-            * (half - half * half * half / 6.0);
+        let east_west_m =
+            2.0 * EARTH_RADIUS_M * (self.cos_lat * other.cos_lat).sqrt() * (half - half * half * half / 6.0);
         east_west_m <= slack && self.distance_m(other) <= limit_m
     }
 }
@@ -113,9 +107,7 @@ const BOX_MARGIN_DEG: f64 = 1e-9;
 
 impl Grid {
     pub fn new(radius_m: f64) -> Self {
-        let wanted_deg = (CELL_RADII * radius_m.max(1.0) / EARTH_RADIUS_M)
-            .to_degrees()
-            .min(360.0);
+        let wanted_deg = (CELL_RADII * radius_m.max(1.0) / EARTH_RADIUS_M).to_degrees().min(360.0);
         let columns = (360.0 / wanted_deg).ceil().max(1.0) as i64;
         let angle = radius_m / EARTH_RADIUS_M;
         Self {
@@ -214,10 +206,7 @@ impl Grid {
         let Some(dlon) = self.half_width_deg(at.lat) else {
             return false;
         };
-        let (r0, r1) = (
-            self.row(at.lat - self.dlat_deg),
-            self.row(at.lat + self.dlat_deg),
-        );
+        let (r0, r1) = (self.row(at.lat - self.dlat_deg), self.row(at.lat + self.dlat_deg));
         let (c0, c1) = (self.column(at.lon - dlon), self.column(at.lon + dlon));
         let width = (c1 - c0 + 1).min(self.columns);
         if (r1 - r0 + 1).saturating_mul(width) > MAX_CELLS_PER_QUERY {
@@ -229,17 +218,13 @@ impl Grid {
         // Most spots of the cells lie outside the box: two comparisons each turn them away.
         let in_box = |spot: &Spot| {
             let dlon_spot = (spot.anchor.lon - at.lon).abs();
-            (spot.anchor.lat - at.lat).abs() <= self.dlat_deg
-                && dlon_spot.min(360.0 - dlon_spot) <= dlon
+            (spot.anchor.lat - at.lat).abs() <= self.dlat_deg && dlon_spot.min(360.0 - dlon_spot) <= dlon
         };
         for row in r0..=r1 {
             let mut column = self.wrap(c0);
             for _ in 0..width {
                 if let Some(spots) = cells.cells.get(&self.cell_number(row, column)) {
-                    spots
-                        .iter()
-                        .filter(|spot| in_box(spot))
-                        .for_each(&mut visit);
+                    spots.iter().filter(|spot| in_box(spot)).for_each(&mut visit);
                 }
                 column += 1;
                 if column == self.columns {
@@ -257,19 +242,7 @@ mod tests {
 
     #[test]
     fn floor_matches_the_library_floor() {
-        for x in [
-            -2.5,
-            -2.0,
-            -1e-300,
-            -0.0,
-            0.0,
-            0.5,
-            1.0,
-            7.999_999_999,
-            1e19,
-            -1e19,
-            f64::NAN,
-        ] {
+        for x in [-2.5, -2.0, -1e-300, -0.0, 0.0, 0.5, 1.0, 7.999_999_999, 1e19, -1e19, f64::NAN] {
             assert_eq!(floor_i64(x), x.floor() as i64, "{x}");
         }
     }
@@ -318,9 +291,7 @@ mod tests {
             spots.iter().for_each(|spot| grid.insert(0, *spot));
             for query in &spots {
                 let mut visited = vec![false; spots.len()];
-                assert!(
-                    grid.visit_near(0, &query.anchor, |spot| visited[spot.slot as usize] = true)
-                );
+                assert!(grid.visit_near(0, &query.anchor, |spot| visited[spot.slot as usize] = true));
                 for spot in &spots {
                     if query.anchor.distance_m(&spot.anchor) <= radius_m {
                         assert!(visited[spot.slot as usize], "{radius_m} {query:?} {spot:?}");

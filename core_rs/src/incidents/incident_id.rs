@@ -26,10 +26,7 @@ impl IncidentId {
         match rest.get_mut(..event_id.len()) {
             Some(target) => {
                 target.copy_from_slice(event_id.as_bytes());
-                Self::Inline {
-                    len: (PREFIX.len() + event_id.len()) as u8,
-                    bytes,
-                }
+                Self::Inline { len: (PREFIX.len() + event_id.len()) as u8, bytes }
             }
             None => Self::from_parts(&["inc-", event_id]),
         }
@@ -46,10 +43,7 @@ impl IncidentId {
             target.copy_from_slice(part.as_bytes());
             free = rest;
         }
-        Self::Inline {
-            len: len as u8,
-            bytes,
-        }
+        Self::Inline { len: len as u8, bytes }
     }
 
     /// The id's UTF-8, unchecked: hashing, comparing and handing the id to Python need no validation.
@@ -100,28 +94,14 @@ mod tests {
 
     #[test]
     fn short_and_long_ids_read_back_and_snapshot_like_strings() {
-        for event_id in [
-            "e",
-            "evt-0000123",
-            "a-26-byte-event-id-1234567",
-            "an-event-id-too-long-to-fit-inline-😀",
-        ] {
+        for event_id in ["e", "evt-0000123", "a-26-byte-event-id-1234567", "an-event-id-too-long-to-fit-inline-😀"] {
             let id = IncidentId::of_event(event_id);
             let expected = format!("inc-{event_id}");
             assert_eq!(id.as_str(), expected);
-            assert_eq!(
-                postcard::to_allocvec(&id).unwrap(),
-                postcard::to_allocvec(&expected).unwrap()
-            );
-            assert_eq!(
-                postcard::from_bytes::<IncidentId>(&postcard::to_allocvec(&id).unwrap()).unwrap(),
-                id
-            );
+            assert_eq!(postcard::to_allocvec(&id).unwrap(), postcard::to_allocvec(&expected).unwrap());
+            assert_eq!(postcard::from_bytes::<IncidentId>(&postcard::to_allocvec(&id).unwrap()).unwrap(), id);
         }
-        assert!(matches!(
-            IncidentId::of_event("a-26-byte-event-id-1234567"),
-            IncidentId::Inline { .. }
-        ));
+        assert!(matches!(IncidentId::of_event("a-26-byte-event-id-1234567"), IncidentId::Inline { .. }));
         assert_eq!(std::mem::size_of::<IncidentId>(), 32);
     }
 }

@@ -45,18 +45,10 @@ fn tag_in(slot: u64) -> u32 {
 impl KeyTable {
     /// A table that holds `capacity` keys at most 3/4 full.
     pub(super) fn with_capacity(capacity: usize) -> Self {
-        let buckets = capacity
-            .saturating_mul(4)
-            .div_ceil(3)
-            .next_power_of_two()
-            .max(8);
+        let buckets = capacity.saturating_mul(4).div_ceil(3).next_power_of_two().max(8);
         let mut slots = PagedVec::with_capacity_in(buckets, LargePages);
         slots.resize(buckets, 0);
-        Self {
-            slots,
-            mask: buckets - 1,
-            len: 0,
-        }
+        Self { slots, mask: buckets - 1, len: 0 }
     }
 
     pub(super) fn len(&self) -> usize {
@@ -145,11 +137,8 @@ impl KeyTable {
             }
             let home = self.home(tag_in(slot));
             // The entry may fill the hole unless its home lies cyclically in (hole, index].
-            let home_after_hole = if hole <= index {
-                hole < home && home <= index
-            } else {
-                hole < home || home <= index
-            };
+            let home_after_hole =
+                if hole <= index { hole < home && home <= index } else { hole < home || home <= index };
             if !home_after_hole {
                 self.slots[hole] = slot;
                 hole = index;
@@ -169,10 +158,7 @@ mod tests {
     }
 
     fn contains(table: &KeyTable, number: u32) -> bool {
-        matches!(
-            table.probe(hash_of(number), |n| n == number),
-            Probe::Found(_)
-        )
+        matches!(table.probe(hash_of(number), |n| n == number), Probe::Found(_))
     }
 
     #[test]

@@ -140,11 +140,7 @@ struct Journal {
 
 impl Journal {
     fn new(categories_at_mark: usize) -> Self {
-        Self {
-            categories_at_mark,
-            touched: Vec::new(),
-            closed: Vec::new(),
-        }
+        Self { categories_at_mark, touched: Vec::new(), closed: Vec::new() }
     }
 
     fn is_full(&self) -> bool {
@@ -194,10 +190,7 @@ impl Slab {
     }
 
     fn iter(&self) -> impl Iterator<Item = (u32, &Incident)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, i)| Some((slot as u32, i.as_ref()?)))
+        self.slots.iter().enumerate().filter_map(|(slot, i)| Some((slot as u32, i.as_ref()?)))
     }
 }
 
@@ -212,10 +205,7 @@ impl<'a> RecentNames<'a> {
     const CAPACITY: usize = 16;
 
     fn find(&self, name: &str) -> Option<u32> {
-        self.names
-            .iter()
-            .find(|(known, _)| std::ptr::eq(*known, name))
-            .map(|&(_, id)| id)
+        self.names.iter().find(|(known, _)| std::ptr::eq(*known, name)).map(|&(_, id)| id)
     }
 
     fn remember(&mut self, name: &'a str, id: u32) {
@@ -271,31 +261,19 @@ impl IncidentMerger {
     }
 
     pub fn stats(&self) -> MergerStats {
-        MergerStats {
-            open_incidents: self.incidents.open as u64,
-            ..self.counters
-        }
+        MergerStats { open_incidents: self.incidents.open as u64, ..self.counters }
     }
 
     /// The id of the incident a [`MergeOutcome`] names, while that incident is open.
     pub fn incident_id(&self, outcome: &MergeOutcome) -> Option<&IncidentId> {
-        self.incidents
-            .get(outcome.incident)
-            .filter(|i| i.seq == outcome.seq)
-            .map(|i| &i.id)
+        self.incidents.get(outcome.incident).filter(|i| i.seq == outcome.seq).map(|i| &i.id)
     }
 
     /// Merges a batch in order. The batch is validated first: on error nothing was applied.
-    pub fn add_many(
-        &mut self,
-        events: &[MergeEvent<'_>],
-    ) -> Result<Vec<MergeOutcome>, IncidentError> {
+    pub fn add_many(&mut self, events: &[MergeEvent<'_>]) -> Result<Vec<MergeOutcome>, IncidentError> {
         validate_all(events)?;
         let mut names = RecentNames::default();
-        Ok(events
-            .iter()
-            .map(|event| self.add_named(&mut names, event))
-            .collect())
+        Ok(events.iter().map(|event| self.add_named(&mut names, event)).collect())
     }
 
     /// Merges a batch in order on a running watermark: before each event whose time is past the watermark,
@@ -315,11 +293,7 @@ impl IncidentMerger {
         }
         validate_all(events)?;
         let mut names = RecentNames::default();
-        let mut batch = ExpiringBatch {
-            outcomes: Vec::with_capacity(events.len()),
-            closed: Vec::new(),
-            watermark,
-        };
+        let mut batch = ExpiringBatch { outcomes: Vec::with_capacity(events.len()), closed: Vec::new(), watermark };
         for (position, event) in events.iter().enumerate() {
             if event.time > batch.watermark {
                 batch.watermark = event.time;
@@ -331,11 +305,7 @@ impl IncidentMerger {
     }
 
     /// Merges one event of a batch whose category names `names` remembers.
-    fn add_named<'a>(
-        &mut self,
-        names: &mut RecentNames<'a>,
-        event: &MergeEvent<'a>,
-    ) -> MergeOutcome {
+    fn add_named<'a>(&mut self, names: &mut RecentNames<'a>, event: &MergeEvent<'a>) -> MergeOutcome {
         let category = match names.find(event.category) {
             Some(id) => id,
             None => {
@@ -398,12 +368,9 @@ impl IncidentMerger {
                 };
                 let window = limits.widest(theirs.limits).window_s;
                 let similar = incident.text_key.as_ref().is_some_and(|(a, theirs)| {
-                    a == address
-                        && matching_slots(signature, theirs) >= self.policy.min_matching_slots()
+                    a == address && matching_slots(signature, theirs) >= self.policy.min_matching_slots()
                 });
-                if similar
-                    && within_window(event.time, incident.first_time, incident.last_time, window)
-                {
+                if similar && within_window(event.time, incident.first_time, incident.last_time, window) {
                     best = Some((incident.seq, slot));
                 }
             }
@@ -414,33 +381,22 @@ impl IncidentMerger {
     /// The spatial rule: within distance of the incident's anchor and within the window of its reports,
     /// each under the wider limits of the pair. The distance goes first: its cheap bounds reject most spots
     /// without reading the incident.
-    fn near_in_space_and_time(
-        &self,
-        time: f64,
-        point: &Located,
-        limits: CategoryLimits,
-        spot: &Spot,
-    ) -> bool {
+    fn near_in_space_and_time(&self, time: f64, point: &Located, limits: CategoryLimits, spot: &Spot) -> bool {
         let Some(theirs) = self.category(spot.category) else {
             return false;
         };
         let pair = limits.widest(theirs.limits);
         point.within_m(&spot.anchor, pair.distance_m)
-            && self.incidents.get(spot.slot).is_some_and(|incident| {
-                within_window(time, incident.first_time, incident.last_time, pair.window_s)
-            })
+            && self
+                .incidents
+                .get(spot.slot)
+                .is_some_and(|incident| within_window(time, incident.first_time, incident.last_time, pair.window_s))
     }
 
     /// The incident's grid entry, if it has an anchor and is in `group`.
     fn spot_in_group(&self, slot: u32, incident: &Incident, group: u32) -> Option<Spot> {
-        self.category(incident.category)
-            .filter(|c| c.group == group)?;
-        Some(Spot {
-            anchor: Located::new(incident.anchor?),
-            seq: incident.seq,
-            slot,
-            category: incident.category,
-        })
+        self.category(incident.category).filter(|c| c.group == group)?;
+        Some(Spot { anchor: Located::new(incident.anchor?), seq: incident.seq, slot, category: incident.category })
     }
 
     fn join(
@@ -451,12 +407,7 @@ impl IncidentMerger {
         text_key: Option<(u64, Vec<u32>)>,
     ) -> MergeOutcome {
         let Some(incident) = self.incidents.get_mut(slot) else {
-            return MergeOutcome {
-                incident: slot,
-                seq: u64::MAX,
-                is_new: false,
-                report_count: 0,
-            };
+            return MergeOutcome { incident: slot, seq: u64::MAX, is_new: false, report_count: 0 };
         };
         incident.reports = incident.reports.saturating_add(1);
         incident.first_time = incident.first_time.min(event.time);
@@ -473,24 +424,11 @@ impl IncidentMerger {
             }
             _ => None,
         };
-        let outcome = MergeOutcome {
-            incident: slot,
-            seq: incident.seq,
-            is_new: false,
-            report_count: incident.reports,
-        };
+        let outcome = MergeOutcome { incident: slot, seq: incident.seq, is_new: false, report_count: incident.reports };
         let (seq, category) = (incident.seq, incident.category);
         if let Some(group) = self.category(category).map(|c| c.group) {
             if let (true, Some(anchor)) = (gains_anchor, point) {
-                self.grid.insert(
-                    group,
-                    Spot {
-                        anchor,
-                        seq,
-                        slot,
-                        category,
-                    },
-                );
+                self.grid.insert(group, Spot { anchor, seq, slot, category });
             }
             if let Some(address) = new_text_address {
                 self.texts.entry((group, address)).or_default().push(slot);
@@ -539,12 +477,7 @@ impl IncidentMerger {
         let slot = self.insert_hashed(incident, point);
         self.mark_touched(slot);
         self.counters.opened += 1;
-        MergeOutcome {
-            incident: slot,
-            seq,
-            is_new: true,
-            report_count: 1,
-        }
+        MergeOutcome { incident: slot, seq, is_new: true, report_count: 1 }
     }
 
     /// Closes an open incident; false when no open incident has that id.
@@ -584,20 +517,13 @@ impl IncidentMerger {
         let (incidents, categories) = (&self.incidents, &self.categories);
         self.deadlines.take_due(
             now,
-            |&Deadline(deadline, seq, slot)| {
-                current_deadline(incidents, categories, slot, seq) == Some(deadline)
-            },
+            |&Deadline(deadline, seq, slot)| current_deadline(incidents, categories, slot, seq) == Some(deadline),
             &mut due,
         );
         for &Deadline(deadline, seq, slot) in &due {
             if let Some(incident) = self.remove(slot) {
                 self.counters.closed += 1;
-                each(Closed {
-                    id: incident.id,
-                    incident: slot,
-                    seq,
-                    deadline,
-                });
+                each(Closed { id: incident.id, incident: slot, seq, deadline });
             }
         }
         self.due = due;
@@ -607,12 +533,7 @@ impl IncidentMerger {
     pub fn update_policy(&mut self, policy: MergePolicy) {
         self.policy = policy;
         self.deadlines.reset();
-        for (id, (category, name)) in self
-            .categories
-            .iter_mut()
-            .zip(&self.category_names)
-            .enumerate()
-        {
+        for (id, (category, name)) in self.categories.iter_mut().zip(&self.category_names).enumerate() {
             *category = resolve(&self.policy, &mut self.deadlines, id as u32, name);
         }
         self.reindex();
@@ -642,8 +563,7 @@ impl IncidentMerger {
         let Some(&Category { ttl_s, queue, .. }) = self.category(incident.category) else {
             return;
         };
-        self.deadlines
-            .push(queue, Deadline(incident.last_time + ttl_s, seq, slot));
+        self.deadlines.push(queue, Deadline(incident.last_time + ttl_s, seq, slot));
         if self.deadlines.len() > 2 * self.incidents.open + 1024 {
             let (incidents, categories) = (&self.incidents, &self.categories);
             self.deadlines.retain(|&Deadline(deadline, seq, slot)| {
@@ -667,12 +587,7 @@ impl IncidentMerger {
             return;
         };
         if let Some(anchor) = anchor {
-            let spot = Spot {
-                anchor,
-                seq: incident.seq,
-                slot,
-                category: incident.category,
-            };
+            let spot = Spot { anchor, seq: incident.seq, slot, category: incident.category };
             self.grid.insert(group, spot);
         }
         if let Some((address, _)) = &incident.text_key {
@@ -743,10 +658,7 @@ impl IncidentMerger {
 
     /// The open incidents in `slots`, each once, in opening order.
     fn sorted_incidents(&self, slots: impl Iterator<Item = u32>) -> Vec<Incident> {
-        let mut incidents: Vec<Incident> = slots
-            .filter_map(|slot| self.incidents.get(slot))
-            .cloned()
-            .collect();
+        let mut incidents: Vec<Incident> = slots.filter_map(|slot| self.incidents.get(slot)).cloned().collect();
         incidents.sort_unstable_by_key(|i| i.seq);
         incidents.dedup_by_key(|i| i.seq);
         incidents
@@ -763,13 +675,7 @@ impl IncidentMerger {
             counters: self.counters,
             incidents: self.sorted_incidents(self.incidents.iter().map(|(slot, _)| slot)),
         };
-        snapshot::seal(
-            Component::Merger,
-            &MergerImage::Full {
-                generation: self.generation,
-                state,
-            },
-        )
+        snapshot::seal(Component::Merger, &MergerImage::Full { generation: self.generation, state })
     }
 
     /// The incidents opened, changed or closed since the last snapshot or delta: cost proportional to
@@ -782,25 +688,13 @@ impl IncidentMerger {
         let follows = self.generation;
         self.generation += 1;
         let changes = Changes {
-            new_categories: self
-                .category_names
-                .iter()
-                .skip(journal.categories_at_mark)
-                .cloned()
-                .collect(),
+            new_categories: self.category_names.iter().skip(journal.categories_at_mark).cloned().collect(),
             next_seq: self.next_seq,
             counters: self.counters,
             closed: journal.closed,
             upserted: self.sorted_incidents(journal.touched.into_iter()),
         };
-        snapshot::seal(
-            Component::Merger,
-            &MergerImage::Delta {
-                follows,
-                generation: self.generation,
-                changes,
-            },
-        )
+        snapshot::seal(Component::Merger, &MergerImage::Delta { follows, generation: self.generation, changes })
     }
 
     /// Rebuilds a merger from a full snapshot under `policy` (which may differ from the one it was taken with).
@@ -812,8 +706,7 @@ impl IncidentMerger {
                 Ok(merger)
             }
             MergerImage::Delta { .. } => Err(IncidentError::InvalidSnapshot(
-                "these bytes are a delta; restore from a full snapshot, then apply the deltas"
-                    .into(),
+                "these bytes are a delta; restore from a full snapshot, then apply the deltas".into(),
             )),
         }
     }
@@ -825,20 +718,12 @@ impl IncidentMerger {
                 *self = Self::new(self.policy.clone());
                 self.load_full(generation, state)
             }
-            MergerImage::Delta {
-                follows,
-                generation,
-                changes,
-            } => {
+            MergerImage::Delta { follows, generation, changes } => {
                 check_follows(self.generation, follows)?;
                 for name in &changes.new_categories {
                     self.intern(name);
                 }
-                let mut slot_of: HashMap<u64, u32> = self
-                    .incidents
-                    .iter()
-                    .map(|(slot, i)| (i.seq, slot))
-                    .collect();
+                let mut slot_of: HashMap<u64, u32> = self.incidents.iter().map(|(slot, i)| (i.seq, slot)).collect();
                 for seq in changes.closed {
                     if let Some(slot) = slot_of.remove(&seq) {
                         self.remove(slot);
@@ -876,19 +761,11 @@ impl IncidentMerger {
     }
 
     fn check_restorable(&self, incident: &Incident) -> Result<(), IncidentError> {
-        let valid_point = incident
-            .anchor
-            .is_none_or(|(lon, lat)| valid_lon_lat(lon, lat));
-        if self.category(incident.category).is_some()
-            && valid_point
-            && incident.first_time.is_finite()
-        {
+        let valid_point = incident.anchor.is_none_or(|(lon, lat)| valid_lon_lat(lon, lat));
+        if self.category(incident.category).is_some() && valid_point && incident.first_time.is_finite() {
             Ok(())
         } else {
-            Err(IncidentError::InvalidSnapshot(format!(
-                "incident {:?} in the snapshot is inconsistent",
-                incident.id
-            )))
+            Err(IncidentError::InvalidSnapshot(format!("incident {:?} in the snapshot is inconsistent", incident.id)))
         }
     }
 }
@@ -900,17 +777,10 @@ fn within_window(time: f64, first_time: f64, last_time: f64, window_s: f64) -> b
 /// Group, limits, time-to-live and expiry queue of a category under `policy`. Categories in no group get a
 /// group of their own.
 fn resolve(policy: &MergePolicy, deadlines: &mut Deadlines, id: u32, name: &str) -> Category {
-    let group = policy
-        .named_group(name)
-        .unwrap_or_else(|| policy.group_count().saturating_add(id));
+    let group = policy.named_group(name).unwrap_or_else(|| policy.group_count().saturating_add(id));
     let limits = policy.limits(name);
     let ttl_s = policy.incident_ttl_s().unwrap_or(limits.window_s);
-    Category {
-        group,
-        limits,
-        ttl_s,
-        queue: deadlines.queue_for(ttl_s),
-    }
+    Category { group, limits, ttl_s, queue: deadlines.queue_for(ttl_s) }
 }
 
 /// The current deadline of the incident in `slot`, if it is still the one opened as `seq`.
@@ -941,10 +811,7 @@ fn validate(event: &MergeEvent<'_>) -> Result<(), String> {
     }
     let with_id = |reason: String| format!("event {:?}: {reason}", event.event_id);
     if !event.time.is_finite() {
-        return Err(with_id(format!(
-            "time must be a finite epoch-seconds number, got {}",
-            event.time
-        )));
+        return Err(with_id(format!("time must be a finite epoch-seconds number, got {}", event.time)));
     }
     if event.category.is_empty() {
         return Err(with_id("category is empty".into()));
@@ -966,37 +833,16 @@ mod tests {
     fn policy() -> MergePolicy {
         MergePolicy::new(
             vec![("gas".into(), vec!["gas_leak".into(), "smell_gas".into()])],
-            CategoryLimits {
-                distance_m: 100.0,
-                window_s: 3600.0,
-            },
-            vec![(
-                "gas_leak".into(),
-                CategoryLimits {
-                    distance_m: 200.0,
-                    window_s: 7200.0,
-                },
-            )],
+            CategoryLimits { distance_m: 100.0, window_s: 3600.0 },
+            vec![("gas_leak".into(), CategoryLimits { distance_m: 200.0, window_s: 7200.0 })],
             0.7,
             None,
         )
         .unwrap()
     }
 
-    fn event<'a>(
-        id: &'a str,
-        time: f64,
-        category: &'a str,
-        location: Option<(f64, f64)>,
-    ) -> MergeEvent<'a> {
-        MergeEvent {
-            event_id: id,
-            time,
-            category,
-            location,
-            address: None,
-            text: None,
-        }
+    fn event<'a>(id: &'a str, time: f64, category: &'a str, location: Option<(f64, f64)>) -> MergeEvent<'a> {
+        MergeEvent { event_id: id, time, category, location, address: None, text: None }
     }
 
     #[test]
@@ -1012,16 +858,8 @@ mod tests {
                 event("d", 90_000.0, "gas_leak", Some(p)),
             ])
             .unwrap();
-        let ids: Vec<_> = out
-            .iter()
-            .map(|o| {
-                (
-                    m.incident_id(o).unwrap().as_str().to_owned(),
-                    o.is_new,
-                    o.report_count,
-                )
-            })
-            .collect();
+        let ids: Vec<_> =
+            out.iter().map(|o| (m.incident_id(o).unwrap().as_str().to_owned(), o.is_new, o.report_count)).collect();
         assert_eq!(ids[0], ("inc-a".into(), true, 1));
         assert_eq!(ids[1], ("inc-a".into(), false, 2));
         assert_eq!(ids[2], ("inc-c".into(), true, 1));
@@ -1052,10 +890,7 @@ mod tests {
         let out = m.add_many(&[event("b", 1.0, "fire", p)]).unwrap();
         assert!(out[0].is_new);
         let closed = m.expire(10_000.0).unwrap();
-        assert_eq!(
-            closed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
-            ["inc-b"]
-        );
+        assert_eq!(closed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["inc-b"]);
         assert!(m.add_many(&[event("c", 2.0, "fire", p)]).unwrap()[0].is_new);
     }
 
@@ -1075,21 +910,13 @@ mod tests {
                 m = IncidentMerger::restore(&m.snapshot().unwrap(), policy()).unwrap();
             }
             let batch = m.add_many_expiring(&events[start..end], watermark).unwrap();
-            closes.extend(
-                batch
-                    .closed
-                    .iter()
-                    .map(|(at, c)| (start + at, c.id.as_str().to_owned(), c.deadline)),
-            );
+            closes.extend(batch.closed.iter().map(|(at, c)| (start + at, c.id.as_str().to_owned(), c.deadline)));
             for (at, o) in batch.outcomes.iter().enumerate() {
                 let closed_later = batch.closed.iter().find(|(_, c)| c.seq == o.seq);
                 let id = m
                     .incident_id(o)
                     .or(closed_later.map(|(_, c)| &c.id))
-                    .map_or_else(
-                        || format!("event {} names no incident", start + at),
-                        |id| id.as_str().to_owned(),
-                    );
+                    .map_or_else(|| format!("event {} names no incident", start + at), |id| id.as_str().to_owned());
                 reports.push((id, o.is_new, o.report_count));
             }
             watermark = batch.watermark;
@@ -1107,24 +934,12 @@ mod tests {
             .map(|(i, id)| {
                 let time = (i * 400) as f64 - if i % 5 == 3 { 3900.0 } else { 0.0 };
                 let spot = (104.0 + (i % 3) as f64 * 0.01, 30.0);
-                event(
-                    id,
-                    time,
-                    if i % 7 == 6 { "noise" } else { "fire" },
-                    Some(spot),
-                )
+                event(id, time, if i % 7 == 6 { "noise" } else { "fire" }, Some(spot))
             })
             .collect();
         let whole = merge_cut(&events, &[], false);
-        assert!(
-            whole.1.len() >= 3,
-            "the stream closes incidents: {:?}",
-            whole.1
-        );
-        assert!(
-            whole.0.iter().filter(|r| !r.1).count() >= 10,
-            "and merges reports"
-        );
+        assert!(whole.1.len() >= 3, "the stream closes incidents: {:?}", whole.1);
+        assert!(whole.0.iter().filter(|r| !r.1).count() >= 10, "and merges reports");
         for a in 0..=events.len() {
             for restore in [false, true] {
                 assert_eq!(merge_cut(&events, &[a], restore), whole, "cut at {a}");
@@ -1140,19 +955,11 @@ mod tests {
         let mut m = IncidentMerger::new(policy());
         let p = Some((0.0, 0.0));
         m.add_many(&[event("a", 0.0, "fire", p)]).unwrap();
-        let batch = m
-            .add_many_expiring(
-                &[event("b", 4000.0, "noise", p), event("c", 100.0, "fire", p)],
-                0.0,
-            )
-            .unwrap();
+        let batch = m.add_many_expiring(&[event("b", 4000.0, "noise", p), event("c", 100.0, "fire", p)], 0.0).unwrap();
         assert_eq!(batch.watermark, 4000.0);
         assert_eq!(batch.closed.len(), 1);
         let (position, closed) = &batch.closed[0];
-        assert_eq!(
-            (*position, closed.id.as_str(), closed.deadline),
-            (0, "inc-a", 3600.0)
-        );
+        assert_eq!((*position, closed.id.as_str(), closed.deadline), (0, "inc-a", 3600.0));
         assert!(batch.outcomes[1].is_new, "inc-a closed before c arrived");
         assert!(m.add_many_expiring(&[], f64::NAN).is_err());
         assert!(m.add_many_expiring(&[], f64::INFINITY).is_err());
@@ -1173,27 +980,16 @@ mod tests {
     #[test]
     fn snapshot_and_deltas_restore_identical_behaviour() {
         let mut m = IncidentMerger::new(policy());
-        m.add_many(&[event("a", 0.0, "fire", Some((1.0, 1.0)))])
-            .unwrap();
+        m.add_many(&[event("a", 0.0, "fire", Some((1.0, 1.0)))]).unwrap();
         let full = m.snapshot().unwrap();
-        m.add_many(&[
-            event("b", 5.0, "fire", Some((1.0, 1.0))),
-            event("c", 5.0, "noise", Some((2.0, 2.0))),
-        ])
-        .unwrap();
+        m.add_many(&[event("b", 5.0, "fire", Some((1.0, 1.0))), event("c", 5.0, "noise", Some((2.0, 2.0)))]).unwrap();
         m.close("inc-c");
         let delta = m.snapshot_delta().unwrap();
         let mut restored = IncidentMerger::restore(&full, policy()).unwrap();
         restored.apply(&delta).unwrap();
         assert_eq!(restored.stats(), m.stats());
-        let probe = [
-            event("d", 6.0, "fire", Some((1.0, 1.0))),
-            event("e", 6.0, "noise", Some((2.0, 2.0))),
-        ];
-        assert_eq!(
-            restored.add_many(&probe).unwrap(),
-            m.add_many(&probe).unwrap()
-        );
+        let probe = [event("d", 6.0, "fire", Some((1.0, 1.0))), event("e", 6.0, "noise", Some((2.0, 2.0)))];
+        assert_eq!(restored.add_many(&probe).unwrap(), m.add_many(&probe).unwrap());
         assert!(restored.apply(&delta).is_err());
         assert!(IncidentMerger::restore(b"CHUB\x01\x02garbage!", policy()).is_err());
     }
@@ -1201,21 +997,11 @@ mod tests {
     #[test]
     fn bad_events_are_rejected_before_anything_is_applied() {
         let mut m = IncidentMerger::new(policy());
-        let err = m.add_many(&[
-            event("a", 0.0, "fire", None),
-            event("b", 0.0, "fire", Some((f64::NAN, 0.0))),
-        ]);
-        assert!(matches!(
-            err,
-            Err(IncidentError::InvalidEvent { index: 1, .. })
-        ));
+        let err = m.add_many(&[event("a", 0.0, "fire", None), event("b", 0.0, "fire", Some((f64::NAN, 0.0)))]);
+        assert!(matches!(err, Err(IncidentError::InvalidEvent { index: 1, .. })));
         assert_eq!(m.stats().events, 0);
-        assert!(m
-            .add_many(&[event("a", f64::INFINITY, "fire", None)])
-            .is_err());
+        assert!(m.add_many(&[event("a", f64::INFINITY, "fire", None)]).is_err());
         assert!(m.add_many(&[event("a", 0.0, "", None)]).is_err());
-        assert!(m
-            .add_many(&[event("a", 0.0, "x", Some((0.0, 91.0)))])
-            .is_err());
+        assert!(m.add_many(&[event("a", 0.0, "x", Some((0.0, 91.0)))]).is_err());
     }
 }

@@ -54,8 +54,5 @@ impl fmt::Display for IncidentError {
 impl std::error::Error for IncidentError {}
 
 pub(crate) fn config_error(key: impl Into<String>, reason: impl Into<String>) -> IncidentError {
-    IncidentError::InvalidConfig {
-        key: key.into(),
-        reason: reason.into(),
-    }
+    IncidentError::InvalidConfig { key: key.into(), reason: reason.into() }
 }

@@ -27,10 +27,7 @@ impl CategoryLimits {
 
     /// When a report of one category meets an incident of another (same group), the wider limits apply.
     pub fn widest(self, other: Self) -> Self {
-        Self {
-            distance_m: self.distance_m.max(other.distance_m),
-            window_s: self.window_s.max(other.window_s),
-        }
+        Self { distance_m: self.distance_m.max(other.distance_m), window_s: self.window_s.max(other.window_s) }
     }
 }
 
@@ -62,16 +59,15 @@ impl MergePolicy {
             let group = *group_names.entry(name.as_str()).or_insert(next);
             for category in members {
                 if category.is_empty() {
-                    return Err(config_error(
-                        format!("groups[{name:?}]"),
-                        "a category name is empty",
-                    ));
+                    return Err(config_error(format!("groups[{name:?}]"), "a category name is empty"));
                 }
                 if let Some(previous) = group_of.insert(category.clone(), group) {
                     if previous != group {
                         return Err(config_error(
                             format!("groups[{name:?}]"),
-                            format!("category {category:?} is already in another group; a category belongs to one group"),
+                            format!(
+                                "category {category:?} is already in another group; a category belongs to one group"
+                            ),
                         ));
                     }
                 }
@@ -85,23 +81,14 @@ impl MergePolicy {
             })
             .collect::<Result<HashMap<_, _>, IncidentError>>()?;
         let min_matching_slots = similarity_to_slots(text_similarity).ok_or_else(|| {
-            config_error(
-                "text_similarity",
-                format!("must be between 0 and 1, got {text_similarity}"),
-            )
+            config_error("text_similarity", format!("must be between 0 and 1, got {text_similarity}"))
         })?;
         if let Some(ttl) = incident_ttl_s {
             if !ttl.is_finite() || ttl <= 0.0 {
-                return Err(config_error(
-                    "incident_ttl_s",
-                    format!("must be a finite number > 0, got {ttl}"),
-                ));
+                return Err(config_error("incident_ttl_s", format!("must be a finite number > 0, got {ttl}")));
             }
         }
-        let search_radius_m = per_category
-            .values()
-            .map(|l| l.distance_m)
-            .fold(default.distance_m, f64::max);
+        let search_radius_m = per_category.values().map(|l| l.distance_m).fold(default.distance_m, f64::max);
         Ok(Self {
             group_of,
             group_count: group_names.len() as u32,
@@ -124,10 +111,7 @@ impl MergePolicy {
     }
 
     pub fn limits(&self, category: &str) -> CategoryLimits {
-        self.per_category
-            .get(category)
-            .copied()
-            .unwrap_or(self.default)
+        self.per_category.get(category).copied().unwrap_or(self.default)
     }
 
     pub fn min_matching_slots(&self) -> u32 {

@@ -36,15 +36,8 @@ impl Component {
 /// Either the whole state or the changes since the snapshot of generation `follows`.
 #[derive(Serialize, serde::Deserialize)]
 pub(crate) enum Image<Full, Delta> {
-    Full {
-        generation: u64,
-        state: Full,
-    },
-    Delta {
-        follows: u64,
-        generation: u64,
-        changes: Delta,
-    },
+    Full { generation: u64, state: Full },
+    Delta { follows: u64, generation: u64, changes: Delta },
 }
 
 pub(crate) fn seal<T: Serialize>(component: Component, body: &T) -> Result<Vec<u8>, IncidentError> {
@@ -59,10 +52,7 @@ pub(crate) fn seal<T: Serialize>(component: Component, body: &T) -> Result<Vec<u
     Ok(out)
 }
 
-pub(crate) fn open<T: DeserializeOwned>(
-    component: Component,
-    bytes: &[u8],
-) -> Result<T, IncidentError> {
+pub(crate) fn open<T: DeserializeOwned>(component: Component, bytes: &[u8]) -> Result<T, IncidentError> {
     let bad = |reason: String| IncidentError::InvalidSnapshot(reason);
     if bytes.len() < HEADER_LEN + CHECKSUM_LEN || !bytes.starts_with(MAGIC) {
         return Err(bad(format!(
@@ -74,21 +64,15 @@ pub(crate) fn open<T: DeserializeOwned>(
     let mut expected = [0u8; CHECKSUM_LEN];
     expected.copy_from_slice(checksum);
     if xxh3_64(sealed) != u64::from_le_bytes(expected) {
-        return Err(bad(
-            "checksum mismatch: the bytes are truncated or corrupted".into(),
-        ));
+        return Err(bad("checksum mismatch: the bytes are truncated or corrupted".into()));
     }
-    let (Some(&version), Some(&tag), Some(body)) = (
-        sealed.get(MAGIC.len()),
-        sealed.get(MAGIC.len() + 1),
-        sealed.get(HEADER_LEN..),
-    ) else {
+    let (Some(&version), Some(&tag), Some(body)) =
+        (sealed.get(MAGIC.len()), sealed.get(MAGIC.len() + 1), sealed.get(HEADER_LEN..))
+    else {
         return Err(bad("snapshot header is truncated".into()));
     };
     if version != FORMAT_VERSION {
-        return Err(bad(format!(
-            "format version {version}, this build reads version {FORMAT_VERSION}"
-        )));
+        return Err(bad(format!("format version {version}, this build reads version {FORMAT_VERSION}")));
     }
     if tag != component as u8 {
         return Err(bad(format!(

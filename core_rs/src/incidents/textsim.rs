@@ -17,12 +17,7 @@ use xxhash_rust::xxh3::xxh3_64;
 /// The normalised form used for address equality and for text shingles.
 pub fn normalize(text: &str) -> String {
     text.chars()
-        .filter(|c| {
-            !matches!(
-                c,
-                ' ' | '\t' | '\n' | '\r' | '\u{0b}' | '\u{0c}' | '\u{a0}' | '\u{3000}'
-            )
-        })
+        .filter(|c| !matches!(c, ' ' | '\t' | '\n' | '\r' | '\u{0b}' | '\u{0c}' | '\u{a0}' | '\u{3000}'))
         .map(|c| match c {
             '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
             _ => c,
@@ -51,11 +46,8 @@ fn seed(slot: usize) -> u64 {
 /// character); `None` for text that is empty after normalisation.
 pub fn minhash(text: &str) -> Option<Vec<u32>> {
     let normalized = normalize(text);
-    let boundaries: Vec<usize> = normalized
-        .char_indices()
-        .map(|(i, _)| i)
-        .chain(std::iter::once(normalized.len()))
-        .collect();
+    let boundaries: Vec<usize> =
+        normalized.char_indices().map(|(i, _)| i).chain(std::iter::once(normalized.len())).collect();
     let shingles: Vec<&str> = match boundaries.len() {
         0 | 1 => return None,
         2 => vec![normalized.as_str()],
@@ -71,11 +63,7 @@ pub fn minhash(text: &str) -> Option<Vec<u32>> {
     let signature = (0..SLOTS)
         .map(|slot| {
             let seed = seed(slot);
-            bases
-                .iter()
-                .map(|&base| (mix(base ^ seed) >> 32) as u32)
-                .min()
-                .unwrap_or(u32::MAX)
+            bases.iter().map(|&base| (mix(base ^ seed) >> 32) as u32).min().unwrap_or(u32::MAX)
         })
         .collect();
     Some(signature)
@@ -112,11 +100,7 @@ mod tests {
         let a = "幸福小区3号楼2单元楼道里有很浓的煤气味，请尽快派人处理";
         let b = "幸福小区3号楼2单元楼道里有很浓的煤气味,请尽快派人来处理";
         let c = "人民公园东门路灯不亮已经三天了";
-        assert!(
-            similarity(a, b) >= 0.7,
-            "near-identical: {}",
-            similarity(a, b)
-        );
+        assert!(similarity(a, b) >= 0.7, "near-identical: {}", similarity(a, b));
         assert!(similarity(a, c) < 0.1, "unrelated: {}", similarity(a, c));
     }
 

@@ -114,7 +114,8 @@ pub fn declared_object(shape: &Shape) -> Option<&ObjectShape> {
         Shape::AnyOf(branches) => {
             let mut objects = branches.iter().filter_map(declared_object);
             let only = objects.next()?;
-            (objects.next().is_none() && branches.iter().all(|b| matches!(b, Shape::Null | Shape::Object(_)))).then_some(only)
+            (objects.next().is_none() && branches.iter().all(|b| matches!(b, Shape::Null | Shape::Object(_))))
+                .then_some(only)
         }
         _ => None,
     }
@@ -228,7 +229,11 @@ fn accepted_event<'a>(message: &IngestMessage<'a>, rules: &EventRules<'_>) -> Op
 /// pydantic instead of unwinding into the caller.
 pub fn decode_batch<'a>(messages: &[IngestMessage<'a>], rules: &EventRules<'_>) -> Result<Decoded<'a>, ShapeError> {
     let count = messages.len();
-    let columns = columns_of(rules.shape)?.into_iter().map(|(name, kind)| Column { name, kind, values: Vec::with_capacity(count) });
+    let columns = columns_of(rules.shape)?.into_iter().map(|(name, kind)| Column {
+        name,
+        kind,
+        values: Vec::with_capacity(count),
+    });
     let mut decoded = Decoded { columns: columns.collect(), ..Decoded::default() };
     let Shape::Object(root) = rules.shape else { return Ok(decoded) };
     for (position, message) in messages.iter().enumerate() {
@@ -272,14 +277,24 @@ mod tests {
             .map(|data| IngestMessage { data, subject: "cityhub.ingest.iot", received: 1_777_593_600.0 })
             .collect();
         let window = TimeWindow { max_ahead_s: 86_400.0, max_age_s: 86_400.0, accept_out_of_range: false };
-        let rules = EventRules { shape, source_field: "source", time_field: "time", event_type: "cityhub.event", max_bytes: 1024, window };
+        let rules = EventRules {
+            shape,
+            source_field: "source",
+            time_field: "time",
+            event_type: "cityhub.event",
+            max_bytes: 1024,
+            window,
+        };
         decode_batch(&messages, &rules).unwrap()
     }
 
     #[test]
     fn canonical_events_come_back_as_columns_with_defaults() {
         let shape = event_shape();
-        let decoded = decode(&[br#"{"source":"iot","time":"2026-05-01T08:00:00+08:00","location":{"lon":104},"payload":{"a":[1]}}"#], &shape);
+        let decoded = decode(
+            &[br#"{"source":"iot","time":"2026-05-01T08:00:00+08:00","location":{"lon":104},"payload":{"a":[1]}}"#],
+            &shape,
+        );
         assert_eq!(decoded.accepted, vec![0]);
         let column = |name: &str| decoded.columns.iter().find(|c| c.name == name).unwrap().values[0].clone();
         assert_eq!(column("location"), Value::Bool(true));

@@ -66,13 +66,26 @@ fn offset_seconds(text: &[u8]) -> Option<i32> {
 /// The instant `text` names, or None when it is not in the strict spelling or not a real date and time.
 pub fn parse_rfc3339(text: &str) -> Option<Instant> {
     let bytes = text.as_bytes();
-    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b'T' || bytes[13] != b':' || bytes[16] != b':' {
+    if bytes.len() < 20
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || bytes[10] != b'T'
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
         return None;
     }
     let year = i64::from(digits(&bytes[0..4])?);
     let (month, day) = (digits(&bytes[5..7])?, digits(&bytes[8..10])?);
     let (hour, minute, second) = (digits(&bytes[11..13])?, digits(&bytes[14..16])?, digits(&bytes[17..19])?);
-    if year == 0 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59 {
+    if year == 0
+        || !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
         return None;
     }
     let mut rest = &bytes[19..];
@@ -106,9 +119,17 @@ mod tests {
     #[test]
     fn other_spellings_and_impossible_dates_are_left_to_pydantic() {
         for text in [
-            "2026-05-01T08:00:00", "2026-05-01 08:00:00Z", "2026-05-01T08:00:00z", "2026-05-01T08:00:00+0800",
-            "2026-02-29T08:00:00Z", "2026-05-01T24:00:00Z", "2026-05-01T08:00:00.1234567Z", "0000-01-01T00:00:00Z",
-            "2026-05-01T08:00:00+24:00", "2026-05-01T08:00:00.Z", "２026-05-01T08:00:00Z",
+            "2026-05-01T08:00:00",
+            "2026-05-01 08:00:00Z",
+            "2026-05-01T08:00:00z",
+            "2026-05-01T08:00:00+0800",
+            "2026-02-29T08:00:00Z",
+            "2026-05-01T24:00:00Z",
+            "2026-05-01T08:00:00.1234567Z",
+            "0000-01-01T00:00:00Z",
+            "2026-05-01T08:00:00+24:00",
+            "2026-05-01T08:00:00.Z",
+            "２026-05-01T08:00:00Z",
         ] {
             assert_eq!(parse_rfc3339(text), None, "{text}");
         }

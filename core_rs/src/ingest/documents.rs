@@ -92,10 +92,14 @@ mod tests {
 
     #[test]
     fn members_stay_as_they_arrived_and_fields_follow() {
-        assert_eq!(patched(r#"{"severity":"low", "a":[1, {"b":null}],"t\u00e9":1.50}"#).unwrap(),
-                   r#"{"a":[1, {"b":null}],"té":1.50,"id":"E1","severity":"high","grid":"锦江区"}"#);
-        assert_eq!(patched(r#"{"specversion":"1.0","data":{"x":1.5}}"#).unwrap(),
-                   r#"{"x":1.5,"id":"E1","severity":"high","grid":"锦江区"}"#);
+        assert_eq!(
+            patched(r#"{"severity":"low", "a":[1, {"b":null}],"t\u00e9":1.50}"#).unwrap(),
+            r#"{"a":[1, {"b":null}],"té":1.50,"id":"E1","severity":"high","grid":"锦江区"}"#
+        );
+        assert_eq!(
+            patched(r#"{"specversion":"1.0","data":{"x":1.5}}"#).unwrap(),
+            r#"{"x":1.5,"id":"E1","severity":"high","grid":"锦江区"}"#
+        );
         assert_eq!(patched("{}").unwrap(), r#"{"id":"E1","severity":"high","grid":"锦江区"}"#);
     }
 

@@ -27,7 +27,8 @@ const VALID: &[u8] = br#"{"source":"iot","category":"fire","time":"2026-05-01T08
 
 fn corpus() -> Vec<Vec<u8>> {
     let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/ingest");
-    let mut seeds: Vec<_> = std::fs::read_dir(folder).expect("the seed corpus").map(|entry| entry.unwrap().path()).collect();
+    let mut seeds: Vec<_> =
+        std::fs::read_dir(folder).expect("the seed corpus").map(|entry| entry.unwrap().path()).collect();
     seeds.sort();
     seeds.into_iter().map(|path| std::fs::read(path).unwrap()).collect()
 }
@@ -36,8 +37,16 @@ fn corpus() -> Vec<Vec<u8>> {
 fn decodes_cleanly(message: &[u8]) {
     let shape = Shape::compile(SCHEMA).unwrap();
     let window = TimeWindow { max_ahead_s: 86_400.0, max_age_s: 365.0 * 86_400.0, accept_out_of_range: false };
-    let rules = EventRules { shape: &shape, source_field: "source", time_field: "time", event_type: "cityhub.event", max_bytes: 1 << 20, window };
-    let messages = [message, VALID].map(|data| IngestMessage { data, subject: "cityhub.ingest.iot", received: 1_777_593_600.0 });
+    let rules = EventRules {
+        shape: &shape,
+        source_field: "source",
+        time_field: "time",
+        event_type: "cityhub.event",
+        max_bytes: 1 << 20,
+        window,
+    };
+    let messages =
+        [message, VALID].map(|data| IngestMessage { data, subject: "cityhub.ingest.iot", received: 1_777_593_600.0 });
     let decoded = decode_batch(&messages, &rules).unwrap();
     let mut positions = [decoded.accepted.clone(), decoded.undecided.clone()].concat();
     positions.sort_unstable();
@@ -87,13 +96,25 @@ fn mutated(seed: &[u8], mutations: &[Mutation]) -> Vec<u8> {
 
 fn mutation() -> impl Strategy<Value = Mutation> {
     let tokens = prop::sample::select(vec![
-        b"{".to_vec(), b"}".to_vec(), b"[".to_vec(), b"\"".to_vec(), b"\\u".to_vec(), b"NaN".to_vec(), b"1e999".to_vec(),
-        b"-0".to_vec(), b"\xff".to_vec(), b"\xe5\xad".to_vec(), b",\"source\":\"iot\"".to_vec(), b"null".to_vec(),
-        b"\"2026-05-01T08:00:00+08:00\"".to_vec(), b"18446744073709551616".to_vec(),
+        b"{".to_vec(),
+        b"}".to_vec(),
+        b"[".to_vec(),
+        b"\"".to_vec(),
+        b"\\u".to_vec(),
+        b"NaN".to_vec(),
+        b"1e999".to_vec(),
+        b"-0".to_vec(),
+        b"\xff".to_vec(),
+        b"\xe5\xad".to_vec(),
+        b",\"source\":\"iot\"".to_vec(),
+        b"null".to_vec(),
+        b"\"2026-05-01T08:00:00+08:00\"".to_vec(),
+        b"18446744073709551616".to_vec(),
     ]);
     prop_oneof![
         (any::<usize>(), 1u8..=255).prop_map(|(i, bits)| Mutation::Flip(i, bits)),
-        (any::<usize>(), prop_oneof![tokens, prop::collection::vec(any::<u8>(), 1..8)]).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        (any::<usize>(), prop_oneof![tokens, prop::collection::vec(any::<u8>(), 1..8)])
+            .prop_map(|(i, b)| Mutation::Insert(i, b)),
         (any::<usize>(), 1usize..16).prop_map(|(i, n)| Mutation::Remove(i, n)),
         any::<usize>().prop_map(Mutation::Truncate),
     ]
@@ -102,17 +123,34 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 /// JSON values of any shape, as text (numbers at the edges of i64 and f64 included).
 fn json_text() -> impl Strategy<Value = String> {
     let leaf = prop_oneof![
-        Just("null".to_string()), any::<bool>().prop_map(|b| b.to_string()), any::<i64>().prop_map(|i| i.to_string()),
+        Just("null".to_string()),
+        any::<bool>().prop_map(|b| b.to_string()),
+        any::<i64>().prop_map(|i| i.to_string()),
         any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| format!("{f:e}")),
-        Just("9223372036854775808".to_string()), Just("-9223372036854775809".to_string()), Just("1e308".to_string()),
+        Just("9223372036854775808".to_string()),
+        Just("-9223372036854775809".to_string()),
+        Just("1e308".to_string()),
         ".{0,12}".prop_map(|s| format!("{s:?}")),
     ];
     leaf.prop_recursive(6, 48, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(|items| format!("[{}]", items.join(","))),
-            prop::collection::vec((prop_oneof![Just("source".to_string()), Just("time".to_string()), Just("lon".to_string()),
-                ".{0,6}".prop_map(|s| s)], inner), 0..6)
-                .prop_map(|members| format!("{{{}}}", members.iter().map(|(k, v)| format!("{k:?}:{v}")).collect::<Vec<_>>().join(","))),
+            prop::collection::vec(
+                (
+                    prop_oneof![
+                        Just("source".to_string()),
+                        Just("time".to_string()),
+                        Just("lon".to_string()),
+                        ".{0,6}".prop_map(|s| s)
+                    ],
+                    inner
+                ),
+                0..6
+            )
+            .prop_map(|members| format!(
+                "{{{}}}",
+                members.iter().map(|(k, v)| format!("{k:?}:{v}")).collect::<Vec<_>>().join(",")
+            )),
         ]
     })
 }
@@ -143,9 +181,15 @@ fn the_corpus_and_the_largest_hostile_messages_decode_cleanly() {
     for seed in corpus() {
         decodes_cleanly(&seed);
     }
-    let deep = format!(r#"{{"source":"iot","category":"fire","time":"2026-05-01T08:00:00Z","payload":{{"a":{}{}}}}}"#,
-                       "[".repeat(10_000), "]".repeat(10_000));
+    let deep = format!(
+        r#"{{"source":"iot","category":"fire","time":"2026-05-01T08:00:00Z","payload":{{"a":{}{}}}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
     decodes_cleanly(deep.as_bytes());
-    let large = format!(r#"{{"source":"iot","category":"fire","time":"2026-05-01T08:00:00Z","text":"{}"}}"#, "x".repeat(900_000));
+    let large = format!(
+        r#"{{"source":"iot","category":"fire","time":"2026-05-01T08:00:00Z","text":"{}"}}"#,
+        "x".repeat(900_000)
+    );
     decodes_cleanly(large.as_bytes());
 }

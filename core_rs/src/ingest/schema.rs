@@ -250,9 +250,16 @@ impl<'s> Compiler<'_, 's> {
             Some("object") => &["properties", "required", "additionalProperties", "$defs"],
             Some(other) => return Err(error(path, format!("type {other:?} is not understood"))),
         };
-        if let Some(unknown) = keys(schema).find(|key| *key != "type" && !known.contains(key) && !ANNOTATIONS.contains(key)) {
-            return Err(error(path, format!("keyword {unknown:?} is not understood by the Rust event checker; \
-                teach core_rs/src/ingest/schema.rs its meaning")));
+        if let Some(unknown) =
+            keys(schema).find(|key| *key != "type" && !known.contains(key) && !ANNOTATIONS.contains(key))
+        {
+            return Err(error(
+                path,
+                format!(
+                    "keyword {unknown:?} is not understood by the Rust event checker; \
+                teach core_rs/src/ingest/schema.rs its meaning"
+                ),
+            ));
         }
         match type_.as_deref().unwrap_or_default() {
             "null" => Ok(Shape::Null),
@@ -310,7 +317,9 @@ impl<'s> Compiler<'_, 's> {
     fn string(&mut self, schema: &Members<'s>, path: &str) -> Result<Shape, ShapeError> {
         match get(schema, "format").map(Json::as_str) {
             None => {}
-            Some(Some("date-time")) if keys(schema).all(|k| k == "type" || k == "format" || ANNOTATIONS.contains(&k)) => {
+            Some(Some("date-time"))
+                if keys(schema).all(|k| k == "type" || k == "format" || ANNOTATIONS.contains(&k)) =>
+            {
                 return Ok(Shape::DateTime)
             }
             Some(format) => return Err(error(path, format!("string format {format:?} is not understood"))),
@@ -361,7 +370,8 @@ impl<'s> Compiler<'_, 's> {
             Some(Json::Object(properties)) => properties
                 .iter()
                 .map(|(name, property)| {
-                    let property = property.members().ok_or_else(|| error(path, format!("property {name:?} must be a schema")))?;
+                    let property =
+                        property.members().ok_or_else(|| error(path, format!("property {name:?} must be a schema")))?;
                     Ok(Field {
                         name: name.to_string(),
                         shape: self.shape(property, &format!("{path}/properties/{name}"))?,

@@ -70,9 +70,9 @@ impl<'a> Json<'a> {
             Json::Float(f) => Json::Float(*f),
             Json::Str(text) => Json::Str(Cow::Owned(text.to_string())),
             Json::Array(values) => Json::Array(values.iter().map(Json::to_owned_json).collect()),
-            Json::Object(members) => {
-                Json::Object(members.iter().map(|(name, value)| (Cow::Owned(name.to_string()), value.to_owned_json())).collect())
-            }
+            Json::Object(members) => Json::Object(
+                members.iter().map(|(name, value)| (Cow::Owned(name.to_string()), value.to_owned_json())).collect(),
+            ),
         }
     }
 

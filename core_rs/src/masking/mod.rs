@@ -76,10 +76,14 @@ fn compile(pattern: &str) -> Result<Regex, String> {
 impl TextMasker {
     /// `run` finds where a shape can start (a run of digits and dashes); `shapes` in the order they are tried.
     pub fn new(run: &str, shapes: &[Shape], char: char) -> Result<TextMasker, String> {
-        let any = shapes.iter().enumerate().map(|(i, shape)| format!("(?P<p{i}>{})", shape.pattern)).collect::<Vec<_>>();
+        let any =
+            shapes.iter().enumerate().map(|(i, shape)| format!("(?P<p{i}>{})", shape.pattern)).collect::<Vec<_>>();
         Ok(TextMasker {
             run: compile(run)?,
-            whole: shapes.iter().map(|shape| compile(&format!(r"\A(?:{})\z", shape.pattern))).collect::<Result<_, _>>()?,
+            whole: shapes
+                .iter()
+                .map(|shape| compile(&format!(r"\A(?:{})\z", shape.pattern)))
+                .collect::<Result<_, _>>()?,
             any: compile(&any.join("|"))?,
             masks: shapes.iter().map(|shape| shape.mask).collect(),
             other_digit: regex::Regex::new(r"[\d&&[^0-9]]").map_err(|e| e.to_string())?,
@@ -140,9 +144,21 @@ mod tests {
     /// The redaction plugin's built-in patterns.
     fn masker() -> TextMasker {
         let shapes = [
-            Shape { name: "mobile".into(), pattern: r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d{9}(?!\d)".into(), mask: Mask::Phone },
-            Shape { name: "landline".into(), pattern: r"(?<!\d)0\d{2,3}-\d{7,8}(?!\d)".into(), mask: Mask::Middle { keep_start: 4, keep_end: 2 } },
-            Shape { name: "id_card".into(), pattern: r"(?<!\d)\d{17}[\dXx](?!\d)".into(), mask: Mask::StrippedMiddle { keep_start: 6, keep_end: 4 } },
+            Shape {
+                name: "mobile".into(),
+                pattern: r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d{9}(?!\d)".into(),
+                mask: Mask::Phone,
+            },
+            Shape {
+                name: "landline".into(),
+                pattern: r"(?<!\d)0\d{2,3}-\d{7,8}(?!\d)".into(),
+                mask: Mask::Middle { keep_start: 4, keep_end: 2 },
+            },
+            Shape {
+                name: "id_card".into(),
+                pattern: r"(?<!\d)\d{17}[\dXx](?!\d)".into(),
+                mask: Mask::StrippedMiddle { keep_start: 6, keep_end: 4 },
+            },
         ];
         TextMasker::new(r"(?:\+?86[- ]?)?\d[\d-]{6,}[\dXx]?", &shapes, '*').unwrap()
     }
@@ -150,8 +166,12 @@ mod tests {
     #[test]
     fn shapes_are_masked_whole_or_inside_a_run() {
         let mut counts = [0; 3];
-        let masked = masker().mask("来电13812345678，身份证51010419900307123X，座机028-85551234-13912345678", &mut counts);
-        assert_eq!(masked.unwrap().as_deref(), Some("来电138****5678，身份证510104********123X，座机028-******34-139****5678"));
+        let masked =
+            masker().mask("来电13812345678，身份证51010419900307123X，座机028-85551234-13912345678", &mut counts);
+        assert_eq!(
+            masked.unwrap().as_deref(),
+            Some("来电138****5678，身份证510104********123X，座机028-******34-139****5678")
+        );
         assert_eq!(counts, [2, 1, 1]);
     }
 

@@ -103,7 +103,9 @@ fn instant(cell: &Cell<'_>, offset: Option<&Cell<'_>>) -> Option<Instant> {
         Cell::Float(seconds) if seconds.is_finite() && seconds.abs() < 1e12 => instant_from_seconds(*seconds).epoch_us,
         _ => return None,
     };
-    (FIRST_US..=LAST_US).contains(&epoch_us.saturating_add(i64::from(offset_s) * 1_000_000)).then_some(Instant { epoch_us, offset_s })
+    (FIRST_US..=LAST_US)
+        .contains(&epoch_us.saturating_add(i64::from(offset_s) * 1_000_000))
+        .then_some(Instant { epoch_us, offset_s })
 }
 
 /// 0001-01-01T00:00:00 and 9999-12-31T23:59:59.999999, local time, in microseconds since the epoch.
@@ -120,7 +122,12 @@ pub struct EventRows<'s, 'c> {
 impl<'s, 'c> EventRows<'s, 'c> {
     /// The rows of every property, or of the top-level properties named in `only` (whose columns are all
     /// `columns` needs to hold then).
-    pub fn new(shape: &'s Shape, columns: &'c Columns<'c>, count: usize, only: Option<&[&str]>) -> Result<Self, String> {
+    pub fn new(
+        shape: &'s Shape,
+        columns: &'c Columns<'c>,
+        count: usize,
+        only: Option<&[&str]>,
+    ) -> Result<Self, String> {
         let Shape::Object(object) = shape else {
             return Err("encode_events: the event schema must describe an object".into());
         };
@@ -140,7 +147,9 @@ impl<'s, 'c> EventRows<'s, 'c> {
         self.data
             .iter()
             .position(|property| property.name == name && kind.is_none_or(|kind| property.kind == kind))
-            .ok_or_else(|| format!("encode: no {} property {name:?} in the event schema", kind.map_or("", ColumnKind::name)))
+            .ok_or_else(|| {
+                format!("encode: no {} property {name:?} in the event schema", kind.map_or("", ColumnKind::name))
+            })
     }
 
     /// The string the property at `index` holds in `row`, if any.
@@ -224,19 +233,29 @@ pub fn encode_events(
     envelope: &Envelope<'_>,
 ) -> Result<(Vec<u8>, Vec<usize>), String> {
     let count = rows.len();
-    if envelope.ids.len() != count || envelope.subjects.len() != count
+    if envelope.ids.len() != count
+        || envelope.subjects.len() != count
         || envelope.extensions.iter().any(|(_, values)| values.len() != count)
     {
         return Err(format!("encode_events: {count} events but ids, subjects or extensions of another length"));
     }
-    let (source_at, time_at) = (rows.index(source_field, Some(ColumnKind::Value))?, rows.index(time_field, Some(ColumnKind::Time))?);
+    let (source_at, time_at) =
+        (rows.index(source_field, Some(ColumnKind::Value))?, rows.index(time_field, Some(ColumnKind::Time))?);
     let mut out = Vec::with_capacity(count * 1024);
     let mut offsets = Vec::with_capacity(count + 1);
     offsets.push(0);
     for row in 0..count {
-        let source = rows.string(source_at, row).ok_or_else(|| format!("encode_events: event {row} has no {source_field}"))?;
-        let time = rows.instant(time_at, row).ok_or_else(|| format!("encode_events: event {row} has no {time_field}"))?;
-        let head = Head { id: envelope.ids[row], source: [envelope.source_prefix, source], type_: [envelope.type_, ""], time, subject: envelope.subjects[row] };
+        let source =
+            rows.string(source_at, row).ok_or_else(|| format!("encode_events: event {row} has no {source_field}"))?;
+        let time =
+            rows.instant(time_at, row).ok_or_else(|| format!("encode_events: event {row} has no {time_field}"))?;
+        let head = Head {
+            id: envelope.ids[row],
+            source: [envelope.source_prefix, source],
+            type_: [envelope.type_, ""],
+            time,
+            subject: envelope.subjects[row],
+        };
         write_head(&mut out, &head);
         for (name, values) in envelope.extensions {
             write_extension(&mut out, name, values[row]);

@@ -153,7 +153,10 @@ fn write_change(out: &mut Vec<u8>, change: &IncidentChange<'_>, reports: &Report
 /// Every change, one after another in one buffer; the offsets (one more than changes) say where each
 /// starts and the last one ends. `rows` are the batch's events, which updates name by row (None when no
 /// change is an update).
-pub fn encode_incident_changes(changes: &[IncidentChange<'_>], rows: Option<&EventRows<'_, '_>>) -> Result<(Vec<u8>, Vec<usize>), String> {
+pub fn encode_incident_changes(
+    changes: &[IncidentChange<'_>],
+    rows: Option<&EventRows<'_, '_>>,
+) -> Result<(Vec<u8>, Vec<usize>), String> {
     let reports = rows.map(|rows| Ok::<_, String>((rows, ReportProperties::of(rows)?))).transpose()?;
     let mut out = Vec::with_capacity(changes.len() * 1024);
     let mut offsets = Vec::with_capacity(changes.len() + 1);

@@ -5,7 +5,11 @@
 use super::json::{write_f64, write_str, write_time, Utc};
 use crate::ingest::{Json, Shape};
 
-fn write_list<'j>(out: &mut Vec<u8>, items: impl Iterator<Item = &'j Json<'j>>, mut write: impl FnMut(&mut Vec<u8>, &'j Json<'j>)) {
+fn write_list<'j>(
+    out: &mut Vec<u8>,
+    items: impl Iterator<Item = &'j Json<'j>>,
+    mut write: impl FnMut(&mut Vec<u8>, &'j Json<'j>),
+) {
     out.push(b'[');
     for (i, item) in items.enumerate() {
         if i > 0 {
@@ -62,7 +66,9 @@ pub fn write_shaped(out: &mut Vec<u8>, shape: &Shape, value: &Json<'_>) {
             }
             out.push(b'}');
         }
-        (Shape::Array(items), Json::Array(values)) => write_list(out, values.iter(), |out, item| write_shaped(out, items, item)),
+        (Shape::Array(items), Json::Array(values)) => {
+            write_list(out, values.iter(), |out, item| write_shaped(out, items, item))
+        }
         (Shape::Number(_), number) => write_f64(out, number.as_f64().unwrap_or(f64::NAN)),
         (Shape::DateTime, Json::Str(text)) => match crate::ingest::parse_rfc3339(text) {
             Some(instant) => write_time(out, instant, Utc::Z),

@@ -108,10 +108,7 @@ impl Op {
 
     /// `==`, `!=`, `===`, `!==`, `<`, `<=`, `>`, `>=`.
     pub fn is_comparison(self) -> bool {
-        matches!(
-            self,
-            Op::LooseEq | Op::LooseNe | Op::StrictEq | Op::StrictNe | Op::Lt | Op::Le | Op::Gt | Op::Ge
-        )
+        matches!(self, Op::LooseEq | Op::LooseNe | Op::StrictEq | Op::StrictNe | Op::Lt | Op::Le | Op::Gt | Op::Ge)
     }
 
     /// Iterators evaluate their second argument once per element, with the element as data.
@@ -152,9 +149,16 @@ pub enum Node {
     Literal(Value),
     /// A JsonLogic array: each element is evaluated.
     Array(Vec<Node>),
-    Var { var: VarRef, default: Option<Box<Node>> },
+    Var {
+        var: VarRef,
+        default: Option<Box<Node>>,
+    },
     /// A field whose path is computed at run time (`{"var": {"cat": [...]}}`).
-    DynamicVar { path: Box<Node>, default: Option<Box<Node>>, scoped: bool },
+    DynamicVar {
+        path: Box<Node>,
+        default: Option<Box<Node>>,
+        scoped: bool,
+    },
     /// `has(field)`: presence test that never counts as a missing field.
     Has(VarRef),
     Call(Op, Vec<Node>),

@@ -198,7 +198,11 @@ impl<'a> Context<'a> {
                     other => to_js_string(other),
                 };
                 let found = if dotted.is_empty() {
-                    if *scoped { scope } else { self.event.whole }
+                    if *scoped {
+                        scope
+                    } else {
+                        self.event.whole
+                    }
                 } else {
                     self.named_field(&dotted, *scoped, scope)
                 };
@@ -330,10 +334,7 @@ impl<'a> Context<'a> {
         };
         let result = match op {
             Op::Map => Value::Array(
-                items
-                    .iter()
-                    .map(|item| self.eval(body, Some(item)).map(Cow::into_owned))
-                    .collect::<Result<_, _>>()?,
+                items.iter().map(|item| self.eval(body, Some(item)).map(Cow::into_owned)).collect::<Result<_, _>>()?,
             ),
             Op::Filter => Value::Array(self.kept(body, items)?.into_iter().cloned().collect()),
             Op::All => {

@@ -52,9 +52,8 @@ impl Tok {
     }
 }
 
-const SYMBOLS: &[&str] = &[
-    "&&", "||", "==", "!=", "<=", ">=", "<", ">", "!", "+", "-", "*", "/", "%", "(", ")", "[", "]", ",", ".",
-];
+const SYMBOLS: &[&str] =
+    &["&&", "||", "==", "!=", "<=", ">=", "<", ">", "!", "+", "-", "*", "/", "%", "(", ")", "[", "]", ",", "."];
 
 type Spanned = (Tok, usize);
 type Failure = (usize, String);
@@ -71,7 +70,8 @@ fn lex(source: &str) -> Result<Vec<Spanned>, Failure> {
         } else if ch.is_ascii_digit() {
             let mut end = start;
             while let Some(&(i, c)) = rest.peek() {
-                let exponent_sign = (c == '+' || c == '-') && matches!(source.get(..i), Some(s) if s.ends_with(['e', 'E']));
+                let exponent_sign =
+                    (c == '+' || c == '-') && matches!(source.get(..i), Some(s) if s.ends_with(['e', 'E']));
                 if c.is_ascii_alphanumeric() || c == '.' || c == '_' || exponent_sign {
                     end = i + c.len_utf8();
                     rest.next();
@@ -395,7 +395,9 @@ impl Parser<'_> {
                     Tok::Int(i) if i >= 0 => path.push(i.to_string()),
                     other => {
                         self.next -= 1;
-                        return Err(self.unexpected(&format!("a string or index inside [], found {}", other.describe())));
+                        return Err(
+                            self.unexpected(&format!("a string or index inside [], found {}", other.describe()))
+                        );
                     }
                 }
                 self.expect_sym("]")?;

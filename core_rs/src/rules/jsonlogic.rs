@@ -92,9 +92,7 @@ fn var(args: &[&Value], builder: &mut Builder, pointer: &mut String) -> Result<N
         Some(computed) => {
             let path = within(pointer, "0", |p| node(computed, builder, p))?;
             return Ok(match path {
-                Node::Literal(Value::String(s)) => {
-                    Node::Var { var: builder.var_ref(split_path(&s)), default }
-                }
+                Node::Literal(Value::String(s)) => Node::Var { var: builder.var_ref(split_path(&s)), default },
                 path => builder.dynamic_var(path, default),
             });
         }

@@ -52,7 +52,11 @@ fn missing_field_is_unknown_and_counted() {
 
 #[test]
 fn in_grid_matches_names_or_ids_from_any_segment() {
-    let rules = RuleSet::compile(&[rule("chenghua", 0, r#"in_grid("成华区/*")"#), rule("id", 0, r#"in_grid("510108*")"#)], "UTC").unwrap();
+    let rules = RuleSet::compile(
+        &[rule("chenghua", 0, r#"in_grid("成华区/*")"#), rule("id", 0, r#"in_grid("510108*")"#)],
+        "UTC",
+    )
+    .unwrap();
     let event = json!({"grid": "成都市/成华区/府青路街道/社区A/网格3", "grid_ids": "5101/510108/51010801"});
     assert_eq!(matches(&rules, &event, false), vec![0, 1]);
     assert!(matches(&rules, &json!({"grid": "成都市/成华区"}), false).is_empty());
@@ -65,7 +69,11 @@ fn errors_name_rule_and_position_for_every_bad_rule() {
         rule("ok", 0, "true"),
         rule("bad-op", 0, "category == \n  && x"),
         rule("bad-fn", 0, "nosuch(1)"),
-        RuleSpec { id: "bad-json".into(), priority: 0, condition: Condition::JsonLogic(r#"{"and": [{"frob": 1}]}"#.into()) },
+        RuleSpec {
+            id: "bad-json".into(),
+            priority: 0,
+            condition: Condition::JsonLogic(r#"{"and": [{"frob": 1}]}"#.into()),
+        },
     ]);
     let ids: Vec<&str> = found.iter().map(|p| p.rule_id.as_str()).collect();
     assert_eq!(ids, ["bad-op", "bad-fn", "bad-json"]);
@@ -106,7 +114,10 @@ fn index_skips_rules_whose_required_strings_differ_but_keeps_missing_counts() {
         rule("any-zone", 0, r#"category == "fire" && payload.level > 50"#),
     ];
     let rules = RuleSet::compile(&specs, "UTC").unwrap();
-    assert_eq!(matches(&rules, &json!({"category": "fire", "payload": {"zone": "z3", "level": 60}}), false), vec![1, 2]);
+    assert_eq!(
+        matches(&rules, &json!({"category": "fire", "payload": {"zone": "z3", "level": 60}}), false),
+        vec![1, 2]
+    );
     assert_eq!(matches(&rules, &json!({"category": "fire", "payload": {"zone": "z9", "level": 60}}), false), vec![2]);
     // No zone: every fire rule is evaluated. zone2's outcome is unknown and counted; zone1 is plainly
     // false whatever the zone (level 1 is not > 5), so it is not.
@@ -118,10 +129,12 @@ fn index_skips_rules_whose_required_strings_differ_but_keeps_missing_counts() {
 #[test]
 fn large_batches_split_across_threads_give_the_same_answer() {
     let rules = RuleSet::compile(&[rule("hot", 0, "payload.t > 50"), rule("all", 0, "true")], "UTC").unwrap();
-    let events: Vec<Vec<u8>> = (0..9000).map(|i| format!(r#"{{"payload": {{"t": {}}}}}"#, i % 100).into_bytes()).collect();
+    let events: Vec<Vec<u8>> =
+        (0..9000).map(|i| format!(r#"{{"payload": {{"t": {}}}}}"#, i % 100).into_bytes()).collect();
     let slices: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
     let together = rules.match_batch_parallel(&slices, false).unwrap();
-    let one_by_one: Vec<Vec<u32>> = slices.iter().map(|e| rules.match_batch(&[e], false).unwrap().event(0).to_vec()).collect();
+    let one_by_one: Vec<Vec<u32>> =
+        slices.iter().map(|e| rules.match_batch(&[e], false).unwrap().event(0).to_vec()).collect();
     assert_eq!((0..together.len()).map(|i| together.event(i).to_vec()).collect::<Vec<_>>(), one_by_one);
     let mut broken = slices.clone();
     broken[7000] = b"{";

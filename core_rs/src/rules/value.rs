@@ -49,9 +49,7 @@ fn string_to_number(text: &str) -> f64 {
         "-Infinity" => return f64::NEG_INFINITY,
         _ => {}
     }
-    let is_decimal = trimmed
-        .bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+    let is_decimal = trimmed.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
     if is_decimal {
         trimmed.parse::<f64>().unwrap_or(f64::NAN)
     } else {
@@ -186,9 +184,7 @@ pub fn loose_eq(a: &Value, b: &Value) -> bool {
         (Value::Bool(_), _) | (_, Value::Bool(_)) if !(a.is_boolean() && b.is_boolean()) => {
             to_number(a) == to_number(b)
         }
-        (Value::Number(_), Value::String(_)) | (Value::String(_), Value::Number(_)) => {
-            to_number(a) == to_number(b)
-        }
+        (Value::Number(_), Value::String(_)) | (Value::String(_), Value::Number(_)) => to_number(a) == to_number(b),
         _ if is_primitive(a) && is_primitive(b) => strict_eq(a, b),
         _ if is_primitive(a) => loose_eq(a, &Value::String(to_js_string(b))),
         _ if is_primitive(b) => loose_eq(&Value::String(to_js_string(a)), b),

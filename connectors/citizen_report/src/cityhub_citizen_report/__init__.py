@@ -11,8 +11,7 @@ from __future__ import annotations
 from cityhub_citizen_report.connector import CitizenReportConnector
 from cityhub_citizen_report.settings import CitizenReportSettings
 from cityhub_citizen_report.simulator import CitizenAppSimulator
-from hub.connector_kit import HubHandle
-from hub.connector_kit import ServiceArea, required_layers
+from hub.connector_kit import HubHandle, ServiceArea, required_layers
 from hub.hookspecs import hookimpl
 
 

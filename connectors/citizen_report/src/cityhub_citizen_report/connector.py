@@ -10,7 +10,7 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncGenerator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from cityhub_citizen_report.settings import CitizenReportSettings
 from hub.connector_kit import (
     Connector,
     ConnectorContext,
@@ -33,7 +34,6 @@ from hub.connector_kit import (
     refuse,
     unavailable,
 )
-from cityhub_citizen_report.settings import CitizenReportSettings
 from hub.models import Attachment, Category, CoordSystem, Event, Location, Reporter
 
 PHOTO_PATH = "/photos"
@@ -123,7 +123,9 @@ class PhotoStore:
         target = self.folder / name
         if not target.exists():
             await asyncio.to_thread(self._write, target, data)
-        return Attachment(url=f"{base_url}{PHOTO_PATH}/{name}", media_type=media_type, size_bytes=len(data), sha256=digest)
+        return Attachment(
+            url=f"{base_url}{PHOTO_PATH}/{name}", media_type=media_type, size_bytes=len(data), sha256=digest
+        )
 
     def _write(self, target: Path, data: bytes) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -201,12 +203,16 @@ class CitizenReportConnector(Connector):
             if self.area is not None:
                 self.area.check(_location(fields))
         except WebhookRejected as rejection:
-            return await refuse(ctx, request, rejection, self.settings.dlq_max_bytes, body=self._dlq_bytes(request, raw))
+            return await refuse(
+                ctx, request, rejection, self.settings.dlq_max_bytes, body=self._dlq_bytes(request, raw)
+            )
         wait_s = self.limiter.retry_after(fields.reporter)
         if wait_s > 0:
             ctx.count("rate_limited")
             retry = str(max(1, round(wait_s)))
-            return JSONResponse({"error": f"too many reports, retry in {retry}s"}, status_code=429, headers={"Retry-After": retry})
+            return JSONResponse(
+                {"error": f"too many reports, retry in {retry}s"}, status_code=429, headers={"Retry-After": retry}
+            )
         try:
             attachments = [] if photo is None else [await self.photos.save(photo.data, photo_type, self.base_url)]
             event = self._event(fields, event_fields, attachments)
@@ -224,7 +230,9 @@ class CitizenReportConnector(Connector):
             return await self._parse_multipart(headers, raw)
         if content_type.startswith("application/json"):
             return self._parse_json(raw)
-        raise WebhookRejected(415, f"send multipart/form-data or application/json, not {content_type or 'no content type'}")
+        raise WebhookRejected(
+            415, f"send multipart/form-data or application/json, not {content_type or 'no content type'}"
+        )
 
     async def _parse_multipart(self, headers: Headers, raw: bytes) -> tuple[ReportFields, Photo | None]:
         parser = MultiPartParser(headers, _replay(raw), max_files=1, max_fields=16, max_part_size=_FIELDS_ALLOWANCE)
@@ -277,7 +285,9 @@ class CitizenReportConnector(Connector):
         if photo is None:
             return ""
         if len(photo.data) > self.settings.max_photo_bytes:
-            raise WebhookRejected(413, f"photo of {len(photo.data)} bytes exceeds the limit of {self.settings.max_photo_bytes}")
+            raise WebhookRejected(
+                413, f"photo of {len(photo.data)} bytes exceeds the limit of {self.settings.max_photo_bytes}"
+            )
         sniffed = sniff_media_type(photo.data)
         if sniffed is None or sniffed not in self.settings.photo_types:
             allowed = ", ".join(self.settings.photo_types)
@@ -289,7 +299,9 @@ class CitizenReportConnector(Connector):
     def _check_fields(self, fields: ReportFields) -> tuple[str, Category]:
         """The report type and its category; 422 for an unknown type or an over-long text."""
         if fields.text is not None and len(fields.text) > self.settings.max_text_chars:
-            raise WebhookRejected(422, f"text has {len(fields.text)} characters, at most {self.settings.max_text_chars}")
+            raise WebhookRejected(
+                422, f"text has {len(fields.text)} characters, at most {self.settings.max_text_chars}"
+            )
         report_type = fields.type or self.settings.default_type
         category = self.settings.categories.get(report_type)
         if category is None:
@@ -299,7 +311,7 @@ class CitizenReportConnector(Connector):
 
     def _event(self, fields: ReportFields, typed: tuple[str, Category], attachments: list[Attachment]) -> Event:
         report_type, category = typed
-        reported_at = fields.reported_at or datetime.now(timezone.utc)
+        reported_at = fields.reported_at or datetime.now(UTC)
         return Event(
             source=self.source,
             source_event_id=fields.report_id or _content_id(fields, reported_at, attachments),

@@ -47,7 +47,8 @@ class CitizenReportSettings(BaseModel):
         None, description="Base URL under which stored photos are reachable; default: the listen address."
     )
     photo_dir: Path = Field(
-        Path("citizen_report/photos"), description="Folder photos are stored in, by sha256; relative to the hub's data_dir."
+        Path("citizen_report/photos"),
+        description="Folder photos are stored in, by sha256; relative to the hub's data_dir.",
     )
     max_photo_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="Larger photos get 413.")
     photo_types: list[str] = Field(
@@ -70,5 +71,7 @@ class CitizenReportSettings(BaseModel):
         ),
     )
     dlq_max_bytes: int = Field(
-        256 * 1024, ge=1024, description="Refused bodies up to this size go to the DLQ verbatim; larger ones as a summary."
+        256 * 1024,
+        ge=1024,
+        description="Refused bodies up to this size go to the DLQ verbatim; larger ones as a summary.",
     )

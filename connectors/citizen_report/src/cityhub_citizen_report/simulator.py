@@ -10,7 +10,7 @@ import logging
 import random
 import struct
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -42,7 +42,12 @@ def png_photo(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
 
     row = b"\x00" + bytes(rgb) * width
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
 
 
 class CitizenAppSimulator:
@@ -70,7 +75,7 @@ class CitizenAppSimulator:
         """The fields of the next seeded report (photo bytes under ``photo``)."""
         self.sent += 1
         report_type, text, lng, lat = SAMPLE_REPORTS[0] if self.sent == 1 else self.rng.choice(SAMPLE_REPORTS[1:])
-        reported_at = (now or datetime.now(timezone.utc)).astimezone(timezone(timedelta(hours=8))).replace(microsecond=0)
+        reported_at = (now or datetime.now(UTC)).astimezone(timezone(timedelta(hours=8))).replace(microsecond=0)
         return {
             "report_id": f"r-{self.rng.getrandbits(64):016x}",
             "reporter": self.rng.choice(self.reporters),

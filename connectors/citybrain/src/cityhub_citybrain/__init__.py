@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 from cityhub_citybrain.connector import CitybrainConnector
 from cityhub_citybrain.settings import CitybrainSettings
 from cityhub_citybrain.simulator import CityPlatformSimulator
-from hub.errors import ConfigError
 from hub.connector_kit import HubHandle, hub_layers
+from hub.errors import ConfigError
 from hub.hookspecs import hookimpl
 
 

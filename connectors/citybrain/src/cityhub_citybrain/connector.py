@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import ssl
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -16,6 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from cityhub_citybrain.settings import CitybrainSettings
+from hub import topology
 from hub.connector_kit import (
     Connector,
     ConnectorContext,
@@ -27,11 +29,9 @@ from hub.connector_kit import (
     signed_body,
     unavailable,
 )
-from cityhub_citybrain.settings import CitybrainSettings
-from hub import topology
+from hub.coords import convert
 from hub.errors import GeoError
 from hub.geofence import Cell, GridIndex, LayerSpec
-from hub.coords import convert
 from hub.models import Area, Category, CoordSystem, DispatchOrder, DispatchUpdate, Event, Incident, IncidentState
 
 SOURCE = "citybrain"
@@ -151,7 +151,7 @@ class CitybrainConnector(Connector):
             if self._ctx is not None:
                 await self._ctx.reject(orjson.dumps(item), f"incident does not validate: {describe(exc)}")
             return
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         reasons = report_reasons(incident, north, now)
         if not reasons:
             self._count("incidents_not_reported")
@@ -165,8 +165,12 @@ class CitybrainConnector(Connector):
             "incident": incident.model_dump(mode="json", exclude_none=True),
         }
         await post_signed_with_retry(
-            self.http, north.url, orjson.dumps(report), secret=north.secret.get_secret_value(),
-            idempotency_key=key, retry=north.retry,
+            self.http,
+            north.url,
+            orjson.dumps(report),
+            secret=north.secret.get_secret_value(),
+            idempotency_key=key,
+            retry=north.retry,
         )
         self._count("incidents_reported")
 
@@ -186,8 +190,12 @@ class CitybrainConnector(Connector):
         south = self.settings.southbound
         ctx.count("warnings_received")
         try:
-            raw = await signed_body(request, secret=south.secret.get_secret_value(), tolerance_s=south.window_s,
-                                    max_bytes=south.max_body_bytes)
+            raw = await signed_body(
+                request,
+                secret=south.secret.get_secret_value(),
+                tolerance_s=south.window_s,
+                max_bytes=south.max_body_bytes,
+            )
             warning = self.parse_warning(raw)
             event = self.warning_event(warning, self.grid_paths_of(warning))
         except WebhookRejected as rejection:
@@ -245,12 +253,18 @@ class CitybrainConnector(Connector):
             grid_path=[cell.to_grid_cell() for cell in shared_admin_path(paths)],
             text=f"{warning.title}：{warning.message}",
             payload=payload,
-            area=Area(id=warning.warning_id, geometry=wgs84_geometry(warning.area, self.settings.southbound.crs),
-                      cells=[path[-1].to_grid_cell() for path in paths], expires_at=warning.expires_at),
+            area=Area(
+                id=warning.warning_id,
+                geometry=wgs84_geometry(warning.area, self.settings.southbound.crs),
+                cells=[path[-1].to_grid_cell() for path in paths],
+                expires_at=warning.expires_at,
+            ),
         )
 
     def health(self) -> dict[str, Any]:
         return {
             "grid_cells": len(self.grids) if self.grids is not None else None,
-            "warnings_url": f"{self.server.url}{self.settings.southbound.path}" if self.server and self.server.port else None,
+            "warnings_url": f"{self.server.url}{self.settings.southbound.path}"
+            if self.server and self.server.port
+            else None,
         }

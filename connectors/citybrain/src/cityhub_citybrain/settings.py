@@ -26,8 +26,12 @@ class NorthboundSettings(BaseModel):
     enabled: bool = Field(True, description="Report incidents to the city platform.")
     url: str = Field("https://127.0.0.1:8443/api/v1/incidents", description="The city platform's incident intake.")
     secret: SecretStr = Field(description="HMAC secret the city platform verifies our requests with.")
-    ca_file: Path | None = Field(None, description="CA bundle that signed the platform's certificate (default: system CAs).")
-    hub_id: str = Field("cityhub", min_length=1, description="This centre's code, sent with every report (e.g. 510108).")
+    ca_file: Path | None = Field(
+        None, description="CA bundle that signed the platform's certificate (default: system CAs)."
+    )
+    hub_id: str = Field(
+        "cityhub", min_length=1, description="This centre's code, sent with every report (e.g. 510108)."
+    )
     min_severity: Severity = Field(Severity.HIGH, description="Report incidents at this severity or above.")
     categories: list[Category] = Field(
         default_factory=list, description="Report only these categories (empty: every category)."

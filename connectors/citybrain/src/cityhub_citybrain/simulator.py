@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import ssl
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -19,7 +19,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from hub.connector_kit import HttpServer, IDEMPOTENCY_HEADER, send_demo_traffic
+from hub.connector_kit import IDEMPOTENCY_HEADER, HttpServer, send_demo_traffic
 from hub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, signed_headers, verify
 from hub.tasks import cancel_and_wait
 
@@ -110,7 +110,9 @@ class CityPlatformSimulator:
 
     def _record(self, body: bytes, headers: Any) -> Response:
         try:
-            verify(self.report_secret, headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER), body, tolerance_s=300)
+            verify(
+                self.report_secret, headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER), body, tolerance_s=300
+            )
         except SignatureError as exc:
             return JSONResponse({"error": str(exc)}, status_code=401)
         key = headers.get(IDEMPOTENCY_HEADER)
@@ -141,7 +143,7 @@ class CityPlatformSimulator:
 
     def _warning(self, kind: str, title: str, level: str, area: dict[str, Any], now: datetime | None) -> dict[str, Any]:
         self.warnings_sent += 1
-        issued = (now or datetime.now(timezone.utc)).astimezone(timezone(timedelta(hours=8))).replace(microsecond=0)
+        issued = (now or datetime.now(UTC)).astimezone(timezone(timedelta(hours=8))).replace(microsecond=0)
         return {
             "warning_id": f"CB-{issued:%Y%m%d}-{self.warnings_sent:04d}",
             "title": title,
@@ -160,7 +162,10 @@ class CityPlatformSimulator:
         if self.warning_url is None:
             raise RuntimeError("CityPlatformSimulator.warning_url is not set")
         body = warning if isinstance(warning, bytes) else orjson.dumps(warning)
-        headers = {"Content-Type": "application/json", **signed_headers(secret or self.warning_secret or "", body, timestamp)}
+        headers = {
+            "Content-Type": "application/json",
+            **signed_headers(secret or self.warning_secret or "", body, timestamp),
+        }
         async with httpx.AsyncClient() as client:
             return await client.post(self.warning_url, content=body, headers=headers, timeout=30)
 

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from cityhub_eldercare.settings import EldercareSettings
 from hub.connector_kit import (
     Connector,
     ConnectorContext,
@@ -30,7 +31,6 @@ from hub.connector_kit import (
     serve,
     signed_body,
 )
-from cityhub_eldercare.settings import EldercareSettings
 from hub.models import (
     Category,
     DispatchOrder,

@@ -18,9 +18,9 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from hub.connector_kit import WebhookRejected, load_records, post_signed, serve, signed_body
 from cityhub_eldercare.connector import Elder
 from cityhub_eldercare.settings import EldercareSettings
+from hub.connector_kit import WebhookRejected, load_records, post_signed, serve, signed_body
 from hub.tasks import cancel_and_wait
 
 CHINA_TIME = timezone(timedelta(hours=8))

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -19,8 +19,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, V
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from hub.connector_kit import Connector, ConnectorContext, describe, every, load_records
 from cityhub_gridworker.settings import GridworkerSettings
+from hub.connector_kit import Connector, ConnectorContext, describe, every, load_records
 from hub.models import Attachment, CoordSystem, DispatchOrder, DispatchStatus, DispatchUpdate, Location
 
 ORDERS_KEY = "orders"
@@ -179,8 +179,13 @@ class GridworkerConnector(Connector):
             None if cell else f"cell {item.grid_cell.id if item.grid_cell else '(none)'} not in roster: fallback leader"
         )
         await self._update(ctx, assignment, DispatchStatus.SENT, note)
-        ctx.log.info("order %s (%s) for cell %s sent to %s", item.id, item.category,
-                     item.grid_cell.id if item.grid_cell else "-", assignment.assignee)
+        ctx.log.info(
+            "order %s (%s) for cell %s sent to %s",
+            item.id,
+            item.category,
+            item.grid_cell.id if item.grid_cell else "-",
+            assignment.assignee,
+        )
 
     def responsible_for(self, cell_id: str) -> CellRoster | None:
         """The roster entry of the cell, else of its nearest enclosing cell: grid codes are hierarchical, so
@@ -222,7 +227,7 @@ class GridworkerConnector(Connector):
                 order_id=assignment.order.id,
                 incident_id=assignment.order.incident_id,
                 status=status,
-                time=when or datetime.now(timezone.utc),
+                time=when or datetime.now(UTC),
                 actor=assignment.assignee,
                 note=note,
                 attachments=attachments or [],
@@ -245,8 +250,9 @@ class GridworkerConnector(Connector):
             status = DispatchStatus.ESCALATED if at_leader else DispatchStatus.REDISPATCHED
             await self._update(ctx, assignment, status, f"not accepted by {previous} in time")
             ctx.count("orders_escalated" if at_leader else "orders_to_backup")
-            ctx.log.info("order %s not accepted by %s in time: now with %s", assignment.order.id, previous,
-                         assignment.assignee)
+            ctx.log.info(
+                "order %s not accepted by %s in time: now with %s", assignment.order.id, previous, assignment.assignee
+            )
 
     async def _withdraw(self, worker_id: str, order_id: str) -> None:
         connection = self.connections.get(worker_id)

@@ -19,10 +19,10 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from hub.connector_kit import load_records
 from cityhub_gridworker.connector import CellRoster, worker_token
 from cityhub_gridworker.settings import GridworkerSettings
 from hub.backoff import Backoff
+from hub.connector_kit import load_records
 from hub.tasks import cancel_and_wait
 
 CHINA_TIME = timezone(timedelta(hours=8))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -12,6 +12,9 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from cityhub_hotline12345.open311 import Cursor, Open311Client, pages_from, parse_time, request_id, request_to_event
+from cityhub_hotline12345.settings import Hotline12345Settings
+from cityhub_hotline12345.workorder import feedback_for, order_to_event, validate_order
 from hub.connector_kit import (
     Connector,
     ConnectorContext,
@@ -22,15 +25,12 @@ from hub.connector_kit import (
     signed_body,
     unavailable,
 )
-from cityhub_hotline12345.open311 import Cursor, Open311Client, pages_from, parse_time, request_id, request_to_event
-from cityhub_hotline12345.settings import Hotline12345Settings
-from cityhub_hotline12345.workorder import feedback_for, order_to_event, validate_order
 from hub.errors import InvalidEventError
 from hub.models import DispatchOrder, DispatchUpdate, Event
 
 CURSOR_KEY = "open311.cursor"
 # Where a poller with no stored cursor starts: everything the server still lists.
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Hotline12345Connector(Connector):
@@ -108,7 +108,9 @@ class Hotline12345Connector(Connector):
         if self.unmapped_services:
             ctx.log.warning(
                 "open311: %d of %d services have no category mapping; their requests go to the DLQ: %s",
-                len(self.unmapped_services), len(services), ", ".join(sorted(self.unmapped_services)),
+                len(self.unmapped_services),
+                len(services),
+                ", ".join(sorted(self.unmapped_services)),
             )
 
     async def poll_once(self, ctx: ConnectorContext, client: Open311Client) -> None:
@@ -124,7 +126,7 @@ class Hotline12345Connector(Connector):
                 await self._take_request(ctx, record, cursor)
             await ctx.state.put(CURSOR_KEY, cursor.dump())
         await ctx.state.put(CURSOR_KEY, cursor.dump())  # settled at the end of the poll
-        self.last_poll = datetime.now(timezone.utc)
+        self.last_poll = datetime.now(UTC)
 
     async def _take_request(self, ctx: ConnectorContext, record: Any, cursor: Cursor) -> None:
         """Publish one request version unless the cursor has passed it. A version that cannot become an event
@@ -163,8 +165,12 @@ class Hotline12345Connector(Connector):
         async def receive_order(request: Request) -> JSONResponse:
             ctx.count("orders_received")
             try:
-                raw = await signed_body(request, secret=settings.secret.get_secret_value(),
-                                        tolerance_s=settings.window_s, max_bytes=settings.max_body_bytes)
+                raw = await signed_body(
+                    request,
+                    secret=settings.secret.get_secret_value(),
+                    tolerance_s=settings.window_s,
+                    max_bytes=settings.max_body_bytes,
+                )
                 event = self._order_event(raw)
             except WebhookRejected as rejection:
                 return await refuse(ctx, request, rejection, settings.max_body_bytes)
@@ -206,5 +212,7 @@ class Hotline12345Connector(Connector):
             "open311_reachable": self.open311_reachable,
             "last_poll": self.last_poll.isoformat() if self.last_poll else None,
             "unmapped_services": sorted(self.unmapped_services),
-            "webhook": f"{self.webhook.url}{self.settings.webhook.path}" if self.webhook and self.webhook.port else None,
+            "webhook": f"{self.webhook.url}{self.settings.webhook.path}"
+            if self.webhook and self.webhook.port
+            else None,
         }

@@ -13,16 +13,21 @@ import httpx
 import orjson
 from pydantic import ValidationError
 
-from hub.connector_kit import describe, event_from
 from cityhub_hotline12345.settings import Open311Settings
+from hub.connector_kit import describe, event_from
 from hub.errors import InvalidEventError
 from hub.models import Attachment, Event, Location
 
 SOURCE = "hotline12345"
 
 # Event fields in the Open311 GeoReport v2 names a rejection reason speaks of.
-OPEN311_FIELDS = {"source_event_id": "service_request_id", "time": "requested_datetime", "location": "lat/long",
-                  "text": "description", "attachments": "media_url"}
+OPEN311_FIELDS = {
+    "source_event_id": "service_request_id",
+    "time": "requested_datetime",
+    "location": "lat/long",
+    "text": "description",
+    "attachments": "media_url",
+}
 
 
 class Open311Client:
@@ -79,12 +84,20 @@ class Cursor:
             return cls(updated=start)
         stored = orjson.loads(raw)
         pinned = stored.get("pinned")
-        return cls(updated=datetime.fromisoformat(stored["updated"]), recent=dict(stored["recent"]),
-                   pinned=datetime.fromisoformat(pinned) if pinned else None)
+        return cls(
+            updated=datetime.fromisoformat(stored["updated"]),
+            recent=dict(stored["recent"]),
+            pinned=datetime.fromisoformat(pinned) if pinned else None,
+        )
 
     def dump(self) -> bytes:
-        return orjson.dumps({"updated": self.updated.isoformat(), "recent": self.recent,
-                             "pinned": self.pinned.isoformat() if self.pinned else None})
+        return orjson.dumps(
+            {
+                "updated": self.updated.isoformat(),
+                "recent": self.recent,
+                "pinned": self.pinned.isoformat() if self.pinned else None,
+            }
+        )
 
     def query_from(self, overlap: timedelta) -> datetime:
         return self.pinned or self.updated - overlap
@@ -200,7 +213,9 @@ def request_to_event(record: Any, settings: Open311Settings) -> Event:
     code = record.get("service_code")
     category = settings.service_categories.get(str(code)) if code is not None else None
     if category is None:
-        raise InvalidEventError(f"service_code {code!r} of request {rid} has no category mapping in open311.service_categories")
+        raise InvalidEventError(
+            f"service_code {code!r} of request {rid} has no category mapping in open311.service_categories"
+        )
     status = record.get("status")
     if not isinstance(status, str) or not status:
         raise InvalidEventError(f"status of request {rid} missing")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from hub.connector_kit import ListenSettings, RetrySettings
 from hub.backoff import BackoffSettings
+from hub.connector_kit import ListenSettings, RetrySettings
 from hub.models import Category, CoordSystem, Severity
 
 # The 12345 classification names most Chinese hotlines use for the cases a street centre handles.
@@ -52,7 +52,9 @@ class Open311Settings(BaseModel):
         description="Query parameter for incremental polling by updated time (Chicago/SeeClickFix extension).",
     )
     overlap_s: float = Field(
-        1.0, ge=0, description="Re-read this much before the cursor so requests updated in the same second are not missed."
+        1.0,
+        ge=0,
+        description="Re-read this much before the cursor so requests updated in the same second are not missed.",
     )
     service_categories: dict[str, Category] = Field(
         default_factory=dict, description="service_code → CityHub category; requests with other codes go to the DLQ."

@@ -18,7 +18,7 @@ import logging
 import random
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,7 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.middleware.base import RequestResponseEndpoint
 
-from hub.connector_kit import HttpServer, IDEMPOTENCY_HEADER
+from hub.connector_kit import IDEMPOTENCY_HEADER, HttpServer
 from hub.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, signed_headers, verify
 from hub.tasks import cancel_and_wait
 
@@ -215,15 +215,18 @@ class HotlineSimulator:
         seen: dict[str, dict[str, Any]] = {}
         for row in self._rows:
             code = service_code(row["type"])
-            seen.setdefault(code, {
-                "service_code": code,
-                "service_name": row["type"],
-                "description": row["subject"],
-                "metadata": False,
-                "type": "realtime",
-                "keywords": row["reason"],
-                "group": row["reason"],
-            })
+            seen.setdefault(
+                code,
+                {
+                    "service_code": code,
+                    "service_name": row["type"],
+                    "description": row["subject"],
+                    "metadata": False,
+                    "type": "realtime",
+                    "keywords": row["reason"],
+                    "group": row["reason"],
+                },
+            )
         return list(seen.values())
 
     def _select(self, params: dict[str, str]) -> list[dict[str, Any]]:
@@ -309,7 +312,13 @@ class HotlineSimulator:
 
     def _record_feedback(self, action: str, body: bytes, headers: Any) -> Response:
         try:
-            verify(self.feedback_secret, headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER), body, tolerance_s=300)
+            verify(
+                self.feedback_secret,
+                headers.get(TIMESTAMP_HEADER),
+                headers.get(SIGNATURE_HEADER),
+                body,
+                tolerance_s=300,
+            )
         except SignatureError as exc:
             return JSONResponse({"error": str(exc)}, status_code=401)
         try:
@@ -317,7 +326,9 @@ class HotlineSimulator:
         except orjson.JSONDecodeError as exc:
             return JSONResponse({"error": f"not JSON: {exc}"}, status_code=400)
         if not isinstance(item, dict) or item.get("action") != action or not item.get("order_no"):
-            return JSONResponse({"error": "body must be an object with order_no and the action of the URL"}, status_code=422)
+            return JSONResponse(
+                {"error": "body must be an object with order_no and the action of the URL"}, status_code=422
+            )
         key = headers.get(IDEMPOTENCY_HEADER) or f"{item['order_no']}:{action}"
         if key in self.feedback_keys:
             return JSONResponse({"ok": True, "duplicate": True})
@@ -331,7 +342,7 @@ class HotlineSimulator:
         """A seeded work order in Chengdu (fictional caller, real place, GCJ-02 coordinates); the first one of a
         run is the demo's shared gas-leak scenario."""
         self.orders_sent += 1
-        created = (now or datetime.now(timezone.utc)).astimezone(timezone(timedelta(hours=8))).replace(microsecond=0)
+        created = (now or datetime.now(UTC)).astimezone(timezone(timedelta(hours=8))).replace(microsecond=0)
         first = self.orders_sent == 1
         category, description, urgent = SCENARIO_ORDER if first else self.rng.choice(ORDER_SAMPLES)
         address, lng, lat = SCENARIO_PLACE if first else self.rng.choice(CHENGDU_PLACES)
@@ -341,7 +352,10 @@ class HotlineSimulator:
             "title": f"{category}（{address[3:6]}）",
             "description": description,
             "address": address,
-            "location": {"lng": round(lng + self.rng.uniform(-3e-4, 3e-4), 6), "lat": round(lat + self.rng.uniform(-3e-4, 3e-4), 6)},
+            "location": {
+                "lng": round(lng + self.rng.uniform(-3e-4, 3e-4), 6),
+                "lat": round(lat + self.rng.uniform(-3e-4, 3e-4), 6),
+            },
             "caller": {"name": f"{self.rng.choice(SURNAMES)}先生", "phone": f"138{self.rng.randrange(10**8):08d}"},
             "created_at": created.isoformat(),
             "deadline": (created + timedelta(hours=24 if urgent else 72)).isoformat(),
@@ -355,7 +369,10 @@ class HotlineSimulator:
         if self.webhook_url is None:
             raise RuntimeError("HotlineSimulator.webhook_url is not set")
         body = order if isinstance(order, bytes) else orjson.dumps(order)
-        headers = {"Content-Type": "application/json", **signed_headers(secret or self.webhook_secret or "", body, timestamp)}
+        headers = {
+            "Content-Type": "application/json",
+            **signed_headers(secret or self.webhook_secret or "", body, timestamp),
+        }
         async with httpx.AsyncClient() as client:
             return await client.post(self.webhook_url, content=body, headers=headers, timeout=10)
 

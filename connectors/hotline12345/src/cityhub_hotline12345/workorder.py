@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from hub.connector_kit import describe, error_kind, event_from
 from cityhub_hotline12345.settings import WebhookSettings
+from hub.connector_kit import describe, error_kind, event_from
 from hub.errors import DeliveryRejected, InvalidEventError
 from hub.models import CoordSystem, DispatchOrder, DispatchStatus, DispatchUpdate, Event, Location, Reporter
 
@@ -78,9 +78,13 @@ def order_to_event(order: WorkOrder, settings: WebhookSettings) -> Event:
         category=category,
         severity=settings.urgent_severity if order.urgent else settings.severity,
         time=order.created_at,
-        location=None if order.location is None else Location(lon=order.location.lng, lat=order.location.lat, crs=CoordSystem.GCJ02),
+        location=None
+        if order.location is None
+        else Location(lon=order.location.lng, lat=order.location.lat, crs=CoordSystem.GCJ02),
         address=order.address,
-        reporter=None if caller is None or (caller.name is None and caller.phone is None) else Reporter(name=caller.name, phone=caller.phone),
+        reporter=None
+        if caller is None or (caller.name is None and caller.phone is None)
+        else Reporter(name=caller.name, phone=caller.phone),
         text=order.description,
         payload=payload,
         status="open",
@@ -138,17 +142,31 @@ def feedback_for(item: DispatchOrder | DispatchUpdate | dict[str, Any]) -> Feedb
     if isinstance(item, DispatchOrder):
         ours = [report.source_event_id for report in item.reports if report.source == SOURCE]
         if not ours:
-            raise DeliveryRejected(f"dispatch order {item.id} has no 12345 report to answer (reports: "
-                                   f"{[report.source for report in item.reports]})")
+            raise DeliveryRejected(
+                f"dispatch order {item.id} has no 12345 report to answer (reports: "
+                f"{[report.source for report in item.reports]})"
+            )
         action = FeedbackAction.ACCEPT if item.attempt == 1 else FeedbackAction.REDISPATCH
-        return Feedback(order_no=hotline_number(ours[0]), action=action, time=item.created_at, note=item.summary,
-                        handler=item.target, attempt=item.attempt)
+        return Feedback(
+            order_no=hotline_number(ours[0]),
+            action=action,
+            time=item.created_at,
+            note=item.summary,
+            handler=item.target,
+            attempt=item.attempt,
+        )
     if isinstance(item, DispatchUpdate):
         answer = _ACTION_OF_STATUS.get(item.status)
         if answer is None:
             return None
-        return Feedback(order_no=item.order_id, action=answer, time=item.time, note=item.note,
-                        handler=item.actor, evaluation=item.evaluation)
+        return Feedback(
+            order_no=item.order_id,
+            action=answer,
+            time=item.time,
+            note=item.note,
+            handler=item.actor,
+            evaluation=item.evaluation,
+        )
     return Feedback.model_validate(item)
 
 
@@ -158,4 +176,3 @@ def validate_order(body: bytes) -> WorkOrder:
         return WorkOrder.model_validate_json(body)
     except ValidationError as exc:
         raise InvalidEventError(f"work order rejected: {describe(exc)}", error_kind(exc)) from None
-

@@ -9,10 +9,10 @@ The default broker is the MQTT listener of the hub's embedded nats-server; any M
 
 from __future__ import annotations
 
-from hub.connector_kit import HubHandle, broker_for
 from cityhub_iot_mqtt.connector import IotMqttConnector
 from cityhub_iot_mqtt.settings import IotMqttSettings
 from cityhub_iot_mqtt.simulator import IotDeviceSimulator
+from hub.connector_kit import HubHandle, broker_for
 from hub.hookspecs import hookimpl
 
 

@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from hub.connector_kit import BrokerAddress, Connector, ConnectorContext, SilenceWatch, consume, describe, error_kind, every
 from cityhub_iot_mqtt.devices import (
     ALARM_CATEGORIES,
     ASSESSORS,
@@ -24,6 +23,16 @@ from cityhub_iot_mqtt.devices import (
 )
 from cityhub_iot_mqtt.registry import Device, load_registry
 from cityhub_iot_mqtt.settings import IotMqttSettings
+from hub.connector_kit import (
+    BrokerAddress,
+    Connector,
+    ConnectorContext,
+    SilenceWatch,
+    consume,
+    describe,
+    error_kind,
+    every,
+)
 from hub.errors import InvalidEventError
 from hub.models import Attachment, Category, Event, Reporter, Severity, utcnow
 
@@ -129,8 +138,9 @@ class IotMqttConnector(Connector):
         try:
             reading = READING_MODELS[device.type].model_validate_json(payload)
         except ValidationError as error:
-            raise InvalidEventError(f"{device.type} reading from {device.device_id}: {describe(error, 'message')}",
-                                    error_kind(error)) from None
+            raise InvalidEventError(
+                f"{device.type} reading from {device.device_id}: {describe(error, 'message')}", error_kind(error)
+            ) from None
         if reading.ts is not None and reading.ts.tzinfo is None:
             raise InvalidEventError(f"ts {reading.ts.isoformat()} from {device.device_id} has no timezone offset")
         return reading

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from hub.connector_kit import SitedRecord, load_records
 from cityhub_iot_mqtt.devices import DeviceType
+from hub.connector_kit import SitedRecord, load_records
 
 
 class Device(SitedRecord):

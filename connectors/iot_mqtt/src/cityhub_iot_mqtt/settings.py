@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from hub.connector_kit import outside_the_unified_namespace
 from hub.backoff import BackoffSettings
+from hub.connector_kit import outside_the_unified_namespace
 
 SAMPLE_REGISTRY = Path(__file__).with_name("sample_devices.csv")
 

@@ -16,9 +16,9 @@ from typing import Any
 import aiomqtt
 import orjson
 
-from hub.connector_kit import BrokerAddress, disconnect
 from cityhub_iot_mqtt.registry import Device, load_registry
 from cityhub_iot_mqtt.settings import IotMqttSettings
+from hub.connector_kit import BrokerAddress, disconnect
 from hub.tasks import cancel_and_wait
 
 CHINA_TIME = timezone(timedelta(hours=8))

@@ -9,10 +9,10 @@ drop-offs and carbon-credit points are summed per station and day and never publ
 
 from __future__ import annotations
 
-from hub.connector_kit import HubHandle, broker_for
 from cityhub_recycling.connector import RecyclingConnector
 from cityhub_recycling.settings import RecyclingSettings
 from cityhub_recycling.simulator import RecyclingStationSimulator
+from hub.connector_kit import HubHandle, broker_for
 from hub.hookspecs import hookimpl
 
 

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cityhub_recycling.settings import RecyclingSettings
 from hub.connector_kit import (
     BrokerAddress,
     Connector,
@@ -25,7 +26,6 @@ from hub.connector_kit import (
     every,
     load_records,
 )
-from cityhub_recycling.settings import RecyclingSettings
 from hub.errors import InvalidEventError
 from hub.models import Category, Event, Severity, utcnow
 
@@ -210,8 +210,9 @@ class RecyclingConnector(Connector):
         try:
             message = model.model_validate_json(payload)
         except ValidationError as error:
-            raise InvalidEventError(f"{model.__name__.lower()} from {station.station_id}: {describe(error, 'message')}",
-                                    error_kind(error)) from None
+            raise InvalidEventError(
+                f"{model.__name__.lower()} from {station.station_id}: {describe(error, 'message')}", error_kind(error)
+            ) from None
         if message.ts is not None and message.ts.tzinfo is None:
             raise InvalidEventError(f"ts {message.ts.isoformat()} from {station.station_id} has no timezone offset")
         return message

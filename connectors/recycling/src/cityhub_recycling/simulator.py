@@ -16,9 +16,9 @@ from typing import Any
 import aiomqtt
 import orjson
 
-from hub.connector_kit import BrokerAddress, disconnect, load_records
 from cityhub_recycling.connector import Fraction, Station
 from cityhub_recycling.settings import RecyclingSettings
+from hub.connector_kit import BrokerAddress, disconnect, load_records
 from hub.tasks import cancel_and_wait
 
 CHINA_TIME = timezone(timedelta(hours=8))

@@ -121,12 +121,20 @@ impl PreparedArea {
 }
 
 fn orientation(a: Coord<f64>, b: Coord<f64>, p: Coord<f64>) -> f64 {
-    robust::orient2d(robust::Coord { x: a.x, y: a.y }, robust::Coord { x: b.x, y: b.y }, robust::Coord { x: p.x, y: p.y })
+    robust::orient2d(
+        robust::Coord { x: a.x, y: a.y },
+        robust::Coord { x: b.x, y: b.y },
+        robust::Coord { x: p.x, y: p.y },
+    )
 }
 
 /// Closed segments ab and cd share at least one point (exact, robust orientation tests).
 fn segments_touch(a: Coord<f64>, b: Coord<f64>, c: Coord<f64>, d: Coord<f64>) -> bool {
-    if a.x.max(b.x) < c.x.min(d.x) || c.x.max(d.x) < a.x.min(b.x) || a.y.max(b.y) < c.y.min(d.y) || c.y.max(d.y) < a.y.min(b.y) {
+    if a.x.max(b.x) < c.x.min(d.x)
+        || c.x.max(d.x) < a.x.min(b.x)
+        || a.y.max(b.y) < c.y.min(d.y)
+        || c.y.max(d.y) < a.y.min(b.y)
+    {
         return false;
     }
     let (o1, o2) = (orientation(a, b, c), orientation(a, b, d));

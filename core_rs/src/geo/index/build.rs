@@ -84,7 +84,10 @@ impl GridIndex {
                 match &cell.feature.parent {
                     None => NO_PARENT,
                     Some(parent) => *admin_by_id.get(parent.as_str()).ok_or_else(|| {
-                        GeoError::new(format!("{}: parent id {parent:?} is not a cell of any admin layer", describe(cell)))
+                        GeoError::new(format!(
+                            "{}: parent id {parent:?} is not a cell of any admin layer",
+                            describe(cell)
+                        ))
                     })?,
                 }
             } else {
@@ -179,7 +182,8 @@ impl GridIndex {
     /// Appends a cell's rings (closing vertex dropped) and returns its bounding box.
     fn push_geometry(&mut self, shape: &MultiPolygon<f64>) -> Option<Envelope> {
         for polygon in &shape.0 {
-            let rings = std::iter::once((polygon.exterior(), true)).chain(polygon.interiors().iter().map(|r| (r, false)));
+            let rings =
+                std::iter::once((polygon.exterior(), true)).chain(polygon.interiors().iter().map(|r| (r, false)));
             for (ring, exterior) in rings {
                 self.raw_vertex_count += ring.0.len();
                 let open = ring.0.split_last().map_or(&[][..], |(_, rest)| rest);
@@ -213,7 +217,8 @@ impl GridIndex {
             CellGrid::build(union_of(leaves.iter()), &leaves.iter().map(|b| (b.envelope, b.cell)).collect::<Vec<_>>())
         });
         self.admin_trees = admin.iter().map(|b| BoxTree::build(b)).collect::<Result<_, _>>()?;
-        self.overlay_trees = overlay.iter().filter(|b| !b.is_empty()).map(|b| BoxTree::build(b)).collect::<Result<_, _>>()?;
+        self.overlay_trees =
+            overlay.iter().filter(|b| !b.is_empty()).map(|b| BoxTree::build(b)).collect::<Result<_, _>>()?;
         Ok(())
     }
 }

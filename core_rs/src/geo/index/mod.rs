@@ -241,9 +241,7 @@ impl GridIndex {
     }
 
     fn is_admin(&self, cell: u32) -> bool {
-        self.cells
-            .get(cell as usize)
-            .and_then(|info| self.layer_kinds.get(usize::from(info.layer)))
+        self.cells.get(cell as usize).and_then(|info| self.layer_kinds.get(usize::from(info.layer)))
             == Some(&LayerKind::Admin)
     }
 

@@ -48,8 +48,7 @@ impl GridIndex {
         // Large batches are resolved in Hilbert order of the points, so consecutive queries touch the
         // same tree nodes and cells (cache hits instead of misses), then put back in the caller's order.
         // Points known to resolve to nothing are left out of the sort.
-        let points: Vec<Coord<f64>> =
-            lngs.par_iter().zip(lats.par_iter()).map(|(&x, &y)| wgs84(x, y, crs)).collect();
+        let points: Vec<Coord<f64>> = lngs.par_iter().zip(lats.par_iter()).map(|(&x, &y)| wgs84(x, y, crs)).collect();
         let mut order: Vec<(u32, u32)> = points
             .iter()
             .enumerate()
@@ -58,7 +57,8 @@ impl GridIndex {
             .collect();
         order.par_sort_unstable();
         let sorted: Vec<Coord<f64>> = order.iter().filter_map(|(_, i)| points.get(*i as usize).copied()).collect();
-        let parts: Vec<LocateBatch> = sorted.par_chunks(PARALLEL_CHUNK).map(|chunk| self.locate_points(chunk)).collect();
+        let parts: Vec<LocateBatch> =
+            sorted.par_chunks(PARALLEL_CHUNK).map(|chunk| self.locate_points(chunk)).collect();
         Ok(unsort(&concatenate(parts), &order, points.len()))
     }
 
@@ -73,7 +73,11 @@ impl GridIndex {
         let [min_x, min_y, max_x, max_y] = self.extent;
         let scale = |v: f64, lo: f64, hi: f64| {
             let span = hi - lo;
-            if span > 0.0 { (((v - lo) / span).clamp(0.0, 1.0) * f64::from(u16::MAX)) as u16 } else { 0 }
+            if span > 0.0 {
+                (((v - lo) / span).clamp(0.0, 1.0) * f64::from(u16::MAX)) as u16
+            } else {
+                0
+            }
         };
         static_aabb2d_index::hilbert_xy_to_index(scale(p.x, min_x, max_x), scale(p.y, min_y, max_y))
     }

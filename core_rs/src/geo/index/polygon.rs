@@ -35,7 +35,8 @@ impl EdgeBands {
     /// Buckets `edges` (pairs of indices into `coords`); `None` when they span no height.
     pub(super) fn build(coords: &[Coord<f64>], edges: &[(u32, u32)]) -> Option<Self> {
         let y = |i: u32| coords.get(i as usize).map_or(0.0, |c| c.y);
-        let (y0, y1) = edges.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (a, _)| (lo.min(y(*a)), hi.max(y(*a))));
+        let (y0, y1) =
+            edges.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (a, _)| (lo.min(y(*a)), hi.max(y(*a))));
         let band_count = (edges.len() / EDGES_PER_BAND).max(1);
         let band_height = (y1 - y0) / band_count as f64;
         if band_height.is_nan() || band_height <= 0.0 {

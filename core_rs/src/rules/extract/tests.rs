@@ -208,8 +208,13 @@ impl Documents {
         let kinds = if depth > 3 { 6 } else { 8 };
         match self.next(kinds) {
             0 => out.push_str(["null", "true", "false"][self.next(3) as usize]),
-            1 => out.push_str(["0", "-0", "7", "-12", "3.25", "1e5", "-2.5E-3", "18446744073709551616"][self.next(8) as usize]),
-            2..=5 => out.push_str(["\"\"", "\"fire\"", "\"z1\"", "\"成华\"", "\"a\\\"b\"", "\"\\u00e9\"", "\"x\\/y\""][self.next(7) as usize]),
+            1 => out.push_str(
+                ["0", "-0", "7", "-12", "3.25", "1e5", "-2.5E-3", "18446744073709551616"][self.next(8) as usize],
+            ),
+            2..=5 => out.push_str(
+                ["\"\"", "\"fire\"", "\"z1\"", "\"成华\"", "\"a\\\"b\"", "\"\\u00e9\"", "\"x\\/y\""]
+                    [self.next(7) as usize],
+            ),
             6 => {
                 out.push('[');
                 for i in 0..self.next(4) {
@@ -225,7 +230,8 @@ impl Documents {
     }
 
     fn object(&mut self, depth: u32, out: &mut String) {
-        const KEYS: &[&str] = &["category", "payload", "level", "zone", "items", "0", "a", "b", "c", "名", "n", "other"];
+        const KEYS: &[&str] =
+            &["category", "payload", "level", "zone", "items", "0", "a", "b", "c", "名", "n", "other"];
         out.push('{');
         for i in 0..self.next(5) {
             if i > 0 {

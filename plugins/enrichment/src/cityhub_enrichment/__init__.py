@@ -14,11 +14,11 @@ from fastapi import APIRouter, Query
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from cityhub_enrichment.contacts import ContactBook, Enrichment
+from cityhub_enrichment.settings import EnrichmentSettings
 from hub.connector_kit import HubHandle
 from hub.hookspecs import hookimpl
 from hub.models import Category, GridCell
-from cityhub_enrichment.contacts import ContactBook, Enrichment
-from cityhub_enrichment.settings import EnrichmentSettings
 
 # The contact book and transform each hub uses now (rebuilt on start-up and reload).
 _books: weakref.WeakKeyDictionary[Any, ContactBook] = weakref.WeakKeyDictionary()
@@ -75,7 +75,9 @@ def register_routes(hub: HubHandle) -> APIRouter:
     router = APIRouter(tags=["enrichment"])
 
     @router.get("/contacts", summary="Who answers for a cell and category")
-    def contacts(cell: str = Query(description="Grid cell id"), category: Category = Query(Category.OTHER)) -> list[dict[str, Any]]:
+    def contacts(
+        cell: str = Query(description="Grid cell id"), category: Category = Query(Category.OTHER)
+    ) -> list[dict[str, Any]]:
         book = _books.get(hub, ContactBook([]))
         return book.lookup([GridCell(layer="admin", level="cell", id=cell, name=cell)], category, limit=10)
 

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import ValidationError
 
+from cityhub_enrichment.settings import Contact, EnrichmentSettings
 from hub.errors import ConfigError, validation_problems
 from hub.models import Event, GridCell
 from hub.transforms import Stage
-from cityhub_enrichment.settings import Contact, EnrichmentSettings
 
 if TYPE_CHECKING:
     from hub.pipeline.columns import EventColumns

@@ -13,10 +13,10 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from hub.connector_kit import HubHandle
-from hub.hookspecs import hookimpl
 from cityhub_redaction.settings import RedactionSettings
 from cityhub_redaction.transform import Redaction
+from hub.connector_kit import HubHandle
+from hub.hookspecs import hookimpl
 
 # The transform each hub uses now (rebuilt on reload), for health and metrics.
 _current: weakref.WeakKeyDictionary[Any, Redaction] = weakref.WeakKeyDictionary()

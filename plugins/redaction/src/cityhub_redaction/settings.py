@@ -38,7 +38,7 @@ class RedactionSettings(BaseModel):
     hash_key: SecretStr = Field(
         SecretStr("cityhub-default-pseudonym-key"),
         description="Secret key of the 'hash' policy (HMAC-SHA256), so pseudonyms cannot be reversed by trying "
-        "every phone number. Set it from the environment in production: hash_key = \"${CITYHUB_HASH_KEY}\".",
+        'every phone number. Set it from the environment in production: hash_key = "${CITYHUB_HASH_KEY}".',
     )
     text_patterns: list[TextPattern] = Field(
         default_factory=list, description="More patterns masked in free text, besides phone and ID-card numbers."

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from cityhub_redaction.settings import RedactionSettings
 from hub.models import Event
 from hub.textmask import TextMasker, TextShape
 from hub.transforms import Stage
-from cityhub_redaction.settings import RedactionSettings
 
 if TYPE_CHECKING:
     from hub.pipeline.columns import EventColumns
@@ -102,8 +102,13 @@ class Redaction:
         self.char = settings.mask_char
         self._key = settings.hash_key.get_secret_value().encode()
         self._pseudonyms: dict[str, str] = {}
-        shapes = [*BUILT_IN_SHAPES, *(TextShape(pattern.name, pattern.regex, "middle", pattern.keep_start,
-                                                 pattern.keep_end) for pattern in settings.text_patterns)]
+        shapes = [
+            *BUILT_IN_SHAPES,
+            *(
+                TextShape(pattern.name, pattern.regex, "middle", pattern.keep_start, pattern.keep_end)
+                for pattern in settings.text_patterns
+            ),
+        ]
         patterns = [(shape.name, shape.pattern, shape_mask(shape, self.char)) for shape in shapes]
         self._extra_patterns = bool(settings.text_patterns)
         self._masker = None if self._extra_patterns else TextMasker(_DIGIT_RUN.pattern, BUILT_IN_SHAPES, self.char)
@@ -118,12 +123,14 @@ class Redaction:
             if self.policies.get(f"reporter.{name}", "mask") != "keep"
         ]
         self._event_ops = [
-            (name, name, self._operation(name)) for name in ("text", "address")
+            (name, name, self._operation(name))
+            for name in ("text", "address")
             if self.policies.get(name, "mask" if name == "text" else "keep") != "keep"
         ]
         self._payload_ops = [
             (field.removeprefix("payload."), field, self._operation(field))
-            for field, policy in self.policies.items() if field.startswith("payload.") and policy != "keep"
+            for field, policy in self.policies.items()
+            if field.startswith("payload.") and policy != "keep"
         ]
         self._payload_keys = [orjson.dumps(key).decode() for key, _, _ in self._payload_ops]
         self.counts: Counter[str] = Counter()
