@@ -551,7 +551,7 @@ class Hub:
         from hub.dashboard import build_router, live_state
 
         assert self.nc is not None
-        self.dashboard = live_state(self.config.dashboard)
+        self.dashboard = live_state(self.config.dashboard, links=self.config.tier.among_tiers)
         await self.dashboard.start(self.nc)
         app = create_admin_app(self, routers=[build_router(self.dashboard, token_check=require_token)])
         port = self.config.admin.port or free_port(self.config.admin.host)

@@ -52,6 +52,7 @@ TYPE_DISPATCH_UPDATE = "cityhub.dispatch.update"
 TYPE_CLOSE_REQUEST = "cityhub.close_request"
 TYPE_DEAD_LETTER = "cityhub.dead_letter"
 TYPE_FENCE_MARK = "cityhub.fence_mark"
+TYPE_LINK = "cityhub.link"  # a cross-scope incident (hub.federation.linking)
 
 HUB_SOURCE = "/cityhub/pipeline"  # the source of what the hub itself makes: incident changes, dispatch orders
 SOURCES_PATH = "/cityhub/sources/"

@@ -342,6 +342,11 @@ class TierConfig(Section):
         "escalate too.",
     )
 
+    @property
+    def among_tiers(self) -> bool:
+        """Whether the hub has a parent or children: it then keeps the cross-scope links stream."""
+        return self.parent is not None or bool(self.children)
+
 
 # --- [dedup], [merge] ------------------------------------------------------------------------------
 

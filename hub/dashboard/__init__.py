@@ -24,6 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["LiveState", "build_router", "live_state"]
 
 
-def live_state(config: DashboardConfig) -> LiveState:
-    """A LiveState with the window and retention of ``[dashboard]``."""
-    return LiveState(window=config.window, keep_closed=config.keep_closed)
+def live_state(config: DashboardConfig, *, links: bool = False) -> LiveState:
+    """A LiveState with the window and retention of ``[dashboard]``; ``links`` on a hub among tiers."""
+    return LiveState(window=config.window, keep_closed=config.keep_closed, links=links)

@@ -1,11 +1,12 @@
 """LiveState: the operations centre's picture of the unified stream, kept in memory.
 
-It follows ``cityhub.events.>``, ``cityhub.incidents.>`` and ``cityhub.dispatch.>`` from a time window back
-(``window``) with :class:`hub.nats.follower.Follower`, so a restarted dashboard replays the recent stream and
-shows the open incidents again, and a NATS restart or a lost consumer costs no message and repeats none.
-Messages are CloudEvents as written by :mod:`hub.wire`; the three streams are not ordered against each other,
-so a report or dispatch order may arrive before its incident and is held on a view that becomes visible once
-the incident itself arrives.
+It follows ``cityhub.events.>``, ``cityhub.incidents.>`` and ``cityhub.dispatch.>`` — and, on a hub among
+tiers, the cross-scope incidents of ``cityhub.links.>`` (docs/deployment.md), which mark the incidents they
+link — from a time window back (``window``) with :class:`hub.nats.follower.Follower`, so a restarted dashboard
+replays the recent stream and shows the open incidents again, and a NATS restart or a lost consumer costs no
+message and repeats none. Messages are CloudEvents as written by :mod:`hub.wire`; the three streams are not
+ordered against each other, so a report or dispatch order may arrive before its incident and is held on a view
+that becomes visible once the incident itself arrives.
 
 Everything a request needs is kept ready: a cached summary per incident, open-incident counts per grid cell,
 sorted response-time samples (:mod:`hub.dashboard.figures`), so 10,000 open incidents cost a scan at most.
@@ -104,6 +105,7 @@ class IncidentView:
     deadline_at: datetime | None = None
     counted_cells: tuple[str, ...] = ()
     summary: dict[str, Any] | None = None
+    cross_scope: dict[str, Any] | None = None  # the cross-scope incident that links it with another scope's
 
     @property
     def state(self) -> str | None:
@@ -184,6 +186,7 @@ class IncidentView:
             "late": bool(incident.get("late")),
             "area": (incident.get("area") or {}).get("geometry"),
             "confirmation": self.confirmation(),
+            "cross_scope": self.cross_scope,
         }
 
     def confirmation(self) -> dict[str, Any] | None:
@@ -246,7 +249,8 @@ class LiveState:
     """Open incidents and the centre's figures, fed from the unified stream (see the module docstring).
 
     ``window`` is how far back the consumers start; ``keep_closed`` is how many closed incidents stay
-    available to the incident page and the ``closed`` filter; ``clock`` gives "now" for overdue figures.
+    available to the incident page and the ``closed`` filter; ``clock`` gives "now" for overdue figures;
+    ``links``: follow the cross-scope incidents too (a hub among tiers: only those have the stream).
     """
 
     def __init__(
@@ -255,7 +259,9 @@ class LiveState:
         window: timedelta = timedelta(hours=24),
         keep_closed: int = 5000,
         clock: Callable[[], datetime] = utcnow,
+        links: bool = False,
     ) -> None:
+        self.streams = (*WATCHED_STREAMS, topology.LINKS_STREAM) if links else WATCHED_STREAMS
         self.window = window
         self.keep_closed = keep_closed
         self.clock = clock
@@ -280,7 +286,7 @@ class LiveState:
         since = Start(time=self.clock() - self.window)
         self._followers = [
             Follower(nc, stream, topology.STREAM_SUBJECTS[stream][0], since, name="dashboard")
-            for stream in WATCHED_STREAMS
+            for stream in self.streams
         ]
         self._tasks = [
             asyncio.create_task(self._follow(follower), name=f"cityhub.dashboard.{follower.stream}")
@@ -344,6 +350,8 @@ class LiveState:
             self._apply_order(data)
         elif type_ == wire.TYPE_DISPATCH_UPDATE:
             self._apply_update(data)
+        elif type_ == wire.TYPE_LINK:
+            self._apply_link(data)
         else:
             raise ValueError(f"unknown CloudEvents type {type_!r}")
 
@@ -410,6 +418,20 @@ class LiveState:
         else:
             self._add_update(view, order_view, update)
         self._changed(view)
+
+    def _apply_link(self, link: dict[str, Any]) -> None:
+        """Mark every incident a cross-scope incident links with it. A link grows (one more side's incident
+        joins) by a new publication, which names more incidents: the one naming the most stays."""
+        mark = {
+            "id": link["id"],
+            "linked_by": link["linked_by"],
+            "incidents": [{"id": linked["id"], "scope": linked["scope"]} for linked in link["incidents"]],
+        }
+        for linked in mark["incidents"]:
+            view = self._view(linked["id"])
+            if view.cross_scope is None or len(view.cross_scope["incidents"]) <= len(mark["incidents"]):
+                view.cross_scope = mark
+                self._changed(view)
 
     @staticmethod
     def _add_update(view: IncidentView, order_view: OrderView, update: dict[str, Any]) -> None:

@@ -39,7 +39,6 @@ from hub.tasks import cancel_and_wait
 log = logging.getLogger("cityhub.linking")
 
 BUCKET = "CITYHUB_LINKS_PUBLISHED"
-TYPE_LINK = "cityhub.link"
 
 
 def side_of(incident: dict[str, Any], children_level: str) -> str | None:
@@ -162,7 +161,7 @@ class CrossScopeLinker:
                 continue
             subject = topology.link_subject(self.scope, side, link.category)
             raw = wire.encode(
-                type_=TYPE_LINK,
+                type_=wire.TYPE_LINK,
                 id_=msg_id,
                 source=f"/cityhub/{self.scope}",
                 time=link.updated_at,

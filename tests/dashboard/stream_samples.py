@@ -14,6 +14,7 @@ from hub import topology, wire
 from hub.geofence import GridIndex, LayerSpec
 from hub.models import (
     Category,
+    CrossScopeIncident,
     DispatchOrder,
     DispatchStatus,
     DispatchUpdate,
@@ -185,6 +186,21 @@ class StreamWriter:
             extensions={"incidentid": update.incident_id},
         )
         await self._publish(topology.dispatch_update_subject(source), raw, msg_id)
+
+    async def link(self, link: CrossScopeIncident) -> None:
+        """A cross-scope incident, as the linker of the hub ``link.linked_by`` publishes it for its first side."""
+        msg_id = f"{link.id}:{len(link.incidents)}:{link.incidents[0].scope}"
+        subject = topology.link_subject(link.linked_by, link.incidents[0].scope, link.category)
+        raw = wire.encode(
+            type_=wire.TYPE_LINK,
+            id_=msg_id,
+            source=f"/cityhub/{link.linked_by}",
+            time=link.updated_at,
+            data=link,
+            subject=subject,
+            extensions={"category": link.category, "incidentid": link.id},
+        )
+        await self._publish(subject, raw, msg_id)
 
     async def raw(self, subject: str, data: bytes) -> None:
         await self.js.publish(subject, data)

@@ -10,9 +10,21 @@ from hypothesis import strategies as st
 from stream_samples import T0, grid_cells, make_incident, make_order, make_report, make_update
 
 from hub import topology, wire
+from hub.config import TierConfig
 from hub.dashboard.figures import Durations, EventRates, nearest_rank
 from hub.dashboard.state import IncidentView, LiveState, OrderView
-from hub.models import Area, Category, DispatchStatus, IncidentChange, IncidentState, Severity, utcnow
+from hub.models import (
+    Area,
+    Category,
+    CrossScopeIncident,
+    DispatchStatus,
+    IncidentChange,
+    IncidentState,
+    LinkedIncident,
+    Severity,
+    utcnow,
+)
+from hub.nats.streams import ensure_streams
 from tests.waiting import wait_until
 
 
@@ -246,7 +258,7 @@ async def test_unreadable_messages_are_counted_and_the_feed_goes_on(state, write
     )
     await writer.incident(make_incident(30))
     await wait_until(lambda: state.incident("INC000030") is not None, "the good incident")
-    assert state.unreadable == 2
+    await wait_until(lambda: state.unreadable == 2, "both bad messages counted")  # the streams are not ordered
     assert state.incident("INC9") is None
 
 
@@ -392,3 +404,46 @@ def test_events_per_minute_slide_over_the_last_sixty_seconds():
     rate = rates.per_source(minute + timedelta(seconds=20))["iot_mqtt"]
     assert (rate["last_minute"], rate["current"], rate["per_minute"]) == (30, 15, 35.0)
     assert sum(rate["series"]) == 45 and len(rate["series"]) == 30
+
+
+async def test_a_cross_scope_incident_marks_each_incident_it_links_and_grows(nc, writer):
+    """On a hub among tiers the dashboard follows the links stream too: each linked incident's summary names
+    the cross-scope incident and every incident it links; a grown link (a third side) replaces it."""
+    await ensure_streams(nc.jetstream(), tier=TierConfig(scope="city", children=["510104", "510105", "510106"]))
+    live = LiveState(window=timedelta(days=3650), links=True)
+    await live.start(nc)
+    try:
+        sides = [make_incident(number, cell=number) for number in (41, 42, 43)]
+        for incident in sides:
+            await writer.incident(incident)
+        linked = [
+            LinkedIncident(id=incident.id, scope=scope)
+            for incident, scope in zip(sides, ("510104", "510105", "510106"))
+        ]
+        first = CrossScopeIncident(
+            id=f"xs-{sides[0].id}", category=Category.GAS_LEAK, linked_by="city", incidents=linked[:2], updated_at=T0
+        )
+        await writer.link(first)
+        await wait_until(lambda: _cross_scope(live, sides[1].id) is not None, "the link on the second incident")
+        assert (
+            _cross_scope(live, sides[0].id)
+            == _cross_scope(live, sides[1].id)
+            == {
+                "id": first.id,
+                "linked_by": "city",
+                "incidents": [{"id": sides[0].id, "scope": "510104"}, {"id": sides[1].id, "scope": "510105"}],
+            }
+        )
+        assert _cross_scope(live, sides[2].id) is None
+
+        await writer.link(first.model_copy(update={"incidents": linked}))
+        await wait_until(lambda: _cross_scope(live, sides[2].id) is not None, "the grown link on the third")
+        assert all(len(_cross_scope(live, incident.id)["incidents"]) == 3 for incident in sides)
+        assert live.health()["unreadable"] == 0
+    finally:
+        await live.stop()
+
+
+def _cross_scope(live: LiveState, incident_id: str) -> dict | None:
+    page = live.incident(incident_id)
+    return page["summary"]["cross_scope"] if page else None

@@ -4,10 +4,12 @@
 
 const ROW_HEIGHT = 46;
 const OPEN_STATES = new Set(["open", "acknowledged"]);
-const FILTER_NAMES = ["status", "severity", "category", "district", "street", "source"];
+const FILTER_NAMES = ["status", "severity", "category", "district", "street", "source", "scope"];
+const HERE = "here";  // the scope filter's value for what no hub below owns
 const TOKEN_KEY = "cityhub.adminToken";
 
 const page = {
+  tier: { scope: "city", parent: null, children: [] },
   incidents: new Map(),
   shown: [],
   filters: { status: "active" },
@@ -61,6 +63,17 @@ function isOverdue(incident) {
   return OPEN_STATES.has(incident.state) && incident.deadline != null && Date.parse(incident.deadline) < Date.now();
 }
 
+// The hub below that owns an incident: its district at the city, its street at a district (the events of a
+// child's scope are handed down to it, docs/deployment.md); none at a street, or outside every child.
+function childScope(incident) {
+  const key = page.tier.scope === "city" ? incident.district : incident.street;
+  return page.tier.children.includes(key) ? key : null;
+}
+
+function scopeName(scope) {
+  return scope === "city" ? t("city") : scope;
+}
+
 function place(incident) {
   return [incident.district_name || incident.district, incident.street_name || incident.street].filter(Boolean).join(" · ");
 }
@@ -78,6 +91,7 @@ function matches(incident) {
   if (f.district && incident.district !== f.district) return false;
   if (f.street && incident.street !== f.street) return false;
   if (f.source && !incident.sources.includes(f.source)) return false;
+  if (f.scope && (childScope(incident) || HERE) !== f.scope) return false;
   return true;
 }
 
@@ -125,6 +139,8 @@ function row(incident, index) {
       element("span", { class: "state" }, nameOf("state", incident.state)),
       incident.escalated_to ? element("span", { class: "escalated-up", title: nameOf("cause", incident.escalation_cause) },
         `↑ ${incident.escalated_to}`) : "",
+      incident.cross_scope ? element("span", { class: "cross-scope", title: crossScopeTitle(incident.cross_scope) },
+        `⇄ ${t("cross_scope")}`) : "",
       incident.late ? element("span", { class: "badge late-flag", title: t("late_title") }, t("late")) : "",
       incident.confirmation ? element("span", { class: "badge confirmation" }, confirmedText(incident.confirmation)) : ""),
     element("div", { class: "where" }, place(incident) || incident.address || "", " · ", incident.sources.join(", "))),
@@ -138,6 +154,11 @@ function tierText(tier) {
   const above = tier.parent ? ` · ${t("reports_to")} ${tier.parent === "city" ? t("city") : tier.parent}` : "";
   const below = tier.children.length ? ` · ${t("hubs_below")} ${tier.children.join(", ")}` : "";
   return `${scope}${above}${below}`;
+}
+
+function crossScopeTitle(link) {
+  const incidents = link.incidents.map((linked) => `${scopeName(linked.scope)} ${linked.id}`).join(", ");
+  return t("cross_scope_title", { by: scopeName(link.linked_by), incidents });
 }
 
 function distinct(values) {
@@ -166,6 +187,8 @@ function updateFilterOptions() {
   fillSelect($("#f-street"), t("all_streets"),
     distinct(all.filter((i) => !f.district || i.district === f.district).map((i) => [i.street, i.street_name || i.street])), f.street);
   fillSelect($("#f-source"), t("all_sources"), distinct(all.flatMap((i) => i.sources.map((s) => [s, s]))), f.source);
+  fillSelect($("#f-scope"), t("all_scopes"),
+    [...page.tier.children.map((child) => [child, `${scopeName(child)} ${t("hub")}`]), [HERE, t("scope_here")]], f.scope);
 }
 
 // --- the incident page -----------------------------------------------------------------------------
@@ -208,6 +231,8 @@ function renderDetail() {
       element("span", { class: `badge sev-${summary.severity}` }, nameOf("severity", summary.severity)),
       element("span", { class: "badge state" }, nameOf("state", summary.state))),
     element("p", { class: "id" }, summary.id),
+    summary.cross_scope ? crossScopeSection(summary.cross_scope, summary.id) : "",
+    tierActions(summary),
     summary.confirmation ? element("p", { class: "confirmation" }, confirmedText(summary.confirmation),
       summary.confirmation.unconfirmed.length
         ? ` · ${t("unconfirmed")}: ${summary.confirmation.unconfirmed.map((cell) => cell.name || cell.id).join(", ")}` : "") : "",
@@ -231,6 +256,48 @@ function renderDetail() {
         element("b", {}, report.source), " ", element("span", { class: `badge sev-${report.severity}` }, nameOf("severity", report.severity)),
         element("div", {}, report.text || report.address || nameOf("category", report.category))))),
   );
+}
+
+// The other sides of a cross-scope incident; the ones this hub shows open on a click.
+function crossScopeSection(link, ownId) {
+  return element("div", { class: "cross-scope-links" },
+    element("span", { class: "cross-scope" }, `⇄ ${t("cross_scope")} ${link.id}`), ` · ${t("linked_by", { by: scopeName(link.linked_by) })}`,
+    element("ul", {}, link.incidents.filter((linked) => linked.id !== ownId).map((linked) =>
+      element("li", { dataset: { linked: linked.id } }, `${scopeName(linked.scope)} · `,
+        page.incidents.has(linked.id) ? element("a", { href: `#incident/${linked.id}`, onclick: (event) => {
+          event.preventDefault();
+          openIncident(linked.id);
+        } }, linked.id) : linked.id))));
+}
+
+// At a hub with a parent: where the incident went up, or the operator's request to send it up (an incident of
+// a hub below is that hub's to escalate).
+function tierActions(summary) {
+  const parent = page.tier.parent;
+  if (!parent) return "";
+  if (summary.escalated_to) {
+    return element("p", { class: "tier-actions escalated-up" },
+      `${t("escalated_to", { to: scopeName(summary.escalated_to) })} · ${nameOf("cause", summary.escalation_cause)}`);
+  }
+  if (childScope(summary)) return "";
+  return element("div", { class: "tier-actions" },
+    element("button", { id: "escalate", onclick: () => escalate(summary.id, parent) }, t("escalate_to", { to: scopeName(parent) })),
+    element("span", { id: "escalate-message", role: "status" }));
+}
+
+async function escalate(id, parent) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const message = $("#escalate-message");
+  if (!token) {
+    message.textContent = t("need_token");
+    return;
+  }
+  const response = await fetch(`/incidents/${encodeURIComponent(id)}/escalate`, {
+    method: "POST", headers: { Authorization: `Bearer ${token}` },
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) message.textContent = `${response.status}: ${body.detail || response.statusText}`;
+  else message.textContent = body.escalated ? t("escalate_sent", { to: scopeName(parent) }) : t("escalate_before");
 }
 
 // "confirmed by 37 of 52 grids": an area warning's grids whose order is accepted or done.
@@ -416,7 +483,9 @@ async function start() {
   translatePage();
   const config = await (await fetch("/api/dashboard/config")).json();
   setCategoryNames(await (await fetch("/api/categories")).json());
+  page.tier = config.tier;
   $("#tier").textContent = tierText(config.tier);
+  $("#f-scope").hidden = !config.tier.children.length;
   page.map = new GridMap($("#map"), { onSelect: openIncident, tileUrl: config.tile_url });
   const grids = await fetch("/api/grids");
   if (grids.ok) page.map.setCells(await grids.json());
