@@ -418,7 +418,7 @@ async def test_a_cross_scope_incident_marks_each_incident_it_links_and_grows(nc,
             await writer.incident(incident)
         linked = [
             LinkedIncident(id=incident.id, scope=scope)
-            for incident, scope in zip(sides, ("510104", "510105", "510106"))
+            for incident, scope in zip(sides, ("510104", "510105", "510106"), strict=True)
         ]
         first = CrossScopeIncident(
             id=f"xs-{sides[0].id}", category=Category.GAS_LEAK, linked_by="city", incidents=linked[:2], updated_at=T0
