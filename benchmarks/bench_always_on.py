@@ -70,6 +70,9 @@ layers = [{{ name = "admin", path = "{GRIDS}/chengdu_admin_gcj02.geojson", crs =
 [pipeline]
 fetch_timeout = "50ms"
 
+[dashboard]
+window = "5m"  # a hub brought back between rounds replays 5 minutes of outputs into its dashboard, not a day
+
 [[rules]]
 id = "gas"
 when = 'category == "gas_leak"'

@@ -44,7 +44,8 @@ PIPELINE_CONSUMER = "cityhub-pipeline"
 YOUNG_COLLECTION_EVERY = 50_000  # container allocations between young-generation garbage collections
 RESTART_BACKOFF = (1.0, 60.0)  # first and longest delay before the pipeline is restarted after a failure
 STANDBY_LOOK_EVERY_S = 0.2  # how often a standby's pipeline looks for newly acknowledged input
-STANDBY_STEP_BATCHES = 10  # a standby that is behind looks for a newer snapshot after this many batches
+RESTORE_AHEAD_BATCHES = 10  # a snapshot is restored only when it covers more than this many batches beyond the
+# state (fewer are processed sooner than a large state restored); a standby that is behind catches up in such steps
 
 Status = Literal["standing by", "starting", "running", "restarting", "stopped"]
 
@@ -85,6 +86,7 @@ class Pipeline:
         self.processor = BatchProcessor(engines, self.options, on_transform_outcome)
         self.isolation = IsolatingProcessor(self.processor)
         self.rebuild = StateRebuild(nc, self.isolation, self.options.batch_size)
+        self._restore_ahead = RESTORE_AHEAD_BATCHES * self.options.batch_size
         self.counts: dict[str, int] = {
             "in": 0,
             "out": 0,
@@ -216,11 +218,11 @@ class Pipeline:
     # standing by
 
     async def _stand_by(self) -> None:
-        """Look every ``STANDBY_LOOK_EVERY_S``; while behind, in steps of ``STANDBY_STEP_BATCHES`` batches, each
+        """Look every ``STANDBY_LOOK_EVERY_S``; while behind, in steps of ``RESTORE_AHEAD_BATCHES`` batches, each
         after a look for a snapshot more than a step ahead: a standby far behind (just started, while the active
         hub works off a backlog) jumps ahead by the snapshots instead of chasing the active hub at the same speed,
         and one a little behind processes on rather than restoring every snapshot."""
-        step = STANDBY_STEP_BATCHES * self.options.batch_size
+        step = self._restore_ahead
         while True:
             behind = False
             try:
@@ -323,7 +325,7 @@ class Pipeline:
         input after it), then the durable consumer from the next sequence."""
         started, before = time.monotonic(), self.state.last_seq
         restored, (ack_floor, self._acknowledged_at) = await asyncio.gather(
-            self.rebuild.restore_newer_snapshot(),
+            self.rebuild.restore_newer_snapshot(ahead_by=self._restore_ahead),
             terms.last_acknowledgement(self.js, topology.INGEST_STREAM, PIPELINE_CONSUMER),
         )
         replayed = await self.rebuild.catch_up(ack_floor)
