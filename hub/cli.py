@@ -217,15 +217,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_nats_config(args: argparse.Namespace) -> int:
-    from hub.federation.deployment import Deployment, Placement, write_deployment
+    from hub.federation.deployment import Deployment, MqttListener, Placement, write_deployment
     from hub.federation.scope import GridHierarchy
 
     config = load_config(args.config)
     hierarchy = GridHierarchy.from_layers(layer.spec() for layer in config.geo.layers)
-    deployment = Deployment([Placement.parse(text, hierarchy) for text in args.hub], hierarchy)
+    mqtt = dict(MqttListener.parse(text) for text in args.mqtt or ())
+    deployment = Deployment([Placement.parse(text, hierarchy) for text in args.hub], hierarchy, mqtt)
     for path in write_deployment(deployment, Path(args.out), Path(args.store_root)):
         print(f"wrote {path}")
-    print(f"credentials (NKey seeds, one per user): {Path(args.out) / 'creds'}")
+    creds = Path(args.out) / "creds"
+    print(f"credentials (NKey seeds, one per user; passwords of MQTT devices and cluster routes): {creds}")
     return 0
 
 
@@ -329,8 +331,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--hub",
         action="append",
         required=True,
-        metavar="SCOPE=HOST:PORT:LEAFNODE_PORT",
-        help="one hub: its scope (city, a district or street code) and where its server listens",
+        metavar="SCOPE=HOST:PORT:LEAFNODE_PORT[:CLUSTER_PORT]",
+        help="one hub: its scope (city, a district or street code) and where its server listens; "
+        "a scope given three times or more is a cluster of those nodes (with their cluster ports)",
+    )
+    nats_config.add_argument(
+        "--mqtt",
+        action="append",
+        metavar="SCOPE=PORT:TOPIC[,TOPIC...]",
+        help="the hub's server listens for MQTT on PORT, for devices publishing under the TOPIC "
+        "prefixes (e.g. 510104=1883:cityhub/raw/iot,recycling)",
     )
     nats_config.add_argument("--out", required=True, help="folder to write <scope>/nats-server.conf and creds/ into")
     nats_config.add_argument(

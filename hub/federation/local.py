@@ -12,19 +12,31 @@ import nats
 from nats.aio.client import Client
 
 from hub.config import TierConfig, TierParent
-from hub.federation.deployment import Deployment, Keys, Placement, hub_user, write_deployment
+from hub.federation.deployment import (
+    Deployment,
+    Keys,
+    MqttListener,
+    Placement,
+    devices_user,
+    hub_user,
+    write_deployment,
+)
 from hub.federation.permissions import inbox_prefix, viewer_name
 from hub.federation.scope import GridHierarchy, Scope
 from hub.nats.embedded import EmbeddedNats, free_port
 
 
 class LocalTiers:
-    """The nats-servers of the hubs ``codes`` under ``root``: configs in ``root/config``, stores in ``root/store``."""
+    """The nats-servers of the hubs ``codes`` under ``root``: configs in ``root/config``, stores in ``root/store``;
+    the hubs of ``mqtt`` listen for MQTT devices publishing under its topic prefixes, on a free port each."""
 
-    def __init__(self, root: Path, hierarchy: GridHierarchy, codes: Iterable[str]):
+    def __init__(
+        self, root: Path, hierarchy: GridHierarchy, codes: Iterable[str], mqtt: dict[str, tuple[str, ...]] | None = None
+    ):
         self.root = root
         placements = [Placement(hierarchy.scope(code), "127.0.0.1", free_port(), free_port()) for code in codes]
-        self.deployment = Deployment(placements, hierarchy)
+        listeners = {code: MqttListener(free_port(), topics) for code, topics in (mqtt or {}).items()}
+        self.deployment = Deployment(placements, hierarchy, listeners)
         self.keys = Keys(root / "config" / "creds")
         write_deployment(self.deployment, root / "config", root / "store")
         self.servers = {
@@ -54,6 +66,11 @@ class LocalTiers:
 
     def hub_credentials(self, code: str) -> Path:
         return self.keys.path(hub_user(self.scope(code)))
+
+    def mqtt_url(self, code: str) -> str:
+        """``mqtt://devices-<scope>:<password>@host:port`` of the hub's MQTT listener (a connector's broker_url)."""
+        user = devices_user(self.scope(code))
+        return f"mqtt://{user}:{self.keys.password(user)}@127.0.0.1:{self.deployment.mqtt[code].port}"
 
     def viewer_credentials(self, code: str) -> Path:
         return self.keys.path(viewer_name(self.deployment.hierarchy.scope(code)))

@@ -4,11 +4,15 @@ buckets, object stores, other clients' inboxes — is refused by the server."""
 
 from __future__ import annotations
 
+import asyncio
+
 import nats
 import orjson
 import pytest
 from nats.js.api import ConsumerConfig
 
+from hub.connector_kit.mqtt import parse_broker_url
+from hub.federation.local import LocalTiers
 from hub.federation.permissions import inbox_prefix
 from hub.nats.streams import ensure_streams
 from tests.waiting import wait_until
@@ -170,3 +174,47 @@ async def _create_consumer_at_city(client, subjects: str):
     return await client.request(
         f"$JS.city.API.CONSUMER.CREATE.CITYHUB_HANDOFF.probe.{subjects}", orjson.dumps(body), timeout=5
     )
+
+
+SUBSCRIBE_FAILURE = 0x80  # MQTT 3.1.1 SUBACK return code
+
+
+async def test_a_districts_mqtt_devices_use_their_topics_and_nothing_else(tmp_path, hierarchy):
+    """The MQTT listener of a district's server: its devices publish and subscribe under their topic prefixes;
+    CityHub's own subjects are refused to them, and their password opens no plain NATS connection."""
+    tiers = LocalTiers(tmp_path / "tiers", hierarchy, ["city", "510104"], mqtt={"510104": ("cityhub/raw/iot",)}).start()
+    hub = await tiers.connect_hub("510104")
+    broker = parse_broker_url(tiers.mqtt_url("510104"))
+    try:
+        seen = await hub.subscribe(">")
+        async with (
+            broker.client("reader", clean_session=True) as reader,
+            broker.client("device", clean_session=True) as device,
+        ):
+            await reader.subscribe("cityhub/raw/iot/#", qos=1)
+            [granted] = await reader.subscribe("cityhub/events/#", qos=1)
+            assert granted == SUBSCRIBE_FAILURE, granted  # the SUBACK refuses it
+            await device.publish("cityhub/ingest/iot_mqtt", b"{}", qos=0)  # dropped by the server
+            await device.publish("cityhub/raw/iot/gas-7/data", b'{"lel_pct": 31}', qos=1)
+            async with asyncio.timeout(60):
+                message = await anext(reader.messages)
+            assert (str(message.topic), message.payload) == ("cityhub/raw/iot/gas-7/data", b'{"lel_pct": 31}')
+        # The device's publications reach NATS in order: once the allowed one arrived, the refused one would have.
+        subjects = []
+        while True:
+            subjects.append((await seen.next_msg(timeout=60)).subject)
+            if subjects[-1] == "cityhub.raw.iot.gas-7.data":
+                break
+        assert "cityhub.ingest.iot_mqtt" not in subjects
+        with pytest.raises(nats.errors.Error):
+            await nats.connect(
+                tiers.url("510104"),
+                user=broker.username,
+                password=broker.password,
+                max_reconnect_attempts=0,
+                allow_reconnect=False,
+                connect_timeout=5,
+            )
+    finally:
+        await hub.close()
+        tiers.stop()
