@@ -23,12 +23,15 @@ from hub.gridgen import tessellate
 GRIDS = Path(__file__).resolve().parents[1] / "hub" / "data" / "grids"
 POINTS = 1_000_000
 SIZES_M = (1000.0, 500.0, 150.0, 40.0)
+# The three central districts (Jinjiang, Qingyang, Chenghua): about 150k cells at SIZES_M. All twenty districts
+# of the shipped grids would make millions.
+CENTRAL_DISTRICTS = ("510104", "510105", "510108")
 
 
 @pytest.fixture(scope="module")
 def tessellation() -> dict:
     shipped = json.loads((GRIDS / "chengdu_admin_gcj02.geojson").read_text())
-    districts = [f for f in shipped["features"] if f["properties"]["level"] == "district"]
+    districts = [f for f in shipped["features"] if f["properties"]["id"] in CENTRAL_DISTRICTS]
     for district in districts:
         district["properties"]["adcode"] = district["properties"]["id"]
     return tessellate({"type": "FeatureCollection", "features": districts}, sizes_m=SIZES_M, seed=11)

@@ -1,13 +1,24 @@
 """Publishing with JetStream fast ingest (hub.nats.publisher) against a real nats-server: everything stored once,
-re-publication dropped as duplicates, refused messages handed back, and the per-message fallback."""
+re-publication dropped as duplicates, refused messages handed back, and the per-message fallback. Each test runs
+with the messages written as frames built in the core (:mod:`hub.nats.frames`) and with one nats-py ``publish``
+per message (what a client without the members frames need gets)."""
 
 from __future__ import annotations
 
 import nats
+import pytest
 from nats.js.api import StreamConfig
 
 from hub import topology
+from hub.nats import publisher as publishing
 from hub.nats.publisher import Message, Publisher
+
+
+@pytest.fixture(params=["frames", "publish"], autouse=True)
+def sending(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "publish":
+        monkeypatch.setattr(publishing, "can_write_frames", lambda nc: False)
+    return str(request.param)
 
 
 def _events(count: int, prefix: str = "e") -> list[Message]:

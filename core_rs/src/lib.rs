@@ -1,6 +1,7 @@
 //! CityHub's hot path. Everything here is plain Rust; the Python binding layer lives in
 //! [`bindings`] alone and is compiled only with the `python` feature.
 
+pub mod frames;
 pub mod geo;
 pub mod ids;
 pub mod incidents;

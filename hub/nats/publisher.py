@@ -33,7 +33,8 @@ import orjson
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from hub import topology
+from hub import _core, topology
+from hub.nats.frames import can_write_frames, write_frames
 from hub.nats.sizes import SizeGuard
 
 log = logging.getLogger("cityhub.publisher")
@@ -43,6 +44,7 @@ FLOW = 100  # messages per flow ack: the server acks at least this often
 # messages: with room for all of them they are in the socket before the pipeline starts processing the next
 # batch (which holds the event loop), so the server stores one batch while the hub processes the next.
 WINDOW = 20
+CHUNK = FLOW * WINDOW // 2  # messages handed to the client at once, between flow-window and fence checks
 _START, _APPEND, _COMMIT = 0, 1, 2
 _NOT_ENABLED = 10205  # JSBatchPublishNotEnabled: the stream lacks allow_batched
 _UNKNOWN_BATCH = 10208  # JSBatchPublishUnknownBatchID
@@ -166,12 +168,12 @@ async def publish_fast_batch(
     nc: NatsClient, messages: Sequence[Message], timeout: float = 10.0, fence: Fence = UNFENCED, stream: str = ""
 ) -> tuple[list[int], str | None]:
     """Publish ``messages`` (all bound for ``stream``) as one fast-ingest batch; return the indices of the
-    messages that are not known to be stored, and why. Raises :class:`FastIngestUnsupported` when the stream or server
-    cannot take the batch and :class:`BatchFailed` when the batch ends without a final ack. ``fence.check`` runs
-    before each message (raising stops the batch), and the first message carries ``fence``'s headers for
-    ``stream``: when the server refuses it, gap mode ``fail`` ends the batch, so nothing of it is stored. (Only
-    the first: a clustered stream refuses a second message that expects the same subject's sequence while the
-    first is still being replicated.)"""
+    messages that are not known to be stored, and why. Raises :class:`FastIngestUnsupported` when the stream or
+    server cannot take the batch and :class:`BatchFailed` when the batch ends without a final ack.
+    ``fence.check`` runs before each run of ``CHUNK`` messages is handed to the client (raising stops the batch),
+    and the first message carries ``fence``'s headers for ``stream``: when the server refuses it, gap mode
+    ``fail`` ends the batch, so nothing of it is stored. (Only the first: a clustered stream refuses a second
+    message that expects the same subject's sequence while the first is still being replicated.)"""
     replies = _Replies()
 
     async def on_reply(msg: Msg) -> None:
@@ -184,18 +186,14 @@ async def publish_fast_batch(
     subscription = await nc.subscribe(f"{inbox}.>", cb=on_reply)
     prefix = f"{inbox}.{FLOW}.fail."
     conditions: dict[str, str] | None = fence.headers(stream)
+    send = _send_frames if can_write_frames(nc) else _send_each
     try:
-        for sequence, message in enumerate(messages, start=1):
-            if not await _window_open(replies, sequence, timeout):
+        for start in range(0, len(messages), CHUNK):
+            end = min(start + CHUNK, len(messages))
+            if not await _window_open(replies, end, timeout):
                 break  # the server ended the batch (refused a message); its final ack says how far it got
             fence.check()
-            operation = _COMMIT if sequence == len(messages) else _START if sequence == 1 else _APPEND
-            await nc.publish(
-                message.subject,
-                message.data,
-                reply=f"{prefix}{sequence}.{operation}.$FI",
-                headers=message.all_headers(conditions),
-            )
+            await send(nc, messages[start:end], prefix, start + 1, len(messages), conditions)
             conditions = None
         final = await asyncio.wait_for(replies.final, timeout)
     except TimeoutError:
@@ -214,8 +212,28 @@ async def publish_fast_batch(
     return not_taken, ("; ".join(refusals) or "batch ended early") if not_taken else None
 
 
+async def _send_frames(
+    nc: NatsClient, chunk: Sequence[Message], prefix: str, first: int, total: int, conditions: dict[str, str] | None
+) -> None:
+    """Messages ``first..`` of a batch of ``total``, as frames built in the core and written in one call."""
+    frames = _core.fast_ingest_frames(chunk, prefix, first, total, conditions or None)
+    await write_frames(nc, frames, len(chunk), sum(len(message.data) for message in chunk))
+
+
+async def _send_each(
+    nc: NatsClient, chunk: Sequence[Message], prefix: str, first: int, total: int, conditions: dict[str, str] | None
+) -> None:
+    """The same, one ``publish`` per message (a nats-py without what :mod:`hub.nats.frames` uses)."""
+    for sequence, message in enumerate(chunk, start=first):
+        operation = _COMMIT if sequence == total else _START if sequence == 1 else _APPEND
+        reply = f"{prefix}{sequence}.{operation}.$FI"
+        await nc.publish(message.subject, message.data, reply=reply, headers=message.all_headers(conditions))
+        conditions = None
+
+
 async def _window_open(replies: _Replies, sequence: int, timeout: float) -> bool:
-    """Wait while ``FLOW × WINDOW`` messages are unacknowledged; False once the batch has ended."""
+    """Wait while message ``sequence`` would leave more than ``FLOW × WINDOW`` messages unacknowledged; False
+    once the batch has ended."""
     while sequence > replies.acked + FLOW * WINDOW and not replies.final.done():
         replies.progress.clear()
         try:

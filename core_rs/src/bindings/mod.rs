@@ -5,6 +5,7 @@ use pyo3::call::PyCallArgs;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+mod frames;
 mod geo;
 mod ids;
 mod incidents;
@@ -36,6 +37,7 @@ fn version() -> &'static str {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    frames::register(m)?;
     geo::register(m)?;
     ids::register(m)?;
     incidents::register(m)?;
