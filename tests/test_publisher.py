@@ -5,6 +5,8 @@ per message (what a client without the members frames need gets)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import nats
 import pytest
 from nats.js.api import StreamConfig
@@ -41,20 +43,32 @@ async def test_one_call_stores_every_message_on_its_own_stream(nc):
     assert stored_dead.data == b"\xff not json" and stored_dead.headers[topology.HEADER_REASON] == "not JSON"
 
 
-async def test_subscribers_of_the_subjects_see_exactly_the_messages(nc, nats_url):
+async def test_subscribers_of_the_subjects_see_the_messages_once_and_nothing_else(nc, nats_url):
+    """No end-of-batch message, nothing twice. nats-server 2.15.1 sometimes does not route the first fast-ingest
+    batch of a new connection to core subscribers although it stores it (3-7 of 150 fresh connections, with
+    frames and with nats-py's publish alike): what the hub promises is the stream's content, which JetStream
+    consumers read; so the first batch here is only checked for extras."""
     listener = await nats.connect(nats_url)
-    seen: list[bytes] = []
+    seen: list[str] = []
+    batches = [_events(count, prefix=f"b{count}-") for count in (1, 2, 5)]
+    after_the_first = {message.msg_id for batch in batches[1:] for message in batch}
+    all_seen = asyncio.Event()
 
     async def collect(msg) -> None:  # noqa: ANN001
-        seen.append(msg.data)
+        seen.append(msg.headers[topology.HEADER_MSG_ID])
+        if after_the_first <= set(seen):
+            all_seen.set()
 
     await listener.subscribe("cityhub.events.>", cb=collect)
     await listener.flush()
-    for count in (1, 2, 5):
-        await Publisher(nc).publish(_events(count, prefix=f"b{count}-"))
+    for batch in batches:
+        assert await Publisher(nc).publish(batch) == ([], None)
+    await asyncio.wait_for(all_seen.wait(), 10)
     await listener.flush()
     await listener.drain()
-    assert sorted(seen) == sorted(message.data for count in (1, 2, 5) for message in _events(count))
+    assert len(seen) == len(set(seen))
+    assert set(seen) - after_the_first <= {message.msg_id for message in batches[0]}
+    assert await _stored(nc.jetstream(), topology.EVENTS_STREAM) == 8
 
 
 async def test_republishing_after_a_crash_stores_nothing_twice(nc):
