@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import orjson
 from nats.aio.client import Client as NatsClient
@@ -52,8 +52,21 @@ def _shorten(text: str, limit: int = 60) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def format_event(raw: bytes) -> str:
-    """One line per unified event: time, severity, category, grid path, source, address, incident, text."""
+def _when(value: object, zone: tzinfo | None) -> str:
+    """An ISO 8601 time as the city reads it: in ``zone`` when given (orders are stamped in UTC, events carry their
+    sender's offset), else as written."""
+    text = str(value or "")
+    if zone is None or not text:
+        return text
+    try:
+        return datetime.fromisoformat(text).astimezone(zone).isoformat(timespec="seconds")
+    except ValueError:
+        return text
+
+
+def format_event(raw: bytes, zone: tzinfo | None = None) -> str:
+    """One line per unified event: time (in ``zone`` when given), severity, category, grid path, source, address,
+    incident, text."""
     try:
         envelope = orjson.loads(raw)
         data = envelope.get("data") or {}
@@ -61,7 +74,7 @@ def format_event(raw: bytes) -> str:
         return f"(not a CloudEvent: {_shorten(raw.decode('utf-8', 'replace'))})"
     grid = "/".join(cell.get("name") or cell.get("id", "?") for cell in data.get("grid_path", [])) or "(no cell)"
     parts = [
-        str(data.get("time") or envelope.get("time", "")),
+        _when(data.get("time") or envelope.get("time"), zone),
         str(envelope.get("severity") or data.get("severity", "")).upper().ljust(8),
         str(envelope.get("category") or data.get("category", "")).ljust(16),
         grid,
@@ -76,9 +89,9 @@ def format_event(raw: bytes) -> str:
     return "  ".join(parts)
 
 
-def format_dispatch(raw: bytes) -> str:
+def format_dispatch(raw: bytes, zone: tzinfo | None = None) -> str:
     """One line per dispatch order (who must act, through which connector, on whose reports) or status update
-    (which connector reported what about which order)."""
+    (which connector reported what about which order), its time in ``zone`` when given."""
     try:
         envelope = orjson.loads(raw)
         data = envelope.get("data") or {}
@@ -87,12 +100,13 @@ def format_dispatch(raw: bytes) -> str:
     if envelope.get("type") == wire.TYPE_DISPATCH_ORDER:
         reports = ",".join(sorted({report.get("source", "?") for report in data.get("reports", [])}))
         return (
-            f"{data.get('created_at', '')}  ORDER     {data.get('target', '?')} via [{data.get('connector', '?')}]"
+            f"{_when(data.get('created_at'), zone)}  ORDER     {data.get('target', '?')}"
+            f" via [{data.get('connector', '?')}]"
             f"  order={data.get('id', '?')}  reports from {reports or 'none'}"
         )
     reporter = str(envelope.get("source", "?")).rpartition("/")[2]
     parts = [
-        str(data.get("time", "")),
+        _when(data.get("time"), zone),
         "UPDATE   ",
         str(data.get("status", "?")).ljust(16),
         f"[{reporter}]",

@@ -10,8 +10,10 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import nats
+import orjson
 import pytest
 import uvicorn
 
@@ -21,6 +23,7 @@ from hub.hookspecs import hookimpl
 from hub.models import Category, Event, GridCell, Severity
 from hub.nats.embedded import free_port
 from hub.nats.streams import ensure_streams
+from hub.tap import format_dispatch, format_event
 from standin_hub import StandInHub
 
 REPO = Path(__file__).resolve().parents[1]
@@ -259,3 +262,17 @@ def test_run_refuses_a_bad_config_with_every_error(tmp_path):
     result = cityhub("run", "-c", str(config))
     assert result.returncode == 1
     assert f"{config}:2: admin.port: Input should be greater than or equal to 0" in result.stderr
+
+
+def test_the_demo_shows_events_orders_and_updates_in_the_city_time() -> None:
+    """Orders are stamped in UTC and events carry their sender's offset; side by side they read in one zone."""
+    shanghai = ZoneInfo("Asia/Shanghai")
+    event = orjson.dumps({"severity": "high", "data": {"time": "2026-05-01T01:30:00+00:00", "source": "iot_mqtt"}})
+    order = orjson.dumps(
+        {"type": wire.TYPE_DISPATCH_ORDER, "data": {"created_at": "2026-05-01T01:30:05Z", "target": "gridworker"}}
+    )
+    update = orjson.dumps({"source": "cityhub/gridworker", "data": {"time": "2026-05-01T09:31:00+08:00"}})
+    assert format_event(event, zone=shanghai).startswith("2026-05-01T09:30:00+08:00  HIGH")
+    assert format_dispatch(order, zone=shanghai).startswith("2026-05-01T09:30:05+08:00  ORDER")
+    assert format_dispatch(update, zone=shanghai).startswith("2026-05-01T09:31:00+08:00  UPDATE")
+    assert format_event(event).startswith("2026-05-01T01:30:00+00:00")  # without a zone: as written

@@ -4,9 +4,11 @@ unified stream one line a message. The simulators of every plugin run for as lon
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from nats.aio.subscription import Subscription
 
@@ -74,7 +76,11 @@ async def _print_unified_stream(hub: Hub) -> None:
     assert hub.nc is not None
     events = await hub.nc.subscribe(f"{topology.PREFIX}.events.>")
     dispatch = await hub.nc.subscribe(f"{topology.PREFIX}.dispatch.>")
-    await asyncio.gather(_print_each(events, format_event), _print_each(dispatch, format_dispatch))
+    zone = ZoneInfo(hub.config.timezone)  # events, orders and updates side by side in the city's time
+    await asyncio.gather(
+        _print_each(events, functools.partial(format_event, zone=zone)),
+        _print_each(dispatch, functools.partial(format_dispatch, zone=zone)),
+    )
 
 
 async def _print_each(subscription: Subscription, format_message: Callable[[bytes], str]) -> None:
