@@ -9,6 +9,8 @@ import asyncio
 
 import nats
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from nats.js.api import StreamConfig
 
 from hub import topology
@@ -114,3 +116,21 @@ async def test_a_message_refused_early_in_a_long_batch_is_named_and_the_rest_han
     failed, reason = await publisher.publish(messages)
     assert [message.msg_id for message in failed] == [f"m{n}" for n in range(3, 2_000)]
     assert "m3 refused: message size exceeds maximum allowed" in reason
+
+
+@given(st.lists(st.integers(min_value=0, max_value=3 * publishing.RUN_BYTES // 2), max_size=2_500))
+def test_runs_cover_every_message_in_order_within_their_bounds(sizes: list[int]) -> None:
+    messages = [Message("a", b"x" * size, str(n)) for n, size in enumerate(sizes)]
+    runs = publishing._runs(messages)
+    assert [index for start, end in runs for index in range(start, end)] == list(range(len(messages)))
+    for start, end in runs:
+        assert 0 < end - start <= publishing.RUN
+        assert end - start == 1 or sum(sizes[start:end]) <= publishing.RUN_BYTES
+
+
+async def test_a_batch_larger_than_a_run_of_bytes_is_stored_whole(nc):
+    messages = [
+        Message(f"cityhub.events.d{n % 3}._.fire.high", b"x" * 200_000, f"large-{n}") for n in range(12)
+    ]  # 2.4 MB: three runs
+    assert await Publisher(nc).publish(messages) == ([], None)
+    assert await _stored(nc.jetstream(), topology.EVENTS_STREAM) == 12

@@ -44,7 +44,10 @@ FLOW = 100  # messages per flow ack: the server acks at least this often
 # messages: with room for all of them they are in the socket before the pipeline starts processing the next
 # batch (which holds the event loop), so the server stores one batch while the hub processes the next.
 WINDOW = 20
-CHUNK = FLOW * WINDOW // 2  # messages handed to the client at once, between flow-window and fence checks
+# Messages handed to the client at once, between flow-window and fence checks; a run also ends once it holds
+# RUN_BYTES of payload, so a batch of large messages (dead letters keep their input) is not copied whole at once.
+RUN = FLOW * WINDOW // 2
+RUN_BYTES = 1 << 20
 _START, _APPEND, _COMMIT = 0, 1, 2
 _NOT_ENABLED = 10205  # JSBatchPublishNotEnabled: the stream lacks allow_batched
 _UNKNOWN_BATCH = 10208  # JSBatchPublishUnknownBatchID
@@ -170,7 +173,7 @@ async def publish_fast_batch(
     """Publish ``messages`` (all bound for ``stream``) as one fast-ingest batch; return the indices of the
     messages that are not known to be stored, and why. Raises :class:`FastIngestUnsupported` when the stream or
     server cannot take the batch and :class:`BatchFailed` when the batch ends without a final ack.
-    ``fence.check`` runs before each run of ``CHUNK`` messages is handed to the client (raising stops the batch),
+    ``fence.check`` runs before each run of messages (:func:`_runs`) is handed to the client (raising stops the batch),
     and the first message carries ``fence``'s headers for ``stream``: when the server refuses it, gap mode
     ``fail`` ends the batch, so nothing of it is stored. (Only the first: a clustered stream refuses a second
     message that expects the same subject's sequence while the first is still being replicated.)"""
@@ -188,8 +191,7 @@ async def publish_fast_batch(
     conditions: dict[str, str] | None = fence.headers(stream)
     send = _send_frames if can_write_frames(nc) else _send_each
     try:
-        for start in range(0, len(messages), CHUNK):
-            end = min(start + CHUNK, len(messages))
+        for start, end in _runs(messages):
             if not await _window_open(replies, end, timeout):
                 break  # the server ended the batch (refused a message); its final ack says how far it got
             fence.check()
@@ -210,6 +212,19 @@ async def publish_fast_batch(
     ]
     not_taken = list(range(taken, len(messages)))
     return not_taken, ("; ".join(refusals) or "batch ended early") if not_taken else None
+
+
+def _runs(messages: Sequence[Message]) -> list[tuple[int, int]]:
+    """``messages`` cut into runs of at most ``RUN`` messages and, but for a run of one, ``RUN_BYTES`` of payload."""
+    runs, start, size = [], 0, 0
+    for index, message in enumerate(messages):
+        if index > start and (index - start == RUN or size + len(message.data) > RUN_BYTES):
+            runs.append((start, index))
+            start, size = index, 0
+        size += len(message.data)
+    if start < len(messages):
+        runs.append((start, len(messages)))
+    return runs
 
 
 async def _send_frames(
