@@ -8,6 +8,7 @@ from hub.incidents import DedupStats, MergerStats
 __all__ = [
     "version",
     "time_ordered_ids",
+    "fast_ingest_frames",
     "convert_coords",
     "GeoIndex",
     "Deduper",

@@ -18,7 +18,7 @@ from hub.app import Hub
 from hub.availability import LEASE_BUCKET, Holder, Lease, LeaseLost, OutputFence, terms
 from hub.errors import ConfigError
 from hub.nats.fetcher import Fetcher
-from hub.nats.publisher import FLOW, WINDOW, Message, publish_fast_batch
+from hub.nats.publisher import FLOW, RUN, WINDOW, Message, publish_fast_batch
 from hub.pipeline import PIPELINE_CONSUMER
 from hub.plugins import ALLOW_LIST_ENV
 from tests.pipeline_support import event, hub_toml, ingest_item, publish_raw, stream_count
@@ -259,8 +259,9 @@ async def test_the_rest_of_a_batch_begun_before_a_long_pause_is_refused(nc, nats
     await fence.mark()
     sent_before = FLOW * WINDOW  # the publisher waits for flow acks here, so these reach the server first
     outputs = _outputs("paused", count=sent_before + 200)
+    before_the_last_run = sent_before // RUN + 1  # the fence is checked once per run the client is handed
     unstored, reason = await publish_fast_batch(
-        nc, outputs, fence=_PausedMidBatch(fence, at=sent_before + 50), stream=topology.EVENTS_STREAM
+        nc, outputs, fence=_PausedMidBatch(fence, at=before_the_last_run), stream=topology.EVENTS_STREAM
     )
     assert set(range(sent_before, len(outputs))) <= set(unstored), reason  # reported not stored: sent again
     assert await stream_count(nats_url, topology.EVENTS_STREAM) == sent_before  # the server took none of the rest
