@@ -23,6 +23,7 @@ from hub.connector_kit import (
     post_signed_with_retry,
     refuse,
     signed_body,
+    stop_if_cancelled,
     unavailable,
 )
 from hub.errors import InvalidEventError
@@ -78,6 +79,9 @@ class Hotline12345Connector(Connector):
         backoff = settings.backoff.make()
         discovered_at: float | None = None
         while True:
+            # A stop swallowed by a timeout inside a poll (Python 3.11's wait_for, in nats-py) is not sent again: the
+            # task group that cancelled this loop cancels its tasks once.
+            stop_if_cancelled()
             try:
                 loop_time = asyncio.get_running_loop().time()
                 if discovered_at is None or loop_time - discovered_at >= settings.discovery_interval_s:
