@@ -757,9 +757,29 @@ def _update(
 ) -> Change:
     """The incident as it stands after its ``count``-th report (the event at ``row``): one update per report,
     named by the report count, so the updates do not depend on how the reports were cut into batches."""
+    return _change(record, incident_id, change, f"{incident_id}:{count}", clock, count, row)
+
+
+def _closed(record: IncidentRecord, incident_id: str, closed_at: float, reason: str) -> Change:
+    """The ``closed`` change of an incident, from what the pipeline remembers of it."""
+    return _change(
+        record, incident_id, IncidentChange.CLOSED, incident_id, closed_at, max(1, record.report_count), reason
+    )
+
+
+def _change(
+    record: IncidentRecord,
+    incident_id: str,
+    change: IncidentChange,
+    msg_id: str,
+    updated_at: float,
+    count: int,
+    report_or_reason: int | str,
+) -> Change:
+    """A ``change`` of ``record``'s incident, carrying the incident as the pipeline remembers it."""
     return Change(
         incident_subject(record.district, record.category, change),
-        f"{incident_id}:{count}",
+        msg_id,
         change,
         incident_id,
         record.category,
@@ -767,31 +787,10 @@ def _update(
         record.district,
         record.late,
         record.opened_at,
-        clock,
+        updated_at,
         record.received_at,
         tuple(record.sources),
         tuple(record.matched_rules),
         count,
-        row,
-    )
-
-
-def _closed(record: IncidentRecord, incident_id: str, closed_at: float, reason: str) -> Change:
-    """The ``closed`` change of an incident, from what the pipeline remembers of it."""
-    return Change(
-        incident_subject(record.district, record.category, IncidentChange.CLOSED),
-        incident_id,
-        IncidentChange.CLOSED,
-        incident_id,
-        record.category,
-        _SEVERITY_NAMES[record.severity],
-        record.district,
-        record.late,
-        record.opened_at,
-        closed_at,
-        record.received_at,
-        tuple(record.sources),
-        tuple(record.matched_rules),
-        max(1, record.report_count),
-        reason,
+        report_or_reason,
     )
